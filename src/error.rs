@@ -1,0 +1,204 @@
+//! The server's one error type. Every error a client can see has a kind, and
+//! [`Error::sqlstate`] maps kinds to PostgreSQL SQLSTATE codes in this one place.
+
+use std::fmt;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What went wrong, as far as the client is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 42601
+    Syntax,
+    /// 42P01
+    UndefinedTable,
+    /// 42703
+    UndefinedColumn,
+    /// 3D000
+    UndefinedDatabase,
+    /// 42P07
+    DuplicateTable,
+    /// 42P04
+    DuplicateDatabase,
+    /// 42701
+    DuplicateColumn,
+    /// 23505
+    UniqueViolation,
+    /// 23502
+    NotNullViolation,
+    /// 22P02
+    InvalidTextRepresentation,
+    /// 22003
+    NumericOutOfRange,
+    /// 22012
+    DivisionByZero,
+    /// 42804
+    DatatypeMismatch,
+    /// 42846
+    CannotCoerce,
+    /// 42883
+    UndefinedFunction,
+    /// 0A000
+    FeatureNotSupported,
+    /// 25P02
+    InFailedTransaction,
+    /// 40001
+    SerializationFailure,
+    /// 08P01
+    Protocol,
+    /// 26000
+    InvalidStatementName,
+    /// 34000
+    InvalidCursorName,
+    /// 42803
+    Grouping,
+    /// 42P10
+    InvalidColumnReference,
+    /// 21000
+    Cardinality,
+    /// 22023
+    InvalidParameterValue,
+    /// 42704
+    UndefinedObject,
+    /// 42P18
+    IndeterminateDatatype,
+    /// 57014
+    QueryCanceled,
+    /// 22001
+    StringTooLong,
+    /// 21000-like: ON CONFLICT touching a row twice
+    CardinalityViolation,
+    /// 42809
+    WrongObjectType,
+    /// 2BP01
+    DependentObjects,
+    /// 25001
+    ActiveTransaction,
+    /// 57P01
+    AdminShutdown,
+    /// XX000
+    Internal,
+}
+
+/// An error with its kind, a message for people, and optionally the 1-based character
+/// position in the statement it points at.
+#[derive(Clone, Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub position: Option<usize>,
+    pub hint: Option<String>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            position: None,
+            hint: None,
+        }
+    }
+    pub fn with_position(mut self, pos: usize) -> Self {
+        self.position = Some(pos);
+        self
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn syntax(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Syntax, m)
+    }
+    pub fn unsupported(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::FeatureNotSupported, m)
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, m)
+    }
+    pub fn protocol(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Protocol, m)
+    }
+    pub fn invalid_text(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidTextRepresentation, m)
+    }
+    pub fn out_of_range(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NumericOutOfRange, m)
+    }
+    pub fn cannot_coerce(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::CannotCoerce, m)
+    }
+    pub fn mismatch(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::DatatypeMismatch, m)
+    }
+    pub fn retry(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::SerializationFailure, m)
+    }
+
+    /// The client may retry the transaction (SQLSTATE 40001).
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::SerializationFailure
+    }
+
+    /// The SQLSTATE reported to clients.
+    pub fn sqlstate(&self) -> &'static str {
+        use ErrorKind::*;
+        match self.kind {
+            Syntax => "42601",
+            UndefinedTable => "42P01",
+            UndefinedColumn => "42703",
+            UndefinedDatabase => "3D000",
+            DuplicateTable => "42P07",
+            DuplicateDatabase => "42P04",
+            DuplicateColumn => "42701",
+            UniqueViolation => "23505",
+            NotNullViolation => "23502",
+            InvalidTextRepresentation => "22P02",
+            NumericOutOfRange => "22003",
+            DivisionByZero => "22012",
+            DatatypeMismatch => "42804",
+            CannotCoerce => "42846",
+            UndefinedFunction => "42883",
+            FeatureNotSupported => "0A000",
+            InFailedTransaction => "25P02",
+            SerializationFailure => "40001",
+            Protocol => "08P01",
+            InvalidStatementName => "26000",
+            InvalidCursorName => "34000",
+            Grouping => "42803",
+            InvalidColumnReference => "42P10",
+            Cardinality | CardinalityViolation => "21000",
+            InvalidParameterValue => "22023",
+            UndefinedObject => "42704",
+            IndeterminateDatatype => "42P18",
+            QueryCanceled => "57014",
+            StringTooLong => "22001",
+            WrongObjectType => "42809",
+            DependentObjects => "2BP01",
+            ActiveTransaction => "25001",
+            AdminShutdown => "57P01",
+            Internal => "XX000",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<chitin_storage::Error> for Error {
+    fn from(e: chitin_storage::Error) -> Self {
+        Error::internal(format!("storage: {e}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::internal(format!("i/o: {e}"))
+    }
+}

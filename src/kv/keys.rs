@@ -1,0 +1,401 @@
+//! The whole key space, in one file.
+//!
+//! ```text
+//! 0x01 <name>                          system: node-wide metadata (descriptor ids, versions)
+//! 0x02 <db id u32>                     system: database descriptors
+//! 0x03 <table id u32>                  system: table descriptors
+//! 0x10 <table u32> <index u32> <key>   table data: /Table/<table>/<index>/<key columns…>
+//! ```
+//!
+//! Everything below 0x10 is the *system span*, one range on core 0. Table data uses an
+//! order-preserving encoding of SQL datums ([`encode_key_datum`]), ascending; row values use
+//! a compact value encoding ([`encode_row`]).
+//!
+//! Range addressing (for now): every index of every table is its own range, placed on a core
+//! chosen from the (table, index) pair; see [`range_for_key`].
+
+use rust_decimal::Decimal;
+
+use crate::error::{Error, Result};
+use crate::sql::types::Datum;
+use chitin_storage::RangeId;
+
+pub const SYSTEM_META: u8 = 0x01;
+pub const SYSTEM_DATABASE: u8 = 0x02;
+pub const SYSTEM_TABLE: u8 = 0x03;
+pub const TABLE_DATA: u8 = 0x10;
+
+/// The range that holds all system keys.
+pub const SYSTEM_RANGE: RangeId = RangeId(1);
+
+pub fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = vec![SYSTEM_META];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn database_key(id: u32) -> Vec<u8> {
+    let mut k = vec![SYSTEM_DATABASE];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn table_desc_key(id: u32) -> Vec<u8> {
+    let mut k = vec![SYSTEM_TABLE];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// `[prefix, prefix_end)` of all keys starting with `prefix` byte.
+pub fn system_span(prefix: u8) -> (Vec<u8>, Vec<u8>) {
+    (vec![prefix], vec![prefix + 1])
+}
+
+/// The key prefix of an index: `/Table/<table>/<index>/`.
+pub fn index_prefix(table: u32, index: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + 16);
+    k.push(TABLE_DATA);
+    k.extend_from_slice(&table.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The first key after every key with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.last_mut() {
+        if *last < 0xff {
+            *last += 1;
+            return end;
+        }
+        end.pop();
+    }
+    vec![0xff; 16]
+}
+
+/// The range id of a table index. Range ids 1..2^16 are reserved for system ranges.
+pub fn index_range_id(table: u32, index: u32) -> RangeId {
+    RangeId(((table as u64) << 16) | index as u64)
+}
+
+/// The range holding `key`, and its span.
+pub fn range_for_key(key: &[u8]) -> RangeId {
+    if key.len() >= 9 && key[0] == TABLE_DATA {
+        let table = u32::from_be_bytes(key[1..5].try_into().unwrap());
+        let index = u32::from_be_bytes(key[5..9].try_into().unwrap());
+        index_range_id(table, index)
+    } else {
+        SYSTEM_RANGE
+    }
+}
+
+/// The core that owns `range` on a node with `cores` cores.
+pub fn core_for_range(range: RangeId, cores: usize) -> usize {
+    if range == SYSTEM_RANGE || cores <= 1 {
+        return 0;
+    }
+    let table = range.0 >> 16;
+    let index = range.0 & 0xffff;
+    ((table + index) % cores as u64) as usize
+}
+
+// --- Order-preserving key encoding of datums (ascending). ---
+
+const KEY_NULL: u8 = 0x00;
+const KEY_FALSE: u8 = 0x02;
+const KEY_TRUE: u8 = 0x03;
+const KEY_INT: u8 = 0x10;
+const KEY_FLOAT: u8 = 0x11;
+const KEY_NUMERIC: u8 = 0x12;
+const KEY_BYTES: u8 = 0x13;
+const KEY_DATE: u8 = 0x14;
+const KEY_TIME: u8 = 0x15;
+const KEY_UUID: u8 = 0x16;
+
+/// Appends the order-preserving encoding of `d` to `out`. NULL sorts first.
+pub fn encode_key_datum(d: &Datum, out: &mut Vec<u8>) {
+    match d {
+        Datum::Null => out.push(KEY_NULL),
+        Datum::Bool(b) => out.push(if *b { KEY_TRUE } else { KEY_FALSE }),
+        Datum::Int(i) => {
+            out.push(KEY_INT);
+            out.extend_from_slice(&((*i as u64) ^ (1 << 63)).to_be_bytes());
+        }
+        Datum::Float(f) => {
+            out.push(KEY_FLOAT);
+            out.extend_from_slice(&float_key(*f).to_be_bytes());
+        }
+        Datum::Numeric(n) => {
+            // Order by the float approximation, then by exact text to keep keys distinct.
+            out.push(KEY_NUMERIC);
+            let f: f64 = n.to_string().parse().unwrap_or(0.0);
+            out.extend_from_slice(&float_key(f).to_be_bytes());
+            escape_bytes(n.normalize().to_string().as_bytes(), out);
+        }
+        Datum::Text(s) => {
+            out.push(KEY_BYTES);
+            escape_bytes(s.as_bytes(), out);
+        }
+        Datum::Bytes(b) => {
+            out.push(KEY_BYTES);
+            escape_bytes(b, out);
+        }
+        Datum::Date(d) => {
+            out.push(KEY_DATE);
+            out.extend_from_slice(&((*d as u32) ^ (1 << 31)).to_be_bytes());
+        }
+        Datum::Timestamp(t) | Datum::TimestampTz(t) => {
+            out.push(KEY_TIME);
+            out.extend_from_slice(&((*t as u64) ^ (1 << 63)).to_be_bytes());
+        }
+        Datum::Uuid(u) => {
+            out.push(KEY_UUID);
+            out.extend_from_slice(u);
+        }
+    }
+}
+
+fn float_key(f: f64) -> u64 {
+    let f = if f.is_nan() {
+        f64::NAN
+    } else if f == 0.0 {
+        0.0
+    } else {
+        f
+    };
+    let bits = f.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits ^ (1 << 63)
+    }
+}
+
+fn escape_bytes(b: &[u8], out: &mut Vec<u8>) {
+    for &c in b {
+        if c == 0 {
+            out.extend_from_slice(&[0x00, 0xff]);
+        } else {
+            out.push(c);
+        }
+    }
+    out.extend_from_slice(&[0x00, 0x01]);
+}
+
+/// Encodes a tuple of datums as a key suffix.
+pub fn encode_key_datums(ds: &[Datum], out: &mut Vec<u8>) {
+    for d in ds {
+        encode_key_datum(d, out);
+    }
+}
+
+// --- Value encoding of rows: per column, a tag byte then the payload. ---
+
+const V_NULL: u8 = 0;
+const V_INT: u8 = 1;
+const V_FLOAT: u8 = 2;
+const V_FALSE: u8 = 3;
+const V_TRUE: u8 = 4;
+const V_TEXT: u8 = 5;
+const V_BYTES: u8 = 6;
+const V_NUMERIC: u8 = 7;
+const V_DATE: u8 = 8;
+const V_TS: u8 = 9;
+const V_TSTZ: u8 = 10;
+const V_UUID: u8 = 11;
+
+fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64> {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let c = *b.get(*pos).ok_or_else(corrupt)?;
+        *pos += 1;
+        v |= ((c & 0x7f) as u64) << shift;
+        if c & 0x80 == 0 {
+            return Ok(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(corrupt());
+        }
+    }
+}
+
+fn corrupt() -> Error {
+    Error::internal("corrupt row encoding")
+}
+
+/// Appends the value encoding of one datum.
+pub fn encode_value_datum(d: &Datum, out: &mut Vec<u8>) {
+    match d {
+        Datum::Null => out.push(V_NULL),
+        Datum::Int(i) => {
+            out.push(V_INT);
+            put_varint(((*i << 1) ^ (*i >> 63)) as u64, out);
+        }
+        Datum::Float(f) => {
+            out.push(V_FLOAT);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Datum::Bool(b) => out.push(if *b { V_TRUE } else { V_FALSE }),
+        Datum::Text(s) => {
+            out.push(V_TEXT);
+            put_varint(s.len() as u64, out);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Datum::Bytes(b) => {
+            out.push(V_BYTES);
+            put_varint(b.len() as u64, out);
+            out.extend_from_slice(b);
+        }
+        Datum::Numeric(n) => {
+            out.push(V_NUMERIC);
+            out.extend_from_slice(&n.serialize());
+        }
+        Datum::Date(d) => {
+            out.push(V_DATE);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        Datum::Timestamp(t) => {
+            out.push(V_TS);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Datum::TimestampTz(t) => {
+            out.push(V_TSTZ);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Datum::Uuid(u) => {
+            out.push(V_UUID);
+            out.extend_from_slice(u);
+        }
+    }
+}
+
+/// Encodes a whole row.
+pub fn encode_row(row: &[Datum]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(row.len() * 9);
+    put_varint(row.len() as u64, &mut out);
+    for d in row {
+        encode_value_datum(d, &mut out);
+    }
+    out
+}
+
+fn take<'a>(b: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8]> {
+    let s = b.get(*pos..*pos + n).ok_or_else(corrupt)?;
+    *pos += n;
+    Ok(s)
+}
+
+/// Decodes a row encoded by [`encode_row`]. Rows written before columns were added have
+/// fewer values; the missing trailing ones read as NULL up to `width`.
+pub fn decode_row(b: &[u8], width: usize) -> Result<Vec<Datum>> {
+    let mut pos = 0;
+    let n = get_varint(b, &mut pos)? as usize;
+    let mut row = Vec::with_capacity(width.max(n));
+    for _ in 0..n {
+        let tag = *b.get(pos).ok_or_else(corrupt)?;
+        pos += 1;
+        let d = match tag {
+            V_NULL => Datum::Null,
+            V_INT => {
+                let z = get_varint(b, &mut pos)?;
+                Datum::Int(((z >> 1) as i64) ^ -((z & 1) as i64))
+            }
+            V_FLOAT => Datum::Float(f64::from_le_bytes(
+                take(b, &mut pos, 8)?.try_into().unwrap(),
+            )),
+            V_FALSE => Datum::Bool(false),
+            V_TRUE => Datum::Bool(true),
+            V_TEXT => {
+                let len = get_varint(b, &mut pos)? as usize;
+                let s = take(b, &mut pos, len)?;
+                Datum::Text(String::from_utf8(s.to_vec()).map_err(|_| corrupt())?)
+            }
+            V_BYTES => {
+                let len = get_varint(b, &mut pos)? as usize;
+                Datum::Bytes(take(b, &mut pos, len)?.to_vec())
+            }
+            V_NUMERIC => {
+                let raw: [u8; 16] = take(b, &mut pos, 16)?.try_into().unwrap();
+                Datum::Numeric(Decimal::deserialize(raw))
+            }
+            V_DATE => Datum::Date(i32::from_le_bytes(
+                take(b, &mut pos, 4)?.try_into().unwrap(),
+            )),
+            V_TS => Datum::Timestamp(i64::from_le_bytes(
+                take(b, &mut pos, 8)?.try_into().unwrap(),
+            )),
+            V_TSTZ => Datum::TimestampTz(i64::from_le_bytes(
+                take(b, &mut pos, 8)?.try_into().unwrap(),
+            )),
+            V_UUID => Datum::Uuid(take(b, &mut pos, 16)?.try_into().unwrap()),
+            _ => return Err(corrupt()),
+        };
+        row.push(d);
+    }
+    while row.len() < width {
+        row.push(Datum::Null);
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(d: &Datum) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_key_datum(d, &mut v);
+        v
+    }
+
+    #[test]
+    fn key_encoding_preserves_order() {
+        let ints = [i64::MIN, -5, -1, 0, 1, 7, 1000, i64::MAX];
+        for w in ints.windows(2) {
+            assert!(key(&Datum::Int(w[0])) < key(&Datum::Int(w[1])));
+        }
+        let floats = [
+            f64::NEG_INFINITY,
+            -2.5,
+            -0.0,
+            0.5,
+            3.0,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        for w in floats.windows(2) {
+            assert!(key(&Datum::Float(w[0])) <= key(&Datum::Float(w[1])));
+        }
+        let strs = ["", "a", "a\0", "ab", "b"];
+        for w in strs.windows(2) {
+            assert!(key(&Datum::Text(w[0].into())) < key(&Datum::Text(w[1].into())));
+        }
+        assert!(key(&Datum::Null) < key(&Datum::Int(i64::MIN)));
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let row = vec![
+            Datum::Int(-3),
+            Datum::Null,
+            Datum::Text("hi".into()),
+            Datum::Float(1.5),
+            Datum::Bool(true),
+            Datum::Numeric("12.34".parse().unwrap()),
+            Datum::Uuid([7; 16]),
+        ];
+        let back = decode_row(&encode_row(&row), 8).unwrap();
+        assert_eq!(back.len(), 8);
+        assert_eq!(format!("{:?}", &back[..7]), format!("{row:?}"));
+    }
+}

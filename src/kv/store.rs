@@ -1,0 +1,465 @@
+//! The per-core store: the core's ranges, its engine and its raft log, the raft driver that
+//! batches every range's `Ready` into one log append (one fdatasync), and the evaluation of
+//! KV requests on the ranges this core leads.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chitin_storage::{Engine, MemEngine, RangeId, ScanOptions, Timestamp, WriteBatch};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use raft::prelude::*;
+
+use super::keys;
+use super::replica::{Command, Prepared, Replica};
+use super::{KvRequest, KvResponse, KvWrite, TxnId};
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::CoreMetrics;
+use crate::raftlog::DurableLog;
+use crate::txn::Hlc;
+
+/// How long a request waits for latched keys before giving up with a retryable error.
+const LATCH_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Store {
+    pub core: usize,
+    pub ncores: usize,
+    engine: MemEngine,
+    log: DurableLog,
+    replicas: RefCell<HashMap<RangeId, Rc<Replica>>>,
+    /// Key → timestamp of its newest committed write since this process started (write-write
+    /// conflict detection; older writes are below every live transaction's read timestamp).
+    last_write: RefCell<HashMap<Vec<u8>, Timestamp>>,
+    wake_tx: LocalSender<()>,
+    wake_rx: RefCell<Option<LocalReceiver<()>>>,
+    next_proposal: Cell<u64>,
+    pub hlc: Arc<Hlc>,
+    pub metrics: Arc<CoreMetrics>,
+    stopping: Cell<bool>,
+}
+
+impl Store {
+    /// Opens the core's store under `dir` and recovers every range its raft log holds,
+    /// replaying committed entries above each range's applied index.
+    pub async fn open(
+        core: usize,
+        ncores: usize,
+        dir: PathBuf,
+        hlc: Arc<Hlc>,
+        metrics: Arc<CoreMetrics>,
+    ) -> Result<Rc<Store>> {
+        let log = DurableLog::open(&dir.join("raft")).await?;
+        let (wake_tx, wake_rx) = local_channel::new_unbounded();
+        let store = Rc::new(Store {
+            core,
+            ncores,
+            engine: MemEngine::new(),
+            log,
+            replicas: RefCell::new(HashMap::new()),
+            last_write: RefCell::new(HashMap::new()),
+            wake_tx,
+            wake_rx: RefCell::new(Some(wake_rx)),
+            next_proposal: Cell::new(1),
+            hlc,
+            metrics,
+            stopping: Cell::new(false),
+        });
+        for (range, hs, entries) in store.log.recover().await? {
+            let applied = store.engine.applied_index(range).unwrap_or(0);
+            let replica = Replica::new(range, hs, entries, applied)?;
+            store.replicas.borrow_mut().insert(range, Rc::new(replica));
+        }
+        // Apply what the log holds before serving anything.
+        store.drive_once().await?;
+        Ok(store)
+    }
+
+    /// The replica of `range`, created on first use (this core must own the range).
+    fn replica(&self, range: RangeId) -> Result<Rc<Replica>> {
+        if let Some(r) = self.replicas.borrow().get(&range) {
+            return Ok(r.clone());
+        }
+        if keys::core_for_range(range, self.ncores) != self.core {
+            return Err(Error::internal(format!(
+                "range {range} does not live on core {}",
+                self.core
+            )));
+        }
+        let r = Rc::new(Replica::new(range, None, Vec::new(), 0)?);
+        self.replicas.borrow_mut().insert(range, r.clone());
+        self.wake();
+        Ok(r)
+    }
+
+    fn wake(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        self.wake();
+    }
+
+    /// Serves one KV request on this core.
+    pub async fn handle(&self, req: KvRequest) -> KvResponse {
+        match self.handle_inner(req).await {
+            Ok(r) => r,
+            Err(e) => KvResponse::Err(e),
+        }
+    }
+
+    async fn handle_inner(&self, req: KvRequest) -> Result<KvResponse> {
+        let replica = self.replica(req.range())?;
+        match req {
+            KvRequest::Get { key, ts, .. } => {
+                self.wait_latches(&replica, &key, None).await?;
+                replica.bump_read_ts(ts);
+                Ok(KvResponse::Value(self.engine.get(&key, ts).await?))
+            }
+            KvRequest::Scan {
+                start,
+                end,
+                ts,
+                limit,
+                reverse,
+                ..
+            } => {
+                self.wait_latches(&replica, &start, Some(&end)).await?;
+                replica.bump_read_ts(ts);
+                let opts = ScanOptions { ts, limit, reverse };
+                let rows = self.engine.scan(&start, &end, &opts).await?;
+                Ok(KvResponse::Rows(
+                    rows.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+                ))
+            }
+            KvRequest::Prepare {
+                txn,
+                read_ts,
+                writes,
+                ..
+            } => {
+                self.prepare(&replica, txn, read_ts, writes).await?;
+                let min = next_ts(replica.max_read_ts.get().max(read_ts));
+                Ok(KvResponse::Prepared { min_commit_ts: min })
+            }
+            KvRequest::Commit { txn, commit_ts, .. } => {
+                let commit_ts = self.commit(&replica, txn, commit_ts).await?;
+                Ok(KvResponse::Committed { commit_ts })
+            }
+            KvRequest::Abort { txn, .. } => {
+                replica.release(txn);
+                Ok(KvResponse::Done)
+            }
+            KvRequest::OnePhase {
+                txn,
+                read_ts,
+                writes,
+                ..
+            } => {
+                self.prepare(&replica, txn, read_ts, writes).await?;
+                let ts = self
+                    .hlc
+                    .now()
+                    .max(next_ts(replica.max_read_ts.get().max(read_ts)));
+                let commit_ts = self.commit(&replica, txn, ts).await?;
+                Ok(KvResponse::Committed { commit_ts })
+            }
+        }
+    }
+
+    /// Waits until no other transaction latches `key` (or a key in `[key, end)`).
+    async fn wait_latches(&self, replica: &Replica, key: &[u8], end: Option<&[u8]>) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let latched = match end {
+                Some(end) => replica.span_latched(key, end),
+                None => replica.key_latched(key),
+            };
+            if !latched {
+                return Ok(());
+            }
+            if started.elapsed() > LATCH_WAIT {
+                return Err(Error::retry(
+                    "restart transaction: timed out waiting for a conflicting write",
+                ));
+            }
+            glommio::timer::sleep(Duration::from_micros(100)).await;
+        }
+    }
+
+    /// Latches the keys of `writes` for `txn` and validates them: no write newer than
+    /// `read_ts` on any key (write-write conflict → 40001), no visible value under an
+    /// insert (→ 23505).
+    async fn prepare(
+        &self,
+        replica: &Replica,
+        txn: TxnId,
+        read_ts: Timestamp,
+        writes: Vec<KvWrite>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        // Latch every key, all or nothing, without holding some while waiting for others.
+        loop {
+            let busy = {
+                let latches = replica.latches.borrow();
+                writes
+                    .iter()
+                    .any(|w| latches.get(w.key()).is_some_and(|t| *t != txn))
+            };
+            if !busy {
+                let mut latches = replica.latches.borrow_mut();
+                for w in &writes {
+                    latches.insert(w.key().to_vec(), txn);
+                }
+                break;
+            }
+            if started.elapsed() > LATCH_WAIT {
+                return Err(Error::retry(
+                    "restart transaction: timed out waiting for a conflicting write",
+                ));
+            }
+            glommio::timer::sleep(Duration::from_micros(100)).await;
+        }
+        replica.prepared.borrow_mut().insert(
+            txn,
+            Prepared {
+                writes: Vec::new(),
+                read_ts,
+            },
+        );
+        let validated = self.validate(&writes, read_ts).await;
+        // Keep the writes with the prepared record so release() finds the latches.
+        if let Some(p) = replica.prepared.borrow_mut().get_mut(&txn) {
+            p.writes = writes;
+        }
+        if let Err(e) = validated {
+            replica.release(txn);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn validate(&self, writes: &[KvWrite], read_ts: Timestamp) -> Result<()> {
+        for w in writes {
+            if let Some(ts) = self.last_write.borrow().get(w.key()) {
+                if *ts > read_ts {
+                    return Err(Error::retry(
+                        "restart transaction: TransactionRetryWithProtoRefreshError: WriteTooOldError",
+                    ));
+                }
+            }
+            if let KvWrite::Insert { key, .. } = w {
+                if self.engine.get(key, Timestamp::MAX).await?.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::UniqueViolation,
+                        "duplicate key value violates unique constraint",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replicates and applies the prepared writes of `txn` at `ts`, then releases them.
+    async fn commit(&self, replica: &Replica, txn: TxnId, ts: Timestamp) -> Result<Timestamp> {
+        let prepared = replica
+            .prepared
+            .borrow()
+            .get(&txn)
+            .map(|p| p.writes.clone())
+            .ok_or_else(|| Error::internal(format!("commit of unknown transaction {txn}")))?;
+        let result = self.replicate(replica, ts, &prepared).await;
+        replica.release(txn);
+        result?;
+        Ok(ts)
+    }
+
+    async fn replicate(&self, replica: &Replica, ts: Timestamp, writes: &[KvWrite]) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let proposal = self.next_proposal.get();
+        self.next_proposal.set(proposal + 1);
+        let cmd = Command {
+            proposal,
+            ts,
+            writes: writes
+                .iter()
+                .map(|w| match w {
+                    KvWrite::Put { key, value } | KvWrite::Insert { key, value } => {
+                        (key.clone(), Some(value.clone()))
+                    }
+                    KvWrite::Delete { key } => (key.clone(), None),
+                })
+                .collect(),
+        };
+        let (tx, rx) = local_channel::new_bounded(1);
+        replica.waiters.borrow_mut().insert(proposal, tx);
+        replica.queue.borrow_mut().push(cmd.encode());
+        self.wake();
+        match rx.recv().await {
+            Some(r) => {
+                self.hlc.update(ts);
+                r
+            }
+            None => Err(Error::new(
+                ErrorKind::AdminShutdown,
+                "result is ambiguous: the node is shutting down",
+            )),
+        }
+    }
+
+    /// The raft driver of this core. Runs until [`Store::stop`].
+    pub async fn raft_loop(self: Rc<Self>) {
+        let rx = self
+            .wake_rx
+            .borrow_mut()
+            .take()
+            .expect("raft loop started twice");
+        let ticker = {
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                while !me.stopping.get() {
+                    glommio::timer::sleep(Duration::from_millis(100)).await;
+                    for r in me.replicas.borrow().values() {
+                        r.raw.borrow_mut().tick();
+                    }
+                    me.wake();
+                }
+            })
+        };
+        while !self.stopping.get() {
+            if rx.recv().await.is_none() {
+                break;
+            }
+            // Drain every pending wakeup: one pass serves them all.
+            while let Some(Some(())) = futures_lite::future::poll_once(rx.recv()).await {}
+            if let Err(e) = self.drive_once().await {
+                eprintln!("core {}: raft driver error: {e}", self.core);
+                // A failed log write must not be acknowledged; fail the waiters.
+                for r in self.replicas.borrow().values() {
+                    for (_, w) in r.waiters.borrow_mut().drain() {
+                        let _ = w.try_send(Err(Error::internal(format!("raft log: {e}"))));
+                    }
+                }
+            }
+        }
+        ticker.await;
+        // Fail anyone still waiting: their writes may or may not have been applied.
+        for r in self.replicas.borrow().values() {
+            r.waiters.borrow_mut().clear();
+        }
+    }
+
+    /// One round of the raft driver: feed queued proposals, collect every ready, persist
+    /// them with one log append, apply committed entries, advance.
+    pub async fn drive_once(&self) -> Result<()> {
+        let replicas: Vec<Rc<Replica>> = self.replicas.borrow().values().cloned().collect();
+        let mut readies = Vec::new();
+        let mut persist = Vec::new();
+        for r in &replicas {
+            let mut raw = r.raw.borrow_mut();
+            for data in r.queue.borrow_mut().drain(..) {
+                if let Err(e) = raw.propose(Vec::new(), data.clone()) {
+                    // Not leader (cannot happen with one voter) or dropped: fail the waiter.
+                    if let Ok(cmd) = Command::decode(&data) {
+                        if let Some(w) = r.waiters.borrow_mut().remove(&cmd.proposal) {
+                            let _ = w.try_send(Err(Error::internal(format!("propose: {e}"))));
+                        }
+                    }
+                }
+            }
+            if !raw.has_ready() {
+                continue;
+            }
+            let ready = raw.ready();
+            if !ready.entries().is_empty() || ready.hs().is_some() {
+                persist.push((r.id, ready.entries().clone(), ready.hs().cloned()));
+            }
+            readies.push((r.clone(), ready));
+        }
+        if readies.is_empty() {
+            return Ok(());
+        }
+        if !persist.is_empty() {
+            let started = Instant::now();
+            self.log.append(&persist).await?;
+            self.metrics.observe_log_sync(started.elapsed());
+            for (range, entries, hs) in persist {
+                let r = &self.replicas.borrow()[&range];
+                let raw = r.raw.borrow_mut();
+                let store = raw.store();
+                let mut w = store.wl();
+                if !entries.is_empty() {
+                    w.append(&entries)
+                        .map_err(|e| Error::internal(e.to_string()))?;
+                }
+                if let Some(hs) = hs {
+                    w.set_hardstate(hs);
+                }
+            }
+        }
+        for (r, mut ready) in readies {
+            let committed = ready.take_committed_entries();
+            self.apply(&r, committed).await?;
+            let mut light = r.raw.borrow_mut().advance(ready);
+            if let Some(commit) = light.commit_index() {
+                let raw = r.raw.borrow_mut();
+                let mut w = raw.store().wl();
+                let mut hs = w.hard_state().clone();
+                hs.commit = commit;
+                w.set_hardstate(hs);
+            }
+            let committed = light.take_committed_entries();
+            self.apply(&r, committed).await?;
+            r.raw.borrow_mut().advance_apply();
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, r: &Replica, entries: Vec<Entry>) -> Result<()> {
+        for e in entries {
+            let mut batch = WriteBatch::new();
+            let mut proposal = None;
+            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                let cmd = Command::decode(&e.data)?;
+                let mut last_write = self.last_write.borrow_mut();
+                for (k, v) in cmd.writes {
+                    last_write.insert(k.clone(), cmd.ts);
+                    match v {
+                        Some(v) => batch.put(k, cmd.ts, v),
+                        None => batch.delete(k, cmd.ts),
+                    }
+                }
+                self.hlc.update(cmd.ts);
+                proposal = Some(cmd.proposal);
+            }
+            batch.set_applied(r.id, e.index);
+            self.engine.write(batch).await?;
+            r.applied.set(e.index);
+            if let Some(p) = proposal {
+                if let Some(w) = r.waiters.borrow_mut().remove(&p) {
+                    let _ = w.try_send(Ok(()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts of ranges and pending proposals, for metrics.
+    pub fn range_count(&self) -> usize {
+        self.replicas.borrow().len()
+    }
+}
+
+/// The smallest timestamp above `ts`.
+pub fn next_ts(ts: Timestamp) -> Timestamp {
+    if ts.logical == u32::MAX {
+        Timestamp::new(ts.wall + 1, 0)
+    } else {
+        Timestamp::new(ts.wall, ts.logical + 1)
+    }
+}

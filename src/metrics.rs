@@ -1,0 +1,134 @@
+//! Metrics: lock-free counters and fixed-bucket latency histograms, one set per core, read
+//! by the HTTP server for `/_status/vars` (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Bucket upper bounds in microseconds (Prometheus `le`), then +Inf.
+const BUCKETS_US: [u64; 16] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram any thread may update or read without locks.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 17],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(16);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let mut cum = 0;
+        for (i, b) in BUCKETS_US.iter().enumerate() {
+            cum += self.buckets[i].load(Relaxed);
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cum}");
+        }
+        cum += self.buckets[16].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{}}} {sum}", labels.trim_end_matches(','));
+        let _ = writeln!(
+            out,
+            "{name}_count{{{}}} {}",
+            labels.trim_end_matches(','),
+            self.count.load(Relaxed)
+        );
+    }
+}
+
+/// Statement kinds counted separately.
+pub const STATEMENT_KINDS: [&str; 7] = [
+    "select", "insert", "update", "delete", "ddl", "txn", "other",
+];
+
+/// One core's metrics.
+#[derive(Default)]
+pub struct CoreMetrics {
+    pub statements: [AtomicU64; 7],
+    pub errors: [AtomicU64; 7],
+    pub statement_latency: Histogram,
+    pub log_sync_latency: Histogram,
+    pub connections: AtomicU64,
+    pub ranges: AtomicU64,
+    pub queued_requests: AtomicU64,
+}
+
+impl CoreMetrics {
+    pub fn observe_log_sync(&self, d: Duration) {
+        self.log_sync_latency.observe(d);
+    }
+
+    pub fn observe_statement(&self, kind: usize, d: Duration, failed: bool) {
+        self.statements[kind].fetch_add(1, Relaxed);
+        if failed {
+            self.errors[kind].fetch_add(1, Relaxed);
+        }
+        self.statement_latency.observe(d);
+    }
+}
+
+/// Renders all cores' metrics in the Prometheus text exposition format.
+pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP sql_statements_total Statements executed, by kind.\n# TYPE sql_statements_total counter\n");
+    for (i, kind) in STATEMENT_KINDS.iter().enumerate() {
+        let n: u64 = cores.iter().map(|c| c.statements[i].load(Relaxed)).sum();
+        let _ = writeln!(out, "sql_statements_total{{kind=\"{kind}\"}} {n}");
+    }
+    out.push_str("# HELP sql_errors_total Statements that failed, by kind.\n# TYPE sql_errors_total counter\n");
+    for (i, kind) in STATEMENT_KINDS.iter().enumerate() {
+        let n: u64 = cores.iter().map(|c| c.errors[i].load(Relaxed)).sum();
+        let _ = writeln!(out, "sql_errors_total{{kind=\"{kind}\"}} {n}");
+    }
+    out.push_str("# HELP sql_statement_latency_seconds Statement latency.\n# TYPE sql_statement_latency_seconds histogram\n");
+    for (i, c) in cores.iter().enumerate() {
+        c.statement_latency.render(
+            "sql_statement_latency_seconds",
+            &format!("core=\"{i}\","),
+            &mut out,
+        );
+    }
+    out.push_str("# HELP raft_log_fdatasync_latency_seconds Raft log append + fdatasync latency.\n# TYPE raft_log_fdatasync_latency_seconds histogram\n");
+    for (i, c) in cores.iter().enumerate() {
+        c.log_sync_latency.render(
+            "raft_log_fdatasync_latency_seconds",
+            &format!("core=\"{i}\","),
+            &mut out,
+        );
+    }
+    out.push_str("# HELP core_queue_depth KV requests waiting on each core.\n# TYPE core_queue_depth gauge\n");
+    for (i, c) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "core_queue_depth{{core=\"{i}\"}} {}",
+            c.queued_requests.load(Relaxed)
+        );
+    }
+    out.push_str(
+        "# HELP sql_connections Open SQL connections per core.\n# TYPE sql_connections gauge\n",
+    );
+    for (i, c) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sql_connections{{core=\"{i}\"}} {}",
+            c.connections.load(Relaxed)
+        );
+    }
+    out.push_str("# HELP ranges Range replicas per core.\n# TYPE ranges gauge\n");
+    for (i, c) in cores.iter().enumerate() {
+        let _ = writeln!(out, "ranges{{core=\"{i}\"}} {}", c.ranges.load(Relaxed));
+    }
+    out
+}

@@ -1,0 +1,336 @@
+//! The node: one process, N cores, each a pinned (or unpinned) glommio executor that owns a
+//! [`Store`] (its ranges, engine and raft log) and its share of SQL connections.
+//!
+//! Cores talk through a mesh of bounded SPSC channels (`glommio::channels::shared_channel`),
+//! one per ordered pair, built once here. [`CoreCtx::send`] routes a KV request to the core
+//! that owns its range: a direct call when that is this core, a channel message otherwise.
+//! Every core binds the SQL port with SO_REUSEPORT (glommio's default), so the kernel
+//! spreads connections over cores and the accepting core is the connection's gateway.
+//!
+//! Shutdown is explicit (DESIGN §10): on SIGTERM/SIGINT every core stops accepting, waits
+//! briefly for sessions to finish, stops its raft driver, flushes its engine and exits.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::error::{Error, Result};
+use crate::kv::keys::core_for_range;
+use crate::kv::store::Store;
+use crate::kv::{KvRequest, KvResponse};
+use crate::metrics::CoreMetrics;
+use crate::txn::Hlc;
+
+/// How a node is started.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub store: PathBuf,
+    pub listen_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub cores: usize,
+    pub pin: bool,
+    pub cache_bytes: usize,
+}
+
+/// State every core reads: atomics only on hot paths.
+pub struct NodeShared {
+    pub hlc: Arc<Hlc>,
+    pub ncores: usize,
+    /// Bumped after every schema change; cores reload their catalog cache when it moves.
+    pub catalog_version: AtomicU64,
+    pub next_txn: AtomicU64,
+    pub next_backend: AtomicU64,
+    pub metrics: Vec<Arc<CoreMetrics>>,
+    pub shutdown: AtomicBool,
+    pub ready: AtomicBool,
+    /// (backend pid, secret) → the cancel flag of that session. Cold path (CancelRequest).
+    pub cancels: Mutex<HashMap<(i32, i32), Arc<AtomicBool>>>,
+    pub listen_addr: SocketAddr,
+}
+
+/// A message on the core mesh.
+pub enum CoreMsg {
+    Request {
+        from: usize,
+        id: u64,
+        req: KvRequest,
+    },
+    Response {
+        id: u64,
+        resp: KvResponse,
+    },
+}
+
+/// What one core's tasks share.
+pub struct CoreCtx {
+    pub core: usize,
+    pub store: Rc<Store>,
+    pub shared: Arc<NodeShared>,
+    peers: RefCell<Vec<Option<Rc<ConnectedSender<CoreMsg>>>>>,
+    pending: RefCell<HashMap<u64, LocalSender<KvResponse>>>,
+    next_req: Cell<u64>,
+    pub catalog: RefCell<Option<Rc<crate::sql::catalog::Catalog>>>,
+}
+
+impl CoreCtx {
+    pub fn metrics(&self) -> &CoreMetrics {
+        &self.shared.metrics[self.core]
+    }
+
+    /// Sends `req` to the core that owns its range and waits for the answer.
+    pub async fn send(&self, req: KvRequest) -> Result<KvResponse> {
+        let target = core_for_range(req.range(), self.shared.ncores);
+        let resp = if target == self.core {
+            self.store.handle(req).await
+        } else {
+            let id = self.next_req.get();
+            self.next_req.set(id + 1);
+            let (tx, rx) = local_channel::new_bounded(1);
+            self.pending.borrow_mut().insert(id, tx);
+            let peer = self.peers.borrow()[target]
+                .clone()
+                .ok_or_else(|| Error::internal("core mesh not connected"))?;
+            if peer
+                .send(CoreMsg::Request {
+                    from: self.core,
+                    id,
+                    req,
+                })
+                .await
+                .is_err()
+            {
+                self.pending.borrow_mut().remove(&id);
+                return Err(Error::internal(format!("core {target} is gone")));
+            }
+            rx.recv()
+                .await
+                .ok_or_else(|| Error::internal(format!("core {target} dropped a request")))?
+        };
+        match resp {
+            KvResponse::Err(e) => Err(e),
+            r => Ok(r),
+        }
+    }
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Starts the node and blocks until it has shut down.
+pub fn run(cfg: NodeConfig) -> Result<()> {
+    std::fs::create_dir_all(&cfg.store).map_err(|e| {
+        Error::internal(format!("cannot create store {}: {e}", cfg.store.display()))
+    })?;
+    // Fail early and clearly if the ports are taken.
+    for addr in [cfg.listen_addr, cfg.http_addr] {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
+    }
+    install_signal_handlers();
+    let n = cfg.cores.max(1);
+    let shared = Arc::new(NodeShared {
+        hlc: Arc::new(Hlc::new()),
+        ncores: n,
+        catalog_version: AtomicU64::new(1),
+        next_txn: AtomicU64::new(1),
+        next_backend: AtomicU64::new(1),
+        metrics: (0..n).map(|_| Arc::new(CoreMetrics::default())).collect(),
+        shutdown: AtomicBool::new(false),
+        ready: AtomicBool::new(false),
+        cancels: Mutex::new(HashMap::new()),
+        listen_addr: cfg.listen_addr,
+    });
+
+    // The mesh: senders[i][j] carries i → j; receivers[j][i] is its other end.
+    let mut senders: Vec<Vec<Option<SharedSender<CoreMsg>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut receivers: Vec<Vec<Option<SharedReceiver<CoreMsg>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    for i in 0..n {
+        for j in 0..n {
+            if i != j {
+                let (s, r) = shared_channel::new_bounded(4096);
+                senders[i][j] = Some(s);
+                receivers[j][i] = Some(r);
+            }
+        }
+    }
+    let cores_started = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for (core, (my_senders, my_receivers)) in senders.into_iter().zip(receivers).enumerate() {
+        let shared = shared.clone();
+        let cfg = cfg.clone();
+        let started = cores_started.clone();
+        let placement = if cfg.pin {
+            Placement::Fixed(core)
+        } else {
+            Placement::Unbound
+        };
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("core-{core}"))
+            .spin_before_park(Duration::from_micros(50))
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                if let Err(e) =
+                    run_core(core, cfg, shared.clone(), my_senders, my_receivers, started).await
+                {
+                    eprintln!("core {core}: {e}");
+                    shared.shutdown.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::internal(format!("cannot start core {core}: {e}")))?;
+        handles.push(handle);
+    }
+    let mut result = Ok(());
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(Error::internal(format!("core failed: {e}"))),
+        }
+    }
+    result
+}
+
+async fn run_core(
+    core: usize,
+    cfg: NodeConfig,
+    shared: Arc<NodeShared>,
+    senders: Vec<Option<SharedSender<CoreMsg>>>,
+    receivers: Vec<Option<SharedReceiver<CoreMsg>>>,
+    started: Arc<AtomicU64>,
+) -> Result<()> {
+    let n = shared.ncores;
+    let dir = cfg.store.join(format!("core-{core}"));
+    let store = Store::open(
+        core,
+        n,
+        dir,
+        shared.hlc.clone(),
+        shared.metrics[core].clone(),
+    )
+    .await?;
+    let ctx = Rc::new(CoreCtx {
+        core,
+        store: store.clone(),
+        shared: shared.clone(),
+        peers: RefCell::new((0..n).map(|_| None).collect()),
+        pending: RefCell::new(HashMap::new()),
+        next_req: Cell::new(1),
+        catalog: RefCell::new(None),
+    });
+    let raft = glommio::spawn_local(store.clone().raft_loop());
+    // Connect the mesh: every sender and receiver connects on its own executor, and a
+    // sender's connect waits for its receiver's, so receivers connect in their own tasks.
+    let mut mesh_tasks = Vec::new();
+    for r in receivers.into_iter().flatten() {
+        let ctx = ctx.clone();
+        mesh_tasks.push(glommio::spawn_local(async move {
+            let rx: ConnectedReceiver<CoreMsg> = r.connect().await;
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    CoreMsg::Request { from, id, req } => {
+                        let ctx = ctx.clone();
+                        ctx.metrics()
+                            .queued_requests
+                            .fetch_add(1, Ordering::Relaxed);
+                        glommio::spawn_local(async move {
+                            let resp = ctx.store.handle(req).await;
+                            ctx.metrics()
+                                .queued_requests
+                                .fetch_sub(1, Ordering::Relaxed);
+                            let peer = ctx.peers.borrow()[from].clone();
+                            if let Some(peer) = peer {
+                                let _ = peer.send(CoreMsg::Response { id, resp }).await;
+                            }
+                        })
+                        .detach();
+                    }
+                    CoreMsg::Response { id, resp } => {
+                        if let Some(tx) = ctx.pending.borrow_mut().remove(&id) {
+                            let _ = tx.try_send(resp);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for (j, s) in senders.into_iter().enumerate() {
+        if let Some(s) = s {
+            ctx.peers.borrow_mut()[j] = Some(Rc::new(s.connect().await));
+        }
+    }
+    // Bootstrap the system span (databases) once, from core 0.
+    started.fetch_add(1, Ordering::SeqCst);
+    while started.load(Ordering::SeqCst) < n as u64 {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    if core == 0 {
+        crate::sql::catalog::bootstrap(&ctx).await?;
+        shared.ready.store(true, Ordering::SeqCst);
+        println!(
+            "CockroachDB-compatible Chitin node started\nsql:  postgresql://root@{}/defaultdb?sslmode=disable\nhttp: http://{}/",
+            cfg.listen_addr, cfg.http_addr
+        );
+    }
+    let sql = glommio::spawn_local(crate::server::pgwire::listen(ctx.clone(), cfg.listen_addr));
+    let http = if core == 0 {
+        Some(glommio::spawn_local(crate::server::http::listen(
+            ctx.clone(),
+            cfg.http_addr,
+        )))
+    } else {
+        None
+    };
+    // Wait for a shutdown signal.
+    loop {
+        if SIGNALLED.load(Ordering::SeqCst) {
+            shared.shutdown.store(true, Ordering::SeqCst);
+        }
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        ctx.metrics()
+            .ranges
+            .store(store.range_count() as u64, Ordering::Relaxed);
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    // Listeners notice the flag and stop accepting; sessions finish their statement.
+    let _ = sql.await;
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    // Give other cores time to finish requests routed here.
+    glommio::timer::sleep(Duration::from_millis(200)).await;
+    store.stop();
+    raft.await;
+    for t in mesh_tasks {
+        t.cancel().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,524 @@
+//! The PostgreSQL wire protocol (3.0) on glommio sockets. The `pgwire` crate decodes and
+//! encodes messages; this file owns the connection state machine: SSLRequest ('N' until TLS
+//! exists), startup, trust authentication, simple and extended query, cancel, terminate.
+//!
+//! Anything malformed a client sends is an error for that connection only (08P01, then
+//! close): nothing here panics on input.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use pgwire::messages::data::{FieldDescription, ParameterDescription, RowDescription};
+use pgwire::messages::response::{ReadyForQuery, SslResponse, TransactionStatus};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
+use pgwire::messages::{
+    DecodeContext, Message, PgWireFrontendMessage, ProtocolVersion, SslNegotiationMetaMessage,
+};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::node::CoreCtx;
+use crate::sql::session::{Column, Outcome, Session};
+use crate::sql::types::{Datum, SqlType};
+
+/// Accepts SQL connections on this core until shutdown.
+pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("core {}: cannot listen on {addr}: {e}", ctx.core);
+            ctx.shared.shutdown.store(true, Ordering::SeqCst);
+            return;
+        }
+    };
+    let mut conns = Vec::new();
+    loop {
+        if ctx.shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let accepted = glommio::timer::timeout(Duration::from_millis(100), async {
+            listener.accept().await.map_err(|e| e.into())
+        })
+        .await;
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        conns.push(glommio::spawn_local(async move {
+            ctx.metrics().connections.fetch_add(1, Ordering::Relaxed);
+            let _ = serve(ctx.clone(), stream).await;
+            ctx.metrics().connections.fetch_sub(1, Ordering::Relaxed);
+        }));
+        conns.retain(|t: &glommio::Task<()>| !t_is_finished(t));
+    }
+    // Give sessions a moment to finish their statement, then drop them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    for t in conns {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let _ = glommio::timer::timeout(left, async {
+            t.await;
+            Ok(())
+        })
+        .await;
+    }
+}
+
+fn t_is_finished(_t: &glommio::Task<()>) -> bool {
+    false
+}
+
+/// Buffered connection: input bytes, output bytes, decode state.
+struct Conn {
+    stream: TcpStream,
+    inbuf: BytesMut,
+    out: BytesMut,
+    dctx: DecodeContext,
+}
+
+impl Conn {
+    /// Reads the next frontend message; `None` at EOF.
+    async fn next(&mut self) -> Result<Option<PgWireFrontendMessage>> {
+        loop {
+            match PgWireFrontendMessage::decode(&mut self.inbuf, &self.dctx) {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => {}
+                Err(e) => return Err(Error::protocol(format!("invalid message: {e}"))),
+            }
+            self.flush().await?;
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.inbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn send<M: Message>(&mut self, m: &M) {
+        if let Err(e) = m.encode(&mut self.out) {
+            // Only possible for oversized messages we built; report it instead.
+            self.error(&Error::internal(format!("cannot encode message: {e}")));
+        }
+    }
+
+    fn error(&mut self, e: &Error) {
+        let mut fields = vec![
+            (b'S', "ERROR".to_string()),
+            (b'V', "ERROR".to_string()),
+            (b'C', e.sqlstate().to_string()),
+            (b'M', e.message.clone()),
+        ];
+        if let Some(h) = &e.hint {
+            fields.push((b'H', h.clone()));
+        }
+        if let Some(p) = e.position {
+            fields.push((b'P', p.to_string()));
+        }
+        let _ = pgwire::messages::response::ErrorResponse::new(fields).encode(&mut self.out);
+    }
+
+    fn ready(&mut self, status: TransactionStatus) {
+        self.send(&ReadyForQuery::new(status));
+    }
+
+    fn command_complete(&mut self, tag: &str) {
+        self.send(&pgwire::messages::response::CommandComplete::new(
+            tag.to_string(),
+        ));
+    }
+
+    fn row_description(&mut self, cols: &[Column], formats: &[i16]) {
+        let fields = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                FieldDescription::new(
+                    c.name.clone(),
+                    0,
+                    0,
+                    c.ty.oid(),
+                    c.ty.type_size(),
+                    -1,
+                    format_for(formats, i),
+                )
+            })
+            .collect();
+        self.send(&RowDescription::new(fields));
+    }
+
+    /// PERF: rows are encoded straight into the output buffer, no DataRow allocation.
+    fn data_row(&mut self, row: &[Datum], cols: &[Column], formats: &[i16]) -> Result<()> {
+        let out = &mut self.out;
+        out.put_u8(b'D');
+        let len_at = out.len();
+        out.put_i32(0);
+        out.put_i16(row.len() as i16);
+        let mut scratch = Vec::new();
+        for (i, d) in row.iter().enumerate() {
+            if d.is_null() {
+                out.put_i32(-1);
+                continue;
+            }
+            let ty = cols.get(i).map(|c| c.ty).unwrap_or(SqlType::Text);
+            scratch.clear();
+            if format_for(formats, i) == 1 {
+                d.to_binary(ty, &mut scratch)?;
+            } else if let Some(s) = d.to_text(ty) {
+                scratch.extend_from_slice(s.as_bytes());
+            }
+            out.put_i32(scratch.len() as i32);
+            out.put_slice(&scratch);
+        }
+        let len = (out.len() - len_at) as i32;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
+    }
+}
+
+fn format_for(formats: &[i16], i: usize) -> i16 {
+    match formats.len() {
+        0 => 0,
+        1 => formats[0],
+        _ => formats.get(i).copied().unwrap_or(0),
+    }
+}
+
+fn status(s: &Session) -> TransactionStatus {
+    match s.txn_status() {
+        b'T' => TransactionStatus::Transaction,
+        b'E' => TransactionStatus::Error,
+        _ => TransactionStatus::Idle,
+    }
+}
+
+async fn serve(ctx: Rc<CoreCtx>, stream: TcpStream) -> Result<()> {
+    let mut conn = Conn {
+        stream,
+        inbuf: BytesMut::with_capacity(8192),
+        out: BytesMut::with_capacity(8192),
+        dctx: DecodeContext::new(ProtocolVersion::PROTOCOL3_0),
+    };
+    // --- Startup ---
+    let params = loop {
+        let msg = match conn.next().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                conn.error(&e);
+                let _ = conn.flush().await;
+                return Err(e);
+            }
+        };
+        match msg {
+            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_))
+            | PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresGss(_)) => {
+                conn.send(&SslResponse::Refuse);
+                conn.flush().await?;
+                conn.dctx.awaiting_frontend_ssl = false;
+            }
+            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::None) => {
+                conn.dctx.awaiting_frontend_ssl = false;
+            }
+            PgWireFrontendMessage::CancelRequest(c) => {
+                let secret = match &c.secret_key {
+                    SecretKey::I32(s) => *s,
+                    SecretKey::Bytes(b) if b.len() == 4 => {
+                        i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+                    }
+                    _ => return Ok(()),
+                };
+                let flag = ctx
+                    .shared
+                    .cancels
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&(c.pid, secret)).cloned());
+                if let Some(f) = flag {
+                    f.store(true, Ordering::SeqCst);
+                }
+                return Ok(());
+            }
+            PgWireFrontendMessage::Startup(s) => {
+                if s.protocol_number_major != 3 {
+                    let e = Error::new(
+                        ErrorKind::FeatureNotSupported,
+                        format!(
+                            "unsupported frontend protocol {}.{}",
+                            s.protocol_number_major, s.protocol_number_minor
+                        ),
+                    );
+                    conn.error(&e);
+                    conn.flush().await?;
+                    return Ok(());
+                }
+                conn.dctx.awaiting_frontend_ssl = false;
+                conn.dctx.awaiting_frontend_startup = false;
+                break s.parameters;
+            }
+            _ => {
+                let e = Error::protocol("expected a startup message");
+                conn.error(&e);
+                conn.flush().await?;
+                return Ok(());
+            }
+        }
+    };
+    if !ctx.shared.ready.load(Ordering::SeqCst) {
+        conn.error(&Error::new(
+            ErrorKind::AdminShutdown,
+            "the node is starting up; retry shortly",
+        ));
+        conn.flush().await?;
+        return Ok(());
+    }
+    let user = params.get("user").cloned().unwrap_or_else(|| "root".into());
+    let database = params
+        .get("database")
+        .cloned()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "defaultdb".into());
+    let pid =
+        ctx.shared.next_backend.fetch_add(1, Ordering::Relaxed) as i32 | ((ctx.core as i32) << 24);
+    let secret = (ctx.shared.hlc.now().wall as i32) ^ 0x5bd1_e995u32 as i32;
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Ok(mut m) = ctx.shared.cancels.lock() {
+        m.insert((pid, secret), cancel.clone());
+    }
+    let result = async {
+        let mut session =
+            match Session::new(ctx.clone(), &user, &database, &params, cancel.clone()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    conn.error(&e);
+                    conn.flush().await?;
+                    return Ok(());
+                }
+            };
+        conn.send(&Authentication::Ok);
+        for (k, v) in session.startup_parameters() {
+            conn.send(&ParameterStatus::new(k, v));
+        }
+        conn.send(&BackendKeyData::new(pid, SecretKey::I32(secret)));
+        conn.ready(TransactionStatus::Idle);
+        conn.flush().await?;
+        session_loop(&mut conn, &mut session).await
+    }
+    .await;
+    if let Ok(mut m) = ctx.shared.cancels.lock() {
+        m.remove(&(pid, secret));
+    }
+    if let Err(e) = &result {
+        if e.kind == ErrorKind::Protocol {
+            conn.error(e);
+            let _ = conn.flush().await;
+        }
+    }
+    result
+}
+
+async fn session_loop(conn: &mut Conn, session: &mut Session) -> Result<()> {
+    // After an error in the extended protocol, messages are skipped until Sync.
+    let mut skipping = false;
+    loop {
+        if session.ctx.shared.shutdown.load(Ordering::SeqCst) {
+            conn.error(&Error::new(
+                ErrorKind::AdminShutdown,
+                "the server is shutting down",
+            ));
+            conn.flush().await?;
+            return Ok(());
+        }
+        let msg = match conn.next().await? {
+            Some(m) => m,
+            None => return Ok(()),
+        };
+        if skipping && msg.is_extended_query() && !matches!(msg, PgWireFrontendMessage::Sync(_)) {
+            continue;
+        }
+        match msg {
+            PgWireFrontendMessage::Query(q) => {
+                simple_query(conn, session, &q.query).await?;
+                let st = status(session);
+                conn.ready(st);
+                conn.flush().await?;
+            }
+            PgWireFrontendMessage::Parse(p) => {
+                let name = p.name.unwrap_or_default();
+                match session.parse_prepared(&name, &p.query, &p.type_oids) {
+                    Ok(()) => conn.send(&pgwire::messages::extendedquery::ParseComplete::new()),
+                    Err(e) => {
+                        conn.error(&e);
+                        session.on_error();
+                        skipping = true;
+                    }
+                }
+            }
+            PgWireFrontendMessage::Bind(b) => {
+                let portal = b.portal_name.clone().unwrap_or_default();
+                let stmt = b.statement_name.clone().unwrap_or_default();
+                let params: Vec<Option<&[u8]>> =
+                    b.parameters.iter().map(|p| p.as_deref()).collect();
+                match session.bind(
+                    &portal,
+                    &stmt,
+                    &params,
+                    &b.parameter_format_codes,
+                    &b.result_column_format_codes,
+                ) {
+                    Ok(()) => conn.send(&pgwire::messages::extendedquery::BindComplete::new()),
+                    Err(e) => {
+                        conn.error(&e);
+                        session.on_error();
+                        skipping = true;
+                    }
+                }
+            }
+            PgWireFrontendMessage::Describe(d) => {
+                let name = d.name.unwrap_or_default();
+                let described = if d.target_type == b'S' {
+                    session.describe_statement(&name).map(|(params, cols)| {
+                        conn.send(&ParameterDescription::new(
+                            params.iter().map(|t| t.oid()).collect(),
+                        ));
+                        (cols, Vec::new())
+                    })
+                } else {
+                    session.describe_portal(&name)
+                };
+                match described {
+                    Ok((Some(cols), formats)) => conn.row_description(&cols, &formats),
+                    Ok((None, _)) => conn.send(&pgwire::messages::data::NoData::new()),
+                    Err(e) => {
+                        conn.error(&e);
+                        session.on_error();
+                        skipping = true;
+                    }
+                }
+            }
+            PgWireFrontendMessage::Execute(e) => {
+                let name = e.name.unwrap_or_default();
+                let max_rows = if e.max_rows <= 0 {
+                    usize::MAX
+                } else {
+                    e.max_rows as usize
+                };
+                match session.execute_portal(&name, max_rows).await {
+                    Ok((outcome, cols, formats)) => {
+                        if let Err(e) = send_outcome(conn, outcome, &cols, &formats, false) {
+                            conn.error(&e);
+                            skipping = true;
+                        }
+                    }
+                    Err(e) => {
+                        conn.error(&e);
+                        session.on_error();
+                        skipping = true;
+                    }
+                }
+                if conn.out.len() > 64 * 1024 {
+                    conn.flush().await?;
+                }
+            }
+            PgWireFrontendMessage::Sync(_) => {
+                skipping = false;
+                session.sync().await;
+                let st = status(session);
+                conn.ready(st);
+                conn.flush().await?;
+            }
+            PgWireFrontendMessage::Flush(_) => conn.flush().await?,
+            PgWireFrontendMessage::Close(c) => {
+                let name = c.name.unwrap_or_default();
+                session.close(c.target_type, &name);
+                conn.send(&pgwire::messages::extendedquery::CloseComplete::new());
+            }
+            PgWireFrontendMessage::Terminate(_) => return Ok(()),
+            PgWireFrontendMessage::CopyData(_)
+            | PgWireFrontendMessage::CopyDone(_)
+            | PgWireFrontendMessage::CopyFail(_) => {
+                // No COPY in progress: ignore, as PostgreSQL does outside COPY.
+            }
+            _ => return Err(Error::protocol("unexpected message")),
+        }
+    }
+}
+
+fn send_outcome(
+    conn: &mut Conn,
+    outcome: Outcome,
+    cols: &Option<Vec<Column>>,
+    formats: &[i16],
+    describe: bool,
+) -> Result<()> {
+    match outcome {
+        Outcome::Rows {
+            rows,
+            tag,
+            suspended,
+        } => {
+            let cols = cols.as_deref().unwrap_or(&[]);
+            if describe {
+                conn.row_description(cols, formats);
+            }
+            for r in &rows {
+                conn.data_row(r, cols, formats)?;
+            }
+            if suspended {
+                conn.send(&pgwire::messages::extendedquery::PortalSuspended::new());
+            } else {
+                conn.command_complete(&tag);
+            }
+        }
+        Outcome::Command(tag) => conn.command_complete(&tag),
+        Outcome::Empty => conn.send(&pgwire::messages::response::EmptyQueryResponse::new()),
+    }
+    Ok(())
+}
+
+async fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()> {
+    let stmts = match session.parse_sql(sql) {
+        Ok(s) => s,
+        Err(e) => {
+            conn.error(&e);
+            session.on_error();
+            return Ok(());
+        }
+    };
+    if stmts.is_empty() {
+        conn.send(&pgwire::messages::response::EmptyQueryResponse::new());
+        return Ok(());
+    }
+    let implicit_multi = stmts.len() > 1;
+    for stmt in stmts {
+        match session.execute_simple(stmt, implicit_multi).await {
+            Ok((outcome, cols)) => {
+                send_outcome(conn, outcome, &cols, &[], true)?;
+            }
+            Err(e) => {
+                conn.error(&e);
+                session.on_error();
+                break;
+            }
+        }
+        if conn.out.len() > 64 * 1024 {
+            conn.flush().await?;
+        }
+    }
+    session.end_simple_batch().await;
+    Ok(())
+}

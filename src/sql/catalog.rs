@@ -1,0 +1,432 @@
+//! The catalog: database and table descriptors stored in the system span (range 1, core 0),
+//! cached per core and reloaded when the node-wide catalog version moves.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use sqlparser::ast::Expr;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::kv::keys::{self, SYSTEM_RANGE};
+use crate::kv::{KvRequest, KvResponse, KvWrite};
+use crate::node::CoreCtx;
+use crate::sql::types::SqlType;
+
+#[derive(Clone, Debug)]
+pub struct DatabaseDesc {
+    pub id: u32,
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ColumnDesc {
+    pub name: String,
+    pub ty: SqlType,
+    pub nullable: bool,
+    /// The DEFAULT expression as SQL text.
+    pub default: Option<String>,
+    pub hidden: bool,
+    /// VARCHAR(n) / CHAR(n) limit.
+    pub max_len: Option<u32>,
+    /// Parsed `default` (not stored).
+    pub default_expr: Option<Expr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IndexDesc {
+    pub id: u32,
+    pub name: String,
+    pub unique: bool,
+    pub columns: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TableDesc {
+    pub id: u32,
+    pub db_id: u32,
+    pub name: String,
+    pub columns: Vec<ColumnDesc>,
+    /// Column positions of the primary key (the hidden rowid when none was declared).
+    pub pk: Vec<usize>,
+    pub pk_name: String,
+    /// Secondary indexes (the primary index is id 1).
+    pub indexes: Vec<IndexDesc>,
+    pub next_index_id: u32,
+}
+
+impl TableDesc {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+    pub fn visible_columns(&self) -> impl Iterator<Item = (usize, &ColumnDesc)> {
+        self.columns.iter().enumerate().filter(|(_, c)| !c.hidden)
+    }
+}
+
+/// An immutable snapshot of all descriptors.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub version: u64,
+    pub databases: Vec<DatabaseDesc>,
+    pub tables: Vec<Rc<TableDesc>>,
+}
+
+impl Catalog {
+    pub fn database(&self, name: &str) -> Option<&DatabaseDesc> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+    pub fn table(&self, db_id: u32, name: &str) -> Option<Rc<TableDesc>> {
+        self.tables
+            .iter()
+            .find(|t| t.db_id == db_id && t.name == name)
+            .cloned()
+    }
+    pub fn tables_in(&self, db_id: u32) -> impl Iterator<Item = &Rc<TableDesc>> {
+        self.tables.iter().filter(move |t| t.db_id == db_id)
+    }
+}
+
+// --- Encoding: a tiny length-prefixed binary format. ---
+
+struct W(Vec<u8>);
+impl W {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn str(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn opt_str(&mut self, s: &Option<String>) {
+        match s {
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+            None => self.u8(0),
+        }
+    }
+}
+
+struct R<'a>(&'a [u8], usize);
+impl R<'_> {
+    fn bad() -> Error {
+        Error::internal("corrupt descriptor")
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.0.get(self.1..self.1 + 4).ok_or_else(Self::bad)?;
+        self.1 += 4;
+        Ok(u32::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u8(&mut self) -> Result<u8> {
+        let b = *self.0.get(self.1).ok_or_else(Self::bad)?;
+        self.1 += 1;
+        Ok(b)
+    }
+    fn str(&mut self) -> Result<String> {
+        let n = self.u32()? as usize;
+        let b = self.0.get(self.1..self.1 + n).ok_or_else(Self::bad)?;
+        self.1 += n;
+        String::from_utf8(b.to_vec()).map_err(|_| Self::bad())
+    }
+    fn opt_str(&mut self) -> Result<Option<String>> {
+        Ok(if self.u8()? == 1 {
+            Some(self.str()?)
+        } else {
+            None
+        })
+    }
+}
+
+pub fn encode_table(t: &TableDesc) -> Vec<u8> {
+    let mut w = W(Vec::new());
+    w.u32(t.id);
+    w.u32(t.db_id);
+    w.str(&t.name);
+    w.u32(t.columns.len() as u32);
+    for c in &t.columns {
+        w.str(&c.name);
+        w.u8(c.ty.tag());
+        w.u8(c.nullable as u8);
+        w.opt_str(&c.default);
+        w.u8(c.hidden as u8);
+        w.u32(c.max_len.unwrap_or(0));
+    }
+    w.u32(t.pk.len() as u32);
+    for p in &t.pk {
+        w.u32(*p as u32);
+    }
+    w.str(&t.pk_name);
+    w.u32(t.indexes.len() as u32);
+    for i in &t.indexes {
+        w.u32(i.id);
+        w.str(&i.name);
+        w.u8(i.unique as u8);
+        w.u32(i.columns.len() as u32);
+        for c in &i.columns {
+            w.u32(*c as u32);
+        }
+    }
+    w.u32(t.next_index_id);
+    w.0
+}
+
+pub fn parse_default(s: &str) -> Result<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(s)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| Error::syntax(format!("bad default expression {s}: {e}")))
+}
+
+pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
+    let mut r = R(b, 0);
+    let id = r.u32()?;
+    let db_id = r.u32()?;
+    let name = r.str()?;
+    let ncols = r.u32()? as usize;
+    let mut columns = Vec::with_capacity(ncols.min(4096));
+    for _ in 0..ncols {
+        let name = r.str()?;
+        let ty = SqlType::from_tag(r.u8()?).ok_or_else(R::bad)?;
+        let nullable = r.u8()? == 1;
+        let default = r.opt_str()?;
+        let hidden = r.u8()? == 1;
+        let max_len = match r.u32()? {
+            0 => None,
+            n => Some(n),
+        };
+        let default_expr = match &default {
+            Some(s) => Some(parse_default(s)?),
+            None => None,
+        };
+        columns.push(ColumnDesc {
+            name,
+            ty,
+            nullable,
+            default,
+            hidden,
+            max_len,
+            default_expr,
+        });
+    }
+    let npk = r.u32()? as usize;
+    let mut pk = Vec::new();
+    for _ in 0..npk {
+        pk.push(r.u32()? as usize);
+    }
+    let pk_name = r.str()?;
+    let nidx = r.u32()? as usize;
+    let mut indexes = Vec::new();
+    for _ in 0..nidx {
+        let id = r.u32()?;
+        let name = r.str()?;
+        let unique = r.u8()? == 1;
+        let n = r.u32()? as usize;
+        let mut cols = Vec::new();
+        for _ in 0..n {
+            cols.push(r.u32()? as usize);
+        }
+        indexes.push(IndexDesc {
+            id,
+            name,
+            unique,
+            columns: cols,
+        });
+    }
+    let next_index_id = r.u32()?;
+    Ok(TableDesc {
+        id,
+        db_id,
+        name,
+        columns,
+        pk,
+        pk_name,
+        indexes,
+        next_index_id,
+    })
+}
+
+pub fn encode_database(d: &DatabaseDesc) -> Vec<u8> {
+    let mut w = W(Vec::new());
+    w.u32(d.id);
+    w.str(&d.name);
+    w.0
+}
+
+pub fn decode_database(b: &[u8]) -> Result<DatabaseDesc> {
+    let mut r = R(b, 0);
+    Ok(DatabaseDesc {
+        id: r.u32()?,
+        name: r.str()?,
+    })
+}
+
+async fn scan_system(ctx: &CoreCtx, prefix: u8) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let (start, end) = keys::system_span(prefix);
+    let ts = ctx.shared.hlc.now();
+    match ctx
+        .send(KvRequest::Scan {
+            range: SYSTEM_RANGE,
+            start,
+            end,
+            ts,
+            limit: 0,
+            reverse: false,
+        })
+        .await?
+    {
+        KvResponse::Rows(rows) => Ok(rows),
+        other => Err(Error::internal(format!("unexpected response {other:?}"))),
+    }
+}
+
+/// Reads every descriptor from the system span.
+pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
+    let version = ctx.shared.catalog_version.load(Ordering::SeqCst);
+    let mut cat = Catalog {
+        version,
+        ..Default::default()
+    };
+    for (_, v) in scan_system(ctx, keys::SYSTEM_DATABASE).await? {
+        cat.databases.push(decode_database(&v)?);
+    }
+    for (_, v) in scan_system(ctx, keys::SYSTEM_TABLE).await? {
+        cat.tables.push(Rc::new(decode_table(&v)?));
+    }
+    Ok(cat)
+}
+
+/// The core's cached catalog, reloaded when a schema change moved the version.
+pub async fn current(ctx: &CoreCtx) -> Result<Rc<Catalog>> {
+    let version = ctx.shared.catalog_version.load(Ordering::SeqCst);
+    if let Some(c) = ctx.catalog.borrow().as_ref() {
+        if c.version == version {
+            return Ok(c.clone());
+        }
+    }
+    let c = Rc::new(load(ctx).await?);
+    *ctx.catalog.borrow_mut() = Some(c.clone());
+    Ok(c)
+}
+
+/// Commits descriptor writes to the system range in one raft entry and publishes the new
+/// catalog version.
+pub async fn commit_schema(
+    ctx: &CoreCtx,
+    read_ts: chitin_storage::Timestamp,
+    writes: Vec<KvWrite>,
+) -> Result<()> {
+    let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
+    let r = ctx
+        .send(KvRequest::OnePhase {
+            range: SYSTEM_RANGE,
+            txn,
+            read_ts,
+            writes,
+        })
+        .await;
+    ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
+    r.map(|_| ())
+}
+
+/// Allocates a descriptor id (read-modify-write of a counter; conflicts are 40001 and the
+/// schema change is retried by the caller).
+pub async fn next_id(
+    ctx: &CoreCtx,
+    read_ts: chitin_storage::Timestamp,
+    writes: &mut Vec<KvWrite>,
+) -> Result<u32> {
+    let key = keys::meta_key("next_descriptor_id");
+    let cur = match ctx
+        .send(KvRequest::Get {
+            range: SYSTEM_RANGE,
+            key: key.clone(),
+            ts: read_ts,
+        })
+        .await?
+    {
+        KvResponse::Value(Some(v)) if v.len() == 4 => u32::from_le_bytes(v.try_into().unwrap()),
+        _ => 100,
+    };
+    // Several ids in one schema change.
+    let already = writes.iter().filter(|w| w.key() == key.as_slice()).count() as u32;
+    let id = cur + already;
+    writes.retain(|w| w.key() != key.as_slice());
+    writes.push(KvWrite::Put {
+        key,
+        value: (id + 1).to_le_bytes().to_vec(),
+    });
+    Ok(id)
+}
+
+/// Creates the built-in databases on a fresh store.
+pub async fn bootstrap(ctx: &CoreCtx) -> Result<()> {
+    let cat = load(ctx).await?;
+    let mut writes = Vec::new();
+    for (id, name) in [(1u32, "defaultdb"), (2, "postgres"), (3, "system")] {
+        if cat.database(name).is_none() {
+            writes.push(KvWrite::Put {
+                key: keys::database_key(id),
+                value: encode_database(&DatabaseDesc {
+                    id,
+                    name: name.to_string(),
+                }),
+            });
+        }
+    }
+    if !writes.is_empty() {
+        let ts = ctx.shared.hlc.now();
+        commit_schema(ctx, ts, writes).await?;
+    }
+    Ok(())
+}
+
+pub fn undefined_table(name: &str) -> Error {
+    Error::new(
+        ErrorKind::UndefinedTable,
+        format!("relation \"{name}\" does not exist"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_descriptor_round_trip() {
+        let t = TableDesc {
+            id: 104,
+            db_id: 1,
+            name: "t".into(),
+            columns: vec![ColumnDesc {
+                name: "k".into(),
+                ty: SqlType::Int8,
+                nullable: false,
+                default: Some("1 + 1".into()),
+                hidden: false,
+                max_len: Some(5),
+                default_expr: None,
+            }],
+            pk: vec![0],
+            pk_name: "t_pkey".into(),
+            indexes: vec![IndexDesc {
+                id: 2,
+                name: "t_k_idx".into(),
+                unique: true,
+                columns: vec![0],
+            }],
+            next_index_id: 3,
+        };
+        let back = decode_table(&encode_table(&t)).unwrap();
+        assert_eq!(back.name, "t");
+        assert_eq!(back.columns[0].default.as_deref(), Some("1 + 1"));
+        assert!(back.columns[0].default_expr.is_some());
+        assert_eq!(back.indexes[0].columns, vec![0]);
+        assert!(decode_table(&encode_table(&t)[..7]).is_err());
+    }
+}

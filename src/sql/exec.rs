@@ -1,0 +1,2307 @@
+//! Planning and execution of statements over one transaction.
+
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlparser::ast::{self, Expr, ObjectType, SelectItem, SetExpr, Statement, TableFactor};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::kv::keys::{self, encode_key_datum, index_prefix, prefix_end};
+use crate::kv::{KvRequest, KvResponse, KvWrite};
+use crate::node::CoreCtx;
+use crate::sql::catalog::{self, Catalog, ColumnDesc, DatabaseDesc, IndexDesc, TableDesc};
+use crate::sql::expr::{
+    ident_name, object_name, sql_type, AggCall, AggFunc, BinOp, Binder, EvalCtx, Scalar,
+    ScopeColumn,
+};
+use crate::sql::preparse::UPSERT_MARKER;
+use crate::sql::session::{Column, Outcome};
+use crate::sql::types::{Datum, SqlType};
+use crate::txn::Txn;
+
+pub const PRIMARY_INDEX: u32 = 1;
+
+/// Index into `metrics::STATEMENT_KINDS`.
+pub fn statement_kind(s: &Statement) -> usize {
+    match s {
+        Statement::Query(_) => 0,
+        Statement::Insert(_) => 1,
+        Statement::Update(_) => 2,
+        Statement::Delete(_) => 3,
+        Statement::CreateTable(_)
+        | Statement::CreateIndex(_)
+        | Statement::Drop { .. }
+        | Statement::CreateDatabase { .. } => 4,
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. } => 5,
+        _ => 6,
+    }
+}
+
+/// How rows of a table are found.
+enum Access {
+    Point(Vec<Datum>),
+    Span(Vec<u8>, Vec<u8>),
+    Index(IndexDesc, Vec<Datum>),
+    Full,
+}
+
+enum SortKey {
+    Output(usize),
+    Expr(Scalar),
+}
+
+struct SelectPlan {
+    table: Option<Rc<TableDesc>>,
+    scope: Vec<ScopeColumn>,
+    filter: Option<Scalar>,
+    aggs: Vec<AggCall>,
+    group_by: Vec<Scalar>,
+    having: Option<Scalar>,
+    grouped: bool,
+    outputs: Vec<Scalar>,
+    columns: Vec<Column>,
+    order: Vec<(SortKey, bool, bool)>,
+    distinct: bool,
+    limit: Option<Scalar>,
+    offset: Option<Scalar>,
+    values: Option<Vec<Vec<Scalar>>>,
+}
+
+fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
+    t.columns
+        .iter()
+        .map(|c| ScopeColumn {
+            table: Some(alias.to_string()),
+            name: c.name.clone(),
+            ty: c.ty,
+        })
+        .collect()
+}
+
+fn lookup_table(cat: &Catalog, db_id: u32, name: &ast::ObjectName) -> Result<Rc<TableDesc>> {
+    let n = object_name(name);
+    cat.table(db_id, &n)
+        .ok_or_else(|| catalog::undefined_table(&n))
+}
+
+fn output_name(item_expr: &Expr) -> String {
+    match item_expr {
+        Expr::Identifier(i) => ident_name(i),
+        Expr::CompoundIdentifier(p) => ident_name(p.last().unwrap()),
+        Expr::Function(f) => object_name(&f.name),
+        Expr::Cast {
+            expr, data_type, ..
+        } => match **expr {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => output_name(expr),
+            _ => sql_type(data_type)
+                .map(|t| pg_type_short(t).to_string())
+                .unwrap_or_else(|_| "?column?".into()),
+        },
+        Expr::Nested(e) => output_name(e),
+        Expr::Case { .. } => "case".into(),
+        Expr::TypedString(ts) => sql_type(&ts.data_type)
+            .map(|t| pg_type_short(t).to_string())
+            .unwrap_or_else(|_| "?column?".into()),
+        _ => "?column?".into(),
+    }
+}
+
+fn pg_type_short(t: SqlType) -> &'static str {
+    match t {
+        SqlType::Int2 => "int2",
+        SqlType::Int4 => "int4",
+        SqlType::Int8 => "int8",
+        SqlType::Float4 => "float4",
+        SqlType::Float8 => "float8",
+        SqlType::Bool => "bool",
+        SqlType::Text => "text",
+        SqlType::Varchar => "varchar",
+        SqlType::Bytea => "bytea",
+        SqlType::Numeric => "numeric",
+        SqlType::Date => "date",
+        SqlType::Timestamp => "timestamp",
+        SqlType::TimestampTz => "timestamptz",
+        SqlType::Uuid => "uuid",
+        SqlType::Unknown => "text",
+    }
+}
+
+fn fix_unknown(t: SqlType) -> SqlType {
+    if t == SqlType::Unknown {
+        SqlType::Text
+    } else {
+        t
+    }
+}
+
+/// Plans a SELECT (or VALUES) without reading anything.
+fn plan_select(
+    cat: &Catalog,
+    db_id: u32,
+    q: &ast::Query,
+    params: &mut Vec<SqlType>,
+) -> Result<SelectPlan> {
+    if q.with.is_some() {
+        return Err(Error::unsupported("WITH is not supported yet"));
+    }
+    let (limit, offset) = match &q.limit_clause {
+        Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
+            (limit.clone(), offset.as_ref().map(|o| o.value.clone()))
+        }
+        Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => {
+            (Some(limit.clone()), Some(offset.clone()))
+        }
+        None => (None, None),
+    };
+    let order_exprs: Vec<ast::OrderByExpr> = match &q.order_by {
+        Some(ob) => match &ob.kind {
+            ast::OrderByKind::Expressions(v) => v.clone(),
+            ast::OrderByKind::All(_) => return Err(Error::unsupported("ORDER BY ALL")),
+        },
+        None => Vec::new(),
+    };
+    let select = match q.body.as_ref() {
+        SetExpr::Select(s) => s,
+        SetExpr::Values(v) => {
+            let mut rows = Vec::new();
+            let mut types: Vec<SqlType> = Vec::new();
+            for r in &v.rows {
+                let mut b = Binder::new(&[], params);
+                let mut out = Vec::new();
+                for (i, e) in r.iter().enumerate() {
+                    let (s, t) = b.bind(e, None)?;
+                    if types.len() <= i {
+                        types.push(t);
+                    } else {
+                        types[i] = crate::sql::expr::unify(types[i], t);
+                    }
+                    out.push(s);
+                }
+                rows.push(out);
+            }
+            let columns = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Column {
+                    name: format!("column{}", i + 1),
+                    ty: fix_unknown(*t),
+                })
+                .collect::<Vec<_>>();
+            let mut plan = empty_plan(columns.clone());
+            plan.values = Some(rows);
+            let scope: Vec<ScopeColumn> = columns
+                .iter()
+                .map(|c| ScopeColumn {
+                    table: None,
+                    name: c.name.clone(),
+                    ty: c.ty,
+                })
+                .collect();
+            plan.order = bind_order(&order_exprs, &columns, &scope, params, None)?;
+            plan.limit = bind_opt(&limit, params)?;
+            plan.offset = bind_opt(&offset, params)?;
+            return Ok(plan);
+        }
+        SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
+            return plan_select(cat, db_id, inner, params);
+        }
+        _ => {
+            return Err(Error::unsupported(
+                "set operations (UNION, INTERSECT, EXCEPT) are not supported yet",
+            ))
+        }
+    };
+    let (table, scope) = match select.from.as_slice() {
+        [] => (None, Vec::new()),
+        [twj] if twj.joins.is_empty() => match &twj.relation {
+            TableFactor::Table { name, alias, .. } => {
+                let t = lookup_table(cat, db_id, name)?;
+                let alias = alias
+                    .as_ref()
+                    .map(|a| ident_name(&a.name))
+                    .unwrap_or_else(|| t.name.clone());
+                let scope = table_scope(&t, &alias);
+                (Some(t), scope)
+            }
+            _ => {
+                return Err(Error::unsupported(
+                    "subqueries in FROM are not supported yet",
+                ))
+            }
+        },
+        _ => return Err(Error::unsupported("joins are not supported yet")),
+    };
+    let filter = match &select.selection {
+        Some(w) => {
+            let mut b = Binder::new(&scope, params);
+            let (s, t) = b.bind(w, Some(SqlType::Bool))?;
+            if !matches!(t, SqlType::Bool | SqlType::Unknown) {
+                return Err(Error::mismatch(format!(
+                    "argument of WHERE must be type boolean, not type {}",
+                    t.name()
+                )));
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    // Expand the select list.
+    let mut items: Vec<(Expr, String)> = Vec::new();
+    for item in &select.projection {
+        match item {
+            SelectItem::UnnamedExpr(e) => items.push((e.clone(), output_name(e))),
+            SelectItem::ExprWithAlias { expr, alias } => {
+                items.push((expr.clone(), ident_name(alias)))
+            }
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                let t = table.as_ref().ok_or_else(|| {
+                    Error::syntax("SELECT * with no tables specified is not valid")
+                })?;
+                for (_, c) in t.visible_columns() {
+                    items.push((
+                        Expr::Identifier(ast::Ident::with_quote('"', c.name.clone())),
+                        c.name.clone(),
+                    ));
+                }
+            }
+            _ => return Err(Error::unsupported("unsupported select item")),
+        }
+    }
+    // GROUP BY: positions and output aliases refer to select items.
+    let group_exprs: Vec<Expr> = match &select.group_by {
+        ast::GroupByExpr::Expressions(v, _) => v
+            .iter()
+            .map(|e| resolve_output_ref(e, &items, &scope))
+            .collect::<Result<_>>()?,
+        ast::GroupByExpr::All(_) => return Err(Error::unsupported("GROUP BY ALL")),
+    };
+    let mut group_by = Vec::new();
+    let mut grouped_cols = Vec::new();
+    for e in &group_exprs {
+        let mut b = Binder::new(&scope, params);
+        let (s, _) = b.bind(e, None)?;
+        if let Scalar::Column(i) = s {
+            grouped_cols.push(i);
+        }
+        group_by.push(s);
+    }
+    let has_agg = items.iter().any(|(e, _)| contains_agg(e))
+        || select.having.as_ref().is_some_and(contains_agg);
+    let grouped = has_agg || !group_by.is_empty();
+    let mut aggs = Vec::new();
+    let mut outputs = Vec::new();
+    let mut columns = Vec::new();
+    for (e, name) in &items {
+        let mut b = Binder::new(&scope, params);
+        if grouped {
+            b.aggs = Some(&mut aggs);
+            b.grouped = Some(grouped_cols.clone());
+        }
+        let (s, t) = b.bind(e, None)?;
+        outputs.push(s);
+        columns.push(Column {
+            name: name.clone(),
+            ty: fix_unknown(t),
+        });
+    }
+    let having = match &select.having {
+        Some(h) => {
+            let mut b = Binder::new(&scope, params);
+            b.aggs = Some(&mut aggs);
+            b.grouped = Some(grouped_cols.clone());
+            Some(b.bind(h, Some(SqlType::Bool))?.0)
+        }
+        None => None,
+    };
+    let order = bind_order(
+        &order_exprs,
+        &columns,
+        &scope,
+        params,
+        if grouped {
+            Some((&mut aggs, grouped_cols.clone()))
+        } else {
+            None
+        },
+    )?;
+    let distinct = match &select.distinct {
+        None => false,
+        Some(ast::Distinct::Distinct) => true,
+        Some(_) => return Err(Error::unsupported("DISTINCT ON is not supported yet")),
+    };
+    Ok(SelectPlan {
+        table,
+        scope,
+        filter,
+        aggs,
+        group_by,
+        having,
+        grouped,
+        outputs,
+        columns,
+        order,
+        distinct,
+        limit: bind_opt(&limit, params)?,
+        offset: bind_opt(&offset, params)?,
+        values: None,
+    })
+}
+
+fn empty_plan(columns: Vec<Column>) -> SelectPlan {
+    SelectPlan {
+        table: None,
+        scope: Vec::new(),
+        filter: None,
+        aggs: Vec::new(),
+        group_by: Vec::new(),
+        having: None,
+        grouped: false,
+        outputs: Vec::new(),
+        columns,
+        order: Vec::new(),
+        distinct: false,
+        limit: None,
+        offset: None,
+        values: None,
+    }
+}
+
+fn bind_opt(e: &Option<Expr>, params: &mut Vec<SqlType>) -> Result<Option<Scalar>> {
+    match e {
+        Some(e) => {
+            let mut b = Binder::new(&[], params);
+            Ok(Some(b.bind(e, Some(SqlType::Int8))?.0))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `GROUP BY 1` / `GROUP BY alias` → the select item's expression.
+fn resolve_output_ref(e: &Expr, items: &[(Expr, String)], scope: &[ScopeColumn]) -> Result<Expr> {
+    if let Expr::Value(v) = e {
+        if let ast::Value::Number(n, _) = &v.value {
+            let i: usize = n
+                .parse()
+                .map_err(|_| Error::syntax("non-integer constant in GROUP BY"))?;
+            return items
+                .get(i.wrapping_sub(1))
+                .map(|(e, _)| e.clone())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidColumnReference,
+                        format!("GROUP BY position {i} is not in select list"),
+                    )
+                });
+        }
+    }
+    if let Expr::Identifier(id) = e {
+        let n = ident_name(id);
+        if !scope.iter().any(|c| c.name == n) {
+            if let Some((e, _)) = items.iter().find(|(_, name)| *name == n) {
+                return Ok(e.clone());
+            }
+        }
+    }
+    Ok(e.clone())
+}
+
+fn bind_order(
+    order: &[ast::OrderByExpr],
+    columns: &[Column],
+    scope: &[ScopeColumn],
+    params: &mut Vec<SqlType>,
+    mut agg: Option<(&mut Vec<AggCall>, Vec<usize>)>,
+) -> Result<Vec<(SortKey, bool, bool)>> {
+    let mut out = Vec::new();
+    for o in order {
+        let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+        let nulls_first = o.options.nulls_first.unwrap_or(desc);
+        let key = match &o.expr {
+            Expr::Value(v) if matches!(v.value, ast::Value::Number(..)) => {
+                let ast::Value::Number(n, _) = &v.value else {
+                    unreachable!()
+                };
+                let i: usize = n
+                    .parse()
+                    .map_err(|_| Error::syntax("non-integer constant in ORDER BY"))?;
+                if i == 0 || i > columns.len() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidColumnReference,
+                        format!("ORDER BY position {i} is not in select list"),
+                    ));
+                }
+                SortKey::Output(i - 1)
+            }
+            Expr::Identifier(id)
+                if columns.iter().filter(|c| c.name == ident_name(id)).count() == 1
+                    && (!scope.iter().any(|c| c.name == ident_name(id)) || agg.is_some()) =>
+            {
+                SortKey::Output(
+                    columns
+                        .iter()
+                        .position(|c| c.name == ident_name(id))
+                        .unwrap(),
+                )
+            }
+            e => {
+                let mut b = Binder::new(scope, params);
+                if let Some((aggs, cols)) = agg.as_mut() {
+                    b.aggs = Some(aggs);
+                    b.grouped = Some(cols.clone());
+                }
+                SortKey::Expr(b.bind(e, None)?.0)
+            }
+        };
+        out.push((key, desc, nulls_first));
+    }
+    Ok(out)
+}
+
+fn contains_agg(e: &Expr) -> bool {
+    match e {
+        Expr::Function(f) => {
+            let n = object_name(&f.name);
+            if matches!(
+                n.as_str(),
+                "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
+            ) {
+                return true;
+            }
+            match &f.args {
+                ast::FunctionArguments::List(l) => l.args.iter().any(|a| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => contains_agg(e),
+                    _ => false,
+                }),
+                _ => false,
+            }
+        }
+        Expr::BinaryOp { left, right, .. } => contains_agg(left) || contains_agg(right),
+        Expr::UnaryOp { expr, .. }
+        | Expr::Nested(expr)
+        | Expr::Cast { expr, .. }
+        | Expr::IsNull(expr)
+        | Expr::IsNotNull(expr) => contains_agg(expr),
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            operand.as_deref().is_some_and(contains_agg)
+                || conditions
+                    .iter()
+                    .any(|c| contains_agg(&c.condition) || contains_agg(&c.result))
+                || else_result.as_deref().is_some_and(contains_agg)
+        }
+        _ => false,
+    }
+}
+
+/// The result columns of a statement, for Describe.
+pub fn describe(
+    cat: &Catalog,
+    db_id: u32,
+    stmt: &Statement,
+    params: &mut Vec<SqlType>,
+) -> Result<Option<Vec<Column>>> {
+    Ok(match stmt {
+        Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
+        Statement::Insert(ins) => {
+            let ast::TableObject::TableName(name) = &ins.table else {
+                return Err(Error::unsupported("INSERT into a table function"));
+            };
+            let t = lookup_table(cat, db_id, name)?;
+            let cols = insert_columns(&t, &ins.columns)?;
+            // Parameters in VALUES take the type of their column.
+            if let Some(src) = &ins.source {
+                if let SetExpr::Values(v) = src.body.as_ref() {
+                    for row in &v.rows {
+                        let mut b = Binder::new(&[], params);
+                        for (i, e) in row.iter().enumerate() {
+                            if let Some(ci) = cols.get(i) {
+                                if !is_default(e) {
+                                    b.bind(e, Some(t.columns[*ci].ty))?;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            returning_columns(&t, &ins.returning, params)?
+        }
+        Statement::Update(u) => {
+            let t = match &u.table.relation {
+                TableFactor::Table { name, .. } => lookup_table(cat, db_id, name)?,
+                _ => return Err(Error::unsupported("UPDATE of a non-table")),
+            };
+            let scope = table_scope(&t, &t.name);
+            for a in &u.assignments {
+                if let ast::AssignmentTarget::ColumnName(n) = &a.target {
+                    if let Some(ci) = t.column_index(&object_name(n)) {
+                        Binder::new(&scope, params).bind(&a.value, Some(t.columns[ci].ty))?;
+                    }
+                }
+            }
+            if let Some(w) = &u.selection {
+                Binder::new(&scope, params).bind(w, Some(SqlType::Bool))?;
+            }
+            returning_columns(&t, &u.returning, params)?
+        }
+        Statement::Delete(d) => {
+            let t = lookup_table(cat, db_id, delete_table(d)?)?;
+            let scope = table_scope(&t, &t.name);
+            if let Some(w) = &d.selection {
+                Binder::new(&scope, params).bind(w, Some(SqlType::Bool))?;
+            }
+            returning_columns(&t, &d.returning, params)?
+        }
+        Statement::ShowTables { .. } => Some(show_tables_columns()),
+        Statement::ShowDatabases { .. } => Some(show_databases_columns()),
+        Statement::ShowVariable { variable } => Some(vec![Column {
+            name: variable
+                .iter()
+                .map(|i| i.value.to_lowercase())
+                .collect::<Vec<_>>()
+                .join("_"),
+            ty: SqlType::Text,
+        }]),
+        _ => None,
+    })
+}
+
+fn show_tables_columns() -> Vec<Column> {
+    ["schema_name", "table_name", "type", "owner"]
+        .iter()
+        .map(|n| Column {
+            name: n.to_string(),
+            ty: SqlType::Text,
+        })
+        .collect()
+}
+
+fn show_databases_columns() -> Vec<Column> {
+    ["database_name", "owner"]
+        .iter()
+        .map(|n| Column {
+            name: n.to_string(),
+            ty: SqlType::Text,
+        })
+        .collect()
+}
+
+fn returning_columns(
+    t: &TableDesc,
+    ret: &Option<Vec<SelectItem>>,
+    params: &mut Vec<SqlType>,
+) -> Result<Option<Vec<Column>>> {
+    Ok(match ret {
+        Some(items) => Some(bind_returning(t, items, params)?.1),
+        None => None,
+    })
+}
+
+fn bind_returning(
+    t: &TableDesc,
+    items: &[SelectItem],
+    params: &mut Vec<SqlType>,
+) -> Result<(Vec<Scalar>, Vec<Column>)> {
+    let scope = table_scope(t, &t.name);
+    let mut outs = Vec::new();
+    let mut cols = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                for (i, c) in t.visible_columns() {
+                    outs.push(Scalar::Column(i));
+                    cols.push(Column {
+                        name: c.name.clone(),
+                        ty: c.ty,
+                    });
+                }
+            }
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                let name = match item {
+                    SelectItem::ExprWithAlias { alias, .. } => ident_name(alias),
+                    _ => output_name(e),
+                };
+                let (s, ty) = Binder::new(&scope, params).bind(e, None)?;
+                outs.push(s);
+                cols.push(Column {
+                    name,
+                    ty: fix_unknown(ty),
+                });
+            }
+            _ => return Err(Error::unsupported("unsupported RETURNING item")),
+        }
+    }
+    Ok((outs, cols))
+}
+
+fn delete_table(d: &ast::Delete) -> Result<&ast::ObjectName> {
+    let tables = match &d.from {
+        ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
+    };
+    match tables.as_slice() {
+        [twj] => match &twj.relation {
+            TableFactor::Table { name, .. } => Ok(name),
+            _ => Err(Error::unsupported("DELETE from a non-table")),
+        },
+        _ => Err(Error::unsupported("DELETE with several tables")),
+    }
+}
+
+fn is_default(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+fn insert_columns(t: &TableDesc, cols: &[ast::ObjectName]) -> Result<Vec<usize>> {
+    if cols.is_empty() {
+        return Ok(t.visible_columns().map(|(i, _)| i).collect());
+    }
+    let mut out = Vec::new();
+    for c in cols {
+        let n = object_name(c);
+        let i = t.column_index(&n).ok_or_else(|| {
+            Error::new(
+                ErrorKind::UndefinedColumn,
+                format!("column \"{n}\" of relation \"{}\" does not exist", t.name),
+            )
+        })?;
+        if out.contains(&i) {
+            return Err(Error::new(
+                ErrorKind::DuplicateColumn,
+                format!("column \"{n}\" specified more than once"),
+            ));
+        }
+        out.push(i);
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct AggState {
+    count: i64,
+    value: Option<Datum>,
+    seen: Option<HashSet<Vec<u8>>>,
+}
+
+fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
+    if call.func == AggFunc::CountStar {
+        st.count += 1;
+        return Ok(());
+    }
+    if v.is_null() {
+        return Ok(());
+    }
+    if call.distinct {
+        let mut k = Vec::new();
+        encode_key_datum(&v, &mut k);
+        if !st.seen.get_or_insert_with(HashSet::new).insert(k) {
+            return Ok(());
+        }
+    }
+    st.count += 1;
+    st.value = Some(match (call.func, st.value.take()) {
+        (_, None) => match call.func {
+            AggFunc::Sum | AggFunc::Avg => match v {
+                Datum::Int(i) if call.func == AggFunc::Avg || call.ty == SqlType::Numeric => {
+                    Datum::Numeric(i.into())
+                }
+                other => other,
+            },
+            _ => v,
+        },
+        (AggFunc::Count, Some(x)) => x,
+        (AggFunc::Sum | AggFunc::Avg, Some(acc)) => {
+            let acc = match acc {
+                Datum::Int(i) if call.ty == SqlType::Numeric => Datum::Numeric(i.into()),
+                other => other,
+            };
+            let ty = if call.ty == SqlType::Int8 {
+                SqlType::Int8
+            } else {
+                call.ty
+            };
+            Scalar::Binary(
+                BinOp::Add,
+                Box::new(Scalar::Const(acc)),
+                Box::new(Scalar::Const(v)),
+                ty,
+            )
+            .eval(&[], &EvalCtx::default())?
+        }
+        (AggFunc::Min, Some(acc)) => {
+            if v.order_cmp(&acc).is_lt() {
+                v
+            } else {
+                acc
+            }
+        }
+        (AggFunc::Max, Some(acc)) => {
+            if v.order_cmp(&acc).is_gt() {
+                v
+            } else {
+                acc
+            }
+        }
+        (AggFunc::BoolAnd, Some(acc)) => {
+            Datum::Bool(acc.as_bool().unwrap_or(true) && v.as_bool().unwrap_or(true))
+        }
+        (AggFunc::BoolOr, Some(acc)) => {
+            Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
+        }
+        (AggFunc::CountStar, _) => unreachable!("handled above"),
+    });
+    Ok(())
+}
+
+fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
+    Ok(match call.func {
+        AggFunc::Count | AggFunc::CountStar => Datum::Int(st.count),
+        AggFunc::Avg => match &st.value {
+            None => Datum::Null,
+            Some(Datum::Float(f)) => Datum::Float(f / st.count as f64),
+            Some(Datum::Numeric(n)) => {
+                let q = *n / rust_decimal::Decimal::from(st.count);
+                Datum::Numeric(q.round_dp(16).normalize().max(q.round_dp(16)))
+            }
+            Some(other) => other.clone(),
+        },
+        _ => st
+            .value
+            .clone()
+            .map(|v| v.cast(call.ty))
+            .transpose()?
+            .unwrap_or(Datum::Null),
+    })
+}
+
+/// Executes statements in one transaction.
+pub struct Exec<'a> {
+    ctx: &'a CoreCtx,
+    cat: &'a Catalog,
+    db_id: u32,
+    txn: &'a mut Txn,
+    cx: EvalCtx,
+    cancel: &'a AtomicBool,
+}
+
+impl<'a> Exec<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ctx: &'a CoreCtx,
+        cat: &'a Catalog,
+        db_id: u32,
+        database: &str,
+        user: &str,
+        txn: &'a mut Txn,
+        params: Vec<Datum>,
+        cancel: &'a AtomicBool,
+    ) -> Self {
+        let now = ctx.shared.hlc.now();
+        let rowid = ((now.wall / 1000) as i64) << 15 | ((ctx.core as i64) << 12);
+        let cx = EvalCtx {
+            params,
+            aggs: Vec::new(),
+            now_micros: (txn.read_ts.wall / 1000) as i64,
+            database: database.to_string(),
+            user: user.to_string(),
+            rowid: std::cell::Cell::new(rowid),
+        };
+        Exec {
+            ctx,
+            cat,
+            db_id,
+            txn,
+            cx,
+            cancel,
+        }
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) || self.ctx.shared.shutdown.load(Ordering::Relaxed) {
+            return Err(Error::new(
+                ErrorKind::QueryCanceled,
+                "canceling statement due to user request",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn run(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
+        match stmt {
+            Statement::Query(q) => self.select(q).await,
+            Statement::Insert(ins) => self.insert(ins).await,
+            Statement::Update(u) => self.update(u).await,
+            Statement::Delete(d) => self.delete(d).await,
+            Statement::CreateTable(ct) => self.create_table(ct).await,
+            Statement::CreateIndex(ci) => self.create_index(ci).await,
+            Statement::CreateDatabase {
+                db_name,
+                if_not_exists,
+                ..
+            } => self.create_database(db_name, *if_not_exists).await,
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => self.drop(*object_type, *if_exists, names).await,
+            Statement::Truncate(t) => {
+                let mut n = 0;
+                for tn in &t.table_names {
+                    let table = lookup_table(self.cat, self.db_id, &tn.name)?;
+                    let rows = self.read_rows(&table, Access::Full).await?;
+                    for row in rows {
+                        self.delete_row(&table, &row);
+                        n += 1;
+                    }
+                }
+                let _ = n;
+                Ok((Outcome::Command("TRUNCATE".into()), None))
+            }
+            Statement::ShowTables { .. } => {
+                let mut rows: Vec<Vec<Datum>> = self
+                    .cat
+                    .tables_in(self.db_id)
+                    .map(|t| {
+                        vec![
+                            Datum::Text("public".into()),
+                            Datum::Text(t.name.clone()),
+                            Datum::Text("table".into()),
+                            Datum::Text("root".into()),
+                        ]
+                    })
+                    .collect();
+                rows.sort_by(|a, b| a[1].order_cmp(&b[1]));
+                let n = rows.len();
+                Ok((
+                    Outcome::Rows {
+                        rows,
+                        tag: format!("SELECT {n}"),
+                        suspended: false,
+                    },
+                    Some(show_tables_columns()),
+                ))
+            }
+            Statement::ShowDatabases { .. } => {
+                let mut rows: Vec<Vec<Datum>> = self
+                    .cat
+                    .databases
+                    .iter()
+                    .map(|d| vec![Datum::Text(d.name.clone()), Datum::Text("root".into())])
+                    .collect();
+                rows.sort_by(|a, b| a[0].order_cmp(&b[0]));
+                let n = rows.len();
+                Ok((
+                    Outcome::Rows {
+                        rows,
+                        tag: format!("SELECT {n}"),
+                        suspended: false,
+                    },
+                    Some(show_databases_columns()),
+                ))
+            }
+            Statement::Analyze(_) => Ok((Outcome::Command("ANALYZE".into()), None)),
+            other => Err(Error::unsupported(format!(
+                "unsupported statement: {}",
+                first_words(&other.to_string())
+            ))),
+        }
+    }
+
+    // --- KV through the transaction ---
+
+    async fn kv_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(own) = self.txn.own_write(key) {
+            return Ok(own.map(|v| v.to_vec()));
+        }
+        match self
+            .ctx
+            .send(KvRequest::Get {
+                range: keys::range_for_key(key),
+                key: key.to_vec(),
+                ts: self.txn.read_ts,
+            })
+            .await?
+        {
+            KvResponse::Value(v) => Ok(v),
+            other => Err(Error::internal(format!("unexpected response {other:?}"))),
+        }
+    }
+
+    async fn kv_scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let rows = match self
+            .ctx
+            .send(KvRequest::Scan {
+                range: keys::range_for_key(start),
+                start: start.to_vec(),
+                end: end.to_vec(),
+                ts: self.txn.read_ts,
+                limit: 0,
+                reverse: false,
+            })
+            .await?
+        {
+            KvResponse::Rows(r) => r,
+            other => return Err(Error::internal(format!("unexpected response {other:?}"))),
+        };
+        let own: Vec<_> = self
+            .txn
+            .writes
+            .range(start.to_vec()..end.to_vec())
+            .collect();
+        if own.is_empty() {
+            return Ok(rows);
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = rows.into_iter().collect();
+        for (k, p) in own {
+            match p {
+                crate::txn::Pending::Put(v) | crate::txn::Pending::Insert(v) => {
+                    merged.insert(k.clone(), v.clone());
+                }
+                crate::txn::Pending::Delete => {
+                    merged.remove(k);
+                }
+            }
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    fn pk_key(t: &TableDesc, row: &[Datum]) -> Vec<u8> {
+        let mut k = index_prefix(t.id, PRIMARY_INDEX);
+        for &i in &t.pk {
+            encode_key_datum(&row[i], &mut k);
+        }
+        k
+    }
+
+    /// The key of `row` in secondary index `idx`: unique indexes key by their columns alone
+    /// (plus the primary key when a column is NULL, since NULLs never conflict); others by
+    /// their columns then the primary key. The value is the row's primary key.
+    fn index_key(t: &TableDesc, idx: &IndexDesc, row: &[Datum]) -> Vec<u8> {
+        let mut k = index_prefix(t.id, idx.id);
+        let mut has_null = false;
+        for &i in &idx.columns {
+            has_null |= row[i].is_null();
+            encode_key_datum(&row[i], &mut k);
+        }
+        if !idx.unique || has_null {
+            for &i in &t.pk {
+                encode_key_datum(&row[i], &mut k);
+            }
+        }
+        k
+    }
+
+    fn unique_conflict_possible(idx: &IndexDesc, row: &[Datum]) -> bool {
+        idx.unique && !idx.columns.iter().any(|&i| row[i].is_null())
+    }
+
+    async fn read_rows(&self, t: &TableDesc, access: Access) -> Result<Vec<Vec<Datum>>> {
+        let width = t.columns.len();
+        let mut out = Vec::new();
+        match access {
+            Access::Point(vals) => {
+                let k = Self::pk_key_from(t, &vals);
+                if let Some(v) = self.kv_get(&k).await? {
+                    out.push(keys::decode_row(&v, width)?);
+                }
+            }
+            Access::Span(s, e) => {
+                for (_, v) in self.kv_scan(&s, &e).await? {
+                    out.push(keys::decode_row(&v, width)?);
+                }
+            }
+            Access::Index(idx, vals) => {
+                let mut p = index_prefix(t.id, idx.id);
+                for v in &vals {
+                    encode_key_datum(v, &mut p);
+                }
+                let end = prefix_end(&p);
+                for (_, pk) in self.kv_scan(&p, &end).await? {
+                    self.check_cancel()?;
+                    if let Some(v) = self.kv_get(&pk).await? {
+                        out.push(keys::decode_row(&v, width)?);
+                    }
+                }
+            }
+            Access::Full => {
+                let p = index_prefix(t.id, PRIMARY_INDEX);
+                let end = prefix_end(&p);
+                for (_, v) in self.kv_scan(&p, &end).await? {
+                    out.push(keys::decode_row(&v, width)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn pk_key_from(t: &TableDesc, vals: &[Datum]) -> Vec<u8> {
+        let mut k = index_prefix(t.id, PRIMARY_INDEX);
+        for v in vals {
+            encode_key_datum(v, &mut k);
+        }
+        k
+    }
+
+    /// Picks an access path from the conjuncts of the filter.
+    fn choose_access(&self, t: &TableDesc, filter: Option<&Scalar>) -> Access {
+        let Some(f) = filter else { return Access::Full };
+        let mut conj = Vec::new();
+        flatten_and(f, &mut conj);
+        let mut eq: BTreeMap<usize, Datum> = BTreeMap::new();
+        let mut lower: Option<(Datum, bool)> = None;
+        let mut upper: Option<(Datum, bool)> = None;
+        let first_pk = t.pk[0];
+        for c in &conj {
+            let (op, col, val) = match c {
+                Scalar::Binary(op, l, r, _) => match (l.as_ref(), r.as_ref()) {
+                    (Scalar::Column(i), v) if is_value(v) => (*op, *i, v),
+                    (v, Scalar::Column(i)) if is_value(v) => (flip(*op), *i, v),
+                    _ => continue,
+                },
+                Scalar::Between(x, lo, hi, false) => {
+                    if let (Scalar::Column(i), true, true) =
+                        (x.as_ref(), is_value(lo), is_value(hi))
+                    {
+                        if *i == first_pk {
+                            if let (Some(l), Some(h)) = (
+                                self.exact(lo, t.columns[*i].ty),
+                                self.exact(hi, t.columns[*i].ty),
+                            ) {
+                                lower = Some((l, true));
+                                upper = Some((h, true));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let Some(v) = self.exact(val, t.columns[col].ty) else {
+                continue;
+            };
+            match op {
+                BinOp::Eq => {
+                    eq.insert(col, v);
+                }
+                BinOp::Gt | BinOp::GtEq if col == first_pk => lower = Some((v, op == BinOp::GtEq)),
+                BinOp::Lt | BinOp::LtEq if col == first_pk => upper = Some((v, op == BinOp::LtEq)),
+                _ => {}
+            }
+        }
+        if t.pk.iter().all(|c| eq.contains_key(c)) {
+            return Access::Point(t.pk.iter().map(|c| eq[c].clone()).collect());
+        }
+        for idx in &t.indexes {
+            if idx.columns.iter().all(|c| eq.contains_key(c)) {
+                return Access::Index(
+                    idx.clone(),
+                    idx.columns.iter().map(|c| eq[c].clone()).collect(),
+                );
+            }
+        }
+        let prefix = index_prefix(t.id, PRIMARY_INDEX);
+        if let Some(v) = eq.get(&first_pk) {
+            let mut s = prefix.clone();
+            encode_key_datum(v, &mut s);
+            let e = prefix_end(&s);
+            return Access::Span(s, e);
+        }
+        if lower.is_some() || upper.is_some() {
+            let start = match &lower {
+                Some((v, incl)) => {
+                    let mut s = prefix.clone();
+                    encode_key_datum(v, &mut s);
+                    if *incl {
+                        s
+                    } else {
+                        prefix_end(&s)
+                    }
+                }
+                None => prefix.clone(),
+            };
+            let end = match &upper {
+                Some((v, incl)) => {
+                    let mut s = prefix.clone();
+                    encode_key_datum(v, &mut s);
+                    if *incl {
+                        prefix_end(&s)
+                    } else {
+                        s
+                    }
+                }
+                None => prefix_end(&prefix),
+            };
+            return Access::Span(start, end);
+        }
+        Access::Full
+    }
+
+    /// The value of a constant/parameter as column type `ty`, only when the conversion is
+    /// exact (so an index lookup finds exactly what the filter would).
+    fn exact(&self, s: &Scalar, ty: SqlType) -> Option<Datum> {
+        let v = s.eval(&[], &self.cx).ok()?;
+        if v.is_null() {
+            return None;
+        }
+        let same_kind = matches!(
+            (&v, ty),
+            (Datum::Int(_), t) if t.is_int()
+        ) || matches!((&v, ty), (Datum::Text(_), SqlType::Text | SqlType::Varchar))
+            || matches!(
+                (&v, ty),
+                (Datum::Float(_), SqlType::Float4 | SqlType::Float8)
+            )
+            || matches!((&v, ty), (Datum::Bool(_), SqlType::Bool))
+            || matches!((&v, ty), (Datum::Uuid(_), SqlType::Uuid))
+            || matches!((&v, ty), (Datum::Date(_), SqlType::Date))
+            || matches!((&v, ty), (Datum::Bytes(_), SqlType::Bytea))
+            || matches!((&v, ty), (Datum::Timestamp(_), SqlType::Timestamp))
+            || matches!((&v, ty), (Datum::TimestampTz(_), SqlType::TimestampTz));
+        if same_kind {
+            if let Datum::Int(i) = v {
+                crate::sql::types::check_int_range(ty, i).ok()?;
+            }
+            Some(v)
+        } else {
+            None
+        }
+    }
+
+    // --- SELECT ---
+
+    async fn select(&mut self, q: &ast::Query) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let plan = plan_select(self.cat, self.db_id, q, &mut ptypes)?;
+        let rows = self.run_plan(&plan).await?;
+        let n = rows.len();
+        Ok((
+            Outcome::Rows {
+                rows,
+                tag: format!("SELECT {n}"),
+                suspended: false,
+            },
+            Some(plan.columns),
+        ))
+    }
+
+    async fn run_plan(&mut self, plan: &SelectPlan) -> Result<Vec<Vec<Datum>>> {
+        // Input rows.
+        let input: Vec<Vec<Datum>> = if let Some(values) = &plan.values {
+            let mut rows = Vec::new();
+            for r in values {
+                let mut out = Vec::new();
+                for (i, s) in r.iter().enumerate() {
+                    out.push(s.eval(&[], &self.cx)?.cast(plan.columns[i].ty)?);
+                }
+                rows.push(out);
+            }
+            rows
+        } else if let Some(t) = &plan.table {
+            let access = self.choose_access(t, plan.filter.as_ref());
+            let rows = self.read_rows(t, access).await?;
+            let mut kept = Vec::with_capacity(rows.len());
+            for r in rows {
+                match &plan.filter {
+                    Some(f) if !f.eval_bool(&r, &self.cx)? => {}
+                    _ => kept.push(r),
+                }
+            }
+            kept
+        } else {
+            let keep = match &plan.filter {
+                Some(f) => f.eval_bool(&[], &self.cx)?,
+                None => true,
+            };
+            if keep {
+                vec![Vec::new()]
+            } else {
+                Vec::new()
+            }
+        };
+        self.check_cancel()?;
+        // (output row, sort keys)
+        let mut produced: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
+        if plan.values.is_some() {
+            for r in input {
+                let keys = self.sort_keys(plan, &r, &r)?;
+                produced.push((r, keys));
+            }
+        } else if plan.grouped {
+            let mut groups: Vec<(Vec<Datum>, Vec<AggState>)> = Vec::new();
+            let mut index: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+            for r in input {
+                let mut gk = Vec::new();
+                for g in &plan.group_by {
+                    encode_key_datum(&g.eval(&r, &self.cx)?, &mut gk);
+                }
+                let gi = match index.get(&gk) {
+                    Some(i) => *i,
+                    None => {
+                        groups.push((
+                            r.clone(),
+                            plan.aggs.iter().map(|_| AggState::default()).collect(),
+                        ));
+                        index.insert(gk, groups.len() - 1);
+                        groups.len() - 1
+                    }
+                };
+                for (ai, call) in plan.aggs.iter().enumerate() {
+                    let v = match &call.arg {
+                        Some(a) => a.eval(&r, &self.cx)?,
+                        None => Datum::Null,
+                    };
+                    agg_update(call, &mut groups[gi].1[ai], v)?;
+                }
+            }
+            if groups.is_empty() && plan.group_by.is_empty() {
+                groups.push((
+                    vec![Datum::Null; plan.scope.len()],
+                    plan.aggs.iter().map(|_| AggState::default()).collect(),
+                ));
+            }
+            for (row, states) in groups {
+                self.cx.aggs = plan
+                    .aggs
+                    .iter()
+                    .zip(&states)
+                    .map(|(c, s)| agg_final(c, s))
+                    .collect::<Result<_>>()?;
+                if let Some(h) = &plan.having {
+                    if !h.eval_bool(&row, &self.cx)? {
+                        continue;
+                    }
+                }
+                let out = self.project(plan, &row)?;
+                let keys = self.sort_keys(plan, &row, &out)?;
+                produced.push((out, keys));
+            }
+        } else {
+            for r in input {
+                let out = self.project(plan, &r)?;
+                let keys = self.sort_keys(plan, &r, &out)?;
+                produced.push((out, keys));
+            }
+        }
+        if plan.distinct {
+            let mut seen = HashSet::new();
+            produced.retain(|(row, _)| {
+                let mut k = Vec::new();
+                for d in row {
+                    encode_key_datum(d, &mut k);
+                }
+                seen.insert(k)
+            });
+        }
+        if !plan.order.is_empty() {
+            let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
+            produced.sort_by(|a, b| {
+                for (i, (desc, nulls_first)) in dirs.iter().enumerate() {
+                    let (x, y) = (&a.1[i], &b.1[i]);
+                    let o = match (x.is_null(), y.is_null()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => {
+                            if *nulls_first {
+                                std::cmp::Ordering::Less
+                            } else {
+                                std::cmp::Ordering::Greater
+                            }
+                        }
+                        (false, true) => {
+                            if *nulls_first {
+                                std::cmp::Ordering::Greater
+                            } else {
+                                std::cmp::Ordering::Less
+                            }
+                        }
+                        _ => {
+                            let o = x.order_cmp(y);
+                            if *desc {
+                                o.reverse()
+                            } else {
+                                o
+                            }
+                        }
+                    };
+                    if o != std::cmp::Ordering::Equal {
+                        return o;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+        }
+        let offset = match &plan.offset {
+            Some(o) => self.count_arg(o, "OFFSET")?,
+            None => 0,
+        };
+        let limit = match &plan.limit {
+            Some(l) => match l.eval(&[], &self.cx)? {
+                Datum::Null => usize::MAX,
+                _ => self.count_arg(l, "LIMIT")?,
+            },
+            None => usize::MAX,
+        };
+        Ok(produced
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    fn count_arg(&self, s: &Scalar, what: &str) -> Result<usize> {
+        match s.eval(&[], &self.cx)?.cast(SqlType::Int8)? {
+            Datum::Int(i) if i >= 0 => Ok(i as usize),
+            Datum::Null => Ok(0),
+            _ => Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("{what} must not be negative"),
+            )),
+        }
+    }
+
+    fn project(&self, plan: &SelectPlan, row: &[Datum]) -> Result<Vec<Datum>> {
+        plan.outputs.iter().map(|o| o.eval(row, &self.cx)).collect()
+    }
+
+    fn sort_keys(&self, plan: &SelectPlan, input: &[Datum], out: &[Datum]) -> Result<Vec<Datum>> {
+        plan.order
+            .iter()
+            .map(|(k, _, _)| match k {
+                SortKey::Output(i) => Ok(out[*i].clone()),
+                SortKey::Expr(e) => e.eval(input, &self.cx),
+            })
+            .collect()
+    }
+
+    // --- Writes ---
+
+    /// Fills a full row from the given values: defaults, assignment casts, NOT NULL.
+    fn complete_row(&self, t: &TableDesc, given: &[(usize, Datum)]) -> Result<Vec<Datum>> {
+        let mut row = vec![Datum::Null; t.columns.len()];
+        let mut set = vec![false; t.columns.len()];
+        for (i, v) in given {
+            row[*i] = v.clone();
+            set[*i] = true;
+        }
+        for (i, c) in t.columns.iter().enumerate() {
+            if !set[i] {
+                if let Some(d) = &c.default_expr {
+                    let mut params = Vec::new();
+                    let (s, _) = Binder::new(&[], &mut params).bind(d, Some(c.ty))?;
+                    row[i] = s.eval(&[], &self.cx)?;
+                }
+            }
+        }
+        self.check_row(t, &mut row)?;
+        Ok(row)
+    }
+
+    fn check_row(&self, t: &TableDesc, row: &mut [Datum]) -> Result<()> {
+        for (i, c) in t.columns.iter().enumerate() {
+            let v = std::mem::replace(&mut row[i], Datum::Null);
+            row[i] = assign_cast(v, c)?;
+            if row[i].is_null() && !c.nullable {
+                return Err(Error::new(
+                    ErrorKind::NotNullViolation,
+                    format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", c.name, t.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_row(&mut self, t: &TableDesc, row: &[Datum], insert: bool) {
+        let k = Self::pk_key(t, row);
+        let v = keys::encode_row(row);
+        if insert {
+            self.txn.insert(k.clone(), v);
+        } else {
+            self.txn.put(k.clone(), v);
+        }
+        for idx in &t.indexes {
+            let ik = Self::index_key(t, idx, row);
+            if Self::unique_conflict_possible(idx, row) {
+                self.txn.insert(ik, k.clone());
+            } else {
+                self.txn.put(ik, k.clone());
+            }
+        }
+    }
+
+    fn delete_row(&mut self, t: &TableDesc, row: &[Datum]) {
+        self.txn.delete(Self::pk_key(t, row));
+        for idx in &t.indexes {
+            self.txn.delete(Self::index_key(t, idx, row));
+        }
+    }
+
+    /// The constraint `row` would violate if inserted (primary key or a unique index),
+    /// with the conflicting existing row.
+    async fn find_conflict(
+        &self,
+        t: &TableDesc,
+        row: &[Datum],
+    ) -> Result<Option<(String, Vec<Datum>)>> {
+        if let Some(v) = self.kv_get(&Self::pk_key(t, row)).await? {
+            return Ok(Some((
+                t.pk_name.clone(),
+                keys::decode_row(&v, t.columns.len())?,
+            )));
+        }
+        for idx in &t.indexes {
+            if Self::unique_conflict_possible(idx, row) {
+                if let Some(pk) = self.kv_get(&Self::index_key(t, idx, row)).await? {
+                    if let Some(v) = self.kv_get(&pk).await? {
+                        return Ok(Some((
+                            idx.name.clone(),
+                            keys::decode_row(&v, t.columns.len())?,
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn dup_error(t: &TableDesc, constraint: &str, row: &[Datum]) -> Error {
+        let cols: Vec<usize> = if constraint == t.pk_name {
+            t.pk.clone()
+        } else {
+            t.indexes
+                .iter()
+                .find(|i| i.name == constraint)
+                .map(|i| i.columns.clone())
+                .unwrap_or_default()
+        };
+        let names: Vec<&str> = cols.iter().map(|&i| t.columns[i].name.as_str()).collect();
+        let vals: Vec<String> = cols
+            .iter()
+            .map(|&i| {
+                row[i]
+                    .to_text(t.columns[i].ty)
+                    .unwrap_or_else(|| "NULL".into())
+            })
+            .collect();
+        Error::new(
+            ErrorKind::UniqueViolation,
+            format!("duplicate key value violates unique constraint \"{constraint}\""),
+        )
+        .with_hint(format!(
+            "Key ({})=({}) already exists.",
+            names.join(", "),
+            vals.join(", ")
+        ))
+    }
+
+    async fn insert(&mut self, ins: &ast::Insert) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Err(Error::unsupported("INSERT into a table function"));
+        };
+        let t = lookup_table(self.cat, self.db_id, name)?;
+        let cols = insert_columns(&t, &ins.columns)?;
+        let source = ins
+            .source
+            .as_ref()
+            .ok_or_else(|| Error::unsupported("INSERT without VALUES or SELECT"))?;
+        // Rows of (column, value).
+        let mut given_rows: Vec<Vec<(usize, Datum)>> = Vec::new();
+        match source.body.as_ref() {
+            SetExpr::Values(v) if source.order_by.is_none() && source.limit_clause.is_none() => {
+                let mut params: Vec<SqlType> =
+                    self.cx.params.iter().map(|d| d.natural_type()).collect();
+                for r in &v.rows {
+                    if r.len() > cols.len() {
+                        return Err(Error::syntax(
+                            "INSERT has more expressions than target columns",
+                        ));
+                    }
+                    let mut given = Vec::with_capacity(r.len());
+                    for (e, &ci) in r.iter().zip(&cols) {
+                        if is_default(e) {
+                            continue;
+                        }
+                        let (s, _) =
+                            Binder::new(&[], &mut params).bind(e, Some(t.columns[ci].ty))?;
+                        given.push((ci, s.eval(&[], &self.cx)?));
+                    }
+                    given_rows.push(given);
+                }
+            }
+            _ => {
+                let mut params: Vec<SqlType> =
+                    self.cx.params.iter().map(|d| d.natural_type()).collect();
+                let plan = plan_select(self.cat, self.db_id, source, &mut params)?;
+                if plan.columns.len() > cols.len() {
+                    return Err(Error::syntax(
+                        "INSERT has more expressions than target columns",
+                    ));
+                }
+                for r in self.run_plan(&plan).await? {
+                    given_rows.push(cols.iter().copied().zip(r).collect());
+                }
+            }
+        }
+        let (conflict, upsert) = match &ins.on {
+            Some(ast::OnInsert::OnConflict(oc)) => {
+                let upsert = matches!(&oc.action, ast::OnConflictAction::DoUpdate(du)
+                    if du.assignments.len() == 1 && du.assignments[0].target.to_string().trim_matches('"') == UPSERT_MARKER);
+                (Some(oc), upsert)
+            }
+            Some(_) => return Err(Error::unsupported("ON DUPLICATE KEY UPDATE")),
+            None => (None, false),
+        };
+        let returning = match &ins.returning {
+            Some(items) => {
+                let mut params: Vec<SqlType> =
+                    self.cx.params.iter().map(|d| d.natural_type()).collect();
+                Some(bind_returning(&t, items, &mut params)?)
+            }
+            None => None,
+        };
+        let mut out_rows = Vec::new();
+        let mut count = 0;
+        let mut touched: HashSet<Vec<u8>> = HashSet::new();
+        for given in given_rows {
+            self.check_cancel()?;
+            let row = self.complete_row(&t, &given)?;
+            let existing = self.find_conflict(&t, &row).await?;
+            let final_row = match (existing, conflict) {
+                (None, _) => {
+                    self.write_row(&t, &row, true);
+                    row
+                }
+                (Some((cname, old)), None) => {
+                    return Err(Self::dup_error(
+                        &t,
+                        &cname,
+                        &row.iter()
+                            .zip(old)
+                            .map(|(n, _)| n.clone())
+                            .collect::<Vec<_>>(),
+                    ))
+                }
+                (Some(_), Some(oc)) if matches!(oc.action, ast::OnConflictAction::DoNothing) => {
+                    continue
+                }
+                (Some((_, old)), Some(_)) if upsert => {
+                    let mut new = old.clone();
+                    for (i, v) in &given {
+                        new[*i] = v.clone();
+                    }
+                    // Columns the UPSERT did not name keep their values, except defaults of
+                    // a brand-new primary key (not this case).
+                    self.check_row(&t, &mut new)?;
+                    self.replace_row(&t, &old, &new).await?;
+                    new
+                }
+                (Some((_, old)), Some(oc)) => {
+                    let ast::OnConflictAction::DoUpdate(du) = &oc.action else {
+                        unreachable!()
+                    };
+                    let pk = Self::pk_key(&t, &old);
+                    if !touched.insert(pk) {
+                        return Err(Error::new(
+                            ErrorKind::CardinalityViolation,
+                            "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                        ));
+                    }
+                    let mut scope = table_scope(&t, &t.name);
+                    scope.extend(table_scope(&t, "excluded"));
+                    let combined: Vec<Datum> =
+                        old.iter().cloned().chain(row.iter().cloned()).collect();
+                    if let Some(w) = &du.selection {
+                        let mut params: Vec<SqlType> =
+                            self.cx.params.iter().map(|d| d.natural_type()).collect();
+                        let (s, _) =
+                            Binder::new(&scope, &mut params).bind(w, Some(SqlType::Bool))?;
+                        if !s.eval_bool(&combined, &self.cx)? {
+                            continue;
+                        }
+                    }
+                    let mut new = old.clone();
+                    for a in &du.assignments {
+                        let cname = match &a.target {
+                            ast::AssignmentTarget::ColumnName(n) => object_name(n),
+                            _ => return Err(Error::unsupported("tuple assignment")),
+                        };
+                        let ci = t.column_index(&cname).ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::UndefinedColumn,
+                                format!(
+                                    "column \"{cname}\" of relation \"{}\" does not exist",
+                                    t.name
+                                ),
+                            )
+                        })?;
+                        let mut params: Vec<SqlType> =
+                            self.cx.params.iter().map(|d| d.natural_type()).collect();
+                        let (s, _) = Binder::new(&scope, &mut params)
+                            .bind(&a.value, Some(t.columns[ci].ty))?;
+                        new[ci] = s.eval(&combined, &self.cx)?;
+                    }
+                    self.check_row(&t, &mut new)?;
+                    self.replace_row(&t, &old, &new).await?;
+                    new
+                }
+            };
+            count += 1;
+            if let Some((outs, _)) = &returning {
+                out_rows.push(
+                    outs.iter()
+                        .map(|o| o.eval(&final_row, &self.cx))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+        }
+        let tag = format!("INSERT 0 {count}");
+        match returning {
+            Some((_, cols)) => Ok((
+                Outcome::Rows {
+                    rows: out_rows,
+                    tag,
+                    suspended: false,
+                },
+                Some(cols),
+            )),
+            None => Ok((Outcome::Command(tag), None)),
+        }
+    }
+
+    /// Replaces `old` by `new`, keeping indexes right and checking new unique keys.
+    async fn replace_row(&mut self, t: &TableDesc, old: &[Datum], new: &[Datum]) -> Result<()> {
+        let old_pk = Self::pk_key(t, old);
+        let new_pk = Self::pk_key(t, new);
+        if old_pk != new_pk {
+            if self.kv_get(&new_pk).await?.is_some() {
+                return Err(Self::dup_error(t, &t.pk_name.clone(), new));
+            }
+            self.txn.delete(old_pk.clone());
+            self.txn.insert(new_pk.clone(), keys::encode_row(new));
+        } else {
+            self.txn.put(new_pk.clone(), keys::encode_row(new));
+        }
+        for idx in &t.indexes {
+            let ok = Self::index_key(t, idx, old);
+            let nk = Self::index_key(t, idx, new);
+            if ok == nk && old_pk == new_pk {
+                continue;
+            }
+            self.txn.delete(ok.clone());
+            if Self::unique_conflict_possible(idx, new) && ok != nk {
+                if let Some(pk) = self.kv_get(&nk).await? {
+                    if pk != old_pk {
+                        return Err(Self::dup_error(t, &idx.name, new));
+                    }
+                }
+                self.txn.insert(nk, new_pk.clone());
+            } else {
+                self.txn.put(nk, new_pk.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn update(&mut self, u: &ast::Update) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let (t, alias) = match &u.table.relation {
+            TableFactor::Table { name, alias, .. } => {
+                let t = lookup_table(self.cat, self.db_id, name)?;
+                let a = alias
+                    .as_ref()
+                    .map(|a| ident_name(&a.name))
+                    .unwrap_or_else(|| t.name.clone());
+                (t, a)
+            }
+            _ => return Err(Error::unsupported("UPDATE of a non-table")),
+        };
+        if u.from.is_some() {
+            return Err(Error::unsupported("UPDATE … FROM is not supported yet"));
+        }
+        let scope = table_scope(&t, &alias);
+        let mut params: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let mut sets = Vec::new();
+        for a in &u.assignments {
+            let cname = match &a.target {
+                ast::AssignmentTarget::ColumnName(n) => object_name(n),
+                _ => return Err(Error::unsupported("tuple assignment")),
+            };
+            let ci = t.column_index(&cname).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedColumn,
+                    format!(
+                        "column \"{cname}\" of relation \"{}\" does not exist",
+                        t.name
+                    ),
+                )
+            })?;
+            let s = if is_default(&a.value) {
+                match &t.columns[ci].default_expr {
+                    Some(d) => {
+                        Binder::new(&[], &mut params)
+                            .bind(d, Some(t.columns[ci].ty))?
+                            .0
+                    }
+                    None => Scalar::Const(Datum::Null),
+                }
+            } else {
+                Binder::new(&scope, &mut params)
+                    .bind(&a.value, Some(t.columns[ci].ty))?
+                    .0
+            };
+            sets.push((ci, s));
+        }
+        let filter = match &u.selection {
+            Some(w) => Some(
+                Binder::new(&scope, &mut params)
+                    .bind(w, Some(SqlType::Bool))?
+                    .0,
+            ),
+            None => None,
+        };
+        let returning = match &u.returning {
+            Some(items) => Some(bind_returning(&t, items, &mut params)?),
+            None => None,
+        };
+        let access = self.choose_access(&t, filter.as_ref());
+        let rows = self.read_rows(&t, access).await?;
+        let mut count = 0;
+        let mut out_rows = Vec::new();
+        for old in rows {
+            self.check_cancel()?;
+            if let Some(f) = &filter {
+                if !f.eval_bool(&old, &self.cx)? {
+                    continue;
+                }
+            }
+            let mut new = old.clone();
+            for (ci, s) in &sets {
+                new[*ci] = s.eval(&old, &self.cx)?;
+            }
+            self.check_row(&t, &mut new)?;
+            self.replace_row(&t, &old, &new).await?;
+            count += 1;
+            if let Some((outs, _)) = &returning {
+                out_rows.push(
+                    outs.iter()
+                        .map(|o| o.eval(&new, &self.cx))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+        }
+        let tag = format!("UPDATE {count}");
+        match returning {
+            Some((_, cols)) => Ok((
+                Outcome::Rows {
+                    rows: out_rows,
+                    tag,
+                    suspended: false,
+                },
+                Some(cols),
+            )),
+            None => Ok((Outcome::Command(tag), None)),
+        }
+    }
+
+    async fn delete(&mut self, d: &ast::Delete) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let t = lookup_table(self.cat, self.db_id, delete_table(d)?)?;
+        let scope = table_scope(&t, &t.name);
+        let mut params: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let filter = match &d.selection {
+            Some(w) => Some(
+                Binder::new(&scope, &mut params)
+                    .bind(w, Some(SqlType::Bool))?
+                    .0,
+            ),
+            None => None,
+        };
+        let returning = match &d.returning {
+            Some(items) => Some(bind_returning(&t, items, &mut params)?),
+            None => None,
+        };
+        let access = self.choose_access(&t, filter.as_ref());
+        let rows = self.read_rows(&t, access).await?;
+        let mut count = 0;
+        let mut out_rows = Vec::new();
+        for row in rows {
+            if let Some(f) = &filter {
+                if !f.eval_bool(&row, &self.cx)? {
+                    continue;
+                }
+            }
+            self.delete_row(&t, &row);
+            count += 1;
+            if let Some((outs, _)) = &returning {
+                out_rows.push(
+                    outs.iter()
+                        .map(|o| o.eval(&row, &self.cx))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+        }
+        let tag = format!("DELETE {count}");
+        match returning {
+            Some((_, cols)) => Ok((
+                Outcome::Rows {
+                    rows: out_rows,
+                    tag,
+                    suspended: false,
+                },
+                Some(cols),
+            )),
+            None => Ok((Outcome::Command(tag), None)),
+        }
+    }
+
+    // --- DDL (committed on its own, not transactional yet) ---
+
+    async fn create_database(
+        &mut self,
+        name: &ast::ObjectName,
+        if_not_exists: bool,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let n = object_name(name);
+        if self.cat.database(&n).is_some() {
+            if if_not_exists {
+                return Ok((Outcome::Command("CREATE DATABASE".into()), None));
+            }
+            return Err(Error::new(
+                ErrorKind::DuplicateDatabase,
+                format!("database \"{n}\" already exists"),
+            ));
+        }
+        let ts = self.ctx.shared.hlc.now();
+        let mut writes = Vec::new();
+        let id = catalog::next_id(self.ctx, ts, &mut writes).await?;
+        writes.push(KvWrite::Insert {
+            key: keys::database_key(id),
+            value: catalog::encode_database(&DatabaseDesc { id, name: n }),
+        });
+        catalog::commit_schema(self.ctx, ts, writes).await?;
+        Ok((Outcome::Command("CREATE DATABASE".into()), None))
+    }
+
+    async fn create_table(
+        &mut self,
+        ct: &ast::CreateTable,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let name = object_name(&ct.name);
+        if self.cat.table(self.db_id, &name).is_some() {
+            if ct.if_not_exists {
+                return Ok((Outcome::Command("CREATE TABLE".into()), None));
+            }
+            return Err(Error::new(
+                ErrorKind::DuplicateTable,
+                format!("relation \"{name}\" already exists"),
+            ));
+        }
+        if ct.query.is_some() {
+            return Err(Error::unsupported("CREATE TABLE AS is not supported yet"));
+        }
+        let mut columns = Vec::new();
+        let mut pk: Vec<usize> = Vec::new();
+        let mut uniques: Vec<Vec<usize>> = Vec::new();
+        for (i, c) in ct.columns.iter().enumerate() {
+            let cname = ident_name(&c.name);
+            if columns.iter().any(|x: &ColumnDesc| x.name == cname) {
+                return Err(Error::new(
+                    ErrorKind::DuplicateColumn,
+                    format!("column \"{cname}\" specified more than once"),
+                ));
+            }
+            let tname = c.data_type.to_string().to_lowercase();
+            let ty = sql_type(&c.data_type)?;
+            let max_len = if ty == SqlType::Varchar {
+                tname
+                    .split('(')
+                    .nth(1)
+                    .and_then(|s| s.trim_end_matches(')').trim().parse().ok())
+                    .or(if tname == "char" || tname == "character" {
+                        Some(1)
+                    } else {
+                        None
+                    })
+            } else {
+                None
+            };
+            let serial = tname.contains("serial");
+            let mut col = ColumnDesc {
+                name: cname,
+                ty,
+                nullable: !serial,
+                default: if serial {
+                    Some("unique_rowid()".into())
+                } else {
+                    None
+                },
+                hidden: false,
+                max_len,
+                default_expr: None,
+            };
+            for opt in &c.options {
+                match &opt.option {
+                    ast::ColumnOption::NotNull => col.nullable = false,
+                    ast::ColumnOption::Null => col.nullable = true,
+                    ast::ColumnOption::Default(e) => col.default = Some(e.to_string()),
+                    ast::ColumnOption::PrimaryKey(_) => {
+                        if !pk.is_empty() {
+                            return Err(Error::new(
+                                ErrorKind::InvalidColumnReference,
+                                format!(
+                                    "multiple primary keys for table \"{name}\" are not allowed"
+                                ),
+                            ));
+                        }
+                        pk.push(i);
+                    }
+                    ast::ColumnOption::Unique(_) => uniques.push(vec![i]),
+                    ast::ColumnOption::Check(_) | ast::ColumnOption::ForeignKey(_) => {
+                        return Err(Error::unsupported(
+                            "CHECK and FOREIGN KEY constraints are not supported yet",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            columns.push(col);
+        }
+        let col_idx = |cols: &[ColumnDesc], n: &str| -> Result<usize> {
+            cols.iter().position(|c| c.name == n).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedColumn,
+                    format!("column \"{n}\" named in key does not exist"),
+                )
+            })
+        };
+        for tc in &ct.constraints {
+            match tc {
+                ast::TableConstraint::PrimaryKey(p) => {
+                    if !pk.is_empty() {
+                        return Err(Error::new(
+                            ErrorKind::InvalidColumnReference,
+                            format!("multiple primary keys for table \"{name}\" are not allowed"),
+                        ));
+                    }
+                    for c in &p.columns {
+                        pk.push(col_idx(&columns, &index_column_name(c)?)?);
+                    }
+                }
+                ast::TableConstraint::Unique(u) => {
+                    let mut cols = Vec::new();
+                    for c in &u.columns {
+                        cols.push(col_idx(&columns, &index_column_name(c)?)?);
+                    }
+                    uniques.push(cols);
+                }
+                _ => {
+                    return Err(Error::unsupported(
+                        "CHECK and FOREIGN KEY constraints are not supported yet",
+                    ))
+                }
+            }
+        }
+        if pk.is_empty() {
+            columns.push(ColumnDesc {
+                name: "rowid".into(),
+                ty: SqlType::Int8,
+                nullable: false,
+                default: Some("unique_rowid()".into()),
+                hidden: true,
+                max_len: None,
+                default_expr: None,
+            });
+            pk.push(columns.len() - 1);
+        }
+        for &i in &pk {
+            columns[i].nullable = false;
+        }
+        for c in columns.iter_mut() {
+            if let Some(d) = &c.default {
+                let e = catalog::parse_default(d)?;
+                // Validate the default now: it must bind without columns.
+                let mut p = Vec::new();
+                Binder::new(&[], &mut p).bind(&e, Some(c.ty))?;
+                c.default_expr = Some(e);
+            }
+        }
+        let mut indexes = Vec::new();
+        let mut next_index_id = 2;
+        for cols in uniques {
+            if cols == pk {
+                continue;
+            }
+            let iname = format!(
+                "{name}_{}_key",
+                cols.iter()
+                    .map(|&i| columns[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("_")
+            );
+            indexes.push(IndexDesc {
+                id: next_index_id,
+                name: iname,
+                unique: true,
+                columns: cols,
+            });
+            next_index_id += 1;
+        }
+        let ts = self.ctx.shared.hlc.now();
+        let mut writes = Vec::new();
+        let id = catalog::next_id(self.ctx, ts, &mut writes).await?;
+        let desc = TableDesc {
+            id,
+            db_id: self.db_id,
+            pk_name: format!("{name}_pkey"),
+            name,
+            columns,
+            pk,
+            indexes,
+            next_index_id,
+        };
+        writes.push(KvWrite::Insert {
+            key: keys::table_desc_key(id),
+            value: catalog::encode_table(&desc),
+        });
+        catalog::commit_schema(self.ctx, ts, writes).await?;
+        Ok((Outcome::Command("CREATE TABLE".into()), None))
+    }
+
+    async fn create_index(
+        &mut self,
+        ci: &ast::CreateIndex,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let t = lookup_table(self.cat, self.db_id, &ci.table_name)?;
+        let mut cols = Vec::new();
+        for c in &ci.columns {
+            let n = index_column_name(c)?;
+            cols.push(t.column_index(&n).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedColumn,
+                    format!("column \"{n}\" does not exist"),
+                )
+            })?);
+        }
+        let iname = match &ci.name {
+            Some(n) => object_name(n),
+            None => format!(
+                "{}_{}_{}",
+                t.name,
+                cols.iter()
+                    .map(|&i| t.columns[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("_"),
+                if ci.unique { "key" } else { "idx" }
+            ),
+        };
+        let exists = self
+            .cat
+            .tables_in(self.db_id)
+            .any(|t| t.indexes.iter().any(|i| i.name == iname) || t.pk_name == iname);
+        if exists {
+            if ci.if_not_exists {
+                return Ok((Outcome::Command("CREATE INDEX".into()), None));
+            }
+            return Err(Error::new(
+                ErrorKind::DuplicateTable,
+                format!("relation \"{iname}\" already exists"),
+            ));
+        }
+        let mut desc = (*t).clone();
+        let idx = IndexDesc {
+            id: desc.next_index_id,
+            name: iname,
+            unique: ci.unique,
+            columns: cols,
+        };
+        desc.next_index_id += 1;
+        // Backfill from the current rows, in a transaction of its own.
+        let ts = self.ctx.shared.hlc.now();
+        let mut backfill = Txn::new(self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed), ts);
+        {
+            let rows = self.read_rows(&t, Access::Full).await?;
+            let mut seen = HashSet::new();
+            for row in rows {
+                let k = Self::index_key(&desc, &idx, &row);
+                if Self::unique_conflict_possible(&idx, &row) && !seen.insert(k.clone()) {
+                    return Err(Error::new(
+                        ErrorKind::UniqueViolation,
+                        format!("could not create unique index \"{}\"", idx.name),
+                    ));
+                }
+                backfill.put(k, Self::pk_key(&desc, &row));
+            }
+        }
+        crate::sql::session::commit(self.ctx, backfill).await?;
+        desc.indexes.push(idx);
+        let writes = vec![KvWrite::Put {
+            key: keys::table_desc_key(desc.id),
+            value: catalog::encode_table(&desc),
+        }];
+        catalog::commit_schema(self.ctx, self.ctx.shared.hlc.now(), writes).await?;
+        Ok((Outcome::Command("CREATE INDEX".into()), None))
+    }
+
+    async fn drop(
+        &mut self,
+        ot: ObjectType,
+        if_exists: bool,
+        names: &[ast::ObjectName],
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let mut writes = Vec::new();
+        let tag = match ot {
+            ObjectType::Table => {
+                for n in names {
+                    match self.cat.table(self.db_id, &object_name(n)) {
+                        Some(t) => writes.push(KvWrite::Delete {
+                            key: keys::table_desc_key(t.id),
+                        }),
+                        None if if_exists => {}
+                        None => return Err(catalog::undefined_table(&object_name(n))),
+                    }
+                }
+                "DROP TABLE"
+            }
+            ObjectType::Index => {
+                for n in names {
+                    let iname = object_name(n);
+                    let owner = self
+                        .cat
+                        .tables_in(self.db_id)
+                        .find(|t| t.indexes.iter().any(|i| i.name == iname))
+                        .cloned();
+                    match owner {
+                        Some(t) => {
+                            let mut desc = (*t).clone();
+                            desc.indexes.retain(|i| i.name != iname);
+                            writes.push(KvWrite::Put {
+                                key: keys::table_desc_key(desc.id),
+                                value: catalog::encode_table(&desc),
+                            });
+                        }
+                        None if if_exists => {}
+                        None => {
+                            return Err(Error::new(
+                                ErrorKind::UndefinedObject,
+                                format!("index \"{iname}\" does not exist"),
+                            ))
+                        }
+                    }
+                }
+                "DROP INDEX"
+            }
+            ObjectType::Database => {
+                for n in names {
+                    let dname = object_name(n);
+                    match self.cat.database(&dname) {
+                        Some(d) => {
+                            if dname == self.cx.database {
+                                return Err(Error::new(
+                                    ErrorKind::ActiveTransaction,
+                                    "cannot drop the currently open database",
+                                ));
+                            }
+                            writes.push(KvWrite::Delete {
+                                key: keys::database_key(d.id),
+                            });
+                            for t in self.cat.tables_in(d.id) {
+                                writes.push(KvWrite::Delete {
+                                    key: keys::table_desc_key(t.id),
+                                });
+                            }
+                        }
+                        None if if_exists => {}
+                        None => {
+                            return Err(Error::new(
+                                ErrorKind::UndefinedDatabase,
+                                format!("database \"{dname}\" does not exist"),
+                            ))
+                        }
+                    }
+                }
+                "DROP DATABASE"
+            }
+            other => return Err(Error::unsupported(format!("DROP {other} is not supported"))),
+        };
+        if !writes.is_empty() {
+            catalog::commit_schema(self.ctx, self.ctx.shared.hlc.now(), writes).await?;
+        }
+        Ok((Outcome::Command(tag.into()), None))
+    }
+}
+
+fn index_column_name(c: &ast::IndexColumn) -> Result<String> {
+    match &c.column.expr {
+        Expr::Identifier(i) => Ok(ident_name(i)),
+        other => Err(Error::unsupported(format!("index on expression {other}"))),
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn is_value(s: &Scalar) -> bool {
+    matches!(s, Scalar::Const(_) | Scalar::Param(_))
+}
+
+fn flip(op: BinOp) -> BinOp {
+    match op {
+        BinOp::Lt => BinOp::Gt,
+        BinOp::LtEq => BinOp::GtEq,
+        BinOp::Gt => BinOp::Lt,
+        BinOp::GtEq => BinOp::LtEq,
+        o => o,
+    }
+}
+
+fn flatten_and<'s>(s: &'s Scalar, out: &mut Vec<&'s Scalar>) {
+    if let Scalar::Binary(BinOp::And, l, r, _) = s {
+        flatten_and(l, out);
+        flatten_and(r, out);
+    } else {
+        out.push(s);
+    }
+}
+
+/// The assignment cast of a value into a column: type conversion and length limits.
+fn assign_cast(v: Datum, c: &ColumnDesc) -> Result<Datum> {
+    if v.is_null() {
+        return Ok(v);
+    }
+    let from = v.natural_type();
+    let compatible = from == c.ty
+        || (from.is_numeric_family() && c.ty.is_numeric_family())
+        || (from.is_string() && c.ty.is_string())
+        || matches!(v, Datum::Text(_))
+        || matches!(
+            (from, c.ty),
+            (SqlType::Date, SqlType::Timestamp | SqlType::TimestampTz)
+                | (SqlType::Timestamp, SqlType::TimestampTz)
+                | (SqlType::TimestampTz, SqlType::Timestamp)
+        );
+    if !compatible {
+        return Err(Error::mismatch(format!(
+            "column \"{}\" is of type {} but expression is of type {}",
+            c.name,
+            c.ty.name(),
+            from.name()
+        )));
+    }
+    let v = v.cast(c.ty)?;
+    if let (Some(max), Datum::Text(s)) = (c.max_len, &v) {
+        if s.chars().count() > max as usize {
+            return Err(Error::new(
+                ErrorKind::StringTooLong,
+                format!("value too long for type character varying({max})"),
+            ));
+        }
+    }
+    Ok(v)
+}

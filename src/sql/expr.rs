@@ -1,0 +1,1606 @@
+//! Scalar expressions: the binder turns sqlparser's `Expr` into a [`Scalar`] with resolved
+//! column indexes, parameters and aggregate slots, and a static type; [`Scalar::eval`]
+//! evaluates it over a row.
+
+use std::cmp::Ordering;
+
+use rust_decimal::prelude::*;
+use sqlparser::ast::{self, BinaryOperator, Expr, UnaryOperator};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sql::types::{check_int_range, decimal_to_f64, Datum, SqlType};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    And,
+    Or,
+    Concat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggFunc {
+    Count,
+    CountStar,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    BoolAnd,
+    BoolOr,
+}
+
+#[derive(Clone, Debug)]
+pub struct AggCall {
+    pub func: AggFunc,
+    pub arg: Option<Scalar>,
+    pub distinct: bool,
+    pub ty: SqlType,
+    pub arg_ty: SqlType,
+}
+
+#[derive(Clone, Debug)]
+pub enum Scalar {
+    Const(Datum),
+    Param(usize),
+    Column(usize),
+    AggRef(usize),
+    Binary(BinOp, Box<Scalar>, Box<Scalar>, SqlType),
+    Not(Box<Scalar>),
+    Neg(Box<Scalar>),
+    IsNull(Box<Scalar>, bool),
+    IsBool(Box<Scalar>, bool, bool),
+    IsDistinct(Box<Scalar>, Box<Scalar>, bool),
+    InList(Box<Scalar>, Vec<Scalar>, bool),
+    Between(Box<Scalar>, Box<Scalar>, Box<Scalar>, bool),
+    Like(Box<Scalar>, Box<Scalar>, bool, bool),
+    Case(
+        Option<Box<Scalar>>,
+        Vec<(Scalar, Scalar)>,
+        Option<Box<Scalar>>,
+    ),
+    Cast(Box<Scalar>, SqlType),
+    Func(String, Vec<Scalar>, SqlType),
+}
+
+/// A column visible to expressions.
+#[derive(Clone, Debug)]
+pub struct ScopeColumn {
+    pub table: Option<String>,
+    pub name: String,
+    pub ty: SqlType,
+}
+
+/// What the binder resolves names against, and where it collects aggregates and parameter
+/// types.
+pub struct Binder<'a> {
+    pub columns: &'a [ScopeColumn],
+    pub params: &'a mut Vec<SqlType>,
+    pub aggs: Option<&'a mut Vec<AggCall>>,
+    /// When grouping: the input columns that are grouped (others may only appear in
+    /// aggregates).
+    pub grouped: Option<Vec<usize>>,
+    in_agg: bool,
+}
+
+pub fn ident_name(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+pub fn object_name(n: &ast::ObjectName) -> String {
+    n.0.last()
+        .and_then(|p| p.as_ident())
+        .map(ident_name)
+        .unwrap_or_default()
+}
+
+fn unknown_literal(s: &Scalar) -> bool {
+    matches!(s, Scalar::Const(Datum::Text(_)))
+}
+
+fn is_agg_name(n: &str) -> bool {
+    matches!(
+        n,
+        "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
+    )
+}
+
+impl<'a> Binder<'a> {
+    pub fn new(columns: &'a [ScopeColumn], params: &'a mut Vec<SqlType>) -> Self {
+        Binder {
+            columns,
+            params,
+            aggs: None,
+            grouped: None,
+            in_agg: false,
+        }
+    }
+
+    fn resolve(&self, table: Option<&str>, name: &str) -> Result<usize> {
+        let mut found = None;
+        for (i, c) in self.columns.iter().enumerate() {
+            if c.name == name && (table.is_none() || c.table.as_deref() == table) {
+                if found.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::Syntax,
+                        format!("column reference \"{name}\" is ambiguous"),
+                    ));
+                }
+                found = Some(i);
+            }
+        }
+        let i = found.ok_or_else(|| {
+            let full = match table {
+                Some(t) => format!("{t}.{name}"),
+                None => name.to_string(),
+            };
+            Error::new(
+                ErrorKind::UndefinedColumn,
+                format!("column \"{full}\" does not exist"),
+            )
+        })?;
+        if let Some(g) = &self.grouped {
+            if !self.in_agg && !g.contains(&i) {
+                return Err(Error::new(
+                    ErrorKind::Grouping,
+                    format!(
+                        "column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"
+                    ),
+                ));
+            }
+        }
+        Ok(i)
+    }
+
+    /// Binds `e`, with `hint` the type the context expects (for parameters and literals).
+    pub fn bind(&mut self, e: &Expr, hint: Option<SqlType>) -> Result<(Scalar, SqlType)> {
+        Ok(match e {
+            Expr::Identifier(i) => {
+                let idx = self.resolve(None, &ident_name(i))?;
+                (Scalar::Column(idx), self.columns[idx].ty)
+            }
+            Expr::CompoundIdentifier(parts) => {
+                let name = ident_name(parts.last().unwrap());
+                let table = parts.len().checked_sub(2).map(|i| ident_name(&parts[i]));
+                let idx = self.resolve(table.as_deref(), &name)?;
+                (Scalar::Column(idx), self.columns[idx].ty)
+            }
+            Expr::Value(v) => self.bind_value(&v.value, hint)?,
+            Expr::Nested(e) => self.bind(e, hint)?,
+            Expr::TypedString(ts) => {
+                let ty = sql_type(&ts.data_type)?;
+                let s = match &ts.value.value {
+                    ast::Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (Scalar::Const(Datum::parse(ty, &s)?), ty)
+            }
+            Expr::Cast {
+                expr, data_type, ..
+            } => {
+                let ty = sql_type(data_type)?;
+                let (s, _) = self.bind(expr, Some(ty))?;
+                (fold(Scalar::Cast(Box::new(s), ty))?, ty)
+            }
+            Expr::UnaryOp { op, expr } => {
+                let (s, t) = self.bind(expr, hint)?;
+                match op {
+                    UnaryOperator::Not => (Scalar::Not(Box::new(s)), SqlType::Bool),
+                    UnaryOperator::Minus => match s {
+                        Scalar::Const(Datum::Int(i)) => (Scalar::Const(Datum::Int(-i)), t),
+                        Scalar::Const(Datum::Numeric(d)) => (Scalar::Const(Datum::Numeric(-d)), t),
+                        Scalar::Const(Datum::Float(f)) => (Scalar::Const(Datum::Float(-f)), t),
+                        s => (Scalar::Neg(Box::new(s)), t),
+                    },
+                    UnaryOperator::Plus => (s, t),
+                    _ => return Err(Error::unsupported(format!("unsupported operator {op}"))),
+                }
+            }
+            Expr::BinaryOp { left, op, right } => self.bind_binary(left, op, right)?,
+            Expr::IsNull(e) => (
+                Scalar::IsNull(Box::new(self.bind(e, None)?.0), false),
+                SqlType::Bool,
+            ),
+            Expr::IsNotNull(e) => (
+                Scalar::IsNull(Box::new(self.bind(e, None)?.0), true),
+                SqlType::Bool,
+            ),
+            Expr::IsTrue(e) => (
+                Scalar::IsBool(Box::new(self.bind(e, Some(SqlType::Bool))?.0), true, false),
+                SqlType::Bool,
+            ),
+            Expr::IsNotTrue(e) => (
+                Scalar::IsBool(Box::new(self.bind(e, Some(SqlType::Bool))?.0), true, true),
+                SqlType::Bool,
+            ),
+            Expr::IsFalse(e) => (
+                Scalar::IsBool(Box::new(self.bind(e, Some(SqlType::Bool))?.0), false, false),
+                SqlType::Bool,
+            ),
+            Expr::IsNotFalse(e) => (
+                Scalar::IsBool(Box::new(self.bind(e, Some(SqlType::Bool))?.0), false, true),
+                SqlType::Bool,
+            ),
+            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
+                let (l, r, _) = self.bind_pair(a, b)?;
+                let neg = matches!(e, Expr::IsNotDistinctFrom(..));
+                (
+                    Scalar::IsDistinct(Box::new(l), Box::new(r), neg),
+                    SqlType::Bool,
+                )
+            }
+            Expr::In {
+                expr,
+                target,
+                negated,
+                ..
+            } => {
+                let list = match target {
+                    ast::InTarget::List(l) => l,
+                    _ => return Err(Error::unsupported("IN (subquery) is not supported yet")),
+                };
+                let (x, xt) = self.bind(expr, None)?;
+                let mut items = Vec::with_capacity(list.len());
+                for it in list {
+                    let (s, _) = self.bind(it, Some(xt))?;
+                    items.push(coerce_literal(s, xt)?);
+                }
+                (Scalar::InList(Box::new(x), items, *negated), SqlType::Bool)
+            }
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let (x, xt) = self.bind(expr, None)?;
+                let lo = coerce_literal(self.bind(low, Some(xt))?.0, xt)?;
+                let hi = coerce_literal(self.bind(high, Some(xt))?.0, xt)?;
+                (
+                    Scalar::Between(Box::new(x), Box::new(lo), Box::new(hi), *negated),
+                    SqlType::Bool,
+                )
+            }
+            Expr::Like {
+                negated,
+                expr,
+                pattern,
+                ..
+            }
+            | Expr::ILike {
+                negated,
+                expr,
+                pattern,
+                ..
+            } => {
+                let ci = matches!(e, Expr::ILike { .. });
+                let (x, _) = self.bind(expr, Some(SqlType::Text))?;
+                let (p, _) = self.bind(pattern, Some(SqlType::Text))?;
+                (
+                    Scalar::Like(Box::new(x), Box::new(p), *negated, ci),
+                    SqlType::Bool,
+                )
+            }
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let op = match operand {
+                    Some(o) => Some(Box::new(self.bind(o, None)?.0)),
+                    None => None,
+                };
+                let mut whens = Vec::new();
+                let mut ty = SqlType::Unknown;
+                for cw in conditions {
+                    let (c, _) = self.bind(&cw.condition, None)?;
+                    let (r, rt) = self.bind(&cw.result, None)?;
+                    ty = unify(ty, rt);
+                    whens.push((c, r));
+                }
+                let els = match else_result {
+                    Some(e) => {
+                        let (s, t) = self.bind(e, None)?;
+                        ty = unify(ty, t);
+                        Some(Box::new(s))
+                    }
+                    None => None,
+                };
+                if ty == SqlType::Unknown {
+                    ty = SqlType::Text;
+                }
+                (Scalar::Case(op, whens, els), ty)
+            }
+            Expr::Function(f) => self.bind_function(f)?,
+            Expr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.bind(expr, Some(SqlType::Text))?.0];
+                args.push(match substring_from {
+                    Some(f) => self.bind(f, Some(SqlType::Int8))?.0,
+                    None => Scalar::Const(Datum::Int(1)),
+                });
+                if let Some(f) = substring_for {
+                    args.push(self.bind(f, Some(SqlType::Int8))?.0);
+                }
+                (
+                    Scalar::Func("substr".into(), args, SqlType::Text),
+                    SqlType::Text,
+                )
+            }
+            Expr::Trim { expr, .. } => {
+                let a = self.bind(expr, Some(SqlType::Text))?.0;
+                (
+                    Scalar::Func("btrim".into(), vec![a], SqlType::Text),
+                    SqlType::Text,
+                )
+            }
+            Expr::Ceil { expr, .. } | Expr::Floor { expr, .. } => {
+                let (a, t) = self.bind(expr, None)?;
+                let name = if matches!(e, Expr::Ceil { .. }) {
+                    "ceil"
+                } else {
+                    "floor"
+                };
+                let t = if t.is_int() { SqlType::Float8 } else { t };
+                (Scalar::Func(name.into(), vec![a], t), t)
+            }
+            other => {
+                return Err(Error::unsupported(format!(
+                    "unsupported expression: {other}"
+                )));
+            }
+        })
+    }
+
+    fn bind_value(&mut self, v: &ast::Value, hint: Option<SqlType>) -> Result<(Scalar, SqlType)> {
+        Ok(match v {
+            ast::Value::Number(n, _) => {
+                if let Ok(i) = n.parse::<i64>() {
+                    let t = if i32::try_from(i).is_ok() {
+                        SqlType::Int4
+                    } else {
+                        SqlType::Int8
+                    };
+                    (Scalar::Const(Datum::Int(i)), t)
+                } else {
+                    let d = n
+                        .parse::<Decimal>()
+                        .or_else(|_| Decimal::from_scientific(n))
+                        .map_err(|_| {
+                            Error::out_of_range(format!("numeric literal {n} is out of range"))
+                        })?;
+                    (Scalar::Const(Datum::Numeric(d)), SqlType::Numeric)
+                }
+            }
+            ast::Value::SingleQuotedString(s)
+            | ast::Value::EscapedStringLiteral(s)
+            | ast::Value::UnicodeStringLiteral(s) => {
+                (Scalar::Const(Datum::Text(s.clone())), SqlType::Unknown)
+            }
+            ast::Value::DollarQuotedString(d) => (
+                Scalar::Const(Datum::Text(d.value.clone())),
+                SqlType::Unknown,
+            ),
+            ast::Value::SingleQuotedByteStringLiteral(s) => (
+                Scalar::Const(Datum::Bytes(s.as_bytes().to_vec())),
+                SqlType::Bytea,
+            ),
+            ast::Value::Boolean(b) => (Scalar::Const(Datum::Bool(*b)), SqlType::Bool),
+            ast::Value::Null => (Scalar::Const(Datum::Null), SqlType::Unknown),
+            ast::Value::Placeholder(p) => {
+                let n: usize = p
+                    .trim_start_matches('$')
+                    .parse()
+                    .map_err(|_| Error::syntax(format!("invalid parameter {p}")))?;
+                if n == 0 || n > 65535 {
+                    return Err(Error::syntax(format!("invalid parameter {p}")));
+                }
+                if self.params.len() < n {
+                    self.params.resize(n, SqlType::Unknown);
+                }
+                if self.params[n - 1] == SqlType::Unknown {
+                    if let Some(h) = hint {
+                        self.params[n - 1] = h;
+                    }
+                }
+                let t = self.params[n - 1];
+                (Scalar::Param(n - 1), t)
+            }
+            other => return Err(Error::unsupported(format!("unsupported literal {other}"))),
+        })
+    }
+
+    fn bind_pair(&mut self, a: &Expr, b: &Expr) -> Result<(Scalar, Scalar, SqlType)> {
+        let (mut l, mut lt) = self.bind(a, None)?;
+        let (mut r, mut rt) = self.bind(
+            b,
+            if lt == SqlType::Unknown {
+                None
+            } else {
+                Some(lt)
+            },
+        )?;
+        if lt == SqlType::Unknown && rt != SqlType::Unknown {
+            // Re-bind the left side with the right side's type as the hint (parameters).
+            let (l2, lt2) = self.bind(a, Some(rt))?;
+            l = l2;
+            lt = lt2;
+        }
+        if unknown_literal(&l) && rt != SqlType::Unknown && !rt.is_string() {
+            l = coerce_literal(l, rt)?;
+            lt = rt;
+        }
+        if unknown_literal(&r) && lt != SqlType::Unknown && !lt.is_string() {
+            r = coerce_literal(r, lt)?;
+            rt = lt;
+        }
+        Ok((l, r, unify(lt, rt)))
+    }
+
+    fn bind_binary(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+    ) -> Result<(Scalar, SqlType)> {
+        let bop = match op {
+            BinaryOperator::Plus => BinOp::Add,
+            BinaryOperator::Minus => BinOp::Sub,
+            BinaryOperator::Multiply => BinOp::Mul,
+            BinaryOperator::Divide => BinOp::Div,
+            BinaryOperator::Modulo => BinOp::Mod,
+            BinaryOperator::Eq => BinOp::Eq,
+            BinaryOperator::NotEq => BinOp::NotEq,
+            BinaryOperator::Lt => BinOp::Lt,
+            BinaryOperator::LtEq => BinOp::LtEq,
+            BinaryOperator::Gt => BinOp::Gt,
+            BinaryOperator::GtEq => BinOp::GtEq,
+            BinaryOperator::And => BinOp::And,
+            BinaryOperator::Or => BinOp::Or,
+            BinaryOperator::StringConcat => BinOp::Concat,
+            other => return Err(Error::unsupported(format!("unsupported operator {other}"))),
+        };
+        let (l, r, t) = match bop {
+            BinOp::And | BinOp::Or => {
+                let (l, lt) = self.bind(left, Some(SqlType::Bool))?;
+                let (r, rt) = self.bind(right, Some(SqlType::Bool))?;
+                for (s, t) in [(&l, lt), (&r, rt)] {
+                    if !matches!(t, SqlType::Bool | SqlType::Unknown) {
+                        let _ = s;
+                        return Err(Error::mismatch(format!(
+                            "argument of {} must be type boolean, not type {}",
+                            if bop == BinOp::And { "AND" } else { "OR" },
+                            t.name()
+                        )));
+                    }
+                }
+                (
+                    coerce_literal(l, SqlType::Bool)?,
+                    coerce_literal(r, SqlType::Bool)?,
+                    SqlType::Bool,
+                )
+            }
+            BinOp::Concat => {
+                let (l, _) = self.bind(left, Some(SqlType::Text))?;
+                let (r, _) = self.bind(right, Some(SqlType::Text))?;
+                (l, r, SqlType::Text)
+            }
+            _ => self.bind_pair(left, right)?,
+        };
+        let result = match bop {
+            BinOp::Eq
+            | BinOp::NotEq
+            | BinOp::Lt
+            | BinOp::LtEq
+            | BinOp::Gt
+            | BinOp::GtEq
+            | BinOp::And
+            | BinOp::Or => {
+                if !matches!(bop, BinOp::And | BinOp::Or) {
+                    check_comparable(&l, &r, t)?;
+                }
+                SqlType::Bool
+            }
+            BinOp::Concat => SqlType::Text,
+            _ => {
+                if t == SqlType::Unknown || t.is_string() {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: {} {} {}", t.name(), op, t.name()),
+                    ));
+                }
+                if !t.is_numeric_family()
+                    && !matches!(t, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz)
+                {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: {} {op} {}", t.name(), t.name()),
+                    ));
+                }
+                t
+            }
+        };
+        Ok((
+            fold(Scalar::Binary(bop, Box::new(l), Box::new(r), result))?,
+            result,
+        ))
+    }
+
+    fn bind_function(&mut self, f: &ast::Function) -> Result<(Scalar, SqlType)> {
+        let name = object_name(&f.name);
+        let (args, distinct, star) = match &f.args {
+            ast::FunctionArguments::None => (Vec::new(), false, false),
+            ast::FunctionArguments::List(l) => {
+                let distinct = matches!(
+                    l.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                );
+                let mut args = Vec::new();
+                let mut star = false;
+                for a in &l.args {
+                    match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                            args.push(e.clone())
+                        }
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => star = true,
+                        _ => {
+                            return Err(Error::unsupported(format!(
+                                "unsupported argument in {name}()"
+                            )))
+                        }
+                    }
+                }
+                (args, distinct, star)
+            }
+            ast::FunctionArguments::Subquery(_) => {
+                return Err(Error::unsupported("subquery arguments"))
+            }
+        };
+        if is_agg_name(&name) {
+            if self.in_agg {
+                return Err(Error::new(
+                    ErrorKind::Grouping,
+                    "aggregate function calls cannot be nested",
+                ));
+            }
+            if self.aggs.is_none() {
+                return Err(Error::new(
+                    ErrorKind::Grouping,
+                    format!("aggregate functions are not allowed here ({name})"),
+                ));
+            }
+            let (func, arg, arg_ty) = if name == "count" && (star || args.is_empty()) {
+                (AggFunc::CountStar, None, SqlType::Int8)
+            } else {
+                if args.len() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function {name} takes one argument"),
+                    ));
+                }
+                self.in_agg = true;
+                let bound = self.bind(&args[0], None);
+                self.in_agg = false;
+                let (s, t) = bound?;
+                let func = match name.as_str() {
+                    "count" => AggFunc::Count,
+                    "sum" => AggFunc::Sum,
+                    "min" => AggFunc::Min,
+                    "max" => AggFunc::Max,
+                    "avg" => AggFunc::Avg,
+                    "bool_and" | "every" => AggFunc::BoolAnd,
+                    _ => AggFunc::BoolOr,
+                };
+                (func, Some(s), t)
+            };
+            let ty = match func {
+                AggFunc::Count | AggFunc::CountStar => SqlType::Int8,
+                AggFunc::Sum => match arg_ty {
+                    SqlType::Int2 | SqlType::Int4 => SqlType::Int8,
+                    SqlType::Int8 | SqlType::Numeric => SqlType::Numeric,
+                    SqlType::Float4 | SqlType::Float8 => SqlType::Float8,
+                    SqlType::Unknown => SqlType::Numeric,
+                    t => {
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("function sum({}) does not exist", t.name()),
+                        ))
+                    }
+                },
+                AggFunc::Avg => match arg_ty {
+                    SqlType::Float4 | SqlType::Float8 => SqlType::Float8,
+                    t if t.is_numeric_family() || t == SqlType::Unknown => SqlType::Numeric,
+                    t => {
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("function avg({}) does not exist", t.name()),
+                        ))
+                    }
+                },
+                AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
+                AggFunc::Min | AggFunc::Max => {
+                    if arg_ty == SqlType::Unknown {
+                        SqlType::Text
+                    } else {
+                        arg_ty
+                    }
+                }
+            };
+            let aggs = self.aggs.as_mut().unwrap();
+            aggs.push(AggCall {
+                func,
+                arg,
+                distinct,
+                ty,
+                arg_ty,
+            });
+            return Ok((Scalar::AggRef(aggs.len() - 1), ty));
+        }
+        let mut bound = Vec::with_capacity(args.len());
+        let mut types = Vec::with_capacity(args.len());
+        for a in &args {
+            let (s, t) = self.bind(a, None)?;
+            bound.push(s);
+            types.push(t);
+        }
+        let first = types.first().copied().unwrap_or(SqlType::Unknown);
+        let ty = match name.as_str() {
+            "lower" | "upper" | "btrim" | "ltrim" | "rtrim" | "concat" | "substr" | "substring"
+            | "replace" | "repeat" | "left" | "right" | "reverse" | "md5" | "version"
+            | "current_database" | "current_user" | "current_schema" | "lpad" | "rpad"
+            | "initcap" | "to_hex" => SqlType::Text,
+            "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "ascii" => {
+                SqlType::Int4
+            }
+            "abs" | "sign" => {
+                if first == SqlType::Unknown {
+                    SqlType::Float8
+                } else {
+                    first
+                }
+            }
+            "round" | "trunc" => {
+                if first.is_int() || first == SqlType::Numeric {
+                    SqlType::Numeric
+                } else {
+                    SqlType::Float8
+                }
+            }
+            "ceil" | "ceiling" | "floor" => {
+                if first.is_int() || first.is_float() {
+                    SqlType::Float8
+                } else {
+                    SqlType::Numeric
+                }
+            }
+            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "pi" | "random" => SqlType::Float8,
+            "mod" => first,
+            "coalesce" | "greatest" | "least" | "nullif" => {
+                let t = types.iter().fold(SqlType::Unknown, |a, b| unify(a, *b));
+                if t == SqlType::Unknown {
+                    SqlType::Text
+                } else {
+                    t
+                }
+            }
+            "now"
+            | "current_timestamp"
+            | "transaction_timestamp"
+            | "statement_timestamp"
+            | "clock_timestamp" => SqlType::TimestampTz,
+            "gen_random_uuid" | "uuid_generate_v4" => SqlType::Uuid,
+            "unique_rowid" => SqlType::Int8,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!(
+                        "function {name}({}) does not exist",
+                        types
+                            .iter()
+                            .map(|t| t.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+        };
+        // Untyped literals in coalesce & co. take the common type.
+        if matches!(name.as_str(), "coalesce" | "greatest" | "least" | "nullif") {
+            for s in bound.iter_mut() {
+                let taken = std::mem::replace(s, Scalar::Const(Datum::Null));
+                *s = coerce_literal(taken, ty)?;
+            }
+        }
+        Ok((Scalar::Func(name, bound, ty), ty))
+    }
+}
+
+fn check_comparable(_l: &Scalar, _r: &Scalar, t: SqlType) -> Result<()> {
+    let _ = t;
+    Ok(())
+}
+
+/// Casts an untyped string literal to `ty` at bind time (as PostgreSQL types `'5'` by
+/// context).
+pub fn coerce_literal(s: Scalar, ty: SqlType) -> Result<Scalar> {
+    match s {
+        Scalar::Const(Datum::Text(t)) if ty != SqlType::Unknown && !ty.is_string() => {
+            Ok(Scalar::Const(Datum::parse(ty, &t)?))
+        }
+        s => Ok(s),
+    }
+}
+
+/// The common type of two operand types.
+pub fn unify(a: SqlType, b: SqlType) -> SqlType {
+    use SqlType::*;
+    match (a, b) {
+        (Unknown, t) | (t, Unknown) => t,
+        (a, b) if a == b => a,
+        (Float8, _) | (_, Float8) | (Float4, _) | (_, Float4)
+            if a.is_numeric_family() && b.is_numeric_family() =>
+        {
+            Float8
+        }
+        (Numeric, _) | (_, Numeric) if a.is_numeric_family() && b.is_numeric_family() => Numeric,
+        (Int8, _) | (_, Int8) if a.is_int() && b.is_int() => Int8,
+        (Int4, _) | (_, Int4) if a.is_int() && b.is_int() => Int4,
+        (a, b) if a.is_string() && b.is_string() => Text,
+        (Timestamp, TimestampTz) | (TimestampTz, Timestamp) => TimestampTz,
+        (Date, Timestamp) | (Timestamp, Date) => Timestamp,
+        (Date, TimestampTz) | (TimestampTz, Date) => TimestampTz,
+        (a, _) => a,
+    }
+}
+
+/// Constant-folds a node whose children are all constants.
+fn fold(s: Scalar) -> Result<Scalar> {
+    let all_const = match &s {
+        Scalar::Binary(_, l, r, _) => {
+            matches!(**l, Scalar::Const(_)) && matches!(**r, Scalar::Const(_))
+        }
+        Scalar::Cast(e, _) => matches!(**e, Scalar::Const(_)),
+        _ => false,
+    };
+    if all_const {
+        Ok(Scalar::Const(s.eval(&[], &EvalCtx::default())?))
+    } else {
+        Ok(s)
+    }
+}
+
+/// Maps a SQL data type to ours.
+pub fn sql_type(dt: &ast::DataType) -> Result<SqlType> {
+    let s = dt.to_string();
+    SqlType::from_sql_name(&s)
+        .or_else(|| SqlType::from_sql_name(s.split('(').next().unwrap_or("")))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::UndefinedObject,
+                format!("type \"{}\" does not exist", s.to_lowercase()),
+            )
+        })
+}
+
+/// What evaluation needs besides the row.
+#[derive(Default)]
+pub struct EvalCtx {
+    pub params: Vec<Datum>,
+    pub aggs: Vec<Datum>,
+    /// The statement's timestamp in micros (now()).
+    pub now_micros: i64,
+    pub database: String,
+    pub user: String,
+    pub rowid: std::cell::Cell<i64>,
+}
+
+fn arith_int(op: BinOp, a: i64, b: i64, ty: SqlType) -> Result<Datum> {
+    let r = match op {
+        BinOp::Add => a.checked_add(b),
+        BinOp::Sub => a.checked_sub(b),
+        BinOp::Mul => a.checked_mul(b),
+        BinOp::Div => {
+            if b == 0 {
+                return Err(Error::new(ErrorKind::DivisionByZero, "division by zero"));
+            }
+            a.checked_div(b)
+        }
+        BinOp::Mod => {
+            if b == 0 {
+                return Err(Error::new(ErrorKind::DivisionByZero, "division by zero"));
+            }
+            a.checked_rem(b)
+        }
+        _ => unreachable!("arith_int called with a non-arithmetic operator"),
+    };
+    let r = r.ok_or_else(|| {
+        Error::out_of_range(format!(
+            "{} out of range",
+            if ty.is_int() { ty.name() } else { "bigint" }
+        ))
+    })?;
+    if ty.is_int() {
+        check_int_range(ty, r)?;
+    }
+    Ok(Datum::Int(r))
+}
+
+fn to_decimal(d: &Datum) -> Option<Decimal> {
+    match d {
+        Datum::Int(i) => Some(Decimal::from(*i)),
+        Datum::Numeric(n) => Some(*n),
+        Datum::Float(f) => Decimal::from_f64(*f),
+        _ => None,
+    }
+}
+
+fn to_f64(d: &Datum) -> Option<f64> {
+    match d {
+        Datum::Int(i) => Some(*i as f64),
+        Datum::Float(f) => Some(*f),
+        Datum::Numeric(n) => Some(decimal_to_f64(n)),
+        _ => None,
+    }
+}
+
+fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
+    let zero_div = || Error::new(ErrorKind::DivisionByZero, "division by zero");
+    match (&a, &b) {
+        (Datum::Int(x), Datum::Int(y)) => arith_int(op, *x, *y, ty),
+        (Datum::Float(_), _) | (_, Datum::Float(_)) => {
+            let (x, y) = (
+                to_f64(&a).ok_or_else(|| bad_op(&a, &b))?,
+                to_f64(&b).ok_or_else(|| bad_op(&a, &b))?,
+            );
+            Ok(Datum::Float(match op {
+                BinOp::Add => x + y,
+                BinOp::Sub => x - y,
+                BinOp::Mul => x * y,
+                BinOp::Div => {
+                    if y == 0.0 {
+                        return Err(zero_div());
+                    }
+                    x / y
+                }
+                _ => {
+                    if y == 0.0 {
+                        return Err(zero_div());
+                    }
+                    x % y
+                }
+            }))
+        }
+        (Datum::Numeric(_), _) | (_, Datum::Numeric(_)) => {
+            let (x, y) = (
+                to_decimal(&a).ok_or_else(|| bad_op(&a, &b))?,
+                to_decimal(&b).ok_or_else(|| bad_op(&a, &b))?,
+            );
+            let overflow = || Error::out_of_range("value overflows numeric format");
+            Ok(Datum::Numeric(match op {
+                BinOp::Add => x.checked_add(y).ok_or_else(overflow)?,
+                BinOp::Sub => x.checked_sub(y).ok_or_else(overflow)?,
+                BinOp::Mul => x.checked_mul(y).ok_or_else(overflow)?,
+                BinOp::Div => {
+                    if y.is_zero() {
+                        return Err(zero_div());
+                    }
+                    let q = x.checked_div(y).ok_or_else(overflow)?;
+                    // PostgreSQL keeps at least 16 significant digits; round like it does.
+                    let scale = (x.scale().max(y.scale()))
+                        .max(
+                            16 - q.trunc().to_string().trim_start_matches('-').len().min(16) as u32,
+                        )
+                        .min(20);
+                    q.round_dp(scale).normalize().max(q.round_dp(scale))
+                }
+                _ => {
+                    if y.is_zero() {
+                        return Err(zero_div());
+                    }
+                    x.checked_rem(y).ok_or_else(overflow)?
+                }
+            }))
+        }
+        (Datum::Date(d), Datum::Int(i)) if matches!(op, BinOp::Add | BinOp::Sub) => {
+            let i = if op == BinOp::Sub { -*i } else { *i };
+            Ok(Datum::Date(
+                d.checked_add(i as i32)
+                    .ok_or_else(|| Error::out_of_range("date out of range"))?,
+            ))
+        }
+        (Datum::Date(a), Datum::Date(b)) if op == BinOp::Sub => Ok(Datum::Int((*a - *b) as i64)),
+        _ => Err(bad_op(&a, &b)),
+    }
+}
+
+fn bad_op(a: &Datum, b: &Datum) -> Error {
+    Error::new(
+        ErrorKind::UndefinedFunction,
+        format!(
+            "operator does not exist: {} and {}",
+            a.natural_type().name(),
+            b.natural_type().name()
+        ),
+    )
+}
+
+/// SQL LIKE with `%` and `_` and backslash escapes.
+pub fn like(s: &str, p: &str, ci: bool) -> bool {
+    let (s, p): (Vec<char>, Vec<char>) = if ci {
+        (
+            s.to_lowercase().chars().collect(),
+            p.to_lowercase().chars().collect(),
+        )
+    } else {
+        (s.chars().collect(), p.chars().collect())
+    };
+    fn rec(s: &[char], p: &[char]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some('%') => (0..=s.len()).any(|i| rec(&s[i..], &p[1..])),
+            Some('_') => !s.is_empty() && rec(&s[1..], &p[1..]),
+            Some('\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && rec(&s[1..], &p[2..]),
+            Some(c) => !s.is_empty() && s[0] == *c && rec(&s[1..], &p[1..]),
+        }
+    }
+    rec(&s, &p)
+}
+
+impl Scalar {
+    /// True when the expression refers to no column, aggregate or parameter.
+    pub fn is_const(&self) -> bool {
+        matches!(self, Scalar::Const(_))
+    }
+
+    /// Evaluates to a truth value: NULL counts as false (WHERE semantics).
+    pub fn eval_bool(&self, row: &[Datum], cx: &EvalCtx) -> Result<bool> {
+        match self.eval(row, cx)? {
+            Datum::Bool(b) => Ok(b),
+            Datum::Null => Ok(false),
+            d => Err(Error::mismatch(format!(
+                "argument of WHERE must be type boolean, not type {}",
+                d.natural_type().name()
+            ))),
+        }
+    }
+
+    pub fn eval(&self, row: &[Datum], cx: &EvalCtx) -> Result<Datum> {
+        Ok(match self {
+            Scalar::Const(d) => d.clone(),
+            Scalar::Param(i) => cx
+                .params
+                .get(*i)
+                .cloned()
+                .ok_or_else(|| Error::protocol(format!("there is no parameter ${}", i + 1)))?,
+            Scalar::Column(i) => row.get(*i).cloned().unwrap_or(Datum::Null),
+            Scalar::AggRef(i) => cx.aggs.get(*i).cloned().unwrap_or(Datum::Null),
+            Scalar::Binary(op, l, r, ty) => {
+                let a = l.eval(row, cx)?;
+                match op {
+                    BinOp::And => {
+                        if a.as_bool() == Some(false) {
+                            return Ok(Datum::Bool(false));
+                        }
+                        let b = r.eval(row, cx)?;
+                        return Ok(match (a.as_bool(), b.as_bool()) {
+                            (_, Some(false)) => Datum::Bool(false),
+                            (Some(true), Some(true)) => Datum::Bool(true),
+                            _ => Datum::Null,
+                        });
+                    }
+                    BinOp::Or => {
+                        if a.as_bool() == Some(true) {
+                            return Ok(Datum::Bool(true));
+                        }
+                        let b = r.eval(row, cx)?;
+                        return Ok(match (a.as_bool(), b.as_bool()) {
+                            (_, Some(true)) => Datum::Bool(true),
+                            (Some(false), Some(false)) => Datum::Bool(false),
+                            _ => Datum::Null,
+                        });
+                    }
+                    _ => {}
+                }
+                let b = r.eval(row, cx)?;
+                if a.is_null() || b.is_null() {
+                    return Ok(Datum::Null);
+                }
+                match op {
+                    BinOp::Eq
+                    | BinOp::NotEq
+                    | BinOp::Lt
+                    | BinOp::LtEq
+                    | BinOp::Gt
+                    | BinOp::GtEq => {
+                        let (a, b) = align(a, b)?;
+                        let o = a.sql_cmp(&b).ok_or_else(|| bad_op(&a, &b))?;
+                        Datum::Bool(match op {
+                            BinOp::Eq => o == Ordering::Equal,
+                            BinOp::NotEq => o != Ordering::Equal,
+                            BinOp::Lt => o == Ordering::Less,
+                            BinOp::LtEq => o != Ordering::Greater,
+                            BinOp::Gt => o == Ordering::Greater,
+                            _ => o != Ordering::Less,
+                        })
+                    }
+                    BinOp::Concat => {
+                        let mut s = a.to_text(a.natural_type()).unwrap_or_default();
+                        s.push_str(&b.to_text(b.natural_type()).unwrap_or_default());
+                        Datum::Text(s)
+                    }
+                    _ => arith(*op, a, b, *ty)?,
+                }
+            }
+            Scalar::Not(e) => match e.eval(row, cx)? {
+                Datum::Bool(b) => Datum::Bool(!b),
+                Datum::Null => Datum::Null,
+                d => {
+                    return Err(Error::mismatch(format!(
+                        "argument of NOT must be type boolean, not type {}",
+                        d.natural_type().name()
+                    )))
+                }
+            },
+            Scalar::Neg(e) => match e.eval(row, cx)? {
+                Datum::Int(i) => Datum::Int(
+                    i.checked_neg()
+                        .ok_or_else(|| Error::out_of_range("integer out of range"))?,
+                ),
+                Datum::Float(f) => Datum::Float(-f),
+                Datum::Numeric(n) => Datum::Numeric(-n),
+                Datum::Null => Datum::Null,
+                d => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: - {}", d.natural_type().name()),
+                    ))
+                }
+            },
+            Scalar::IsNull(e, neg) => Datum::Bool(e.eval(row, cx)?.is_null() != *neg),
+            Scalar::IsBool(e, want, neg) => {
+                let v = e.eval(row, cx)?.as_bool();
+                Datum::Bool((v == Some(*want)) != *neg)
+            }
+            Scalar::IsDistinct(l, r, neg) => {
+                let a = l.eval(row, cx)?;
+                let b = r.eval(row, cx)?;
+                let (a, b) = align(a, b)?;
+                let same = match (a.is_null(), b.is_null()) {
+                    (true, true) => true,
+                    (false, false) => a.sql_cmp(&b) == Some(Ordering::Equal),
+                    _ => false,
+                };
+                Datum::Bool(same == *neg)
+            }
+            Scalar::InList(x, list, neg) => {
+                let v = x.eval(row, cx)?;
+                if v.is_null() {
+                    return Ok(Datum::Null);
+                }
+                let mut saw_null = false;
+                for it in list {
+                    let d = it.eval(row, cx)?;
+                    if d.is_null() {
+                        saw_null = true;
+                        continue;
+                    }
+                    let (a, b) = align(v.clone(), d)?;
+                    if a.sql_cmp(&b) == Some(Ordering::Equal) {
+                        return Ok(Datum::Bool(!neg));
+                    }
+                }
+                if saw_null {
+                    Datum::Null
+                } else {
+                    Datum::Bool(*neg)
+                }
+            }
+            Scalar::Between(x, lo, hi, neg) => {
+                let v = x.eval(row, cx)?;
+                let l = lo.eval(row, cx)?;
+                let h = hi.eval(row, cx)?;
+                if v.is_null() || l.is_null() || h.is_null() {
+                    return Ok(Datum::Null);
+                }
+                let (v1, l) = align(v.clone(), l)?;
+                let (v2, h) = align(v, h)?;
+                let inside = v1.sql_cmp(&l) != Some(Ordering::Less)
+                    && v2.sql_cmp(&h) != Some(Ordering::Greater);
+                Datum::Bool(inside != *neg)
+            }
+            Scalar::Like(x, p, neg, ci) => {
+                let v = x.eval(row, cx)?;
+                let pat = p.eval(row, cx)?;
+                match (v, pat) {
+                    (Datum::Null, _) | (_, Datum::Null) => Datum::Null,
+                    (Datum::Text(s), Datum::Text(p)) => Datum::Bool(like(&s, &p, *ci) != *neg),
+                    (a, _) => {
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!(
+                                "operator does not exist: {} ~~ unknown",
+                                a.natural_type().name()
+                            ),
+                        ))
+                    }
+                }
+            }
+            Scalar::Case(op, whens, els) => {
+                let base = match op {
+                    Some(o) => Some(o.eval(row, cx)?),
+                    None => None,
+                };
+                for (c, r) in whens {
+                    let hit = match &base {
+                        Some(b) => {
+                            let v = c.eval(row, cx)?;
+                            if b.is_null() || v.is_null() {
+                                false
+                            } else {
+                                let (a, v) = align(b.clone(), v)?;
+                                a.sql_cmp(&v) == Some(Ordering::Equal)
+                            }
+                        }
+                        None => c.eval(row, cx)?.as_bool() == Some(true),
+                    };
+                    if hit {
+                        return r.eval(row, cx);
+                    }
+                }
+                match els {
+                    Some(e) => e.eval(row, cx)?,
+                    None => Datum::Null,
+                }
+            }
+            Scalar::Cast(e, ty) => e.eval(row, cx)?.cast(*ty)?,
+            Scalar::Func(name, args, ty) => eval_func(name, args, *ty, row, cx)?,
+        })
+    }
+}
+
+/// Brings two values of different kinds to a comparable pair (text vs typed values are
+/// parsed as the typed kind).
+fn align(a: Datum, b: Datum) -> Result<(Datum, Datum)> {
+    Ok(match (&a, &b) {
+        (Datum::Text(s), other) if !matches!(other, Datum::Text(_) | Datum::Null) => {
+            (Datum::parse(other.natural_type(), s)?, b)
+        }
+        (other, Datum::Text(s)) if !matches!(other, Datum::Text(_) | Datum::Null) => {
+            let t = other.natural_type();
+            (a, Datum::parse(t, s)?)
+        }
+        _ => (a, b),
+    })
+}
+
+fn text_arg(args: &[Datum], i: usize) -> Option<String> {
+    args.get(i).and_then(|d| d.to_text(d.natural_type()))
+}
+
+fn eval_func(
+    name: &str,
+    args: &[Scalar],
+    ty: SqlType,
+    row: &[Datum],
+    cx: &EvalCtx,
+) -> Result<Datum> {
+    // Functions that do not evaluate all arguments eagerly.
+    if name == "coalesce" {
+        for a in args {
+            let v = a.eval(row, cx)?;
+            if !v.is_null() {
+                return v.cast(ty);
+            }
+        }
+        return Ok(Datum::Null);
+    }
+    let vals: Vec<Datum> = args
+        .iter()
+        .map(|a| a.eval(row, cx))
+        .collect::<Result<_>>()?;
+    let strict_null = !matches!(
+        name,
+        "concat"
+            | "greatest"
+            | "least"
+            | "nullif"
+            | "now"
+            | "current_timestamp"
+            | "gen_random_uuid"
+            | "unique_rowid"
+            | "random"
+            | "version"
+            | "current_database"
+            | "current_user"
+            | "current_schema"
+            | "pi"
+    );
+    if strict_null && vals.iter().any(|v| v.is_null()) {
+        return Ok(Datum::Null);
+    }
+    let nargs = |n: usize| -> Result<()> {
+        if vals.len() == n {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("function {name} expects {n} argument(s)"),
+            ))
+        }
+    };
+    Ok(match name {
+        "lower" => Datum::Text(text_arg(&vals, 0).unwrap_or_default().to_lowercase()),
+        "upper" => Datum::Text(text_arg(&vals, 0).unwrap_or_default().to_uppercase()),
+        "initcap" => {
+            let s = text_arg(&vals, 0).unwrap_or_default();
+            let mut out = String::new();
+            let mut start = true;
+            for c in s.chars() {
+                if c.is_alphanumeric() {
+                    if start {
+                        out.extend(c.to_uppercase())
+                    } else {
+                        out.extend(c.to_lowercase())
+                    }
+                    start = false;
+                } else {
+                    out.push(c);
+                    start = true;
+                }
+            }
+            Datum::Text(out)
+        }
+        "length" | "char_length" | "character_length" => match &vals[0] {
+            Datum::Bytes(b) => Datum::Int(b.len() as i64),
+            _ => Datum::Int(text_arg(&vals, 0).unwrap_or_default().chars().count() as i64),
+        },
+        "octet_length" => match &vals[0] {
+            Datum::Bytes(b) => Datum::Int(b.len() as i64),
+            _ => Datum::Int(text_arg(&vals, 0).unwrap_or_default().len() as i64),
+        },
+        "ascii" => Datum::Int(
+            text_arg(&vals, 0)
+                .unwrap_or_default()
+                .chars()
+                .next()
+                .map(|c| c as i64)
+                .unwrap_or(0),
+        ),
+        "btrim" | "ltrim" | "rtrim" => {
+            let s = text_arg(&vals, 0).unwrap_or_default();
+            let set: Vec<char> = text_arg(&vals, 1)
+                .unwrap_or_else(|| " ".into())
+                .chars()
+                .collect();
+            Datum::Text(match name {
+                "btrim" => s.trim_matches(|c| set.contains(&c)).to_string(),
+                "ltrim" => s.trim_start_matches(|c| set.contains(&c)).to_string(),
+                _ => s.trim_end_matches(|c| set.contains(&c)).to_string(),
+            })
+        }
+        "concat" => Datum::Text(
+            vals.iter()
+                .filter_map(|v| v.to_text(v.natural_type()))
+                .collect(),
+        ),
+        "substr" | "substring" => {
+            let s: Vec<char> = text_arg(&vals, 0).unwrap_or_default().chars().collect();
+            let start = match vals.get(1) {
+                Some(Datum::Int(i)) => *i,
+                _ => 1,
+            };
+            let (from, to) = match vals.get(2) {
+                Some(Datum::Int(n)) => {
+                    if *n < 0 {
+                        return Err(Error::new(
+                            ErrorKind::InvalidParameterValue,
+                            "negative substring length not allowed",
+                        ));
+                    }
+                    (start, start.saturating_add(*n))
+                }
+                _ => (start, i64::MAX),
+            };
+            let from = from.max(1) as usize - 1;
+            let to = to.clamp(1, s.len() as i64 + 1) as usize - 1;
+            Datum::Text(if from < to && from < s.len() {
+                s[from..to].iter().collect()
+            } else {
+                String::new()
+            })
+        }
+        "replace" => {
+            nargs(3)?;
+            let s = text_arg(&vals, 0).unwrap_or_default();
+            let from = text_arg(&vals, 1).unwrap_or_default();
+            let to = text_arg(&vals, 2).unwrap_or_default();
+            Datum::Text(if from.is_empty() {
+                s
+            } else {
+                s.replace(&from, &to)
+            })
+        }
+        "repeat" => {
+            nargs(2)?;
+            let n = match vals[1] {
+                Datum::Int(n) => n.max(0) as usize,
+                _ => 0,
+            };
+            let s = text_arg(&vals, 0).unwrap_or_default();
+            if s.len().saturating_mul(n) > 64 << 20 {
+                return Err(Error::out_of_range("requested length too large"));
+            }
+            Datum::Text(s.repeat(n))
+        }
+        "left" | "right" => {
+            nargs(2)?;
+            let s: Vec<char> = text_arg(&vals, 0).unwrap_or_default().chars().collect();
+            let n = match vals[1] {
+                Datum::Int(n) => n,
+                _ => 0,
+            };
+            let len = s.len() as i64;
+            let k = if n >= 0 { n.min(len) } else { (len + n).max(0) } as usize;
+            Datum::Text(if name == "left" {
+                s[..k].iter().collect()
+            } else {
+                s[s.len() - k..].iter().collect()
+            })
+        }
+        "reverse" => Datum::Text(
+            text_arg(&vals, 0)
+                .unwrap_or_default()
+                .chars()
+                .rev()
+                .collect(),
+        ),
+        "strpos" => {
+            let s = text_arg(&vals, 0).unwrap_or_default();
+            let sub = text_arg(&vals, 1).unwrap_or_default();
+            Datum::Int(
+                s.find(&sub)
+                    .map(|b| s[..b].chars().count() as i64 + 1)
+                    .unwrap_or(0),
+            )
+        }
+        "abs" => match &vals[0] {
+            Datum::Int(i) => Datum::Int(
+                i.checked_abs()
+                    .ok_or_else(|| Error::out_of_range("integer out of range"))?,
+            ),
+            Datum::Float(f) => Datum::Float(f.abs()),
+            Datum::Numeric(n) => Datum::Numeric(n.abs()),
+            d => d.clone().cast(SqlType::Float8)?,
+        },
+        "sign" => match &vals[0] {
+            Datum::Int(i) => Datum::Int(i.signum()),
+            Datum::Float(f) => Datum::Float(if *f == 0.0 { 0.0 } else { f.signum() }),
+            Datum::Numeric(n) => Datum::Numeric(n.signum()),
+            _ => Datum::Null,
+        },
+        "round" | "trunc" => {
+            let places = match vals.get(1) {
+                Some(Datum::Int(p)) => *p as i32,
+                _ => 0,
+            };
+            match &vals[0] {
+                Datum::Float(f) if vals.len() == 1 => Datum::Float(if name == "round" {
+                    f.round_ties_even_pg()
+                } else {
+                    f.trunc()
+                }),
+                d => {
+                    let n =
+                        to_decimal(d).ok_or_else(|| Error::mismatch("round() needs a number"))?;
+                    let strategy = if name == "round" {
+                        RoundingStrategy::MidpointAwayFromZero
+                    } else {
+                        RoundingStrategy::ToZero
+                    };
+                    let r = if places >= 0 {
+                        n.round_dp_with_strategy(places as u32, strategy)
+                    } else {
+                        let f = Decimal::from(10i64.pow((-places).min(18) as u32));
+                        (n / f).round_dp_with_strategy(0, strategy) * f
+                    };
+                    Datum::Numeric(r)
+                }
+            }
+        }
+        "ceil" | "ceiling" | "floor" => match &vals[0] {
+            Datum::Numeric(n) => Datum::Numeric(if name == "floor" { n.floor() } else { n.ceil() }),
+            d => {
+                let f = to_f64(d).unwrap_or(0.0);
+                Datum::Float(if name == "floor" { f.floor() } else { f.ceil() })
+            }
+        },
+        "sqrt" => {
+            let f = to_f64(&vals[0]).unwrap_or(0.0);
+            if f < 0.0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "cannot take square root of a negative number",
+                ));
+            }
+            Datum::Float(f.sqrt())
+        }
+        "power" | "pow" => Datum::Float(
+            to_f64(&vals[0])
+                .unwrap_or(0.0)
+                .powf(to_f64(&vals[1]).unwrap_or(0.0)),
+        ),
+        "exp" => Datum::Float(to_f64(&vals[0]).unwrap_or(0.0).exp()),
+        "ln" | "log" => {
+            let f = to_f64(&vals[0]).unwrap_or(0.0);
+            if f <= 0.0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "cannot take logarithm of zero or a negative number",
+                ));
+            }
+            Datum::Float(if name == "ln" { f.ln() } else { f.log10() })
+        }
+        "pi" => Datum::Float(std::f64::consts::PI),
+        "random" => {
+            Datum::Float((crate::sql::session::next_random() >> 11) as f64 / (1u64 << 53) as f64)
+        }
+        "mod" => {
+            nargs(2)?;
+            arith(BinOp::Mod, vals[0].clone(), vals[1].clone(), ty)?
+        }
+        "greatest" | "least" => {
+            let mut best: Option<Datum> = None;
+            for v in vals {
+                if v.is_null() {
+                    continue;
+                }
+                let v = v.cast(ty)?;
+                best = Some(match best {
+                    None => v,
+                    Some(b) => {
+                        let o = v.order_cmp(&b);
+                        if (name == "greatest" && o == Ordering::Greater)
+                            || (name == "least" && o == Ordering::Less)
+                        {
+                            v
+                        } else {
+                            b
+                        }
+                    }
+                });
+            }
+            best.unwrap_or(Datum::Null)
+        }
+        "nullif" => {
+            nargs(2)?;
+            let (a, b) = align(vals[0].clone(), vals[1].clone())?;
+            if !a.is_null() && a.sql_cmp(&b) == Some(Ordering::Equal) {
+                Datum::Null
+            } else {
+                vals[0].clone()
+            }
+        }
+        "md5" => Datum::Text(format!(
+            "{:032x}",
+            simple_hash128(text_arg(&vals, 0).unwrap_or_default().as_bytes())
+        )),
+        "to_hex" => match vals[0] {
+            Datum::Int(i) => Datum::Text(format!("{:x}", i)),
+            _ => Datum::Null,
+        },
+        "lpad" | "rpad" => {
+            let s: Vec<char> = text_arg(&vals, 0).unwrap_or_default().chars().collect();
+            let n = match vals.get(1) {
+                Some(Datum::Int(n)) => (*n).clamp(0, 1 << 20) as usize,
+                _ => 0,
+            };
+            let fill: Vec<char> = text_arg(&vals, 2)
+                .unwrap_or_else(|| " ".into())
+                .chars()
+                .collect();
+            if s.len() >= n || fill.is_empty() {
+                Datum::Text(s[..n.min(s.len())].iter().collect())
+            } else {
+                let pad: String = fill.iter().cycle().take(n - s.len()).collect();
+                let body: String = s.iter().collect();
+                Datum::Text(if name == "lpad" {
+                    pad + &body
+                } else {
+                    body + &pad
+                })
+            }
+        }
+        "now"
+        | "current_timestamp"
+        | "transaction_timestamp"
+        | "statement_timestamp"
+        | "clock_timestamp" => Datum::TimestampTz(cx.now_micros),
+        "gen_random_uuid" | "uuid_generate_v4" => {
+            let a = crate::sql::session::next_random();
+            let b = crate::sql::session::next_random();
+            let mut u = [0u8; 16];
+            u[..8].copy_from_slice(&a.to_be_bytes());
+            u[8..].copy_from_slice(&b.to_be_bytes());
+            u[6] = (u[6] & 0x0f) | 0x40;
+            u[8] = (u[8] & 0x3f) | 0x80;
+            Datum::Uuid(u)
+        }
+        "unique_rowid" => {
+            let v = cx.rowid.get();
+            cx.rowid.set(v + 1);
+            Datum::Int(v)
+        }
+        "version" => {
+            Datum::Text("PostgreSQL 15.0 (Chitin 0.1.0, a CockroachDB-compatible database)".into())
+        }
+        "current_database" => Datum::Text(cx.database.clone()),
+        "current_user" => Datum::Text(cx.user.clone()),
+        "current_schema" => Datum::Text("public".into()),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("function {name} does not exist"),
+            ))
+        }
+    })
+}
+
+trait RoundPg {
+    fn round_ties_even_pg(self) -> f64;
+}
+impl RoundPg for f64 {
+    fn round_ties_even_pg(self) -> f64 {
+        self.round_ties_even()
+    }
+}
+
+fn simple_hash128(b: &[u8]) -> u128 {
+    // Not MD5: a stable 128-bit FNV-style hash (md5() is for ids, not security).
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for &c in b {
+        h ^= c as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("hello", "h%o", false));
+        assert!(like("hello", "_ello", false));
+        assert!(!like("hello", "H%", false));
+        assert!(like("hello", "H%", true));
+        assert!(like("50%", "50\\%", false));
+    }
+
+    #[test]
+    fn int4_overflow_is_an_error() {
+        let e = arith_int(BinOp::Add, i32::MAX as i64, 1, SqlType::Int4).unwrap_err();
+        assert_eq!(e.sqlstate(), "22003");
+        let e = arith_int(BinOp::Div, 1, 0, SqlType::Int4).unwrap_err();
+        assert_eq!(e.sqlstate(), "22012");
+    }
+}

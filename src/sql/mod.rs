@@ -1,0 +1,33 @@
+//! SQL: from a statement's text to KV requests.
+//!
+//! # Life of a statement
+//!
+//! 1. `server::pgwire::serve` reads a Query (or Parse/Bind/Execute) message on the core that
+//!    accepted the connection (the gateway) and hands the text to [`session::Session`].
+//! 2. [`session::parse`] runs the pre-parser ([`preparse::rewrite`], for CockroachDB
+//!    extensions) and sqlparser's PostgreSQL dialect.
+//! 3. [`session::Session`] handles transaction control and session variables, and runs
+//!    everything else in a transaction ([`crate::txn::Txn`]): the explicit one, or an
+//!    implicit one it commits and retries on 40001.
+//! 4. [`exec::Exec::run`] binds names against the cached [`catalog::Catalog`]
+//!    ([`expr::Binder`] → [`expr::Scalar`]), picks an access path (primary key point
+//!    lookup, primary key span, secondary index lookup, or full scan of the table's
+//!    range), reads through the transaction (own writes overlaid on KV reads at the read
+//!    timestamp), filters, aggregates, sorts, and produces rows; writes are buffered in the
+//!    transaction.
+//! 5. At commit, [`session::commit`] sends the buffered writes to the owning ranges
+//!    (`kv::store`), which latch, validate and replicate them through raft (log append +
+//!    fdatasync) before applying them to the engine.
+//!
+//! # Implementation caveats
+//!
+//! - Single-table queries only (no joins, subqueries or set operations yet: issue 6).
+//! - No `pg_catalog` / `information_schema` yet.
+//! - A multi-statement simple query runs each statement in its own implicit transaction.
+
+pub mod catalog;
+pub mod exec;
+pub mod expr;
+pub mod preparse;
+pub mod session;
+pub mod types;

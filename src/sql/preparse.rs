@@ -1,0 +1,45 @@
+//! A pre-parser for the CockroachDB extensions sqlparser lacks, rewriting them into syntax
+//! it parses and the executor recognizes.
+//!
+//! - `UPSERT INTO t … VALUES …` becomes `INSERT INTO t … ON CONFLICT DO UPDATE SET
+//!   "__chitin_upsert" = 1`, which `exec` executes as an upsert (replace the row that has the
+//!   same primary key).
+//!
+//! Implementation caveats: only a statement that starts with UPSERT and is the only
+//! statement of the string (no `RETURNING`) is rewritten.
+
+/// The marker assignment that flags an upsert.
+pub const UPSERT_MARKER: &str = "__chitin_upsert";
+
+pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = sql.trim_start();
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    if trimmed.len() >= 6
+        && trimmed[..6].eq_ignore_ascii_case("upsert")
+        && !body.contains(';')
+        && !body.to_ascii_lowercase().contains("returning")
+    {
+        let rest = &body[sql.len() - trimmed.len() + 6..];
+        return format!("INSERT{rest} ON CONFLICT DO UPDATE SET \"{UPSERT_MARKER}\" = 1").into();
+    }
+    sql.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_is_rewritten_and_parses() {
+        let r = rewrite("UPSERT INTO t (k, v) VALUES (1, 'a');");
+        assert_eq!(
+            r,
+            "INSERT INTO t (k, v) VALUES (1, 'a') ON CONFLICT DO UPDATE SET \"__chitin_upsert\" = 1"
+        );
+        let stmts =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &r)
+                .unwrap();
+        assert_eq!(stmts.len(), 1);
+        assert_eq!(rewrite("SELECT 1"), "SELECT 1");
+    }
+}

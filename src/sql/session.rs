@@ -1,0 +1,783 @@
+//! A SQL session: session variables, the transaction state machine (idle, open, failed),
+//! prepared statements and portals, and the retry loop for implicit transactions.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::kv::{KvRequest, KvResponse};
+use crate::node::CoreCtx;
+use crate::sql::catalog;
+use crate::sql::exec::{self, Exec};
+use crate::sql::types::{Datum, SqlType};
+use crate::txn::Txn;
+
+/// A result column.
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub ty: SqlType,
+}
+
+/// What a statement produced.
+pub enum Outcome {
+    Rows {
+        rows: Vec<Vec<Datum>>,
+        tag: String,
+        suspended: bool,
+    },
+    Command(String),
+    Empty,
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7) | 1
+    );
+}
+
+/// A per-core pseudo-random u64 (splitmix64), for gen_random_uuid() and random().
+pub fn next_random() -> u64 {
+    RNG.with(|r| {
+        let mut z = r.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        r.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+struct PreparedStmt {
+    stmt: Option<Statement>,
+    param_types: Vec<SqlType>,
+    columns: Option<Vec<Column>>,
+}
+
+struct Portal {
+    stmt: Rc<PreparedStmt>,
+    params: Vec<Datum>,
+    formats: Vec<i16>,
+    /// Rows left from an Execute with a row limit.
+    pending: Option<(VecDeque<Vec<Datum>>, String)>,
+}
+
+pub struct Session {
+    pub ctx: Rc<CoreCtx>,
+    pub user: String,
+    pub database: String,
+    vars: BTreeMap<String, String>,
+    txn: Option<Txn>,
+    /// An explicit transaction (BEGIN) is open.
+    explicit: bool,
+    /// The explicit transaction failed; only ROLLBACK is accepted.
+    failed: bool,
+    prepared: HashMap<String, Rc<PreparedStmt>>,
+    portals: HashMap<String, Portal>,
+    cancel: Arc<AtomicBool>,
+}
+
+const MAX_RETRIES: usize = 50;
+
+impl Session {
+    pub async fn new(
+        ctx: Rc<CoreCtx>,
+        user: &str,
+        database: &str,
+        params: &BTreeMap<String, String>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Session> {
+        let cat = catalog::current(&ctx).await?;
+        if cat.database(database).is_none() {
+            return Err(Error::new(
+                ErrorKind::UndefinedDatabase,
+                format!("database \"{database}\" does not exist"),
+            ));
+        }
+        let mut vars = BTreeMap::new();
+        for (k, v) in [
+            ("server_version", "15.0.0"),
+            ("server_version_num", "150000"),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("datestyle", "ISO, MDY"),
+            ("intervalstyle", "postgres"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("timezone", "UTC"),
+            ("application_name", ""),
+            ("search_path", "\"$user\", public"),
+            ("transaction_isolation", "serializable"),
+            ("default_transaction_isolation", "serializable"),
+            ("extra_float_digits", "1"),
+            ("statement_timeout", "0"),
+            ("is_superuser", "on"),
+            ("session_authorization", user),
+        ] {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        for (k, v) in params {
+            let k = k.to_lowercase();
+            if !matches!(k.as_str(), "user" | "database" | "options" | "replication") {
+                vars.insert(k, v.clone());
+            }
+        }
+        Ok(Session {
+            ctx,
+            user: user.to_string(),
+            database: database.to_string(),
+            vars,
+            txn: None,
+            explicit: false,
+            failed: false,
+            prepared: HashMap::new(),
+            portals: HashMap::new(),
+            cancel,
+        })
+    }
+
+    pub fn startup_parameters(&self) -> Vec<(String, String)> {
+        let names = [
+            ("server_version", "server_version"),
+            ("server_encoding", "server_encoding"),
+            ("client_encoding", "client_encoding"),
+            ("DateStyle", "datestyle"),
+            ("IntervalStyle", "intervalstyle"),
+            ("integer_datetimes", "integer_datetimes"),
+            ("standard_conforming_strings", "standard_conforming_strings"),
+            ("TimeZone", "timezone"),
+            ("application_name", "application_name"),
+            ("is_superuser", "is_superuser"),
+            ("session_authorization", "session_authorization"),
+        ];
+        names
+            .iter()
+            .map(|(wire, key)| {
+                (
+                    wire.to_string(),
+                    self.vars.get(*key).cloned().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// 'I' idle, 'T' in a transaction block, 'E' in a failed one.
+    pub fn txn_status(&self) -> u8 {
+        if self.failed {
+            b'E'
+        } else if self.explicit {
+            b'T'
+        } else {
+            b'I'
+        }
+    }
+
+    pub fn parse_sql(&self, sql: &str) -> Result<Vec<Statement>> {
+        parse(sql)
+    }
+
+    /// Called after any error was sent: an explicit transaction becomes failed.
+    pub fn on_error(&mut self) {
+        if self.explicit {
+            self.failed = true;
+        }
+    }
+
+    pub async fn end_simple_batch(&mut self) {}
+
+    pub async fn sync(&mut self) {}
+
+    fn begin_txn(&self) -> Txn {
+        let id = self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
+        Txn::new(id, self.ctx.shared.hlc.now())
+    }
+
+    /// Runs one statement from a simple Query message.
+    pub async fn execute_simple(
+        &mut self,
+        stmt: Statement,
+        _multi: bool,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        self.run(&stmt, Vec::new(), usize::MAX).await
+    }
+
+    /// Runs a statement with transaction handling. Implicit transactions are retried on
+    /// 40001 here; explicit ones get the error.
+    async fn run(
+        &mut self,
+        stmt: &Statement,
+        params: Vec<Datum>,
+        _max_rows: usize,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        self.cancel.store(false, Ordering::SeqCst);
+        let started = Instant::now();
+        let kind = exec::statement_kind(stmt);
+        let result = self.run_inner(stmt, params).await;
+        self.ctx
+            .metrics()
+            .observe_statement(kind, started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn run_inner(
+        &mut self,
+        stmt: &Statement,
+        params: Vec<Datum>,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        match stmt {
+            Statement::StartTransaction { .. } => {
+                if self.explicit {
+                    // PostgreSQL warns and carries on.
+                    return Ok((Outcome::Command("BEGIN".into()), None));
+                }
+                self.explicit = true;
+                self.failed = false;
+                self.txn = Some(self.begin_txn());
+                return Ok((Outcome::Command("BEGIN".into()), None));
+            }
+            Statement::Commit { .. } => {
+                if !self.explicit {
+                    return Ok((Outcome::Command("COMMIT".into()), None));
+                }
+                let failed = self.failed;
+                self.explicit = false;
+                self.failed = false;
+                let txn = self.txn.take();
+                if failed {
+                    return Ok((Outcome::Command("ROLLBACK".into()), None));
+                }
+                if let Some(txn) = txn {
+                    commit(&self.ctx, txn).await?;
+                }
+                return Ok((Outcome::Command("COMMIT".into()), None));
+            }
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
+                self.explicit = false;
+                self.failed = false;
+                self.txn = None;
+                return Ok((Outcome::Command("ROLLBACK".into()), None));
+            }
+            _ => {}
+        }
+        if self.failed {
+            return Err(Error::new(
+                ErrorKind::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        if let Some(r) = self.session_statement(stmt)? {
+            return Ok(r);
+        }
+        if self.explicit {
+            let cat = catalog::current(&self.ctx).await?;
+            let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
+            let r = {
+                let mut ex = self.exec(&cat, &mut txn, params);
+                ex.run(stmt).await
+            };
+            self.txn = Some(txn);
+            return r;
+        }
+        // Implicit transaction: run and commit, retrying serialization failures.
+        let mut attempt = 0;
+        loop {
+            let cat = catalog::current(&self.ctx).await?;
+            let mut txn = self.begin_txn();
+            let r = {
+                let mut ex = self.exec(&cat, &mut txn, params.clone());
+                ex.run(stmt).await
+            };
+            let r = match r {
+                Ok(out) => commit(&self.ctx, txn).await.map(|_| out),
+                Err(e) => Err(e),
+            };
+            match r {
+                Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    let backoff = std::time::Duration::from_micros(
+                        100 * (1 << attempt.min(8)) + next_random() % 500,
+                    );
+                    glommio::timer::sleep(backoff).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn exec<'a>(
+        &'a self,
+        cat: &'a catalog::Catalog,
+        txn: &'a mut Txn,
+        params: Vec<Datum>,
+    ) -> Exec<'a> {
+        let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
+        Exec::new(
+            &self.ctx,
+            cat,
+            db_id,
+            &self.database,
+            &self.user,
+            txn,
+            params,
+            &self.cancel,
+        )
+    }
+
+    /// SET / SHOW of session variables; `None` if `stmt` is something else.
+    fn session_statement(
+        &mut self,
+        stmt: &Statement,
+    ) -> Result<Option<(Outcome, Option<Vec<Column>>)>> {
+        use sqlparser::ast::Set;
+        match stmt {
+            Statement::Set(set) => {
+                match set {
+                    Set::SingleAssignment {
+                        variable, values, ..
+                    } => {
+                        let name = variable.to_string().to_lowercase();
+                        let value = values
+                            .iter()
+                            .map(|v| match v {
+                                sqlparser::ast::Expr::Value(v) => match &v.value {
+                                    sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                                    other => other.to_string(),
+                                },
+                                other => other.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        if name == "database" {
+                            self.database = value.clone();
+                        }
+                        if name == "transaction_isolation"
+                            || name == "default_transaction_isolation"
+                        {
+                            let v = value.to_lowercase();
+                            if !matches!(
+                                v.as_str(),
+                                "serializable"
+                                    | "read committed"
+                                    | "repeatable read"
+                                    | "snapshot"
+                                    | "default"
+                            ) {
+                                return Err(Error::new(
+                                    ErrorKind::InvalidParameterValue,
+                                    format!("invalid value for parameter \"{name}\": \"{value}\""),
+                                ));
+                            }
+                        }
+                        self.vars.insert(name, value);
+                    }
+                    Set::SetTimeZone { value, .. } => {
+                        let v = match value {
+                            sqlparser::ast::Expr::Value(v) => match &v.value {
+                                sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                                other => other.to_string(),
+                            },
+                            other => other.to_string(),
+                        };
+                        self.vars.insert("timezone".into(), v);
+                    }
+                    _ => {}
+                }
+                Ok(Some((Outcome::Command("SET".into()), None)))
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let name = match name.as_str() {
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    "time zone" => "timezone".to_string(),
+                    n => n.to_string(),
+                };
+                if name == "all" {
+                    let rows = self
+                        .vars
+                        .iter()
+                        .map(|(k, v)| vec![Datum::Text(k.clone()), Datum::Text(v.clone())])
+                        .collect();
+                    let cols = vec![
+                        Column {
+                            name: "name".into(),
+                            ty: SqlType::Text,
+                        },
+                        Column {
+                            name: "setting".into(),
+                            ty: SqlType::Text,
+                        },
+                    ];
+                    return Ok(Some((
+                        Outcome::Rows {
+                            rows,
+                            tag: "SHOW".into(),
+                            suspended: false,
+                        },
+                        Some(cols),
+                    )));
+                }
+                if name == "tables" || name == "databases" {
+                    return Ok(None);
+                }
+                let value = if name == "database" {
+                    Some(self.database.clone())
+                } else {
+                    self.vars.get(&name).cloned()
+                };
+                let value = value.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+                let cols = vec![Column {
+                    name,
+                    ty: SqlType::Text,
+                }];
+                Ok(Some((
+                    Outcome::Rows {
+                        rows: vec![vec![Datum::Text(value)]],
+                        tag: "SHOW".into(),
+                        suspended: false,
+                    },
+                    Some(cols),
+                )))
+            }
+            Statement::Discard { .. } => {
+                self.prepared.clear();
+                self.portals.clear();
+                Ok(Some((Outcome::Command("DISCARD ALL".into()), None)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    // --- Extended protocol ---
+
+    pub fn parse_prepared(&mut self, name: &str, sql: &str, oids: &[u32]) -> Result<()> {
+        if !name.is_empty() && self.prepared.contains_key(name) {
+            return Err(Error::new(
+                ErrorKind::InvalidStatementName,
+                format!("prepared statement \"{name}\" already exists"),
+            ));
+        }
+        let mut stmts = parse(sql)?;
+        if stmts.len() > 1 {
+            return Err(Error::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let stmt = stmts.pop();
+        let mut param_types: Vec<SqlType> = oids
+            .iter()
+            .map(|o| SqlType::from_oid(*o).unwrap_or(SqlType::Unknown))
+            .collect();
+        let columns = match &stmt {
+            Some(s) => {
+                let cat = self.ctx.catalog.borrow().clone();
+                match cat {
+                    Some(cat) => {
+                        let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
+                        exec::describe(&cat, db_id, s, &mut param_types)?
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        for t in param_types.iter_mut() {
+            if *t == SqlType::Unknown {
+                *t = SqlType::Text;
+            }
+        }
+        self.prepared.insert(
+            name.to_string(),
+            Rc::new(PreparedStmt {
+                stmt,
+                param_types,
+                columns,
+            }),
+        );
+        Ok(())
+    }
+
+    pub fn bind(
+        &mut self,
+        portal: &str,
+        stmt_name: &str,
+        params: &[Option<&[u8]>],
+        param_formats: &[i16],
+        result_formats: &[i16],
+    ) -> Result<()> {
+        let stmt = self.prepared.get(stmt_name).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidStatementName,
+                format!("prepared statement \"{stmt_name}\" does not exist"),
+            )
+        })?;
+        if params.len() != stmt.param_types.len() {
+            return Err(Error::protocol(format!(
+                "bind message supplies {} parameters, but prepared statement \"{stmt_name}\" requires {}",
+                params.len(),
+                stmt.param_types.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(params.len());
+        for (i, p) in params.iter().enumerate() {
+            let fmt = match param_formats.len() {
+                0 => 0,
+                1 => param_formats[0],
+                _ => *param_formats.get(i).unwrap_or(&0),
+            };
+            let ty = stmt.param_types[i];
+            values.push(match p {
+                None => Datum::Null,
+                Some(b) if fmt == 1 => Datum::from_binary(ty, b)?,
+                Some(b) => {
+                    let s = std::str::from_utf8(b)
+                        .map_err(|_| Error::invalid_text("invalid UTF-8 in parameter"))?;
+                    Datum::parse(ty, s)?
+                }
+            });
+        }
+        self.portals.insert(
+            portal.to_string(),
+            Portal {
+                stmt,
+                params: values,
+                formats: result_formats.to_vec(),
+                pending: None,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn describe_statement(&self, name: &str) -> Result<(Vec<SqlType>, Option<Vec<Column>>)> {
+        let s = self.prepared.get(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidStatementName,
+                format!("prepared statement \"{name}\" does not exist"),
+            )
+        })?;
+        Ok((s.param_types.clone(), s.columns.clone()))
+    }
+
+    pub fn describe_portal(&self, name: &str) -> Result<(Option<Vec<Column>>, Vec<i16>)> {
+        let p = self.portals.get(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidCursorName,
+                format!("portal \"{name}\" does not exist"),
+            )
+        })?;
+        Ok((p.stmt.columns.clone(), p.formats.clone()))
+    }
+
+    pub async fn execute_portal(
+        &mut self,
+        name: &str,
+        max_rows: usize,
+    ) -> Result<(Outcome, Option<Vec<Column>>, Vec<i16>)> {
+        let (stmt, params, formats, pending) = {
+            let p = self.portals.get_mut(name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidCursorName,
+                    format!("portal \"{name}\" does not exist"),
+                )
+            })?;
+            (
+                p.stmt.clone(),
+                p.params.clone(),
+                p.formats.clone(),
+                p.pending.take(),
+            )
+        };
+        let cols = stmt.columns.clone();
+        let (mut rows, tag) = match pending {
+            Some(p) => p,
+            None => {
+                let Some(s) = &stmt.stmt else {
+                    return Ok((Outcome::Empty, None, formats));
+                };
+                let (outcome, _) = self.run(s, params, max_rows).await?;
+                match outcome {
+                    Outcome::Rows { rows, tag, .. } => (VecDeque::from(rows), tag),
+                    other => return Ok((other, cols, formats)),
+                }
+            }
+        };
+        if rows.len() > max_rows {
+            let rest = rows.split_off(max_rows);
+            let out: Vec<_> = rows.into_iter().collect();
+            if let Some(p) = self.portals.get_mut(name) {
+                p.pending = Some((rest, tag.clone()));
+            }
+            return Ok((
+                Outcome::Rows {
+                    rows: out,
+                    tag,
+                    suspended: true,
+                },
+                cols,
+                formats,
+            ));
+        }
+        Ok((
+            Outcome::Rows {
+                rows: rows.into_iter().collect(),
+                tag,
+                suspended: false,
+            },
+            cols,
+            formats,
+        ))
+    }
+
+    pub fn close(&mut self, target: u8, name: &str) {
+        if target == b'S' {
+            self.prepared.remove(name);
+        } else {
+            self.portals.remove(name);
+        }
+    }
+}
+
+/// Parses SQL text with PostgreSQL's dialect; a syntax error carries its position.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let sql_trim = sql.trim();
+    if sql_trim.is_empty() || sql_trim.chars().all(|c| c == ';' || c.is_whitespace()) {
+        return Ok(Vec::new());
+    }
+    let rewritten = crate::sql::preparse::rewrite(sql);
+    Parser::parse_sql(&PostgreSqlDialect {}, &rewritten).map_err(|e| {
+        let msg = e.to_string();
+        let mut err = Error::syntax(format!(
+            "at or near \"{}\": syntax error: {}",
+            near_token(&msg),
+            msg.trim_start_matches("sql parser error: ")
+        ));
+        if let Some(pos) = position_of(&msg, sql) {
+            err = err.with_position(pos);
+        }
+        err
+    })
+}
+
+fn near_token(msg: &str) -> String {
+    msg.split("found: ")
+        .nth(1)
+        .map(|s| s.split(" at Line").next().unwrap_or(s).to_string())
+        .unwrap_or_else(|| "EOF".into())
+}
+
+/// Turns sqlparser's "Line: l, Column: c" into a 1-based character offset.
+fn position_of(msg: &str, sql: &str) -> Option<usize> {
+    let l = msg
+        .split("Line: ")
+        .nth(1)?
+        .split(',')
+        .next()?
+        .trim()
+        .parse::<usize>()
+        .ok()?;
+    let c = msg
+        .split("Column: ")
+        .nth(1)?
+        .split(|ch: char| !ch.is_ascii_digit())
+        .next()?
+        .parse::<usize>()
+        .ok()?;
+    let mut pos = 0;
+    for (i, line) in sql.split('\n').enumerate() {
+        if i + 1 == l {
+            return Some(pos + c);
+        }
+        pos += line.chars().count() + 1;
+    }
+    None
+}
+
+/// Commits a transaction's buffered writes: one range → 1PC; several → prepare all (in
+/// range order, so two committers never wait on each other in a cycle) then commit all.
+pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
+    if txn.writes.is_empty() {
+        return Ok(());
+    }
+    let mut by_range: BTreeMap<chitin_storage::RangeId, Vec<crate::kv::KvWrite>> = BTreeMap::new();
+    for w in txn.kv_writes() {
+        by_range
+            .entry(crate::kv::keys::range_for_key(w.key()))
+            .or_default()
+            .push(w);
+    }
+    if by_range.len() == 1 {
+        let (range, writes) = by_range.into_iter().next().unwrap();
+        ctx.send(KvRequest::OnePhase {
+            range,
+            txn: txn.id,
+            read_ts: txn.read_ts,
+            writes,
+        })
+        .await?;
+        return Ok(());
+    }
+    let mut prepared = Vec::new();
+    let mut commit_ts = ctx.shared.hlc.now().max(txn.read_ts);
+    let mut failure = None;
+    for (range, writes) in by_range {
+        match ctx
+            .send(KvRequest::Prepare {
+                range,
+                txn: txn.id,
+                read_ts: txn.read_ts,
+                writes,
+            })
+            .await
+        {
+            Ok(KvResponse::Prepared { min_commit_ts }) => {
+                prepared.push(range);
+                commit_ts = commit_ts.max(min_commit_ts);
+            }
+            Ok(other) => {
+                failure = Some(Error::internal(format!("unexpected response {other:?}")));
+                break;
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for range in prepared {
+            let _ = ctx.send(KvRequest::Abort { range, txn: txn.id }).await;
+        }
+        return Err(e);
+    }
+    let mut result = Ok(());
+    for range in prepared {
+        if let Err(e) = ctx
+            .send(KvRequest::Commit {
+                range,
+                txn: txn.id,
+                commit_ts,
+            })
+            .await
+        {
+            result = Err(e);
+        }
+    }
+    result
+}

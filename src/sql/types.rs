@@ -1,0 +1,888 @@
+//! SQL types and values (`Datum`): parsing from text, formatting to text and to the pgwire
+//! binary format, comparison, and the type OIDs clients see.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use rust_decimal::Decimal;
+
+use crate::error::{Error, Result};
+
+/// A column or expression type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SqlType {
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Bool,
+    Text,
+    Varchar,
+    Bytea,
+    Numeric,
+    Date,
+    Timestamp,
+    TimestampTz,
+    Uuid,
+    /// The type of a bare NULL or an untyped parameter before inference.
+    Unknown,
+}
+
+impl SqlType {
+    /// The PostgreSQL type OID.
+    pub fn oid(self) -> u32 {
+        match self {
+            SqlType::Int2 => 21,
+            SqlType::Int4 => 23,
+            SqlType::Int8 => 20,
+            SqlType::Float4 => 700,
+            SqlType::Float8 => 701,
+            SqlType::Bool => 16,
+            SqlType::Text => 25,
+            SqlType::Varchar => 1043,
+            SqlType::Bytea => 17,
+            SqlType::Numeric => 1700,
+            SqlType::Date => 1082,
+            SqlType::Timestamp => 1114,
+            SqlType::TimestampTz => 1184,
+            SqlType::Uuid => 2950,
+            SqlType::Unknown => 25,
+        }
+    }
+
+    pub fn from_oid(oid: u32) -> Option<SqlType> {
+        Some(match oid {
+            21 => SqlType::Int2,
+            23 => SqlType::Int4,
+            20 => SqlType::Int8,
+            700 => SqlType::Float4,
+            701 => SqlType::Float8,
+            16 => SqlType::Bool,
+            25 => SqlType::Text,
+            1043 | 1042 | 19 => SqlType::Varchar,
+            17 => SqlType::Bytea,
+            1700 => SqlType::Numeric,
+            1082 => SqlType::Date,
+            1114 => SqlType::Timestamp,
+            1184 => SqlType::TimestampTz,
+            2950 => SqlType::Uuid,
+            0 | 705 => SqlType::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// The size clients are told in RowDescription (-1: variable).
+    pub fn type_size(self) -> i16 {
+        match self {
+            SqlType::Int2 => 2,
+            SqlType::Int4 | SqlType::Float4 | SqlType::Date => 4,
+            SqlType::Int8 | SqlType::Float8 | SqlType::Timestamp | SqlType::TimestampTz => 8,
+            SqlType::Bool => 1,
+            SqlType::Uuid => 16,
+            _ => -1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SqlType::Int2 => "smallint",
+            SqlType::Int4 => "integer",
+            SqlType::Int8 => "bigint",
+            SqlType::Float4 => "real",
+            SqlType::Float8 => "double precision",
+            SqlType::Bool => "boolean",
+            SqlType::Text => "text",
+            SqlType::Varchar => "character varying",
+            SqlType::Bytea => "bytea",
+            SqlType::Numeric => "numeric",
+            SqlType::Date => "date",
+            SqlType::Timestamp => "timestamp without time zone",
+            SqlType::TimestampTz => "timestamp with time zone",
+            SqlType::Uuid => "uuid",
+            SqlType::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_int(self) -> bool {
+        matches!(self, SqlType::Int2 | SqlType::Int4 | SqlType::Int8)
+    }
+    pub fn is_float(self) -> bool {
+        matches!(self, SqlType::Float4 | SqlType::Float8)
+    }
+    pub fn is_numeric_family(self) -> bool {
+        self.is_int() || self.is_float() || self == SqlType::Numeric
+    }
+    pub fn is_string(self) -> bool {
+        matches!(self, SqlType::Text | SqlType::Varchar)
+    }
+
+    /// One byte for the on-disk descriptor encoding.
+    pub fn tag(self) -> u8 {
+        self as u8
+    }
+    pub fn from_tag(t: u8) -> Option<SqlType> {
+        use SqlType::*;
+        const ALL: [SqlType; 15] = [
+            Int2,
+            Int4,
+            Int8,
+            Float4,
+            Float8,
+            Bool,
+            Text,
+            Varchar,
+            Bytea,
+            Numeric,
+            Date,
+            Timestamp,
+            TimestampTz,
+            Uuid,
+            Unknown,
+        ];
+        ALL.get(t as usize).copied()
+    }
+
+    /// Resolves a type name as written in SQL.
+    pub fn from_sql_name(name: &str) -> Option<SqlType> {
+        let n = name.to_ascii_lowercase();
+        let base = n.split('(').next().unwrap_or("").trim();
+        Some(match base {
+            "smallint" | "int2" | "smallserial" | "serial2" => SqlType::Int2,
+            "int" | "integer" | "int4" | "serial" | "serial4" => SqlType::Int4,
+            "bigint" | "int8" | "bigserial" | "serial8" | "int64" => SqlType::Int8,
+            "real" | "float4" => SqlType::Float4,
+            "double precision" | "float8" | "float" | "double" => SqlType::Float8,
+            "bool" | "boolean" => SqlType::Bool,
+            "text" | "string" => SqlType::Text,
+            "varchar" | "character varying" | "char" | "character" | "bpchar" | "name" => {
+                SqlType::Varchar
+            }
+            "bytea" | "bytes" | "blob" => SqlType::Bytea,
+            "numeric" | "decimal" | "dec" => SqlType::Numeric,
+            "date" => SqlType::Date,
+            "timestamp" | "timestamp without time zone" | "datetime" => SqlType::Timestamp,
+            "timestamptz" | "timestamp with time zone" => SqlType::TimestampTz,
+            "uuid" => SqlType::Uuid,
+            _ => return None,
+        })
+    }
+}
+
+/// A SQL value.
+#[derive(Clone, Debug)]
+pub enum Datum {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+    Bytes(Vec<u8>),
+    Numeric(Decimal),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since 1970-01-01 00:00:00 (no time zone).
+    Timestamp(i64),
+    /// Microseconds since the Unix epoch, UTC.
+    TimestampTz(i64),
+    Uuid([u8; 16]),
+}
+
+impl Datum {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+
+    /// The natural type of the value (Int is reported as int8).
+    pub fn natural_type(&self) -> SqlType {
+        match self {
+            Datum::Null => SqlType::Unknown,
+            Datum::Int(_) => SqlType::Int8,
+            Datum::Float(_) => SqlType::Float8,
+            Datum::Bool(_) => SqlType::Bool,
+            Datum::Text(_) => SqlType::Text,
+            Datum::Bytes(_) => SqlType::Bytea,
+            Datum::Numeric(_) => SqlType::Numeric,
+            Datum::Date(_) => SqlType::Date,
+            Datum::Timestamp(_) => SqlType::Timestamp,
+            Datum::TimestampTz(_) => SqlType::TimestampTz,
+            Datum::Uuid(_) => SqlType::Uuid,
+        }
+    }
+
+    /// SQL comparison; `None` when either side is NULL. Values of different numeric kinds are
+    /// compared numerically.
+    pub fn sql_cmp(&self, other: &Datum) -> Option<Ordering> {
+        use Datum::*;
+        Some(match (self, other) {
+            (Null, _) | (_, Null) => return None,
+            (Int(a), Int(b)) => a.cmp(b),
+            (Float(a), Float(b)) => float_cmp(*a, *b),
+            (Int(a), Float(b)) => float_cmp(*a as f64, *b),
+            (Float(a), Int(b)) => float_cmp(*a, *b as f64),
+            (Numeric(a), Numeric(b)) => a.cmp(b),
+            (Numeric(a), Int(b)) => a.cmp(&Decimal::from(*b)),
+            (Int(a), Numeric(b)) => Decimal::from(*a).cmp(b),
+            (Numeric(a), Float(b)) => float_cmp(decimal_to_f64(a), *b),
+            (Float(a), Numeric(b)) => float_cmp(*a, decimal_to_f64(b)),
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (Text(a), Text(b)) => a.cmp(b),
+            (Bytes(a), Bytes(b)) => a.cmp(b),
+            (Date(a), Date(b)) => a.cmp(b),
+            (Timestamp(a), Timestamp(b)) => a.cmp(b),
+            (TimestampTz(a), TimestampTz(b)) => a.cmp(b),
+            (Timestamp(a), TimestampTz(b)) | (TimestampTz(a), Timestamp(b)) => a.cmp(b),
+            (Date(a), Timestamp(b)) | (Date(a), TimestampTz(b)) => {
+                (*a as i64 * MICROS_PER_DAY).cmp(b)
+            }
+            (Timestamp(a), Date(b)) | (TimestampTz(a), Date(b)) => {
+                a.cmp(&(*b as i64 * MICROS_PER_DAY))
+            }
+            (Uuid(a), Uuid(b)) => a.cmp(b),
+            _ => return None,
+        })
+    }
+
+    /// Total order used by ORDER BY, DISTINCT and GROUP BY: NULLs sort last (PostgreSQL's
+    /// default for ascending order).
+    pub fn order_cmp(&self, other: &Datum) -> Ordering {
+        match (self.is_null(), other.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ => self.sql_cmp(other).unwrap_or_else(|| {
+                // Different, incomparable kinds: order by kind so sorting stays total.
+                self.kind_rank().cmp(&other.kind_rank())
+            }),
+        }
+    }
+
+    fn kind_rank(&self) -> u8 {
+        match self {
+            Datum::Null => 0,
+            Datum::Bool(_) => 1,
+            Datum::Int(_) | Datum::Float(_) | Datum::Numeric(_) => 2,
+            Datum::Text(_) => 3,
+            Datum::Bytes(_) => 4,
+            Datum::Date(_) | Datum::Timestamp(_) | Datum::TimestampTz(_) => 5,
+            Datum::Uuid(_) => 6,
+        }
+    }
+
+    /// Formats the value in PostgreSQL's text output format.
+    pub fn to_text(&self, ty: SqlType) -> Option<String> {
+        let mut s = String::new();
+        match self {
+            Datum::Null => return None,
+            Datum::Int(i) => write!(s, "{i}").unwrap(),
+            Datum::Float(f) => s = format_float(*f, ty == SqlType::Float4),
+            Datum::Bool(b) => s.push(if *b { 't' } else { 'f' }),
+            Datum::Text(t) => s.push_str(t),
+            Datum::Bytes(b) => {
+                s.push_str("\\x");
+                for byte in b {
+                    write!(s, "{byte:02x}").unwrap();
+                }
+            }
+            Datum::Numeric(d) => write!(s, "{d}").unwrap(),
+            Datum::Date(d) => s = format_date(*d),
+            Datum::Timestamp(t) => s = format_timestamp(*t),
+            Datum::TimestampTz(t) => {
+                s = format_timestamp(*t);
+                s.push_str("+00");
+            }
+            Datum::Uuid(u) => s = format_uuid(u),
+        }
+        Some(s)
+    }
+
+    /// Appends the pgwire binary format of the value (for a non-NULL value) as `ty`.
+    pub fn to_binary(&self, ty: SqlType, out: &mut Vec<u8>) -> Result<()> {
+        match (self, ty) {
+            (Datum::Int(i), SqlType::Int2) => out.extend_from_slice(&(*i as i16).to_be_bytes()),
+            (Datum::Int(i), SqlType::Int4) => out.extend_from_slice(&(*i as i32).to_be_bytes()),
+            (Datum::Int(i), _) => out.extend_from_slice(&i.to_be_bytes()),
+            (Datum::Float(f), SqlType::Float4) => out.extend_from_slice(&(*f as f32).to_be_bytes()),
+            (Datum::Float(f), _) => out.extend_from_slice(&f.to_be_bytes()),
+            (Datum::Bool(b), _) => out.push(*b as u8),
+            (Datum::Text(t), _) => out.extend_from_slice(t.as_bytes()),
+            (Datum::Bytes(b), _) => out.extend_from_slice(b),
+            (Datum::Numeric(d), _) => encode_numeric_binary(d, out),
+            (Datum::Date(d), _) => out.extend_from_slice(&(d - PG_EPOCH_DAYS).to_be_bytes()),
+            (Datum::Timestamp(t), _) | (Datum::TimestampTz(t), _) => {
+                out.extend_from_slice(&(t - PG_EPOCH_DAYS as i64 * MICROS_PER_DAY).to_be_bytes())
+            }
+            (Datum::Uuid(u), _) => out.extend_from_slice(u),
+            (Datum::Null, _) => {}
+        }
+        Ok(())
+    }
+
+    /// Parses a parameter sent in binary format as `ty`.
+    pub fn from_binary(ty: SqlType, b: &[u8]) -> Result<Datum> {
+        let bad = || Error::protocol(format!("invalid binary value for type {}", ty.name()));
+        Ok(match ty {
+            SqlType::Int2 => {
+                Datum::Int(i16::from_be_bytes(b.try_into().map_err(|_| bad())?) as i64)
+            }
+            SqlType::Int4 => {
+                Datum::Int(i32::from_be_bytes(b.try_into().map_err(|_| bad())?) as i64)
+            }
+            SqlType::Int8 => Datum::Int(i64::from_be_bytes(b.try_into().map_err(|_| bad())?)),
+            SqlType::Float4 => {
+                Datum::Float(f32::from_be_bytes(b.try_into().map_err(|_| bad())?) as f64)
+            }
+            SqlType::Float8 => Datum::Float(f64::from_be_bytes(b.try_into().map_err(|_| bad())?)),
+            SqlType::Bool => match b {
+                [v] => Datum::Bool(*v != 0),
+                _ => return Err(bad()),
+            },
+            SqlType::Text | SqlType::Varchar | SqlType::Unknown => {
+                Datum::Text(String::from_utf8(b.to_vec()).map_err(|_| bad())?)
+            }
+            SqlType::Bytea => Datum::Bytes(b.to_vec()),
+            SqlType::Numeric => Datum::Numeric(decode_numeric_binary(b).ok_or_else(bad)?),
+            SqlType::Date => {
+                Datum::Date(i32::from_be_bytes(b.try_into().map_err(|_| bad())?) + PG_EPOCH_DAYS)
+            }
+            SqlType::Timestamp | SqlType::TimestampTz => {
+                let v = i64::from_be_bytes(b.try_into().map_err(|_| bad())?)
+                    + PG_EPOCH_DAYS as i64 * MICROS_PER_DAY;
+                if ty == SqlType::Timestamp {
+                    Datum::Timestamp(v)
+                } else {
+                    Datum::TimestampTz(v)
+                }
+            }
+            SqlType::Uuid => Datum::Uuid(b.try_into().map_err(|_| bad())?),
+        })
+    }
+
+    /// Parses text as a value of `ty` (the input function of the type). Errors are 22P02 /
+    /// 22008 / 22003 as PostgreSQL reports them.
+    pub fn parse(ty: SqlType, s: &str) -> Result<Datum> {
+        let invalid = || {
+            Error::invalid_text(format!(
+                "invalid input syntax for type {}: \"{}\"",
+                ty.name(),
+                s
+            ))
+        };
+        let t = s.trim();
+        Ok(match ty {
+            SqlType::Int2 | SqlType::Int4 | SqlType::Int8 => {
+                let v: i64 = t.parse().map_err(|_| {
+                    if !t.is_empty()
+                        && t.trim_start_matches(['-', '+'])
+                            .chars()
+                            .all(|c| c.is_ascii_digit())
+                    {
+                        Error::out_of_range(format!(
+                            "value \"{t}\" is out of range for type {}",
+                            ty.name()
+                        ))
+                    } else {
+                        invalid()
+                    }
+                })?;
+                check_int_range(ty, v)?;
+                Datum::Int(v)
+            }
+            SqlType::Float4 | SqlType::Float8 => {
+                let lower = t.to_ascii_lowercase();
+                let v = match lower.as_str() {
+                    "nan" => f64::NAN,
+                    "infinity" | "inf" | "+infinity" => f64::INFINITY,
+                    "-infinity" | "-inf" => f64::NEG_INFINITY,
+                    _ => t.parse().map_err(|_| invalid())?,
+                };
+                Datum::Float(v)
+            }
+            SqlType::Bool => match t.to_ascii_lowercase().as_str() {
+                "t" | "true" | "yes" | "y" | "on" | "1" => Datum::Bool(true),
+                "f" | "false" | "no" | "n" | "off" | "0" => Datum::Bool(false),
+                _ => return Err(invalid()),
+            },
+            SqlType::Text | SqlType::Varchar | SqlType::Unknown => Datum::Text(s.to_string()),
+            SqlType::Bytea => {
+                if let Some(hex) = s.strip_prefix("\\x") {
+                    let mut out = Vec::with_capacity(hex.len() / 2);
+                    let bytes = hex.as_bytes();
+                    if bytes.len() % 2 != 0 {
+                        return Err(invalid());
+                    }
+                    for pair in bytes.chunks(2) {
+                        let h = std::str::from_utf8(pair).map_err(|_| invalid())?;
+                        out.push(u8::from_str_radix(h, 16).map_err(|_| invalid())?);
+                    }
+                    Datum::Bytes(out)
+                } else {
+                    Datum::Bytes(s.as_bytes().to_vec())
+                }
+            }
+            SqlType::Numeric => {
+                let d = t
+                    .parse::<Decimal>()
+                    .or_else(|_| Decimal::from_scientific(t))
+                    .map_err(|_| invalid())?;
+                Datum::Numeric(d)
+            }
+            SqlType::Date => Datum::Date(parse_date(t).ok_or_else(invalid)?),
+            SqlType::Timestamp => Datum::Timestamp(parse_timestamp(t).ok_or_else(invalid)?.0),
+            SqlType::TimestampTz => {
+                let (micros, offset) = parse_timestamp(t).ok_or_else(invalid)?;
+                Datum::TimestampTz(micros - offset.unwrap_or(0) * 1_000_000)
+            }
+            SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
+        })
+    }
+
+    /// Converts the value to `ty` as an explicit or assignment cast does.
+    pub fn cast(self, ty: SqlType) -> Result<Datum> {
+        let from = self.natural_type();
+        let fail = |d: &Datum| {
+            Error::cannot_coerce(format!(
+                "cannot cast type {} to {}",
+                d.natural_type().name(),
+                ty.name()
+            ))
+        };
+        Ok(match (self, ty) {
+            (Datum::Null, _) => Datum::Null,
+            (d, SqlType::Unknown) => d,
+            (Datum::Text(s), t) => Datum::parse(t, &s)?,
+            (d, SqlType::Text | SqlType::Varchar) => {
+                Datum::Text(d.to_text(from).unwrap_or_default())
+            }
+            (Datum::Int(i), t) if t.is_int() => {
+                check_int_range(t, i)?;
+                Datum::Int(i)
+            }
+            (Datum::Int(i), t) if t.is_float() => Datum::Float(i as f64),
+            (Datum::Int(i), SqlType::Numeric) => Datum::Numeric(Decimal::from(i)),
+            (Datum::Int(i), SqlType::Bool) => Datum::Bool(i != 0),
+            (Datum::Float(f), t) if t.is_int() => {
+                if !f.is_finite() || f.round() > i64::MAX as f64 || f.round() < i64::MIN as f64 {
+                    return Err(Error::out_of_range(format!("{} out of range", t.name())));
+                }
+                let i = f.round_ties_even() as i64;
+                check_int_range(t, i)?;
+                Datum::Int(i)
+            }
+            (Datum::Float(f), t) if t.is_float() => Datum::Float(f),
+            (Datum::Float(f), SqlType::Numeric) => Datum::Numeric(
+                Decimal::from_f64_retain(f)
+                    .map(|d| d.normalize())
+                    .ok_or_else(|| Error::out_of_range("numeric out of range"))?,
+            ),
+            (Datum::Numeric(d), t) if t.is_int() => {
+                let r = d.round_dp_with_strategy(
+                    0,
+                    rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                );
+                let i: i64 = r
+                    .try_into()
+                    .map_err(|_| Error::out_of_range(format!("{} out of range", t.name())))?;
+                check_int_range(t, i)?;
+                Datum::Int(i)
+            }
+            (Datum::Numeric(d), t) if t.is_float() => Datum::Float(decimal_to_f64(&d)),
+            (Datum::Numeric(d), SqlType::Numeric) => Datum::Numeric(d),
+            (Datum::Bool(b), t) if t.is_int() => Datum::Int(b as i64),
+            (Datum::Bool(b), SqlType::Bool) => Datum::Bool(b),
+            (Datum::Bytes(b), SqlType::Bytea) => Datum::Bytes(b),
+            (Datum::Date(d), SqlType::Date) => Datum::Date(d),
+            (Datum::Date(d), SqlType::Timestamp) => Datum::Timestamp(d as i64 * MICROS_PER_DAY),
+            (Datum::Date(d), SqlType::TimestampTz) => Datum::TimestampTz(d as i64 * MICROS_PER_DAY),
+            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::Date) => {
+                Datum::Date(t.div_euclid(MICROS_PER_DAY) as i32)
+            }
+            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::Timestamp) => {
+                Datum::Timestamp(t)
+            }
+            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::TimestampTz) => {
+                Datum::TimestampTz(t)
+            }
+            (Datum::Uuid(u), SqlType::Uuid) => Datum::Uuid(u),
+            (d, _) => return Err(fail(&d)),
+        })
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Datum::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+pub fn check_int_range(ty: SqlType, v: i64) -> Result<()> {
+    let ok = match ty {
+        SqlType::Int2 => i16::try_from(v).is_ok(),
+        SqlType::Int4 => i32::try_from(v).is_ok(),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::out_of_range(format!("{} out of range", ty.name())))
+    }
+}
+
+pub fn float_cmp(a: f64, b: f64) -> Ordering {
+    // PostgreSQL: NaN equals NaN and sorts above every other value.
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+pub fn decimal_to_f64(d: &Decimal) -> f64 {
+    d.to_string().parse().unwrap_or(0.0)
+}
+
+pub fn format_float(f: f64, single: bool) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let s = if single {
+        format!("{}", f as f32)
+    } else {
+        format!("{f}")
+    };
+    // Rust prints large/small values without exponent; PostgreSQL switches to e-notation
+    // beyond 15 significant digits. Keep Rust's shortest round-trip form but use e-notation
+    // for very large or very small magnitudes like PostgreSQL does.
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e15).contains(&abs) {
+        let e = if single {
+            format!("{:e}", f as f32)
+        } else {
+            format!("{f:e}")
+        };
+        // Rust: 1e20 / 1.5e-5; PostgreSQL: 1e+20 / 1.5e-05
+        if let Some((m, exp)) = e.split_once('e') {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            return format!("{m}e{sign}{digits:0>2}");
+        }
+        return e;
+    }
+    s
+}
+
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Days from 1970-01-01 to 2000-01-01 (the PostgreSQL epoch of binary dates/timestamps).
+pub const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day count since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+pub fn parse_date(s: &str) -> Option<i32> {
+    let mut parts = s.splitn(3, '-');
+    let y: i64 = parts.next()?.trim().parse().ok()?;
+    let m: u32 = parts.next()?.trim().parse().ok()?;
+    let d: u32 = parts.next()?.trim().parse().ok()?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    i32::try_from(days_from_civil(y, m, d)).ok()
+}
+
+/// Parses `YYYY-MM-DD[ |T]HH:MM[:SS[.ffffff]][Z|±HH[:MM]]`; returns micros and the offset in
+/// seconds when one was given.
+pub fn parse_timestamp(s: &str) -> Option<(i64, Option<i64>)> {
+    let s = s.trim();
+    let (date, rest) = match s.find([' ', 'T']) {
+        Some(i) => (&s[..i], s[i + 1..].trim()),
+        None => (s, ""),
+    };
+    let days = parse_date(date)? as i64;
+    let mut micros = days * MICROS_PER_DAY;
+    if rest.is_empty() {
+        return Some((micros, None));
+    }
+    // Split off a zone suffix.
+    let (time, zone) = match rest.find(['+', '-', 'Z', 'z']) {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let time = time.trim();
+    let mut hms = time.split(':');
+    let h: i64 = hms.next()?.parse().ok()?;
+    let mi: i64 = hms.next()?.parse().ok()?;
+    let sec_part = hms.next().unwrap_or("0");
+    let (sec, frac) = match sec_part.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (sec_part, ""),
+    };
+    let sec: i64 = sec.parse().ok()?;
+    if h > 24 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut frac_micros = 0i64;
+    if !frac.is_empty() {
+        let digits: String = frac.chars().take(6).collect();
+        if !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        frac_micros = format!("{digits:0<6}").parse().ok()?;
+    }
+    micros += ((h * 60 + mi) * 60 + sec) * 1_000_000 + frac_micros;
+    let offset = match zone {
+        None => None,
+        Some(z) if z.eq_ignore_ascii_case("z") => Some(0),
+        Some(z) => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let body = z[1..].trim();
+            let (hh, mm) = match body.split_once(':') {
+                Some((a, b)) => (a.parse::<i64>().ok()?, b.parse::<i64>().ok()?),
+                None if body.len() == 4 => (body[..2].parse().ok()?, body[2..].parse().ok()?),
+                None => (body.parse().ok()?, 0),
+            };
+            Some(sign * (hh * 3600 + mm * 60))
+        }
+    };
+    Some((micros, offset))
+}
+
+pub fn format_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(days as i64);
+    if y <= 0 {
+        format!("{:04}-{m:02}-{d:02} BC", 1 - y)
+    } else {
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+pub fn format_timestamp(micros: i64) -> String {
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let rem = micros.rem_euclid(MICROS_PER_DAY);
+    let (y, m, d) = civil_from_days(days);
+    let secs = rem / 1_000_000;
+    let frac = rem % 1_000_000;
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    if frac != 0 {
+        let f = format!("{frac:06}");
+        s.push('.');
+        s.push_str(f.trim_end_matches('0'));
+    }
+    s
+}
+
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        write!(s, "{b:02x}").unwrap();
+    }
+    s
+}
+
+/// PostgreSQL's binary numeric: ndigits, weight, sign, dscale, then base-10000 digits.
+fn encode_numeric_binary(d: &Decimal, out: &mut Vec<u8>) {
+    let text = d.abs().to_string();
+    let (int_part, frac_part) = match text.split_once('.') {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (text.clone(), String::new()),
+    };
+    let dscale = frac_part.len() as u16;
+    let int_part = int_part.trim_start_matches('0');
+    // Pad the integer part on the left and the fraction on the right to groups of 4.
+    let pad_left = (4 - int_part.len() % 4) % 4;
+    let int_padded = format!("{}{}", "0".repeat(pad_left), int_part);
+    let pad_right = (4 - frac_part.len() % 4) % 4;
+    let frac_padded = format!("{}{}", frac_part, "0".repeat(pad_right));
+    let mut digits: Vec<i16> = Vec::new();
+    for c in int_padded.as_bytes().chunks(4) {
+        digits.push(std::str::from_utf8(c).unwrap().parse().unwrap());
+    }
+    let int_groups = digits.len() as i16;
+    for c in frac_padded.as_bytes().chunks(4) {
+        digits.push(std::str::from_utf8(c).unwrap().parse().unwrap());
+    }
+    let mut weight = int_groups - 1;
+    // Strip leading zero groups (adjusting the weight) and trailing zero groups.
+    while digits.first() == Some(&0) {
+        digits.remove(0);
+        weight -= 1;
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    let sign: u16 = if d.is_sign_negative() && !d.is_zero() {
+        0x4000
+    } else {
+        0
+    };
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in digits {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+}
+
+fn decode_numeric_binary(b: &[u8]) -> Option<Decimal> {
+    if b.len() < 8 {
+        return None;
+    }
+    let nd = i16::from_be_bytes([b[0], b[1]]) as usize;
+    let weight = i16::from_be_bytes([b[2], b[3]]) as i32;
+    let sign = u16::from_be_bytes([b[4], b[5]]);
+    let dscale = u16::from_be_bytes([b[6], b[7]]) as u32;
+    if b.len() != 8 + 2 * nd || sign == 0xC000 {
+        return None;
+    }
+    let mut s = String::new();
+    let mut int_digits = String::new();
+    let mut frac_digits = String::new();
+    for i in 0..nd {
+        let g = i16::from_be_bytes([b[8 + 2 * i], b[9 + 2 * i]]);
+        let pos = weight - i as i32;
+        if pos >= 0 {
+            int_digits.push_str(&format!("{g:04}"));
+        } else {
+            frac_digits.push_str(&format!("{g:04}"));
+        }
+    }
+    // Zero groups between the last digit and the decimal point.
+    let last_pos = weight - nd as i32 + 1;
+    if last_pos > 0 {
+        for _ in 0..last_pos {
+            int_digits.push_str("0000");
+        }
+    }
+    if weight < -1 {
+        let lead = "0000".repeat((-weight - 1) as usize);
+        frac_digits = lead + &frac_digits;
+    }
+    if sign == 0x4000 {
+        s.push('-');
+    }
+    let int_trim = int_digits.trim_start_matches('0');
+    s.push_str(if int_trim.is_empty() { "0" } else { int_trim });
+    if dscale > 0 {
+        s.push('.');
+        let mut f = frac_digits;
+        while (f.len() as u32) < dscale {
+            f.push('0');
+        }
+        s.push_str(&f[..dscale as usize]);
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        for s in ["1970-01-01", "2000-02-29", "2024-12-31", "1900-03-01"] {
+            assert_eq!(format_date(parse_date(s).unwrap()), s);
+        }
+        assert!(parse_date("2023-02-29").is_none());
+        assert_eq!(parse_date("2000-01-01").unwrap(), PG_EPOCH_DAYS);
+    }
+
+    #[test]
+    fn timestamps() {
+        let (t, off) = parse_timestamp("2024-01-02 03:04:05.5+02").unwrap();
+        assert_eq!(off, Some(7200));
+        assert_eq!(format_timestamp(t), "2024-01-02 03:04:05.5");
+    }
+
+    #[test]
+    fn numeric_binary_round_trip() {
+        for s in [
+            "0",
+            "1",
+            "-1.5",
+            "12345.6789",
+            "0.0001",
+            "100000000",
+            "3.14159",
+            "-0.01",
+        ] {
+            let d: Decimal = s.parse().unwrap();
+            let mut out = Vec::new();
+            encode_numeric_binary(&d, &mut out);
+            assert_eq!(decode_numeric_binary(&out).unwrap(), d, "{s}");
+        }
+    }
+
+    #[test]
+    fn floats_format_like_postgres() {
+        assert_eq!(format_float(1.5, false), "1.5");
+        assert_eq!(format_float(1e20, false), "1e+20");
+        assert_eq!(format_float(0.1, false), "0.1");
+    }
+}

@@ -1,0 +1,167 @@
+//! Transactions: the node-wide hybrid logical clock and the gateway's transaction
+//! coordinator ([`Txn`]), which buffers writes, reads its own writes, and commits through
+//! the ranges (see `kv/` for what the ranges check).
+//!
+//! # Implementation caveats
+//!
+//! - Snapshot isolation with first-committer-wins; serializable refresh is issue 4.
+//! - The clock is a monotonic nanosecond counter seeded from the wall clock; no uncertainty
+//!   intervals yet (single node).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chitin_storage::Timestamp;
+
+use crate::kv::{KvWrite, TxnId};
+
+/// The node-wide clock, read by every core without a message (one atomic).
+#[derive(Debug, Default)]
+pub struct Hlc {
+    last: AtomicU64,
+}
+
+impl Hlc {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A timestamp strictly greater than every one handed out before.
+    pub fn now(&self) -> Timestamp {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut prev = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = wall.max(prev + 1);
+            match self
+                .last
+                .compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Timestamp::new(next, 0),
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    /// Moves the clock past `ts` (after observing it, e.g. a commit timestamp).
+    pub fn update(&self, ts: Timestamp) {
+        self.last.fetch_max(ts.wall, Ordering::AcqRel);
+    }
+}
+
+/// A buffered write, keyed by the key it writes.
+#[derive(Clone, Debug)]
+pub enum Pending {
+    Put(Vec<u8>),
+    Insert(Vec<u8>),
+    Delete,
+}
+
+/// The gateway side of one transaction: a read timestamp and a write buffer.
+pub struct Txn {
+    pub id: TxnId,
+    pub read_ts: Timestamp,
+    pub writes: BTreeMap<Vec<u8>, Pending>,
+}
+
+impl Txn {
+    pub fn new(id: TxnId, read_ts: Timestamp) -> Self {
+        Txn {
+            id,
+            read_ts,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// What this transaction itself wrote to `key`: `Some(Some(v))` a value, `Some(None)` a
+    /// deletion, `None` nothing.
+    pub fn own_write(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.writes.get(key).map(|p| match p {
+            Pending::Put(v) | Pending::Insert(v) => Some(v.as_slice()),
+            Pending::Delete => None,
+        })
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        // A put over our own insert stays an insert (the key was absent when we checked).
+        let p = match self.writes.get(&key) {
+            Some(Pending::Insert(_)) => Pending::Insert(value),
+            _ => Pending::Put(value),
+        };
+        self.writes.insert(key, p);
+    }
+
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        // Re-inserting a key this transaction deleted is a plain put.
+        let p = match self.writes.get(&key) {
+            Some(Pending::Delete) | Some(Pending::Put(_)) => Pending::Put(value),
+            _ => Pending::Insert(value),
+        };
+        self.writes.insert(key, p);
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        match self.writes.get(&key) {
+            // Deleting our own insert: nothing to write at all.
+            Some(Pending::Insert(_)) => {
+                self.writes.remove(&key);
+            }
+            _ => {
+                self.writes.insert(key, Pending::Delete);
+            }
+        }
+    }
+
+    /// The buffered writes as KV writes, in key order.
+    pub fn kv_writes(&self) -> Vec<KvWrite> {
+        self.writes
+            .iter()
+            .map(|(k, p)| match p {
+                Pending::Put(v) => KvWrite::Put {
+                    key: k.clone(),
+                    value: v.clone(),
+                },
+                Pending::Insert(v) => KvWrite::Insert {
+                    key: k.clone(),
+                    value: v.clone(),
+                },
+                Pending::Delete => KvWrite::Delete { key: k.clone() },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hlc_is_strictly_monotonic() {
+        let h = Hlc::new();
+        let mut prev = h.now();
+        for _ in 0..10_000 {
+            let t = h.now();
+            assert!(t > prev);
+            prev = t;
+        }
+        h.update(Timestamp::new(prev.wall + 1_000_000_000_000, 0));
+        assert!(h.now().wall > prev.wall + 1_000_000_000_000);
+    }
+
+    #[test]
+    fn write_buffer_folds_insert_and_delete() {
+        let mut t = Txn::new(1, Timestamp::MIN);
+        t.insert(b"k".to_vec(), b"v".to_vec());
+        t.delete(b"k".to_vec());
+        assert!(t.writes.is_empty());
+        t.delete(b"j".to_vec());
+        t.insert(b"j".to_vec(), b"w".to_vec());
+        assert!(matches!(
+            t.writes.get(b"j".as_slice()),
+            Some(Pending::Put(_))
+        ));
+    }
+}
