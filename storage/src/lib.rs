@@ -29,10 +29,12 @@
 #![allow(async_fn_in_trait)]
 
 mod error;
+pub mod lsm;
 mod mem;
 mod types;
 
 pub use error::{Error, Result};
+pub use lsm::{ExportSpec, LsmEngine, LsmOptions, LsmStats, VersionedKeyValue};
 pub use mem::MemEngine;
 pub use types::{BatchOp, KeyValue, RangeId, ScanOptions, Timestamp, WriteBatch};
 

@@ -1,0 +1,163 @@
+//! The file layer: every byte the LSM reads or writes goes through here, on glommio
+//! `DmaFile`s (O_DIRECT, io_uring). Whole files are written once, from an aligned buffer,
+//! and fdatasync'd; reads are positional and any short read is an error.
+//!
+//! `std::fs` appears only off the data path: creating and listing the directory at open,
+//! the probe file (see [`probe`]), and unlinking dead files.
+
+use std::path::{Path, PathBuf};
+
+use glommio::io::{Directory, DmaFile};
+
+use crate::{Error, Result};
+
+/// Files are written in multiples of this (the O_DIRECT alignment of every common device).
+pub const ALIGN: usize = 4096;
+/// Largest single write submitted.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Works around glommio's polled-I/O probe (DESIGN.md §10): the first file an executor
+/// opens on a device is test-read at offset 0, and if that read does not reach the disk
+/// glommio wrongly enables polled I/O and later reads fail with EOPNOTSUPP. So before any
+/// other file, open and read a small file holding real, synced data.
+pub async fn probe(dir: &Path) -> Result<()> {
+    let path = dir.join("PROBE");
+    let want = vec![0xa5u8; ALIGN];
+    let ok = std::fs::read(&path).map(|b| b == want).unwrap_or(false);
+    if !ok {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+        f.write_all(&want)
+            .map_err(|e| Error::io("write", &path, e))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
+    }
+    let f = DmaFile::open(&path)
+        .await
+        .map_err(|e| Error::glommio("open", &path, e))?;
+    let r = f
+        .read_at_aligned(0, ALIGN)
+        .await
+        .map_err(|e| Error::glommio("read", &path, e))?;
+    if r.len() != ALIGN {
+        return Err(Error::Corruption {
+            path,
+            offset: 0,
+            detail: format!("probe read {} bytes", r.len()),
+        });
+    }
+    f.close()
+        .await
+        .map_err(|e| Error::glommio("close", &path, e))?;
+    Ok(())
+}
+
+/// Writes `bytes` (a multiple of [`ALIGN`] long) as the whole of a new file at `path`,
+/// and fdatasyncs it. Not visible to recovery until a manifest names it.
+pub async fn write_whole_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    assert!(
+        bytes.len().is_multiple_of(ALIGN),
+        "invariant: whole files are written aligned"
+    );
+    let f = DmaFile::create(path)
+        .await
+        .map_err(|e| Error::glommio("create", path, e))?;
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let n = (bytes.len() - pos).min(WRITE_CHUNK);
+        let mut buf = f.alloc_dma_buffer(n);
+        buf.as_bytes_mut().copy_from_slice(&bytes[pos..pos + n]);
+        let written = f
+            .write_at(buf, pos as u64)
+            .await
+            .map_err(|e| Error::glommio("write", path, e))?;
+        if written == 0 || written % ALIGN != 0 {
+            return Err(Error::io(
+                "write",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write of {written} bytes"),
+                ),
+            ));
+        }
+        pos += written;
+        glommio::yield_if_needed().await;
+    }
+    f.fdatasync()
+        .await
+        .map_err(|e| Error::glommio("fdatasync", path, e))?;
+    f.close()
+        .await
+        .map_err(|e| Error::glommio("close", path, e))?;
+    Ok(())
+}
+
+/// Opens an existing file for reading.
+pub async fn open_read(path: &Path) -> Result<DmaFile> {
+    DmaFile::open(path)
+        .await
+        .map_err(|e| Error::glommio("open", path, e))
+}
+
+/// Reads exactly `len` bytes at `offset`; a short read means the file is shorter than its
+/// own metadata says, which is corruption.
+pub async fn read_exact(f: &DmaFile, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let r = f
+        .read_at(offset, len)
+        .await
+        .map_err(|e| Error::glommio("read", path, e))?;
+    if r.len() != len {
+        return Err(Error::Corruption {
+            path: path.to_path_buf(),
+            offset,
+            detail: format!("short read: {} of {len} bytes", r.len()),
+        });
+    }
+    Ok(r.to_vec())
+}
+
+/// Reads a block followed by its crc32 and verifies it.
+pub async fn read_checked(f: &DmaFile, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let mut raw = read_exact(f, path, offset, len + 4).await?;
+    let crc = u32::from_le_bytes(raw[len..].try_into().unwrap());
+    raw.truncate(len);
+    if crc32fast::hash(&raw) != crc {
+        return Err(Error::Corruption {
+            path: path.to_path_buf(),
+            offset,
+            detail: format!("block checksum mismatch ({len} bytes)"),
+        });
+    }
+    Ok(raw)
+}
+
+/// Renames `from` to `to` and makes the rename durable (fsync of the directory).
+pub async fn rename_durable(dir: &Path, from: &Path, to: &Path) -> Result<()> {
+    glommio::io::rename(from, to)
+        .await
+        .map_err(|e| Error::glommio("rename", from, e))?;
+    sync_dir(dir).await
+}
+
+pub async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = Directory::open(dir)
+        .await
+        .map_err(|e| Error::glommio("open dir", dir, e))?;
+    d.sync()
+        .await
+        .map_err(|e| Error::glommio("fsync dir", dir, e))?;
+    d.close()
+        .await
+        .map_err(|e| Error::glommio("close dir", dir, e))?;
+    Ok(())
+}
+
+/// Pads `buf` with zeros to a multiple of [`ALIGN`], leaving room for `tail` more bytes.
+pub fn pad_for_tail(buf: &mut Vec<u8>, tail: usize) {
+    let total = (buf.len() + tail).div_ceil(ALIGN) * ALIGN;
+    buf.resize(total - tail, 0);
+}
+
+pub fn sst_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:06}.sst"))
+}

@@ -1,0 +1,649 @@
+//! Engine-level tests: MVCC semantics across memtable, SSTs, compaction and restart; a
+//! model test against `MemEngine` with restarts and crashes; corruption; time bounds;
+//! export and ingest.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::MemEngine;
+
+/// A directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "chitin-lsm-{}-{}-{}",
+            name,
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `f` on a fresh glommio executor thread.
+pub(crate) fn run<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .name("lsm-test")
+        .spawn(move || async move { f().await })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn t(w: u64) -> Timestamp {
+    Timestamp::new(w, 0)
+}
+
+/// Small sizes, so a few hundred writes make many tables and levels.
+fn tiny(background: bool) -> LsmOptions {
+    LsmOptions {
+        memtable_bytes: 4 << 10,
+        max_immutable_memtables: 2,
+        block_size: 256,
+        bloom_bits_per_key: 10,
+        block_cache_bytes: 16 << 10,
+        max_open_files: 4,
+        l0_compaction_trigger: 2,
+        level_base_bytes: 8 << 10,
+        level_multiplier: 4,
+        target_file_bytes: 4 << 10,
+        background_shares: 100,
+        background_work: background,
+    }
+}
+
+async fn get(e: &LsmEngine, k: &str, ts: u64) -> Option<String> {
+    e.get(k.as_bytes(), t(ts))
+        .await
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+async fn keys(e: &LsmEngine, ts: u64, reverse: bool) -> Vec<String> {
+    let mut o = ScanOptions::at(t(ts));
+    o.reverse = reverse;
+    e.scan(b"", b"\xff", &o)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| {
+            format!(
+                "{}={}@{}",
+                String::from_utf8_lossy(&kv.key),
+                String::from_utf8_lossy(&kv.value),
+                kv.ts.wall
+            )
+        })
+        .collect()
+}
+
+/// The MVCC story of `mvcc_semantics`, checked wherever the data currently lives.
+async fn check_story(e: &LsmEngine, phase: &str) {
+    // Versions: the newest at or below the read timestamp.
+    assert_eq!(get(e, "a", 9).await, None, "{phase}");
+    assert_eq!(get(e, "a", 10).await.as_deref(), Some("a10"), "{phase}");
+    assert_eq!(get(e, "a", 25).await.as_deref(), Some("a20"), "{phase}");
+    // Tombstones.
+    assert_eq!(get(e, "b", 29).await.as_deref(), Some("b10"), "{phase}");
+    assert_eq!(get(e, "b", 30).await, None, "{phase}");
+    // A range tombstone at 40 over [a, c) hides a and the re-written b from 40 on.
+    assert_eq!(get(e, "a", 39).await.as_deref(), Some("a20"), "{phase}");
+    assert_eq!(get(e, "a", 40).await, None, "{phase}");
+    assert_eq!(get(e, "b", 35).await.as_deref(), Some("b35"), "{phase}");
+    assert_eq!(get(e, "b", 45).await, None, "{phase}");
+    // A removal (delete-range at MAX) of [d, e) drops d's old versions but not the later write.
+    assert_eq!(get(e, "d", 4).await, None, "{phase}");
+    assert_eq!(get(e, "d", 15).await.as_deref(), Some("d5"), "{phase}");
+    assert_eq!(get(e, "d", 60).await.as_deref(), Some("d5"), "{phase}");
+    // Keys that are prefixes of each other keep their own versions.
+    assert_eq!(get(e, "c", 50).await.as_deref(), Some("c5"), "{phase}");
+    assert_eq!(get(e, "cc", 50).await.as_deref(), Some("cc7"), "{phase}");
+    assert_eq!(
+        keys(e, 50, false).await,
+        vec!["c=c5@5", "cc=cc7@7", "d=d5@5"],
+        "{phase}"
+    );
+    assert_eq!(
+        keys(e, 50, true).await,
+        vec!["d=d5@5", "cc=cc7@7", "c=c5@5"],
+        "{phase}"
+    );
+    assert_eq!(
+        keys(e, 25, false).await,
+        vec!["a=a20@20", "b=b10@10", "c=c5@5", "cc=cc7@7", "d=d5@5"],
+        "{phase}"
+    );
+    let mut lim = ScanOptions::at(t(25));
+    lim.limit = 2;
+    lim.reverse = true;
+    let got: Vec<_> = e
+        .scan(b"a", b"d", &lim)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(got, vec![b"cc".to_vec(), b"c".to_vec()], "{phase}");
+    // Locks live apart: invisible to MVCC reads, visible to lock reads.
+    assert_eq!(get(e, "lock-only", 100).await, None, "{phase}");
+    assert_eq!(
+        e.get_lock(b"lock-only").await.unwrap(),
+        Some(b"txn1".to_vec()),
+        "{phase}"
+    );
+    assert_eq!(e.get_lock(b"c").await.unwrap(), None, "{phase}");
+    assert_eq!(
+        e.scan_locks(b"", b"\xff").await.unwrap(),
+        vec![(b"lock-only".to_vec(), b"txn1".to_vec())],
+        "{phase}"
+    );
+    assert_eq!(e.applied_index(RangeId(7)), Some(3), "{phase}");
+}
+
+#[test]
+fn mvcc_semantics_hold_in_memtable_sst_compaction_and_after_restart() {
+    let dir = TempDir::new("story");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        let mut b = WriteBatch::new();
+        b.put("a", t(10), "a10");
+        b.put("a", t(20), "a20");
+        b.put("b", t(10), "b10");
+        b.delete("b", t(30));
+        b.put("c", t(5), "c5");
+        b.put("cc", t(7), "cc7");
+        b.put("d", t(10), "d10");
+        b.put_lock("lock-only", "txn1");
+        b.put_lock("c", "txn2");
+        b.set_applied(RangeId(7), 1);
+        e.write(b).await.unwrap();
+        let mut b = WriteBatch::new();
+        b.delete_range("a", "c", t(40));
+        b.put("b", t(35), "b35");
+        b.delete_lock("c");
+        b.delete_range("d", "e", Timestamp::MAX);
+        b.set_applied(RangeId(7), 2);
+        e.write(b).await.unwrap();
+        let mut b = WriteBatch::new();
+        b.put("d", t(5), "d5");
+        b.set_applied(RangeId(7), 3);
+        e.write(b).await.unwrap();
+        // Not durable yet: the applied index reports the last flush.
+        assert_eq!(e.applied_index(RangeId(7)), None);
+        e.flush().await.unwrap();
+        check_story(&e, "after flush").await;
+        e.compact().await.unwrap();
+        check_story(&e, "after compaction").await;
+        e.close().await.unwrap();
+        let e = LsmEngine::open(&p, tiny(true)).await.unwrap();
+        check_story(&e, "after restart").await;
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
+fn gc_keeps_the_newest_version_at_or_below_the_threshold() {
+    let dir = TempDir::new("gc");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        let mut b = WriteBatch::new();
+        for w in [5, 10, 20, 30] {
+            b.put("k", t(w), format!("v{w}"));
+        }
+        b.put("gone", t(5), "x");
+        b.delete("gone", t(8));
+        b.put("lock", t(1), "x");
+        b.put_lock("l", "1");
+        b.delete_lock("l");
+        e.write(b).await.unwrap();
+        e.set_gc_threshold(t(25));
+        e.compact().await.unwrap();
+        let v = e
+            .scan_versions(b"", b"\xff", Timestamp::MIN, Timestamp::MAX)
+            .await
+            .unwrap();
+        let got: Vec<_> = v
+            .iter()
+            .map(|v| (String::from_utf8_lossy(&v.key).into_owned(), v.ts.wall))
+            .collect();
+        // k@30 is above the threshold, k@20 is the newest at or below it; "gone" is a
+        // deleted key at the bottom level: both its versions go.
+        assert_eq!(
+            got,
+            vec![("k".into(), 30), ("k".into(), 20), ("lock".into(), 1)]
+        );
+        assert_eq!(get(&e, "k", 25).await.as_deref(), Some("v20"));
+        assert_eq!(get(&e, "k", 30).await.as_deref(), Some("v30"));
+        assert_eq!(e.scan_locks(b"", b"\xff").await.unwrap(), vec![]);
+        e.close().await.unwrap();
+        // The threshold is durable.
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        assert_eq!(e.gc_threshold(), t(25));
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
+fn delete_range_at_max_removes_data_for_good() {
+    let dir = TempDir::new("remove");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        for i in 0..300u32 {
+            let mut b = WriteBatch::new();
+            b.put(format!("k{i:04}"), t(u64::from(i) + 1), vec![b'x'; 50]);
+            e.write(b).await.unwrap();
+        }
+        e.flush().await.unwrap();
+        let mut b = WriteBatch::new();
+        b.delete_range("k0100", "k0200", Timestamp::MAX);
+        e.write(b).await.unwrap();
+        assert_eq!(
+            e.scan(b"k0100", b"k0200", &ScanOptions::at(Timestamp::MAX))
+                .await
+                .unwrap(),
+            vec![]
+        );
+        e.compact().await.unwrap();
+        let v = e
+            .scan_versions(b"", b"\xff", Timestamp::MIN, Timestamp::MAX)
+            .await
+            .unwrap();
+        assert_eq!(v.len(), 200);
+        // The data is gone from disk, and the tombstone with it.
+        assert!(e.inner.state.borrow().version.range_tombstones.is_empty());
+        let n: u64 = e
+            .inner
+            .state
+            .borrow()
+            .version
+            .all_tables()
+            .map(|(_, t)| t.num_entries)
+            .sum();
+        assert_eq!(n, 200);
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
+fn time_bounded_scans_skip_tables_outside_the_bounds() {
+    let dir = TempDir::new("time");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let mut opts = tiny(false);
+        opts.l0_compaction_trigger = 100;
+        let e = LsmEngine::open(&p, opts.clone()).await.unwrap();
+        for (gen, ts) in [(0u32, 10u64), (1, 20), (2, 30)] {
+            let mut b = WriteBatch::new();
+            for i in 0..20u32 {
+                b.put(format!("k{i:02}"), t(ts), format!("g{gen}"));
+            }
+            e.write(b).await.unwrap();
+            e.flush().await.unwrap();
+        }
+        e.close().await.unwrap();
+        let e = LsmEngine::open(&p, opts).await.unwrap();
+        assert_eq!(e.stats().tables_per_level[0], 3);
+        let v = e.scan_versions(b"k", b"l", t(15), t(25)).await.unwrap();
+        assert_eq!(v.len(), 20);
+        assert!(v
+            .iter()
+            .all(|v| v.ts == t(20) && v.value.as_deref() == Some(&b"g1"[..])));
+        assert_eq!(
+            e.stats().cache.table_opens,
+            1,
+            "only the table holding ts 20 is opened"
+        );
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
+fn export_and_ingest_round_trip() {
+    let dir = TempDir::new("export");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let a = LsmEngine::open(p.join("a"), tiny(true)).await.unwrap();
+        for i in 0..200u32 {
+            let mut b = WriteBatch::new();
+            b.put(format!("k{i:03}"), t(10), format!("old{i}"));
+            if i % 3 == 0 {
+                b.put(format!("k{i:03}"), t(20), format!("new{i}"));
+            }
+            if i % 5 == 0 {
+                b.delete(format!("k{i:03}"), t(30));
+            }
+            a.write(b).await.unwrap();
+        }
+        let full = p.join("full.sst");
+        let incr = p.join("incr.sst");
+        let n = a
+            .export(b"k", b"l", ExportSpec::AsOf(t(15)), &full)
+            .await
+            .unwrap();
+        assert_eq!(n, 200);
+        let n = a
+            .export(b"k", b"l", ExportSpec::Between(t(15), t(30)), &incr)
+            .await
+            .unwrap();
+        assert_eq!(n, 67 + 40);
+        let b = LsmEngine::open(p.join("b"), tiny(true)).await.unwrap();
+        b.ingest(&full).await.unwrap();
+        b.ingest(&incr).await.unwrap();
+        for ts in [15, 20, 25, 30, 40] {
+            let want = a.scan(b"", b"\xff", &ScanOptions::at(t(ts))).await.unwrap();
+            let got = b.scan(b"", b"\xff", &ScanOptions::at(t(ts))).await.unwrap();
+            assert_eq!(got, want, "ts {ts}");
+        }
+        b.close().await.unwrap();
+        let b = LsmEngine::open(p.join("b"), tiny(true)).await.unwrap();
+        let got = b.scan(b"", b"\xff", &ScanOptions::at(t(40))).await.unwrap();
+        assert_eq!(got.len(), 160);
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    });
+}
+
+#[test]
+fn flipped_byte_in_a_data_block_is_corruption_naming_the_file() {
+    let dir = TempDir::new("corrupt");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        let mut b = WriteBatch::new();
+        for i in 0..50u32 {
+            b.put(format!("k{i:02}"), t(1), format!("value{i}"));
+        }
+        e.write(b).await.unwrap();
+        e.flush().await.unwrap();
+        let ssts = e.sst_paths();
+        assert_eq!(ssts.len(), 1);
+        e.close().await.unwrap();
+        let sst = ssts[0].1.clone();
+        let mut bytes = std::fs::read(&sst).unwrap();
+        bytes[10] ^= 0x40; // inside the first data block
+        std::fs::write(&sst, &bytes).unwrap();
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        match e.get(b"k00", t(5)).await {
+            Err(Error::Corruption { path, offset, .. }) => {
+                assert_eq!(path, sst);
+                assert_eq!(offset, 0);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(e
+            .scan(b"", b"\xff", &ScanOptions::at(t(5)))
+            .await
+            .unwrap_err()
+            .is_corruption());
+        // Other files' damage (the manifest) is caught at open.
+        e.close().await.unwrap();
+        let m = p.join(manifest::MANIFEST);
+        let mut bytes = std::fs::read(&m).unwrap();
+        bytes[30] ^= 1;
+        std::fs::write(&m, &bytes).unwrap();
+        match LsmEngine::open(&p, tiny(false)).await {
+            Err(Error::Corruption { path, .. }) => assert_eq!(path, m),
+            Err(other) => panic!("expected corruption, got {other:?}"),
+            Ok(_) => panic!("expected corruption, got an engine"),
+        }
+    });
+}
+
+#[test]
+fn open_files_stay_bounded() {
+    let dir = TempDir::new("files");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let mut opts = tiny(false);
+        opts.l0_compaction_trigger = 1000;
+        opts.max_open_files = 3;
+        let e = LsmEngine::open(&p, opts).await.unwrap();
+        for g in 0..10u32 {
+            let mut b = WriteBatch::new();
+            b.put(format!("k{g}"), t(1), "v");
+            e.write(b).await.unwrap();
+            e.flush().await.unwrap();
+        }
+        for g in 0..10u32 {
+            assert_eq!(get(&e, &format!("k{g}"), 1).await.as_deref(), Some("v"));
+            assert!(e.stats().open_tables <= 3);
+        }
+        e.close().await.unwrap();
+    });
+}
+
+/// splitmix64: a tiny deterministic PRNG.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const R: RangeId = RangeId(1);
+
+fn key(rng: &mut Rng) -> Vec<u8> {
+    // Some keys are prefixes of others.
+    let i = rng.below(120);
+    if i.is_multiple_of(7) {
+        format!("k{:02}", i / 2).into_bytes()
+    } else {
+        format!("k{:03}", i).into_bytes()
+    }
+}
+
+async fn replay(e: &impl Engine, log: &[WriteBatch]) {
+    for b in log {
+        e.write(b.clone()).await.unwrap();
+    }
+}
+
+/// Compares full scans and a few point reads of `e` and `oracle` at timestamps >= `floor`.
+async fn assert_same(e: &LsmEngine, oracle: &MemEngine, floor: u64, top: u64, what: &str) {
+    for ts in [floor, (floor + top) / 2, top + 1, u64::MAX] {
+        for reverse in [false, true] {
+            let mut o = ScanOptions::at(t(ts));
+            o.reverse = reverse;
+            let want = oracle.scan(b"", b"\xff", &o).await.unwrap();
+            let got = e.scan(b"", b"\xff", &o).await.unwrap();
+            assert_eq!(got, want, "{what}: full scan at {ts} reverse {reverse}");
+        }
+    }
+    assert_eq!(
+        e.scan_locks(b"", b"\xff").await.unwrap(),
+        oracle.scan_locks(b"", b"\xff").await.unwrap(),
+        "{what}: locks"
+    );
+}
+
+/// Random operations against the engine and `MemEngine`; restarts (clean and crash) check
+/// that the engine recovers exactly the batches up to its durable applied index, then
+/// replay the rest from the "raft log", as the layer above does.
+fn model(seed: u64, ops: usize, background: bool) {
+    let dir = TempDir::new(&format!("model{seed}"));
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let mut rng = Rng(seed);
+        let opts = tiny(background);
+        let mut e = LsmEngine::open(&p, opts.clone()).await.unwrap();
+        let oracle = MemEngine::new();
+        let mut log: Vec<WriteBatch> = Vec::new();
+        let mut gc = 0u64;
+        let mut top = 1u64;
+        let mut flushed = 0u64;
+        for step in 0..ops {
+            let what = format!("seed {seed} step {step}");
+            let r = rng.below(100);
+            match r {
+                0..=44 => {
+                    let mut b = WriteBatch::new();
+                    for _ in 0..1 + rng.below(4) {
+                        let k = key(&mut rng);
+                        let ts = gc + 1 + rng.below(40);
+                        top = top.max(ts);
+                        match rng.below(10) {
+                            0..=5 => b.put(
+                                k,
+                                t(ts),
+                                format!("v{step}-{}", rng.below(1000))
+                                    .repeat(1 + rng.below(4) as usize),
+                            ),
+                            6..=7 => b.delete(k, t(ts)),
+                            8 => b.put_lock(k, format!("lock{step}")),
+                            _ => b.delete_lock(k),
+                        }
+                    }
+                    if rng.below(20) == 0 {
+                        let (a, z) = (key(&mut rng), key(&mut rng));
+                        let ts = if rng.below(3) == 0 {
+                            Timestamp::MAX
+                        } else {
+                            t(gc + 1 + rng.below(40))
+                        };
+                        b.delete_range(a.clone().min(z.clone()), a.max(z), ts);
+                    }
+                    b.set_applied(R, log.len() as u64 + 1);
+                    log.push(b.clone());
+                    oracle.write(b.clone()).await.unwrap();
+                    e.write(b).await.unwrap();
+                }
+                45..=59 => {
+                    let k = key(&mut rng);
+                    let ts = t(gc + rng.below(top + 5 - gc));
+                    assert_eq!(
+                        e.get(&k, ts).await.unwrap(),
+                        oracle.get(&k, ts).await.unwrap(),
+                        "{what}: get"
+                    );
+                    assert_eq!(
+                        e.get_lock(&k).await.unwrap(),
+                        oracle.get_lock(&k).await.unwrap(),
+                        "{what}: lock"
+                    );
+                }
+                60..=74 => {
+                    let (a, z) = (key(&mut rng), key(&mut rng));
+                    let mut o = ScanOptions::at(t(gc + rng.below(top + 5 - gc)));
+                    o.limit = rng.below(8) as usize;
+                    o.reverse = rng.below(2) == 0;
+                    let (a, z) = (a.clone().min(z.clone()), a.max(z));
+                    assert_eq!(
+                        e.scan(&a, &z, &o).await.unwrap(),
+                        oracle.scan(&a, &z, &o).await.unwrap(),
+                        "{what}: scan {o:?}"
+                    );
+                    assert_eq!(
+                        e.scan_locks(&a, &z).await.unwrap(),
+                        oracle.scan_locks(&a, &z).await.unwrap(),
+                        "{what}: locks"
+                    );
+                }
+                75..=79 => {
+                    e.flush().await.unwrap();
+                    flushed = log.len() as u64;
+                    assert_eq!(e.applied_index(R).unwrap_or(0), flushed);
+                    if rng.below(4) == 0 {
+                        // Raise the GC threshold right after a flush, so that nothing the
+                        // log would replay lies below it.
+                        gc = gc.max(top.saturating_sub(10));
+                        e.set_gc_threshold(t(gc));
+                        top = top.max(gc + 1);
+                    }
+                }
+                80..=82 => e.compact().await.unwrap(),
+                83..=85 => e.compact_as_needed().await.unwrap(),
+                86..=89 => {
+                    let crash = rng.below(2) == 0;
+                    if crash {
+                        drop(e);
+                    } else {
+                        e.close().await.unwrap();
+                    }
+                    e = LsmEngine::open(&p, opts.clone()).await.unwrap();
+                    let durable = e.applied_index(R).unwrap_or(0);
+                    assert!(
+                        durable >= flushed && durable <= log.len() as u64,
+                        "{what}: durable {durable} flushed {flushed}"
+                    );
+                    // Exactly the durable prefix survived…
+                    let prefix = MemEngine::new();
+                    replay(&prefix, &log[..durable as usize]).await;
+                    assert_same(
+                        &e,
+                        &prefix,
+                        gc,
+                        top,
+                        &format!("{what}: recovered (crash {crash})"),
+                    )
+                    .await;
+                    // …and the raft log brings back the rest.
+                    replay(&e, &log[durable as usize..]).await;
+                    flushed = durable;
+                }
+                _ => {
+                    // A batch with only an applied index (e.g. a raft no-op).
+                    let mut b = WriteBatch::new();
+                    b.set_applied(R, log.len() as u64 + 1);
+                    log.push(b.clone());
+                    e.write(b).await.unwrap();
+                }
+            }
+        }
+        assert_same(&e, &oracle, gc, top, &format!("seed {seed}: final")).await;
+        e.compact().await.unwrap();
+        assert_same(
+            &e,
+            &oracle,
+            gc,
+            top,
+            &format!("seed {seed}: final compacted"),
+        )
+        .await;
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
+fn model_foreground_seeds() {
+    for seed in 1..=3 {
+        model(seed, 3000, false);
+    }
+}
+
+#[test]
+fn model_background_seeds() {
+    for seed in 11..=13 {
+        model(seed, 3000, true);
+    }
+}
