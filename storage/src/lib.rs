@@ -29,13 +29,17 @@
 #![allow(async_fn_in_trait)]
 
 mod error;
+mod local;
 pub mod lsm;
 mod mem;
+pub mod raftlog;
 mod types;
 
 pub use error::{Error, Result};
 pub use lsm::{ExportSpec, LsmEngine, LsmOptions, LsmStats, VersionedKeyValue};
+pub use local::{prime_direct_io, LocalStore, PROBE_FILE};
 pub use mem::MemEngine;
+pub use raftlog::{RaftLog, RaftLogOptions, RaftLogStats, RangeWrite};
 pub use types::{BatchOp, KeyValue, RangeId, ScanOptions, Timestamp, WriteBatch};
 
 /// The MVCC engine of one core.

@@ -1,0 +1,603 @@
+//! Tests of the raft log on real files: each runs on its own glommio executor in a fresh
+//! temporary directory (see `testutil`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::testutil::{run_in_dir, Rng};
+use super::*;
+
+fn opts(segment_size: u64, cache_bytes: usize) -> RaftLogOptions {
+    RaftLogOptions {
+        segment_size,
+        cache_bytes,
+        max_free_segments: 2,
+        background_queue: None,
+    }
+}
+
+fn entry(index: u64, term: u64, data: impl Into<Vec<u8>>) -> Entry {
+    Entry {
+        index,
+        term,
+        data: data.into(),
+    }
+}
+
+fn data_for(range: u64, index: u64, term: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (range * 31 + index * 7 + term * 3 + i as u64) as u8)
+        .collect()
+}
+
+fn run(range: u64, first: u64, term: u64, n: u64, len: usize) -> RangeWrite {
+    RangeWrite {
+        range: RangeId(range),
+        entries: (first..first + n)
+            .map(|i| entry(i, term, data_for(range, i, term, len)))
+            .collect(),
+        hard_state: None,
+    }
+}
+
+/// What the log should hold for one range.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct OracleRange {
+    first: u64,
+    /// `(term, data)` of entries `first..`.
+    entries: Vec<(u64, Vec<u8>)>,
+    hard_state: Option<HardState>,
+}
+
+impl OracleRange {
+    fn last(&self) -> u64 {
+        self.first + self.entries.len() as u64 - 1
+    }
+}
+
+/// The in-memory model the log is checked against.
+#[derive(Clone, Debug, Default)]
+struct Oracle {
+    ranges: BTreeMap<RangeId, OracleRange>,
+}
+
+impl Oracle {
+    fn append(&mut self, w: &RangeWrite) {
+        if w.entries.is_empty() && w.hard_state.is_none() {
+            return;
+        }
+        let first = w.entries.first().map_or(1, |e| e.index);
+        let r = self.ranges.entry(w.range).or_insert_with(|| OracleRange {
+            first,
+            ..Default::default()
+        });
+        if let Some(e0) = w.entries.first() {
+            if r.entries.is_empty() {
+                r.first = e0.index;
+            } else {
+                r.entries.truncate((e0.index - r.first) as usize);
+            }
+            r.entries
+                .extend(w.entries.iter().map(|e| (e.term, e.data.clone())));
+        }
+        if w.hard_state.is_some() {
+            r.hard_state = w.hard_state;
+        }
+    }
+
+    fn truncate(&mut self, range: RangeId, below: u64) {
+        if let Some(r) = self.ranges.get_mut(&range) {
+            if below > r.first {
+                let n = ((below - r.first) as usize).min(r.entries.len());
+                r.entries.drain(..n);
+                r.first = below;
+            }
+        }
+    }
+}
+
+async fn check(log: &RaftLog, oracle: &Oracle) {
+    let ranges: Vec<RangeId> = oracle.ranges.keys().copied().collect();
+    assert_eq!(log.ranges(), ranges, "ranges");
+    for (&range, r) in &oracle.ranges {
+        assert_eq!(log.first_index(range), Some(r.first), "{range} first index");
+        assert_eq!(log.last_index(range), Some(r.last()), "{range} last index");
+        assert_eq!(log.hard_state(range), r.hard_state, "{range} hard state");
+        let got = log.entries(range, r.first, r.last() + 1).await.unwrap();
+        assert_eq!(got.len(), r.entries.len(), "{range} entry count");
+        for (i, (e, (term, data))) in got.iter().zip(&r.entries).enumerate() {
+            let index = r.first + i as u64;
+            assert_eq!((e.index, e.term), (index, *term), "{range} entry {index}");
+            assert!(e.data == *data, "{range} entry {index} data differs");
+            assert_eq!(log.term(range, index).unwrap(), *term);
+        }
+        if !r.entries.is_empty() {
+            assert!(log.entries(range, r.first - 1, r.first + 1).await.is_err() || r.first == 1);
+            assert!(log.entries(range, r.first, r.last() + 2).await.is_err());
+        }
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(segment::parse_segment_name)
+                .is_some()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Location of the record holding entry `index` of `range`.
+fn loc_of(log: &RaftLog, range: u64, index: u64) -> Location {
+    let st = log.state.borrow();
+    let r = st.index.get(RangeId(range)).unwrap();
+    r.entries[(index - r.first_index) as usize].loc
+}
+
+fn patch_file(path: &Path, offset: u64, f: impl FnOnce(&mut [u8])) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes[offset as usize..]);
+    std::fs::write(path, &bytes).unwrap();
+}
+
+#[test]
+fn append_and_read_back_many_ranges_interleaved() {
+    for cache in [32 << 20, 0] {
+        run_in_dir("raftlog-interleaved", move |dir| async move {
+            let log = RaftLog::open(&dir, opts(256 << 10, cache)).await.unwrap();
+            let mut oracle = Oracle::default();
+            let mut next: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut rng = Rng::new(7);
+            for round in 0..60u64 {
+                let mut batch = Vec::new();
+                for range in 1..=12u64 {
+                    if !rng.chance(60) {
+                        continue;
+                    }
+                    let first = *next.entry(range).or_insert(range * 10);
+                    let n = rng.below(4);
+                    let mut w = run(range, first, 1 + round / 20, n, rng.below(700) as usize);
+                    if rng.chance(30) {
+                        w.hard_state = Some(HardState {
+                            term: 1 + round / 20,
+                            vote: range,
+                            commit: first,
+                        });
+                    }
+                    next.insert(range, first + n);
+                    oracle.append(&w);
+                    batch.push(w);
+                }
+                log.append(&batch).await.unwrap();
+            }
+            check(&log, &oracle).await;
+            let stats = log.stats();
+            if cache == 0 {
+                assert_eq!(stats.cache_hits, 0);
+                assert!(stats.cache_misses > 0);
+            } else {
+                assert_eq!(stats.cache_misses, 0);
+            }
+            log.close().await.unwrap();
+            let log = RaftLog::open(&dir, opts(256 << 10, cache)).await.unwrap();
+            check(&log, &oracle).await;
+            log.close().await.unwrap();
+        });
+    }
+}
+
+/// Raft §5.3: when a follower's entries conflict with the leader's, the leader's replace
+/// them from the first conflicting index on.
+#[test]
+fn overlapping_append_replaces_the_suffix() {
+    run_in_dir("raftlog-overlap", |dir| async move {
+        let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
+        log.append(&[run(1, 1, 1, 10, 50), run(2, 1, 1, 3, 50)])
+            .await
+            .unwrap();
+        log.append(&[run(1, 6, 2, 3, 60)]).await.unwrap();
+        let check_r1 = |es: Vec<Entry>| {
+            assert_eq!(es.len(), 8);
+            for e in &es {
+                let term = if e.index < 6 { 1 } else { 2 };
+                assert_eq!(e.term, term, "entry {}", e.index);
+                let len = if term == 1 { 50 } else { 60 };
+                assert_eq!(e.data, data_for(1, e.index, term, len));
+            }
+        };
+        assert_eq!(log.last_index(RangeId(1)), Some(8));
+        check_r1(log.entries(RangeId(1), 1, 9).await.unwrap());
+        assert!(log.entries(RangeId(1), 1, 10).await.is_err());
+        // A gap or a rewrite below the first index is refused, and nothing is written.
+        let before = log.stats().fdatasyncs;
+        assert!(matches!(
+            log.append(&[run(1, 10, 2, 1, 1)]).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(log.stats().fdatasyncs, before);
+        log.close().await.unwrap();
+        let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
+        assert_eq!(log.last_index(RangeId(1)), Some(8));
+        check_r1(log.entries(RangeId(1), 1, 9).await.unwrap());
+        assert_eq!(log.last_index(RangeId(2)), Some(3));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn truncation_reclaims_and_recycles_segments() {
+    run_in_dir("raftlog-reclaim", |dir| async move {
+        let seg_size = 64 << 10;
+        let log = RaftLog::open(&dir, opts(seg_size, 1 << 20)).await.unwrap();
+        let mut oracle = Oracle::default();
+        // Range 3 holds a hard state and a truncation point only: it must survive its
+        // segments going away (checkpoints carry it forward).
+        let hs3 = HardState {
+            term: 4,
+            vote: 3,
+            commit: 9,
+        };
+        let mut w3 = run(3, 1, 4, 9, 10);
+        w3.hard_state = Some(hs3);
+        log.append(std::slice::from_ref(&w3)).await.unwrap();
+        oracle.append(&w3);
+        log.truncate(RangeId(3), 10).await.unwrap();
+        oracle.truncate(RangeId(3), 10);
+        for i in 0..200u64 {
+            let batch = [run(1, 1 + i * 2, 1, 2, 2000), run(2, 1 + i, 1, 1, 1500)];
+            for w in &batch {
+                oracle.append(w);
+            }
+            log.append(&batch).await.unwrap();
+            if i >= 5 {
+                log.truncate(RangeId(1), 1 + (i - 5) * 2).await.unwrap();
+                oracle.truncate(RangeId(1), 1 + (i - 5) * 2);
+                log.truncate(RangeId(2), 1 + (i - 5)).await.unwrap();
+                oracle.truncate(RangeId(2), 1 + (i - 5));
+            }
+            // Live segments stay few; the directory never fills up.
+            assert!(log.stats().live_segments <= 4, "{:?}", log.stats());
+            assert!(std::fs::read_dir(&dir).unwrap().count() <= 9);
+        }
+        let stats = log.stats();
+        assert!(stats.rotations >= 15, "{stats:?}");
+        assert!(stats.segments_freed > 10, "{stats:?}");
+        // With a pool of 2 and one preparation at a time, recycling keeps up: hardly any
+        // segment needs deleting.
+        assert!(stats.segments_deleted <= 2, "{stats:?}");
+        assert_eq!(
+            log.term(RangeId(3), 9).unwrap(),
+            4,
+            "term below the first index"
+        );
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+        // Recycled segments still hold stale records of their old lives: none come back.
+        let log = RaftLog::open(&dir, opts(seg_size, 1 << 20)).await.unwrap();
+        assert_eq!(log.recovery_report().torn_tail, None);
+        assert!(log.recovery_report().segments_replayed <= 4);
+        check(&log, &oracle).await;
+        assert_eq!(log.hard_state(RangeId(3)), Some(hs3));
+        assert_eq!(log.first_index(RangeId(3)), Some(10));
+        assert_eq!(log.term(RangeId(3), 9).unwrap(), 4);
+        // Removing a range is durable at once.
+        log.remove_range(RangeId(2)).await.unwrap();
+        oracle.ranges.remove(&RangeId(2));
+        drop(log);
+        let log = RaftLog::open(&dir, opts(seg_size, 1 << 20)).await.unwrap();
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn restart_recovers_everything_appended() {
+    run_in_dir("raftlog-restart", |dir| async move {
+        let mut oracle = Oracle::default();
+        for restart in 0..5u64 {
+            let log = RaftLog::open(&dir, opts(128 << 10, 1 << 16)).await.unwrap();
+            check(&log, &oracle).await;
+            for i in 0..30u64 {
+                let batch: Vec<RangeWrite> = (1..=5u64)
+                    .map(|r| {
+                        let first = oracle.ranges.get(&RangeId(r)).map_or(1, |o| o.last() + 1);
+                        let mut w = run(r, first, restart + 1, 1 + (i % 3), 300 + 40 * r as usize);
+                        w.hard_state = Some(HardState {
+                            term: restart + 1,
+                            vote: r,
+                            commit: first,
+                        });
+                        w
+                    })
+                    .collect();
+                for w in &batch {
+                    oracle.append(w);
+                }
+                log.append(&batch).await.unwrap();
+            }
+            // Half the restarts are clean, half drop the log without closing (a crash
+            // after the last append returned).
+            if restart % 2 == 0 {
+                log.close().await.unwrap();
+            } else {
+                drop(log);
+            }
+        }
+        let log = RaftLog::open(&dir, opts(128 << 10, 1 << 16)).await.unwrap();
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+    });
+}
+
+/// Appends `n` single-entry batches to range 1 and returns the oracle.
+async fn fill(log: &RaftLog, n: u64) -> Oracle {
+    let mut oracle = Oracle::default();
+    for i in 1..=n {
+        let w = run(1, i, 1, 1, 100 + (i as usize * 37) % 900);
+        oracle.append(&w);
+        log.append(&[w]).await.unwrap();
+    }
+    oracle
+}
+
+fn cut_oracle(oracle: &Oracle, last: u64) -> Oracle {
+    let mut o = oracle.clone();
+    let r = o.ranges.get_mut(&RangeId(1)).unwrap();
+    r.entries.truncate((last + 1 - r.first) as usize);
+    o
+}
+
+#[test]
+fn torn_tail_is_cut_at_the_last_good_record() {
+    // Three ways a tail tears: the file ends mid-record, the last blocks are zeros, the
+    // last record's bytes are half new, half garbage.
+    for how in ["short-file", "zeroed", "garbage"] {
+        run_in_dir("raftlog-torn", move |dir| async move {
+            let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
+            let oracle = fill(&log, 20).await;
+            let loc = loc_of(&log, 1, 17);
+            let path = dir.join(segment::segment_name(loc.seq));
+            log.close().await.unwrap();
+            match how {
+                "short-file" => {
+                    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    f.set_len(loc.offset + 20).unwrap();
+                }
+                "zeroed" => {
+                    let len = std::fs::metadata(&path).unwrap().len();
+                    patch_file(&path, loc.offset, |b| {
+                        b[..(len - loc.offset) as usize].fill(0)
+                    });
+                }
+                _ => patch_file(&path, loc.offset + 40, |b| b[..30].fill(0xAB)),
+            }
+            let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
+            let expect = cut_oracle(&oracle, 16);
+            check(&log, &expect).await;
+            match how {
+                "zeroed" => assert_eq!(log.recovery_report().torn_tail, None),
+                _ => assert_eq!(
+                    log.recovery_report()
+                        .torn_tail
+                        .as_ref()
+                        .map(|t| (&t.0, t.1)),
+                    Some((&path, loc.offset))
+                ),
+            }
+            // The log goes on after the cut, and the cut stays put across restarts.
+            let mut expect = expect;
+            for i in 17..=19 {
+                let w = run(1, i, 2, 1, 64);
+                expect.append(&w);
+                log.append(&[w]).await.unwrap();
+            }
+            check(&log, &expect).await;
+            log.close().await.unwrap();
+            let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
+            check(&log, &expect).await;
+            assert_eq!(log.recovery_report().torn_tail, None);
+            log.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn flipped_byte_in_the_tail_segment_cuts_there() {
+    run_in_dir("raftlog-flip-tail", |dir| async move {
+        let log = RaftLog::open(&dir, opts(1 << 20, 1 << 20)).await.unwrap();
+        let oracle = fill(&log, 30).await;
+        let loc = loc_of(&log, 1, 12);
+        let path = dir.join(segment::segment_name(loc.seq));
+        log.close().await.unwrap();
+        // A bit of entry 12's data flips: entries 12.. are lost, never returned.
+        patch_file(&path, loc.offset + loc.len as u64 - 3, |b| b[0] ^= 0x01);
+        let log = RaftLog::open(&dir, opts(1 << 20, 1 << 20)).await.unwrap();
+        let report = log.recovery_report().clone();
+        assert_eq!(report.torn_tail.as_ref().map(|t| t.1), Some(loc.offset));
+        assert!(report.torn_tail.unwrap().2.contains("checksum"));
+        assert_eq!(log.last_index(RangeId(1)), Some(11));
+        assert!(matches!(
+            log.entries(RangeId(1), 11, 13).await,
+            Err(Error::Unavailable(_))
+        ));
+        check(&log, &cut_oracle(&oracle, 11)).await;
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn corruption_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
+    run_in_dir("raftlog-flip-sealed", |dir| async move {
+        let log = RaftLog::open(&dir, opts(64 << 10, 0)).await.unwrap();
+        fill(&log, 300).await;
+        assert!(log.stats().rotations >= 3);
+        let loc = loc_of(&log, 1, 5);
+        let path = dir.join(segment::segment_name(loc.seq));
+        assert_ne!(Some(&path), segment_files(&dir).last());
+        log.close().await.unwrap();
+        patch_file(&path, loc.offset + HEADER_LEN as u64 + 2, |b| b[0] ^= 0x40);
+        match RaftLog::open(&dir, opts(64 << 10, 0)).await {
+            Err(Error::Corruption {
+                path: p, offset, ..
+            }) => assert_eq!((p, offset), (path, loc.offset)),
+            Err(e) => panic!("expected corruption, got {e}"),
+            Ok(_) => panic!("expected corruption, got an open log"),
+        }
+    });
+}
+
+/// Group commit (DESIGN §3): one write and one fdatasync per batch, however many ranges
+/// it spans, including batches that rotate to a new segment.
+#[test]
+fn one_write_and_one_fdatasync_per_batch() {
+    run_in_dir("raftlog-fsyncs", |dir| async move {
+        let log = RaftLog::open(&dir, opts(64 << 10, 1 << 20)).await.unwrap();
+        let mut next = [1u64; 33];
+        for b in 0..100u64 {
+            let batch: Vec<RangeWrite> = (1..=32u64)
+                .map(|r| {
+                    let n = 1 + (b + r) % 3;
+                    let w = run(r, next[r as usize], 1, n, 60);
+                    next[r as usize] += n;
+                    w
+                })
+                .collect();
+            log.append(&batch).await.unwrap();
+        }
+        // Truncations ride with the next append: no sync of their own.
+        log.truncate(RangeId(1), 5).await.unwrap();
+        log.append(&[run(1, next[1], 1, 1, 60)]).await.unwrap();
+        // Empty batches cost nothing.
+        log.append(&[]).await.unwrap();
+        log.sync().await.unwrap();
+        let s = log.stats();
+        assert!(s.rotations > 5, "{s:?}");
+        assert_eq!(
+            (s.batches, s.writes, s.fdatasyncs),
+            (101, 101, 101),
+            "{s:?}"
+        );
+        log.close().await.unwrap();
+    });
+}
+
+/// Random appends (with conflicts), hard states, truncations, removals and restarts
+/// (clean, or crash-like after a durable write) against the oracle.
+#[test]
+fn model_random_operations_and_restarts() {
+    for seed in 1..=4u64 {
+        run_in_dir("raftlog-model", move |dir| async move {
+            let mut rng = Rng::new(seed);
+            let options = || {
+                opts(
+                    [48 << 10, 96 << 10, 1 << 20][(seed % 3) as usize],
+                    [0, 4 << 10, 1 << 20][(seed % 3) as usize],
+                )
+            };
+            let mut log = RaftLog::open(&dir, options()).await.unwrap();
+            let mut oracle = Oracle::default();
+            let mut term = 1;
+            let mut pending_truncations = false;
+            for step in 0..1500u64 {
+                match rng.below(100) {
+                    0..=59 => {
+                        let mut batch = Vec::new();
+                        for _ in 0..1 + rng.below(4) {
+                            let range = 1 + rng.below(8);
+                            let (first, start) = match oracle.ranges.get(&RangeId(range)) {
+                                Some(r) if !r.entries.is_empty() => {
+                                    let back = rng.below(4).min(r.last() + 1 - r.first);
+                                    (r.first, r.last() + 1 - back)
+                                }
+                                Some(r) => (r.first, r.first),
+                                None => (1, 1 + rng.below(3)),
+                            };
+                            let _ = first;
+                            if rng.chance(10) {
+                                term += 1;
+                            }
+                            let len = if rng.chance(5) { 6000 } else { rng.below(400) } as usize;
+                            let mut w = run(range, start, term, rng.below(5), len);
+                            if rng.chance(40) {
+                                w.hard_state = Some(HardState {
+                                    term,
+                                    vote: rng.below(4),
+                                    commit: start,
+                                });
+                            }
+                            if batch.iter().any(|b: &RangeWrite| b.range == w.range) {
+                                continue;
+                            }
+                            batch.push(w);
+                        }
+                        log.append(&batch).await.unwrap();
+                        for w in &batch {
+                            oracle.append(w);
+                        }
+                        pending_truncations = false;
+                    }
+                    60..=74 => {
+                        let range = RangeId(1 + rng.below(8));
+                        if let Some(r) = oracle.ranges.get(&range) {
+                            let below = r.first + rng.below(r.entries.len() as u64 + 2);
+                            log.truncate(range, below).await.unwrap();
+                            oracle.truncate(range, below);
+                            pending_truncations = true;
+                        }
+                    }
+                    75..=77 => {
+                        let range = RangeId(1 + rng.below(8));
+                        log.remove_range(range).await.unwrap();
+                        oracle.ranges.remove(&range);
+                        pending_truncations = false;
+                    }
+                    78..=87 => {
+                        let r = RangeId(1 + rng.below(8));
+                        if let Some(o) = oracle.ranges.get(&r) {
+                            if !o.entries.is_empty() {
+                                let lo = o.first + rng.below(o.entries.len() as u64);
+                                let hi = lo + 1 + rng.below(o.last() + 1 - lo);
+                                let got = log.entries(r, lo, hi).await.unwrap();
+                                let want =
+                                    &o.entries[(lo - o.first) as usize..(hi - o.first) as usize];
+                                assert_eq!(got.len(), want.len());
+                                for (g, w) in got.iter().zip(want) {
+                                    assert_eq!(
+                                        (g.term, &g.data),
+                                        (w.0, &w.1),
+                                        "seed {seed} step {step}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    88..=93 => {
+                        check(&log, &oracle).await;
+                    }
+                    _ => {
+                        // Restart: clean, or crash-like when nothing is queued.
+                        if pending_truncations || rng.chance(50) {
+                            log.close().await.unwrap();
+                        } else {
+                            drop(log);
+                        }
+                        log = RaftLog::open(&dir, options()).await.unwrap();
+                        pending_truncations = false;
+                        check(&log, &oracle).await;
+                    }
+                }
+            }
+            check(&log, &oracle).await;
+            log.close().await.unwrap();
+            let log = RaftLog::open(&dir, options()).await.unwrap();
+            check(&log, &oracle).await;
+            log.close().await.unwrap();
+        });
+    }
+}
