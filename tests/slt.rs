@@ -1,0 +1,623 @@
+//! SQL logic tests over a real pgwire connection.
+//!
+//! `slt_corpus` runs every `tests/slt/*.slt` file (PostgreSQL-compatible SQL, each file
+//! verified against PostgreSQL 15) and, against Chitin only, every `tests/slt-chitin/*.slt`
+//! file (CockroachDB syntax PostgreSQL lacks, such as `UPSERT`). Each file gets a fresh
+//! database and its own connections; files run concurrently, a bounded number at a time,
+//! on one server for the whole test binary. Every failing file is reported with its
+//! error, and the test fails at the end.
+//!
+//! `external_corpus` (ignored by default) runs the corpus other projects wrote, listed in
+//! `../shared/slt/FILES.txt`, with the label `postgresql`, record by record, and prints how
+//! many records of each file pass: a yardstick, not a gate.
+//!
+//! Environment:
+//! - `CHITIN_SLT_URL=postgresql://user@host:port/db`: run against that server instead of
+//!   spawning Chitin (for example PostgreSQL itself, to validate the corpus). The runner
+//!   creates and drops one database per file there.
+//! - `CHITIN_SLT_FILTER=substr`: only files whose path contains `substr`.
+//! - `CHITIN_SLT_JOBS=N`: files run at once (default 4).
+//! - `CHITIN_SLT_TIMEOUT_SECS=N`: the whole run's limit (default 600); a file has at most
+//!   a fifth of it, and no less than 60 s.
+//! - `CHITIN_SLT_EXTERNAL_DIR=path`: where the external corpus is (default
+//!   `../shared/slt` beside the workspace).
+//!
+//! Output format, as sqllogictest-bin's `postgres` engine: values are the server's text
+//! format from the simple query protocol, unchanged (so bools are `t`/`f`, bytea is
+//! `\x..` hex, timestamps are ISO), with SQL NULL as `NULL` and the empty string as
+//! `(empty)`. A query string of several statements yields the first statement's result.
+//! Unlike that engine, an error's text includes the server's message (`db error: ERROR:
+//! relation "x" does not exist`), so `statement error <regex>` can match it, and a query
+//! returning no rows is still a query result. `statement error (42P01)` matches the
+//! SQLSTATE.
+//!
+//! Labels: the engine is `chitin` when the runner spawned the server or the server's
+//! `version()` mentions Chitin, else `postgresql`; records may use `skipif`/`onlyif` with
+//! either.
+
+mod common;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Record, RecordOutput, Runner};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
+
+use common::{ServerOptions, Target};
+
+const URL_VAR: &str = "CHITIN_SLT_URL";
+
+/// One sqllogictest connection: a tokio-postgres client using the simple query protocol.
+struct PgConnection {
+    client: Option<Client>,
+    driver: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PgConnection {
+    async fn connect(config: Config) -> Result<PgConnection, SqlError> {
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(PgConnection {
+            client: Some(client),
+            driver: Some(driver),
+        })
+    }
+}
+
+/// A client error whose text carries the server's message, so error regexes can match it.
+#[derive(Debug)]
+struct SqlError(tokio_postgres::Error);
+
+impl From<tokio_postgres::Error> for SqlError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        SqlError(e)
+    }
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(f, "db error: {db}"),
+            None => {
+                write!(f, "{}", self.0)?;
+                if let Some(source) = std::error::Error::source(&self.0) {
+                    write!(f, ": {source}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+#[async_trait]
+impl AsyncDB for PgConnection {
+    type Error = SqlError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
+        let client = self
+            .client
+            .as_ref()
+            .expect("connection used after shutdown");
+        let messages = client.simple_query(sql).await?;
+        let mut columns: Option<usize> = None;
+        let mut rows = Vec::new();
+        for message in messages {
+            match message {
+                SimpleQueryMessage::RowDescription(description) => {
+                    columns = Some(description.len());
+                }
+                SimpleQueryMessage::Row(row) => {
+                    let values = (0..row.len())
+                        .map(|i| match row.get(i) {
+                            None => "NULL".to_string(),
+                            Some("") => "(empty)".to_string(),
+                            Some(value) => value.to_string(),
+                        })
+                        .collect::<Vec<_>>();
+                    columns.get_or_insert(values.len());
+                    rows.push(values);
+                }
+                // Only the first statement of a multi-statement string is the result.
+                SimpleQueryMessage::CommandComplete(count) => {
+                    return Ok(output(columns, rows, count));
+                }
+                _ => {}
+            }
+        }
+        // An empty query string: no CommandComplete.
+        Ok(output(columns, rows, 0))
+    }
+
+    async fn shutdown(&mut self) {
+        // Dropping the client sends Terminate; the driver task then ends.
+        self.client.take();
+        if let Some(driver) = self.driver.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        }
+    }
+
+    async fn sleep(duration: Duration) {
+        tokio::time::sleep(duration).await
+    }
+
+    fn error_sql_state(err: &SqlError) -> Option<String> {
+        err.0.code().map(|code| code.code().to_string())
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+    }
+}
+
+fn output(
+    columns: Option<usize>,
+    rows: Vec<Vec<String>>,
+    count: u64,
+) -> DBOutput<DefaultColumnType> {
+    match columns {
+        Some(n) => DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; n],
+            rows,
+        },
+        None => DBOutput::StatementComplete(count),
+    }
+}
+
+/// Settings read from the environment.
+struct RunSettings {
+    filter: Option<String>,
+    jobs: usize,
+    total_timeout: Duration,
+}
+
+impl RunSettings {
+    fn from_env() -> RunSettings {
+        let number = |var: &str, default: u64| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        RunSettings {
+            filter: std::env::var("CHITIN_SLT_FILTER")
+                .ok()
+                .filter(|f| !f.is_empty()),
+            jobs: number("CHITIN_SLT_JOBS", 4) as usize,
+            total_timeout: Duration::from_secs(number("CHITIN_SLT_TIMEOUT_SECS", 600)),
+        }
+    }
+
+    fn file_timeout(&self) -> Duration {
+        (self.total_timeout / 5).max(Duration::from_secs(60))
+    }
+
+    fn selects(&self, path: &Path) -> bool {
+        match &self.filter {
+            Some(filter) => path.to_string_lossy().contains(filter.as_str()),
+            None => true,
+        }
+    }
+}
+
+/// The server the test binary's tests share: spawned once, killed when the last test
+/// using it drops its handle.
+fn shared_target() -> Result<Arc<Target>, String> {
+    static SHARED: Mutex<Weak<Target>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(target) = shared.upgrade() {
+        return Ok(target);
+    }
+    let target = Arc::new(Target::from_env(URL_VAR, &ServerOptions::default())?);
+    *shared = Arc::downgrade(&target);
+    Ok(target)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The `*.slt` files directly in `dir`, sorted.
+fn slt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|ext| ext == "slt"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// A database name for `file`: a prefix, the file's name made an identifier, and the
+/// process id, so reruns against a long-lived server do not collide.
+fn database_name(prefix: &str, index: usize, file: &Path) -> String {
+    let stem: String = file
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    format!("{prefix}_{index}_{stem}_{}", std::process::id())
+}
+
+/// `path` relative to the package root, for reports.
+fn display_name(path: &Path) -> String {
+    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Labels for `skipif`/`onlyif`: `chitin` or `postgresql`.
+async fn engine_label(target: &Target) -> Result<&'static str, String> {
+    if target.is_spawned() {
+        return Ok("chitin");
+    }
+    let client = common::connect(&target.config(&target.default_database()))
+        .await
+        .map_err(|e| format!("connect: {}", SqlError(e)))?;
+    let version = match client.simple_query("SELECT version()").await {
+        Ok(messages) => messages
+            .into_iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    Ok(if version.to_lowercase().contains("chitin") {
+        "chitin"
+    } else {
+        "postgresql"
+    })
+}
+
+/// Runs `work` for one file in a fresh database `db`, then drops the database.
+async fn with_database<F, Fut, T>(
+    target: &Target,
+    admin: &Client,
+    db: &str,
+    work: F,
+) -> Result<T, String>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let _ = admin
+        .simple_query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .await;
+    admin
+        .simple_query(&format!("CREATE DATABASE {db}"))
+        .await
+        .map_err(|e| format!("CREATE DATABASE {db}: {}", SqlError(e)))?;
+    let result = work(target.config(db)).await;
+    // Best effort: a server that cannot drop it still answered the test.
+    let _ = admin.simple_query(&format!("DROP DATABASE {db}")).await;
+    result
+}
+
+/// A future making one sqllogictest connection.
+type ConnectFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PgConnection, SqlError>> + Send>>;
+
+/// Makes the connections of one runner (a file may open several, with `connection`).
+type Connector = Box<dyn FnMut() -> ConnectFuture + Send>;
+
+fn new_runner(config: Config, labels: &[&str]) -> Runner<PgConnection, Connector> {
+    let connector: Connector =
+        Box::new(move || Box::pin(PgConnection::connect(config.clone())) as ConnectFuture);
+    let mut runner = Runner::new(connector);
+    for label in labels {
+        runner.add_label(label);
+    }
+    runner
+}
+
+/// Runs one file to its first failure.
+async fn run_file(config: Config, path: PathBuf, labels: Vec<&'static str>) -> Result<(), String> {
+    let mut runner = new_runner(config, &labels);
+    let result = runner.run_file_async(&path).await;
+    runner.shutdown_async().await;
+    result.map_err(|e| e.display(false).to_string())
+}
+
+#[test]
+fn slt_corpus() {
+    let settings = RunSettings::from_env();
+    let target = match shared_target() {
+        Ok(target) => target,
+        Err(e) => panic!("cannot start the server: {e}"),
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runtime = runtime();
+    let label = runtime
+        .block_on(engine_label(&target))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut files: Vec<(&str, PathBuf)> = slt_files(&manifest.join("tests/slt"))
+        .into_iter()
+        .map(|f| ("slt", f))
+        .collect();
+    if label == "chitin" {
+        files.extend(
+            slt_files(&manifest.join("tests/slt-chitin"))
+                .into_iter()
+                .map(|f| ("sltc", f)),
+        );
+    }
+    files.retain(|(_, f)| settings.selects(f));
+    assert!(
+        !files.is_empty() || settings.filter.is_some(),
+        "no .slt files found under tests/"
+    );
+
+    let started = Instant::now();
+    let outcome = runtime.block_on(async {
+        let admin = common::connect(&target.config(&target.default_database()))
+            .await
+            .map_err(|e| format!("admin connection: {}", SqlError(e)))?;
+        let admin = Arc::new(admin);
+        let permits = Arc::new(Semaphore::new(settings.jobs));
+        let file_timeout = settings.file_timeout();
+        let mut tasks = JoinSet::new();
+        for (index, (prefix, path)) in files.iter().cloned().enumerate() {
+            let (target, admin, permits) = (target.clone(), admin.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore closed");
+                let db = database_name(prefix, index, &path);
+                let name = display_name(&path);
+                let run = with_database(&target, &admin, &db, |config| async move {
+                    match tokio::time::timeout(
+                        file_timeout,
+                        run_file(config, path.clone(), vec![label]),
+                    )
+                    .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(format!("timed out after {file_timeout:?}")),
+                    }
+                });
+                (name, run.await)
+            });
+        }
+        let mut results = Vec::new();
+        let collect = async {
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok(result) => results.push(result),
+                    Err(e) => results.push(("<task>".to_string(), Err(format!("panicked: {e}")))),
+                }
+            }
+        };
+        let timed_out = tokio::time::timeout(settings.total_timeout, collect)
+            .await
+            .is_err();
+        tasks.abort_all();
+        Ok::<_, String>((results, timed_out))
+    });
+
+    let (mut results, timed_out) = outcome.unwrap_or_else(|e| {
+        panic!("{e}\nserver log:\n{}", target.log_tail());
+    });
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let failed: Vec<&(String, Result<(), String>)> =
+        results.iter().filter(|(_, r)| r.is_err()).collect();
+    for (name, result) in &results {
+        if result.is_ok() {
+            eprintln!("slt ok      {name}");
+        }
+    }
+    for (name, result) in &failed {
+        if let Err(e) = result {
+            eprintln!("slt FAILED  {name}\n{e}\n");
+        }
+    }
+    let unfinished: Vec<String> = files
+        .iter()
+        .map(|(_, path)| display_name(path))
+        .filter(|name| !results.iter().any(|(done, _)| done == name))
+        .collect();
+    let missing = unfinished.len();
+    eprintln!(
+        "slt ({label}): {} files passed, {} failed, {} not finished, in {:.1?}",
+        results.len() - failed.len(),
+        failed.len(),
+        missing,
+        started.elapsed()
+    );
+    if !failed.is_empty() || timed_out {
+        let log = target.log_tail();
+        if !log.is_empty() {
+            eprintln!("server log (tail):\n{log}");
+        }
+    }
+    assert!(
+        !timed_out,
+        "the run exceeded CHITIN_SLT_TIMEOUT_SECS ({:?}); unfinished: {}",
+        settings.total_timeout,
+        unfinished.join(", ")
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} sqllogictest files failed: {}",
+        failed.len(),
+        results.len(),
+        failed
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// Per-file record counts for the external corpus.
+#[derive(Default)]
+struct RecordCounts {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    first_error: Option<String>,
+}
+
+/// Runs every record of one file, going on after failures.
+async fn count_file(config: Config, path: PathBuf) -> Result<RecordCounts, String> {
+    let records =
+        sqllogictest::parse_file::<DefaultColumnType>(&path).map_err(|e| format!("parse: {e}"))?;
+    let mut runner = new_runner(config, &["postgresql"]);
+    let mut counts = RecordCounts::default();
+    for record in records {
+        if let Record::Halt { .. } = record {
+            break;
+        }
+        let counted = matches!(record, Record::Statement { .. } | Record::Query { .. });
+        let result = tokio::time::timeout(Duration::from_secs(20), runner.run_async(record)).await;
+        match result {
+            Ok(Ok(RecordOutput::Nothing)) if counted => counts.skipped += 1,
+            Ok(Ok(_)) if counted => counts.passed += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                counts.failed += 1;
+                counts
+                    .first_error
+                    .get_or_insert_with(|| e.display(false).to_string());
+            }
+            Err(_) => {
+                counts.failed += 1;
+                counts
+                    .first_error
+                    .get_or_insert_with(|| "a record timed out after 20s".to_string());
+                break;
+            }
+        }
+    }
+    runner.shutdown_async().await;
+    Ok(counts)
+}
+
+#[test]
+#[ignore = "yardstick: the external corpus in ../shared/slt, run with --ignored"]
+fn external_corpus() {
+    let settings = RunSettings::from_env();
+    let dir = std::env::var("CHITIN_SLT_EXTERNAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slt"));
+    let list = match std::fs::read_to_string(dir.join("FILES.txt")) {
+        Ok(list) => list,
+        Err(e) => {
+            eprintln!(
+                "external corpus not found ({}: {e}); skipping",
+                dir.display()
+            );
+            return;
+        }
+    };
+    let files: Vec<PathBuf> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| dir.join(l))
+        .filter(|p| settings.selects(p))
+        .collect();
+    let target = shared_target().unwrap_or_else(|e| panic!("cannot start the server: {e}"));
+    let runtime = runtime();
+    let started = Instant::now();
+    let results = runtime.block_on(async {
+        let admin = match common::connect(&target.config(&target.default_database())).await {
+            Ok(admin) => Arc::new(admin),
+            Err(e) => return Err(format!("admin connection: {}", SqlError(e))),
+        };
+        let permits = Arc::new(Semaphore::new(settings.jobs));
+        let file_timeout = settings.file_timeout();
+        let mut tasks = JoinSet::new();
+        for (index, path) in files.iter().cloned().enumerate() {
+            let (target, admin, permits) = (target.clone(), admin.clone(), permits.clone());
+            let name = path
+                .strip_prefix(&dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore closed");
+                let db = database_name("ext", index, &path);
+                let run = with_database(&target, &admin, &db, |config| async move {
+                    tokio::time::timeout(file_timeout, count_file(config, path))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("timed out after {file_timeout:?}")))
+                });
+                (name, run.await)
+            });
+        }
+        let mut results = Vec::new();
+        let collect = async {
+            while let Some(Ok(result)) = tasks.join_next().await {
+                results.push(result);
+            }
+        };
+        let _ = tokio::time::timeout(settings.total_timeout, collect).await;
+        tasks.abort_all();
+        Ok(results)
+    });
+    let mut results = results.unwrap_or_else(|e| panic!("{e}"));
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let (mut files_clean, mut passed, mut failed) = (0, 0, 0);
+    for (name, result) in &results {
+        match result {
+            Ok(counts) => {
+                passed += counts.passed;
+                failed += counts.failed;
+                if counts.failed == 0 {
+                    files_clean += 1;
+                }
+                eprintln!(
+                    "{:<4} {name}: {} passed, {} failed, {} skipped",
+                    if counts.failed == 0 { "ok" } else { "FAIL" },
+                    counts.passed,
+                    counts.failed,
+                    counts.skipped
+                );
+                if let Some(e) = &counts.first_error {
+                    let first_lines: Vec<&str> = e.lines().take(6).collect();
+                    eprintln!("       first failure: {}", first_lines.join("\n       "));
+                }
+            }
+            Err(e) => eprintln!("ERR  {name}: {e}"),
+        }
+    }
+    eprintln!(
+        "external corpus: {files_clean} of {} files fully pass ({} listed); records: {passed} \
+         passed, {failed} failed; {:.1?}",
+        results.len(),
+        files.len(),
+        started.elapsed()
+    );
+}
