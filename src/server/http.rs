@@ -20,7 +20,7 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
     };
     while !ctx.shared.shutdown.load(Ordering::SeqCst) {
         let accepted = glommio::timer::timeout(Duration::from_millis(100), async {
-            listener.accept().await.map_err(|e| e.into())
+            listener.accept().await
         })
         .await;
         if let Ok(stream) = accepted {

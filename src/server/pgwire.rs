@@ -36,13 +36,13 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
             return;
         }
     };
-    let mut conns = Vec::new();
+    let active = Rc::new(std::cell::Cell::new(0usize));
     loop {
         if ctx.shared.shutdown.load(Ordering::SeqCst) {
             break;
         }
         let accepted = glommio::timer::timeout(Duration::from_millis(100), async {
-            listener.accept().await.map_err(|e| e.into())
+            listener.accept().await
         })
         .await;
         let stream = match accepted {
@@ -51,27 +51,21 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
-        conns.push(glommio::spawn_local(async move {
+        let active = active.clone();
+        active.set(active.get() + 1);
+        glommio::spawn_local(async move {
             ctx.metrics().connections.fetch_add(1, Ordering::Relaxed);
             let _ = serve(ctx.clone(), stream).await;
             ctx.metrics().connections.fetch_sub(1, Ordering::Relaxed);
-        }));
-        conns.retain(|t: &glommio::Task<()>| !t_is_finished(t));
-    }
-    // Give sessions a moment to finish their statement, then drop them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    for t in conns {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let _ = glommio::timer::timeout(left, async {
-            t.await;
-            Ok(())
+            active.set(active.get() - 1);
         })
-        .await;
+        .detach();
     }
-}
-
-fn t_is_finished(_t: &glommio::Task<()>) -> bool {
-    false
+    // Sessions notice the shutdown between statements; give them a moment to finish.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while active.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Buffered connection: input bytes, output bytes, decode state.

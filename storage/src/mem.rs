@@ -9,10 +9,12 @@ use std::ops::Bound;
 
 use crate::{BatchOp, Engine, KeyValue, RangeId, Result, ScanOptions, Timestamp, WriteBatch};
 
+/// `(key, ts descending)` → value; `None` is a tombstone.
+type Versions = BTreeMap<(Vec<u8>, Reverse<Timestamp>), Option<Vec<u8>>>;
+
 #[derive(Default)]
 struct Inner {
-    /// `(key, ts descending)` → value; `None` is a tombstone.
-    versions: BTreeMap<(Vec<u8>, Reverse<Timestamp>), Option<Vec<u8>>>,
+    versions: Versions,
     /// Range tombstones `(start, end, ts)`.
     range_tombstones: Vec<(Vec<u8>, Vec<u8>, Timestamp)>,
     locks: BTreeMap<Vec<u8>, Vec<u8>>,
