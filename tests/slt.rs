@@ -39,7 +39,7 @@ mod common;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -48,7 +48,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
-use common::{ServerOptions, Target};
+use common::Target;
 
 const URL_VAR: &str = "CHITIN_SLT_URL";
 
@@ -214,17 +214,9 @@ impl RunSettings {
     }
 }
 
-/// The server the test binary's tests share: spawned once, killed when the last test
-/// using it drops its handle.
+/// The server the test binary's tests share (see [`common::shared_target`]).
 fn shared_target() -> Result<Arc<Target>, String> {
-    static SHARED: Mutex<Weak<Target>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(target) = shared.upgrade() {
-        return Ok(target);
-    }
-    let target = Arc::new(Target::from_env(URL_VAR, &ServerOptions::default())?);
-    *shared = Arc::downgrade(&target);
-    Ok(target)
+    common::shared_target(URL_VAR)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -31,6 +31,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, Config, NoTls};
@@ -405,4 +406,33 @@ impl Target {
     pub fn is_spawned(&self) -> bool {
         matches!(self, Target::Spawned(_))
     }
+}
+
+/// The server the tests of one test binary share: spawned (or taken from `$var`) by the
+/// first test that asks, killed when the last test holding it drops its handle.
+pub fn shared_target(var: &str) -> Result<Arc<Target>, String> {
+    static SHARED: Mutex<Weak<Target>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(target) = shared.upgrade() {
+        return Ok(target);
+    }
+    let target = Arc::new(Target::from_env(var, &ServerOptions::default())?);
+    *shared = Arc::downgrade(&target);
+    Ok(target)
+}
+
+/// Creates the database `name` on `target` (dropping any earlier one of that name) and
+/// returns the settings to connect to it.
+pub async fn fresh_database(target: &Target, name: &str) -> Result<Config, String> {
+    let admin = connect(&target.config(&target.default_database()))
+        .await
+        .map_err(|e| format!("connect to {}: {e:?}", target.default_database()))?;
+    let _ = admin
+        .simple_query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await;
+    admin
+        .simple_query(&format!("CREATE DATABASE {name}"))
+        .await
+        .map_err(|e| format!("CREATE DATABASE {name}: {e:?}"))?;
+    Ok(target.config(name))
 }
