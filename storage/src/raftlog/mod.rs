@@ -102,7 +102,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
 use glommio::Task;
@@ -174,6 +174,11 @@ pub struct RaftLogStats {
     pub writes: u64,
     /// `fdatasync` calls on the append path (segment preparation syncs are not counted).
     pub fdatasyncs: u64,
+    /// Time spent in those writes and fdatasyncs, in nanoseconds.
+    pub write_nanos: u64,
+    pub fdatasync_nanos: u64,
+    /// Time appends spent waiting for the next segment to be prepared, in nanoseconds.
+    pub rotation_wait_nanos: u64,
     /// Record bytes appended.
     pub bytes_appended: u64,
     /// Bytes written on the append path, including rewritten tail blocks and padding.
@@ -184,6 +189,8 @@ pub struct RaftLogStats {
     pub segments_freed: u64,
     /// Segments deleted.
     pub segments_deleted: u64,
+    /// Reclaims that failed (the segment stays until the next recovery reclaims it).
+    pub reclaim_errors: u64,
     /// Entries served from the cache / read from disk.
     pub cache_hits: u64,
     pub cache_misses: u64,
@@ -267,7 +274,7 @@ impl RaftLog {
             report: rec.report,
             opts,
         };
-        log.reclaim().await?;
+        log.reclaim().await;
         log.spawn_prepare()?;
         Ok(log)
     }
@@ -442,7 +449,8 @@ impl RaftLog {
             st.index.apply_truncate(range, below, prev_term);
             st.pending.truncate(range, below, prev_term);
         }
-        self.reclaim().await
+        self.reclaim().await;
+        Ok(())
     }
 
     /// Forgets `range` (its replica left this core) and makes that durable at once.
@@ -458,7 +466,8 @@ impl RaftLog {
             st.pending.range_removed(range);
         }
         self.write_locked(&[]).await?;
-        self.reclaim().await
+        self.reclaim().await;
+        Ok(())
     }
 
     /// Counters since opening.
@@ -569,6 +578,7 @@ impl RaftLog {
     /// preparing the one after. Caller holds the write lock.
     async fn rotate(&self) -> Result<()> {
         let task = self.prep.borrow_mut().take();
+        let t0 = Instant::now();
         let seg = match task {
             Some((t, _)) => t.await,
             None => {
@@ -585,6 +595,7 @@ impl RaftLog {
             st.segments.insert(seg.seq, seg.clone());
             st.active = Some(Active::new(seg));
             st.stats.rotations += 1;
+            st.stats.rotation_wait_nanos += t0.elapsed().as_nanos() as u64;
         }
         self.spawn_prepare()
     }
@@ -652,11 +663,13 @@ impl RaftLog {
         };
         let dma_len = dma.len();
         self.state.borrow_mut().writing = true;
+        let t0 = Instant::now();
         let written = match seg.file.write_at(dma, pos).await {
             Ok(n) if n == dma_len => Ok(()),
             Ok(n) => Err(segment::short_write(&seg.path, pos, n, dma_len)),
             Err(e) => Err(Error::glommio("write", &seg.path, e)),
         };
+        let t1 = Instant::now();
         let synced = match written {
             Ok(()) => seg
                 .file
@@ -665,6 +678,11 @@ impl RaftLog {
                 .map_err(|e| Error::glommio("fdatasync", &seg.path, e)),
             Err(e) => Err(e),
         };
+        {
+            let mut st = self.state.borrow_mut();
+            st.stats.write_nanos += (t1 - t0).as_nanos() as u64;
+            st.stats.fdatasync_nanos += t1.elapsed().as_nanos() as u64;
+        }
         self.finish_write(
             synced,
             &writes,
@@ -677,7 +695,7 @@ impl RaftLog {
             rotating,
         )?;
         if rotating {
-            self.reclaim().await?;
+            self.reclaim().await;
         }
         Ok(())
     }
@@ -739,7 +757,11 @@ impl RaftLog {
     /// Reclaims every segment older than both the newest durably started segment and the
     /// oldest one holding a live entry: renamed into the recycle pool, or deleted when the
     /// pool is full. Caller holds the write lock (or is `open`).
-    async fn reclaim(&self) -> Result<()> {
+    ///
+    /// Failures are counted, not returned: the caller's own work is done and durable, and
+    /// a segment that could not be renamed or removed is found and reclaimed again by the
+    /// next recovery.
+    async fn reclaim(&self) {
         let victims: Vec<Rc<Segment>> = {
             let mut st = self.state.borrow_mut();
             let limit = st
@@ -755,23 +777,25 @@ impl RaftLog {
             let to_pool = self.state.borrow().free.len() < self.opts.max_free_segments;
             if to_pool {
                 let to = self.dir.join(free_name(seg.seq));
-                seg.file
-                    .rename(&to)
-                    .await
-                    .map_err(|e| Error::glommio("rename", &seg.path, e))?;
+                let renamed = seg.file.rename(&to).await;
                 let mut st = self.state.borrow_mut();
-                st.free.push(to);
-                st.stats.segments_freed += 1;
+                match renamed {
+                    Ok(()) => {
+                        st.free.push(to);
+                        st.stats.segments_freed += 1;
+                    }
+                    Err(_) => st.stats.reclaim_errors += 1,
+                }
             } else {
-                seg.file
-                    .remove()
-                    .await
-                    .map_err(|e| Error::glommio("remove", &seg.path, e))?;
-                self.state.borrow_mut().stats.segments_deleted += 1;
+                let removed = seg.file.remove().await;
+                let mut st = self.state.borrow_mut();
+                match removed {
+                    Ok(()) => st.stats.segments_deleted += 1,
+                    Err(_) => st.stats.reclaim_errors += 1,
+                }
             }
             close_segment(seg).await;
         }
-        Ok(())
     }
 }
 

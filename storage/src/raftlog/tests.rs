@@ -601,3 +601,62 @@ fn model_random_operations_and_restarts() {
         });
     }
 }
+
+/// Not a test: prints append latencies on this machine's disk. Run with
+/// `cargo test -p chitin-storage --release raftlog::tests::measure -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_append_latency() {
+    run_in_dir("raftlog-measure", |dir| async move {
+        let log = RaftLog::open(&dir, RaftLogOptions::default())
+            .await
+            .unwrap();
+        for (ranges, entry_bytes) in [
+            (1u64, 256usize),
+            (1, 4096),
+            (16, 256),
+            (16, 4096),
+            (64, 1024),
+        ] {
+            let mut next = vec![1u64; ranges as usize + 1];
+            let mut lat = Vec::new();
+            let before = log.stats();
+            let start = std::time::Instant::now();
+            let rounds = 2000u64;
+            for _ in 0..rounds {
+                let batch: Vec<RangeWrite> = (1..=ranges)
+                    .map(|r| {
+                        let w = run(
+                            r + 1000 * entry_bytes as u64,
+                            next[r as usize],
+                            1,
+                            1,
+                            entry_bytes,
+                        );
+                        next[r as usize] += 1;
+                        w
+                    })
+                    .collect();
+                let t = std::time::Instant::now();
+                log.append(&batch).await.unwrap();
+                lat.push(t.elapsed());
+            }
+            let total = start.elapsed();
+            lat.sort();
+            let s = log.stats();
+            eprintln!(
+                "{ranges:>3} ranges x {entry_bytes:>4} B: p50 {:>6.1?} p99 {:>6.1?} max {:>6.1?} | {:>6.0} batches/s {:>7.0} entries/s | fdatasyncs {} rotations {} | mean write {:.0} us, fdatasync {:.0} us",
+                lat[lat.len() / 2],
+                lat[lat.len() * 99 / 100],
+                lat[lat.len() - 1],
+                rounds as f64 / total.as_secs_f64(),
+                (rounds * ranges) as f64 / total.as_secs_f64(),
+                s.fdatasyncs - before.fdatasyncs,
+                s.rotations - before.rotations,
+                (s.write_nanos - before.write_nanos) as f64 / rounds as f64 / 1e3,
+                (s.fdatasync_nanos - before.fdatasync_nanos) as f64 / rounds as f64 / 1e3,
+            );
+        }
+        log.close().await.unwrap();
+    });
+}
