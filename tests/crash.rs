@@ -1,0 +1,392 @@
+//! Durability across SIGKILL (issue 3, item 2 and "How we will know"): several
+//! connections write while the server is killed with SIGKILL; after a restart on the same
+//! store, every acknowledged write is there and no transaction is partly there.
+//!
+//! The workload, per round:
+//! - `SINGLE_WRITERS` connections each insert one row per statement into `acked`
+//!   (`writer`, `seq`), recording a row as acknowledged only once its INSERT returned OK.
+//! - `TXN_WRITERS` connections each write transactions of `TXN_ROWS` rows into
+//!   `txn_rows` (`txn`, `part`), alternating between an explicit BEGIN / INSERT... /
+//!   COMMIT and a single multi-row INSERT (an implicit transaction); a transaction is
+//!   acknowledged once COMMIT (or the statement) returned OK.
+//! - After the first acknowledgements and a seeded random delay, the server is killed
+//!   with SIGKILL mid-load, then restarted on the same store.
+//!
+//! The checks after each restart, which must find nothing:
+//! - lost writes: an acknowledged row or transaction that is missing;
+//! - torn transactions: a transaction with some but not all of its rows;
+//! - phantom writes: a row that no client ever tried to write.
+//!
+//! A row whose INSERT was in flight at the kill may or may not be present; both are fine.
+//! The test needs to kill the server, so it does not run against `CHITIN_TEST_URL`.
+//! `CHITIN_CRASH_ROUNDS` (default 2) and `CHITIN_CRASH_SEED` change the rounds and delays.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
+
+use common::{ServerOptions, TempDir, TestServer};
+
+const SINGLE_WRITERS: i64 = 4;
+const TXN_WRITERS: i64 = 2;
+const TXN_ROWS: i64 = 3;
+
+/// Transaction ids of writer `w` are `w * TXN_ID_STRIDE + n`.
+const TXN_ID_STRIDE: i64 = 1_000_000_000;
+
+/// Load runs at least until this many acknowledgements (or `FIRST_ACK_TIMEOUT`).
+const MIN_ACKS_BEFORE_KILL: usize = 50;
+const FIRST_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A bound on every single client call, so a wedged server fails the test, not hangs it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the clients did: attempted and acknowledged writes.
+#[derive(Default)]
+struct Ledger {
+    /// (writer, seq) rows whose INSERT was sent.
+    attempted_rows: BTreeSet<(i64, i64)>,
+    /// (writer, seq) rows whose INSERT returned OK.
+    acked_rows: BTreeSet<(i64, i64)>,
+    /// Transactions that were begun.
+    attempted_txns: BTreeSet<i64>,
+    /// Transactions whose COMMIT returned OK.
+    acked_txns: BTreeSet<i64>,
+}
+
+/// SplitMix64, for the kill delays.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+async fn bounded<T, E: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {e:?}")),
+        Err(_) => Err(format!("{what}: timed out after {CALL_TIMEOUT:?}")),
+    }
+}
+
+/// Inserts rows one statement at a time until a call fails (the kill) or `stop`.
+async fn single_writer(
+    config: Config,
+    writer: i64,
+    first_seq: i64,
+    ledger: Arc<Mutex<Ledger>>,
+    acks: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
+    let Ok(client) = common::connect(&config).await else {
+        return;
+    };
+    let Ok(insert) = client
+        .prepare("INSERT INTO acked (writer, seq, pad) VALUES ($1, $2, $3)")
+        .await
+    else {
+        return;
+    };
+    let pad = "x".repeat(100);
+    let mut seq = first_seq;
+    while !stop.load(Ordering::Relaxed) {
+        ledger.lock().unwrap().attempted_rows.insert((writer, seq));
+        match bounded("insert", client.execute(&insert, &[&writer, &seq, &pad])).await {
+            Ok(1) => {
+                ledger.lock().unwrap().acked_rows.insert((writer, seq));
+                acks.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => return,
+        }
+        seq += 1;
+    }
+}
+
+/// Writes `TXN_ROWS`-row transactions until a call fails or `stop`.
+async fn txn_writer(
+    config: Config,
+    writer: i64,
+    first_txn: i64,
+    ledger: Arc<Mutex<Ledger>>,
+    acks: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
+    let Ok(client) = common::connect(&config).await else {
+        return;
+    };
+    let mut n = first_txn;
+    while !stop.load(Ordering::Relaxed) {
+        let txn = writer * TXN_ID_STRIDE + n;
+        ledger.lock().unwrap().attempted_txns.insert(txn);
+        let committed = if n % 2 == 0 {
+            explicit_txn(&client, txn).await
+        } else {
+            let values: Vec<String> = (0..TXN_ROWS)
+                .map(|part| format!("({txn}, {part})"))
+                .collect();
+            let sql = format!(
+                "INSERT INTO txn_rows (txn, part) VALUES {}",
+                values.join(", ")
+            );
+            bounded("multi-row insert", client.batch_execute(&sql)).await
+        };
+        match committed {
+            Ok(()) => {
+                ledger.lock().unwrap().acked_txns.insert(txn);
+                acks.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => return,
+        }
+        n += 1;
+    }
+}
+
+async fn explicit_txn(client: &Client, txn: i64) -> Result<(), String> {
+    bounded("BEGIN", client.batch_execute("BEGIN")).await?;
+    for part in 0..TXN_ROWS {
+        bounded(
+            "insert in transaction",
+            client.execute(
+                "INSERT INTO txn_rows (txn, part) VALUES ($1, $2)",
+                &[&txn, &part],
+            ),
+        )
+        .await?;
+    }
+    bounded("COMMIT", client.batch_execute("COMMIT")).await
+}
+
+/// Reads every (writer, seq) of `acked` and every txn's row count in `txn_rows`.
+async fn read_back(client: &Client) -> Result<(BTreeSet<(i64, i64)>, BTreeMap<i64, i64>), String> {
+    let int = |row: &tokio_postgres::SimpleQueryRow, i: usize| -> Result<i64, String> {
+        row.get(i)
+            .ok_or("NULL")?
+            .parse::<i64>()
+            .map_err(|e| e.to_string())
+    };
+    let mut rows = BTreeSet::new();
+    for message in bounded(
+        "read acked",
+        client.simple_query("SELECT writer, seq FROM acked"),
+    )
+    .await?
+    {
+        if let SimpleQueryMessage::Row(row) = message {
+            if !rows.insert((int(&row, 0)?, int(&row, 1)?)) {
+                return Err("a (writer, seq) key appears twice".to_string());
+            }
+        }
+    }
+    let mut txns = BTreeMap::new();
+    for message in bounded(
+        "read txn_rows",
+        client.simple_query("SELECT txn, count(*) FROM txn_rows GROUP BY txn"),
+    )
+    .await?
+    {
+        if let SimpleQueryMessage::Row(row) = message {
+            txns.insert(int(&row, 0)?, int(&row, 1)?);
+        }
+    }
+    Ok((rows, txns))
+}
+
+/// Checks the store's contents against what the clients did. Returns the anomalies.
+fn check(ledger: &Ledger, rows: &BTreeSet<(i64, i64)>, txns: &BTreeMap<i64, i64>) -> Vec<String> {
+    let mut anomalies = Vec::new();
+    let lost: Vec<_> = ledger.acked_rows.difference(rows).collect();
+    if !lost.is_empty() {
+        anomalies.push(format!(
+            "lost writes: {} acknowledged rows missing, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(10)]
+        ));
+    }
+    let phantom: Vec<_> = rows.difference(&ledger.attempted_rows).collect();
+    if !phantom.is_empty() {
+        anomalies.push(format!(
+            "phantom writes: {} rows nobody wrote, e.g. {:?}",
+            phantom.len(),
+            &phantom[..phantom.len().min(10)]
+        ));
+    }
+    for txn in &ledger.acked_txns {
+        if txns.get(txn) != Some(&TXN_ROWS) {
+            anomalies.push(format!(
+                "lost transaction: {txn} was acknowledged but has {:?} of {TXN_ROWS} rows",
+                txns.get(txn)
+            ));
+        }
+    }
+    for (txn, count) in txns {
+        if *count != TXN_ROWS {
+            anomalies.push(format!(
+                "torn transaction: {txn} has {count} of {TXN_ROWS} rows"
+            ));
+        }
+        if !ledger.attempted_txns.contains(txn) {
+            anomalies.push(format!("phantom transaction: {txn} was never begun"));
+        }
+    }
+    anomalies
+}
+
+fn env_number(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// One round: load, SIGKILL mid-load, restart on the same store. Returns the new server.
+async fn load_and_kill(
+    mut server: TestServer,
+    log: &std::path::Path,
+    round: u64,
+    kill_delay: Duration,
+    ledger: &Arc<Mutex<Ledger>>,
+) -> Result<TestServer, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
+    // Each round writes fresh keys so rounds never collide.
+    let base = (round as i64) * 1_000_000;
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..SINGLE_WRITERS {
+        writers.spawn(single_writer(
+            server.config(common::DEFAULT_DATABASE),
+            w,
+            base,
+            ledger.clone(),
+            acks.clone(),
+            stop.clone(),
+        ));
+    }
+    for w in 0..TXN_WRITERS {
+        writers.spawn(txn_writer(
+            server.config(common::DEFAULT_DATABASE),
+            w + 1,
+            base,
+            ledger.clone(),
+            acks.clone(),
+            stop.clone(),
+        ));
+    }
+    let started = Instant::now();
+    while acks.load(Ordering::Relaxed) < MIN_ACKS_BEFORE_KILL {
+        if started.elapsed() > FIRST_ACK_TIMEOUT {
+            stop.store(true, Ordering::Relaxed);
+            return Err(format!(
+                "round {round}: only {} writes acknowledged in {FIRST_ACK_TIMEOUT:?}\n{}",
+                acks.load(Ordering::Relaxed),
+                server.log_tail()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(kill_delay).await;
+    // SIGKILL while the writers are mid-statement.
+    server.kill();
+    let acked = acks.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    // Writers end on their next failed call; bounded by CALL_TIMEOUT.
+    while writers.join_next().await.is_some() {}
+    eprintln!(
+        "crash round {round}: killed after {:.1?} with {acked} writes acknowledged",
+        started.elapsed()
+    );
+    let store = server.store().to_path_buf();
+    drop(server);
+    let log = log.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        TestServer::start_on(&store, &log, &ServerOptions::default())
+    })
+    .await
+    .map_err(|e| format!("restart task: {e}"))?
+    .map_err(|e| format!("round {round}: restart after SIGKILL: {e}"))
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    if std::env::var("CHITIN_TEST_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("CHITIN_TEST_URL is set: the crash test needs a server it can kill; skipped");
+        return;
+    }
+    let rounds = env_number("CHITIN_CRASH_ROUNDS", 2).max(1);
+    let mut random = env_number("CHITIN_CRASH_SEED", 0xc4a5);
+    let dir = TempDir::new("chitin-crash").expect("temp dir");
+    let store = dir.path().join("store");
+    let log = dir.path().join("server.log");
+    let server = TestServer::start_on(&store, &log, &ServerOptions::default())
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let result: Result<(), String> = runtime.block_on(async {
+        let setup = common::connect(&server.config(common::DEFAULT_DATABASE))
+            .await
+            .map_err(|e| format!("connect: {e:?}"))?;
+        bounded(
+            "create tables",
+            setup.batch_execute(
+                "CREATE TABLE acked (writer INT8, seq INT8, pad TEXT, PRIMARY KEY (writer, seq));
+                 CREATE TABLE txn_rows (txn INT8, part INT8, PRIMARY KEY (txn, part))",
+            ),
+        )
+        .await?;
+        drop(setup);
+
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let mut server = server;
+        for round in 0..rounds {
+            let kill_delay = Duration::from_millis(200 + next_random(&mut random) % 1800);
+            server = load_and_kill(server, &log, round, kill_delay, &ledger).await?;
+            let client = common::connect(&server.config(common::DEFAULT_DATABASE))
+                .await
+                .map_err(|e| format!("round {round}: connect after restart: {e:?}"))?;
+            let (rows, txns) = read_back(&client).await?;
+            let ledger = ledger.lock().unwrap();
+            let anomalies = check(&ledger, &rows, &txns);
+            eprintln!(
+                "crash round {round}: {} of {} acknowledged rows, {} of {} acknowledged \
+                 transactions, {} rows and {} transactions present",
+                ledger.acked_rows.intersection(&rows).count(),
+                ledger.acked_rows.len(),
+                ledger
+                    .acked_txns
+                    .iter()
+                    .filter(|t| txns.get(t) == Some(&TXN_ROWS))
+                    .count(),
+                ledger.acked_txns.len(),
+                rows.len(),
+                txns.len()
+            );
+            if !anomalies.is_empty() {
+                return Err(format!(
+                    "round {round}: {}\nserver log (tail):\n{}",
+                    anomalies.join("\n"),
+                    server.log_tail()
+                ));
+            }
+        }
+        Ok(())
+    });
+    // The runtime (and with it every client) goes before the server and the store.
+    drop(runtime);
+    drop(dir);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
