@@ -602,6 +602,125 @@ fn model_random_operations_and_restarts() {
     }
 }
 
+/// Everything the log returns, in the oracle's shape.
+async fn dump(log: &RaftLog) -> BTreeMap<RangeId, OracleRange> {
+    let mut out = BTreeMap::new();
+    for range in log.ranges() {
+        let first = log.first_index(range).unwrap();
+        let last = log.last_index(range).unwrap();
+        let entries = log.entries(range, first, last + 1).await.unwrap();
+        out.insert(
+            range,
+            OracleRange {
+                first,
+                entries: entries.into_iter().map(|e| (e.term, e.data)).collect(),
+                hard_state: log.hard_state(range),
+            },
+        );
+    }
+    out
+}
+
+fn read_segments(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    segment_files(dir)
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+/// A crash between a batch's write and its fdatasync leaves any mix of old and new
+/// 512-byte sectors in the blocks it wrote. Recovery must then return the state before
+/// the batch plus a prefix of the batch's records (each range's record is atomic: its
+/// entries and hard state together or not at all), and the log must go on from there.
+#[test]
+fn torn_batch_write_recovers_a_prefix_of_the_batch() {
+    run_in_dir("raftlog-torn-batch", |dir| async move {
+        let mut rng = Rng::new(99);
+        let o = || opts(48 << 10, 1 << 16);
+        let mut log = RaftLog::open(&dir, o()).await.unwrap();
+        let mut oracle = Oracle::default();
+        let mut prefixes_seen = std::collections::BTreeSet::new();
+        for trial in 0..40u64 {
+            for _ in 0..rng.below(4) {
+                let r = 1 + rng.below(5);
+                let first = oracle.ranges.get(&RangeId(r)).map_or(1, |o| o.last() + 1);
+                let w = run(r, first, 1, 1 + rng.below(3), rng.below(3000) as usize);
+                oracle.append(&w);
+                log.append(&[w]).await.unwrap();
+            }
+            let before = read_segments(&dir);
+            let chosen: Vec<u64> = (1..=5u64).filter(|_| rng.chance(70)).collect();
+            let batch: Vec<RangeWrite> = chosen
+                .into_iter()
+                .map(|r| {
+                    let first = oracle.ranges.get(&RangeId(r)).map_or(1, |o| o.last() + 1);
+                    let mut w = run(r, first, 2, 1 + rng.below(3), rng.below(2500) as usize);
+                    w.hard_state = Some(HardState {
+                        term: 2,
+                        vote: r,
+                        commit: first + trial,
+                    });
+                    w
+                })
+                .collect();
+            log.append(&batch).await.unwrap();
+            drop(log); // crash
+                       // Tear the batch's write: each sector that changed is old or new at random.
+            for (path, old) in &before {
+                let Ok(mut new) = std::fs::read(path) else {
+                    continue;
+                };
+                let mut changed = false;
+                for (i, sector) in new.chunks_mut(512).enumerate() {
+                    let at = i * 512;
+                    let old_sector = old.get(at..at + sector.len());
+                    if old_sector.is_some_and(|o| o != sector) && rng.chance(50) {
+                        sector.copy_from_slice(old_sector.unwrap());
+                        changed = true;
+                    }
+                }
+                if changed {
+                    std::fs::write(path, &new).unwrap();
+                }
+            }
+            log = RaftLog::open(&dir, o()).await.unwrap();
+            let got = dump(&log).await;
+            let mut candidate = oracle.clone();
+            let mut matched = (candidate.ranges == got).then_some(0);
+            for (j, w) in batch.iter().enumerate() {
+                candidate.append(w);
+                if matched.is_none() && candidate.ranges == got {
+                    matched = Some(j + 1);
+                }
+            }
+            let Some(j) = matched else {
+                panic!("trial {trial}: recovered state is not the state before the batch plus a prefix of it");
+            };
+            prefixes_seen.insert((j, batch.len()));
+            for w in &batch[..j] {
+                oracle.append(w);
+            }
+            check(&log, &oracle).await;
+        }
+        // Both outcomes happened: batches lost entirely, and batches kept whole.
+        assert!(
+            prefixes_seen.iter().any(|(j, _)| *j == 0),
+            "{prefixes_seen:?}"
+        );
+        assert!(
+            prefixes_seen.iter().any(|(j, n)| j == n && *n > 0),
+            "{prefixes_seen:?}"
+        );
+        log.close().await.unwrap();
+        let log = RaftLog::open(&dir, o()).await.unwrap();
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+    });
+}
+
 /// Not a test: prints append latencies on this machine's disk. Run with
 /// `cargo test -p chitin-storage --release raftlog::tests::measure -- --ignored --nocapture`.
 #[test]
