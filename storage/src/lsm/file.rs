@@ -58,11 +58,14 @@ pub async fn write_whole_file(path: &Path, bytes: &[u8]) -> Result<()> {
         bytes.len().is_multiple_of(ALIGN),
         "invariant: whole files are written aligned"
     );
+    faults::check("create", path)?;
+    faults::unsynced(path);
     let f = DmaFile::create(path)
         .await
         .map_err(|e| Error::glommio("create", path, e))?;
     let mut pos = 0usize;
     while pos < bytes.len() {
+        faults::check("write", path)?;
         let n = (bytes.len() - pos).min(WRITE_CHUNK);
         let mut buf = f.alloc_dma_buffer(n);
         buf.as_bytes_mut().copy_from_slice(&bytes[pos..pos + n]);
@@ -83,9 +86,11 @@ pub async fn write_whole_file(path: &Path, bytes: &[u8]) -> Result<()> {
         pos += written;
         glommio::yield_if_needed().await;
     }
+    faults::check("fdatasync", path)?;
     f.fdatasync()
         .await
         .map_err(|e| Error::glommio("fdatasync", path, e))?;
+    faults::synced(path);
     f.close()
         .await
         .map_err(|e| Error::glommio("close", path, e))?;
@@ -102,6 +107,7 @@ pub async fn open_read(path: &Path) -> Result<DmaFile> {
 /// Reads exactly `len` bytes at `offset`; a short read means the file is shorter than its
 /// own metadata says, which is corruption.
 pub async fn read_exact(f: &DmaFile, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    faults::check("read", path)?;
     let r = f
         .read_at(offset, len)
         .await
@@ -133,10 +139,15 @@ pub async fn read_checked(f: &DmaFile, path: &Path, offset: u64, len: usize) -> 
 
 /// Renames `from` to `to` and makes the rename durable (fsync of the directory).
 pub async fn rename_durable(dir: &Path, from: &Path, to: &Path) -> Result<()> {
+    faults::check("rename", from)?;
+    faults::renaming(to);
     glommio::io::rename(from, to)
         .await
         .map_err(|e| Error::glommio("rename", from, e))?;
-    sync_dir(dir).await
+    faults::check("fsync dir", dir)?;
+    sync_dir(dir).await?;
+    faults::renamed(to);
+    Ok(())
 }
 
 pub async fn sync_dir(dir: &Path) -> Result<()> {
@@ -160,4 +171,126 @@ pub fn pad_for_tail(buf: &mut Vec<u8>, tail: usize) {
 
 pub fn sst_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:06}.sst"))
+}
+
+/// A fault-injecting layer for the crash tests: after a chosen number of I/O calls every
+/// call fails, as if the process had died there; `faults::recover` then loses what a
+/// real crash may lose (the contents of files never fdatasync'd, renames whose directory
+/// was never fsync'd) before the engine is opened again. Compiles to nothing outside tests.
+pub mod faults {
+    #[cfg(test)]
+    pub use imp::*;
+    #[cfg(not(test))]
+    pub use noop::*;
+
+    #[cfg(not(test))]
+    mod noop {
+        use std::path::Path;
+
+        #[inline(always)]
+        pub fn check(_: &'static str, _: &Path) -> crate::Result<()> {
+            Ok(())
+        }
+        #[inline(always)]
+        pub fn unsynced(_: &Path) {}
+        #[inline(always)]
+        pub fn synced(_: &Path) {}
+        #[inline(always)]
+        pub fn renaming(_: &Path) {}
+        #[inline(always)]
+        pub fn renamed(_: &Path) {}
+    }
+
+    #[cfg(test)]
+    mod imp {
+        use std::cell::RefCell;
+        use std::path::{Path, PathBuf};
+
+        use crate::{Error, Result};
+
+        #[derive(Default)]
+        struct State {
+            countdown: Option<u64>,
+            crashed: bool,
+            unsynced: Vec<PathBuf>,
+            /// Renames not yet made durable: the target and its previous contents.
+            renames: Vec<(PathBuf, Option<Vec<u8>>)>,
+        }
+
+        thread_local! {
+            static STATE: RefCell<State> = RefCell::new(State::default());
+        }
+
+        /// Crashes at the `n`-th I/O call from now (0 = the next one).
+        pub fn arm(n: u64) {
+            STATE.with(|s| s.borrow_mut().countdown = Some(n));
+        }
+
+        pub fn crashed() -> bool {
+            STATE.with(|s| s.borrow().crashed)
+        }
+
+        pub fn check(op: &'static str, path: &Path) -> Result<()> {
+            STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                if let Some(n) = s.countdown {
+                    if n == 0 {
+                        s.crashed = true;
+                        s.countdown = None;
+                    } else {
+                        s.countdown = Some(n - 1);
+                    }
+                }
+                if s.crashed {
+                    Err(Error::io(op, path, std::io::Error::other("injected crash")))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+
+        pub fn unsynced(path: &Path) {
+            STATE.with(|s| s.borrow_mut().unsynced.push(path.to_path_buf()));
+        }
+
+        pub fn synced(path: &Path) {
+            STATE.with(|s| s.borrow_mut().unsynced.retain(|p| p != path));
+        }
+
+        pub fn renaming(to: &Path) {
+            let old = std::fs::read(to).ok();
+            STATE.with(|s| s.borrow_mut().renames.push((to.to_path_buf(), old)));
+        }
+
+        pub fn renamed(to: &Path) {
+            STATE.with(|s| s.borrow_mut().renames.retain(|(p, _)| p != to));
+        }
+
+        /// Applies what the crash lost (each loss decided by `coin`), and disarms.
+        pub fn recover(mut coin: impl FnMut() -> bool) {
+            let st = STATE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            for p in st.unsynced {
+                if let Ok(len) = std::fs::metadata(&p).map(|m| m.len()) {
+                    // Unsynced data: torn, lost entirely, or (by luck) all there.
+                    if coin() {
+                        let _ = std::fs::write(&p, vec![0u8; (len / 2) as usize]);
+                    } else if coin() {
+                        let _ = std::fs::write(&p, b"");
+                    }
+                }
+            }
+            for (p, old) in st.renames.into_iter().rev() {
+                if coin() {
+                    match old {
+                        Some(b) => {
+                            let _ = std::fs::write(&p, b);
+                        }
+                        None => {
+                            let _ = std::fs::remove_file(&p);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

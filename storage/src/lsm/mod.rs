@@ -187,6 +187,7 @@ pub(crate) struct Inner {
     closing: Cell<bool>,
     wake: RefCell<Option<LocalSender<()>>>,
     stats: RefCell<LsmStats>,
+    _guard: DirGuard,
 }
 
 /// What a read sees: everything up to `seq`, in these memtables and this version.
@@ -211,6 +212,35 @@ impl Snapshot {
             m.range_tombstones(self.seq, start, end, &mut out);
         }
         out
+    }
+}
+
+/// Keeps two engines of this process off one directory (the second would delete the
+/// first one's new tables as orphans). Held until the engine's state is dropped, which is
+/// after its background task has stopped.
+struct DirGuard(PathBuf);
+
+static OPEN_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+impl DirGuard {
+    fn acquire(dir: &Path) -> Result<DirGuard> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("canonicalize", dir, e))?;
+        let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        if open.contains(&dir) {
+            return Err(Error::Unavailable(format!(
+                "{} is already open by another engine",
+                dir.display()
+            )));
+        }
+        open.push(dir.clone());
+        Ok(DirGuard(dir))
+    }
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|d| d != &self.0);
     }
 }
 
@@ -259,6 +289,7 @@ impl LsmEngine {
     pub async fn open(dir: impl AsRef<Path>, opts: LsmOptions) -> Result<LsmEngine> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
+        let guard = DirGuard::acquire(&dir)?;
         file::probe(&dir).await?;
         let m = manifest::read(&dir)
             .await?
@@ -319,6 +350,7 @@ impl LsmEngine {
             closing: Cell::new(false),
             wake: RefCell::new(None),
             stats: RefCell::new(LsmStats::default()),
+            _guard: guard,
             opts,
         });
         let background = if inner.opts.background_work {
@@ -565,12 +597,9 @@ impl Inner {
         self.prune_tombstones(&mut v);
         let applied = mem.applied.borrow().clone();
         let ms = self.manifest_state(v, applied);
-        if let Err(e) = manifest::write(&self.dir, &ms).await {
-            if let Some(m) = meta {
-                m.obsolete.set(true);
-            }
-            return Err(e);
-        }
+        // On failure the new manifest may or may not be on disk (the rename may have
+        // happened): keep the new table, the next open keeps or removes it accordingly.
+        manifest::write(&self.dir, &ms).await?;
         let mut st = self.state.borrow_mut();
         st.version = Rc::new(ms.version);
         st.durable_applied = ms.applied;
@@ -611,12 +640,9 @@ impl Inner {
         self.prune_tombstones(&mut v);
         let applied = self.state.borrow().durable_applied.clone();
         let ms = self.manifest_state(v, applied);
-        if let Err(e) = manifest::write(&self.dir, &ms).await {
-            for (_, t) in &added {
-                t.obsolete.set(true);
-            }
-            return Err(e);
-        }
+        // On failure the new manifest may or may not be on disk: keep the new tables (the
+        // next open removes them if they are not in the manifest it finds).
+        manifest::write(&self.dir, &ms).await?;
         self.state.borrow_mut().version = Rc::new(ms.version);
         for t in removed {
             t.obsolete.set(true);

@@ -198,6 +198,11 @@ fn mvcc_semantics_hold_in_memtable_sst_compaction_and_after_restart() {
         e.close().await.unwrap();
         let e = LsmEngine::open(&p, tiny(true)).await.unwrap();
         check_story(&e, "after restart").await;
+        // One engine per directory.
+        assert!(matches!(
+            LsmEngine::open(&p, tiny(true)).await,
+            Err(Error::Unavailable(_))
+        ));
         e.close().await.unwrap();
     });
 }
@@ -487,9 +492,54 @@ async fn assert_same(e: &LsmEngine, oracle: &MemEngine, floor: u64, top: u64, wh
     );
 }
 
-/// Random operations against the engine and `MemEngine`; restarts (clean and crash) check
-/// that the engine recovers exactly the batches up to its durable applied index, then
-/// replay the rest from the "raft log", as the layer above does.
+/// How a model run ends its engine's life between steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restart {
+    Clean,
+    /// Dropped mid-flight: background work is cancelled at an await.
+    Drop,
+    /// The fault layer failed every I/O call from some point on, then lost unsynced data.
+    Crash,
+}
+
+/// Recovers after a restart: the engine must hold exactly the batches up to its durable
+/// applied index (never fewer than the last successful `flush`), and the "raft log"
+/// brings back the rest, as the layer above does.
+async fn recover(
+    p: &Path,
+    opts: &LsmOptions,
+    log: &[WriteBatch],
+    flushed: &mut u64,
+    gc: u64,
+    top: u64,
+    what: &str,
+) -> LsmEngine {
+    // A dropped engine lets go of its directory once its cancelled background task is gone.
+    let mut tries = 0;
+    let e = loop {
+        match LsmEngine::open(p, opts.clone()).await {
+            Err(Error::Unavailable(_)) if tries < 1000 => {
+                tries += 1;
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            res => break res.unwrap_or_else(|err| panic!("{what}: open: {err}")),
+        }
+    };
+    let durable = e.applied_index(R).unwrap_or(0);
+    assert!(
+        durable >= *flushed && durable <= log.len() as u64,
+        "{what}: durable {durable} flushed {flushed}"
+    );
+    let prefix = MemEngine::new();
+    replay(&prefix, &log[..durable as usize]).await;
+    assert_same(&e, &prefix, gc, top, &format!("{what}: recovered")).await;
+    replay(&e, &log[durable as usize..]).await;
+    *flushed = durable;
+    e
+}
+
+/// Random operations against the engine and `MemEngine` as the oracle, with flushes,
+/// compactions, GC and restarts of every kind (see [`Restart`]).
 fn model(seed: u64, ops: usize, background: bool) {
     let dir = TempDir::new(&format!("model{seed}"));
     let p = dir.path().to_path_buf();
@@ -502,124 +552,114 @@ fn model(seed: u64, ops: usize, background: bool) {
         let mut gc = 0u64;
         let mut top = 1u64;
         let mut flushed = 0u64;
+        let mut restarts = [0usize; 3];
         for step in 0..ops {
             let what = format!("seed {seed} step {step}");
             let r = rng.below(100);
-            match r {
-                0..=44 => {
-                    let mut b = WriteBatch::new();
-                    for _ in 0..1 + rng.below(4) {
+            let mut restart = None;
+            let res: Result<()> = async {
+                match r {
+                    0..=44 => {
+                        let mut b = WriteBatch::new();
+                        for _ in 0..1 + rng.below(4) {
+                            let k = key(&mut rng);
+                            let ts = gc + 1 + rng.below(40);
+                            top = top.max(ts);
+                            match rng.below(10) {
+                                0..=5 => {
+                                    let v = format!("v{step}-{}", rng.below(1000));
+                                    b.put(k, t(ts), v.repeat(1 + rng.below(4) as usize))
+                                }
+                                6..=7 => b.delete(k, t(ts)),
+                                8 => b.put_lock(k, format!("lock{step}")),
+                                _ => b.delete_lock(k),
+                            }
+                        }
+                        if rng.below(20) == 0 {
+                            let (a, z) = (key(&mut rng), key(&mut rng));
+                            let ts = if rng.below(3) == 0 {
+                                Timestamp::MAX
+                            } else {
+                                t(gc + 1 + rng.below(40))
+                            };
+                            b.delete_range(a.clone().min(z.clone()), a.max(z), ts);
+                        }
+                        b.set_applied(R, log.len() as u64 + 1);
+                        // Committed to the "raft log" first; applying may fail (crash).
+                        log.push(b.clone());
+                        oracle.write(b.clone()).await.unwrap();
+                        e.write(b).await?;
+                    }
+                    45..=59 => {
                         let k = key(&mut rng);
-                        let ts = gc + 1 + rng.below(40);
-                        top = top.max(ts);
-                        match rng.below(10) {
-                            0..=5 => b.put(
-                                k,
-                                t(ts),
-                                format!("v{step}-{}", rng.below(1000))
-                                    .repeat(1 + rng.below(4) as usize),
-                            ),
-                            6..=7 => b.delete(k, t(ts)),
-                            8 => b.put_lock(k, format!("lock{step}")),
-                            _ => b.delete_lock(k),
+                        let ts = t(gc + rng.below(top + 5 - gc));
+                        let want = oracle.get(&k, ts).await.unwrap();
+                        assert_eq!(e.get(&k, ts).await?, want, "{what}: get");
+                        let want = oracle.get_lock(&k).await.unwrap();
+                        assert_eq!(e.get_lock(&k).await?, want, "{what}: lock");
+                    }
+                    60..=74 => {
+                        let (a, z) = (key(&mut rng), key(&mut rng));
+                        let mut o = ScanOptions::at(t(gc + rng.below(top + 5 - gc)));
+                        o.limit = rng.below(8) as usize;
+                        o.reverse = rng.below(2) == 0;
+                        let (a, z) = (a.clone().min(z.clone()), a.max(z));
+                        let want = oracle.scan(&a, &z, &o).await.unwrap();
+                        assert_eq!(e.scan(&a, &z, &o).await?, want, "{what}: scan {o:?}");
+                        let want = oracle.scan_locks(&a, &z).await.unwrap();
+                        assert_eq!(e.scan_locks(&a, &z).await?, want, "{what}: locks");
+                    }
+                    75..=79 => {
+                        e.flush().await?;
+                        flushed = log.len() as u64;
+                        assert_eq!(e.applied_index(R).unwrap_or(0), flushed);
+                        if rng.below(4) == 0 {
+                            // Raise the GC threshold right after a flush, so that nothing
+                            // the log would replay lies below it.
+                            gc = gc.max(top.saturating_sub(10));
+                            e.set_gc_threshold(t(gc));
+                            top = top.max(gc + 1);
                         }
                     }
-                    if rng.below(20) == 0 {
-                        let (a, z) = (key(&mut rng), key(&mut rng));
-                        let ts = if rng.below(3) == 0 {
-                            Timestamp::MAX
-                        } else {
-                            t(gc + 1 + rng.below(40))
-                        };
-                        b.delete_range(a.clone().min(z.clone()), a.max(z), ts);
+                    80..=81 => e.compact().await?,
+                    82..=84 => e.compact_as_needed().await?,
+                    85..=86 => restart = Some(Restart::Clean),
+                    87..=88 => restart = Some(Restart::Drop),
+                    89..=91 => {
+                        // The process will "die" somewhere in the next few I/O calls.
+                        file::faults::arm(rng.below(40));
                     }
-                    b.set_applied(R, log.len() as u64 + 1);
-                    log.push(b.clone());
-                    oracle.write(b.clone()).await.unwrap();
-                    e.write(b).await.unwrap();
-                }
-                45..=59 => {
-                    let k = key(&mut rng);
-                    let ts = t(gc + rng.below(top + 5 - gc));
-                    assert_eq!(
-                        e.get(&k, ts).await.unwrap(),
-                        oracle.get(&k, ts).await.unwrap(),
-                        "{what}: get"
-                    );
-                    assert_eq!(
-                        e.get_lock(&k).await.unwrap(),
-                        oracle.get_lock(&k).await.unwrap(),
-                        "{what}: lock"
-                    );
-                }
-                60..=74 => {
-                    let (a, z) = (key(&mut rng), key(&mut rng));
-                    let mut o = ScanOptions::at(t(gc + rng.below(top + 5 - gc)));
-                    o.limit = rng.below(8) as usize;
-                    o.reverse = rng.below(2) == 0;
-                    let (a, z) = (a.clone().min(z.clone()), a.max(z));
-                    assert_eq!(
-                        e.scan(&a, &z, &o).await.unwrap(),
-                        oracle.scan(&a, &z, &o).await.unwrap(),
-                        "{what}: scan {o:?}"
-                    );
-                    assert_eq!(
-                        e.scan_locks(&a, &z).await.unwrap(),
-                        oracle.scan_locks(&a, &z).await.unwrap(),
-                        "{what}: locks"
-                    );
-                }
-                75..=79 => {
-                    e.flush().await.unwrap();
-                    flushed = log.len() as u64;
-                    assert_eq!(e.applied_index(R).unwrap_or(0), flushed);
-                    if rng.below(4) == 0 {
-                        // Raise the GC threshold right after a flush, so that nothing the
-                        // log would replay lies below it.
-                        gc = gc.max(top.saturating_sub(10));
-                        e.set_gc_threshold(t(gc));
-                        top = top.max(gc + 1);
+                    _ => {
+                        // A batch with only an applied index (e.g. a raft no-op).
+                        let mut b = WriteBatch::new();
+                        b.set_applied(R, log.len() as u64 + 1);
+                        log.push(b.clone());
+                        e.write(b).await?;
                     }
                 }
-                80..=82 => e.compact().await.unwrap(),
-                83..=85 => e.compact_as_needed().await.unwrap(),
-                86..=89 => {
-                    let crash = rng.below(2) == 0;
-                    if crash {
-                        drop(e);
-                    } else {
-                        e.close().await.unwrap();
-                    }
-                    e = LsmEngine::open(&p, opts.clone()).await.unwrap();
-                    let durable = e.applied_index(R).unwrap_or(0);
-                    assert!(
-                        durable >= flushed && durable <= log.len() as u64,
-                        "{what}: durable {durable} flushed {flushed}"
-                    );
-                    // Exactly the durable prefix survived…
-                    let prefix = MemEngine::new();
-                    replay(&prefix, &log[..durable as usize]).await;
-                    assert_same(
-                        &e,
-                        &prefix,
-                        gc,
-                        top,
-                        &format!("{what}: recovered (crash {crash})"),
-                    )
-                    .await;
-                    // …and the raft log brings back the rest.
-                    replay(&e, &log[durable as usize..]).await;
-                    flushed = durable;
-                }
-                _ => {
-                    // A batch with only an applied index (e.g. a raft no-op).
-                    let mut b = WriteBatch::new();
-                    b.set_applied(R, log.len() as u64 + 1);
-                    log.push(b.clone());
-                    e.write(b).await.unwrap();
-                }
+                Ok(())
             }
+            .await;
+            if let Err(err) = res {
+                assert!(file::faults::crashed(), "{what}: unexpected error {err}");
+                restart = Some(Restart::Crash);
+            }
+            let Some(kind) = restart else { continue };
+            restarts[kind as usize] += 1;
+            match kind {
+                Restart::Clean => {
+                    if let Err(err) = e.close().await {
+                        assert!(file::faults::crashed(), "{what}: unexpected error {err}");
+                    }
+                }
+                Restart::Drop | Restart::Crash => drop(e),
+            }
+            let mut coin = Rng(rng.next());
+            file::faults::recover(|| coin.below(2) == 0);
+            let what = format!("{what} ({kind:?})");
+            e = recover(&p, &opts, &log, &mut flushed, gc, top, &what).await;
         }
+        file::faults::recover(|| false);
         assert_same(&e, &oracle, gc, top, &format!("seed {seed}: final")).await;
         e.compact().await.unwrap();
         assert_same(
@@ -631,19 +671,30 @@ fn model(seed: u64, ops: usize, background: bool) {
         )
         .await;
         e.close().await.unwrap();
+        assert!(
+            restarts.iter().all(|n| *n > 0),
+            "seed {seed}: restarts {restarts:?}"
+        );
     });
+}
+
+fn model_ops() -> usize {
+    std::env::var("CHITIN_MODEL_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
 }
 
 #[test]
 fn model_foreground_seeds() {
     for seed in 1..=3 {
-        model(seed, 3000, false);
+        model(seed, model_ops(), false);
     }
 }
 
 #[test]
 fn model_background_seeds() {
     for seed in 11..=13 {
-        model(seed, 3000, true);
+        model(seed, model_ops(), true);
     }
 }
