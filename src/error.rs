@@ -76,6 +76,20 @@ pub enum ErrorKind {
     ActiveTransaction,
     /// 57P01
     AdminShutdown,
+    /// 22007
+    InvalidDatetimeFormat,
+    /// 22008
+    DatetimeFieldOverflow,
+    /// 42P16
+    InvalidTableDefinition,
+    /// 42702
+    AmbiguousColumn,
+    /// 42712
+    DuplicateAlias,
+    /// 2201W
+    InvalidRowCountInLimit,
+    /// 2201X
+    InvalidRowCountInOffset,
     /// XX000
     Internal,
 }
@@ -88,6 +102,7 @@ pub struct Error {
     pub message: String,
     pub position: Option<usize>,
     pub hint: Option<String>,
+    pub detail: Option<String>,
 }
 
 impl Error {
@@ -97,6 +112,7 @@ impl Error {
             message: message.into(),
             position: None,
             hint: None,
+            detail: None,
         }
     }
     pub fn with_position(mut self, pos: usize) -> Self {
@@ -105,6 +121,10 @@ impl Error {
     }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
         self
     }
 
@@ -178,6 +198,13 @@ impl Error {
             DependentObjects => "2BP01",
             ActiveTransaction => "25001",
             AdminShutdown => "57P01",
+            InvalidDatetimeFormat => "22007",
+            DatetimeFieldOverflow => "22008",
+            InvalidTableDefinition => "42P16",
+            AmbiguousColumn => "42702",
+            DuplicateAlias => "42712",
+            InvalidRowCountInLimit => "2201W",
+            InvalidRowCountInOffset => "2201X",
             Internal => "XX000",
         }
     }

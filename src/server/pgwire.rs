@@ -117,6 +117,9 @@ impl Conn {
             (b'C', e.sqlstate().to_string()),
             (b'M', e.message.clone()),
         ];
+        if let Some(d) = &e.detail {
+            fields.push((b'D', d.clone()));
+        }
         if let Some(h) = &e.hint {
             fields.push((b'H', h.clone()));
         }
@@ -497,15 +500,20 @@ async fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Resu
         conn.send(&pgwire::messages::response::EmptyQueryResponse::new());
         return Ok(());
     }
-    let implicit_multi = stmts.len() > 1;
+    let multi = stmts.len() > 1;
+    if multi {
+        session.begin_batch();
+    }
+    let mut ok = true;
     for stmt in stmts {
-        match session.execute_simple(stmt, implicit_multi).await {
+        match session.execute_simple(stmt, multi).await {
             Ok((outcome, cols)) => {
                 send_outcome(conn, outcome, &cols, &[], true)?;
             }
             Err(e) => {
                 conn.error(&e);
                 session.on_error();
+                ok = false;
                 break;
             }
         }
@@ -513,6 +521,10 @@ async fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Resu
             conn.flush().await?;
         }
     }
-    session.end_simple_batch().await;
+    if multi {
+        if let Err(e) = session.end_batch(ok).await {
+            conn.error(&e);
+        }
+    }
     Ok(())
 }

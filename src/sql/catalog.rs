@@ -30,6 +30,8 @@ pub struct ColumnDesc {
     pub hidden: bool,
     /// VARCHAR(n) / CHAR(n) limit.
     pub max_len: Option<u32>,
+    /// NUMERIC(precision, scale).
+    pub numeric: Option<(u32, u32)>,
     /// Parsed `default` (not stored).
     pub default_expr: Option<Expr>,
 }
@@ -156,6 +158,14 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
         w.opt_str(&c.default);
         w.u8(c.hidden as u8);
         w.u32(c.max_len.unwrap_or(0));
+        match c.numeric {
+            Some((p, sc)) => {
+                w.u8(1);
+                w.u32(p);
+                w.u32(sc);
+            }
+            None => w.u8(0),
+        }
     }
     w.u32(t.pk.len() as u32);
     for p in &t.pk {
@@ -200,6 +210,11 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             0 => None,
             n => Some(n),
         };
+        let numeric = if r.u8()? == 1 {
+            Some((r.u32()?, r.u32()?))
+        } else {
+            None
+        };
         let default_expr = match &default {
             Some(s) => Some(parse_default(s)?),
             None => None,
@@ -211,6 +226,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             default,
             hidden,
             max_len,
+            numeric,
             default_expr,
         });
     }
@@ -410,6 +426,7 @@ mod tests {
                 default: Some("1 + 1".into()),
                 hidden: false,
                 max_len: Some(5),
+                numeric: None,
                 default_expr: None,
             }],
             pk: vec![0],

@@ -55,6 +55,10 @@ enum SortKey {
 
 struct SelectPlan {
     table: Option<Rc<TableDesc>>,
+    /// A subquery in FROM, producing the input rows.
+    derived: Option<Box<SelectPlan>>,
+    /// Several relations in FROM, joined by nested loops.
+    join: Option<JoinPlan>,
     scope: Vec<ScopeColumn>,
     filter: Option<Scalar>,
     aggs: Vec<AggCall>,
@@ -77,6 +81,7 @@ fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
             table: Some(alias.to_string()),
             name: c.name.clone(),
             ty: c.ty,
+            hidden: c.hidden,
         })
         .collect()
 }
@@ -195,6 +200,7 @@ fn plan_select(
             let scope: Vec<ScopeColumn> = columns
                 .iter()
                 .map(|c| ScopeColumn {
+                    hidden: false,
                     table: None,
                     name: c.name.clone(),
                     ty: c.ty,
@@ -214,26 +220,7 @@ fn plan_select(
             ))
         }
     };
-    let (table, scope) = match select.from.as_slice() {
-        [] => (None, Vec::new()),
-        [twj] if twj.joins.is_empty() => match &twj.relation {
-            TableFactor::Table { name, alias, .. } => {
-                let t = lookup_table(cat, db_id, name)?;
-                let alias = alias
-                    .as_ref()
-                    .map(|a| ident_name(&a.name))
-                    .unwrap_or_else(|| t.name.clone());
-                let scope = table_scope(&t, &alias);
-                (Some(t), scope)
-            }
-            _ => {
-                return Err(Error::unsupported(
-                    "subqueries in FROM are not supported yet",
-                ))
-            }
-        },
-        _ => return Err(Error::unsupported("joins are not supported yet")),
-    };
+    let (table, derived, join, scope) = plan_from(cat, db_id, &select.from, params)?;
     let filter = match &select.selection {
         Some(w) => {
             let mut b = Binder::new(&scope, params);
@@ -255,6 +242,43 @@ fn plan_select(
             SelectItem::UnnamedExpr(e) => items.push((e.clone(), output_name(e))),
             SelectItem::ExprWithAlias { expr, alias } => {
                 items.push((expr.clone(), ident_name(alias)))
+            }
+            SelectItem::QualifiedWildcard(kind, _) if table.is_none() => {
+                let qual = kind.to_string();
+                let qual = qual.trim_matches('"').to_lowercase();
+                if !scope
+                    .iter()
+                    .any(|c| c.table.as_deref() == Some(qual.as_str()))
+                {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedTable,
+                        format!("missing FROM-clause entry for table \"{qual}\""),
+                    ));
+                }
+                for c in scope
+                    .iter()
+                    .filter(|c| !c.hidden && c.table.as_deref() == Some(qual.as_str()))
+                {
+                    items.push((
+                        Expr::CompoundIdentifier(vec![
+                            ast::Ident::with_quote('"', qual.clone()),
+                            ast::Ident::with_quote('"', c.name.clone()),
+                        ]),
+                        c.name.clone(),
+                    ));
+                }
+            }
+            SelectItem::Wildcard(_) if table.is_none() && !scope.is_empty() => {
+                for c in scope.iter().filter(|c| !c.hidden) {
+                    let e = match &c.table {
+                        Some(t) => Expr::CompoundIdentifier(vec![
+                            ast::Ident::with_quote('"', t.clone()),
+                            ast::Ident::with_quote('"', c.name.clone()),
+                        ]),
+                        None => Expr::Identifier(ast::Ident::with_quote('"', c.name.clone())),
+                    };
+                    items.push((e, c.name.clone()));
+                }
             }
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                 let t = table.as_ref().ok_or_else(|| {
@@ -278,6 +302,7 @@ fn plan_select(
             .collect::<Result<_>>()?,
         ast::GroupByExpr::All(_) => return Err(Error::unsupported("GROUP BY ALL")),
     };
+    let group_texts: Vec<String> = group_exprs.iter().map(|e| e.to_string()).collect();
     let mut group_by = Vec::new();
     let mut grouped_cols = Vec::new();
     for e in &group_exprs {
@@ -299,6 +324,7 @@ fn plan_select(
         if grouped {
             b.aggs = Some(&mut aggs);
             b.grouped = Some(grouped_cols.clone());
+            b.group_exprs = group_texts.clone();
         }
         let (s, t) = b.bind(e, None)?;
         outputs.push(s);
@@ -312,6 +338,7 @@ fn plan_select(
             let mut b = Binder::new(&scope, params);
             b.aggs = Some(&mut aggs);
             b.grouped = Some(grouped_cols.clone());
+            b.group_exprs = group_texts.clone();
             Some(b.bind(h, Some(SqlType::Bool))?.0)
         }
         None => None,
@@ -322,7 +349,7 @@ fn plan_select(
         &scope,
         params,
         if grouped {
-            Some((&mut aggs, grouped_cols.clone()))
+            Some((&mut aggs, grouped_cols.clone(), group_texts.clone()))
         } else {
             None
         },
@@ -334,6 +361,8 @@ fn plan_select(
     };
     Ok(SelectPlan {
         table,
+        derived,
+        join,
         scope,
         filter,
         aggs,
@@ -350,9 +379,165 @@ fn plan_select(
     })
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+/// One relation of a join: a table or a subquery, and how many columns it brings.
+struct JoinInput {
+    table: Option<Rc<TableDesc>>,
+    derived: Option<Box<SelectPlan>>,
+    width: usize,
+}
+
+/// `inputs[0]`, then each later input joined to everything before it.
+struct JoinPlan {
+    inputs: Vec<JoinInput>,
+    steps: Vec<(JoinKind, Option<Scalar>)>,
+}
+
+type FromPlan = (
+    Option<Rc<TableDesc>>,
+    Option<Box<SelectPlan>>,
+    Option<JoinPlan>,
+    Vec<ScopeColumn>,
+);
+
+/// Plans one relation of FROM.
+fn plan_relation(
+    cat: &Catalog,
+    db_id: u32,
+    rel: &TableFactor,
+    params: &mut Vec<SqlType>,
+) -> Result<(JoinInput, Vec<ScopeColumn>)> {
+    match rel {
+        TableFactor::Table { name, alias, .. } => {
+            let t = lookup_table(cat, db_id, name)?;
+            let alias = alias
+                .as_ref()
+                .map(|a| ident_name(&a.name))
+                .unwrap_or_else(|| t.name.clone());
+            let scope = table_scope(&t, &alias);
+            Ok((
+                JoinInput {
+                    width: scope.len(),
+                    table: Some(t),
+                    derived: None,
+                },
+                scope,
+            ))
+        }
+        TableFactor::Derived {
+            subquery, alias, ..
+        } => {
+            let inner = plan_select(cat, db_id, subquery, params)?;
+            let alias_name = alias.as_ref().map(|a| ident_name(&a.name));
+            let renamed: Vec<String> = alias
+                .as_ref()
+                .map(|a| a.columns.iter().map(|c| ident_name(&c.name)).collect())
+                .unwrap_or_default();
+            let scope: Vec<ScopeColumn> = inner
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ScopeColumn {
+                    hidden: false,
+                    table: alias_name.clone(),
+                    name: renamed.get(i).cloned().unwrap_or_else(|| c.name.clone()),
+                    ty: c.ty,
+                })
+                .collect();
+            Ok((
+                JoinInput {
+                    width: scope.len(),
+                    table: None,
+                    derived: Some(Box::new(inner)),
+                },
+                scope,
+            ))
+        }
+        _ => Err(Error::unsupported(
+            "this kind of FROM item is not supported yet",
+        )),
+    }
+}
+
+/// Plans FROM: nothing, one table, one subquery, or a join of several.
+fn plan_from(
+    cat: &Catalog,
+    db_id: u32,
+    from: &[ast::TableWithJoins],
+    params: &mut Vec<SqlType>,
+) -> Result<FromPlan> {
+    let mut inputs = Vec::new();
+    let mut steps = Vec::new();
+    let mut scope: Vec<ScopeColumn> = Vec::new();
+    for twj in from {
+        let (input, s) = plan_relation(cat, db_id, &twj.relation, params)?;
+        if !inputs.is_empty() {
+            steps.push((JoinKind::Inner, None));
+        }
+        inputs.push(input);
+        scope.extend(s);
+        for j in &twj.joins {
+            let (input, s) = plan_relation(cat, db_id, &j.relation, params)?;
+            inputs.push(input);
+            scope.extend(s);
+            use ast::JoinOperator as J;
+            let (kind, constraint) = match &j.join_operator {
+                J::Join(c) | J::Inner(c) => (JoinKind::Inner, Some(c)),
+                J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, Some(c)),
+                J::Right(c) | J::RightOuter(c) => (JoinKind::Right, Some(c)),
+                J::FullOuter(c) => (JoinKind::Full, Some(c)),
+                J::CrossJoin(_) => (JoinKind::Inner, None),
+                _ => return Err(Error::unsupported("this kind of join is not supported yet")),
+            };
+            let cond = match constraint {
+                Some(ast::JoinConstraint::On(e)) => {
+                    let (s, _) = Binder::new(&scope, params).bind(e, Some(SqlType::Bool))?;
+                    Some(s)
+                }
+                Some(ast::JoinConstraint::None) | None => None,
+                Some(_) => {
+                    return Err(Error::unsupported(
+                        "JOIN … USING and NATURAL JOIN are not supported yet",
+                    ))
+                }
+            };
+            steps.push((kind, cond));
+        }
+    }
+    // Two relations with the same name or alias cannot be told apart.
+    let mut names: Vec<&str> = scope.iter().filter_map(|c| c.table.as_deref()).collect();
+    names.dedup();
+    let mut seen = HashSet::new();
+    for n in &names {
+        if !seen.insert(*n) {
+            return Err(Error::new(
+                ErrorKind::DuplicateAlias,
+                format!("table name \"{n}\" specified more than once"),
+            ));
+        }
+    }
+    if inputs.len() == 1 {
+        let input = inputs.pop().unwrap();
+        return Ok((input.table, input.derived, None, scope));
+    }
+    if inputs.is_empty() {
+        return Ok((None, None, None, scope));
+    }
+    Ok((None, None, Some(JoinPlan { inputs, steps }), scope))
+}
+
 fn empty_plan(columns: Vec<Column>) -> SelectPlan {
     SelectPlan {
         table: None,
+        derived: None,
+        join: None,
         scope: Vec::new(),
         filter: None,
         aggs: Vec::new(),
@@ -413,7 +598,7 @@ fn bind_order(
     columns: &[Column],
     scope: &[ScopeColumn],
     params: &mut Vec<SqlType>,
-    mut agg: Option<(&mut Vec<AggCall>, Vec<usize>)>,
+    mut agg: Option<(&mut Vec<AggCall>, Vec<usize>, Vec<String>)>,
 ) -> Result<Vec<(SortKey, bool, bool)>> {
     let mut out = Vec::new();
     for o in order {
@@ -436,8 +621,7 @@ fn bind_order(
                 SortKey::Output(i - 1)
             }
             Expr::Identifier(id)
-                if columns.iter().filter(|c| c.name == ident_name(id)).count() == 1
-                    && (!scope.iter().any(|c| c.name == ident_name(id)) || agg.is_some()) =>
+                if columns.iter().filter(|c| c.name == ident_name(id)).count() == 1 =>
             {
                 SortKey::Output(
                     columns
@@ -448,9 +632,10 @@ fn bind_order(
             }
             e => {
                 let mut b = Binder::new(scope, params);
-                if let Some((aggs, cols)) = agg.as_mut() {
+                if let Some((aggs, cols, texts)) = agg.as_mut() {
                     b.aggs = Some(aggs);
                     b.grouped = Some(cols.clone());
+                    b.group_exprs = texts.clone();
                 }
                 SortKey::Expr(b.bind(e, None)?.0)
             }
@@ -764,10 +949,10 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
         AggFunc::Avg => match &st.value {
             None => Datum::Null,
             Some(Datum::Float(f)) => Datum::Float(f / st.count as f64),
-            Some(Datum::Numeric(n)) => {
-                let q = *n / rust_decimal::Decimal::from(st.count);
-                Datum::Numeric(q.round_dp(16).normalize().max(q.round_dp(16)))
-            }
+            Some(Datum::Numeric(n)) => Datum::Numeric(crate::sql::expr::numeric_div(
+                *n,
+                rust_decimal::Decimal::from(st.count),
+            )?),
             Some(other) => other.clone(),
         },
         _ => st
@@ -1205,6 +1390,26 @@ impl<'a> Exec<'a> {
                 rows.push(out);
             }
             rows
+        } else if let Some(join) = &plan.join {
+            let rows = self.run_join(join).await?;
+            let mut kept = Vec::with_capacity(rows.len());
+            for r in rows {
+                match &plan.filter {
+                    Some(f) if !f.eval_bool(&r, &self.cx)? => {}
+                    _ => kept.push(r),
+                }
+            }
+            kept
+        } else if let Some(inner) = &plan.derived {
+            let rows = Box::pin(self.run_plan(inner)).await?;
+            let mut kept = Vec::with_capacity(rows.len());
+            for r in rows {
+                match &plan.filter {
+                    Some(f) if !f.eval_bool(&r, &self.cx)? => {}
+                    _ => kept.push(r),
+                }
+            }
+            kept
         } else if let Some(t) = &plan.table {
             let access = self.choose_access(t, plan.filter.as_ref());
             let rows = self.read_rows(t, access).await?;
@@ -1357,12 +1562,71 @@ impl<'a> Exec<'a> {
             .collect())
     }
 
+    async fn join_input_rows(&mut self, input: &JoinInput) -> Result<Vec<Vec<Datum>>> {
+        match (&input.table, &input.derived) {
+            (Some(t), _) => self.read_rows(t, Access::Full).await,
+            (None, Some(d)) => Box::pin(self.run_plan(d)).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Nested-loop joins, left to right.
+    async fn run_join(&mut self, join: &JoinPlan) -> Result<Vec<Vec<Datum>>> {
+        let mut acc = self.join_input_rows(&join.inputs[0]).await?;
+        let mut left_width = join.inputs[0].width;
+        for (i, (kind, cond)) in join.steps.iter().enumerate() {
+            let input = &join.inputs[i + 1];
+            let right = self.join_input_rows(input).await?;
+            let mut out = Vec::new();
+            let mut right_matched = vec![false; right.len()];
+            for l in &acc {
+                self.check_cancel()?;
+                let mut matched = false;
+                for (ri, r) in right.iter().enumerate() {
+                    let mut combined = Vec::with_capacity(l.len() + r.len());
+                    combined.extend_from_slice(l);
+                    combined.extend_from_slice(r);
+                    let ok = match cond {
+                        Some(c) => c.eval_bool(&combined, &self.cx)?,
+                        None => true,
+                    };
+                    if ok {
+                        matched = true;
+                        right_matched[ri] = true;
+                        out.push(combined);
+                    }
+                }
+                if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
+                    let mut combined = l.clone();
+                    combined.extend(std::iter::repeat_n(Datum::Null, input.width));
+                    out.push(combined);
+                }
+            }
+            if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                for (ri, r) in right.iter().enumerate() {
+                    if !right_matched[ri] {
+                        let mut combined = vec![Datum::Null; left_width];
+                        combined.extend_from_slice(r);
+                        out.push(combined);
+                    }
+                }
+            }
+            acc = out;
+            left_width += input.width;
+        }
+        Ok(acc)
+    }
+
     fn count_arg(&self, s: &Scalar, what: &str) -> Result<usize> {
         match s.eval(&[], &self.cx)?.cast(SqlType::Int8)? {
             Datum::Int(i) if i >= 0 => Ok(i as usize),
             Datum::Null => Ok(0),
             _ => Err(Error::new(
-                ErrorKind::InvalidParameterValue,
+                if what == "LIMIT" {
+                    ErrorKind::InvalidRowCountInLimit
+                } else {
+                    ErrorKind::InvalidRowCountInOffset
+                },
                 format!("{what} must not be negative"),
             )),
         }
@@ -1444,32 +1708,101 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// The constraint `row` would violate if inserted (primary key or a unique index),
-    /// with the conflicting existing row.
-    async fn find_conflict(
+    /// The existing row that `row` conflicts with on `constraint` (the primary key or a
+    /// unique index), if any.
+    async fn conflict_on(
         &self,
         t: &TableDesc,
         row: &[Datum],
-    ) -> Result<Option<(String, Vec<Datum>)>> {
-        if let Some(v) = self.kv_get(&Self::pk_key(t, row)).await? {
-            return Ok(Some((
-                t.pk_name.clone(),
-                keys::decode_row(&v, t.columns.len())?,
-            )));
+        constraint: &str,
+    ) -> Result<Option<Vec<Datum>>> {
+        if constraint == t.pk_name {
+            return match self.kv_get(&Self::pk_key(t, row)).await? {
+                Some(v) => Ok(Some(keys::decode_row(&v, t.columns.len())?)),
+                None => Ok(None),
+            };
         }
-        for idx in &t.indexes {
+        for idx in t.indexes.iter().filter(|i| i.name == constraint) {
             if Self::unique_conflict_possible(idx, row) {
                 if let Some(pk) = self.kv_get(&Self::index_key(t, idx, row)).await? {
                     if let Some(v) = self.kv_get(&pk).await? {
-                        return Ok(Some((
-                            idx.name.clone(),
-                            keys::decode_row(&v, t.columns.len())?,
-                        )));
+                        return Ok(Some(keys::decode_row(&v, t.columns.len())?));
                     }
                 }
             }
         }
         Ok(None)
+    }
+
+    /// The first constraint `row` would violate if inserted, with the existing row.
+    async fn find_conflict(
+        &self,
+        t: &TableDesc,
+        row: &[Datum],
+    ) -> Result<Option<(String, Vec<Datum>)>> {
+        let names: Vec<String> = std::iter::once(t.pk_name.clone())
+            .chain(
+                t.indexes
+                    .iter()
+                    .filter(|i| i.unique)
+                    .map(|i| i.name.clone()),
+            )
+            .collect();
+        for n in names {
+            if let Some(old) = self.conflict_on(t, row, &n).await? {
+                return Ok(Some((n, old)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The constraint an ON CONFLICT target names.
+    fn conflict_target(t: &TableDesc, target: &ast::ConflictTarget) -> Result<String> {
+        let no_match = || {
+            Error::new(
+                ErrorKind::InvalidColumnReference,
+                "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+            )
+        };
+        match target {
+            ast::ConflictTarget::Columns { columns, .. } => {
+                let mut want: Vec<usize> = Vec::new();
+                for c in columns {
+                    let n = ident_name(c);
+                    want.push(t.column_index(&n).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::UndefinedColumn,
+                            format!("column \"{n}\" does not exist"),
+                        )
+                    })?);
+                }
+                want.sort_unstable();
+                let mut pk = t.pk.clone();
+                pk.sort_unstable();
+                if pk == want {
+                    return Ok(t.pk_name.clone());
+                }
+                for idx in t.indexes.iter().filter(|i| i.unique) {
+                    let mut cols = idx.columns.clone();
+                    cols.sort_unstable();
+                    if cols == want {
+                        return Ok(idx.name.clone());
+                    }
+                }
+                Err(no_match())
+            }
+            ast::ConflictTarget::OnConstraint(name) => {
+                let n = object_name(name);
+                if n == t.pk_name || t.indexes.iter().any(|i| i.unique && i.name == n) {
+                    Ok(n)
+                } else {
+                    Err(Error::new(
+                        ErrorKind::UndefinedObject,
+                        format!("constraint \"{n}\" for table \"{}\" does not exist", t.name),
+                    ))
+                }
+            }
+        }
     }
 
     fn dup_error(t: &TableDesc, constraint: &str, row: &[Datum]) -> Error {
@@ -1508,12 +1841,13 @@ impl<'a> Exec<'a> {
         };
         let t = lookup_table(self.cat, self.db_id, name)?;
         let cols = insert_columns(&t, &ins.columns)?;
-        let source = ins
-            .source
-            .as_ref()
-            .ok_or_else(|| Error::unsupported("INSERT without VALUES or SELECT"))?;
         // Rows of (column, value).
         let mut given_rows: Vec<Vec<(usize, Datum)>> = Vec::new();
+        let Some(source) = ins.source.as_ref() else {
+            // INSERT … DEFAULT VALUES
+            given_rows.push(Vec::new());
+            return self.insert_rows(&t, ins, given_rows).await;
+        };
         match source.body.as_ref() {
             SetExpr::Values(v) if source.order_by.is_none() && source.limit_clause.is_none() => {
                 let mut params: Vec<SqlType> =
@@ -1550,6 +1884,16 @@ impl<'a> Exec<'a> {
                 }
             }
         }
+        self.insert_rows(&t, ins, given_rows).await
+    }
+
+    async fn insert_rows(
+        &mut self,
+        t: &Rc<TableDesc>,
+        ins: &ast::Insert,
+        given_rows: Vec<Vec<(usize, Datum)>>,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let t = t.clone();
         let (conflict, upsert) = match &ins.on {
             Some(ast::OnInsert::OnConflict(oc)) => {
                 let upsert = matches!(&oc.action, ast::OnConflictAction::DoUpdate(du)
@@ -1558,6 +1902,18 @@ impl<'a> Exec<'a> {
             }
             Some(_) => return Err(Error::unsupported("ON DUPLICATE KEY UPDATE")),
             None => (None, false),
+        };
+        let target = match conflict {
+            Some(oc) => match &oc.conflict_target {
+                Some(ct) => Some(Self::conflict_target(&t, ct)?),
+                None if matches!(oc.action, ast::OnConflictAction::DoUpdate(_)) && !upsert => {
+                    return Err(Error::syntax(
+                        "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                    ));
+                }
+                None => None,
+            },
+            None => None,
         };
         let returning = match &ins.returning {
             Some(items) => {
@@ -1573,22 +1929,27 @@ impl<'a> Exec<'a> {
         for given in given_rows {
             self.check_cancel()?;
             let row = self.complete_row(&t, &given)?;
-            let existing = self.find_conflict(&t, &row).await?;
+            let existing = match &target {
+                Some(c) => match self.conflict_on(&t, &row, c).await? {
+                    Some(old) => Some((c.clone(), old)),
+                    None => match self.find_conflict(&t, &row).await? {
+                        Some((other, _)) => return Err(Self::dup_error(&t, &other, &row)),
+                        None => None,
+                    },
+                },
+                None if upsert => self
+                    .conflict_on(&t, &row, &t.pk_name.clone())
+                    .await?
+                    .map(|old| (t.pk_name.clone(), old)),
+                None => self.find_conflict(&t, &row).await?,
+            };
             let final_row = match (existing, conflict) {
                 (None, _) => {
                     self.write_row(&t, &row, true);
+                    touched.insert(Self::pk_key(&t, &row));
                     row
                 }
-                (Some((cname, old)), None) => {
-                    return Err(Self::dup_error(
-                        &t,
-                        &cname,
-                        &row.iter()
-                            .zip(old)
-                            .map(|(n, _)| n.clone())
-                            .collect::<Vec<_>>(),
-                    ))
-                }
+                (Some((cname, _)), None) => return Err(Self::dup_error(&t, &cname, &row)),
                 (Some(_), Some(oc)) if matches!(oc.action, ast::OnConflictAction::DoNothing) => {
                     continue
                 }
@@ -1943,6 +2304,11 @@ impl<'a> Exec<'a> {
                 },
                 hidden: false,
                 max_len,
+                numeric: match (ty, crate::sql::expr::typmod(&c.data_type).as_slice()) {
+                    (SqlType::Numeric, [p]) => Some((*p, 0)),
+                    (SqlType::Numeric, [p, sc, ..]) => Some((*p, *sc)),
+                    _ => None,
+                },
                 default_expr: None,
             };
             for opt in &c.options {
@@ -1953,7 +2319,7 @@ impl<'a> Exec<'a> {
                     ast::ColumnOption::PrimaryKey(_) => {
                         if !pk.is_empty() {
                             return Err(Error::new(
-                                ErrorKind::InvalidColumnReference,
+                                ErrorKind::InvalidTableDefinition,
                                 format!(
                                     "multiple primary keys for table \"{name}\" are not allowed"
                                 ),
@@ -1985,7 +2351,7 @@ impl<'a> Exec<'a> {
                 ast::TableConstraint::PrimaryKey(p) => {
                     if !pk.is_empty() {
                         return Err(Error::new(
-                            ErrorKind::InvalidColumnReference,
+                            ErrorKind::InvalidTableDefinition,
                             format!("multiple primary keys for table \"{name}\" are not allowed"),
                         ));
                     }
@@ -2015,6 +2381,7 @@ impl<'a> Exec<'a> {
                 default: Some("unique_rowid()".into()),
                 hidden: true,
                 max_len: None,
+                numeric: None,
                 default_expr: None,
             });
             pk.push(columns.len() - 1);
@@ -2027,7 +2394,27 @@ impl<'a> Exec<'a> {
                 let e = catalog::parse_default(d)?;
                 // Validate the default now: it must bind without columns.
                 let mut p = Vec::new();
-                Binder::new(&[], &mut p).bind(&e, Some(c.ty))?;
+                let (_, t) = Binder::new(&[], &mut p).bind(&e, Some(c.ty))?;
+                let ok = t == SqlType::Unknown
+                    || t == c.ty
+                    || (t.is_numeric_family() && c.ty.is_numeric_family())
+                    || (t.is_string() && c.ty.is_string())
+                    || c.ty.is_string()
+                    || matches!(
+                        (t, c.ty),
+                        (
+                            SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz,
+                            SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz
+                        )
+                    );
+                if !ok {
+                    return Err(Error::mismatch(format!(
+                        "column \"{}\" is of type {} but default expression is of type {}",
+                        c.name,
+                        c.ty.name(),
+                        t.name()
+                    )));
+                }
                 c.default_expr = Some(e);
             }
         }
@@ -2294,7 +2681,10 @@ fn assign_cast(v: Datum, c: &ColumnDesc) -> Result<Datum> {
             from.name()
         )));
     }
-    let v = v.cast(c.ty)?;
+    let mut v = v.cast(c.ty)?;
+    if let (Some((p, sc)), Datum::Numeric(d)) = (c.numeric, &v) {
+        v = Datum::Numeric(crate::sql::expr::numeric_typmod(*d, p, sc)?);
+    }
     if let (Some(max), Datum::Text(s)) = (c.max_len, &v) {
         if s.chars().count() > max as usize {
             return Err(Error::new(

@@ -76,6 +76,8 @@ pub enum Scalar {
 /// A column visible to expressions.
 #[derive(Clone, Debug)]
 pub struct ScopeColumn {
+    /// Hidden columns (the implicit rowid) are not part of `*`.
+    pub hidden: bool,
     pub table: Option<String>,
     pub name: String,
     pub ty: SqlType,
@@ -90,6 +92,8 @@ pub struct Binder<'a> {
     /// When grouping: the input columns that are grouped (others may only appear in
     /// aggregates).
     pub grouped: Option<Vec<usize>>,
+    /// The GROUP BY expressions, as text, when grouping.
+    pub group_exprs: Vec<String>,
     in_agg: bool,
 }
 
@@ -126,17 +130,26 @@ impl<'a> Binder<'a> {
             params,
             aggs: None,
             grouped: None,
+            group_exprs: Vec::new(),
             in_agg: false,
         }
     }
 
     fn resolve(&self, table: Option<&str>, name: &str) -> Result<usize> {
+        if let Some(t) = table {
+            if !self.columns.iter().any(|c| c.table.as_deref() == Some(t)) {
+                return Err(Error::new(
+                    ErrorKind::UndefinedTable,
+                    format!("missing FROM-clause entry for table \"{t}\""),
+                ));
+            }
+        }
         let mut found = None;
         for (i, c) in self.columns.iter().enumerate() {
             if c.name == name && (table.is_none() || c.table.as_deref() == table) {
                 if found.is_some() {
                     return Err(Error::new(
-                        ErrorKind::Syntax,
+                        ErrorKind::AmbiguousColumn,
                         format!("column reference \"{name}\" is ambiguous"),
                     ));
                 }
@@ -168,6 +181,17 @@ impl<'a> Binder<'a> {
 
     /// Binds `e`, with `hint` the type the context expects (for parameters and literals).
     pub fn bind(&mut self, e: &Expr, hint: Option<SqlType>) -> Result<(Scalar, SqlType)> {
+        // An expression the query groups by may use ungrouped columns: its value is the
+        // same for every row of the group.
+        if self.grouped.is_some() && !self.in_agg && !self.group_exprs.is_empty() {
+            let text = e.to_string();
+            if self.group_exprs.contains(&text) {
+                let saved = self.grouped.take();
+                let r = self.bind(e, hint);
+                self.grouped = saved;
+                return r;
+            }
+        }
         Ok(match e {
             Expr::Identifier(i) => {
                 let idx = self.resolve(None, &ident_name(i))?;
@@ -194,7 +218,16 @@ impl<'a> Binder<'a> {
             } => {
                 let ty = sql_type(data_type)?;
                 let (s, _) = self.bind(expr, Some(ty))?;
-                (fold(Scalar::Cast(Box::new(s), ty))?, ty)
+                let cast = fold(Scalar::Cast(Box::new(s), ty))?;
+                (apply_typmod(cast, ty, typmod(data_type))?, ty)
+            }
+            Expr::Position { expr, r#in } => {
+                let (needle, _) = self.bind(expr, Some(SqlType::Text))?;
+                let (hay, _) = self.bind(r#in, Some(SqlType::Text))?;
+                (
+                    Scalar::Func("strpos".into(), vec![hay, needle], SqlType::Int4),
+                    SqlType::Int4,
+                )
             }
             Expr::UnaryOp { op, expr } => {
                 let (s, t) = self.bind(expr, hint)?;
@@ -500,9 +533,14 @@ impl<'a> Binder<'a> {
                 )
             }
             BinOp::Concat => {
-                let (l, _) = self.bind(left, Some(SqlType::Text))?;
-                let (r, _) = self.bind(right, Some(SqlType::Text))?;
-                (l, r, SqlType::Text)
+                let (l, lt) = self.bind(left, Some(SqlType::Text))?;
+                let (r, rt) = self.bind(right, Some(SqlType::Text))?;
+                let t = if lt == SqlType::Bytea && rt == SqlType::Bytea {
+                    SqlType::Bytea
+                } else {
+                    SqlType::Text
+                };
+                (l, r, t)
             }
             _ => self.bind_pair(left, right)?,
         };
@@ -520,7 +558,7 @@ impl<'a> Binder<'a> {
                 }
                 SqlType::Bool
             }
-            BinOp::Concat => SqlType::Text,
+            BinOp::Concat => t,
             _ => {
                 if t == SqlType::Unknown || t.is_string() {
                     return Err(Error::new(
@@ -788,6 +826,120 @@ fn fold(s: Scalar) -> Result<Scalar> {
     }
 }
 
+/// The type modifiers written after a type name: `numeric(p, s)` → `[p, s]`,
+/// `varchar(n)` → `[n]`.
+pub fn typmod(dt: &ast::DataType) -> Vec<u32> {
+    let s = dt.to_string();
+    match s.split_once('(') {
+        Some((_, rest)) => rest
+            .trim_end_matches(')')
+            .split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Wraps a cast with its type modifier: rounding numerics to their scale, truncating
+/// strings to their length (explicit casts truncate; assignments check instead).
+pub fn apply_typmod(s: Scalar, ty: SqlType, mods: Vec<u32>) -> Result<Scalar> {
+    let node = match (ty, mods.as_slice()) {
+        (SqlType::Numeric, [p]) => Scalar::Func(
+            "__numeric_typmod".into(),
+            vec![
+                s,
+                Scalar::Const(Datum::Int(*p as i64)),
+                Scalar::Const(Datum::Int(0)),
+            ],
+            ty,
+        ),
+        (SqlType::Numeric, [p, sc, ..]) => Scalar::Func(
+            "__numeric_typmod".into(),
+            vec![
+                s,
+                Scalar::Const(Datum::Int(*p as i64)),
+                Scalar::Const(Datum::Int(*sc as i64)),
+            ],
+            ty,
+        ),
+        (SqlType::Varchar, [n, ..]) => Scalar::Func(
+            "__varchar_typmod".into(),
+            vec![s, Scalar::Const(Datum::Int(*n as i64))],
+            ty,
+        ),
+        _ => return Ok(s),
+    };
+    if let Scalar::Func(_, args, _) = &node {
+        if args[0].is_const() {
+            return Ok(Scalar::Const(node.eval(&[], &EvalCtx::default())?));
+        }
+    }
+    Ok(node)
+}
+
+/// Rounds `d` to `scale` digits and checks it fits `precision` digits in all.
+pub fn numeric_typmod(d: Decimal, precision: u32, scale: u32) -> Result<Decimal> {
+    let mut r = d.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(scale);
+    let int_digits = r.trunc().abs().to_string().trim_start_matches('0').len() as u32;
+    if precision > 0 && int_digits > precision.saturating_sub(scale) {
+        return Err(Error::out_of_range("numeric field overflow").with_detail(format!(
+            "A field with precision {precision}, scale {scale} must round to an absolute value less than 10^{}.",
+            precision - scale
+        )));
+    }
+    Ok(r)
+}
+
+/// PostgreSQL's base-10000 weight and first digit group of a numeric.
+fn weight_first(d: &Decimal) -> (i32, u32) {
+    let text = d.abs().to_string();
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let int = int.trim_start_matches('0');
+    if !int.is_empty() {
+        let pad = (4 - int.len() % 4) % 4;
+        let padded = format!("{}{int}", "0".repeat(pad));
+        let groups = padded.len() / 4;
+        return ((groups - 1) as i32, padded[..4].parse().unwrap_or(0));
+    }
+    let pad = (4 - frac.len() % 4) % 4;
+    let padded = format!("{frac}{}", "0".repeat(pad));
+    for (j, g) in padded.as_bytes().chunks(4).enumerate() {
+        let v: u32 = std::str::from_utf8(g)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if v != 0 {
+            return (-(j as i32) - 1, v);
+        }
+    }
+    (0, 0)
+}
+
+/// Numeric division with PostgreSQL's result scale (at least 16 significant digits, and no
+/// fewer decimals than either input).
+pub fn numeric_div(x: Decimal, y: Decimal) -> Result<Decimal> {
+    if y.is_zero() {
+        return Err(Error::new(ErrorKind::DivisionByZero, "division by zero"));
+    }
+    let (w1, f1) = weight_first(&x);
+    let (w2, f2) = weight_first(&y);
+    let mut qweight = w1 - w2;
+    if f1 <= f2 {
+        qweight -= 1;
+    }
+    let rscale = (16 - qweight * 4)
+        .max(x.scale() as i32)
+        .max(y.scale() as i32)
+        .clamp(0, 28) as u32;
+    let q = x
+        .checked_div(y)
+        .ok_or_else(|| Error::out_of_range("value overflows numeric format"))?;
+    let mut r = q.round_dp_with_strategy(rscale, RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(rscale);
+    Ok(r)
+}
+
 /// Maps a SQL data type to ours.
 pub fn sql_type(dt: &ast::DataType) -> Result<SqlType> {
     let s = dt.to_string();
@@ -899,19 +1051,7 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                 BinOp::Add => x.checked_add(y).ok_or_else(overflow)?,
                 BinOp::Sub => x.checked_sub(y).ok_or_else(overflow)?,
                 BinOp::Mul => x.checked_mul(y).ok_or_else(overflow)?,
-                BinOp::Div => {
-                    if y.is_zero() {
-                        return Err(zero_div());
-                    }
-                    let q = x.checked_div(y).ok_or_else(overflow)?;
-                    // PostgreSQL keeps at least 16 significant digits; round like it does.
-                    let scale = (x.scale().max(y.scale()))
-                        .max(
-                            16 - q.trunc().to_string().trim_start_matches('-').len().min(16) as u32,
-                        )
-                        .min(20);
-                    q.round_dp(scale).normalize().max(q.round_dp(scale))
-                }
+                BinOp::Div => numeric_div(x, y)?,
                 _ => {
                     if y.is_zero() {
                         return Err(zero_div());
@@ -1041,6 +1181,13 @@ impl Scalar {
                             BinOp::Gt => o == Ordering::Greater,
                             _ => o != Ordering::Less,
                         })
+                    }
+                    BinOp::Concat if matches!((&a, &b), (Datum::Bytes(_), Datum::Bytes(_))) => {
+                        let (Datum::Bytes(mut x), Datum::Bytes(y)) = (a, b) else {
+                            unreachable!()
+                        };
+                        x.extend_from_slice(&y);
+                        Datum::Bytes(x)
                     }
                     BinOp::Concat => {
                         let mut s = a.to_text(a.natural_type()).unwrap_or_default();
@@ -1248,6 +1395,16 @@ fn eval_func(
         }
     };
     Ok(match name {
+        "__numeric_typmod" => match (&vals[0], &vals[1], &vals[2]) {
+            (Datum::Numeric(d), Datum::Int(p), Datum::Int(s)) => {
+                Datum::Numeric(numeric_typmod(*d, *p as u32, *s as u32)?)
+            }
+            (other, _, _) => other.clone(),
+        },
+        "__varchar_typmod" => match (&vals[0], &vals[1]) {
+            (Datum::Text(t), Datum::Int(n)) => Datum::Text(t.chars().take(*n as usize).collect()),
+            (other, _) => other.clone(),
+        },
         "lower" => Datum::Text(text_arg(&vals, 0).unwrap_or_default().to_lowercase()),
         "upper" => Datum::Text(text_arg(&vals, 0).unwrap_or_default().to_uppercase()),
         "initcap" => {

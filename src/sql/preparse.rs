@@ -6,7 +6,8 @@
 //!   same primary key).
 //!
 //! Implementation caveats: only a statement that starts with UPSERT and is the only
-//! statement of the string (no `RETURNING`) is rewritten.
+//! statement of the string is rewritten; a `RETURNING` inside a string literal would
+//! confuse it.
 
 /// The marker assignment that flags an upsert.
 pub const UPSERT_MARKER: &str = "__chitin_upsert";
@@ -14,13 +15,17 @@ pub const UPSERT_MARKER: &str = "__chitin_upsert";
 pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
-    if trimmed.len() >= 6
-        && trimmed[..6].eq_ignore_ascii_case("upsert")
-        && !body.contains(';')
-        && !body.to_ascii_lowercase().contains("returning")
-    {
+    if trimmed.len() >= 6 && trimmed[..6].eq_ignore_ascii_case("upsert") && !body.contains(';') {
         let rest = &body[sql.len() - trimmed.len() + 6..];
-        return format!("INSERT{rest} ON CONFLICT DO UPDATE SET \"{UPSERT_MARKER}\" = 1").into();
+        let clause = format!(" ON CONFLICT DO UPDATE SET \"{UPSERT_MARKER}\" = 1");
+        let lower = rest.to_ascii_lowercase();
+        return match lower
+            .rfind(" returning ")
+            .or_else(|| lower.rfind("\nreturning "))
+        {
+            Some(i) => format!("INSERT{}{clause}{}", &rest[..i], &rest[i..]).into(),
+            None => format!("INSERT{rest}{clause}").into(),
+        };
     }
     sql.into()
 }
@@ -41,5 +46,7 @@ mod tests {
                 .unwrap();
         assert_eq!(stmts.len(), 1);
         assert_eq!(rewrite("SELECT 1"), "SELECT 1");
+        let r = rewrite("upsert into t values (1) returning k");
+        assert_eq!(r, "INSERT into t values (1) ON CONFLICT DO UPDATE SET \"__chitin_upsert\" = 1 returning k");
     }
 }

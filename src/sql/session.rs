@@ -79,12 +79,37 @@ pub struct Session {
     explicit: bool,
     /// The explicit transaction failed; only ROLLBACK is accepted.
     failed: bool,
+    /// A multi-statement simple query is running: its statements outside an explicit
+    /// transaction share one implicit transaction, committed at the end of the string.
+    in_batch: bool,
+    implicit_batch: bool,
+    /// Values overwritten by SET LOCAL, restored at the end of the transaction.
+    local_saved: Vec<(String, Option<String>)>,
     prepared: HashMap<String, Rc<PreparedStmt>>,
     portals: HashMap<String, Portal>,
     cancel: Arc<AtomicBool>,
 }
 
 const MAX_RETRIES: usize = 50;
+
+/// Session variables and their defaults (what RESET restores).
+const DEFAULTS: [(&str, &str); 15] = [
+    ("server_version", "15.0.0"),
+    ("server_version_num", "150000"),
+    ("server_encoding", "UTF8"),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("intervalstyle", "postgres"),
+    ("integer_datetimes", "on"),
+    ("standard_conforming_strings", "on"),
+    ("timezone", "UTC"),
+    ("application_name", ""),
+    ("search_path", "\"$user\", public"),
+    ("transaction_isolation", "serializable"),
+    ("default_transaction_isolation", "serializable"),
+    ("extra_float_digits", "1"),
+    ("statement_timeout", "0"),
+];
 
 impl Session {
     pub async fn new(
@@ -102,27 +127,10 @@ impl Session {
             ));
         }
         let mut vars = BTreeMap::new();
-        for (k, v) in [
-            ("server_version", "15.0.0"),
-            ("server_version_num", "150000"),
-            ("server_encoding", "UTF8"),
-            ("client_encoding", "UTF8"),
-            ("datestyle", "ISO, MDY"),
-            ("intervalstyle", "postgres"),
-            ("integer_datetimes", "on"),
-            ("standard_conforming_strings", "on"),
-            ("timezone", "UTC"),
-            ("application_name", ""),
-            ("search_path", "\"$user\", public"),
-            ("transaction_isolation", "serializable"),
-            ("default_transaction_isolation", "serializable"),
-            ("extra_float_digits", "1"),
-            ("statement_timeout", "0"),
-            ("is_superuser", "on"),
-            ("session_authorization", user),
-        ] {
+        for (k, v) in DEFAULTS {
             vars.insert(k.to_string(), v.to_string());
         }
+        vars.insert("session_authorization".to_string(), user.to_string());
         for (k, v) in params {
             let k = k.to_lowercase();
             if !matches!(k.as_str(), "user" | "database" | "options" | "replication") {
@@ -137,6 +145,9 @@ impl Session {
             txn: None,
             explicit: false,
             failed: false,
+            in_batch: false,
+            implicit_batch: false,
+            local_saved: Vec::new(),
             prepared: HashMap::new(),
             portals: HashMap::new(),
             cancel,
@@ -190,7 +201,31 @@ impl Session {
         }
     }
 
-    pub async fn end_simple_batch(&mut self) {}
+    /// True while a multi-statement string's implicit transaction is open.
+    pub fn in_implicit_batch(&self) -> bool {
+        self.implicit_batch
+    }
+
+    /// Starts a multi-statement simple query.
+    pub fn begin_batch(&mut self) {
+        self.in_batch = true;
+        self.implicit_batch = !self.explicit;
+    }
+
+    /// Ends a multi-statement simple query: commits its implicit transaction when every
+    /// statement succeeded, else drops it.
+    pub async fn end_batch(&mut self, ok: bool) -> Result<()> {
+        self.in_batch = false;
+        if !self.implicit_batch {
+            return Ok(());
+        }
+        self.implicit_batch = false;
+        let txn = self.txn.take();
+        match txn {
+            Some(txn) if ok => commit(&self.ctx, txn).await,
+            _ => Ok(()),
+        }
+    }
 
     pub async fn sync(&mut self) {}
 
@@ -226,6 +261,15 @@ impl Session {
         result
     }
 
+    fn restore_locals(&mut self) {
+        while let Some((name, old)) = self.local_saved.pop() {
+            match old {
+                Some(v) => self.vars.insert(name, v),
+                None => self.vars.remove(&name),
+            };
+        }
+    }
+
     async fn run_inner(
         &mut self,
         stmt: &Statement,
@@ -233,6 +277,16 @@ impl Session {
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         match stmt {
             Statement::StartTransaction { .. } => {
+                if self.implicit_batch {
+                    // BEGIN inside a multi-statement string: the statements before it
+                    // join the explicit transaction.
+                    self.implicit_batch = false;
+                    self.explicit = true;
+                    if self.txn.is_none() {
+                        self.txn = Some(self.begin_txn());
+                    }
+                    return Ok((Outcome::Command("BEGIN".into()), None));
+                }
                 if self.explicit {
                     // PostgreSQL warns and carries on.
                     return Ok((Outcome::Command("BEGIN".into()), None));
@@ -249,6 +303,8 @@ impl Session {
                 let failed = self.failed;
                 self.explicit = false;
                 self.failed = false;
+                self.implicit_batch = self.in_batch;
+                self.restore_locals();
                 let txn = self.txn.take();
                 if failed {
                     return Ok((Outcome::Command("ROLLBACK".into()), None));
@@ -261,6 +317,8 @@ impl Session {
             Statement::Rollback {
                 savepoint: None, ..
             } => {
+                self.implicit_batch = self.in_batch && self.explicit;
+                self.restore_locals();
                 self.explicit = false;
                 self.failed = false;
                 self.txn = None;
@@ -277,7 +335,7 @@ impl Session {
         if let Some(r) = self.session_statement(stmt)? {
             return Ok(r);
         }
-        if self.explicit {
+        if self.explicit || self.implicit_batch {
             let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
             let r = {
@@ -342,7 +400,10 @@ impl Session {
             Statement::Set(set) => {
                 match set {
                     Set::SingleAssignment {
-                        variable, values, ..
+                        variable,
+                        values,
+                        scope,
+                        ..
                     } => {
                         let name = variable.to_string().to_lowercase();
                         let value = values
@@ -377,7 +438,14 @@ impl Session {
                                 ));
                             }
                         }
-                        self.vars.insert(name, value);
+                        let local = matches!(scope, Some(sqlparser::ast::ContextModifier::Local));
+                        if local && self.explicit {
+                            let old = self.vars.get(&name).cloned();
+                            self.local_saved.push((name.clone(), old));
+                        }
+                        if !local || self.explicit {
+                            self.vars.insert(name, value);
+                        }
                     }
                     Set::SetTimeZone { value, .. } => {
                         let v = match value {
@@ -455,6 +523,22 @@ impl Session {
                     },
                     Some(cols),
                 )))
+            }
+            Statement::Reset(_) => {
+                let text = stmt.to_string();
+                let name = text.trim_start_matches("RESET").trim().to_lowercase();
+                if name == "all" {
+                    self.vars
+                        .retain(|k, _| DEFAULTS.iter().any(|(d, _)| d == k));
+                    for (k, v) in DEFAULTS {
+                        self.vars.insert(k.to_string(), v.to_string());
+                    }
+                } else if let Some((_, v)) = DEFAULTS.iter().find(|(k, _)| *k == name) {
+                    self.vars.insert(name, v.to_string());
+                } else {
+                    self.vars.remove(&name);
+                }
+                Ok(Some((Outcome::Command("RESET".into()), None)))
             }
             Statement::Discard { .. } => {
                 self.prepared.clear();
@@ -663,11 +747,14 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let rewritten = crate::sql::preparse::rewrite(sql);
     Parser::parse_sql(&PostgreSqlDialect {}, &rewritten).map_err(|e| {
         let msg = e.to_string();
-        let mut err = Error::syntax(format!(
-            "at or near \"{}\": syntax error: {}",
-            near_token(&msg),
-            msg.trim_start_matches("sql parser error: ")
-        ));
+        let detail = msg.trim_start_matches("sql parser error: ").to_string();
+        let near = near_token(&msg);
+        let mut err = if near == "EOF" {
+            Error::syntax("syntax error at end of input")
+        } else {
+            Error::syntax(format!("syntax error at or near \"{near}\""))
+        }
+        .with_detail(detail);
         if let Some(pos) = position_of(&msg, sql) {
             err = err.with_position(pos);
         }

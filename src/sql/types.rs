@@ -409,11 +409,20 @@ impl Datum {
                     let mut out = Vec::with_capacity(hex.len() / 2);
                     let bytes = hex.as_bytes();
                     if bytes.len() % 2 != 0 {
-                        return Err(invalid());
+                        return Err(Error::new(
+                            crate::error::ErrorKind::InvalidParameterValue,
+                            "invalid hexadecimal data: odd number of digits",
+                        ));
                     }
                     for pair in bytes.chunks(2) {
                         let h = std::str::from_utf8(pair).map_err(|_| invalid())?;
-                        out.push(u8::from_str_radix(h, 16).map_err(|_| invalid())?);
+                        out.push(u8::from_str_radix(h, 16).map_err(|_| {
+                            let bad = h.chars().find(|c| !c.is_ascii_hexdigit()).unwrap_or('?');
+                            Error::new(
+                                crate::error::ErrorKind::InvalidParameterValue,
+                                format!("invalid hexadecimal digit: \"{bad}\""),
+                            )
+                        })?);
                     }
                     Datum::Bytes(out)
                 } else {
@@ -427,10 +436,12 @@ impl Datum {
                     .map_err(|_| invalid())?;
                 Datum::Numeric(d)
             }
-            SqlType::Date => Datum::Date(parse_date(t).ok_or_else(invalid)?),
-            SqlType::Timestamp => Datum::Timestamp(parse_timestamp(t).ok_or_else(invalid)?.0),
+            SqlType::Date => Datum::Date(parse_date(t).ok_or_else(|| datetime_error(ty, s))?),
+            SqlType::Timestamp => {
+                Datum::Timestamp(parse_timestamp(t).ok_or_else(|| datetime_error(ty, s))?.0)
+            }
             SqlType::TimestampTz => {
-                let (micros, offset) = parse_timestamp(t).ok_or_else(invalid)?;
+                let (micros, offset) = parse_timestamp(t).ok_or_else(|| datetime_error(ty, s))?;
                 Datum::TimestampTz(micros - offset.unwrap_or(0) * 1_000_000)
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
@@ -451,6 +462,9 @@ impl Datum {
             (Datum::Null, _) => Datum::Null,
             (d, SqlType::Unknown) => d,
             (Datum::Text(s), t) => Datum::parse(t, &s)?,
+            (Datum::Bool(b), SqlType::Text | SqlType::Varchar) => {
+                Datum::Text(if b { "true" } else { "false" }.into())
+            }
             (d, SqlType::Text | SqlType::Varchar) => {
                 Datum::Text(d.to_text(from).unwrap_or_default())
             }
@@ -513,6 +527,29 @@ impl Datum {
             Datum::Bool(b) => Some(*b),
             _ => None,
         }
+    }
+}
+
+/// The error for text that is not a valid date/timestamp: 22008 when it has the shape of
+/// one but a field is out of range, else 22007.
+fn datetime_error(ty: SqlType, s: &str) -> Error {
+    let t = s.trim();
+    let shaped = t.len() >= 10
+        && t.as_bytes()[4] == b'-'
+        && t.as_bytes()[7] == b'-'
+        && t[..4].chars().all(|c| c.is_ascii_digit())
+        && t[5..7].chars().all(|c| c.is_ascii_digit())
+        && t[8..10].chars().all(|c| c.is_ascii_digit());
+    if shaped {
+        Error::new(
+            crate::error::ErrorKind::DatetimeFieldOverflow,
+            format!("date/time field value out of range: \"{s}\""),
+        )
+    } else {
+        Error::new(
+            crate::error::ErrorKind::InvalidDatetimeFormat,
+            format!("invalid input syntax for type {}: \"{s}\"", ty.name()),
+        )
     }
 }
 
