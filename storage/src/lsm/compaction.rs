@@ -188,7 +188,7 @@ impl GcFilter<'_> {
 
 impl Inner {
     /// Merges the spec's inputs into new tables at its output level, applying GC, and
-    /// installs the result. Caller holds the structure lock.
+    /// installs the result. Caller holds the compaction lock.
     pub(super) async fn run_compaction(&self, spec: CompactionSpec) -> Result<()> {
         let version = self.state.borrow().version.clone();
         let mut sources = Vec::new();

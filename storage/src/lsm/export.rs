@@ -142,7 +142,7 @@ impl LsmEngine {
         let inner = &self.inner;
         inner.check_bg_error()?;
         let ext = Rc::new(Table::open(path.to_path_buf(), u64::MAX).await?);
-        let _p = inner.lock().await?;
+        let _p = super::acquire(&inner.flush_lock).await?;
         // Everything written so far must sit below the ingested table.
         inner.freeze();
         inner.flush_imms().await?;

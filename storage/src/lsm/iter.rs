@@ -67,7 +67,7 @@ impl TableIter {
         Ok(())
     }
 
-    fn valid(&self) -> bool {
+    pub(crate) fn valid(&self) -> bool {
         self.block.as_ref().is_some_and(|b| self.pos < b.len())
     }
 
@@ -90,7 +90,7 @@ impl TableIter {
         Ok(())
     }
 
-    async fn seek_ge(&mut self, k: &[u8]) -> Result<()> {
+    pub(crate) async fn seek_ge(&mut self, k: &[u8]) -> Result<()> {
         self.block = None;
         let i = self.table.find_block(k);
         if i < self.table.num_blocks() {
@@ -134,7 +134,7 @@ impl TableIter {
         Ok(())
     }
 
-    async fn next(&mut self) -> Result<()> {
+    pub(crate) async fn next(&mut self) -> Result<()> {
         self.pos += 1;
         if !self.valid() {
             self.next_block().await?;
@@ -154,11 +154,11 @@ impl TableIter {
         Ok(())
     }
 
-    fn key(&self) -> &[u8] {
+    pub(crate) fn key(&self) -> &[u8] {
         self.block.as_ref().unwrap().key(self.pos)
     }
 
-    fn value(&self) -> &[u8] {
+    pub(crate) fn value(&self) -> &[u8] {
         self.block.as_ref().unwrap().value(self.pos)
     }
 }

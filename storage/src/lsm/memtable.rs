@@ -110,6 +110,20 @@ impl Memtable {
             .map(|(k, v)| (k.0.clone(), v.clone()))
     }
 
+    /// The first entry `>= seek` with the same key head as `seek` that `pred` accepts.
+    pub fn first_matching(
+        &self,
+        seek: &[u8],
+        pred: impl Fn(&[u8]) -> bool,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let head = key::head(seek);
+        let map = self.map.borrow();
+        map.range((Bound::Included(IKey(seek.to_vec())), Bound::Unbounded))
+            .take_while(|(k, _)| key::head(&k.0) == head)
+            .find(|(k, _)| pred(&k.0))
+            .map(|(k, v)| (k.0.clone(), v.clone()))
+    }
+
     /// The last entry `< k`, cloned.
     pub fn prev_before(&self, k: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         self.map
@@ -135,10 +149,26 @@ impl Memtable {
             .map(|(k, v)| (k.0.clone(), v.clone()))
     }
 
-    /// Calls `f` on every entry in order (for flush; the memtable is frozen by then).
-    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
-        for (k, v) in self.map.borrow().iter() {
+    /// Calls `f` on up to `max` entries in order, starting after `after` (from the start
+    /// when `None`); returns the last key given to `f` when it stopped early, so a long
+    /// flush can yield between batches. For frozen memtables.
+    pub fn for_each_batch(
+        &self,
+        after: Option<&[u8]>,
+        max: usize,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Option<Vec<u8>> {
+        let map = self.map.borrow();
+        let lo = match after {
+            Some(k) => Bound::Excluded(IKey(k.to_vec())),
+            None => Bound::Unbounded,
+        };
+        for (n, (k, v)) in map.range((lo, Bound::Unbounded)).enumerate() {
             f(&k.0, v);
+            if n + 1 == max {
+                return Some(k.0.clone());
+            }
         }
+        None
     }
 }

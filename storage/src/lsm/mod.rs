@@ -180,8 +180,13 @@ pub(crate) struct Inner {
     opts: LsmOptions,
     cache: Rc<TableCache>,
     state: RefCell<State>,
-    /// Serializes changes to the set of tables (flush, compaction, ingest).
-    structure: Semaphore,
+    /// One flush (or ingest) at a time, oldest memtable first.
+    flush_lock: Semaphore,
+    /// One compaction at a time (they may run alongside a flush).
+    compaction_lock: Semaphore,
+    /// Serializes "derive the next version from the current one, write it to the manifest,
+    /// install it", so no manifest ever misses a change another one made.
+    manifest_lock: Semaphore,
     gc_threshold: Cell<Timestamp>,
     bg_error: RefCell<Option<String>>,
     closing: Cell<bool>,
@@ -344,7 +349,9 @@ impl LsmEngine {
                 durable_applied: m.applied,
                 compact_pointers: vec![Vec::new(); NUM_LEVELS],
             }),
-            structure: Semaphore::new(1),
+            flush_lock: Semaphore::new(1),
+            compaction_lock: Semaphore::new(1),
+            manifest_lock: Semaphore::new(1),
             gc_threshold: Cell::new(m.gc_threshold),
             bg_error: RefCell::new(None),
             closing: Cell::new(false),
@@ -408,7 +415,7 @@ impl LsmEngine {
     /// tests and operators.
     pub async fn compact(&self) -> Result<()> {
         self.flush().await?;
-        let _p = self.inner.lock().await?;
+        let _p = acquire(&self.inner.compaction_lock).await?;
         let spec = compaction::full(&self.inner.state.borrow().version);
         if let Some(spec) = spec {
             self.inner.run_compaction(spec).await?;
@@ -418,7 +425,7 @@ impl LsmEngine {
 
     /// Runs the compactions the picker asks for, in the foreground (for tests).
     pub async fn compact_as_needed(&self) -> Result<()> {
-        let _p = self.inner.lock().await?;
+        let _p = acquire(&self.inner.compaction_lock).await?;
         self.inner.compact_until_done().await
     }
 
@@ -472,13 +479,6 @@ impl Inner {
         }
     }
 
-    async fn lock(&self) -> Result<glommio::sync::Permit<'_>> {
-        self.structure
-            .acquire_permit(1)
-            .await
-            .map_err(|e| Error::Unavailable(format!("engine closed: {e}")))
-    }
-
     fn snapshot(&self) -> Snapshot {
         let st = self.state.borrow();
         let mut mems = vec![st.active.clone()];
@@ -503,8 +503,11 @@ impl Inner {
     }
 
     async fn background_work(&self) -> Result<()> {
-        let _p = self.lock().await?;
-        self.flush_imms().await?;
+        {
+            let _p = acquire(&self.flush_lock).await?;
+            self.flush_imms().await?;
+        }
+        let _p = acquire(&self.compaction_lock).await?;
         self.compact_until_done().await
     }
 
@@ -523,7 +526,7 @@ impl Inner {
         }
     }
 
-    /// Flushes every frozen memtable, oldest first. Caller holds the structure lock.
+    /// Flushes every frozen memtable, oldest first. Caller holds the flush lock.
     async fn flush_imms(&self) -> Result<()> {
         loop {
             let mem = self.state.borrow().imms.front().cloned();
@@ -584,11 +587,17 @@ impl Inner {
     async fn flush_one(&self, mem: Rc<Memtable>) -> Result<()> {
         let meta = if mem.has_entries() {
             let mut b = sst::TableBuilder::new(self.opts.block_size, self.opts.bloom_bits_per_key);
-            mem.for_each(|k, v| b.add(k, v));
+            let mut after = None;
+            // Yield between batches: a big memtable takes a while to encode.
+            while let Some(last) = mem.for_each_batch(after.as_deref(), 1024, |k, v| b.add(k, v)) {
+                after = Some(last);
+                glommio::yield_if_needed().await;
+            }
             Some(self.write_table(b, (0, Timestamp::MIN)).await?)
         } else {
             None
         };
+        let _m = acquire(&self.manifest_lock).await?;
         let mut v = (*self.state.borrow().version).clone();
         if let Some(m) = &meta {
             v.levels[0].insert(0, m.clone());
@@ -623,6 +632,7 @@ impl Inner {
         removed: &[Rc<TableMeta>],
         added: Vec<(usize, Rc<TableMeta>)>,
     ) -> Result<()> {
+        let _m = acquire(&self.manifest_lock).await?;
         let mut v = (*self.state.borrow().version).clone();
         for l in v.levels.iter_mut() {
             l.retain(|t| !removed.iter().any(|r| r.number == t.number));
@@ -682,26 +692,74 @@ impl Inner {
         Ok(out)
     }
 
-    /// The cursors a point read of `head` needs: tables whose key range and bloom filter
-    /// admit it.
-    async fn point_sources(&self, snap: &Snapshot, head: &[u8]) -> Result<Vec<Source>> {
-        let mut out: Vec<Source> = snap
-            .mems
-            .iter()
-            .map(|m| Source::Mem(MemIter::new(m.clone())))
-            .collect();
-        let h = bloom::hash(head);
-        for t in snap.version.levels.iter().flatten() {
-            if !t.may_contain_head(head) {
-                continue;
-            }
-            let table = self.cache.table(t.number).await?;
-            if table.may_contain(h) {
-                out.push(Source::Table(TableIter::new(self.cache.clone(), table)));
+    /// The newest entry of the key head of `seek` at or after `seek` that `snap` sees and
+    /// no delete-range at MAX removed: `(internal key, value)`. For MVCC keys, `seek`
+    /// carries the read timestamp, so this is the candidate visible version.
+    // PERF: the point-read path: each memtable and each table that may hold the key
+    // (key range, then bloom filter) is probed once; no merge.
+    async fn point_lookup(
+        &self,
+        snap: &Snapshot,
+        seek: &[u8],
+        tombstones: &[RangeTombstone],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let head = key::head(seek);
+        let user_key = &head[1..];
+        let seen = |k: &[u8]| {
+            let seq = key::seq(k);
+            seq <= snap.seq && !tombstones.iter().any(|t| t.removes(user_key, seq))
+        };
+        let mut best: Option<(Vec<u8>, Vec<u8>)> = None;
+        let newer = |k: &[u8], best: &Option<(Vec<u8>, Vec<u8>)>| {
+            best.as_ref()
+                .is_none_or(|(b, _)| key::compare(k, b).is_lt())
+        };
+        for m in &snap.mems {
+            if let Some((k, v)) = m.first_matching(seek, seen) {
+                if newer(&k, &best) {
+                    best = Some((k, v));
+                }
             }
         }
-        Ok(out)
+        let h = bloom::hash(head);
+        for (level, tables) in snap.version.levels.iter().enumerate() {
+            let from = if level == 0 {
+                0
+            } else {
+                tables.partition_point(|t| key::head(&t.largest) < head)
+            };
+            for t in &tables[from..] {
+                if !t.may_contain_head(head) {
+                    if level == 0 {
+                        continue;
+                    }
+                    break;
+                }
+                let table = self.cache.table(t.number).await?;
+                if !table.may_contain(h) {
+                    continue;
+                }
+                let mut it = TableIter::new(self.cache.clone(), table);
+                it.seek_ge(seek).await?;
+                while it.valid() && key::head(it.key()) == head {
+                    if seen(it.key()) {
+                        if newer(it.key(), &best) {
+                            best = Some((it.key().to_vec(), it.value().to_vec()));
+                        }
+                        break;
+                    }
+                    it.next().await?;
+                }
+            }
+        }
+        Ok(best)
     }
+}
+
+async fn acquire(lock: &Semaphore) -> Result<glommio::sync::Permit<'_>> {
+    lock.acquire_permit(1)
+        .await
+        .map_err(|e| Error::Unavailable(format!("engine closed: {e}")))
 }
 
 /// Picks the visible version of one user key from its versions, newest first
@@ -750,7 +808,7 @@ impl Engine for LsmEngine {
         let inner = &self.inner;
         if inner.state.borrow().imms.len() >= inner.opts.max_immutable_memtables.max(1) {
             // Write stall: flush in the foreground rather than let memtables pile up.
-            let _p = inner.lock().await?;
+            let _p = acquire(&inner.flush_lock).await?;
             inner.flush_imms().await?;
         }
         let full = {
@@ -813,19 +871,12 @@ impl Engine for LsmEngine {
     async fn get(&self, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
         let inner = &self.inner;
         let snap = inner.snapshot();
-        let seek = key::seek_first(SPACE_MVCC, key);
-        let head = key::head(&seek).to_vec();
-        let mut it = MergingIter::new(inner.point_sources(&snap, &head).await?, false, snap.seq);
-        it.seek(&key::encode(SPACE_MVCC, key, ts, Seqno::MAX))
-            .await?;
         let mut end = key.to_vec();
         end.push(0);
         let tombstones = snap.range_tombstones(key, &end);
-        let mut group = Vec::new();
-        if it.valid() && key::head(it.key()) == head.as_slice() {
-            collect_group(&mut it, &mut group).await?;
-        }
-        let versions = group.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+        let seek = key::encode(SPACE_MVCC, key, ts, Seqno::MAX);
+        let found = inner.point_lookup(&snap, &seek, &tombstones).await?;
+        let versions = found.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
         Ok(resolve(key, versions, ts, &tombstones).map(|(_, v)| v.to_vec()))
     }
 
@@ -880,15 +931,12 @@ impl Engine for LsmEngine {
         let inner = &self.inner;
         let snap = inner.snapshot();
         let seek = key::seek_first(SPACE_LOCK, key);
-        let head = key::head(&seek).to_vec();
-        let mut it = MergingIter::new(inner.point_sources(&snap, &head).await?, false, snap.seq);
-        it.seek(&seek).await?;
-        if it.valid() && key::head(it.key()) == head.as_slice() {
-            if let Some((&key::KIND_LOCK_PUT, lock)) = it.value().split_first() {
-                return Ok(Some(lock.to_vec()));
-            }
-        }
-        Ok(None)
+        // Range tombstones are MVCC-only: they never touch locks.
+        let found = inner.point_lookup(&snap, &seek, &[]).await?;
+        Ok(match found {
+            Some((_, v)) if v.first() == Some(&key::KIND_LOCK_PUT) => Some(v[1..].to_vec()),
+            _ => None,
+        })
     }
 
     async fn scan_locks(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -928,7 +976,7 @@ impl Engine for LsmEngine {
     async fn flush(&self) -> Result<()> {
         let inner = &self.inner;
         inner.check_bg_error()?;
-        let _p = inner.lock().await?;
+        let _p = acquire(&inner.flush_lock).await?;
         inner.freeze();
         inner.flush_imms().await
     }

@@ -698,3 +698,69 @@ fn model_background_seeds() {
         model(seed, model_ops(), true);
     }
 }
+
+/// A rough throughput probe (not a benchmark harness; `bench/` has those):
+/// `cargo test --release -p chitin-storage lsm::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let dir = TempDir::new("throughput");
+    let p = dir.path().to_path_buf();
+    let n: u64 = std::env::var("CHITIN_PROBE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    run(move || async move {
+        let e = LsmEngine::open(&p, LsmOptions::default()).await.unwrap();
+        let mut rng = Rng(42);
+        let key = |i: u64| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).into_bytes();
+        let value = vec![b'v'; 100];
+        let start = std::time::Instant::now();
+        for chunk in 0..n / 100 {
+            let mut b = WriteBatch::new();
+            for i in chunk * 100..(chunk + 1) * 100 {
+                b.put(key(i), t(1), value.clone());
+            }
+            e.write(b).await.unwrap();
+        }
+        e.flush().await.unwrap();
+        let fill = start.elapsed();
+        println!(
+            "fill {n} random keys (batches of 100, one flush): {:.0} keys/s",
+            n as f64 / fill.as_secs_f64()
+        );
+        let s = e.stats();
+        println!("after fill: {s:?}");
+        let start = std::time::Instant::now();
+        let gets = 100_000u64;
+        for _ in 0..gets {
+            let i = rng.below(n);
+            assert!(e.get(&key(i), t(2)).await.unwrap().is_some());
+        }
+        let el = start.elapsed();
+        println!("random get: {:.0} gets/s", gets as f64 / el.as_secs_f64());
+        e.compact().await.unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..gets {
+            let i = rng.below(n);
+            assert!(e.get(&key(i), t(2)).await.unwrap().is_some());
+        }
+        let el = start.elapsed();
+        println!(
+            "random get after full compaction: {:.0} gets/s",
+            gets as f64 / el.as_secs_f64()
+        );
+        let start = std::time::Instant::now();
+        let scans = 10_000u64;
+        let mut o = ScanOptions::at(t(2));
+        o.limit = 100;
+        for _ in 0..scans {
+            let k = key(rng.below(n));
+            assert!(!e.scan(&k, b"\xff", &o).await.unwrap().is_empty());
+        }
+        let el = start.elapsed();
+        println!("scan 100: {:.0} scans/s", scans as f64 / el.as_secs_f64());
+        println!("final: {:?}", e.stats());
+        e.close().await.unwrap();
+    });
+}
