@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use super::{HardState, RangeWrite};
 use crate::{Error, RangeId, Result};
 
+/// Indexes are below 2^62, so index arithmetic never overflows.
+pub(crate) const MAX_INDEX: u64 = 1 << 62;
+
 /// Where a record lives: segment sequence number, byte offset, total length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Location {
@@ -55,7 +58,7 @@ impl RangeLog {
 
     /// Term of entry `index`: a live entry, or the truncated entry just below the first.
     pub fn term(&self, index: u64) -> Option<u64> {
-        if index + 1 == self.first_index && self.prev_term != 0 {
+        if index.checked_add(1) == Some(self.first_index) && self.prev_term != 0 {
             return Some(self.prev_term);
         }
         if index < self.first_index {
@@ -121,10 +124,13 @@ impl LogIndex {
                 continue;
             };
             for (i, e) in w.entries.iter().enumerate() {
-                if e.index == 0 || e.index != first.index + i as u64 {
+                if e.index == 0
+                    || e.index >= MAX_INDEX
+                    || Some(e.index) != first.index.checked_add(i as u64)
+                {
                     return Err(Error::InvalidArgument(format!(
-                        "{}: entries must have consecutive indexes from 1 up, got {} at position {i} \
-                         of a run starting at {}",
+                        "{}: entries must have consecutive indexes in [1, 2^62), got {} at \
+                         position {i} of a run starting at {}",
                         w.range, e.index, first.index
                     )));
                 }

@@ -313,7 +313,7 @@ impl RaftLog {
         }
         // Collect what the cache has and which records to read, without holding the state
         // across I/O.
-        let mut out: Vec<Option<Entry>> = Vec::with_capacity((hi - lo) as usize);
+        let mut out: Vec<Option<Entry>> = Vec::new();
         let mut reads: Vec<(Location, Vec<u64>)> = Vec::new();
         let mut segs: BTreeMap<u64, Rc<Segment>> = BTreeMap::new();
         {
@@ -324,6 +324,7 @@ impl RaftLog {
                 .get(range)
                 .ok_or_else(|| Error::Unavailable(format!("{range}: no raft log here")))?;
             check_bounds(range, log.first_index, log.last_index(), lo, hi)?;
+            out.reserve((hi - lo) as usize);
             for idx in lo..hi {
                 let e = &log.entries[(idx - log.first_index) as usize];
                 match &e.cached {
@@ -434,6 +435,7 @@ impl RaftLog {
     /// with the next write (see the caveats); segments no range needs any more are
     /// reclaimed at once.
     pub async fn truncate(&self, range: RangeId, below: u64) -> Result<()> {
+        let below = below.min(index::MAX_INDEX);
         let _permit = self.lock().await?;
         {
             let mut st = self.state.borrow_mut();

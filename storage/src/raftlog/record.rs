@@ -240,8 +240,12 @@ fn decode_payload<'a>(h: &Header, payload: &'a [u8]) -> Option<Record<'a>> {
             let hard_state = c.hard_state(flags)?;
             let first_index = c.u64()?;
             let count = c.u32()? as usize;
-            // Each entry takes at least 12 bytes: bound the allocation by the payload.
-            if count > c.buf.len() / 12 {
+            // Each entry takes at least 12 bytes: bound the allocation by the payload. Raft
+            // indexes start at 1 and must not overflow.
+            if count > c.buf.len() / 12
+                || (count > 0 && first_index == 0)
+                || first_index.saturating_add(count as u64) > super::index::MAX_INDEX
+            {
                 return None;
             }
             let mut entries = Vec::with_capacity(count);
@@ -268,6 +272,9 @@ fn decode_payload<'a>(h: &Header, payload: &'a [u8]) -> Option<Record<'a>> {
         RecordKind::RangeRemoved => Record::RangeRemoved { range },
         RecordKind::RangeState => {
             let first_index = c.u64()?;
+            if first_index == 0 || first_index > super::index::MAX_INDEX {
+                return None;
+            }
             let prev_term = c.u64()?;
             let flags = c.u8()?;
             Record::RangeState {

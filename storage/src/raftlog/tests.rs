@@ -230,6 +230,41 @@ fn overlapping_append_replaces_the_suffix() {
     });
 }
 
+/// Nothing reachable from a caller panics: absurd arguments are errors.
+#[test]
+fn absurd_arguments_are_errors_not_panics() {
+    run_in_dir("raftlog-absurd", |dir| async move {
+        let log = RaftLog::open(&dir, opts(1 << 20, 1 << 20)).await.unwrap();
+        log.append(&[run(1, 1, 1, 3, 10)]).await.unwrap();
+        let r = RangeId(1);
+        assert!(log.entries(r, 0, u64::MAX).await.is_err());
+        assert!(log.entries(r, 2, u64::MAX).await.is_err());
+        assert!(log.entries(RangeId(9), 1, 2).await.is_err());
+        assert!(log.entries(r, 3, 1).await.unwrap().is_empty());
+        assert!(log.term(r, u64::MAX).is_err());
+        assert!(log.term(r, 0).is_err());
+        for bad in [0, u64::MAX, 1 << 62] {
+            assert!(matches!(
+                log.append(&[RangeWrite {
+                    range: RangeId(2),
+                    entries: vec![entry(bad, 1, b"x".to_vec())],
+                    hard_state: None,
+                }])
+                .await,
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        log.truncate(r, u64::MAX).await.unwrap();
+        assert_eq!(log.last_index(r), Some(log.first_index(r).unwrap() - 1));
+        assert!(log.term(r, u64::MAX).is_err());
+        assert!(log.entries(r, 1, 2).await.is_err());
+        log.close().await.unwrap();
+        let log = RaftLog::open(&dir, opts(1 << 20, 1 << 20)).await.unwrap();
+        assert_eq!(log.ranges(), vec![r]);
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn truncation_reclaims_and_recycles_segments() {
     run_in_dir("raftlog-reclaim", |dir| async move {
