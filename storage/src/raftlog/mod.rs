@@ -350,35 +350,50 @@ impl RaftLog {
                 }
             }
         }
-        for (loc, idxs) in reads {
-            let Some(seg) = segs.get(&loc.seq) else {
+        // PERF: a cold read of a run of entries touches one record per append batch, and
+        // the records of one range sit close together in a segment (interleaved with other
+        // ranges'). Nearby records are fetched with one read of the span that holds them.
+        for (span_seq, span_start, span_end, members) in coalesce(&reads) {
+            let Some(seg) = segs.get(&span_seq) else {
+                let loc = reads[members[0]].0;
                 return Err(self.lost_while_reading(range, lo, loc, "segment reclaimed"));
             };
-            let bytes = seg.read(loc.offset, loc.len as usize).await?;
-            let rec = match check_frame(&bytes, loc.seq) {
-                Ok(r) => r,
-                Err(why) => return Err(self.lost_while_reading(range, lo, loc, &why.to_string())),
-            };
-            let Record::Write {
-                range: rec_range,
-                first_index,
-                entries,
-                ..
-            } = rec
-            else {
-                return Err(self.corrupt(loc, "index points at a record that is not a write"));
-            };
-            for idx in idxs {
-                let e = idx
-                    .checked_sub(first_index)
-                    .and_then(|i| entries.get(i as usize))
-                    .filter(|_| rec_range == range)
-                    .ok_or_else(|| self.corrupt(loc, "record does not hold the indexed entry"))?;
-                out[(idx - lo) as usize] = Some(Entry {
-                    index: idx,
-                    term: e.term,
-                    data: e.data.to_vec(),
-                });
+            let span = seg
+                .read(span_start, (span_end - span_start) as usize)
+                .await?;
+            for m in members {
+                let (loc, idxs) = &reads[m];
+                let at = (loc.offset - span_start) as usize;
+                let bytes = &span[at..at + loc.len as usize];
+                let rec = match check_frame(bytes, loc.seq) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        return Err(self.lost_while_reading(range, lo, *loc, &why.to_string()))
+                    }
+                };
+                let Record::Write {
+                    range: rec_range,
+                    first_index,
+                    entries,
+                    ..
+                } = rec
+                else {
+                    return Err(self.corrupt(*loc, "index points at a record that is not a write"));
+                };
+                for &idx in idxs {
+                    let e = idx
+                        .checked_sub(first_index)
+                        .and_then(|i| entries.get(i as usize))
+                        .filter(|_| rec_range == range)
+                        .ok_or_else(|| {
+                            self.corrupt(*loc, "record does not hold the indexed entry")
+                        })?;
+                    out[(idx - lo) as usize] = Some(Entry {
+                        index: idx,
+                        term: e.term,
+                        data: e.data.to_vec(),
+                    });
+                }
             }
         }
         Ok(out
@@ -842,6 +857,32 @@ impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.set(true);
     }
+}
+
+/// Largest gap between two records still fetched with one read, and the largest span.
+const COALESCE_GAP: u64 = 64 << 10;
+const COALESCE_MAX: u64 = 4 << 20;
+
+/// Groups record reads (in log order) into spans of one segment each: `(seq, start, end,
+/// positions in reads)`.
+fn coalesce(reads: &[(Location, Vec<u64>)]) -> Vec<(u64, u64, u64, Vec<usize>)> {
+    let mut spans: Vec<(u64, u64, u64, Vec<usize>)> = Vec::new();
+    for (i, (loc, _)) in reads.iter().enumerate() {
+        let end = loc.offset + loc.len as u64;
+        match spans.last_mut() {
+            Some((seq, start, span_end, members))
+                if *seq == loc.seq
+                    && loc.offset >= *span_end
+                    && loc.offset - *span_end <= COALESCE_GAP
+                    && end - *start <= COALESCE_MAX =>
+            {
+                *span_end = end;
+                members.push(i);
+            }
+            _ => spans.push((loc.seq, loc.offset, end, vec![i])),
+        }
+    }
+    spans
 }
 
 fn check_bounds(range: RangeId, first: u64, last: u64, lo: u64, hi: u64) -> Result<()> {
