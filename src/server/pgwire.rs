@@ -55,7 +55,18 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
         active.set(active.get() + 1);
         glommio::spawn_local(async move {
             ctx.metrics().connections.fetch_add(1, Ordering::Relaxed);
-            let _ = serve(ctx.clone(), stream).await;
+            // A bug reachable from one connection must not take the core down with it: a
+            // panic ends that connection only.
+            let served = futures_lite::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                serve(ctx.clone(), stream),
+            ))
+            .await;
+            if served.is_err() {
+                eprintln!(
+                    "core {}: a session panicked; its connection was closed",
+                    ctx.core
+                );
+            }
             ctx.metrics().connections.fetch_sub(1, Ordering::Relaxed);
             active.set(active.get() - 1);
         })
@@ -80,10 +91,19 @@ impl Conn {
     /// Reads the next frontend message; `None` at EOF.
     async fn next(&mut self) -> Result<Option<PgWireFrontendMessage>> {
         loop {
-            match PgWireFrontendMessage::decode(&mut self.inbuf, &self.dctx) {
-                Ok(Some(m)) => return Ok(Some(m)),
-                Ok(None) => {}
-                Err(e) => return Err(Error::protocol(format!("invalid message: {e}"))),
+            // The codec trusts counts inside messages and can panic on lying ones; a
+            // malformed message must only cost its own connection, so contain that here.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                PgWireFrontendMessage::decode(&mut self.inbuf, &self.dctx)
+            }));
+            match decoded {
+                Ok(Ok(Some(m))) => return Ok(Some(m)),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(Error::protocol(format!("invalid message: {e}"))),
+                Err(_) => {
+                    self.inbuf.clear();
+                    return Err(Error::protocol("invalid message: malformed contents"));
+                }
             }
             self.flush().await?;
             let mut chunk = [0u8; 16 * 1024];
@@ -356,7 +376,7 @@ async fn session_loop(conn: &mut Conn, session: &mut Session) -> Result<()> {
             }
             PgWireFrontendMessage::Parse(p) => {
                 let name = p.name.unwrap_or_default();
-                match session.parse_prepared(&name, &p.query, &p.type_oids) {
+                match session.parse_prepared(&name, &p.query, &p.type_oids).await {
                     Ok(()) => conn.send(&pgwire::messages::extendedquery::ParseComplete::new()),
                     Err(e) => {
                         conn.error(&e);

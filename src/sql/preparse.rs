@@ -15,7 +15,10 @@ pub const UPSERT_MARKER: &str = "__chitin_upsert";
 pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
-    if trimmed.len() >= 6 && trimmed[..6].eq_ignore_ascii_case("upsert") && !body.contains(';') {
+    let starts_with_upsert = trimmed
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("upsert"));
+    if starts_with_upsert && !body.contains(';') {
         let rest = &body[sql.len() - trimmed.len() + 6..];
         let clause = format!(" ON CONFLICT DO UPDATE SET \"{UPSERT_MARKER}\" = 1");
         let lower = rest.to_ascii_lowercase();
@@ -46,6 +49,8 @@ mod tests {
                 .unwrap();
         assert_eq!(stmts.len(), 1);
         assert_eq!(rewrite("SELECT 1"), "SELECT 1");
+        // Multi-byte characters where the keyword would be must not panic.
+        assert_eq!(rewrite("SELE\u{fffd} $1"), "SELE\u{fffd} $1");
         let r = rewrite("upsert into t values (1) returning k");
         assert_eq!(r, "INSERT into t values (1) ON CONFLICT DO UPDATE SET \"__chitin_upsert\" = 1 returning k");
     }

@@ -551,7 +551,7 @@ impl Session {
 
     // --- Extended protocol ---
 
-    pub fn parse_prepared(&mut self, name: &str, sql: &str, oids: &[u32]) -> Result<()> {
+    pub async fn parse_prepared(&mut self, name: &str, sql: &str, oids: &[u32]) -> Result<()> {
         if !name.is_empty() && self.prepared.contains_key(name) {
             return Err(Error::new(
                 ErrorKind::InvalidStatementName,
@@ -571,14 +571,9 @@ impl Session {
             .collect();
         let columns = match &stmt {
             Some(s) => {
-                let cat = self.ctx.catalog.borrow().clone();
-                match cat {
-                    Some(cat) => {
-                        let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
-                        exec::describe(&cat, db_id, s, &mut param_types)?
-                    }
-                    None => None,
-                }
+                let cat = catalog::current(&self.ctx).await?;
+                let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
+                exec::describe(&cat, db_id, s, &mut param_types)?
             }
             None => None,
         };
@@ -718,9 +713,19 @@ impl Session {
                 formats,
             ));
         }
+        // The portal is exhausted: later Executes return no rows.
+        let out: Vec<_> = rows.into_iter().collect();
+        let tag = if tag.starts_with("SELECT ") {
+            format!("SELECT {}", out.len())
+        } else {
+            tag
+        };
+        if let Some(p) = self.portals.get_mut(name) {
+            p.pending = Some((VecDeque::new(), tag.clone()));
+        }
         Ok((
             Outcome::Rows {
-                rows: rows.into_iter().collect(),
+                rows: out,
                 tag,
                 suspended: false,
             },
