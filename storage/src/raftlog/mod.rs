@@ -79,15 +79,28 @@
 //!   that append pays for extending the file).
 //! - Every rotation writes one checkpoint record per range: with very many ranges and small
 //!   segments that overhead grows; segments are 64 MiB by default.
-//! - The index keeps ~48 bytes per live entry in memory, and recovery reads every live
-//!   segment in full.
+//! - The index keeps ~70 bytes per live entry in memory (plus the data of cached
+//!   entries), and recovery reads every live segment in full.
 //! - Reads are not serialised with truncation: an [`RaftLog::entries`] call racing a
 //!   truncation of the same entries may fail with [`Error::Unavailable`].
 //! - Reclaiming renames or unlinks files without syncing the directory each time; after a
 //!   crash an already reclaimed segment may reappear and is reclaimed again by recovery.
-//! - Not yet: a fault-injecting file layer for crash tests that drop unsynced writes (the
-//!   tests here cut and corrupt files directly), read-ahead for long cold reads, and
-//!   limits on open file handles (every live segment stays open).
+//! - Concurrent `append` calls are serialised, each with its own write and fdatasync; the
+//!   batching is the caller's (the core's raft scheduler hands in one batch per round).
+//! - [`RaftLog::truncate`] takes one range; each call walks all ranges to find the
+//!   oldest segment still needed.
+//! - Not yet: a fault-injecting file layer (the crash tests cut, zero, corrupt and
+//!   sector-mix the files directly), and a limit on open file handles (every live
+//!   segment stays open).
+//!
+//! # Measured
+//!
+//! `bench/benches/raftlog.rs` (criterion) on the 2-core development VM while other builds
+//! ran (load ~7), so latencies are pessimistic: one append with fdatasync p50 ~0.35 ms
+//! unloaded-ish (`measure_append_latency`), ~1.2–2 ms mean under that load; group commit
+//! carries 16 × 4 KiB entries in ~1.5 ms (~10 k durable entries/s) and 64 × 1 KiB in
+//! ~2 ms (~31 k entries/s); reading 16 recent entries from the cache ~2 µs, from disk
+//! ~0.3 ms (nearby records are fetched with one read).
 
 mod index;
 mod record;
@@ -656,17 +669,20 @@ impl RaftLog {
             None => true,
             Some(a) => body.len() as u64 > a.room(),
         };
-        let mut buf = RecordBuf::new();
-        if rotating {
+        let (mut buf, prefix_recs) = if rotating {
             self.rotate().await?;
+            let mut buf = RecordBuf::new();
             let st = self.state.borrow();
             buf.segment_start(st.prev.0, st.prev.1);
             for (range, log) in st.index.ranges() {
                 buf.range_state(*range, log.first_index, log.prev_term, &log.hard_state);
             }
-        }
-        let prefix_recs = buf.starts.len();
-        buf.extend(&body);
+            let prefix_recs = buf.starts.len();
+            buf.extend(&body);
+            (buf, prefix_recs)
+        } else {
+            (body, 0)
+        };
 
         let (seg, base, dma, pos, new_tail) = {
             let st = self.state.borrow();

@@ -214,6 +214,18 @@ fn overlapping_append_replaces_the_suffix() {
         assert_eq!(log.last_index(RangeId(1)), Some(8));
         check_r1(log.entries(RangeId(1), 1, 9).await.unwrap());
         assert!(log.entries(RangeId(1), 1, 10).await.is_err());
+        // Two runs for one range in one batch apply in order.
+        log.append(&[run(2, 3, 3, 2, 10), run(2, 4, 4, 1, 10)])
+            .await
+            .unwrap();
+        let terms: Vec<u64> = log
+            .entries(RangeId(2), 1, 5)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.term)
+            .collect();
+        assert_eq!(terms, vec![1, 1, 3, 4]);
         // A gap or a rewrite below the first index is refused, and nothing is written.
         let before = log.stats().fdatasyncs;
         assert!(matches!(
@@ -225,7 +237,8 @@ fn overlapping_append_replaces_the_suffix() {
         let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
         assert_eq!(log.last_index(RangeId(1)), Some(8));
         check_r1(log.entries(RangeId(1), 1, 9).await.unwrap());
-        assert_eq!(log.last_index(RangeId(2)), Some(3));
+        assert_eq!(log.last_index(RangeId(2)), Some(4));
+        assert_eq!(log.term(RangeId(2), 4).unwrap(), 4);
         log.close().await.unwrap();
     });
 }
