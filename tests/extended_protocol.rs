@@ -825,6 +825,20 @@ fn errors_inside_a_transaction() {
 }
 
 #[test]
+fn cancel_request_leaves_the_session_usable() {
+    // CancelRequest arrives on a new connection with the session's BackendKeyData; an idle
+    // session has nothing to cancel and must simply go on.
+    with_client("ext_cancel", |client, _| async move {
+        client
+            .cancel_token()
+            .cancel_query(tokio_postgres::NoTls)
+            .await
+            .expect("CancelRequest");
+        assert_usable(&client).await;
+    });
+}
+
+#[test]
 fn numeric_codec_self_check() {
     // The hand-written numeric codec above, checked without a server.
     for text in [

@@ -10,6 +10,10 @@
 //! `SELECT 1`, and every few cases a brand-new session can still connect. The cases are
 //! pseudo-random from a fixed seed, so a failure names a case that replays exactly.
 //!
+//! `startup_handshake_and_transaction_status` checks the well-formed details drivers rely
+//! on: SSLRequest answered 'N', the ParameterStatus set, BackendKeyData, ReadyForQuery's
+//! I/T/E status, ErrorResponse fields with a position, EmptyQueryResponse.
+//!
 //! Environment: `CHITIN_TEST_URL=postgresql://...` runs against that server instead of
 //! spawning Chitin; `CHITIN_FUZZ_SEED` and `CHITIN_FUZZ_CASES` change the seed (default
 //! 0x5eed) and the number of random cases (default 300).
@@ -696,6 +700,180 @@ fn stalled_connections_do_not_block_others() {
         }
         drop(stalled);
         check_new_session(&target, &database).await
+    });
+    if let Err(e) = result {
+        panic!("{e}\nserver log (tail):\n{}", target.log_tail());
+    }
+}
+
+/// Reads one backend message: its type byte and body.
+async fn read_message(stream: &mut TcpStream) -> Result<(u8, Vec<u8>), String> {
+    let read = async {
+        let mut header = [0u8; 5];
+        stream.read_exact(&mut header).await?;
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        if !(4..=1 << 24).contains(&len) {
+            return Err(std::io::Error::other(format!("bad length {len}")));
+        }
+        let mut body = vec![0u8; len as usize - 4];
+        stream.read_exact(&mut body).await?;
+        Ok((header[0], body))
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| "read timed out".to_string())?
+        .map_err(|e| format!("read: {e}"))
+}
+
+/// Sends a simple query and returns every message up to and including ReadyForQuery.
+async fn simple_exchange(stream: &mut TcpStream, sql: &str) -> Result<Vec<(u8, Vec<u8>)>, String> {
+    stream
+        .write_all(&query(sql))
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut messages = Vec::new();
+    loop {
+        let message = read_message(stream).await?;
+        let done = message.0 == b'Z';
+        messages.push(message);
+        if done {
+            return Ok(messages);
+        }
+    }
+}
+
+/// The fields of an ErrorResponse body, by field type byte.
+fn error_fields(body: &[u8]) -> Vec<(u8, String)> {
+    body.split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).to_string()))
+        .collect()
+}
+
+#[test]
+fn startup_handshake_and_transaction_status() {
+    // Well-formed protocol details drivers rely on: SSLRequest answered 'N' on the same
+    // connection, the ParameterStatus set, BackendKeyData, ReadyForQuery's I/T/E status,
+    // and ErrorResponse's SQLSTATE, message and position fields.
+    let target = common::shared_target(URL_VAR).unwrap_or_else(|e| panic!("{e}"));
+    let addr = target.sql_addr().unwrap_or_else(|e| panic!("{e}"));
+    let database = target.default_database();
+    let result: Result<(), String> = runtime().block_on(async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream
+            .write_all(&packet(&SSL_REQUEST.to_be_bytes()))
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut answer))
+            .await
+            .map_err(|_| "SSLRequest: no answer".to_string())?
+            .map_err(|e| format!("SSLRequest: {e}"))?;
+        if answer[0] != b'N' {
+            return Err(format!(
+                "SSLRequest answered {:?}, want 'N'",
+                answer[0] as char
+            ));
+        }
+        stream
+            .write_all(&common::startup_message(common::DEFAULT_USER, &database))
+            .await
+            .map_err(|e| format!("write startup: {e}"))?;
+        let mut parameters = Vec::new();
+        let mut key_data = false;
+        loop {
+            let (tag, body) = read_message(&mut stream).await?;
+            match tag {
+                b'R' if body.starts_with(&[0, 0, 0, 0]) => {}
+                b'R' => return Err(format!("authentication request {body:?} in trust mode")),
+                b'S' => {
+                    let name = body.split(|b| *b == 0).next().unwrap_or_default();
+                    parameters.push(String::from_utf8_lossy(name).to_string());
+                }
+                b'K' => key_data = body.len() == 8,
+                b'N' => {}
+                b'Z' => {
+                    if body != [b'I'] {
+                        return Err(format!("first ReadyForQuery status {body:?}, want I"));
+                    }
+                    break;
+                }
+                other => return Err(format!("unexpected message {:?} in startup", other as char)),
+            }
+        }
+        if !key_data {
+            return Err("no BackendKeyData (needed for CancelRequest)".to_string());
+        }
+        for wanted in [
+            "server_version",
+            "server_encoding",
+            "client_encoding",
+            "DateStyle",
+            "integer_datetimes",
+            "standard_conforming_strings",
+            "TimeZone",
+            "application_name",
+        ] {
+            if !parameters.iter().any(|p| p == wanted) {
+                return Err(format!("no ParameterStatus {wanted}; got {parameters:?}"));
+            }
+        }
+
+        // ReadyForQuery status through a transaction: I, T, E, then I again.
+        let status = |messages: &[(u8, Vec<u8>)]| messages.last().map(|(_, body)| body.clone());
+        for (sql, want) in [
+            ("SELECT 1", b'I'),
+            ("BEGIN", b'T'),
+            ("SELECT 1", b'T'),
+            ("SELECT 1/0", b'E'),
+            ("SELECT 1", b'E'),
+            ("ROLLBACK", b'I'),
+        ] {
+            let messages = simple_exchange(&mut stream, sql).await?;
+            if status(&messages) != Some(vec![want]) {
+                return Err(format!(
+                    "after {sql:?}: ReadyForQuery {:?}, want {:?}",
+                    status(&messages),
+                    want as char
+                ));
+            }
+        }
+
+        // A syntax error carries severity, SQLSTATE 42601, a message and a position.
+        let messages = simple_exchange(&mut stream, "SELECT 1 FROM WHERE").await?;
+        let (_, body) = messages
+            .iter()
+            .find(|(tag, _)| *tag == b'E')
+            .ok_or("syntax error without ErrorResponse")?;
+        let fields = error_fields(body);
+        let field = |t: u8| fields.iter().find(|(f, _)| *f == t).map(|(_, v)| v.clone());
+        if field(b'C').as_deref() != Some("42601") {
+            return Err(format!("syntax error fields {fields:?}, want C=42601"));
+        }
+        if field(b'S').is_none() || field(b'M').is_none() {
+            return Err(format!("error without severity or message: {fields:?}"));
+        }
+        match field(b'P').and_then(|p| p.parse::<usize>().ok()) {
+            Some(p) if (1..=19).contains(&p) => {}
+            _ => {
+                return Err(format!(
+                    "syntax error without a position in 1..=19: {fields:?}"
+                ))
+            }
+        }
+
+        // An empty query string: EmptyQueryResponse, then ReadyForQuery.
+        let messages = simple_exchange(&mut stream, "").await?;
+        if messages.first().map(|(tag, _)| *tag) != Some(b'I') {
+            return Err(format!(
+                "empty query answered {:?}, want EmptyQueryResponse",
+                messages.iter().map(|(t, _)| *t as char).collect::<String>()
+            ));
+        }
+        let _ = stream.write_all(&message(b'X', &[])).await;
+        Ok(())
     });
     if let Err(e) = result {
         panic!("{e}\nserver log (tail):\n{}", target.log_tail());
