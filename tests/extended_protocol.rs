@@ -825,6 +825,31 @@ fn errors_inside_a_transaction() {
 }
 
 #[test]
+fn ddl_is_visible_to_the_next_parse() {
+    // A table created by one statement is known to the very next Parse on the same
+    // session, and on another session, with no delay (read-your-own-DDL).
+    with_client("ext_ddl_visibility", |client, target| async move {
+        for i in 0..5 {
+            client
+                .batch_execute(&format!("CREATE TABLE fresh{i} (k INT8 PRIMARY KEY)"))
+                .await
+                .unwrap();
+            client
+                .prepare(&format!("SELECT k FROM fresh{i} WHERE k = $1"))
+                .await
+                .unwrap_or_else(|e| panic!("Parse right after CREATE TABLE fresh{i}: {e:?}"));
+            let other = common::connect(&target.config("ext_ddl_visibility"))
+                .await
+                .unwrap();
+            other
+                .prepare(&format!("INSERT INTO fresh{i} VALUES ($1)"))
+                .await
+                .unwrap_or_else(|e| panic!("Parse on another session, fresh{i}: {e:?}"));
+        }
+    });
+}
+
+#[test]
 fn cancel_request_leaves_the_session_usable() {
     // CancelRequest arrives on a new connection with the session's BackendKeyData; an idle
     // session has nothing to cancel and must simply go on.
