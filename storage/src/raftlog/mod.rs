@@ -71,6 +71,9 @@
 //!   truncated entries back (a longer but still valid log). Segments may be reclaimed
 //!   before the marker is durable; that only removes a prefix of the entries a crash would
 //!   bring back. [`RaftLog::remove_range`] is synced at once.
+//! - Damage inside the tail segment cannot be told from a torn write and is cut like one:
+//!   acknowledged records after it are dropped (and reported in
+//!   [`RecoveryReport::torn_tail`]); raft brings them back from the other replicas.
 //! - The term of the entry just below the first (raft's "snapshot term") is remembered only
 //!   when the log held that entry when it was truncated; after a truncation past the end
 //!   of the log (snapshot install) [`RaftLog::term`] of `first_index - 1` is unavailable,

@@ -344,6 +344,55 @@ fn truncation_reclaims_and_recycles_segments() {
     });
 }
 
+/// Reclaiming renames segments into the recycle pool without syncing the directory, so a
+/// crash may bring them back under their old names. Recovery must still return exactly
+/// the log (the reappearing prefix replays into entries that later records truncate).
+#[test]
+fn reclaimed_segments_reappearing_after_a_crash_change_nothing() {
+    run_in_dir("raftlog-reappear", |dir| async move {
+        let seg_size = 48 << 10;
+        let log = RaftLog::open(&dir, opts(seg_size, 0)).await.unwrap();
+        let mut oracle = Oracle::default();
+        for i in 0..120u64 {
+            let batch = [run(1, 1 + i, 1, 1, 1500), run(2, 1 + i, 1, 1, 700)];
+            for w in &batch {
+                oracle.append(w);
+            }
+            log.append(&batch).await.unwrap();
+            if i % 10 == 9 {
+                log.truncate(RangeId(1), i - 3).await.unwrap();
+                oracle.truncate(RangeId(1), i - 3);
+                log.truncate(RangeId(2), i - 5).await.unwrap();
+                oracle.truncate(RangeId(2), i - 5);
+            }
+        }
+        log.remove_range(RangeId(2)).await.unwrap();
+        oracle.ranges.remove(&RangeId(2));
+        assert!(log.stats().segments_freed > 0);
+        let live = log.stats().live_segments as usize;
+        drop(log);
+        // Undo every reclaim rename that was not reused yet.
+        let mut restored = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            if let Some(old) = name.strip_prefix("free-") {
+                std::fs::rename(&p, dir.join(old)).unwrap();
+                restored += 1;
+            }
+        }
+        assert!(restored > 0);
+        let log = RaftLog::open(&dir, opts(seg_size, 0)).await.unwrap();
+        // The restored segment joined the log again (it is the live one's predecessor).
+        assert!(log.recovery_report().segments_replayed > live);
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+        let log = RaftLog::open(&dir, opts(seg_size, 0)).await.unwrap();
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn restart_recovers_everything_appended() {
     run_in_dir("raftlog-restart", |dir| async move {
@@ -505,7 +554,17 @@ fn corruption_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
 #[test]
 fn one_write_and_one_fdatasync_per_batch() {
     run_in_dir("raftlog-fsyncs", |dir| async move {
-        let log = RaftLog::open(&dir, opts(64 << 10, 1 << 20)).await.unwrap();
+        // Segments are prepared in a background task queue of their own.
+        let background = glommio::executor().create_task_queue(
+            glommio::Shares::default(),
+            glommio::Latency::NotImportant,
+            "raftlog-background",
+        );
+        let options = RaftLogOptions {
+            background_queue: Some(background),
+            ..opts(64 << 10, 1 << 20)
+        };
+        let log = RaftLog::open(&dir, options).await.unwrap();
         let mut next = [1u64; 33];
         for b in 0..100u64 {
             let batch: Vec<RangeWrite> = (1..=32u64)
