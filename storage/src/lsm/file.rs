@@ -3,7 +3,7 @@
 //! and fdatasync'd; reads are positional and any short read is an error.
 //!
 //! `std::fs` appears only off the data path: creating and listing the directory at open,
-//! the probe file (see [`probe`]), and unlinking dead files.
+//! and unlinking dead files. (The Direct I/O probe file is `crate::prime_direct_io`'s.)
 
 use std::path::{Path, PathBuf};
 
@@ -15,41 +15,6 @@ use crate::{Error, Result};
 pub const ALIGN: usize = 4096;
 /// Largest single write submitted.
 const WRITE_CHUNK: usize = 1 << 20;
-
-/// Works around glommio's polled-I/O probe (DESIGN.md §10): the first file an executor
-/// opens on a device is test-read at offset 0, and if that read does not reach the disk
-/// glommio wrongly enables polled I/O and later reads fail with EOPNOTSUPP. So before any
-/// other file, open and read a small file holding real, synced data.
-pub async fn probe(dir: &Path) -> Result<()> {
-    let path = dir.join("PROBE");
-    let want = vec![0xa5u8; ALIGN];
-    let ok = std::fs::read(&path).map(|b| b == want).unwrap_or(false);
-    if !ok {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
-        f.write_all(&want)
-            .map_err(|e| Error::io("write", &path, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
-    }
-    let f = DmaFile::open(&path)
-        .await
-        .map_err(|e| Error::glommio("open", &path, e))?;
-    let r = f
-        .read_at_aligned(0, ALIGN)
-        .await
-        .map_err(|e| Error::glommio("read", &path, e))?;
-    if r.len() != ALIGN {
-        return Err(Error::Corruption {
-            path,
-            offset: 0,
-            detail: format!("probe read {} bytes", r.len()),
-        });
-    }
-    f.close()
-        .await
-        .map_err(|e| Error::glommio("close", &path, e))?;
-    Ok(())
-}
 
 /// Writes `bytes` (a multiple of [`ALIGN`] long) as the whole of a new file at `path`,
 /// and fdatasyncs it. Not visible to recovery until a manifest names it.

@@ -45,10 +45,13 @@
 //!
 //! - The manifest is rewritten whole on every flush and compaction (fine for thousands of
 //!   tables, not for millions); range tombstones are held in it and in memory.
-//! - Flushing a memtable builds the SST in memory without yielding, and a compaction holds
-//!   the structure lock for its whole run, so a flush (and a write stalled behind too many
-//!   immutable memtables) may wait for a compaction. No subcompactions, no compaction
-//!   rate limit.
+//! - SSTs are built whole in memory and written in one go (memory: one table per flush or
+//!   compaction output). Flushes and compactions run concurrently (one of each), but a
+//!   write stalled behind `max_immutable_memtables` waits for a whole flush. No L0 write
+//!   stall by file count, no subcompactions, no compaction rate limit.
+//! - After a failed manifest write the engine keeps serving from its previous version; the
+//!   new tables stay on disk until the next open decides (by the manifest it finds) whether
+//!   they are live or orphans. There is no read-only "poisoned" mode yet.
 //! - Blocks are decoded whole into the cache (restart points are written and validated but
 //!   the in-memory block is searched by binary search over decoded entries).
 //! - The memtable is a `BTreeMap` re-seeked on every iterator step (clones keys); an
@@ -58,9 +61,14 @@
 //! - Export writes versions, not range tombstones; ingest rewrites the external SST (to give
 //!   its entries a fresh seqno) rather than linking it, and requires its keys to be
 //!   internal keys (which `export` produces).
-//! - No fault-injecting file layer yet: the crash tests drop the engine at arbitrary
-//!   points (cancelling background work mid-write) and check recovery to the last durable
-//!   flush, but cannot drop writes the kernel already accepted.
+//! - The crash tests use a fault-injecting hook in [`file`] (every I/O call fails from a
+//!   chosen point on; unsynced files are torn or lost and un-fsynced renames undone before
+//!   reopening) and abrupt drops; they do not model a disk that reorders synced writes.
+//! - Open calls `crate::prime_direct_io` first (a `PROBE` file with real, synced data),
+//!   for glommio's polled-I/O probe (DESIGN.md §10).
+//! - Point reads probe every L0 table whose key range and bloom filter admit the key, and
+//!   per level the one table whose range holds it; there is no early exit once a version
+//!   newer than anything deeper is found (timestamps do not follow levels).
 
 pub mod cache;
 pub mod coding;
@@ -295,7 +303,8 @@ impl LsmEngine {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
         let guard = DirGuard::acquire(&dir)?;
-        file::probe(&dir).await?;
+        // Before any other file: glommio's polled-I/O probe (DESIGN.md §10).
+        crate::prime_direct_io(&dir).await?;
         let m = manifest::read(&dir)
             .await?
             .unwrap_or_else(|| ManifestState {
@@ -756,6 +765,73 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// [`Engine::get`] as of `snap`.
+    async fn get_in(&self, snap: &Snapshot, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
+        let inner = self;
+        let mut end = key.to_vec();
+        end.push(0);
+        let tombstones = snap.range_tombstones(key, &end);
+        let seek = key::encode(SPACE_MVCC, key, ts, Seqno::MAX);
+        let found = inner.point_lookup(snap, &seek, &tombstones).await?;
+        let versions = found.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+        Ok(resolve(key, versions, ts, &tombstones).map(|(_, v)| v.to_vec()))
+    }
+
+    /// [`Engine::scan`] as of `snap`.
+    async fn scan_in(
+        &self,
+        snap: &Snapshot,
+        start: &[u8],
+        end: &[u8],
+        opts: &ScanOptions,
+    ) -> Result<Vec<KeyValue>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let inner = self;
+        let tombstones = snap.range_tombstones(start, end);
+        let sources = inner.sources(snap, SPACE_MVCC, start, end, None).await?;
+        let mut it = MergingIter::new(sources, opts.reverse, snap.seq);
+        let from = if opts.reverse { end } else { start };
+        it.seek(&key::seek_first(SPACE_MVCC, from)).await?;
+        let mut group = Vec::new();
+        let mut steps = 0usize;
+        while it.valid() {
+            let k = it.key();
+            if key::space(k) != SPACE_MVCC {
+                break;
+            }
+            let uk = key::user_key(k);
+            if (!opts.reverse && uk >= end) || (opts.reverse && uk < start) {
+                break;
+            }
+            collect_group(&mut it, &mut group).await?;
+            if opts.reverse {
+                group.reverse();
+            }
+            let uk = key::user_key(&group[0].0).to_vec();
+            let versions = group.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+            if let Some((ts, value)) = resolve(&uk, versions, opts.ts, &tombstones) {
+                out.push(KeyValue {
+                    key: uk,
+                    value: value.to_vec(),
+                    ts,
+                });
+                if opts.limit != 0 && out.len() >= opts.limit {
+                    break;
+                }
+            }
+            steps += 1;
+            if steps.is_multiple_of(128) {
+                glommio::yield_if_needed().await;
+            }
+        }
+        Ok(out)
+    }
+}
+
 async fn acquire(lock: &Semaphore) -> Result<glommio::sync::Permit<'_>> {
     lock.acquire_permit(1)
         .await
@@ -869,62 +945,13 @@ impl Engine for LsmEngine {
     }
 
     async fn get(&self, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
-        let inner = &self.inner;
-        let snap = inner.snapshot();
-        let mut end = key.to_vec();
-        end.push(0);
-        let tombstones = snap.range_tombstones(key, &end);
-        let seek = key::encode(SPACE_MVCC, key, ts, Seqno::MAX);
-        let found = inner.point_lookup(&snap, &seek, &tombstones).await?;
-        let versions = found.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
-        Ok(resolve(key, versions, ts, &tombstones).map(|(_, v)| v.to_vec()))
+        self.inner.get_in(&self.inner.snapshot(), key, ts).await
     }
 
     async fn scan(&self, start: &[u8], end: &[u8], opts: &ScanOptions) -> Result<Vec<KeyValue>> {
-        let mut out = Vec::new();
-        if start >= end {
-            return Ok(out);
-        }
-        let inner = &self.inner;
-        let snap = inner.snapshot();
-        let tombstones = snap.range_tombstones(start, end);
-        let sources = inner.sources(&snap, SPACE_MVCC, start, end, None).await?;
-        let mut it = MergingIter::new(sources, opts.reverse, snap.seq);
-        let from = if opts.reverse { end } else { start };
-        it.seek(&key::seek_first(SPACE_MVCC, from)).await?;
-        let mut group = Vec::new();
-        let mut steps = 0usize;
-        while it.valid() {
-            let k = it.key();
-            if key::space(k) != SPACE_MVCC {
-                break;
-            }
-            let uk = key::user_key(k);
-            if (!opts.reverse && uk >= end) || (opts.reverse && uk < start) {
-                break;
-            }
-            collect_group(&mut it, &mut group).await?;
-            if opts.reverse {
-                group.reverse();
-            }
-            let uk = key::user_key(&group[0].0).to_vec();
-            let versions = group.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
-            if let Some((ts, value)) = resolve(&uk, versions, opts.ts, &tombstones) {
-                out.push(KeyValue {
-                    key: uk,
-                    value: value.to_vec(),
-                    ts,
-                });
-                if opts.limit != 0 && out.len() >= opts.limit {
-                    break;
-                }
-            }
-            steps += 1;
-            if steps.is_multiple_of(128) {
-                glommio::yield_if_needed().await;
-            }
-        }
-        Ok(out)
+        self.inner
+            .scan_in(&self.inner.snapshot(), start, end, opts)
+            .await
     }
 
     async fn get_lock(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

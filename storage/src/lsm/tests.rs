@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
@@ -436,6 +437,103 @@ fn open_files_stay_bounded() {
             assert_eq!(get(&e, &format!("k{g}"), 1).await.as_deref(), Some("v"));
             assert!(e.stats().open_tables <= 3);
         }
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
+fn readers_never_see_part_of_a_batch() {
+    let dir = TempDir::new("atomic");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let mut opts = tiny(true);
+        opts.block_cache_bytes = 1; // every block read goes to disk: readers suspend a lot
+        opts.memtable_bytes = 1 << 20; // many batches share a memtable
+        let e = Rc::new(LsmEngine::open(&p, opts).await.unwrap());
+        let batch = |gen: u64| {
+            let mut b = WriteBatch::new();
+            for i in 0..100u32 {
+                // Each generation rewrites every key at a newer timestamp: a read at MAX
+                // that saw writes made after it began would mix generations.
+                b.put(format!("k{i:03}"), t(1000 + gen), format!("{gen}"));
+            }
+            b.delete_range("k050", "k060", t(5000 + gen));
+            b
+        };
+        e.write(batch(0)).await.unwrap();
+        e.flush().await.unwrap();
+        let done = Rc::new(std::cell::Cell::new(false));
+        let writer = {
+            let (e, done) = (e.clone(), done.clone());
+            glommio::spawn_local(async move {
+                for gen in 1..120 {
+                    e.write(batch(gen)).await.unwrap();
+                    if gen % 20 == 0 {
+                        e.flush().await.unwrap();
+                    }
+                    futures_lite::future::yield_now().await;
+                }
+                done.set(true);
+            })
+        };
+        let mut scans = 0;
+        let mut generations = std::collections::HashSet::new();
+        while !done.get() || scans < 20 {
+            let mut o = ScanOptions::at(Timestamp::MAX);
+            o.reverse = scans % 2 == 1;
+            let kvs = e.scan(b"k", b"l", &o).await.unwrap();
+            assert_eq!(
+                kvs.len(),
+                90,
+                "scan {scans}: every key but the range-deleted ones"
+            );
+            let first = &kvs[0].value;
+            assert!(
+                kvs.iter().all(|kv| &kv.value == first),
+                "scan {scans} mixes batches"
+            );
+            generations.insert(first.clone());
+            scans += 1;
+        }
+        writer.await;
+        assert!(
+            generations.len() > 2,
+            "reads interleaved with writes: {generations:?}"
+        );
+        Rc::try_unwrap(e).ok().unwrap().close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_snapshot_ignores_later_writes_to_its_own_memtable() {
+    let dir = TempDir::new("snapshot");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let e = LsmEngine::open(&p, LsmOptions::default()).await.unwrap();
+        let mut b = WriteBatch::new();
+        b.put("a", t(1), "old");
+        b.put("c", t(1), "old");
+        e.write(b).await.unwrap();
+        let snap = e.inner.snapshot();
+        let mut b = WriteBatch::new();
+        b.put("a", t(2), "new");
+        b.put("b", t(2), "new");
+        b.delete("c", t(2));
+        b.delete_range("a", "z", Timestamp::MAX);
+        e.write(b).await.unwrap();
+        let all = ScanOptions::at(Timestamp::MAX);
+        let got = e.inner.scan_in(&snap, b"", b"z", &all).await.unwrap();
+        let got: Vec<_> = got.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (b"a".to_vec(), b"old".to_vec()),
+                (b"c".to_vec(), b"old".to_vec())
+            ]
+        );
+        let got = e.inner.get_in(&snap, b"a", Timestamp::MAX).await.unwrap();
+        assert_eq!(got, Some(b"old".to_vec()));
+        assert_eq!(e.scan(b"", b"z", &all).await.unwrap(), vec![]);
         e.close().await.unwrap();
     });
 }
