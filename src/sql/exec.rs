@@ -1017,6 +1017,28 @@ impl<'a> Exec<'a> {
     }
 
     pub async fn run(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if statement_kind(stmt) != 4 {
+            return self.run_once(stmt).await;
+        }
+        // Schema changes commit on their own (not in the session's transaction), so they
+        // retry their own conflicts (e.g. two sessions allocating descriptor ids at once).
+        let mut attempt = 0u32;
+        loop {
+            match self.run_once(stmt).await {
+                Err(e) if e.is_retryable() && attempt < 50 => {
+                    attempt += 1;
+                    let jitter = crate::sql::session::next_random() % 1000;
+                    glommio::timer::sleep(std::time::Duration::from_micros(
+                        200 * attempt as u64 + jitter,
+                    ))
+                    .await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn run_once(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
         match stmt {
             Statement::Query(q) => self.select(q).await,
             Statement::Insert(ins) => self.insert(ins).await,
