@@ -220,6 +220,40 @@ impl TestServer {
         }
     }
 
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the running process.
+    pub fn signal(&self, signal: i32) -> Result<(), String> {
+        let child = self.child.as_ref().ok_or("the server is not running")?;
+        let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet, so the
+        // pid cannot have been reused by another process.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "kill({pid}, {signal}): {}",
+                io::Error::last_os_error()
+            ))
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself and reaps it. Returns its
+    /// exit status, or `None` if it is still running (it is then left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The last lines of the server's log, for failure messages.
     pub fn log_tail(&self) -> String {
         log_tail(&self.log_path, 60)
