@@ -141,7 +141,7 @@ impl Default for LsmOptions {
         LsmOptions {
             memtable_bytes: 16 << 20,
             max_immutable_memtables: 2,
-            block_size: 16 << 10,
+            block_size: 4 << 10,
             bloom_bits_per_key: 10,
             block_cache_bytes: 256 << 20,
             max_open_files: 512,

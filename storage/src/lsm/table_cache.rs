@@ -44,7 +44,7 @@ impl TableCache {
     /// Returns the open table `number`, opening it (and maybe closing the least recently
     /// used one) if needed.
     pub async fn table(&self, number: u64) -> Result<Rc<Table>> {
-        if let Some(t) = self.tables.borrow_mut().get(&number) {
+        if let Some(t) = self.tables.borrow().get(&number) {
             return Ok(t);
         }
         let t = Rc::new(Table::open(sst_path(&self.dir, number), number).await?);
@@ -57,7 +57,7 @@ impl TableCache {
     // PERF: the hot path of every read that misses the memtable.
     pub async fn block(&self, table: &Table, i: usize) -> Result<Rc<Block>> {
         let k = (table.number, table.block_offset(i));
-        if let Some(b) = self.blocks.borrow_mut().get(&k) {
+        if let Some(b) = self.blocks.borrow().get(&k) {
             self.block_hits.set(self.block_hits.get() + 1);
             return Ok(b);
         }

@@ -1,7 +1,6 @@
 //! Opens an SST: reads and verifies the footer, index, bloom filter and properties, and
 //! reads data blocks on demand (each verified against its crc32 on every read from disk).
 
-use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use glommio::io::DmaFile;
@@ -10,7 +9,6 @@ use super::block::Block;
 use super::bloom::Bloom;
 use super::footer::{BlockHandle, Footer, Properties, FOOTER_LEN};
 use crate::lsm::file;
-use crate::lsm::key;
 use crate::{Error, Result};
 
 pub fn corruption(path: &Path, offset: u64, detail: impl Into<String>) -> Error {
@@ -27,7 +25,10 @@ pub struct Table {
     pub path: PathBuf,
     file: DmaFile,
     /// Per data block: its last internal key and where it is.
-    index: Vec<(Vec<u8>, BlockHandle)>,
+    // PERF: the decoded index block keeps all keys in one buffer (cache-friendly binary
+    // search); `handles[i]` locates data block `i`.
+    index: Block,
+    handles: Vec<BlockHandle>,
     bloom: Bloom,
     pub props: Properties,
 }
@@ -67,7 +68,7 @@ impl Table {
         let ih = check(footer.index)?;
         let raw = read(ih).await?;
         let block = Block::decode(&raw).map_err(|d| corruption(&path, ih.offset, d))?;
-        let mut index = Vec::with_capacity(block.len());
+        let mut handles = Vec::with_capacity(block.len());
         for i in 0..block.len() {
             let v = block.value(i);
             if v.len() != 16 {
@@ -80,7 +81,7 @@ impl Table {
             if h.offset + h.len + 4 > footer.data_end {
                 return Err(corruption(&path, ih.offset, "index points past the data"));
             }
-            index.push((block.key(i).to_vec(), h));
+            handles.push(h);
         }
         let bh = check(footer.bloom)?;
         let bloom = Bloom::decode(&read(bh).await?).map_err(|d| corruption(&path, bh.offset, d))?;
@@ -91,7 +92,8 @@ impl Table {
             number,
             path,
             file,
-            index,
+            index: block,
+            handles,
             bloom,
             props,
         })
@@ -103,23 +105,26 @@ impl Table {
     }
 
     pub fn num_blocks(&self) -> usize {
-        self.index.len()
+        self.handles.len()
     }
 
     /// The first block whose last key is `>= k` (`num_blocks()` if none).
     pub fn find_block(&self, k: &[u8]) -> usize {
-        self.index
-            .partition_point(|(last, _)| key::compare(last, k) == Ordering::Less)
+        self.index.seek_ge(k)
     }
 
     pub fn block_offset(&self, i: usize) -> u64 {
-        self.index[i].1.offset
+        self.handles[i].offset
     }
 
     /// Reads, verifies and decodes data block `i` from disk (no caching here).
     pub async fn read_block(&self, i: usize) -> Result<Block> {
-        let h = self.index[i].1;
+        let h = self.handles[i];
         let raw = file::read_checked(&self.file, &self.path, h.offset, h.len as usize).await?;
-        Block::decode(&raw).map_err(|d| corruption(&self.path, h.offset, d))
+        match Block::decode(&raw) {
+            Ok(b) if b.is_empty() => Err(corruption(&self.path, h.offset, "empty data block")),
+            Ok(b) => Ok(b),
+            Err(d) => Err(corruption(&self.path, h.offset, d)),
+        }
     }
 }
