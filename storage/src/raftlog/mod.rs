@@ -88,6 +88,11 @@
 //!   truncation of the same entries may fail with [`Error::Unavailable`].
 //! - Reclaiming renames or unlinks files without syncing the directory each time; after a
 //!   crash an already reclaimed segment may reappear and is reclaimed again by recovery.
+//! - An `append` future dropped midway (between its write and its index update) makes
+//!   the log refuse further writes until reopened: the tail on disk is then unknown.
+//! - Dropping the log without [`RaftLog::close`] loses queued truncation markers and
+//!   leaves a running segment preparation to finish on its own; reopening the directory
+//!   on the same thread waits for it first.
 //! - Concurrent `append` calls are serialised, each with its own write and fdatasync; the
 //!   batching is the caller's (the core's raft scheduler hands in one batch per round).
 //! - [`RaftLog::truncate`] takes one range; each call walks all ranges to find the
