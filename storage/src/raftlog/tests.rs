@@ -393,6 +393,40 @@ fn reclaimed_segments_reappearing_after_a_crash_change_nothing() {
     });
 }
 
+/// An append future dropped in the middle of its write leaves the tail unknown: the log
+/// refuses further writes, and reopening recovers either with or without that batch.
+#[test]
+fn cancelled_append_fails_the_log_until_reopened() {
+    run_in_dir("raftlog-cancel", |dir| async move {
+        let log = std::rc::Rc::new(RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap());
+        let mut oracle = Oracle::default();
+        let w = run(1, 1, 1, 5, 100);
+        oracle.append(&w);
+        log.append(&[w]).await.unwrap();
+        let in_flight = run(1, 6, 1, 50, 4000);
+        let l2 = log.clone();
+        let batch = in_flight.clone();
+        let task = glommio::spawn_local(async move { l2.append(&[batch]).await });
+        // Let the task start its write, then drop it.
+        futures_lite::future::yield_now().await;
+        assert!(
+            task.cancel().await.is_none(),
+            "the append should still be in flight"
+        );
+        let err = log.append(&[run(2, 1, 1, 1, 10)]).await.unwrap_err();
+        assert!(err.to_string().contains("cancelled"), "{err}");
+        assert!(log.truncate(RangeId(1), 2).await.is_err());
+        drop(log);
+        let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
+        let got = dump(&log).await;
+        let mut with = oracle.clone();
+        with.append(&in_flight);
+        assert!(got == oracle.ranges || got == with.ranges);
+        log.append(&[run(2, 1, 1, 1, 10)]).await.unwrap();
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn restart_recovers_everything_appended() {
     run_in_dir("raftlog-restart", |dir| async move {
