@@ -24,6 +24,8 @@ pub(crate) struct Location {
 #[derive(Clone, Debug)]
 pub(crate) struct EntryMeta {
     pub term: u64,
+    /// Length of the entry's data.
+    pub len: u32,
     pub loc: Location,
     /// `(cache id, data)` while the entry is in the cache.
     pub cached: Option<(u64, Vec<u8>)>,
@@ -202,7 +204,12 @@ impl LogIndex {
             } else {
                 None
             };
-            log.entries.push_back(EntryMeta { term, loc, cached });
+            log.entries.push_back(EntryMeta {
+                term,
+                len: data.len() as u32,
+                loc,
+                cached,
+            });
         }
         for e in dropped {
             self.uncache(&e);

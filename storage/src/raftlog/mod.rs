@@ -82,7 +82,7 @@
 //!   that append pays for extending the file).
 //! - Every rotation writes one checkpoint record per range: with very many ranges and small
 //!   segments that overhead grows; segments are 64 MiB by default.
-//! - The index keeps ~70 bytes per live entry in memory (plus the data of cached
+//! - The index keeps ~72 bytes per live entry in memory (plus the data of cached
 //!   entries), and recovery reads every live segment in full.
 //! - Reads are not serialised with truncation: an [`RaftLog::entries`] call racing a
 //!   truncation of the same entries may fail with [`Error::Unavailable`].
@@ -329,6 +329,19 @@ impl RaftLog {
     /// below the first index (compacted) or `hi` is past `last_index + 1`, and with
     /// [`Error::Corruption`] when a record on disk no longer matches its checksum.
     pub async fn entries(&self, range: RangeId, lo: u64, hi: u64) -> Result<Vec<Entry>> {
+        self.entries_max_size(range, lo, hi, u64::MAX).await
+    }
+
+    /// Like [`RaftLog::entries`], but stops before the entry that would take the total
+    /// data size past `max_size`; the first entry is returned whatever its size (raft-rs's
+    /// `Storage::entries` contract). Entries past the limit are not read from disk.
+    pub async fn entries_max_size(
+        &self,
+        range: RangeId,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+    ) -> Result<Vec<Entry>> {
         if lo >= hi {
             return Ok(Vec::new());
         }
@@ -345,6 +358,15 @@ impl RaftLog {
                 .get(range)
                 .ok_or_else(|| Error::Unavailable(format!("{range}: no raft log here")))?;
             check_bounds(range, log.first_index, log.last_index(), lo, hi)?;
+            let mut size = 0u64;
+            let mut hi = hi;
+            for idx in lo..hi {
+                size += log.entries[(idx - log.first_index) as usize].len as u64;
+                if size > max_size && idx > lo {
+                    hi = idx;
+                    break;
+                }
+            }
             out.reserve((hi - lo) as usize);
             for idx in lo..hi {
                 let e = &log.entries[(idx - log.first_index) as usize];

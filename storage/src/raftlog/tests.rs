@@ -214,6 +214,21 @@ fn overlapping_append_replaces_the_suffix() {
         assert_eq!(log.last_index(RangeId(1)), Some(8));
         check_r1(log.entries(RangeId(1), 1, 9).await.unwrap());
         assert!(log.entries(RangeId(1), 1, 10).await.is_err());
+        // A size limit stops before the entry that would cross it, but returns at least one.
+        let sizes = |es: Vec<Entry>| es.iter().map(|e| e.data.len()).collect::<Vec<_>>();
+        let r1 = RangeId(1);
+        assert_eq!(
+            sizes(log.entries_max_size(r1, 1, 9, 0).await.unwrap()),
+            vec![50]
+        );
+        assert_eq!(
+            sizes(log.entries_max_size(r1, 4, 9, 170).await.unwrap()),
+            vec![50, 50, 60]
+        );
+        assert_eq!(
+            sizes(log.entries_max_size(r1, 4, 9, 1 << 20).await.unwrap()),
+            vec![50, 50, 60, 60, 60]
+        );
         // Two runs for one range in one batch apply in order.
         log.append(&[run(2, 3, 3, 2, 10), run(2, 4, 4, 1, 10)])
             .await
@@ -721,9 +736,22 @@ fn model_random_operations_and_restarts() {
                             if !o.entries.is_empty() {
                                 let lo = o.first + rng.below(o.entries.len() as u64);
                                 let hi = lo + 1 + rng.below(o.last() + 1 - lo);
-                                let got = log.entries(r, lo, hi).await.unwrap();
-                                let want =
+                                let max_size = if rng.chance(50) {
+                                    u64::MAX
+                                } else {
+                                    rng.below(3000)
+                                };
+                                let got = log.entries_max_size(r, lo, hi, max_size).await.unwrap();
+                                let mut want =
                                     &o.entries[(lo - o.first) as usize..(hi - o.first) as usize];
+                                let mut size = 0;
+                                for (i, (_, data)) in want.iter().enumerate() {
+                                    size += data.len() as u64;
+                                    if size > max_size && i > 0 {
+                                        want = &want[..i];
+                                        break;
+                                    }
+                                }
                                 assert_eq!(got.len(), want.len());
                                 for (g, w) in got.iter().zip(want) {
                                     assert_eq!(
