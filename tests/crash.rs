@@ -177,7 +177,10 @@ async fn explicit_txn(client: &Client, txn: i64) -> Result<(), String> {
 }
 
 /// Reads every (writer, seq) of `acked` and every txn's row count in `txn_rows`.
-async fn read_back(client: &Client) -> Result<(BTreeSet<(i64, i64)>, BTreeMap<i64, i64>), String> {
+async fn read_back(
+    client: &Client,
+    acked_rows: &BTreeSet<(i64, i64)>,
+) -> Result<(BTreeSet<(i64, i64)>, BTreeMap<i64, i64>), String> {
     let int = |row: &tokio_postgres::SimpleQueryRow, i: usize| -> Result<i64, String> {
         row.get(i)
             .ok_or("NULL")?
@@ -212,7 +215,24 @@ async fn read_back(client: &Client) -> Result<(BTreeSet<(i64, i64)>, BTreeMap<i6
         }
     }
     if through_index != rows {
-        let only_table: Vec<_> = rows.difference(&through_index).take(5).collect();
+        let mut only_table = Vec::new();
+        for (writer, seq) in rows.difference(&through_index).take(5) {
+            // What the primary index says the row's tag is, for the report.
+            let sql = format!("SELECT tag FROM acked WHERE writer = {writer} AND seq = {seq}");
+            let tag = bounded("read tag", client.simple_query(&sql))
+                .await?
+                .into_iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                    _ => None,
+                });
+            let acked = if acked_rows.contains(&(*writer, *seq)) {
+                "acknowledged"
+            } else {
+                "in flight at the kill"
+            };
+            only_table.push(format!("({writer}, {seq}) tag {tag:?}, {acked}"));
+        }
         let only_index: Vec<_> = through_index.difference(&rows).take(5).collect();
         return Err(format!(
             "secondary index out of step with the table: {} rows only in the table (e.g. \
@@ -392,7 +412,8 @@ fn acknowledged_writes_survive_sigkill() {
             let client = common::connect(&server.config(common::DEFAULT_DATABASE))
                 .await
                 .map_err(|e| format!("round {round}: connect after restart: {e:?}"))?;
-            let (rows, txns) = read_back(&client).await?;
+            let acked_rows = ledger.lock().unwrap().acked_rows.clone();
+            let (rows, txns) = read_back(&client, &acked_rows).await?;
             let ledger = ledger.lock().unwrap();
             let anomalies = check(&ledger, &rows, &txns);
             eprintln!(
