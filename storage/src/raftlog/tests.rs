@@ -442,6 +442,51 @@ fn cancelled_append_fails_the_log_until_reopened() {
     });
 }
 
+/// A batch bigger than a segment goes into one oversized segment; the log goes on, and
+/// the oversized file is later reclaimed and recycled like any other.
+#[test]
+fn batch_larger_than_a_segment() {
+    run_in_dir("raftlog-oversize", |dir| async move {
+        let seg_size = 64 << 10;
+        let log = RaftLog::open(&dir, opts(seg_size, 0)).await.unwrap();
+        let mut oracle = Oracle::default();
+        let small = run(1, 1, 1, 3, 100);
+        let big = run(2, 1, 1, 50, 4096); // ~200 KiB
+        for w in [&small, &big] {
+            oracle.append(w);
+        }
+        log.append(&[small, big]).await.unwrap();
+        for i in 0..40u64 {
+            let w = run(1, 4 + i, 1, 1, 3000);
+            oracle.append(&w);
+            log.append(&[w]).await.unwrap();
+        }
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+        let log = RaftLog::open(&dir, opts(seg_size, 0)).await.unwrap();
+        check(&log, &oracle).await;
+        // Compact both ranges: the oversized segment goes to the recycle pool and is
+        // reused.
+        log.truncate(RangeId(2), 51).await.unwrap();
+        oracle.truncate(RangeId(2), 51);
+        log.truncate(RangeId(1), 40).await.unwrap();
+        oracle.truncate(RangeId(1), 40);
+        for i in 0..60u64 {
+            let w = run(1, 44 + i, 2, 1, 3000);
+            oracle.append(&w);
+            log.append(&[w]).await.unwrap();
+            log.truncate(RangeId(1), 40 + i).await.unwrap();
+            oracle.truncate(RangeId(1), 40 + i);
+        }
+        assert!(log.stats().segments_freed >= 2, "{:?}", log.stats());
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+        let log = RaftLog::open(&dir, opts(seg_size, 0)).await.unwrap();
+        check(&log, &oracle).await;
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn restart_recovers_everything_appended() {
     run_in_dir("raftlog-restart", |dir| async move {
