@@ -538,6 +538,191 @@ fn a_snapshot_ignores_later_writes_to_its_own_memtable() {
     });
 }
 
+/// Runs one golden script (see `testdata/mvcc`): each command's output is printed under it,
+/// and the whole transcript must match `testdata/<name>.golden` (rewritten when
+/// `CHITIN_REGENERATE_GOLDEN` is set).
+fn golden(name: &'static str) {
+    let dir = TempDir::new(&format!("golden-{name}"));
+    let p = dir.path().to_path_buf();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lsm/testdata");
+    let script = std::fs::read_to_string(base.join(name)).unwrap();
+    let golden_path = base.join(format!("{name}.golden"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    run(move || async move {
+        let out2 = std::cell::RefCell::new(String::new());
+        let opts = tiny(false);
+        let mut e = LsmEngine::open(&p, opts.clone()).await.unwrap();
+        let ts = |s: &str| -> Timestamp {
+            if s == "MAX" {
+                Timestamp::MAX
+            } else {
+                t(s.parse().unwrap())
+            }
+        };
+        let span = |s: &str| -> (Vec<u8>, Vec<u8>, String) {
+            let (range, at) = s.split_once('@').unwrap_or((s, ""));
+            let (a, b) = range.split_once('-').unwrap();
+            (a.as_bytes().to_vec(), b.as_bytes().to_vec(), at.to_string())
+        };
+        let show = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        for line in script.lines() {
+            let mut o = out2.borrow_mut();
+            o.push_str(line);
+            o.push('\n');
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (cmd, args) = line.split_once(' ').unwrap_or((line, ""));
+            let res: String = match cmd {
+                "write" => {
+                    let mut b = WriteBatch::new();
+                    for op in args.split(',').map(str::trim) {
+                        let (kind, rest) = op.split_once(' ').unwrap();
+                        match kind {
+                            "put" => {
+                                let (kt, v) = rest.split_once('=').unwrap();
+                                let (k, w) = kt.split_once('@').unwrap();
+                                b.put(k, ts(w), v);
+                            }
+                            "del" => {
+                                let (k, w) = rest.split_once('@').unwrap();
+                                b.delete(k, ts(w));
+                            }
+                            "delrange" => {
+                                let (a, z, w) = span(rest);
+                                b.delete_range(a, z, ts(&w));
+                            }
+                            "lock" => {
+                                let (k, v) = rest.split_once('=').unwrap();
+                                b.put_lock(k, v);
+                            }
+                            "unlock" => b.delete_lock(rest),
+                            "applied" => {
+                                let (r, i) = rest.split_once('=').unwrap();
+                                b.set_applied(RangeId(r[1..].parse().unwrap()), i.parse().unwrap());
+                            }
+                            other => panic!("unknown op {other}"),
+                        }
+                    }
+                    e.write(b).await.unwrap();
+                    "ok".into()
+                }
+                "get" => {
+                    let (k, w) = args.split_once('@').unwrap();
+                    match e.get(k.as_bytes(), ts(w)).await.unwrap() {
+                        Some(v) => show(&v),
+                        None => "<none>".into(),
+                    }
+                }
+                "scan" => {
+                    let mut words = args.split(' ');
+                    let (a, z, w) = span(words.next().unwrap());
+                    let mut so = ScanOptions::at(ts(&w));
+                    for wd in words {
+                        match wd.split_once('=') {
+                            Some(("limit", n)) => so.limit = n.parse().unwrap(),
+                            _ if wd == "rev" => so.reverse = true,
+                            _ => panic!("unknown scan option {wd}"),
+                        }
+                    }
+                    let kvs = e.scan(&a, &z, &so).await.unwrap();
+                    let s: Vec<_> = kvs
+                        .iter()
+                        .map(|kv| format!("{}@{}={}", show(&kv.key), kv.ts.wall, show(&kv.value)))
+                        .collect();
+                    if s.is_empty() {
+                        "<none>".into()
+                    } else {
+                        s.join(" ")
+                    }
+                }
+                "locks" => {
+                    let (a, z, _) = span(args);
+                    let l = e.scan_locks(&a, &z).await.unwrap();
+                    let s: Vec<_> = l
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", show(k), show(v)))
+                        .collect();
+                    if s.is_empty() {
+                        "<none>".into()
+                    } else {
+                        s.join(" ")
+                    }
+                }
+                "versions" => {
+                    let (a, z, w) = span(args);
+                    let (t1, t2) = w.split_once('-').unwrap();
+                    let opens = e.stats().cache.table_opens;
+                    let v = e.scan_versions(&a, &z, ts(t1), ts(t2)).await.unwrap();
+                    let s: Vec<_> = v
+                        .iter()
+                        .map(|v| match &v.value {
+                            Some(x) => format!("{}@{}={}", show(&v.key), v.ts.wall, show(x)),
+                            None => format!("{}@{}=<del>", show(&v.key), v.ts.wall),
+                        })
+                        .collect();
+                    let s = if s.is_empty() {
+                        "<none>".into()
+                    } else {
+                        s.join(" ")
+                    };
+                    let tables = e.stats().tables_per_level.iter().sum::<usize>();
+                    format!(
+                        "{s}\n(tables live {tables}, newly opened {})",
+                        e.stats().cache.table_opens - opens
+                    )
+                }
+                "applied" => format!("{:?}", e.applied_index(RangeId(args[1..].parse().unwrap()))),
+                "flush" => {
+                    e.flush().await.unwrap();
+                    "ok".into()
+                }
+                "compact" => {
+                    e.compact().await.unwrap();
+                    format!("ok, tables per level {:?}", e.stats().tables_per_level)
+                }
+                "gc" => {
+                    e.set_gc_threshold(ts(args));
+                    "ok".into()
+                }
+                "restart" => {
+                    drop(o);
+                    e.close().await.unwrap();
+                    e = LsmEngine::open(&p, opts.clone()).await.unwrap();
+                    o = out2.borrow_mut();
+                    "ok".into()
+                }
+                other => panic!("unknown command {other}"),
+            };
+            for l in res.lines() {
+                o.push_str("  → ");
+                o.push_str(l);
+                o.push('\n');
+            }
+        }
+        e.close().await.unwrap();
+        tx.send(out2.borrow().clone()).unwrap();
+    });
+    let got = rx.recv().unwrap();
+    if std::env::var_os("CHITIN_REGENERATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&golden_path).unwrap_or_default();
+    if got != want {
+        panic!(
+            "golden {name} differs (CHITIN_REGENERATE_GOLDEN=1 rewrites it):\n{}",
+            got
+        );
+    }
+}
+
+#[test]
+fn golden_mvcc() {
+    golden("mvcc");
+}
+
 /// splitmix64: a tiny deterministic PRNG.
 struct Rng(u64);
 
@@ -836,7 +1021,20 @@ fn throughput() {
             assert!(e.get(&key(i), t(2)).await.unwrap().is_some());
         }
         let el = start.elapsed();
-        println!("random get: {:.0} gets/s", gets as f64 / el.as_secs_f64());
+        println!(
+            "random get (cold cache): {:.0} gets/s",
+            gets as f64 / el.as_secs_f64()
+        );
+        let start = std::time::Instant::now();
+        for _ in 0..gets {
+            let i = rng.below(n);
+            assert!(e.get(&key(i), t(2)).await.unwrap().is_some());
+        }
+        let el = start.elapsed();
+        println!(
+            "random get (warm cache): {:.0} gets/s",
+            gets as f64 / el.as_secs_f64()
+        );
         e.compact().await.unwrap();
         let start = std::time::Instant::now();
         for _ in 0..gets {
