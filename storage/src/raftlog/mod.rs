@@ -111,6 +111,7 @@
 //! ~0.3 ms (nearby records are fetched with one read).
 
 mod index;
+mod inspect;
 mod record;
 mod recovery;
 mod segment;
@@ -130,6 +131,7 @@ use glommio::Task;
 use glommio::TaskQueueHandle;
 
 use self::index::{Location, LogIndex};
+pub use self::inspect::{inspect, RecordInfo, SegmentInfo};
 use self::record::{check_frame, Record, RecordBuf, HEADER_LEN, MAX_PAYLOAD};
 pub use self::recovery::RecoveryReport;
 pub(crate) use self::segment::sync_dir;

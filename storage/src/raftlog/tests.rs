@@ -488,6 +488,44 @@ fn batch_larger_than_a_segment() {
 }
 
 #[test]
+fn inspect_describes_every_record() {
+    run_in_dir("raftlog-inspect", |dir| async move {
+        let log = RaftLog::open(&dir, opts(1 << 20, 0)).await.unwrap();
+        let mut w = run(7, 10, 3, 4, 100);
+        w.hard_state = Some(HardState {
+            term: 3,
+            vote: 2,
+            commit: 12,
+        });
+        log.append(&[w]).await.unwrap();
+        log.truncate(RangeId(7), 12).await.unwrap();
+        log.remove_range(RangeId(7)).await.unwrap();
+        log.close().await.unwrap();
+        let segs = inspect(&dir).await.unwrap();
+        let live: Vec<&SegmentInfo> = segs.iter().filter(|s| !s.records.is_empty()).collect();
+        assert_eq!(live.len(), 1, "{segs:?}");
+        let lines: Vec<String> = live[0]
+            .records
+            .iter()
+            .map(|r| format!("{} {}", r.range, r.summary))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "r0 segment start: follows segment 0, which ends at 0",
+                "r7 write 10..=13 (4 entries, 400 B, terms 3..=3) hs term=3 vote=2 commit=12",
+                "r7 truncate below 12 (term of 11: 3)",
+                "r7 range removed",
+            ]
+        );
+        assert_eq!(
+            live[0].end_reason,
+            "record header has the wrong segment sequence"
+        );
+    });
+}
+
+#[test]
 fn restart_recovers_everything_appended() {
     run_in_dir("raftlog-restart", |dir| async move {
         let mut oracle = Oracle::default();
