@@ -549,7 +549,7 @@ fn golden(name: &'static str) {
     let golden_path = base.join(format!("{name}.golden"));
     let (tx, rx) = std::sync::mpsc::channel();
     run(move || async move {
-        let out2 = std::cell::RefCell::new(String::new());
+        let mut o = String::new();
         let opts = tiny(false);
         let mut e = LsmEngine::open(&p, opts.clone()).await.unwrap();
         let ts = |s: &str| -> Timestamp {
@@ -566,7 +566,6 @@ fn golden(name: &'static str) {
         };
         let show = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
         for line in script.lines() {
-            let mut o = out2.borrow_mut();
             o.push_str(line);
             o.push('\n');
             let line = line.trim();
@@ -687,10 +686,8 @@ fn golden(name: &'static str) {
                     "ok".into()
                 }
                 "restart" => {
-                    drop(o);
                     e.close().await.unwrap();
                     e = LsmEngine::open(&p, opts.clone()).await.unwrap();
-                    o = out2.borrow_mut();
                     "ok".into()
                 }
                 other => panic!("unknown command {other}"),
@@ -702,7 +699,7 @@ fn golden(name: &'static str) {
             }
         }
         e.close().await.unwrap();
-        tx.send(out2.borrow().clone()).unwrap();
+        tx.send(o).unwrap();
     });
     let got = rx.recv().unwrap();
     if std::env::var_os("CHITIN_REGENERATE_GOLDEN").is_some() {
