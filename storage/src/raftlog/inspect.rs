@@ -108,7 +108,7 @@ fn describe(offset: u64, len: u64, rec: &Record<'_>) -> RecordInfo {
             *range,
             format!(
                 "truncate below {below} (term of {}: {prev_term})",
-                below - 1
+                below.saturating_sub(1)
             ),
         ),
         Record::RangeRemoved { range } => (*range, "range removed".to_string()),
