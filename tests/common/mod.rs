@@ -40,6 +40,9 @@ use tokio_postgres::{Client, Config, NoTls};
 /// cores next to other builds.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The start of the readiness error for a server process that exited by itself.
+const EXITED_EARLY: &str = "chitin exited before becoming ready";
+
 /// The user and database a fresh Chitin node serves.
 pub const DEFAULT_USER: &str = "root";
 pub const DEFAULT_DATABASE: &str = "defaultdb";
@@ -105,22 +108,33 @@ impl TestServer {
         let dir = TempDir::new("chitin-test").map_err(|e| format!("temp dir: {e}"))?;
         let store = dir.path().join("store");
         let log_path = dir.path().join("server.log");
-        let mut server = Self::spawn(&store, &log_path, options)?;
+        let mut server = Self::start_on(&store, &log_path, options)?;
         server.owned_dir = Some(dir);
-        server.wait_ready(READY_TIMEOUT)?;
         Ok(server)
     }
 
     /// Spawns a server on `store` (which may hold data from an earlier server) logging to
     /// `log_path` (appended to), and waits until it is ready. The caller owns both paths.
+    ///
+    /// A port taken by another process between [`free_port`] and the server's bind makes
+    /// the server exit at once; that is retried with new ports, a few times.
     pub fn start_on(
         store: &Path,
         log_path: &Path,
         options: &ServerOptions,
     ) -> Result<TestServer, String> {
-        let mut server = Self::spawn(store, log_path, options)?;
-        server.wait_ready(READY_TIMEOUT)?;
-        Ok(server)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut server = Self::spawn(store, log_path, options)?;
+            match server.wait_ready(READY_TIMEOUT) {
+                Ok(()) => return Ok(server),
+                Err(e) if attempt < 3 && e.contains(EXITED_EARLY) && e.contains("in use") => {
+                    server.kill();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn spawn(store: &Path, log_path: &Path, options: &ServerOptions) -> Result<TestServer, String> {
@@ -171,7 +185,7 @@ impl TestServer {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Err(format!(
-                        "chitin exited before becoming ready ({status}); log:\n{}",
+                        "{EXITED_EARLY} ({status}); log:\n{}",
                         self.log_tail()
                     ));
                 }
