@@ -308,6 +308,73 @@ mod tests {
         g
     }
 
+    fn meta(number: u64, lo: &str, hi: &str, size: u64) -> Rc<TableMeta> {
+        Rc::new(TableMeta {
+            number,
+            size,
+            smallest: encode(SPACE_MVCC, lo.as_bytes(), t(9), 1),
+            largest: encode(SPACE_MVCC, hi.as_bytes(), t(1), 1),
+            min_ts: t(1),
+            max_ts: t(9),
+            min_seq: 1,
+            max_seq: 1,
+            num_entries: 1,
+            tombstones_applied: 0,
+            gc_applied: Timestamp::MIN,
+            obsolete: Default::default(),
+            path: std::path::PathBuf::new(),
+        })
+    }
+
+    fn numbers(ts: &[Rc<TableMeta>]) -> Vec<u64> {
+        ts.iter().map(|t| t.number).collect()
+    }
+
+    #[test]
+    fn picker_is_a_pure_function_of_the_version() {
+        let opts = LsmOptions {
+            l0_compaction_trigger: 2,
+            level_base_bytes: 100,
+            level_multiplier: 10,
+            ..LsmOptions::default()
+        };
+        let pointers = vec![Vec::new(); NUM_LEVELS];
+        let mut v = Version::empty();
+        v.levels[0] = vec![meta(10, "c", "f", 10)];
+        v.levels[1] = vec![
+            meta(1, "a", "b", 30),
+            meta(2, "d", "e", 30),
+            meta(3, "g", "h", 30),
+        ];
+        v.levels[2] = vec![meta(4, "a", "z", 500)];
+        // Under every target: nothing to do.
+        assert!(pick(&v, &opts, &pointers).is_none());
+        // L0 at its trigger: all of L0 plus the L1 tables it overlaps; L2 lies below.
+        v.levels[0].insert(0, meta(11, "e", "g", 10));
+        let s = pick(&v, &opts, &pointers).unwrap();
+        assert_eq!((s.level, s.output_level), (0, 1));
+        assert_eq!(numbers(&s.inputs), vec![11, 10]);
+        assert_eq!(numbers(&s.next_inputs), vec![2, 3]);
+        assert!(!s.bottommost);
+        // L1 over its target (90 + 60 > 100): one L1 table, round-robin after the pointer.
+        v.levels[0].clear();
+        v.levels[1].push(meta(5, "i", "j", 60));
+        let s = pick(&v, &opts, &pointers).unwrap();
+        assert_eq!((s.level, s.output_level), (1, 2));
+        assert_eq!(numbers(&s.inputs), vec![1]);
+        assert_eq!(numbers(&s.next_inputs), vec![4]);
+        assert!(s.bottommost);
+        let mut pointers = pointers;
+        pointers[1] = s.inputs[0].largest.clone();
+        let s = pick(&v, &opts, &pointers).unwrap();
+        assert_eq!(numbers(&s.inputs), vec![2]);
+        // A full compaction takes everything into the deepest level.
+        let s = full(&v).unwrap();
+        assert_eq!(s.output_level, 2);
+        assert_eq!(s.inputs.len(), 5);
+        assert!(s.bottommost);
+    }
+
     #[test]
     fn gc_keeps_newest_at_or_below_threshold() {
         let g = group(&[

@@ -47,8 +47,9 @@
 //!   tables, not for millions); range tombstones are held in it and in memory.
 //! - SSTs are built whole in memory and written in one go (memory: one table per flush or
 //!   compaction output). Flushes and compactions run concurrently (one of each), but a
-//!   write stalled behind `max_immutable_memtables` waits for a whole flush. No L0 write
-//!   stall by file count, no subcompactions, no compaction rate limit.
+//!   write stalled behind `max_immutable_memtables` waits for a whole flush, and one
+//!   stalled at `l0_stop_writes` for whole compactions. No subcompactions, no compaction
+//!   rate limit.
 //! - After a failed manifest write the engine keeps serving from its previous version; the
 //!   new tables stay on disk until the next open decides (by the manifest it finds) whether
 //!   they are live or orphans. There is no read-only "poisoned" mode yet.
@@ -124,6 +125,9 @@ pub struct LsmOptions {
     pub max_open_files: usize,
     /// L0 → L1 compaction starts at this many L0 files.
     pub l0_compaction_trigger: usize,
+    /// Writes wait for compaction (running it themselves if needed) at this many L0 files,
+    /// so reads never face an unbounded L0. 0 disables the stall.
+    pub l0_stop_writes: usize,
     /// Byte target of L1; each deeper level is `level_multiplier` times larger.
     pub level_base_bytes: u64,
     pub level_multiplier: u64,
@@ -146,6 +150,7 @@ impl Default for LsmOptions {
             block_cache_bytes: 256 << 20,
             max_open_files: 512,
             l0_compaction_trigger: 4,
+            l0_stop_writes: 20,
             level_base_bytes: 64 << 20,
             level_multiplier: 10,
             target_file_bytes: 16 << 20,
@@ -886,6 +891,12 @@ impl Engine for LsmEngine {
             // Write stall: flush in the foreground rather than let memtables pile up.
             let _p = acquire(&inner.flush_lock).await?;
             inner.flush_imms().await?;
+        }
+        let stop = inner.opts.l0_stop_writes;
+        if stop > 0 && inner.state.borrow().version.levels[0].len() >= stop {
+            // Write stall: compaction fell behind; wait for it (or do it).
+            let _p = acquire(&inner.compaction_lock).await?;
+            inner.compact_until_done().await?;
         }
         let full = {
             let mut guard = inner.state.borrow_mut();

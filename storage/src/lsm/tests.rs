@@ -65,6 +65,7 @@ fn tiny(background: bool) -> LsmOptions {
         block_cache_bytes: 16 << 10,
         max_open_files: 4,
         l0_compaction_trigger: 2,
+        l0_stop_writes: 6,
         level_base_bytes: 8 << 10,
         level_multiplier: 4,
         target_file_bytes: 4 << 10,
@@ -300,6 +301,7 @@ fn time_bounded_scans_skip_tables_outside_the_bounds() {
     run(move || async move {
         let mut opts = tiny(false);
         opts.l0_compaction_trigger = 100;
+        opts.l0_stop_writes = 0;
         let e = LsmEngine::open(&p, opts.clone()).await.unwrap();
         for (gen, ts) in [(0u32, 10u64), (1, 20), (2, 30)] {
             let mut b = WriteBatch::new();
@@ -425,6 +427,7 @@ fn open_files_stay_bounded() {
     run(move || async move {
         let mut opts = tiny(false);
         opts.l0_compaction_trigger = 1000;
+        opts.l0_stop_writes = 0;
         opts.max_open_files = 3;
         let e = LsmEngine::open(&p, opts).await.unwrap();
         for g in 0..10u32 {
