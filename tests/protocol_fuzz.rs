@@ -405,6 +405,27 @@ fn fixed_cases() -> Vec<Case> {
             ])
         }),
         Case::session("many syncs", (0..200).flat_map(|_| sync()).collect()),
+        Case::session(
+            "one MiB query",
+            query(&format!("SELECT '{}'", "x".repeat(1 << 20))),
+        ),
+        Case::session("deeply nested parentheses", {
+            query(&format!(
+                "SELECT {}1{}",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
+            ))
+        }),
+        Case::session("very long operator chain", {
+            query(&format!("SELECT 1{}", "+1".repeat(200_000)))
+        }),
+        Case::session("very long IN list", {
+            let list: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+            query(&format!("SELECT 1 IN ({})", list.join(",")))
+        }),
+        Case::session("deeply nested NOT", {
+            query(&format!("SELECT {}true", "NOT ".repeat(100_000)))
+        }),
         Case::session("open transaction then drop", {
             concat(&[query("BEGIN"), query("SELECT 1")])
         }),

@@ -281,13 +281,33 @@ impl Drop for TestServer {
     }
 }
 
-/// The last `lines` lines of the file at `path`, or a note that it could not be read.
+/// The last `lines` lines of the file at `path`, preceded by the first line of every
+/// panic, stack overflow or fatal runtime error in it (at most 10), which a long backtrace
+/// would push out of the tail.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
+            let panics: Vec<&str> = all
+                .iter()
+                .copied()
+                .filter(|l| {
+                    l.contains("panicked at")
+                        || l.contains("overflowed its stack")
+                        || l.contains("fatal runtime error")
+                })
+                .take(10)
+                .collect();
+            let tail = all[all.len().saturating_sub(lines)..].join("\n");
+            if panics.is_empty() {
+                tail
+            } else {
+                format!(
+                    "panics and fatal errors in the log:\n{}\n... last {lines} lines:\n{tail}",
+                    panics.join("\n")
+                )
+            }
         }
         Err(e) => format!("(no log at {}: {e})", path.display()),
     }
