@@ -1062,7 +1062,7 @@ fn measure_append_latency() {
             lat.sort();
             let s = log.stats();
             eprintln!(
-                "{ranges:>3} ranges x {entry_bytes:>4} B: p50 {:>6.1?} p99 {:>6.1?} max {:>6.1?} | {:>6.0} batches/s {:>7.0} entries/s | fdatasyncs {} rotations {} | mean write {:.0} us, fdatasync {:.0} us",
+                "{ranges:>3} ranges x {entry_bytes:>4} B: p50 {:>6.1?} p99 {:>6.1?} max {:>6.1?} | {:>6.0} batches/s {:>7.0} entries/s | fdatasyncs {} rotations {} (waited {:.1} ms) | mean write {:.0} us, fdatasync {:.0} us",
                 lat[lat.len() / 2],
                 lat[lat.len() * 99 / 100],
                 lat[lat.len() - 1],
@@ -1070,10 +1070,17 @@ fn measure_append_latency() {
                 (rounds * ranges) as f64 / total.as_secs_f64(),
                 s.fdatasyncs - before.fdatasyncs,
                 s.rotations - before.rotations,
+                (s.rotation_wait_nanos - before.rotation_wait_nanos) as f64 / 1e6,
                 (s.write_nanos - before.write_nanos) as f64 / rounds as f64 / 1e3,
                 (s.fdatasync_nanos - before.fdatasync_nanos) as f64 / rounds as f64 / 1e3,
             );
         }
+        let s = log.stats();
+        eprintln!(
+            "rotations {}, mean wait for the prepared segment {:.0} us (the first one waits for its zero-fill)",
+            s.rotations,
+            s.rotation_wait_nanos as f64 / s.rotations.max(1) as f64 / 1e3
+        );
         log.close().await.unwrap();
     });
 }
