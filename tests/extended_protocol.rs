@@ -490,6 +490,45 @@ fn text_literals_read_back_in_binary() {
 }
 
 #[test]
+fn float4_round_trip() {
+    with_client("ext_float4", |client, _| async move {
+        client
+            .batch_execute("CREATE TABLE r (k INT4 PRIMARY KEY, x REAL, y FLOAT4)")
+            .await
+            .unwrap();
+        let insert = client
+            .prepare("INSERT INTO r VALUES ($1, $2, $3)")
+            .await
+            .unwrap();
+        assert_eq!(insert.params(), &[Type::INT4, Type::FLOAT4, Type::FLOAT4]);
+        client
+            .execute(&insert, &[&1i32, &1.5f32, &0.1f32])
+            .await
+            .unwrap();
+        client
+            .execute(&insert, &[&2i32, &-3.25e10f32, &f32::INFINITY])
+            .await
+            .unwrap();
+        let rows = client
+            .query("SELECT x, y FROM r ORDER BY k", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, f32>(0), 1.5);
+        assert_eq!(rows[0].get::<_, f32>(1), 0.1);
+        assert_eq!(rows[1].get::<_, f32>(0), -3.25e10);
+        assert_eq!(rows[1].get::<_, f32>(1), f32::INFINITY);
+        // Text format: the shortest text that reads back as the same float4.
+        let text = simple_row(&client, "SELECT x, y FROM r WHERE k = 1").await;
+        assert_eq!(text, vec![Some("1.5".to_string()), Some("0.1".to_string())]);
+        let text = simple_row(&client, "SELECT x, y FROM r WHERE k = 2").await;
+        assert_eq!(
+            text,
+            vec![Some("-3.25e+10".to_string()), Some("Infinity".to_string())]
+        );
+    });
+}
+
+#[test]
 fn nulls_in_parameters_and_results() {
     with_client("ext_nulls", |client, _| async move {
         client
