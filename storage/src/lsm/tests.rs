@@ -823,12 +823,11 @@ async fn recover(
 
 /// Random operations against the engine and `MemEngine` as the oracle, with flushes,
 /// compactions, GC and restarts of every kind (see [`Restart`]).
-fn model(seed: u64, ops: usize, background: bool) {
+fn model(seed: u64, ops: usize, opts: LsmOptions) {
     let dir = TempDir::new(&format!("model{seed}"));
     let p = dir.path().to_path_buf();
     run(move || async move {
         let mut rng = Rng(seed);
-        let opts = tiny(background);
         let mut e = LsmEngine::open(&p, opts.clone()).await.unwrap();
         let oracle = MemEngine::new();
         let mut log: Vec<WriteBatch> = Vec::new();
@@ -971,14 +970,38 @@ fn model_ops() -> usize {
 #[test]
 fn model_foreground_seeds() {
     for seed in 1..=3 {
-        model(seed, model_ops(), false);
+        model(seed, model_ops(), tiny(false));
     }
 }
 
 #[test]
 fn model_background_seeds() {
     for seed in 11..=13 {
-        model(seed, model_ops(), true);
+        model(seed, model_ops(), tiny(true));
+    }
+}
+
+/// The same model under extreme options: 128-byte blocks (restart points everywhere),
+/// one open file, a few-block cache, tiny levels, no bloom filter to speak of.
+#[test]
+fn model_extreme_options() {
+    let opts = LsmOptions {
+        memtable_bytes: 2 << 10,
+        max_immutable_memtables: 1,
+        block_size: 128,
+        bloom_bits_per_key: 1,
+        block_cache_bytes: 4 << 10,
+        max_open_files: 1,
+        l0_compaction_trigger: 3,
+        l0_stop_writes: 4,
+        level_base_bytes: 8 << 10,
+        level_multiplier: 2,
+        target_file_bytes: 2 << 10,
+        background_shares: 10,
+        background_work: true,
+    };
+    for seed in 21..=22 {
+        model(seed, model_ops() / 3, opts.clone());
     }
 }
 
