@@ -36,8 +36,8 @@ pub mod raftlog;
 mod types;
 
 pub use error::{Error, Result};
-pub use lsm::{ExportSpec, LsmEngine, LsmOptions, LsmStats, VersionedKeyValue};
 pub use local::{prime_direct_io, LocalStore, PROBE_FILE};
+pub use lsm::{ExportSpec, LsmEngine, LsmOptions, LsmStats, VersionedKeyValue};
 pub use mem::MemEngine;
 pub use raftlog::{RaftLog, RaftLogOptions, RaftLogStats, RangeWrite};
 pub use types::{BatchOp, KeyValue, RangeId, ScanOptions, Timestamp, WriteBatch};
