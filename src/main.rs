@@ -14,6 +14,7 @@ USAGE:
 
 COMMANDS:
     start-single-node   Start a single-node cluster (replication factor 1) and serve SQL.
+    workload            Load generator: init/run ycsb, kv, bank (`chitin workload help`).
     version             Print the version.
     help                Print this help.
 
@@ -132,6 +133,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "workload" => chitin_bench::workload::main(&args[1..]),
         "version" | "--version" => {
             println!("chitin {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
