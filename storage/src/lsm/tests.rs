@@ -421,6 +421,44 @@ fn flipped_byte_in_a_data_block_is_corruption_naming_the_file() {
 }
 
 #[test]
+fn io_errors_reach_the_caller_and_the_engine_recovers_when_they_stop() {
+    let dir = TempDir::new("ioerr");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        let mut b = WriteBatch::new();
+        b.put("a", t(1), "1");
+        b.set_applied(R, 1);
+        e.write(b).await.unwrap();
+        e.flush().await.unwrap();
+        e.close().await.unwrap();
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        // A failing read (e.g. EIO) is an error, not a panic, and not a wrong answer.
+        file::faults::arm(0);
+        assert!(matches!(e.get(b"a", t(1)).await, Err(Error::Io { .. })));
+        file::faults::recover(|| false);
+        assert_eq!(get(&e, "a", 1).await.as_deref(), Some("1"));
+        // A failing flush (e.g. ENOSPC) keeps the data in memory and can be retried.
+        let mut b = WriteBatch::new();
+        b.put("b", t(2), "2");
+        b.set_applied(R, 2);
+        e.write(b).await.unwrap();
+        file::faults::arm(1);
+        assert!(e.flush().await.is_err());
+        assert_eq!(e.applied_index(R), Some(1));
+        assert_eq!(get(&e, "b", 2).await.as_deref(), Some("2"));
+        file::faults::recover(|| false);
+        e.flush().await.unwrap();
+        assert_eq!(e.applied_index(R), Some(2));
+        e.close().await.unwrap();
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        assert_eq!(get(&e, "b", 2).await.as_deref(), Some("2"));
+        assert_eq!(e.applied_index(R), Some(2));
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
 fn open_files_stay_bounded() {
     let dir = TempDir::new("files");
     let p = dir.path().to_path_buf();
