@@ -31,6 +31,12 @@
 //! returning no rows is still a query result. `statement error (42P01)` matches the
 //! SQLSTATE.
 //!
+//! Column types: for a query record whose SQL is one SELECT/VALUES/WITH statement, the
+//! runner also Describes the statement (extended protocol, after the simple query ran)
+//! and checks the record's letters: `I` for int2/int4/int8, `R` for float4/float8/numeric,
+//! `T` for every other type; other letters match anything. The external corpus is run
+//! without this check (its letters were written for other engines).
+//!
 //! Labels: the engine is `chitin` when the runner spawned the server or the server's
 //! `version()` mentions Chitin, else `postgresql`; records may use `skipif`/`onlyif` with
 //! either.
@@ -46,6 +52,7 @@ use async_trait::async_trait;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Record, RecordOutput, Runner};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use common::Target;
@@ -56,10 +63,12 @@ const URL_VAR: &str = "CHITIN_SLT_URL";
 struct PgConnection {
     client: Option<Client>,
     driver: Option<tokio::task::JoinHandle<()>>,
+    /// Whether to report result column types (see [`PgConnection::column_types`]).
+    describe_types: bool,
 }
 
 impl PgConnection {
-    async fn connect(config: Config) -> Result<PgConnection, SqlError> {
+    async fn connect(config: Config, describe_types: bool) -> Result<PgConnection, SqlError> {
         let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;
@@ -67,8 +76,55 @@ impl PgConnection {
         Ok(PgConnection {
             client: Some(client),
             driver: Some(driver),
+            describe_types,
         })
     }
+
+    /// The result column types of `sql`, which just ran successfully, from a Parse +
+    /// Describe of the same text: integers are `I`, float4/float8/numeric `R`, everything
+    /// else `T`. Only for a single SELECT/VALUES/WITH statement (anything else, or a
+    /// failed Describe, reports no types and so is not checked).
+    async fn column_types(&self, sql: &str) -> Option<Vec<DefaultColumnType>> {
+        let client = self.client.as_ref()?;
+        let trimmed = sql.trim().trim_end_matches(';');
+        let lower = trimmed.to_ascii_lowercase();
+        let query_like = ["select", "values", "with"]
+            .iter()
+            .any(|kw| lower.starts_with(kw));
+        if !query_like || trimmed.contains(';') {
+            return None;
+        }
+        let statement = client.prepare(trimmed).await.ok()?;
+        Some(
+            statement
+                .columns()
+                .iter()
+                .map(|c| match *c.type_() {
+                    Type::INT2 | Type::INT4 | Type::INT8 => DefaultColumnType::Integer,
+                    Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => DefaultColumnType::FloatingPoint,
+                    _ => DefaultColumnType::Text,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Accepts the actual column types when the record's letters agree: the same number of
+/// columns, and each `I`, `R` or `T` equal to the actual type (any other letter, or an
+/// unknown actual type, matches anything).
+#[allow(clippy::ptr_arg)]
+fn column_letters_match(
+    actual: &Vec<DefaultColumnType>,
+    expected: &Vec<DefaultColumnType>,
+) -> bool {
+    if actual.iter().all(|t| *t == DefaultColumnType::Any) {
+        return true;
+    }
+    actual.len() == expected.len()
+        && actual
+            .iter()
+            .zip(expected)
+            .all(|(a, e)| *a == DefaultColumnType::Any || *e == DefaultColumnType::Any || a == e)
 }
 
 /// A client error whose text carries the server's message, so error regexes can match it.
@@ -111,6 +167,7 @@ impl AsyncDB for PgConnection {
         let messages = client.simple_query(sql).await?;
         let mut columns: Option<usize> = None;
         let mut rows = Vec::new();
+        let mut count = 0;
         for message in messages {
             match message {
                 SimpleQueryMessage::RowDescription(description) => {
@@ -128,14 +185,22 @@ impl AsyncDB for PgConnection {
                     rows.push(values);
                 }
                 // Only the first statement of a multi-statement string is the result.
-                SimpleQueryMessage::CommandComplete(count) => {
-                    return Ok(output(columns, rows, count));
+                SimpleQueryMessage::CommandComplete(n) => {
+                    count = n;
+                    break;
                 }
                 _ => {}
             }
         }
-        // An empty query string: no CommandComplete.
-        Ok(output(columns, rows, 0))
+        let mut result = output(columns, rows, count);
+        if let DBOutput::Rows { types, .. } = &mut result {
+            if self.describe_types {
+                if let Some(described) = self.column_types(sql).await {
+                    *types = described;
+                }
+            }
+        }
+        Ok(result)
     }
 
     async fn shutdown(&mut self) {
@@ -325,10 +390,20 @@ type ConnectFuture =
 /// Makes the connections of one runner (a file may open several, with `connection`).
 type Connector = Box<dyn FnMut() -> ConnectFuture + Send>;
 
-fn new_runner(config: Config, labels: &[&str]) -> Runner<PgConnection, Connector> {
-    let connector: Connector =
-        Box::new(move || Box::pin(PgConnection::connect(config.clone())) as ConnectFuture);
+/// A runner over connections to `config`. With `check_types`, query records' column type
+/// letters are checked against the server's described result types.
+fn new_runner(
+    config: Config,
+    labels: &[&str],
+    check_types: bool,
+) -> Runner<PgConnection, Connector> {
+    let connector: Connector = Box::new(move || {
+        Box::pin(PgConnection::connect(config.clone(), check_types)) as ConnectFuture
+    });
     let mut runner = Runner::new(connector);
+    if check_types {
+        runner.with_column_validator(column_letters_match);
+    }
     for label in labels {
         runner.add_label(label);
     }
@@ -337,7 +412,7 @@ fn new_runner(config: Config, labels: &[&str]) -> Runner<PgConnection, Connector
 
 /// Runs one file to its first failure.
 async fn run_file(config: Config, path: PathBuf, labels: Vec<&'static str>) -> Result<(), String> {
-    let mut runner = new_runner(config, &labels);
+    let mut runner = new_runner(config, &labels, true);
     let result = runner.run_file_async(&path).await;
     runner.shutdown_async().await;
     result.map_err(|e| e.display(false).to_string())
@@ -485,7 +560,7 @@ struct RecordCounts {
 async fn count_file(config: Config, path: PathBuf) -> Result<RecordCounts, String> {
     let records =
         sqllogictest::parse_file::<DefaultColumnType>(&path).map_err(|e| format!("parse: {e}"))?;
-    let mut runner = new_runner(config, &["postgresql"]);
+    let mut runner = new_runner(config, &["postgresql"], false);
     let mut counts = RecordCounts::default();
     for record in records {
         if let Record::Halt { .. } = record {
