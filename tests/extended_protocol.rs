@@ -889,6 +889,54 @@ fn ddl_is_visible_to_the_next_parse() {
 }
 
 #[test]
+fn databases_are_separate_namespaces() {
+    // The same table name in two databases names two tables; a session sees the one in
+    // the database it connected to; dropping one database leaves the other intact.
+    with_client("ext_namespace_a", |a, target| async move {
+        let config_b = common::fresh_database(&target, "ext_namespace_b")
+            .await
+            .unwrap();
+        let b = common::connect(&config_b).await.unwrap();
+        for (client, value) in [(&a, "in a"), (&b, "in b")] {
+            client
+                .batch_execute("CREATE TABLE same (k INT8 PRIMARY KEY, v TEXT)")
+                .await
+                .unwrap();
+            client
+                .execute("INSERT INTO same VALUES (1, $1)", &[&value])
+                .await
+                .unwrap();
+        }
+        let row = a
+            .query_one("SELECT v FROM same WHERE k = 1", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "in a");
+        let row = b
+            .query_one("SELECT v FROM same WHERE k = 1", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "in b");
+        drop(b);
+        a.batch_execute("DROP DATABASE ext_namespace_b")
+            .await
+            .unwrap();
+        let row = a.query_one("SELECT count(*) FROM same", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1);
+        // Connecting to the dropped database fails (3D000 invalid_catalog_name).
+        let gone = common::connect(&config_b).await;
+        match gone {
+            Ok(_) => panic!("connected to a dropped database"),
+            Err(e) => assert_eq!(
+                e.code().map(|c| c.code()),
+                Some("3D000"),
+                "connecting to a dropped database: {e:?}"
+            ),
+        }
+    });
+}
+
+#[test]
 fn cancel_request_leaves_the_session_usable() {
     // CancelRequest arrives on a new connection with the session's BackendKeyData; an idle
     // session has nothing to cancel and must simply go on.
