@@ -10,7 +10,8 @@
 //!   COMMIT and a single multi-row INSERT (an implicit transaction); a transaction is
 //!   acknowledged once COMMIT (or the statement) returned OK.
 //! - After the first acknowledgements and a seeded random delay, the server is killed
-//!   with SIGKILL mid-load, then restarted on the same store.
+//!   with SIGKILL mid-load, then restarted on the same store. From the second round on,
+//!   the first restart is itself killed after a short random delay, during recovery.
 //!
 //! The checks after each restart, which must find nothing:
 //! - lost writes: an acknowledged row or transaction that is missing;
@@ -308,6 +309,7 @@ async fn load_and_kill(
     log: &std::path::Path,
     round: u64,
     kill_delay: Duration,
+    recovery_kill_delay: Duration,
     ledger: &Arc<Mutex<Ledger>>,
 ) -> Result<TestServer, String> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -362,6 +364,14 @@ async fn load_and_kill(
     drop(server);
     let log = log.to_path_buf();
     tokio::task::spawn_blocking(move || {
+        // From the second round on, first kill a restart during its recovery: recovery
+        // itself must be crash-safe.
+        if round > 0 {
+            let mut recovering =
+                TestServer::spawn_unready(&store, &log, &ServerOptions::default())?;
+            std::thread::sleep(recovery_kill_delay);
+            recovering.kill();
+        }
         TestServer::start_on(&store, &log, &ServerOptions::default())
     })
     .await
@@ -408,7 +418,16 @@ fn acknowledged_writes_survive_sigkill() {
         let mut server = server;
         for round in 0..rounds {
             let kill_delay = Duration::from_millis(200 + next_random(&mut random) % 1800);
-            server = load_and_kill(server, &log, round, kill_delay, &ledger).await?;
+            let recovery_kill_delay = Duration::from_millis(20 + next_random(&mut random) % 400);
+            server = load_and_kill(
+                server,
+                &log,
+                round,
+                kill_delay,
+                recovery_kill_delay,
+                &ledger,
+            )
+            .await?;
             let client = common::connect(&server.config(common::DEFAULT_DATABASE))
                 .await
                 .map_err(|e| format!("round {round}: connect after restart: {e:?}"))?;

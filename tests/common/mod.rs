@@ -137,6 +137,16 @@ impl TestServer {
         }
     }
 
+    /// Spawns a server on `store` without waiting for it to be ready (for example to kill
+    /// it during recovery).
+    pub fn spawn_unready(
+        store: &Path,
+        log_path: &Path,
+        options: &ServerOptions,
+    ) -> Result<TestServer, String> {
+        Self::spawn(store, log_path, options)
+    }
+
     fn spawn(store: &Path, log_path: &Path, options: &ServerOptions) -> Result<TestServer, String> {
         let sql_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut http_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
