@@ -951,6 +951,37 @@ fn cancel_request_leaves_the_session_usable() {
 }
 
 #[test]
+fn cancel_request_stops_a_running_query() {
+    // A three-way cross join of 1000 rows (10^9 combinations) runs far longer than the
+    // test; CancelRequest must stop it with 57014 query_canceled, and the session goes on.
+    with_client("ext_cancel_running", |client, _| async move {
+        client
+            .batch_execute("CREATE TABLE thousand (k INT8 PRIMARY KEY)")
+            .await
+            .unwrap();
+        let values: Vec<String> = (0..1000).map(|k| format!("({k})")).collect();
+        client
+            .batch_execute(&format!("INSERT INTO thousand VALUES {}", values.join(",")))
+            .await
+            .unwrap();
+        let token = client.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            token.cancel_query(tokio_postgres::NoTls).await
+        });
+        let long = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.simple_query("SELECT count(*) FROM thousand a, thousand b, thousand c"),
+        )
+        .await
+        .expect("the query was not cancelled within 30 s");
+        canceller.await.unwrap().expect("CancelRequest");
+        expect_sqlstate(long, "57014", "cancelled query");
+        assert_usable(&client).await;
+    });
+}
+
+#[test]
 fn numeric_codec_self_check() {
     // The hand-written numeric codec above, checked without a server.
     for text in [
