@@ -34,6 +34,10 @@ const URL_VAR: &str = "CHITIN_TEST_URL";
 /// The whole run's limit; the cases are sized to finish well inside it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// A bound on every well-formed exchange (connect, startup, `SELECT 1`): generous, so
+/// that a loaded machine is not mistaken for a hung server.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long to wait for the server to answer one malformed connection and close it after
 /// our half-close. Servers close at once (PostgreSQL and Chitin take milliseconds); the
 /// margin is there so that a case that takes the server down is blamed, not the next one.
@@ -562,15 +566,15 @@ async fn complete_startup(stream: &mut TcpStream, database: &str) -> Result<(), 
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    tokio::time::timeout(CALL_TIMEOUT, read)
         .await
-        .map_err(|_| "startup timed out".to_string())?
+        .map_err(|_| "startup timed out after 30 s".to_string())?
         .map_err(|e| format!("startup: {e}"))
 }
 
 /// Runs one case: connect, optionally start up, send, then half-close and drain.
 async fn run_case(addr: SocketAddr, database: &str, case: &Case) -> Result<(), String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+    let mut stream = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
@@ -597,9 +601,9 @@ async fn run_case(addr: SocketAddr, database: &str, case: &Case) -> Result<(), S
 
 /// The healthy session still answers.
 async fn check_healthy(client: &Client) -> Result<(), String> {
-    let rows = tokio::time::timeout(Duration::from_secs(10), client.simple_query("SELECT 1"))
+    let rows = tokio::time::timeout(CALL_TIMEOUT, client.simple_query("SELECT 1"))
         .await
-        .map_err(|_| "SELECT 1 timed out".to_string())?
+        .map_err(|_| "SELECT 1 timed out after 30 s".to_string())?
         .map_err(|e| format!("SELECT 1: {e:?}"))?;
     let one = rows.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
@@ -614,13 +618,10 @@ async fn check_healthy(client: &Client) -> Result<(), String> {
 
 /// A brand-new session can connect and query.
 async fn check_new_session(target: &Target, database: &str) -> Result<(), String> {
-    let client = tokio::time::timeout(
-        Duration::from_secs(10),
-        common::connect(&target.config(database)),
-    )
-    .await
-    .map_err(|_| "new connection timed out".to_string())?
-    .map_err(|e| format!("new connection: {e:?}"))?;
+    let client = tokio::time::timeout(CALL_TIMEOUT, common::connect(&target.config(database)))
+        .await
+        .map_err(|_| "new connection timed out".to_string())?
+        .map_err(|e| format!("new connection: {e:?}"))?;
     check_healthy(&client).await
 }
 
@@ -742,7 +743,7 @@ async fn read_message(stream: &mut TcpStream) -> Result<(u8, Vec<u8>), String> {
         stream.read_exact(&mut body).await?;
         Ok((header[0], body))
     };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    tokio::time::timeout(CALL_TIMEOUT, read)
         .await
         .map_err(|_| "read timed out".to_string())?
         .map_err(|e| format!("read: {e}"))
@@ -790,7 +791,7 @@ fn startup_handshake_and_transaction_status() {
             .await
             .map_err(|e| format!("write: {e}"))?;
         let mut answer = [0u8; 1];
-        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut answer))
+        tokio::time::timeout(CALL_TIMEOUT, stream.read_exact(&mut answer))
             .await
             .map_err(|_| "SSLRequest: no answer".to_string())?
             .map_err(|e| format!("SSLRequest: {e}"))?;
