@@ -84,6 +84,10 @@ pub enum ErrorKind {
     InvalidTableDefinition,
     /// 42702
     AmbiguousColumn,
+    /// 54000
+    ProgramLimitExceeded,
+    /// 54001
+    StatementTooComplex,
     /// 42712
     DuplicateAlias,
     /// 2201W
@@ -202,6 +206,8 @@ impl Error {
             DatetimeFieldOverflow => "22008",
             InvalidTableDefinition => "42P16",
             AmbiguousColumn => "42702",
+            ProgramLimitExceeded => "54000",
+            StatementTooComplex => "54001",
             DuplicateAlias => "42712",
             InvalidRowCountInLimit => "2201W",
             InvalidRowCountInOffset => "2201X",

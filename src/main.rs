@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chitin::kv::engine::EngineKind;
 use chitin::node::{self, NodeConfig};
 
 const HELP: &str = "\
@@ -27,6 +28,8 @@ FLAGS (start-single-node):
     --insecure              Serve without TLS and with trust authentication (the only mode
                             until TLS exists; accepted for CockroachDB compatibility)
     --cache SIZE            Block cache budget, e.g. 256MiB [default: 128MiB]
+    --engine lsm|mem        Storage engine: the LSM (durable) or in-memory, rebuilt from
+                            the raft log at start [default: lsm]
 
 Connect with: psql postgresql://root@127.0.0.1:26257/defaultdb
 ";
@@ -57,6 +60,7 @@ fn parse_start(args: &[String]) -> Result<NodeConfig, String> {
         cores: cpus,
         pin: false,
         cache_bytes: 128 << 20,
+        engine: EngineKind::Lsm,
     };
     let mut i = 0;
     while i < args.len() {
@@ -89,6 +93,13 @@ fn parse_start(args: &[String]) -> Result<NodeConfig, String> {
                     .ok_or(format!("bad --cores {v}"))?;
             }
             "--pin" => cfg.pin = true,
+            "--engine" => {
+                cfg.engine = match value()?.as_str() {
+                    "lsm" => EngineKind::Lsm,
+                    "mem" | "memory" => EngineKind::Mem,
+                    other => return Err(format!("bad --engine {other}: lsm or mem")),
+                }
+            }
             "--insecure" => {}
             "--cache" => {
                 let v = value()?;
@@ -111,6 +122,11 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
+    // Core threads get deep stacks: SQL expressions are recursive structures (their depth
+    // is capped by the parser front, this is the headroom behind that cap).
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        std::env::set_var("RUST_MIN_STACK", (64usize << 20).to_string());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
         eprint!("{HELP}");

@@ -11,8 +11,9 @@
 //! order-preserving encoding of SQL datums ([`encode_key_datum`]), ascending; row values use
 //! a compact value encoding ([`encode_row`]).
 //!
-//! Range addressing (for now): every index of every table is its own range, placed on a core
-//! chosen from the (table, index) pair; see [`range_for_key`].
+//! Range addressing (for now): each table (all its indexes) is one range, placed on a core
+//! chosen from the table id; see [`range_for_key`]. Splitting tables into several ranges
+//! needs atomic commits across ranges first (issue 4).
 
 use rust_decimal::Decimal;
 
@@ -73,17 +74,19 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; 16]
 }
 
-/// The range id of a table index. Range ids 1..2^16 are reserved for system ranges.
-pub fn index_range_id(table: u32, index: u32) -> RangeId {
-    RangeId(((table as u64) << 16) | index as u64)
+/// The range id of a table: all of a table's indexes live in one range, so that a write to
+/// a row and its index entries commits in one raft entry (atomic across crashes) until
+/// transactions have intents and records (issue 4). Range ids below 2^16 are reserved for
+/// system ranges.
+pub fn table_range_id(table: u32) -> RangeId {
+    RangeId((table as u64) << 16)
 }
 
 /// The range holding `key`, and its span.
 pub fn range_for_key(key: &[u8]) -> RangeId {
     if key.len() >= 9 && key[0] == TABLE_DATA {
         let table = u32::from_be_bytes(key[1..5].try_into().unwrap());
-        let index = u32::from_be_bytes(key[5..9].try_into().unwrap());
-        index_range_id(table, index)
+        table_range_id(table)
     } else {
         SYSTEM_RANGE
     }
@@ -95,8 +98,7 @@ pub fn core_for_range(range: RangeId, cores: usize) -> usize {
         return 0;
     }
     let table = range.0 >> 16;
-    let index = range.0 & 0xffff;
-    ((table + index) % cores as u64) as usize
+    (table % cores as u64) as usize
 }
 
 // --- Order-preserving key encoding of datums (ascending). ---

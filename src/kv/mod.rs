@@ -27,8 +27,10 @@
 //!   (no read refresh, no per-key timestamp cache; write skew is possible). Issue 4.
 //! - A commit that spans ranges is not atomic across a crash: each range applies its part
 //!   independently (no transaction record or intents yet). Single-range commits are atomic.
-//! - One replica per range (single node); every index of a table is its own range.
+//! - One replica per range (single node); each table is one range (all its indexes), so
+//!   that single-table writes commit atomically; tables do not split yet.
 
+pub mod engine;
 pub mod keys;
 pub mod replica;
 pub mod store;

@@ -9,10 +9,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chitin_storage::{Engine, MemEngine, RangeId, ScanOptions, Timestamp, WriteBatch};
+use chitin_storage::{Engine, RangeId, ScanOptions, Timestamp, WriteBatch};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use raft::prelude::*;
 
+use super::engine::{EngineKind, StoreEngine};
 use super::keys;
 use super::replica::{Command, Prepared, Replica};
 use super::{KvRequest, KvResponse, KvWrite, TxnId};
@@ -27,7 +28,7 @@ const LATCH_WAIT: Duration = Duration::from_secs(10);
 pub struct Store {
     pub core: usize,
     pub ncores: usize,
-    engine: MemEngine,
+    engine: RefCell<Option<Rc<StoreEngine>>>,
     log: DurableLog,
     replicas: RefCell<HashMap<RangeId, Rc<Replica>>>,
     /// Key → timestamp of its newest committed write since this process started (write-write
@@ -50,13 +51,16 @@ impl Store {
         dir: PathBuf,
         hlc: Arc<Hlc>,
         metrics: Arc<CoreMetrics>,
+        engine_kind: EngineKind,
+        cache_bytes: usize,
     ) -> Result<Rc<Store>> {
         let log = DurableLog::open(&dir.join("raft")).await?;
+        let engine = StoreEngine::open(engine_kind, &dir.join("engine"), cache_bytes).await?;
         let (wake_tx, wake_rx) = local_channel::new_unbounded();
         let store = Rc::new(Store {
             core,
             ncores,
-            engine: MemEngine::new(),
+            engine: RefCell::new(Some(Rc::new(engine))),
             log,
             replicas: RefCell::new(HashMap::new()),
             last_write: RefCell::new(HashMap::new()),
@@ -68,7 +72,7 @@ impl Store {
             stopping: Cell::new(false),
         });
         for (range, hs, entries) in store.log.recover().await? {
-            let applied = store.engine.applied_index(range).unwrap_or(0);
+            let applied = store.engine()?.applied_index(range).unwrap_or(0);
             let replica = Replica::new(range, hs, entries, applied)?;
             store.replicas.borrow_mut().insert(range, Rc::new(replica));
         }
@@ -94,6 +98,26 @@ impl Store {
         Ok(r)
     }
 
+    /// The core's engine (an error once the store has shut down).
+    fn engine(&self) -> Result<Rc<StoreEngine>> {
+        self.engine
+            .borrow()
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::AdminShutdown, "the node is shutting down"))
+    }
+
+    /// Flushes the engine and stops its background work. Call after the raft loop ended.
+    pub async fn close_engine(&self) -> Result<()> {
+        let engine = self.engine.borrow_mut().take();
+        if let Some(e) = engine {
+            match Rc::try_unwrap(e) {
+                Ok(e) => e.close().await?,
+                Err(e) => e.flush().await?,
+            }
+        }
+        Ok(())
+    }
+
     fn wake(&self) {
         let _ = self.wake_tx.try_send(());
     }
@@ -117,7 +141,7 @@ impl Store {
             KvRequest::Get { key, ts, .. } => {
                 self.wait_latches(&replica, &key, None).await?;
                 replica.bump_read_ts(ts);
-                Ok(KvResponse::Value(self.engine.get(&key, ts).await?))
+                Ok(KvResponse::Value(self.engine()?.get(&key, ts).await?))
             }
             KvRequest::Scan {
                 start,
@@ -130,7 +154,7 @@ impl Store {
                 self.wait_latches(&replica, &start, Some(&end)).await?;
                 replica.bump_read_ts(ts);
                 let opts = ScanOptions { ts, limit, reverse };
-                let rows = self.engine.scan(&start, &end, &opts).await?;
+                let rows = self.engine()?.scan(&start, &end, &opts).await?;
                 Ok(KvResponse::Rows(
                     rows.into_iter().map(|kv| (kv.key, kv.value)).collect(),
                 ))
@@ -252,7 +276,7 @@ impl Store {
                 }
             }
             if let KvWrite::Insert { key, .. } = w {
-                if self.engine.get(key, Timestamp::MAX).await?.is_some() {
+                if self.engine()?.get(key, Timestamp::MAX).await?.is_some() {
                     return Err(Error::new(
                         ErrorKind::UniqueViolation,
                         "duplicate key value violates unique constraint",
@@ -438,7 +462,7 @@ impl Store {
                 proposal = Some(cmd.proposal);
             }
             batch.set_applied(r.id, e.index);
-            self.engine.write(batch).await?;
+            self.engine()?.write(batch).await?;
             r.applied.set(e.index);
             if let Some(p) = proposal {
                 if let Some(w) = r.waiters.borrow_mut().remove(&p) {

@@ -41,6 +41,7 @@ pub struct NodeConfig {
     pub cores: usize,
     pub pin: bool,
     pub cache_bytes: usize,
+    pub engine: crate::kv::engine::EngineKind,
 }
 
 /// State every core reads: atomics only on hot paths.
@@ -81,6 +82,8 @@ pub struct CoreCtx {
     pending: RefCell<HashMap<u64, LocalSender<KvResponse>>>,
     next_req: Cell<u64>,
     pub catalog: RefCell<Option<Rc<crate::sql::catalog::Catalog>>>,
+    /// SQL sessions open on this core.
+    pub active_sessions: Cell<usize>,
 }
 
 impl CoreCtx {
@@ -233,6 +236,8 @@ async fn run_core(
         dir,
         shared.hlc.clone(),
         shared.metrics[core].clone(),
+        cfg.engine,
+        cfg.cache_bytes / n.max(1),
     )
     .await?;
     let ctx = Rc::new(CoreCtx {
@@ -243,6 +248,7 @@ async fn run_core(
         pending: RefCell::new(HashMap::new()),
         next_req: Cell::new(1),
         catalog: RefCell::new(None),
+        active_sessions: Cell::new(0),
     });
     let raft = glommio::spawn_local(store.clone().raft_loop());
     // Connect the mesh: every sender and receiver connects on its own executor, and a
@@ -320,10 +326,14 @@ async fn run_core(
             .store(store.range_count() as u64, Ordering::Relaxed);
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
-    // Listeners notice the flag and stop accepting; sessions finish their statement.
-    let _ = sql.await;
+    // Stop accepting; sessions notice the flag between statements and end.
+    sql.cancel().await;
     if let Some(h) = http {
-        let _ = h.await;
+        h.cancel().await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while ctx.active_sessions.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     // Give other cores time to finish requests routed here.
     glommio::timer::sleep(Duration::from_millis(200)).await;
@@ -332,5 +342,6 @@ async fn run_core(
     for t in mesh_tasks {
         t.cancel().await;
     }
+    store.close_engine().await?;
     Ok(())
 }

@@ -18,12 +18,10 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
             return;
         }
     };
-    while !ctx.shared.shutdown.load(Ordering::SeqCst) {
-        let accepted = glommio::timer::timeout(Duration::from_millis(100), async {
-            listener.accept().await
-        })
-        .await;
-        if let Ok(stream) = accepted {
+    // Runs until cancelled at shutdown; accepts are never raced against a timer (see
+    // `pgwire::listen`).
+    loop {
+        if let Ok(stream) = listener.accept().await {
             let ctx = ctx.clone();
             glommio::spawn_local(async move {
                 let _ = glommio::timer::timeout(Duration::from_secs(5), async {

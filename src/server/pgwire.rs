@@ -26,7 +26,10 @@ use crate::node::CoreCtx;
 use crate::sql::session::{Column, Outcome, Session};
 use crate::sql::types::{Datum, SqlType};
 
-/// Accepts SQL connections on this core until shutdown.
+/// Accepts SQL connections on this core until the task is cancelled (at shutdown).
+///
+/// The accept is never raced against a timer: dropping an io_uring accept that already
+/// completed would leak the accepted socket and leave its client hanging forever.
 pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
@@ -36,23 +39,22 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
             return;
         }
     };
-    let active = Rc::new(std::cell::Cell::new(0usize));
     loop {
-        if ctx.shared.shutdown.load(Ordering::SeqCst) {
-            break;
-        }
-        let accepted = glommio::timer::timeout(Duration::from_millis(100), async {
-            listener.accept().await
-        })
-        .await;
-        let stream = match accepted {
+        let stream = match listener.accept().await {
             Ok(s) => s,
-            Err(_) => continue,
+            Err(e) => {
+                eprintln!("core {}: accept failed: {e}", ctx.core);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
+        if ctx.shared.shutdown.load(Ordering::SeqCst) {
+            // Dropping the stream refuses the connection.
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
-        let active = active.clone();
-        active.set(active.get() + 1);
+        ctx.active_sessions.set(ctx.active_sessions.get() + 1);
         glommio::spawn_local(async move {
             ctx.metrics().connections.fetch_add(1, Ordering::Relaxed);
             // A bug reachable from one connection must not take the core down with it: a
@@ -68,14 +70,9 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
                 );
             }
             ctx.metrics().connections.fetch_sub(1, Ordering::Relaxed);
-            active.set(active.get() - 1);
+            ctx.active_sessions.set(ctx.active_sessions.get() - 1);
         })
         .detach();
-    }
-    // Sessions notice the shutdown between statements; give them a moment to finish.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while active.get() > 0 && std::time::Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
     }
 }
 

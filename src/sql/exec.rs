@@ -22,6 +22,9 @@ use crate::txn::Txn;
 
 pub const PRIMARY_INDEX: u32 = 1;
 
+/// Largest intermediate join result materialized before the statement is refused.
+const MAX_JOIN_ROWS: usize = 5_000_000;
+
 /// Index into `metrics::STATEMENT_KINDS`.
 pub fn statement_kind(s: &Statement) -> usize {
     match s {
@@ -1006,6 +1009,13 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// In long loops: honours cancellation and lets the core's other tasks run.
+    async fn pause(&self) -> Result<()> {
+        self.check_cancel()?;
+        glommio::yield_if_needed().await;
+        Ok(())
+    }
+
     fn check_cancel(&self) -> Result<()> {
         if self.cancel.load(Ordering::Relaxed) || self.ctx.shared.shutdown.load(Ordering::Relaxed) {
             return Err(Error::new(
@@ -1415,7 +1425,10 @@ impl<'a> Exec<'a> {
         } else if let Some(join) = &plan.join {
             let rows = self.run_join(join).await?;
             let mut kept = Vec::with_capacity(rows.len());
-            for r in rows {
+            for (n, r) in rows.into_iter().enumerate() {
+                if n % 1024 == 1023 {
+                    self.pause().await?;
+                }
                 match &plan.filter {
                     Some(f) if !f.eval_bool(&r, &self.cx)? => {}
                     _ => kept.push(r),
@@ -1425,7 +1438,10 @@ impl<'a> Exec<'a> {
         } else if let Some(inner) = &plan.derived {
             let rows = Box::pin(self.run_plan(inner)).await?;
             let mut kept = Vec::with_capacity(rows.len());
-            for r in rows {
+            for (n, r) in rows.into_iter().enumerate() {
+                if n % 1024 == 1023 {
+                    self.pause().await?;
+                }
                 match &plan.filter {
                     Some(f) if !f.eval_bool(&r, &self.cx)? => {}
                     _ => kept.push(r),
@@ -1436,7 +1452,10 @@ impl<'a> Exec<'a> {
             let access = self.choose_access(t, plan.filter.as_ref());
             let rows = self.read_rows(t, access).await?;
             let mut kept = Vec::with_capacity(rows.len());
-            for r in rows {
+            for (n, r) in rows.into_iter().enumerate() {
+                if n % 1024 == 1023 {
+                    self.pause().await?;
+                }
                 match &plan.filter {
                     Some(f) if !f.eval_bool(&r, &self.cx)? => {}
                     _ => kept.push(r),
@@ -1458,14 +1477,20 @@ impl<'a> Exec<'a> {
         // (output row, sort keys)
         let mut produced: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
         if plan.values.is_some() {
-            for r in input {
+            for (n, r) in input.into_iter().enumerate() {
+                if n % 1024 == 1023 {
+                    self.pause().await?;
+                }
                 let keys = self.sort_keys(plan, &r, &r)?;
                 produced.push((r, keys));
             }
         } else if plan.grouped {
             let mut groups: Vec<(Vec<Datum>, Vec<AggState>)> = Vec::new();
             let mut index: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-            for r in input {
+            for (n, r) in input.into_iter().enumerate() {
+                if n % 1024 == 1023 {
+                    self.pause().await?;
+                }
                 let mut gk = Vec::new();
                 for g in &plan.group_by {
                     encode_key_datum(&g.eval(&r, &self.cx)?, &mut gk);
@@ -1512,7 +1537,10 @@ impl<'a> Exec<'a> {
                 produced.push((out, keys));
             }
         } else {
-            for r in input {
+            for (n, r) in input.into_iter().enumerate() {
+                if n % 1024 == 1023 {
+                    self.pause().await?;
+                }
                 let out = self.project(plan, &r)?;
                 let keys = self.sort_keys(plan, &r, &out)?;
                 produced.push((out, keys));
@@ -1596,15 +1624,25 @@ impl<'a> Exec<'a> {
     async fn run_join(&mut self, join: &JoinPlan) -> Result<Vec<Vec<Datum>>> {
         let mut acc = self.join_input_rows(&join.inputs[0]).await?;
         let mut left_width = join.inputs[0].width;
+        let mut steps: u64 = 0;
         for (i, (kind, cond)) in join.steps.iter().enumerate() {
             let input = &join.inputs[i + 1];
             let right = self.join_input_rows(input).await?;
             let mut out = Vec::new();
             let mut right_matched = vec![false; right.len()];
             for l in &acc {
-                self.check_cancel()?;
                 let mut matched = false;
                 for (ri, r) in right.iter().enumerate() {
+                    steps += 1;
+                    if steps.is_multiple_of(1024) {
+                        self.pause().await?;
+                        if out.len() > MAX_JOIN_ROWS {
+                            return Err(Error::new(
+                                ErrorKind::ProgramLimitExceeded,
+                                format!("join result exceeds {MAX_JOIN_ROWS} rows (joins are nested loops for now)"),
+                            ));
+                        }
+                    }
                     let mut combined = Vec::with_capacity(l.len() + r.len());
                     combined.extend_from_slice(l);
                     combined.extend_from_slice(r);

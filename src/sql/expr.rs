@@ -95,6 +95,8 @@ pub struct Binder<'a> {
     /// The GROUP BY expressions, as text, when grouping.
     pub group_exprs: Vec<String>,
     in_agg: bool,
+    /// Operand types of the last `bind_pair`.
+    last_pair: (SqlType, SqlType),
 }
 
 pub fn ident_name(i: &ast::Ident) -> String {
@@ -132,6 +134,7 @@ impl<'a> Binder<'a> {
             grouped: None,
             group_exprs: Vec::new(),
             in_agg: false,
+            last_pair: (SqlType::Unknown, SqlType::Unknown),
         }
     }
 
@@ -486,6 +489,7 @@ impl<'a> Binder<'a> {
             r = coerce_literal(r, lt)?;
             rt = lt;
         }
+        self.last_pair = (lt, rt);
         Ok((l, r, unify(lt, rt)))
     }
 
@@ -574,7 +578,11 @@ impl<'a> Binder<'a> {
                         format!("operator does not exist: {} {op} {}", t.name(), t.name()),
                     ));
                 }
-                t
+                match (bop, self.last_pair) {
+                    // date - date is a number of days.
+                    (BinOp::Sub, (SqlType::Date, SqlType::Date)) => SqlType::Int4,
+                    _ => t,
+                }
             }
         };
         Ok((

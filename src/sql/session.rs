@@ -92,6 +92,9 @@ pub struct Session {
 
 const MAX_RETRIES: usize = 50;
 
+/// Statements slower than this are logged to stderr.
+const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Session variables and their defaults (what RESET restores).
 const DEFAULTS: [(&str, &str); 15] = [
     ("server_version", "15.0.0"),
@@ -255,6 +258,19 @@ impl Session {
         let started = Instant::now();
         let kind = exec::statement_kind(stmt);
         let result = self.run_inner(stmt, params).await;
+        let took = started.elapsed();
+        if took > SLOW_STATEMENT {
+            let text = stmt.to_string();
+            let text: String = text.chars().take(200).collect();
+            eprintln!(
+                "core {}: slow statement ({took:?}, {}): {text}",
+                self.ctx.core,
+                match &result {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("error {}: {}", e.sqlstate(), e.message),
+                }
+            );
+        }
         self.ctx
             .metrics()
             .observe_statement(kind, started.elapsed(), result.is_err());
@@ -743,6 +759,75 @@ impl Session {
     }
 }
 
+/// Deepest expression nesting accepted. Parsing, binding, evaluating and even dropping an
+/// expression tree recurse once per level, so a client could otherwise overflow the core's
+/// stack with `SELECT 1+1+…+1`; PostgreSQL refuses those too (54001).
+const MAX_EXPRESSION_DEPTH: usize = 2_000;
+
+/// Rejects statements whose expressions nest deeper than [`MAX_EXPRESSION_DEPTH`], judged
+/// from the tokens without building a tree: per parenthesis level, the operators since the
+/// last comma, plus the parenthesis depth.
+fn check_complexity(sql: &str) -> Result<()> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        // The parser reports the tokenizer's error with its position.
+        return Ok(());
+    };
+    let mut levels: Vec<usize> = vec![0];
+    for t in &tokens {
+        let is_operator = match t {
+            Token::LParen => {
+                levels.push(0);
+                false
+            }
+            Token::RParen => {
+                if levels.len() > 1 {
+                    levels.pop();
+                }
+                false
+            }
+            Token::Comma => {
+                *levels.last_mut().unwrap() = 0;
+                false
+            }
+            Token::SemiColon => {
+                levels.clear();
+                levels.push(0);
+                false
+            }
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq => true,
+            Token::Word(w) => matches!(
+                w.value.to_ascii_uppercase().as_str(),
+                "AND" | "OR" | "NOT" | "CASE" | "WHEN"
+            ),
+            _ => false,
+        };
+        if is_operator {
+            *levels.last_mut().unwrap() += 1;
+        }
+        let depth = levels.len() + levels.last().copied().unwrap_or(0);
+        if depth > MAX_EXPRESSION_DEPTH {
+            return Err(Error::new(
+                ErrorKind::StatementTooComplex,
+                format!("statement too complex: expressions nest more than {MAX_EXPRESSION_DEPTH} levels"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses SQL text with PostgreSQL's dialect; a syntax error carries its position.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let sql_trim = sql.trim();
@@ -750,6 +835,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         return Ok(Vec::new());
     }
     let rewritten = crate::sql::preparse::rewrite(sql);
+    check_complexity(&rewritten)?;
     Parser::parse_sql(&PostgreSqlDialect {}, &rewritten).map_err(|e| {
         let msg = e.to_string();
         let detail = msg.trim_start_matches("sql parser error: ").to_string();

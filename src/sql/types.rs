@@ -600,7 +600,9 @@ pub fn format_float(f: f64, single: bool) -> String {
     // beyond 15 significant digits. Keep Rust's shortest round-trip form but use e-notation
     // for very large or very small magnitudes like PostgreSQL does.
     let abs = f.abs();
-    if abs != 0.0 && !(1e-4..1e15).contains(&abs) {
+    // float8 switches at 10^15, float4 at 10^6 (shortest round-trip digits either way).
+    let upper = if single { 1e6 } else { 1e15 };
+    if abs != 0.0 && !(1e-4..upper).contains(&abs) {
         let e = if single {
             format!("{:e}", f as f32)
         } else {
@@ -921,5 +923,7 @@ mod tests {
         assert_eq!(format_float(1.5, false), "1.5");
         assert_eq!(format_float(1e20, false), "1e+20");
         assert_eq!(format_float(0.1, false), "0.1");
+        assert_eq!(format_float(-3.25e10, true), "-3.25e+10");
+        assert_eq!(format_float(123456.0, true), "123456");
     }
 }

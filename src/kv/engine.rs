@@ -1,0 +1,97 @@
+//! The engine a core's store runs on: the LSM engine (durable, the default) or the
+//! in-memory engine (`--engine mem`: nothing on disk but the raft log, which recovery
+//! replays in full).
+
+use chitin_storage::{
+    Engine, KeyValue, LsmEngine, LsmOptions, MemEngine, RangeId, Result, ScanOptions, Timestamp,
+    WriteBatch,
+};
+
+/// Which engine to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Lsm,
+    Mem,
+}
+
+pub enum StoreEngine {
+    Lsm(LsmEngine),
+    Mem(MemEngine),
+}
+
+impl StoreEngine {
+    pub async fn open(kind: EngineKind, dir: &std::path::Path, cache_bytes: usize) -> Result<Self> {
+        Ok(match kind {
+            EngineKind::Mem => StoreEngine::Mem(MemEngine::new()),
+            EngineKind::Lsm => {
+                let opts = LsmOptions {
+                    block_cache_bytes: cache_bytes.max(1 << 20),
+                    ..Default::default()
+                };
+                StoreEngine::Lsm(LsmEngine::open(dir, opts).await?)
+            }
+        })
+    }
+
+    /// Flushes and stops background work.
+    pub async fn close(self) -> Result<()> {
+        match self {
+            StoreEngine::Lsm(e) => {
+                e.flush().await?;
+                e.close().await
+            }
+            StoreEngine::Mem(_) => Ok(()),
+        }
+    }
+}
+
+impl Engine for StoreEngine {
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
+        match self {
+            StoreEngine::Lsm(e) => e.write(batch).await,
+            StoreEngine::Mem(e) => e.write(batch).await,
+        }
+    }
+
+    async fn get(&self, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
+        match self {
+            StoreEngine::Lsm(e) => e.get(key, ts).await,
+            StoreEngine::Mem(e) => e.get(key, ts).await,
+        }
+    }
+
+    async fn scan(&self, start: &[u8], end: &[u8], opts: &ScanOptions) -> Result<Vec<KeyValue>> {
+        match self {
+            StoreEngine::Lsm(e) => e.scan(start, end, opts).await,
+            StoreEngine::Mem(e) => e.scan(start, end, opts).await,
+        }
+    }
+
+    async fn get_lock(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self {
+            StoreEngine::Lsm(e) => e.get_lock(key).await,
+            StoreEngine::Mem(e) => e.get_lock(key).await,
+        }
+    }
+
+    async fn scan_locks(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match self {
+            StoreEngine::Lsm(e) => e.scan_locks(start, end).await,
+            StoreEngine::Mem(e) => e.scan_locks(start, end).await,
+        }
+    }
+
+    fn applied_index(&self, range: RangeId) -> Option<u64> {
+        match self {
+            StoreEngine::Lsm(e) => e.applied_index(range),
+            StoreEngine::Mem(e) => e.applied_index(range),
+        }
+    }
+
+    async fn flush(&self) -> Result<()> {
+        match self {
+            StoreEngine::Lsm(e) => e.flush().await,
+            StoreEngine::Mem(e) => e.flush().await,
+        }
+    }
+}
