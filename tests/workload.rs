@@ -1,4 +1,4 @@
-//! `chitin workload` end to end: the built binary loads and runs YCSB-B and bank against a
+//! `chitin workload` end to end: the built binary loads and runs YCSB-B, kv and bank against a
 //! real server over pgwire, and its JSON output shows operations, no errors and, for bank,
 //! an unchanged total balance (serializability: no lost updates).
 //!
@@ -165,6 +165,37 @@ fn ycsb_b_and_bank_run_against_a_server() {
         .find(|l| l.ends_with(" total"))
         .unwrap_or_else(|| panic!("no total line:\n{out}"));
     assert!(total_line.split_whitespace().nth(3) == Some("200"), "{out}");
+
+    // kv: upserts and point reads, stopped by --max-ops.
+    let (ok, out, err) = workload(&[
+        "init",
+        "kv",
+        "--drop",
+        "--record-count",
+        "100",
+        "--concurrency",
+        "1",
+        &url,
+    ]);
+    assert!(ok, "init kv failed:\n{out}\n{err}\n{}", logs());
+    let (ok, out, err) = workload(&[
+        "run",
+        "kv",
+        "--read-percent",
+        "50",
+        "--record-count",
+        "100",
+        "--max-ops",
+        "100",
+        "--concurrency",
+        "2",
+        "--json",
+        &url,
+    ]);
+    assert!(ok, "run kv failed:\n{out}\n{err}\n{}", logs());
+    let total = summary_total(&out);
+    assert_eq!(json_number(total, "ops"), 100.0, "{out}");
+    assert_eq!(json_number(total, "errors"), 0.0, "{out}\n{err}");
 
     // Bank: concurrent transfers must leave the total unchanged.
     let (ok, out, err) = workload(&[
