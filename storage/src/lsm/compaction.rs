@@ -17,6 +17,9 @@ use super::version::{TableMeta, Version, NUM_LEVELS};
 use super::{Inner, LsmOptions};
 use crate::{Result, Timestamp};
 
+/// Bytes a compaction reads from an input table at a time.
+const COMPACTION_READAHEAD: usize = 512 << 10;
+
 /// One merge: `inputs` of `level` and the overlapping `next_inputs` of `output_level`.
 #[derive(Debug)]
 pub struct CompactionSpec {
@@ -208,10 +211,18 @@ impl Inner {
             if level == 0 {
                 for t in tables {
                     let table = self.cache.table(t.number).await?;
-                    sources.push(Source::Table(TableIter::new(self.cache.clone(), table)));
+                    sources.push(Source::Table(TableIter::sequential(
+                        self.cache.clone(),
+                        table,
+                        COMPACTION_READAHEAD,
+                    )));
                 }
             } else if !tables.is_empty() {
-                sources.push(Source::Level(LevelIter::new(self.cache.clone(), tables)));
+                sources.push(Source::Level(LevelIter::sequential(
+                    self.cache.clone(),
+                    tables,
+                    COMPACTION_READAHEAD,
+                )));
             }
         }
         let filter = GcFilter {

@@ -48,6 +48,12 @@ pub struct TableIter {
     block_idx: usize,
     block: Option<Rc<Block>>,
     pos: usize,
+    /// Sequential mode (compactions): read this many bytes of blocks at a time, around
+    /// the block cache.
+    readahead: usize,
+    /// Blocks read ahead: `ahead[k]` is block `ahead_first + k`.
+    ahead: Vec<Rc<Block>>,
+    ahead_first: usize,
 }
 
 impl TableIter {
@@ -58,12 +64,39 @@ impl TableIter {
             block_idx: 0,
             block: None,
             pos: 0,
+            readahead: 0,
+            ahead: Vec::new(),
+            ahead_first: 0,
+        }
+    }
+
+    /// A cursor for one pass over the whole table (compaction): large reads, and the
+    /// blocks it reads do not displace the foreground's working set in the block cache.
+    pub fn sequential(cache: Rc<TableCache>, table: Rc<Table>, readahead: usize) -> Self {
+        TableIter {
+            readahead: readahead.max(1),
+            ..TableIter::new(cache, table)
         }
     }
 
     async fn load(&mut self, i: usize) -> Result<()> {
         self.block_idx = i;
-        self.block = Some(self.cache.block(&self.table, i).await?);
+        if self.readahead == 0 {
+            self.block = Some(self.cache.block(&self.table, i).await?);
+            return Ok(());
+        }
+        let hit = i >= self.ahead_first && i < self.ahead_first + self.ahead.len();
+        if !hit {
+            self.ahead = self
+                .table
+                .read_blocks(i, self.readahead)
+                .await?
+                .into_iter()
+                .map(Rc::new)
+                .collect();
+            self.ahead_first = i;
+        }
+        self.block = Some(self.ahead[i - self.ahead_first].clone());
         Ok(())
     }
 
@@ -169,6 +202,8 @@ pub struct LevelIter {
     tables: Vec<Rc<TableMeta>>,
     idx: usize,
     cur: Option<TableIter>,
+    /// Passed on to each table's cursor (see [`TableIter::sequential`]).
+    readahead: usize,
 }
 
 impl LevelIter {
@@ -178,13 +213,26 @@ impl LevelIter {
             tables,
             idx: 0,
             cur: None,
+            readahead: 0,
+        }
+    }
+
+    pub fn sequential(cache: Rc<TableCache>, tables: Vec<Rc<TableMeta>>, readahead: usize) -> Self {
+        LevelIter {
+            readahead: readahead.max(1),
+            ..LevelIter::new(cache, tables)
         }
     }
 
     async fn open(&mut self, i: usize) -> Result<&mut TableIter> {
         self.idx = i;
         let t = self.cache.table(self.tables[i].number).await?;
-        Ok(self.cur.insert(TableIter::new(self.cache.clone(), t)))
+        let it = if self.readahead > 0 {
+            TableIter::sequential(self.cache.clone(), t, self.readahead)
+        } else {
+            TableIter::new(self.cache.clone(), t)
+        };
+        Ok(self.cur.insert(it))
     }
 
     fn valid(&self) -> bool {

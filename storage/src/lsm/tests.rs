@@ -1002,7 +1002,7 @@ fn model_ops() -> usize {
     std::env::var("CHITIN_MODEL_OPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
+        .unwrap_or(1500)
 }
 
 #[test]

@@ -78,8 +78,16 @@ impl Table {
                 offset: u64::from_le_bytes(v[..8].try_into().unwrap()),
                 len: u64::from_le_bytes(v[8..].try_into().unwrap()),
             };
-            if h.offset + h.len + 4 > footer.data_end {
-                return Err(corruption(&path, ih.offset, "index points past the data"));
+            let prev_end = handles
+                .last()
+                .map_or(0, |p: &BlockHandle| p.offset + p.len + 4);
+            let end = h.offset.checked_add(h.len).and_then(|e| e.checked_add(4));
+            if h.offset < prev_end || end.is_none_or(|e| e > footer.data_end) {
+                return Err(corruption(
+                    &path,
+                    ih.offset,
+                    "index handles out of order or past the data",
+                ));
             }
             handles.push(h);
         }
@@ -115,6 +123,44 @@ impl Table {
 
     pub fn block_offset(&self, i: usize) -> u64 {
         self.handles[i].offset
+    }
+
+    /// Reads data blocks `first..` in one I/O of up to `max_bytes` (at least one block),
+    /// verifying and decoding each. For sequential passes; bypasses the block cache.
+    pub async fn read_blocks(&self, first: usize, max_bytes: usize) -> Result<Vec<Block>> {
+        let start = self.handles[first].offset;
+        let mut last = first;
+        while last + 1 < self.handles.len() {
+            let h = self.handles[last + 1];
+            if h.offset + h.len + 4 - start > max_bytes as u64 {
+                break;
+            }
+            last += 1;
+        }
+        let end = self.handles[last].offset + self.handles[last].len + 4;
+        let raw = file::read_exact(&self.file, &self.path, start, (end - start) as usize).await?;
+        let mut out = Vec::with_capacity(last + 1 - first);
+        for h in &self.handles[first..=last] {
+            let at = (h.offset - start) as usize;
+            let len = h.len as usize;
+            let body = raw
+                .get(at..at + len + 4)
+                .ok_or_else(|| corruption(&self.path, h.offset, "block outside its read"))?;
+            let crc = u32::from_le_bytes(body[len..].try_into().unwrap());
+            if crc32fast::hash(&body[..len]) != crc {
+                return Err(corruption(
+                    &self.path,
+                    h.offset,
+                    format!("block checksum mismatch ({len} bytes)"),
+                ));
+            }
+            match Block::decode(&body[..len]) {
+                Ok(b) if !b.is_empty() => out.push(b),
+                Ok(_) => return Err(corruption(&self.path, h.offset, "empty data block")),
+                Err(d) => return Err(corruption(&self.path, h.offset, d)),
+            }
+        }
+        Ok(out)
     }
 
     /// Reads, verifies and decodes data block `i` from disk (no caching here).
