@@ -40,6 +40,8 @@ pub struct Store {
     pub hlc: Arc<Hlc>,
     pub metrics: Arc<CoreMetrics>,
     stopping: Cell<bool>,
+    /// Set when the raft driver failed: the store refuses further writes.
+    fatal: RefCell<Option<String>>,
 }
 
 impl Store {
@@ -70,6 +72,7 @@ impl Store {
             hlc,
             metrics,
             stopping: Cell::new(false),
+            fatal: RefCell::new(None),
         });
         for (range, hs, entries) in store.log.recover().await? {
             let applied = store.engine()?.applied_index(range).unwrap_or(0);
@@ -120,6 +123,11 @@ impl Store {
 
     fn wake(&self) {
         let _ = self.wake_tx.try_send(());
+    }
+
+    /// Why the store stopped working, if it did.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.borrow().clone()
     }
 
     pub fn stop(&self) {
@@ -305,6 +313,9 @@ impl Store {
         if writes.is_empty() {
             return Ok(());
         }
+        if let Some(f) = self.fatal() {
+            return Err(Error::internal(format!("the store failed: {f}")));
+        }
         let proposal = self.next_proposal.get();
         self.next_proposal.set(proposal + 1);
         let cmd = Command {
@@ -362,13 +373,17 @@ impl Store {
             // Drain every pending wakeup: one pass serves them all.
             while let Some(Some(())) = futures_lite::future::poll_once(rx.recv()).await {}
             if let Err(e) = self.drive_once().await {
-                eprintln!("core {}: raft driver error: {e}", self.core);
-                // A failed log write must not be acknowledged; fail the waiters.
+                // The raft log or the engine failed under a Ready that was taken but not
+                // advanced: this core cannot go on safely. Nothing unpersisted was
+                // acknowledged; fail the waiters and stop the node.
+                eprintln!("core {}: fatal: raft driver error: {e}", self.core);
+                *self.fatal.borrow_mut() = Some(e.message.clone());
                 for r in self.replicas.borrow().values() {
                     for (_, w) in r.waiters.borrow_mut().drain() {
                         let _ = w.try_send(Err(Error::internal(format!("raft log: {e}"))));
                     }
                 }
+                break;
             }
         }
         ticker.await;

@@ -147,6 +147,11 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     std::fs::create_dir_all(&cfg.store).map_err(|e| {
         Error::internal(format!("cannot create store {}: {e}", cfg.store.display()))
     })?;
+    // Files are opened by absolute path (glommio's directory handles need it).
+    let mut cfg = cfg;
+    cfg.store = std::fs::canonicalize(&cfg.store).map_err(|e| {
+        Error::internal(format!("cannot resolve store {}: {e}", cfg.store.display()))
+    })?;
     // Fail early and clearly if the ports are taken.
     for addr in [cfg.listen_addr, cfg.http_addr] {
         std::net::TcpListener::bind(addr)
@@ -319,6 +324,11 @@ async fn run_core(
             shared.shutdown.store(true, Ordering::SeqCst);
         }
         if shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        if let Some(f) = store.fatal() {
+            eprintln!("core {core}: stopping the node: {f}");
+            shared.shutdown.store(true, Ordering::SeqCst);
             break;
         }
         ctx.metrics()
