@@ -967,8 +967,17 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
     })
 }
 
+/// The cached plan of a prepared query: valid for one catalog version, database and set of
+/// parameter types.
+#[derive(Default)]
+pub struct PlanCache {
+    slot: std::cell::RefCell<Option<(u64, u32, Vec<SqlType>, Rc<SelectPlan>)>>,
+}
+
 /// Executes statements in one transaction.
 pub struct Exec<'a> {
+    /// Where a prepared statement keeps its plan (None for simple queries).
+    pub plan_cache: Option<&'a PlanCache>,
     ctx: &'a CoreCtx,
     cat: &'a Catalog,
     db_id: u32,
@@ -1000,6 +1009,7 @@ impl<'a> Exec<'a> {
             rowid: std::cell::Cell::new(rowid),
         };
         Exec {
+            plan_cache: None,
             ctx,
             cat,
             db_id,
@@ -1397,7 +1407,30 @@ impl<'a> Exec<'a> {
 
     async fn select(&mut self, q: &ast::Query) -> Result<(Outcome, Option<Vec<Column>>)> {
         let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
-        let plan = plan_select(self.cat, self.db_id, q, &mut ptypes)?;
+        // PERF: a prepared point lookup reuses its plan; only the parameters change.
+        let cached = self.plan_cache.and_then(|c| {
+            let slot = c.slot.borrow();
+            match &*slot {
+                Some((v, db, types, plan))
+                    if *v == self.cat.version && *db == self.db_id && *types == ptypes =>
+                {
+                    Some(plan.clone())
+                }
+                _ => None,
+            }
+        });
+        let plan = match cached {
+            Some(p) => p,
+            None => {
+                let key_types = ptypes.clone();
+                let plan = Rc::new(plan_select(self.cat, self.db_id, q, &mut ptypes)?);
+                if let Some(c) = self.plan_cache {
+                    *c.slot.borrow_mut() =
+                        Some((self.cat.version, self.db_id, key_types, plan.clone()));
+                }
+                plan
+            }
+        };
         let rows = self.run_plan(&plan).await?;
         let n = rows.len();
         Ok((
@@ -1406,7 +1439,12 @@ impl<'a> Exec<'a> {
                 tag: format!("SELECT {n}"),
                 suspended: false,
             },
-            Some(plan.columns),
+            // Prepared statements described their columns at Parse.
+            if self.plan_cache.is_some() {
+                None
+            } else {
+                Some(plan.columns.clone())
+            },
         ))
     }
 

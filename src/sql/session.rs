@@ -59,6 +59,8 @@ struct PreparedStmt {
     stmt: Option<Statement>,
     param_types: Vec<SqlType>,
     columns: Option<Vec<Column>>,
+    /// The plan of a prepared query, reused while the catalog does not change.
+    plan: exec::PlanCache,
 }
 
 struct Portal {
@@ -243,7 +245,7 @@ impl Session {
         stmt: Statement,
         _multi: bool,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
-        self.run(&stmt, Vec::new(), usize::MAX).await
+        self.run(&stmt, Vec::new(), None).await
     }
 
     /// Runs a statement with transaction handling. Implicit transactions are retried on
@@ -252,12 +254,12 @@ impl Session {
         &mut self,
         stmt: &Statement,
         params: Vec<Datum>,
-        _max_rows: usize,
+        plan: Option<&exec::PlanCache>,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         self.cancel.store(false, Ordering::SeqCst);
         let started = Instant::now();
         let kind = exec::statement_kind(stmt);
-        let result = self.run_inner(stmt, params).await;
+        let result = self.run_inner(stmt, params, plan).await;
         let took = started.elapsed();
         if took > SLOW_STATEMENT {
             let text = stmt.to_string();
@@ -290,6 +292,7 @@ impl Session {
         &mut self,
         stmt: &Statement,
         params: Vec<Datum>,
+        plan: Option<&exec::PlanCache>,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         match stmt {
             Statement::StartTransaction { .. } => {
@@ -356,6 +359,7 @@ impl Session {
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, params);
+                ex.plan_cache = plan;
                 ex.run(stmt).await
             };
             self.txn = Some(txn);
@@ -368,6 +372,7 @@ impl Session {
             let mut txn = self.begin_txn();
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, params.clone());
+                ex.plan_cache = plan;
                 ex.run(stmt).await
             };
             let r = match r {
@@ -604,6 +609,7 @@ impl Session {
                 stmt,
                 param_types,
                 columns,
+                plan: exec::PlanCache::default(),
             }),
         );
         Ok(())
@@ -706,7 +712,7 @@ impl Session {
                 let Some(s) = &stmt.stmt else {
                     return Ok((Outcome::Empty, None, formats));
                 };
-                let (outcome, _) = self.run(s, params, max_rows).await?;
+                let (outcome, _) = self.run(s, params, Some(&stmt.plan)).await?;
                 match outcome {
                     Outcome::Rows { rows, tag, .. } => (VecDeque::from(rows), tag),
                     other => return Ok((other, cols, formats)),
