@@ -971,8 +971,11 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
 /// parameter types.
 #[derive(Default)]
 pub struct PlanCache {
-    slot: std::cell::RefCell<Option<(u64, u32, Vec<SqlType>, Rc<SelectPlan>)>>,
+    slot: std::cell::RefCell<Option<CachedPlan>>,
 }
+
+/// (catalog version, database, parameter types, plan).
+type CachedPlan = (u64, u32, Vec<SqlType>, Rc<SelectPlan>);
 
 /// Executes statements in one transaction.
 pub struct Exec<'a> {
