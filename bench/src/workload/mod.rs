@@ -35,6 +35,8 @@
 //!   interval in which it finished.
 //! - `--max-ops` counts operations started, so the total is exact but the last
 //!   operations of different workers may overlap the stop.
+//! - At the end, operations in flight get [`DRAIN_TIMEOUT`] to finish; any still running
+//!   are abandoned (said on stderr) and not counted.
 
 pub mod bank;
 pub mod flags;
@@ -64,6 +66,9 @@ use zipf::Rng;
 /// How many times one operation is retried on a serialization failure before the error
 /// is counted.
 pub const MAX_RETRIES: u32 = 100;
+
+/// How long the end of a run waits for the operations in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many errors are printed to stderr in full; the rest are only counted.
 const PRINTED_ERRORS: u64 = 10;
@@ -406,9 +411,25 @@ impl Workers {
             }
             if finished {
                 self.control.stop.store(true, Ordering::Relaxed);
-                // Let the operations in flight finish, so that they are counted.
-                for h in self.handles.drain(..) {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+                // Let the operations in flight finish, so that they are counted, but
+                // no longer than DRAIN_TIMEOUT in all: a server that takes minutes per
+                // statement must not stretch a 10 s run into minutes.
+                let drain_deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+                let mut abandoned = 0;
+                for mut h in self.handles.drain(..) {
+                    if tokio::time::timeout_at(drain_deadline, &mut h)
+                        .await
+                        .is_err()
+                    {
+                        h.abort();
+                        abandoned += 1;
+                    }
+                }
+                if abandoned > 0 {
+                    eprintln!(
+                        "note: {abandoned} operation(s) still running {DRAIN_TIMEOUT:?} after \
+                         the end were abandoned and are not counted"
+                    );
                 }
                 for r in &self.recorders {
                     interval.drain_from(&mut r.lock().unwrap_or_else(|e| e.into_inner()));
