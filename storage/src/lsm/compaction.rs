@@ -138,6 +138,11 @@ pub struct GcFilter<'a> {
     pub tombstones: &'a [RangeTombstone],
     pub gc_threshold: Timestamp,
     pub bottommost: bool,
+    /// True when a version of this key head may exist outside the compaction (another
+    /// table, any level, or a memtable). Levels order writes by seqno, not by timestamp:
+    /// a later write at a lower timestamp can sit above a tombstone, and dropping the
+    /// tombstone would bring it back.
+    pub elsewhere: &'a dyn Fn(&[u8]) -> bool,
 }
 
 impl GcFilter<'_> {
@@ -179,7 +184,10 @@ impl GcFilter<'_> {
                 if tombs.iter().any(|t| t.hides(uk, ts, gc)) {
                     continue;
                 }
-                if self.bottommost && v.first() == Some(&key::KIND_TOMBSTONE) {
+                if self.bottommost
+                    && v.first() == Some(&key::KIND_TOMBSTONE)
+                    && !(self.elsewhere)(key::head(k))
+                {
                     continue;
                 }
             }
@@ -225,10 +233,32 @@ impl Inner {
                 )));
             }
         }
+        // What else may hold versions of a key: tables outside the compaction, and the
+        // memtables of this moment (later writes are above the GC threshold).
+        let others: Vec<Rc<TableMeta>> = version
+            .all_tables()
+            .filter(|(_, t)| {
+                !spec
+                    .inputs
+                    .iter()
+                    .chain(&spec.next_inputs)
+                    .any(|i| i.number == t.number)
+            })
+            .map(|(_, t)| t.clone())
+            .collect();
+        let mems = self.snapshot().mems;
+        let elsewhere = |head: &[u8]| {
+            others.iter().any(|t| t.may_contain_head(head))
+                || mems.iter().any(|m| {
+                    let seek = key::seek_first(head[0], &head[1..]);
+                    m.first_matching(&seek, |_| true).is_some()
+                })
+        };
         let filter = GcFilter {
             tombstones: &version.range_tombstones,
             gc_threshold: self.gc_threshold.get(),
             bottommost: spec.bottommost,
+            elsewhere: &elsewhere,
         };
         let applied = (
             version
@@ -398,6 +428,7 @@ mod tests {
             tombstones: &[],
             gc_threshold: t(20),
             bottommost: false,
+            elsewhere: &|_| false,
         };
         // ts 30 (above), ts 20 (newest <= 20) survive; 10 and 5 go.
         assert_eq!(f.keep(&g), vec![true, true, false, false]);
@@ -410,10 +441,15 @@ mod tests {
             tombstones: &[],
             gc_threshold: t(25),
             bottommost: false,
+            elsewhere: &|_| false,
         };
         assert_eq!(f.keep(&g), vec![true, false]);
         f.bottommost = true;
         assert_eq!(f.keep(&g), vec![false, false]);
+        // A later write at a lower timestamp may sit in a table above (levels follow
+        // seqnos, not timestamps): then the tombstone must stay to shadow it.
+        f.elsewhere = &|_| true;
+        assert_eq!(f.keep(&g), vec![true, false]);
     }
 
     #[test]
@@ -429,6 +465,7 @@ mod tests {
             tombstones: &tombs,
             gc_threshold: Timestamp::MIN,
             bottommost: false,
+            elsewhere: &|_| false,
         };
         assert_eq!(f.keep(&g), vec![false, true]);
     }

@@ -803,7 +803,23 @@ async fn assert_same(e: &LsmEngine, oracle: &MemEngine, floor: u64, top: u64, wh
             o.reverse = reverse;
             let want = oracle.scan(b"", b"\xff", &o).await.unwrap();
             let got = e.scan(b"", b"\xff", &o).await.unwrap();
-            assert_eq!(got, want, "{what}: full scan at {ts} reverse {reverse}");
+            if got != want {
+                let fmt = |kvs: &[KeyValue]| -> std::collections::BTreeSet<String> {
+                    kvs.iter()
+                        .map(|kv| {
+                            let k = String::from_utf8_lossy(&kv.key);
+                            let v = String::from_utf8_lossy(&kv.value);
+                            format!("{k}@{}={v}", kv.ts.wall)
+                        })
+                        .collect()
+                };
+                let (g, w) = (fmt(&got), fmt(&want));
+                panic!(
+                    "{what}: full scan at {ts} reverse {reverse}: engine only {:?}, oracle only {:?}",
+                    g.difference(&w).collect::<Vec<_>>(),
+                    w.difference(&g).collect::<Vec<_>>()
+                );
+            }
         }
     }
     assert_eq!(
@@ -853,6 +869,38 @@ async fn recover(
     );
     let prefix = MemEngine::new();
     replay(&prefix, &log[..durable as usize]).await;
+    if let Ok(k) = std::env::var("CHITIN_DEBUG_KEY") {
+        let k = k.as_bytes();
+        eprintln!("DEBUG {what}: durable {durable} of {}", log.len());
+        for (i, b) in log.iter().enumerate() {
+            for op in &b.ops {
+                let hit = match op {
+                    BatchOp::Put { key, .. } | BatchOp::Delete { key, .. } => key.as_slice() == k,
+                    BatchOp::DeleteRange { start, end, .. } => {
+                        start.as_slice() <= k && k < end.as_slice()
+                    }
+                    _ => false,
+                };
+                if hit {
+                    eprintln!("DEBUG   batch {} {:?}", i + 1, op);
+                }
+            }
+        }
+        let v = e
+            .scan_versions(k, &[k, &[0][..]].concat(), Timestamp::MIN, Timestamp::MAX)
+            .await
+            .unwrap();
+        for v in v {
+            eprintln!("DEBUG   engine version {:?}", v);
+        }
+        let st = e.inner.state.borrow();
+        for t in &st.version.range_tombstones {
+            if t.contains(k) {
+                eprintln!("DEBUG   engine tombstone {t:?}");
+            }
+        }
+        eprintln!("DEBUG   gc {:?}", e.gc_threshold());
+    }
     assert_same(&e, &prefix, gc, top, &format!("{what}: recovered")).await;
     replay(&e, &log[durable as usize..]).await;
     *flushed = durable;
@@ -1014,7 +1062,11 @@ fn model_foreground_seeds() {
 
 #[test]
 fn model_background_seeds() {
-    for seed in 11..=13 {
+    let seeds = match std::env::var("CHITIN_MODEL_SEED") {
+        Ok(s) => s.parse().unwrap()..=s.parse().unwrap(),
+        Err(_) => 11..=13,
+    };
+    for seed in seeds {
         model(seed, model_ops(), tiny(true));
     }
 }
