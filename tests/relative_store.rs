@@ -10,17 +10,24 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, TempDir};
 
-struct Server(Child);
+struct Server {
+    child: Child,
+    sql: SocketAddr,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 fn spawn(cwd: &std::path::Path, sql: SocketAddr, http: SocketAddr) -> Server {
-    let log = std::fs::File::create(cwd.join("server.log")).expect("log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cwd.join("server.log"))
+        .expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_chitin"))
         .current_dir(cwd)
         .args(["start-single-node", "--store", "chitin-data", "--insecure"])
@@ -33,42 +40,51 @@ fn spawn(cwd: &std::path::Path, sql: SocketAddr, http: SocketAddr) -> Server {
         .stderr(log)
         .spawn()
         .expect("spawn chitin");
-    Server(child)
+    Server { child, sql }
 }
 
-async fn connect(sql: SocketAddr) -> tokio_postgres::Client {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(sql.ip().to_string())
-        .port(sql.port())
-        .user("root")
-        .dbname("defaultdb")
-        .connect_timeout(Duration::from_secs(5));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match common::connect(&config).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+/// Starts a server in `cwd` with the relative default store and connects to it, retrying
+/// with new ports if another process took them first.
+async fn start(cwd: &std::path::Path) -> (Server, tokio_postgres::Client) {
+    for _ in 0..3 {
+        let sql: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut server = spawn(cwd, sql, http);
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(server.sql.ip().to_string())
+            .port(server.sql.port())
+            .user("root")
+            .dbname("defaultdb")
+            .connect_timeout(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break; // exited early (port taken?): retry with new ports
             }
-            Err(e) => panic!("chitin with a relative store did not come up: {e}"),
+            if let Ok(c) = common::connect(&config).await {
+                return (server, c);
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(cwd.join("server.log")).unwrap_or_default();
+                panic!("chitin with a relative store did not come up; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    let log = std::fs::read_to_string(cwd.join("server.log")).unwrap_or_default();
+    panic!("chitin with a relative store kept exiting; log:\n{log}");
 }
 
 #[test]
 fn relative_default_store_serves_and_recovers() {
     let dir = TempDir::new("chitin-relative").expect("temp dir");
-    let sql: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let server = spawn(dir.path(), sql, http);
-        let client = connect(sql).await;
+        let (server, client) = start(dir.path()).await;
         client
             .batch_execute(
                 "CREATE TABLE t (k INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')",
@@ -81,8 +97,7 @@ fn relative_default_store_serves_and_recovers() {
             dir.path().join("chitin-data").is_dir(),
             "store created in the working directory"
         );
-        let _server = spawn(dir.path(), sql, http);
-        let client = connect(sql).await;
+        let (_server, client) = start(dir.path()).await;
         let rows = client
             .query("SELECT v FROM t WHERE k = 1", &[])
             .await

@@ -47,6 +47,30 @@ pub fn table_desc_key(id: u32) -> Vec<u8> {
     k
 }
 
+/// The decision record of a two-phase commit: present (holding the commit timestamp) from
+/// the commit decision until every range resolved its part.
+pub fn txn_record_key(txn: u64) -> Vec<u8> {
+    let mut k = meta_key("txn/");
+    k.extend_from_slice(&txn.to_be_bytes());
+    k
+}
+
+pub fn encode_commit_ts(ts: chitin_storage::Timestamp) -> Vec<u8> {
+    let mut v = ts.wall.to_be_bytes().to_vec();
+    v.extend_from_slice(&ts.logical.to_be_bytes());
+    v
+}
+
+pub fn decode_commit_ts(v: &[u8]) -> Option<chitin_storage::Timestamp> {
+    if v.len() != 12 {
+        return None;
+    }
+    Some(chitin_storage::Timestamp::new(
+        u64::from_be_bytes(v[..8].try_into().ok()?),
+        u32::from_be_bytes(v[8..].try_into().ok()?),
+    ))
+}
+
 /// `[prefix, prefix_end)` of all keys starting with `prefix` byte.
 pub fn system_span(prefix: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![prefix], vec![prefix + 1])

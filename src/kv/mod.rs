@@ -25,8 +25,11 @@
 //!
 //! - Isolation is snapshot isolation with first-committer-wins, not yet SERIALIZABLE
 //!   (no read refresh, no per-key timestamp cache; write skew is possible). Issue 4.
-//! - A commit that spans ranges is not atomic across a crash: each range applies its part
-//!   independently (no transaction record or intents yet). Single-range commits are atomic.
+//! - A commit that spans ranges is a two-phase commit on one node: each range replicates a
+//!   durable prepare record (lock table), then a decision record in the system range
+//!   decides, then each range applies its writes. Restart resolves leftover prepare records
+//!   by their decision records. Prepared keys are latched in memory (readers wait); there
+//!   are no intents visible to readers, no pushes, no parallel commits yet (issue 4).
 //! - One replica per range (single node); each table is one range (all its indexes), so
 //!   that single-table writes commit atomically; tables do not split yet.
 

@@ -17,19 +17,47 @@ use raft::storage::MemStorage;
 use super::{KvWrite, TxnId};
 use crate::error::{Error, Result};
 
-/// A command replicated through raft: writes at one timestamp. Encoded as
-/// `proposal id u64 | ts wall u64 | ts logical u32 | count u32 | (op u8, klen u32, key,
-/// vlen u32, value)*`.
+/// What a replicated command does when applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// Write `writes` at `ts` (a one-phase commit).
+    Write = 0,
+    /// Store `writes` durably as transaction `txn`'s prepare record (lock table); nothing
+    /// becomes visible.
+    Prepare = 1,
+    /// Write `writes` at `ts` and drop `txn`'s prepare record.
+    Commit = 2,
+    /// Drop `txn`'s prepare record.
+    Abort = 3,
+}
+
+/// A command replicated through raft. Encoded as `kind u8 | txn u64 | proposal id u64 |
+/// ts wall u64 | ts logical u32 | count u32 | (op u8, klen u32, key, vlen u32, value)*`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
+    pub kind: CommandKind,
+    pub txn: TxnId,
     pub proposal: u64,
     pub ts: Timestamp,
     pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
+/// The lock-table key of the prepare record of `txn` on `range`.
+pub fn prepare_record_key(range: RangeId, txn: TxnId) -> Vec<u8> {
+    let mut k = PREPARE_PREFIX.to_vec();
+    k.extend_from_slice(&range.0.to_be_bytes());
+    k.extend_from_slice(&txn.to_be_bytes());
+    k
+}
+
+/// Prefix of every prepare record in a core's lock table.
+pub const PREPARE_PREFIX: &[u8] = b"\x00prepare/";
+
 impl Command {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.writes.len() * 32);
+        let mut out = Vec::with_capacity(33 + self.writes.len() * 32);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.txn.to_le_bytes());
         out.extend_from_slice(&self.proposal.to_le_bytes());
         out.extend_from_slice(&self.ts.wall.to_le_bytes());
         out.extend_from_slice(&self.ts.logical.to_le_bytes());
@@ -54,6 +82,14 @@ impl Command {
             pos += n;
             Ok(s)
         };
+        let kind = match take(1)?[0] {
+            0 => CommandKind::Write,
+            1 => CommandKind::Prepare,
+            2 => CommandKind::Commit,
+            3 => CommandKind::Abort,
+            _ => return Err(bad()),
+        };
+        let txn = u64::from_le_bytes(take(8)?.try_into().unwrap());
         let proposal = u64::from_le_bytes(take(8)?.try_into().unwrap());
         let wall = u64::from_le_bytes(take(8)?.try_into().unwrap());
         let logical = u32::from_le_bytes(take(4)?.try_into().unwrap());
@@ -72,6 +108,8 @@ impl Command {
             writes.push((key, value));
         }
         Ok(Command {
+            kind,
+            txn,
             proposal,
             ts: Timestamp::new(wall, logical),
             writes,
@@ -83,6 +121,9 @@ impl Command {
 pub struct Prepared {
     pub writes: Vec<KvWrite>,
     pub read_ts: Timestamp,
+    /// The writes are in a durable prepare record (two-phase commit), which commit and
+    /// abort must resolve.
+    pub durable: bool,
 }
 
 pub struct Replica {
@@ -193,6 +234,8 @@ mod tests {
     #[test]
     fn command_round_trip() {
         let c = Command {
+            kind: CommandKind::Prepare,
+            txn: 42,
             proposal: 7,
             ts: Timestamp::new(99, 3),
             writes: vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)],

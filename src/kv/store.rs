@@ -15,7 +15,7 @@ use raft::prelude::*;
 
 use super::engine::{EngineKind, StoreEngine};
 use super::keys;
-use super::replica::{Command, Prepared, Replica};
+use super::replica::{prepare_record_key, Command, CommandKind, Prepared, Replica, PREPARE_PREFIX};
 use super::{KvRequest, KvResponse, KvWrite, TxnId};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::CoreMetrics;
@@ -173,7 +173,7 @@ impl Store {
                 writes,
                 ..
             } => {
-                self.prepare(&replica, txn, read_ts, writes).await?;
+                self.prepare(&replica, txn, read_ts, writes, true).await?;
                 let min = next_ts(replica.max_read_ts.get().max(read_ts));
                 Ok(KvResponse::Prepared { min_commit_ts: min })
             }
@@ -182,8 +182,19 @@ impl Store {
                 Ok(KvResponse::Committed { commit_ts })
             }
             KvRequest::Abort { txn, .. } => {
+                let durable = replica
+                    .prepared
+                    .borrow()
+                    .get(&txn)
+                    .is_some_and(|p| p.durable);
+                let result = if durable {
+                    self.replicate(&replica, CommandKind::Abort, txn, Timestamp::MIN, &[])
+                        .await
+                } else {
+                    Ok(())
+                };
                 replica.release(txn);
-                Ok(KvResponse::Done)
+                result.map(|_| KvResponse::Done)
             }
             KvRequest::OnePhase {
                 txn,
@@ -191,7 +202,7 @@ impl Store {
                 writes,
                 ..
             } => {
-                self.prepare(&replica, txn, read_ts, writes).await?;
+                self.prepare(&replica, txn, read_ts, writes, false).await?;
                 let ts = self
                     .hlc
                     .now()
@@ -231,6 +242,7 @@ impl Store {
         txn: TxnId,
         read_ts: Timestamp,
         writes: Vec<KvWrite>,
+        durable: bool,
     ) -> Result<()> {
         let started = Instant::now();
         // Latch every key, all or nothing, without holding some while waiting for others.
@@ -260,6 +272,7 @@ impl Store {
             Prepared {
                 writes: Vec::new(),
                 read_ts,
+                durable: false,
             },
         );
         let validated = self.validate(&writes, read_ts).await;
@@ -270,6 +283,26 @@ impl Store {
         if let Err(e) = validated {
             replica.release(txn);
             return Err(e);
+        }
+        if durable {
+            // Two-phase commit: the writes become a durable prepare record, so that a
+            // crash between this and the commit decision can be resolved at restart.
+            let writes = replica
+                .prepared
+                .borrow()
+                .get(&txn)
+                .map(|p| p.writes.clone())
+                .unwrap_or_default();
+            if let Err(e) = self
+                .replicate(replica, CommandKind::Prepare, txn, read_ts, &writes)
+                .await
+            {
+                replica.release(txn);
+                return Err(e);
+            }
+            if let Some(p) = replica.prepared.borrow_mut().get_mut(&txn) {
+                p.durable = true;
+            }
         }
         Ok(())
     }
@@ -297,20 +330,32 @@ impl Store {
 
     /// Replicates and applies the prepared writes of `txn` at `ts`, then releases them.
     async fn commit(&self, replica: &Replica, txn: TxnId, ts: Timestamp) -> Result<Timestamp> {
-        let prepared = replica
+        let (writes, durable) = replica
             .prepared
             .borrow()
             .get(&txn)
-            .map(|p| p.writes.clone())
+            .map(|p| (p.writes.clone(), p.durable))
             .ok_or_else(|| Error::internal(format!("commit of unknown transaction {txn}")))?;
-        let result = self.replicate(replica, ts, &prepared).await;
+        let kind = if durable {
+            CommandKind::Commit
+        } else {
+            CommandKind::Write
+        };
+        let result = self.replicate(replica, kind, txn, ts, &writes).await;
         replica.release(txn);
         result?;
         Ok(ts)
     }
 
-    async fn replicate(&self, replica: &Replica, ts: Timestamp, writes: &[KvWrite]) -> Result<()> {
-        if writes.is_empty() {
+    async fn replicate(
+        &self,
+        replica: &Replica,
+        kind: CommandKind,
+        txn: TxnId,
+        ts: Timestamp,
+        writes: &[KvWrite],
+    ) -> Result<()> {
+        if writes.is_empty() && kind == CommandKind::Write {
             return Ok(());
         }
         if let Some(f) = self.fatal() {
@@ -319,6 +364,8 @@ impl Store {
         let proposal = self.next_proposal.get();
         self.next_proposal.set(proposal + 1);
         let cmd = Command {
+            kind,
+            txn,
             proposal,
             ts,
             writes: writes
@@ -465,16 +512,27 @@ impl Store {
             let mut proposal = None;
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
                 let cmd = Command::decode(&e.data)?;
-                let mut last_write = self.last_write.borrow_mut();
-                for (k, v) in cmd.writes {
-                    last_write.insert(k.clone(), cmd.ts);
-                    match v {
-                        Some(v) => batch.put(k, cmd.ts, v),
-                        None => batch.delete(k, cmd.ts),
+                proposal = Some(cmd.proposal);
+                match cmd.kind {
+                    CommandKind::Prepare => {
+                        batch.put_lock(prepare_record_key(r.id, cmd.txn), e.data.clone());
+                    }
+                    CommandKind::Abort => batch.delete_lock(prepare_record_key(r.id, cmd.txn)),
+                    CommandKind::Write | CommandKind::Commit => {
+                        if cmd.kind == CommandKind::Commit {
+                            batch.delete_lock(prepare_record_key(r.id, cmd.txn));
+                        }
+                        let mut last_write = self.last_write.borrow_mut();
+                        for (k, v) in cmd.writes {
+                            last_write.insert(k.clone(), cmd.ts);
+                            match v {
+                                Some(v) => batch.put(k, cmd.ts, v),
+                                None => batch.delete(k, cmd.ts),
+                            }
+                        }
+                        self.hlc.update(cmd.ts);
                     }
                 }
-                self.hlc.update(cmd.ts);
-                proposal = Some(cmd.proposal);
             }
             batch.set_applied(r.id, e.index);
             self.engine()?.write(batch).await?;
@@ -486,6 +544,56 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The prepare records this core holds: two-phase commits a crash interrupted before
+    /// they were resolved. Each is `(range, txn, writes)`.
+    pub async fn prepared_records(&self) -> Result<Vec<(RangeId, TxnId, Vec<KvWrite>)>> {
+        let end = keys::prefix_end(PREPARE_PREFIX);
+        let mut out = Vec::new();
+        for (key, value) in self.engine()?.scan_locks(PREPARE_PREFIX, &end).await? {
+            if key.len() != PREPARE_PREFIX.len() + 16 {
+                return Err(Error::internal("corrupt prepare record key"));
+            }
+            let range = RangeId(u64::from_be_bytes(
+                key[PREPARE_PREFIX.len()..PREPARE_PREFIX.len() + 8]
+                    .try_into()
+                    .unwrap(),
+            ));
+            let cmd = Command::decode(&value)?;
+            let writes = cmd
+                .writes
+                .into_iter()
+                .map(|(key, v)| match v {
+                    Some(value) => KvWrite::Put { key, value },
+                    None => KvWrite::Delete { key },
+                })
+                .collect();
+            out.push((range, cmd.txn, writes));
+        }
+        Ok(out)
+    }
+
+    /// Resolves a recovered prepare record: commits its writes at `commit_ts` when the
+    /// transaction's decision record says it committed, else drops them.
+    pub async fn resolve_recovered(
+        &self,
+        range: RangeId,
+        txn: TxnId,
+        writes: Vec<KvWrite>,
+        commit_ts: Option<Timestamp>,
+    ) -> Result<()> {
+        let replica = self.replica(range)?;
+        match commit_ts {
+            Some(ts) => {
+                self.replicate(&replica, CommandKind::Commit, txn, ts, &writes)
+                    .await
+            }
+            None => {
+                self.replicate(&replica, CommandKind::Abort, txn, Timestamp::MIN, &[])
+                    .await
+            }
+        }
     }
 
     /// Counts of ranges and pending proposals, for metrics.

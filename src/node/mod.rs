@@ -55,6 +55,8 @@ pub struct NodeShared {
     pub metrics: Vec<Arc<CoreMetrics>>,
     pub shutdown: AtomicBool,
     pub ready: AtomicBool,
+    /// Cores that resolved their interrupted two-phase commits.
+    pub recovered: AtomicU64,
     /// (backend pid, secret) → the cancel flag of that session. Cold path (CancelRequest).
     pub cancels: Mutex<HashMap<(i32, i32), Arc<AtomicBool>>>,
     pub listen_addr: SocketAddr,
@@ -168,6 +170,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         metrics: (0..n).map(|_| Arc::new(CoreMetrics::default())).collect(),
         shutdown: AtomicBool::new(false),
         ready: AtomicBool::new(false),
+        recovered: AtomicU64::new(0),
         cancels: Mutex::new(HashMap::new()),
         listen_addr: cfg.listen_addr,
     });
@@ -223,6 +226,28 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         }
     }
     result
+}
+
+/// Commits or aborts every prepare record on this core according to its transaction's
+/// decision record in the system range (absent: the coordinator never decided → abort).
+async fn recover_prepared(ctx: &CoreCtx) -> Result<()> {
+    for (range, txn, writes) in ctx.store.prepared_records().await? {
+        let decision = ctx
+            .send(KvRequest::Get {
+                range: crate::kv::keys::SYSTEM_RANGE,
+                key: crate::kv::keys::txn_record_key(txn),
+                ts: chitin_storage::Timestamp::MAX,
+            })
+            .await?;
+        let commit_ts = match decision {
+            KvResponse::Value(Some(v)) => crate::kv::keys::decode_commit_ts(&v),
+            _ => None,
+        };
+        ctx.store
+            .resolve_recovered(range, txn, writes, commit_ts)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn run_core(
@@ -299,6 +324,13 @@ async fn run_core(
     // Bootstrap the system span (databases) once, from core 0.
     started.fetch_add(1, Ordering::SeqCst);
     while started.load(Ordering::SeqCst) < n as u64 {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    // Resolve two-phase commits a crash interrupted, by their decision records, before
+    // serving anything.
+    recover_prepared(&ctx).await?;
+    shared.recovered.fetch_add(1, Ordering::SeqCst);
+    while shared.recovered.load(Ordering::SeqCst) < n as u64 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     if core == 0 {

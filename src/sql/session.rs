@@ -950,8 +950,28 @@ pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
         }
         return Err(e);
     }
+    // The decision: a durable COMMITTED record in the system range. A crash before it
+    // aborts the transaction at restart; after it, commits it.
+    let record = crate::kv::keys::txn_record_key(txn.id);
+    let decided = ctx
+        .send(KvRequest::OnePhase {
+            range: crate::kv::keys::SYSTEM_RANGE,
+            txn: txn.id,
+            read_ts: txn.read_ts,
+            writes: vec![crate::kv::KvWrite::Put {
+                key: record.clone(),
+                value: crate::kv::keys::encode_commit_ts(commit_ts),
+            }],
+        })
+        .await;
+    if let Err(e) = decided {
+        for range in prepared {
+            let _ = ctx.send(KvRequest::Abort { range, txn: txn.id }).await;
+        }
+        return Err(e);
+    }
     let mut result = Ok(());
-    for range in prepared {
+    for range in prepared.iter().copied() {
         if let Err(e) = ctx
             .send(KvRequest::Commit {
                 range,
@@ -962,6 +982,17 @@ pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
         {
             result = Err(e);
         }
+    }
+    if result.is_ok() {
+        // Every range resolved its part: the decision record is no longer needed.
+        let _ = ctx
+            .send(KvRequest::OnePhase {
+                range: crate::kv::keys::SYSTEM_RANGE,
+                txn: txn.id,
+                read_ts: ctx.shared.hlc.now(),
+                writes: vec![crate::kv::KvWrite::Delete { key: record }],
+            })
+            .await;
     }
     result
 }
