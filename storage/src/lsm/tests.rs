@@ -1055,18 +1055,25 @@ fn model_ops() -> usize {
 
 #[test]
 fn model_foreground_seeds() {
-    for seed in 1..=3 {
+    for seed in model_seeds(1..=3) {
         model(seed, model_ops(), tiny(false));
+    }
+}
+
+/// `CHITIN_MODEL_SEED=a-b` replaces every model test's seeds (e.g. to explore more).
+fn model_seeds(default: std::ops::RangeInclusive<u64>) -> std::ops::RangeInclusive<u64> {
+    match std::env::var("CHITIN_MODEL_SEED") {
+        Ok(s) => {
+            let (a, b) = s.split_once('-').unwrap_or((&s, &s));
+            a.parse().unwrap()..=b.parse().unwrap()
+        }
+        Err(_) => default,
     }
 }
 
 #[test]
 fn model_background_seeds() {
-    let seeds = match std::env::var("CHITIN_MODEL_SEED") {
-        Ok(s) => s.parse().unwrap()..=s.parse().unwrap(),
-        Err(_) => 11..=13,
-    };
-    for seed in seeds {
+    for seed in model_seeds(11..=13) {
         model(seed, model_ops(), tiny(true));
     }
 }
@@ -1090,7 +1097,7 @@ fn model_extreme_options() {
         background_shares: 10,
         background_work: true,
     };
-    for seed in 21..=22 {
+    for seed in model_seeds(21..=22) {
         model(seed, model_ops() / 3, opts.clone());
     }
 }
