@@ -34,9 +34,13 @@
 //! - **Compaction** ([`compaction`]): L0 → L1 when L0 has `l0_compaction_trigger` files,
 //!   Ln → Ln+1 when a level exceeds its byte target, picking files round-robin. GC under
 //!   the threshold set by [`LsmEngine::set_gc_threshold`]: per key the newest version at or
-//!   below the threshold survives (unless it is a tombstone in the bottommost level, or is
-//!   hidden by a range tombstone), older ones go. Writes at or below the GC threshold are a
-//!   caller error (as in CockroachDB): they could be hidden or revealed arbitrarily.
+//!   below the threshold survives (unless it is hidden by a range tombstone, or is a
+//!   tombstone in the bottommost level with no version of its key anywhere else), older
+//!   ones go. Note that levels order writes by *seqno*, not timestamp: a later write at a
+//!   lower timestamp can sit above an older tombstone that shadows it, which is why a
+//!   tombstone is only dropped when nothing outside the compaction may hold its key.
+//!   Writes at or below the GC threshold are a caller error (as in CockroachDB): they could
+//!   be hidden or revealed arbitrarily.
 //! - **Time bounds, export, ingest** ([`export`]): [`LsmEngine::scan_versions`] skips SSTs
 //!   whose timestamp range misses the bounds; [`LsmEngine::export`] writes a span as an
 //!   SST; [`LsmEngine::ingest`] adds an external SST as the newest L0 table.
