@@ -1491,6 +1491,21 @@ impl<'a> Exec<'a> {
             kept
         } else if let Some(t) = &plan.table {
             let access = self.choose_access(t, plan.filter.as_ref());
+            // PERF: LIMIT over the primary key order reads only as many rows as it needs.
+            if let (Some(want), Access::Span(..) | Access::Full) =
+                (self.pk_order_limit(plan, t)?, &access)
+            {
+                let (start, end) = match access {
+                    Access::Span(s, e) => (s, e),
+                    _ => {
+                        let p = index_prefix(t.id, PRIMARY_INDEX);
+                        let e = prefix_end(&p);
+                        (p, e)
+                    }
+                };
+                let rows = self.scan_filtered(t, plan, start, end, want).await?;
+                return self.finish_plan(plan, rows).await;
+            }
             let rows = self.read_rows(t, access).await?;
             let mut kept = Vec::with_capacity(rows.len());
             for (n, r) in rows.into_iter().enumerate() {
@@ -1514,6 +1529,15 @@ impl<'a> Exec<'a> {
                 Vec::new()
             }
         };
+        self.finish_plan(plan, input).await
+    }
+
+    /// Grouping, projection, DISTINCT, ORDER BY, OFFSET and LIMIT over the input rows.
+    async fn finish_plan(
+        &mut self,
+        plan: &SelectPlan,
+        input: Vec<Vec<Datum>>,
+    ) -> Result<Vec<Vec<Datum>>> {
         self.check_cancel()?;
         // (output row, sort keys)
         let mut produced: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
@@ -1716,6 +1740,107 @@ impl<'a> Exec<'a> {
             left_width += input.width;
         }
         Ok(acc)
+    }
+
+    /// How many rows a plan needs from its table when it only projects, filters and limits in
+    /// primary key order (so the first rows of a primary key scan are the answer).
+    fn pk_order_limit(&self, plan: &SelectPlan, t: &TableDesc) -> Result<Option<usize>> {
+        if plan.grouped || plan.distinct || plan.limit.is_none() {
+            return Ok(None);
+        }
+        for (i, (key, desc, _)) in plan.order.iter().enumerate() {
+            let column = match key {
+                SortKey::Expr(Scalar::Column(c)) => Some(*c),
+                SortKey::Output(o) => match plan.outputs.get(*o) {
+                    Some(Scalar::Column(c)) => Some(*c),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if *desc || column.is_none() || t.pk.get(i).copied() != column {
+                return Ok(None);
+            }
+        }
+        let limit = match plan
+            .limit
+            .as_ref()
+            .map(|l| l.eval(&[], &self.cx))
+            .transpose()?
+        {
+            Some(Datum::Null) | None => return Ok(None),
+            Some(_) => self.count_arg(plan.limit.as_ref().unwrap(), "LIMIT")?,
+        };
+        let offset = match &plan.offset {
+            Some(o) => self.count_arg(o, "OFFSET")?,
+            None => 0,
+        };
+        Ok(Some(limit.saturating_add(offset)))
+    }
+
+    /// Reads rows of `[start, end)` of the primary index in key order, in growing chunks,
+    /// until `want` of them pass the filter (or the span ends).
+    async fn scan_filtered(
+        &mut self,
+        t: &TableDesc,
+        plan: &SelectPlan,
+        mut start: Vec<u8>,
+        end: Vec<u8>,
+        want: usize,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let width = t.columns.len();
+        let mut kept = Vec::new();
+        let mut chunk = want.clamp(16, 1024);
+        while kept.len() < want && start < end {
+            self.pause().await?;
+            let rows = match self
+                .ctx
+                .send(KvRequest::Scan {
+                    range: keys::range_for_key(&start),
+                    start: start.clone(),
+                    end: end.clone(),
+                    ts: self.txn.read_ts,
+                    limit: chunk,
+                    reverse: false,
+                })
+                .await?
+            {
+                KvResponse::Rows(r) => r,
+                other => return Err(Error::internal(format!("unexpected response {other:?}"))),
+            };
+            // The chunk covers [start, chunk_end): up to the key after the last one read, or
+            // to the end of the span when the scan ran out.
+            let chunk_end = if rows.len() == chunk {
+                let mut k = rows.last().unwrap().0.clone();
+                k.push(0);
+                k
+            } else {
+                end.clone()
+            };
+            let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = rows.into_iter().collect();
+            for (k, p) in self.txn.writes.range(start.clone()..chunk_end.clone()) {
+                match p {
+                    crate::txn::Pending::Put(v) | crate::txn::Pending::Insert(v) => {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                    crate::txn::Pending::Delete => {
+                        merged.remove(k);
+                    }
+                }
+            }
+            for (_, v) in merged {
+                let row = keys::decode_row(&v, width)?;
+                let pass = match &plan.filter {
+                    Some(f) => f.eval_bool(&row, &self.cx)?,
+                    None => true,
+                };
+                if pass {
+                    kept.push(row);
+                }
+            }
+            start = chunk_end;
+            chunk = (chunk * 4).min(16 * 1024);
+        }
+        Ok(kept)
     }
 
     fn count_arg(&self, s: &Scalar, what: &str) -> Result<usize> {
