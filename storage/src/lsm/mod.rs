@@ -891,6 +891,9 @@ async fn collect_group(it: &mut MergingIter, group: &mut Vec<(Vec<u8>, Vec<u8>)>
 impl Engine for LsmEngine {
     async fn write(&self, batch: WriteBatch) -> Result<()> {
         let inner = &self.inner;
+        // A core that only writes must still let its background queue (flushes,
+        // compactions) have its share.
+        glommio::yield_if_needed().await;
         if inner.state.borrow().imms.len() >= inner.opts.max_immutable_memtables.max(1) {
             // Write stall: flush in the foreground rather than let memtables pile up.
             let _p = acquire(&inner.flush_lock).await?;
