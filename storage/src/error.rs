@@ -40,7 +40,11 @@ impl Error {
     }
 
     /// Wraps a glommio error with what was being done and to which file.
-    pub fn glommio(op: &'static str, path: impl Into<PathBuf>, e: glommio::GlommioError<()>) -> Self {
+    pub fn glommio(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        e: glommio::GlommioError<()>,
+    ) -> Self {
         Error::io(op, path, std::io::Error::other(e.to_string()))
     }
 

@@ -22,7 +22,10 @@ pub struct Timestamp {
 
 impl Timestamp {
     /// The smallest timestamp; reads at it see nothing written at a real time.
-    pub const MIN: Timestamp = Timestamp { wall: 0, logical: 0 };
+    pub const MIN: Timestamp = Timestamp {
+        wall: 0,
+        logical: 0,
+    };
     /// The largest timestamp; a read at it sees every version.
     pub const MAX: Timestamp = Timestamp {
         wall: u64::MAX,
@@ -130,9 +133,17 @@ impl WriteBatch {
         });
     }
     pub fn delete(&mut self, key: impl Into<Vec<u8>>, ts: Timestamp) {
-        self.ops.push(BatchOp::Delete { key: key.into(), ts });
+        self.ops.push(BatchOp::Delete {
+            key: key.into(),
+            ts,
+        });
     }
-    pub fn delete_range(&mut self, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>, ts: Timestamp) {
+    pub fn delete_range(
+        &mut self,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+        ts: Timestamp,
+    ) {
         self.ops.push(BatchOp::DeleteRange {
             start: start.into(),
             end: end.into(),
