@@ -46,6 +46,8 @@ pub fn statement_kind(s: &Statement) -> usize {
 /// How rows of a table are found.
 enum Access {
     Point(Vec<Datum>),
+    /// Several primary keys (`pk IN (…)` on a one-column primary key), in key order.
+    Points(Vec<Datum>),
     Span(Vec<u8>, Vec<u8>),
     Index(IndexDesc, Vec<Datum>),
     Full,
@@ -1244,6 +1246,19 @@ impl<'a> Exec<'a> {
                     out.push(keys::decode_row(&v, width)?);
                 }
             }
+            Access::Points(vals) => {
+                let mut keys_: Vec<Vec<u8>> = vals
+                    .iter()
+                    .map(|v| Self::pk_key_from(t, std::slice::from_ref(v)))
+                    .collect();
+                keys_.sort();
+                keys_.dedup();
+                for k in keys_ {
+                    if let Some(v) = self.kv_get(&k).await? {
+                        out.push(keys::decode_row(&v, width)?);
+                    }
+                }
+            }
             Access::Span(s, e) => {
                 for (_, v) in self.kv_scan(&s, &e).await? {
                     out.push(keys::decode_row(&v, width)?);
@@ -1286,6 +1301,24 @@ impl<'a> Exec<'a> {
         let Some(f) = filter else { return Access::Full };
         let mut conj = Vec::new();
         flatten_and(f, &mut conj);
+        // `pk IN (constants)` on a one-column primary key: one point read per value.
+        if t.pk.len() == 1 {
+            for c in &conj {
+                if let Scalar::InList(x, list, false) = c {
+                    if matches!(x.as_ref(), Scalar::Column(i) if *i == t.pk[0])
+                        && list.len() <= 10_000
+                        && list.iter().all(is_value)
+                    {
+                        let ty = t.columns[t.pk[0]].ty;
+                        let vals: Option<Vec<Option<Datum>>> =
+                            list.iter().map(|v| self.exact_or_null(v, ty)).collect();
+                        if let Some(vals) = vals {
+                            return Access::Points(vals.into_iter().flatten().collect());
+                        }
+                    }
+                }
+            }
+        }
         let mut eq: BTreeMap<usize, Datum> = BTreeMap::new();
         let mut lower: Option<(Datum, bool)> = None;
         let mut upper: Option<(Datum, bool)> = None;
@@ -1373,6 +1406,14 @@ impl<'a> Exec<'a> {
             return Access::Span(start, end);
         }
         Access::Full
+    }
+
+    /// Like [`Exec::exact`], but a NULL value is `Some(None)` (it matches no row).
+    fn exact_or_null(&self, s: &Scalar, ty: SqlType) -> Option<Option<Datum>> {
+        match s.eval(&[], &self.cx).ok()? {
+            Datum::Null => Some(None),
+            _ => self.exact(s, ty).map(Some),
+        }
     }
 
     /// The value of a constant/parameter as column type `ty`, only when the conversion is
