@@ -1506,30 +1506,10 @@ impl<'a> Exec<'a> {
             rows
         } else if let Some(join) = &plan.join {
             let rows = self.run_join(join).await?;
-            let mut kept = Vec::with_capacity(rows.len());
-            for (n, r) in rows.into_iter().enumerate() {
-                if n % 1024 == 1023 {
-                    self.pause().await?;
-                }
-                match &plan.filter {
-                    Some(f) if !f.eval_bool(&r, &self.cx)? => {}
-                    _ => kept.push(r),
-                }
-            }
-            kept
+            self.filter_rows(plan.filter.as_ref(), rows).await?
         } else if let Some(inner) = &plan.derived {
             let rows = Box::pin(self.run_plan(inner)).await?;
-            let mut kept = Vec::with_capacity(rows.len());
-            for (n, r) in rows.into_iter().enumerate() {
-                if n % 1024 == 1023 {
-                    self.pause().await?;
-                }
-                match &plan.filter {
-                    Some(f) if !f.eval_bool(&r, &self.cx)? => {}
-                    _ => kept.push(r),
-                }
-            }
-            kept
+            self.filter_rows(plan.filter.as_ref(), rows).await?
         } else if let Some(t) = &plan.table {
             let access = self.choose_access(t, plan.filter.as_ref());
             // PERF: LIMIT over the primary key order reads only as many rows as it needs.
@@ -1548,17 +1528,7 @@ impl<'a> Exec<'a> {
                 return self.finish_plan(plan, rows).await;
             }
             let rows = self.read_rows(t, access).await?;
-            let mut kept = Vec::with_capacity(rows.len());
-            for (n, r) in rows.into_iter().enumerate() {
-                if n % 1024 == 1023 {
-                    self.pause().await?;
-                }
-                match &plan.filter {
-                    Some(f) if !f.eval_bool(&r, &self.cx)? => {}
-                    _ => kept.push(r),
-                }
-            }
-            kept
+            self.filter_rows(plan.filter.as_ref(), rows).await?
         } else {
             let keep = match &plan.filter {
                 Some(f) => f.eval_bool(&[], &self.cx)?,
@@ -1899,8 +1869,32 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// Keeps the rows `filter` accepts (all of them without a filter), yielding in long runs.
+    async fn filter_rows(
+        &self,
+        filter: Option<&Scalar>,
+        rows: Vec<Vec<Datum>>,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let Some(f) = filter else { return Ok(rows) };
+        let mut kept = Vec::with_capacity(rows.len());
+        for (n, r) in rows.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.pause().await?;
+            }
+            if f.eval_bool(&r, &self.cx)? {
+                kept.push(r);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Evaluates RETURNING (or any projection) over one row.
+    fn project_row(&self, outs: &[Scalar], row: &[Datum]) -> Result<Vec<Datum>> {
+        outs.iter().map(|o| o.eval(row, &self.cx)).collect()
+    }
+
     fn project(&self, plan: &SelectPlan, row: &[Datum]) -> Result<Vec<Datum>> {
-        plan.outputs.iter().map(|o| o.eval(row, &self.cx)).collect()
+        self.project_row(&plan.outputs, row)
     }
 
     fn sort_keys(&self, plan: &SelectPlan, input: &[Datum], out: &[Datum]) -> Result<Vec<Datum>> {
@@ -2283,25 +2277,14 @@ impl<'a> Exec<'a> {
             };
             count += 1;
             if let Some((outs, _)) = &returning {
-                out_rows.push(
-                    outs.iter()
-                        .map(|o| o.eval(&final_row, &self.cx))
-                        .collect::<Result<Vec<_>>>()?,
-                );
+                out_rows.push(self.project_row(outs, &final_row)?);
             }
         }
-        let tag = format!("INSERT 0 {count}");
-        match returning {
-            Some((_, cols)) => Ok((
-                Outcome::Rows {
-                    rows: out_rows,
-                    tag,
-                    suspended: false,
-                },
-                Some(cols),
-            )),
-            None => Ok((Outcome::Command(tag), None)),
-        }
+        Ok(dml_outcome(
+            format!("INSERT 0 {count}"),
+            returning,
+            out_rows,
+        ))
     }
 
     /// Replaces `old` by `new`, keeping indexes right and checking new unique keys.
@@ -2417,25 +2400,10 @@ impl<'a> Exec<'a> {
             self.replace_row(&t, &old, &new).await?;
             count += 1;
             if let Some((outs, _)) = &returning {
-                out_rows.push(
-                    outs.iter()
-                        .map(|o| o.eval(&new, &self.cx))
-                        .collect::<Result<Vec<_>>>()?,
-                );
+                out_rows.push(self.project_row(outs, &new)?);
             }
         }
-        let tag = format!("UPDATE {count}");
-        match returning {
-            Some((_, cols)) => Ok((
-                Outcome::Rows {
-                    rows: out_rows,
-                    tag,
-                    suspended: false,
-                },
-                Some(cols),
-            )),
-            None => Ok((Outcome::Command(tag), None)),
-        }
+        Ok(dml_outcome(format!("UPDATE {count}"), returning, out_rows))
     }
 
     async fn delete(&mut self, d: &ast::Delete) -> Result<(Outcome, Option<Vec<Column>>)> {
@@ -2467,25 +2435,10 @@ impl<'a> Exec<'a> {
             self.delete_row(&t, &row);
             count += 1;
             if let Some((outs, _)) = &returning {
-                out_rows.push(
-                    outs.iter()
-                        .map(|o| o.eval(&row, &self.cx))
-                        .collect::<Result<Vec<_>>>()?,
-                );
+                out_rows.push(self.project_row(outs, &row)?);
             }
         }
-        let tag = format!("DELETE {count}");
-        match returning {
-            Some((_, cols)) => Ok((
-                Outcome::Rows {
-                    rows: out_rows,
-                    tag,
-                    suspended: false,
-                },
-                Some(cols),
-            )),
-            None => Ok((Outcome::Command(tag), None)),
-        }
+        Ok(dml_outcome(format!("DELETE {count}"), returning, out_rows))
     }
 
     // --- DDL (committed on its own, not transactional yet) ---
@@ -2887,6 +2840,25 @@ impl<'a> Exec<'a> {
             catalog::commit_schema(self.ctx, self.ctx.shared.hlc.now(), writes).await?;
         }
         Ok((Outcome::Command(tag.into()), None))
+    }
+}
+
+/// The result of INSERT/UPDATE/DELETE: the RETURNING rows, or just the command tag.
+fn dml_outcome(
+    tag: String,
+    returning: Option<(Vec<Scalar>, Vec<Column>)>,
+    rows: Vec<Vec<Datum>>,
+) -> (Outcome, Option<Vec<Column>>) {
+    match returning {
+        Some((_, cols)) => (
+            Outcome::Rows {
+                rows,
+                tag,
+                suspended: false,
+            },
+            Some(cols),
+        ),
+        None => (Outcome::Command(tag), None),
     }
 }
 
