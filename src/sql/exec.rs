@@ -1869,6 +1869,17 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// The rows of `t` that `filter` accepts, read through the best access path.
+    async fn matching_rows(
+        &self,
+        t: &TableDesc,
+        filter: Option<&Scalar>,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let access = self.choose_access(t, filter);
+        let rows = self.read_rows(t, access).await?;
+        self.filter_rows(filter, rows).await
+    }
+
     /// Keeps the rows `filter` accepts (all of them without a filter), yielding in long runs.
     async fn filter_rows(
         &self,
@@ -2381,17 +2392,11 @@ impl<'a> Exec<'a> {
             Some(items) => Some(bind_returning(&t, items, &mut params)?),
             None => None,
         };
-        let access = self.choose_access(&t, filter.as_ref());
-        let rows = self.read_rows(&t, access).await?;
+        let rows = self.matching_rows(&t, filter.as_ref()).await?;
         let mut count = 0;
         let mut out_rows = Vec::new();
         for old in rows {
             self.check_cancel()?;
-            if let Some(f) = &filter {
-                if !f.eval_bool(&old, &self.cx)? {
-                    continue;
-                }
-            }
             let mut new = old.clone();
             for (ci, s) in &sets {
                 new[*ci] = s.eval(&old, &self.cx)?;
@@ -2422,16 +2427,10 @@ impl<'a> Exec<'a> {
             Some(items) => Some(bind_returning(&t, items, &mut params)?),
             None => None,
         };
-        let access = self.choose_access(&t, filter.as_ref());
-        let rows = self.read_rows(&t, access).await?;
+        let rows = self.matching_rows(&t, filter.as_ref()).await?;
         let mut count = 0;
         let mut out_rows = Vec::new();
         for row in rows {
-            if let Some(f) = &filter {
-                if !f.eval_bool(&row, &self.cx)? {
-                    continue;
-                }
-            }
             self.delete_row(&t, &row);
             count += 1;
             if let Some((outs, _)) = &returning {
