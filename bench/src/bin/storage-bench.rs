@@ -293,6 +293,11 @@ trait Store {
     fn reopen(&mut self, cache_bytes: usize) -> Result<()>;
     /// One line of engine-specific counters.
     fn describe(&mut self) -> String;
+    /// Bytes the engine itself counts as written since it was opened (WAL or log appends,
+    /// flushes, compactions), if it counts them.
+    fn engine_bytes_written(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// Opens a fresh store in a directory with a block cache of so many bytes.
@@ -323,6 +328,15 @@ fn run_workloads(engine: &str, flags: &Flags, open: &mut OpenStore) -> Result<()
         s.settle()?;
         let settle = t.elapsed();
         let wamp = (write_bytes() - w0) as f64 / logical as f64;
+        let counted = s
+            .engine_bytes_written()
+            .map(|b| {
+                format!(
+                    "; engine-counted write-amp {:.2}",
+                    b as f64 / logical as f64
+                )
+            })
+            .unwrap_or_default();
         let o = Outcome::new(
             name,
             n,
@@ -330,7 +344,7 @@ fn run_workloads(engine: &str, flags: &Flags, open: &mut OpenStore) -> Result<()
             &h,
             Some(wamp),
             format!(
-                "(latency per batch of {}; then flush+compaction settle {:.1} s; {})",
+                "(latency per batch of {}; then flush+compaction settle {:.1} s; {}{counted})",
                 flags.batch,
                 settle.as_secs_f64(),
                 s.describe()
@@ -439,6 +453,8 @@ mod chitin_store {
         engine: Option<LsmEngine>,
         log: Option<RaftLog>,
         next_index: u64,
+        /// Block cache hits and misses as of the last `describe`.
+        cache_seen: (u64, u64),
     }
 
     pub fn options(cache_bytes: usize) -> LsmOptions {
@@ -467,6 +483,7 @@ mod chitin_store {
                 engine: Some(engine),
                 log: Some(log),
                 next_index: 1,
+                cache_seen: (0, 0),
             })
         }
 
@@ -609,16 +626,21 @@ mod chitin_store {
                 )
             })?;
             self.engine = Some(engine);
+            self.cache_seen = (0, 0);
             Ok(())
         }
 
         fn describe(&mut self) -> String {
             let s = self.engine().stats();
+            let (hits, misses) = (s.cache.block_hits, s.cache.block_misses);
+            let (h0, m0) = std::mem::replace(&mut self.cache_seen, (hits, misses));
             let mut d = format!(
-                "tables per level {:?}, flushed {} MB, compacted {} MB",
+                "tables per level {:?}, flushed {} MB, compacted {} MB, block cache {} hits {} misses",
                 &s.tables_per_level[..],
                 s.bytes_flushed >> 20,
-                s.bytes_compacted >> 20
+                s.bytes_compacted >> 20,
+                hits - h0,
+                misses - m0,
             );
             if let Some(log) = &self.log {
                 let l = log.stats();
@@ -629,6 +651,19 @@ mod chitin_store {
                 );
             }
             d
+        }
+
+        /// Raft log append writes (whole blocks, the tail block rewritten by the next
+        /// append) plus SST bytes flushed and compacted; not the log's segment
+        /// zero-filling, nor manifests.
+        fn engine_bytes_written(&mut self) -> Option<u64> {
+            let s = self.engine().stats();
+            let log = self
+                .log
+                .as_ref()
+                .map(|l| l.stats().bytes_written)
+                .unwrap_or(0);
+            Some(log + s.bytes_flushed + s.bytes_compacted)
         }
     }
 
@@ -795,7 +830,10 @@ mod rocks_store {
             let files: Vec<u64> = (0..7)
                 .map(|l| self.prop(&format!("rocksdb.num-files-at-level{l}")))
                 .collect();
-            format!("files per level {files:?}")
+            format!(
+                "files per level {files:?}, block cache usage {} MB",
+                self.prop("rocksdb.block-cache-usage") >> 20
+            )
         }
     }
 }
