@@ -4,9 +4,14 @@
 //! `local_channel` between two tasks of one executor.
 //!
 //! Cross-executor: `shared_channel::new_bounded(4096)` each way, an echo executor on its
-//! own (unpinned) thread; once with executors that park at once when idle, once with the
-//! node's `spin_before_park(50 µs)`. On a 2-core machine the two threads (plus Criterion's)
-//! share both cores.
+//! own thread; unpinned (`Placement::Unbound`, the node's default) and pinned (CPU 0 for
+//! this thread, CPU 1 for the echo: `chitin start --pin`), each with executors that park at
+//! once when idle and with the node's `spin_before_park(50 µs)`.
+//!
+//! Note: glommio 0.9 silently ignores `spin_before_park` on an executor that is not bound
+//! to a CPU (`LocalExecutor::new` sets it to `None` without a CPU binding), so the unpinned
+//! `spin_50us` variant measures the same thing as `parked`. The pinned variants run last,
+//! because pinning binds Criterion's thread to CPU 0 for the rest of the process.
 //!
 //! Run: `cargo bench -p chitin-bench --bench spsc`.
 
@@ -17,8 +22,8 @@ use glommio::channels::local_channel;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender};
 use glommio::{ExecutorJoinHandle, LocalExecutor, LocalExecutorBuilder, Placement};
 
-fn builder(name: &str, spin: Option<Duration>) -> LocalExecutorBuilder {
-    let b = LocalExecutorBuilder::new(Placement::Unbound)
+fn builder(name: &str, placement: Placement, spin: Option<Duration>) -> LocalExecutorBuilder {
+    let b = LocalExecutorBuilder::new(placement)
         .name(name)
         .io_memory(1 << 20);
     match spin {
@@ -35,10 +40,15 @@ struct CrossCore {
 }
 
 impl CrossCore {
-    fn new(spin: Option<Duration>) -> CrossCore {
+    /// `cpus`: the CPUs of this thread and of the echo thread, or `None` for unbound.
+    fn new(cpus: Option<(usize, usize)>, spin: Option<Duration>) -> CrossCore {
+        let (main_at, echo_at) = match cpus {
+            Some((m, e)) => (Placement::Fixed(m), Placement::Fixed(e)),
+            None => (Placement::Unbound, Placement::Unbound),
+        };
         let (to_echo, from_main) = shared_channel::new_bounded::<u64>(4096);
         let (to_main, from_echo) = shared_channel::new_bounded::<u64>(4096);
-        let echo = builder("spsc-echo", spin)
+        let echo = builder("spsc-echo", echo_at, spin)
             .spawn(move || async move {
                 let rx = from_main.connect().await;
                 let tx = to_main.connect().await;
@@ -49,7 +59,9 @@ impl CrossCore {
                 }
             })
             .expect("spawn echo executor");
-        let ex = builder("spsc-main", spin).make().expect("executor");
+        let ex = builder("spsc-main", main_at, spin)
+            .make()
+            .expect("executor");
         let ends = ex.run(async { (to_echo.connect().await, from_echo.connect().await) });
         CrossCore {
             ex,
@@ -88,18 +100,9 @@ fn spsc(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(1));
-    for (name, spin) in [
-        ("parked", None),
-        ("spin_50us", Some(Duration::from_micros(50))),
-    ] {
-        let cc = CrossCore::new(spin);
-        g.bench_function(
-            BenchmarkId::new("shared_channel_cross_executor", name),
-            |b| b.iter_custom(|iters| cc.round_trips(iters)),
-        );
-    }
-
-    let ex = builder("spsc-local", None).make().expect("executor");
+    let ex = builder("spsc-local", Placement::Unbound, None)
+        .make()
+        .expect("executor");
     g.bench_function("local_channel_same_executor", |b| {
         b.iter_custom(|iters| {
             ex.run(async {
@@ -124,6 +127,19 @@ fn spsc(c: &mut Criterion) {
             })
         })
     });
+    let spin = Some(Duration::from_micros(50));
+    for (name, cpus, spin) in [
+        ("unpinned_parked", None, None),
+        ("unpinned_spin_50us", None, spin),
+        ("pinned_parked", Some((0, 1)), None),
+        ("pinned_spin_50us", Some((0, 1)), spin),
+    ] {
+        let cc = CrossCore::new(cpus, spin);
+        g.bench_function(
+            BenchmarkId::new("shared_channel_cross_executor", name),
+            |b| b.iter_custom(|iters| cc.round_trips(iters)),
+        );
+    }
     g.finish();
 }
 
