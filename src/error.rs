@@ -94,6 +94,10 @@ pub enum ErrorKind {
     InvalidRowCountInLimit,
     /// 2201X
     InvalidRowCountInOffset,
+    /// The request reached a range that no longer holds the key (it was split): the
+    /// gateway refreshes its range descriptors and resends. 40001 if it ever reaches a
+    /// client.
+    RangeKeyMismatch,
     /// XX000
     Internal,
 }
@@ -162,7 +166,10 @@ impl Error {
 
     /// The client may retry the transaction (SQLSTATE 40001).
     pub fn is_retryable(&self) -> bool {
-        self.kind == ErrorKind::SerializationFailure
+        matches!(
+            self.kind,
+            ErrorKind::SerializationFailure | ErrorKind::RangeKeyMismatch
+        )
     }
 
     /// The SQLSTATE reported to clients.
@@ -186,7 +193,7 @@ impl Error {
             UndefinedFunction => "42883",
             FeatureNotSupported => "0A000",
             InFailedTransaction => "25P02",
-            SerializationFailure => "40001",
+            SerializationFailure | RangeKeyMismatch => "40001",
             Protocol => "08P01",
             InvalidStatementName => "26000",
             InvalidCursorName => "34000",

@@ -33,6 +33,22 @@ impl StoreEngine {
         })
     }
 
+    /// Every version (tombstones included) of the keys in `[start, end)`: what a split
+    /// copies to the range that takes over the span.
+    pub async fn scan_versions(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<chitin_storage::VersionedKeyValue>> {
+        match self {
+            StoreEngine::Lsm(e) => {
+                e.scan_versions(start, end, Timestamp::MIN, Timestamp::MAX)
+                    .await
+            }
+            StoreEngine::Mem(e) => Ok(e.scan_versions(start, end)),
+        }
+    }
+
     /// Flushes and stops background work.
     pub async fn close(self) -> Result<()> {
         match self {

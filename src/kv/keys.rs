@@ -11,9 +11,10 @@
 //! order-preserving encoding of SQL datums ([`encode_key_datum`]), ascending; row values use
 //! a compact value encoding ([`encode_row`]).
 //!
-//! Range addressing (for now): each table (all its indexes) is one range, placed on a core
-//! chosen from the table id; see [`range_for_key`]. Splitting tables into several ranges
-//! needs atomic commits across ranges first (issue 4).
+//! Range addressing: a table starts as one range (all its indexes) on the core chosen from
+//! its id ([`range_for_key`], [`core_for_range`]); `ALTER TABLE … SPLIT AT` splits it into
+//! ranges on other cores, recorded as range descriptors under `0x01 "range/"` in the
+//! system span ([`range_desc_key`], [`super::ranges`]).
 
 use rust_decimal::Decimal;
 
@@ -98,17 +99,54 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; 16]
 }
 
-/// The range id of a table: all of a table's indexes live in one range, so that a write to
-/// a row and its index entries commits in one raft entry (atomic across crashes) until
-/// transactions have intents and records (issue 4). Range ids below 2^16 are reserved for
-/// system ranges.
+/// The first range of a table: until the table is split, it holds all of the table's
+/// indexes. Range ids are `table << 16 | n`, `n` counting the table's ranges in the order
+/// splits created them; ids below 2^16 are reserved for system ranges.
 pub fn table_range_id(table: u32) -> RangeId {
     RangeId((table as u64) << 16)
 }
 
-/// The range holding `key`, and its span.
+/// The id of the `n`th range split off `table` (`n >= 1`).
+pub fn split_range_id(table: u32, n: u16) -> RangeId {
+    RangeId(((table as u64) << 16) | n as u64)
+}
+
+/// The table a range id belongs to (`None` for system ranges).
+pub fn range_table(range: RangeId) -> Option<u32> {
+    (range.0 >> 16 != 0).then_some((range.0 >> 16) as u32)
+}
+
+/// `[start, end)` of all keys of `table`.
+pub fn table_span(table: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut start = Vec::with_capacity(5);
+    start.push(TABLE_DATA);
+    start.extend_from_slice(&table.to_be_bytes());
+    let end = prefix_end(&start);
+    (start, end)
+}
+
+/// The span of the system range: every key below the table data.
+pub fn system_range_span() -> (Vec<u8>, Vec<u8>) {
+    (Vec::new(), vec![TABLE_DATA])
+}
+
+/// The span a range has before any split moved part of it away: the whole table for a
+/// table's first range, the system span for the system range, nothing for split-off
+/// ranges (their span comes from their descriptor).
+pub fn initial_span(range: RangeId) -> Option<(Vec<u8>, Vec<u8>)> {
+    if range == SYSTEM_RANGE {
+        return Some(system_range_span());
+    }
+    match range_table(range) {
+        Some(t) if range.0 & 0xffff == 0 => Some(table_span(t)),
+        _ => None,
+    }
+}
+
+/// The range holding `key` when its table was never split (the descriptors in
+/// [`super::ranges`] override this).
 pub fn range_for_key(key: &[u8]) -> RangeId {
-    if key.len() >= 9 && key[0] == TABLE_DATA {
+    if key.len() >= 5 && key[0] == TABLE_DATA {
         let table = u32::from_be_bytes(key[1..5].try_into().unwrap());
         table_range_id(table)
     } else {
@@ -116,14 +154,26 @@ pub fn range_for_key(key: &[u8]) -> RangeId {
     }
 }
 
-/// The core that owns `range` on a node with `cores` cores.
+/// The core that owns `range` on a node with `cores` cores: a table's first range on
+/// `table % cores`, each range split off it on the next core round.
 pub fn core_for_range(range: RangeId, cores: usize) -> usize {
     if range == SYSTEM_RANGE || cores <= 1 {
         return 0;
     }
     let table = range.0 >> 16;
-    (table % cores as u64) as usize
+    let n = range.0 & 0xffff;
+    ((table + n) % cores as u64) as usize
 }
+
+/// The key of the descriptor of the range that starts at `start` (system span).
+pub fn range_desc_key(start: &[u8]) -> Vec<u8> {
+    let mut k = meta_key(RANGE_DESC_PREFIX);
+    k.extend_from_slice(start);
+    k
+}
+
+/// Descriptor keys are `meta_key(RANGE_DESC_PREFIX) + start key`.
+pub const RANGE_DESC_PREFIX: &str = "range/";
 
 // --- Order-preserving key encoding of datums (ascending). ---
 
@@ -206,6 +256,104 @@ fn escape_bytes(b: &[u8], out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(&[0x00, 0x01]);
+}
+
+/// Decodes the datums of a key suffix written by [`encode_key_datum`]; stops at the first
+/// byte that does not start a datum and returns the undecoded rest. Text and bytes both
+/// come back as text when they are UTF-8.
+pub fn decode_key_datums(mut b: &[u8]) -> (Vec<Datum>, &[u8]) {
+    fn fixed<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
+        b.get(1..1 + N)?.try_into().ok()
+    }
+    fn unescape(b: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        loop {
+            match (b.get(i)?, b.get(i + 1)) {
+                (0, Some(0xff)) => out.push(0),
+                (0, Some(0x01)) => return Some((out, i + 2)),
+                (0, _) => return None,
+                (c, _) => {
+                    out.push(*c);
+                    i += 1;
+                    continue;
+                }
+            }
+            i += 2;
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(&tag) = b.first() {
+        let decoded: Option<(Datum, usize)> =
+            match tag {
+                KEY_NULL => Some((Datum::Null, 1)),
+                KEY_FALSE => Some((Datum::Bool(false), 1)),
+                KEY_TRUE => Some((Datum::Bool(true), 1)),
+                KEY_INT => fixed::<8>(b)
+                    .map(|x| (Datum::Int((u64::from_be_bytes(x) ^ (1 << 63)) as i64), 9)),
+                KEY_FLOAT => fixed::<8>(b).map(|x| {
+                    let k = u64::from_be_bytes(x);
+                    let bits = if k >> 63 == 1 { k ^ (1 << 63) } else { !k };
+                    (Datum::Float(f64::from_bits(bits)), 9)
+                }),
+                KEY_NUMERIC => unescape(&b[9.min(b.len())..]).and_then(|(text, n)| {
+                    let d: Decimal = std::str::from_utf8(&text).ok()?.parse().ok()?;
+                    Some((Datum::Numeric(d), 9 + n))
+                }),
+                KEY_BYTES => unescape(&b[1..]).map(|(v, n)| {
+                    let d = match String::from_utf8(v) {
+                        Ok(s) => Datum::Text(s),
+                        Err(e) => Datum::Bytes(e.into_bytes()),
+                    };
+                    (d, 1 + n)
+                }),
+                KEY_DATE => fixed::<4>(b)
+                    .map(|x| (Datum::Date((u32::from_be_bytes(x) ^ (1 << 31)) as i32), 5)),
+                KEY_TIME => fixed::<8>(b).map(|x| {
+                    (
+                        Datum::Timestamp((u64::from_be_bytes(x) ^ (1 << 63)) as i64),
+                        9,
+                    )
+                }),
+                KEY_UUID => fixed::<16>(b).map(|x| (Datum::Uuid(x), 17)),
+                _ => None,
+            };
+        match decoded {
+            Some((d, n)) => {
+                out.push(d);
+                b = &b[n..];
+            }
+            None => break,
+        }
+    }
+    (out, b)
+}
+
+/// A readable rendering of a table data key after its table: `/<index>/<datum>/…`.
+pub fn pretty_key_suffix(key: &[u8]) -> String {
+    use std::fmt::Write;
+    if key.len() < 9 || key[0] != TABLE_DATA {
+        return format!("{key:02x?}");
+    }
+    let index = u32::from_be_bytes(key[5..9].try_into().unwrap());
+    let mut s = format!("/{index}");
+    let (datums, rest) = decode_key_datums(&key[9..]);
+    for d in datums {
+        let ty = d.natural_type();
+        match (&d, d.to_text(ty)) {
+            (Datum::Null, _) | (_, None) => s.push_str("/NULL"),
+            (Datum::Text(_), Some(t)) => {
+                let _ = write!(s, "/{t:?}");
+            }
+            (_, Some(t)) => {
+                let _ = write!(s, "/{t}");
+            }
+        }
+    }
+    for b in rest {
+        let _ = write!(s, "\\x{b:02x}");
+    }
+    s
 }
 
 /// Encodes a tuple of datums as a key suffix.
@@ -377,6 +525,28 @@ pub fn decode_row(b: &[u8], width: usize) -> Result<Vec<Datum>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_datums_decode_back() {
+        let ds = vec![
+            Datum::Int(-5),
+            Datum::Text("a\0b".into()),
+            Datum::Float(-1.5),
+            Datum::Bool(true),
+            Datum::Null,
+            Datum::Date(-3),
+            Datum::Numeric("12.5".parse().unwrap()),
+        ];
+        let mut k = index_prefix(9, 1);
+        encode_key_datums(&ds, &mut k);
+        let (back, rest) = decode_key_datums(&k[9..]);
+        assert!(rest.is_empty());
+        assert_eq!(back.len(), ds.len());
+        assert_eq!(format!("{back:?}"), format!("{ds:?}"));
+        let mut k = index_prefix(9, 1);
+        encode_key_datum(&Datum::Int(100), &mut k);
+        assert_eq!(pretty_key_suffix(&k), "/1/100");
+    }
 
     fn key(d: &Datum) -> Vec<u8> {
         let mut v = Vec::new();

@@ -30,15 +30,39 @@
 //!   decides, then each range applies its writes. Restart resolves leftover prepare records
 //!   by their decision records. Prepared keys are latched in memory (readers wait); there
 //!   are no intents visible to readers, no pushes, no parallel commits yet (issue 4).
-//! - One replica per range (single node); each table is one range (all its indexes), so
-//!   that single-table writes commit atomically; tables do not split yet.
+//! - One replica per range (single node). A table starts as one range and splits on
+//!   `ALTER TABLE … SPLIT AT` (no splits by size or load yet, no merges). A split fences
+//!   the moving span on the old range (its requests wait), copies every version to the new
+//!   range through that range's raft log, publishes both descriptors in the system range,
+//!   then shrinks the old range. Data is copied in the raft entries themselves (chunks of
+//!   about 1 MiB), not as SST snapshots.
+//!
+//! # Splits and crashes
+//!
+//! The descriptors in the system range decide who owns a span. A crash before they are
+//! written leaves the old range owning everything (the new range's copy is invisible); a
+//! crash after leaves the old range's copy of the
+//! moved span invisible (its span is taken from the descriptors at startup).
+//!
+//! The old range never removes the moved data from its core's engine: ranges share their
+//! core's engine, and at restart the entries of different ranges replay in no particular
+//! order, so a removal could replay after a range on the same core took the span over and
+//! wipe its data. For the same reason an ingest does not clear its span first. Every copy
+//! left behind is a subset of what the span's owner holds (versions are immutable, and the
+//! owner's copy was taken from the previous owner), so a range that later takes a span
+//! over on the same core sees nothing it should not. This holds while the node does not
+//! garbage-collect old versions (it does not yet): before GC is turned on, spans no local
+//! range owns must be dropped at compaction, or a deleted row's older version left behind
+//! could reappear. Reclaiming that space is still to do.
 
 pub mod engine;
 pub mod keys;
+pub mod ranges;
 pub mod replica;
+pub mod split;
 pub mod store;
 
-use chitin_storage::{RangeId, Timestamp};
+use chitin_storage::{RangeId, Timestamp, VersionedKeyValue};
 
 use crate::error::Error;
 
@@ -108,6 +132,24 @@ pub enum KvRequest {
         read_ts: Timestamp,
         writes: Vec<KvWrite>,
     },
+    /// Split step 1, on the range being split: stop serving `[key, end of span)` (requests
+    /// touching it wait), wait for prepared writes there to finish, and return its data.
+    SplitFence { range: RangeId, key: Vec<u8> },
+    /// Split step 2, on the new range's core: take over `[start, end)` with `versions`,
+    /// and the read high-water mark and recent writes the old range had there.
+    Ingest {
+        range: RangeId,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        versions: Vec<VersionedKeyValue>,
+        max_read_ts: Timestamp,
+        last_writes: Vec<(Vec<u8>, Timestamp)>,
+    },
+    /// Split step 4 (after the descriptors are durable), on the range being split: end its
+    /// span at `key` and lift the fence.
+    SplitFinish { range: RangeId, key: Vec<u8> },
+    /// A failed split: lift the fence, change nothing.
+    SplitAbort { range: RangeId },
 }
 
 impl KvRequest {
@@ -118,7 +160,11 @@ impl KvRequest {
             | KvRequest::Prepare { range, .. }
             | KvRequest::Commit { range, .. }
             | KvRequest::Abort { range, .. }
-            | KvRequest::OnePhase { range, .. } => *range,
+            | KvRequest::OnePhase { range, .. }
+            | KvRequest::SplitFence { range, .. }
+            | KvRequest::Ingest { range, .. }
+            | KvRequest::SplitFinish { range, .. }
+            | KvRequest::SplitAbort { range } => *range,
         }
     }
 }
@@ -134,6 +180,14 @@ pub enum KvResponse {
     },
     Committed {
         commit_ts: Timestamp,
+    },
+    /// The data of a fenced span: every version, the range's read high-water mark, the
+    /// recent writes (conflict detection), and where the span ends.
+    SplitFenced {
+        versions: Vec<VersionedKeyValue>,
+        max_read_ts: Timestamp,
+        last_writes: Vec<(Vec<u8>, Timestamp)>,
+        end: Vec<u8>,
     },
     Done,
     Err(Error),

@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use chitin_storage::{RangeId, Timestamp};
+use chitin_storage::{RangeId, Timestamp, VersionedKeyValue};
 use glommio::channels::local_channel::LocalSender;
 use raft::prelude::*;
 use raft::storage::MemStorage;
@@ -18,9 +18,10 @@ use super::{KvWrite, TxnId};
 use crate::error::{Error, Result};
 
 /// What a replicated command does when applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CommandKind {
     /// Write `writes` at `ts` (a one-phase commit).
+    #[default]
     Write = 0,
     /// Store `writes` durably as transaction `txn`'s prepare record (lock table); nothing
     /// becomes visible.
@@ -29,17 +30,30 @@ pub enum CommandKind {
     Commit = 2,
     /// Drop `txn`'s prepare record.
     Abort = 3,
+    /// Take over `span` from the range it was split off: write `versions` with their own
+    /// timestamps, and set the span. Purely additive (versions are immutable), so entries
+    /// of different ranges may replay in any order.
+    Ingest = 4,
+    /// Give `span` (the upper part of this range) away to the range split off: end this
+    /// range's span at its start.
+    Shrink = 5,
 }
 
 /// A command replicated through raft. Encoded as `kind u8 | txn u64 | proposal id u64 |
-/// ts wall u64 | ts logical u32 | count u32 | (op u8, klen u32, key, vlen u32, value)*`.
-#[derive(Debug, Clone, PartialEq)]
+/// ts wall u64 | ts logical u32 | count u32 | (op u8, klen u32, key, vlen u32, value)*`,
+/// and for `Ingest` and `Shrink` then `slen u32 | span start | elen u32 | span end |
+/// count u32 | (klen u32, key, wall u64, logical u32, op u8, vlen u32, value)*`.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Command {
     pub kind: CommandKind,
     pub txn: TxnId,
     pub proposal: u64,
     pub ts: Timestamp,
     pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// `Ingest`, `Shrink`: the span acted on.
+    pub span: (Vec<u8>, Vec<u8>),
+    /// `Ingest`: versions, each at its own timestamp.
+    pub versions: Vec<VersionedKeyValue>,
 }
 
 /// The lock-table key of the prepare record of `txn` on `range`.
@@ -71,6 +85,24 @@ impl Command {
                 out.extend_from_slice(v);
             }
         }
+        if matches!(self.kind, CommandKind::Ingest | CommandKind::Shrink) {
+            for b in [&self.span.0, &self.span.1] {
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            out.extend_from_slice(&(self.versions.len() as u32).to_le_bytes());
+            for v in &self.versions {
+                out.extend_from_slice(&(v.key.len() as u32).to_le_bytes());
+                out.extend_from_slice(&v.key);
+                out.extend_from_slice(&v.ts.wall.to_le_bytes());
+                out.extend_from_slice(&v.ts.logical.to_le_bytes());
+                out.push(v.value.is_some() as u8);
+                if let Some(value) = &v.value {
+                    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                    out.extend_from_slice(value);
+                }
+            }
+        }
         out
     }
 
@@ -87,6 +119,8 @@ impl Command {
             1 => CommandKind::Prepare,
             2 => CommandKind::Commit,
             3 => CommandKind::Abort,
+            4 => CommandKind::Ingest,
+            5 => CommandKind::Shrink,
             _ => return Err(bad()),
         };
         let txn = u64::from_le_bytes(take(8)?.try_into().unwrap());
@@ -107,13 +141,41 @@ impl Command {
             };
             writes.push((key, value));
         }
-        Ok(Command {
+        let mut cmd = Command {
             kind,
             txn,
             proposal,
             ts: Timestamp::new(wall, logical),
             writes,
-        })
+            ..Default::default()
+        };
+        if matches!(kind, CommandKind::Ingest | CommandKind::Shrink) {
+            let mut bytes = || -> Result<Vec<u8>> {
+                let n = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
+                Ok(take(n)?.to_vec())
+            };
+            cmd.span = (bytes()?, bytes()?);
+            let n = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
+            cmd.versions.reserve(n.min(1 << 16));
+            for _ in 0..n {
+                let klen = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
+                let key = take(klen)?.to_vec();
+                let wall = u64::from_le_bytes(take(8)?.try_into().unwrap());
+                let logical = u32::from_le_bytes(take(4)?.try_into().unwrap());
+                let value = if take(1)?[0] == 1 {
+                    let vlen = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
+                    Some(take(vlen)?.to_vec())
+                } else {
+                    None
+                };
+                cmd.versions.push(VersionedKeyValue {
+                    key,
+                    ts: Timestamp::new(wall, logical),
+                    value,
+                });
+            }
+        }
+        Ok(cmd)
     }
 }
 
@@ -141,6 +203,11 @@ pub struct Replica {
     /// The highest timestamp any write of this range committed at.
     pub max_write_ts: Cell<Timestamp>,
     pub applied: Cell<u64>,
+    /// The keys this replica serves, `[start, end)`; requests for others get
+    /// `RangeKeyMismatch`. Empty for a split-off range not (or no longer) described.
+    pub span: RefCell<(Vec<u8>, Vec<u8>)>,
+    /// While a split moves `[fence, span end)` away, requests touching it wait.
+    pub fence: RefCell<Option<Vec<u8>>>,
 }
 
 pub fn raft_logger() -> slog::Logger {
@@ -194,7 +261,37 @@ impl Replica {
             max_read_ts: Cell::new(Timestamp::MIN),
             max_write_ts: Cell::new(Timestamp::MIN),
             applied: Cell::new(applied),
+            span: RefCell::new(super::keys::initial_span(id).unwrap_or_default()),
+            fence: RefCell::new(None),
         })
+    }
+
+    /// True when this replica serves `key`.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        let span = self.span.borrow();
+        span.0.as_slice() <= key && key < span.1.as_slice()
+    }
+
+    /// True when this replica serves all of `[start, end)`.
+    pub fn owns_span(&self, start: &[u8], end: &[u8]) -> bool {
+        let span = self.span.borrow();
+        span.0.as_slice() <= start && end <= span.1.as_slice() && start < end
+    }
+
+    /// True when a split is moving `key` away.
+    pub fn fenced(&self, key: &[u8]) -> bool {
+        self.fence
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.as_slice() <= key)
+    }
+
+    /// True when a split is moving a key of `[start, end)` away.
+    pub fn fenced_span(&self, _start: &[u8], end: &[u8]) -> bool {
+        self.fence
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.as_slice() < end)
     }
 
     /// True when a key in `[start, end)` is latched by a prepared transaction.
@@ -209,8 +306,10 @@ impl Replica {
         self.latches.borrow().contains_key(key)
     }
 
+    /// Records a read at `ts`. Reads at `Timestamp::MAX` (internal "read the latest"
+    /// lookups, outside any transaction) do not count: no commit could go above them.
     pub fn bump_read_ts(&self, ts: Timestamp) {
-        if ts > self.max_read_ts.get() {
+        if ts > self.max_read_ts.get() && ts != Timestamp::MAX {
             self.max_read_ts.set(ts);
         }
     }
@@ -239,8 +338,30 @@ mod tests {
             proposal: 7,
             ts: Timestamp::new(99, 3),
             writes: vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)],
+            ..Default::default()
         };
         assert_eq!(Command::decode(&c.encode()).unwrap(), c);
         assert!(Command::decode(&c.encode()[..10]).is_err());
+        let ingest = Command {
+            kind: CommandKind::Ingest,
+            proposal: 8,
+            span: (b"k".to_vec(), b"z".to_vec()),
+            versions: vec![
+                VersionedKeyValue {
+                    key: b"m".to_vec(),
+                    ts: Timestamp::new(5, 1),
+                    value: Some(b"v".to_vec()),
+                },
+                VersionedKeyValue {
+                    key: b"m".to_vec(),
+                    ts: Timestamp::new(4, 0),
+                    value: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let bytes = ingest.encode();
+        assert_eq!(Command::decode(&bytes).unwrap(), ingest);
+        assert!(Command::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chitin_storage::{Engine, RangeId, ScanOptions, Timestamp, WriteBatch};
+use chitin_storage::{Engine, RangeId, ScanOptions, Timestamp, VersionedKeyValue, WriteBatch};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use raft::prelude::*;
 
@@ -148,6 +148,9 @@ impl Store {
         match req {
             KvRequest::Get { key, ts, .. } => {
                 self.wait_latches(&replica, &key, None).await?;
+                if !replica.owns(&key) {
+                    return Err(mismatch(&replica));
+                }
                 replica.bump_read_ts(ts);
                 Ok(KvResponse::Value(self.engine()?.get(&key, ts).await?))
             }
@@ -160,6 +163,9 @@ impl Store {
                 ..
             } => {
                 self.wait_latches(&replica, &start, Some(&end)).await?;
+                if !replica.owns_span(&start, &end) {
+                    return Err(mismatch(&replica));
+                }
                 replica.bump_read_ts(ts);
                 let opts = ScanOptions { ts, limit, reverse };
                 let rows = self.engine()?.scan(&start, &end, &opts).await?;
@@ -210,16 +216,151 @@ impl Store {
                 let commit_ts = self.commit(&replica, txn, ts).await?;
                 Ok(KvResponse::Committed { commit_ts })
             }
+            KvRequest::SplitFence { key, .. } => self.split_fence(&replica, key).await,
+            KvRequest::Ingest {
+                start,
+                end,
+                versions,
+                max_read_ts,
+                last_writes,
+                ..
+            } => {
+                self.ingest(&replica, start, end, versions).await?;
+                replica.bump_read_ts(max_read_ts);
+                let mut lw = self.last_write.borrow_mut();
+                for (k, ts) in last_writes {
+                    lw.insert(k, ts);
+                }
+                Ok(KvResponse::Done)
+            }
+            KvRequest::SplitFinish { key, .. } => {
+                if replica.fence.borrow().as_deref() != Some(key.as_slice()) {
+                    return Err(Error::internal(format!(
+                        "split of {} finished without its fence",
+                        replica.id
+                    )));
+                }
+                let end = replica.span.borrow().1.clone();
+                let cmd = Command {
+                    kind: CommandKind::Shrink,
+                    span: (key, end),
+                    ..Default::default()
+                };
+                // On failure the fence stays: the old data must not be served again.
+                self.replicate_cmd(&replica, cmd).await?;
+                *replica.fence.borrow_mut() = None;
+                Ok(KvResponse::Done)
+            }
+            KvRequest::SplitAbort { .. } => {
+                *replica.fence.borrow_mut() = None;
+                Ok(KvResponse::Done)
+            }
         }
     }
 
-    /// Waits until no other transaction latches `key` (or a key in `[key, end)`).
+    /// Fences `[key, span end)` of `replica` for a split and returns its data.
+    async fn split_fence(&self, replica: &Replica, key: Vec<u8>) -> Result<KvResponse> {
+        if !replica.owns(&key) || replica.span.borrow().0 == key {
+            return Err(mismatch(replica));
+        }
+        if replica.fence.borrow().is_some() {
+            return Err(Error::retry("a split of this range is already in progress"));
+        }
+        *replica.fence.borrow_mut() = Some(key.clone());
+        let end = replica.span.borrow().1.clone();
+        let started = Instant::now();
+        while replica.span_latched(&key, &end) {
+            if started.elapsed() > LATCH_WAIT {
+                *replica.fence.borrow_mut() = None;
+                return Err(Error::retry(
+                    "split: timed out waiting for writes in the span to finish",
+                ));
+            }
+            glommio::timer::sleep(Duration::from_micros(100)).await;
+        }
+        let versions = match self.engine()?.scan_versions(&key, &end).await {
+            Ok(v) => v,
+            Err(e) => {
+                *replica.fence.borrow_mut() = None;
+                return Err(e.into());
+            }
+        };
+        let last_writes = self
+            .last_write
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.as_slice() >= key.as_slice() && k.as_slice() < end.as_slice())
+            .map(|(k, ts)| (k.clone(), *ts))
+            .collect();
+        Ok(KvResponse::SplitFenced {
+            versions,
+            max_read_ts: replica.max_read_ts.get(),
+            last_writes,
+            end,
+        })
+    }
+
+    /// Replicates `versions` into `replica` as the whole content of `[start, end)`, in raft
+    /// entries of about [`INGEST_CHUNK_BYTES`].
+    async fn ingest(
+        &self,
+        replica: &Replica,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        versions: Vec<VersionedKeyValue>,
+    ) -> Result<()> {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        let mut versions = versions.into_iter().peekable();
+        loop {
+            let v = versions.next();
+            if let Some(v) = v {
+                bytes += v.key.len() + v.value.as_ref().map_or(0, |x| x.len()) + 24;
+                chunk.push(v);
+            }
+            let last = versions.peek().is_none();
+            if bytes >= INGEST_CHUNK_BYTES || last {
+                let cmd = Command {
+                    kind: CommandKind::Ingest,
+                    span: (start.clone(), end.clone()),
+                    versions: std::mem::take(&mut chunk),
+                    ..Default::default()
+                };
+                self.replicate_cmd(replica, cmd).await?;
+                bytes = 0;
+            }
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sets the spans of this core's replicas from the range descriptors (the source of
+    /// truth at startup): described ranges get their span, split-off ranges without a
+    /// descriptor (a split that crashed before publishing) get none.
+    pub fn install_spans(&self, descs: &[super::ranges::RangeDesc]) -> Result<()> {
+        for r in self.replicas.borrow().values() {
+            if keys::initial_span(r.id).is_none() {
+                *r.span.borrow_mut() = Default::default();
+            }
+        }
+        for d in descs {
+            if keys::core_for_range(d.id, self.ncores) == self.core {
+                let r = self.replica(d.id)?;
+                *r.span.borrow_mut() = (d.start.clone(), d.end.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until no other transaction latches `key` (or a key in `[key, end)`) and no
+    /// split is moving it away.
     async fn wait_latches(&self, replica: &Replica, key: &[u8], end: Option<&[u8]>) -> Result<()> {
         let started = Instant::now();
         loop {
             let latched = match end {
-                Some(end) => replica.span_latched(key, end),
-                None => replica.key_latched(key),
+                Some(end) => replica.span_latched(key, end) || replica.fenced_span(key, end),
+                None => replica.key_latched(key) || replica.fenced(key),
             };
             if !latched {
                 return Ok(());
@@ -249,11 +390,14 @@ impl Store {
         loop {
             let busy = {
                 let latches = replica.latches.borrow();
-                writes
-                    .iter()
-                    .any(|w| latches.get(w.key()).is_some_and(|t| *t != txn))
+                writes.iter().any(|w| {
+                    latches.get(w.key()).is_some_and(|t| *t != txn) || replica.fenced(w.key())
+                })
             };
             if !busy {
+                if !writes.iter().all(|w| replica.owns(w.key())) {
+                    return Err(mismatch(replica));
+                }
                 let mut latches = replica.latches.borrow_mut();
                 for w in &writes {
                     latches.insert(w.key().to_vec(), txn);
@@ -358,15 +502,9 @@ impl Store {
         if writes.is_empty() && kind == CommandKind::Write {
             return Ok(());
         }
-        if let Some(f) = self.fatal() {
-            return Err(Error::internal(format!("the store failed: {f}")));
-        }
-        let proposal = self.next_proposal.get();
-        self.next_proposal.set(proposal + 1);
         let cmd = Command {
             kind,
             txn,
-            proposal,
             ts,
             writes: writes
                 .iter()
@@ -377,7 +515,20 @@ impl Store {
                     KvWrite::Delete { key } => (key.clone(), None),
                 })
                 .collect(),
+            ..Default::default()
         };
+        self.replicate_cmd(replica, cmd).await
+    }
+
+    /// Proposes `cmd` (its proposal id is assigned here) and waits until it is applied.
+    async fn replicate_cmd(&self, replica: &Replica, mut cmd: Command) -> Result<()> {
+        if let Some(f) = self.fatal() {
+            return Err(Error::internal(format!("the store failed: {f}")));
+        }
+        let proposal = self.next_proposal.get();
+        self.next_proposal.set(proposal + 1);
+        cmd.proposal = proposal;
+        let ts = cmd.ts;
         let (tx, rx) = local_channel::new_bounded(1);
         replica.waiters.borrow_mut().insert(proposal, tx);
         replica.queue.borrow_mut().push(cmd.encode());
@@ -532,6 +683,23 @@ impl Store {
                         }
                         self.hlc.update(cmd.ts);
                     }
+                    CommandKind::Ingest => {
+                        for v in cmd.versions {
+                            self.hlc.update(v.ts);
+                            match v.value {
+                                Some(value) => batch.put(v.key, v.ts, value),
+                                None => batch.delete(v.key, v.ts),
+                            }
+                        }
+                        *r.span.borrow_mut() = cmd.span;
+                    }
+                    CommandKind::Shrink => {
+                        // The moved data stays in this core's engine, invisible: the span
+                        // ends here. Removing it would race, on replay, with a range on
+                        // this core that took it over (entries of different ranges do not
+                        // replay in their original order). See the module essay in kv.
+                        r.span.borrow_mut().1 = cmd.span.0;
+                    }
                 }
             }
             batch.set_applied(r.id, e.index);
@@ -601,6 +769,20 @@ impl Store {
         self.replicas.borrow().len()
     }
 }
+
+/// The error for a request that reached a range which does not hold its keys.
+fn mismatch(replica: &Replica) -> Error {
+    Error::new(
+        ErrorKind::RangeKeyMismatch,
+        format!(
+            "restart transaction: key outside range {} (it was split)",
+            replica.id
+        ),
+    )
+}
+
+/// Data a split moves is replicated in raft entries of about this many bytes.
+const INGEST_CHUNK_BYTES: usize = 1 << 20;
 
 /// The smallest timestamp above `ts`.
 pub fn next_ts(ts: Timestamp) -> Timestamp {

@@ -25,8 +25,11 @@ use glommio::channels::shared_channel::{
 };
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::error::{Error, Result};
+use chitin_storage::{RangeId, Timestamp};
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::core_for_range;
+use crate::kv::ranges::{RangeCache, RangeDesc};
 use crate::kv::store::Store;
 use crate::kv::{KvRequest, KvResponse};
 use crate::metrics::CoreMetrics;
@@ -60,6 +63,11 @@ pub struct NodeShared {
     /// (backend pid, secret) → the cancel flag of that session. Cold path (CancelRequest).
     pub cancels: Mutex<HashMap<(i32, i32), Arc<AtomicBool>>>,
     pub listen_addr: SocketAddr,
+    /// Bumped after every split publishes its descriptors: cores reload their range cache
+    /// when it moves.
+    pub range_gen: AtomicU64,
+    /// Held by the one split in progress on the node.
+    pub splitting: AtomicBool,
 }
 
 /// A message on the core mesh.
@@ -86,6 +94,8 @@ pub struct CoreCtx {
     pub catalog: RefCell<Option<Rc<crate::sql::catalog::Catalog>>>,
     /// SQL sessions open on this core.
     pub active_sessions: Cell<usize>,
+    /// The range descriptors this core routes by.
+    pub ranges: RefCell<RangeCache>,
 }
 
 impl CoreCtx {
@@ -126,6 +136,125 @@ impl CoreCtx {
             KvResponse::Err(e) => Err(e),
             r => Ok(r),
         }
+    }
+
+    /// Reloads the range descriptors from the system range.
+    pub async fn refresh_ranges(&self) -> Result<()> {
+        let generation = self.shared.range_gen.load(Ordering::SeqCst);
+        let descs = load_range_descs(self).await?;
+        self.ranges.borrow_mut().install(descs, generation);
+        Ok(())
+    }
+
+    /// Reloads the range descriptors if a split published new ones since the last load.
+    async fn fresh_ranges(&self) -> Result<()> {
+        let generation = self.shared.range_gen.load(Ordering::SeqCst);
+        if self.ranges.borrow().generation != Some(generation) {
+            self.refresh_ranges().await?;
+        }
+        Ok(())
+    }
+
+    /// The range that holds `key`.
+    pub async fn range_of(&self, key: &[u8]) -> Result<RangeId> {
+        self.fresh_ranges().await?;
+        Ok(self.ranges.borrow().range_id(key))
+    }
+
+    /// Reads `key` at `ts` from the range that holds it, following splits.
+    pub async fn kv_get(&self, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
+        let mut attempts = 0;
+        loop {
+            let range = self.range_of(key).await?;
+            let req = KvRequest::Get {
+                range,
+                key: key.to_vec(),
+                ts,
+            };
+            match self.send(req).await {
+                Ok(KvResponse::Value(v)) => return Ok(v),
+                Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
+                Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
+                    attempts += 1;
+                    self.refresh_ranges().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Scans `[start, end)` at `ts` over every range it crosses, in key order: at most
+    /// `limit` rows (0: no limit).
+    pub async fn kv_scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        ts: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut cur = start.to_vec();
+        let mut attempts = 0;
+        while cur.as_slice() < end {
+            self.fresh_ranges().await?;
+            let (range, range_end) = self.ranges.borrow().locate(&cur);
+            let piece_end = if !range_end.is_empty() && range_end.as_slice() < end {
+                range_end
+            } else {
+                end.to_vec()
+            };
+            let req = KvRequest::Scan {
+                range,
+                start: cur.clone(),
+                end: piece_end.clone(),
+                ts,
+                limit: if limit == 0 { 0 } else { limit - out.len() },
+                reverse: false,
+            };
+            match self.send(req).await {
+                Ok(KvResponse::Rows(rows)) => {
+                    if out.is_empty() {
+                        out = rows;
+                    } else {
+                        out.extend(rows);
+                    }
+                    if limit != 0 && out.len() >= limit {
+                        break;
+                    }
+                    cur = piece_end;
+                }
+                Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
+                Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
+                    attempts += 1;
+                    self.refresh_ranges().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How often a request is re-routed after `RangeKeyMismatch` before giving up (40001).
+pub const MISMATCH_RETRIES: usize = 10;
+
+/// Every explicit range descriptor, from the system range.
+async fn load_range_descs(ctx: &CoreCtx) -> Result<Vec<RangeDesc>> {
+    let start = crate::kv::keys::range_desc_key(&[]);
+    let end = crate::kv::keys::prefix_end(&start);
+    match ctx
+        .send(KvRequest::Scan {
+            range: crate::kv::keys::SYSTEM_RANGE,
+            start,
+            end,
+            ts: ctx.shared.hlc.now(),
+            limit: 0,
+            reverse: false,
+        })
+        .await?
+    {
+        KvResponse::Rows(rows) => rows.iter().map(|(_, v)| RangeDesc::decode(v)).collect(),
+        other => Err(Error::internal(format!("unexpected response {other:?}"))),
     }
 }
 
@@ -173,6 +302,8 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         recovered: AtomicU64::new(0),
         cancels: Mutex::new(HashMap::new()),
         listen_addr: cfg.listen_addr,
+        range_gen: AtomicU64::new(0),
+        splitting: AtomicBool::new(false),
     });
 
     // The mesh: senders[i][j] carries i → j; receivers[j][i] is its other end.
@@ -279,6 +410,7 @@ async fn run_core(
         next_req: Cell::new(1),
         catalog: RefCell::new(None),
         active_sessions: Cell::new(0),
+        ranges: RefCell::new(RangeCache::default()),
     });
     let raft = glommio::spawn_local(store.clone().raft_loop());
     // Connect the mesh: every sender and receiver connects on its own executor, and a
@@ -326,6 +458,13 @@ async fn run_core(
     while started.load(Ordering::SeqCst) < n as u64 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
+    // The descriptors decide which keys each replica serves (a split may have crashed
+    // half-way), and seed the core's range cache.
+    let descs = load_range_descs(&ctx).await?;
+    store.install_spans(&descs)?;
+    ctx.ranges
+        .borrow_mut()
+        .install(descs, shared.range_gen.load(Ordering::SeqCst));
     // Resolve two-phase commits a crash interrupted, by their decision records, before
     // serving anything.
     recover_prepared(&ctx).await?;

@@ -8,14 +8,14 @@ use sqlparser::ast::{self, Expr, ObjectType, SelectItem, SetExpr, Statement, Tab
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::{self, encode_key_datum, index_prefix, prefix_end};
-use crate::kv::{KvRequest, KvResponse, KvWrite};
+use crate::kv::KvWrite;
 use crate::node::CoreCtx;
 use crate::sql::catalog::{self, Catalog, ColumnDesc, DatabaseDesc, IndexDesc, TableDesc};
 use crate::sql::expr::{
     ident_name, object_name, sql_type, AggCall, AggFunc, BinOp, Binder, EvalCtx, Scalar,
     ScopeColumn,
 };
-use crate::sql::preparse::UPSERT_MARKER;
+use crate::sql::preparse::{SPLIT_MARKER, UPSERT_MARKER};
 use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
@@ -699,6 +699,7 @@ pub fn describe(
 ) -> Result<Option<Vec<Column>>> {
     Ok(match stmt {
         Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
+        Statement::Insert(ins) if marked(ins, SPLIT_MARKER) => Some(split_at_columns()),
         Statement::Insert(ins) => {
             let ast::TableObject::TableName(name) = &ins.table else {
                 return Err(Error::unsupported("INSERT into a table function"));
@@ -749,6 +750,9 @@ pub fn describe(
             returning_columns(&t, &d.returning, params)?
         }
         Statement::ShowTables { .. } => Some(show_tables_columns()),
+        Statement::ShowVariable { variable } if show_ranges_table(variable).is_some() => {
+            Some(show_ranges_columns())
+        }
         Statement::ShowDatabases { .. } => Some(show_databases_columns()),
         Statement::ShowVariable { variable } => Some(vec![Column {
             name: variable
@@ -760,6 +764,60 @@ pub fn describe(
         }]),
         _ => None,
     })
+}
+
+/// True when `ins` carries the pre-parser's marker assignment `marker`.
+fn marked(ins: &ast::Insert, marker: &str) -> bool {
+    matches!(&ins.on, Some(ast::OnInsert::OnConflict(oc))
+        if matches!(&oc.action, ast::OnConflictAction::DoUpdate(du)
+            if du.assignments.len() == 1
+                && du.assignments[0].target.to_string().trim_matches('"') == marker))
+}
+
+/// The table of `SHOW RANGES FROM TABLE <t>`, if that is what `variable` spells.
+fn show_ranges_table(variable: &[ast::Ident]) -> Option<&str> {
+    match variable {
+        [a, b, c, t]
+            if a.value.eq_ignore_ascii_case("ranges")
+                && b.value.eq_ignore_ascii_case("from")
+                && c.value.eq_ignore_ascii_case("table") =>
+        {
+            Some(t.value.as_str())
+        }
+        _ => None,
+    }
+}
+
+fn split_at_columns() -> Vec<Column> {
+    vec![
+        Column {
+            name: "key".into(),
+            ty: SqlType::Bytea,
+        },
+        Column {
+            name: "pretty".into(),
+            ty: SqlType::Text,
+        },
+        Column {
+            name: "split_enforced_until".into(),
+            ty: SqlType::Timestamp,
+        },
+    ]
+}
+
+fn show_ranges_columns() -> Vec<Column> {
+    let col = |name: &str, ty| Column {
+        name: name.into(),
+        ty,
+    };
+    vec![
+        col("start_key", SqlType::Text),
+        col("end_key", SqlType::Text),
+        col("range_id", SqlType::Int8),
+        col("lease_holder", SqlType::Int8),
+        col("core", SqlType::Int8),
+        col("replicas", SqlType::Text),
+    ]
 }
 
 fn show_tables_columns() -> Vec<Column> {
@@ -1067,6 +1125,9 @@ impl<'a> Exec<'a> {
         match stmt {
             Statement::Query(q) => self.select(q).await,
             Statement::Insert(ins) => self.insert(ins).await,
+            Statement::ShowVariable { variable } if show_ranges_table(variable).is_some() => {
+                self.show_ranges(show_ranges_table(variable).unwrap()).await
+            }
             Statement::Update(u) => self.update(u).await,
             Statement::Delete(d) => self.delete(d).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
@@ -1151,39 +1212,14 @@ impl<'a> Exec<'a> {
         if let Some(own) = self.txn.own_write(key) {
             return Ok(own.map(|v| v.to_vec()));
         }
-        match self
-            .ctx
-            .send(KvRequest::Get {
-                range: keys::range_for_key(key),
-                key: key.to_vec(),
-                ts: self.txn.read_ts,
-            })
-            .await?
-        {
-            KvResponse::Value(v) => Ok(v),
-            other => Err(Error::internal(format!("unexpected response {other:?}"))),
-        }
+        self.ctx.kv_get(key, self.txn.read_ts).await
     }
 
     async fn kv_scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if start >= end {
             return Ok(Vec::new());
         }
-        let rows = match self
-            .ctx
-            .send(KvRequest::Scan {
-                range: keys::range_for_key(start),
-                start: start.to_vec(),
-                end: end.to_vec(),
-                ts: self.txn.read_ts,
-                limit: 0,
-                reverse: false,
-            })
-            .await?
-        {
-            KvResponse::Rows(r) => r,
-            other => return Err(Error::internal(format!("unexpected response {other:?}"))),
-        };
+        let rows = self.ctx.kv_scan(start, end, self.txn.read_ts, 0).await?;
         let own: Vec<_> = self
             .txn
             .writes
@@ -1803,21 +1839,10 @@ impl<'a> Exec<'a> {
         let mut chunk = want.clamp(16, 1024);
         while kept.len() < want && start < end {
             self.pause().await?;
-            let rows = match self
+            let rows = self
                 .ctx
-                .send(KvRequest::Scan {
-                    range: keys::range_for_key(&start),
-                    start: start.clone(),
-                    end: end.clone(),
-                    ts: self.txn.read_ts,
-                    limit: chunk,
-                    reverse: false,
-                })
-                .await?
-            {
-                KvResponse::Rows(r) => r,
-                other => return Err(Error::internal(format!("unexpected response {other:?}"))),
-            };
+                .kv_scan(&start, &end, self.txn.read_ts, chunk)
+                .await?;
             // The chunk covers [start, chunk_end): up to the key after the last one read, or
             // to the end of the span when the scan ran out.
             let chunk_end = if rows.len() == chunk {
@@ -2112,6 +2137,9 @@ impl<'a> Exec<'a> {
             return Err(Error::unsupported("INSERT into a table function"));
         };
         let t = lookup_table(self.cat, self.db_id, name)?;
+        if marked(ins, SPLIT_MARKER) {
+            return self.split_at(&t, ins.source.as_deref()).await;
+        }
         let cols = insert_columns(&t, &ins.columns)?;
         // Rows of (column, value).
         let mut given_rows: Vec<Vec<(usize, Datum)>> = Vec::new();
@@ -2157,6 +2185,109 @@ impl<'a> Exec<'a> {
             }
         }
         self.insert_rows(&t, ins, given_rows).await
+    }
+
+    /// `ALTER TABLE t SPLIT AT <query>`: splits `t`'s ranges at each primary-key prefix the
+    /// query yields.
+    async fn split_at(
+        &mut self,
+        t: &Rc<TableDesc>,
+        source: Option<&ast::Query>,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let source = source.ok_or_else(|| Error::syntax("SPLIT AT needs VALUES or a query"))?;
+        let pk_cols: Vec<&ColumnDesc> = t.pk.iter().map(|&i| &t.columns[i]).collect();
+        let mut params: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let rows: Vec<Vec<Datum>> = match source.body.as_ref() {
+            SetExpr::Values(v) => {
+                let mut rows = Vec::new();
+                for r in &v.rows {
+                    let mut row = Vec::with_capacity(r.len());
+                    for (i, e) in r.iter().enumerate() {
+                        let hint = pk_cols.get(i).map(|c| c.ty);
+                        let (sc, _) = Binder::new(&[], &mut params).bind(e, hint)?;
+                        row.push(sc.eval(&[], &self.cx)?);
+                    }
+                    rows.push(row);
+                }
+                rows
+            }
+            _ => {
+                let plan = plan_select(self.cat, self.db_id, source, &mut params)?;
+                self.run_plan(&plan).await?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if row.is_empty() || row.len() > pk_cols.len() {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!(
+                        "SPLIT AT data must have between 1 and {} columns (the primary key of {})",
+                        pk_cols.len(),
+                        t.name
+                    ),
+                ));
+            }
+            let mut vals = Vec::with_capacity(row.len());
+            for (v, c) in row.into_iter().zip(&pk_cols) {
+                vals.push(assign_cast(v, c)?);
+            }
+            let key = Self::pk_key_from(t, &vals);
+            crate::kv::split::split_at(self.ctx, &key).await?;
+            out.push(vec![
+                Datum::Bytes(key.clone()),
+                Datum::Text(format!("/Table/{}{}", t.id, keys::pretty_key_suffix(&key))),
+                Datum::Null,
+            ]);
+        }
+        let n = out.len();
+        Ok((
+            Outcome::Rows {
+                rows: out,
+                tag: format!("SELECT {n}"),
+                suspended: false,
+            },
+            Some(split_at_columns()),
+        ))
+    }
+
+    /// `SHOW RANGES FROM TABLE t`: one row per range, in key order.
+    async fn show_ranges(&mut self, table: &str) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let name = ast::ObjectName::from(vec![ast::Ident::new(table)]);
+        let t = lookup_table(self.cat, self.db_id, &name)?;
+        self.ctx.refresh_ranges().await?;
+        let ranges = self.ctx.ranges.borrow().table_ranges(t.id);
+        let (tstart, tend) = keys::table_span(t.id);
+        let cores = self.ctx.shared.ncores;
+        let bound = |k: &Vec<u8>, edge: &Vec<u8>| {
+            if k == edge {
+                Datum::Null
+            } else {
+                Datum::Text(keys::pretty_key_suffix(k))
+            }
+        };
+        let rows: Vec<Vec<Datum>> = ranges
+            .iter()
+            .map(|d| {
+                vec![
+                    bound(&d.start, &tstart),
+                    bound(&d.end, &tend),
+                    Datum::Int(d.id.0 as i64),
+                    Datum::Int(1),
+                    Datum::Int(keys::core_for_range(d.id, cores) as i64),
+                    Datum::Text("{1}".into()),
+                ]
+            })
+            .collect();
+        let n = rows.len();
+        Ok((
+            Outcome::Rows {
+                rows,
+                tag: format!("SELECT {n}"),
+                suspended: false,
+            },
+            Some(show_ranges_columns()),
+        ))
     }
 
     async fn insert_rows(

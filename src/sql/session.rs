@@ -518,7 +518,8 @@ impl Session {
                         Some(cols),
                     )));
                 }
-                if name == "tables" || name == "databases" {
+                if name == "tables" || name == "databases" || name.starts_with("ranges from table ")
+                {
                     return Ok(None);
                 }
                 let value = if name == "database" {
@@ -895,14 +896,32 @@ fn position_of(msg: &str, sql: &str) -> Option<usize> {
 
 /// Commits a transaction's buffered writes: one range → 1PC; several → prepare all (in
 /// range order, so two committers never wait on each other in a cycle) then commit all.
+/// A range that split under the commit answers `RangeKeyMismatch` before anything of the
+/// transaction was applied; the commit is then regrouped by fresh descriptors and resent.
 pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
     if txn.writes.is_empty() {
         return Ok(());
     }
+    let mut attempts = 0;
+    loop {
+        match commit_once(ctx, &txn).await {
+            Err(e)
+                if e.kind == crate::error::ErrorKind::RangeKeyMismatch
+                    && attempts < crate::node::MISMATCH_RETRIES =>
+            {
+                attempts += 1;
+                ctx.refresh_ranges().await?;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     let mut by_range: BTreeMap<chitin_storage::RangeId, Vec<crate::kv::KvWrite>> = BTreeMap::new();
     for w in txn.kv_writes() {
         by_range
-            .entry(crate::kv::keys::range_for_key(w.key()))
+            .entry(ctx.range_of(w.key()).await?)
             .or_default()
             .push(w);
     }

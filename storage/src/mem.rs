@@ -31,6 +31,27 @@ impl MemEngine {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Every version (tombstones included) of the keys in `[start, end)`, in key order and
+    /// newest first per key, like [`crate::LsmEngine::scan_versions`] over all timestamps.
+    /// MVCC range tombstones below `Timestamp::MAX` are not applied.
+    pub fn scan_versions(&self, start: &[u8], end: &[u8]) -> Vec<crate::VersionedKeyValue> {
+        if start >= end {
+            return Vec::new();
+        }
+        let lo = Bound::Included((start.to_vec(), Reverse(Timestamp::MAX)));
+        let hi = Bound::Excluded((end.to_vec(), Reverse(Timestamp::MAX)));
+        self.inner
+            .borrow()
+            .versions
+            .range((lo, hi))
+            .map(|((k, ts), v)| crate::VersionedKeyValue {
+                key: k.clone(),
+                ts: ts.0,
+                value: v.clone(),
+            })
+            .collect()
+    }
 }
 
 impl Inner {

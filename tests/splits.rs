@@ -1,0 +1,250 @@
+//! Tables split into ranges served by several cores (issue 3, item 3), under load and
+//! across a SIGKILL.
+//!
+//! A two-core server holds `acct` (`ACCOUNTS` rows of `INITIAL`, a secondary index on the
+//! balance). While `TRANSFER_WORKERS` sessions move money between random accounts in
+//! explicit transactions and one session inserts new zero-balance rows, the test splits the
+//! table at `SPLIT_POINTS`, one after another. Then:
+//! - every split shows in `SHOW RANGES FROM TABLE`, with ranges on both cores;
+//! - the balances still sum to the total (no transfer torn or lost across the moving
+//!   boundaries), every acknowledged insert is there, and the secondary index agrees with
+//!   the table;
+//! - after SIGKILL and restart, all of that still holds, and new writes on both sides of a
+//!   boundary work.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{ServerOptions, TempDir, TestServer};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+const ACCOUNTS: i64 = 1000;
+const INITIAL: i64 = 100;
+const TRANSFER_WORKERS: usize = 3;
+const SPLIT_POINTS: [i64; 9] = [500, 250, 750, 100, 900, 400, 600, 50, 990];
+const INSERT_BASE: i64 = 1_000_000;
+const RUN_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+async fn transfer(client: &Client, from: i64, to: i64) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    let r = async {
+        client
+            .execute("UPDATE acct SET bal = bal - 1 WHERE k = $1", &[&from])
+            .await?;
+        client
+            .execute("UPDATE acct SET bal = bal + 1 WHERE k = $1", &[&to])
+            .await?;
+        client.batch_execute("COMMIT").await
+    }
+    .await;
+    if r.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    r
+}
+
+/// Checks the invariants; returns the number of ranges.
+async fn check(client: &Client, inserted: &[i64]) -> usize {
+    let row = client
+        .query_one("SELECT count(*), sum(bal)::INT8 FROM acct", &[])
+        .await
+        .expect("count");
+    let (count, sum): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(count, ACCOUNTS + inserted.len() as i64, "row count");
+    assert_eq!(sum, ACCOUNTS * INITIAL, "balances must sum to the total");
+    let got: Vec<i64> = client
+        .query(
+            "SELECT k FROM acct WHERE k >= $1 ORDER BY k",
+            &[&INSERT_BASE],
+        )
+        .await
+        .expect("inserted rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(got, inserted, "every acknowledged insert, nothing else");
+    // The index (bal = $1 uses it) agrees with a full scan (bal + 0 = $1 cannot).
+    for bal in [INITIAL, INITIAL - 1, INITIAL + 1, 0] {
+        let by_index: i64 = client
+            .query_one("SELECT count(*) FROM acct WHERE bal = $1", &[&bal])
+            .await
+            .expect("index count")
+            .get(0);
+        let by_scan: i64 = client
+            .query_one("SELECT count(*) FROM acct WHERE bal + 0 = $1", &[&bal])
+            .await
+            .expect("scan count")
+            .get(0);
+        assert_eq!(
+            by_index, by_scan,
+            "index and table disagree for bal = {bal}"
+        );
+    }
+    let ranges = client
+        .simple_query("SHOW RANGES FROM TABLE acct")
+        .await
+        .expect("show ranges");
+    let mut cores = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for m in ranges {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            n += 1;
+            cores.insert(r.get("core").unwrap().to_string());
+        }
+    }
+    assert_eq!(cores.len(), 2, "ranges on both cores: {cores:?}");
+    n
+}
+
+#[test]
+fn splits_under_load_keep_every_row_and_survive_sigkill() {
+    let dir = TempDir::new("chitin-splits").expect("temp dir");
+    let store = dir.path().join("store");
+    let log = dir.path().join("server.log");
+    let options = ServerOptions { cores: Some(2) };
+    let mut server = TestServer::start_on(&store, &log, &options).expect("start");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = server.config(common::DEFAULT_DATABASE);
+    let started = Instant::now();
+    let (inserted, ranges) = runtime.block_on(async {
+        let admin = common::connect(&config).await.expect("connect");
+        admin
+            .batch_execute(
+                "CREATE TABLE acct (k BIGINT PRIMARY KEY, bal BIGINT NOT NULL, note TEXT)",
+            )
+            .await
+            .unwrap();
+        admin
+            .batch_execute("CREATE INDEX acct_bal ON acct (bal)")
+            .await
+            .unwrap();
+        for chunk in (0..ACCOUNTS).collect::<Vec<_>>().chunks(250) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|k| format!("({k}, {INITIAL}, 'n{k}')"))
+                .collect();
+            admin
+                .batch_execute(&format!("INSERT INTO acct VALUES {}", values.join(",")))
+                .await
+                .unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let committed = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for w in 0..TRANSFER_WORKERS {
+            let (stop, committed, config) = (stop.clone(), committed.clone(), config.clone());
+            tasks.push(tokio::spawn(async move {
+                let client = common::connect(&config).await.expect("connect");
+                let mut rng = 0x5eed + w as u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let from = (next_random(&mut rng) % ACCOUNTS as u64) as i64;
+                    let to = (next_random(&mut rng) % ACCOUNTS as u64) as i64;
+                    if from == to {
+                        continue;
+                    }
+                    match transfer(&client, from, to).await {
+                        Ok(()) => {
+                            committed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) if retryable(&e) => {}
+                        Err(e) => panic!("transfer: {e:?}"),
+                    }
+                }
+            }));
+        }
+        let inserted = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (stop, inserted, config) = (stop.clone(), inserted.clone(), config.clone());
+            tasks.push(tokio::spawn(async move {
+                let client = common::connect(&config).await.expect("connect");
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let k = INSERT_BASE + i;
+                    i += 1;
+                    match client
+                        .execute("INSERT INTO acct VALUES ($1, 0, 'new')", &[&k])
+                        .await
+                    {
+                        Ok(_) => inserted.lock().unwrap().push(k),
+                        Err(e) if retryable(&e) => {}
+                        Err(e) => panic!("insert: {e:?}"),
+                    }
+                }
+            }));
+        }
+        for at in SPLIT_POINTS {
+            assert!(started.elapsed() < RUN_TIMEOUT, "timed out");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let rows = admin
+                .simple_query(&format!("ALTER TABLE acct SPLIT AT VALUES ({at})"))
+                .await
+                .unwrap_or_else(|e| panic!("split at {at}: {e:?}"));
+            assert!(rows
+                .iter()
+                .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        for t in tasks {
+            t.await.expect("worker");
+        }
+        assert!(
+            committed.load(Ordering::Relaxed) > 0,
+            "no transfer committed"
+        );
+        let inserted = inserted.lock().unwrap().clone();
+        let ranges = check(&admin, &inserted).await;
+        // The table's first range plus one per split point.
+        assert_eq!(ranges, SPLIT_POINTS.len() + 1);
+        (inserted, ranges)
+    });
+
+    server.kill();
+    let server = TestServer::start_on(&store, &log, &options).expect("restart");
+    let config = server.config(common::DEFAULT_DATABASE);
+    runtime.block_on(async {
+        let client = common::connect(&config).await.expect("connect");
+        assert_eq!(
+            check(&client, &inserted).await,
+            ranges,
+            "ranges after restart"
+        );
+        // Writes on both sides of a boundary, in one transaction.
+        transfer(&client, 499, 500).await.expect("transfer across");
+        let bals: Vec<i64> = client
+            .query("SELECT bal FROM acct WHERE k IN (499, 500) ORDER BY k", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(bals.len(), 2);
+        let total: i64 = client
+            .query_one("SELECT count(*) FROM acct WHERE k < 500", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(total, 500);
+    });
+    drop(server);
+}
