@@ -10,7 +10,10 @@
 //!   boundaries), every acknowledged insert is there, and the secondary index agrees with
 //!   the table;
 //! - after SIGKILL and restart, all of that still holds, and new writes on both sides of a
-//!   boundary work.
+//!   boundary work;
+//! - with the same load and more splits running, a SIGKILL at an arbitrary moment (in the
+//!   middle of a split, likely) loses no acknowledged insert, tears no transfer, and the
+//!   table has at least the ranges it had.
 
 mod common;
 
@@ -26,6 +29,7 @@ const ACCOUNTS: i64 = 1000;
 const INITIAL: i64 = 100;
 const TRANSFER_WORKERS: usize = 3;
 const SPLIT_POINTS: [i64; 9] = [500, 250, 750, 100, 900, 400, 600, 50, 990];
+// Phase two splits between these (`i * 25 + 3`), so every split point is new.
 const INSERT_BASE: i64 = 1_000_000;
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -59,14 +63,15 @@ async fn transfer(client: &Client, from: i64, to: i64) -> Result<(), tokio_postg
     r
 }
 
-/// Checks the invariants; returns the number of ranges.
-async fn check(client: &Client, inserted: &[i64]) -> usize {
+/// Checks the invariants: every insert in `inserted` is there, and nothing else but
+/// possibly those `in_doubt` (unacknowledged when the server died). Returns the number of
+/// ranges.
+async fn check(client: &Client, inserted: &[i64], in_doubt: &[i64]) -> usize {
     let row = client
         .query_one("SELECT count(*), sum(bal)::INT8 FROM acct", &[])
         .await
         .expect("count");
     let (count, sum): (i64, i64) = (row.get(0), row.get(1));
-    assert_eq!(count, ACCOUNTS + inserted.len() as i64, "row count");
     assert_eq!(sum, ACCOUNTS * INITIAL, "balances must sum to the total");
     let got: Vec<i64> = client
         .query(
@@ -78,7 +83,16 @@ async fn check(client: &Client, inserted: &[i64]) -> usize {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(got, inserted, "every acknowledged insert, nothing else");
+    assert_eq!(count, ACCOUNTS + got.len() as i64, "row count");
+    for k in inserted {
+        assert!(got.binary_search(k).is_ok(), "acknowledged insert {k} lost");
+    }
+    for k in &got {
+        assert!(
+            inserted.contains(k) || in_doubt.contains(k),
+            "row {k} was never inserted"
+        );
+    }
     // The index (bal = $1 uses it) agrees with a full scan (bal + 0 = $1 cannot).
     for bal in [INITIAL, INITIAL - 1, INITIAL + 1, 0] {
         let by_index: i64 = client
@@ -110,6 +124,100 @@ async fn check(client: &Client, inserted: &[i64]) -> usize {
     }
     assert_eq!(cores.len(), 2, "ranges on both cores: {cores:?}");
     n
+}
+
+/// The load: transfers between random accounts and one session inserting new rows.
+struct Load {
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+    inserted: Arc<Mutex<Vec<i64>>>,
+    in_doubt: Arc<Mutex<Vec<i64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the load; inserts take keys from `INSERT_BASE + first`. With `may_die`, an
+    /// error other than 40001 (the server was killed) ends a worker instead of failing.
+    fn start(config: &tokio_postgres::Config, first: i64, may_die: bool) -> Load {
+        let load = Load {
+            stop: Arc::new(AtomicBool::new(false)),
+            committed: Arc::new(AtomicU64::new(0)),
+            inserted: Arc::new(Mutex::new(Vec::new())),
+            in_doubt: Arc::new(Mutex::new(Vec::new())),
+            tasks: Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for w in 0..TRANSFER_WORKERS {
+            let (stop, committed, config) =
+                (load.stop.clone(), load.committed.clone(), config.clone());
+            tasks.push(tokio::spawn(async move {
+                let client = common::connect(&config).await.expect("connect");
+                let mut rng = 0x5eed + w as u64 + first as u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let from = (next_random(&mut rng) % ACCOUNTS as u64) as i64;
+                    let to = (next_random(&mut rng) % ACCOUNTS as u64) as i64;
+                    if from == to {
+                        continue;
+                    }
+                    match transfer(&client, from, to).await {
+                        Ok(()) => {
+                            committed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) if retryable(&e) => {}
+                        Err(_) if may_die => return,
+                        Err(e) => panic!("transfer: {e:?}"),
+                    }
+                }
+            }));
+        }
+        let (stop, inserted, in_doubt, config) = (
+            load.stop.clone(),
+            load.inserted.clone(),
+            load.in_doubt.clone(),
+            config.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client = common::connect(&config).await.expect("connect");
+            let mut k = INSERT_BASE + first;
+            while !stop.load(Ordering::SeqCst) {
+                k += 1;
+                match client
+                    .execute("INSERT INTO acct VALUES ($1, 0, 'new')", &[&k])
+                    .await
+                {
+                    Ok(_) => inserted.lock().unwrap().push(k),
+                    Err(e) if retryable(&e) => {}
+                    Err(_) if may_die => {
+                        in_doubt.lock().unwrap().push(k);
+                        return;
+                    }
+                    Err(e) => panic!("insert: {e:?}"),
+                }
+            }
+        }));
+        Load { tasks, ..load }
+    }
+
+    /// Stops the load; returns the acknowledged and the in-doubt inserts.
+    async fn finish(self) -> (Vec<i64>, Vec<i64>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.expect("load worker");
+        }
+        let inserted = self.inserted.lock().unwrap().clone();
+        let in_doubt = self.in_doubt.lock().unwrap().clone();
+        (inserted, in_doubt)
+    }
+}
+
+async fn split(client: &Client, at: i64) -> Result<(), tokio_postgres::Error> {
+    let rows = client
+        .simple_query(&format!("ALTER TABLE acct SPLIT AT VALUES ({at})"))
+        .await?;
+    assert!(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+    Ok(())
 }
 
 #[test]
@@ -148,103 +256,74 @@ fn splits_under_load_keep_every_row_and_survive_sigkill() {
                 .await
                 .unwrap();
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let committed = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for w in 0..TRANSFER_WORKERS {
-            let (stop, committed, config) = (stop.clone(), committed.clone(), config.clone());
-            tasks.push(tokio::spawn(async move {
-                let client = common::connect(&config).await.expect("connect");
-                let mut rng = 0x5eed + w as u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let from = (next_random(&mut rng) % ACCOUNTS as u64) as i64;
-                    let to = (next_random(&mut rng) % ACCOUNTS as u64) as i64;
-                    if from == to {
-                        continue;
-                    }
-                    match transfer(&client, from, to).await {
-                        Ok(()) => {
-                            committed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) if retryable(&e) => {}
-                        Err(e) => panic!("transfer: {e:?}"),
-                    }
-                }
-            }));
-        }
-        let inserted = Arc::new(Mutex::new(Vec::new()));
-        {
-            let (stop, inserted, config) = (stop.clone(), inserted.clone(), config.clone());
-            tasks.push(tokio::spawn(async move {
-                let client = common::connect(&config).await.expect("connect");
-                let mut i = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let k = INSERT_BASE + i;
-                    i += 1;
-                    match client
-                        .execute("INSERT INTO acct VALUES ($1, 0, 'new')", &[&k])
-                        .await
-                    {
-                        Ok(_) => inserted.lock().unwrap().push(k),
-                        Err(e) if retryable(&e) => {}
-                        Err(e) => panic!("insert: {e:?}"),
-                    }
-                }
-            }));
-        }
+        let load = Load::start(&config, 0, false);
         for at in SPLIT_POINTS {
             assert!(started.elapsed() < RUN_TIMEOUT, "timed out");
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let rows = admin
-                .simple_query(&format!("ALTER TABLE acct SPLIT AT VALUES ({at})"))
+            split(&admin, at)
                 .await
                 .unwrap_or_else(|e| panic!("split at {at}: {e:?}"));
-            assert!(rows
-                .iter()
-                .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        stop.store(true, Ordering::SeqCst);
-        for t in tasks {
-            t.await.expect("worker");
-        }
+        let committed = load.committed.clone();
+        let (inserted, _) = load.finish().await;
         assert!(
             committed.load(Ordering::Relaxed) > 0,
             "no transfer committed"
         );
-        let inserted = inserted.lock().unwrap().clone();
-        let ranges = check(&admin, &inserted).await;
+        let ranges = check(&admin, &inserted, &[]).await;
         // The table's first range plus one per split point.
         assert_eq!(ranges, SPLIT_POINTS.len() + 1);
         (inserted, ranges)
     });
 
     server.kill();
-    let server = TestServer::start_on(&store, &log, &options).expect("restart");
+    let mut server = TestServer::start_on(&store, &log, &options).expect("restart");
     let config = server.config(common::DEFAULT_DATABASE);
     runtime.block_on(async {
         let client = common::connect(&config).await.expect("connect");
         assert_eq!(
-            check(&client, &inserted).await,
+            check(&client, &inserted, &[]).await,
             ranges,
             "ranges after restart"
         );
         // Writes on both sides of a boundary, in one transaction.
         transfer(&client, 499, 500).await.expect("transfer across");
-        let bals: Vec<i64> = client
-            .query("SELECT bal FROM acct WHERE k IN (499, 500) ORDER BY k", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(bals.len(), 2);
         let total: i64 = client
             .query_one("SELECT count(*) FROM acct WHERE k < 500", &[])
             .await
             .unwrap()
             .get(0);
         assert_eq!(total, 500);
+    });
+
+    // SIGKILL while splits and load run.
+    let (load, splitter) = runtime.block_on(async {
+        let load = Load::start(&config, 100_000, true);
+        let admin = common::connect(&config).await.expect("connect");
+        let splitter = tokio::spawn(async move {
+            for at in (1..40).map(|i| i * 25 + 3) {
+                if split(&admin, at).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        (load, splitter)
+    });
+    server.kill();
+    let (more, in_doubt) = runtime.block_on(async {
+        let _ = splitter.await;
+        load.finish().await
+    });
+    let server = TestServer::start_on(&store, &log, &options).expect("restart after kill");
+    let config = server.config(common::DEFAULT_DATABASE);
+    runtime.block_on(async {
+        let client = common::connect(&config).await.expect("connect");
+        let mut all = inserted.clone();
+        all.extend(more);
+        let after = check(&client, &all, &in_doubt).await;
+        assert!(after >= ranges, "ranges lost: {after} < {ranges}");
     });
     drop(server);
 }
