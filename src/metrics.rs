@@ -63,6 +63,8 @@ pub struct CoreMetrics {
     pub connections: AtomicU64,
     pub ranges: AtomicU64,
     pub queued_requests: AtomicU64,
+    /// Raft log entries dropped after the engine durably applied them.
+    pub raft_log_truncated_entries: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -129,6 +131,14 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
     out.push_str("# HELP ranges Range replicas per core.\n# TYPE ranges gauge\n");
     for (i, c) in cores.iter().enumerate() {
         let _ = writeln!(out, "ranges{{core=\"{i}\"}} {}", c.ranges.load(Relaxed));
+    }
+    out.push_str("# HELP raft_log_truncated_entries_total Raft log entries dropped once durably applied.\n# TYPE raft_log_truncated_entries_total counter\n");
+    for (i, c) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "raft_log_truncated_entries_total{{core=\"{i}\"}} {}",
+            c.raft_log_truncated_entries.load(Relaxed)
+        );
     }
     out
 }

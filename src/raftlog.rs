@@ -11,6 +11,15 @@ use raft::prelude::{Entry, EntryType, HardState};
 
 use crate::error::{Error, Result};
 
+/// What recovery found for one range.
+pub struct RecoveredRange {
+    pub range: RangeId,
+    pub hard_state: Option<HardState>,
+    /// `(index, term)` of the last entry truncated away; `(0, 0)` if none was.
+    pub truncated: (u64, u64),
+    pub entries: Vec<Entry>,
+}
+
 /// The core's raft log as the raft driver sees it.
 pub struct DurableLog {
     log: RaftLog,
@@ -72,8 +81,9 @@ impl DurableLog {
         })
     }
 
-    /// Everything the log holds, per range: hard state and entries.
-    pub async fn recover(&self) -> Result<Vec<(RangeId, Option<HardState>, Vec<Entry>)>> {
+    /// Everything the log holds, per range: hard state, the `(index, term)` of the last
+    /// entry truncated away (`(0, 0)` when the log starts at 1), and the entries.
+    pub async fn recover(&self) -> Result<Vec<RecoveredRange>> {
         let mut out = Vec::new();
         for range in self.log.ranges() {
             let hs = self.log.hard_state(range).map(|h| HardState {
@@ -82,21 +92,49 @@ impl DurableLog {
                 commit: h.commit,
             });
             let mut entries = Vec::new();
+            let mut truncated = (0, 0);
             if let (Some(first), Some(last)) =
                 (self.log.first_index(range), self.log.last_index(range))
             {
-                if first != 1 {
-                    return Err(Error::internal(format!(
-                        "raft log of {range} starts at {first}: truncated logs need snapshots (not yet supported)"
-                    )));
+                if last >= first {
+                    for e in self.log.entries(range, first, last + 1).await? {
+                        entries.push(from_log_entry(e)?);
+                    }
                 }
-                for e in self.log.entries(range, first, last + 1).await? {
-                    entries.push(from_log_entry(e)?);
+                if first > 1 {
+                    // The log forgets that term when a crash came between reclaiming a
+                    // segment and persisting the truncation marker; terms never decrease,
+                    // so the first entry's term is a safe stand-in for one voter.
+                    let term = self
+                        .log
+                        .term(range, first - 1)
+                        .ok()
+                        .or_else(|| entries.first().map(|e| e.term))
+                        .unwrap_or(0);
+                    truncated = (first - 1, term);
                 }
             }
-            out.push((range, hs, entries));
+            out.push(RecoveredRange {
+                range,
+                hard_state: hs,
+                truncated,
+                entries,
+            });
         }
         Ok(out)
+    }
+
+    /// Drops the entries of `range` below `below` (durable with the next append; segments
+    /// no range needs are reclaimed).
+    pub async fn truncate(&self, range: RangeId, below: u64) -> Result<()> {
+        self.log.truncate(range, below).await?;
+        Ok(())
+    }
+
+    /// Makes pending truncation markers durable.
+    pub async fn sync(&self) -> Result<()> {
+        self.log.sync().await?;
+        Ok(())
     }
 
     /// Persists entries and hard states of many ranges with one write and one fdatasync.

@@ -16,6 +16,10 @@
 //! 3. The evaluated batch is proposed to the range's raft group; the core's raft driver
 //!    persists the entries of all its ranges with one log append + one fdatasync, then
 //!    applies committed entries to the engine and answers the proposer.
+//! 4. The engine keeps applied writes in its memtable; when it flushes, it records each
+//!    range's applied index durably, and every 2 s the core drops the raft log entries at
+//!    or below it (`Store::truncate_logs`; the last entry of a range stays). A restart
+//!    starts each range's raft log after its truncated prefix and replays the rest.
 //!
 //! Reads wait for latched keys in their span (a prepared write may land below the read
 //! timestamp), then read the engine at their timestamp and raise the range's read

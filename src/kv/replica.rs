@@ -203,6 +203,8 @@ pub struct Replica {
     /// The highest timestamp any write of this range committed at.
     pub max_write_ts: Cell<Timestamp>,
     pub applied: Cell<u64>,
+    /// Entries up to here are dropped from the raft log (durably applied before).
+    pub truncated: Cell<u64>,
     /// The keys this replica serves, `[start, end)`; requests for others get
     /// `RangeKeyMismatch`. Empty for a split-off range not (or no longer) described.
     pub span: RefCell<(Vec<u8>, Vec<u8>)>,
@@ -216,22 +218,36 @@ pub fn raft_logger() -> slog::Logger {
 
 impl Replica {
     /// Creates (or recovers) the single-voter replica of `id`: `entries` and `hard_state`
-    /// come from the durable log; `applied` from the engine.
+    /// come from the durable log, `truncated` is the `(index, term)` of the last entry the
+    /// log dropped (`(0, 0)`: none); `applied` comes from the engine.
     pub fn new(
         id: RangeId,
         hard_state: Option<HardState>,
+        truncated: (u64, u64),
         entries: Vec<Entry>,
         applied: u64,
     ) -> Result<Replica> {
         let storage = MemStorage::new();
         {
             let mut w = storage.wl();
-            w.set_conf_state(ConfState::from((vec![1], vec![])));
+            let conf = ConfState::from((vec![1], vec![]));
+            w.set_conf_state(conf.clone());
+            if truncated.0 > 0 {
+                // The dropped prefix was applied durably: start the log after it.
+                let mut snap = Snapshot::default();
+                snap.mut_metadata().index = truncated.0;
+                snap.mut_metadata().term = truncated.1;
+                snap.mut_metadata().set_conf_state(conf);
+                w.apply_snapshot(snap)
+                    .map_err(|e| Error::internal(format!("raft recover {id}: {e}")))?;
+            }
             if !entries.is_empty() {
                 w.append(&entries)
                     .map_err(|e| Error::internal(format!("raft recover {id}: {e}")))?;
             }
-            if let Some(hs) = hard_state {
+            if let Some(mut hs) = hard_state {
+                hs.commit = hs.commit.max(truncated.0);
+                hs.term = hs.term.max(truncated.1);
                 w.set_hardstate(hs);
             }
         }
@@ -261,6 +277,7 @@ impl Replica {
             max_read_ts: Cell::new(Timestamp::MIN),
             max_write_ts: Cell::new(Timestamp::MIN),
             applied: Cell::new(applied),
+            truncated: Cell::new(truncated.0),
             span: RefCell::new(super::keys::initial_span(id).unwrap_or_default()),
             fence: RefCell::new(None),
         })

@@ -74,10 +74,25 @@ impl Store {
             stopping: Cell::new(false),
             fatal: RefCell::new(None),
         });
-        for (range, hs, entries) in store.log.recover().await? {
-            let applied = store.engine()?.applied_index(range).unwrap_or(0);
-            let replica = Replica::new(range, hs, entries, applied)?;
-            store.replicas.borrow_mut().insert(range, Rc::new(replica));
+        for rec in store.log.recover().await? {
+            let applied = store.engine()?.applied_index(rec.range).unwrap_or(0);
+            if applied < rec.truncated.0 {
+                return Err(Error::internal(format!(
+                    "raft log of {} was truncated to {} but the engine applied only {applied}",
+                    rec.range, rec.truncated.0
+                )));
+            }
+            let replica = Replica::new(
+                rec.range,
+                rec.hard_state,
+                rec.truncated,
+                rec.entries,
+                applied,
+            )?;
+            store
+                .replicas
+                .borrow_mut()
+                .insert(rec.range, Rc::new(replica));
         }
         // Apply what the log holds before serving anything.
         store.drive_once().await?;
@@ -95,7 +110,7 @@ impl Store {
                 self.core
             )));
         }
-        let r = Rc::new(Replica::new(range, None, Vec::new(), 0)?);
+        let r = Rc::new(Replica::new(range, None, (0, 0), Vec::new(), 0)?);
         self.replicas.borrow_mut().insert(range, r.clone());
         self.wake();
         Ok(r)
@@ -555,12 +570,19 @@ impl Store {
         let ticker = {
             let me = self.clone();
             glommio::spawn_local(async move {
+                let mut ticks = 0u64;
                 while !me.stopping.get() {
                     glommio::timer::sleep(Duration::from_millis(100)).await;
                     for r in me.replicas.borrow().values() {
                         r.raw.borrow_mut().tick();
                     }
                     me.wake();
+                    ticks += 1;
+                    if ticks.is_multiple_of(TRUNCATE_EVERY_TICKS) {
+                        if let Err(e) = me.truncate_logs().await {
+                            eprintln!("core {}: raft log truncation: {e}", me.core);
+                        }
+                    }
                 }
             })
         };
@@ -764,6 +786,49 @@ impl Store {
         }
     }
 
+    /// Drops raft log entries every range has durably applied (the engine records its
+    /// applied index per range at each flush), from the durable log and from memory. The
+    /// last entry of each range stays, so raft always knows its last term. With the
+    /// in-memory engine nothing is durable and the log is never truncated.
+    pub async fn truncate_logs(&self) -> Result<()> {
+        let engine = self.engine()?;
+        if matches!(*engine, StoreEngine::Mem(_)) {
+            return Ok(());
+        }
+        let replicas: Vec<Rc<Replica>> = self.replicas.borrow().values().cloned().collect();
+        let mut truncated = false;
+        for r in replicas {
+            let Some(durable) = engine.applied_index(r.id) else {
+                continue;
+            };
+            // The last entry the in-memory storage holds (not raft's unstable tail).
+            let last = raft::Storage::last_index(r.raw.borrow().store())
+                .map_err(|e| Error::internal(format!("raft last index {}: {e}", r.id)))?;
+            let below = (durable + 1).min(last);
+            if below <= r.truncated.get() + 1 {
+                continue;
+            }
+            self.log.truncate(r.id, below).await?;
+            {
+                let raw = r.raw.borrow();
+                raw.store()
+                    .wl()
+                    .compact(below)
+                    .map_err(|e| Error::internal(format!("raft compact {}: {e}", r.id)))?;
+            }
+            self.metrics.raft_log_truncated_entries.fetch_add(
+                below - 1 - r.truncated.get(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            r.truncated.set(below - 1);
+            truncated = true;
+        }
+        if truncated {
+            self.log.sync().await?;
+        }
+        Ok(())
+    }
+
     /// Counts of ranges and pending proposals, for metrics.
     pub fn range_count(&self) -> usize {
         self.replicas.borrow().len()
@@ -780,6 +845,9 @@ fn mismatch(replica: &Replica) -> Error {
         ),
     )
 }
+
+/// How often (in 100 ms raft ticks) the raft logs are truncated.
+const TRUNCATE_EVERY_TICKS: u64 = 20;
 
 /// Data a split moves is replicated in raft entries of about this many bytes.
 const INGEST_CHUNK_BYTES: usize = 1 << 20;
