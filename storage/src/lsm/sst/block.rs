@@ -163,6 +163,10 @@ impl Block {
         if restarts.next().is_some() {
             return Err("restart point does not start an entry".into());
         }
+        // Cached blocks are charged by capacity: give back the decoding headroom, or the
+        // cache holds about half the blocks its budget allows.
+        buf.shrink_to_fit();
+        entries.shrink_to_fit();
         Ok(Block { buf, entries })
     }
 
