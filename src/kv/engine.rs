@@ -49,6 +49,29 @@ impl StoreEngine {
         }
     }
 
+    /// True when a version (tombstones included) of a key in `[start, end)` has a
+    /// timestamp in `(after, upto]`: the serializable refresh check. SSTs outside the time
+    /// bounds are not read.
+    pub async fn has_versions_between(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        after: Timestamp,
+        upto: Timestamp,
+    ) -> Result<bool> {
+        if after >= upto {
+            return Ok(false);
+        }
+        let lo = crate::kv::store::next_ts(after);
+        Ok(match self {
+            StoreEngine::Lsm(e) => !e.scan_versions(start, end, lo, upto).await?.is_empty(),
+            StoreEngine::Mem(e) => e
+                .scan_versions(start, end)
+                .iter()
+                .any(|v| v.ts >= lo && v.ts <= upto),
+        })
+    }
+
     /// Flushes and stops background work.
     pub async fn close(self) -> Result<()> {
         match self {

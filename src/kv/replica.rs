@@ -323,6 +323,24 @@ impl Replica {
         self.latches.borrow().contains_key(key)
     }
 
+    /// A transaction other than `txn` that latches `key` or a key of `[key, end)`.
+    pub fn latched_by_other(&self, key: &[u8], end: Option<&[u8]>, txn: TxnId) -> Option<TxnId> {
+        let latches = self.latches.borrow();
+        match end {
+            None => latches.get(key).copied().filter(|t| *t != txn),
+            Some(end) => latches
+                .iter()
+                .find(|(k, t)| **t != txn && k.as_slice() >= key && k.as_slice() < end)
+                .map(|(_, t)| *t),
+        }
+    }
+
+    /// True when `txn` holds its latches through a two-phase commit (it may be waiting on
+    /// other ranges meanwhile).
+    pub fn is_two_phase(&self, txn: TxnId) -> bool {
+        self.prepared.borrow().get(&txn).is_some_and(|p| p.durable)
+    }
+
     /// Records a read at `ts`. Reads at `Timestamp::MAX` (internal "read the latest"
     /// lookups, outside any transaction) do not count: no commit could go above them.
     pub fn bump_read_ts(&self, ts: Timestamp) {

@@ -146,6 +146,7 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8]) -> Result<Option<RangeId>> {
                 value: right.encode(),
             },
         ],
+        reads: Default::default(),
     })
     .await?;
     ctx.shared.range_gen.fetch_add(1, Ordering::SeqCst);

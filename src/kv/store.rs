@@ -221,6 +221,7 @@ impl Store {
                 txn,
                 read_ts,
                 writes,
+                reads,
                 ..
             } => {
                 self.prepare(&replica, txn, read_ts, writes, false).await?;
@@ -228,8 +229,25 @@ impl Store {
                     .hlc
                     .now()
                     .max(next_ts(replica.max_read_ts.get().max(read_ts)));
+                if !reads.is_empty() {
+                    if let Err(e) = self.refresh(&replica, txn, &reads, read_ts, ts).await {
+                        replica.release(txn);
+                        return Err(e);
+                    }
+                }
                 let commit_ts = self.commit(&replica, txn, ts).await?;
                 Ok(KvResponse::Committed { commit_ts })
+            }
+            KvRequest::Refresh {
+                txn,
+                read_ts,
+                commit_ts,
+                reads,
+                ..
+            } => {
+                self.refresh(&replica, txn, &reads, read_ts, commit_ts)
+                    .await?;
+                Ok(KvResponse::Done)
             }
             KvRequest::SplitFence { key, .. } => self.split_fence(&replica, key).await,
             KvRequest::Ingest {
@@ -271,6 +289,79 @@ impl Store {
                 Ok(KvResponse::Done)
             }
         }
+    }
+
+    /// The serializable refresh of `txn`'s reads on this range: raises the read high-water
+    /// mark to `commit_ts` (no later write can land at or below it), waits for other
+    /// transactions' writes in flight there, then fails with 40001 if any version in the
+    /// reads has a timestamp in `(read_ts, commit_ts]`.
+    async fn refresh(
+        &self,
+        replica: &Replica,
+        txn: TxnId,
+        reads: &crate::txn::ReadSet,
+        read_ts: Timestamp,
+        commit_ts: Timestamp,
+    ) -> Result<()> {
+        if !reads.keys.iter().all(|k| replica.owns(k))
+            || !reads.spans.iter().all(|(s, e)| replica.owns_span(s, e))
+        {
+            return Err(mismatch(replica));
+        }
+        replica.bump_read_ts(commit_ts);
+        let started = Instant::now();
+        loop {
+            let other = reads
+                .keys
+                .iter()
+                .find_map(|k| replica.latched_by_other(k, None, txn))
+                .or_else(|| {
+                    reads
+                        .spans
+                        .iter()
+                        .find_map(|(s, e)| replica.latched_by_other(s, Some(e), txn))
+                });
+            if let Some(other) = other {
+                // A two-phase writer may itself wait for us elsewhere (a cycle only a
+                // timeout would break); its commit timestamp is not known yet. Give up.
+                if replica.is_two_phase(other) {
+                    return Err(refresh_failed());
+                }
+            }
+            let fenced = reads.keys.iter().any(|k| replica.fenced(k))
+                || reads.spans.iter().any(|(s, e)| replica.fenced_span(s, e));
+            if other.is_none() && !fenced {
+                break;
+            }
+            if started.elapsed() > LATCH_WAIT {
+                return Err(Error::retry(
+                    "restart transaction: timed out waiting for a conflicting write",
+                ));
+            }
+            glommio::timer::sleep(Duration::from_micros(100)).await;
+        }
+        let engine = self.engine()?;
+        let mut next = Vec::new();
+        for k in &reads.keys {
+            next.clear();
+            next.extend_from_slice(k);
+            next.push(0);
+            if engine
+                .has_versions_between(k, &next, read_ts, commit_ts)
+                .await?
+            {
+                return Err(refresh_failed());
+            }
+        }
+        for (s, e) in &reads.spans {
+            if engine
+                .has_versions_between(s, e, read_ts, commit_ts)
+                .await?
+            {
+                return Err(refresh_failed());
+            }
+        }
+        Ok(())
     }
 
     /// Fences `[key, span end)` of `replica` for a split and returns its data.
@@ -848,6 +939,12 @@ fn mismatch(replica: &Replica) -> Error {
 
 /// How often (in 100 ms raft ticks) the raft logs are truncated.
 const TRUNCATE_EVERY_TICKS: u64 = 20;
+
+fn refresh_failed() -> Error {
+    Error::retry(
+        "restart transaction: TransactionRetryWithProtoRefreshError: RETRY_SERIALIZABLE: a value read was written since",
+    )
+}
 
 /// Data a split moves is replicated in raft entries of about this many bytes.
 const INGEST_CHUNK_BYTES: usize = 1 << 20;

@@ -344,6 +344,7 @@ pub async fn commit_schema(
             txn,
             read_ts,
             writes,
+            reads: Default::default(),
         })
         .await;
     ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);

@@ -1212,6 +1212,7 @@ impl<'a> Exec<'a> {
         if let Some(own) = self.txn.own_write(key) {
             return Ok(own.map(|v| v.to_vec()));
         }
+        self.txn.read_key(key);
         self.ctx.kv_get(key, self.txn.read_ts).await
     }
 
@@ -1219,6 +1220,7 @@ impl<'a> Exec<'a> {
         if start >= end {
             return Ok(Vec::new());
         }
+        self.txn.read_span(start, end);
         let rows = self.ctx.kv_scan(start, end, self.txn.read_ts, 0).await?;
         let own: Vec<_> = self
             .txn
@@ -1852,6 +1854,7 @@ impl<'a> Exec<'a> {
             } else {
                 end.clone()
             };
+            self.txn.read_span(&start, &chunk_end);
             let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = rows.into_iter().collect();
             for (k, p) in self.txn.writes.range(start.clone()..chunk_end.clone()) {
                 match p {

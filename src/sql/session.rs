@@ -370,6 +370,8 @@ impl Session {
         loop {
             let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.begin_txn();
+            // A lone SELECT cannot write: its reads need no refresh.
+            txn.track_reads = !matches!(stmt, Statement::Query(_));
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, params.clone());
                 ex.plan_cache = plan;
@@ -896,6 +898,38 @@ fn position_of(msg: &str, sql: &str) -> Option<usize> {
 
 /// Commits a transaction's buffered writes: one range → 1PC; several → prepare all (in
 /// range order, so two committers never wait on each other in a cycle) then commit all.
+/// Splits a read set by the ranges that hold it (spans crossing ranges are cut).
+async fn reads_by_range(
+    ctx: &CoreCtx,
+    reads: &crate::txn::ReadSet,
+) -> Result<BTreeMap<chitin_storage::RangeId, crate::txn::ReadSet>> {
+    let mut out: BTreeMap<chitin_storage::RangeId, crate::txn::ReadSet> = BTreeMap::new();
+    for k in &reads.keys {
+        out.entry(ctx.range_of(k).await?)
+            .or_default()
+            .keys
+            .push(k.clone());
+    }
+    for (start, end) in &reads.spans {
+        let mut cur = start.clone();
+        while cur < *end {
+            ctx.range_of(&cur).await?;
+            let (range, range_end) = ctx.ranges.borrow().locate(&cur);
+            let piece_end = if !range_end.is_empty() && range_end < *end {
+                range_end
+            } else {
+                end.clone()
+            };
+            out.entry(range)
+                .or_default()
+                .spans
+                .push((cur, piece_end.clone()));
+            cur = piece_end;
+        }
+    }
+    Ok(out)
+}
+
 /// A range that split under the commit answers `RangeKeyMismatch` before anything of the
 /// transaction was applied; the commit is then regrouped by fresh descriptors and resent.
 pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
@@ -925,13 +959,18 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
             .or_default()
             .push(w);
     }
-    if by_range.len() == 1 {
+    let read_set = txn.reads.borrow().clone();
+    let reads = reads_by_range(ctx, &read_set).await?;
+    let single_range = by_range.len() == 1 && reads.keys().all(|r| by_range.contains_key(r));
+    if single_range {
+        // One range holds every write and every read: one raft round, refresh included.
         let (range, writes) = by_range.into_iter().next().unwrap();
         ctx.send(KvRequest::OnePhase {
             range,
             txn: txn.id,
             read_ts: txn.read_ts,
             writes,
+            reads: reads.into_values().next().unwrap_or_default(),
         })
         .await?;
         return Ok(());
@@ -963,6 +1002,24 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
             }
         }
     }
+    // Serializable: every range read refreshes the reads to the commit timestamp.
+    if failure.is_none() {
+        for (range, reads) in reads {
+            if let Err(e) = ctx
+                .send(KvRequest::Refresh {
+                    range,
+                    txn: txn.id,
+                    read_ts: txn.read_ts,
+                    commit_ts,
+                    reads,
+                })
+                .await
+            {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
     if let Some(e) = failure {
         for range in prepared {
             let _ = ctx.send(KvRequest::Abort { range, txn: txn.id }).await;
@@ -981,6 +1038,7 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
                 key: record.clone(),
                 value: crate::kv::keys::encode_commit_ts(commit_ts),
             }],
+            reads: Default::default(),
         })
         .await;
     if let Err(e) = decided {
@@ -1010,6 +1068,7 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
                 txn: txn.id,
                 read_ts: ctx.shared.hlc.now(),
                 writes: vec![crate::kv::KvWrite::Delete { key: record }],
+                reads: Default::default(),
             })
             .await;
     }

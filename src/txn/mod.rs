@@ -4,10 +4,15 @@
 //!
 //! # Implementation caveats
 //!
-//! - Snapshot isolation with first-committer-wins; serializable refresh is issue 4.
+//! - SERIALIZABLE by read refresh: a read-write transaction records what it read
+//!   ([`ReadSet`]); at commit every range it read re-checks, at the commit timestamp,
+//!   that nobody wrote there since the read timestamp (else 40001), and raises its read
+//!   high-water mark so nobody can. Read-only transactions read one snapshot and need no
+//!   refresh. No intents, pushes or uncertainty intervals yet (issue 4).
 //! - The clock is a monotonic nanosecond counter seeded from the wall clock; no uncertainty
 //!   intervals yet (single node).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,11 +65,29 @@ pub enum Pending {
     Delete,
 }
 
-/// The gateway side of one transaction: a read timestamp and a write buffer.
+/// What a transaction read: keys, and spans `[start, end)` scanned. Its commit refreshes
+/// them (see the module caveats).
+#[derive(Clone, Debug, Default)]
+pub struct ReadSet {
+    pub keys: Vec<Vec<u8>>,
+    pub spans: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ReadSet {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.spans.is_empty()
+    }
+}
+
+/// The gateway side of one transaction: a read timestamp, a write buffer and a read set.
 pub struct Txn {
     pub id: TxnId,
     pub read_ts: Timestamp,
     pub writes: BTreeMap<Vec<u8>, Pending>,
+    /// Whether reads are recorded: off for a statement that cannot write (an implicit
+    /// transaction's SELECT), so the read path allocates nothing for it.
+    pub track_reads: bool,
+    pub reads: RefCell<ReadSet>,
 }
 
 impl Txn {
@@ -73,6 +96,25 @@ impl Txn {
             id,
             read_ts,
             writes: BTreeMap::new(),
+            track_reads: true,
+            reads: RefCell::new(ReadSet::default()),
+        }
+    }
+
+    /// Records a read of `key`.
+    pub fn read_key(&self, key: &[u8]) {
+        if self.track_reads {
+            self.reads.borrow_mut().keys.push(key.to_vec());
+        }
+    }
+
+    /// Records a scan of `[start, end)`.
+    pub fn read_span(&self, start: &[u8], end: &[u8]) {
+        if self.track_reads && start < end {
+            self.reads
+                .borrow_mut()
+                .spans
+                .push((start.to_vec(), end.to_vec()));
         }
     }
 
