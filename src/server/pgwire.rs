@@ -82,6 +82,8 @@ struct Conn {
     inbuf: BytesMut,
     out: BytesMut,
     dctx: DecodeContext,
+    /// One encoded column value at a time, reused across rows.
+    scratch: Vec<u8>,
 }
 
 impl Conn {
@@ -178,11 +180,11 @@ impl Conn {
     /// PERF: rows are encoded straight into the output buffer, no DataRow allocation.
     fn data_row(&mut self, row: &[Datum], cols: &[Column], formats: &[i16]) -> Result<()> {
         let out = &mut self.out;
+        let scratch = &mut self.scratch;
         out.put_u8(b'D');
         let len_at = out.len();
         out.put_i32(0);
         out.put_i16(row.len() as i16);
-        let mut scratch = Vec::new();
         for (i, d) in row.iter().enumerate() {
             if d.is_null() {
                 out.put_i32(-1);
@@ -191,12 +193,12 @@ impl Conn {
             let ty = cols.get(i).map(|c| c.ty).unwrap_or(SqlType::Text);
             scratch.clear();
             if format_for(formats, i) == 1 {
-                d.to_binary(ty, &mut scratch)?;
-            } else if let Some(s) = d.to_text(ty) {
-                scratch.extend_from_slice(s.as_bytes());
+                d.to_binary(ty, scratch)?;
+            } else {
+                d.write_text(ty, scratch);
             }
             out.put_i32(scratch.len() as i32);
-            out.put_slice(&scratch);
+            out.put_slice(scratch);
         }
         let len = (out.len() - len_at) as i32;
         out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
@@ -226,6 +228,7 @@ async fn serve(ctx: Rc<CoreCtx>, stream: TcpStream) -> Result<()> {
         inbuf: BytesMut::with_capacity(8192),
         out: BytesMut::with_capacity(8192),
         dctx: DecodeContext::new(ProtocolVersion::PROTOCOL3_0),
+        scratch: Vec::new(),
     };
     // --- Startup ---
     let params = loop {

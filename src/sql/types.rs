@@ -296,6 +296,25 @@ impl Datum {
         Some(s)
     }
 
+    /// Appends the text format of a non-NULL value to `out`, allocating nothing for the
+    /// common types (integers, text, booleans).
+    pub fn write_text(&self, ty: SqlType, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        match self {
+            Datum::Null => {}
+            Datum::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Datum::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Datum::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+            other => {
+                if let Some(s) = other.to_text(ty) {
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+        }
+    }
+
     /// Appends the pgwire binary format of the value (for a non-NULL value) as `ty`.
     pub fn to_binary(&self, ty: SqlType, out: &mut Vec<u8>) -> Result<()> {
         match (self, ty) {
