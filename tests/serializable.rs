@@ -6,7 +6,8 @@
 //! range (one-phase commit with the refresh inside) and split into two ranges on two cores
 //! (two-phase commit with a refresh step). Transactions whose reads nobody changed commit,
 //! read-only transactions are never refused, and a read made stale by a committed write
-//! fails the reader's commit.
+//! fails the reader's commit. G2 over a predicate (two transactions each find a span
+//! empty and insert into it) is refused too.
 
 mod common;
 
@@ -149,5 +150,40 @@ fn write_skew_is_refused_within_and_across_ranges() {
             .unwrap()
             .get(0);
         assert!(one, "the refused transaction wrote nothing");
+
+        // G2 over a predicate: each transaction sees no booking in [100, 200) and books
+        // one; the second to commit is refused (its scanned span changed).
+        admin
+            .batch_execute("CREATE TABLE bookings (k INT8 PRIMARY KEY, who TEXT)")
+            .await
+            .unwrap();
+        let t2 = common::connect(&config).await.unwrap();
+        for (c, _) in [(&t1, 150i64), (&t2, 160i64)] {
+            c.batch_execute("BEGIN").await.unwrap();
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM bookings WHERE k >= 100 AND k < 200",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 0);
+        }
+        t1.execute("INSERT INTO bookings VALUES (150, 'a')", &[])
+            .await
+            .unwrap();
+        t2.execute("INSERT INTO bookings VALUES (160, 'b')", &[])
+            .await
+            .unwrap();
+        t1.batch_execute("COMMIT").await.expect("first booking");
+        let err = t2.batch_execute("COMMIT").await.expect_err("G2 refused");
+        assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM bookings", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "one booking in the span");
     });
 }
