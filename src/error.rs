@@ -98,6 +98,10 @@ pub enum ErrorKind {
     /// gateway refreshes its range descriptors and resends. 40001 if it ever reaches a
     /// client.
     RangeKeyMismatch,
+    /// 25P01
+    NoActiveSqlTransaction,
+    /// 3B001
+    InvalidSavepoint,
     /// XX000
     Internal,
 }
@@ -218,6 +222,8 @@ impl Error {
             DuplicateAlias => "42712",
             InvalidRowCountInLimit => "2201W",
             InvalidRowCountInOffset => "2201X",
+            NoActiveSqlTransaction => "25P01",
+            InvalidSavepoint => "3B001",
             Internal => "XX000",
         }
     }

@@ -185,5 +185,44 @@ fn write_skew_is_refused_within_and_across_ranges() {
             .unwrap()
             .get(0);
         assert_eq!(n, 1, "one booking in the span");
+
+        // CockroachDB's client-side retry protocol: the 40001 surfaces at RELEASE
+        // SAVEPOINT cockroach_restart; ROLLBACK TO it restarts the transaction, which then
+        // sees the other commit.
+        admin
+            .batch_execute(
+                "UPDATE doctors SET on_call = true WHERE id <= 2;
+                 UPDATE doctors SET on_call = false WHERE id > 2",
+            )
+            .await
+            .unwrap();
+        for c in [&t1, &t2] {
+            c.batch_execute("BEGIN; SAVEPOINT cockroach_restart")
+                .await
+                .unwrap();
+            assert_eq!(on_call(c).await, 2);
+        }
+        t1.execute("UPDATE doctors SET on_call = false WHERE id = 1", &[])
+            .await
+            .unwrap();
+        t2.execute("UPDATE doctors SET on_call = false WHERE id = 2", &[])
+            .await
+            .unwrap();
+        t1.batch_execute("RELEASE SAVEPOINT cockroach_restart; COMMIT")
+            .await
+            .expect("t1 commits");
+        let err = t2
+            .batch_execute("RELEASE SAVEPOINT cockroach_restart")
+            .await
+            .expect_err("t2 must retry");
+        assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+        t2.batch_execute("ROLLBACK TO SAVEPOINT cockroach_restart")
+            .await
+            .unwrap();
+        assert_eq!(on_call(&t2).await, 1, "the retry sees t1's commit");
+        t2.batch_execute("RELEASE SAVEPOINT cockroach_restart; COMMIT")
+            .await
+            .expect("t2's retry commits");
+        assert_eq!(on_call(&admin).await, 1);
     });
 }

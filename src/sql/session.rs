@@ -87,12 +87,19 @@ pub struct Session {
     implicit_batch: bool,
     /// Values overwritten by SET LOCAL, restored at the end of the transaction.
     local_saved: Vec<(String, Option<String>)>,
+    /// Open savepoints, outermost first, with the write buffer as it was at each.
+    savepoints: Vec<(String, BTreeMap<Vec<u8>, crate::txn::Pending>)>,
+    /// `RELEASE SAVEPOINT cockroach_restart` committed the transaction; COMMIT ends it.
+    released: bool,
     prepared: HashMap<String, Rc<PreparedStmt>>,
     portals: HashMap<String, Portal>,
     cancel: Arc<AtomicBool>,
 }
 
 const MAX_RETRIES: usize = 50;
+
+/// The savepoint of CockroachDB's client-side retry protocol.
+const RESTART_SAVEPOINT: &str = "cockroach_restart";
 
 /// Statements slower than this are logged to stderr.
 const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -153,6 +160,8 @@ impl Session {
             in_batch: false,
             implicit_batch: false,
             local_saved: Vec::new(),
+            savepoints: Vec::new(),
+            released: false,
             prepared: HashMap::new(),
             portals: HashMap::new(),
             cancel,
@@ -279,6 +288,115 @@ impl Session {
         result
     }
 
+    /// `SAVEPOINT name`: remembers the write buffer.
+    fn savepoint(&mut self, name: &str) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if !self.explicit {
+            return Err(Error::new(
+                ErrorKind::NoActiveSqlTransaction,
+                "SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
+        self.usable_for("SAVEPOINT")?;
+        let writes = self
+            .txn
+            .as_ref()
+            .map(|t| t.writes.clone())
+            .unwrap_or_default();
+        self.savepoints.push((name.to_string(), writes));
+        Ok((Outcome::Command("SAVEPOINT".into()), None))
+    }
+
+    /// Refuses statements in a failed or released transaction.
+    fn usable_for(&self, what: &str) -> Result<()> {
+        if self.failed {
+            return Err(Error::new(
+                ErrorKind::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        if self.released {
+            return Err(Error::new(
+                ErrorKind::InFailedTransaction,
+                format!("{what}: the transaction is committed; only COMMIT is allowed"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn find_savepoint(&self, name: &str) -> Result<usize> {
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidSavepoint,
+                    format!("savepoint \"{name}\" does not exist"),
+                )
+            })
+    }
+
+    /// `RELEASE SAVEPOINT name`: forgets it and the savepoints after it. Releasing
+    /// `cockroach_restart` (CockroachDB's client-side retry protocol) commits the
+    /// transaction: a 40001 surfaces here, and `ROLLBACK TO SAVEPOINT cockroach_restart`
+    /// then restarts the transaction.
+    async fn release(&mut self, name: &str) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if !self.explicit {
+            return Err(Error::new(
+                ErrorKind::NoActiveSqlTransaction,
+                "RELEASE SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
+        self.usable_for("RELEASE")?;
+        let at = self.find_savepoint(name)?;
+        if at == 0 && name.eq_ignore_ascii_case(RESTART_SAVEPOINT) {
+            if let Some(txn) = self.txn.take() {
+                let writes = txn.writes.clone();
+                let id = txn.id;
+                if let Err(e) = commit(&self.ctx, txn).await {
+                    // Keep a transaction to restart (ROLLBACK TO) or roll back.
+                    let mut again = Txn::new(id, self.ctx.shared.hlc.now());
+                    again.writes = writes;
+                    self.txn = Some(again);
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+            self.released = true;
+        }
+        self.savepoints.truncate(at);
+        Ok((Outcome::Command("RELEASE".into()), None))
+    }
+
+    /// `ROLLBACK TO SAVEPOINT name`: undoes the writes made since, keeps the savepoint,
+    /// and leaves a failed transaction usable again. For `cockroach_restart` (the
+    /// outermost savepoint) the transaction restarts at a new timestamp.
+    fn rollback_to(&mut self, name: &str) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if !self.explicit {
+            return Err(Error::new(
+                ErrorKind::NoActiveSqlTransaction,
+                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
+        if self.released {
+            return Err(Error::new(
+                ErrorKind::InFailedTransaction,
+                "ROLLBACK TO SAVEPOINT: the transaction is committed; only COMMIT is allowed",
+            ));
+        }
+        let at = self.find_savepoint(name)?;
+        self.savepoints.truncate(at + 1);
+        let writes = self.savepoints[at].1.clone();
+        if at == 0 && name.eq_ignore_ascii_case(RESTART_SAVEPOINT) {
+            let mut txn = self.begin_txn();
+            txn.writes = writes;
+            self.txn = Some(txn);
+        } else if let Some(txn) = self.txn.as_mut() {
+            txn.writes = writes;
+        }
+        self.failed = false;
+        Ok((Outcome::Command("ROLLBACK".into()), None))
+    }
+
     fn restore_locals(&mut self) {
         while let Some((name, old)) = self.local_saved.pop() {
             match old {
@@ -312,9 +430,17 @@ impl Session {
                 }
                 self.explicit = true;
                 self.failed = false;
+                self.savepoints.clear();
+                self.released = false;
                 self.txn = Some(self.begin_txn());
                 return Ok((Outcome::Command("BEGIN".into()), None));
             }
+            Statement::Savepoint { name } => return self.savepoint(&name.value),
+            Statement::ReleaseSavepoint { name } => return self.release(&name.value).await,
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => return self.rollback_to(&name.value),
             Statement::Commit { .. } => {
                 if !self.explicit {
                     return Ok((Outcome::Command("COMMIT".into()), None));
@@ -322,6 +448,8 @@ impl Session {
                 let failed = self.failed;
                 self.explicit = false;
                 self.failed = false;
+                self.savepoints.clear();
+                self.released = false;
                 self.implicit_batch = self.in_batch;
                 self.restore_locals();
                 let txn = self.txn.take();
@@ -340,17 +468,14 @@ impl Session {
                 self.restore_locals();
                 self.explicit = false;
                 self.failed = false;
+                self.savepoints.clear();
+                self.released = false;
                 self.txn = None;
                 return Ok((Outcome::Command("ROLLBACK".into()), None));
             }
             _ => {}
         }
-        if self.failed {
-            return Err(Error::new(
-                ErrorKind::InFailedTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
-        }
+        self.usable_for("statement")?;
         if let Some(r) = self.session_statement(stmt)? {
             return Ok(r);
         }
