@@ -226,3 +226,78 @@ fn write_skew_is_refused_within_and_across_ranges() {
         assert_eq!(on_call(&admin).await, 1);
     });
 }
+
+/// `AS OF SYSTEM TIME` reads the past: at a `cluster_logical_timestamp()` taken earlier,
+/// at an interval before now, never in the future, and only outside explicit transactions.
+#[test]
+fn as_of_system_time_reads_the_past() {
+    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let config = server.config(common::DEFAULT_DATABASE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let c = common::connect(&config).await.unwrap();
+        c.batch_execute(
+            "CREATE TABLE ao (k INT8 PRIMARY KEY, v TEXT); INSERT INTO ao VALUES (1, 'old')",
+        )
+        .await
+        .unwrap();
+        let ts: String = c
+            .query_one("SELECT cluster_logical_timestamp()::TEXT", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ts.contains('.'), "HLC decimal: {ts}");
+        c.batch_execute("UPDATE ao SET v = 'new' WHERE k = 1; INSERT INTO ao VALUES (2, 'two')")
+            .await
+            .unwrap();
+        let at = |sql: String| {
+            let c = &c;
+            async move {
+                c.query(&sql, &[]).await.map(|rows| {
+                    rows.iter()
+                        .map(|r| r.get::<_, String>(0))
+                        .collect::<Vec<_>>()
+                })
+            }
+        };
+        assert_eq!(
+            at(format!(
+                "SELECT v FROM ao AS OF SYSTEM TIME '{ts}' ORDER BY k"
+            ))
+            .await
+            .unwrap(),
+            vec!["old".to_string()]
+        );
+        assert_eq!(
+            at(format!(
+                "SELECT v FROM ao AS OF SYSTEM TIME {ts} WHERE k = 1"
+            ))
+            .await
+            .unwrap(),
+            vec!["old".to_string()]
+        );
+        assert_eq!(
+            at("SELECT v FROM ao AS OF SYSTEM TIME '-0s' ORDER BY k".into())
+                .await
+                .unwrap(),
+            vec!["new".to_string(), "two".to_string()]
+        );
+        assert!(at("SELECT v FROM ao AS OF SYSTEM TIME '-1h'".into())
+            .await
+            .unwrap()
+            .is_empty());
+        let future = at("SELECT v FROM ao AS OF SYSTEM TIME '2999-01-01 00:00:00'".into())
+            .await
+            .expect_err("future");
+        assert_eq!(future.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+        c.batch_execute("BEGIN").await.unwrap();
+        let explicit = at("SELECT v FROM ao AS OF SYSTEM TIME '-1s'".into())
+            .await
+            .expect_err("explicit");
+        assert_eq!(explicit.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED));
+        c.batch_execute("ROLLBACK").await.unwrap();
+    });
+}

@@ -766,6 +766,125 @@ pub fn describe(
     })
 }
 
+/// The query inside the pre-parser's `AS OF SYSTEM TIME` wrapper and the clause's value.
+fn as_of_system_time(q: &ast::Query) -> Option<(&ast::Query, &str)> {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let [from] = s.from.as_slice() else {
+        return None;
+    };
+    match &from.relation {
+        TableFactor::Derived {
+            subquery,
+            alias: Some(alias),
+            ..
+        } if from.joins.is_empty() => alias
+            .name
+            .value
+            .strip_prefix(crate::sql::preparse::AS_OF_MARKER)
+            .map(|v| (subquery.as_ref(), v)),
+        _ => None,
+    }
+}
+
+/// The timestamp `AS OF SYSTEM TIME <value>` names: a negative interval before `now`
+/// (`'-10s'`, `'-1m30s'`, `'-500ms'`), an absolute timestamp, an HLC decimal
+/// (`cluster_logical_timestamp()`'s format), `now()` or `follower_read_timestamp()`.
+fn as_of_timestamp(
+    value: &str,
+    now: chitin_storage::Timestamp,
+) -> Result<chitin_storage::Timestamp> {
+    use chitin_storage::Timestamp;
+    let bad = |why: &str| {
+        Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!("AS OF SYSTEM TIME: {why}"),
+        )
+    };
+    let hlc_decimal = |v: &str| -> Option<Timestamp> {
+        let (wall, frac) = v.split_once('.').unwrap_or((v, ""));
+        if wall.is_empty() || !wall.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if frac.len() > 10 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let logical = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<10}").parse::<u64>().ok()?
+        };
+        Some(Timestamp::new(
+            wall.parse().ok()?,
+            u32::try_from(logical).ok()?,
+        ))
+    };
+    let (kind, v) = value.split_at(2.min(value.len()));
+    let ts = match kind {
+        "f:" => match v {
+            "now" | "current_timestamp" | "statement_timestamp" | "transaction_timestamp" => now,
+            "follower_read_timestamp" => Timestamp::new(now.wall.saturating_sub(4_800_000_000), 0),
+            other => return Err(bad(&format!("unknown function {other}()"))),
+        },
+        "n:" => hlc_decimal(v).ok_or_else(|| bad(&format!("invalid timestamp {v}")))?,
+        _ => {
+            let v = v.trim();
+            if let Some(d) = v.strip_prefix('-') {
+                let nanos = parse_duration_nanos(d)
+                    .ok_or_else(|| bad(&format!("invalid interval '{v}'")))?;
+                Timestamp::new(now.wall.saturating_sub(nanos), 0)
+            } else if let Some(ts) = hlc_decimal(v) {
+                ts
+            } else if let Some((micros, offset)) = crate::sql::types::parse_timestamp(v) {
+                let micros = micros - offset.unwrap_or(0) * 1_000_000;
+                let nanos = u64::try_from(micros)
+                    .ok()
+                    .and_then(|m| m.checked_mul(1000))
+                    .ok_or_else(|| bad("timestamp before 1970"))?;
+                Timestamp::new(nanos, 0)
+            } else {
+                return Err(bad(&format!("invalid value '{v}'")));
+            }
+        }
+    };
+    if ts > now {
+        return Err(bad("cannot specify timestamp in the future"));
+    }
+    Ok(ts)
+}
+
+/// `10s`, `1m30s`, `500ms`, `2h`, `10 seconds` → nanoseconds.
+fn parse_duration_nanos(s: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = rest[n..].trim_start();
+        let u = rest
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" | "nanosecond" | "nanoseconds" => 1.0,
+            "us" | "µs" | "microsecond" | "microseconds" => 1e3,
+            "ms" | "millisecond" | "milliseconds" => 1e6,
+            "s" | "sec" | "secs" | "second" | "seconds" | "" => 1e9,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60e9,
+            "h" | "hour" | "hours" => 3600e9,
+            _ => return None,
+        };
+        total += value * unit;
+        rest = rest[u..].trim_start();
+    }
+    (total.is_finite() && total >= 0.0).then_some(total as u64)
+}
+
 /// True when every output is a plain column (one of the first 64) and none is repeated.
 fn plain_columns(outputs: &[Scalar]) -> bool {
     let mut seen = 0u64;
@@ -1079,6 +1198,7 @@ impl<'a> Exec<'a> {
             params,
             aggs: Vec::new(),
             now_micros: (txn.read_ts.wall / 1000) as i64,
+            txn_ts: txn.read_ts,
             database: database.to_string(),
             user: user.to_string(),
             rowid: std::cell::Cell::new(rowid),
@@ -1500,6 +1620,18 @@ impl<'a> Exec<'a> {
     // --- SELECT ---
 
     async fn select(&mut self, q: &ast::Query) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if let Some((inner, value)) = as_of_system_time(q) {
+            if !self.txn.implicit || !self.txn.writes.is_empty() {
+                return Err(Error::unsupported(
+                    "AS OF SYSTEM TIME is only supported in a single-statement (implicit) transaction",
+                ));
+            }
+            let ts = as_of_timestamp(value, self.ctx.shared.hlc.now())?;
+            self.txn.read_ts = ts;
+            self.cx.txn_ts = ts;
+            self.cx.now_micros = (ts.wall / 1000) as i64;
+            return Box::pin(self.select(inner)).await;
+        }
         let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
         // PERF: a prepared point lookup reuses its plan; only the parameters change.
         let cached = self.plan_cache.and_then(|c| {

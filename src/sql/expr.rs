@@ -755,6 +755,7 @@ impl<'a> Binder<'a> {
             | "clock_timestamp" => SqlType::TimestampTz,
             "gen_random_uuid" | "uuid_generate_v4" => SqlType::Uuid,
             "unique_rowid" => SqlType::Int8,
+            "cluster_logical_timestamp" => SqlType::Numeric,
             _ => {
                 return Err(Error::new(
                     ErrorKind::UndefinedFunction,
@@ -968,6 +969,8 @@ pub struct EvalCtx {
     pub aggs: Vec<Datum>,
     /// The statement's timestamp in micros (now()).
     pub now_micros: i64,
+    /// The transaction's timestamp (cluster_logical_timestamp()).
+    pub txn_ts: chitin_storage::Timestamp,
     pub database: String,
     pub user: String,
     pub rowid: std::cell::Cell<i64>,
@@ -1699,6 +1702,12 @@ fn eval_func(
         | "transaction_timestamp"
         | "statement_timestamp"
         | "clock_timestamp" => Datum::TimestampTz(cx.now_micros),
+        // The HLC timestamp as CockroachDB prints it: wall nanos, 10 digits of logical.
+        "cluster_logical_timestamp" => Datum::Numeric(
+            format!("{}.{:010}", cx.txn_ts.wall, cx.txn_ts.logical)
+                .parse()
+                .map_err(|_| Error::out_of_range("cluster_logical_timestamp out of range"))?,
+        ),
         "gen_random_uuid" | "uuid_generate_v4" => {
             let a = crate::sql::session::next_random();
             let b = crate::sql::session::next_random();

@@ -8,6 +8,9 @@
 //! - `ALTER TABLE t SPLIT AT <VALUES … | SELECT …>` becomes `INSERT INTO t <VALUES …> ON
 //!   CONFLICT DO UPDATE SET "__chitin_split_at" = 1` (a query goes in a derived table), which `exec` executes as splits of
 //!   `t`'s ranges at the primary-key prefixes the query yields.
+//! - `SELECT … FROM t AS OF SYSTEM TIME <'string' | number | fn()> …` loses the clause
+//!   and becomes `SELECT * FROM (<the rest>) AS "__chitin_as_of <value>"`, which `exec`
+//!   runs at that timestamp.
 //!
 //! Implementation caveats: only a statement that starts with UPSERT and is the only
 //! statement of the string is rewritten; a `RETURNING` inside a string literal would
@@ -16,6 +19,10 @@
 /// The marker assignment that flags an upsert.
 pub const UPSERT_MARKER: &str = "__chitin_upsert";
 
+/// The alias prefix that carries `AS OF SYSTEM TIME`'s value: `s:` a string literal,
+/// `n:` a number, `f:` a function name.
+pub const AS_OF_MARKER: &str = "__chitin_as_of ";
+
 /// The marker assignment that flags `ALTER TABLE … SPLIT AT`.
 pub const SPLIT_MARKER: &str = "__chitin_split_at";
 
@@ -23,6 +30,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
     if let Some(r) = rewrite_split_at(body) {
+        return r.into();
+    }
+    if let Some(r) = rewrite_as_of(body) {
         return r.into();
     }
     let starts_with_upsert = trimmed
@@ -41,6 +51,64 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
         };
     }
     sql.into()
+}
+
+/// `SELECT … AS OF SYSTEM TIME x …` → the marked derived table, if `body` is one.
+fn rewrite_as_of(body: &str) -> Option<String> {
+    const CLAUSE: &str = "as of system time";
+    let lower = body.to_ascii_lowercase();
+    if !lower.trim_start().starts_with("select") || body.contains(';') {
+        return None;
+    }
+    let at = lower.find(CLAUSE)?;
+    let rest = body.get(at + CLAUSE.len()..)?;
+    let value_at = rest.len() - rest.trim_start().len();
+    let rest = rest.trim_start();
+    let (marker, used) = if let Some(lit) = rest.strip_prefix('\'') {
+        // A string literal ('' escapes a quote).
+        let mut value = String::new();
+        let mut chars = lit.char_indices().peekable();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            if c == '\'' {
+                if chars.peek().map(|p| p.1) == Some('\'') {
+                    value.push('\'');
+                    chars.next();
+                    continue;
+                }
+                end = Some(i + 1);
+                break;
+            }
+            value.push(c);
+        }
+        (format!("s:{value}"), 1 + end?)
+    } else {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))
+            .unwrap_or(rest.len());
+        let word = &rest[..n];
+        if word.is_empty() {
+            return None;
+        }
+        if word.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+            (format!("n:{word}"), n)
+        } else {
+            let after = rest[n..].trim_start();
+            let paren = after.strip_prefix('(')?.trim_start().strip_prefix(')')?;
+            (
+                format!("f:{}", word.to_ascii_lowercase()),
+                rest.len() - paren.len(),
+            )
+        }
+    };
+    if marker.contains('"') {
+        return None;
+    }
+    let before = body.get(..at)?.trim_end();
+    let after = body.get(at + CLAUSE.len() + value_at + used..)?;
+    Some(format!(
+        "SELECT * FROM ({before} {after}) AS \"{AS_OF_MARKER}{marker}\""
+    ))
 }
 
 /// `ALTER TABLE <name> SPLIT AT <query>` → the marked INSERT, if `body` is one.
@@ -92,6 +160,31 @@ mod tests {
         assert_eq!(rewrite("SELE\u{fffd} $1"), "SELE\u{fffd} $1");
         let r = rewrite("upsert into t values (1) returning k");
         assert_eq!(r, "INSERT into t values (1) ON CONFLICT DO UPDATE SET \"__chitin_upsert\" = 1 returning k");
+    }
+
+    #[test]
+    fn as_of_system_time_is_rewritten_and_parses() {
+        let r = rewrite("SELECT k FROM t AS OF SYSTEM TIME '-10s' WHERE k > 1 ORDER BY k");
+        assert_eq!(
+            r,
+            "SELECT * FROM (SELECT k FROM t  WHERE k > 1 ORDER BY k) AS \"__chitin_as_of s:-10s\""
+        );
+        let r = rewrite("select count(*) from t as of system time follower_read_timestamp()");
+        assert!(
+            r.ends_with("AS \"__chitin_as_of f:follower_read_timestamp\""),
+            "{r}"
+        );
+        let r = rewrite("SELECT 1 FROM t AS OF SYSTEM TIME 1700000000000000000.0000000001");
+        assert!(
+            r.ends_with("AS \"__chitin_as_of n:1700000000000000000.0000000001\""),
+            "{r}"
+        );
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &r)
+            .unwrap();
+        assert_eq!(
+            rewrite("SELECT 'as of system time'"),
+            "SELECT 'as of system time'"
+        );
     }
 
     #[test]

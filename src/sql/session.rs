@@ -497,6 +497,7 @@ impl Session {
             let mut txn = self.begin_txn();
             // A lone SELECT cannot write: its reads need no refresh.
             txn.track_reads = !matches!(stmt, Statement::Query(_));
+            txn.implicit = true;
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, params.clone());
                 ex.plan_cache = plan;

@@ -88,6 +88,8 @@ pub struct Txn {
     /// transaction's SELECT), so the read path allocates nothing for it.
     pub track_reads: bool,
     pub reads: RefCell<ReadSet>,
+    /// A single statement's implicit transaction (not BEGIN … COMMIT).
+    pub implicit: bool,
 }
 
 impl Txn {
@@ -98,6 +100,7 @@ impl Txn {
             writes: BTreeMap::new(),
             track_reads: true,
             reads: RefCell::new(ReadSet::default()),
+            implicit: false,
         }
     }
 
