@@ -301,3 +301,111 @@ fn as_of_system_time_reads_the_past() {
         c.batch_execute("ROLLBACK").await.unwrap();
     });
 }
+
+/// READ COMMITTED as PostgreSQL has it: each statement sees a fresh snapshot (a
+/// non-repeatable read is allowed), write skew is allowed, a lost update is not (here the
+/// late writer gets 40001 where PostgreSQL would wait and re-apply).
+#[test]
+fn read_committed_reads_per_statement_and_loses_no_update() {
+    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let config = server.config(common::DEFAULT_DATABASE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let admin = common::connect(&config).await.unwrap();
+        let t1 = common::connect(&config).await.unwrap();
+        let t2 = common::connect(&config).await.unwrap();
+        admin
+            .batch_execute(
+                "CREATE TABLE rc (k INT8 PRIMARY KEY, n INT8 NOT NULL);
+                 INSERT INTO rc VALUES (1, 0), (2, 0)",
+            )
+            .await
+            .unwrap();
+        assert_eq!(level(&t1).await, "serializable");
+
+        // Non-repeatable read.
+        t1.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .unwrap();
+        assert_eq!(level(&t1).await, "read committed");
+        assert_eq!(rc_n(&t1, 1).await, 0);
+        admin
+            .batch_execute("UPDATE rc SET n = 5 WHERE k = 1")
+            .await
+            .unwrap();
+        assert_eq!(
+            rc_n(&t1, 1).await,
+            5,
+            "each statement reads a fresh snapshot"
+        );
+        t1.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(level(&t1).await, "serializable");
+
+        // Write skew is allowed under READ COMMITTED (as in PostgreSQL).
+        for c in [&t1, &t2] {
+            c.batch_execute("SET default_transaction_isolation = 'read committed'; BEGIN")
+                .await
+                .unwrap();
+            assert_eq!(level(c).await, "read committed");
+            let sum: i64 = c
+                .query_one("SELECT sum(n)::INT8 FROM rc", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(sum, 5);
+        }
+        t1.batch_execute("UPDATE rc SET n = n + 1 WHERE k = 1")
+            .await
+            .unwrap();
+        t2.batch_execute("UPDATE rc SET n = n + 1 WHERE k = 2")
+            .await
+            .unwrap();
+        t1.batch_execute("COMMIT").await.expect("t1");
+        t2.batch_execute("COMMIT")
+            .await
+            .expect("t2: write skew allowed");
+
+        // No lost update: t1's increment was computed from a value admin then changed.
+        t1.batch_execute("BEGIN").await.unwrap();
+        t1.batch_execute("UPDATE rc SET n = n + 1 WHERE k = 1")
+            .await
+            .unwrap();
+        admin
+            .batch_execute("UPDATE rc SET n = n + 10 WHERE k = 1")
+            .await
+            .unwrap();
+        match t1.batch_execute("COMMIT").await {
+            Ok(()) => assert_eq!(rc_n(&admin, 1).await, 6 + 10 + 1, "both increments"),
+            Err(e) => {
+                assert_eq!(e.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+                assert_eq!(
+                    rc_n(&admin, 1).await,
+                    6 + 10,
+                    "the refused one wrote nothing"
+                );
+            }
+        }
+    });
+}
+
+async fn level(c: &Client) -> String {
+    c.simple_query("SHOW TRANSACTION ISOLATION LEVEL")
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|s| s.to_string()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+async fn rc_n(c: &Client, k: i64) -> i64 {
+    c.query_one("SELECT n FROM rc WHERE k = $1", &[&k])
+        .await
+        .unwrap()
+        .get(0)
+}

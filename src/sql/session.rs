@@ -18,7 +18,7 @@ use crate::node::CoreCtx;
 use crate::sql::catalog;
 use crate::sql::exec::{self, Exec};
 use crate::sql::types::{Datum, SqlType};
-use crate::txn::Txn;
+use crate::txn::{Isolation, Txn};
 
 /// A result column.
 #[derive(Clone, Debug)]
@@ -245,7 +245,41 @@ impl Session {
 
     fn begin_txn(&self) -> Txn {
         let id = self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-        Txn::new(id, self.ctx.shared.hlc.now())
+        let mut txn = Txn::new(id, self.ctx.shared.hlc.now());
+        txn.isolation = self
+            .vars
+            .get("default_transaction_isolation")
+            .and_then(|v| Isolation::from_name(v))
+            .unwrap_or_default();
+        txn.track_reads = txn.isolation == Isolation::Serializable;
+        txn
+    }
+
+    /// Applies `ISOLATION LEVEL …` modes to the open transaction.
+    fn set_isolation(&mut self, modes: &[sqlparser::ast::TransactionMode]) {
+        for m in modes {
+            if let sqlparser::ast::TransactionMode::IsolationLevel(level) = m {
+                use sqlparser::ast::TransactionIsolationLevel as L;
+                let iso = match level {
+                    L::ReadCommitted | L::ReadUncommitted => Isolation::ReadCommitted,
+                    _ => Isolation::Serializable,
+                };
+                if let Some(txn) = self.txn.as_mut() {
+                    txn.isolation = iso;
+                    txn.track_reads = iso == Isolation::Serializable;
+                }
+            }
+        }
+        let name = self
+            .txn
+            .as_ref()
+            .map(|t| t.isolation)
+            .unwrap_or_default()
+            .name();
+        let old = self
+            .vars
+            .insert("transaction_isolation".into(), name.into());
+        self.local_saved.push(("transaction_isolation".into(), old));
     }
 
     /// Runs one statement from a simple Query message.
@@ -422,6 +456,9 @@ impl Session {
                     if self.txn.is_none() {
                         self.txn = Some(self.begin_txn());
                     }
+                    if let Statement::StartTransaction { modes, .. } = stmt {
+                        self.set_isolation(modes);
+                    }
                     return Ok((Outcome::Command("BEGIN".into()), None));
                 }
                 if self.explicit {
@@ -433,6 +470,9 @@ impl Session {
                 self.savepoints.clear();
                 self.released = false;
                 self.txn = Some(self.begin_txn());
+                if let Statement::StartTransaction { modes, .. } = stmt {
+                    self.set_isolation(modes);
+                }
                 return Ok((Outcome::Command("BEGIN".into()), None));
             }
             Statement::Savepoint { name } => return self.savepoint(&name.value),
@@ -482,6 +522,10 @@ impl Session {
         if self.explicit || self.implicit_batch {
             let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
+            if txn.isolation == Isolation::ReadCommitted {
+                // READ COMMITTED: every statement reads a fresh snapshot.
+                txn.read_ts = self.ctx.shared.hlc.now();
+            }
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, params);
                 ex.plan_cache = plan;
@@ -548,6 +592,21 @@ impl Session {
         match stmt {
             Statement::Set(set) => {
                 match set {
+                    Set::SetTransaction { modes, session, .. } => {
+                        if *session {
+                            for m in modes {
+                                if let sqlparser::ast::TransactionMode::IsolationLevel(l) = m {
+                                    self.vars.insert(
+                                        "default_transaction_isolation".into(),
+                                        l.to_string().to_lowercase(),
+                                    );
+                                }
+                            }
+                        } else if self.explicit {
+                            self.set_isolation(modes);
+                        }
+                        return Ok(Some((Outcome::Command("SET".into()), None)));
+                    }
                     Set::SingleAssignment {
                         variable,
                         values,
@@ -1087,6 +1146,9 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     }
     let read_set = txn.reads.borrow().clone();
     let reads = reads_by_range(ctx, &read_set).await?;
+    // Writes conflict with anything committed since the statement that made the first of
+    // them read (for SERIALIZABLE that is the transaction's one read timestamp).
+    let write_ts = txn.first_write_ts.unwrap_or(txn.read_ts).min(txn.read_ts);
     let single_range = by_range.len() == 1 && reads.keys().all(|r| by_range.contains_key(r));
     if single_range {
         // One range holds every write and every read: one raft round, refresh included.
@@ -1094,7 +1156,7 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
         ctx.send(KvRequest::OnePhase {
             range,
             txn: txn.id,
-            read_ts: txn.read_ts,
+            read_ts: write_ts,
             writes,
             reads: reads.into_values().next().unwrap_or_default(),
         })
@@ -1109,7 +1171,7 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
             .send(KvRequest::Prepare {
                 range,
                 txn: txn.id,
-                read_ts: txn.read_ts,
+                read_ts: write_ts,
                 writes,
             })
             .await

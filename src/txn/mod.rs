@@ -9,6 +9,10 @@
 //!   that nobody wrote there since the read timestamp (else 40001), and raises its read
 //!   high-water mark so nobody can. Read-only transactions read one snapshot and need no
 //!   refresh. No intents, pushes or uncertainty intervals yet (issue 4).
+//! - READ COMMITTED: a fresh snapshot per statement, no refresh; a write that conflicts
+//!   with a commit since the statement that made it fails the commit with 40001 (where
+//!   PostgreSQL would wait for the other writer and re-apply the statement).
+//! - `FOR UPDATE` / `FOR SHARE` take no locks: plain reads (refreshed under SERIALIZABLE).
 //! - The clock is a monotonic nanosecond counter seeded from the wall clock; no uncertainty
 //!   intervals yet (single node).
 
@@ -90,6 +94,41 @@ pub struct Txn {
     pub reads: RefCell<ReadSet>,
     /// A single statement's implicit transaction (not BEGIN … COMMIT).
     pub implicit: bool,
+    pub isolation: Isolation,
+    /// The read timestamp of the statement that buffered the first write: commits check
+    /// write-write conflicts from there (READ COMMITTED moves `read_ts` per statement).
+    pub first_write_ts: Option<Timestamp>,
+}
+
+/// Isolation levels. REPEATABLE READ and SNAPSHOT run as SERIALIZABLE, READ UNCOMMITTED
+/// as READ COMMITTED (as PostgreSQL and CockroachDB do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Isolation {
+    #[default]
+    Serializable,
+    /// Each statement reads a fresh snapshot; no read refresh at commit. Write-write
+    /// conflicts still fail the commit with 40001 (PostgreSQL would wait and re-check).
+    ReadCommitted,
+}
+
+impl Isolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Serializable => "serializable",
+            Isolation::ReadCommitted => "read committed",
+        }
+    }
+
+    /// From a level's SQL name (`read committed`, `SERIALIZABLE`, …).
+    pub fn from_name(s: &str) -> Option<Isolation> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "serializable" | "repeatable read" | "snapshot" | "default" => {
+                Some(Isolation::Serializable)
+            }
+            "read committed" | "read uncommitted" => Some(Isolation::ReadCommitted),
+            _ => None,
+        }
+    }
 }
 
 impl Txn {
@@ -101,6 +140,14 @@ impl Txn {
             track_reads: true,
             reads: RefCell::new(ReadSet::default()),
             implicit: false,
+            isolation: Isolation::Serializable,
+            first_write_ts: None,
+        }
+    }
+
+    fn note_write(&mut self) {
+        if self.first_write_ts.is_none() {
+            self.first_write_ts = Some(self.read_ts);
         }
     }
 
@@ -131,6 +178,7 @@ impl Txn {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.note_write();
         // A put over our own insert stays an insert (the key was absent when we checked).
         let p = match self.writes.get(&key) {
             Some(Pending::Insert(_)) => Pending::Insert(value),
@@ -140,6 +188,7 @@ impl Txn {
     }
 
     pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.note_write();
         // Re-inserting a key this transaction deleted is a plain put.
         let p = match self.writes.get(&key) {
             Some(Pending::Delete) | Some(Pending::Put(_)) => Pending::Put(value),
@@ -149,6 +198,7 @@ impl Txn {
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
+        self.note_write();
         match self.writes.get(&key) {
             // Deleting our own insert: nothing to write at all.
             Some(Pending::Insert(_)) => {
