@@ -16,6 +16,7 @@ use crate::sql::expr::{
     ScopeColumn,
 };
 use crate::sql::preparse::{SPLIT_MARKER, UPSERT_MARKER};
+use crate::sql::rewrite;
 use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
@@ -77,6 +78,15 @@ struct SelectPlan {
     limit: Option<Scalar>,
     offset: Option<Scalar>,
     values: Option<Vec<Vec<Scalar>>>,
+    /// UNION / INTERSECT / EXCEPT of two plans (rows pass through, like VALUES).
+    setop: Option<Box<SetOpPlan>>,
+}
+
+struct SetOpPlan {
+    op: ast::SetOperator,
+    all: bool,
+    left: SelectPlan,
+    right: SelectPlan,
 }
 
 fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
@@ -219,9 +229,71 @@ fn plan_select(
         SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
             return plan_select(cat, db_id, inner, params);
         }
+        SetExpr::SetOperation {
+            op,
+            set_quantifier,
+            left,
+            right,
+        } => {
+            let side = |body: &SetExpr| {
+                let mut sq = q.clone();
+                sq.body = Box::new(body.clone());
+                sq.order_by = None;
+                sq.limit_clause = None;
+                sq.with = None;
+                sq
+            };
+            let l = plan_select(cat, db_id, &side(left), params)?;
+            let r = plan_select(cat, db_id, &side(right), params)?;
+            let name = op.to_string().to_uppercase();
+            if l.columns.len() != r.columns.len() {
+                return Err(Error::syntax(format!(
+                    "each {name} query must have the same number of columns"
+                )));
+            }
+            let mut columns = Vec::with_capacity(l.columns.len());
+            for (a, b) in l.columns.iter().zip(&r.columns) {
+                let ty = set_op_type(a.ty, b.ty).ok_or_else(|| {
+                    Error::mismatch(format!(
+                        "{name} types {} and {} cannot be matched",
+                        a.ty.name(),
+                        b.ty.name()
+                    ))
+                })?;
+                columns.push(Column {
+                    name: a.name.clone(),
+                    ty: fix_unknown(ty),
+                });
+            }
+            let all = match set_quantifier {
+                ast::SetQuantifier::All => true,
+                ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+                other => return Err(Error::unsupported(format!("{name} {other}"))),
+            };
+            let mut plan = empty_plan(columns.clone());
+            plan.setop = Some(Box::new(SetOpPlan {
+                op: *op,
+                all,
+                left: l,
+                right: r,
+            }));
+            let scope: Vec<ScopeColumn> = columns
+                .iter()
+                .map(|c| ScopeColumn {
+                    hidden: false,
+                    table: None,
+                    name: c.name.clone(),
+                    ty: c.ty,
+                })
+                .collect();
+            plan.order = bind_order(&order_exprs, &columns, &scope, params, None)?;
+            plan.limit = bind_opt(&limit, params)?;
+            plan.offset = bind_opt(&offset, params)?;
+            return Ok(plan);
+        }
         _ => {
             return Err(Error::unsupported(
-                "set operations (UNION, INTERSECT, EXCEPT) are not supported yet",
+                "this kind of query is not supported yet",
             ))
         }
     };
@@ -381,6 +453,7 @@ fn plan_select(
         limit: bind_opt(&limit, params)?,
         offset: bind_opt(&offset, params)?,
         values: None,
+        setop: None,
     })
 }
 
@@ -556,6 +629,7 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         limit: None,
         offset: None,
         values: None,
+        setop: None,
     }
 }
 
@@ -697,6 +771,11 @@ pub fn describe(
     stmt: &Statement,
     params: &mut Vec<SqlType>,
 ) -> Result<Option<Vec<Column>>> {
+    if rewrite::needs_rewrite(stmt) {
+        let mut s = stmt.clone();
+        stub_subqueries(cat, db_id, &mut s, params)?;
+        return describe(cat, db_id, &s, params);
+    }
     Ok(match stmt {
         Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
         Statement::Insert(ins) if marked(ins, SPLIT_MARKER) => Some(split_at_columns()),
@@ -883,6 +962,117 @@ fn parse_duration_nanos(s: &str) -> Option<u64> {
         rest = rest[u..].trim_start();
     }
     (total.is_finite() && total >= 0.0).then_some(total as u64)
+}
+
+/// The type of a column of a set operation whose sides have types `a` and `b`.
+fn set_op_type(a: SqlType, b: SqlType) -> Option<SqlType> {
+    use SqlType::*;
+    let numeric = |t| matches!(t, Int2 | Int4 | Int8 | Float4 | Float8 | Numeric);
+    let text = |t| matches!(t, Text | Varchar);
+    Some(match (a, b) {
+        (Unknown, t) | (t, Unknown) => t,
+        (a, b) if a == b => a,
+        (a, b) if numeric(a) && numeric(b) => crate::sql::expr::unify(a, b),
+        (a, b) if text(a) && text(b) => Text,
+        (Timestamp, TimestampTz) | (TimestampTz, Timestamp) => TimestampTz,
+        _ => return None,
+    })
+}
+
+/// Combines the rows of a set operation's sides (NULLs equal each other here).
+fn combine_set_op(
+    op: ast::SetOperator,
+    all: bool,
+    left: Vec<Vec<Datum>>,
+    right: Vec<Vec<Datum>>,
+) -> Vec<Vec<Datum>> {
+    use std::collections::HashMap;
+    let key = |r: &[Datum]| {
+        let mut k = Vec::new();
+        for d in r {
+            encode_key_datum(d, &mut k);
+        }
+        k
+    };
+    match op {
+        ast::SetOperator::Union => {
+            let mut out = left;
+            out.extend(right);
+            if !all {
+                let mut seen = HashSet::new();
+                out.retain(|r| seen.insert(key(r)));
+            }
+            out
+        }
+        ast::SetOperator::Intersect | ast::SetOperator::Except => {
+            let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+            for r in &right {
+                *counts.entry(key(r)).or_default() += 1;
+            }
+            let intersect = op == ast::SetOperator::Intersect;
+            let mut emitted = HashSet::new();
+            let mut out = Vec::new();
+            for r in left {
+                let k = key(&r);
+                let in_right = counts.get(&k).copied().unwrap_or(0) > 0;
+                let keep = if all {
+                    if in_right {
+                        *counts.get_mut(&k).unwrap() -= 1;
+                    }
+                    in_right == intersect
+                } else {
+                    in_right == intersect && emitted.insert(k)
+                };
+                if keep {
+                    out.push(r);
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The type of a subquery's only column (42601 when it has several).
+fn one_column(cols: &[Column]) -> Result<SqlType> {
+    match cols {
+        [c] => Ok(c.ty),
+        _ => Err(Error::syntax("subquery must return only one column")),
+    }
+}
+
+/// Replaces a statement's subqueries with typed NULLs (planning them for their types) and
+/// inlines its CTEs: enough to describe it without running anything.
+fn stub_subqueries<T: sqlparser::ast::VisitMut>(
+    cat: &Catalog,
+    db_id: u32,
+    node: &mut T,
+    params: &mut Vec<SqlType>,
+) -> Result<()> {
+    use rewrite::{Extracted, Replacement};
+    rewrite::inline_ctes(node)?;
+    let mut reps = Vec::new();
+    for e in rewrite::extract_subqueries(node) {
+        reps.push(Some(match e {
+            Extracted::Scalar(mut q) => {
+                stub_subqueries(cat, db_id, q.as_mut(), params)?;
+                let plan = plan_select(cat, db_id, &q, params).map_err(rewrite::subquery_error)?;
+                let ty = one_column(&plan.columns)?;
+                Replacement::Value(Box::new(rewrite::typed_null(fix_unknown(ty).name())))
+            }
+            Extracted::In(mut q) => {
+                stub_subqueries(cat, db_id, q.as_mut(), params)?;
+                let plan = plan_select(cat, db_id, &q, params).map_err(rewrite::subquery_error)?;
+                let ty = one_column(&plan.columns)?;
+                Replacement::List(vec![rewrite::typed_null(fix_unknown(ty).name())])
+            }
+            Extracted::Exists(..) => {
+                Replacement::Value(Box::new(Expr::Value(ast::Value::Boolean(true).into())))
+            }
+        }));
+    }
+    rewrite::put_back(node, reps);
+    Ok(())
 }
 
 /// True when every output is a plain column (one of the first 64) and none is repeated.
@@ -1254,6 +1444,107 @@ impl<'a> Exec<'a> {
     }
 
     async fn run_once(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if matches!(
+            stmt,
+            Statement::Query(_)
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+        ) && rewrite::needs_rewrite(stmt)
+        {
+            // CTEs and subqueries in expressions: rewrite, run the subqueries, then the
+            // statement (not through the plan cache: the rewrite differs per run).
+            let base = self.cx.params.len();
+            let mut s = stmt.clone();
+            let saved = self.plan_cache.take();
+            let r = match self.inline_subqueries(&mut s).await {
+                Ok(()) => Box::pin(self.run_plain(&s)).await,
+                Err(e) => Err(e),
+            };
+            self.plan_cache = saved;
+            self.cx.params.truncate(base);
+            return r;
+        }
+        self.run_plain(stmt).await
+    }
+
+    /// Inlines `node`'s CTEs and replaces its subqueries by their results (parameters).
+    async fn inline_subqueries<T: sqlparser::ast::VisitMut>(&mut self, node: &mut T) -> Result<()> {
+        use rewrite::{Extracted, Replacement};
+        rewrite::inline_ctes(node)?;
+        let extracted = rewrite::extract_subqueries(node);
+        let mut reps = Vec::with_capacity(extracted.len());
+        for e in extracted {
+            let rep = match e {
+                Extracted::Scalar(q) => {
+                    let (rows, cols) = self.subquery_rows(*q).await?;
+                    let ty = one_column(&cols)?;
+                    if rows.len() > 1 {
+                        return Err(Error::new(
+                            ErrorKind::Cardinality,
+                            "more than one row returned by a subquery used as an expression",
+                        ));
+                    }
+                    let v = rows
+                        .into_iter()
+                        .next()
+                        .and_then(|r| r.into_iter().next())
+                        .unwrap_or(Datum::Null);
+                    Replacement::Value(Box::new(self.subquery_param(v, ty)))
+                }
+                Extracted::In(q) => {
+                    let (rows, cols) = self.subquery_rows(*q).await?;
+                    let ty = one_column(&cols)?;
+                    let list = rows
+                        .into_iter()
+                        .map(|r| {
+                            let v = r.into_iter().next().unwrap_or(Datum::Null);
+                            self.subquery_param(v, ty)
+                        })
+                        .collect();
+                    Replacement::List(list)
+                }
+                Extracted::Exists(q, negated) => {
+                    let (rows, _) = self.subquery_rows(*q).await?;
+                    Replacement::Value(Box::new(Expr::Value(
+                        ast::Value::Boolean(rows.is_empty() == negated).into(),
+                    )))
+                }
+            };
+            reps.push(Some(rep));
+        }
+        rewrite::put_back(node, reps);
+        Ok(())
+    }
+
+    /// Runs a subquery on its own (after inlining its own subqueries).
+    async fn subquery_rows(&mut self, mut q: ast::Query) -> Result<(Vec<Vec<Datum>>, Vec<Column>)> {
+        Box::pin(self.inline_subqueries(&mut q)).await?;
+        let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let plan =
+            plan_select(self.cat, self.db_id, &q, &mut ptypes).map_err(rewrite::subquery_error)?;
+        let rows = Box::pin(self.run_plan(&plan))
+            .await
+            .map_err(rewrite::subquery_error)?;
+        Ok((rows, plan.columns))
+    }
+
+    /// `$n::type` for a subquery's value `v`, appended to the statement's parameters.
+    fn subquery_param(&mut self, v: Datum, ty: SqlType) -> Expr {
+        self.cx.params.push(v);
+        let p = Expr::Value(ast::Value::Placeholder(format!("${}", self.cx.params.len())).into());
+        Expr::Cast {
+            kind: ast::CastKind::DoubleColon,
+            expr: Box::new(p),
+            data_type: ast::DataType::Custom(
+                ast::ObjectName::from(vec![ast::Ident::new(fix_unknown(ty).name())]),
+                vec![],
+            ),
+            format: None,
+        }
+    }
+
+    async fn run_plain(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
         match stmt {
             Statement::Query(q) => self.select(q).await,
             Statement::Insert(ins) => self.insert(ins).await,
@@ -1689,6 +1980,20 @@ impl<'a> Exec<'a> {
         } else if let Some(join) = &plan.join {
             let rows = self.run_join(join).await?;
             self.filter_rows(plan.filter.as_ref(), rows).await?
+        } else if let Some(so) = &plan.setop {
+            let cast = |rows: Vec<Vec<Datum>>| -> Result<Vec<Vec<Datum>>> {
+                rows.into_iter()
+                    .map(|r| {
+                        r.into_iter()
+                            .zip(&plan.columns)
+                            .map(|(d, c)| d.cast(c.ty))
+                            .collect()
+                    })
+                    .collect()
+            };
+            let l = cast(Box::pin(self.run_plan(&so.left)).await?)?;
+            let r = cast(Box::pin(self.run_plan(&so.right)).await?)?;
+            combine_set_op(so.op, so.all, l, r)
         } else if let Some(inner) = &plan.derived {
             let rows = Box::pin(self.run_plan(inner)).await?;
             self.filter_rows(plan.filter.as_ref(), rows).await?
@@ -1734,7 +2039,7 @@ impl<'a> Exec<'a> {
         self.check_cancel()?;
         // (output row, sort keys)
         let mut produced: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
-        if plan.values.is_some() {
+        if plan.values.is_some() || plan.setop.is_some() {
             for (n, r) in input.into_iter().enumerate() {
                 if n % 1024 == 1023 {
                     self.pause().await?;

@@ -1250,6 +1250,10 @@ impl Scalar {
                 Datum::Bool(same == *neg)
             }
             Scalar::InList(x, list, neg) => {
+                if list.is_empty() {
+                    // IN over an empty subquery: false even for NULL.
+                    return Ok(Datum::Bool(*neg));
+                }
                 let v = x.eval(row, cx)?;
                 if v.is_null() {
                     return Ok(Datum::Null);

@@ -29,5 +29,6 @@ pub mod catalog;
 pub mod exec;
 pub mod expr;
 pub mod preparse;
+pub mod rewrite;
 pub mod session;
 pub mod types;

@@ -1,0 +1,278 @@
+//! AST rewrites done before planning.
+//!
+//! - **CTEs** (`WITH x AS (…) …`, not `RECURSIVE`): every reference to a CTE becomes a
+//!   derived table holding its query (a CTE referenced twice runs twice).
+//! - **Subqueries in expressions** (`(SELECT …)`, `x IN (SELECT …)`, `EXISTS (…)`) are
+//!   taken out and replaced by markers ([`extract_subqueries`]); the executor runs them
+//!   first and puts their results back as parameters ([`put_back`]). So only uncorrelated
+//!   subqueries work: a correlated one fails when run alone (reported as unsupported).
+//!   [`stub_subqueries`] replaces them with typed NULLs instead, for describing a
+//!   statement without running anything.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, Ident, InTarget, Query, TableAlias, TableAliasColumnDef, TableFactor, Value, Visit,
+    VisitMut, Visitor, VisitorMut,
+};
+
+use crate::error::{Error, Result};
+
+/// Markers are identifiers no user writes.
+const MARKER: &str = "__chitin_subquery_";
+
+/// A subquery taken out of an expression.
+pub enum Extracted {
+    /// `(SELECT …)`: one value (NULL when no row).
+    Scalar(Box<Query>),
+    /// `x [NOT] IN (SELECT …)`: a list of values.
+    In(Box<Query>),
+    /// `[NOT] EXISTS (SELECT …)`: whether it returns a row.
+    Exists(Box<Query>, bool),
+}
+
+/// What an extracted subquery turned into.
+pub enum Replacement {
+    Value(Box<Expr>),
+    List(Vec<Expr>),
+}
+
+/// True when `node` holds a CTE or a subquery in an expression (cheap check first).
+pub fn needs_rewrite<T: Visit>(node: &T) -> bool {
+    struct Finder;
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if q.with.is_some() {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::In {
+                    target: InTarget::Subquery(_),
+                    ..
+                } => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    Visit::visit(node, &mut Finder).is_break()
+}
+
+/// Replaces every reference to a CTE by a derived table with its query; each CTE sees the
+/// ones declared before it.
+pub fn inline_ctes<T: VisitMut>(node: &mut T) -> Result<()> {
+    struct Inliner {
+        error: Option<Error>,
+    }
+    impl VisitorMut for Inliner {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            let Some(with) = q.with.take() else {
+                return ControlFlow::Continue(());
+            };
+            if with.recursive {
+                self.error = Some(Error::unsupported("WITH RECURSIVE is not supported yet"));
+                return ControlFlow::Break(());
+            }
+            let mut defined: Vec<(String, TableAlias, Box<Query>)> = Vec::new();
+            for cte in with.cte_tables {
+                let mut body = cte.query;
+                let mut s = Substitute { ctes: &defined };
+                let _ = VisitMut::visit(&mut body, &mut s);
+                let name = cte.alias.name.value.to_lowercase();
+                defined.push((name, cte.alias, body));
+            }
+            let mut s = Substitute { ctes: &defined };
+            let _ = VisitMut::visit(&mut q.body, &mut s);
+            if let Some(ob) = &mut q.order_by {
+                let _ = VisitMut::visit(ob, &mut s);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    struct Substitute<'a> {
+        ctes: &'a [(String, TableAlias, Box<Query>)],
+    }
+    impl VisitorMut for Substitute<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name, alias, args, ..
+            } = tf
+            {
+                if args.is_some() || name.0.len() != 1 {
+                    return ControlFlow::Continue(());
+                }
+                let n = name.to_string().trim_matches('"').to_lowercase();
+                if let Some((_, cte_alias, q)) = self.ctes.iter().rev().find(|(c, _, _)| *c == n) {
+                    let alias = match alias.take() {
+                        Some(mut a) => {
+                            if a.columns.is_empty() {
+                                a.columns = cte_alias.columns.clone();
+                            }
+                            a
+                        }
+                        None => TableAlias {
+                            explicit: true,
+                            name: Ident::new(n),
+                            columns: cte_alias
+                                .columns
+                                .iter()
+                                .map(|c| TableAliasColumnDef::from_name(c.name.value.clone()))
+                                .collect(),
+                            at: None,
+                        },
+                    };
+                    *tf = TableFactor::Derived {
+                        lateral: false,
+                        subquery: q.clone(),
+                        alias: Some(alias),
+                        sample: None,
+                    };
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Inliner { error: None };
+    let _ = VisitMut::visit(node, &mut v);
+    match v.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn marker(i: usize) -> Expr {
+    Expr::Identifier(Ident::new(format!("{MARKER}{i}")))
+}
+
+fn marker_index(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Identifier(i) => i.value.strip_prefix(MARKER)?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Takes the subqueries out of `node`'s expressions (outermost ones; those nested inside
+/// them stay in their query), leaving markers, and returns them in marker order.
+pub fn extract_subqueries<T: VisitMut>(node: &mut T) -> Vec<Extracted> {
+    struct Extractor {
+        out: Vec<Extracted>,
+    }
+    impl VisitorMut for Extractor {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let i = self.out.len();
+            match e {
+                Expr::Subquery(q) => {
+                    let q = std::mem::replace(q, Box::new(empty_query()));
+                    self.out.push(Extracted::Scalar(q));
+                    *e = marker(i);
+                }
+                Expr::Exists { subquery, negated } => {
+                    let q = std::mem::replace(subquery, Box::new(empty_query()));
+                    self.out.push(Extracted::Exists(q, *negated));
+                    *e = marker(i);
+                }
+                Expr::In { target, .. } => {
+                    if let InTarget::Subquery(q) = target {
+                        let q = std::mem::replace(q, Box::new(empty_query()));
+                        self.out.push(Extracted::In(q));
+                        *target = InTarget::List(vec![marker(i)]);
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut x = Extractor { out: Vec::new() };
+    let _ = VisitMut::visit(node, &mut x);
+    x.out
+}
+
+/// Puts the results of extracted subqueries where their markers are.
+pub fn put_back<T: VisitMut>(node: &mut T, mut replacements: Vec<Option<Replacement>>) {
+    struct PutBack<'a> {
+        r: &'a mut Vec<Option<Replacement>>,
+    }
+    impl VisitorMut for PutBack<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Some(i) = marker_index(e) {
+                if let Some(Some(Replacement::Value(v))) = self.r.get_mut(i).map(Option::take) {
+                    *e = *v;
+                }
+            } else if let Expr::In {
+                target: InTarget::List(list),
+                ..
+            } = e
+            {
+                if let [m] = list.as_slice() {
+                    if let Some(i) = marker_index(m) {
+                        if let Some(Some(Replacement::List(l))) =
+                            self.r.get_mut(i).map(Option::take)
+                        {
+                            *list = l;
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = VisitMut::visit(
+        node,
+        &mut PutBack {
+            r: &mut replacements,
+        },
+    );
+}
+
+/// A NULL of the SQL type named `ty` (for describing without running subqueries).
+pub fn typed_null(ty: &str) -> Expr {
+    Expr::Cast {
+        kind: sqlparser::ast::CastKind::DoubleColon,
+        expr: Box::new(Expr::Value(Value::Null.into())),
+        data_type: sqlparser::ast::DataType::Custom(
+            sqlparser::ast::ObjectName::from(vec![Ident::new(ty)]),
+            vec![],
+        ),
+        format: None,
+    }
+}
+
+fn empty_query() -> Query {
+    match sqlparser::parser::Parser::parse_sql(
+        &sqlparser::dialect::PostgreSqlDialect {},
+        "SELECT 1",
+    )
+    .ok()
+    .and_then(|mut v| v.pop())
+    {
+        Some(sqlparser::ast::Statement::Query(q)) => *q,
+        _ => unreachable!("SELECT 1 parses"),
+    }
+}
+
+/// Maps the error of a subquery run on its own: an unknown column there most likely
+/// belongs to the outer query (a correlated subquery).
+pub fn subquery_error(e: Error) -> Error {
+    use crate::error::ErrorKind;
+    if matches!(
+        e.kind,
+        ErrorKind::UndefinedColumn | ErrorKind::UndefinedTable
+    ) {
+        Error::unsupported(format!(
+            "correlated subqueries are not supported yet ({})",
+            e.message
+        ))
+    } else {
+        e
+    }
+}
