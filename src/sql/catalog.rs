@@ -56,6 +56,8 @@ pub struct TableDesc {
     /// Secondary indexes (the primary index is id 1).
     pub indexes: Vec<IndexDesc>,
     pub next_index_id: u32,
+    /// For a view: its query (SQL text); the columns are its output columns.
+    pub view: Option<String>,
 }
 
 impl TableDesc {
@@ -183,6 +185,8 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
         }
     }
     w.u32(t.next_index_id);
+    // Added later: absent in older descriptors.
+    w.opt_str(&t.view);
     w.0
 }
 
@@ -255,6 +259,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         });
     }
     let next_index_id = r.u32()?;
+    let view = if r.1 < r.0.len() { r.opt_str()? } else { None };
     Ok(TableDesc {
         id,
         db_id,
@@ -264,6 +269,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         pk_name,
         indexes,
         next_index_id,
+        view,
     })
 }
 
@@ -439,6 +445,7 @@ mod tests {
                 columns: vec![0],
             }],
             next_index_id: 3,
+            view: Some("SELECT 1".into()),
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");

@@ -101,7 +101,20 @@ fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
         .collect()
 }
 
+/// A table (not a view) by name.
 fn lookup_table(cat: &Catalog, db_id: u32, name: &ast::ObjectName) -> Result<Rc<TableDesc>> {
+    let t = lookup_relation(cat, db_id, name)?;
+    if t.view.is_some() {
+        return Err(Error::new(
+            ErrorKind::WrongObjectType,
+            format!("\"{}\" is a view, not a table", t.name),
+        ));
+    }
+    Ok(t)
+}
+
+/// A table or a view by name.
+fn lookup_relation(cat: &Catalog, db_id: u32, name: &ast::ObjectName) -> Result<Rc<TableDesc>> {
     let n = object_name(name);
     cat.table(db_id, &n)
         .ok_or_else(|| catalog::undefined_table(&n))
@@ -494,7 +507,39 @@ fn plan_relation(
 ) -> Result<(JoinInput, Vec<ScopeColumn>)> {
     match rel {
         TableFactor::Table { name, alias, .. } => {
-            let t = lookup_table(cat, db_id, name)?;
+            let t = lookup_relation(cat, db_id, name)?;
+            if let Some(sql) = &t.view {
+                // A view: its query as a derived table, named after the view.
+                let mut q = match crate::sql::session::parse(sql)?.pop() {
+                    Some(Statement::Query(q)) => q,
+                    _ => return Err(Error::internal(format!("view {} is not a query", t.name))),
+                };
+                rewrite::inline_ctes(q.as_mut())?;
+                let alias = match alias {
+                    Some(a) => a.clone(),
+                    None => ast::TableAlias {
+                        explicit: true,
+                        name: ast::Ident::new(t.name.clone()),
+                        columns: Vec::new(),
+                        at: None,
+                    },
+                };
+                let mut alias = alias;
+                if alias.columns.is_empty() {
+                    alias.columns = t
+                        .columns
+                        .iter()
+                        .map(|c| ast::TableAliasColumnDef::from_name(c.name.clone()))
+                        .collect();
+                }
+                let derived = TableFactor::Derived {
+                    lateral: false,
+                    subquery: q,
+                    alias: Some(alias),
+                    sample: None,
+                };
+                return plan_relation(cat, db_id, &derived, params);
+            }
             let alias = alias
                 .as_ref()
                 .map(|a| ident_name(&a.name))
@@ -1554,6 +1599,12 @@ impl<'a> Exec<'a> {
             Statement::Update(u) => self.update(u).await,
             Statement::Delete(d) => self.delete(d).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
+            Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::RefreshMaterializedView(r) => {
+                // Materialized views are always fresh here: nothing to refresh.
+                let _ = lookup_relation(self.cat, self.db_id, &r.name)?;
+                Ok((Outcome::Command("REFRESH MATERIALIZED VIEW".into()), None))
+            }
             Statement::CreateIndex(ci) => self.create_index(ci).await,
             Statement::CreateDatabase {
                 db_name,
@@ -1587,7 +1638,7 @@ impl<'a> Exec<'a> {
                         vec![
                             Datum::Text("public".into()),
                             Datum::Text(t.name.clone()),
-                            Datum::Text("table".into()),
+                            Datum::Text(if t.view.is_some() { "view" } else { "table" }.into()),
                             Datum::Text("root".into()),
                         ]
                     })
@@ -3273,6 +3324,7 @@ impl<'a> Exec<'a> {
             pk,
             indexes,
             next_index_id,
+            view: None,
         };
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),
@@ -3280,6 +3332,88 @@ impl<'a> Exec<'a> {
         });
         catalog::commit_schema(self.ctx, ts, writes).await?;
         Ok((Outcome::Command("CREATE TABLE".into()), None))
+    }
+
+    /// `CREATE [OR REPLACE] [MATERIALIZED] VIEW`: a descriptor holding the query. A
+    /// materialized view is a plain view here (always fresh, nothing stored).
+    async fn create_view(
+        &mut self,
+        cv: &ast::CreateView,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let name = object_name(&cv.name);
+        let tag = if cv.materialized {
+            "CREATE MATERIALIZED VIEW"
+        } else {
+            "CREATE VIEW"
+        };
+        let existing = self.cat.table(self.db_id, &name);
+        if let Some(t) = &existing {
+            if cv.if_not_exists {
+                return Ok((Outcome::Command(tag.into()), None));
+            }
+            if !(cv.or_replace && t.view.is_some()) {
+                return Err(Error::new(
+                    ErrorKind::DuplicateTable,
+                    format!("relation \"{name}\" already exists"),
+                ));
+            }
+        }
+        let mut q = (*cv.query).clone();
+        let mut params = Vec::new();
+        stub_subqueries(self.cat, self.db_id, &mut q, &mut params)?;
+        let plan = plan_select(self.cat, self.db_id, &q, &mut params)?;
+        if !params.is_empty() {
+            return Err(Error::syntax("a view cannot use parameters"));
+        }
+        if !cv.columns.is_empty() && cv.columns.len() != plan.columns.len() {
+            return Err(Error::syntax(format!(
+                "CREATE VIEW specifies {} column names, but the query returns {}",
+                cv.columns.len(),
+                plan.columns.len()
+            )));
+        }
+        let columns = plan
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ColumnDesc {
+                name: cv
+                    .columns
+                    .get(i)
+                    .map(|v| ident_name(&v.name))
+                    .unwrap_or_else(|| c.name.clone()),
+                ty: c.ty,
+                nullable: true,
+                default: None,
+                hidden: false,
+                max_len: None,
+                numeric: None,
+                default_expr: None,
+            })
+            .collect();
+        let ts = self.ctx.shared.hlc.now();
+        let mut writes = Vec::new();
+        let id = match &existing {
+            Some(t) => t.id,
+            None => catalog::next_id(self.ctx, ts, &mut writes).await?,
+        };
+        let desc = TableDesc {
+            id,
+            db_id: self.db_id,
+            pk_name: String::new(),
+            name,
+            columns,
+            pk: Vec::new(),
+            indexes: Vec::new(),
+            next_index_id: 2,
+            view: Some(cv.query.to_string()),
+        };
+        writes.push(KvWrite::Put {
+            key: keys::table_desc_key(id),
+            value: catalog::encode_table(&desc),
+        });
+        catalog::commit_schema(self.ctx, ts, writes).await?;
+        Ok((Outcome::Command(tag.into()), None))
     }
 
     async fn create_index(
@@ -3368,6 +3502,13 @@ impl<'a> Exec<'a> {
             ObjectType::Table => {
                 for n in names {
                     match self.cat.table(self.db_id, &object_name(n)) {
+                        Some(t) if t.view.is_some() => {
+                            return Err(Error::new(
+                                ErrorKind::WrongObjectType,
+                                format!("\"{}\" is not a table", t.name),
+                            )
+                            .with_hint("Use DROP VIEW to remove a view."))
+                        }
                         Some(t) => writes.push(KvWrite::Delete {
                             key: keys::table_desc_key(t.id),
                         }),
@@ -3376,6 +3517,33 @@ impl<'a> Exec<'a> {
                     }
                 }
                 "DROP TABLE"
+            }
+            ObjectType::View | ObjectType::MaterializedView => {
+                for n in names {
+                    match self.cat.table(self.db_id, &object_name(n)) {
+                        Some(t) if t.view.is_some() => writes.push(KvWrite::Delete {
+                            key: keys::table_desc_key(t.id),
+                        }),
+                        Some(t) => {
+                            return Err(Error::new(
+                                ErrorKind::WrongObjectType,
+                                format!("\"{}\" is not a view", t.name),
+                            ))
+                        }
+                        None if if_exists => {}
+                        None => {
+                            return Err(Error::new(
+                                ErrorKind::UndefinedTable,
+                                format!("view \"{}\" does not exist", object_name(n)),
+                            ))
+                        }
+                    }
+                }
+                if ot == ObjectType::View {
+                    "DROP VIEW"
+                } else {
+                    "DROP MATERIALIZED VIEW"
+                }
             }
             ObjectType::Index => {
                 for n in names {
