@@ -405,7 +405,8 @@ fn plan_select(
     }
     let has_agg = items.iter().any(|(e, _)| contains_agg(e))
         || select.having.as_ref().is_some_and(contains_agg);
-    let grouped = has_agg || !group_by.is_empty();
+    // HAVING alone makes the whole input one group (`SELECT 1 HAVING false`: no row).
+    let grouped = has_agg || !group_by.is_empty() || select.having.is_some();
     let mut aggs = Vec::new();
     let mut outputs = Vec::new();
     let mut columns = Vec::new();
@@ -449,6 +450,12 @@ fn plan_select(
         Some(ast::Distinct::Distinct) => true,
         Some(_) => return Err(Error::unsupported("DISTINCT ON is not supported yet")),
     };
+    if distinct && order.iter().any(|(k, _, _)| matches!(k, SortKey::Expr(_))) {
+        return Err(Error::new(
+            ErrorKind::InvalidColumnReference,
+            "for SELECT DISTINCT, ORDER BY expressions must appear in select list",
+        ));
+    }
     Ok(SelectPlan {
         table,
         derived,

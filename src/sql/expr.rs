@@ -382,6 +382,24 @@ impl<'a> Binder<'a> {
                     SqlType::Text,
                 )
             }
+            Expr::Extract { field, expr, .. } => {
+                let (a, t) = self.bind(expr, None)?;
+                if !matches!(
+                    t,
+                    SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz | SqlType::Unknown
+                ) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function extract(unknown, {}) does not exist", t.name()),
+                    ));
+                }
+                let a = coerce_literal(a, SqlType::Timestamp)?;
+                let f = Scalar::Const(Datum::Text(field.to_string().to_lowercase()));
+                (
+                    Scalar::Func("extract".into(), vec![f, a], SqlType::Numeric),
+                    SqlType::Numeric,
+                )
+            }
             Expr::Trim { expr, .. } => {
                 let a = self.bind(expr, Some(SqlType::Text))?.0;
                 (
@@ -717,6 +735,7 @@ impl<'a> Binder<'a> {
             "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "ascii" => {
                 SqlType::Int4
             }
+            "date_part" => SqlType::Float8,
             "abs" | "sign" => {
                 if first == SqlType::Unknown {
                     SqlType::Float8
@@ -1671,6 +1690,38 @@ fn eval_func(
                 vals[0].clone()
             }
         }
+        "extract" | "date_part" => {
+            nargs(2)?;
+            let field = match &vals[0] {
+                Datum::Text(f) => f.to_lowercase(),
+                _ => return Err(Error::invalid_text("date_part: field must be text")),
+            };
+            let micros = match &vals[1] {
+                Datum::Date(d) => *d as i64 * 86_400_000_000,
+                Datum::Timestamp(t) | Datum::TimestampTz(t) => *t,
+                Datum::Text(s) => match crate::sql::types::parse_timestamp(s) {
+                    Some((t, off)) => t - off.unwrap_or(0) * 1_000_000,
+                    None => {
+                        return Err(Error::invalid_text(format!(
+                            "invalid input syntax for type timestamp: \"{s}\""
+                        )))
+                    }
+                },
+                other => {
+                    return Err(Error::mismatch(format!(
+                        "cannot extract from {}",
+                        other.natural_type().name()
+                    )))
+                }
+            };
+            let is_date = matches!(vals[1], Datum::Date(_));
+            let v = date_field(&field, micros, is_date)?;
+            if name == "date_part" {
+                Datum::Float(v.to_string().parse().unwrap_or(0.0))
+            } else {
+                Datum::Numeric(v)
+            }
+        }
         "md5" => Datum::Text(format!(
             "{:032x}",
             simple_hash128(text_arg(&vals, 0).unwrap_or_default().as_bytes())
@@ -1780,5 +1831,73 @@ mod tests {
         assert_eq!(e.sqlstate(), "22003");
         let e = arith_int(BinOp::Div, 1, 0, SqlType::Int4).unwrap_err();
         assert_eq!(e.sqlstate(), "22012");
+    }
+}
+
+/// One field of a date or timestamp (`micros` since 1970-01-01), as EXTRACT returns it.
+fn date_field(field: &str, micros: i64, is_date: bool) -> Result<rust_decimal::Decimal> {
+    use rust_decimal::Decimal;
+    let days = micros.div_euclid(86_400_000_000);
+    let in_day = micros.rem_euclid(86_400_000_000);
+    let (y, m, d) = crate::sql::types::civil_from_days(days);
+    let doy = days - crate::sql::types::days_from_civil(y, 1, 1) + 1;
+    let dow = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
+    let int = |v: i64| Ok(Decimal::from(v));
+    let time_field = |what: &str| -> Result<Decimal> {
+        if is_date {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("unit \"{what}\" not supported for type date"),
+            ));
+        }
+        Ok(Decimal::ZERO)
+    };
+    match field {
+        "year" | "years" => int(y),
+        "month" | "months" => int(m as i64),
+        "day" | "days" => int(d as i64),
+        "hour" | "hours" => time_field("hour").map(|_| Decimal::from(in_day / 3_600_000_000)),
+        "minute" | "minutes" => {
+            time_field("minute").map(|_| Decimal::from(in_day / 60_000_000 % 60))
+        }
+        "second" | "seconds" => time_field("second").map(|_| Decimal::new(in_day % 60_000_000, 6)),
+        "millisecond" | "milliseconds" => {
+            time_field("milliseconds").map(|_| Decimal::new(in_day % 60_000_000, 3))
+        }
+        "microsecond" | "microseconds" => {
+            time_field("microseconds").map(|_| Decimal::from(in_day % 60_000_000))
+        }
+        "dow" => int(dow),
+        "isodow" => int(if dow == 0 { 7 } else { dow }),
+        "doy" => int(doy),
+        "quarter" => int((m as i64 - 1) / 3 + 1),
+        "decade" => int(y.div_euclid(10)),
+        "century" => int(if y > 0 {
+            (y + 99) / 100
+        } else {
+            -((-y + 99) / 100)
+        }),
+        "millennium" => int(if y > 0 {
+            (y + 999) / 1000
+        } else {
+            -((-y + 999) / 1000)
+        }),
+        "week" => {
+            // ISO 8601 week: the week with the year's first Thursday is week 1.
+            let iso_dow = if dow == 0 { 7 } else { dow };
+            let thursday = days - iso_dow + 4;
+            let (ty, _, _) = crate::sql::types::civil_from_days(thursday);
+            let first = crate::sql::types::days_from_civil(ty, 1, 1);
+            int((thursday - first) / 7 + 1)
+        }
+        "epoch" => Ok(if is_date {
+            Decimal::from(micros / 1_000_000)
+        } else {
+            Decimal::new(micros, 6)
+        }),
+        other => Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!("unit \"{other}\" not recognized for type timestamp"),
+        )),
     }
 }
