@@ -1812,28 +1812,6 @@ fn simple_hash128(b: &[u8]) -> u128 {
     h
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_patterns() {
-        assert!(like("hello", "h%o", false));
-        assert!(like("hello", "_ello", false));
-        assert!(!like("hello", "H%", false));
-        assert!(like("hello", "H%", true));
-        assert!(like("50%", "50\\%", false));
-    }
-
-    #[test]
-    fn int4_overflow_is_an_error() {
-        let e = arith_int(BinOp::Add, i32::MAX as i64, 1, SqlType::Int4).unwrap_err();
-        assert_eq!(e.sqlstate(), "22003");
-        let e = arith_int(BinOp::Div, 1, 0, SqlType::Int4).unwrap_err();
-        assert_eq!(e.sqlstate(), "22012");
-    }
-}
-
 /// One field of a date or timestamp (`micros` since 1970-01-01), as EXTRACT returns it.
 fn date_field(field: &str, micros: i64, is_date: bool) -> Result<rust_decimal::Decimal> {
     use rust_decimal::Decimal;
@@ -1899,5 +1877,27 @@ fn date_field(field: &str, micros: i64, is_date: bool) -> Result<rust_decimal::D
             ErrorKind::InvalidParameterValue,
             format!("unit \"{other}\" not recognized for type timestamp"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("hello", "h%o", false));
+        assert!(like("hello", "_ello", false));
+        assert!(!like("hello", "H%", false));
+        assert!(like("hello", "H%", true));
+        assert!(like("50%", "50\\%", false));
+    }
+
+    #[test]
+    fn int4_overflow_is_an_error() {
+        let e = arith_int(BinOp::Add, i32::MAX as i64, 1, SqlType::Int4).unwrap_err();
+        assert_eq!(e.sqlstate(), "22003");
+        let e = arith_int(BinOp::Div, 1, 0, SqlType::Int4).unwrap_err();
+        assert_eq!(e.sqlstate(), "22012");
     }
 }
