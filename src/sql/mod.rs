@@ -9,7 +9,9 @@
 //! 3. [`session::Session`] handles transaction control and session variables, and runs
 //!    everything else in a transaction ([`crate::txn::Txn`]): the explicit one, or an
 //!    implicit one it commits and retries on 40001.
-//! 4. [`exec::Exec::run`] binds names against the cached [`catalog::Catalog`]
+//! 4. [`exec::Exec::run`] first rewrites CTEs into derived tables and runs uncorrelated
+//!    subqueries, putting their results back as parameters ([`rewrite`]); then it binds
+//!    names against the cached [`catalog::Catalog`]
 //!    ([`expr::Binder`] → [`expr::Scalar`]), picks an access path (primary key point
 //!    lookup, primary key span, secondary index lookup, or full scan of the table's
 //!    range), reads through the transaction (own writes overlaid on KV reads at the read
@@ -21,9 +23,12 @@
 //!
 //! # Implementation caveats
 //!
-//! - Single-table queries only (no joins, subqueries or set operations yet: issue 6).
+//! - Joins are nested loops; no correlated subqueries, window functions, arrays, JSONB or
+//!   intervals yet (issue 6). Views are stored queries (materialized ones too: always
+//!   fresh, nothing stored).
 //! - No `pg_catalog` / `information_schema` yet.
-//! - A multi-statement simple query runs each statement in its own implicit transaction.
+//! - A multi-statement simple query's statements outside BEGIN share one implicit
+//!   transaction, committed at the end of the string.
 
 pub mod catalog;
 pub mod exec;
