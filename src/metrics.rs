@@ -65,6 +65,10 @@ pub struct CoreMetrics {
     pub queued_requests: AtomicU64,
     /// Raft log entries dropped after the engine durably applied them.
     pub raft_log_truncated_entries: AtomicU64,
+    /// Implicit transactions the server retried itself after a 40001.
+    pub txn_retries: AtomicU64,
+    /// Transactions that committed (explicit and implicit, with writes or not).
+    pub txn_commits: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -132,6 +136,12 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
     for (i, c) in cores.iter().enumerate() {
         let _ = writeln!(out, "ranges{{core=\"{i}\"}} {}", c.ranges.load(Relaxed));
     }
+    out.push_str("# HELP sql_txn_retries_total Implicit transactions retried by the server after 40001.\n# TYPE sql_txn_retries_total counter\n");
+    let n: u64 = cores.iter().map(|c| c.txn_retries.load(Relaxed)).sum();
+    let _ = writeln!(out, "sql_txn_retries_total {n}");
+    out.push_str("# HELP sql_txn_commits_total Transactions committed.\n# TYPE sql_txn_commits_total counter\n");
+    let n: u64 = cores.iter().map(|c| c.txn_commits.load(Relaxed)).sum();
+    let _ = writeln!(out, "sql_txn_commits_total {n}");
     out.push_str("# HELP raft_log_truncated_entries_total Raft log entries dropped once durably applied.\n# TYPE raft_log_truncated_entries_total counter\n");
     for (i, c) in cores.iter().enumerate() {
         let _ = writeln!(

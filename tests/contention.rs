@@ -4,7 +4,8 @@
 //!
 //! Checked: no statement takes longer than `MAX_STATEMENT`; every second of the run
 //! commits something (throughput never drops to zero); the rows add up to exactly the
-//! increments acknowledged; and the retries per commit are printed.
+//! increments acknowledged; and the retries per commit (client and server side, from
+//! `sql_txn_retries_total`) are printed.
 
 mod common;
 
@@ -26,6 +27,23 @@ fn next_random(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// A counter from `/_status/vars`.
+fn metric(http: std::net::SocketAddr, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(http).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /_status/vars HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -129,9 +147,10 @@ fn sixty_four_sessions_on_ten_rows_keep_committing() {
         let commits: u64 = per_second.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         let slowest = *slowest.lock().unwrap();
         let retries = retries.load(Ordering::Relaxed);
+        let server_retries = metric(server.http_addr, "sql_txn_retries_total");
         eprintln!(
-            "contention: {commits} commits, {retries} client retries ({:.2} per commit), slowest statement {slowest:?}",
-            retries as f64 / commits.max(1) as f64
+            "contention: {commits} commits, {retries} client retries + {server_retries} server retries ({:.2} per commit), slowest statement {slowest:?}",
+            (retries + server_retries) as f64 / commits.max(1) as f64
         );
         assert_eq!(total as u64, increments.load(Ordering::SeqCst), "lost or phantom increments");
         assert!(slowest <= MAX_STATEMENT, "a statement took {slowest:?}");

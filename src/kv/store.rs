@@ -23,7 +23,7 @@ use crate::raftlog::DurableLog;
 use crate::txn::Hlc;
 
 /// How long a request waits for latched keys before giving up with a retryable error.
-const LATCH_WAIT: Duration = Duration::from_secs(10);
+const LATCH_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Store {
     pub core: usize,
@@ -328,9 +328,13 @@ impl Store {
                     return Err(refresh_failed());
                 }
             }
+            // A split fence waits for our own latches here: waiting for it would be a cycle.
             let fenced = reads.keys.iter().any(|k| replica.fenced(k))
                 || reads.spans.iter().any(|(s, e)| replica.fenced_span(s, e));
-            if other.is_none() && !fenced {
+            if fenced {
+                return Err(being_split());
+            }
+            if other.is_none() {
                 break;
             }
             if started.elapsed() > LATCH_WAIT {
@@ -493,7 +497,12 @@ impl Store {
     ) -> Result<()> {
         let started = Instant::now();
         // Latch every key, all or nothing, without holding some while waiting for others.
+        // A two-phase transaction holds latches on other ranges: it must not wait for a
+        // split fence (the split may be waiting for those latches).
         loop {
+            if durable && writes.iter().any(|w| replica.fenced(w.key())) {
+                return Err(being_split());
+            }
             let busy = {
                 let latches = replica.latches.borrow();
                 writes.iter().any(|w| {
@@ -939,6 +948,10 @@ fn mismatch(replica: &Replica) -> Error {
 
 /// How often (in 100 ms raft ticks) the raft logs are truncated.
 const TRUNCATE_EVERY_TICKS: u64 = 20;
+
+fn being_split() -> Error {
+    Error::retry("restart transaction: the range is being split")
+}
 
 fn refresh_failed() -> Error {
     Error::retry(

@@ -98,6 +98,9 @@ pub struct Session {
 
 const MAX_RETRIES: usize = 50;
 
+/// How long the server keeps retrying an implicit transaction before returning its 40001.
+const IMPLICIT_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// The savepoint of CockroachDB's client-side retry protocol.
 const RESTART_SAVEPOINT: &str = "cockroach_restart";
 
@@ -534,8 +537,10 @@ impl Session {
             self.txn = Some(txn);
             return r;
         }
-        // Implicit transaction: run and commit, retrying serialization failures.
+        // Implicit transaction: run and commit, retrying serialization failures for at most
+        // IMPLICIT_RETRY_BUDGET (then the client gets the 40001: no statement hangs).
         let mut attempt = 0;
+        let first_try = Instant::now();
         loop {
             let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.begin_txn();
@@ -552,8 +557,16 @@ impl Session {
                 Err(e) => Err(e),
             };
             match r {
-                Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
+                Err(e)
+                    if e.is_retryable()
+                        && attempt < MAX_RETRIES
+                        && first_try.elapsed() < IMPLICIT_RETRY_BUDGET =>
+                {
                     attempt += 1;
+                    self.ctx
+                        .metrics()
+                        .txn_retries
+                        .fetch_add(1, Ordering::Relaxed);
                     let backoff = std::time::Duration::from_micros(
                         100 * (1 << attempt.min(8)) + next_random() % 500,
                     );
@@ -1119,6 +1132,7 @@ async fn reads_by_range(
 /// transaction was applied; the commit is then regrouped by fresh descriptors and resent.
 pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
     if txn.writes.is_empty() {
+        ctx.metrics().txn_commits.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
     let mut attempts = 0;
@@ -1131,7 +1145,12 @@ pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
                 attempts += 1;
                 ctx.refresh_ranges().await?;
             }
-            r => return r,
+            r => {
+                if r.is_ok() {
+                    ctx.metrics().txn_commits.fetch_add(1, Ordering::Relaxed);
+                }
+                return r;
+            }
         }
     }
 }
