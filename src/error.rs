@@ -98,6 +98,8 @@ pub enum ErrorKind {
     /// gateway refreshes its range descriptors and resends. 40001 if it ever reaches a
     /// client.
     RangeKeyMismatch,
+    /// 42P20
+    Windowing,
     /// 25P01
     NoActiveSqlTransaction,
     /// 3B001
@@ -223,6 +225,7 @@ impl Error {
             InvalidRowCountInLimit => "2201W",
             InvalidRowCountInOffset => "2201X",
             NoActiveSqlTransaction => "25P01",
+            Windowing => "42P20",
             InvalidSavepoint => "3B001",
             Internal => "XX000",
         }

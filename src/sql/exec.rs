@@ -80,6 +80,8 @@ struct SelectPlan {
     values: Option<Vec<Vec<Scalar>>>,
     /// UNION / INTERSECT / EXCEPT of two plans (rows pass through, like VALUES).
     setop: Option<Box<SetOpPlan>>,
+    /// Window functions the outputs refer to (`Scalar::WindowRef`).
+    windows: Vec<crate::sql::expr::WindowCall>,
 }
 
 struct SetOpPlan {
@@ -408,10 +410,14 @@ fn plan_select(
     // HAVING alone makes the whole input one group (`SELECT 1 HAVING false`: no row).
     let grouped = has_agg || !group_by.is_empty() || select.having.is_some();
     let mut aggs = Vec::new();
+    let mut windows = Vec::new();
     let mut outputs = Vec::new();
     let mut columns = Vec::new();
     for (e, name) in &items {
         let mut b = Binder::new(&scope, params);
+        if !grouped {
+            b.windows = Some(&mut windows);
+        }
         if grouped {
             b.aggs = Some(&mut aggs);
             b.grouped = Some(grouped_cols.clone());
@@ -474,6 +480,7 @@ fn plan_select(
         offset: bind_opt(&offset, params)?,
         values: None,
         setop: None,
+        windows,
     })
 }
 
@@ -682,6 +689,7 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         offset: None,
         values: None,
         setop: None,
+        windows: Vec::new(),
     }
 }
 
@@ -780,10 +788,12 @@ fn contains_agg(e: &Expr) -> bool {
     match e {
         Expr::Function(f) => {
             let n = object_name(&f.name);
-            if matches!(
-                n.as_str(),
-                "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
-            ) {
+            if f.over.is_none()
+                && matches!(
+                    n.as_str(),
+                    "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
+                )
+            {
                 return true;
             }
             match &f.args {
@@ -1127,6 +1137,43 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
     Ok(())
 }
 
+/// Compares sort keys by `(descending, nulls first)` per key.
+fn cmp_sort_keys(a: &[Datum], b: &[Datum], dirs: &[(bool, bool)]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for (i, (desc, nulls_first)) in dirs.iter().enumerate() {
+        let (x, y) = (&a[i], &b[i]);
+        let o = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if *nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if *nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            _ => {
+                let o = x.order_cmp(y);
+                if *desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
 /// True when every output is a plain column (one of the first 64) and none is repeated.
 fn plain_columns(outputs: &[Scalar]) -> bool {
     let mut seen = 0u64;
@@ -1439,6 +1486,7 @@ impl<'a> Exec<'a> {
         let cx = EvalCtx {
             params,
             aggs: Vec::new(),
+            windows: Vec::new(),
             now_micros: (txn.read_ts.wall / 1000) as i64,
             txn_ts: txn.read_ts,
             database: database.to_string(),
@@ -2161,9 +2209,17 @@ impl<'a> Exec<'a> {
             // PERF: a projection of distinct plain columns moves them out of the input
             // row instead of cloning them (no copy of text values).
             let moves = plain_columns(&plan.outputs) && plan.order.is_empty();
+            let mut window_values = if plan.windows.is_empty() {
+                Vec::new()
+            } else {
+                self.compute_windows(&plan.windows, &input)?
+            };
             for (n, mut r) in input.into_iter().enumerate() {
                 if n % 1024 == 1023 {
                     self.pause().await?;
+                }
+                if let Some(w) = window_values.get_mut(n) {
+                    self.cx.windows = std::mem::take(w);
                 }
                 let out = if moves {
                     plan.outputs
@@ -2452,6 +2508,135 @@ impl<'a> Exec<'a> {
             }
         }
         Ok(kept)
+    }
+
+    /// The values of window calls for every input row: `[row][call]`.
+    fn compute_windows(
+        &self,
+        calls: &[crate::sql::expr::WindowCall],
+        rows: &[Vec<Datum>],
+    ) -> Result<Vec<Vec<Datum>>> {
+        use crate::sql::expr::{WindowFrame, WindowFunc};
+        let n = rows.len();
+        let mut out = vec![vec![Datum::Null; calls.len()]; n];
+        for (ci, call) in calls.iter().enumerate() {
+            let dirs: Vec<(bool, bool)> = call.order.iter().map(|(_, d, nf)| (*d, *nf)).collect();
+            let mut keyed = Vec::with_capacity(n);
+            for (i, r) in rows.iter().enumerate() {
+                let mut pk = Vec::new();
+                for p in &call.partition {
+                    encode_key_datum(&p.eval(r, &self.cx)?, &mut pk);
+                }
+                let mut ok = Vec::with_capacity(call.order.len());
+                for (e, _, _) in &call.order {
+                    ok.push(e.eval(r, &self.cx)?);
+                }
+                keyed.push((pk, ok, i));
+            }
+            keyed.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| cmp_sort_keys(&a.1, &b.1, &dirs))
+                    .then(a.2.cmp(&b.2))
+            });
+            let value = |j: usize, part: &[(Vec<u8>, Vec<Datum>, usize)]| -> Result<Datum> {
+                call.args[0].eval(&rows[part[j].2], &self.cx)
+            };
+            let mut start = 0;
+            while start < n {
+                let mut end = start + 1;
+                while end < n && keyed[end].0 == keyed[start].0 {
+                    end += 1;
+                }
+                let part = &keyed[start..end];
+                let m = part.len();
+                // Peer groups: [first, last] positions of rows equal in the ORDER BY.
+                let mut peer_end = vec![0; m];
+                let mut peer_start = vec![0; m];
+                let mut g = 0;
+                while g < m {
+                    let mut h = g + 1;
+                    while h < m && cmp_sort_keys(&part[h].1, &part[g].1, &dirs).is_eq() {
+                        h += 1;
+                    }
+                    for j in g..h {
+                        peer_start[j] = g;
+                        peer_end[j] = h - 1;
+                    }
+                    g = h;
+                }
+                let mut dense = 0i64;
+                let mut state = AggState::default();
+                let mut folded = 0; // rows folded into `state` so far
+                for j in 0..m {
+                    if peer_start[j] == j {
+                        dense += 1;
+                    }
+                    let v = match &call.func {
+                        WindowFunc::RowNumber => Datum::Int(j as i64 + 1),
+                        WindowFunc::Rank => Datum::Int(peer_start[j] as i64 + 1),
+                        WindowFunc::DenseRank => Datum::Int(dense),
+                        WindowFunc::PercentRank => Datum::Float(if m > 1 {
+                            peer_start[j] as f64 / (m - 1) as f64
+                        } else {
+                            0.0
+                        }),
+                        WindowFunc::CumeDist => Datum::Float((peer_end[j] + 1) as f64 / m as f64),
+                        WindowFunc::Lag | WindowFunc::Lead => {
+                            let r = &rows[part[j].2];
+                            let off = match call.args[1].eval(r, &self.cx)? {
+                                Datum::Int(o) => o,
+                                Datum::Null => 0,
+                                _ => {
+                                    return Err(Error::mismatch(
+                                        "lag/lead offset must be an integer",
+                                    ))
+                                }
+                            };
+                            let off = if matches!(call.func, WindowFunc::Lag) {
+                                -off
+                            } else {
+                                off
+                            };
+                            let target = j as i64 + off;
+                            if (0..m as i64).contains(&target) {
+                                value(target as usize, part)?
+                            } else {
+                                match call.args.get(2) {
+                                    Some(d) => d.eval(r, &self.cx)?,
+                                    None => Datum::Null,
+                                }
+                            }
+                        }
+                        WindowFunc::FirstValue => value(0, part)?,
+                        WindowFunc::LastValue => match call.frame {
+                            WindowFrame::Partition => value(m - 1, part)?,
+                            WindowFrame::RangeToCurrent => value(peer_end[j], part)?,
+                            WindowFrame::RowsToCurrent => value(j, part)?,
+                        },
+                        WindowFunc::Agg(agg) => {
+                            let upto = match call.frame {
+                                WindowFrame::Partition => m - 1,
+                                WindowFrame::RangeToCurrent => peer_end[j],
+                                WindowFrame::RowsToCurrent => j,
+                            };
+                            while folded <= upto {
+                                let r = &rows[part[folded].2];
+                                let v = match &agg.arg {
+                                    Some(a) => a.eval(r, &self.cx)?,
+                                    None => Datum::Null,
+                                };
+                                agg_update(agg, &mut state, v)?;
+                                folded += 1;
+                            }
+                            agg_final(agg, &state)?
+                        }
+                    };
+                    out[part[j].2][ci] = v;
+                }
+                start = end;
+            }
+        }
+        Ok(out)
     }
 
     /// Evaluates RETURNING (or any projection) over one row.

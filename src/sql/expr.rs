@@ -49,8 +49,48 @@ pub struct AggCall {
     pub arg_ty: SqlType,
 }
 
+/// A window function.
+#[derive(Clone, Debug)]
+pub enum WindowFunc {
+    RowNumber,
+    Rank,
+    DenseRank,
+    PercentRank,
+    CumeDist,
+    Lag,
+    Lead,
+    FirstValue,
+    LastValue,
+    Agg(AggCall),
+}
+
+/// Which rows of its partition a window function sees (always from the partition start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowFrame {
+    /// The whole partition (no ORDER BY, or `… AND UNBOUNDED FOLLOWING`).
+    Partition,
+    /// Up to the current row and its peers (the default with ORDER BY).
+    RangeToCurrent,
+    /// Up to the current row (`ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`).
+    RowsToCurrent,
+}
+
+/// One `f(…) OVER (PARTITION BY … ORDER BY …)` of a query.
+#[derive(Clone, Debug)]
+pub struct WindowCall {
+    pub func: WindowFunc,
+    /// lag/lead: value, offset, default; first_value/last_value: value.
+    pub args: Vec<Scalar>,
+    pub partition: Vec<Scalar>,
+    /// (key, descending, nulls first)
+    pub order: Vec<(Scalar, bool, bool)>,
+    pub frame: WindowFrame,
+}
+
 #[derive(Clone, Debug)]
 pub enum Scalar {
+    /// The value of window call `i` for the current row.
+    WindowRef(usize),
     Const(Datum),
     Param(usize),
     Column(usize),
@@ -89,6 +129,8 @@ pub struct Binder<'a> {
     pub columns: &'a [ScopeColumn],
     pub params: &'a mut Vec<SqlType>,
     pub aggs: Option<&'a mut Vec<AggCall>>,
+    /// Where window functions go (`None`: not allowed here).
+    pub windows: Option<&'a mut Vec<WindowCall>>,
     /// When grouping: the input columns that are grouped (others may only appear in
     /// aggregates).
     pub grouped: Option<Vec<usize>>,
@@ -131,6 +173,7 @@ impl<'a> Binder<'a> {
             columns,
             params,
             aggs: None,
+            windows: None,
             grouped: None,
             group_exprs: Vec::new(),
             in_agg: false,
@@ -609,6 +652,220 @@ impl<'a> Binder<'a> {
         ))
     }
 
+    /// Binds an aggregate call's argument and picks its function and result type.
+    fn bind_agg_call(
+        &mut self,
+        name: &str,
+        args: &[Expr],
+        star: bool,
+        distinct: bool,
+    ) -> Result<AggCall> {
+        let (func, arg, arg_ty) = if name == "count" && (star || args.is_empty()) {
+            (AggFunc::CountStar, None, SqlType::Int8)
+        } else {
+            if args.len() != 1 {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("function {name} takes one argument"),
+                ));
+            }
+            self.in_agg = true;
+            let bound = self.bind(&args[0], None);
+            self.in_agg = false;
+            let (s, t) = bound?;
+            let func = match name {
+                "count" => AggFunc::Count,
+                "sum" => AggFunc::Sum,
+                "min" => AggFunc::Min,
+                "max" => AggFunc::Max,
+                "avg" => AggFunc::Avg,
+                "bool_and" | "every" => AggFunc::BoolAnd,
+                _ => AggFunc::BoolOr,
+            };
+            (func, Some(s), t)
+        };
+        let ty = match func {
+            AggFunc::Count | AggFunc::CountStar => SqlType::Int8,
+            AggFunc::Sum => match arg_ty {
+                SqlType::Int2 | SqlType::Int4 => SqlType::Int8,
+                SqlType::Int8 | SqlType::Numeric => SqlType::Numeric,
+                SqlType::Float4 | SqlType::Float8 => SqlType::Float8,
+                SqlType::Unknown => SqlType::Numeric,
+                t => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function sum({}) does not exist", t.name()),
+                    ))
+                }
+            },
+            AggFunc::Avg => match arg_ty {
+                SqlType::Float4 | SqlType::Float8 => SqlType::Float8,
+                t if t.is_numeric_family() || t == SqlType::Unknown => SqlType::Numeric,
+                t => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function avg({}) does not exist", t.name()),
+                    ))
+                }
+            },
+            AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
+            AggFunc::Min | AggFunc::Max => {
+                if arg_ty == SqlType::Unknown {
+                    SqlType::Text
+                } else {
+                    arg_ty
+                }
+            }
+        };
+        Ok(AggCall {
+            func,
+            arg,
+            distinct,
+            ty,
+            arg_ty,
+        })
+    }
+
+    /// Binds `name(args) OVER (…)`.
+    fn bind_window(
+        &mut self,
+        name: &str,
+        args: &[Expr],
+        star: bool,
+        distinct: bool,
+        over: &ast::WindowType,
+    ) -> Result<(Scalar, SqlType)> {
+        if self.windows.is_none() {
+            return Err(Error::new(
+                ErrorKind::Windowing,
+                format!("window functions are not allowed here ({name})"),
+            ));
+        }
+        if self.grouped.is_some() {
+            return Err(Error::unsupported(
+                "window functions in a query with GROUP BY or aggregates",
+            ));
+        }
+        let spec = match over {
+            ast::WindowType::WindowSpec(s) if s.window_name.is_none() => s,
+            _ => return Err(Error::unsupported("named windows")),
+        };
+        let mut partition = Vec::new();
+        for e in &spec.partition_by {
+            partition.push(self.bind(e, None)?.0);
+        }
+        let mut order = Vec::new();
+        for o in &spec.order_by {
+            let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+            let nulls_first = o.options.nulls_first.unwrap_or(desc);
+            order.push((self.bind(&o.expr, None)?.0, desc, nulls_first));
+        }
+        let frame = match &spec.window_frame {
+            None if order.is_empty() => WindowFrame::Partition,
+            None => WindowFrame::RangeToCurrent,
+            Some(f) => {
+                let unbounded_start =
+                    matches!(f.start_bound, ast::WindowFrameBound::Preceding(None));
+                match (&f.units, unbounded_start, &f.end_bound) {
+                    (_, true, Some(ast::WindowFrameBound::Following(None))) => WindowFrame::Partition,
+                    (ast::WindowFrameUnits::Rows, true, None | Some(ast::WindowFrameBound::CurrentRow)) => {
+                        WindowFrame::RowsToCurrent
+                    }
+                    (ast::WindowFrameUnits::Range, true, None | Some(ast::WindowFrameBound::CurrentRow)) => {
+                        if order.is_empty() {
+                            WindowFrame::Partition
+                        } else {
+                            WindowFrame::RangeToCurrent
+                        }
+                    }
+                    _ => {
+                        return Err(Error::unsupported(
+                            "window frames other than from UNBOUNDED PRECEDING to CURRENT ROW or UNBOUNDED FOLLOWING",
+                        ))
+                    }
+                }
+            }
+        };
+        let nargs = |n: std::ops::RangeInclusive<usize>| -> Result<()> {
+            if n.contains(&args.len()) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("function {name} does not take {} arguments", args.len()),
+                ))
+            }
+        };
+        let mut bound = Vec::new();
+        let (func, ty) = match name {
+            "row_number" | "rank" | "dense_rank" | "percent_rank" | "cume_dist" => {
+                nargs(0..=0)?;
+                match name {
+                    "row_number" => (WindowFunc::RowNumber, SqlType::Int8),
+                    "rank" => (WindowFunc::Rank, SqlType::Int8),
+                    "dense_rank" => (WindowFunc::DenseRank, SqlType::Int8),
+                    "percent_rank" => (WindowFunc::PercentRank, SqlType::Float8),
+                    _ => (WindowFunc::CumeDist, SqlType::Float8),
+                }
+            }
+            "lag" | "lead" => {
+                nargs(1..=3)?;
+                let (v, t) = self.bind(&args[0], None)?;
+                bound.push(v);
+                if let Some(o) = args.get(1) {
+                    bound.push(self.bind(o, Some(SqlType::Int8))?.0);
+                } else {
+                    bound.push(Scalar::Const(Datum::Int(1)));
+                }
+                if let Some(d) = args.get(2) {
+                    bound.push(coerce_literal(self.bind(d, Some(t))?.0, t)?);
+                }
+                let f = if name == "lag" {
+                    WindowFunc::Lag
+                } else {
+                    WindowFunc::Lead
+                };
+                (f, t)
+            }
+            "first_value" | "last_value" => {
+                nargs(1..=1)?;
+                let (v, t) = self.bind(&args[0], None)?;
+                bound.push(v);
+                let f = if name == "first_value" {
+                    WindowFunc::FirstValue
+                } else {
+                    WindowFunc::LastValue
+                };
+                (f, t)
+            }
+            n if is_agg_name(n) => {
+                if distinct {
+                    return Err(Error::unsupported(
+                        "DISTINCT is not implemented for window functions",
+                    ));
+                }
+                let call = self.bind_agg_call(n, args, star, false)?;
+                let ty = call.ty;
+                (WindowFunc::Agg(call), ty)
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("window function {other} does not exist"),
+                ))
+            }
+        };
+        let windows = self.windows.as_mut().unwrap();
+        windows.push(WindowCall {
+            func,
+            args: bound,
+            partition,
+            order,
+            frame,
+        });
+        Ok((Scalar::WindowRef(windows.len() - 1), ty))
+    }
+
     fn bind_function(&mut self, f: &ast::Function) -> Result<(Scalar, SqlType)> {
         let name = object_name(&f.name);
         let (args, distinct, star) = match &f.args {
@@ -639,6 +896,9 @@ impl<'a> Binder<'a> {
                 return Err(Error::unsupported("subquery arguments"))
             }
         };
+        if let Some(over) = &f.over {
+            return self.bind_window(&name, &args, star, distinct, over);
+        }
         if is_agg_name(&name) {
             if self.in_agg {
                 return Err(Error::new(
@@ -652,71 +912,10 @@ impl<'a> Binder<'a> {
                     format!("aggregate functions are not allowed here ({name})"),
                 ));
             }
-            let (func, arg, arg_ty) = if name == "count" && (star || args.is_empty()) {
-                (AggFunc::CountStar, None, SqlType::Int8)
-            } else {
-                if args.len() != 1 {
-                    return Err(Error::new(
-                        ErrorKind::UndefinedFunction,
-                        format!("function {name} takes one argument"),
-                    ));
-                }
-                self.in_agg = true;
-                let bound = self.bind(&args[0], None);
-                self.in_agg = false;
-                let (s, t) = bound?;
-                let func = match name.as_str() {
-                    "count" => AggFunc::Count,
-                    "sum" => AggFunc::Sum,
-                    "min" => AggFunc::Min,
-                    "max" => AggFunc::Max,
-                    "avg" => AggFunc::Avg,
-                    "bool_and" | "every" => AggFunc::BoolAnd,
-                    _ => AggFunc::BoolOr,
-                };
-                (func, Some(s), t)
-            };
-            let ty = match func {
-                AggFunc::Count | AggFunc::CountStar => SqlType::Int8,
-                AggFunc::Sum => match arg_ty {
-                    SqlType::Int2 | SqlType::Int4 => SqlType::Int8,
-                    SqlType::Int8 | SqlType::Numeric => SqlType::Numeric,
-                    SqlType::Float4 | SqlType::Float8 => SqlType::Float8,
-                    SqlType::Unknown => SqlType::Numeric,
-                    t => {
-                        return Err(Error::new(
-                            ErrorKind::UndefinedFunction,
-                            format!("function sum({}) does not exist", t.name()),
-                        ))
-                    }
-                },
-                AggFunc::Avg => match arg_ty {
-                    SqlType::Float4 | SqlType::Float8 => SqlType::Float8,
-                    t if t.is_numeric_family() || t == SqlType::Unknown => SqlType::Numeric,
-                    t => {
-                        return Err(Error::new(
-                            ErrorKind::UndefinedFunction,
-                            format!("function avg({}) does not exist", t.name()),
-                        ))
-                    }
-                },
-                AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
-                AggFunc::Min | AggFunc::Max => {
-                    if arg_ty == SqlType::Unknown {
-                        SqlType::Text
-                    } else {
-                        arg_ty
-                    }
-                }
-            };
+            let call = self.bind_agg_call(&name, &args, star, distinct)?;
+            let ty = call.ty;
             let aggs = self.aggs.as_mut().unwrap();
-            aggs.push(AggCall {
-                func,
-                arg,
-                distinct,
-                ty,
-                arg_ty,
-            });
+            aggs.push(call);
             return Ok((Scalar::AggRef(aggs.len() - 1), ty));
         }
         let mut bound = Vec::with_capacity(args.len());
@@ -986,6 +1185,8 @@ pub fn sql_type(dt: &ast::DataType) -> Result<SqlType> {
 pub struct EvalCtx {
     pub params: Vec<Datum>,
     pub aggs: Vec<Datum>,
+    /// The current row's window function values.
+    pub windows: Vec<Datum>,
     /// The statement's timestamp in micros (now()).
     pub now_micros: i64,
     /// The transaction's timestamp (cluster_logical_timestamp()).
@@ -1163,6 +1364,7 @@ impl Scalar {
                 .ok_or_else(|| Error::protocol(format!("there is no parameter ${}", i + 1)))?,
             Scalar::Column(i) => row.get(*i).cloned().unwrap_or(Datum::Null),
             Scalar::AggRef(i) => cx.aggs.get(*i).cloned().unwrap_or(Datum::Null),
+            Scalar::WindowRef(i) => cx.windows.get(*i).cloned().unwrap_or(Datum::Null),
             Scalar::Binary(op, l, r, ty) => {
                 let a = l.eval(row, cx)?;
                 match op {
