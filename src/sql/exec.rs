@@ -82,6 +82,8 @@ struct SelectPlan {
     setop: Option<Box<SetOpPlan>>,
     /// Window functions the outputs refer to (`Scalar::WindowRef`).
     windows: Vec<crate::sql::expr::WindowCall>,
+    /// `generate_series(start, stop[, step])`: its rows are the input.
+    series: Option<Vec<Scalar>>,
 }
 
 struct SetOpPlan {
@@ -481,6 +483,7 @@ fn plan_select(
         values: None,
         setop: None,
         windows,
+        series: None,
     })
 }
 
@@ -520,6 +523,69 @@ fn plan_relation(
     params: &mut Vec<SqlType>,
 ) -> Result<(JoinInput, Vec<ScopeColumn>)> {
     match rel {
+        TableFactor::Table {
+            name,
+            alias,
+            args: Some(fargs),
+            ..
+        } if object_name(name) == "generate_series" => {
+            let mut bound = Vec::new();
+            let mut ty = SqlType::Int8;
+            for a in &fargs.args {
+                let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a else {
+                    return Err(Error::unsupported("generate_series arguments"));
+                };
+                let (s, t) = Binder::new(&[], params).bind(e, Some(SqlType::Int8))?;
+                if !(t.is_numeric_family() || t == SqlType::Unknown) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function generate_series({}) does not exist", t.name()),
+                    ));
+                }
+                if t == SqlType::Numeric {
+                    ty = SqlType::Numeric;
+                } else if t == SqlType::Int4 && bound.is_empty() {
+                    ty = SqlType::Int4;
+                } else if t == SqlType::Int8 {
+                    ty = SqlType::Int8;
+                }
+                bound.push(s);
+            }
+            if !(2..=3).contains(&bound.len()) {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    "function generate_series takes 2 or 3 arguments",
+                ));
+            }
+            // A scalar function's alias names its column: `generate_series(1, 3) AS g`.
+            let col = alias
+                .as_ref()
+                .map(|a| match a.columns.first() {
+                    Some(c) => ident_name(&c.name),
+                    None => ident_name(&a.name),
+                })
+                .unwrap_or_else(|| "generate_series".into());
+            let mut plan = empty_plan(vec![Column {
+                name: col.clone(),
+                ty,
+            }]);
+            plan.series = Some(bound);
+            let table = alias.as_ref().map(|a| ident_name(&a.name));
+            let scope = vec![ScopeColumn {
+                hidden: false,
+                table: Some(table.unwrap_or_else(|| "generate_series".into())),
+                name: col,
+                ty,
+            }];
+            Ok((
+                JoinInput {
+                    width: 1,
+                    table: None,
+                    derived: Some(Box::new(plan)),
+                },
+                scope,
+            ))
+        }
         TableFactor::Table { name, alias, .. } => {
             let t = lookup_relation(cat, db_id, name)?;
             if let Some(sql) = &t.view {
@@ -690,6 +756,7 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         values: None,
         setop: None,
         windows: Vec::new(),
+        series: None,
     }
 }
 
@@ -2073,7 +2140,43 @@ impl<'a> Exec<'a> {
 
     async fn run_plan(&mut self, plan: &SelectPlan) -> Result<Vec<Vec<Datum>>> {
         // Input rows.
-        let input: Vec<Vec<Datum>> = if let Some(values) = &plan.values {
+        let input: Vec<Vec<Datum>> = if let Some(args) = &plan.series {
+            let ty = plan.columns[0].ty;
+            let mut vals = Vec::with_capacity(3);
+            for a in args {
+                vals.push(a.eval(&[], &self.cx)?.cast(SqlType::Numeric)?);
+            }
+            let num = |d: &Datum| match d {
+                Datum::Numeric(n) => Some(*n),
+                _ => None,
+            };
+            let (Some(start), Some(stop)) = (num(&vals[0]), num(&vals[1])) else {
+                return Ok(Vec::new());
+            };
+            let step = match vals.get(2) {
+                Some(d) => match num(d) {
+                    Some(s) => s,
+                    None => return Ok(Vec::new()),
+                },
+                None => rust_decimal::Decimal::ONE,
+            };
+            if step.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "step size cannot equal zero",
+                ));
+            }
+            let mut rows = Vec::new();
+            let mut v = start;
+            while (step.is_sign_positive() && v <= stop) || (step.is_sign_negative() && v >= stop) {
+                if rows.len() % 4096 == 4095 {
+                    self.check_cancel()?;
+                }
+                rows.push(vec![Datum::Numeric(v).cast(ty)?]);
+                v += step;
+            }
+            rows
+        } else if let Some(values) = &plan.values {
             let mut rows = Vec::new();
             for r in values {
                 let mut out = Vec::new();
@@ -2145,7 +2248,7 @@ impl<'a> Exec<'a> {
         self.check_cancel()?;
         // (output row, sort keys)
         let mut produced: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
-        if plan.values.is_some() || plan.setop.is_some() {
+        if plan.values.is_some() || plan.setop.is_some() || plan.series.is_some() {
             for (n, r) in input.into_iter().enumerate() {
                 if n % 1024 == 1023 {
                     self.pause().await?;
