@@ -908,6 +908,10 @@ pub fn describe(
     Ok(match stmt {
         Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
         Statement::Insert(ins) if marked(ins, SPLIT_MARKER) => Some(split_at_columns()),
+        Statement::Explain { .. } => Some(vec![Column {
+            name: "info".into(),
+            ty: SqlType::Text,
+        }]),
         Statement::Insert(ins) => {
             let ast::TableObject::TableName(name) = &ins.table else {
                 return Err(Error::unsupported("INSERT into a table function"));
@@ -1722,6 +1726,9 @@ impl<'a> Exec<'a> {
             Statement::Delete(d) => self.delete(d).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::Explain {
+                statement, analyze, ..
+            } => self.explain(statement, *analyze).await,
             Statement::RefreshMaterializedView(r) => {
                 // Materialized views are always fresh here: nothing to refresh.
                 let _ = lookup_relation(self.cat, self.db_id, &r.name)?;
@@ -2740,6 +2747,122 @@ impl<'a> Exec<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// `EXPLAIN [ANALYZE] <query>`: the plan as lines of text (`info`); with ANALYZE the
+    /// query runs and the rows and time are added.
+    async fn explain(
+        &mut self,
+        stmt: &Statement,
+        analyze: bool,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let Statement::Query(q) = stmt else {
+            return Err(Error::unsupported(
+                "EXPLAIN of statements other than queries",
+            ));
+        };
+        let mut q = (**q).clone();
+        let base = self.cx.params.len();
+        if rewrite::needs_rewrite(&q) {
+            self.inline_subqueries(&mut q).await?;
+        }
+        let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let plan = plan_select(self.cat, self.db_id, &q, &mut ptypes)?;
+        let mut lines = Vec::new();
+        self.explain_plan(&plan, 0, &mut lines);
+        if analyze {
+            let started = std::time::Instant::now();
+            let rows = self.run_plan(&plan).await?;
+            lines.push(format!(
+                "rows: {}, execution time: {:.3} ms",
+                rows.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            ));
+        }
+        self.cx.params.truncate(base);
+        let n = lines.len();
+        Ok((
+            Outcome::Rows {
+                rows: lines.into_iter().map(|l| vec![Datum::Text(l)]).collect(),
+                tag: format!("SELECT {n}"),
+                suspended: false,
+            },
+            Some(vec![Column {
+                name: "info".into(),
+                ty: SqlType::Text,
+            }]),
+        ))
+    }
+
+    fn explain_plan(&self, plan: &SelectPlan, depth: usize, out: &mut Vec<String>) {
+        let pad = "  ".repeat(depth);
+        let cols: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
+        out.push(format!("{pad}• project ({})", cols.join(", ")));
+        let pad = "  ".repeat(depth + 1);
+        if plan.limit.is_some() || plan.offset.is_some() {
+            out.push(format!("{pad}limit/offset"));
+        }
+        if !plan.order.is_empty() {
+            out.push(format!("{pad}sort ({} keys)", plan.order.len()));
+        }
+        if plan.distinct {
+            out.push(format!("{pad}distinct"));
+        }
+        if !plan.windows.is_empty() {
+            out.push(format!("{pad}window ({} functions)", plan.windows.len()));
+        }
+        if plan.grouped {
+            out.push(format!(
+                "{pad}group ({} keys, {} aggregates)",
+                plan.group_by.len(),
+                plan.aggs.len()
+            ));
+        }
+        if plan.filter.is_some() {
+            out.push(format!("{pad}filter"));
+        }
+        if let Some(t) = &plan.table {
+            let access = match self.choose_access(t, plan.filter.as_ref()) {
+                Access::Point(_) => "primary key point lookup".to_string(),
+                Access::Points(v) => format!("primary key lookups ({} keys)", v.len()),
+                Access::Span(..) => "primary key span scan".to_string(),
+                Access::Index(i, _) => format!("index {} lookup", i.name),
+                Access::Full => "full scan".to_string(),
+            };
+            let ranges = self.ctx.ranges.borrow().table_ranges(t.id).len();
+            out.push(format!(
+                "{pad}scan {}: {access} ({ranges} range{})",
+                t.name,
+                if ranges == 1 { "" } else { "s" }
+            ));
+        } else if let Some(inner) = &plan.derived {
+            out.push(format!("{pad}subquery"));
+            self.explain_plan(inner, depth + 2, out);
+        } else if let Some(join) = &plan.join {
+            out.push(format!(
+                "{pad}nested loop join ({} inputs)",
+                join.inputs.len()
+            ));
+            for input in &join.inputs {
+                if let Some(t) = &input.table {
+                    out.push(format!("{pad}  scan {}", t.name));
+                } else if let Some(d) = &input.derived {
+                    self.explain_plan(d, depth + 2, out);
+                }
+            }
+        } else if let Some(so) = &plan.setop {
+            out.push(format!(
+                "{pad}{}{}",
+                so.op,
+                if so.all { " ALL" } else { "" }
+            ));
+            self.explain_plan(&so.left, depth + 2, out);
+            self.explain_plan(&so.right, depth + 2, out);
+        } else if plan.values.is_some() {
+            out.push(format!("{pad}values"));
+        } else if plan.series.is_some() {
+            out.push(format!("{pad}generate_series"));
+        }
     }
 
     /// Evaluates RETURNING (or any projection) over one row.
