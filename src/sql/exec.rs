@@ -1166,6 +1166,14 @@ fn combine_set_op(
     }
 }
 
+/// True for a subquery's error that means it names something of the outer query.
+fn is_outer_reference_error(e: &Error) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::UndefinedColumn | ErrorKind::UndefinedTable
+    )
+}
+
 /// The type of a subquery's only column (42601 when it has several).
 fn one_column(cols: &[Column]) -> Result<SqlType> {
     match cols {
@@ -1538,6 +1546,17 @@ pub struct Exec<'a> {
     txn: &'a mut Txn,
     cx: EvalCtx,
     cancel: &'a AtomicBool,
+    /// Correlated subqueries of the running statement: each fills one parameter slot,
+    /// recomputed for every row its WHERE filters.
+    correlated: Vec<Correlated>,
+}
+
+/// A correlated subquery in a WHERE clause and the parameter slot it fills.
+struct Correlated {
+    slot: usize,
+    /// `Some(negated)` for EXISTS, `None` for a scalar subquery.
+    exists: Option<bool>,
+    query: ast::Query,
 }
 
 impl<'a> Exec<'a> {
@@ -1572,6 +1591,7 @@ impl<'a> Exec<'a> {
             txn,
             cx,
             cancel,
+            correlated: Vec::new(),
         }
     }
 
@@ -1626,6 +1646,7 @@ impl<'a> Exec<'a> {
             // CTEs and subqueries in expressions: rewrite, run the subqueries, then the
             // statement (not through the plan cache: the rewrite differs per run).
             let base = self.cx.params.len();
+            let corr_base = self.correlated.len();
             let mut s = stmt.clone();
             let saved = self.plan_cache.take();
             let r = match self.inline_subqueries(&mut s).await {
@@ -1634,6 +1655,7 @@ impl<'a> Exec<'a> {
             };
             self.plan_cache = saved;
             self.cx.params.truncate(base);
+            self.correlated.truncate(corr_base);
             return r;
         }
         self.run_plain(stmt).await
@@ -1648,7 +1670,16 @@ impl<'a> Exec<'a> {
         for e in extracted {
             let rep = match e {
                 Extracted::Scalar(q) => {
-                    let (rows, cols) = self.subquery_rows(*q).await?;
+                    let (rows, cols) = match self.subquery_rows_raw((*q).clone()).await {
+                        Ok(r) => r,
+                        Err(e) if is_outer_reference_error(&e) => {
+                            reps.push(Some(Replacement::Value(Box::new(
+                                self.correlated_slot(*q, None),
+                            ))));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let ty = one_column(&cols)?;
                     if rows.len() > 1 {
                         return Err(Error::new(
@@ -1676,7 +1707,16 @@ impl<'a> Exec<'a> {
                     Replacement::List(list)
                 }
                 Extracted::Exists(q, negated) => {
-                    let (rows, _) = self.subquery_rows(*q).await?;
+                    let (rows, _) = match self.subquery_rows_raw((*q).clone()).await {
+                        Ok(r) => r,
+                        Err(e) if is_outer_reference_error(&e) => {
+                            reps.push(Some(Replacement::Value(Box::new(
+                                self.correlated_slot(*q, Some(negated)),
+                            ))));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     Replacement::Value(Box::new(Expr::Value(
                         ast::Value::Boolean(rows.is_empty() == negated).into(),
                     )))
@@ -1689,15 +1729,193 @@ impl<'a> Exec<'a> {
     }
 
     /// Runs a subquery on its own (after inlining its own subqueries).
-    async fn subquery_rows(&mut self, mut q: ast::Query) -> Result<(Vec<Vec<Datum>>, Vec<Column>)> {
+    async fn subquery_rows(&mut self, q: ast::Query) -> Result<(Vec<Vec<Datum>>, Vec<Column>)> {
+        self.subquery_rows_raw(q)
+            .await
+            .map_err(rewrite::subquery_error)
+    }
+
+    async fn subquery_rows_raw(
+        &mut self,
+        mut q: ast::Query,
+    ) -> Result<(Vec<Vec<Datum>>, Vec<Column>)> {
         Box::pin(self.inline_subqueries(&mut q)).await?;
         let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
-        let plan =
-            plan_select(self.cat, self.db_id, &q, &mut ptypes).map_err(rewrite::subquery_error)?;
-        let rows = Box::pin(self.run_plan(&plan))
-            .await
-            .map_err(rewrite::subquery_error)?;
+        let plan = plan_select(self.cat, self.db_id, &q, &mut ptypes)?;
+        self.check_correlated_use(&plan)?;
+        let rows = Box::pin(self.run_plan(&plan)).await?;
         Ok((rows, plan.columns))
+    }
+
+    /// Reserves a parameter slot for a correlated subquery (filled per row) and returns
+    /// its placeholder.
+    fn correlated_slot(&mut self, query: ast::Query, exists: Option<bool>) -> Expr {
+        self.cx.params.push(Datum::Null);
+        let slot = self.cx.params.len() - 1;
+        self.correlated.push(Correlated {
+            slot,
+            exists,
+            query,
+        });
+        Expr::Value(ast::Value::Placeholder(format!("${}", slot + 1)).into())
+    }
+
+    /// The correlated subqueries (indexes into `self.correlated`) `plan`'s filter reads.
+    fn correlated_in_filter(&self, plan: &SelectPlan) -> Vec<usize> {
+        self.correlated_in(plan.filter.as_ref())
+    }
+
+    /// The correlated subqueries (indexes into `self.correlated`) `filter` reads.
+    fn correlated_in(&self, filter: Option<&Scalar>) -> Vec<usize> {
+        if self.correlated.is_empty() {
+            return Vec::new();
+        }
+        let mut ps = Vec::new();
+        if let Some(f) = filter {
+            f.params(&mut ps);
+        }
+        self.correlated
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| ps.contains(&c.slot))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Fails when a correlated slot is read anywhere but a WHERE clause.
+    fn check_correlated_use(&self, plan: &SelectPlan) -> Result<()> {
+        if self.correlated.is_empty() {
+            return Ok(());
+        }
+        let mut ps = Vec::new();
+        for s in plan
+            .outputs
+            .iter()
+            .chain(&plan.group_by)
+            .chain(plan.having.iter())
+        {
+            s.params(&mut ps);
+        }
+        for (k, _, _) in &plan.order {
+            if let SortKey::Expr(s) = k {
+                s.params(&mut ps);
+            }
+        }
+        for a in &plan.aggs {
+            if let Some(s) = &a.arg {
+                s.params(&mut ps);
+            }
+        }
+        if self.correlated.iter().any(|c| ps.contains(&c.slot)) {
+            return Err(Error::unsupported(
+                "correlated subqueries are only supported in WHERE clauses",
+            ));
+        }
+        if let Some(d) = &plan.derived {
+            self.check_correlated_use(d)?;
+        }
+        if let Some(j) = &plan.join {
+            for d in j.inputs.iter().filter_map(|i| i.derived.as_ref()) {
+                self.check_correlated_use(d)?;
+            }
+        }
+        if let Some(so) = &plan.setop {
+            self.check_correlated_use(&so.left)?;
+            self.check_correlated_use(&so.right)?;
+        }
+        Ok(())
+    }
+
+    /// Filters the rows of `plan`'s input by its WHERE, running its correlated subqueries
+    /// for each row.
+    async fn filter_rows_plan(
+        &mut self,
+        plan: &SelectPlan,
+        rows: Vec<Vec<Datum>>,
+    ) -> Result<Vec<Vec<Datum>>> {
+        self.filter_rows_scoped(plan.filter.as_ref(), &plan.scope, rows)
+            .await
+    }
+
+    /// Like [`Self::filter_rows`], running correlated subqueries per row against `scope`.
+    async fn filter_rows_scoped(
+        &mut self,
+        filter: Option<&Scalar>,
+        scope: &[ScopeColumn],
+        rows: Vec<Vec<Datum>>,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let corr = self.correlated_in(filter);
+        if corr.is_empty() {
+            return self.filter_rows(filter, rows).await;
+        }
+        let Some(f) = filter else {
+            return Ok(rows);
+        };
+        let mut kept = Vec::with_capacity(rows.len());
+        for r in rows {
+            self.check_cancel()?;
+            for &i in &corr {
+                let v = Box::pin(self.run_correlated(i, scope, &r)).await?;
+                let slot = self.correlated[i].slot;
+                self.cx.params[slot] = v;
+            }
+            if f.eval_bool(&r, &self.cx)? {
+                kept.push(r);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Runs correlated subquery `i` for one outer row: its references to the outer scope
+    /// become that row's values.
+    async fn run_correlated(
+        &mut self,
+        i: usize,
+        outer: &[ScopeColumn],
+        row: &[Datum],
+    ) -> Result<Datum> {
+        let mut q = self.correlated[i].query.clone();
+        let exists = self.correlated[i].exists;
+        let inner: Vec<ScopeColumn> = match q.body.as_ref() {
+            SetExpr::Select(s) => {
+                let mut ptypes: Vec<SqlType> =
+                    self.cx.params.iter().map(|d| d.natural_type()).collect();
+                plan_from(self.cat, self.db_id, &s.from, &mut ptypes)?.3
+            }
+            _ => {
+                return Err(Error::unsupported(
+                    "correlated subqueries other than a plain SELECT",
+                ))
+            }
+        };
+        let base = self.cx.params.len();
+        let corr_base = self.correlated.len();
+        let mut values = Vec::new();
+        rewrite::bind_outer_refs(&mut q, &inner, outer, &mut |col| {
+            values.push(row[col].clone());
+            base + values.len()
+        });
+        self.cx.params.extend(values);
+        let r = self.subquery_rows(q).await;
+        self.cx.params.truncate(base);
+        self.correlated.truncate(corr_base);
+        let (rows, cols) = r?;
+        Ok(match exists {
+            Some(negated) => Datum::Bool(rows.is_empty() == negated),
+            None => {
+                one_column(&cols)?;
+                if rows.len() > 1 {
+                    return Err(Error::new(
+                        ErrorKind::Cardinality,
+                        "more than one row returned by a subquery used as an expression",
+                    ));
+                }
+                rows.into_iter()
+                    .next()
+                    .and_then(|r| r.into_iter().next())
+                    .unwrap_or(Datum::Null)
+            }
+        })
     }
 
     /// `$n::type` for a subquery's value `v`, appended to the statement's parameters.
@@ -2128,6 +2346,7 @@ impl<'a> Exec<'a> {
                 plan
             }
         };
+        self.check_correlated_use(&plan)?;
         let rows = self.run_plan(&plan).await?;
         let n = rows.len();
         Ok((
@@ -2195,7 +2414,7 @@ impl<'a> Exec<'a> {
             rows
         } else if let Some(join) = &plan.join {
             let rows = self.run_join(join).await?;
-            self.filter_rows(plan.filter.as_ref(), rows).await?
+            self.filter_rows_plan(plan, rows).await?
         } else if let Some(so) = &plan.setop {
             let cast = |rows: Vec<Vec<Datum>>| -> Result<Vec<Vec<Datum>>> {
                 rows.into_iter()
@@ -2212,7 +2431,7 @@ impl<'a> Exec<'a> {
             combine_set_op(so.op, so.all, l, r)
         } else if let Some(inner) = &plan.derived {
             let rows = Box::pin(self.run_plan(inner)).await?;
-            self.filter_rows(plan.filter.as_ref(), rows).await?
+            self.filter_rows_plan(plan, rows).await?
         } else if let Some(t) = &plan.table {
             let access = self.choose_access(t, plan.filter.as_ref());
             // PERF: LIMIT over the primary key order reads only as many rows as it needs.
@@ -2230,8 +2449,14 @@ impl<'a> Exec<'a> {
                 let rows = self.scan_filtered(t, plan, start, end, want).await?;
                 return self.finish_plan(plan, rows).await;
             }
-            let rows = self.read_rows(t, access).await?;
-            self.filter_rows(plan.filter.as_ref(), rows).await?
+            if !self.correlated_in_filter(plan).is_empty() {
+                // Correlated subqueries in WHERE: read everything, filter row by row.
+                let rows = self.read_rows(t, Access::Full).await?;
+                self.filter_rows_plan(plan, rows).await?
+            } else {
+                let rows = self.read_rows(t, access).await?;
+                self.filter_rows(plan.filter.as_ref(), rows).await?
+            }
         } else {
             let keep = match &plan.filter {
                 Some(f) => f.eval_bool(&[], &self.cx)?,
@@ -2592,10 +2817,15 @@ impl<'a> Exec<'a> {
 
     /// The rows of `t` that `filter` accepts, read through the best access path.
     async fn matching_rows(
-        &self,
+        &mut self,
         t: &TableDesc,
         filter: Option<&Scalar>,
     ) -> Result<Vec<Vec<Datum>>> {
+        if !self.correlated_in(filter).is_empty() {
+            let rows = self.read_rows(t, Access::Full).await?;
+            let scope = table_scope(t, &t.name);
+            return self.filter_rows_scoped(filter, &scope, rows).await;
+        }
         let access = self.choose_access(t, filter);
         let rows = self.read_rows(t, access).await?;
         self.filter_rows(filter, rows).await

@@ -113,6 +113,51 @@ pub enum Scalar {
     Func(String, Vec<Scalar>, SqlType),
 }
 
+impl Scalar {
+    /// Appends the parameter slots this expression reads.
+    pub fn params(&self, out: &mut Vec<usize>) {
+        match self {
+            Scalar::Param(i) => out.push(*i),
+            Scalar::WindowRef(_) | Scalar::Const(_) | Scalar::Column(_) | Scalar::AggRef(_) => {}
+            Scalar::Binary(_, a, b, _) | Scalar::IsDistinct(a, b, _) => {
+                a.params(out);
+                b.params(out);
+            }
+            Scalar::Not(a)
+            | Scalar::Neg(a)
+            | Scalar::IsNull(a, _)
+            | Scalar::IsBool(a, _, _)
+            | Scalar::Cast(a, _) => a.params(out),
+            Scalar::InList(a, list, _) => {
+                a.params(out);
+                list.iter().for_each(|x| x.params(out));
+            }
+            Scalar::Between(a, b, c, _) => {
+                a.params(out);
+                b.params(out);
+                c.params(out);
+            }
+            Scalar::Like(a, b, _, _) => {
+                a.params(out);
+                b.params(out);
+            }
+            Scalar::Case(op, whens, els) => {
+                if let Some(o) = op {
+                    o.params(out);
+                }
+                for (w, t) in whens {
+                    w.params(out);
+                    t.params(out);
+                }
+                if let Some(e) = els {
+                    e.params(out);
+                }
+            }
+            Scalar::Func(_, args, _) => args.iter().for_each(|x| x.params(out)),
+        }
+    }
+}
+
 /// A column visible to expressions.
 #[derive(Clone, Debug)]
 pub struct ScopeColumn {

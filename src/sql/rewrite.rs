@@ -276,3 +276,67 @@ pub fn subquery_error(e: Error) -> Error {
         e
     }
 }
+
+/// Replaces the references of a correlated subquery `q` to its outer query's columns
+/// (names its own FROM, `inner`, does not have, but `outer` does) by parameter
+/// placeholders; `param(outer column index)` returns each one's 1-based number.
+pub fn bind_outer_refs(
+    q: &mut Query,
+    inner: &[crate::sql::expr::ScopeColumn],
+    outer: &[crate::sql::expr::ScopeColumn],
+    param: &mut dyn FnMut(usize) -> usize,
+) {
+    use crate::sql::expr::ident_name;
+    struct Binder<'a> {
+        inner: &'a [crate::sql::expr::ScopeColumn],
+        outer: &'a [crate::sql::expr::ScopeColumn],
+        param: &'a mut dyn FnMut(usize) -> usize,
+    }
+    impl VisitorMut for Binder<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let found = match e {
+                Expr::Identifier(i) => {
+                    let n = ident_name(i);
+                    if self.inner.iter().any(|c| c.name == n) {
+                        None
+                    } else {
+                        let mut it = self.outer.iter().enumerate().filter(|(_, c)| c.name == n);
+                        match (it.next(), it.next()) {
+                            (Some((k, _)), None) => Some(k),
+                            _ => None,
+                        }
+                    }
+                }
+                Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                    let (t, n) = (ident_name(&parts[0]), ident_name(&parts[1]));
+                    if self
+                        .inner
+                        .iter()
+                        .any(|c| c.table.as_deref() == Some(t.as_str()))
+                    {
+                        None
+                    } else {
+                        self.outer
+                            .iter()
+                            .position(|c| c.table.as_deref() == Some(t.as_str()) && c.name == n)
+                    }
+                }
+                _ => None,
+            };
+            if let Some(k) = found {
+                let n = (self.param)(k);
+                *e = Expr::Value(Value::Placeholder(format!("${n}")).into());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = VisitMut::visit(
+        q,
+        &mut Binder {
+            inner,
+            outer,
+            param,
+        },
+    );
+}
