@@ -23,9 +23,9 @@
 //!
 //! # Implementation caveats
 //!
-//! - Joins are nested loops; no correlated subqueries, window functions, arrays, JSONB or
-//!   intervals yet (issue 6). Views are stored queries (materialized ones too: always
-//!   fresh, nothing stored).
+//! - Joins are nested loops; correlated subqueries work only in WHERE (run once per
+//!   outer row); no arrays, JSONB or intervals yet (issue 6). Views are stored queries
+//!   (materialized ones too: always fresh, nothing stored).
 //! - No `pg_catalog` / `information_schema` yet.
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
