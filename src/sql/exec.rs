@@ -1166,6 +1166,37 @@ fn combine_set_op(
     }
 }
 
+/// `SET (a, b) = (x, y)` → `SET a = x, b = y`.
+fn expand_assignments(assignments: &[ast::Assignment]) -> Result<Vec<ast::Assignment>> {
+    let mut out = Vec::with_capacity(assignments.len());
+    for a in assignments {
+        match (&a.target, &a.value) {
+            (ast::AssignmentTarget::Tuple(cols), Expr::Tuple(values)) => {
+                if cols.len() != values.len() {
+                    return Err(Error::syntax(format!(
+                        "number of columns does not match number of values ({} and {})",
+                        cols.len(),
+                        values.len()
+                    )));
+                }
+                for (c, v) in cols.iter().zip(values) {
+                    out.push(ast::Assignment {
+                        target: ast::AssignmentTarget::ColumnName(c.clone()),
+                        value: v.clone(),
+                    });
+                }
+            }
+            (ast::AssignmentTarget::Tuple(_), _) => {
+                return Err(Error::unsupported(
+                    "assigning a subquery to a tuple of columns",
+                ))
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    Ok(out)
+}
+
 /// True for a subquery's error that means it names something of the outer query.
 fn is_outer_reference_error(e: &Error) -> bool {
     matches!(
@@ -3563,7 +3594,7 @@ impl<'a> Exec<'a> {
                         }
                     }
                     let mut new = old.clone();
-                    for a in &du.assignments {
+                    for a in &expand_assignments(&du.assignments)? {
                         let cname = match &a.target {
                             ast::AssignmentTarget::ColumnName(n) => object_name(n),
                             _ => return Err(Error::unsupported("tuple assignment")),
@@ -3652,7 +3683,7 @@ impl<'a> Exec<'a> {
         let scope = table_scope(&t, &alias);
         let mut params: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
         let mut sets = Vec::new();
-        for a in &u.assignments {
+        for a in &expand_assignments(&u.assignments)? {
             let cname = match &a.target {
                 ast::AssignmentTarget::ColumnName(n) => object_name(n),
                 _ => return Err(Error::unsupported("tuple assignment")),
