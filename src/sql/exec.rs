@@ -1228,15 +1228,30 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
         reps.push(Some(match e {
             Extracted::Scalar(mut q) => {
                 stub_subqueries(cat, db_id, q.as_mut(), params)?;
-                let plan = plan_select(cat, db_id, &q, params).map_err(rewrite::subquery_error)?;
-                let ty = one_column(&plan.columns)?;
-                Replacement::Value(Box::new(rewrite::typed_null(fix_unknown(ty).name())))
+                match plan_select(cat, db_id, &q, params) {
+                    Ok(plan) => {
+                        let ty = one_column(&plan.columns)?;
+                        Replacement::Value(Box::new(rewrite::typed_null(fix_unknown(ty).name())))
+                    }
+                    // Correlated: its type shows when it runs.
+                    Err(e) if is_outer_reference_error(&e) => {
+                        Replacement::Value(Box::new(Expr::Value(ast::Value::Null.into())))
+                    }
+                    Err(e) => return Err(rewrite::subquery_error(e)),
+                }
             }
-            Extracted::In(mut q) => {
+            Extracted::In(mut q, _, _) => {
                 stub_subqueries(cat, db_id, q.as_mut(), params)?;
-                let plan = plan_select(cat, db_id, &q, params).map_err(rewrite::subquery_error)?;
-                let ty = one_column(&plan.columns)?;
-                Replacement::List(vec![rewrite::typed_null(fix_unknown(ty).name())])
+                match plan_select(cat, db_id, &q, params) {
+                    Ok(plan) => {
+                        let ty = one_column(&plan.columns)?;
+                        Replacement::List(vec![rewrite::typed_null(fix_unknown(ty).name())])
+                    }
+                    Err(e) if is_outer_reference_error(&e) => {
+                        Replacement::List(vec![Expr::Value(ast::Value::Null.into())])
+                    }
+                    Err(e) => return Err(rewrite::subquery_error(e)),
+                }
             }
             Extracted::Exists(..) => {
                 Replacement::Value(Box::new(Expr::Value(ast::Value::Boolean(true).into())))
@@ -1725,8 +1740,21 @@ impl<'a> Exec<'a> {
                         .unwrap_or(Datum::Null);
                     Replacement::Value(Box::new(self.subquery_param(v, ty)))
                 }
-                Extracted::In(q) => {
-                    let (rows, cols) = self.subquery_rows(*q).await?;
+                Extracted::In(q, lhs, negated) => {
+                    let (rows, cols) = match self.subquery_rows_raw((*q).clone()).await {
+                        Ok(r) => r,
+                        Err(e) if is_outer_reference_error(&e) && !negated => {
+                            // Correlated: EXISTS (… AND e = x), run per outer row.
+                            let Some(ex) = rewrite::in_to_exists(&q, &lhs) else {
+                                return Err(rewrite::subquery_error(e));
+                            };
+                            reps.push(Some(Replacement::Whole(Box::new(
+                                self.correlated_slot(ex, Some(false)),
+                            ))));
+                            continue;
+                        }
+                        Err(e) => return Err(rewrite::subquery_error(e)),
+                    };
                     let ty = one_column(&cols)?;
                     let list = rows
                         .into_iter()

@@ -25,8 +25,9 @@ const MARKER: &str = "__chitin_subquery_";
 pub enum Extracted {
     /// `(SELECT …)`: one value (NULL when no row).
     Scalar(Box<Query>),
-    /// `x [NOT] IN (SELECT …)`: a list of values.
-    In(Box<Query>),
+    /// `x [NOT] IN (SELECT …)`: a list of values (`x` and NOT kept for the correlated
+    /// case).
+    In(Box<Query>, Box<Expr>, bool),
     /// `[NOT] EXISTS (SELECT …)`: whether it returns a row.
     Exists(Box<Query>, bool),
 }
@@ -35,6 +36,8 @@ pub enum Extracted {
 pub enum Replacement {
     Value(Box<Expr>),
     List(Vec<Expr>),
+    /// Replaces the whole `x IN (…)`.
+    Whole(Box<Expr>),
 }
 
 /// True when `node` holds a CTE or a subquery in an expression (cheap check first).
@@ -179,10 +182,15 @@ pub fn extract_subqueries<T: VisitMut>(node: &mut T) -> Vec<Extracted> {
                     self.out.push(Extracted::Exists(q, *negated));
                     *e = marker(i);
                 }
-                Expr::In { target, .. } => {
+                Expr::In {
+                    expr,
+                    target,
+                    negated,
+                    ..
+                } => {
                     if let InTarget::Subquery(q) = target {
                         let q = std::mem::replace(q, Box::new(empty_query()));
-                        self.out.push(Extracted::In(q));
+                        self.out.push(Extracted::In(q, expr.clone(), *negated));
                         *target = InTarget::List(vec![marker(i)]);
                     }
                 }
@@ -215,10 +223,10 @@ pub fn put_back<T: VisitMut>(node: &mut T, mut replacements: Vec<Option<Replacem
             {
                 if let [m] = list.as_slice() {
                     if let Some(i) = marker_index(m) {
-                        if let Some(Some(Replacement::List(l))) =
-                            self.r.get_mut(i).map(Option::take)
-                        {
-                            *list = l;
+                        match self.r.get_mut(i).map(Option::take) {
+                            Some(Some(Replacement::List(l))) => *list = l,
+                            Some(Some(Replacement::Whole(w))) => *e = *w,
+                            _ => {}
                         }
                     }
                 }
@@ -257,6 +265,72 @@ fn empty_query() -> Query {
     {
         Some(sqlparser::ast::Statement::Query(q)) => *q,
         _ => unreachable!("SELECT 1 parses"),
+    }
+}
+
+/// `x IN (SELECT e FROM … WHERE p)` → `EXISTS (SELECT e FROM … WHERE (p) AND e = x)`, for
+/// running a correlated IN per outer row. `None` when the subquery's shape does not allow
+/// it (aggregates, grouping, DISTINCT, LIMIT, ORDER BY, set operations).
+pub fn in_to_exists(q: &Query, lhs: &Expr) -> Option<Query> {
+    if q.limit_clause.is_some() || q.order_by.is_some() || q.with.is_some() {
+        return None;
+    }
+    let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if s.having.is_some()
+        || s.distinct.is_some()
+        || !matches!(&s.group_by, sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+    {
+        return None;
+    }
+    let e = match s.projection.as_slice() {
+        [sqlparser::ast::SelectItem::UnnamedExpr(e)]
+        | [sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. }] => e.clone(),
+        _ => return None,
+    };
+    let mut has_agg = false;
+    let _ = Visit::visit(&e, &mut AggFinder(&mut has_agg));
+    if has_agg {
+        return None;
+    }
+    let eq = Expr::BinaryOp {
+        left: Box::new(Expr::Nested(Box::new(e))),
+        op: sqlparser::ast::BinaryOperator::Eq,
+        right: Box::new(Expr::Nested(Box::new(lhs.clone()))),
+    };
+    let mut out = q.clone();
+    if let sqlparser::ast::SetExpr::Select(s) = out.body.as_mut() {
+        s.selection = Some(match s.selection.take() {
+            Some(w) => Expr::BinaryOp {
+                left: Box::new(Expr::Nested(Box::new(w))),
+                op: sqlparser::ast::BinaryOperator::And,
+                right: Box::new(eq),
+            },
+            None => eq,
+        });
+    }
+    Some(out)
+}
+
+struct AggFinder<'a>(&'a mut bool);
+
+impl Visitor for AggFinder<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = e {
+            let n = f.name.to_string().to_lowercase();
+            if f.over.is_none()
+                && matches!(
+                    n.as_str(),
+                    "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
+                )
+            {
+                *self.0 = true;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
