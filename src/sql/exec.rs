@@ -689,6 +689,7 @@ fn plan_from(
         for j in &twj.joins {
             let (input, s) = plan_relation(cat, db_id, &j.relation, params)?;
             inputs.push(input);
+            let left_len = scope.len();
             scope.extend(s);
             use ast::JoinOperator as J;
             let (kind, constraint) = match &j.join_operator {
@@ -705,11 +706,24 @@ fn plan_from(
                     Some(s)
                 }
                 Some(ast::JoinConstraint::None) | None => None,
-                Some(_) => {
-                    return Err(Error::unsupported(
-                        "JOIN … USING and NATURAL JOIN are not supported yet",
-                    ))
+                Some(ast::JoinConstraint::Using(cols)) => {
+                    let names: Vec<String> = cols.iter().map(object_name).collect();
+                    using_condition(&mut scope, left_len, &names)?
                 }
+                Some(ast::JoinConstraint::Natural) => {
+                    let names: Vec<String> = scope[left_len..]
+                        .iter()
+                        .filter(|c| !c.hidden)
+                        .filter(|c| {
+                            scope[..left_len]
+                                .iter()
+                                .any(|l| !l.hidden && l.name == c.name)
+                        })
+                        .map(|c| c.name.clone())
+                        .collect();
+                    using_condition(&mut scope, left_len, &names)?
+                }
+                Some(_) => return Err(Error::unsupported("JOIN … USING … AS")),
             };
             steps.push((kind, cond));
         }
@@ -734,6 +748,61 @@ fn plan_from(
         return Ok((None, None, None, scope));
     }
     Ok((None, None, Some(JoinPlan { inputs, steps }), scope))
+}
+
+/// The condition of `JOIN … USING (names)` between `scope[..left_len]` and the relation
+/// after it; the right-hand copies of the columns become hidden (one copy in `*`, and an
+/// unqualified name means the left one).
+fn using_condition(
+    scope: &mut [ScopeColumn],
+    left_len: usize,
+    names: &[String],
+) -> Result<Option<Scalar>> {
+    let mut cond: Option<Scalar> = None;
+    for n in names {
+        let left: Vec<usize> = (0..left_len)
+            .filter(|&i| !scope[i].hidden && scope[i].name == *n)
+            .collect();
+        let li = match left.as_slice() {
+            [i] => *i,
+            [] => {
+                return Err(Error::new(
+                    ErrorKind::UndefinedColumn,
+                    format!(
+                        "column \"{n}\" specified in USING clause does not exist in left table"
+                    ),
+                ))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::AmbiguousColumn,
+                    format!("common column name \"{n}\" appears more than once in left table"),
+                ))
+            }
+        };
+        let ri = (left_len..scope.len())
+            .find(|&i| !scope[i].hidden && scope[i].name == *n)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedColumn,
+                    format!(
+                        "column \"{n}\" specified in USING clause does not exist in right table"
+                    ),
+                )
+            })?;
+        scope[ri].hidden = true;
+        let eq = Scalar::Binary(
+            BinOp::Eq,
+            Box::new(Scalar::Column(li)),
+            Box::new(Scalar::Column(ri)),
+            SqlType::Bool,
+        );
+        cond = Some(match cond {
+            Some(c) => Scalar::Binary(BinOp::And, Box::new(c), Box::new(eq), SqlType::Bool),
+            None => eq,
+        });
+    }
+    Ok(cond)
 }
 
 fn empty_plan(columns: Vec<Column>) -> SelectPlan {

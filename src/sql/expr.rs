@@ -235,18 +235,34 @@ impl<'a> Binder<'a> {
                 ));
             }
         }
-        let mut found = None;
-        for (i, c) in self.columns.iter().enumerate() {
-            if c.name == name && (table.is_none() || c.table.as_deref() == table) {
-                if found.is_some() {
-                    return Err(Error::new(
-                        ErrorKind::AmbiguousColumn,
-                        format!("column reference \"{name}\" is ambiguous"),
-                    ));
+        let matches: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name == name && (table.is_none() || c.table.as_deref() == table))
+            .map(|(i, _)| i)
+            .collect();
+        let found = match matches.as_slice() {
+            [] => None,
+            [i] => Some(*i),
+            many => {
+                // A JOIN … USING column: the hidden right-hand copy yields to the other.
+                let visible: Vec<usize> = many
+                    .iter()
+                    .copied()
+                    .filter(|i| !self.columns[*i].hidden)
+                    .collect();
+                match visible.as_slice() {
+                    [i] if table.is_none() => Some(*i),
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::AmbiguousColumn,
+                            format!("column reference \"{name}\" is ambiguous"),
+                        ))
+                    }
                 }
-                found = Some(i);
             }
-        }
+        };
         let i = found.ok_or_else(|| {
             let full = match table {
                 Some(t) => format!("{t}.{name}"),
