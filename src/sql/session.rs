@@ -1163,7 +1163,10 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
             .or_default()
             .push(w);
     }
-    let read_set = txn.reads.borrow().clone();
+    let mut read_set = txn.reads.borrow().clone();
+    // A key the transaction also writes needs no refresh: the write's own conflict check
+    // (any version newer than the read timestamp → 40001) covers it.
+    read_set.keys.retain(|k| !txn.writes.contains_key(k));
     let reads = reads_by_range(ctx, &read_set).await?;
     // Writes conflict with anything committed since the statement that made the first of
     // them read (for SERIALIZABLE that is the transaction's one read timestamp).
