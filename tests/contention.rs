@@ -29,23 +29,6 @@ fn next_random(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A counter from `/_status/vars`.
-fn metric(http: std::net::SocketAddr, name: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(http).expect("connect http");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /_status/vars HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn sixty_four_sessions_on_ten_rows_keep_committing() {
     let server = TestServer::start(&ServerOptions::default()).expect("start");
@@ -147,7 +130,7 @@ fn sixty_four_sessions_on_ten_rows_keep_committing() {
         let commits: u64 = per_second.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         let slowest = *slowest.lock().unwrap();
         let retries = retries.load(Ordering::Relaxed);
-        let server_retries = metric(server.http_addr, "sql_txn_retries_total");
+        let server_retries = common::status_var(server.http_addr, "sql_txn_retries_total");
         eprintln!(
             "contention: {commits} commits, {retries} client retries + {server_retries} server retries ({:.2} per commit), slowest statement {slowest:?}",
             (retries + server_retries) as f64 / commits.max(1) as f64

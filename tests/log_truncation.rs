@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{ServerOptions, TempDir, TestServer};
@@ -21,22 +19,6 @@ use tokio_postgres::Client;
 const ROWS: i64 = 24_000;
 const ROW_BYTES: usize = 1000;
 const BATCH: i64 = 500;
-
-fn truncated_entries(http: SocketAddr) -> u64 {
-    let mut s = TcpStream::connect(http).expect("connect http");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /_status/vars HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| l.starts_with("raft_log_truncated_entries_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 async fn insert(client: &Client, from: i64, to: i64) {
     let mut k = from;
@@ -84,7 +66,7 @@ fn truncated_raft_log_recovers_after_sigkill() {
         insert(&client, 0, ROWS).await;
     });
     let deadline = Instant::now() + Duration::from_secs(60);
-    while truncated_entries(http) == 0 {
+    while common::status_var(http, "raft_log_truncated_entries_total") == 0 {
         assert!(
             Instant::now() < deadline,
             "the raft log was never truncated\n{}",

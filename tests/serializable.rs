@@ -51,14 +51,20 @@ async fn reset(c: &Client) {
         .unwrap();
 }
 
-#[test]
-fn write_skew_is_refused_within_and_across_ranges() {
+/// A two-core server, its connection settings and a runtime to drive clients.
+fn two_core_server() -> (TestServer, tokio_postgres::Config, tokio::runtime::Runtime) {
     let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
     let config = server.config(common::DEFAULT_DATABASE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    (server, config, runtime)
+}
+
+#[test]
+fn write_skew_is_refused_within_and_across_ranges() {
+    let (_server, config, runtime) = two_core_server();
     runtime.block_on(async {
         let admin = common::connect(&config).await.unwrap();
         let t1 = common::connect(&config).await.unwrap();
@@ -231,12 +237,7 @@ fn write_skew_is_refused_within_and_across_ranges() {
 /// at an interval before now, never in the future, and only outside explicit transactions.
 #[test]
 fn as_of_system_time_reads_the_past() {
-    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
-    let config = server.config(common::DEFAULT_DATABASE);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_server, config, runtime) = two_core_server();
     runtime.block_on(async {
         let c = common::connect(&config).await.unwrap();
         c.batch_execute(
@@ -307,12 +308,7 @@ fn as_of_system_time_reads_the_past() {
 /// late writer gets 40001 where PostgreSQL would wait and re-apply).
 #[test]
 fn read_committed_reads_per_statement_and_loses_no_update() {
-    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
-    let config = server.config(common::DEFAULT_DATABASE);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_server, config, runtime) = two_core_server();
     runtime.block_on(async {
         let admin = common::connect(&config).await.unwrap();
         let t1 = common::connect(&config).await.unwrap();

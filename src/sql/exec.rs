@@ -229,19 +229,7 @@ fn plan_select(
                 .collect::<Vec<_>>();
             let mut plan = empty_plan(columns.clone());
             plan.values = Some(rows);
-            let scope: Vec<ScopeColumn> = columns
-                .iter()
-                .map(|c| ScopeColumn {
-                    hidden: false,
-                    table: None,
-                    name: c.name.clone(),
-                    ty: c.ty,
-                })
-                .collect();
-            plan.order = bind_order(&order_exprs, &columns, &scope, params, None)?;
-            plan.limit = bind_opt(&limit, params)?;
-            plan.offset = bind_opt(&offset, params)?;
-            return Ok(plan);
+            return order_and_limit(plan, &columns, &order_exprs, &limit, &offset, params);
         }
         SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
             return plan_select(cat, db_id, inner, params);
@@ -294,19 +282,7 @@ fn plan_select(
                 left: l,
                 right: r,
             }));
-            let scope: Vec<ScopeColumn> = columns
-                .iter()
-                .map(|c| ScopeColumn {
-                    hidden: false,
-                    table: None,
-                    name: c.name.clone(),
-                    ty: c.ty,
-                })
-                .collect();
-            plan.order = bind_order(&order_exprs, &columns, &scope, params, None)?;
-            plan.limit = bind_opt(&limit, params)?;
-            plan.offset = bind_opt(&offset, params)?;
-            return Ok(plan);
+            return order_and_limit(plan, &columns, &order_exprs, &limit, &offset, params);
         }
         _ => {
             return Err(Error::unsupported(
@@ -803,6 +779,31 @@ fn using_condition(
         });
     }
     Ok(cond)
+}
+
+/// ORDER BY, LIMIT and OFFSET of a plan whose rows pass through as they are (VALUES, set
+/// operations): ORDER BY names its output columns.
+fn order_and_limit(
+    mut plan: SelectPlan,
+    columns: &[Column],
+    order_exprs: &[ast::OrderByExpr],
+    limit: &Option<Expr>,
+    offset: &Option<Expr>,
+    params: &mut Vec<SqlType>,
+) -> Result<SelectPlan> {
+    let scope: Vec<ScopeColumn> = columns
+        .iter()
+        .map(|c| ScopeColumn {
+            hidden: false,
+            table: None,
+            name: c.name.clone(),
+            ty: c.ty,
+        })
+        .collect();
+    plan.order = bind_order(order_exprs, columns, &scope, params, None)?;
+    plan.limit = bind_opt(limit, params)?;
+    plan.offset = bind_opt(offset, params)?;
+    Ok(plan)
 }
 
 fn empty_plan(columns: Vec<Column>) -> SelectPlan {
@@ -1646,6 +1647,21 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
 #[derive(Default)]
 pub struct PlanCache {
     slot: std::cell::RefCell<Option<CachedPlan>>,
+    /// Whether the statement holds CTEs or subqueries (found once: the text is fixed).
+    needs_rewrite: std::cell::Cell<Option<bool>>,
+}
+
+impl PlanCache {
+    fn needs_rewrite(&self, stmt: &Statement) -> bool {
+        match self.needs_rewrite.get() {
+            Some(b) => b,
+            None => {
+                let b = rewrite::needs_rewrite(stmt);
+                self.needs_rewrite.set(Some(b));
+                b
+            }
+        }
+    }
 }
 
 /// (catalog version, database, parameter types, plan).
@@ -1756,8 +1772,11 @@ impl<'a> Exec<'a> {
                 | Statement::Insert(_)
                 | Statement::Update(_)
                 | Statement::Delete(_)
-        ) && rewrite::needs_rewrite(stmt)
-        {
+        ) && match self.plan_cache {
+            // PERF: a prepared statement walks its AST for subqueries once, not per run.
+            Some(c) => c.needs_rewrite(stmt),
+            None => rewrite::needs_rewrite(stmt),
+        } {
             // CTEs and subqueries in expressions: rewrite, run the subqueries, then the
             // statement (not through the plan cache: the rewrite differs per run).
             let base = self.cx.params.len();
@@ -2718,40 +2737,7 @@ impl<'a> Exec<'a> {
         }
         if !plan.order.is_empty() {
             let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
-            produced.sort_by(|a, b| {
-                for (i, (desc, nulls_first)) in dirs.iter().enumerate() {
-                    let (x, y) = (&a.1[i], &b.1[i]);
-                    let o = match (x.is_null(), y.is_null()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => {
-                            if *nulls_first {
-                                std::cmp::Ordering::Less
-                            } else {
-                                std::cmp::Ordering::Greater
-                            }
-                        }
-                        (false, true) => {
-                            if *nulls_first {
-                                std::cmp::Ordering::Greater
-                            } else {
-                                std::cmp::Ordering::Less
-                            }
-                        }
-                        _ => {
-                            let o = x.order_cmp(y);
-                            if *desc {
-                                o.reverse()
-                            } else {
-                                o
-                            }
-                        }
-                    };
-                    if o != std::cmp::Ordering::Equal {
-                        return o;
-                    }
-                }
-                std::cmp::Ordering::Equal
-            });
+            produced.sort_by(|a, b| cmp_sort_keys(&a.1, &b.1, &dirs));
         }
         let offset = match &plan.offset {
             Some(o) => self.count_arg(o, "OFFSET")?,

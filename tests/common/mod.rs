@@ -514,3 +514,20 @@ pub async fn fresh_database(target: &Target, name: &str) -> Result<Config, Strin
         .map_err(|e| format!("CREATE DATABASE {name}: {e:?}"))?;
     Ok(target.config(name))
 }
+
+/// The sum of every series of metric `name` in the server's `/_status/vars` (0 if absent).
+pub fn status_var(http: SocketAddr, name: &str) -> u64 {
+    let mut s = TcpStream::connect(http).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /_status/vars HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
