@@ -44,17 +44,23 @@ pub fn encode_frame(frame: &Frame, max_frame: usize, out: &mut Vec<u8>) -> Resul
 /// Reads frames from one connection, buffering reads (so use it only once the handshake is
 /// done). Payloads of decoded frames share the read buffer (zero-copy `Bytes`).
 pub struct FrameReader {
+    /// `buf[..filled]` is data read but not yet returned; `buf[filled..]` is initialized
+    /// scratch space for the next read (so it is zeroed once, not per read).
     buf: BytesMut,
+    filled: usize,
     max_frame: usize,
 }
 
-/// Bytes asked of the socket per read when the buffer is empty.
+/// Bytes asked of the socket per read at least, and at most per step while a large frame
+/// arrives (so a huge length prefix does not allocate before its bytes do).
 const READ_CHUNK: usize = 64 << 10;
+const READ_STEP_MAX: usize = 4 << 20;
 
 impl FrameReader {
     pub fn new(max_frame: usize) -> FrameReader {
         FrameReader {
             buf: BytesMut::new(),
+            filled: 0,
             max_frame,
         }
     }
@@ -66,7 +72,7 @@ impl FrameReader {
         reader: &mut R,
     ) -> Result<Option<(Frame, usize)>> {
         loop {
-            if self.buf.len() >= LENGTH_PREFIX {
+            if self.filled >= LENGTH_PREFIX {
                 let mut prefix = [0u8; LENGTH_PREFIX];
                 prefix.copy_from_slice(&self.buf[..LENGTH_PREFIX]);
                 let len = u32::from_le_bytes(prefix) as usize;
@@ -77,8 +83,9 @@ impl FrameReader {
                     });
                 }
                 let total = LENGTH_PREFIX + len;
-                if self.buf.len() >= total {
+                if self.filled >= total {
                     let mut bytes: Bytes = self.buf.split_to(total).freeze();
+                    self.filled -= total;
                     let body = bytes.split_off(LENGTH_PREFIX);
                     let frame = Frame::decode(body)?;
                     if frame.body.is_none() {
@@ -86,36 +93,28 @@ impl FrameReader {
                     }
                     return Ok(Some((frame, total)));
                 }
-                self.fill(reader, total - self.buf.len()).await?;
-            } else {
-                let at_boundary = self.buf.is_empty();
-                if !self.fill(reader, LENGTH_PREFIX - self.buf.len()).await? {
-                    if at_boundary {
-                        return Ok(None);
-                    }
+                if !self.fill(reader, total - self.filled).await? {
                     return Err(eof());
                 }
+            } else if !self.fill(reader, LENGTH_PREFIX - self.filled).await? {
+                if self.filled == 0 {
+                    return Ok(None);
+                }
+                return Err(eof());
             }
         }
     }
 
-    /// Reads at least once into the buffer, asking for at least `want` bytes. Returns false
-    /// on EOF.
+    /// One read into the buffer, with room for at least `want` more bytes (capped per
+    /// step). Returns false on EOF.
     async fn fill<R: AsyncRead + Unpin>(&mut self, reader: &mut R, want: usize) -> Result<bool> {
-        let old = self.buf.len();
-        let ask = want.max(READ_CHUNK);
-        self.buf.resize(old + ask, 0);
-        let res = reader.read(&mut self.buf[old..]).await;
-        let n = *res.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + n);
-        let n = res?;
-        if n == 0 && want > 0 {
-            if old == 0 {
-                return Ok(false);
-            }
-            return Err(eof());
+        let room = want.clamp(READ_CHUNK, READ_STEP_MAX);
+        if self.buf.len() - self.filled < room {
+            self.buf.resize(self.filled + room, 0);
         }
-        Ok(true)
+        let n = reader.read(&mut self.buf[self.filled..]).await?;
+        self.filled += n;
+        Ok(n > 0)
     }
 }
 
@@ -168,6 +167,35 @@ mod tests {
             sizes += size;
         }
         assert_eq!(sizes, total);
+        assert!(block_on(fr.read(&mut r)).unwrap().is_none());
+    }
+
+    /// Hands out at most 3 bytes per read, to exercise frames split across reads.
+    struct Trickle(Cursor<Vec<u8>>);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(3);
+            std::pin::Pin::new(&mut self.0).poll_read(cx, &mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn frames_split_across_many_reads() {
+        let mut out = Vec::new();
+        let frames: Vec<Frame> = (0..20).map(heartbeat).collect();
+        for f in &frames {
+            encode_frame(f, 1 << 20, &mut out).unwrap();
+        }
+        let mut r = Trickle(Cursor::new(out));
+        let mut fr = FrameReader::new(1 << 20);
+        for want in frames {
+            assert_eq!(block_on(fr.read(&mut r)).unwrap().unwrap().0, want);
+        }
         assert!(block_on(fr.read(&mut r)).unwrap().is_none());
     }
 

@@ -156,6 +156,12 @@ impl Peer {
         .await
     }
 
+    /// Fails calls waiting for a reply or a permit with `Closed`.
+    pub fn close(&self) {
+        self.in_flight.close();
+        self.fail_pending(|| Error::Closed);
+    }
+
     /// Fails every call awaiting a reply.
     pub fn fail_pending(&self, err: impl Fn() -> Error) {
         let pending: Vec<_> = self.pending.borrow_mut().drain().map(|(_, s)| s).collect();

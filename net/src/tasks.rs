@@ -17,6 +17,8 @@ pub(crate) type TaskId = u64;
 
 #[derive(Default)]
 pub(crate) struct TaskSet {
+    /// The glommio task queue tasks go into (`None`: the executor's default queue).
+    queue: Option<glommio::TaskQueueHandle>,
     next: Cell<TaskId>,
     live: RefCell<HashMap<TaskId, Task<()>>>,
     /// Tasks that finished on their own; their handles are dropped at the next spawn.
@@ -25,6 +27,13 @@ pub(crate) struct TaskSet {
 }
 
 impl TaskSet {
+    pub fn new(queue: Option<glommio::TaskQueueHandle>) -> TaskSet {
+        TaskSet {
+            queue,
+            ..TaskSet::default()
+        }
+    }
+
     /// Spawns `fut` on the current executor. Returns `None` (and drops `fut`) once closed.
     pub fn spawn(&self, fut: impl Future<Output = ()> + 'static) -> Option<TaskId> {
         if self.closed.get() {
@@ -34,10 +43,19 @@ impl TaskSet {
         let id = self.next.get();
         self.next.set(id + 1);
         let finished = self.finished.clone();
-        let task = glommio::spawn_local(async move {
+        let fut = async move {
             fut.await;
             finished.borrow_mut().push(id);
-        });
+        };
+        let task = match self.queue {
+            // Fails only for a handle of another executor: a setup bug, documented on
+            // `TransportOptions::task_queue`.
+            Some(q) => match glommio::spawn_local_into(fut, q) {
+                Ok(t) => t,
+                Err(_) => return None,
+            },
+            None => glommio::spawn_local(fut),
+        };
         self.live.borrow_mut().insert(id, task);
         Some(id)
     }

@@ -48,6 +48,10 @@ pub struct TransportOptions {
     /// (each delay is jittered to between half and all of it).
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// The glommio task queue for the transport's tasks (writers, readers, connections,
+    /// request handlers); `None` = the executor's default queue. DESIGN §2: raft I/O gets
+    /// its own queue with shares. Must be a queue of the executor the transport runs on.
+    pub task_queue: Option<glommio::TaskQueueHandle>,
 }
 
 impl Default for TransportOptions {
@@ -62,6 +66,7 @@ impl Default for TransportOptions {
             handshake_timeout: Duration::from_secs(1),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
+            task_queue: None,
         }
     }
 }
@@ -117,6 +122,7 @@ pub struct Transport {
 impl Transport {
     /// A transport for the core `local`, knowing no peer addresses yet.
     pub fn new(local: impl Into<Endpoint>, options: TransportOptions) -> Transport {
+        let tasks = TaskSet::new(options.task_queue);
         Transport {
             shared: Rc::new(Shared {
                 local: local.into(),
@@ -126,7 +132,7 @@ impl Transport {
                 addrs: RefCell::new(HashMap::new()),
                 last_heard: RefCell::new(HashMap::new()),
                 epoch: Cell::new(0),
-                tasks: TaskSet::default(),
+                tasks,
                 closed: Cell::new(false),
             }),
             peers: Rc::new(RefCell::new(HashMap::new())),
@@ -353,7 +359,7 @@ impl Transport {
         self.shared.closed.set(true);
         let peers: Vec<Rc<Peer>> = self.peers.borrow().values().cloned().collect();
         for peer in &peers {
-            peer.fail_pending(|| Error::Closed);
+            peer.close();
         }
         self.shared.tasks.close().await;
     }

@@ -532,21 +532,24 @@ fn eventually_blocking(mut cond: impl FnMut() -> bool) -> bool {
 fn peer_restart_reconnects_with_backoff() {
     let mut server = Server::start(0).unwrap();
     let addr = server.addr;
-    let (restart_tx, restart_rx) = mpsc::channel::<()>();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (start_tx, start_rx) = mpsc::channel::<()>();
     let (restarted_tx, restarted_rx) = mpsc::channel::<(SocketAddr, Arc<ServerState>)>();
     let first_state = server.state.clone();
-    // The test thread restarts the server when the client asks.
+    // The test thread stops and restarts the server when the client asks.
     let client_thread = std::thread::spawn(move || {
         run_client(LIMIT, move || async move {
             let opts = TransportOptions {
                 backoff_initial: Duration::from_millis(10),
                 backoff_max: Duration::from_millis(100),
+                connect_timeout: Duration::from_millis(200),
+                handshake_timeout: Duration::from_millis(200),
                 ..Default::default()
             };
             let t = client_with(addr, opts);
             t.send_raft(SERVER, 1, seq(0));
             assert!(eventually(WAIT, || first_state.raft.lock().unwrap().len() == 1).await);
-            // A slow call that the restart interrupts: it fails as Unavailable.
+            // A slow call that the shutdown interrupts: it fails as Unavailable.
             let slow = {
                 let t = t.clone();
                 glommio::spawn_local(async move {
@@ -554,12 +557,13 @@ fn peer_restart_reconnects_with_backoff() {
                 })
             };
             glommio::timer::sleep(Duration::from_millis(20)).await;
-            restart_tx.send(()).unwrap();
+            stop_tx.send(()).unwrap();
             let err = slow.await.unwrap_err();
             assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
-            // While the peer is down, dials fail and back off.
+            // While the peer is down, dials fail and back off; queued raft messages wait.
             t.send_raft(SERVER, 1, seq(1));
-            assert!(eventually(WAIT, || t.stats().dial_failures >= 2).await);
+            assert!(eventually(WAIT, || t.stats().dial_failures >= 3).await);
+            start_tx.send(()).unwrap();
             let (new_addr, state) = loop {
                 if let Ok(x) = restarted_rx.try_recv() {
                     break x;
@@ -568,7 +572,7 @@ fn peer_restart_reconnects_with_backoff() {
             };
             t.set_peer_addr(SERVER.node, new_addr);
             // Messages sent after the restart arrive; the one queued during the outage
-            // may or may not (it stays queued, so here it does).
+            // may or may not (it stays queued, so here it normally does).
             t.send_raft(SERVER, 1, seq(2));
             assert!(
                 eventually(WAIT, || {
@@ -588,9 +592,9 @@ fn peer_restart_reconnects_with_backoff() {
             t.close().await;
         });
     });
-    restart_rx.recv().unwrap();
+    stop_rx.recv().unwrap();
     server.stop();
-    std::thread::sleep(Duration::from_millis(150));
+    start_rx.recv().unwrap();
     // Same port if the OS allows, else a new one (the client learns it like a node would).
     let server2 = Server::start(addr.port())
         .or_else(|_| Server::start(0))
@@ -670,4 +674,79 @@ fn partition_drops_both_ways_and_heal_restores() {
     });
     let got: Vec<_> = server.received().into_iter().map(|(_, _, m)| m).collect();
     assert_eq!(got, vec![seq(0), seq(2), seq(4)]);
+}
+
+#[test]
+fn messages_queued_while_the_writer_is_busy_form_one_batch() {
+    let server = Server::start(0).unwrap();
+    let addr = server.addr;
+    let state = server.state.clone();
+    run_client(LIMIT, move || async move {
+        let queue = glommio::executor().create_task_queue(
+            glommio::Shares::default(),
+            glommio::Latency::NotImportant,
+            "raft-io",
+        );
+        let opts = TransportOptions {
+            task_queue: Some(queue),
+            ..Default::default()
+        };
+        let t = client_with(addr, opts);
+        assert_eq!(t.call(SERVER, ECHO, seq(0), WAIT).await.unwrap(), seq(0));
+        // The delay keeps the writer busy before its next write; everything sent meanwhile,
+        // one message at a time with yields in between, must leave as one frame.
+        t.fault().delay(SERVER.node, Duration::from_millis(100));
+        let before = t.stats().frames_sent;
+        for i in 0..50u32 {
+            t.send_raft(SERVER, 1, seq(i));
+            glommio::timer::sleep(Duration::from_micros(500)).await;
+        }
+        assert!(eventually(WAIT, || state.raft.lock().unwrap().len() == 50).await);
+        let frames = t.stats().frames_sent - before;
+        assert!(frames <= 2, "50 messages in {frames} frames");
+        t.fault().heal_all();
+        t.close().await;
+    });
+}
+
+#[test]
+fn in_flight_bound_then_close_fails_waiting_calls() {
+    let server = Server::start(0).unwrap();
+    let addr = server.addr;
+    run_client(LIMIT, move || async move {
+        let opts = TransportOptions {
+            max_in_flight_calls: 4,
+            ..Default::default()
+        };
+        let t = client_with(addr, opts);
+        // More concurrent calls than permits: they wait, then all succeed.
+        let mut tasks = Vec::new();
+        for i in 0..20u8 {
+            let t = t.clone();
+            tasks.push(glommio::spawn_local(async move {
+                t.call(SERVER, SLOW, Bytes::from(vec![5, i]), WAIT).await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().len(), 2);
+        }
+        // Four calls hold every permit for a long time, a fifth waits for one; close fails
+        // them all with Closed rather than leaving them to time out.
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let t = t.clone();
+            tasks.push(glommio::spawn_local(async move {
+                t.call(SERVER, SLOW, Bytes::from(vec![250u8]), WAIT).await
+            }));
+        }
+        glommio::timer::sleep(Duration::from_millis(30)).await;
+        let start = Instant::now();
+        t.close().await;
+        for task in tasks {
+            let err = task.await.unwrap_err();
+            assert!(matches!(err, Error::Closed), "{err:?}");
+        }
+        assert!(start.elapsed() < Duration::from_millis(200));
+        assert_eq!(t.task_count(), 0);
+    });
 }
