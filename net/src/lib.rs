@@ -46,8 +46,10 @@
 //!
 //! ## Invariants
 //!
-//! - Per (sending core, destination core), raft messages and requests are delivered at most
-//!   once and in send order. Nothing is retransmitted by this crate.
+//! - Per (sending core, destination core) and connection, raft messages and requests are
+//!   delivered at most once and in send order. Nothing is retransmitted by this crate.
+//!   Across a reconnect, the old connection's last frames may still be handled after the
+//!   new connection's first ones (two serving tasks): raft tolerates reordering.
 //! - Nothing reachable from the network panics: a bad magic, unknown version, oversize
 //!   length, undecodable or misdirected frame is an error that closes that one connection
 //!   and is counted ([`TransportStats::connection_errors`]).
@@ -63,6 +65,10 @@
 //! - Reconnect: the first redial after a broken connection is immediate; after a failed
 //!   dial the next waits `backoff_initial` doubling to `backoff_max`, jittered. Calls that
 //!   were waiting for a failed dial fail with `Unavailable`.
+//! - Inbound requests run concurrently without a per-connection bound; the dialer's
+//!   in-flight bound (`max_in_flight_calls`) is what limits them.
+//! - A core sending to itself goes through loopback TCP; the node should short-circuit
+//!   local deliveries.
 //! - Peers are never forgotten: a destination's queue and writer task live until `close`.
 //! - A connection whose peer vanishes without FIN/RST is only noticed when a write fails
 //!   or a call times out; there are no TCP keepalives or idle timeouts yet. Heartbeats are

@@ -552,3 +552,47 @@ async fn run_reply_writer(
         add(&stats.bytes_sent, buf.len() as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CoreId;
+
+    #[test]
+    fn handshake_checks() {
+        let local = Endpoint::new(NodeId(2), CoreId(1));
+        let opts = TransportOptions {
+            cluster_id: 77,
+            ..Default::default()
+        };
+        let t = Transport::new(local, opts);
+        let from = Endpoint::new(NodeId(1), CoreId(0));
+        let check = |hs: Handshake| check_handshake(&t.shared, &hs);
+        assert_eq!(
+            check(Handshake::new(77, from, local)),
+            HandshakeAck::Accepted
+        );
+        // A dialer that does not know the cluster id yet is accepted.
+        assert_eq!(
+            check(Handshake::new(0, from, local)),
+            HandshakeAck::Accepted
+        );
+        assert_eq!(
+            check(Handshake::new(78, from, local)),
+            HandshakeAck::ClusterMismatch
+        );
+        let other_core = Endpoint::new(NodeId(2), CoreId(0));
+        assert_eq!(
+            check(Handshake::new(77, from, other_core)),
+            HandshakeAck::WrongCore
+        );
+        let other_node = Endpoint::new(NodeId(3), CoreId(1));
+        assert_eq!(
+            check(Handshake::new(77, from, other_node)),
+            HandshakeAck::WrongNode
+        );
+        let mut future = Handshake::new(77, from, local);
+        future.version = VERSION + 1;
+        assert_eq!(check(future), HandshakeAck::UnsupportedVersion);
+    }
+}
