@@ -999,3 +999,97 @@ fn numeric_codec_self_check() {
     }
     assert_eq!(days_from_civil(2000, 1, 1), PG_EPOCH_DAYS_FROM_UNIX);
 }
+
+#[test]
+fn prepared_point_lookups_match_the_general_path() {
+    // A prepared `SELECT … WHERE pk = $1` outside a transaction takes the point-lookup fast
+    // path (issue 3); inside one it takes the general executor. Both must answer the same
+    // rows, for every type, NULLs, missing keys and text keys.
+    with_client("ext_point_lookup", |mut client, _| async move {
+        client.batch_execute(ALL_TYPES_TABLE).await.unwrap();
+        client
+            .batch_execute(
+                "SET TIME ZONE 'UTC';
+                 INSERT INTO all_types VALUES
+                   (1, -2, 3, -4, 5.5, true, 'text', 'varchar', '\\x00ff', 12.25, '2024-01-02',
+                    '2024-02-29 23:59:58.123456', '1999-12-31 12:00:00+00',
+                    'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'),
+                   (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+                 CREATE TABLE named (name VARCHAR PRIMARY KEY, n INT4)",
+            )
+            .await
+            .unwrap();
+        let lookup = client
+            .prepare("SELECT u, tz, ts, d, n, by, vc, t, b, f8, i8, i4, i2, k FROM all_types WHERE k = $1")
+            .await
+            .unwrap();
+        let render = |rows: &[tokio_postgres::Row]| -> Vec<String> {
+            rows.iter()
+                .map(|r| {
+                    let mut s = String::new();
+                    for i in 0..r.len() {
+                        let raw: Option<RawValue> = r.get(i);
+                        s.push_str(&format!("{:?}|", raw.map(|v| v.0)));
+                    }
+                    s
+                })
+                .collect()
+        };
+        // The first execution plans (and caches the fast path); later ones take it.
+        client.query(&lookup, &[&0i64]).await.unwrap();
+        for k in [1i64, 2, 3] {
+            let fast = client.query(&lookup, &[&k]).await.unwrap();
+            let txn = client.transaction().await.unwrap();
+            let general = txn.query(&lookup, &[&k]).await.unwrap();
+            txn.commit().await.unwrap();
+            assert_eq!(render(&fast), render(&general), "key {k}");
+            assert_eq!(fast.len(), if k == 3 { 0 } else { 1 }, "key {k}");
+        }
+        // Text primary keys.
+        let insert = client
+            .prepare("INSERT INTO named VALUES ($1, $2)")
+            .await
+            .unwrap();
+        for (i, name) in ["a", "ab", "b\u{e9}", ""].iter().enumerate() {
+            client.execute(&insert, &[name, &(i as i32)]).await.unwrap();
+        }
+        let by_name = client
+            .prepare("SELECT n FROM named WHERE name = $1")
+            .await
+            .unwrap();
+        for (i, name) in ["a", "ab", "b\u{e9}", ""].iter().enumerate() {
+            let rows = client.query(&by_name, &[name]).await.unwrap();
+            assert_eq!(rows.len(), 1, "{name:?}");
+            assert_eq!(rows[0].get::<_, i32>(0), i as i32);
+        }
+        assert!(client.query(&by_name, &[&"zz"]).await.unwrap().is_empty());
+        // The fast path sees writes made just before it, and deletes.
+        client
+            .batch_execute(
+                "UPDATE named SET n = 99 WHERE name = 'a'; DELETE FROM named WHERE name = 'ab'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            client
+                .query_one(&by_name, &[&"a"])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            99
+        );
+        assert!(client.query(&by_name, &[&"ab"]).await.unwrap().is_empty());
+    });
+}
+
+/// A column's raw binary value, for comparing rows without caring about types.
+struct RawValue(Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(raw.to_vec()))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}

@@ -469,6 +469,75 @@ fn take<'a>(b: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8]> {
     Ok(s)
 }
 
+/// One stored column value, borrowed from the row bytes where it is variable-length.
+/// PERF: decoding a value this way allocates nothing; [`DatumRef::into_owned`] copies.
+pub enum DatumRef<'a> {
+    /// A fixed-size value (never `Text` or `Bytes`).
+    Fixed(Datum),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl DatumRef<'_> {
+    pub fn into_owned(self) -> Datum {
+        match self {
+            DatumRef::Fixed(d) => d,
+            DatumRef::Text(s) => Datum::Text(s.to_string()),
+            DatumRef::Bytes(b) => Datum::Bytes(b.to_vec()),
+        }
+    }
+}
+
+/// Decodes the value that starts at `*pos` and moves `pos` past it.
+pub fn decode_value<'a>(b: &'a [u8], pos: &mut usize) -> Result<DatumRef<'a>> {
+    let tag = *b.get(*pos).ok_or_else(corrupt)?;
+    *pos += 1;
+    let fixed = match tag {
+        V_NULL => Datum::Null,
+        V_INT => {
+            let z = get_varint(b, pos)?;
+            Datum::Int(((z >> 1) as i64) ^ -((z & 1) as i64))
+        }
+        V_FLOAT => Datum::Float(f64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap())),
+        V_FALSE => Datum::Bool(false),
+        V_TRUE => Datum::Bool(true),
+        V_TEXT => {
+            let len = get_varint(b, pos)? as usize;
+            let s = take(b, pos, len)?;
+            return Ok(DatumRef::Text(
+                std::str::from_utf8(s).map_err(|_| corrupt())?,
+            ));
+        }
+        V_BYTES => {
+            let len = get_varint(b, pos)? as usize;
+            return Ok(DatumRef::Bytes(take(b, pos, len)?));
+        }
+        V_NUMERIC => {
+            let raw: [u8; 16] = take(b, pos, 16)?.try_into().unwrap();
+            Datum::Numeric(Decimal::deserialize(raw))
+        }
+        V_DATE => Datum::Date(i32::from_le_bytes(take(b, pos, 4)?.try_into().unwrap())),
+        V_TS => Datum::Timestamp(i64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap())),
+        V_TSTZ => Datum::TimestampTz(i64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap())),
+        V_UUID => Datum::Uuid(take(b, pos, 16)?.try_into().unwrap()),
+        _ => return Err(corrupt()),
+    };
+    Ok(DatumRef::Fixed(fixed))
+}
+
+/// Records where each stored value of row `b` starts, in `starts` (cleared first), and
+/// checks the row decodes. PERF: allocation-free once `starts` has grown to the width.
+pub fn row_value_starts(b: &[u8], starts: &mut Vec<usize>) -> Result<()> {
+    starts.clear();
+    let mut pos = 0;
+    let n = get_varint(b, &mut pos)? as usize;
+    for _ in 0..n {
+        starts.push(pos);
+        decode_value(b, &mut pos)?;
+    }
+    Ok(())
+}
+
 /// Decodes a row encoded by [`encode_row`]. Rows written before columns were added have
 /// fewer values; the missing trailing ones read as NULL up to `width`.
 pub fn decode_row(b: &[u8], width: usize) -> Result<Vec<Datum>> {
@@ -476,45 +545,7 @@ pub fn decode_row(b: &[u8], width: usize) -> Result<Vec<Datum>> {
     let n = get_varint(b, &mut pos)? as usize;
     let mut row = Vec::with_capacity(width.max(n));
     for _ in 0..n {
-        let tag = *b.get(pos).ok_or_else(corrupt)?;
-        pos += 1;
-        let d = match tag {
-            V_NULL => Datum::Null,
-            V_INT => {
-                let z = get_varint(b, &mut pos)?;
-                Datum::Int(((z >> 1) as i64) ^ -((z & 1) as i64))
-            }
-            V_FLOAT => Datum::Float(f64::from_le_bytes(
-                take(b, &mut pos, 8)?.try_into().unwrap(),
-            )),
-            V_FALSE => Datum::Bool(false),
-            V_TRUE => Datum::Bool(true),
-            V_TEXT => {
-                let len = get_varint(b, &mut pos)? as usize;
-                let s = take(b, &mut pos, len)?;
-                Datum::Text(String::from_utf8(s.to_vec()).map_err(|_| corrupt())?)
-            }
-            V_BYTES => {
-                let len = get_varint(b, &mut pos)? as usize;
-                Datum::Bytes(take(b, &mut pos, len)?.to_vec())
-            }
-            V_NUMERIC => {
-                let raw: [u8; 16] = take(b, &mut pos, 16)?.try_into().unwrap();
-                Datum::Numeric(Decimal::deserialize(raw))
-            }
-            V_DATE => Datum::Date(i32::from_le_bytes(
-                take(b, &mut pos, 4)?.try_into().unwrap(),
-            )),
-            V_TS => Datum::Timestamp(i64::from_le_bytes(
-                take(b, &mut pos, 8)?.try_into().unwrap(),
-            )),
-            V_TSTZ => Datum::TimestampTz(i64::from_le_bytes(
-                take(b, &mut pos, 8)?.try_into().unwrap(),
-            )),
-            V_UUID => Datum::Uuid(take(b, &mut pos, 16)?.try_into().unwrap()),
-            _ => return Err(corrupt()),
-        };
-        row.push(d);
+        row.push(decode_value(b, &mut pos)?.into_owned());
     }
     while row.len() < width {
         row.push(Datum::Null);

@@ -166,6 +166,20 @@ impl CoreCtx {
         let mut attempts = 0;
         loop {
             let range = self.range_of(key).await?;
+            // PERF: a range on this core is read in place, without copying the key into a
+            // request.
+            if core_for_range(range, self.shared.ncores) == self.core {
+                match self.store.get(range, key, ts).await {
+                    Err(e)
+                        if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES =>
+                    {
+                        attempts += 1;
+                        self.refresh_ranges().await?;
+                        continue;
+                    }
+                    r => return r,
+                }
+            }
             let req = KvRequest::Get {
                 range,
                 key: key.to_vec(),

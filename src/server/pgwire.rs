@@ -22,8 +22,9 @@ use pgwire::messages::{
 };
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::kv::keys::DatumRef;
 use crate::node::CoreCtx;
-use crate::sql::session::{Column, Outcome, Session};
+use crate::sql::session::{BindParams, Column, Outcome, PointRow, Session};
 use crate::sql::types::{Datum, SqlType};
 
 /// Accepts SQL connections on this core until the task is cancelled (at shutdown).
@@ -84,19 +85,169 @@ struct Conn {
     dctx: DecodeContext,
     /// One encoded column value at a time, reused across rows.
     scratch: Vec<u8>,
+    /// The last Bind, decoded into reused buffers.
+    bind: BindMessage,
+    /// The portal name of the last Execute.
+    execute_portal: String,
+    /// The point-lookup fast path's result and its scratch.
+    point: PointRow,
+    value_starts: Vec<usize>,
+}
+
+/// A frontend message: the hot extended-protocol ones (Bind, Execute, Sync) are decoded
+/// here into reused buffers, everything else by the `pgwire` codec.
+enum Msg {
+    Codec(PgWireFrontendMessage),
+    /// Its contents are in [`Conn::bind`].
+    Bind,
+    /// The portal name is in [`Conn::execute_portal`].
+    Execute {
+        max_rows: i32,
+    },
+    Sync,
+}
+
+/// A Bind message's fields, as spans of its body (`raw`). PERF: decoding one reuses these
+/// buffers, so a warm connection binds without allocating.
+#[derive(Default)]
+struct BindMessage {
+    raw: Vec<u8>,
+    portal: (usize, usize),
+    statement: (usize, usize),
+    param_formats: Vec<i16>,
+    params: Vec<Option<(usize, usize)>>,
+    result_formats: Vec<i16>,
+}
+
+/// Largest message accepted (PostgreSQL's limit for most messages is 1 GiB too).
+const MAX_MESSAGE_LEN: usize = 1 << 30;
+
+impl BindMessage {
+    /// Decodes a Bind body: portal, statement, parameter formats, parameters, result
+    /// formats. Every count and length is checked against the body.
+    fn decode(&mut self, body: &[u8]) -> Result<()> {
+        let bad = || Error::protocol("invalid message: malformed Bind");
+        self.raw.clear();
+        self.raw.extend_from_slice(body);
+        self.param_formats.clear();
+        self.params.clear();
+        self.result_formats.clear();
+        let b = &self.raw[..];
+        let mut pos = 0usize;
+        let cstr = |pos: &mut usize| -> Result<(usize, usize)> {
+            let end = *pos + b[*pos..].iter().position(|&c| c == 0).ok_or_else(bad)?;
+            let span = (*pos, end);
+            *pos = end + 1;
+            Ok(span)
+        };
+        let i16_at = |pos: &mut usize| -> Result<i16> {
+            let v = b.get(*pos..*pos + 2).ok_or_else(bad)?;
+            *pos += 2;
+            Ok(i16::from_be_bytes([v[0], v[1]]))
+        };
+        self.portal = cstr(&mut pos)?;
+        self.statement = cstr(&mut pos)?;
+        let n = i16_at(&mut pos)?;
+        for _ in 0..n.max(0) {
+            self.param_formats.push(i16_at(&mut pos)?);
+        }
+        let n = i16_at(&mut pos)?;
+        for _ in 0..n.max(0) {
+            let v = b.get(pos..pos + 4).ok_or_else(bad)?;
+            let len = i32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+            pos += 4;
+            if len < 0 {
+                self.params.push(None);
+            } else {
+                let end = pos.checked_add(len as usize).filter(|&e| e <= b.len());
+                let end = end.ok_or_else(bad)?;
+                self.params.push(Some((pos, end)));
+                pos = end;
+            }
+        }
+        let n = i16_at(&mut pos)?;
+        for _ in 0..n.max(0) {
+            self.result_formats.push(i16_at(&mut pos)?);
+        }
+        if pos != b.len() {
+            return Err(bad());
+        }
+        std::str::from_utf8(&b[self.portal.0..self.portal.1]).map_err(|_| bad())?;
+        std::str::from_utf8(&b[self.statement.0..self.statement.1]).map_err(|_| bad())?;
+        Ok(())
+    }
+
+    fn name(&self, span: (usize, usize)) -> &str {
+        // Checked to be UTF-8 by `decode`.
+        std::str::from_utf8(&self.raw[span.0..span.1]).unwrap_or("")
+    }
 }
 
 impl Conn {
+    /// Decodes a complete Bind, Execute or Sync at the head of the input. `Ok(None)` when
+    /// the head is another message (the codec's) or still incomplete.
+    /// PERF: the hot path of prepared statements; allocation-free on a warm connection.
+    fn next_hot(&mut self) -> Result<Option<Msg>> {
+        if self.dctx.awaiting_frontend_startup || self.inbuf.len() < 5 {
+            return Ok(None);
+        }
+        let tag = self.inbuf[0];
+        if !matches!(tag, b'B' | b'E' | b'S') {
+            return Ok(None);
+        }
+        let len = i32::from_be_bytes([self.inbuf[1], self.inbuf[2], self.inbuf[3], self.inbuf[4]]);
+        if len < 4 || len as usize > MAX_MESSAGE_LEN {
+            self.inbuf.clear();
+            return Err(Error::protocol("invalid message: bad length"));
+        }
+        let total = 1 + len as usize;
+        if self.inbuf.len() < total {
+            return Ok(None);
+        }
+        let body = &self.inbuf[5..total];
+        let msg = match tag {
+            b'B' => {
+                self.bind.decode(body)?;
+                Msg::Bind
+            }
+            b'E' => {
+                let bad = || Error::protocol("invalid message: malformed Execute");
+                let end = body.iter().position(|&c| c == 0).ok_or_else(bad)?;
+                let name = std::str::from_utf8(&body[..end]).map_err(|_| bad())?;
+                let rest = &body[end + 1..];
+                if rest.len() != 4 {
+                    return Err(bad());
+                }
+                self.execute_portal.clear();
+                self.execute_portal.push_str(name);
+                Msg::Execute {
+                    max_rows: i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]),
+                }
+            }
+            _ => {
+                if !body.is_empty() {
+                    return Err(Error::protocol("invalid message: malformed Sync"));
+                }
+                Msg::Sync
+            }
+        };
+        bytes::Buf::advance(&mut self.inbuf, total);
+        Ok(Some(msg))
+    }
+
     /// Reads the next frontend message; `None` at EOF.
-    async fn next(&mut self) -> Result<Option<PgWireFrontendMessage>> {
+    async fn next(&mut self) -> Result<Option<Msg>> {
         loop {
+            if let Some(m) = self.next_hot()? {
+                return Ok(Some(m));
+            }
             // The codec trusts counts inside messages and can panic on lying ones; a
             // malformed message must only cost its own connection, so contain that here.
             let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 PgWireFrontendMessage::decode(&mut self.inbuf, &self.dctx)
             }));
             match decoded {
-                Ok(Ok(Some(m))) => return Ok(Some(m)),
+                Ok(Ok(Some(m))) => return Ok(Some(Msg::Codec(m))),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => return Err(Error::protocol(format!("invalid message: {e}"))),
                 Err(_) => {
@@ -177,6 +328,68 @@ impl Conn {
         self.send(&RowDescription::new(fields));
     }
 
+    /// Encodes what the point-lookup fast path found: its row (if any) straight from the
+    /// stored bytes, then CommandComplete. PERF: allocation-free on a warm connection.
+    fn point_row(&mut self) -> Result<()> {
+        let Some(lookup) = self.point.lookup.take() else {
+            return Err(Error::internal("point lookup without a plan"));
+        };
+        let found = self.point.row.is_some();
+        if let Some(row) = &self.point.row {
+            let out = &mut self.out;
+            let scratch = &mut self.scratch;
+            let formats = &self.point.formats;
+            out.put_u8(b'D');
+            let len_at = out.len();
+            out.put_i32(0);
+            out.put_i16(lookup.width() as i16);
+            let mut i = 0;
+            lookup.for_each_output(row, &mut self.value_starts, |ty, v| {
+                let binary = format_for(formats, i) == 1;
+                i += 1;
+                match v {
+                    DatumRef::Fixed(Datum::Null) => out.put_i32(-1),
+                    DatumRef::Text(t) => {
+                        out.put_i32(t.len() as i32);
+                        out.put_slice(t.as_bytes());
+                    }
+                    DatumRef::Bytes(b) if binary => {
+                        out.put_i32(b.len() as i32);
+                        out.put_slice(b);
+                    }
+                    DatumRef::Bytes(b) => {
+                        out.put_i32(2 + 2 * b.len() as i32);
+                        out.put_slice(b"\\x");
+                        for byte in b {
+                            const HEX: &[u8; 16] = b"0123456789abcdef";
+                            out.put_u8(HEX[(byte >> 4) as usize]);
+                            out.put_u8(HEX[(byte & 15) as usize]);
+                        }
+                    }
+                    DatumRef::Fixed(d) => {
+                        scratch.clear();
+                        if binary {
+                            d.to_binary(ty, scratch)?;
+                        } else {
+                            d.write_text(ty, scratch);
+                        }
+                        out.put_i32(scratch.len() as i32);
+                        out.put_slice(scratch);
+                    }
+                }
+                Ok(())
+            })?;
+            let len = (out.len() - len_at) as i32;
+            out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        self.point.row = None;
+        let tag: &[u8] = if found { b"SELECT 1\0" } else { b"SELECT 0\0" };
+        self.out.put_u8(b'C');
+        self.out.put_i32(4 + tag.len() as i32);
+        self.out.put_slice(tag);
+        Ok(())
+    }
+
     /// PERF: rows are encoded straight into the output buffer, no DataRow allocation.
     fn data_row(&mut self, row: &[Datum], cols: &[Column], formats: &[i16]) -> Result<()> {
         let out = &mut self.out;
@@ -229,11 +442,21 @@ async fn serve(ctx: Rc<CoreCtx>, stream: TcpStream) -> Result<()> {
         out: BytesMut::with_capacity(8192),
         dctx: DecodeContext::new(ProtocolVersion::PROTOCOL3_0),
         scratch: Vec::new(),
+        bind: BindMessage::default(),
+        execute_portal: String::new(),
+        point: PointRow::default(),
+        value_starts: Vec::new(),
     };
     // --- Startup ---
     let params = loop {
         let msg = match conn.next().await {
-            Ok(Some(m)) => m,
+            Ok(Some(Msg::Codec(m))) => m,
+            Ok(Some(_)) => {
+                let e = Error::protocol("expected a startup message");
+                conn.error(&e);
+                conn.flush().await?;
+                return Ok(());
+            }
             Ok(None) => return Ok(()),
             Err(e) => {
                 conn.error(&e);
@@ -364,9 +587,57 @@ async fn session_loop(conn: &mut Conn, session: &mut Session) -> Result<()> {
             Some(m) => m,
             None => return Ok(()),
         };
-        if skipping && msg.is_extended_query() && !matches!(msg, PgWireFrontendMessage::Sync(_)) {
+        let extended = match &msg {
+            Msg::Codec(m) => m.is_extended_query() && !matches!(m, PgWireFrontendMessage::Sync(_)),
+            Msg::Bind | Msg::Execute { .. } => true,
+            Msg::Sync => false,
+        };
+        if skipping && extended {
             continue;
         }
+        let msg = match msg {
+            Msg::Bind => {
+                let b = &conn.bind;
+                let params = BindParams {
+                    raw: &b.raw,
+                    spans: &b.params,
+                };
+                let bound = session.bind(
+                    b.name(b.portal),
+                    b.name(b.statement),
+                    &params,
+                    &b.param_formats,
+                    &b.result_formats,
+                );
+                match bound {
+                    Ok(()) => conn.send(&pgwire::messages::extendedquery::BindComplete::new()),
+                    Err(e) => {
+                        conn.error(&e);
+                        session.on_error();
+                        skipping = true;
+                    }
+                }
+                continue;
+            }
+            Msg::Execute { max_rows } => {
+                let name = std::mem::take(&mut conn.execute_portal);
+                let r = execute(conn, session, &name, max_rows).await;
+                conn.execute_portal = name;
+                if !r? {
+                    skipping = true;
+                }
+                continue;
+            }
+            Msg::Sync => {
+                skipping = false;
+                session.sync().await;
+                let st = status(session);
+                conn.ready(st);
+                conn.flush().await?;
+                continue;
+            }
+            Msg::Codec(m) => m,
+        };
         match msg {
             PgWireFrontendMessage::Query(q) => {
                 simple_query(conn, session, &q.query).await?;
@@ -378,26 +649,6 @@ async fn session_loop(conn: &mut Conn, session: &mut Session) -> Result<()> {
                 let name = p.name.unwrap_or_default();
                 match session.parse_prepared(&name, &p.query, &p.type_oids).await {
                     Ok(()) => conn.send(&pgwire::messages::extendedquery::ParseComplete::new()),
-                    Err(e) => {
-                        conn.error(&e);
-                        session.on_error();
-                        skipping = true;
-                    }
-                }
-            }
-            PgWireFrontendMessage::Bind(b) => {
-                let portal = b.portal_name.clone().unwrap_or_default();
-                let stmt = b.statement_name.clone().unwrap_or_default();
-                let params: Vec<Option<&[u8]>> =
-                    b.parameters.iter().map(|p| p.as_deref()).collect();
-                match session.bind(
-                    &portal,
-                    &stmt,
-                    &params,
-                    &b.parameter_format_codes,
-                    &b.result_column_format_codes,
-                ) {
-                    Ok(()) => conn.send(&pgwire::messages::extendedquery::BindComplete::new()),
                     Err(e) => {
                         conn.error(&e);
                         session.on_error();
@@ -427,36 +678,11 @@ async fn session_loop(conn: &mut Conn, session: &mut Session) -> Result<()> {
                     }
                 }
             }
-            PgWireFrontendMessage::Execute(e) => {
-                let name = e.name.unwrap_or_default();
-                let max_rows = if e.max_rows <= 0 {
-                    usize::MAX
-                } else {
-                    e.max_rows as usize
-                };
-                match session.execute_portal(&name, max_rows).await {
-                    Ok((outcome, cols, formats)) => {
-                        if let Err(e) = send_outcome(conn, outcome, &cols, &formats, false) {
-                            conn.error(&e);
-                            skipping = true;
-                        }
-                    }
-                    Err(e) => {
-                        conn.error(&e);
-                        session.on_error();
-                        skipping = true;
-                    }
-                }
-                if conn.out.len() > 64 * 1024 {
-                    conn.flush().await?;
-                }
-            }
-            PgWireFrontendMessage::Sync(_) => {
-                skipping = false;
-                session.sync().await;
-                let st = status(session);
-                conn.ready(st);
-                conn.flush().await?;
+            PgWireFrontendMessage::Bind(_)
+            | PgWireFrontendMessage::Execute(_)
+            | PgWireFrontendMessage::Sync(_) => {
+                // Decoded by `Conn::next_hot`; the codec never sees them.
+                return Err(Error::protocol("unexpected message"));
             }
             PgWireFrontendMessage::Flush(_) => conn.flush().await?,
             PgWireFrontendMessage::Close(c) => {
@@ -473,6 +699,46 @@ async fn session_loop(conn: &mut Conn, session: &mut Session) -> Result<()> {
             _ => return Err(Error::protocol("unexpected message")),
         }
     }
+}
+
+/// Runs Execute on portal `name`: through the point-lookup fast path when it can take it,
+/// else the general path. False when an error was sent (the caller then skips to Sync).
+async fn execute(
+    conn: &mut Conn,
+    session: &mut Session,
+    name: &str,
+    max_rows: i32,
+) -> Result<bool> {
+    if session.execute_point(name, &mut conn.point).await.is_some() {
+        if let Err(e) = conn.point_row() {
+            conn.error(&e);
+            return Ok(false);
+        }
+        return Ok(true);
+    }
+    let max_rows = if max_rows <= 0 {
+        usize::MAX
+    } else {
+        max_rows as usize
+    };
+    let ok = match session.execute_portal(name, max_rows).await {
+        Ok((outcome, cols, formats)) => match send_outcome(conn, outcome, &cols, &formats, false) {
+            Ok(()) => true,
+            Err(e) => {
+                conn.error(&e);
+                false
+            }
+        },
+        Err(e) => {
+            conn.error(&e);
+            session.on_error();
+            false
+        }
+    };
+    if conn.out.len() > 64 * 1024 {
+        conn.flush().await?;
+    }
+    Ok(ok)
 }
 
 fn send_outcome(

@@ -1649,6 +1649,8 @@ pub struct PlanCache {
     slot: std::cell::RefCell<Option<CachedPlan>>,
     /// Whether the statement holds CTEs or subqueries (found once: the text is fixed).
     needs_rewrite: std::cell::Cell<Option<bool>>,
+    /// (catalog version, database, fast path) when the cached plan is a point lookup.
+    point: std::cell::RefCell<Option<(u64, u32, Rc<PointLookup>)>>,
 }
 
 impl PlanCache {
@@ -1666,6 +1668,135 @@ impl PlanCache {
 
 /// (catalog version, database, parameter types, plan).
 type CachedPlan = (u64, u32, Vec<SqlType>, Rc<SelectPlan>);
+
+impl PlanCache {
+    /// The statement's point-lookup fast path, if its cached plan is one and is still valid
+    /// for catalog `version` and database `db`.
+    pub fn point_lookup(&self, version: u64, db: u32) -> Option<Rc<PointLookup>> {
+        match &*self.point.borrow() {
+            Some((v, d, p)) if *v == version && *d == db => Some(p.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A prepared `SELECT <columns> FROM t WHERE pk = $n` on a one-column primary key: the
+/// fast path of issue 3 ("cached plan, one KV get, no avoidable allocation"). The session
+/// runs it without the executor: it encodes the key into a reused buffer, makes one KV get
+/// and hands the stored row bytes to pgwire, which encodes the projected columns straight
+/// into the DataRow ([`PointLookup::for_each_output`]). Parameters of another kind than the
+/// key column's (NULL, a float for an INT key, …) take the general path.
+pub struct PointLookup {
+    /// The table's primary index prefix; a key is this plus the encoded parameter.
+    prefix: Vec<u8>,
+    param: usize,
+    key_ty: SqlType,
+    /// For each output column, the stored column it shows and its type.
+    outputs: Vec<(usize, SqlType)>,
+}
+
+impl PointLookup {
+    fn of(plan: &SelectPlan) -> Option<PointLookup> {
+        let t = plan.table.as_ref()?;
+        let plain = plan.derived.is_none()
+            && plan.join.is_none()
+            && plan.aggs.is_empty()
+            && plan.group_by.is_empty()
+            && plan.having.is_none()
+            && !plan.grouped
+            && plan.order.is_empty()
+            && !plan.distinct
+            && plan.limit.is_none()
+            && plan.offset.is_none()
+            && plan.values.is_none()
+            && plan.setop.is_none()
+            && plan.windows.is_empty()
+            && plan.series.is_none()
+            && t.view.is_none()
+            && t.pk.len() == 1
+            && plan.scope.len() == t.columns.len()
+            && plan.outputs.len() == plan.columns.len();
+        if !plain {
+            return None;
+        }
+        let pk = t.pk[0];
+        let param = match plan.filter.as_ref()? {
+            Scalar::Binary(BinOp::Eq, l, r, _) => match (l.as_ref(), r.as_ref()) {
+                (Scalar::Column(c), Scalar::Param(p)) | (Scalar::Param(p), Scalar::Column(c))
+                    if *c == pk =>
+                {
+                    *p
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let key_ty = t.columns[pk].ty;
+        if !(key_ty.is_int() || matches!(key_ty, SqlType::Text | SqlType::Varchar)) {
+            return None;
+        }
+        let mut outputs = Vec::with_capacity(plan.outputs.len());
+        for (o, col) in plan.outputs.iter().zip(&plan.columns) {
+            match o {
+                Scalar::Column(c) if *c < t.columns.len() && t.columns[*c].ty == col.ty => {
+                    outputs.push((*c, col.ty))
+                }
+                _ => return None,
+            }
+        }
+        Some(PointLookup {
+            prefix: index_prefix(t.id, PRIMARY_INDEX),
+            param,
+            key_ty,
+            outputs,
+        })
+    }
+
+    /// Encodes the key the parameters name into `key` (cleared first). False when the
+    /// parameter is not of the key column's kind: the general path decides then.
+    pub fn key(&self, params: &[Datum], key: &mut Vec<u8>) -> bool {
+        let ok = match params.get(self.param) {
+            Some(Datum::Int(i)) => {
+                self.key_ty.is_int() && crate::sql::types::check_int_range(self.key_ty, *i).is_ok()
+            }
+            Some(Datum::Text(_)) => matches!(self.key_ty, SqlType::Text | SqlType::Varchar),
+            _ => false,
+        };
+        if ok {
+            key.clear();
+            key.extend_from_slice(&self.prefix);
+            encode_key_datum(&params[self.param], key);
+        }
+        ok
+    }
+
+    /// The number of output columns.
+    pub fn width(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Calls `f` with each output column's type and value, decoded from the stored `row`
+    /// without copying (`starts` is scratch). Columns added after the row was written read
+    /// as NULL.
+    pub fn for_each_output(
+        &self,
+        row: &[u8],
+        starts: &mut Vec<usize>,
+        mut f: impl FnMut(SqlType, keys::DatumRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        keys::row_value_starts(row, starts)?;
+        for &(c, ty) in &self.outputs {
+            match starts.get(c) {
+                Some(&at) => {
+                    let mut pos = at;
+                    f(ty, keys::decode_value(row, &mut pos)?)?
+                }
+                None => f(ty, keys::DatumRef::Fixed(Datum::Null))?,
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Executes statements in one transaction.
 pub struct Exec<'a> {
@@ -2466,7 +2597,12 @@ impl<'a> Exec<'a> {
             self.txn.read_ts = ts;
             self.cx.txn_ts = ts;
             self.cx.now_micros = (ts.wall / 1000) as i64;
-            return Box::pin(self.select(inner)).await;
+            let r = Box::pin(self.select(inner)).await;
+            // The fast path reads at the present: never for a historical read.
+            if let Some(c) = self.plan_cache {
+                *c.point.borrow_mut() = None;
+            }
+            return r;
         }
         let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
         // PERF: a prepared point lookup reuses its plan; only the parameters change.
@@ -2489,6 +2625,8 @@ impl<'a> Exec<'a> {
                 if let Some(c) = self.plan_cache {
                     *c.slot.borrow_mut() =
                         Some((self.cat.version, self.db_id, key_types, plan.clone()));
+                    *c.point.borrow_mut() =
+                        PointLookup::of(&plan).map(|p| (self.cat.version, self.db_id, Rc::new(p)));
                 }
                 plan
             }

@@ -69,6 +69,31 @@ struct Portal {
     formats: Vec<i16>,
     /// Rows left from an Execute with a row limit.
     pending: Option<(VecDeque<Vec<Datum>>, String)>,
+    /// The point-lookup fast path ran it: later Executes return no rows.
+    exhausted: bool,
+}
+
+/// The parameter values of a Bind message, as spans of its body (`None`: NULL).
+pub struct BindParams<'a> {
+    pub raw: &'a [u8],
+    pub spans: &'a [Option<(usize, usize)>],
+}
+
+impl BindParams<'_> {
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        self.spans[i].map(|(a, b)| &self.raw[a..b])
+    }
+}
+
+/// What the point-lookup fast path found: the stored row (if any) and how to show it.
+/// Reused across Executes, so its buffers stop growing.
+#[derive(Default)]
+pub struct PointRow {
+    pub lookup: Option<Rc<exec::PointLookup>>,
+    pub row: Option<Vec<u8>>,
+    pub formats: Vec<i16>,
+    /// The encoded key (scratch).
+    key: Vec<u8>,
 }
 
 pub struct Session {
@@ -816,11 +841,14 @@ impl Session {
         Ok(())
     }
 
+    /// Binds `portal` to prepared statement `stmt_name` with these parameters.
+    /// PERF: rebinding a portal of the same name (the unnamed one, usually) reuses its
+    /// buffers, and a text parameter reuses the string of the previous binding.
     pub fn bind(
         &mut self,
         portal: &str,
         stmt_name: &str,
-        params: &[Option<&[u8]>],
+        params: &BindParams<'_>,
         param_formats: &[i16],
         result_formats: &[i16],
     ) -> Result<()> {
@@ -830,41 +858,94 @@ impl Session {
                 format!("prepared statement \"{stmt_name}\" does not exist"),
             )
         })?;
-        if params.len() != stmt.param_types.len() {
+        let n = params.spans.len();
+        if n != stmt.param_types.len() {
             return Err(Error::protocol(format!(
                 "bind message supplies {} parameters, but prepared statement \"{stmt_name}\" requires {}",
-                params.len(),
+                n,
                 stmt.param_types.len()
             )));
         }
-        let mut values = Vec::with_capacity(params.len());
-        for (i, p) in params.iter().enumerate() {
-            let fmt = match param_formats.len() {
-                0 => 0,
-                1 => param_formats[0],
-                _ => *param_formats.get(i).unwrap_or(&0),
-            };
-            let ty = stmt.param_types[i];
-            values.push(match p {
-                None => Datum::Null,
-                Some(b) if fmt == 1 => Datum::from_binary(ty, b)?,
-                Some(b) => {
-                    let s = std::str::from_utf8(b)
-                        .map_err(|_| Error::invalid_text("invalid UTF-8 in parameter"))?;
-                    Datum::parse(ty, s)?
-                }
-            });
+        // Decode into the portal's old buffers when it exists; a failed Bind leaves no
+        // portal behind.
+        let mut values = match self.portals.get_mut(portal) {
+            Some(p) => std::mem::take(&mut p.params),
+            None => Vec::with_capacity(n),
+        };
+        values.truncate(n);
+        let decoded = decode_params(&mut values, &stmt.param_types, params, param_formats);
+        if let Err(e) = decoded {
+            self.portals.remove(portal);
+            return Err(e);
         }
-        self.portals.insert(
-            portal.to_string(),
-            Portal {
-                stmt,
-                params: values,
-                formats: result_formats.to_vec(),
-                pending: None,
-            },
-        );
+        match self.portals.get_mut(portal) {
+            Some(p) => {
+                p.stmt = stmt;
+                p.params = values;
+                p.formats.clear();
+                p.formats.extend_from_slice(result_formats);
+                p.pending = None;
+                p.exhausted = false;
+            }
+            None => {
+                self.portals.insert(
+                    portal.to_string(),
+                    Portal {
+                        stmt,
+                        params: values,
+                        formats: result_formats.to_vec(),
+                        pending: None,
+                        exhausted: false,
+                    },
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The point-lookup fast path (issue 3: "cached plan, one KV get, no avoidable
+    /// allocation"): runs portal `name` when its statement's cached plan is a primary-key
+    /// point lookup ([`exec::PointLookup`]) and no transaction is open, leaving the stored
+    /// row in `out` for pgwire to encode. `None` when the portal cannot take it, or the
+    /// read failed (the general path then runs it, with its retries and error reporting).
+    ///
+    /// A lone read in an implicit transaction is serializable at any timestamp: it reads
+    /// at the present, and the range's timestamp cache keeps later writers above it, as
+    /// for any read. PERF: no allocation here on a warm session with the same-core range
+    /// (the engine's owned value aside).
+    pub async fn execute_point(&mut self, name: &str, out: &mut PointRow) -> Option<()> {
+        if self.txn.is_some() || self.explicit || self.in_batch {
+            return None;
+        }
+        let p = self.portals.get(name)?;
+        if p.pending.is_some() || p.exhausted {
+            return None;
+        }
+        let version = self.ctx.shared.catalog_version.load(Ordering::SeqCst);
+        let db_id = {
+            let cat = self.ctx.catalog.borrow();
+            let cat = cat.as_ref().filter(|c| c.version == version)?;
+            cat.database(&self.database)?.id
+        };
+        let lookup = p.stmt.plan.point_lookup(version, db_id)?;
+        if !lookup.key(&p.params, &mut out.key) {
+            return None;
+        }
+        out.formats.clear();
+        out.formats.extend_from_slice(&p.formats);
+        self.cancel.store(false, Ordering::SeqCst);
+        let started = Instant::now();
+        let ts = self.ctx.shared.hlc.now();
+        let row = self.ctx.kv_get(&out.key, ts).await.ok()?;
+        self.ctx
+            .metrics()
+            .observe_statement(0, started.elapsed(), false);
+        out.row = row;
+        out.lookup = Some(lookup);
+        if let Some(p) = self.portals.get_mut(name) {
+            p.exhausted = true;
+        }
+        Some(())
     }
 
     pub fn describe_statement(&self, name: &str) -> Result<(Vec<SqlType>, Option<Vec<Column>>)> {
@@ -899,6 +980,17 @@ impl Session {
                     format!("portal \"{name}\" does not exist"),
                 )
             })?;
+            if p.exhausted {
+                return Ok((
+                    Outcome::Rows {
+                        rows: Vec::new(),
+                        tag: "SELECT 0".into(),
+                        suspended: false,
+                    },
+                    p.stmt.columns.clone(),
+                    p.formats.clone(),
+                ));
+            }
             (
                 p.stmt.clone(),
                 p.params.clone(),
@@ -963,6 +1055,59 @@ impl Session {
         } else {
             self.portals.remove(name);
         }
+    }
+}
+
+/// Decodes Bind parameters into `values` (their previous contents reused where possible).
+fn decode_params(
+    values: &mut Vec<Datum>,
+    types: &[SqlType],
+    params: &BindParams<'_>,
+    param_formats: &[i16],
+) -> Result<()> {
+    for (i, &ty) in types.iter().enumerate() {
+        let fmt = match param_formats.len() {
+            0 => 0,
+            1 => param_formats[0],
+            _ => *param_formats.get(i).unwrap_or(&0),
+        };
+        let value = match params.get(i) {
+            None => Datum::Null,
+            Some(b) if fmt == 1 && matches!(ty, SqlType::Text | SqlType::Varchar) => {
+                let s = std::str::from_utf8(b)
+                    .map_err(|_| Error::invalid_text("invalid UTF-8 in parameter"))?;
+                reuse_text(values.get_mut(i), s)
+            }
+            Some(b) if fmt == 1 => Datum::from_binary(ty, b)?,
+            Some(b) => {
+                let s = std::str::from_utf8(b)
+                    .map_err(|_| Error::invalid_text("invalid UTF-8 in parameter"))?;
+                if matches!(ty, SqlType::Text | SqlType::Varchar) {
+                    reuse_text(values.get_mut(i), s)
+                } else {
+                    Datum::parse(ty, s)?
+                }
+            }
+        };
+        if i < values.len() {
+            values[i] = value;
+        } else {
+            values.push(value);
+        }
+    }
+    Ok(())
+}
+
+/// A text parameter, in the string `slot` held before when it held one.
+fn reuse_text(slot: Option<&mut Datum>, s: &str) -> Datum {
+    match slot {
+        Some(Datum::Text(t)) => {
+            let mut t = std::mem::take(t);
+            t.clear();
+            t.push_str(s);
+            Datum::Text(t)
+        }
+        _ => Datum::Text(s.to_string()),
     }
 }
 

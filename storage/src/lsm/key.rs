@@ -107,6 +107,37 @@ impl PartialOrd for IKey {
     }
 }
 
+/// A borrowed internal key with [`IKey`]'s order, so a `BTreeMap<IKey, _>` can be searched
+/// without copying the key. PERF: the memtable read path.
+#[derive(Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct IKeyRef(pub [u8]);
+
+impl IKeyRef {
+    pub fn new(k: &[u8]) -> &IKeyRef {
+        // SAFETY: `IKeyRef` is `repr(transparent)` over `[u8]`, so the layouts are equal.
+        unsafe { &*(k as *const [u8] as *const IKeyRef) }
+    }
+}
+
+impl Ord for IKeyRef {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for IKeyRef {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::borrow::Borrow<IKeyRef> for IKey {
+    fn borrow(&self) -> &IKeyRef {
+        IKeyRef::new(&self.0)
+    }
+}
+
 /// A range tombstone: hides versions of user keys in `[start, end)`.
 ///
 /// With `ts < Timestamp::MAX` it is an MVCC deletion: a version at `vts <= ts` is hidden

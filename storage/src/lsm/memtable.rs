@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use super::key::{self, IKey, RangeTombstone, Seqno};
+use super::key::{self, IKey, IKeyRef, RangeTombstone, Seqno};
 use crate::{RangeId, Timestamp};
 
 #[derive(Default)]
@@ -89,6 +89,19 @@ impl Memtable {
         );
     }
 
+    /// Appends the tombstones visible at `snapshot` whose span holds `key`.
+    pub fn point_tombstones(&self, snapshot: Seqno, key: &[u8], out: &mut Vec<RangeTombstone>) {
+        let t = self.tombstones.borrow();
+        if t.is_empty() {
+            return;
+        }
+        out.extend(
+            t.iter()
+                .filter(|t| t.seq <= snapshot && t.contains(key))
+                .cloned(),
+        );
+    }
+
     pub fn all_range_tombstones(&self) -> Vec<RangeTombstone> {
         self.tombstones.borrow().clone()
     }
@@ -118,7 +131,7 @@ impl Memtable {
     ) -> Option<(Vec<u8>, Vec<u8>)> {
         let head = key::head(seek);
         let map = self.map.borrow();
-        map.range((Bound::Included(IKey(seek.to_vec())), Bound::Unbounded))
+        map.range::<IKeyRef, _>((Bound::Included(IKeyRef::new(seek)), Bound::Unbounded))
             .take_while(|(k, _)| key::head(&k.0) == head)
             .find(|(k, _)| pred(&k.0))
             .map(|(k, v)| (k.0.clone(), v.clone()))

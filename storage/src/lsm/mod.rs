@@ -222,6 +222,21 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     /// Range tombstones that may affect user keys in `[start, end)`.
+    /// The range tombstones whose span holds `key`. PERF: allocates only when some do.
+    fn point_tombstones(&self, key: &[u8]) -> Vec<RangeTombstone> {
+        let mut out: Vec<RangeTombstone> = self
+            .version
+            .range_tombstones
+            .iter()
+            .filter(|t| t.contains(key))
+            .cloned()
+            .collect();
+        for m in &self.mems {
+            m.point_tombstones(self.seq, key, &mut out);
+        }
+        out
+    }
+
     fn range_tombstones(&self, start: &[u8], end: &[u8]) -> Vec<RangeTombstone> {
         let mut out: Vec<RangeTombstone> = self
             .version
@@ -778,13 +793,23 @@ impl Inner {
     /// [`Engine::get`] as of `snap`.
     async fn get_in(&self, snap: &Snapshot, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
         let inner = self;
-        let mut end = key.to_vec();
-        end.push(0);
-        let tombstones = snap.range_tombstones(key, &end);
+        let tombstones = snap.point_tombstones(key);
         let seek = key::encode(SPACE_MVCC, key, ts, Seqno::MAX);
-        let found = inner.point_lookup(snap, &seek, &tombstones).await?;
-        let versions = found.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
-        Ok(resolve(key, versions, ts, &tombstones).map(|(_, v)| v.to_vec()))
+        let Some((k, mut v)) = inner.point_lookup(snap, &seek, &tombstones).await? else {
+            return Ok(None);
+        };
+        let visible = resolve(
+            key,
+            std::iter::once((k.as_slice(), v.as_slice())),
+            ts,
+            &tombstones,
+        );
+        let visible = visible.is_some();
+        Ok(visible.then(|| {
+            // PERF: the found copy becomes the value (its kind byte dropped), not a new copy.
+            v.remove(0);
+            v
+        }))
     }
 
     /// [`Engine::scan`] as of `snap`.
