@@ -61,6 +61,7 @@
 //! range owns must be dropped at compaction, or a deleted row's older version left behind
 //! could reappear. Reclaiming that space is still to do.
 
+pub mod codec;
 pub mod engine;
 pub mod keys;
 pub mod ranges;
