@@ -98,6 +98,9 @@ pub enum ErrorKind {
     /// gateway refreshes its range descriptors and resends. 40001 if it ever reaches a
     /// client.
     RangeKeyMismatch,
+    /// A replicated write whose outcome is unknown: its leader lost leadership before
+    /// the write applied (it may still commit). SQLSTATE 40003.
+    AmbiguousResult,
     /// 42P20
     Windowing,
     /// 25P01
@@ -200,6 +203,7 @@ impl Error {
             FeatureNotSupported => "0A000",
             InFailedTransaction => "25P02",
             SerializationFailure | RangeKeyMismatch => "40001",
+            AmbiguousResult => "40003",
             Protocol => "08P01",
             InvalidStatementName => "26000",
             InvalidCursorName => "34000",

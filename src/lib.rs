@@ -3,6 +3,7 @@
 //! See `DESIGN.md` (shared) for the map. This crate holds the server: the node runtime
 //! (`node`), ranges and raft (`kv`), transactions (`txn`), SQL (`sql`) and HTTP (`server`).
 
+pub mod cluster;
 pub mod error;
 pub mod kv;
 pub mod metrics;

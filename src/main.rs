@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use chitin::kv::engine::EngineKind;
 use chitin::node::{self, NodeConfig};
@@ -15,11 +16,14 @@ USAGE:
 
 COMMANDS:
     start-single-node   Start a single-node cluster (replication factor 1) and serve SQL.
+    start               Start a node of a cluster: --join the others, then `chitin init` once.
+    init                Initialize a new cluster: --host HOST:PORT of one started node.
+    node status         List the cluster's nodes: --host HOST:PORT of any node.
     workload            Load generator: init/run ycsb, kv, bank (`chitin workload help`).
     version             Print the version.
     help                Print this help.
 
-FLAGS (start-single-node):
+FLAGS (start-single-node, start):
     --store DIR             Directory of the node's data [default: ./chitin-data]
     --listen-addr HOST:PORT SQL (pgwire) address [default: 127.0.0.1:26257]
     --http-addr HOST:PORT   HTTP address: /health, /_status/vars [default: 127.0.0.1:8080]
@@ -30,6 +34,18 @@ FLAGS (start-single-node):
     --cache SIZE            Block cache budget, e.g. 256MiB [default: 128MiB]
     --engine lsm|mem        Storage engine: the LSM (durable) or in-memory, rebuilt from
                             the raft log at start [default: lsm]
+
+FLAGS (start only):
+    --join A,B,C            Addresses (HOST:PORT) of the cluster's nodes; every node of a new
+                            cluster lists the same ones. Required.
+    --advertise-addr H:P    Address other nodes reach this one at [default: --listen-addr]
+    --locality K=V,...      e.g. region=us-east1,zone=a (recorded; placement is to do)
+
+FLAGS (init, node status):
+    --host HOST:PORT        A node's --listen-addr [default: 127.0.0.1:26257]
+
+Nodes talk to each other on --listen-addr too (the node transport shares the port with
+pgwire). A cluster keeps 3 replicas of every range on its first 3 nodes.
 
 Connect with: psql postgresql://root@127.0.0.1:26257/defaultdb
 ";
@@ -53,15 +69,13 @@ fn parse_start(args: &[String]) -> Result<NodeConfig, String> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let mut cfg = NodeConfig {
-        store: PathBuf::from("chitin-data"),
-        listen_addr: "127.0.0.1:26257".parse().unwrap(),
-        http_addr: "127.0.0.1:8080".parse().unwrap(),
-        cores: cpus,
-        pin: false,
-        cache_bytes: 128 << 20,
-        engine: EngineKind::Lsm,
-    };
+    let mut cfg = NodeConfig::single_node(
+        PathBuf::from("chitin-data"),
+        "127.0.0.1:26257".parse().unwrap(),
+        "127.0.0.1:8080".parse().unwrap(),
+    );
+    cfg.cores = cpus;
+    cfg.engine = EngineKind::Lsm;
     let mut i = 0;
     while i < args.len() {
         let (flag, inline) = match args[i].split_once('=') {
@@ -101,6 +115,15 @@ fn parse_start(args: &[String]) -> Result<NodeConfig, String> {
                 }
             }
             "--insecure" => {}
+            "--join" => {
+                cfg.join = value()?
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(parse_addr)
+                    .collect::<Result<_, _>>()?
+            }
+            "--advertise-addr" => cfg.advertise_addr = Some(parse_addr(&value()?)?),
+            "--locality" => cfg.locality = value()?,
             "--cache" => {
                 let v = value()?;
                 cfg.cache_bytes = parse_size(&v).ok_or(format!("bad --cache {v}"))?;
@@ -119,6 +142,51 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         s.to_string()
     };
     s.parse().map_err(|_| format!("bad address {s}"))
+}
+
+/// Runs an admin call (`init`, `node status`) on the node at `--host` and prints its answer.
+fn admin(args: &[String], method: u32, timeout: Duration) -> ExitCode {
+    let mut host = "127.0.0.1:26257".to_string();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].split_once('=') {
+            Some(("--host", v)) => host = v.to_string(),
+            _ if args[i] == "--host" => {
+                i += 1;
+                match args.get(i) {
+                    Some(v) => host = v.clone(),
+                    None => {
+                        eprintln!("error: --host needs a value");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            _ if args[i] == "--insecure" => {}
+            _ => {
+                eprintln!("error: unknown flag {}", args[i]);
+                return ExitCode::from(2);
+            }
+        }
+        i += 1;
+    }
+    let addr = match parse_addr(&host) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tool = chitin_net::Endpoint::new(chitin_net::NodeId(0), chitin_net::CoreId(0));
+    match chitin_net::blocking::call(addr, tool, chitin_net::CoreId(0), method, &[], timeout) {
+        Ok(reply) => {
+            println!("{}", String::from_utf8_lossy(&reply).trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -149,6 +217,43 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "start" => {
+            let mut cfg = match parse_start(&args[1..]) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}\n\n{HELP}");
+                    return ExitCode::from(2);
+                }
+            };
+            cfg.single_node = false;
+            if cfg.join.is_empty() {
+                eprintln!("error: start needs --join (or use start-single-node)\n\n{HELP}");
+                return ExitCode::from(2);
+            }
+            match node::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "init" => admin(
+            &args[1..],
+            chitin::cluster::METHOD_INIT,
+            Duration::from_secs(60),
+        ),
+        "node" => match args.get(1).map(String::as_str) {
+            Some("status") => admin(
+                &args[2..],
+                chitin::cluster::METHOD_STATUS,
+                Duration::from_secs(10),
+            ),
+            _ => {
+                eprintln!("error: expected `chitin node status --host HOST:PORT`");
+                ExitCode::from(2)
+            }
+        },
         "workload" => chitin_bench::workload::main(&args[1..]),
         "version" | "--version" => {
             println!("chitin {}", env!("CARGO_PKG_VERSION"));

@@ -147,30 +147,17 @@ fn start_node(engine: chitin::kv::engine::EngineKind) -> (SocketAddr, common::Te
     let http: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .unwrap();
-    let cfg = chitin::node::NodeConfig {
-        store: dir.path().to_path_buf(),
-        listen_addr: listen,
-        http_addr: http,
-        cores: 1,
-        pin: false,
-        cache_bytes: 16 << 20,
-        engine,
-    };
+    let mut cfg = chitin::node::NodeConfig::single_node(dir.path().to_path_buf(), listen, http);
+    cfg.cache_bytes = 16 << 20;
+    cfg.engine = engine;
     std::thread::spawn(move || {
         let _ = chitin::node::run(cfg);
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(mut s) = TcpStream::connect(listen) {
-            // Ready once a session can run a statement.
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(&common::startup_message("root", "defaultdb"))
-                .unwrap();
-            let mut buf = vec![0u8; 1 << 16];
-            let (_, error) = read_until_ready(&mut s, &mut buf);
-            if !error {
-                return (listen, dir);
-            }
+        // Ready once it serves HTTP (started after the node is ready for SQL).
+        if TcpStream::connect(http).is_ok() {
+            return (listen, dir);
         }
         assert!(Instant::now() < deadline, "node did not start");
         std::thread::sleep(Duration::from_millis(50));

@@ -57,6 +57,12 @@
 //!   [`Transport::close`] (DESIGN §10: tasks left behind kept sockets open and hung test
 //!   clusters). No locks and nothing shared across cores: `Rc`, `Cell`, `RefCell`.
 //!
+//! Bootstrap calls (`chitin init`, probing join addresses) are made before the caller
+//! knows the callee's node id: a handshake to node 0 is accepted by any node, and
+//! [`blocking::call`] makes one such call from a plain thread. [`listen::bind_listener`]
+//! binds the node's ports (`SO_REUSEPORT` + `SO_REUSEADDR`, so a killed node restarts on
+//! its port at once).
+//!
 //! ## Implementation caveats
 //!
 //! - Raft messages in a write that fails are lost (counted in `raft_dropped_conn`); queued
@@ -79,11 +85,13 @@
 //!   depend on it).
 //! - Dropping a `Transport` without `close` leaks its tasks (they hold it).
 
+pub mod blocking;
 pub mod error;
 pub mod fault;
 pub mod frame;
 mod id;
 mod io;
+pub mod listen;
 mod peer;
 pub mod stats;
 mod tasks;

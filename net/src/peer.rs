@@ -256,7 +256,7 @@ impl Peer {
         stream
             .set_nodelay(true)
             .map_err(|e| Error::Unavailable(e.to_string()))?;
-        let hs = Handshake::new(opts.cluster_id, self.shared.local, self.dest);
+        let hs = Handshake::new(opts.cluster_id, self.shared.local.get(), self.dest);
         let ack = with_timeout(opts.handshake_timeout, async {
             hs.write_to(&mut stream).await?;
             HandshakeAck::read_from(&mut stream).await

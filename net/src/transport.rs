@@ -90,7 +90,7 @@ pub trait TransportHandler {
 
 /// State shared by a transport and its tasks (one core, so `Rc` and cells).
 pub(crate) struct Shared {
-    pub local: Endpoint,
+    pub local: Cell<Endpoint>,
     pub options: TransportOptions,
     pub stats: Counters,
     pub fault: Rc<FaultHook>,
@@ -125,7 +125,7 @@ impl Transport {
         let tasks = TaskSet::new(options.task_queue);
         Transport {
             shared: Rc::new(Shared {
-                local: local.into(),
+                local: Cell::new(local.into()),
                 options,
                 stats: Counters::default(),
                 fault: Rc::new(FaultHook::new()),
@@ -141,7 +141,16 @@ impl Transport {
 
     /// This core's endpoint.
     pub fn local(&self) -> Endpoint {
-        self.shared.local
+        self.shared.local.get()
+    }
+
+    /// Sets this core's node id: a node learns it when it joins a cluster, after its
+    /// transport already serves bootstrap calls as node 0. Connections dialed before keep
+    /// the handshake they made.
+    pub fn set_local_node(&self, node: NodeId) {
+        let mut local = self.shared.local.get();
+        local.node = node;
+        self.shared.local.set(local);
     }
 
     /// Sets (or changes) the address of a node. Takes effect at the next dial; existing
@@ -269,7 +278,7 @@ impl Transport {
             return Err(Error::Closed);
         }
         let peer = self.peer(dest.into());
-        let (node_id, epoch) = (self.shared.local.node.0, self.shared.epoch.get());
+        let (node_id, epoch) = (self.shared.local.get().node.0, self.shared.epoch.get());
         let body = move |id| {
             Body::Heartbeat(Heartbeat {
                 id,
@@ -406,11 +415,13 @@ impl Drop for CancelOnDrop<'_> {
 }
 
 fn check_handshake(shared: &Shared, hs: &Handshake) -> HandshakeAck {
-    let local = shared.local;
+    let local = shared.local.get();
     let cluster = shared.options.cluster_id;
     if hs.version != VERSION {
         HandshakeAck::UnsupportedVersion
-    } else if hs.to.node != local.node {
+    } else if hs.to.node != local.node && hs.to.node != NodeId(0) {
+        // Node 0 is "whoever listens here": bootstrap calls (init, join) are made before
+        // the caller knows the node's id.
         HandshakeAck::WrongNode
     } else if hs.to.core != local.core {
         HandshakeAck::WrongCore
@@ -499,7 +510,7 @@ async fn serve_connection(
             Some(Body::Heartbeat(h)) => {
                 replies.push(Body::HeartbeatReply(HeartbeatReply {
                     id: h.id,
-                    node_id: shared.local.node.0,
+                    node_id: shared.local.get().node.0,
                     epoch: shared.epoch.get(),
                     now_nanos: now_nanos(),
                 }));

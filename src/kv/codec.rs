@@ -36,7 +36,8 @@
 //! Request tags: 1 `Get`, 2 `Scan`, 3 `Prepare`, 4 `Commit`, 5 `Abort`, 6 `OnePhase`,
 //! 7 `Refresh`, 8 `SplitFence`, 9 `Ingest`, 10 `SplitFinish`, 11 `SplitAbort`. Response
 //! tags: 1 `Value`, 2 `Rows`, 3 `Prepared`, 4 `Committed`, 5 `SplitFenced`, 6 `Done`,
-//! 7 `Err`. A tag, a kind code or a flag bit is never reused for something else; a change
+//! 7 `Err`, 8 `NotLeader` (only the leader hint crosses: the request a local core hands
+//! back inside it is for its own gateway, so it decodes as `req: None`). A tag, a kind code or a flag bit is never reused for something else; a change
 //! of the layout of an existing variant bumps [`VERSION`].
 //!
 //! # Invariants
@@ -84,6 +85,7 @@ const RESP_COMMITTED: u8 = 4;
 const RESP_SPLIT_FENCED: u8 = 5;
 const RESP_DONE: u8 = 6;
 const RESP_ERR: u8 = 7;
+const RESP_NOT_LEADER: u8 = 8;
 
 const WRITE_PUT: u8 = 1;
 const WRITE_INSERT: u8 = 2;
@@ -181,6 +183,7 @@ kind_codes! {
     NoActiveSqlTransaction = 46,
     InvalidSavepoint = 47,
     Internal = 48,
+    AmbiguousResult = 49,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -339,6 +342,11 @@ pub fn encode_response(resp: &KvResponse, out: &mut Vec<u8>) {
             put_bytes(out, end);
         }
         KvResponse::Done => out.push(RESP_DONE),
+        // The request handed back inside is for the local gateway only: never sent.
+        KvResponse::NotLeader { leader, .. } => {
+            out.push(RESP_NOT_LEADER);
+            put_u64(out, *leader);
+        }
         KvResponse::Err(e) => {
             out.push(RESP_ERR);
             put_error(out, e);
@@ -569,6 +577,7 @@ fn response_len(resp: &KvResponse) -> usize {
         } => versions_len(versions) + TS + key_timestamps_len(last_writes) + bytes_len(end),
         KvResponse::Done => 0,
         KvResponse::Err(e) => error_len(e),
+        KvResponse::NotLeader { .. } => 8,
     }
 }
 
@@ -670,6 +679,10 @@ pub fn decode_response(b: &[u8]) -> Result<KvResponse> {
             end: r.vec()?,
         },
         RESP_DONE => KvResponse::Done,
+        RESP_NOT_LEADER => KvResponse::NotLeader {
+            leader: r.u64()?,
+            req: None,
+        },
         RESP_ERR => KvResponse::Err(r.error()?),
         tag => return Err(corrupt(format_args!("unknown response tag {tag}"))),
     };
@@ -1056,6 +1069,10 @@ mod tests {
     /// optional fields.
     fn responses() -> Vec<KvResponse> {
         let mut v = vec![
+            KvResponse::NotLeader {
+                leader: 3,
+                req: None,
+            },
             KvResponse::Value(None),
             KvResponse::Value(Some(Vec::new())),
             KvResponse::Value(Some(b"value".to_vec())),
@@ -1151,7 +1168,7 @@ mod tests {
             let back = decode_response(&b).unwrap_or_else(|e| panic!("{resp:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{resp:?}"));
         }
-        assert_eq!(tags.len(), 7, "every response variant is tested");
+        assert_eq!(tags.len(), 8, "every response variant is tested");
     }
 
     #[test]

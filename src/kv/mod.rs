@@ -36,7 +36,16 @@
 //!   decides, then each range applies its writes. Restart resolves leftover prepare records
 //!   by their decision records. Prepared keys are latched in memory (readers wait); there
 //!   are no intents visible to readers, no pushes, no parallel commits yet (issue 4).
-//! - One replica per range (single node). A table starts as one range and splits on
+//! - Replication (`start --join` + `chitin init`): every range is a raft group with a
+//!   replica on each of the cluster's first three nodes, fixed at init (no conf changes,
+//!   no snapshots, no allocator yet). The raft leader serves every request ([`Store::handle`]
+//!   answers `NotLeader` elsewhere and the gateway's `CoreCtx::send` forwards over the node
+//!   transport, [`codec`]); a new leader serves once it applied its term's first entry, and
+//!   starts its read high-water mark at its clock. There are no epoch leases yet: a leader
+//!   cut off from the others serves reads until check-quorum steps it down (one election
+//!   timeout), so a stale read is possible in that window. In-memory latches and prepared
+//!   transactions die with a leader (its waiters get "result is ambiguous", 40003).
+//!   Single-node stores keep one replica per range. A table starts as one range and splits on
 //!   `ALTER TABLE … SPLIT AT` (no splits by size or load yet, no merges). A split fences
 //!   the moving span on the old range (its requests wait), copies every version to the new
 //!   range through that range's raft log, publishes both descriptors in the system range,
@@ -211,4 +220,11 @@ pub enum KvResponse {
     },
     Done,
     Err(Error),
+    /// This replica does not lead the range (or has not caught up as a new leader):
+    /// `leader` is the node it believes leads (0: unknown), `req` the request handed back
+    /// for the gateway to send there (`None` when it crossed the network).
+    NotLeader {
+        leader: u64,
+        req: Option<Box<KvRequest>>,
+    },
 }

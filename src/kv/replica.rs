@@ -210,6 +210,20 @@ pub struct Replica {
     pub span: RefCell<(Vec<u8>, Vec<u8>)>,
     /// While a split moves `[fence, span end)` away, requests touching it wait.
     pub fence: RefCell<Option<Vec<u8>>>,
+    /// Raft messages from other nodes, stepped by the raft driver before its next `ready`.
+    pub inbox: RefCell<Vec<Message>>,
+    /// As leader: the index of the first entry of its term. It serves requests once it has
+    /// applied that far (everything earlier leaders committed is applied then).
+    pub term_start: Cell<u64>,
+    /// Whether the replica was leader at the last `Ready` (to notice changes).
+    pub was_leader: Cell<bool>,
+}
+
+/// Where a replica's raft group lives: this node's id and the voters' ids.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub node: u64,
+    pub voters: Vec<u64>,
 }
 
 pub fn raft_logger() -> slog::Logger {
@@ -217,20 +231,25 @@ pub fn raft_logger() -> slog::Logger {
 }
 
 impl Replica {
-    /// Creates (or recovers) the single-voter replica of `id`: `entries` and `hard_state`
-    /// come from the durable log, `truncated` is the `(index, term)` of the last entry the
-    /// log dropped (`(0, 0)`: none); `applied` comes from the engine.
+    /// Creates (or recovers) the replica of `id` on node `members.node`, in a group of
+    /// `members.voters`: `entries` and `hard_state` come from the durable log, `truncated`
+    /// is the `(index, term)` of the last entry the log dropped (`(0, 0)`: none); `applied`
+    /// comes from the engine. A single voter campaigns at once (it elects itself); in a
+    /// larger group, `campaign` asks for an election now instead of after a timeout.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: RangeId,
         hard_state: Option<HardState>,
         truncated: (u64, u64),
         entries: Vec<Entry>,
         applied: u64,
+        members: &Membership,
+        campaign: bool,
     ) -> Result<Replica> {
         let storage = MemStorage::new();
         {
             let mut w = storage.wl();
-            let conf = ConfState::from((vec![1], vec![]));
+            let conf = ConfState::from((members.voters.clone(), vec![]));
             w.set_conf_state(conf.clone());
             if truncated.0 > 0 {
                 // The dropped prefix was applied durably: start the log after it.
@@ -253,7 +272,7 @@ impl Replica {
         }
         let applied = applied.min(storage.rl().hard_state().commit);
         let cfg = Config {
-            id: 1,
+            id: members.node,
             election_tick: 10,
             heartbeat_tick: 3,
             applied,
@@ -265,8 +284,16 @@ impl Replica {
         };
         let mut raw = RawNode::new(&cfg, storage, &raft_logger())
             .map_err(|e| Error::internal(format!("raft init {id}: {e}")))?;
-        raw.campaign()
-            .map_err(|e| Error::internal(format!("raft campaign {id}: {e}")))?;
+        if members.voters.len() == 1 || campaign {
+            raw.campaign()
+                .map_err(|e| Error::internal(format!("raft campaign {id}: {e}")))?;
+        }
+        let leads = raw.raft.state == raft::StateRole::Leader;
+        let term_start = if leads {
+            raw.raft.raft_log.last_index()
+        } else {
+            u64::MAX
+        };
         Ok(Replica {
             id,
             raw: RefCell::new(raw),
@@ -280,7 +307,22 @@ impl Replica {
             truncated: Cell::new(truncated.0),
             span: RefCell::new(super::keys::initial_span(id).unwrap_or_default()),
             fence: RefCell::new(None),
+            inbox: RefCell::new(Vec::new()),
+            term_start: Cell::new(term_start),
+            was_leader: Cell::new(leads),
         })
+    }
+
+    /// Whether this replica may serve requests: it leads, and has applied every entry
+    /// committed before its term.
+    pub fn serving(&self) -> bool {
+        let raw = self.raw.borrow();
+        raw.raft.state == raft::StateRole::Leader && self.applied.get() >= self.term_start.get()
+    }
+
+    /// The leader this replica knows of (0: none).
+    pub fn leader_hint(&self) -> u64 {
+        self.raw.borrow().raft.leader_id
     }
 
     /// True when this replica serves `key`.

@@ -15,7 +15,9 @@ use raft::prelude::*;
 
 use super::engine::{EngineKind, StoreEngine};
 use super::keys;
-use super::replica::{prepare_record_key, Command, CommandKind, Prepared, Replica, PREPARE_PREFIX};
+use super::replica::{
+    prepare_record_key, Command, CommandKind, Membership, Prepared, Replica, PREPARE_PREFIX,
+};
 use super::{KvRequest, KvResponse, KvWrite, TxnId};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::CoreMetrics;
@@ -42,11 +44,19 @@ pub struct Store {
     stopping: Cell<bool>,
     /// Set when the raft driver failed: the store refuses further writes.
     fatal: RefCell<Option<String>>,
+    /// This node's id and the voters of every range; `None` until the node joins a
+    /// cluster (no range is served before).
+    membership: RefCell<Option<Membership>>,
+    /// Cores per node (a range's replica lives on core `range % cores` of each node).
+    node_cores: RefCell<HashMap<u64, usize>>,
+    /// Raft messages to other nodes go out through this core's transport.
+    transport: RefCell<Option<chitin_net::Transport>>,
 }
 
 impl Store {
     /// Opens the core's store under `dir` and recovers every range its raft log holds,
     /// replaying committed entries above each range's applied index.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         core: usize,
         ncores: usize,
@@ -55,6 +65,7 @@ impl Store {
         metrics: Arc<CoreMetrics>,
         engine_kind: EngineKind,
         cache_bytes: usize,
+        membership: Option<Membership>,
     ) -> Result<Rc<Store>> {
         let log = DurableLog::open(&dir.join("raft")).await?;
         let engine = StoreEngine::open(engine_kind, &dir.join("engine"), cache_bytes).await?;
@@ -73,8 +84,21 @@ impl Store {
             metrics,
             stopping: Cell::new(false),
             fatal: RefCell::new(None),
+            membership: RefCell::new(membership.clone()),
+            node_cores: RefCell::new(HashMap::new()),
+            transport: RefCell::new(None),
         });
-        for rec in store.log.recover().await? {
+        let recovered = store.log.recover().await?;
+        let members = match (&membership, recovered.is_empty()) {
+            (Some(m), _) => m.clone(),
+            (None, true) => return Ok(store),
+            (None, false) => {
+                return Err(Error::internal(
+                    "the store holds ranges but the node has no cluster state",
+                ))
+            }
+        };
+        for rec in recovered {
             let applied = store.engine()?.applied_index(rec.range).unwrap_or(0);
             if applied < rec.truncated.0 {
                 return Err(Error::internal(format!(
@@ -88,6 +112,8 @@ impl Store {
                 rec.truncated,
                 rec.entries,
                 applied,
+                &members,
+                false,
             )?;
             store
                 .replicas
@@ -99,8 +125,27 @@ impl Store {
         Ok(store)
     }
 
-    /// The replica of `range`, created on first use (this core must own the range).
+    /// Adopts the node's cluster membership (once it joined) and the peers' core counts;
+    /// raft messages then go out through `transport`.
+    pub fn set_cluster(
+        &self,
+        membership: Membership,
+        node_cores: HashMap<u64, usize>,
+        transport: chitin_net::Transport,
+    ) {
+        *self.membership.borrow_mut() = Some(membership);
+        *self.node_cores.borrow_mut() = node_cores;
+        *self.transport.borrow_mut() = Some(transport);
+    }
+
+    /// The replica of `range`, created on first use (this core must own the range). A
+    /// replica created for a local request campaigns at once, one created for a message
+    /// from another node waits for that node's leader.
     fn replica(&self, range: RangeId) -> Result<Rc<Replica>> {
+        self.replica_for(range, true)
+    }
+
+    fn replica_for(&self, range: RangeId, campaign: bool) -> Result<Rc<Replica>> {
         if let Some(r) = self.replicas.borrow().get(&range) {
             return Ok(r.clone());
         }
@@ -110,10 +155,65 @@ impl Store {
                 self.core
             )));
         }
-        let r = Rc::new(Replica::new(range, None, (0, 0), Vec::new(), 0)?);
+        let members = self.membership.borrow().clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::AdminShutdown,
+                "the node has not joined a cluster yet (run chitin init)",
+            )
+        })?;
+        let r = Rc::new(Replica::new(
+            range,
+            None,
+            (0, 0),
+            Vec::new(),
+            0,
+            &members,
+            campaign,
+        )?);
         self.replicas.borrow_mut().insert(range, r.clone());
         self.wake();
         Ok(r)
+    }
+
+    /// Queues a raft message from another node for `range`'s replica (created if this is
+    /// its first message); the raft driver steps it.
+    pub fn deliver(&self, range: RangeId, msg: Message) {
+        if keys::core_for_range(range, self.ncores) != self.core {
+            return;
+        }
+        if let Ok(r) = self.replica_for(range, false) {
+            r.inbox.borrow_mut().push(msg);
+            self.wake();
+        }
+    }
+
+    /// Whether this core serves `range` now (leads it, caught up). PERF: the point-read
+    /// path checks this before reading in place.
+    pub fn serves(&self, range: RangeId) -> bool {
+        self.replicas
+            .borrow()
+            .get(&range)
+            .is_some_and(|r| r.serving())
+    }
+
+    /// Sends raft messages of `range` to their nodes.
+    fn send_messages(&self, range: RangeId, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let transport = self.transport.borrow();
+        let Some(t) = transport.as_ref() else { return };
+        let cores = self.node_cores.borrow();
+        for m in msgs {
+            let Some(&n) = cores.get(&m.to) else { continue };
+            let core = keys::core_for_range(range, n) as u32;
+            let bytes = prost011::Message::encode_to_vec(&m);
+            t.send_raft(
+                (chitin_net::NodeId(m.to), chitin_net::CoreId(core)),
+                range.0,
+                bytes::Bytes::from(bytes),
+            );
+        }
     }
 
     /// The core's engine (an error once the store has shut down).
@@ -150,8 +250,19 @@ impl Store {
         self.wake();
     }
 
-    /// Serves one KV request on this core.
+    /// Serves one KV request on this core, if it leads the request's range; else answers
+    /// `NotLeader` with the request, for the gateway to send on.
     pub async fn handle(&self, req: KvRequest) -> KvResponse {
+        match self.replica(req.range()) {
+            Ok(r) if !r.serving() => {
+                return KvResponse::NotLeader {
+                    leader: r.leader_hint(),
+                    req: Some(Box::new(req)),
+                }
+            }
+            Err(e) => return KvResponse::Err(e),
+            Ok(_) => {}
+        }
         match self.handle_inner(req).await {
             Ok(r) => r,
             Err(e) => KvResponse::Err(e),
@@ -729,20 +840,33 @@ impl Store {
         let mut persist = Vec::new();
         for r in &replicas {
             let mut raw = r.raw.borrow_mut();
+            for m in r.inbox.borrow_mut().drain(..) {
+                // A message for an older term or from a stale peer is refused by raft
+                // itself; nothing a peer sends can break the group.
+                let _ = raw.step(m);
+            }
             for data in r.queue.borrow_mut().drain(..) {
                 if let Err(e) = raw.propose(Vec::new(), data.clone()) {
-                    // Not leader (cannot happen with one voter) or dropped: fail the waiter.
+                    // Not leader any more, or dropped: never appended, so safe to retry.
                     if let Ok(cmd) = Command::decode(&data) {
                         if let Some(w) = r.waiters.borrow_mut().remove(&cmd.proposal) {
-                            let _ = w.try_send(Err(Error::internal(format!("propose: {e}"))));
+                            let _ = w.try_send(Err(Error::retry(format!(
+                                "restart transaction: range {} lost its leader ({e})",
+                                r.id
+                            ))));
                         }
                     }
                 }
             }
+            drop(raw);
+            self.note_leadership(r);
+            let mut raw = r.raw.borrow_mut();
             if !raw.has_ready() {
                 continue;
             }
-            let ready = raw.ready();
+            let mut ready = raw.ready();
+            // PERF: a leader sends its appends before persisting them (raft §10.2.1).
+            self.send_messages(r.id, ready.take_messages());
             if !ready.entries().is_empty() || ready.hs().is_some() {
                 persist.push((r.id, ready.entries().clone(), ready.hs().cloned()));
             }
@@ -770,9 +894,12 @@ impl Store {
             }
         }
         for (r, mut ready) in readies {
+            // Votes and append acknowledgements only once what they vouch for is durable.
+            self.send_messages(r.id, ready.take_persisted_messages());
             let committed = ready.take_committed_entries();
             self.apply(&r, committed).await?;
             let mut light = r.raw.borrow_mut().advance(ready);
+            self.send_messages(r.id, light.take_messages());
             if let Some(commit) = light.commit_index() {
                 let raw = r.raw.borrow_mut();
                 let mut w = raw.store().wl();
@@ -785,6 +912,35 @@ impl Store {
             r.raw.borrow_mut().advance_apply();
         }
         Ok(())
+    }
+
+    /// Notices a change of leadership of `r`. A new leader serves once it has applied its
+    /// term's first entry, with reads at or below the present refused to writers (its
+    /// timestamp cache starts at now: the previous leader may have served reads up to
+    /// there). A replica that lost leadership fails its waiters: their proposals may or
+    /// may not commit under the new leader.
+    fn note_leadership(&self, r: &Replica) {
+        let raw = r.raw.borrow();
+        let leader = raw.raft.state == raft::StateRole::Leader;
+        if leader && !r.was_leader.get() {
+            r.was_leader.set(true);
+            r.term_start.set(raw.raft.raft_log.last_index());
+            r.bump_read_ts(self.hlc.now());
+        } else if !leader && r.was_leader.get() {
+            r.was_leader.set(false);
+            r.term_start.set(u64::MAX);
+            r.latches.borrow_mut().clear();
+            r.prepared.borrow_mut().clear();
+            for (_, w) in r.waiters.borrow_mut().drain() {
+                let _ = w.try_send(Err(Error::new(
+                    ErrorKind::AmbiguousResult,
+                    format!(
+                        "result is ambiguous: range {} lost its leader before the write applied",
+                        r.id
+                    ),
+                )));
+            }
+        }
     }
 
     async fn apply(&self, r: &Replica, entries: Vec<Entry>) -> Result<()> {
@@ -912,7 +1068,20 @@ impl Store {
             // The last entry the in-memory storage holds (not raft's unstable tail).
             let last = raft::Storage::last_index(r.raw.borrow().store())
                 .map_err(|e| Error::internal(format!("raft last index {}: {e}", r.id)))?;
-            let below = (durable + 1).min(last);
+            let mut below = (durable + 1).min(last);
+            {
+                // In a replicated group only the leader truncates, and only entries every
+                // voter has: a lagging replica is caught up from the log (there are no
+                // snapshots yet), and a follower that becomes leader may need its log.
+                let raw = r.raw.borrow();
+                if raw.raft.prs().iter().count() > 1 {
+                    if raw.raft.state != raft::StateRole::Leader {
+                        continue;
+                    }
+                    let min_match = raw.raft.prs().iter().map(|(_, p)| p.matched).min();
+                    below = below.min(min_match.unwrap_or(0) + 1);
+                }
+            }
             if below <= r.truncated.get() + 1 {
                 continue;
             }

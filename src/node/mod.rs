@@ -7,6 +7,11 @@
 //! Every core binds the SQL port with SO_REUSEPORT (glommio's default), so the kernel
 //! spreads connections over cores and the accepting core is the connection's gateway.
 //!
+//! The SQL port is also the node-transport port: a connection opening with the transport's
+//! magic is handed to the core its handshake names ([`cluster::accept_transport`]); raft
+//! messages and forwarded KV requests arrive there. Before the node joins a cluster
+//! (`chitin init`) it listens but serves no ranges.
+//!
 //! Shutdown is explicit (DESIGN §10): on SIGTERM/SIGINT every core stops accepting, waits
 //! briefly for sessions to finish, stops its raft driver, flushes its engine and exits.
 
@@ -35,6 +40,8 @@ use crate::kv::{KvRequest, KvResponse};
 use crate::metrics::CoreMetrics;
 use crate::txn::Hlc;
 
+pub mod cluster;
+
 /// How a node is started.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -45,6 +52,33 @@ pub struct NodeConfig {
     pub pin: bool,
     pub cache_bytes: usize,
     pub engine: crate::kv::engine::EngineKind,
+    /// `start-single-node`: a one-node cluster, initialized on first start.
+    pub single_node: bool,
+    /// `start --join`: the addresses of the cluster's nodes (this one may be among them).
+    pub join: Vec<SocketAddr>,
+    /// The address other nodes reach this one at [default: the listen address].
+    pub advertise_addr: Option<SocketAddr>,
+    /// `--locality region=R,zone=Z` (recorded; placement by locality is still to do).
+    pub locality: String,
+}
+
+impl NodeConfig {
+    /// A single-node configuration with the given addresses (tests, tools).
+    pub fn single_node(store: PathBuf, listen_addr: SocketAddr, http_addr: SocketAddr) -> Self {
+        NodeConfig {
+            store,
+            listen_addr,
+            http_addr,
+            cores: 1,
+            pin: false,
+            cache_bytes: 128 << 20,
+            engine: crate::kv::engine::EngineKind::Lsm,
+            single_node: true,
+            join: Vec::new(),
+            advertise_addr: None,
+            locality: String::new(),
+        }
+    }
 }
 
 /// State every core reads: atomics only on hot paths.
@@ -68,6 +102,34 @@ pub struct NodeShared {
     pub range_gen: AtomicU64,
     /// Held by the one split in progress on the node.
     pub splitting: AtomicBool,
+    /// This node's id in its cluster (0 until it joins one).
+    pub node_id: AtomicU64,
+    /// The cluster as this node knows it (`None` until it joins one).
+    pub cluster: Mutex<Option<Arc<crate::cluster::ClusterState>>>,
+    /// Bumped when `cluster` or the fault rules change: cores re-read them.
+    pub cluster_gen: AtomicU64,
+    /// Nodes this node's transports drop all traffic to and from (tests' fault hook).
+    pub partitioned: Mutex<Vec<u64>>,
+    /// Where other nodes reach this one.
+    pub advertise_addr: SocketAddr,
+    pub join: Vec<SocketAddr>,
+    pub store_dir: PathBuf,
+    /// Held while `chitin init` runs on this node.
+    pub initializing: AtomicBool,
+    /// Ranges have more than one replica (set with `cluster`).
+    pub multi_replica: AtomicBool,
+}
+
+impl NodeShared {
+    /// The cluster state, if the node has joined a cluster.
+    pub fn cluster(&self) -> Option<Arc<crate::cluster::ClusterState>> {
+        self.cluster.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Whether ranges have more than one replica (some single-node shortcuts are off).
+    pub fn replicated(&self) -> bool {
+        self.multi_replica.load(Ordering::Relaxed)
+    }
 }
 
 /// A message on the core mesh.
@@ -80,6 +142,11 @@ pub enum CoreMsg {
     Response {
         id: u64,
         resp: KvResponse,
+    },
+    /// A node-transport connection accepted on another core, for this one.
+    Connection {
+        stream: std::net::TcpStream,
+        handshake: chitin_net::Handshake,
     },
 }
 
@@ -96,6 +163,10 @@ pub struct CoreCtx {
     pub active_sessions: Cell<usize>,
     /// The range descriptors this core routes by.
     pub ranges: RefCell<RangeCache>,
+    /// This core's end of the node transport.
+    pub transport: chitin_net::Transport,
+    /// Range → the node last known to lead it (the gateway's leader cache).
+    pub leaders: RefCell<HashMap<RangeId, u64>>,
 }
 
 impl CoreCtx {
@@ -103,8 +174,108 @@ impl CoreCtx {
         &self.shared.metrics[self.core]
     }
 
-    /// Sends `req` to the core that owns its range and waits for the answer.
+    /// Sends `req` to the range's leader and waits for the answer: to the core of this node
+    /// that holds the range when it leads (or the leader is unknown), else over the node
+    /// transport to the leader's node. `NotLeader` answers update the leader cache and the
+    /// request goes again, for up to [`LEADER_WAIT`] (then a retryable error).
     pub async fn send(&self, req: KvRequest) -> Result<KvResponse> {
+        let started = std::time::Instant::now();
+        let mut req = req;
+        let mut attempt = 0u32;
+        loop {
+            let range = req.range();
+            let me = self.shared.node_id.load(Ordering::Relaxed);
+            let cached = self.leaders.borrow().get(&range).copied();
+            let leader = match cached {
+                Some(n) if n != me && n != 0 => match self.forward(n, &req).await {
+                    Ok(KvResponse::NotLeader { leader, .. }) => leader,
+                    Ok(KvResponse::Err(e)) => return Err(e),
+                    Ok(r) => return Ok(r),
+                    Err(e) => {
+                        self.leaders.borrow_mut().remove(&range);
+                        if started.elapsed() > LEADER_WAIT || !e.is_retryable() {
+                            return Err(e);
+                        }
+                        0
+                    }
+                },
+                _ => match self.send_local(req).await? {
+                    KvResponse::NotLeader {
+                        leader,
+                        req: Some(back),
+                    } => {
+                        req = *back;
+                        leader
+                    }
+                    KvResponse::NotLeader { .. } => {
+                        return Err(Error::internal("a core lost a request it did not lead"))
+                    }
+                    r => return Ok(r),
+                },
+            };
+            if leader == 0 || leader == me {
+                self.leaders.borrow_mut().remove(&range);
+            } else {
+                self.leaders.borrow_mut().insert(range, leader);
+            }
+            if started.elapsed() > LEADER_WAIT {
+                return Err(Error::retry(format!(
+                    "restart transaction: range {range} has no leader (waited {LEADER_WAIT:?})"
+                )));
+            }
+            // A known other leader is tried at once; an election or a new leader catching
+            // up is waited for.
+            if leader == 0 || leader == me || attempt > 3 {
+                let pause = Duration::from_millis((2u64 << attempt.min(5)).min(50));
+                glommio::timer::sleep(pause).await;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Sends `req` to node `node`'s core for its range over the transport.
+    async fn forward(&self, node: u64, req: &KvRequest) -> Result<KvResponse> {
+        let cores = self
+            .shared
+            .cluster()
+            .and_then(|c| c.member(node).map(|m| m.cores))
+            .ok_or_else(|| Error::retry(format!("restart transaction: unknown node {node}")))?;
+        let core = core_for_range(req.range(), cores) as u32;
+        let mut payload = Vec::new();
+        crate::kv::codec::encode_request(req, &mut payload);
+        let read_only = matches!(req, KvRequest::Get { .. } | KvRequest::Scan { .. });
+        let reply = self
+            .transport
+            .call(
+                (chitin_net::NodeId(node), chitin_net::CoreId(core)),
+                crate::cluster::METHOD_KV,
+                bytes::Bytes::from(payload),
+                LEADER_WAIT,
+            )
+            .await;
+        match reply {
+            Ok(b) => crate::kv::codec::decode_response(&b),
+            // A read can go again; a write may or may not have happened.
+            Err(e) if read_only => Err(Error::retry(format!(
+                "restart transaction: node {node} unreachable: {e}"
+            ))),
+            Err(e) => Err(Error::new(
+                ErrorKind::AmbiguousResult,
+                format!("result is ambiguous: node {node} unreachable: {e}"),
+            )),
+        }
+    }
+
+    /// Passes `msg` to core `core` of this node over the mesh.
+    pub async fn hand_over(&self, core: usize, msg: CoreMsg) {
+        let peer = self.peers.borrow().get(core).cloned().flatten();
+        if let Some(p) = peer {
+            let _ = p.send(msg).await;
+        }
+    }
+
+    /// Sends `req` to the core of this node that owns its range and waits for the answer.
+    pub async fn send_local(&self, req: KvRequest) -> Result<KvResponse> {
         let target = core_for_range(req.range(), self.shared.ncores);
         let resp = if target == self.core {
             self.store.handle(req).await
@@ -166,9 +337,9 @@ impl CoreCtx {
         let mut attempts = 0;
         loop {
             let range = self.range_of(key).await?;
-            // PERF: a range on this core is read in place, without copying the key into a
-            // request.
-            if core_for_range(range, self.shared.ncores) == self.core {
+            // PERF: a range this core leads is read in place, without copying the key into
+            // a request.
+            if core_for_range(range, self.shared.ncores) == self.core && self.store.serves(range) {
                 match self.store.get(range, key, ts).await {
                     Err(e)
                         if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES =>
@@ -252,6 +423,10 @@ impl CoreCtx {
 /// How often a request is re-routed after `RangeKeyMismatch` before giving up (40001).
 pub const MISMATCH_RETRIES: usize = 10;
 
+/// How long a request waits for its range to have a leader (elections after a node
+/// failure take one to three seconds).
+pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+
 /// Every explicit range descriptor, from the system range.
 async fn load_range_descs(ctx: &CoreCtx) -> Result<Vec<RangeDesc>> {
     let start = crate::kv::keys::range_desc_key(&[]);
@@ -304,6 +479,26 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     }
     install_signal_handlers();
     let n = cfg.cores.max(1);
+    let advertise_addr = cfg.advertise_addr.unwrap_or(cfg.listen_addr);
+    let mut state = crate::cluster::ClusterState::load(&cfg.store)?;
+    if state.is_none() && cfg.single_node {
+        let st = crate::cluster::ClusterState::single(advertise_addr, n);
+        st.save(&cfg.store)?;
+        state = Some(st);
+    }
+    if state.is_none() && cfg.join.is_empty() {
+        return Err(Error::internal(
+            "no cluster state in the store: pass --join (and run chitin init), or use start-single-node",
+        ));
+    }
+    if let Some(st) = &state {
+        if st.member(st.node_id).is_some_and(|m| m.cores != n) {
+            return Err(Error::internal(format!(
+                "this node joined its cluster with --cores {}; start it with the same count",
+                st.member(st.node_id).map(|m| m.cores).unwrap_or(0)
+            )));
+        }
+    }
     let shared = Arc::new(NodeShared {
         hlc: Arc::new(Hlc::new()),
         ncores: n,
@@ -318,7 +513,19 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         listen_addr: cfg.listen_addr,
         range_gen: AtomicU64::new(0),
         splitting: AtomicBool::new(false),
+        node_id: AtomicU64::new(0),
+        cluster: Mutex::new(None),
+        cluster_gen: AtomicU64::new(0),
+        partitioned: Mutex::new(Vec::new()),
+        advertise_addr,
+        join: cfg.join.clone(),
+        store_dir: cfg.store.clone(),
+        initializing: AtomicBool::new(false),
+        multi_replica: AtomicBool::new(false),
     });
+    if let Some(st) = state {
+        cluster::install(&shared, st);
+    }
 
     // The mesh: senders[i][j] carries i → j; receivers[j][i] is its other end.
     let mut senders: Vec<Vec<Option<SharedSender<CoreMsg>>>> =
@@ -405,6 +612,7 @@ async fn run_core(
 ) -> Result<()> {
     let n = shared.ncores;
     let dir = cfg.store.join(format!("core-{core}"));
+    let state = shared.cluster();
     let store = Store::open(
         core,
         n,
@@ -413,8 +621,16 @@ async fn run_core(
         shared.metrics[core].clone(),
         cfg.engine,
         cfg.cache_bytes / n.max(1),
+        state.as_ref().map(|st| cluster::membership(st)),
     )
     .await?;
+    let transport = chitin_net::Transport::new(
+        (
+            chitin_net::NodeId(state.as_ref().map(|st| st.node_id).unwrap_or(0)),
+            chitin_net::CoreId(core as u32),
+        ),
+        chitin_net::TransportOptions::default(),
+    );
     let ctx = Rc::new(CoreCtx {
         core,
         store: store.clone(),
@@ -425,6 +641,8 @@ async fn run_core(
         catalog: RefCell::new(None),
         active_sessions: Cell::new(0),
         ranges: RefCell::new(RangeCache::default()),
+        transport,
+        leaders: RefCell::new(HashMap::new()),
     });
     let raft = glommio::spawn_local(store.clone().raft_loop());
     // Connect the mesh: every sender and receiver connects on its own executor, and a
@@ -458,6 +676,10 @@ async fn run_core(
                             let _ = tx.try_send(resp);
                         }
                     }
+                    CoreMsg::Connection { stream, handshake } => {
+                        ctx.transport
+                            .serve_std(stream, handshake, cluster::handler(&ctx));
+                    }
                 }
             }
         }));
@@ -467,34 +689,61 @@ async fn run_core(
             ctx.peers.borrow_mut()[j] = Some(Rc::new(s.connect().await));
         }
     }
-    // Bootstrap the system span (databases) once, from core 0.
     started.fetch_add(1, Ordering::SeqCst);
     while started.load(Ordering::SeqCst) < n as u64 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
+    // Listen from here on: before the node joins a cluster it must answer `chitin init`
+    // and the initializing node (pgwire sessions are refused until the node is ready).
+    let sql = glommio::spawn_local(crate::server::pgwire::listen(ctx.clone(), cfg.listen_addr));
+    let cluster_task = glommio::spawn_local(cluster::follow(ctx.clone()));
+    // Wait to join a cluster.
+    while ctx.shared.cluster().is_none() || !cluster::adopted(&ctx) {
+        if shared.shutdown.load(Ordering::SeqCst) || SIGNALLED.load(Ordering::SeqCst) {
+            shared.shutdown.store(true, Ordering::SeqCst);
+            sql.cancel().await;
+            cluster_task.cancel().await;
+            ctx.transport.close().await;
+            store.stop();
+            raft.await;
+            store.close_engine().await?;
+            return Ok(());
+        }
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    let replicated = shared.replicated();
     // The descriptors decide which keys each replica serves (a split may have crashed
-    // half-way), and seed the core's range cache.
-    let descs = load_range_descs(&ctx).await?;
+    // half-way), and seed the core's range cache. In a cluster this waits for the system
+    // range to elect a leader (a quorum of nodes up).
+    let descs = cluster::until_ok(&ctx, || load_range_descs(&ctx)).await?;
     store.install_spans(&descs)?;
     ctx.ranges
         .borrow_mut()
         .install(descs, shared.range_gen.load(Ordering::SeqCst));
     // Resolve two-phase commits a crash interrupted, by their decision records, before
-    // serving anything.
-    recover_prepared(&ctx).await?;
+    // serving anything. (Replicated ranges: left to issue 4's intent resolution; their
+    // prepare records stay, invisible.)
+    if !replicated {
+        recover_prepared(&ctx).await?;
+    }
     shared.recovered.fetch_add(1, Ordering::SeqCst);
     while shared.recovered.load(Ordering::SeqCst) < n as u64 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     if core == 0 {
-        crate::sql::catalog::bootstrap(&ctx).await?;
+        if shared.node_id.load(Ordering::SeqCst) == 1 {
+            cluster::until_ok(&ctx, || crate::sql::catalog::bootstrap(&ctx)).await?;
+        }
         shared.ready.store(true, Ordering::SeqCst);
         println!(
             "CockroachDB-compatible Chitin node started\nsql:  postgresql://root@{}/defaultdb?sslmode=disable\nhttp: http://{}/",
             cfg.listen_addr, cfg.http_addr
         );
     }
-    let sql = glommio::spawn_local(crate::server::pgwire::listen(ctx.clone(), cfg.listen_addr));
+    let schema_watch = (core == 0).then(|| {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move { crate::sql::catalog::watch_schema(&ctx).await })
+    });
     let http = if core == 0 {
         Some(glommio::spawn_local(crate::server::http::listen(
             ctx.clone(),
@@ -533,6 +782,11 @@ async fn run_core(
     // Give other cores time to finish requests routed here.
     glommio::timer::sleep(Duration::from_millis(200)).await;
     store.stop();
+    if let Some(t) = schema_watch {
+        t.cancel().await;
+    }
+    cluster_task.cancel().await;
+    ctx.transport.close().await;
     raft.await;
     for t in mesh_tasks {
         t.cancel().await;

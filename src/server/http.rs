@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 
 use crate::node::CoreCtx;
 
 pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
-    let listener = match TcpListener::bind(addr) {
+    let listener = match chitin_net::listen::bind_listener(addr) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("cannot serve HTTP on {addr}: {e}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use pgwire::messages::data::{FieldDescription, ParameterDescription, RowDescription};
 use pgwire::messages::response::{ReadyForQuery, SslResponse, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
@@ -32,7 +32,7 @@ use crate::sql::types::{Datum, SqlType};
 /// The accept is never raced against a timer: dropping an io_uring accept that already
 /// completed would leak the accepted socket and leave its client hanging forever.
 pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
-    let listener = match TcpListener::bind(addr) {
+    let listener = match chitin_net::listen::bind_listener(addr) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("core {}: cannot listen on {addr}: {e}", ctx.core);
@@ -435,7 +435,17 @@ fn status(s: &Session) -> TransactionStatus {
     }
 }
 
-async fn serve(ctx: Rc<CoreCtx>, stream: TcpStream) -> Result<()> {
+async fn serve(ctx: Rc<CoreCtx>, mut stream: TcpStream) -> Result<()> {
+    // Every pgwire connection opens with at least 8 bytes (SSLRequest, GSSENCRequest,
+    // CancelRequest, StartupMessage); the node transport opens with its 8-byte magic.
+    let mut first = [0u8; 8];
+    if stream.read_exact(&mut first).await.is_err() {
+        return Ok(());
+    }
+    if chitin_net::Handshake::is_magic(&first) {
+        crate::node::cluster::accept_transport(&ctx, stream, first).await;
+        return Ok(());
+    }
     let mut conn = Conn {
         stream,
         inbuf: BytesMut::with_capacity(8192),
@@ -447,6 +457,7 @@ async fn serve(ctx: Rc<CoreCtx>, stream: TcpStream) -> Result<()> {
         point: PointRow::default(),
         value_starts: Vec::new(),
     };
+    conn.inbuf.extend_from_slice(&first);
     // --- Startup ---
     let params = loop {
         let msg = match conn.next().await {

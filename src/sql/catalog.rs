@@ -341,9 +341,14 @@ pub async fn current(ctx: &CoreCtx) -> Result<Rc<Catalog>> {
 pub async fn commit_schema(
     ctx: &CoreCtx,
     read_ts: chitin_storage::Timestamp,
-    writes: Vec<KvWrite>,
+    mut writes: Vec<KvWrite>,
 ) -> Result<()> {
     let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
+    // Other nodes watch this key to notice schema changes ([`watch_schema`]).
+    writes.push(KvWrite::Put {
+        key: keys::meta_key(SCHEMA_CHANGE_KEY),
+        value: txn.to_le_bytes().to_vec(),
+    });
     let r = ctx
         .send(KvRequest::OnePhase {
             range: SYSTEM_RANGE,
@@ -355,6 +360,41 @@ pub async fn commit_schema(
         .await;
     ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
     r.map(|_| ())
+}
+
+/// The system-range key every schema change rewrites.
+const SCHEMA_CHANGE_KEY: &str = "schema_change";
+
+/// Keeps this node's catalog fresh in a cluster: polls the key every schema change writes
+/// and, when another node changed the schema, makes every core reload its catalog. Runs on
+/// one core per node, for the node's life.
+///
+/// Caveat: between another node's schema change and the next poll (≤ 250 ms), this node
+/// plans with the old schema. Statements that fail on a missing table, column or database
+/// reload the catalog and run again at once (`Session::run`); a new index, though, is not
+/// maintained by this node's writes in that window. Schema leases are issue 6's.
+pub async fn watch_schema(ctx: &CoreCtx) {
+    let key = keys::meta_key(SCHEMA_CHANGE_KEY);
+    let mut seen: Option<Vec<u8>> = None;
+    while !ctx.shared.shutdown.load(Ordering::SeqCst) {
+        glommio::timer::sleep(std::time::Duration::from_millis(250)).await;
+        if !ctx.shared.replicated() || !ctx.shared.ready.load(Ordering::SeqCst) {
+            continue;
+        }
+        let read = ctx
+            .send(KvRequest::Get {
+                range: SYSTEM_RANGE,
+                key: key.clone(),
+                ts: ctx.shared.hlc.now(),
+            })
+            .await;
+        if let Ok(KvResponse::Value(v)) = read {
+            if seen.is_some() && seen != v {
+                ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
+            }
+            seen = v;
+        }
+    }
 }
 
 /// Allocates a descriptor id (read-modify-write of a counter; conflicts are 40001 and the

@@ -330,7 +330,28 @@ impl Session {
         self.cancel.store(false, Ordering::SeqCst);
         let started = Instant::now();
         let kind = exec::statement_kind(stmt);
-        let result = self.run_inner(stmt, params, plan).await;
+        let retry_params = self.ctx.shared.replicated().then(|| params.clone());
+        let mut result = self.run_inner(stmt, params, plan).await;
+        // In a cluster another node may have changed the schema since this node last
+        // loaded it: a statement that found no such table (column, database) reloads the
+        // catalog and runs once more, outside explicit transactions.
+        if let Err(e) = &result {
+            let stale = matches!(
+                e.kind,
+                ErrorKind::UndefinedTable
+                    | ErrorKind::UndefinedColumn
+                    | ErrorKind::UndefinedDatabase
+            );
+            if let Some(params) =
+                retry_params.filter(|_| stale && !self.explicit && self.txn.is_none())
+            {
+                self.ctx
+                    .shared
+                    .catalog_version
+                    .fetch_add(1, Ordering::SeqCst);
+                result = self.run_inner(stmt, params, plan).await;
+            }
+        }
         let took = started.elapsed();
         if took > SLOW_STATEMENT {
             let text = stmt.to_string();

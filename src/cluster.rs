@@ -1,0 +1,282 @@
+//! Cluster membership: who the nodes are, which of them hold replicas, and how a cluster
+//! comes to be (`chitin start --join …` on every node, then `chitin init` once).
+//!
+//! # Bootstrap
+//!
+//! 1. Each node starts with `--join A,B,C` and no cluster state: its cores open their
+//!    stores and listen (SQL and node transport share the port), but serve no ranges.
+//! 2. `chitin init --host A` calls [`METHOD_INIT`] on A. A probes every address of its join
+//!    list ([`METHOD_PROBE`], retried for a while: nodes may still be starting), numbers the
+//!    nodes (itself 1, the others in join-list order), picks the replica set — the first
+//!    `num_replicas` (3) nodes — and a random cluster id, sends each node its
+//!    [`ClusterState`] ([`METHOD_ASSIGN`]), then adopts its own.
+//! 3. A node that receives its state persists it (`cluster-state` in the store, written to
+//!    a temporary file, synced, renamed) and starts serving. From then on a restart reads
+//!    the file.
+//!
+//! `start-single-node` writes a one-node state on first start.
+//!
+//! # Invariants
+//!
+//! - A node's id never changes once persisted; an ASSIGN for another cluster is refused.
+//! - Every replica of every range is on the nodes of [`ClusterState::voters`], on core
+//!   `range % cores` of each (DESIGN §2: a range lives on one core per node).
+//!
+//! # Implementation caveats
+//!
+//! - The replica set is fixed at init: nodes joining later are members without replicas
+//!   (no allocator, no conf changes, no snapshots yet — issue 5).
+//! - Membership lives in a file per node, not in the system range; a node added after init
+//!   is not supported yet.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Forwarded KV request ([`crate::kv::codec`]) to the range's leader.
+pub const METHOD_KV: u32 = 1;
+/// Who are you: `initialized|uninitialized`, advertise address, cores.
+pub const METHOD_PROBE: u32 = 100;
+/// Initialize the cluster from this node (called by `chitin init`).
+pub const METHOD_INIT: u32 = 101;
+/// Adopt this cluster state (called by the initializing node).
+pub const METHOD_ASSIGN: u32 = 102;
+/// The node's cluster state and liveness view (`chitin node status`).
+pub const METHOD_STATUS: u32 = 103;
+/// Fault injection on this node's transports, for tests: `partition N`, `heal`.
+pub const METHOD_FAULT: u32 = 104;
+
+/// Default replica count of a range.
+pub const DEFAULT_NUM_REPLICAS: usize = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub cores: usize,
+}
+
+/// What a node knows of its cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterState {
+    pub cluster_id: u64,
+    /// This node's id (≥ 1).
+    pub node_id: u64,
+    /// The nodes holding a replica of every range.
+    pub voters: Vec<u64>,
+    pub members: Vec<Member>,
+}
+
+impl ClusterState {
+    /// A cluster of one node.
+    pub fn single(addr: SocketAddr, cores: usize) -> ClusterState {
+        ClusterState {
+            cluster_id: random_id(),
+            node_id: 1,
+            voters: vec![1],
+            members: vec![Member { id: 1, addr, cores }],
+        }
+    }
+
+    pub fn member(&self, id: u64) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// `cluster_id N\nnode_id N\nvoters 1,2,3\nmember ID ADDR CORES\n…`
+    pub fn encode(&self) -> String {
+        let mut s = format!(
+            "cluster_id {}\nnode_id {}\nvoters {}\n",
+            self.cluster_id,
+            self.node_id,
+            self.voters
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        for m in &self.members {
+            s.push_str(&format!("member {} {} {}\n", m.id, m.addr, m.cores));
+        }
+        s
+    }
+
+    pub fn decode(text: &str) -> Result<ClusterState> {
+        let bad = |line: &str| Error::internal(format!("corrupt cluster state line: {line:?}"));
+        let mut st = ClusterState {
+            cluster_id: 0,
+            node_id: 0,
+            voters: Vec::new(),
+            members: Vec::new(),
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("cluster_id"), Some(v)) => {
+                    st.cluster_id = v.parse().map_err(|_| bad(line))?
+                }
+                (Some("node_id"), Some(v)) => st.node_id = v.parse().map_err(|_| bad(line))?,
+                (Some("voters"), Some(v)) => {
+                    st.voters = v
+                        .split(',')
+                        .map(|x| x.parse().map_err(|_| bad(line)))
+                        .collect::<Result<_>>()?
+                }
+                (Some("member"), Some(id)) => {
+                    let addr = words.next().ok_or_else(|| bad(line))?;
+                    let cores = words.next().ok_or_else(|| bad(line))?;
+                    st.members.push(Member {
+                        id: id.parse().map_err(|_| bad(line))?,
+                        addr: addr.parse().map_err(|_| bad(line))?,
+                        cores: cores.parse().map_err(|_| bad(line))?,
+                    });
+                }
+                _ => return Err(bad(line)),
+            }
+        }
+        let valid = st.cluster_id != 0
+            && st.node_id != 0
+            && !st.voters.is_empty()
+            && st.voters.iter().all(|v| st.member(*v).is_some())
+            && st.members.iter().all(|m| m.cores >= 1);
+        if !valid {
+            return Err(Error::internal("incomplete cluster state"));
+        }
+        Ok(st)
+    }
+
+    /// Reads the state persisted in `store`, if any.
+    pub fn load(store: &Path) -> Result<Option<ClusterState>> {
+        match std::fs::read_to_string(store.join(STATE_FILE)) {
+            Ok(text) => Ok(Some(ClusterState::decode(&text)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::internal(format!("cannot read cluster state: {e}"))),
+        }
+    }
+
+    /// Persists the state in `store` durably (temporary file, fsync, rename, directory
+    /// fsync). Cold path: blocking file I/O.
+    pub fn save(&self, store: &Path) -> Result<()> {
+        use std::io::Write;
+        let io = |e: std::io::Error| Error::internal(format!("cannot write cluster state: {e}"));
+        let tmp = store.join(format!("{STATE_FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(self.encode().as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, store.join(STATE_FILE)).map_err(io)?;
+        std::fs::File::open(store)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok(())
+    }
+}
+
+const STATE_FILE: &str = "cluster-state";
+
+/// A random non-zero id (cluster ids): time and process mixed through splitmix64.
+pub fn random_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut z = nanos ^ ((std::process::id() as u64) << 32);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
+}
+
+/// A node's answer to [`METHOD_PROBE`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub cluster_id: u64,
+    pub node_id: u64,
+    pub addr: SocketAddr,
+    pub cores: usize,
+}
+
+impl Probe {
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.cluster_id, self.node_id, self.addr, self.cores
+        )
+    }
+
+    pub fn decode(text: &str) -> Result<Probe> {
+        let bad = || Error::internal(format!("bad probe answer {text:?}"));
+        let w: Vec<&str> = text.split_whitespace().collect();
+        if w.len() != 4 {
+            return Err(bad());
+        }
+        Ok(Probe {
+            cluster_id: w[0].parse().map_err(|_| bad())?,
+            node_id: w[1].parse().map_err(|_| bad())?,
+            addr: w[2].parse().map_err(|_| bad())?,
+            cores: w[3].parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Numbers the nodes of a new cluster: the initializing node (`me`) is 1, the others
+/// follow in the order given (duplicates of an address dropped); the first `replicas`
+/// are the voters.
+pub fn plan_cluster(
+    me: (SocketAddr, usize),
+    others: &[(SocketAddr, usize)],
+    replicas: usize,
+) -> ClusterState {
+    let mut members = vec![Member {
+        id: 1,
+        addr: me.0,
+        cores: me.1,
+    }];
+    for (addr, cores) in others {
+        if members.iter().any(|m| m.addr == *addr) {
+            continue;
+        }
+        members.push(Member {
+            id: members.len() as u64 + 1,
+            addr: *addr,
+            cores: *cores,
+        });
+    }
+    let voters = members.iter().take(replicas.max(1)).map(|m| m.id).collect();
+    ClusterState {
+        cluster_id: random_id(),
+        node_id: 1,
+        voters,
+        members,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_rejects_garbage() {
+        let a: SocketAddr = "127.0.0.1:26257".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:26258".parse().unwrap();
+        let c: SocketAddr = "127.0.0.1:26259".parse().unwrap();
+        let d: SocketAddr = "127.0.0.1:26260".parse().unwrap();
+        let st = plan_cluster((a, 2), &[(b, 2), (a, 2), (c, 1), (d, 2)], 3);
+        assert_eq!(st.voters, vec![1, 2, 3]);
+        assert_eq!(st.members.len(), 4);
+        assert_eq!(st.member(3).unwrap().addr, c);
+        assert_eq!(ClusterState::decode(&st.encode()).unwrap(), st);
+        assert!(
+            ClusterState::decode("cluster_id 1\nnode_id 1\nvoters 2\nmember 1 127.0.0.1:1 1")
+                .is_err()
+        );
+        assert!(ClusterState::decode("cluster_id x").is_err());
+        assert!(ClusterState::decode("").is_err());
+        let p = Probe {
+            cluster_id: 0,
+            node_id: 0,
+            addr: a,
+            cores: 2,
+        };
+        assert_eq!(Probe::decode(&p.encode()).unwrap(), p);
+    }
+}

@@ -1,0 +1,386 @@
+//! The node's side of the cluster: the node transport's handler (raft messages, forwarded
+//! KV requests, bootstrap and admin calls), `chitin init`, and the per-core task that
+//! follows membership and fault-rule changes. Membership itself is in [`crate::cluster`].
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chitin_net::{CoreId, Endpoint, NodeId, TransportHandler};
+use chitin_storage::RangeId;
+use futures_lite::future::BoxedLocal;
+
+use super::{CoreCtx, NodeShared};
+use crate::cluster::{self as cl, ClusterState, Probe};
+use crate::error::{Error, Result};
+use crate::kv::replica::Membership;
+
+/// Makes `st` the node's cluster state (already persisted, or read from the store).
+pub fn install(shared: &NodeShared, st: ClusterState) {
+    let node = st.node_id;
+    // Transaction ids are unique in the cluster: the node id in the high bits.
+    let base = node << 40;
+    let _ = shared
+        .next_txn
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+            Some(cur.max(base | 1))
+        });
+    shared.node_id.store(node, Ordering::SeqCst);
+    shared
+        .multi_replica
+        .store(st.voters.len() > 1, Ordering::SeqCst);
+    if let Ok(mut c) = shared.cluster.lock() {
+        *c = Some(Arc::new(st));
+    }
+    shared.cluster_gen.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The raft membership every range has in cluster `st`.
+pub fn membership(st: &ClusterState) -> Membership {
+    Membership {
+        node: st.node_id,
+        voters: st.voters.clone(),
+    }
+}
+
+thread_local! {
+    /// The cluster generation this core's store and transport were last set up for.
+    static ADOPTED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether this core has adopted the node's current cluster state.
+pub fn adopted(ctx: &CoreCtx) -> bool {
+    ADOPTED.with(|a| a.get()) == ctx.shared.cluster_gen.load(Ordering::SeqCst)
+}
+
+/// Applies the node's cluster state and fault rules to this core's store and transport.
+fn adopt(ctx: &CoreCtx) {
+    let generation = ctx.shared.cluster_gen.load(Ordering::SeqCst);
+    if let Some(st) = ctx.shared.cluster() {
+        let t = &ctx.transport;
+        t.set_local_node(NodeId(st.node_id));
+        for m in &st.members {
+            t.set_peer_addr(NodeId(m.id), m.addr);
+        }
+        let cores = st.members.iter().map(|m| (m.id, m.cores)).collect();
+        ctx.store.set_cluster(membership(&st), cores, t.clone());
+    }
+    let partitioned = ctx
+        .shared
+        .partitioned
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    let fault = ctx.transport.fault();
+    fault.heal_all();
+    for n in partitioned {
+        fault.partition(NodeId(n));
+    }
+    ADOPTED.with(|a| a.set(generation));
+}
+
+/// The per-core task that follows cluster changes; on core 0 it also heartbeats the other
+/// nodes once a second (their liveness, for `chitin node status`).
+pub async fn follow(ctx: Rc<CoreCtx>) {
+    let mut last_beat = Instant::now() - Duration::from_secs(10);
+    loop {
+        if !adopted(&ctx) {
+            adopt(&ctx);
+        }
+        if ctx.core == 0 && last_beat.elapsed() >= Duration::from_secs(1) {
+            last_beat = Instant::now();
+            if let Some(st) = ctx.shared.cluster() {
+                for m in st.members.iter().filter(|m| m.id != st.node_id) {
+                    let t = ctx.transport.clone();
+                    let to = Endpoint::new(NodeId(m.id), CoreId(0));
+                    glommio::spawn_local(async move {
+                        let _ = t.heartbeat(to, Duration::from_secs(1)).await;
+                    })
+                    .detach();
+                }
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Retries `f` until it succeeds or the node shuts down (startup steps that need a quorum
+/// of the cluster up). The first failure is logged.
+pub async fn until_ok<T, F, Fut>(ctx: &CoreCtx, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut logged = false;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                if ctx.shared.shutdown.load(Ordering::SeqCst) || !ctx.shared.replicated() {
+                    return Err(e);
+                }
+                if !logged {
+                    eprintln!(
+                        "core {}: waiting for the cluster (a quorum of nodes): {e}",
+                        ctx.core
+                    );
+                    logged = true;
+                }
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The transport handler of a core.
+pub fn handler(ctx: &Rc<CoreCtx>) -> Rc<dyn TransportHandler> {
+    Rc::new(Handler { ctx: ctx.clone() })
+}
+
+struct Handler {
+    ctx: Rc<CoreCtx>,
+}
+
+impl TransportHandler for Handler {
+    fn on_raft(&self, _from: Endpoint, range_id: u64, message: Bytes) {
+        // A message that does not decode is dropped: raft retransmits what matters.
+        if let Ok(m) = <raft::prelude::Message as prost011::Message>::decode(&message[..]) {
+            self.ctx.store.deliver(RangeId(range_id), m);
+        }
+    }
+
+    fn on_request(
+        &self,
+        _from: Endpoint,
+        method: u32,
+        payload: Bytes,
+    ) -> BoxedLocal<std::result::Result<Bytes, String>> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            let r = match method {
+                cl::METHOD_KV => serve_kv(&ctx, &payload).await,
+                cl::METHOD_PROBE => Ok(probe(&ctx).encode().into_bytes()),
+                cl::METHOD_INIT => init_cluster(&ctx).await.map(String::into_bytes),
+                cl::METHOD_ASSIGN => assign(&ctx, &payload).map(|()| b"ok".to_vec()),
+                cl::METHOD_STATUS => Ok(status(&ctx).into_bytes()),
+                cl::METHOD_FAULT => fault(&ctx, &payload).map(|()| b"ok".to_vec()),
+                other => Err(Error::internal(format!("unknown method {other}"))),
+            };
+            r.map(Bytes::from).map_err(|e| e.message)
+        })
+    }
+}
+
+/// A KV request forwarded by another node's gateway: served by the range's core here (or
+/// answered `NotLeader`).
+async fn serve_kv(ctx: &CoreCtx, payload: &[u8]) -> Result<Vec<u8>> {
+    let req = crate::kv::codec::decode_request(payload)?;
+    let resp = match ctx.send_local(req).await {
+        Ok(crate::kv::KvResponse::NotLeader { leader, .. }) => {
+            crate::kv::KvResponse::NotLeader { leader, req: None }
+        }
+        Ok(r) => r,
+        Err(e) => crate::kv::KvResponse::Err(e),
+    };
+    let mut out = Vec::new();
+    crate::kv::codec::encode_response(&resp, &mut out);
+    Ok(out)
+}
+
+fn probe(ctx: &CoreCtx) -> Probe {
+    let st = ctx.shared.cluster();
+    Probe {
+        cluster_id: st.as_ref().map(|s| s.cluster_id).unwrap_or(0),
+        node_id: st.as_ref().map(|s| s.node_id).unwrap_or(0),
+        addr: ctx.shared.advertise_addr,
+        cores: ctx.shared.ncores,
+    }
+}
+
+/// A blocking transport call made from a blocking thread (bootstrap only).
+async fn call_blocking(
+    addr: std::net::SocketAddr,
+    method: u32,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<Bytes> {
+    let r = glommio::executor()
+        .spawn_blocking(move || {
+            chitin_net::blocking::call(
+                addr,
+                Endpoint::new(NodeId(0), CoreId(0)),
+                CoreId(0),
+                method,
+                &payload,
+                timeout,
+            )
+        })
+        .await;
+    r.map_err(|e| Error::internal(format!("{addr}: {e}")))
+}
+
+/// `chitin init`: numbers the nodes of the join list, tells each its state, adopts its own.
+async fn init_cluster(ctx: &CoreCtx) -> Result<String> {
+    if ctx.shared.cluster().is_some() {
+        return Err(Error::internal("cluster has already been initialized"));
+    }
+    if ctx.shared.initializing.swap(true, Ordering::SeqCst) {
+        return Err(Error::internal(
+            "cluster initialization is already in progress",
+        ));
+    }
+    let r = init_inner(ctx).await;
+    ctx.shared.initializing.store(false, Ordering::SeqCst);
+    r
+}
+
+async fn init_inner(ctx: &CoreCtx) -> Result<String> {
+    let me = ctx.shared.advertise_addr;
+    let mut others = Vec::new();
+    for &addr in &ctx.shared.join {
+        if addr == me || addr == ctx.shared.listen_addr {
+            continue;
+        }
+        // Nodes may still be starting: probe for up to 30 s.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let probe = loop {
+            match call_blocking(addr, cl::METHOD_PROBE, Vec::new(), Duration::from_secs(2)).await {
+                Ok(b) => break Probe::decode(&String::from_utf8_lossy(&b))?,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(Error::internal(format!("cannot reach node {addr}: {e}")))
+                }
+                Err(_) => glommio::timer::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        if probe.cluster_id != 0 {
+            return Err(Error::internal(format!(
+                "node {addr} already belongs to cluster {:x}",
+                probe.cluster_id
+            )));
+        }
+        others.push((probe.addr, probe.cores));
+    }
+    let st = cl::plan_cluster((me, ctx.shared.ncores), &others, cl::DEFAULT_NUM_REPLICAS);
+    for m in st.members.iter().filter(|m| m.id != st.node_id) {
+        let mut theirs = st.clone();
+        theirs.node_id = m.id;
+        call_blocking(
+            m.addr,
+            cl::METHOD_ASSIGN,
+            theirs.encode().into_bytes(),
+            Duration::from_secs(10),
+        )
+        .await?;
+    }
+    st.save(&ctx.shared.store_dir)?;
+    let summary = format!(
+        "Cluster successfully initialized: {} nodes, replicas on nodes {:?}",
+        st.members.len(),
+        st.voters
+    );
+    install(&ctx.shared, st);
+    Ok(summary)
+}
+
+/// The initializing node tells this node its state.
+fn assign(ctx: &CoreCtx, payload: &[u8]) -> Result<()> {
+    let st = ClusterState::decode(&String::from_utf8_lossy(payload))?;
+    if let Some(cur) = ctx.shared.cluster() {
+        if *cur == st {
+            return Ok(());
+        }
+        return Err(Error::internal(format!(
+            "this node already belongs to cluster {:x}",
+            cur.cluster_id
+        )));
+    }
+    st.save(&ctx.shared.store_dir)?;
+    install(&ctx.shared, st);
+    Ok(())
+}
+
+/// `chitin node status`: one line per node — id, address, cores, replica holder, live.
+fn status(ctx: &CoreCtx) -> String {
+    let Some(st) = ctx.shared.cluster() else {
+        return "uninitialized\n".into();
+    };
+    let mut out = String::from("id\taddress\tcores\treplicas\tis_live\n");
+    for m in &st.members {
+        let live = m.id == st.node_id
+            || ctx
+                .transport
+                .last_heard(NodeId(m.id))
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(4500));
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            m.id,
+            m.addr,
+            m.cores,
+            st.voters.contains(&m.id),
+            live
+        ));
+    }
+    out
+}
+
+/// Fault injection for tests: `partition N[,M…]` drops all traffic with those nodes on
+/// every core; `heal` lifts it.
+fn fault(ctx: &CoreCtx, payload: &[u8]) -> Result<()> {
+    let text = String::from_utf8_lossy(payload);
+    let mut words = text.split_whitespace();
+    let nodes = match (words.next(), words.next()) {
+        (Some("heal"), None) => Vec::new(),
+        (Some("partition"), Some(list)) => list
+            .split(',')
+            .map(|n| {
+                n.parse()
+                    .map_err(|_| Error::internal(format!("bad node {n}")))
+            })
+            .collect::<Result<Vec<u64>>>()?,
+        _ => return Err(Error::internal("expected `partition N[,M…]` or `heal`")),
+    };
+    if let Ok(mut p) = ctx.shared.partitioned.lock() {
+        *p = nodes;
+    }
+    ctx.shared.cluster_gen.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// A node-transport connection accepted on this core (its magic already read): reads the
+/// handshake and serves it here, or hands the socket to the core it names.
+pub async fn accept_transport(
+    ctx: &Rc<CoreCtx>,
+    mut stream: glommio::net::TcpStream,
+    magic: [u8; 8],
+) {
+    let read = async {
+        chitin_net::Handshake::read_after_magic(magic, &mut stream)
+            .await
+            .ok()
+    };
+    let expire = async {
+        glommio::timer::sleep(Duration::from_secs(2)).await;
+        None
+    };
+    let Some(hs) = futures_lite::future::or(read, expire).await else {
+        return;
+    };
+    let target = hs.to.core.0 as usize;
+    if target == ctx.core {
+        ctx.transport.serve(stream, hs, handler(ctx));
+    } else if target < ctx.shared.ncores {
+        if let Ok(std_stream) = chitin_net::detach_stream(stream) {
+            ctx.hand_over(
+                target,
+                super::CoreMsg::Connection {
+                    stream: std_stream,
+                    handshake: hs,
+                },
+            )
+            .await;
+        }
+    }
+}
