@@ -19,6 +19,8 @@ COMMANDS:
     start               Start a node of a cluster: --join the others, then `chitin init` once.
     init                Initialize a new cluster: --host HOST:PORT of one started node.
     node status         List the cluster's nodes: --host HOST:PORT of any node.
+    demo                A throwaway local cluster: --nodes N (default 3), temporary stores,
+                        each node's URL printed; Ctrl-C stops it and removes everything.
     workload            Load generator: init/run ycsb, kv, bank (`chitin workload help`).
     version             Print the version.
     help                Print this help.
@@ -189,6 +191,209 @@ fn admin(args: &[String], method: u32, timeout: Duration) -> ExitCode {
     }
 }
 
+static DEMO_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn demo_signal(_: libc::c_int) {
+    DEMO_STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A port free now, preferring `want` (ports below the ephemeral range stay usable for a
+/// node's restarts).
+fn demo_port(want: u16) -> u16 {
+    for p in want..want.saturating_add(200) {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(want)
+}
+
+/// `chitin demo --nodes N`: starts N local nodes on temporary stores, initializes them as a
+/// cluster, prints their URLs, and on SIGINT/SIGTERM stops them and removes the stores.
+fn demo(args: &[String]) -> ExitCode {
+    let mut nodes = 3usize;
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = match args[i].split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (args[i].clone(), None),
+        };
+        match flag.as_str() {
+            "--nodes" => {
+                let v = match inline.or_else(|| {
+                    i += 1;
+                    args.get(i).cloned()
+                }) {
+                    Some(v) => v,
+                    None => {
+                        eprintln!("error: --nodes needs a value");
+                        return ExitCode::from(2);
+                    }
+                };
+                match v.parse::<usize>() {
+                    Ok(n) if (1..=9).contains(&n) => nodes = n,
+                    _ => {
+                        eprintln!("error: bad --nodes {v} (1 to 9)");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--insecure" => {}
+            other => {
+                eprintln!("error: unknown flag {other}");
+                return ExitCode::from(2);
+            }
+        }
+        i += 1;
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, demo_signal as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGTERM,
+            demo_signal as *const () as libc::sighandler_t,
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("chitin-demo-{}", std::process::id()));
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot find the chitin binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sql = Vec::new();
+    let mut http = Vec::new();
+    for n in 0..nodes {
+        let s = demo_port(26257 + n as u16);
+        let mut h = demo_port(8080 + n as u16);
+        while h == s || sql.contains(&h) {
+            h = demo_port(h + 1);
+        }
+        sql.push(s);
+        http.push(h);
+    }
+    let join = sql
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut children = Vec::new();
+    let result = (|| -> Result<(), String> {
+        for n in 0..nodes {
+            let store = dir.join(format!("node{}", n + 1));
+            std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
+            let log = std::fs::File::create(dir.join(format!("node{}.log", n + 1)))
+                .map_err(|e| e.to_string())?;
+            let child = std::process::Command::new(&exe)
+                .arg("start")
+                .arg("--store")
+                .arg(&store)
+                .arg("--listen-addr")
+                .arg(format!("127.0.0.1:{}", sql[n]))
+                .arg("--http-addr")
+                .arg(format!("127.0.0.1:{}", http[n]))
+                .arg("--join")
+                .arg(&join)
+                .arg("--cores")
+                .arg("1")
+                .arg("--insecure")
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| format!("cannot start node {}: {e}", n + 1))?;
+            children.push(child);
+        }
+        let first: SocketAddr = format!("127.0.0.1:{}", sql[0]).parse().unwrap();
+        let tool = chitin_net::Endpoint::new(chitin_net::NodeId(0), chitin_net::CoreId(0));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = chitin_net::blocking::call(
+                first,
+                tool,
+                chitin_net::CoreId(0),
+                chitin::cluster::METHOD_INIT,
+                &[],
+                Duration::from_secs(60),
+            );
+            match r {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(format!("cannot initialize the cluster: {e}"))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+            if DEMO_STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(());
+            }
+        }
+        // Ready when each node serves HTTP (it starts once the node serves SQL).
+        for (n, h) in http.iter().enumerate() {
+            while std::net::TcpStream::connect(("127.0.0.1", *h)).is_err() {
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("node {} did not become ready", n + 1));
+                }
+                if DEMO_STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        println!(
+            "Chitin demo cluster of {nodes} nodes (stores and logs in {})",
+            dir.display()
+        );
+        for n in 0..nodes {
+            println!(
+                "node {}: postgresql://root@127.0.0.1:{}/defaultdb?sslmode=disable  http://127.0.0.1:{}/",
+                n + 1,
+                sql[n],
+                http[n]
+            );
+        }
+        println!("Press Ctrl-C to stop the cluster and remove its data.");
+        while !DEMO_STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            for (n, c) in children.iter_mut().enumerate() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(format!("node {} exited ({status})", n + 1));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    })();
+    // Stop the nodes (SIGTERM, then SIGKILL after 5 s) and remove everything.
+    for c in &children {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for c in children.iter_mut() {
+        while matches!(c.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(()) => {
+            println!("demo cluster stopped; {} removed", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Core threads get deep stacks: SQL expressions are recursive structures (their depth
     // is capped by the parser front, this is the headroom behind that cap).
@@ -254,6 +459,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        "demo" => demo(&args[1..]),
         "workload" => chitin_bench::workload::main(&args[1..]),
         "version" | "--version" => {
             println!("chitin {}", env!("CARGO_PKG_VERSION"));

@@ -8,6 +8,13 @@
 //! survivors resume within 10 s (the gap is printed), the killed node restarts and catches
 //! up, and every acknowledged row is read back through every node. An acknowledged write
 //! that is lost, or a row that appears without being written, fails the test.
+//!
+//! `a_partitioned_node_never_serves_stale_reads`: each node in turn is cut off from the
+//! other two through the transport's fault hook (one of them leads the table's range).
+//! Writes through the majority keep being acknowledged; a read through the isolated node
+//! either fails or returns every row acknowledged before it started (a stale read fails
+//! the test: leader leases, Raft §6.4 / §9.3 of Ongaro's thesis); after healing, every node
+//! converges on every acknowledged row.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -356,6 +363,233 @@ fn three_nodes_survive_a_kill_without_losing_acknowledged_writes() {
             nodes[0].log_tail(),
             nodes[1].log_tail(),
             nodes[2].log_tail()
+        );
+    }
+}
+
+/// Cuts `victim` off from the others (both directions, on every node), or heals all.
+fn set_partition(nodes: &[Node], victim: Option<usize>) {
+    for (i, n) in nodes.iter().enumerate() {
+        let rule = match victim {
+            None => "heal".to_string(),
+            Some(v) if v == i => {
+                let others: Vec<String> = (0..nodes.len())
+                    .filter(|j| *j != v)
+                    .map(|j| (j + 1).to_string())
+                    .collect();
+                format!("partition {}", others.join(","))
+            }
+            Some(v) => format!("partition {}", v + 1),
+        };
+        let tool = chitin_net::Endpoint::new(chitin_net::NodeId(0), chitin_net::CoreId(0));
+        chitin_net::blocking::call(
+            n.sql,
+            tool,
+            chitin_net::CoreId(0),
+            chitin::cluster::METHOD_FAULT,
+            rule.as_bytes(),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("fault rule on {}: {e}", n.sql));
+    }
+}
+
+#[test]
+fn a_partitioned_node_never_serves_stale_reads() {
+    let dir = common::TempDir::new("chitin-partition").unwrap();
+    let mut nodes = cluster(dir.path(), 3);
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = async {
+        let host = nodes[0].sql.to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = chitin(&["init", "--host", &host]) {
+            assert!(Instant::now() < deadline, "init failed: {e}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for n in &nodes {
+            wait_sql(n, Duration::from_secs(30)).await;
+        }
+        let c1 = common::connect(&nodes[0].config()).await.unwrap();
+        c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
+            .await
+            .unwrap();
+        let load = Arc::new(Load {
+            acked: Mutex::new(BTreeSet::new()),
+            times: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let mut writers = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            writers.push(tokio::spawn(writer(n.config(), i as i64, 3, load.clone())));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for victim in [2usize, 0, 1] {
+            set_partition(&nodes, Some(victim));
+            let cut_at = Instant::now();
+            let isolated = common::connect(&nodes[victim].config()).await.unwrap();
+            let mut served = 0;
+            let mut refused = 0;
+            while cut_at.elapsed() < Duration::from_secs(6) {
+                let before = load.acked.lock().unwrap().clone();
+                let read = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    isolated.query("SELECT k FROM acked", &[]),
+                )
+                .await;
+                match read {
+                    Ok(Ok(rows)) => {
+                        served += 1;
+                        let seen: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+                        let missing: Vec<_> = before.difference(&seen).take(5).collect();
+                        assert!(
+                            missing.is_empty(),
+                            "stale read through isolated node {}: acknowledged rows {missing:?} missing",
+                            victim + 1
+                        );
+                    }
+                    _ => refused += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let gap = longest_gap(
+                &load.times.lock().unwrap(),
+                cut_at + Duration::from_millis(100),
+                Instant::now(),
+            );
+            println!(
+                "node {} cut off: {served} reads served there, {refused} refused; longest write gap {gap:?}",
+                victim + 1
+            );
+            assert!(
+                gap < Duration::from_secs(10),
+                "the majority stopped serving writes for {gap:?}"
+            );
+            set_partition(&nodes, None);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        load.stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            let _ = w.await;
+        }
+        let acked = load.acked.lock().unwrap().clone();
+        println!("{} writes acknowledged", acked.len());
+        for n in &nodes {
+            let seen = read_all(n).await;
+            let lost: Vec<_> = acked.difference(&seen).take(10).collect();
+            assert!(
+                lost.is_empty(),
+                "node {} lacks acknowledged rows {lost:?}",
+                n.sql
+            );
+        }
+    };
+    let run = async { tokio::time::timeout(Duration::from_secs(180), body).await };
+    if rt.block_on(run).is_err() {
+        panic!(
+            "timed out; logs:\n{}\n{}\n{}",
+            nodes[0].log_tail(),
+            nodes[1].log_tail(),
+            nodes[2].log_tail()
+        );
+    }
+}
+
+#[test]
+fn demo_serves_sql_and_leaves_nothing_behind() {
+    use std::io::BufRead;
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_chitin"))
+        .args(["demo", "--nodes", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn chitin demo");
+    let pid = demo.id() as libc::pid_t;
+    struct KillOnDrop(libc::pid_t);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on our child's pid; harmless if it already exited.
+            unsafe {
+                libc::kill(self.0, libc::SIGTERM);
+            }
+        }
+    }
+    let _guard = KillOnDrop(pid);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = demo.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut urls = Vec::new();
+    let mut dir = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while urls.len() < 3 {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("demo did not print its nodes in time");
+        println!("{line}");
+        if let Some(rest) = line.split("stores and logs in ").nth(1) {
+            dir = Some(PathBuf::from(rest.trim_end_matches(')')));
+        }
+        if let Some(url) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("postgresql://"))
+        {
+            urls.push(url.to_string());
+        }
+    }
+    let dir = dir.expect("demo names its directory");
+    assert!(dir.exists());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for url in &urls {
+            let config: tokio_postgres::Config = url.parse().unwrap();
+            let c = common::connect(&config)
+                .await
+                .expect("connect to a demo node");
+            let row = c.query_one("SELECT 1 + 1", &[]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), 2);
+        }
+    });
+    // SAFETY: kill(2) on our child's pid.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = demo.try_wait() {
+            assert!(status.success(), "demo exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!dir.exists(), "demo left {} behind", dir.display());
+    for url in &urls {
+        let port: u16 = url
+            .split(':')
+            .nth(2)
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "a demo node still listens on {port}"
         );
     }
 }

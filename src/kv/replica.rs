@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use chitin_storage::{RangeId, Timestamp, VersionedKeyValue};
 use glommio::channels::local_channel::LocalSender;
@@ -217,6 +218,43 @@ pub struct Replica {
     pub term_start: Cell<u64>,
     /// Whether the replica was leader at the last `Ready` (to notice changes).
     pub was_leader: Cell<bool>,
+    /// As leader of a replicated range: until when no other replica can have been elected
+    /// ([`LEASE`] after the start of the last ReadIndex round a quorum confirmed).
+    pub lease_until: Cell<Option<Instant>>,
+    /// The start of the ReadIndex round in flight, if any.
+    pub lease_round: Cell<Option<Instant>>,
+}
+
+/// Raft ticks: every replica ticks this often.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Ticks without hearing from a leader before a follower campaigns (and, with
+/// check-quorum, before it will vote for anyone else).
+pub const ELECTION_TICKS: usize = 10;
+/// How long a confirmed leadership round protects reads. A follower that acknowledged a
+/// round started at `t` heard from the leader after `t`, and with check-quorum refuses to
+/// vote for another candidate until `ELECTION_TICKS` of its ticks pass without hearing
+/// from it again — at least `ELECTION_TICKS - 1` tick intervals of real time (its first
+/// tick may come at once). One more tick is kept as margin (the nodes share a clock
+/// source here; across machines the clock-rate bound would come off this too).
+pub const LEASE: Duration = Duration::from_millis(100 * (ELECTION_TICKS as u64 - 2));
+
+/// Process-wide origin of ReadIndex contexts (an `Instant` as nanoseconds since it).
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// The ReadIndex context for a round started at `t`.
+pub fn lease_context(t: Instant) -> Vec<u8> {
+    (t.saturating_duration_since(epoch()).as_nanos() as u64)
+        .to_le_bytes()
+        .to_vec()
+}
+
+/// The start of the round a ReadIndex context names.
+pub fn lease_context_time(ctx: &[u8]) -> Option<Instant> {
+    let nanos = u64::from_le_bytes(ctx.try_into().ok()?);
+    Some(epoch() + Duration::from_nanos(nanos))
 }
 
 /// Where a replica's raft group lives: this node's id and the voters' ids.
@@ -273,7 +311,7 @@ impl Replica {
         let applied = applied.min(storage.rl().hard_state().commit);
         let cfg = Config {
             id: members.node,
-            election_tick: 10,
+            election_tick: ELECTION_TICKS,
             heartbeat_tick: 3,
             applied,
             max_size_per_msg: 1 << 20,
@@ -310,6 +348,8 @@ impl Replica {
             inbox: RefCell::new(Vec::new()),
             term_start: Cell::new(term_start),
             was_leader: Cell::new(leads),
+            lease_until: Cell::new(None),
+            lease_round: Cell::new(None),
         })
     }
 
@@ -317,7 +357,10 @@ impl Replica {
     /// committed before its term.
     pub fn serving(&self) -> bool {
         let raw = self.raw.borrow();
-        raw.raft.state == raft::StateRole::Leader && self.applied.get() >= self.term_start.get()
+        raw.raft.state == raft::StateRole::Leader
+            && self.applied.get() >= self.term_start.get()
+            && (raw.raft.prs().iter().count() == 1
+                || self.lease_until.get().is_some_and(|t| Instant::now() < t))
     }
 
     /// The leader this replica knows of (0: none).

@@ -861,10 +861,22 @@ impl Store {
             drop(raw);
             self.note_leadership(r);
             let mut raw = r.raw.borrow_mut();
+            renew_lease(r, &mut raw);
             if !raw.has_ready() {
                 continue;
             }
             let mut ready = raw.ready();
+            for rs in ready.take_read_states() {
+                if let Some(t) = super::replica::lease_context_time(&rs.request_ctx) {
+                    if r.lease_round.get() == Some(t) {
+                        r.lease_round.set(None);
+                    }
+                    let until = t + super::replica::LEASE;
+                    if r.lease_until.get().is_none_or(|u| u < until) {
+                        r.lease_until.set(Some(until));
+                    }
+                }
+            }
             // PERF: a leader sends its appends before persisting them (raft §10.2.1).
             self.send_messages(r.id, ready.take_messages());
             if !ready.entries().is_empty() || ready.hs().is_some() {
@@ -929,6 +941,8 @@ impl Store {
         } else if !leader && r.was_leader.get() {
             r.was_leader.set(false);
             r.term_start.set(u64::MAX);
+            r.lease_until.set(None);
+            r.lease_round.set(None);
             r.latches.borrow_mut().clear();
             r.prepared.borrow_mut().clear();
             for (_, w) in r.waiters.borrow_mut().drain() {
@@ -1121,6 +1135,24 @@ fn mismatch(replica: &Replica) -> Error {
             replica.id
         ),
     )
+}
+
+/// Starts a ReadIndex round on a replicated range's leader whose lease runs out within
+/// half a lease (or whose last round got no answer for a lease): a quorum confirming it
+/// extends the lease ([`Replica::serving`]). Rounds ride on raft's heartbeats.
+fn renew_lease(r: &Replica, raw: &mut RawNode<raft::storage::MemStorage>) {
+    use super::replica::{lease_context, LEASE};
+    if raw.raft.state != raft::StateRole::Leader || raw.raft.prs().iter().count() == 1 {
+        return;
+    }
+    let now = Instant::now();
+    let fresh = r.lease_until.get().is_some_and(|t| t > now + LEASE / 2);
+    let in_flight = r.lease_round.get().is_some_and(|t| now < t + LEASE);
+    if fresh || in_flight {
+        return;
+    }
+    r.lease_round.set(Some(now));
+    raw.read_index(lease_context(now));
 }
 
 /// How often (in 100 ms raft ticks) the raft logs are truncated.

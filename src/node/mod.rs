@@ -250,7 +250,7 @@ impl CoreCtx {
                 (chitin_net::NodeId(node), chitin_net::CoreId(core)),
                 crate::cluster::METHOD_KV,
                 bytes::Bytes::from(payload),
-                LEADER_WAIT,
+                FORWARD_TIMEOUT,
             )
             .await;
         match reply {
@@ -422,6 +422,10 @@ impl CoreCtx {
 
 /// How often a request is re-routed after `RangeKeyMismatch` before giving up (40001).
 pub const MISMATCH_RETRIES: usize = 10;
+
+/// How long a request forwarded to another node may take (a partition or a dead node is
+/// noticed by this timeout; requests wait up to 2 s for latches on the leader).
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long a request waits for its range to have a leader (elections after a node
 /// failure take one to three seconds).
