@@ -3,9 +3,9 @@
 //! with a replica on each node.
 //!
 //! `three_nodes_survive_a_kill_without_losing_acknowledged_writes`: clients write through
-//! every node; one node is killed with SIGKILL (first a follower's node, then the node
-//! that initialized the cluster, which leads the ranges it created); writes through the
-//! survivors resume within 10 s (the gap is printed), the killed node restarts and catches
+//! every node; one node is killed with SIGKILL (first the one holding the table's lease,
+//! per `SHOW RANGES`, then another); writes through the survivors resume within 10 s (the
+//! gap is printed), the killed node restarts and catches
 //! up, and every acknowledged row is read back through every node. An acknowledged write
 //! that is lost, or a row that appears without being written, fails the test.
 //!
@@ -317,8 +317,26 @@ fn three_nodes_survive_a_kill_without_losing_acknowledged_writes() {
             nodes[0].log_tail()
         );
 
-        // Kill node 3, then node 1 (the ranges' first leader), one after the other.
-        for victim in [2usize, 0] {
+        // Kill the node holding the table's lease, then another one, one after the other.
+        let c2 = common::connect(&nodes[1].config()).await.unwrap();
+        let ranges = c2
+            .simple_query("SHOW RANGES FROM TABLE acked")
+            .await
+            .unwrap();
+        let holder: usize = ranges
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get("lease_holder").map(str::to_string)
+                }
+                _ => None,
+            })
+            .and_then(|h| h.parse().ok())
+            .expect("SHOW RANGES names a lease holder");
+        assert!((1..=3).contains(&holder), "lease holder {holder}");
+        println!("node {holder} holds the lease of table acked");
+        let first = holder - 1;
+        for victim in [first, (first + 1) % 3] {
             let killed_at = Instant::now();
             nodes[victim].kill();
             tokio::time::sleep(Duration::from_secs(12)).await;

@@ -266,6 +266,20 @@ impl CoreCtx {
         }
     }
 
+    /// The node whose replica of `range` serves it now (its raft leader, holding the
+    /// lease): found by reading `key` of the range through [`CoreCtx::send`], which
+    /// follows the leader. Cold path (SHOW RANGES).
+    pub async fn leader_of(&self, range: RangeId, key: &[u8]) -> Result<u64> {
+        self.send(KvRequest::Get {
+            range,
+            key: key.to_vec(),
+            ts: Timestamp::MAX,
+        })
+        .await?;
+        let me = self.shared.node_id.load(Ordering::Relaxed);
+        Ok(self.leaders.borrow().get(&range).copied().unwrap_or(me))
+    }
+
     /// Passes `msg` to core `core` of this node over the mesh.
     pub async fn hand_over(&self, core: usize, msg: CoreMsg) {
         let peer = self.peers.borrow().get(core).cloned().flatten();

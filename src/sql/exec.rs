@@ -3689,19 +3689,32 @@ impl<'a> Exec<'a> {
                 Datum::Text(keys::pretty_key_suffix(k))
             }
         };
-        let rows: Vec<Vec<Datum>> = ranges
-            .iter()
-            .map(|d| {
-                vec![
-                    bound(&d.start, &tstart),
-                    bound(&d.end, &tend),
-                    Datum::Int(d.id.0 as i64),
-                    Datum::Int(1),
-                    Datum::Int(keys::core_for_range(d.id, cores) as i64),
-                    Datum::Text("{1}".into()),
-                ]
-            })
-            .collect();
+        let voters = self
+            .ctx
+            .shared
+            .cluster()
+            .map(|c| c.voters.clone())
+            .unwrap_or_else(|| vec![1]);
+        let replicas = format!(
+            "{{{}}}",
+            voters
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut rows: Vec<Vec<Datum>> = Vec::with_capacity(ranges.len());
+        for d in &ranges {
+            let leader = self.ctx.leader_of(d.id, &d.start).await?;
+            rows.push(vec![
+                bound(&d.start, &tstart),
+                bound(&d.end, &tend),
+                Datum::Int(d.id.0 as i64),
+                Datum::Int(leader as i64),
+                Datum::Int(keys::core_for_range(d.id, cores) as i64),
+                Datum::Text(replicas.clone()),
+            ]);
+        }
         let n = rows.len();
         Ok((
             Outcome::Rows {
