@@ -69,6 +69,20 @@ pub struct CoreMetrics {
     pub txn_retries: AtomicU64,
     /// Transactions that committed (explicit and implicit, with writes or not).
     pub txn_commits: AtomicU64,
+    /// Raft commands proposed by this core's leaders.
+    pub raft_proposals: AtomicU64,
+    /// From proposal to applied, on the proposing leader.
+    pub raft_commit_latency: Histogram,
+    /// Replicas on this core that lead their range.
+    pub raft_leaders: AtomicU64,
+    /// Leaders whose lease is valid (they serve).
+    pub raft_leaseholders: AtomicU64,
+    /// Replicas on this core that know of no leader (their range is unavailable to them).
+    pub raft_leaderless: AtomicU64,
+    /// Raft messages sent to and received from other nodes, and dropped on the way out.
+    pub raft_messages_sent: AtomicU64,
+    pub raft_messages_received: AtomicU64,
+    pub raft_messages_dropped: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -142,6 +156,44 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
     out.push_str("# HELP sql_txn_commits_total Transactions committed.\n# TYPE sql_txn_commits_total counter\n");
     let n: u64 = cores.iter().map(|c| c.txn_commits.load(Relaxed)).sum();
     let _ = writeln!(out, "sql_txn_commits_total {n}");
+    let gauges: [(&str, &str, fn(&CoreMetrics) -> u64); 8] = [
+        ("raft_proposals_total", "counter", |c| {
+            c.raft_proposals.load(Relaxed)
+        }),
+        ("raft_leaders", "gauge", |c| c.raft_leaders.load(Relaxed)),
+        ("raft_leaseholders", "gauge", |c| {
+            c.raft_leaseholders.load(Relaxed)
+        }),
+        ("ranges_unavailable", "gauge", |c| {
+            c.raft_leaderless.load(Relaxed)
+        }),
+        ("raft_messages_sent_total", "counter", |c| {
+            c.raft_messages_sent.load(Relaxed)
+        }),
+        ("raft_messages_received_total", "counter", |c| {
+            c.raft_messages_received.load(Relaxed)
+        }),
+        ("raft_messages_dropped_total", "counter", |c| {
+            c.raft_messages_dropped.load(Relaxed)
+        }),
+        ("raft_log_fsyncs_total", "counter", |c| {
+            c.log_sync_latency.count.load(Relaxed)
+        }),
+    ];
+    for (name, kind, get) in gauges {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (i, c) in cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{i}\"}} {}", get(c));
+        }
+    }
+    out.push_str("# HELP raft_commit_latency_seconds From proposal to applied on the leader.\n# TYPE raft_commit_latency_seconds histogram\n");
+    for (i, c) in cores.iter().enumerate() {
+        c.raft_commit_latency.render(
+            "raft_commit_latency_seconds",
+            &format!("core=\"{i}\","),
+            &mut out,
+        );
+    }
     out.push_str("# HELP raft_log_truncated_entries_total Raft log entries dropped once durably applied.\n# TYPE raft_log_truncated_entries_total counter\n");
     for (i, c) in cores.iter().enumerate() {
         let _ = writeln!(

@@ -761,6 +761,10 @@ impl Store {
         }
         let proposal = self.next_proposal.get();
         self.next_proposal.set(proposal + 1);
+        self.metrics
+            .raft_proposals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let proposed_at = Instant::now();
         cmd.proposal = proposal;
         let ts = cmd.ts;
         let (tx, rx) = local_channel::new_bounded(1);
@@ -770,6 +774,9 @@ impl Store {
         match rx.recv().await {
             Some(r) => {
                 self.hlc.update(ts);
+                self.metrics
+                    .raft_commit_latency
+                    .observe(proposed_at.elapsed());
                 r
             }
             None => Err(Error::new(
@@ -1123,6 +1130,38 @@ impl Store {
     /// Counts of ranges and pending proposals, for metrics.
     pub fn range_count(&self) -> usize {
         self.replicas.borrow().len()
+    }
+
+    /// Refreshes the raft gauges: leaders, leaseholders, replicas without a leader.
+    pub fn update_raft_gauges(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (mut leaders, mut serving, mut leaderless) = (0, 0, 0);
+        for r in self.replicas.borrow().values() {
+            let (lead, known) = {
+                let raw = r.raw.borrow();
+                (
+                    raw.raft.state == raft::StateRole::Leader,
+                    raw.raft.leader_id != 0,
+                )
+            };
+            leaders += lead as u64;
+            serving += (lead && r.serving()) as u64;
+            leaderless += (!known) as u64;
+        }
+        self.metrics.raft_leaders.store(leaders, Relaxed);
+        self.metrics.raft_leaseholders.store(serving, Relaxed);
+        self.metrics.raft_leaderless.store(leaderless, Relaxed);
+        if let Some(t) = self.transport.borrow().as_ref() {
+            let st = t.stats();
+            self.metrics.raft_messages_sent.store(st.raft_sent, Relaxed);
+            self.metrics
+                .raft_messages_received
+                .store(st.raft_received, Relaxed);
+            self.metrics.raft_messages_dropped.store(
+                st.raft_dropped_queue_full + st.raft_dropped_fault + st.raft_dropped_conn,
+                Relaxed,
+            );
+        }
     }
 }
 

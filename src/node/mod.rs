@@ -786,6 +786,7 @@ async fn run_core(
         ctx.metrics()
             .ranges
             .store(store.range_count() as u64, Ordering::Relaxed);
+        store.update_raft_gauges();
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
     // Stop accepting; sessions notice the flag between statements and end.
