@@ -99,6 +99,9 @@ impl CoreMetrics {
     }
 }
 
+/// A per-core metric line: name, Prometheus type, and how to read it from a core.
+type MetricLine = (&'static str, &'static str, fn(&CoreMetrics) -> u64);
+
 /// Renders all cores' metrics in the Prometheus text exposition format.
 pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
@@ -156,7 +159,7 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
     out.push_str("# HELP sql_txn_commits_total Transactions committed.\n# TYPE sql_txn_commits_total counter\n");
     let n: u64 = cores.iter().map(|c| c.txn_commits.load(Relaxed)).sum();
     let _ = writeln!(out, "sql_txn_commits_total {n}");
-    let gauges: [(&str, &str, fn(&CoreMetrics) -> u64); 8] = [
+    let gauges: [MetricLine; 8] = [
         ("raft_proposals_total", "counter", |c| {
             c.raft_proposals.load(Relaxed)
         }),
