@@ -218,6 +218,8 @@ pub struct Replica {
     pub term_start: Cell<u64>,
     /// Whether the replica was leader at the last `Ready` (to notice changes).
     pub was_leader: Cell<bool>,
+    /// The term and vote last written to the durable log.
+    pub persisted_term_vote: Cell<(u64, u64)>,
     /// As leader of a replicated range: until when no other replica can have been elected
     /// ([`LEASE`] after the start of the last ReadIndex round a quorum confirmed).
     pub lease_until: Cell<Option<Instant>>,
@@ -308,6 +310,23 @@ impl Replica {
                 w.set_hardstate(hs);
             }
         }
+        // Entries the engine applied were committed, whatever commit index the log last
+        // recorded (commit-only hard states are not synced: `Store::drive_once`).
+        {
+            let last = raft::Storage::last_index(&storage)
+                .map_err(|e| Error::internal(format!("raft recover {id}: {e}")))?;
+            let mut w = storage.wl();
+            let mut hs = w.hard_state().clone();
+            let known = applied.min(last);
+            if known > hs.commit {
+                hs.commit = known;
+                w.set_hardstate(hs);
+            }
+        }
+        let persisted_term_vote = {
+            let r = storage.rl();
+            (r.hard_state().term, r.hard_state().vote)
+        };
         let applied = applied.min(storage.rl().hard_state().commit);
         let cfg = Config {
             id: members.node,
@@ -348,6 +367,7 @@ impl Replica {
             inbox: RefCell::new(Vec::new()),
             term_start: Cell::new(term_start),
             was_leader: Cell::new(leads),
+            persisted_term_vote: Cell::new(persisted_term_vote),
             lease_until: Cell::new(None),
             lease_round: Cell::new(None),
         })

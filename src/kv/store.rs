@@ -886,8 +886,20 @@ impl Store {
             }
             // PERF: a leader sends its appends before persisting them (raft §10.2.1).
             self.send_messages(r.id, ready.take_messages());
-            if !ready.entries().is_empty() || ready.hs().is_some() {
-                persist.push((r.id, ready.entries().clone(), ready.hs().cloned()));
+            // PERF: a hard state that only moves the commit index is not made durable by
+            // itself (that would be one more fdatasync per replicated write, on every
+            // replica). Raft needs only term and vote durable; the commit index is
+            // relearned from the leader, and at restart it is at least what the engine
+            // applied (`Replica::new`).
+            let hs = ready.hs().cloned();
+            let durable_hs = hs.as_ref().is_some_and(|h| {
+                (h.term, h.vote) != r.persisted_term_vote.get() || !ready.entries().is_empty()
+            });
+            if !ready.entries().is_empty() || durable_hs {
+                persist.push((r.id, ready.entries().clone(), hs));
+            } else if let Some(hs) = hs {
+                let raw_store = raw.store();
+                raw_store.wl().set_hardstate(hs);
             }
             readies.push((r.clone(), ready));
         }
@@ -908,6 +920,7 @@ impl Store {
                         .map_err(|e| Error::internal(e.to_string()))?;
                 }
                 if let Some(hs) = hs {
+                    r.persisted_term_vote.set((hs.term, hs.vote));
                     w.set_hardstate(hs);
                 }
             }
