@@ -683,11 +683,11 @@ fn rolling_restart_under_load_loses_nothing() {
             writers.push(tokio::spawn(writer(n.config(), i as i64, 3, load.clone())));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        for i in 0..nodes.len() {
-            let graceful = nodes[i].stop(Duration::from_secs(10));
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let graceful = node.stop(Duration::from_secs(10));
             assert!(graceful, "node {} did not stop on SIGTERM", i + 1);
-            nodes[i].spawn();
-            wait_sql(&nodes[i], Duration::from_secs(30)).await;
+            node.spawn();
+            wait_sql(node, Duration::from_secs(30)).await;
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         load.stop.store(true, Ordering::SeqCst);
