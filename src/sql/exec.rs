@@ -1865,7 +1865,14 @@ impl<'a> Exec<'a> {
     }
 
     fn check_cancel(&self) -> Result<()> {
-        if self.cancel.load(Ordering::Relaxed) || self.ctx.shared.shutdown.load(Ordering::Relaxed) {
+        if self.ctx.shared.shutdown.load(Ordering::Relaxed) {
+            // As PostgreSQL's smart shutdown: the client should reconnect elsewhere.
+            return Err(Error::new(
+                ErrorKind::AdminShutdown,
+                "terminating connection due to administrator command",
+            ));
+        }
+        if self.cancel.load(Ordering::Relaxed) {
             return Err(Error::new(
                 ErrorKind::QueryCanceled,
                 "canceling statement due to user request",
