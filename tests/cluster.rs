@@ -1,8 +1,9 @@
 //! A replicated cluster of real `chitin` processes on 127.0.0.1 (issue 5): three nodes
 //! started with `start --join`, initialized with `chitin init`, every range a raft group
-//! with a replica on each node.
+//! with a replica on each node, leases spread over the nodes.
 //!
-//! `three_nodes_survive_a_kill_without_losing_acknowledged_writes`: clients write through
+//! `three_nodes_survive_a_kill_without_losing_acknowledged_writes`: a table split into 20
+//! ranges whose leases end up on all three nodes; clients write through
 //! every node; one node is killed with SIGKILL (first the one holding the table's lease,
 //! per `SHOW RANGES`, then another); writes through the survivors resume within 10 s (the
 //! gap is printed), the killed node restarts and catches
@@ -266,6 +267,21 @@ fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
     gap
 }
 
+/// The lease holder of each range of table `acked`, in key order (`SHOW RANGES`).
+async fn lease_holders(node: &Node) -> Vec<usize> {
+    let c = common::connect(&node.config()).await.expect("connect");
+    let msgs = c
+        .simple_query("SHOW RANGES FROM TABLE acked")
+        .await
+        .expect("SHOW RANGES");
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("lease_holder")?.parse().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 async fn read_all(node: &Node) -> BTreeSet<i64> {
     let c = common::connect(&node.config()).await.expect("connect");
     // A retryable error (40001) is retried, as clients do.
@@ -338,11 +354,33 @@ fn three_nodes_survive_a_kill_without_losing_acknowledged_writes() {
             assert!(Instant::now() < deadline, "node status:\n{status}");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        // DDL on one node, used through the others.
+        // DDL on one node, used through the others; 20 ranges, their leases spread.
         let c1 = common::connect(&nodes[0].config()).await.unwrap();
         c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
             .await
             .unwrap();
+        let points: Vec<String> = (1..20).map(|i| format!("({})", i * 1000)).collect();
+        c1.batch_execute(&format!(
+            "ALTER TABLE acked SPLIT AT VALUES {}",
+            points.join(", ")
+        ))
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let holders = lease_holders(&nodes[1]).await;
+            let distinct: BTreeSet<usize> = holders.iter().copied().collect();
+            if holders.len() >= 20 && distinct.len() == 3 {
+                println!("{} ranges, leases on nodes {distinct:?}", holders.len());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ranges {} with leases on {distinct:?}",
+                holders.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
 
         let load = Load::new();
         let mut writers = Vec::new();
@@ -360,24 +398,10 @@ fn three_nodes_survive_a_kill_without_losing_acknowledged_writes() {
             nodes[0].log_tail()
         );
 
-        // Kill the node holding the table's lease, then another one, one after the other.
-        let c2 = common::connect(&nodes[1].config()).await.unwrap();
-        let ranges = c2
-            .simple_query("SHOW RANGES FROM TABLE acked")
-            .await
-            .unwrap();
-        let holder: usize = ranges
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    r.get("lease_holder").map(str::to_string)
-                }
-                _ => None,
-            })
-            .and_then(|h| h.parse().ok())
-            .expect("SHOW RANGES names a lease holder");
+        // Kill the node holding the first range's lease, then another one, in turn.
+        let holder = lease_holders(&nodes[1]).await[0];
         assert!((1..=3).contains(&holder), "lease holder {holder}");
-        println!("node {holder} holds the lease of table acked");
+        println!("node {holder} holds the lease of the table's first range");
         let first = holder - 1;
         for victim in [first, (first + 1) % 3] {
             let killed_at = Instant::now();

@@ -225,6 +225,8 @@ pub struct Replica {
     pub lease_until: Cell<Option<Instant>>,
     /// The start of the ReadIndex round in flight, if any.
     pub lease_round: Cell<Option<Instant>>,
+    /// When this leader last handed leadership to the range's preferred node.
+    pub last_transfer: Cell<Option<Instant>>,
 }
 
 /// Raft ticks: every replica ticks this often.
@@ -370,6 +372,7 @@ impl Replica {
             persisted_term_vote: Cell::new(persisted_term_vote),
             lease_until: Cell::new(None),
             lease_round: Cell::new(None),
+            last_transfer: Cell::new(None),
         })
     }
 

@@ -869,6 +869,7 @@ impl Store {
             self.note_leadership(r);
             let mut raw = r.raw.borrow_mut();
             renew_lease(r, &mut raw);
+            prefer_leader(r, &mut raw);
             if !raw.has_ready() {
                 continue;
             }
@@ -1205,6 +1206,43 @@ fn renew_lease(r: &Replica, raw: &mut RawNode<raft::storage::MemStorage>) {
     }
     r.lease_round.set(Some(now));
     raw.read_index(lease_context(now));
+}
+
+/// Spreads leadership (and with it the lease and the work) over the nodes: each range
+/// prefers the voter `voters[range % voters]`. A leader that is not the preferred one
+/// hands leadership over once that voter has caught up with its log (raft's leadership
+/// transfer, §3.10 of Ongaro's thesis), at most once a second per range. The allocator of
+/// issue 5 will replace this fixed preference with one by load.
+fn prefer_leader(r: &Replica, raw: &mut RawNode<raft::storage::MemStorage>) {
+    if raw.raft.state != raft::StateRole::Leader || raw.raft.lead_transferee.is_some() {
+        return;
+    }
+    let mut voters: Vec<u64> = raw.raft.prs().iter().map(|(id, _)| *id).collect();
+    if voters.len() < 2 {
+        return;
+    }
+    voters.sort_unstable();
+    let preferred = voters[(r.id.0 % voters.len() as u64) as usize];
+    if preferred == raw.raft.id {
+        return;
+    }
+    let now = Instant::now();
+    if r.last_transfer
+        .get()
+        .is_some_and(|t| now < t + Duration::from_secs(1))
+    {
+        return;
+    }
+    let last = raw.raft.raft_log.last_index();
+    let caught_up = raw
+        .raft
+        .prs()
+        .get(preferred)
+        .is_some_and(|p| p.matched == last && p.recent_active);
+    if caught_up {
+        r.last_transfer.set(Some(now));
+        raw.transfer_leader(preferred);
+    }
 }
 
 /// How often (in 100 ms raft ticks) the raft logs are truncated.
