@@ -227,6 +227,9 @@ pub struct Replica {
     pub lease_round: Cell<Option<Instant>>,
     /// When this leader last handed leadership to the range's preferred node.
     pub last_transfer: Cell<Option<Instant>>,
+    /// Bumped whenever latches are released or a fence is lifted; waiters park on it.
+    latch_gen: Cell<u64>,
+    latch_waiters: RefCell<Vec<std::task::Waker>>,
 }
 
 /// Raft ticks: every replica ticks this often.
@@ -373,6 +376,8 @@ impl Replica {
             lease_until: Cell::new(None),
             lease_round: Cell::new(None),
             last_transfer: Cell::new(None),
+            latch_gen: Cell::new(0),
+            latch_waiters: RefCell::new(Vec::new()),
         })
     }
 
@@ -459,13 +464,44 @@ impl Replica {
 
     pub fn release(&self, txn: TxnId) -> Option<Prepared> {
         let p = self.prepared.borrow_mut().remove(&txn)?;
-        let mut latches = self.latches.borrow_mut();
-        for w in &p.writes {
-            if latches.get(w.key()) == Some(&txn) {
-                latches.remove(w.key());
+        {
+            let mut latches = self.latches.borrow_mut();
+            for w in &p.writes {
+                if latches.get(w.key()) == Some(&txn) {
+                    latches.remove(w.key());
+                }
             }
         }
+        self.latches_changed();
         Some(p)
+    }
+
+    /// Wakes every request waiting for latches or a fence on this range: something was
+    /// released; each re-checks what it waits for.
+    pub fn latches_changed(&self) {
+        self.latch_gen.set(self.latch_gen.get() + 1);
+        for w in self.latch_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Waits until [`Replica::latches_changed`] runs, or `at_most` passes.
+    /// PERF: conflicting requests park instead of polling with timers (every poll was a
+    /// timer, a park and a wake-up of the executor).
+    pub async fn latch_release(&self, at_most: Duration) {
+        let seen = self.latch_gen.get();
+        let changed = std::future::poll_fn(|cx| {
+            if self.latch_gen.get() != seen {
+                std::task::Poll::Ready(())
+            } else {
+                self.latch_waiters.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        });
+        let expire = async {
+            glommio::timer::sleep(at_most).await;
+        };
+        futures_lite::future::or(changed, expire).await;
     }
 }
 

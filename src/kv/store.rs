@@ -27,6 +27,10 @@ use crate::txn::Hlc;
 /// How long a request waits for latched keys before giving up with a retryable error.
 const LATCH_WAIT: Duration = Duration::from_secs(2);
 
+/// The longest a latch waiter sleeps between checks when no release wakes it (a safety
+/// net: every release and fence lift wakes the waiters at once).
+const LATCH_POLL: Duration = Duration::from_millis(20);
+
 pub struct Store {
     pub core: usize,
     pub ncores: usize,
@@ -401,10 +405,12 @@ impl Store {
                 // On failure the fence stays: the old data must not be served again.
                 self.replicate_cmd(&replica, cmd).await?;
                 *replica.fence.borrow_mut() = None;
+                replica.latches_changed();
                 Ok(KvResponse::Done)
             }
             KvRequest::SplitAbort { .. } => {
                 *replica.fence.borrow_mut() = None;
+                replica.latches_changed();
                 Ok(KvResponse::Done)
             }
         }
@@ -461,7 +467,7 @@ impl Store {
                     "restart transaction: timed out waiting for a conflicting write",
                 ));
             }
-            glommio::timer::sleep(Duration::from_micros(100)).await;
+            replica.latch_release(LATCH_POLL).await;
         }
         let engine = self.engine()?;
         let mut next = Vec::new();
@@ -501,16 +507,18 @@ impl Store {
         while replica.span_latched(&key, &end) {
             if started.elapsed() > LATCH_WAIT {
                 *replica.fence.borrow_mut() = None;
+                replica.latches_changed();
                 return Err(Error::retry(
                     "split: timed out waiting for writes in the span to finish",
                 ));
             }
-            glommio::timer::sleep(Duration::from_micros(100)).await;
+            replica.latch_release(LATCH_POLL).await;
         }
         let versions = match self.engine()?.scan_versions(&key, &end).await {
             Ok(v) => v,
             Err(e) => {
                 *replica.fence.borrow_mut() = None;
+                replica.latches_changed();
                 return Err(e.into());
             }
         };
@@ -599,7 +607,7 @@ impl Store {
                     "restart transaction: timed out waiting for a conflicting write",
                 ));
             }
-            glommio::timer::sleep(Duration::from_micros(100)).await;
+            replica.latch_release(LATCH_POLL).await;
         }
     }
 
@@ -643,7 +651,7 @@ impl Store {
                     "restart transaction: timed out waiting for a conflicting write",
                 ));
             }
-            glommio::timer::sleep(Duration::from_micros(100)).await;
+            replica.latch_release(LATCH_POLL).await;
         }
         replica.prepared.borrow_mut().insert(
             txn,
@@ -965,6 +973,7 @@ impl Store {
             r.lease_until.set(None);
             r.lease_round.set(None);
             r.latches.borrow_mut().clear();
+            r.latches_changed();
             r.prepared.borrow_mut().clear();
             for (_, w) in r.waiters.borrow_mut().drain() {
                 let _ = w.try_send(Err(Error::new(
