@@ -17,7 +17,8 @@ USAGE:
 COMMANDS:
     start-single-node   Start a single-node cluster (replication factor 1) and serve SQL.
     start               Start a node of a cluster: --join the others, then `chitin init` once.
-    init                Initialize a new cluster: --host HOST:PORT of one started node.
+    init                Initialize a new cluster: --host HOST:PORT of one started node,
+                        [--num-replicas N] replicas per range [default: 3].
     node status         List the cluster's nodes: --host HOST:PORT of any node.
     demo                A throwaway local cluster: --nodes N (default 3), temporary stores,
                         each node's URL printed; Ctrl-C stops it and removes everything.
@@ -149,10 +150,24 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 /// Runs an admin call (`init`, `node status`) on the node at `--host` and prints its answer.
 fn admin(args: &[String], method: u32, timeout: Duration) -> ExitCode {
     let mut host = "127.0.0.1:26257".to_string();
+    let mut payload = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].split_once('=') {
             Some(("--host", v)) => host = v.to_string(),
+            Some(("--num-replicas", v)) if method == chitin::cluster::METHOD_INIT => {
+                payload = format!("num_replicas {v}").into_bytes()
+            }
+            _ if args[i] == "--num-replicas" && method == chitin::cluster::METHOD_INIT => {
+                i += 1;
+                match args.get(i) {
+                    Some(v) => payload = format!("num_replicas {v}").into_bytes(),
+                    None => {
+                        eprintln!("error: --num-replicas needs a value");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             _ if args[i] == "--host" => {
                 i += 1;
                 match args.get(i) {
@@ -179,7 +194,7 @@ fn admin(args: &[String], method: u32, timeout: Duration) -> ExitCode {
         }
     };
     let tool = chitin_net::Endpoint::new(chitin_net::NodeId(0), chitin_net::CoreId(0));
-    match chitin_net::blocking::call(addr, tool, chitin_net::CoreId(0), method, &[], timeout) {
+    match chitin_net::blocking::call(addr, tool, chitin_net::CoreId(0), method, &payload, timeout) {
         Ok(reply) => {
             println!("{}", String::from_utf8_lossy(&reply).trim_end());
             ExitCode::SUCCESS

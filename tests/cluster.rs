@@ -21,6 +21,10 @@
 //! and restarted while clients write through all three; clients see only 40001, 40003 or
 //! 57P01 (and dropped connections), and every acknowledged row is there at the end.
 //!
+//! `five_replicas_survive_two_simultaneous_kills`: five nodes initialized with
+//! `--num-replicas 5`; two (one of them a lease holder) are killed at once; the other three
+//! keep acknowledging writes and lose none, and the two catch up after restarting.
+//!
 //! `demo_serves_sql_and_leaves_nothing_behind`: `chitin demo --nodes 3` serves SQL on
 //! every node and, on SIGINT, stops them and removes its directory.
 
@@ -749,5 +753,99 @@ fn rolling_restart_under_load_loses_nothing() {
             nodes[1].log_tail(),
             nodes[2].log_tail()
         );
+    }
+}
+
+#[test]
+fn five_replicas_survive_two_simultaneous_kills() {
+    let dir = common::TempDir::new("chitin-five").unwrap();
+    let mut nodes = cluster(dir.path(), 5);
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = async {
+        let host = nodes[0].sql.to_string();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            match chitin(&["init", "--host", &host, "--num-replicas", "5"]) {
+                Ok(out) => {
+                    println!("{}", out.trim());
+                    assert!(out.contains("[1, 2, 3, 4, 5]"), "{out}");
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "init failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+        for n in &nodes {
+            wait_sql(n, Duration::from_secs(40)).await;
+        }
+        let c1 = common::connect(&nodes[0].config()).await.unwrap();
+        c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
+            .await
+            .unwrap();
+        c1.batch_execute("ALTER TABLE acked SPLIT AT VALUES (1000), (2000), (3000), (4000)")
+            .await
+            .unwrap();
+        let load = Load::new();
+        let mut writers = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            writers.push(tokio::spawn(writer(n.config(), i as i64, 5, load.clone())));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Two at once: the first range's lease holder and the node after it.
+        let holder = lease_holders(&nodes[1]).await[0];
+        let victims = [holder - 1, holder % 5];
+        let killed_at = Instant::now();
+        for v in victims {
+            nodes[v].kill();
+        }
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let gap = longest_gap(&load.times.lock().unwrap(), killed_at, Instant::now());
+        println!(
+            "killed nodes {} and {}: longest write gap {gap:?}",
+            victims[0] + 1,
+            victims[1] + 1
+        );
+        assert!(gap < Duration::from_secs(10), "writes stalled {gap:?}");
+        let acked_now = load.acked.lock().unwrap().clone();
+        let survivor = (0..5).find(|i| !victims.contains(i)).unwrap();
+        let seen = read_all(&nodes[survivor]).await;
+        let lost: Vec<_> = acked_now.difference(&seen).take(10).collect();
+        assert!(lost.is_empty(), "lost acknowledged rows {lost:?}");
+        for v in victims {
+            nodes[v].spawn();
+        }
+        for v in victims {
+            wait_sql(&nodes[v], Duration::from_secs(40)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        load.stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            let _ = w.await;
+        }
+        let acked = load.acked.lock().unwrap().clone();
+        println!("{} writes acknowledged", acked.len());
+        for n in &nodes {
+            let seen = read_all(n).await;
+            let lost: Vec<_> = acked.difference(&seen).take(10).collect();
+            assert!(
+                lost.is_empty(),
+                "node {} lacks acknowledged rows {lost:?}",
+                n.sql
+            );
+        }
+    };
+    let run = async { tokio::time::timeout(Duration::from_secs(240), body).await };
+    if rt.block_on(run).is_err() {
+        let tails: Vec<String> = nodes.iter().map(|n| n.log_tail()).collect();
+        panic!("timed out; logs:\n{}", tails.join("\n"));
     }
 }

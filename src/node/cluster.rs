@@ -163,7 +163,7 @@ impl TransportHandler for Handler {
             let r = match method {
                 cl::METHOD_KV => serve_kv(&ctx, &payload).await,
                 cl::METHOD_PROBE => Ok(probe(&ctx).encode().into_bytes()),
-                cl::METHOD_INIT => init_cluster(&ctx).await.map(String::into_bytes),
+                cl::METHOD_INIT => init_cluster(&ctx, &payload).await.map(String::into_bytes),
                 cl::METHOD_ASSIGN => assign(&ctx, &payload).map(|()| b"ok".to_vec()),
                 cl::METHOD_STATUS => Ok(status(&ctx).into_bytes()),
                 cl::METHOD_FAULT => fault(&ctx, &payload).map(|()| b"ok".to_vec()),
@@ -223,7 +223,21 @@ async fn call_blocking(
 }
 
 /// `chitin init`: numbers the nodes of the join list, tells each its state, adopts its own.
-async fn init_cluster(ctx: &CoreCtx) -> Result<String> {
+async fn init_cluster(ctx: &CoreCtx, payload: &[u8]) -> Result<String> {
+    // The payload is empty or `num_replicas N`.
+    let text = String::from_utf8_lossy(payload);
+    let replicas = match text.split_whitespace().collect::<Vec<_>>()[..] {
+        [] => None,
+        ["num_replicas", n] => match n.parse::<usize>() {
+            Ok(n) if n >= 1 && n % 2 == 1 => Some(n),
+            _ => {
+                return Err(Error::internal(format!(
+                    "num_replicas must be an odd number ≥ 1 (a majority of an even count tolerates no more failures), got {n}"
+                )))
+            }
+        },
+        _ => return Err(Error::internal(format!("bad init request {text:?}"))),
+    };
     if ctx.shared.cluster().is_some() {
         return Err(Error::internal("cluster has already been initialized"));
     }
@@ -232,12 +246,13 @@ async fn init_cluster(ctx: &CoreCtx) -> Result<String> {
             "cluster initialization is already in progress",
         ));
     }
-    let r = init_inner(ctx).await;
+    let r = init_inner(ctx, replicas).await;
     ctx.shared.initializing.store(false, Ordering::SeqCst);
     r
 }
 
-async fn init_inner(ctx: &CoreCtx) -> Result<String> {
+/// `replicas`: `None` for the default (3, or every node when there are fewer).
+async fn init_inner(ctx: &CoreCtx, replicas: Option<usize>) -> Result<String> {
     let me = ctx.shared.advertise_addr;
     let mut others = Vec::new();
     for &addr in &ctx.shared.join {
@@ -263,7 +278,17 @@ async fn init_inner(ctx: &CoreCtx) -> Result<String> {
         }
         others.push((probe.addr, probe.cores));
     }
-    let st = cl::plan_cluster((me, ctx.shared.ncores), &others, cl::DEFAULT_NUM_REPLICAS);
+    let replicas = match replicas {
+        Some(n) if others.len() + 1 < n => {
+            return Err(Error::internal(format!(
+                "num_replicas {n} needs at least {n} nodes in --join; found {}",
+                others.len() + 1
+            )))
+        }
+        Some(n) => n,
+        None => cl::DEFAULT_NUM_REPLICAS,
+    };
+    let st = cl::plan_cluster((me, ctx.shared.ncores), &others, replicas);
     for m in st.members.iter().filter(|m| m.id != st.node_id) {
         let mut theirs = st.clone();
         theirs.node_id = m.id;
