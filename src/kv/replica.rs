@@ -227,6 +227,10 @@ pub struct Replica {
     pub lease_round: Cell<Option<Instant>>,
     /// When this leader last handed leadership to the range's preferred node.
     pub last_transfer: Cell<Option<Instant>>,
+    /// As a new leader of a replicated range: the durable prepare records of the range's
+    /// two-phase transactions are latched again (they lived in the previous leader's
+    /// memory). It serves nothing before.
+    pub relatched: Cell<bool>,
     /// Bumped whenever latches are released or a fence is lifted; waiters park on it.
     latch_gen: Cell<u64>,
     latch_waiters: RefCell<Vec<std::task::Waker>>,
@@ -376,6 +380,7 @@ impl Replica {
             lease_until: Cell::new(None),
             lease_round: Cell::new(None),
             last_transfer: Cell::new(None),
+            relatched: Cell::new(true),
             latch_gen: Cell::new(0),
             latch_waiters: RefCell::new(Vec::new()),
         })
@@ -387,6 +392,7 @@ impl Replica {
         let raw = self.raw.borrow();
         raw.raft.state == raft::StateRole::Leader
             && self.applied.get() >= self.term_start.get()
+            && self.relatched.get()
             && (raw.raft.prs().iter().count() == 1
                 || self.lease_until.get().is_some_and(|t| Instant::now() < t))
     }

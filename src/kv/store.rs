@@ -952,6 +952,52 @@ impl Store {
             self.apply(&r, committed).await?;
             r.raw.borrow_mut().advance_apply();
         }
+        for r in &replicas {
+            if !r.relatched.get() && r.applied.get() >= r.term_start.get() {
+                self.relatch(r).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new leader latches the keys of the range's durable prepare records again and
+    /// remembers them as prepared, so readers wait for those two-phase transactions and
+    /// their Commit or Abort finds them, as on the previous leader. Runs once the leader
+    /// applied everything before its term (every prepare record is in the engine then).
+    async fn relatch(&self, r: &Replica) -> Result<()> {
+        let mut start = PREPARE_PREFIX.to_vec();
+        start.extend_from_slice(&r.id.0.to_be_bytes());
+        let end = keys::prefix_end(&start);
+        let records = self.engine()?.scan_locks(&start, &end).await?;
+        if r.raw.borrow().raft.state != raft::StateRole::Leader {
+            return Ok(());
+        }
+        for (_, value) in records {
+            let cmd = Command::decode(&value)?;
+            let writes: Vec<KvWrite> = cmd
+                .writes
+                .into_iter()
+                .map(|(key, v)| match v {
+                    Some(value) => KvWrite::Put { key, value },
+                    None => KvWrite::Delete { key },
+                })
+                .collect();
+            {
+                let mut latches = r.latches.borrow_mut();
+                for w in &writes {
+                    latches.insert(w.key().to_vec(), cmd.txn);
+                }
+            }
+            r.prepared.borrow_mut().insert(
+                cmd.txn,
+                Prepared {
+                    writes,
+                    read_ts: cmd.ts,
+                    durable: true,
+                },
+            );
+        }
+        r.relatched.set(true);
         Ok(())
     }
 
@@ -967,6 +1013,9 @@ impl Store {
             r.was_leader.set(true);
             r.term_start.set(raw.raft.raft_log.last_index());
             r.bump_read_ts(self.hlc.now());
+            if raw.raft.prs().iter().count() > 1 {
+                r.relatched.set(false);
+            }
         } else if !leader && r.was_leader.get() {
             r.was_leader.set(false);
             r.term_start.set(u64::MAX);
