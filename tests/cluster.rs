@@ -25,6 +25,10 @@
 //! `--num-replicas 5`; two (one of them a lease holder) are killed at once; the other three
 //! keep acknowledging writes and lose none, and the two catch up after restarting.
 //!
+//! `cross_range_transfers_stay_atomic_when_a_lease_holder_dies`: transfers between two
+//! ranges (two-phase commits) from clients on every node while one range's lease holder
+//! is killed and restarted; the total never changes (no partial commit).
+//!
 //! `demo_serves_sql_and_leaves_nothing_behind`: `chitin demo --nodes 3` serves SQL on
 //! every node and, on SIGINT, stops them and removes its directory.
 
@@ -847,5 +851,187 @@ fn five_replicas_survive_two_simultaneous_kills() {
     if rt.block_on(run).is_err() {
         let tails: Vec<String> = nodes.iter().map(|n| n.log_tail()).collect();
         panic!("timed out; logs:\n{}", tails.join("\n"));
+    }
+}
+
+/// One transfer between accounts `a` and `b` in an explicit transaction; any error rolls
+/// back (the connection may be gone).
+async fn transfer(
+    c: &tokio_postgres::Client,
+    a: i64,
+    b: i64,
+    amount: i64,
+) -> Result<(), tokio_postgres::Error> {
+    c.batch_execute("BEGIN").await?;
+    let r = async {
+        c.execute(
+            "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
+            &[&amount, &a],
+        )
+        .await?;
+        c.execute(
+            "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+            &[&amount, &b],
+        )
+        .await?;
+        c.batch_execute("COMMIT").await
+    }
+    .await;
+    if r.is_err() {
+        let _ = c.batch_execute("ROLLBACK").await;
+    }
+    r
+}
+
+#[test]
+fn cross_range_transfers_stay_atomic_when_a_lease_holder_dies() {
+    // Two-phase commits across ranges whose leaders sit on different nodes; the lease
+    // holder of one range is killed mid-run and restarted. Whatever each client was told
+    // (committed, retry, ambiguous, connection lost), money is neither created nor lost.
+    const ACCOUNTS: i64 = 10;
+    const INITIAL: i64 = 1000;
+    let dir = common::TempDir::new("chitin-cluster-bank").unwrap();
+    let mut nodes = cluster(dir.path(), 3);
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = async {
+        let host = nodes[0].sql.to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = chitin(&["init", "--host", &host]) {
+            assert!(Instant::now() < deadline, "init failed: {e}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for n in &nodes {
+            wait_sql(n, Duration::from_secs(30)).await;
+        }
+        let c1 = common::connect(&nodes[0].config()).await.unwrap();
+        c1.batch_execute("CREATE TABLE accounts (id INT8 PRIMARY KEY, balance INT8)")
+            .await
+            .unwrap();
+        c1.batch_execute(&format!(
+            "INSERT INTO accounts SELECT i, {INITIAL} FROM generate_series(0, {}) AS g(i)",
+            ACCOUNTS - 1
+        ))
+        .await
+        .unwrap();
+        c1.batch_execute(&format!(
+            "ALTER TABLE accounts SPLIT AT VALUES ({})",
+            ACCOUNTS / 2
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let committed = Arc::new(Mutex::new(0u64));
+        let mut workers = Vec::new();
+        for (w, n) in nodes.iter().enumerate() {
+            let config = n.config();
+            let stop = stop.clone();
+            let committed = committed.clone();
+            workers.push(tokio::spawn(async move {
+                let mut seed = w as i64 * 7 + 3;
+                let mut client = None;
+                while !stop.load(Ordering::SeqCst) {
+                    if client.is_none() {
+                        client =
+                            tokio::time::timeout(Duration::from_secs(3), common::connect(&config))
+                                .await
+                                .ok()
+                                .and_then(Result::ok);
+                        if client.is_none() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    }
+                    seed = (seed * 1103515245 + 12345) & 0x7fff_ffff;
+                    let a = seed % (ACCOUNTS / 2);
+                    let b = ACCOUNTS / 2 + (seed / 7) % (ACCOUNTS / 2);
+                    let (a, b) = if seed % 2 == 0 { (a, b) } else { (b, a) };
+                    let c = client.as_ref().unwrap();
+                    match tokio::time::timeout(
+                        Duration::from_secs(15),
+                        transfer(c, a, b, 1 + seed % 9),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => *committed.lock().unwrap() += 1,
+                        Ok(Err(e)) if e.as_db_error().is_some() => {}
+                        _ => client = None,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let holder = {
+            let c = common::connect(&nodes[1].config()).await.unwrap();
+            let msgs = c
+                .simple_query("SHOW RANGES FROM TABLE accounts")
+                .await
+                .unwrap();
+            let holders: Vec<usize> = msgs
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        r.get("lease_holder")?.parse().ok()
+                    }
+                    _ => None,
+                })
+                .collect();
+            println!("lease holders of the two ranges: {holders:?}");
+            holders[1]
+        };
+        nodes[holder - 1].kill();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        nodes[holder - 1].spawn();
+        wait_sql(&nodes[holder - 1], Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            let _ = w.await;
+        }
+        println!("{} transfers committed", committed.lock().unwrap());
+        assert!(*committed.lock().unwrap() > 0);
+        for n in &nodes {
+            let c = common::connect(&n.config()).await.unwrap();
+            let mut attempts = 0;
+            let total: i64 = loop {
+                match c
+                    .query_one("SELECT sum(balance)::INT8, count(*) FROM accounts", &[])
+                    .await
+                {
+                    Ok(row) => {
+                        assert_eq!(row.get::<_, i64>(1), ACCOUNTS);
+                        break row.get(0);
+                    }
+                    Err(e) if attempts < 50 => {
+                        attempts += 1;
+                        eprintln!("sum through {}: {e}", n.sql);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("sum through {}: {e:?}", n.sql),
+                }
+            };
+            assert_eq!(
+                total,
+                ACCOUNTS * INITIAL,
+                "money created or lost (read through {})",
+                n.sql
+            );
+        }
+    };
+    let run = async { tokio::time::timeout(Duration::from_secs(180), body).await };
+    if rt.block_on(run).is_err() {
+        panic!(
+            "timed out; logs:\n{}\n{}\n{}",
+            nodes[0].log_tail(),
+            nodes[1].log_tail(),
+            nodes[2].log_tail()
+        );
     }
 }
