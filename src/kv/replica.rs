@@ -187,6 +187,9 @@ pub struct Prepared {
     /// The writes are in a durable prepare record (two-phase commit), which commit and
     /// abort must resolve.
     pub durable: bool,
+    /// When this leader learned of it (prepared here, or re-latched after a leader change):
+    /// a durable one left alone for long has lost its coordinator.
+    pub since: Instant,
 }
 
 pub struct Replica {

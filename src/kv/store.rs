@@ -659,6 +659,7 @@ impl Store {
                 writes: Vec::new(),
                 read_ts,
                 durable: false,
+                since: Instant::now(),
             },
         );
         let validated = self.validate(&writes, read_ts).await;
@@ -716,12 +717,16 @@ impl Store {
 
     /// Replicates and applies the prepared writes of `txn` at `ts`, then releases them.
     async fn commit(&self, replica: &Replica, txn: TxnId, ts: Timestamp) -> Result<Timestamp> {
-        let (writes, durable) = replica
+        let found = replica
             .prepared
             .borrow()
             .get(&txn)
-            .map(|p| (p.writes.clone(), p.durable))
-            .ok_or_else(|| Error::internal(format!("commit of unknown transaction {txn}")))?;
+            .map(|p| (p.writes.clone(), p.durable));
+        let Some((writes, durable)) = found else {
+            // Only a committed decision lets a Commit be sent, and a resolver that found
+            // the prepare record orphaned follows that decision: it committed it already.
+            return Ok(ts);
+        };
         let kind = if durable {
             CommandKind::Commit
         } else {
@@ -994,6 +999,7 @@ impl Store {
                     writes,
                     read_ts: cmd.ts,
                     durable: true,
+                    since: Instant::now(),
                 },
             );
         }
@@ -1197,6 +1203,24 @@ impl Store {
             self.log.sync().await?;
         }
         Ok(())
+    }
+
+    /// Two-phase transactions prepared on ranges this core leads and left unresolved for
+    /// longer than `older`: their coordinator may be gone (`node::cluster::resolve_orphans`
+    /// decides them by their decision record).
+    pub fn orphans(&self, older: Duration) -> Vec<(RangeId, TxnId)> {
+        let mut out = Vec::new();
+        for r in self.replicas.borrow().values() {
+            if !r.serving() {
+                continue;
+            }
+            for (txn, p) in r.prepared.borrow().iter() {
+                if p.durable && p.since.elapsed() > older {
+                    out.push((r.id, *txn));
+                }
+            }
+        }
+        out
     }
 
     /// Counts of ranges and pending proposals, for metrics.

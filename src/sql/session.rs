@@ -1410,7 +1410,9 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
             range: crate::kv::keys::SYSTEM_RANGE,
             txn: txn.id,
             read_ts: txn.read_ts,
-            writes: vec![crate::kv::KvWrite::Put {
+            // Insert: fails if a resolver, finding this transaction's prepare records
+            // orphaned, already decided it aborted (`node::cluster::resolve_orphans`).
+            writes: vec![crate::kv::KvWrite::Insert {
                 key: record.clone(),
                 value: crate::kv::keys::encode_commit_ts(commit_ts),
             }],
@@ -1420,6 +1422,11 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     if let Err(e) = decided {
         for range in prepared {
             let _ = ctx.send(KvRequest::Abort { range, txn: txn.id }).await;
+        }
+        if e.kind == ErrorKind::UniqueViolation {
+            return Err(Error::retry(
+                "restart transaction: aborted while committing (its prepare records were resolved as orphans)",
+            ));
         }
         return Err(e);
     }
