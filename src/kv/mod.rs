@@ -36,15 +36,21 @@
 //!   decides, then each range applies its writes. Restart resolves leftover prepare records
 //!   by their decision records. Prepared keys are latched in memory (readers wait); there
 //!   are no intents visible to readers, no pushes, no parallel commits yet (issue 4).
-//! - Replication (`start --join` + `chitin init`): every range is a raft group with a
-//!   replica on each of the cluster's first three nodes, fixed at init (no conf changes,
-//!   no snapshots, no allocator yet). The raft leader serves every request ([`Store::handle`]
-//!   answers `NotLeader` elsewhere and the gateway's `CoreCtx::send` forwards over the node
-//!   transport, [`codec`]); a new leader serves once it applied its term's first entry, and
-//!   starts its read high-water mark at its clock. There are no epoch leases yet: a leader
-//!   cut off from the others serves reads until check-quorum steps it down (one election
-//!   timeout), so a stale read is possible in that window. In-memory latches and prepared
-//!   transactions die with a leader (its waiters get "result is ambiguous", 40003).
+//! - Replication (`start --join` + `chitin init [--num-replicas N]`): every range is a raft
+//!   group with a replica on each of the cluster's first N (3) nodes, fixed at init (no
+//!   conf changes, no snapshots, no allocator yet); leadership is spread by a preferred
+//!   voter per range (leadership transfer). The raft leader serves every request
+//!   ([`Store::handle`] answers `NotLeader` elsewhere and the gateway's `CoreCtx::send`
+//!   forwards over the node transport, [`codec`]); a new leader serves once it applied its
+//!   term's first entry, with its read high-water mark at its clock, and only under a lease
+//!   renewed by ReadIndex rounds (`replica::LEASE`: a leader cut off from the others stops
+//!   serving before another can be elected; not yet epoch leases tied to node liveness).
+//!   A leader's in-flight proposals die with
+//!   its leadership (waiters get "result is ambiguous", 40003); a new leader re-latches the
+//!   durable prepare records of two-phase transactions before serving (`Store::relatch`),
+//!   and leaders resolve prepare records left alone for 4 s by their decision record
+//!   (`node::cluster::resolve_orphans`: the resolver's abort decision and the coordinator's
+//!   commit decision are both inserts, so exactly one wins).
 //!   Single-node stores keep one replica per range. A table starts as one range and splits on
 //!   `ALTER TABLE … SPLIT AT` (no splits by size or load yet, no merges). A split fences
 //!   the moving span on the old range (its requests wait), copies every version to the new
