@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
@@ -150,13 +149,23 @@ pub enum CoreMsg {
     },
 }
 
+/// Where a request sent to another core of the node gets its answer.
+#[derive(Default)]
+pub struct ReplySlot {
+    value: Cell<Option<KvResponse>>,
+    waker: RefCell<Option<std::task::Waker>>,
+}
+
 /// What one core's tasks share.
 pub struct CoreCtx {
     pub core: usize,
     pub store: Rc<Store>,
     pub shared: Arc<NodeShared>,
     peers: RefCell<Vec<Option<Rc<ConnectedSender<CoreMsg>>>>>,
-    pending: RefCell<HashMap<u64, LocalSender<KvResponse>>>,
+    pending: RefCell<HashMap<u64, Rc<ReplySlot>>>,
+    /// Reply slots free for reuse. PERF: a request to another core allocates no reply
+    /// channel once the pool is warm.
+    reply_pool: RefCell<Vec<Rc<ReplySlot>>>,
     next_req: Cell<u64>,
     pub catalog: RefCell<Option<Rc<crate::sql::catalog::Catalog>>>,
     /// SQL sessions open on this core.
@@ -296,8 +305,8 @@ impl CoreCtx {
         } else {
             let id = self.next_req.get();
             self.next_req.set(id + 1);
-            let (tx, rx) = local_channel::new_bounded(1);
-            self.pending.borrow_mut().insert(id, tx);
+            let slot = self.reply_pool.borrow_mut().pop().unwrap_or_default();
+            self.pending.borrow_mut().insert(id, slot.clone());
             let peer = self.peers.borrow()[target]
                 .clone()
                 .ok_or_else(|| Error::internal("core mesh not connected"))?;
@@ -313,9 +322,19 @@ impl CoreCtx {
                 self.pending.borrow_mut().remove(&id);
                 return Err(Error::internal(format!("core {target} is gone")));
             }
-            rx.recv()
-                .await
-                .ok_or_else(|| Error::internal(format!("core {target} dropped a request")))?
+            let resp = std::future::poll_fn(|cx| match slot.value.take() {
+                Some(r) => std::task::Poll::Ready(r),
+                None => {
+                    *slot.waker.borrow_mut() = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            let mut pool = self.reply_pool.borrow_mut();
+            if pool.len() < 1024 {
+                pool.push(slot);
+            }
+            resp
         };
         match resp {
             KvResponse::Err(e) => Err(e),
@@ -655,6 +674,7 @@ async fn run_core(
         shared: shared.clone(),
         peers: RefCell::new((0..n).map(|_| None).collect()),
         pending: RefCell::new(HashMap::new()),
+        reply_pool: RefCell::new(Vec::new()),
         next_req: Cell::new(1),
         catalog: RefCell::new(None),
         active_sessions: Cell::new(0),
@@ -690,8 +710,12 @@ async fn run_core(
                         .detach();
                     }
                     CoreMsg::Response { id, resp } => {
-                        if let Some(tx) = ctx.pending.borrow_mut().remove(&id) {
-                            let _ = tx.try_send(resp);
+                        let slot = ctx.pending.borrow_mut().remove(&id);
+                        if let Some(slot) = slot {
+                            slot.value.set(Some(resp));
+                            if let Some(w) = slot.waker.borrow_mut().take() {
+                                w.wake();
+                            }
                         }
                     }
                     CoreMsg::Connection { stream, handshake } => {
