@@ -389,6 +389,23 @@ fn three_nodes_survive_a_kill_without_losing_acknowledged_writes() {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // The range of one row.
+        let c3 = common::connect(&nodes[2].config()).await.unwrap();
+        let msgs = c3
+            .simple_query("SHOW RANGE FROM TABLE acked FOR ROW (1500)")
+            .await
+            .unwrap();
+        let rows: Vec<(String, String)> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                    r.get("start_key")?.to_string(),
+                    r.get("end_key")?.to_string(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rows, vec![("/1/1000".to_string(), "/1/2000".to_string())]);
 
         let load = Load::new();
         let mut writers = Vec::new();

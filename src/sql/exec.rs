@@ -15,7 +15,7 @@ use crate::sql::expr::{
     ident_name, object_name, sql_type, AggCall, AggFunc, BinOp, Binder, EvalCtx, Scalar,
     ScopeColumn,
 };
-use crate::sql::preparse::{SPLIT_MARKER, UPSERT_MARKER};
+use crate::sql::preparse::{RANGE_FOR_ROW_MARKER, SPLIT_MARKER, UPSERT_MARKER};
 use crate::sql::rewrite;
 use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
@@ -978,6 +978,7 @@ pub fn describe(
     Ok(match stmt {
         Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
         Statement::Insert(ins) if marked(ins, SPLIT_MARKER) => Some(split_at_columns()),
+        Statement::Insert(ins) if marked(ins, RANGE_FOR_ROW_MARKER) => Some(show_ranges_columns()),
         Statement::Explain { .. } => Some(vec![Column {
             name: "info".into(),
             ty: SqlType::Text,
@@ -3570,6 +3571,9 @@ impl<'a> Exec<'a> {
         if marked(ins, SPLIT_MARKER) {
             return self.split_at(&t, ins.source.as_deref()).await;
         }
+        if marked(ins, RANGE_FOR_ROW_MARKER) {
+            return self.show_range_for_row(&t, ins.source.as_deref()).await;
+        }
         let cols = insert_columns(&t, &ins.columns)?;
         // Rows of (column, value).
         let mut given_rows: Vec<Vec<(usize, Datum)>> = Vec::new();
@@ -3685,8 +3689,56 @@ impl<'a> Exec<'a> {
     async fn show_ranges(&mut self, table: &str) -> Result<(Outcome, Option<Vec<Column>>)> {
         let name = ast::ObjectName::from(vec![ast::Ident::new(table)]);
         let t = lookup_table(self.cat, self.db_id, &name)?;
+        self.show_ranges_of(&t, None).await
+    }
+
+    /// `SHOW RANGE FROM TABLE t FOR ROW (…)`: the range holding the row whose primary key
+    /// is the given values (pre-parsed into a marked INSERT).
+    async fn show_range_for_row(
+        &mut self,
+        t: &Rc<TableDesc>,
+        source: Option<&ast::Query>,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let bad = || {
+            Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!(
+                    "FOR ROW needs the {} primary key value(s) of {}",
+                    t.pk.len(),
+                    t.name
+                ),
+            )
+        };
+        let row = match source.map(|q| q.body.as_ref()) {
+            Some(SetExpr::Values(v)) if v.rows.len() == 1 => &v.rows[0],
+            _ => return Err(bad()),
+        };
+        if row.len() != t.pk.len() {
+            return Err(bad());
+        }
+        let mut params: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let mut vals = Vec::with_capacity(row.len());
+        for (e, &ci) in row.iter().zip(&t.pk) {
+            let c = &t.columns[ci];
+            let (sc, _) = Binder::new(&[], &mut params).bind(e, Some(c.ty))?;
+            vals.push(assign_cast(sc.eval(&[], &self.cx)?, c)?);
+        }
+        let key = Self::pk_key_from(t, &vals);
+        self.show_ranges_of(t, Some(&key)).await
+    }
+
+    /// One row per range of `t` (only the one holding `key`, when given), in key order.
+    async fn show_ranges_of(
+        &mut self,
+        t: &Rc<TableDesc>,
+        key: Option<&[u8]>,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
         self.ctx.refresh_ranges().await?;
-        let ranges = self.ctx.ranges.borrow().table_ranges(t.id);
+        let mut ranges = self.ctx.ranges.borrow().table_ranges(t.id);
+        if let Some(k) = key {
+            ranges
+                .retain(|d| d.start.as_slice() <= k && (d.end.is_empty() || k < d.end.as_slice()));
+        }
         let (tstart, tend) = keys::table_span(t.id);
         let cores = self.ctx.shared.ncores;
         let bound = |k: &Vec<u8>, edge: &Vec<u8>| {

@@ -12,6 +12,10 @@
 //!   and becomes `SELECT * FROM (<the rest>) AS "__chitin_as_of <value>"`, which `exec`
 //!   runs at that timestamp.
 //!
+//! - `SHOW RANGE FROM TABLE t FOR ROW (…)` becomes `INSERT INTO t VALUES (…) ON CONFLICT DO
+//!   UPDATE SET "__chitin_range_for_row" = 1`, which `exec` answers with the range that
+//!   holds the row with that primary key (no row is written).
+//!
 //! Implementation caveats: only a statement that starts with UPSERT and is the only
 //! statement of the string is rewritten; a `RETURNING` inside a string literal would
 //! confuse it.
@@ -26,10 +30,16 @@ pub const AS_OF_MARKER: &str = "__chitin_as_of ";
 /// The marker assignment that flags `ALTER TABLE … SPLIT AT`.
 pub const SPLIT_MARKER: &str = "__chitin_split_at";
 
+/// The marker assignment that flags `SHOW RANGE FROM TABLE … FOR ROW (…)`.
+pub const RANGE_FOR_ROW_MARKER: &str = "__chitin_range_for_row";
+
 pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
     if let Some(r) = rewrite_split_at(body) {
+        return r.into();
+    }
+    if let Some(r) = rewrite_range_for_row(body) {
         return r.into();
     }
     if let Some(r) = rewrite_as_of(body) {
@@ -108,6 +118,30 @@ fn rewrite_as_of(body: &str) -> Option<String> {
     let after = body.get(at + CLAUSE.len() + value_at + used..)?;
     Some(format!(
         "SELECT * FROM ({before} {after}) AS \"{AS_OF_MARKER}{marker}\""
+    ))
+}
+
+/// `SHOW RANGE FROM TABLE <name> FOR ROW (<values>)` → `INSERT INTO <name> VALUES
+/// (<values>) ON CONFLICT DO UPDATE SET "__chitin_range_for_row" = 1`, if `body` is one.
+fn rewrite_range_for_row(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_ascii_whitespace().take(4).collect();
+    if words != ["show", "range", "from", "table"] || body.contains(';') {
+        return None;
+    }
+    let at = lower.find(" for row ")?;
+    let head = body.get(..at)?.trim_start();
+    // Skip the four words (their lengths are the lowercase words' lengths).
+    let mut name = head;
+    for w in ["show", "range", "from", "table"] {
+        name = name.get(w.len()..)?.trim_start();
+    }
+    let values = body.get(at + " for row ".len()..)?.trim();
+    if name.is_empty() || !values.starts_with('(') {
+        return None;
+    }
+    Some(format!(
+        "INSERT INTO {name} VALUES {values} ON CONFLICT DO UPDATE SET \"{RANGE_FOR_ROW_MARKER}\" = 1"
     ))
 }
 
