@@ -290,6 +290,20 @@ async fn lease_holders(node: &Node) -> Vec<usize> {
         .collect()
 }
 
+/// `chitin init` against the first node (retried while the nodes come up), then waits
+/// until every node serves SQL.
+async fn init_and_wait(nodes: &[Node]) {
+    let host = nodes[0].sql.to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = chitin(&["init", "--host", &host]) {
+        assert!(Instant::now() < deadline, "init failed: {e}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for n in nodes {
+        wait_sql(n, Duration::from_secs(30)).await;
+    }
+}
+
 async fn read_all(node: &Node) -> BTreeSet<i64> {
     let c = common::connect(&node.config()).await.expect("connect");
     // A retryable error (40001) is retried, as clients do.
@@ -517,15 +531,7 @@ fn a_partitioned_node_never_serves_stale_reads() {
         .build()
         .unwrap();
     let body = async {
-        let host = nodes[0].sql.to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(e) = chitin(&["init", "--host", &host]) {
-            assert!(Instant::now() < deadline, "init failed: {e}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        for n in &nodes {
-            wait_sql(n, Duration::from_secs(30)).await;
-        }
+        init_and_wait(&nodes).await;
         let c1 = common::connect(&nodes[0].config()).await.unwrap();
         c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
             .await
@@ -713,15 +719,7 @@ fn rolling_restart_under_load_loses_nothing() {
         .build()
         .unwrap();
     let body = async {
-        let host = nodes[0].sql.to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(e) = chitin(&["init", "--host", &host]) {
-            assert!(Instant::now() < deadline, "init failed: {e}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        for n in &nodes {
-            wait_sql(n, Duration::from_secs(30)).await;
-        }
+        init_and_wait(&nodes).await;
         let c1 = common::connect(&nodes[0].config()).await.unwrap();
         c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
             .await
@@ -918,15 +916,7 @@ fn cross_range_transfers_stay_atomic_when_a_lease_holder_dies() {
         .build()
         .unwrap();
     let body = async {
-        let host = nodes[0].sql.to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(e) = chitin(&["init", "--host", &host]) {
-            assert!(Instant::now() < deadline, "init failed: {e}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        for n in &nodes {
-            wait_sql(n, Duration::from_secs(30)).await;
-        }
+        init_and_wait(&nodes).await;
         let c1 = common::connect(&nodes[0].config()).await.unwrap();
         c1.batch_execute("CREATE TABLE accounts (id INT8 PRIMARY KEY, balance INT8)")
             .await

@@ -978,26 +978,18 @@ impl Store {
             return Ok(());
         }
         for (_, value) in records {
-            let cmd = Command::decode(&value)?;
-            let writes: Vec<KvWrite> = cmd
-                .writes
-                .into_iter()
-                .map(|(key, v)| match v {
-                    Some(value) => KvWrite::Put { key, value },
-                    None => KvWrite::Delete { key },
-                })
-                .collect();
+            let (txn, ts, writes) = decode_prepare_record(&value)?;
             {
                 let mut latches = r.latches.borrow_mut();
                 for w in &writes {
-                    latches.insert(w.key().to_vec(), cmd.txn);
+                    latches.insert(w.key().to_vec(), txn);
                 }
             }
             r.prepared.borrow_mut().insert(
-                cmd.txn,
+                txn,
                 Prepared {
                     writes,
-                    read_ts: cmd.ts,
+                    read_ts: ts,
                     durable: true,
                     since: Instant::now(),
                 },
@@ -1113,16 +1105,8 @@ impl Store {
                     .try_into()
                     .unwrap(),
             ));
-            let cmd = Command::decode(&value)?;
-            let writes = cmd
-                .writes
-                .into_iter()
-                .map(|(key, v)| match v {
-                    Some(value) => KvWrite::Put { key, value },
-                    None => KvWrite::Delete { key },
-                })
-                .collect();
-            out.push((range, cmd.txn, writes));
+            let (txn, _, writes) = decode_prepare_record(&value)?;
+            out.push((range, txn, writes));
         }
         Ok(out)
     }
@@ -1259,6 +1243,20 @@ impl Store {
             );
         }
     }
+}
+
+/// A durable prepare record (a `Prepare` command): its transaction, timestamp and writes.
+fn decode_prepare_record(value: &[u8]) -> Result<(TxnId, Timestamp, Vec<KvWrite>)> {
+    let cmd = Command::decode(value)?;
+    let writes = cmd
+        .writes
+        .into_iter()
+        .map(|(key, v)| match v {
+            Some(value) => KvWrite::Put { key, value },
+            None => KvWrite::Delete { key },
+        })
+        .collect();
+    Ok((cmd.txn, cmd.ts, writes))
 }
 
 /// The error for a request that reached a range which does not hold its keys.
