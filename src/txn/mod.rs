@@ -25,6 +25,8 @@ use chitin_storage::Timestamp;
 
 use crate::kv::{KvWrite, TxnId};
 
+pub mod protocol;
+
 /// The node-wide clock, read by every core without a message (one atomic).
 #[derive(Debug, Default)]
 pub struct Hlc {
