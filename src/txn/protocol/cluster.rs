@@ -589,6 +589,7 @@ impl Cluster {
                 .expect("invariant: requests evaluate one at a time");
             let mut placed = meta.clone();
             let cache_push = range.ts_cache.push_for_write(&span, txn, meta.write_ts);
+            let cache_read = range.ts_cache.get_max(&span).ts;
             if let Some(p) = cache_push {
                 placed.write_ts = p;
             }
@@ -603,6 +604,7 @@ impl Cluster {
                         self.emit(Event::TsCachePush {
                             txn,
                             key: key.clone(),
+                            read: cache_read,
                             from: meta.write_ts,
                             to: p,
                         });

@@ -34,6 +34,7 @@ pub enum Event {
     TsCachePush {
         txn: TxnId,
         key: Key,
+        read: Timestamp,
         from: Timestamp,
         to: Timestamp,
     },
@@ -109,9 +110,16 @@ impl fmt::Display for Event {
                     "{by} resolved {owner}'s intent on {key} ({owner} is {status})"
                 )
             }
-            Event::TsCachePush { txn, key, from, to } => write!(
+            Event::TsCachePush {
+                txn,
+                key,
+                read,
+                from,
+                to,
+            } => write!(
                 f,
-                "timestamp cache: {key} was read at or above {}; {txn}'s write moves to {}",
+                "timestamp cache: {key} was read @ {}; {txn}'s write moves from {} to {}",
+                Ts(*read),
                 Ts(*from),
                 Ts(*to)
             ),

@@ -29,6 +29,17 @@ use super::mvcc::{ReadValue, Resolution};
 use super::recovery::Delivery;
 use crate::txn::Isolation;
 
+/// The cluster a script gets unless it says otherwise: three nodes, ranges split at `b`
+/// and `c`, and a maximum clock offset of 0 — the harness's clocks are perfectly in sync
+/// until a script skews one, so uncertainty restarts appear only in scripts that ask for
+/// them with `cluster max-offset=…` (the protocol's default is 500 ms).
+pub fn scenario_options() -> ClusterOptions {
+    ClusterOptions {
+        max_offset_nanos: 0,
+        ..ClusterOptions::default()
+    }
+}
+
 /// A script's state: the cluster and each parked request's text.
 pub struct Harness {
     cluster: Option<Cluster>,
@@ -144,7 +155,7 @@ impl Harness {
 
     pub fn cluster(&mut self) -> &mut Cluster {
         self.cluster
-            .get_or_insert_with(|| Cluster::new(ClusterOptions::default()))
+            .get_or_insert_with(|| Cluster::new(scenario_options()))
     }
 
     /// Runs one command; returns its output lines.
@@ -219,7 +230,9 @@ impl Harness {
                             format!("{span}: no rows")
                         } else {
                             let r: Vec<String> = rows.iter().map(show_read).collect();
-                            format!("{span}: {} ({} rows)", r.join(", "), rows.len())
+                            let n = rows.len();
+                            let s = if n == 1 { "" } else { "s" };
+                            format!("{span}: {} ({n} row{s})", r.join(", "))
                         }
                     })
                 })
@@ -282,7 +295,7 @@ impl Harness {
         let args: Vec<&str> = rest.split_whitespace().collect();
         match head {
             "cluster" => {
-                let mut o = ClusterOptions::default();
+                let mut o = scenario_options();
                 for a in &args {
                     let (k, v) = a.split_once('=').ok_or("cluster wants k=v")?;
                     match k {
@@ -458,24 +471,32 @@ impl Harness {
             }
             "dump" => {
                 let c = self.cluster();
-                let mut latest: BTreeMap<Key, (chitin_storage::Timestamp, Option<Value>)> =
-                    BTreeMap::new();
+                let mut history: BTreeMap<Key, Vec<String>> = BTreeMap::new();
                 for (k, ts, v) in c.committed_versions() {
-                    latest.insert(k, (ts, v));
+                    let v = v
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "<deleted>".into());
+                    history
+                        .entry(k)
+                        .or_default()
+                        .push(format!("{v} @ {}", Ts(ts)));
                 }
-                let mut parts: Vec<String> = latest
+                let mut lines: Vec<String> = history
                     .iter()
-                    .map(|(k, (ts, v))| match v {
-                        Some(v) => format!("{k}={v} @ {}", Ts(*ts)),
-                        None => format!("{k} deleted @ {}", Ts(*ts)),
-                    })
+                    .map(|(k, vs)| format!("  {k}: {}", vs.join(", ")))
                     .collect();
                 for r in &c.ranges {
                     for (k, i) in r.mvcc.intents() {
-                        parts.push(format!("intent {k} by {} @ {}", i.txn.id, Ts(i.ts())));
+                        lines.push(format!("  {k}: intent of {} @ {}", i.txn.id, Ts(i.ts())));
                     }
                 }
-                Ok(format!("committed: {}", parts.join(", ")))
+                if lines.is_empty() {
+                    return Ok("nothing committed, no intents".into());
+                }
+                Ok(format!(
+                    "committed versions, oldest first:\n{}",
+                    lines.join("\n")
+                ))
             }
             _ => Err(format!("unknown command {head}")),
         }

@@ -64,15 +64,20 @@ pub fn explain(
             "pusher priority {} > {pushee} priority {}",
             pusher.priority, record.meta.priority
         ),
-        PushDecision::Abort if expired => format!("{pushee} expired (no heartbeat)"),
+        PushDecision::Abort if expired => {
+            format!("{pushee} expired: no heartbeat within the expiry")
+        }
         PushDecision::Abort => format!(
             "pusher priority {} > {pushee} priority {}",
             pusher.priority, record.meta.priority
         ),
         PushDecision::Recover => format!("{pushee} is STAGING and expired"),
+        PushDecision::Wait if record.status == TxnStatus::Staging => {
+            format!("{pushee} is STAGING, may already be committed, and is not expired")
+        }
         PushDecision::Wait => format!(
-            "{pushee} is {} with priority {} (pusher {})",
-            record.status, record.meta.priority, pusher.priority
+            "{pushee} is PENDING, priority {} not below the pusher's {}",
+            record.meta.priority, pusher.priority
         ),
     }
 }
