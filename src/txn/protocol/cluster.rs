@@ -207,7 +207,7 @@ impl Cluster {
     /// A request from `txn`'s gateway reaches the node leasing range `idx` and its answer
     /// comes back: both clocks observe each other, and the transaction records the node's
     /// clock as its observed timestamp the first time. Returns the node.
-    pub(super) fn contact(&mut self, txn: TxnId, idx: usize) -> Result<NodeId, TxnError> {
+    pub fn contact(&mut self, txn: TxnId, idx: usize) -> Result<NodeId, TxnError> {
         let gateway = self.coord(txn).gateway;
         let node = self.ranges[idx].node;
         if gateway != node {
@@ -485,12 +485,7 @@ impl Cluster {
 
     /// Refreshes every span `txn` read from `from` to `to`. On success the read timestamp
     /// is `to` (and the write timestamp at least that); on failure, why.
-    pub(super) fn refresh(
-        &mut self,
-        txn: TxnId,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<(), String> {
+    pub fn refresh(&mut self, txn: TxnId, from: Timestamp, to: Timestamp) -> Result<(), String> {
         let spans = self.coord(txn).refresh_spans.spans().to_vec();
         for span in &spans {
             for r in &self.ranges {
