@@ -70,8 +70,14 @@ impl fmt::Display for Priority {
 pub struct Epoch(pub u32);
 
 /// A key: raw bytes, printed as text when it is text.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Key(pub Vec<u8>);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
 
 impl Key {
     pub fn new(s: &str) -> Key {

@@ -9,6 +9,7 @@ use chitin_storage::Timestamp;
 use super::cluster::{Cluster, ClusterOptions, Step};
 use super::coordinator::CoordState;
 use super::error::TxnError;
+use super::event::Event;
 use super::harness::run_script;
 use super::meta::{Key, NodeId, Priority, Span, TxnId, Value};
 use crate::txn::Isolation;
@@ -115,7 +116,11 @@ fn acct(i: u64) -> Key {
 
 #[derive(Clone, Debug)]
 enum Program {
+    /// SERIALIZABLE: read both balances, write both.
     Transfer { from: u64, to: u64, amount: i64 },
+    /// READ COMMITTED: `UPDATE from -= amount; UPDATE to += amount`.
+    Increments { from: u64, to: u64, amount: i64 },
+    /// SERIALIZABLE: scan every account and check the total.
     Audit,
 }
 
@@ -125,6 +130,33 @@ struct Worker {
     txn: TxnId,
     step: usize,
     reads: BTreeMap<Key, i64>,
+    writes: BTreeMap<Key, i64>,
+    /// The coordinator dies right after writing its STAGING record…
+    crash: bool,
+    /// …and its second write is still in flight then.
+    in_flight: bool,
+}
+
+impl Worker {
+    fn idle() -> Worker {
+        Worker {
+            program: Program::Audit,
+            txn: TxnId(0),
+            step: 0,
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            crash: false,
+            in_flight: false,
+        }
+    }
+
+    fn commit_step(&self) -> usize {
+        match self.program {
+            Program::Transfer { .. } => 4,
+            Program::Increments { .. } => 2,
+            Program::Audit => 1,
+        }
+    }
 }
 
 /// A committed transaction, for the serializability check.
@@ -135,13 +167,27 @@ struct Committed {
     writes: BTreeMap<Key, i64>,
 }
 
+#[derive(Default, Debug, Clone, Copy)]
+struct BankStats {
+    commits: usize,
+    audits: usize,
+    aborts: usize,
+    crashed: usize,
+    recovered_committed: usize,
+    deadlocks: usize,
+    pushes: usize,
+    refreshes: usize,
+    uncertain: usize,
+}
+
 struct Bank {
     cluster: Cluster,
     rng: Rng,
     next_txn: u64,
     history: Vec<Committed>,
-    audits: usize,
-    aborts: usize,
+    /// Transactions whose coordinator died after staging, with what they did.
+    crashed: Vec<Worker>,
+    stats: BankStats,
 }
 
 impl Bank {
@@ -169,44 +215,51 @@ impl Bank {
             rng,
             next_txn: 2,
             history: Vec::new(),
-            audits: 0,
-            aborts: 0,
+            crashed: Vec::new(),
+            stats: BankStats::default(),
         }
     }
 
     fn start(&mut self) -> Worker {
-        let program = if self.rng.below(4) == 0 {
-            Program::Audit
-        } else {
-            let from = self.rng.below(ACCOUNTS);
-            let to = (from + 1 + self.rng.below(ACCOUNTS - 1)) % ACCOUNTS;
-            Program::Transfer {
-                from,
-                to,
-                amount: 1 + self.rng.below(20) as i64,
-            }
+        let from = self.rng.below(ACCOUNTS);
+        let to = (from + 1 + self.rng.below(ACCOUNTS - 1)) % ACCOUNTS;
+        let amount = 1 + self.rng.below(20) as i64;
+        let (program, isolation) = match self.rng.below(8) {
+            0 | 1 => (Program::Audit, Isolation::Serializable),
+            2 => (
+                Program::Increments { from, to, amount },
+                Isolation::ReadCommitted,
+            ),
+            _ => (
+                Program::Transfer { from, to, amount },
+                Isolation::Serializable,
+            ),
         };
+        let crash = matches!(program, Program::Transfer { .. }) && self.rng.below(20) == 0;
+        let in_flight = crash && self.rng.below(2) == 0;
         let txn = TxnId(self.next_txn);
         self.next_txn += 1;
         let node = NodeId(1 + self.rng.below(3) as u32);
         let priority =
             [Priority::LOW, Priority::NORMAL, Priority::HIGH][self.rng.below(3) as usize];
-        self.cluster
-            .begin(txn, node, Isolation::Serializable, priority);
+        self.cluster.begin(txn, node, isolation, priority);
         Worker {
             program,
             txn,
             step: 0,
             reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            crash,
+            in_flight,
         }
     }
 
     /// Runs the worker's next request. Returns false when the transaction is over.
     fn step(&mut self, w: &mut Worker) -> bool {
         let c = &mut self.cluster;
-        let res: Result<Step<()>, TxnError> = match (&w.program, w.step) {
-            (Program::Transfer { from, .. }, 0) | (Program::Transfer { to: from, .. }, 1) => {
-                let k = acct(*from);
+        let res: Result<Step<()>, TxnError> = match (w.program.clone(), w.step) {
+            (Program::Transfer { from, to, .. }, 0 | 1) => {
+                let k = acct(if w.step == 0 { from } else { to });
                 c.get(w.txn, &k).map(|s| match s {
                     Step::Done(v) => {
                         w.reads.insert(k, v.value.and_then(|v| v.as_int()).unwrap());
@@ -215,17 +268,31 @@ impl Bank {
                     Step::Blocked(b) => Step::Blocked(b),
                 })
             }
-            (Program::Transfer { from, amount, .. }, 2) => {
-                let k = acct(*from);
-                let v = w.reads[&k] - amount;
-                c.put(w.txn, &k, Some(Value::new(&v.to_string())), false)
+            (Program::Transfer { from, to, amount }, 2 | 3) => {
+                let (k, v) = if w.step == 2 {
+                    (acct(from), w.reads[&acct(from)] - amount)
+                } else {
+                    (acct(to), w.reads[&acct(to)] + amount)
+                };
+                w.writes.insert(k.clone(), v);
+                let in_flight = w.step == 3 && w.in_flight;
+                c.put(w.txn, &k, Some(Value::new(&v.to_string())), in_flight)
                     .map(map_unit)
             }
-            (Program::Transfer { to, amount, .. }, 3) => {
-                let k = acct(*to);
-                let v = w.reads[&k] + amount;
-                c.put(w.txn, &k, Some(Value::new(&v.to_string())), false)
-                    .map(map_unit)
+            (Program::Increments { from, to, amount }, 0 | 1) => {
+                let (k, d) = if w.step == 0 {
+                    (acct(from), -amount)
+                } else {
+                    (acct(to), amount)
+                };
+                c.increment(w.txn, &k, d).map(|s| match s {
+                    Step::Done(i) => {
+                        w.reads.insert(k.clone(), i.old);
+                        w.writes.insert(k, i.new);
+                        Step::Done(())
+                    }
+                    Step::Blocked(b) => Step::Blocked(b),
+                })
             }
             (Program::Audit, 0) => {
                 let span = Span::new(Key::new("acct/"), Key::new("acct0"));
@@ -240,17 +307,19 @@ impl Bank {
                     Step::Blocked(b) => Step::Blocked(b),
                 })
             }
-            _ => c.commit(w.txn, &[], false).map(map_unit),
+            _ => c.commit(w.txn, &[], w.crash).map(map_unit),
         };
         match res {
             Ok(Step::Done(())) => {
-                let is_commit = matches!(
-                    (&w.program, w.step),
-                    (Program::Transfer { .. }, 4) | (Program::Audit, 1)
-                );
+                let is_commit = w.step == w.commit_step();
                 w.step += 1;
                 if is_commit {
-                    self.committed(w);
+                    if w.crash {
+                        self.stats.crashed += 1;
+                        self.crashed.push(std::mem::replace(w, Worker::idle()));
+                    } else {
+                        self.committed(w);
+                    }
                     return false;
                 }
                 true
@@ -258,7 +327,7 @@ impl Bank {
             Ok(Step::Blocked(_)) => true,
             Err(e) => {
                 assert!(e.is_retryable(), "{}: unexpected error {e}", w.txn);
-                self.aborts += 1;
+                self.stats.aborts += 1;
                 false
             }
         }
@@ -268,11 +337,11 @@ impl Bank {
         let CoordState::Committed(ts) = self.cluster.coord(w.txn).state else {
             panic!("{} committed without a commit timestamp", w.txn)
         };
-        let mut writes = BTreeMap::new();
-        if let Program::Transfer { from, to, amount } = w.program {
-            writes.insert(acct(from), w.reads[&acct(from)] - amount);
-            writes.insert(acct(to), w.reads[&acct(to)] + amount);
-        } else {
+        self.record_commit(w, ts);
+    }
+
+    fn record_commit(&mut self, w: &Worker, ts: Timestamp) {
+        if let Program::Audit = w.program {
             let total: i64 = w.reads.values().sum();
             assert_eq!(
                 total,
@@ -282,20 +351,41 @@ impl Bank {
                 w.reads
             );
             assert_eq!(w.reads.len() as u64, ACCOUNTS);
-            self.audits += 1;
+            self.stats.audits += 1;
         }
+        self.stats.commits += 1;
         self.history.push(Committed {
             txn: w.txn,
             ts,
             reads: w.reads.clone(),
-            writes,
+            writes: w.writes.clone(),
         });
+    }
+
+    /// Settles every crashed coordinator's transaction: delivers what is still in flight
+    /// (maybe) and recovers its status; a recovered COMMITTED joins the history.
+    fn settle_crashed(&mut self) {
+        for w in std::mem::take(&mut self.crashed) {
+            if self.rng.below(2) == 0 {
+                self.cluster.deliver(w.txn);
+            }
+            let anchor = self.cluster.coord(w.txn).meta.anchor.clone();
+            let status = self.cluster.recover(w.txn, &anchor);
+            let rec = self.cluster.record(w.txn).cloned().unwrap();
+            assert_eq!(status, Some(rec.status));
+            if rec.status == super::record::TxnStatus::Committed {
+                self.stats.recovered_committed += 1;
+                self.record_commit(&w, rec.meta.write_ts);
+            }
+            self.cluster.deliver(w.txn);
+        }
     }
 
     /// Replays committed transactions in commit-timestamp order: every value a transaction
     /// read must be the newest write (by commit timestamp) at or below its own commit
     /// timestamp — the history is equivalent to that serial order.
     fn check_serializable(&mut self) {
+        self.settle_crashed();
         self.cluster.resolve_intents();
         let mut writes: BTreeMap<Key, Vec<(Timestamp, TxnId, i64)>> = BTreeMap::new();
         for c in &self.history {
@@ -326,7 +416,7 @@ impl Bank {
                 );
             }
         }
-        // The store ends where the serial order ends.
+        // The store ends where the serial order ends, with every intent resolved.
         let mut latest: BTreeMap<Key, (Timestamp, i64)> = BTreeMap::new();
         for (k, ts, v) in self.cluster.committed_versions() {
             latest.insert(k, (ts, v.and_then(|v| v.as_int()).unwrap()));
@@ -335,6 +425,20 @@ impl Bank {
         assert_eq!(total, INITIAL * ACCOUNTS as i64);
         for (k, vs) in &writes {
             assert_eq!(latest[k].1, vs.last().unwrap().2, "final value of {k}");
+        }
+    }
+
+    fn count_events(&mut self) {
+        for e in self.cluster.take_events() {
+            match e {
+                Event::DeadlockBroken { .. } => self.stats.deadlocks += 1,
+                Event::PushedTimestamp { .. } | Event::AbortedByPush { .. } => {
+                    self.stats.pushes += 1
+                }
+                Event::Refreshed { .. } => self.stats.refreshes += 1,
+                Event::Uncertain { .. } => self.stats.uncertain += 1,
+                _ => {}
+            }
         }
     }
 }
@@ -346,7 +450,7 @@ fn map_unit<T>(s: Step<T>) -> Step<()> {
     }
 }
 
-fn run_bank(seed: u64, steps: usize) -> (usize, usize, usize) {
+fn run_bank(seed: u64, steps: usize) -> BankStats {
     let mut bank = Bank::new(seed);
     let mut workers: Vec<Worker> = (0..4).map(|_| bank.start()).collect();
     let mut stuck = 0;
@@ -355,7 +459,7 @@ fn run_bank(seed: u64, steps: usize) -> (usize, usize, usize) {
         bank.cluster.detect_deadlocks();
         for (txn, err) in bank.cluster.take_cancelled() {
             assert!(err.is_retryable());
-            bank.aborts += 1;
+            bank.stats.aborts += 1;
             if let Some(i) = workers.iter().position(|w| w.txn == txn) {
                 workers[i] = bank.start();
             }
@@ -371,11 +475,12 @@ fn run_bank(seed: u64, steps: usize) -> (usize, usize, usize) {
                 .filter(|i| !bank.cluster.is_blocked(workers[*i].txn))
                 .collect()
         };
-        bank.cluster.take_events();
+        bank.count_events();
         if runnable.is_empty() {
+            // Everyone waits: for an abandoned transaction to expire.
             stuck += 1;
             assert!(
-                stuck < 10,
+                stuck < 20,
                 "seed {seed}: every worker blocked and nothing moves"
             );
             bank.cluster.tick(1_000_000_000);
@@ -383,41 +488,54 @@ fn run_bank(seed: u64, steps: usize) -> (usize, usize, usize) {
         }
         stuck = 0;
         let i = runnable[bank.rng.below(runnable.len() as u64) as usize];
-        let mut w = std::mem::replace(
-            &mut workers[i],
-            Worker {
-                program: Program::Audit,
-                txn: TxnId(0),
-                step: 0,
-                reads: BTreeMap::new(),
-            },
-        );
+        let mut w = std::mem::replace(&mut workers[i], Worker::idle());
         let alive = bank.step(&mut w);
         workers[i] = if alive { w } else { bank.start() };
-        match bank.rng.below(10) {
-            0..=5 => bank.cluster.advance(1_000_000),
-            6 => {
+        bank.count_events();
+        match bank.rng.below(20) {
+            0..=11 => bank.cluster.advance(1_000_000),
+            12 | 13 => {
                 bank.cluster.resolve_intents();
+            }
+            14 if !bank.crashed.is_empty() => {
+                // A stray in-flight write of a dead coordinator arrives.
+                let j = bank.rng.below(bank.crashed.len() as u64) as usize;
+                let txn = bank.crashed[j].txn;
+                bank.cluster.deliver(txn);
             }
             _ => {}
         }
     }
     bank.check_serializable();
-    (bank.history.len(), bank.audits, bank.aborts)
+    bank.stats
 }
 
-/// Random interleavings of transfers and full-sum audits over three ranges, with clock
-/// skew, random priorities, pushes, deadlocks and refreshes: money is conserved, every
-/// audit sees the full total, and the history replays serially in commit-timestamp order.
+/// Random interleavings of transfers (SERIALIZABLE reads and writes, and READ COMMITTED
+/// `UPDATE … += …` pairs) and full-sum audits over three ranges, with clock skew, random
+/// priorities, pushes, deadlocks, refreshes, and coordinators that die after staging with
+/// a write still in flight: money is conserved, every audit sees the full total, and the
+/// history (including transactions recovered as committed) replays serially in
+/// commit-timestamp order.
 #[test]
 fn bank_random_interleavings_are_serializable() {
-    let mut totals = (0, 0, 0);
+    let mut t = BankStats::default();
     for seed in 1..=40u64 {
-        let (c, a, ab) = run_bank(seed * 7919, 400);
-        totals = (totals.0 + c, totals.1 + a, totals.2 + ab);
+        let s = run_bank(seed * 7919, 500);
+        t.commits += s.commits;
+        t.audits += s.audits;
+        t.aborts += s.aborts;
+        t.crashed += s.crashed;
+        t.recovered_committed += s.recovered_committed;
+        t.deadlocks += s.deadlocks;
+        t.pushes += s.pushes;
+        t.refreshes += s.refreshes;
+        t.uncertain += s.uncertain;
     }
     // The workload must actually exercise the protocol.
-    assert!(totals.0 > 1000, "commits {totals:?}");
-    assert!(totals.1 > 100, "audits {totals:?}");
-    assert!(totals.2 > 10, "aborts {totals:?}");
+    eprintln!("bank: {t:?}");
+    assert!(t.commits > 1000, "{t:?}");
+    assert!(t.audits > 100, "{t:?}");
+    assert!(t.aborts > 10, "{t:?}");
+    assert!(t.crashed > 10 && t.recovered_committed > 0, "{t:?}");
+    assert!(t.deadlocks > 0 && t.pushes > 0 && t.refreshes > 0, "{t:?}");
 }
