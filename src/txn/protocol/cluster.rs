@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use chitin_storage::{RangeId, Timestamp};
 
-use super::clock::{Hlc, ManualClock, DEFAULT_MAX_OFFSET_NANOS};
+use super::clock::{ClockOffsetError, Hlc, ManualClock, DEFAULT_MAX_OFFSET_NANOS};
 use super::coordinator::{CoordState, DelayedWrite, TxnCoordinator};
 use super::error::{RetryReason, TxnError};
 use super::event::Event;
@@ -210,15 +210,22 @@ impl Cluster {
     pub fn contact(&mut self, txn: TxnId, idx: usize) -> Result<NodeId, TxnError> {
         let gateway = self.coord(txn).gateway;
         let node = self.ranges[idx].node;
-        if gateway != node {
-            let request = self.node(gateway).hlc.peek();
-            self.node_mut(node).hlc.update(request)?;
-            let response = self.node(node).hlc.peek();
-            self.node_mut(gateway).hlc.update(response)?;
-        }
+        self.exchange(gateway, node)?;
         let reading = self.node(node).hlc.peek();
         self.coord_mut(txn).observed.entry(node).or_insert(reading);
         Ok(node)
+    }
+
+    /// A message from `from` to `to` and its answer: each clock observes the other's
+    /// reading, and refuses one beyond the maximum offset.
+    pub fn exchange(&mut self, from: NodeId, to: NodeId) -> Result<(), ClockOffsetError> {
+        if from != to {
+            let request = self.node(from).hlc.peek();
+            self.node_mut(to).hlc.update(request)?;
+            let response = self.node(to).hlc.peek();
+            self.node_mut(from).hlc.update(response)?;
+        }
+        Ok(())
     }
 
     pub fn coord(&self, txn: TxnId) -> &TxnCoordinator {
@@ -520,14 +527,12 @@ impl Cluster {
                 }
             }
         }
-        if !spans.is_empty() {
-            self.emit(Event::Refreshed {
-                txn,
-                from,
-                to,
-                spans: spans.len(),
-            });
-        }
+        self.emit(Event::Refreshed {
+            txn,
+            from,
+            to,
+            spans: spans.len(),
+        });
         let c = self.coord_mut(txn);
         c.read_ts = c.read_ts.max(to);
         c.bump_write_ts(to);
@@ -717,7 +722,8 @@ impl Cluster {
             .collect();
         for txn in live {
             let anchor_idx = self.range_of(&self.coord(txn).meta.anchor);
-            if self.contact(txn, anchor_idx).is_err() {
+            let (gateway, node) = (self.coord(txn).gateway, self.ranges[anchor_idx].node);
+            if self.exchange(gateway, node).is_err() {
                 continue;
             }
             let now = self.node(self.coord(txn).gateway).hlc.peek();

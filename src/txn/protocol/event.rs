@@ -151,6 +151,17 @@ impl fmt::Display for Event {
                 txn,
                 from,
                 to,
+                spans: 0,
+            } => write!(
+                f,
+                "{txn} moves its read timestamp from {} to {} (nothing read before, nothing to refresh)",
+                Ts(*from),
+                Ts(*to)
+            ),
+            Event::Refreshed {
+                txn,
+                from,
+                to,
                 spans,
             } => write!(
                 f,

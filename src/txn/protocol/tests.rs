@@ -88,6 +88,7 @@ golden_tests!(
     one_phase_commit,
     parallel_commit,
     refresh,
+    lock_wait_queue,
 );
 
 // ----- the bank ------------------------------------------------------------------------------
