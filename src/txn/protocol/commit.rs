@@ -165,10 +165,14 @@ impl Cluster {
         last_writes: &[(Key, Option<Value>)],
         crash_after_staging: bool,
     ) -> Result<Step<CommitOutcome>, TxnError> {
-        let mut rounds = 0;
         if self.coord(txn).staged_at.is_none() {
-            let pipelined = self.coord(txn).intents.len() + self.coord(txn).delayed.len();
-            let before: u64 = self.ranges.iter().map(|r| r.proposals).sum();
+            let c = self.coord(txn);
+            let pipelined = c
+                .intents
+                .keys()
+                .chain(c.delayed.iter().map(|d| &d.key))
+                .filter(|k| !last_writes.iter().any(|(l, _)| l == *k))
+                .count();
             // The last writes go out in the same round as the STAGING record.
             for (k, v) in last_writes {
                 if let Step::Blocked(w) = self.write_intent(txn, k, v.clone())? {
@@ -179,11 +183,15 @@ impl Cluster {
                 let pushed = rec.meta.write_ts;
                 self.coord_mut(txn).bump_write_ts(pushed);
             }
+            let c = self.coord_mut(txn);
+            c.intents_before_commit = pipelined;
+            c.last_writes_in_commit = last_writes.len();
+            c.commit_proposals = last_writes.len() as u64;
+            c.commit_rounds = 0;
             let ts = self.stage(txn)?;
-            rounds += 1;
-            let proposals = self.ranges.iter().map(|r| r.proposals).sum::<u64>() - before;
             if crash_after_staging {
                 let in_flight = self.in_flight_keys(txn);
+                let proposals = self.coord(txn).commit_proposals;
                 self.crash(txn);
                 return Ok(Step::Done(CommitOutcome {
                     ts,
@@ -191,11 +199,8 @@ impl Cluster {
                     proposals,
                 }));
             }
-            self.coord_mut(txn).intents_before_commit = pipelined;
-            self.coord_mut(txn).last_writes_in_commit = last_writes.len();
-            self.coord_mut(txn).commit_proposals = proposals;
         }
-        self.finish_parallel_commit(txn, rounds)
+        self.finish_parallel_commit(txn)
     }
 
     fn in_flight_keys(&self, txn: TxnId) -> Vec<Key> {
@@ -252,18 +257,17 @@ impl Cluster {
             },
         );
         range.proposals += 1;
-        self.coord_mut(txn).staged_at = Some(ts);
+        let c = self.coord_mut(txn);
+        c.staged_at = Some(ts);
+        c.commit_rounds += 1;
+        c.commit_proposals += 1;
         Ok(ts)
     }
 
     /// The coordinator waits until every in-flight write is replicated, then the
     /// transaction is (implicitly) committed: it marks the record COMMITTED and queues the
     /// intents for resolution.
-    fn finish_parallel_commit(
-        &mut self,
-        txn: TxnId,
-        rounds: u32,
-    ) -> Result<Step<CommitOutcome>, TxnError> {
+    fn finish_parallel_commit(&mut self, txn: TxnId) -> Result<Step<CommitOutcome>, TxnError> {
         let ts = self.coord(txn).staged_at.expect("staged");
         let rec = self
             .record(txn)
@@ -275,6 +279,12 @@ impl Cluster {
             return Err(TxnError::retry(RetryReason::Aborted, why));
         }
         if rec.status == TxnStatus::Staging {
+            if let Some((_, why)) = self.coord(txn).failed_writes.first().cloned() {
+                // The write never landed: the commit cannot complete. Abort (recovery
+                // would, too).
+                self.rollback_internal(txn);
+                return Err(TxnError::retry(RetryReason::AsyncWriteFailure, why));
+            }
             let missing: Vec<Key> = self
                 .coord(txn)
                 .delayed
@@ -286,6 +296,21 @@ impl Cluster {
                 self.waits.insert(txn, wait.clone());
                 return Ok(Step::Blocked(wait));
             }
+            // A write that landed above the staging timestamp (pushed by the timestamp
+            // cache on its way) cannot complete this commit: stage again, higher (after a
+            // refresh), in one more round.
+            let above = self
+                .coord(txn)
+                .intents
+                .values()
+                .copied()
+                .filter(|t| *t > ts)
+                .max();
+            if let Some(t) = above {
+                self.coord_mut(txn).bump_write_ts(t);
+                self.stage(txn)?;
+                return self.finish_parallel_commit(txn);
+            }
             // Every write is replicated at or below the staging timestamp: committed.
             let anchor_idx = self.range_of(&rec.meta.anchor);
             if let Some(r) = self.ranges[anchor_idx].records.get_mut(&txn) {
@@ -295,10 +320,11 @@ impl Cluster {
         }
         let c = self.coord_mut(txn);
         c.state = CoordState::Committed(ts);
-        let (pipelined, last_writes, proposals) = (
+        let (pipelined, last_writes, proposals, rounds) = (
             c.intents_before_commit,
             c.last_writes_in_commit,
             c.commit_proposals,
+            c.commit_rounds,
         );
         self.queue_own_resolution(txn, Resolution::Commit(ts));
         Ok(Step::Done(CommitOutcome {
@@ -306,7 +332,7 @@ impl Cluster {
             kind: CommitKind::Parallel {
                 pipelined,
                 last_writes,
-                rounds: rounds.max(1),
+                rounds,
             },
             proposals,
         }))

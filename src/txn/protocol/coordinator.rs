@@ -52,6 +52,8 @@ pub struct TxnCoordinator {
     pub intents: BTreeMap<Key, Timestamp>,
     /// Writes sent but not yet replicated.
     pub delayed: Vec<DelayedWrite>,
+    /// Pipelined writes that failed when they were finally evaluated (why, per key).
+    pub failed_writes: Vec<(Key, String)>,
     /// A write met a newer committed value (the reason a failed refresh reports).
     pub write_too_old: bool,
     /// The staging timestamp once a parallel commit wrote its STAGING record.
@@ -61,6 +63,7 @@ pub struct TxnCoordinator {
     pub intents_before_commit: usize,
     pub last_writes_in_commit: usize,
     pub commit_proposals: u64,
+    pub commit_rounds: u32,
     pub state: CoordState,
 }
 
@@ -91,11 +94,13 @@ impl TxnCoordinator {
             refresh_spans: RefreshSpans::new(),
             intents: BTreeMap::new(),
             delayed: Vec::new(),
+            failed_writes: Vec::new(),
             write_too_old: false,
             staged_at: None,
             intents_before_commit: 0,
             last_writes_in_commit: 0,
             commit_proposals: 0,
+            commit_rounds: 0,
             state: CoordState::Open,
         }
     }

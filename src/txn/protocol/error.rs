@@ -19,6 +19,8 @@ pub enum RetryReason {
     ReadWithinUncertainty,
     /// The transaction was aborted (by a pusher, deadlock breaking, or status recovery).
     Aborted,
+    /// A pipelined write failed after the client moved on.
+    AsyncWriteFailure,
 }
 
 impl fmt::Display for RetryReason {
@@ -28,6 +30,7 @@ impl fmt::Display for RetryReason {
             RetryReason::WriteTooOld => "RETRY_WRITE_TOO_OLD",
             RetryReason::ReadWithinUncertainty => "ReadWithinUncertaintyInterval",
             RetryReason::Aborted => "ABORTED",
+            RetryReason::AsyncWriteFailure => "RETRY_ASYNC_WRITE_FAILURE",
         })
     }
 }

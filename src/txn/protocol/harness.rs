@@ -120,8 +120,9 @@ fn show_commit(c: &CommitOutcome) -> String {
             last_writes,
             rounds,
         } => format!(
-            "committed @ {} (parallel commit: {pipelined} write(s) pipelined earlier; commit step = STAGING record + {last_writes} write(s), {rounds} round, {} proposal(s) in parallel)",
+            "committed @ {} (parallel commit: {pipelined} write(s) pipelined earlier; commit step = STAGING record + {last_writes} write(s), {rounds} {}, {} proposal(s) in parallel)",
             Ts(c.ts),
+            if *rounds == 1 { "round" } else { "rounds" },
             c.proposals
         ),
         CommitKind::StagedThenCrashed { in_flight } => {
@@ -412,7 +413,7 @@ impl Harness {
                             let mut s = format!("{k} lands @ {}", Ts(w.ts));
                             if let Some(st) = staging {
                                 if w.ts > st {
-                                    let _ = write!(s, ", above the staging timestamp {}: it can no longer complete a commit", Ts(st));
+                                    let _ = write!(s, ", above the staging timestamp {}: it cannot complete a commit at {}", Ts(st), Ts(st));
                                 }
                             }
                             s

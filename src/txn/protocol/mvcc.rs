@@ -267,10 +267,15 @@ impl MvccStore {
         match how {
             Resolution::Commit(ts) => {
                 let intent = self.intents.remove(key).expect("checked above");
+                assert!(
+                    intent.ts() <= ts,
+                    "invariant: an intent commits at or above its own timestamp ({key} at {:?} committed at {ts:?})",
+                    intent.ts()
+                );
                 self.versions
                     .entry(key.clone())
                     .or_default()
-                    .insert(ts.max(intent.ts()), intent.value);
+                    .insert(ts, intent.value);
             }
             Resolution::Abort => {
                 self.intents.remove(key);

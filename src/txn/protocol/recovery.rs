@@ -162,7 +162,14 @@ impl Cluster {
                     }
                     out.push((d.key, Delivery::Landed(w)));
                 }
-                Err(c) => out.push((d.key, Delivery::Conflict(c))),
+                Err(c) => {
+                    let why = format!(
+                        "in-flight write of {} met {}'s intent",
+                        d.key, c.intent.txn.id
+                    );
+                    self.coord_mut(txn).failed_writes.push((d.key.clone(), why));
+                    out.push((d.key, Delivery::Conflict(c)))
+                }
             }
         }
         if matches!(self.waits.get(&txn), Some(Wait::InFlight { .. })) {

@@ -134,7 +134,8 @@ struct Worker {
     writes: BTreeMap<Key, i64>,
     /// The coordinator dies right after writing its STAGING record…
     crash: bool,
-    /// …and its second write is still in flight then.
+    /// Its second write is still in flight at commit (and the commit waits for it,
+    /// unless the coordinator died).
     in_flight: bool,
 }
 
@@ -236,8 +237,9 @@ impl Bank {
                 Isolation::Serializable,
             ),
         };
-        let crash = matches!(program, Program::Transfer { .. }) && self.rng.below(20) == 0;
-        let in_flight = crash && self.rng.below(2) == 0;
+        let transfer = matches!(program, Program::Transfer { .. });
+        let crash = transfer && self.rng.below(20) == 0;
+        let in_flight = transfer && self.rng.below(if crash { 2 } else { 10 }) == 0;
         let txn = TxnId(self.next_txn);
         self.next_txn += 1;
         let node = NodeId(1 + self.rng.below(3) as u32);
@@ -451,6 +453,21 @@ fn map_unit<T>(s: Step<T>) -> Step<()> {
     }
 }
 
+/// Replicates the in-flight writes every waiting commit is waiting for.
+fn deliver_in_flight(bank: &mut Bank) -> usize {
+    let waiting: Vec<TxnId> = bank
+        .cluster
+        .waits
+        .iter()
+        .filter(|(_, w)| matches!(w, super::cluster::Wait::InFlight { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    for t in &waiting {
+        bank.cluster.deliver(*t);
+    }
+    waiting.len()
+}
+
 fn run_bank(seed: u64, steps: usize) -> BankStats {
     let mut bank = Bank::new(seed);
     let mut workers: Vec<Worker> = (0..4).map(|_| bank.start()).collect();
@@ -478,7 +495,11 @@ fn run_bank(seed: u64, steps: usize) -> BankStats {
         };
         bank.count_events();
         if runnable.is_empty() {
-            // Everyone waits: for an abandoned transaction to expire.
+            // Everyone waits: for in-flight writes, or an abandoned transaction to expire.
+            if deliver_in_flight(&mut bank) > 0 {
+                // The woken commits run on the next turn.
+                continue;
+            }
             stuck += 1;
             assert!(
                 stuck < 20,
@@ -497,6 +518,9 @@ fn run_bank(seed: u64, steps: usize) -> BankStats {
             0..=11 => bank.cluster.advance(1_000_000),
             12 | 13 => {
                 bank.cluster.resolve_intents();
+            }
+            15 => {
+                deliver_in_flight(&mut bank);
             }
             14 if !bank.crashed.is_empty() => {
                 // A stray in-flight write of a dead coordinator arrives.
@@ -520,7 +544,12 @@ fn run_bank(seed: u64, steps: usize) -> BankStats {
 #[test]
 fn bank_random_interleavings_are_serializable() {
     let mut t = BankStats::default();
-    for seed in 1..=40u64 {
+    // More seeds: CHITIN_BANK_SEEDS=1000.
+    let seeds: u64 = std::env::var("CHITIN_BANK_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    for seed in 1..=seeds {
         let s = run_bank(seed * 7919, 500);
         t.commits += s.commits;
         t.audits += s.audits;
