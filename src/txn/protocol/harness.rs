@@ -207,7 +207,16 @@ impl Harness {
             };
             let (events, line, blocked) = self.exec(txn, &op)?;
             out.extend(events);
-            out.push(format!("{txn}: {op} (resumed) → {line}"));
+            let c = self.cluster().coord(txn);
+            let how = if c.isolation() == Isolation::ReadCommitted {
+                format!(
+                    "resumed, statement re-evaluated at a new snapshot @ {}",
+                    Ts(c.read_ts)
+                )
+            } else {
+                "resumed".to_string()
+            };
+            out.push(format!("{txn}: {op} ({how}) → {line}"));
             if blocked {
                 self.parked.insert(txn, op);
             }

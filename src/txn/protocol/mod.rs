@@ -98,9 +98,10 @@
 //!   mark), not an interval skiplist. Records are never garbage-collected.
 //! - 1PC applies only when the transaction wrote nothing before the commit; its refresh
 //!   (if the write timestamp moved) is done by the coordinator, not server-side.
-//! - A parallel commit never re-stages: if one of its writes landed above the staging
-//!   timestamp the transaction can only end ABORTED (that happens only after a recovery).
-//!   A delivered in-flight write that meets another transaction's intent is dropped.
+//! - A pipelined write that lands above the staging timestamp makes a live coordinator
+//!   refresh and stage again (one more round). One that meets another transaction's intent
+//!   when it is finally evaluated fails (RETRY_ASYNC_WRITE_FAILURE) instead of queueing in
+//!   the lock table.
 //! - Status recovery runs when a pusher finds an expired STAGING record, or when asked
 //!   (`recover` in scripts); a recovering pusher does not first wait for in-flight writes.
 //! - Ranges are fixed at creation (split points), one lease-holding node each.
