@@ -16,6 +16,7 @@
 //! - The clock is a monotonic nanosecond counter seeded from the wall clock; no uncertainty
 //!   intervals yet (single node).
 
+pub mod protocol;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +25,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chitin_storage::Timestamp;
 
 use crate::kv::{KvWrite, TxnId};
-
-pub mod protocol;
 
 /// The node-wide clock, read by every core without a message (one atomic).
 #[derive(Debug, Default)]
