@@ -107,6 +107,12 @@ pub enum ErrorKind {
     NoActiveSqlTransaction,
     /// 3B001
     InvalidSavepoint,
+    /// 22P04
+    BadCopyFileFormat,
+    /// 23514
+    CheckViolation,
+    /// 42710
+    DuplicateObject,
     /// XX000
     Internal,
 }
@@ -231,6 +237,9 @@ impl Error {
             NoActiveSqlTransaction => "25P01",
             Windowing => "42P20",
             InvalidSavepoint => "3B001",
+            BadCopyFileFormat => "22P04",
+            CheckViolation => "23514",
+            DuplicateObject => "42710",
             Internal => "XX000",
         }
     }

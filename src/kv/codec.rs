@@ -184,6 +184,9 @@ kind_codes! {
     InvalidSavepoint = 47,
     Internal = 48,
     AmbiguousResult = 49,
+    BadCopyFileFormat = 50,
+    CheckViolation = 51,
+    DuplicateObject = 52,
 }
 
 // ---------------------------------------------------------------------------------------

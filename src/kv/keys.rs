@@ -478,7 +478,16 @@ pub enum DatumRef<'a> {
     Bytes(&'a [u8]),
 }
 
-impl DatumRef<'_> {
+impl<'a> DatumRef<'a> {
+    /// A view of an owned value (text and bytes borrowed, the rest copied).
+    pub fn borrowed(d: &'a Datum) -> DatumRef<'a> {
+        match d {
+            Datum::Text(s) => DatumRef::Text(s),
+            Datum::Bytes(b) => DatumRef::Bytes(b),
+            other => DatumRef::Fixed(other.clone()),
+        }
+    }
+
     pub fn into_owned(self) -> Datum {
         match self {
             DatumRef::Fixed(d) => d,

@@ -24,6 +24,7 @@ use pgwire::messages::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::DatumRef;
 use crate::node::CoreCtx;
+use crate::sql::copy::{self, CopyDecoder, CopySpec};
 use crate::sql::session::{BindParams, Column, Outcome, PointRow, Session};
 use crate::sql::types::{Datum, SqlType};
 
@@ -785,6 +786,9 @@ fn send_outcome(
 }
 
 async fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()> {
+    if copy::is_copy(sql) {
+        return copy_statement(conn, session, sql).await;
+    }
     let stmts = match session.parse_sql(sql) {
         Ok(s) => s,
         Err(e) => {
@@ -824,4 +828,126 @@ async fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Resu
         }
     }
     Ok(())
+}
+
+/// `COPY … FROM STDIN` / `COPY … TO STDOUT` from a simple Query: the copy sub-protocol.
+/// Errors go to the client at once (ErrorResponse, then ReadyForQuery from the caller);
+/// CopyData still arriving after that is ignored by the session loop, as PostgreSQL does.
+async fn copy_statement(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()> {
+    let spec = match copy::parse(sql) {
+        Ok(s) => s,
+        Err(e) => {
+            conn.error(&e);
+            session.on_error();
+            return Ok(());
+        }
+    };
+    let r = if spec.from {
+        copy_in(conn, session, &spec).await?
+    } else {
+        copy_out(conn, session, &spec).await
+    };
+    match r {
+        Ok(n) => conn.command_complete(&format!("COPY {n}")),
+        Err(e) => {
+            conn.error(&e);
+            session.on_error();
+        }
+    }
+    Ok(())
+}
+
+/// Receives CopyData until CopyDone, inserting rows in batches. The outer error is the
+/// connection's (EOF, socket), the inner one the statement's.
+async fn copy_in(conn: &mut Conn, session: &mut Session, spec: &CopySpec) -> Result<Result<u64>> {
+    let ncols = match session.copy_in_start(spec).await {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e)),
+    };
+    conn.send(&pgwire::messages::copy::CopyInResponse::new(
+        0,
+        ncols as i16,
+        vec![0; ncols],
+    ));
+    conn.flush().await?;
+    let mut decoder = CopyDecoder::new(spec);
+    let mut rows = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let Some(msg) = conn.next().await? else {
+            return Err(Error::protocol("connection closed during COPY"));
+        };
+        let done = match msg {
+            Msg::Codec(PgWireFrontendMessage::CopyData(d)) => {
+                if let Err(e) = decoder.feed(&d.data, &mut rows) {
+                    return Ok(Err(e));
+                }
+                false
+            }
+            Msg::Codec(PgWireFrontendMessage::CopyDone(_)) => {
+                if let Err(e) = decoder.finish(&mut rows) {
+                    return Ok(Err(e));
+                }
+                true
+            }
+            Msg::Codec(PgWireFrontendMessage::CopyFail(f)) => {
+                return Ok(Err(Error::new(
+                    ErrorKind::QueryCanceled,
+                    format!("COPY from stdin failed: {}", f.message),
+                )));
+            }
+            // PostgreSQL ignores Flush and Sync during copy-in.
+            Msg::Sync | Msg::Codec(PgWireFrontendMessage::Flush(_)) => false,
+            _ => {
+                return Ok(Err(Error::protocol(
+                    "unexpected message type during COPY from stdin",
+                )));
+            }
+        };
+        if rows.len() >= copy::COPY_BATCH_ROWS || (done && !rows.is_empty()) {
+            let end_line = decoder.line - u64::from(decoder.done);
+            let first_line = end_line + 1 - rows.len() as u64;
+            match session.copy_in_rows(spec, &rows, first_line).await {
+                Ok(n) => total += n,
+                Err(e) => return Ok(Err(e)),
+            }
+            rows.clear();
+        }
+        if done {
+            return Ok(Ok(total));
+        }
+    }
+}
+
+/// Sends the rows of `COPY … TO STDOUT`: CopyOutResponse, a CopyData per row, CopyDone.
+async fn copy_out(conn: &mut Conn, session: &mut Session, spec: &CopySpec) -> Result<u64> {
+    let (rows, cols) = session.copy_out(spec).await?;
+    let force: Vec<bool> = cols
+        .iter()
+        .map(|c| spec.force_quote.contains(&c.name))
+        .collect();
+    conn.send(&pgwire::messages::copy::CopyOutResponse::new(
+        0,
+        cols.len() as i16,
+        vec![0; cols.len()],
+    ));
+    let mut line = Vec::new();
+    if spec.header {
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        copy::encode_header(spec, &names, &mut line);
+        conn.send(&pgwire::messages::copy::CopyData::new(line.clone().into()));
+    }
+    for r in &rows {
+        let texts: Vec<Option<String>> =
+            r.iter().zip(&cols).map(|(d, c)| d.to_text(c.ty)).collect();
+        let fields: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+        line.clear();
+        copy::encode_row(spec, &fields, &force, &mut line);
+        conn.send(&pgwire::messages::copy::CopyData::new(line.clone().into()));
+        if conn.out.len() > 64 * 1024 {
+            conn.flush().await?;
+        }
+    }
+    conn.send(&pgwire::messages::copy::CopyDone::new());
+    Ok(rows.len() as u64)
 }

@@ -34,6 +34,40 @@ pub struct ColumnDesc {
     pub numeric: Option<(u32, u32)>,
     /// Parsed `default` (not stored).
     pub default_expr: Option<Expr>,
+    /// Dropped by `ALTER TABLE … DROP COLUMN`: its slot stays in stored rows (as
+    /// PostgreSQL's `attisdropped`), nothing reads or writes it any more.
+    pub dropped: bool,
+    /// The value rows written before `ADD COLUMN … DEFAULT` read for this column
+    /// (PostgreSQL's `attmissingval`): no rewrite of existing rows.
+    pub missing: Option<crate::sql::types::Datum>,
+}
+
+impl ColumnDesc {
+    /// A plain nullable column of type `ty`.
+    pub fn new(name: impl Into<String>, ty: SqlType) -> Self {
+        ColumnDesc {
+            name: name.into(),
+            ty,
+            nullable: true,
+            default: None,
+            hidden: false,
+            max_len: None,
+            numeric: None,
+            default_expr: None,
+            dropped: false,
+            missing: None,
+        }
+    }
+}
+
+/// A CHECK constraint: rows whose expression is false are refused (NULL passes).
+#[derive(Clone, Debug)]
+pub struct CheckDesc {
+    pub name: String,
+    /// The expression as SQL text.
+    pub expr: String,
+    /// Parsed `expr` (not stored).
+    pub parsed: Expr,
 }
 
 #[derive(Clone, Debug)]
@@ -58,11 +92,27 @@ pub struct TableDesc {
     pub next_index_id: u32,
     /// For a view: its query (SQL text); the columns are its output columns.
     pub view: Option<String>,
+    /// CHECK constraints.
+    pub checks: Vec<CheckDesc>,
+    /// The index id the primary key's rows live under: 1, until `ALTER TABLE … ADD
+    /// PRIMARY KEY` rewrites a table keyed by its hidden rowid under a new id.
+    pub primary_index: u32,
 }
 
 impl TableDesc {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
+    }
+    /// Decodes a stored row: values of columns added since it was written read as the
+    /// column's missing value (NULL unless added with a DEFAULT).
+    pub fn decode_row(&self, b: &[u8]) -> Result<Vec<crate::sql::types::Datum>> {
+        let mut row = keys::decode_row(b, 0)?;
+        let n = row.len();
+        for c in self.columns.iter().skip(n) {
+            row.push(c.missing.clone().unwrap_or(crate::sql::types::Datum::Null));
+        }
+        row.truncate(self.columns.len().max(n));
+        Ok(row)
     }
     pub fn visible_columns(&self) -> impl Iterator<Item = (usize, &ColumnDesc)> {
         self.columns.iter().enumerate().filter(|(_, c)| !c.hidden)
@@ -106,6 +156,10 @@ impl W {
         self.u32(s.len() as u32);
         self.0.extend_from_slice(s.as_bytes());
     }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
     fn opt_str(&mut self, s: &Option<String>) {
         match s {
             Some(s) => {
@@ -137,6 +191,12 @@ impl R<'_> {
         let b = self.0.get(self.1..self.1 + n).ok_or_else(Self::bad)?;
         self.1 += n;
         String::from_utf8(b.to_vec()).map_err(|_| Self::bad())
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>> {
+        let n = self.u32()? as usize;
+        let b = self.0.get(self.1..self.1 + n).ok_or_else(Self::bad)?;
+        self.1 += n;
+        Ok(b.to_vec())
     }
     fn opt_str(&mut self) -> Result<Option<String>> {
         Ok(if self.u8()? == 1 {
@@ -187,6 +247,25 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
     w.u32(t.next_index_id);
     // Added later: absent in older descriptors.
     w.opt_str(&t.view);
+    // Extension 1 (ALTER TABLE): per-column dropped flag and missing value, CHECKs, the
+    // primary index id.
+    w.u8(1);
+    for c in &t.columns {
+        w.u8(c.dropped as u8);
+        match &c.missing {
+            Some(d) => {
+                w.u8(1);
+                w.bytes(&keys::encode_row(std::slice::from_ref(d)));
+            }
+            None => w.u8(0),
+        }
+    }
+    w.u32(t.checks.len() as u32);
+    for c in &t.checks {
+        w.str(&c.name);
+        w.str(&c.expr);
+    }
+    w.u32(t.primary_index);
     w.0
 }
 
@@ -232,6 +311,8 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             max_len,
             numeric,
             default_expr,
+            dropped: false,
+            missing: None,
         });
     }
     let npk = r.u32()? as usize;
@@ -260,6 +341,25 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
     }
     let next_index_id = r.u32()?;
     let view = if r.1 < r.0.len() { r.opt_str()? } else { None };
+    let mut checks = Vec::new();
+    let mut primary_index = 1;
+    if r.1 < r.0.len() && r.u8()? >= 1 {
+        for c in columns.iter_mut() {
+            c.dropped = r.u8()? == 1;
+            if r.u8()? == 1 {
+                let b = r.bytes()?;
+                c.missing = keys::decode_row(&b, 1)?.pop();
+            }
+        }
+        let n = r.u32()? as usize;
+        for _ in 0..n {
+            let name = r.str()?;
+            let expr = r.str()?;
+            let parsed = parse_default(&expr)?;
+            checks.push(CheckDesc { name, expr, parsed });
+        }
+        primary_index = r.u32()?;
+    }
     Ok(TableDesc {
         id,
         db_id,
@@ -270,6 +370,8 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         indexes,
         next_index_id,
         view,
+        checks,
+        primary_index,
     })
 }
 
@@ -363,7 +465,7 @@ pub async fn commit_schema(
 }
 
 /// The system-range key every schema change rewrites.
-const SCHEMA_CHANGE_KEY: &str = "schema_change";
+pub const SCHEMA_CHANGE_KEY: &str = "schema_change";
 
 /// Keeps this node's catalog fresh in a cluster: polls the key every schema change writes
 /// and, when another node changed the schema, makes every core reload its catalog. Runs on
@@ -475,6 +577,8 @@ mod tests {
                 max_len: Some(5),
                 numeric: None,
                 default_expr: None,
+                dropped: false,
+                missing: None,
             }],
             pk: vec![0],
             pk_name: "t_pkey".into(),
@@ -486,12 +590,34 @@ mod tests {
             }],
             next_index_id: 3,
             view: Some("SELECT 1".into()),
+            checks: vec![CheckDesc {
+                name: "t_k_check".into(),
+                expr: "k > 0".into(),
+                parsed: parse_default("k > 0").unwrap(),
+            }],
+            primary_index: 4,
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");
         assert_eq!(back.columns[0].default.as_deref(), Some("1 + 1"));
         assert!(back.columns[0].default_expr.is_some());
         assert_eq!(back.indexes[0].columns, vec![0]);
+        assert_eq!(back.checks[0].expr, "k > 0");
+        assert_eq!(back.primary_index, 4);
+        let mut t2 = t.clone();
+        t2.columns[0].dropped = true;
+        t2.columns[0].missing = Some(crate::sql::types::Datum::Int(7));
+        let back = decode_table(&encode_table(&t2)).unwrap();
+        assert!(back.columns[0].dropped);
+        assert!(matches!(
+            back.columns[0].missing,
+            Some(crate::sql::types::Datum::Int(7))
+        ));
+        // A descriptor written before extension 1 reads with its defaults.
+        let old = encode_table(&t);
+        let cut = old.len() - (1 + 2 + 4 + 4 + 9 + 4 + 5 + 4);
+        let back = decode_table(&old[..cut]).unwrap();
+        assert!(back.checks.is_empty() && back.primary_index == 1);
         assert!(decode_table(&encode_table(&t)[..7]).is_err());
     }
 }

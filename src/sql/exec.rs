@@ -10,7 +10,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::{self, encode_key_datum, index_prefix, prefix_end};
 use crate::kv::KvWrite;
 use crate::node::CoreCtx;
-use crate::sql::catalog::{self, Catalog, ColumnDesc, DatabaseDesc, IndexDesc, TableDesc};
+use crate::sql::catalog::{
+    self, Catalog, CheckDesc, ColumnDesc, DatabaseDesc, IndexDesc, TableDesc,
+};
 use crate::sql::expr::{
     ident_name, object_name, sql_type, AggCall, AggFunc, BinOp, Binder, EvalCtx, Scalar,
     ScopeColumn,
@@ -20,8 +22,6 @@ use crate::sql::rewrite;
 use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
-
-pub const PRIMARY_INDEX: u32 = 1;
 
 /// Largest intermediate join result materialized before the statement is refused.
 const MAX_JOIN_ROWS: usize = 5_000_000;
@@ -1521,6 +1521,214 @@ fn is_default(e: &Expr) -> bool {
     matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
 }
 
+/// True when `e` names column `name` anywhere.
+fn expr_mentions(e: &Expr, name: &str) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions(e, |x| {
+        match x {
+            Expr::Identifier(i) if ident_name(i) == name => found = true,
+            Expr::CompoundIdentifier(parts)
+                if parts.last().is_some_and(|i| ident_name(i) == name) =>
+            {
+                found = true
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// Renames column `old` to `new` wherever `e` names it.
+fn rename_column_in(e: &mut Expr, old: &str, new: &str) {
+    let _ = ast::visit_expressions_mut(e, |x| {
+        match x {
+            Expr::Identifier(i) if ident_name(i) == old => *i = ast::Ident::new(new),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last_mut().filter(|i| ident_name(i) == old) {
+                    *last = ast::Ident::new(new);
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// A column definition of CREATE TABLE or ALTER TABLE … ADD COLUMN.
+struct ColumnFromDef {
+    column: ColumnDesc,
+    primary_key: bool,
+    unique: bool,
+    /// CHECK constraints on the column: (name, expression).
+    checks: Vec<(Option<String>, Expr)>,
+}
+
+/// The descriptor a column definition asks for (type, length, NOT NULL, DEFAULT, SERIAL)
+/// and the constraints declared on it.
+fn column_from_def(c: &ast::ColumnDef) -> Result<ColumnFromDef> {
+    let cname = ident_name(&c.name);
+    let tname = c.data_type.to_string().to_lowercase();
+    let ty = sql_type(&c.data_type)?;
+    let max_len = if ty == SqlType::Varchar {
+        tname
+            .split('(')
+            .nth(1)
+            .and_then(|s| s.trim_end_matches(')').trim().parse().ok())
+            .or(if tname == "char" || tname == "character" {
+                Some(1)
+            } else {
+                None
+            })
+    } else {
+        None
+    };
+    let serial = tname.contains("serial");
+    let mut col = ColumnDesc::new(cname, ty);
+    col.nullable = !serial;
+    if serial {
+        col.default = Some("unique_rowid()".into());
+    }
+    col.max_len = max_len;
+    col.numeric = match (ty, crate::sql::expr::typmod(&c.data_type).as_slice()) {
+        (SqlType::Numeric, [p]) => Some((*p, 0)),
+        (SqlType::Numeric, [p, sc, ..]) => Some((*p, *sc)),
+        _ => None,
+    };
+    let mut out = ColumnFromDef {
+        column: col,
+        primary_key: false,
+        unique: false,
+        checks: Vec::new(),
+    };
+    for opt in &c.options {
+        match &opt.option {
+            ast::ColumnOption::NotNull => out.column.nullable = false,
+            ast::ColumnOption::Null => out.column.nullable = true,
+            ast::ColumnOption::Default(e) => out.column.default = Some(e.to_string()),
+            ast::ColumnOption::PrimaryKey(_) => out.primary_key = true,
+            ast::ColumnOption::Unique(_) => out.unique = true,
+            ast::ColumnOption::Check(cc) => out
+                .checks
+                .push((cc.name.as_ref().map(ident_name), (*cc.expr).clone())),
+            ast::ColumnOption::ForeignKey(_) => {
+                return Err(Error::unsupported(
+                    "FOREIGN KEY constraints are not supported yet",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a column's DEFAULT and checks it binds, without columns, to a type the column
+/// can take; sets `default_expr`.
+fn validate_default(c: &mut ColumnDesc) -> Result<()> {
+    if let Some(d) = &c.default {
+        let e = catalog::parse_default(d)?;
+        // Validate the default now: it must bind without columns.
+        let mut p = Vec::new();
+        let (_, t) = Binder::new(&[], &mut p).bind(&e, Some(c.ty))?;
+        let ok = t == SqlType::Unknown
+            || t == c.ty
+            || (t.is_numeric_family() && c.ty.is_numeric_family())
+            || (t.is_string() && c.ty.is_string())
+            || c.ty.is_string()
+            || matches!(
+                (t, c.ty),
+                (
+                    SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz,
+                    SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz
+                )
+            );
+        if !ok {
+            return Err(Error::mismatch(format!(
+                "column \"{}\" is of type {} but default expression is of type {}",
+                c.name,
+                c.ty.name(),
+                t.name()
+            )));
+        }
+        c.default_expr = Some(e);
+    }
+    Ok(())
+}
+
+/// A CHECK constraint named as PostgreSQL names it (`<table>_<column>_check`, numbered
+/// when taken), its expression checked to be boolean over the table's columns.
+fn build_check(
+    table: &str,
+    columns: &[ColumnDesc],
+    existing: &[CheckDesc],
+    name: Option<String>,
+    expr: Expr,
+    column: Option<&str>,
+) -> Result<CheckDesc> {
+    let probe = TableDesc {
+        id: 0,
+        db_id: 0,
+        name: table.to_string(),
+        columns: columns.to_vec(),
+        pk: Vec::new(),
+        pk_name: String::new(),
+        indexes: Vec::new(),
+        next_index_id: 2,
+        view: None,
+        checks: Vec::new(),
+        primary_index: 1,
+    };
+    let scope = table_scope(&probe, table);
+    let mut params = Vec::new();
+    let (_, ty) = Binder::new(&scope, &mut params).bind(&expr, Some(SqlType::Bool))?;
+    if ty != SqlType::Bool && ty != SqlType::Unknown {
+        return Err(Error::mismatch(format!(
+            "argument of CHECK must be type boolean, not type {}",
+            ty.name()
+        )));
+    }
+    let name = match name {
+        Some(n) => {
+            if existing.iter().any(|c| c.name == n) {
+                return Err(Error::new(
+                    ErrorKind::DuplicateObject,
+                    format!("constraint \"{n}\" for relation \"{table}\" already exists"),
+                ));
+            }
+            n
+        }
+        None => {
+            // PostgreSQL names a table CHECK after its column only when it names exactly one.
+            let col = column.map(str::to_string).or_else(|| {
+                let named: Vec<&ColumnDesc> = columns
+                    .iter()
+                    .filter(|c| !c.hidden && expr_mentions(&expr, &c.name))
+                    .collect();
+                match named.as_slice() {
+                    [one] => Some(one.name.clone()),
+                    _ => None,
+                }
+            });
+            let base = match col {
+                Some(c) => format!("{table}_{c}_check"),
+                None => format!("{table}_check"),
+            };
+            let mut n = base.clone();
+            let mut k = 1;
+            while existing.iter().any(|c| c.name == n) {
+                n = format!("{base}{k}");
+                k += 1;
+            }
+            n
+        }
+    };
+    Ok(CheckDesc {
+        name,
+        expr: expr.to_string(),
+        parsed: expr,
+    })
+}
+
 fn insert_columns(t: &TableDesc, cols: &[ast::ObjectName]) -> Result<Vec<usize>> {
     if cols.is_empty() {
         return Ok(t.visible_columns().map(|(i, _)| i).collect());
@@ -1692,8 +1900,9 @@ pub struct PointLookup {
     prefix: Vec<u8>,
     param: usize,
     key_ty: SqlType,
-    /// For each output column, the stored column it shows and its type.
-    outputs: Vec<(usize, SqlType)>,
+    /// For each output column, the stored column it shows, its type, and the value rows
+    /// written before the column was added read (`ColumnDesc::missing`, else NULL).
+    outputs: Vec<(usize, SqlType, Datum)>,
 }
 
 impl PointLookup {
@@ -1739,14 +1948,17 @@ impl PointLookup {
         let mut outputs = Vec::with_capacity(plan.outputs.len());
         for (o, col) in plan.outputs.iter().zip(&plan.columns) {
             match o {
-                Scalar::Column(c) if *c < t.columns.len() && t.columns[*c].ty == col.ty => {
-                    outputs.push((*c, col.ty))
-                }
+                Scalar::Column(c) if *c < t.columns.len() && t.columns[*c].ty == col.ty => outputs
+                    .push((
+                        *c,
+                        col.ty,
+                        t.columns[*c].missing.clone().unwrap_or(Datum::Null),
+                    )),
                 _ => return None,
             }
         }
         Some(PointLookup {
-            prefix: index_prefix(t.id, PRIMARY_INDEX),
+            prefix: index_prefix(t.id, t.primary_index),
             param,
             key_ty,
             outputs,
@@ -1778,7 +1990,7 @@ impl PointLookup {
 
     /// Calls `f` with each output column's type and value, decoded from the stored `row`
     /// without copying (`starts` is scratch). Columns added after the row was written read
-    /// as NULL.
+    /// as their missing value.
     pub fn for_each_output(
         &self,
         row: &[u8],
@@ -1786,13 +1998,13 @@ impl PointLookup {
         mut f: impl FnMut(SqlType, keys::DatumRef<'_>) -> Result<()>,
     ) -> Result<()> {
         keys::row_value_starts(row, starts)?;
-        for &(c, ty) in &self.outputs {
-            match starts.get(c) {
+        for (c, ty, missing) in &self.outputs {
+            match starts.get(*c) {
                 Some(&at) => {
                     let mut pos = at;
-                    f(ty, keys::decode_value(row, &mut pos)?)?
+                    f(*ty, keys::decode_value(row, &mut pos)?)?
                 }
-                None => f(ty, keys::DatumRef::Fixed(Datum::Null))?,
+                None => f(*ty, keys::DatumRef::borrowed(missing))?,
             }
         }
         Ok(())
@@ -2239,6 +2451,7 @@ impl<'a> Exec<'a> {
                 Ok((Outcome::Command("REFRESH MATERIALIZED VIEW".into()), None))
             }
             Statement::CreateIndex(ci) => self.create_index(ci).await,
+            Statement::AlterTable(at) => self.alter_table(at).await,
             Statement::CreateDatabase {
                 db_name,
                 if_not_exists,
@@ -2352,7 +2565,7 @@ impl<'a> Exec<'a> {
     }
 
     fn pk_key(t: &TableDesc, row: &[Datum]) -> Vec<u8> {
-        let mut k = index_prefix(t.id, PRIMARY_INDEX);
+        let mut k = index_prefix(t.id, t.primary_index);
         for &i in &t.pk {
             encode_key_datum(&row[i], &mut k);
         }
@@ -2382,13 +2595,12 @@ impl<'a> Exec<'a> {
     }
 
     async fn read_rows(&self, t: &TableDesc, access: Access) -> Result<Vec<Vec<Datum>>> {
-        let width = t.columns.len();
         let mut out = Vec::new();
         match access {
             Access::Point(vals) => {
                 let k = Self::pk_key_from(t, &vals);
                 if let Some(v) = self.kv_get(&k).await? {
-                    out.push(keys::decode_row(&v, width)?);
+                    out.push(t.decode_row(&v)?);
                 }
             }
             Access::Points(vals) => {
@@ -2400,13 +2612,13 @@ impl<'a> Exec<'a> {
                 keys_.dedup();
                 for k in keys_ {
                     if let Some(v) = self.kv_get(&k).await? {
-                        out.push(keys::decode_row(&v, width)?);
+                        out.push(t.decode_row(&v)?);
                     }
                 }
             }
             Access::Span(s, e) => {
                 for (_, v) in self.kv_scan(&s, &e).await? {
-                    out.push(keys::decode_row(&v, width)?);
+                    out.push(t.decode_row(&v)?);
                 }
             }
             Access::Index(idx, vals) => {
@@ -2418,15 +2630,15 @@ impl<'a> Exec<'a> {
                 for (_, pk) in self.kv_scan(&p, &end).await? {
                     self.check_cancel()?;
                     if let Some(v) = self.kv_get(&pk).await? {
-                        out.push(keys::decode_row(&v, width)?);
+                        out.push(t.decode_row(&v)?);
                     }
                 }
             }
             Access::Full => {
-                let p = index_prefix(t.id, PRIMARY_INDEX);
+                let p = index_prefix(t.id, t.primary_index);
                 let end = prefix_end(&p);
                 for (_, v) in self.kv_scan(&p, &end).await? {
-                    out.push(keys::decode_row(&v, width)?);
+                    out.push(t.decode_row(&v)?);
                 }
             }
         }
@@ -2434,7 +2646,7 @@ impl<'a> Exec<'a> {
     }
 
     fn pk_key_from(t: &TableDesc, vals: &[Datum]) -> Vec<u8> {
-        let mut k = index_prefix(t.id, PRIMARY_INDEX);
+        let mut k = index_prefix(t.id, t.primary_index);
         for v in vals {
             encode_key_datum(v, &mut k);
         }
@@ -2516,7 +2728,7 @@ impl<'a> Exec<'a> {
                 );
             }
         }
-        let prefix = index_prefix(t.id, PRIMARY_INDEX);
+        let prefix = index_prefix(t.id, t.primary_index);
         if let Some(v) = eq.get(&first_pk) {
             let mut s = prefix.clone();
             encode_key_datum(v, &mut s);
@@ -2734,7 +2946,7 @@ impl<'a> Exec<'a> {
                 let (start, end) = match access {
                     Access::Span(s, e) => (s, e),
                     _ => {
-                        let p = index_prefix(t.id, PRIMARY_INDEX);
+                        let p = index_prefix(t.id, t.primary_index);
                         let e = prefix_end(&p);
                         (p, e)
                     }
@@ -3014,7 +3226,6 @@ impl<'a> Exec<'a> {
         end: Vec<u8>,
         want: usize,
     ) -> Result<Vec<Vec<Datum>>> {
-        let width = t.columns.len();
         let mut kept = Vec::new();
         let mut chunk = want.clamp(16, 1024);
         while kept.len() < want && start < end {
@@ -3045,7 +3256,7 @@ impl<'a> Exec<'a> {
                 }
             }
             for (_, v) in merged {
-                let row = keys::decode_row(&v, width)?;
+                let row = t.decode_row(&v)?;
                 let pass = match &plan.filter {
                     Some(f) => f.eval_bool(&row, &self.cx)?,
                     None => true,
@@ -3408,6 +3619,23 @@ impl<'a> Exec<'a> {
                 ));
             }
         }
+        if !t.checks.is_empty() {
+            let scope = table_scope(t, &t.name);
+            for c in &t.checks {
+                let mut params = Vec::new();
+                let (s, _) =
+                    Binder::new(&scope, &mut params).bind(&c.parsed, Some(SqlType::Bool))?;
+                if matches!(s.eval(row, &self.cx)?, Datum::Bool(false)) {
+                    return Err(Error::new(
+                        ErrorKind::CheckViolation,
+                        format!(
+                            "new row for relation \"{}\" violates check constraint \"{}\"",
+                            t.name, c.name
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -3446,7 +3674,7 @@ impl<'a> Exec<'a> {
     ) -> Result<Option<Vec<Datum>>> {
         if constraint == t.pk_name {
             return match self.kv_get(&Self::pk_key(t, row)).await? {
-                Some(v) => Ok(Some(keys::decode_row(&v, t.columns.len())?)),
+                Some(v) => Ok(Some(t.decode_row(&v)?)),
                 None => Ok(None),
             };
         }
@@ -3454,7 +3682,7 @@ impl<'a> Exec<'a> {
             if Self::unique_conflict_possible(idx, row) {
                 if let Some(pk) = self.kv_get(&Self::index_key(t, idx, row)).await? {
                     if let Some(v) = self.kv_get(&pk).await? {
-                        return Ok(Some(keys::decode_row(&v, t.columns.len())?));
+                        return Ok(Some(t.decode_row(&v)?));
                     }
                 }
             }
@@ -3619,6 +3847,99 @@ impl<'a> Exec<'a> {
             }
         }
         self.insert_rows(&t, ins, given_rows).await
+    }
+
+    /// The target of `COPY table (columns) FROM STDIN`: the table, the positions of the
+    /// columns the input's fields go to, and the INSERT that carries them (no ON
+    /// CONFLICT, no RETURNING).
+    pub fn copy_target(
+        &self,
+        table: &str,
+        columns: &[String],
+    ) -> Result<(Rc<TableDesc>, Vec<usize>, ast::Insert)> {
+        let cols = columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = if cols.is_empty() {
+            format!("INSERT INTO {table} VALUES (1)")
+        } else {
+            format!("INSERT INTO {table} ({cols}) VALUES (1)")
+        };
+        let dialect = sqlparser::dialect::PostgreSqlDialect {};
+        let stmt = sqlparser::parser::Parser::parse_sql(&dialect, &sql)
+            .map_err(|e| Error::syntax(e.to_string()))?
+            .pop();
+        let Some(Statement::Insert(ins)) = stmt else {
+            return Err(Error::syntax("COPY: bad table name"));
+        };
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Err(Error::syntax("COPY: bad table name"));
+        };
+        let t = lookup_table(self.cat, self.db_id, name)?;
+        if t.view.is_some() {
+            return Err(Error::new(
+                ErrorKind::WrongObjectType,
+                format!("cannot copy to view \"{}\"", t.name),
+            ));
+        }
+        let positions = insert_columns(&t, &ins.columns)?;
+        Ok((t, positions, ins))
+    }
+
+    /// Inserts rows of text fields (`COPY … FROM STDIN`) through the INSERT path: each
+    /// field parsed by its column's type; `first_line` numbers the rows in errors.
+    pub async fn copy_rows(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<crate::sql::copy::Field>],
+        first_line: u64,
+    ) -> Result<u64> {
+        let (t, positions, ins) = self.copy_target(table, columns)?;
+        let mut given_rows = Vec::with_capacity(rows.len());
+        for (n, fields) in rows.iter().enumerate() {
+            let line = first_line + n as u64;
+            if fields.len() != positions.len() {
+                let what = if fields.len() < positions.len() {
+                    "missing data for column"
+                } else {
+                    "extra data after last expected column"
+                };
+                let msg = if fields.len() < positions.len() {
+                    format!("{what} \"{}\"", t.columns[positions[fields.len()]].name)
+                } else {
+                    what.to_string()
+                };
+                return Err(Error::new(ErrorKind::BadCopyFileFormat, msg)
+                    .with_detail(format!("COPY {}, line {line}", t.name)));
+            }
+            let mut given = Vec::with_capacity(fields.len());
+            for (f, &ci) in fields.iter().zip(&positions) {
+                let col = &t.columns[ci];
+                let v = match f {
+                    None => Datum::Null,
+                    Some(s) => Datum::parse(col.ty, s).map_err(|e| {
+                        e.with_detail(format!(
+                            "COPY {}, line {line}, column {}: \"{s}\"",
+                            t.name, col.name
+                        ))
+                    })?,
+                };
+                given.push((ci, v));
+            }
+            given_rows.push(given);
+        }
+        let n = given_rows.len() as u64;
+        self.insert_rows(&t, &ins, given_rows).await.map_err(|e| {
+            if e.detail.is_none() {
+                e.with_detail(format!("COPY {}", t.name))
+            } else {
+                e
+            }
+        })?;
+        Ok(n)
     }
 
     /// `ALTER TABLE t SPLIT AT <query>`: splits `t`'s ranges at each primary-key prefix the
@@ -4114,6 +4435,7 @@ impl<'a> Exec<'a> {
         let mut columns = Vec::new();
         let mut pk: Vec<usize> = Vec::new();
         let mut uniques: Vec<Vec<usize>> = Vec::new();
+        let mut pending_checks: Vec<(Option<String>, Expr, Option<String>)> = Vec::new();
         for (i, c) in ct.columns.iter().enumerate() {
             let cname = ident_name(&c.name);
             if columns.iter().any(|x: &ColumnDesc| x.name == cname) {
@@ -4122,64 +4444,22 @@ impl<'a> Exec<'a> {
                     format!("column \"{cname}\" specified more than once"),
                 ));
             }
-            let tname = c.data_type.to_string().to_lowercase();
-            let ty = sql_type(&c.data_type)?;
-            let max_len = if ty == SqlType::Varchar {
-                tname
-                    .split('(')
-                    .nth(1)
-                    .and_then(|s| s.trim_end_matches(')').trim().parse().ok())
-                    .or(if tname == "char" || tname == "character" {
-                        Some(1)
-                    } else {
-                        None
-                    })
-            } else {
-                None
-            };
-            let serial = tname.contains("serial");
-            let mut col = ColumnDesc {
-                name: cname,
-                ty,
-                nullable: !serial,
-                default: if serial {
-                    Some("unique_rowid()".into())
-                } else {
-                    None
-                },
-                hidden: false,
-                max_len,
-                numeric: match (ty, crate::sql::expr::typmod(&c.data_type).as_slice()) {
-                    (SqlType::Numeric, [p]) => Some((*p, 0)),
-                    (SqlType::Numeric, [p, sc, ..]) => Some((*p, *sc)),
-                    _ => None,
-                },
-                default_expr: None,
-            };
-            for opt in &c.options {
-                match &opt.option {
-                    ast::ColumnOption::NotNull => col.nullable = false,
-                    ast::ColumnOption::Null => col.nullable = true,
-                    ast::ColumnOption::Default(e) => col.default = Some(e.to_string()),
-                    ast::ColumnOption::PrimaryKey(_) => {
-                        if !pk.is_empty() {
-                            return Err(Error::new(
-                                ErrorKind::InvalidTableDefinition,
-                                format!(
-                                    "multiple primary keys for table \"{name}\" are not allowed"
-                                ),
-                            ));
-                        }
-                        pk.push(i);
-                    }
-                    ast::ColumnOption::Unique(_) => uniques.push(vec![i]),
-                    ast::ColumnOption::Check(_) | ast::ColumnOption::ForeignKey(_) => {
-                        return Err(Error::unsupported(
-                            "CHECK and FOREIGN KEY constraints are not supported yet",
-                        ))
-                    }
-                    _ => {}
+            let def = column_from_def(c)?;
+            let col = def.column;
+            if def.primary_key {
+                if !pk.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidTableDefinition,
+                        format!("multiple primary keys for table \"{name}\" are not allowed"),
+                    ));
                 }
+                pk.push(i);
+            }
+            if def.unique {
+                uniques.push(vec![i]);
+            }
+            for (cname, e) in def.checks {
+                pending_checks.push((cname, e, Some(col.name.clone())));
             }
             columns.push(col);
         }
@@ -4211,9 +4491,14 @@ impl<'a> Exec<'a> {
                     }
                     uniques.push(cols);
                 }
+                ast::TableConstraint::Check(cc) => pending_checks.push((
+                    cc.name.as_ref().map(ident_name),
+                    (*cc.expr).clone(),
+                    None,
+                )),
                 _ => {
                     return Err(Error::unsupported(
-                        "CHECK and FOREIGN KEY constraints are not supported yet",
+                        "FOREIGN KEY constraints are not supported yet",
                     ))
                 }
             }
@@ -4228,6 +4513,8 @@ impl<'a> Exec<'a> {
                 max_len: None,
                 numeric: None,
                 default_expr: None,
+                dropped: false,
+                missing: None,
             });
             pk.push(columns.len() - 1);
         }
@@ -4235,33 +4522,12 @@ impl<'a> Exec<'a> {
             columns[i].nullable = false;
         }
         for c in columns.iter_mut() {
-            if let Some(d) = &c.default {
-                let e = catalog::parse_default(d)?;
-                // Validate the default now: it must bind without columns.
-                let mut p = Vec::new();
-                let (_, t) = Binder::new(&[], &mut p).bind(&e, Some(c.ty))?;
-                let ok = t == SqlType::Unknown
-                    || t == c.ty
-                    || (t.is_numeric_family() && c.ty.is_numeric_family())
-                    || (t.is_string() && c.ty.is_string())
-                    || c.ty.is_string()
-                    || matches!(
-                        (t, c.ty),
-                        (
-                            SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz,
-                            SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz
-                        )
-                    );
-                if !ok {
-                    return Err(Error::mismatch(format!(
-                        "column \"{}\" is of type {} but default expression is of type {}",
-                        c.name,
-                        c.ty.name(),
-                        t.name()
-                    )));
-                }
-                c.default_expr = Some(e);
-            }
+            validate_default(c)?;
+        }
+        let mut checks: Vec<CheckDesc> = Vec::new();
+        for (cname, expr, col) in pending_checks {
+            let c = build_check(&name, &columns, &checks, cname, expr, col.as_deref())?;
+            checks.push(c);
         }
         let mut indexes = Vec::new();
         let mut next_index_id = 2;
@@ -4297,6 +4563,8 @@ impl<'a> Exec<'a> {
             indexes,
             next_index_id,
             view: None,
+            checks,
+            primary_index: 1,
         };
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),
@@ -4361,6 +4629,8 @@ impl<'a> Exec<'a> {
                 max_len: None,
                 numeric: None,
                 default_expr: None,
+                dropped: false,
+                missing: None,
             })
             .collect();
         let ts = self.ctx.shared.hlc.now();
@@ -4379,6 +4649,8 @@ impl<'a> Exec<'a> {
             indexes: Vec::new(),
             next_index_id: 2,
             view: Some(cv.query.to_string()),
+            checks: Vec::new(),
+            primary_index: 1,
         };
         writes.push(KvWrite::Put {
             key: keys::table_desc_key(id),
@@ -4386,6 +4658,564 @@ impl<'a> Exec<'a> {
         });
         catalog::commit_schema(self.ctx, ts, writes).await?;
         Ok((Outcome::Command(tag.into()), None))
+    }
+
+    /// `ALTER TABLE`: ADD / DROP / RENAME COLUMN, ALTER COLUMN SET / DROP DEFAULT and NOT
+    /// NULL, RENAME TO, ADD PRIMARY KEY / UNIQUE / CHECK, DROP CONSTRAINT. The operations
+    /// apply in order to one new descriptor, published in one schema change.
+    ///
+    /// Caveats: a new column's DEFAULT is evaluated once and read by the existing rows (no
+    /// rewrite; PostgreSQL re-evaluates volatile defaults per row); validations read the
+    /// table in this statement's transaction; ADD UNIQUE backfills like CREATE INDEX (not
+    /// online).
+    async fn alter_table(
+        &mut self,
+        at: &ast::AlterTable,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        const TAG: &str = "ALTER TABLE";
+        let name = object_name(&at.name);
+        let t = match self.cat.table(self.db_id, &name) {
+            Some(t) => t,
+            None if at.if_exists => return Ok((Outcome::Command(TAG.into()), None)),
+            None => return Err(catalog::undefined_table(&name)),
+        };
+        if t.view.is_some() {
+            return Err(Error::new(
+                ErrorKind::WrongObjectType,
+                format!("\"{}\" is not a table", t.name),
+            ));
+        }
+        let mut desc = (*t).clone();
+        let mut new_indexes: Vec<IndexDesc> = Vec::new();
+        let mut validate_checks: Vec<CheckDesc> = Vec::new();
+        let mut validate_not_null: Vec<usize> = Vec::new();
+        let mut new_pk: Option<(Vec<usize>, String)> = None;
+        let undefined_column = |c: &str, t: &str| {
+            Error::new(
+                ErrorKind::UndefinedColumn,
+                format!("column \"{c}\" of relation \"{t}\" does not exist"),
+            )
+        };
+        for op in &at.operations {
+            use ast::AlterTableOperation as Op;
+            match op {
+                Op::AddColumn {
+                    if_not_exists,
+                    column_def,
+                    ..
+                } => {
+                    let def = column_from_def(column_def)?;
+                    let mut col = def.column;
+                    if desc.column_index(&col.name).is_some() {
+                        if *if_not_exists {
+                            continue;
+                        }
+                        return Err(Error::new(
+                            ErrorKind::DuplicateColumn,
+                            format!(
+                                "column \"{}\" of relation \"{}\" already exists",
+                                col.name, desc.name
+                            ),
+                        ));
+                    }
+                    if def.primary_key {
+                        return Err(Error::unsupported(
+                            "ALTER TABLE … ADD COLUMN … PRIMARY KEY is not supported; add the \
+                             column, then ADD PRIMARY KEY",
+                        ));
+                    }
+                    validate_default(&mut col)?;
+                    if let Some(e) = &col.default_expr {
+                        let mut p = Vec::new();
+                        let (sc, _) = Binder::new(&[], &mut p).bind(e, Some(col.ty))?;
+                        let v = assign_cast(sc.eval(&[], &self.cx)?, &col)?;
+                        if !v.is_null() {
+                            col.missing = Some(v);
+                        }
+                    }
+                    if !col.nullable && col.missing.is_none() {
+                        validate_not_null.push(desc.columns.len());
+                    }
+                    let ci = desc.columns.len();
+                    let cname = col.name.clone();
+                    desc.columns.push(col);
+                    if def.unique {
+                        new_indexes.push(IndexDesc {
+                            id: 0,
+                            name: format!("{}_{cname}_key", desc.name),
+                            unique: true,
+                            columns: vec![ci],
+                        });
+                    }
+                    for (n, e) in def.checks {
+                        let c = build_check(
+                            &desc.name,
+                            &desc.columns,
+                            &desc.checks,
+                            n,
+                            e,
+                            Some(&cname),
+                        )?;
+                        validate_checks.push(c.clone());
+                        desc.checks.push(c);
+                    }
+                }
+                Op::DropColumn {
+                    column_names,
+                    if_exists,
+                    ..
+                } => {
+                    for cn in column_names {
+                        let cname = ident_name(cn);
+                        let Some(ci) = desc
+                            .column_index(&cname)
+                            .filter(|&i| !desc.columns[i].hidden)
+                        else {
+                            if *if_exists {
+                                continue;
+                            }
+                            return Err(undefined_column(&cname, &desc.name));
+                        };
+                        if desc.pk.contains(&ci) {
+                            return Err(Error::unsupported(format!(
+                                "column \"{cname}\" is referenced by the primary key"
+                            )));
+                        }
+                        if desc.visible_columns().count() == 1 {
+                            // PostgreSQL allows zero-column tables; we do not.
+                            return Err(Error::unsupported(format!(
+                                "cannot drop column \"{cname}\": it is the table's only column"
+                            )));
+                        }
+                        // Indexes and CHECKs over the column go with it (as in PostgreSQL).
+                        desc.indexes.retain(|i| !i.columns.contains(&ci));
+                        new_indexes.retain(|i| !i.columns.contains(&ci));
+                        desc.checks.retain(|c| !expr_mentions(&c.parsed, &cname));
+                        let c = &mut desc.columns[ci];
+                        c.dropped = true;
+                        c.hidden = true;
+                        c.nullable = true;
+                        c.default = None;
+                        c.default_expr = None;
+                        c.missing = None;
+                        c.name = format!("........pg.dropped.{}........", ci + 1);
+                    }
+                }
+                Op::RenameColumn {
+                    old_column_name,
+                    new_column_name,
+                } => {
+                    let (old, new) = (ident_name(old_column_name), ident_name(new_column_name));
+                    let ci = desc
+                        .column_index(&old)
+                        .filter(|&i| !desc.columns[i].hidden)
+                        .ok_or_else(|| undefined_column(&old, &desc.name))?;
+                    if desc.column_index(&new).is_some() {
+                        return Err(Error::new(
+                            ErrorKind::DuplicateColumn,
+                            format!(
+                                "column \"{new}\" of relation \"{}\" already exists",
+                                desc.name
+                            ),
+                        ));
+                    }
+                    desc.columns[ci].name = new.clone();
+                    for c in desc.checks.iter_mut() {
+                        rename_column_in(&mut c.parsed, &old, &new);
+                        c.expr = c.parsed.to_string();
+                    }
+                }
+                Op::RenameTable { table_name } => {
+                    let n = match table_name {
+                        ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n) => {
+                            object_name(n)
+                        }
+                    };
+                    if self.cat.table(self.db_id, &n).is_some() {
+                        return Err(Error::new(
+                            ErrorKind::DuplicateTable,
+                            format!("relation \"{n}\" already exists"),
+                        ));
+                    }
+                    desc.name = n;
+                }
+                Op::AlterColumn { column_name, op } => {
+                    let cname = ident_name(column_name);
+                    let ci = desc
+                        .column_index(&cname)
+                        .filter(|&i| !desc.columns[i].hidden)
+                        .ok_or_else(|| undefined_column(&cname, &desc.name))?;
+                    match op {
+                        ast::AlterColumnOperation::SetNotNull => {
+                            if desc.columns[ci].nullable {
+                                desc.columns[ci].nullable = false;
+                                validate_not_null.push(ci);
+                            }
+                        }
+                        ast::AlterColumnOperation::DropNotNull => {
+                            if desc.pk.contains(&ci) {
+                                return Err(Error::new(
+                                    ErrorKind::InvalidTableDefinition,
+                                    format!("column \"{cname}\" is in a primary key"),
+                                ));
+                            }
+                            desc.columns[ci].nullable = true;
+                        }
+                        ast::AlterColumnOperation::SetDefault { value } => {
+                            let c = &mut desc.columns[ci];
+                            c.default = Some(value.to_string());
+                            validate_default(c)?;
+                        }
+                        ast::AlterColumnOperation::DropDefault => {
+                            let c = &mut desc.columns[ci];
+                            c.default = None;
+                            c.default_expr = None;
+                        }
+                        other => {
+                            return Err(Error::unsupported(format!(
+                                "ALTER COLUMN {}",
+                                first_words(&other.to_string())
+                            )))
+                        }
+                    }
+                }
+                Op::AddConstraint { constraint, .. } => match constraint {
+                    ast::TableConstraint::PrimaryKey(p) => {
+                        let rowid_keyed = desc.pk.len() == 1 && desc.columns[desc.pk[0]].hidden;
+                        if !rowid_keyed || new_pk.is_some() {
+                            return Err(Error::new(
+                                ErrorKind::InvalidTableDefinition,
+                                format!(
+                                    "multiple primary keys for table \"{}\" are not allowed",
+                                    desc.name
+                                ),
+                            ));
+                        }
+                        let mut cols = Vec::new();
+                        for c in &p.columns {
+                            let n = index_column_name(c)?;
+                            cols.push(
+                                desc.column_index(&n)
+                                    .filter(|&i| !desc.columns[i].hidden)
+                                    .ok_or_else(|| undefined_column(&n, &desc.name))?,
+                            );
+                        }
+                        let cname = p
+                            .name
+                            .as_ref()
+                            .map(ident_name)
+                            .unwrap_or_else(|| format!("{}_pkey", desc.name));
+                        new_pk = Some((cols, cname));
+                    }
+                    ast::TableConstraint::Unique(u) => {
+                        let mut cols = Vec::new();
+                        for c in &u.columns {
+                            let n = index_column_name(c)?;
+                            cols.push(
+                                desc.column_index(&n)
+                                    .filter(|&i| !desc.columns[i].hidden)
+                                    .ok_or_else(|| undefined_column(&n, &desc.name))?,
+                            );
+                        }
+                        let iname = u.name.as_ref().map(ident_name).unwrap_or_else(|| {
+                            format!(
+                                "{}_{}_key",
+                                desc.name,
+                                cols.iter()
+                                    .map(|&i| desc.columns[i].name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("_")
+                            )
+                        });
+                        let taken = self.cat.tables_in(self.db_id).any(|x| {
+                            x.pk_name == iname || x.indexes.iter().any(|i| i.name == iname)
+                        }) || new_indexes.iter().any(|i| i.name == iname);
+                        if taken {
+                            return Err(Error::new(
+                                ErrorKind::DuplicateTable,
+                                format!("relation \"{iname}\" already exists"),
+                            ));
+                        }
+                        new_indexes.push(IndexDesc {
+                            id: 0,
+                            name: iname,
+                            unique: true,
+                            columns: cols,
+                        });
+                    }
+                    ast::TableConstraint::Check(cc) => {
+                        let c = build_check(
+                            &desc.name,
+                            &desc.columns,
+                            &desc.checks,
+                            cc.name.as_ref().map(ident_name),
+                            (*cc.expr).clone(),
+                            None,
+                        )?;
+                        validate_checks.push(c.clone());
+                        desc.checks.push(c);
+                    }
+                    _ => {
+                        return Err(Error::unsupported(
+                            "FOREIGN KEY constraints are not supported yet",
+                        ))
+                    }
+                },
+                Op::DropConstraint {
+                    if_exists,
+                    name: cn,
+                    ..
+                } => {
+                    let cname = ident_name(cn);
+                    let before = (desc.checks.len(), desc.indexes.len());
+                    desc.checks.retain(|c| c.name != cname);
+                    desc.indexes.retain(|i| !(i.unique && i.name == cname));
+                    if before == (desc.checks.len(), desc.indexes.len()) {
+                        if cname == desc.pk_name {
+                            return Err(Error::unsupported(
+                                "dropping the primary key is not supported",
+                            ));
+                        }
+                        if !*if_exists {
+                            return Err(Error::new(
+                                ErrorKind::UndefinedObject,
+                                format!(
+                                    "constraint \"{cname}\" of relation \"{}\" does not exist",
+                                    desc.name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "ALTER TABLE {}",
+                        first_words(&other.to_string())
+                    )))
+                }
+            }
+        }
+        if !validate_not_null.is_empty() || !validate_checks.is_empty() {
+            let probe = TableDesc {
+                checks: validate_checks.clone(),
+                ..desc.clone()
+            };
+            for row in self.read_rows(&t, Access::Full).await? {
+                let mut row = probe
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        row.get(i)
+                            .cloned()
+                            .unwrap_or_else(|| c.missing.clone().unwrap_or(Datum::Null))
+                    })
+                    .collect::<Vec<_>>();
+                for &ci in &validate_not_null {
+                    if row[ci].is_null() {
+                        return Err(Error::new(
+                            ErrorKind::NotNullViolation,
+                            format!(
+                                "column \"{}\" of relation \"{}\" contains null values",
+                                probe.columns[ci].name, probe.name
+                            ),
+                        ));
+                    }
+                }
+                if !validate_checks.is_empty() {
+                    self.check_row(&probe, &mut row).map_err(|e| {
+                        if e.kind == ErrorKind::CheckViolation {
+                            Error::new(
+                                ErrorKind::CheckViolation,
+                                format!(
+                                    "check constraint of relation \"{}\" is violated by some row",
+                                    probe.name
+                                ),
+                            )
+                        } else {
+                            e
+                        }
+                    })?;
+                }
+            }
+        }
+        for mut idx in new_indexes {
+            idx.id = desc.next_index_id;
+            desc.next_index_id += 1;
+            self.backfill_index(&t, &desc, &idx).await?;
+            desc.indexes.push(idx);
+        }
+        if let Some((cols, cname)) = new_pk {
+            return self.rekey(&t, desc, cols, cname).await;
+        }
+        let writes = vec![KvWrite::Put {
+            key: keys::table_desc_key(desc.id),
+            value: catalog::encode_table(&desc),
+        }];
+        catalog::commit_schema(self.ctx, self.ctx.shared.hlc.now(), writes).await?;
+        Ok((Outcome::Command(TAG.into()), None))
+    }
+
+    /// `ALTER TABLE t ADD PRIMARY KEY (cols)` on a table keyed by its hidden rowid: copies
+    /// every row (and every secondary index) under new index ids keyed by `cols`, in
+    /// batches read at one snapshot, then publishes the descriptor in a transaction that
+    /// refreshes its read of the whole table from that snapshot: if anyone wrote the table
+    /// meanwhile, the statement fails with 40001 and nothing changed (the copies are
+    /// unreachable garbage).
+    async fn rekey(
+        &mut self,
+        t: &TableDesc,
+        mut desc: TableDesc,
+        cols: Vec<usize>,
+        pk_name: String,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let snapshot = self.ctx.shared.hlc.now();
+        desc.primary_index = desc.next_index_id;
+        desc.next_index_id += 1;
+        for idx in desc.indexes.iter_mut() {
+            idx.id = desc.next_index_id;
+            desc.next_index_id += 1;
+        }
+        for &c in &cols {
+            desc.columns[c].nullable = false;
+        }
+        desc.pk = cols;
+        desc.pk_name = pk_name;
+        let old_start = index_prefix(t.id, t.primary_index);
+        let old_end = prefix_end(&old_start);
+        let mut cur = old_start.clone();
+        loop {
+            self.check_cancel()?;
+            let batch = self
+                .ctx
+                .kv_scan(&cur, &old_end, snapshot, crate::sql::copy::COPY_BATCH_ROWS)
+                .await?;
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            cur = last.clone();
+            cur.push(0);
+            let mut txn = Txn::new(
+                self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
+                self.ctx.shared.hlc.now(),
+            );
+            for (_, v) in &batch {
+                let row = t.decode_row(v)?;
+                for &c in &desc.pk {
+                    if row[c].is_null() {
+                        return Err(Error::new(
+                            ErrorKind::NotNullViolation,
+                            format!(
+                                "column \"{}\" of relation \"{}\" contains null values",
+                                desc.columns[c].name, desc.name
+                            ),
+                        ));
+                    }
+                }
+                let k = Self::pk_key(&desc, &row);
+                if txn.writes.contains_key(&k) {
+                    return Err(Self::duplicate_key(&desc, &row));
+                }
+                txn.insert(k.clone(), keys::encode_row(&row));
+                for idx in &desc.indexes {
+                    let ik = Self::index_key(&desc, idx, &row);
+                    if Self::unique_conflict_possible(idx, &row) {
+                        txn.insert(ik, k.clone());
+                    } else {
+                        txn.put(ik, k.clone());
+                    }
+                }
+            }
+            crate::sql::session::commit(self.ctx, txn)
+                .await
+                .map_err(|e| {
+                    if e.kind == ErrorKind::UniqueViolation {
+                        Error::new(
+                            ErrorKind::UniqueViolation,
+                            format!("could not create unique index \"{}\"", desc.pk_name),
+                        )
+                        .with_detail("Key values are duplicated.")
+                    } else {
+                        e
+                    }
+                })?;
+            if batch.len() < crate::sql::copy::COPY_BATCH_ROWS {
+                break;
+            }
+        }
+        // Publish, refreshing the snapshot's read of the table: no write may have slipped in.
+        let mut publish = Txn::new(
+            self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
+            snapshot,
+        );
+        publish.read_span(&old_start, &old_end);
+        publish.put(keys::table_desc_key(desc.id), catalog::encode_table(&desc));
+        publish.put(
+            keys::meta_key(catalog::SCHEMA_CHANGE_KEY),
+            publish.id.to_le_bytes().to_vec(),
+        );
+        let r = crate::sql::session::commit(self.ctx, publish).await;
+        self.ctx
+            .shared
+            .catalog_version
+            .fetch_add(1, Ordering::SeqCst);
+        r.map_err(|e| {
+            if e.is_retryable() {
+                Error::new(
+                    ErrorKind::SerializationFailure,
+                    "ADD PRIMARY KEY: the table was written while it was being rewritten; retry",
+                )
+            } else {
+                e
+            }
+        })?;
+        Ok((Outcome::Command("ALTER TABLE".into()), None))
+    }
+
+    fn duplicate_key(desc: &TableDesc, row: &[Datum]) -> Error {
+        let names: Vec<&str> = desc
+            .pk
+            .iter()
+            .map(|&i| desc.columns[i].name.as_str())
+            .collect();
+        let vals: Vec<String> = desc
+            .pk
+            .iter()
+            .map(|&i| {
+                row[i]
+                    .to_text(desc.columns[i].ty)
+                    .unwrap_or_else(|| "NULL".into())
+            })
+            .collect();
+        Error::new(
+            ErrorKind::UniqueViolation,
+            format!("could not create unique index \"{}\"", desc.pk_name),
+        )
+        .with_detail(format!(
+            "Key ({})=({}) is duplicated.",
+            names.join(", "),
+            vals.join(", ")
+        ))
+    }
+
+    /// Writes index `idx` of `desc` for every current row of `t`, in a transaction of its
+    /// own. A unique index over duplicate values fails with 23505.
+    async fn backfill_index(&self, t: &TableDesc, desc: &TableDesc, idx: &IndexDesc) -> Result<()> {
+        let ts = self.ctx.shared.hlc.now();
+        let mut backfill = Txn::new(self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed), ts);
+        let rows = self.read_rows(t, Access::Full).await?;
+        let mut seen = HashSet::new();
+        for row in rows {
+            let k = Self::index_key(desc, idx, &row);
+            if Self::unique_conflict_possible(idx, &row) && !seen.insert(k.clone()) {
+                return Err(Error::new(
+                    ErrorKind::UniqueViolation,
+                    format!("could not create unique index \"{}\"", idx.name),
+                ));
+            }
+            backfill.put(k, Self::pk_key(desc, &row));
+        }
+        crate::sql::session::commit(self.ctx, backfill).await
     }
 
     async fn create_index(
@@ -4436,24 +5266,7 @@ impl<'a> Exec<'a> {
             columns: cols,
         };
         desc.next_index_id += 1;
-        // Backfill from the current rows, in a transaction of its own.
-        let ts = self.ctx.shared.hlc.now();
-        let mut backfill = Txn::new(self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed), ts);
-        {
-            let rows = self.read_rows(&t, Access::Full).await?;
-            let mut seen = HashSet::new();
-            for row in rows {
-                let k = Self::index_key(&desc, &idx, &row);
-                if Self::unique_conflict_possible(&idx, &row) && !seen.insert(k.clone()) {
-                    return Err(Error::new(
-                        ErrorKind::UniqueViolation,
-                        format!("could not create unique index \"{}\"", idx.name),
-                    ));
-                }
-                backfill.put(k, Self::pk_key(&desc, &row));
-            }
-        }
-        crate::sql::session::commit(self.ctx, backfill).await?;
+        self.backfill_index(&t, &desc, &idx).await?;
         desc.indexes.push(idx);
         let writes = vec![KvWrite::Put {
             key: keys::table_desc_key(desc.id),

@@ -31,6 +31,7 @@
 //!   transaction, committed at the end of the string.
 
 pub mod catalog;
+pub mod copy;
 pub mod exec;
 pub mod expr;
 pub mod preparse;

@@ -16,6 +16,9 @@
 //!   UPDATE SET "__chitin_range_for_row" = 1`, which `exec` answers with the range that
 //!   holds the row with that primary key (no row is written).
 //!
+//! - `VACUUM …` / `CHECKPOINT` become a marked `SET` the session answers with the tag
+//!   (nothing to do: the LSM compacts and collects garbage by itself).
+//!
 //! Implementation caveats: only a statement that starts with UPSERT and is the only
 //! statement of the string is rewritten; a `RETURNING` inside a string literal would
 //! confuse it.
@@ -33,9 +36,15 @@ pub const SPLIT_MARKER: &str = "__chitin_split_at";
 /// The marker assignment that flags `SHOW RANGE FROM TABLE … FOR ROW (…)`.
 pub const RANGE_FOR_ROW_MARKER: &str = "__chitin_range_for_row";
 
+/// The session variable a no-op statement sets; its value is the command tag.
+pub const NOOP_MARKER: &str = "__chitin_noop";
+
 pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
+    if let Some(r) = rewrite_noop(body) {
+        return r.into();
+    }
     if let Some(r) = rewrite_split_at(body) {
         return r.into();
     }
@@ -119,6 +128,22 @@ fn rewrite_as_of(body: &str) -> Option<String> {
     Some(format!(
         "SELECT * FROM ({before} {after}) AS \"{AS_OF_MARKER}{marker}\""
     ))
+}
+
+/// `VACUUM …` and `CHECKPOINT` (storage housekeeping PostgreSQL tools send; the LSM
+/// compacts and garbage-collects by itself) → `SET "__chitin_noop" = 'VACUUM'`, which the
+/// session answers with the tag alone.
+fn rewrite_noop(body: &str) -> Option<String> {
+    let first = body.split_ascii_whitespace().next()?.to_ascii_lowercase();
+    let tag = match first.as_str() {
+        "vacuum" => "VACUUM",
+        "checkpoint" => "CHECKPOINT",
+        _ => return None,
+    };
+    if body.contains(';') {
+        return None;
+    }
+    Some(format!("SET \"{NOOP_MARKER}\" = '{tag}'"))
 }
 
 /// `SHOW RANGE FROM TABLE <name> FOR ROW (<values>)` → `INSERT INTO <name> VALUES

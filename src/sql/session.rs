@@ -319,6 +319,121 @@ impl Session {
         self.run(&stmt, Vec::new(), None).await
     }
 
+    /// Checks a `COPY … FROM STDIN` before the client sends data: the table and columns
+    /// exist. Returns the number of columns each row carries.
+    pub async fn copy_in_start(&mut self, spec: &crate::sql::copy::CopySpec) -> Result<usize> {
+        self.usable_for("COPY")?;
+        let cat = catalog::current(&self.ctx).await?;
+        let mut txn = self.begin_txn();
+        let ex = self.exec(&cat, &mut txn, Vec::new());
+        let (_, positions, _) = ex.copy_target(&spec.table, &spec.columns)?;
+        Ok(positions.len())
+    }
+
+    /// Inserts one batch of `COPY … FROM STDIN` rows: into the open transaction inside
+    /// BEGIN … COMMIT, else in a transaction of its own, retried on 40001 like an implicit
+    /// statement.
+    pub async fn copy_in_rows(
+        &mut self,
+        spec: &crate::sql::copy::CopySpec,
+        rows: &[Vec<crate::sql::copy::Field>],
+        first_line: u64,
+    ) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let result = self.copy_in_rows_inner(spec, rows, first_line).await;
+        self.ctx
+            .metrics()
+            .observe_statement(1, started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn copy_in_rows_inner(
+        &mut self,
+        spec: &crate::sql::copy::CopySpec,
+        rows: &[Vec<crate::sql::copy::Field>],
+        first_line: u64,
+    ) -> Result<u64> {
+        self.usable_for("COPY")?;
+        if self.explicit || self.implicit_batch {
+            let cat = catalog::current(&self.ctx).await?;
+            let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
+            let r = {
+                let mut ex = self.exec(&cat, &mut txn, Vec::new());
+                ex.copy_rows(&spec.table, &spec.columns, rows, first_line)
+                    .await
+            };
+            self.txn = Some(txn);
+            return r;
+        }
+        let mut attempt = 0;
+        let first_try = Instant::now();
+        loop {
+            let cat = catalog::current(&self.ctx).await?;
+            let mut txn = self.begin_txn();
+            txn.implicit = true;
+            let r = {
+                let mut ex = self.exec(&cat, &mut txn, Vec::new());
+                ex.copy_rows(&spec.table, &spec.columns, rows, first_line)
+                    .await
+            };
+            let r = match r {
+                Ok(n) => commit(&self.ctx, txn).await.map(|_| n),
+                Err(e) => Err(e),
+            };
+            match r {
+                Err(e)
+                    if e.is_retryable()
+                        && attempt < MAX_RETRIES
+                        && first_try.elapsed() < IMPLICIT_RETRY_BUDGET =>
+                {
+                    attempt += 1;
+                    glommio::timer::sleep(std::time::Duration::from_micros(
+                        100 * (1 << attempt.min(8)) + next_random() % 500,
+                    ))
+                    .await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The rows of `COPY {table (cols) | (query)} TO STDOUT`, with their columns.
+    pub async fn copy_out(
+        &mut self,
+        spec: &crate::sql::copy::CopySpec,
+    ) -> Result<(Vec<Vec<Datum>>, Vec<Column>)> {
+        let sql = match &spec.query {
+            Some(q) => q.clone(),
+            None if spec.columns.is_empty() => format!("SELECT * FROM {}", spec.table),
+            None => format!(
+                "SELECT {} FROM {}",
+                spec.columns
+                    .iter()
+                    .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                spec.table
+            ),
+        };
+        let mut stmts = parse(&sql)?;
+        if stmts.len() != 1 {
+            return Err(Error::syntax("COPY: expected one query"));
+        }
+        let stmt = stmts.pop().unwrap();
+        if !matches!(stmt, Statement::Query(_)) {
+            return Err(Error::unsupported(
+                "COPY (statement) TO STDOUT: only a query is supported",
+            ));
+        }
+        match self.run(&stmt, Vec::new(), None).await? {
+            (Outcome::Rows { rows, .. }, cols) => Ok((rows, cols.unwrap_or_default())),
+            _ => Err(Error::internal("COPY: the query returned no rows")),
+        }
+    }
+
     /// Runs a statement with transaction handling. Implicit transactions are retried on
     /// 40001 here; explicit ones get the error.
     async fn run(
@@ -684,6 +799,9 @@ impl Session {
                             })
                             .collect::<Vec<_>>()
                             .join(", ");
+                        if name.trim_matches('"') == crate::sql::preparse::NOOP_MARKER {
+                            return Ok(Some((Outcome::Command(value), None)));
+                        }
                         if name == "database" {
                             self.database = value.clone();
                         }
@@ -1405,10 +1523,14 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     // The decision: a durable COMMITTED record in the system range. A crash before it
     // aborts the transaction at restart; after it, commits it.
     let record = crate::kv::keys::txn_record_key(txn.id);
+    // The record is written under an id of its own: when the system range is also a
+    // participant (a schema change that refreshes table reads), reusing `txn.id` would
+    // replace that range's prepared writes with the record's.
+    let record_writer = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
     let decided = ctx
         .send(KvRequest::OnePhase {
             range: crate::kv::keys::SYSTEM_RANGE,
-            txn: txn.id,
+            txn: record_writer,
             read_ts: txn.read_ts,
             // Insert: fails if a resolver, finding this transaction's prepare records
             // orphaned, already decided it aborted (`node::cluster::resolve_orphans`).
@@ -1448,7 +1570,7 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
         let _ = ctx
             .send(KvRequest::OnePhase {
                 range: crate::kv::keys::SYSTEM_RANGE,
-                txn: txn.id,
+                txn: record_writer,
                 read_ts: ctx.shared.hlc.now(),
                 writes: vec![crate::kv::KvWrite::Delete { key: record }],
                 reads: Default::default(),
