@@ -1,7 +1,8 @@
 //! PostgreSQL's own client programs against a spawned server, unchanged (issue 6, item 6):
 //! `psql` scripts with `COPY … FROM stdin` blocks (as `pg_dump` writes them) and `COPY …
 //! TO STDOUT`, and `pgbench -i` (its DDL with fillfactor, client-side COPY, VACUUM, ALTER
-//! TABLE … ADD PRIMARY KEY) followed by a select-only run with zero failed transactions.
+//! TABLE … ADD PRIMARY KEY) followed by select-only and TPC-B-like runs (simple and
+//! prepared protocol) with zero failed transactions.
 //!
 //! Needs `psql` and `pgbench` on the PATH (CI installs postgresql-client); each test is
 //! skipped with a message when they are missing, and skipped against an external server.
@@ -214,7 +215,7 @@ SELECT count(*) FROM items;
 }
 
 #[test]
-fn pgbench_init_and_select_only_run() {
+fn pgbench_init_and_runs_without_failures() {
     let Some(server) = start() else { return };
     let out = run(
         &server,
@@ -268,7 +269,14 @@ fn pgbench_init_and_select_only_run() {
     );
     assert!(text(&out.stderr).contains("23505"), "{}", text(&out.stderr));
 
-    for mode in [&["-S"][..], &["-S", "-M", "prepared"][..]] {
+    // The TPC-B-like script (explicit transactions updating one branch row from every
+    // client) runs too: contending UPDATEs wait for the row lock instead of failing.
+    for mode in [
+        &["-S"][..],
+        &["-S", "-M", "prepared"][..],
+        &[][..],
+        &["-M", "prepared"][..],
+    ] {
         let mut args = vec!["-c", "4", "-j", "2", "-T", "8", "-n"];
         args.extend_from_slice(mode);
         args.push("defaultdb");

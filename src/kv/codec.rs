@@ -34,9 +34,9 @@
 //!   the fields the flags name, in that order.
 //!
 //! Request tags: 1 `Get`, 2 `Scan`, 3 `Prepare`, 4 `Commit`, 5 `Abort`, 6 `OnePhase`,
-//! 7 `Refresh`, 8 `SplitFence`, 9 `Ingest`, 10 `SplitFinish`, 11 `SplitAbort`. Response
-//! tags: 1 `Value`, 2 `Rows`, 3 `Prepared`, 4 `Committed`, 5 `SplitFenced`, 6 `Done`,
-//! 7 `Err`, 8 `NotLeader` (only the leader hint crosses: the request a local core hands
+//! 7 `Refresh`, 8 `SplitFence`, 9 `Ingest`, 10 `SplitFinish`, 11 `SplitAbort`, 12 `Lock`,
+//! 13 `ReleaseLocks`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`, 4 `Committed`,
+//! 5 `SplitFenced`, 6 `Done`, 7 `Err`, 8 `NotLeader`, 9 `Locked` (only the leader hint crosses: the request a local core hands
 //! back inside it is for its own gateway, so it decodes as `req: None`). A tag, a kind code or a flag bit is never reused for something else; a change
 //! of the layout of an existing variant bumps [`VERSION`].
 //!
@@ -77,6 +77,8 @@ const REQ_SPLIT_FENCE: u8 = 8;
 const REQ_INGEST: u8 = 9;
 const REQ_SPLIT_FINISH: u8 = 10;
 const REQ_SPLIT_ABORT: u8 = 11;
+const REQ_LOCK: u8 = 12;
+const REQ_RELEASE_LOCKS: u8 = 13;
 
 const RESP_VALUE: u8 = 1;
 const RESP_ROWS: u8 = 2;
@@ -86,6 +88,7 @@ const RESP_SPLIT_FENCED: u8 = 5;
 const RESP_DONE: u8 = 6;
 const RESP_ERR: u8 = 7;
 const RESP_NOT_LEADER: u8 = 8;
+const RESP_LOCKED: u8 = 9;
 
 const WRITE_PUT: u8 = 1;
 const WRITE_INSERT: u8 = 2;
@@ -304,6 +307,17 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             out.push(REQ_SPLIT_ABORT);
             put_range(out, *range);
         }
+        KvRequest::Lock { range, txn, key } => {
+            out.push(REQ_LOCK);
+            put_range(out, *range);
+            put_u64(out, *txn);
+            put_bytes(out, key);
+        }
+        KvRequest::ReleaseLocks { range, txn } => {
+            out.push(REQ_RELEASE_LOCKS);
+            put_range(out, *range);
+            put_u64(out, *txn);
+        }
     }
 }
 
@@ -345,6 +359,10 @@ pub fn encode_response(resp: &KvResponse, out: &mut Vec<u8>) {
             put_bytes(out, end);
         }
         KvResponse::Done => out.push(RESP_DONE),
+        KvResponse::Locked { latest } => {
+            out.push(RESP_LOCKED);
+            put_ts(out, *latest);
+        }
         // The request handed back inside is for the local gateway only: never sent.
         KvResponse::NotLeader { leader, .. } => {
             out.push(RESP_NOT_LEADER);
@@ -559,6 +577,8 @@ fn request_len(req: &KvRequest) -> usize {
                 + key_timestamps_len(last_writes)
         }
         KvRequest::SplitAbort { .. } => RANGE,
+        KvRequest::Lock { key, .. } => RANGE + 8 + bytes_len(key),
+        KvRequest::ReleaseLocks { .. } => RANGE + 8,
     }
 }
 
@@ -571,7 +591,9 @@ fn response_len(resp: &KvResponse) -> usize {
                 .map(|(k, v)| bytes_len(k) + bytes_len(v))
                 .sum::<usize>()
         }
-        KvResponse::Prepared { .. } | KvResponse::Committed { .. } => TS,
+        KvResponse::Prepared { .. } | KvResponse::Committed { .. } | KvResponse::Locked { .. } => {
+            TS
+        }
         KvResponse::SplitFenced {
             versions,
             last_writes,
@@ -650,6 +672,15 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             key: r.vec()?,
         },
         REQ_SPLIT_ABORT => KvRequest::SplitAbort { range: r.range()? },
+        REQ_LOCK => KvRequest::Lock {
+            range: r.range()?,
+            txn: r.u64()?,
+            key: r.vec()?,
+        },
+        REQ_RELEASE_LOCKS => KvRequest::ReleaseLocks {
+            range: r.range()?,
+            txn: r.u64()?,
+        },
         tag => return Err(corrupt(format_args!("unknown request tag {tag}"))),
     };
     r.finish()?;
@@ -682,6 +713,7 @@ pub fn decode_response(b: &[u8]) -> Result<KvResponse> {
             end: r.vec()?,
         },
         RESP_DONE => KvResponse::Done,
+        RESP_LOCKED => KvResponse::Locked { latest: r.ts()? },
         RESP_NOT_LEADER => KvResponse::NotLeader {
             leader: r.u64()?,
             req: None,
@@ -1061,6 +1093,12 @@ mod tests {
                 key: b"m".to_vec(),
             },
             KvRequest::SplitAbort { range: r },
+            KvRequest::Lock {
+                range: r,
+                txn: 13,
+                key: b"k".to_vec(),
+            },
+            KvRequest::ReleaseLocks { range: r, txn: 14 },
         ]
     }
 
@@ -1103,6 +1141,7 @@ mod tests {
                 end: Vec::new(),
             },
             KvResponse::Done,
+            KvResponse::Locked { latest: ts(23, 2) },
             KvResponse::Err(Error::retry("restart transaction: write too old")),
             KvResponse::Err(
                 Error::new(ErrorKind::UniqueViolation, "duplicate key value")

@@ -184,6 +184,16 @@ pub enum KvRequest {
     SplitFinish { range: RangeId, key: Vec<u8> },
     /// A failed split: lift the fence, change nothing.
     SplitAbort { range: RangeId },
+    /// Take the exclusive lock on `key` for `txn` (an UPDATE, DELETE or SELECT FOR UPDATE
+    /// about to write the row), waiting while another transaction holds it; answers
+    /// [`KvResponse::Locked`] with the key's last committed write.
+    Lock {
+        range: RangeId,
+        txn: TxnId,
+        key: Vec<u8>,
+    },
+    /// Release every lock `txn` holds on the range (its transaction ended).
+    ReleaseLocks { range: RangeId, txn: TxnId },
 }
 
 impl KvRequest {
@@ -199,7 +209,9 @@ impl KvRequest {
             | KvRequest::SplitFence { range, .. }
             | KvRequest::Ingest { range, .. }
             | KvRequest::SplitFinish { range, .. }
-            | KvRequest::SplitAbort { range } => *range,
+            | KvRequest::SplitAbort { range }
+            | KvRequest::Lock { range, .. }
+            | KvRequest::ReleaseLocks { range, .. } => *range,
         }
     }
 }
@@ -225,6 +237,11 @@ pub enum KvResponse {
         end: Vec<u8>,
     },
     Done,
+    /// The lock is held; `latest` is the key's last committed write (`Timestamp::MIN`
+    /// when the range knows none).
+    Locked {
+        latest: Timestamp,
+    },
     Err(Error),
     /// This replica does not lead the range (or has not caught up as a new leader):
     /// `leader` is the node it believes leads (0: unknown), `req` the request handed back

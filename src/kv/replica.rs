@@ -192,6 +192,10 @@ pub struct Prepared {
     pub since: Instant,
 }
 
+/// A row lock held longer than this may be taken over by a waiter (its holder is
+/// presumed gone: a client that disconnected mid-transaction on another gateway).
+pub const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Replica {
     pub id: RangeId,
     pub raw: RefCell<RawNode<MemStorage>>,
@@ -201,6 +205,13 @@ pub struct Replica {
     pub waiters: RefCell<HashMap<u64, LocalSender<Result<()>>>>,
     /// Latched keys → the transaction holding them.
     pub latches: RefCell<HashMap<Vec<u8>, TxnId>>,
+    /// Row locks (in memory, on the leaseholder): key → the transaction that will write
+    /// it and since when. Taken by UPDATE/DELETE/SELECT FOR UPDATE before reading the
+    /// row, so that conflicting writers queue instead of failing at commit; released when
+    /// the transaction commits or aborts on this range, or by `ReleaseLocks`. Advisory:
+    /// commits still validate (a lock lost with a leader change, or taken over after
+    /// [`LOCK_STALE`], costs a 40001, never correctness).
+    pub locks: RefCell<HashMap<Vec<u8>, (TxnId, std::time::Instant)>>,
     pub prepared: RefCell<HashMap<TxnId, Prepared>>,
     /// The highest timestamp any read of this range was served at: commits go above it.
     pub max_read_ts: Cell<Timestamp>,
@@ -369,6 +380,7 @@ impl Replica {
             queue: RefCell::new(Vec::new()),
             waiters: RefCell::new(HashMap::new()),
             latches: RefCell::new(HashMap::new()),
+            locks: RefCell::new(HashMap::new()),
             prepared: RefCell::new(HashMap::new()),
             max_read_ts: Cell::new(Timestamp::MIN),
             max_write_ts: Cell::new(Timestamp::MIN),
@@ -471,7 +483,42 @@ impl Replica {
         }
     }
 
+    /// True when another transaction holds the lock on `key` (and has not held it longer
+    /// than [`LOCK_STALE`]: an abandoned lock may be taken over).
+    pub fn locked_by_other(&self, key: &[u8], txn: TxnId) -> bool {
+        self.locks
+            .borrow()
+            .get(key)
+            .is_some_and(|(holder, since)| *holder != txn && since.elapsed() < LOCK_STALE)
+    }
+
+    /// Takes the lock on `key` for `txn` (the caller checked [`Replica::locked_by_other`]).
+    pub fn take_lock(&self, key: &[u8], txn: TxnId) {
+        let mut locks = self.locks.borrow_mut();
+        match locks.get_mut(key) {
+            Some(held) if held.0 == txn => {}
+            Some(held) => *held = (txn, std::time::Instant::now()),
+            None => {
+                locks.insert(key.to_vec(), (txn, std::time::Instant::now()));
+            }
+        }
+    }
+
+    /// Releases every lock `txn` holds here and wakes the waiters.
+    pub fn release_locks(&self, txn: TxnId) {
+        let mut any = false;
+        self.locks.borrow_mut().retain(|_, (holder, _)| {
+            let mine = *holder == txn;
+            any |= mine;
+            !mine
+        });
+        if any {
+            self.latches_changed();
+        }
+    }
+
     pub fn release(&self, txn: TxnId) -> Option<Prepared> {
+        self.release_locks(txn);
         let p = self.prepared.borrow_mut().remove(&txn)?;
         {
             let mut latches = self.latches.borrow_mut();

@@ -372,6 +372,20 @@ impl Store {
                     .await?;
                 Ok(KvResponse::Done)
             }
+            KvRequest::Lock { txn, key, .. } => {
+                self.lock(&replica, txn, &key).await?;
+                let latest = self
+                    .last_write
+                    .borrow()
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(Timestamp::MIN);
+                Ok(KvResponse::Locked { latest })
+            }
+            KvRequest::ReleaseLocks { txn, .. } => {
+                replica.release_locks(txn);
+                Ok(KvResponse::Done)
+            }
             KvRequest::SplitFence { key, .. } => self.split_fence(&replica, key).await,
             KvRequest::Ingest {
                 start,
@@ -611,6 +625,50 @@ impl Store {
         }
     }
 
+    /// Takes the row lock on `key` for `txn`, waiting (parked on the range's release
+    /// signal) while another transaction holds it or a prepared write latches it. A lock
+    /// held past `LOCK_STALE` is taken over.
+    async fn lock(&self, replica: &Replica, txn: TxnId, key: &[u8]) -> Result<()> {
+        let started = Instant::now();
+        let r = loop {
+            if started.elapsed() > crate::kv::replica::LOCK_STALE + LATCH_WAIT {
+                break Err(Error::retry(
+                    "restart transaction: timed out waiting for a row lock",
+                ));
+            }
+            if !replica.owns(key) {
+                break Err(mismatch(replica));
+            }
+            let latched = replica
+                .latches
+                .borrow()
+                .get(key)
+                .copied()
+                .filter(|t| *t != txn);
+            let holder = latched.or_else(|| {
+                if replica.locked_by_other(key, txn) {
+                    replica.locks.borrow().get(key).map(|l| l.0)
+                } else {
+                    None
+                }
+            });
+            let Some(holder) = holder else {
+                replica.take_lock(key, txn);
+                break Ok(());
+            };
+            if waits_for(txn, holder) {
+                break Err(Error::retry(
+                    "restart transaction: deadlock detected: this transaction waited for a \
+                     row lock held by a transaction that waits for it; it was aborted to \
+                     break the cycle",
+                ));
+            }
+            replica.latch_release(LATCH_POLL).await;
+        };
+        stop_waiting(txn);
+        r
+    }
+
     /// Latches the keys of `writes` for `txn` and validates them: no write newer than
     /// `read_ts` on any key (write-write conflict → 40001), no visible value under an
     /// insert (→ 23505).
@@ -633,7 +691,9 @@ impl Store {
             let busy = {
                 let latches = replica.latches.borrow();
                 writes.iter().any(|w| {
-                    latches.get(w.key()).is_some_and(|t| *t != txn) || replica.fenced(w.key())
+                    latches.get(w.key()).is_some_and(|t| *t != txn)
+                        || replica.fenced(w.key())
+                        || replica.locked_by_other(w.key(), txn)
                 })
             };
             if !busy {
@@ -1347,5 +1407,54 @@ pub fn next_ts(ts: Timestamp) -> Timestamp {
         Timestamp::new(ts.wall + 1, 0)
     } else {
         Timestamp::new(ts.wall, ts.logical + 1)
+    }
+}
+
+/// Which transaction each waiting transaction waits for (row locks, on this node): the
+/// wait-for graph the deadlock check walks. PERF: touched only by requests that must wait.
+static WAITS_FOR: std::sync::Mutex<Option<HashMap<TxnId, TxnId>>> = std::sync::Mutex::new(None);
+
+/// Records that `txn` waits for `holder`; true when that closes a cycle (`holder` waits,
+/// through zero or more others, for `txn`): a deadlock, which the caller breaks by
+/// aborting `txn`. Cycles through other nodes are not seen (those waits time out).
+fn waits_for(txn: TxnId, holder: TxnId) -> bool {
+    let mut g = WAITS_FOR.lock().unwrap_or_else(|e| e.into_inner());
+    let g = g.get_or_insert_with(HashMap::new);
+    g.insert(txn, holder);
+    let mut cur = holder;
+    for _ in 0..g.len() {
+        match g.get(&cur) {
+            Some(&next) if next == txn => return true,
+            Some(&next) => cur = next,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// `txn` waits for nobody any more.
+fn stop_waiting(txn: TxnId) {
+    let mut g = WAITS_FOR.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(g) = g.as_mut() {
+        g.remove(&txn);
+    }
+}
+
+#[cfg(test)]
+mod deadlock_tests {
+    use super::{stop_waiting, waits_for};
+
+    #[test]
+    fn a_wait_that_closes_a_cycle_is_a_deadlock() {
+        // Ids far from any other test's.
+        let (a, b, c) = (u64::MAX - 3, u64::MAX - 2, u64::MAX - 1);
+        assert!(!waits_for(a, b));
+        assert!(!waits_for(b, c));
+        assert!(waits_for(c, a), "a → b → c → a is a cycle");
+        stop_waiting(c);
+        stop_waiting(b);
+        assert!(!waits_for(c, a), "b no longer waits: no cycle");
+        stop_waiting(a);
+        stop_waiting(c);
     }
 }

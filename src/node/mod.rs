@@ -401,6 +401,40 @@ impl CoreCtx {
         }
     }
 
+    /// Takes the row lock on `key` for `txn` (waiting while another transaction holds
+    /// it); returns the range that holds the key and the key's last committed write.
+    pub async fn kv_lock(&self, key: &[u8], txn: crate::kv::TxnId) -> Result<(RangeId, Timestamp)> {
+        let mut attempts = 0;
+        loop {
+            let range = self.range_of(key).await?;
+            let req = KvRequest::Lock {
+                range,
+                txn,
+                key: key.to_vec(),
+            };
+            match self.send(req).await {
+                Ok(KvResponse::Locked { latest }) => {
+                    self.shared.hlc.update(latest);
+                    return Ok((range, latest));
+                }
+                Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
+                Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
+                    attempts += 1;
+                    self.refresh_ranges().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Releases the row locks `txn` holds on `ranges` (best effort: a lock left behind is
+    /// taken over after `LOCK_STALE`).
+    pub async fn kv_release_locks(&self, txn: crate::kv::TxnId, ranges: &[RangeId]) {
+        for &range in ranges {
+            let _ = self.send(KvRequest::ReleaseLocks { range, txn }).await;
+        }
+    }
+
     /// Scans `[start, end)` at `ts` over every range it crosses, in key order: at most
     /// `limit` rows (0: no limit).
     pub async fn kv_scan(

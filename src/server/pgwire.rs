@@ -568,7 +568,9 @@ async fn serve(ctx: Rc<CoreCtx>, mut stream: TcpStream) -> Result<()> {
         conn.send(&BackendKeyData::new(pid, SecretKey::I32(secret)));
         conn.ready(TransactionStatus::Idle);
         conn.flush().await?;
-        session_loop(&mut conn, &mut session).await
+        let r = session_loop(&mut conn, &mut session).await;
+        session.close_transaction();
+        r
     }
     .await;
     if let Ok(mut m) = ctx.shared.cancels.lock() {

@@ -3298,8 +3298,58 @@ impl<'a> Exec<'a> {
             return self.filter_rows_scoped(filter, &scope, rows).await;
         }
         let access = self.choose_access(t, filter);
+        // The rows an UPDATE or DELETE names by primary key are locked before they are
+        // read: a concurrent writer of the same row waits for this transaction to end
+        // instead of both reading the old value and one failing at commit.
+        match &access {
+            Access::Point(vals) => {
+                let k = Self::pk_key_from(t, vals);
+                self.lock_row(&k).await?;
+            }
+            Access::Points(vals) => {
+                let mut ks: Vec<Vec<u8>> = vals
+                    .iter()
+                    .map(|v| Self::pk_key_from(t, std::slice::from_ref(v)))
+                    .collect();
+                ks.sort();
+                ks.dedup();
+                for k in ks {
+                    self.lock_row(&k).await?;
+                }
+            }
+            _ => {}
+        }
         let rows = self.read_rows(t, access).await?;
         self.filter_rows(filter, rows).await
+    }
+
+    /// Takes the row lock on primary key `key` for this transaction; if the row was
+    /// written after this transaction's read timestamp (typically by the holder it waited
+    /// for), moves the read timestamp past that write — refreshing everything read so far
+    /// under SERIALIZABLE (40001 if some of it changed) — so the row is read as it is now.
+    async fn lock_row(&mut self, key: &[u8]) -> Result<()> {
+        if self.txn.writes.contains_key(key) {
+            // Written by this transaction already: locked when that statement ran.
+            return Ok(());
+        }
+        let (range, latest) = self.ctx.kv_lock(key, self.txn.id).await?;
+        self.txn.note_lock(range);
+        if latest <= self.txn.read_ts {
+            return Ok(());
+        }
+        let from = self.txn.read_ts;
+        if self.txn.track_reads {
+            let reads = self.txn.reads.borrow().clone();
+            if !reads.is_empty() {
+                crate::sql::session::refresh_reads(self.ctx, self.txn.id, &reads, from, latest)
+                    .await?;
+            }
+        }
+        self.txn.read_ts = latest;
+        if self.txn.first_write_ts.is_some() {
+            self.txn.first_write_ts = Some(latest);
+        }
+        Ok(())
     }
 
     /// Keeps the rows `filter` accepts (all of them without a filter), yielding in long runs.

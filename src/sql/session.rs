@@ -265,7 +265,10 @@ impl Session {
         let txn = self.txn.take();
         match txn {
             Some(txn) if ok => commit(&self.ctx, txn).await,
-            _ => Ok(()),
+            other => {
+                abandon(&self.ctx, other);
+                Ok(())
+            }
         }
     }
 
@@ -381,7 +384,10 @@ impl Session {
             };
             let r = match r {
                 Ok(n) => commit(&self.ctx, txn).await.map(|_| n),
-                Err(e) => Err(e),
+                Err(e) => {
+                    abandon(&self.ctx, Some(txn));
+                    Err(e)
+                }
             };
             match r {
                 Err(e)
@@ -587,7 +593,7 @@ impl Session {
         if at == 0 && name.eq_ignore_ascii_case(RESTART_SAVEPOINT) {
             let mut txn = self.begin_txn();
             txn.writes = writes;
-            self.txn = Some(txn);
+            abandon(&self.ctx, self.txn.replace(txn));
         } else if let Some(txn) = self.txn.as_mut() {
             txn.writes = writes;
         }
@@ -658,6 +664,7 @@ impl Session {
                 self.restore_locals();
                 let txn = self.txn.take();
                 if failed {
+                    abandon(&self.ctx, txn);
                     return Ok((Outcome::Command("ROLLBACK".into()), None));
                 }
                 if let Some(txn) = txn {
@@ -674,7 +681,7 @@ impl Session {
                 self.failed = false;
                 self.savepoints.clear();
                 self.released = false;
-                self.txn = None;
+                abandon(&self.ctx, self.txn.take());
                 return Ok((Outcome::Command("ROLLBACK".into()), None));
             }
             _ => {}
@@ -715,7 +722,10 @@ impl Session {
             };
             let r = match r {
                 Ok(out) => commit(&self.ctx, txn).await.map(|_| out),
-                Err(e) => Err(e),
+                Err(e) => {
+                    abandon(&self.ctx, Some(txn));
+                    Err(e)
+                }
             };
             match r {
                 Err(e)
@@ -736,6 +746,11 @@ impl Session {
                 r => return r,
             }
         }
+    }
+
+    /// Releases the row locks of a transaction left open (the connection closed).
+    pub fn close_transaction(&mut self) {
+        abandon(&self.ctx, self.txn.take());
     }
 
     fn exec<'a>(
@@ -1415,13 +1430,74 @@ async fn reads_by_range(
 /// A range that split under the commit answers `RangeKeyMismatch` before anything of the
 /// transaction was applied; the commit is then regrouped by fresh descriptors and resent.
 pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
+    let r = commit_writes(ctx, &txn).await;
+    // Row locks: a range that applied this transaction's commit released them there; the
+    // others are told (all of them when the commit failed).
+    let locked = std::mem::take(&mut *txn.locked.borrow_mut());
+    if !locked.is_empty() {
+        let mut release = Vec::new();
+        for range in locked {
+            let mut written = false;
+            if r.is_ok() {
+                for k in txn.writes.keys() {
+                    if ctx.range_of(k).await.ok() == Some(range) {
+                        written = true;
+                        break;
+                    }
+                }
+            }
+            if !written {
+                release.push(range);
+            }
+        }
+        ctx.kv_release_locks(txn.id, &release).await;
+    }
+    r
+}
+
+/// Releases the row locks of a transaction that ends without committing, in the
+/// background (nobody waits for it).
+pub fn abandon(ctx: &Rc<CoreCtx>, txn: Option<Txn>) {
+    let Some(txn) = txn else { return };
+    let locked = std::mem::take(&mut *txn.locked.borrow_mut());
+    if locked.is_empty() {
+        return;
+    }
+    let ctx = ctx.clone();
+    let id = txn.id;
+    glommio::spawn_local(async move { ctx.kv_release_locks(id, &locked).await }).detach();
+}
+
+/// Moves a transaction's reads from `from` to `to`: fails (40001) if anyone else wrote
+/// what it read in between, and makes sure nobody can any more.
+pub async fn refresh_reads(
+    ctx: &CoreCtx,
+    txn: crate::kv::TxnId,
+    reads: &crate::txn::ReadSet,
+    from: chitin_storage::Timestamp,
+    to: chitin_storage::Timestamp,
+) -> Result<()> {
+    for (range, reads) in reads_by_range(ctx, reads).await? {
+        ctx.send(KvRequest::Refresh {
+            range,
+            txn,
+            read_ts: from,
+            commit_ts: to,
+            reads,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn commit_writes(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     if txn.writes.is_empty() {
         ctx.metrics().txn_commits.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
     let mut attempts = 0;
     loop {
-        match commit_once(ctx, &txn).await {
+        match commit_once(ctx, txn).await {
             Err(e)
                 if e.kind == crate::error::ErrorKind::RangeKeyMismatch
                     && attempts < crate::node::MISMATCH_RETRIES =>
@@ -1498,17 +1574,22 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     }
     // Serializable: every range read refreshes the reads to the commit timestamp.
     if failure.is_none() {
-        for (range, reads) in reads {
-            if let Err(e) = ctx
-                .send(KvRequest::Refresh {
+        // PERF: every range refreshes at once (a refresh never waits for another
+        // two-phase transaction, so this cannot form a waiting cycle).
+        let refreshes = reads
+            .into_iter()
+            .map(|(range, reads)| {
+                ctx.send(KvRequest::Refresh {
                     range,
                     txn: txn.id,
                     read_ts: txn.read_ts,
                     commit_ts,
                     reads,
                 })
-                .await
-            {
+            })
+            .collect::<Vec<_>>();
+        for r in join_all(refreshes).await {
+            if let Err(e) = r {
                 failure = Some(e);
                 break;
             }
@@ -1552,16 +1633,20 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
         }
         return Err(e);
     }
-    let mut result = Ok(());
-    for range in prepared.iter().copied() {
-        if let Err(e) = ctx
-            .send(KvRequest::Commit {
+    // PERF: the decision is durable, so every range applies its part at once.
+    let commits = prepared
+        .iter()
+        .map(|&range| {
+            ctx.send(KvRequest::Commit {
                 range,
                 txn: txn.id,
                 commit_ts,
             })
-            .await
-        {
+        })
+        .collect::<Vec<_>>();
+    let mut result = Ok(());
+    for r in join_all(commits).await {
+        if let Err(e) = r {
             result = Err(e);
         }
     }
@@ -1578,4 +1663,32 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
             .await;
     }
     result
+}
+
+/// Runs futures concurrently on this task and returns their outputs in order.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if let Some(fut) = f {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *o = Some(v);
+                        *f = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }

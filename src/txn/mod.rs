@@ -12,7 +12,13 @@
 //! - READ COMMITTED: a fresh snapshot per statement, no refresh; a write that conflicts
 //!   with a commit since the statement that made it fails the commit with 40001 (where
 //!   PostgreSQL would wait for the other writer and re-apply the statement).
-//! - `FOR UPDATE` / `FOR SHARE` take no locks: plain reads (refreshed under SERIALIZABLE).
+//! - Row locks: UPDATE and DELETE of rows found by primary key lock each row on its range
+//!   before reading it (`KvRequest::Lock`); a transaction that finds the row locked waits
+//!   for the holder to end, and if the row changed meanwhile it moves its read timestamp
+//!   past that write, refreshing what it read so far (SERIALIZABLE) — so contending
+//!   writers queue instead of failing at commit. Locks are in memory on the leaseholder
+//!   and advisory (commits still validate); scans take none; `FOR UPDATE` / `FOR SHARE`
+//!   take none yet (plain reads, refreshed under SERIALIZABLE).
 //! - The clock is a monotonic nanosecond counter seeded from the wall clock; no uncertainty
 //!   intervals yet (single node).
 
@@ -99,6 +105,8 @@ pub struct Txn {
     /// The read timestamp of the statement that buffered the first write: commits check
     /// write-write conflicts from there (READ COMMITTED moves `read_ts` per statement).
     pub first_write_ts: Option<Timestamp>,
+    /// Ranges where this transaction took row locks (released when it ends).
+    pub locked: RefCell<Vec<chitin_storage::RangeId>>,
 }
 
 /// Isolation levels. REPEATABLE READ and SNAPSHOT run as SERIALIZABLE, READ UNCOMMITTED
@@ -143,6 +151,15 @@ impl Txn {
             implicit: false,
             isolation: Isolation::Serializable,
             first_write_ts: None,
+            locked: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Remembers that a row lock was taken on `range`.
+    pub fn note_lock(&self, range: chitin_storage::RangeId) {
+        let mut l = self.locked.borrow_mut();
+        if !l.contains(&range) {
+            l.push(range);
         }
     }
 
