@@ -5119,6 +5119,19 @@ impl<'a> Exec<'a> {
         cols: Vec<usize>,
         pk_name: String,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        // Reserve the index ids the copy goes to first: a retried statement (or one that
+        // failed half-way) then copies under fresh ids, never into its own earlier copy.
+        let mut reserve = t.clone();
+        reserve.next_index_id = desc.next_index_id + 1 + desc.indexes.len() as u32;
+        catalog::commit_schema(
+            self.ctx,
+            self.ctx.shared.hlc.now(),
+            vec![KvWrite::Put {
+                key: keys::table_desc_key(reserve.id),
+                value: catalog::encode_table(&reserve),
+            }],
+        )
+        .await?;
         let snapshot = self.ctx.shared.hlc.now();
         desc.primary_index = desc.next_index_id;
         desc.next_index_id += 1;
@@ -5129,6 +5142,7 @@ impl<'a> Exec<'a> {
         for &c in &cols {
             desc.columns[c].nullable = false;
         }
+        desc.next_index_id = reserve.next_index_id;
         desc.pk = cols;
         desc.pk_name = pk_name;
         let old_start = index_prefix(t.id, t.primary_index);
