@@ -17,6 +17,7 @@ use crate::sql::expr::{
     ident_name, object_name, sql_type, AggCall, AggFunc, BinOp, Binder, EvalCtx, Scalar,
     ScopeColumn,
 };
+use crate::sql::pg_catalog;
 use crate::sql::preparse::{RANGE_FOR_ROW_MARKER, SPLIT_MARKER, UPSERT_MARKER};
 use crate::sql::rewrite;
 use crate::sql::session::{Column, Outcome};
@@ -563,6 +564,9 @@ fn plan_relation(
             ))
         }
         TableFactor::Table { name, alias, .. } => {
+            if let Some(vt) = pg_catalog::virtual_table(cat, db_id, name) {
+                return Ok(virtual_input(vt, alias.as_ref()));
+            }
             let t = lookup_relation(cat, db_id, name)?;
             if let Some(sql) = &t.view {
                 // A view: its query as a derived table, named after the view.
@@ -643,6 +647,39 @@ fn plan_relation(
             "this kind of FROM item is not supported yet",
         )),
     }
+}
+
+/// A catalog table ([`pg_catalog`]): its rows as a VALUES list, named like a table.
+fn virtual_input(
+    vt: pg_catalog::VirtualTable,
+    alias: Option<&ast::TableAlias>,
+) -> (JoinInput, Vec<ScopeColumn>) {
+    let table = alias.map(|a| ident_name(&a.name)).unwrap_or(vt.name);
+    let scope = vt
+        .columns
+        .iter()
+        .map(|c| ScopeColumn {
+            hidden: false,
+            table: Some(table.clone()),
+            name: c.name.clone(),
+            ty: c.ty,
+        })
+        .collect::<Vec<_>>();
+    let mut plan = empty_plan(vt.columns);
+    plan.values = Some(
+        vt.rows
+            .into_iter()
+            .map(|r| r.into_iter().map(Scalar::Const).collect())
+            .collect(),
+    );
+    (
+        JoinInput {
+            width: scope.len(),
+            table: None,
+            derived: Some(Box::new(plan)),
+        },
+        scope,
+    )
 }
 
 /// Plans FROM: nothing, one table, one subquery, or a join of several.
@@ -970,6 +1007,16 @@ pub fn describe(
     stmt: &Statement,
     params: &mut Vec<SqlType>,
 ) -> Result<Option<Vec<Column>>> {
+    if pg_catalog::needs_rewrite(stmt) {
+        let mut s = stmt.clone();
+        pg_catalog::rewrite(&mut s, cat, db_id)?;
+        if rewrite::needs_rewrite(&s) {
+            stub_subqueries(cat, db_id, &mut s, params)?;
+        }
+        if let Statement::Query(q) = &s {
+            return Ok(Some(plan_select(cat, db_id, q, params)?.columns));
+        }
+    }
     if rewrite::needs_rewrite(stmt) {
         let mut s = stmt.clone();
         stub_subqueries(cat, db_id, &mut s, params)?;
@@ -1867,7 +1914,7 @@ impl PlanCache {
         match self.needs_rewrite.get() {
             Some(b) => b,
             None => {
-                let b = rewrite::needs_rewrite(stmt);
+                let b = rewrite::needs_rewrite(stmt) || pg_catalog::needs_rewrite(stmt);
                 self.needs_rewrite.set(Some(b));
                 b
             }
@@ -2126,7 +2173,7 @@ impl<'a> Exec<'a> {
         ) && match self.plan_cache {
             // PERF: a prepared statement walks its AST for subqueries once, not per run.
             Some(c) => c.needs_rewrite(stmt),
-            None => rewrite::needs_rewrite(stmt),
+            None => rewrite::needs_rewrite(stmt) || pg_catalog::needs_rewrite(stmt),
         } {
             // CTEs and subqueries in expressions: rewrite, run the subqueries, then the
             // statement (not through the plan cache: the rewrite differs per run).
@@ -2134,6 +2181,7 @@ impl<'a> Exec<'a> {
             let corr_base = self.correlated.len();
             let mut s = stmt.clone();
             let saved = self.plan_cache.take();
+            pg_catalog::rewrite(&mut s, self.cat, self.db_id)?;
             let r = match self.inline_subqueries(&mut s).await {
                 Ok(()) => Box::pin(self.run_plain(&s)).await,
                 Err(e) => Err(e),
@@ -2286,9 +2334,11 @@ impl<'a> Exec<'a> {
             return Ok(());
         }
         let mut ps = Vec::new();
+        // Outputs of an ungrouped SELECT run theirs per row (`finish_plan`).
         for s in plan
             .outputs
             .iter()
+            .filter(|_| plan.grouped)
             .chain(&plan.group_by)
             .chain(plan.having.iter())
         {
@@ -2306,7 +2356,7 @@ impl<'a> Exec<'a> {
         }
         if self.correlated.iter().any(|c| ps.contains(&c.slot)) {
             return Err(Error::unsupported(
-                "correlated subqueries are only supported in WHERE clauses",
+                "correlated subqueries are only supported in WHERE clauses and SELECT lists",
             ));
         }
         if let Some(d) = &plan.derived {
@@ -3049,6 +3099,12 @@ impl<'a> Exec<'a> {
             // PERF: a projection of distinct plain columns moves them out of the input
             // row instead of cloning them (no copy of text values).
             let moves = plain_columns(&plan.outputs) && plan.order.is_empty();
+            // Correlated subqueries in the SELECT list: run for each row.
+            let output_corr: Vec<usize> = plan
+                .outputs
+                .iter()
+                .flat_map(|o| self.correlated_in(Some(o)))
+                .collect();
             let mut window_values = if plan.windows.is_empty() {
                 Vec::new()
             } else {
@@ -3073,6 +3129,11 @@ impl<'a> Exec<'a> {
                         })
                         .collect()
                 } else {
+                    for &i in &output_corr {
+                        let v = Box::pin(self.run_correlated(i, &plan.scope, &r)).await?;
+                        let slot = self.correlated[i].slot;
+                        self.cx.params[slot] = v;
+                    }
                     self.project(plan, &r)?
                 };
                 let keys = if moves {

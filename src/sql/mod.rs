@@ -34,6 +34,7 @@ pub mod catalog;
 pub mod copy;
 pub mod exec;
 pub mod expr;
+pub mod pg_catalog;
 pub mod preparse;
 pub mod rewrite;
 pub mod session;
