@@ -663,44 +663,14 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
             let mut rows = Vec::new();
             for t in &tables {
                 for (attnum, pos) in attnums(t) {
-                    let c = &t.columns[pos];
-                    let toid = type_oid(c.ty);
-                    let len = TYPES
-                        .iter()
-                        .find(|x| x.0 == toid)
-                        .map(|x| x.2)
-                        .unwrap_or(-1);
-                    let coll = if matches!(c.ty, SqlType::Text | SqlType::Varchar) {
-                        100
-                    } else {
-                        0
-                    };
-                    let name = if c.dropped {
-                        format!("........pg.dropped.{attnum}........")
-                    } else {
-                        c.name.clone()
-                    };
-                    rows.push(vec![
-                        int(table_oid(t)),
-                        text(name),
-                        int(if c.dropped { 0 } else { toid }),
-                        int(len),
-                        int(attnum),
-                        int(col_typmod(c)),
-                        Datum::Bool(!c.nullable && !c.dropped),
-                        Datum::Bool(c.default.is_some() && !c.dropped),
-                        Datum::Bool(c.missing.is_some()),
-                        text(""),
-                        text(""),
-                        Datum::Bool(c.dropped),
-                        Datum::Bool(true),
-                        int(0),
-                        int(coll),
-                        Datum::Null,
-                        Datum::Null,
-                        int(-1),
-                        int(0),
-                    ]);
+                    rows.push(attribute_row(table_oid(t), &t.columns[pos], attnum, true));
+                }
+                // An index's attributes are its columns, numbered from 1.
+                for (i, _) in indexes_of(t) {
+                    for (n, &c) in i.columns.iter().enumerate() {
+                        let oid = index_oid(t, i.id);
+                        rows.push(attribute_row(oid, &t.columns[c], n as i64 + 1, false));
+                    }
                 }
             }
             table(
@@ -725,6 +695,8 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                     ("attoptions", T),
                     ("attstattarget", I4),
                     ("attndims", I4),
+                    ("attstorage", T),
+                    ("attcompression", T),
                 ],
                 rows,
             )
@@ -823,6 +795,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                         Datum::Bool(true),
                         Datum::Bool(true),
                         Datum::Bool(false),
+                        Datum::Bool(false),
                         text(keys.join(" ")),
                         text(vec!["0"; keys.len()].join(" ")),
                         text(vec!["1978"; keys.len()].join(" ")),
@@ -849,6 +822,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                     ("indisready", B),
                     ("indislive", B),
                     ("indisreplident", B),
+                    ("indnullsnotdistinct", B),
                     ("indkey", T),
                     ("indcollation", T),
                     ("indclass", T),
@@ -1245,6 +1219,59 @@ const SETTINGS: &[(&str, &str)] = &[
     ("max_index_keys", "32"),
     ("block_size", "8192"),
 ];
+
+/// A `pg_attribute` row for column `c`, number `attnum` of relation `rel` (a table's own
+/// column when `own`, else an index's).
+fn attribute_row(
+    rel: i64,
+    c: &crate::sql::catalog::ColumnDesc,
+    attnum: i64,
+    own: bool,
+) -> Vec<Datum> {
+    let toid = type_oid(c.ty);
+    let len = TYPES
+        .iter()
+        .find(|x| x.0 == toid)
+        .map(|x| x.2)
+        .unwrap_or(-1);
+    let coll = if matches!(c.ty, SqlType::Text | SqlType::Varchar) {
+        100
+    } else {
+        0
+    };
+    let name = if c.dropped {
+        format!("........pg.dropped.{attnum}........")
+    } else {
+        c.name.clone()
+    };
+    vec![
+        int(rel),
+        text(name),
+        int(if c.dropped { 0 } else { toid }),
+        int(len),
+        int(attnum),
+        int(col_typmod(c)),
+        Datum::Bool(own && !c.nullable && !c.dropped),
+        Datum::Bool(own && c.default.is_some() && !c.dropped),
+        Datum::Bool(own && c.missing.is_some()),
+        text(""),
+        text(""),
+        Datum::Bool(c.dropped),
+        Datum::Bool(true),
+        int(0),
+        int(coll),
+        Datum::Null,
+        Datum::Null,
+        int(-1),
+        int(0),
+        text(match (len, c.ty) {
+            (-1, SqlType::Numeric) => "m",
+            (-1, _) => "x",
+            _ => "p",
+        }),
+        text(""),
+    ]
+}
 
 #[allow(clippy::too_many_arguments)]
 fn class_row(
@@ -1974,6 +2001,28 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                 }
             }
         }
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            // What is rewritten keeps the output name PostgreSQL gives it.
+            if let SetExpr::Select(s) = q.body.as_mut() {
+                for item in s.projection.iter_mut() {
+                    if let SelectItem::UnnamedExpr(e) = item {
+                        let renamed = match e {
+                            Expr::Function(f) => CATALOG_FUNCTIONS.contains(&func_name(f).as_str()),
+                            Expr::Cast { data_type, .. } => is_reg_type(data_type),
+                            _ => false,
+                        };
+                        if renamed {
+                            let alias = ast::Ident::with_quote('"', expr_name(e));
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias,
+                            };
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
         fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
             // Subqueries that must be empty: replaced before their insides are visited.
             let replacement = match e {
@@ -1987,7 +2036,7 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                     ..
                 } if query_is_empty(subquery) => Some(Expr::Value(Value::Boolean(*negated).into())),
                 Expr::Function(f) => match &f.args {
-                    FunctionArguments::Subquery(q) if query_is_empty(q) => {
+                    FunctionArguments::Subquery(q) if query_is_empty(q) || over_unnest(q) => {
                         Some(Expr::Value(Value::SingleQuotedString("{}".into()).into()))
                     }
                     _ => None,
@@ -2114,8 +2163,18 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                                 args.get(1),
                                 Some(Expr::Value(v)) if v.value == Value::Boolean(true)
                             );
+                        let column = match args.get(1) {
+                            Some(Expr::Value(v)) if v.value == Value::Number("0".into(), false) => {
+                                None
+                            }
+                            Some(c) if name == "pg_get_indexdef" => Some(c.clone()),
+                            _ => None,
+                        };
                         let arg = args.into_iter().next().unwrap_or_else(null);
-                        *e = self.lookup_case(&name, arg, pretty);
+                        *e = match column {
+                            Some(c) => self.index_column_case(arg, c),
+                            None => self.lookup_case(&name, arg, pretty),
+                        };
                     }
                 }
                 _ => {}
@@ -2142,6 +2201,51 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                 }
             }
             Err(crate::sql::catalog::undefined_table(name))
+        }
+
+        /// `pg_get_indexdef(index, column, …)`: the name of that index column.
+        fn index_column_case(&self, index: Expr, column: Expr) -> Expr {
+            let as_int8 = |e: Expr| Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(Expr::Nested(Box::new(e))),
+                data_type: DataType::Custom(
+                    ObjectName::from(vec![ast::Ident::new("int8")]),
+                    vec![],
+                ),
+                format: None,
+            };
+            let eq = |l: Expr, r: i64| Expr::BinaryOp {
+                left: Box::new(as_int8(l)),
+                op: BinaryOperator::Eq,
+                right: Box::new(number(r)),
+            };
+            let mut conditions = Vec::new();
+            for t in user_tables(self.cat, self.db_id) {
+                for (i, _) in indexes_of(t) {
+                    for (n, &c) in i.columns.iter().enumerate() {
+                        conditions.push(ast::CaseWhen {
+                            condition: Expr::BinaryOp {
+                                left: Box::new(eq(index.clone(), index_oid(t, i.id))),
+                                op: BinaryOperator::And,
+                                right: Box::new(eq(column.clone(), n as i64 + 1)),
+                            },
+                            result: Expr::Value(
+                                Value::SingleQuotedString(quote_ident(&t.columns[c].name)).into(),
+                            ),
+                        });
+                    }
+                }
+            }
+            if conditions.is_empty() {
+                return null();
+            }
+            Expr::Case {
+                case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                operand: None,
+                conditions,
+                else_result: None,
+            }
         }
 
         /// `CASE arg WHEN oid THEN 'text' … END` for a catalog-dependent function.
@@ -2234,6 +2338,23 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
     }
 }
 
+/// Whether `q` reads `unnest(…)`: arrays are text here, and the only ones the catalog
+/// holds (`reloptions`, `datacl`, …) are NULL, so `ARRAY(SELECT … FROM unnest(x))` is `{}`.
+fn over_unnest(q: &Query) -> bool {
+    match q.body.as_ref() {
+        SetExpr::Select(s) => s.from.iter().any(|twj| match &twj.relation {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => crate::sql::expr::object_name(name) == "unnest",
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
 fn null() -> Expr {
     Expr::Value(Value::Null.into())
 }
@@ -2275,7 +2396,22 @@ fn expr_name(e: &Expr) -> String {
             .map(crate::sql::expr::ident_name)
             .unwrap_or_default(),
         Expr::Function(f) => func_name(f),
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => expr_name(expr),
+        // As PostgreSQL's FigureColname: `c.oid::regclass` is `oid`, `'t'::regclass` is
+        // `regclass`.
+        Expr::Cast {
+            expr, data_type, ..
+        } => match expr_name(expr) {
+            n if n == "?column?" => {
+                let s = data_type.to_string().to_lowercase();
+                s.rsplit('.')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string()
+            }
+            n => n,
+        },
+        Expr::Nested(expr) => expr_name(expr),
         _ => "?column?".into(),
     }
 }
