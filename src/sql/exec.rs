@@ -1000,6 +1000,58 @@ fn contains_agg(e: &Expr) -> bool {
     }
 }
 
+/// Types the columns of correlated subqueries in `orig`'s SELECT list (stubbed as NULL in
+/// `stubbed`) by planning each against the outer query's scope.
+fn correlated_select_types(
+    cat: &Catalog,
+    db_id: u32,
+    orig: &ast::Query,
+    stubbed: &ast::Query,
+    cols: &mut [Column],
+    params: &[SqlType],
+) {
+    let SetExpr::Select(sel) = orig.body.as_ref() else {
+        return;
+    };
+    if sel.projection.len() != cols.len() {
+        return;
+    }
+    let mut ptypes = params.to_vec();
+    let Ok(outer) = plan_select(cat, db_id, stubbed, &mut ptypes) else {
+        return;
+    };
+    for (k, item) in sel.projection.iter().enumerate() {
+        let (SelectItem::UnnamedExpr(Expr::Subquery(q))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Subquery(q),
+            ..
+        }) = item
+        else {
+            continue;
+        };
+        let mut q = (**q).clone();
+        let SetExpr::Select(inner_sel) = q.body.as_ref() else {
+            continue;
+        };
+        let mut ptypes = params.to_vec();
+        let Ok((_, _, _, inner)) = plan_from(cat, db_id, &inner_sel.from, &mut ptypes) else {
+            continue;
+        };
+        let base = ptypes.len();
+        let mut outer_types = Vec::new();
+        rewrite::bind_outer_refs(&mut q, &inner, &outer.scope, &mut |col| {
+            outer_types.push(outer.scope[col].ty);
+            base + outer_types.len()
+        });
+        ptypes.extend(outer_types);
+        if let Ok(p) = plan_select(cat, db_id, &q, &mut ptypes) {
+            if let Some(c) = p.columns.first() {
+                cols[k].ty = c.ty;
+            }
+        }
+    }
+}
+
 /// The result columns of a statement, for Describe.
 pub fn describe(
     cat: &Catalog,
@@ -1020,7 +1072,13 @@ pub fn describe(
     if rewrite::needs_rewrite(stmt) {
         let mut s = stmt.clone();
         stub_subqueries(cat, db_id, &mut s, params)?;
-        return describe(cat, db_id, &s, params);
+        let mut columns = describe(cat, db_id, &s, params)?;
+        if let (Some(cols), Statement::Query(orig), Statement::Query(stubbed)) =
+            (columns.as_mut(), stmt, &s)
+        {
+            correlated_select_types(cat, db_id, orig, stubbed, cols, params);
+        }
+        return Ok(columns);
     }
     Ok(match stmt {
         Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
@@ -2902,6 +2960,7 @@ impl<'a> Exec<'a> {
             }
         };
         self.check_correlated_use(&plan)?;
+        let columns = self.correlated_output_types(&plan);
         let rows = self.run_plan(&plan).await?;
         let n = rows.len();
         Ok((
@@ -2914,9 +2973,50 @@ impl<'a> Exec<'a> {
             if self.plan_cache.is_some() {
                 None
             } else {
-                Some(plan.columns.clone())
+                Some(columns)
             },
         ))
+    }
+
+    /// `plan`'s columns, with the type of each correlated subquery in its SELECT list
+    /// (planned against the outer scope; unknown until then).
+    fn correlated_output_types(&self, plan: &SelectPlan) -> Vec<Column> {
+        let mut columns = plan.columns.clone();
+        if self.correlated.is_empty() || plan.grouped {
+            return columns;
+        }
+        for (k, o) in plan.outputs.iter().enumerate() {
+            let Scalar::Param(slot) = o else { continue };
+            let Some(c) = self
+                .correlated
+                .iter()
+                .find(|c| c.slot == *slot && c.exists.is_none())
+            else {
+                continue;
+            };
+            let mut q = c.query.clone();
+            let SetExpr::Select(s) = q.body.as_ref() else {
+                continue;
+            };
+            let mut ptypes: Vec<SqlType> =
+                self.cx.params.iter().map(|d| d.natural_type()).collect();
+            let Ok((_, _, _, inner)) = plan_from(self.cat, self.db_id, &s.from, &mut ptypes) else {
+                continue;
+            };
+            let mut outer_types = Vec::new();
+            let base = ptypes.len();
+            rewrite::bind_outer_refs(&mut q, &inner, &plan.scope, &mut |col| {
+                outer_types.push(plan.scope[col].ty);
+                base + outer_types.len()
+            });
+            ptypes.extend(outer_types);
+            if let Ok(p) = plan_select(self.cat, self.db_id, &q, &mut ptypes) {
+                if let (Some(col), Some(out)) = (p.columns.first(), columns.get_mut(k)) {
+                    out.ty = col.ty;
+                }
+            }
+        }
+        columns
     }
 
     async fn run_plan(&mut self, plan: &SelectPlan) -> Result<Vec<Vec<Datum>>> {
