@@ -17,6 +17,7 @@ use crate::sql::expr::{
     ident_name, object_name, sql_type, AggCall, AggFunc, BinOp, Binder, EvalCtx, Scalar,
     ScopeColumn,
 };
+use crate::sql::pg_catalog;
 use crate::sql::preparse::{RANGE_FOR_ROW_MARKER, SPLIT_MARKER, UPSERT_MARKER};
 use crate::sql::rewrite;
 use crate::sql::session::{Column, Outcome};
@@ -563,6 +564,9 @@ fn plan_relation(
             ))
         }
         TableFactor::Table { name, alias, .. } => {
+            if let Some(vt) = pg_catalog::virtual_table(cat, db_id, name) {
+                return Ok(virtual_input(vt, alias.as_ref()));
+            }
             let t = lookup_relation(cat, db_id, name)?;
             if let Some(sql) = &t.view {
                 // A view: its query as a derived table, named after the view.
@@ -643,6 +647,39 @@ fn plan_relation(
             "this kind of FROM item is not supported yet",
         )),
     }
+}
+
+/// A catalog table ([`pg_catalog`]): its rows as a VALUES list, named like a table.
+fn virtual_input(
+    vt: pg_catalog::VirtualTable,
+    alias: Option<&ast::TableAlias>,
+) -> (JoinInput, Vec<ScopeColumn>) {
+    let table = alias.map(|a| ident_name(&a.name)).unwrap_or(vt.name);
+    let scope = vt
+        .columns
+        .iter()
+        .map(|c| ScopeColumn {
+            hidden: false,
+            table: Some(table.clone()),
+            name: c.name.clone(),
+            ty: c.ty,
+        })
+        .collect::<Vec<_>>();
+    let mut plan = empty_plan(vt.columns);
+    plan.values = Some(
+        vt.rows
+            .into_iter()
+            .map(|r| r.into_iter().map(Scalar::Const).collect())
+            .collect(),
+    );
+    (
+        JoinInput {
+            width: scope.len(),
+            table: None,
+            derived: Some(Box::new(plan)),
+        },
+        scope,
+    )
 }
 
 /// Plans FROM: nothing, one table, one subquery, or a join of several.
@@ -963,6 +1000,58 @@ fn contains_agg(e: &Expr) -> bool {
     }
 }
 
+/// Types the columns of correlated subqueries in `orig`'s SELECT list (stubbed as NULL in
+/// `stubbed`) by planning each against the outer query's scope.
+fn correlated_select_types(
+    cat: &Catalog,
+    db_id: u32,
+    orig: &ast::Query,
+    stubbed: &ast::Query,
+    cols: &mut [Column],
+    params: &[SqlType],
+) {
+    let SetExpr::Select(sel) = orig.body.as_ref() else {
+        return;
+    };
+    if sel.projection.len() != cols.len() {
+        return;
+    }
+    let mut ptypes = params.to_vec();
+    let Ok(outer) = plan_select(cat, db_id, stubbed, &mut ptypes) else {
+        return;
+    };
+    for (k, item) in sel.projection.iter().enumerate() {
+        let (SelectItem::UnnamedExpr(Expr::Subquery(q))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Subquery(q),
+            ..
+        }) = item
+        else {
+            continue;
+        };
+        let mut q = (**q).clone();
+        let SetExpr::Select(inner_sel) = q.body.as_ref() else {
+            continue;
+        };
+        let mut ptypes = params.to_vec();
+        let Ok((_, _, _, inner)) = plan_from(cat, db_id, &inner_sel.from, &mut ptypes) else {
+            continue;
+        };
+        let base = ptypes.len();
+        let mut outer_types = Vec::new();
+        rewrite::bind_outer_refs(&mut q, &inner, &outer.scope, &mut |col| {
+            outer_types.push(outer.scope[col].ty);
+            base + outer_types.len()
+        });
+        ptypes.extend(outer_types);
+        if let Ok(p) = plan_select(cat, db_id, &q, &mut ptypes) {
+            if let Some(c) = p.columns.first() {
+                cols[k].ty = c.ty;
+            }
+        }
+    }
+}
+
 /// The result columns of a statement, for Describe.
 pub fn describe(
     cat: &Catalog,
@@ -970,10 +1059,26 @@ pub fn describe(
     stmt: &Statement,
     params: &mut Vec<SqlType>,
 ) -> Result<Option<Vec<Column>>> {
+    if pg_catalog::needs_rewrite(stmt) {
+        let mut s = stmt.clone();
+        pg_catalog::rewrite(&mut s, cat, db_id)?;
+        if rewrite::needs_rewrite(&s) {
+            stub_subqueries(cat, db_id, &mut s, params)?;
+        }
+        if let Statement::Query(q) = &s {
+            return Ok(Some(plan_select(cat, db_id, q, params)?.columns));
+        }
+    }
     if rewrite::needs_rewrite(stmt) {
         let mut s = stmt.clone();
         stub_subqueries(cat, db_id, &mut s, params)?;
-        return describe(cat, db_id, &s, params);
+        let mut columns = describe(cat, db_id, &s, params)?;
+        if let (Some(cols), Statement::Query(orig), Statement::Query(stubbed)) =
+            (columns.as_mut(), stmt, &s)
+        {
+            correlated_select_types(cat, db_id, orig, stubbed, cols, params);
+        }
+        return Ok(columns);
     }
     Ok(match stmt {
         Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
@@ -1867,7 +1972,7 @@ impl PlanCache {
         match self.needs_rewrite.get() {
             Some(b) => b,
             None => {
-                let b = rewrite::needs_rewrite(stmt);
+                let b = rewrite::needs_rewrite(stmt) || pg_catalog::needs_rewrite(stmt);
                 self.needs_rewrite.set(Some(b));
                 b
             }
@@ -2126,7 +2231,7 @@ impl<'a> Exec<'a> {
         ) && match self.plan_cache {
             // PERF: a prepared statement walks its AST for subqueries once, not per run.
             Some(c) => c.needs_rewrite(stmt),
-            None => rewrite::needs_rewrite(stmt),
+            None => rewrite::needs_rewrite(stmt) || pg_catalog::needs_rewrite(stmt),
         } {
             // CTEs and subqueries in expressions: rewrite, run the subqueries, then the
             // statement (not through the plan cache: the rewrite differs per run).
@@ -2134,6 +2239,7 @@ impl<'a> Exec<'a> {
             let corr_base = self.correlated.len();
             let mut s = stmt.clone();
             let saved = self.plan_cache.take();
+            pg_catalog::rewrite(&mut s, self.cat, self.db_id)?;
             let r = match self.inline_subqueries(&mut s).await {
                 Ok(()) => Box::pin(self.run_plain(&s)).await,
                 Err(e) => Err(e),
@@ -2286,9 +2392,11 @@ impl<'a> Exec<'a> {
             return Ok(());
         }
         let mut ps = Vec::new();
+        // Outputs of an ungrouped SELECT run theirs per row (`finish_plan`).
         for s in plan
             .outputs
             .iter()
+            .filter(|_| plan.grouped)
             .chain(&plan.group_by)
             .chain(plan.having.iter())
         {
@@ -2306,7 +2414,7 @@ impl<'a> Exec<'a> {
         }
         if self.correlated.iter().any(|c| ps.contains(&c.slot)) {
             return Err(Error::unsupported(
-                "correlated subqueries are only supported in WHERE clauses",
+                "correlated subqueries are only supported in WHERE clauses and SELECT lists",
             ));
         }
         if let Some(d) = &plan.derived {
@@ -2852,6 +2960,7 @@ impl<'a> Exec<'a> {
             }
         };
         self.check_correlated_use(&plan)?;
+        let columns = self.correlated_output_types(&plan);
         let rows = self.run_plan(&plan).await?;
         let n = rows.len();
         Ok((
@@ -2864,9 +2973,50 @@ impl<'a> Exec<'a> {
             if self.plan_cache.is_some() {
                 None
             } else {
-                Some(plan.columns.clone())
+                Some(columns)
             },
         ))
+    }
+
+    /// `plan`'s columns, with the type of each correlated subquery in its SELECT list
+    /// (planned against the outer scope; unknown until then).
+    fn correlated_output_types(&self, plan: &SelectPlan) -> Vec<Column> {
+        let mut columns = plan.columns.clone();
+        if self.correlated.is_empty() || plan.grouped {
+            return columns;
+        }
+        for (k, o) in plan.outputs.iter().enumerate() {
+            let Scalar::Param(slot) = o else { continue };
+            let Some(c) = self
+                .correlated
+                .iter()
+                .find(|c| c.slot == *slot && c.exists.is_none())
+            else {
+                continue;
+            };
+            let mut q = c.query.clone();
+            let SetExpr::Select(s) = q.body.as_ref() else {
+                continue;
+            };
+            let mut ptypes: Vec<SqlType> =
+                self.cx.params.iter().map(|d| d.natural_type()).collect();
+            let Ok((_, _, _, inner)) = plan_from(self.cat, self.db_id, &s.from, &mut ptypes) else {
+                continue;
+            };
+            let mut outer_types = Vec::new();
+            let base = ptypes.len();
+            rewrite::bind_outer_refs(&mut q, &inner, &plan.scope, &mut |col| {
+                outer_types.push(plan.scope[col].ty);
+                base + outer_types.len()
+            });
+            ptypes.extend(outer_types);
+            if let Ok(p) = plan_select(self.cat, self.db_id, &q, &mut ptypes) {
+                if let (Some(col), Some(out)) = (p.columns.first(), columns.get_mut(k)) {
+                    out.ty = col.ty;
+                }
+            }
+        }
+        columns
     }
 
     async fn run_plan(&mut self, plan: &SelectPlan) -> Result<Vec<Vec<Datum>>> {
@@ -3049,6 +3199,12 @@ impl<'a> Exec<'a> {
             // PERF: a projection of distinct plain columns moves them out of the input
             // row instead of cloning them (no copy of text values).
             let moves = plain_columns(&plan.outputs) && plan.order.is_empty();
+            // Correlated subqueries in the SELECT list: run for each row.
+            let output_corr: Vec<usize> = plan
+                .outputs
+                .iter()
+                .flat_map(|o| self.correlated_in(Some(o)))
+                .collect();
             let mut window_values = if plan.windows.is_empty() {
                 Vec::new()
             } else {
@@ -3073,6 +3229,11 @@ impl<'a> Exec<'a> {
                         })
                         .collect()
                 } else {
+                    for &i in &output_corr {
+                        let v = Box::pin(self.run_correlated(i, &plan.scope, &r)).await?;
+                        let slot = self.correlated[i].slot;
+                        self.cx.params[slot] = v;
+                    }
                     self.project(plan, &r)?
                 };
                 let keys = if moves {

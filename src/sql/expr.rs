@@ -621,6 +621,15 @@ impl<'a> Binder<'a> {
         op: &BinaryOperator,
         right: &Expr,
     ) -> Result<(Scalar, SqlType)> {
+        if let Some(code) = crate::sql::pg_catalog::regex_op(op) {
+            let (l, _) = self.bind(left, Some(SqlType::Text))?;
+            let (r, _) = self.bind(right, Some(SqlType::Text))?;
+            let args = vec![l, r, Scalar::Const(Datum::Int(code))];
+            return Ok((
+                Scalar::Func("__regex".into(), args, SqlType::Bool),
+                SqlType::Bool,
+            ));
+        }
         let bop = match op {
             BinaryOperator::Plus => BinOp::Add,
             BinaryOperator::Minus => BinOp::Sub,
@@ -1035,6 +1044,9 @@ impl<'a> Binder<'a> {
             "gen_random_uuid" | "uuid_generate_v4" => SqlType::Uuid,
             "unique_rowid" => SqlType::Int8,
             "cluster_logical_timestamp" => SqlType::Numeric,
+            n if crate::sql::pg_catalog::function_type(n, &types).is_some() => {
+                crate::sql::pg_catalog::function_type(n, &types).unwrap()
+            }
             _ => {
                 return Err(Error::new(
                     ErrorKind::UndefinedFunction,
@@ -1677,7 +1689,7 @@ fn eval_func(
             | "current_user"
             | "current_schema"
             | "pi"
-    );
+    ) && !crate::sql::pg_catalog::is_non_strict(name);
     if strict_null && vals.iter().any(|v| v.is_null()) {
         return Ok(Datum::Null);
     }
@@ -2047,6 +2059,9 @@ fn eval_func(
         "current_database" => Datum::Text(cx.database.clone()),
         "current_user" => Datum::Text(cx.user.clone()),
         "current_schema" => Datum::Text("public".into()),
+        n if crate::sql::pg_catalog::eval_function(n, &vals).is_some() => {
+            crate::sql::pg_catalog::eval_function(n, &vals).unwrap()?
+        }
         _ => {
             return Err(Error::new(
                 ErrorKind::UndefinedFunction,

@@ -9,9 +9,11 @@
 //! 3. [`session::Session`] handles transaction control and session variables, and runs
 //!    everything else in a transaction ([`crate::txn::Txn`]): the explicit one, or an
 //!    implicit one it commits and retries on 40001.
-//! 4. [`exec::Exec::run`] first rewrites CTEs into derived tables and runs uncorrelated
-//!    subqueries, putting their results back as parameters ([`rewrite`]); then it binds
-//!    names against the cached [`catalog::Catalog`]
+//! 4. [`exec::Exec::run`] first rewrites catalog queries ([`pg_catalog::rewrite`]:
+//!    psql's `OPERATOR(pg_catalog.~)`, `::regclass`, …), rewrites CTEs into derived
+//!    tables and runs uncorrelated subqueries, putting their results back as parameters
+//!    ([`rewrite`]); then it binds names against the cached [`catalog::Catalog`] and the
+//!    virtual catalog tables ([`pg_catalog::virtual_table`])
 //!    ([`expr::Binder`] → [`expr::Scalar`]), picks an access path (primary key point
 //!    lookup, primary key span, secondary index lookup, or full scan of the table's
 //!    range), reads through the transaction (own writes overlaid on KV reads at the read
@@ -23,10 +25,12 @@
 //!
 //! # Implementation caveats
 //!
-//! - Joins are nested loops; correlated subqueries work only in WHERE (run once per
-//!   outer row); no arrays, JSONB or intervals yet (issue 6). Views are stored queries
-//!   (materialized ones too: always fresh, nothing stored).
-//! - No `pg_catalog` / `information_schema` yet.
+//! - Joins are nested loops; correlated subqueries work only in WHERE and in ungrouped
+//!   SELECT lists (run once per outer row); no arrays, JSONB or intervals yet (issue 6).
+//!   Views are stored queries (materialized ones too: always fresh, nothing stored).
+//! - `pg_catalog` / `information_schema` are virtual tables computed from the catalog at
+//!   planning time ([`pg_catalog`]): enough for psql's `\d` commands and common driver
+//!   introspection, not a full PostgreSQL catalog (its essay lists what is missing).
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
 
@@ -34,6 +38,7 @@ pub mod catalog;
 pub mod copy;
 pub mod exec;
 pub mod expr;
+pub mod pg_catalog;
 pub mod preparse;
 pub mod rewrite;
 pub mod session;
