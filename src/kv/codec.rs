@@ -1195,7 +1195,7 @@ mod tests {
             let back = decode_request(&b).unwrap_or_else(|e| panic!("{req:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{req:?}"));
         }
-        assert_eq!(tags.len(), 11, "every request variant is tested");
+        assert_eq!(tags.len(), 13, "every request variant is tested");
     }
 
     #[test]
@@ -1210,7 +1210,7 @@ mod tests {
             let back = decode_response(&b).unwrap_or_else(|e| panic!("{resp:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{resp:?}"));
         }
-        assert_eq!(tags.len(), 8, "every response variant is tested");
+        assert_eq!(tags.len(), 9, "every response variant is tested");
     }
 
     #[test]
