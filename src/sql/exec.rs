@@ -4715,18 +4715,11 @@ impl<'a> Exec<'a> {
             }
         }
         if pk.is_empty() {
-            columns.push(ColumnDesc {
-                name: "rowid".into(),
-                ty: SqlType::Int8,
-                nullable: false,
-                default: Some("unique_rowid()".into()),
-                hidden: true,
-                max_len: None,
-                numeric: None,
-                default_expr: None,
-                dropped: false,
-                missing: None,
-            });
+            let mut rowid = ColumnDesc::new("rowid", SqlType::Int8);
+            rowid.nullable = false;
+            rowid.default = Some("unique_rowid()".into());
+            rowid.hidden = true;
+            columns.push(rowid);
             pk.push(columns.len() - 1);
         }
         for &i in &pk {
@@ -4827,21 +4820,13 @@ impl<'a> Exec<'a> {
             .columns
             .iter()
             .enumerate()
-            .map(|(i, c)| ColumnDesc {
-                name: cv
+            .map(|(i, c)| {
+                let name = cv
                     .columns
                     .get(i)
                     .map(|v| ident_name(&v.name))
-                    .unwrap_or_else(|| c.name.clone()),
-                ty: c.ty,
-                nullable: true,
-                default: None,
-                hidden: false,
-                max_len: None,
-                numeric: None,
-                default_expr: None,
-                dropped: false,
-                missing: None,
+                    .unwrap_or_else(|| c.name.clone());
+                ColumnDesc::new(name, c.ty)
             })
             .collect();
         let ts = self.ctx.shared.hlc.now();

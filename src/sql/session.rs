@@ -382,25 +382,8 @@ impl Session {
                 ex.copy_rows(&spec.table, &spec.columns, rows, first_line)
                     .await
             };
-            let r = match r {
-                Ok(n) => commit(&self.ctx, txn).await.map(|_| n),
-                Err(e) => {
-                    abandon(&self.ctx, Some(txn));
-                    Err(e)
-                }
-            };
-            match r {
-                Err(e)
-                    if e.is_retryable()
-                        && attempt < MAX_RETRIES
-                        && first_try.elapsed() < IMPLICIT_RETRY_BUDGET =>
-                {
-                    attempt += 1;
-                    glommio::timer::sleep(std::time::Duration::from_micros(
-                        100 * (1 << attempt.min(8)) + next_random() % 500,
-                    ))
-                    .await;
-                }
+            match finish_implicit(&self.ctx, txn, r).await {
+                Err(e) if retry_implicit(&self.ctx, &e, &mut attempt, first_try).await => {}
                 r => return r,
             }
         }
@@ -720,29 +703,8 @@ impl Session {
                 ex.plan_cache = plan;
                 ex.run(stmt).await
             };
-            let r = match r {
-                Ok(out) => commit(&self.ctx, txn).await.map(|_| out),
-                Err(e) => {
-                    abandon(&self.ctx, Some(txn));
-                    Err(e)
-                }
-            };
-            match r {
-                Err(e)
-                    if e.is_retryable()
-                        && attempt < MAX_RETRIES
-                        && first_try.elapsed() < IMPLICIT_RETRY_BUDGET =>
-                {
-                    attempt += 1;
-                    self.ctx
-                        .metrics()
-                        .txn_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    let backoff = std::time::Duration::from_micros(
-                        100 * (1 << attempt.min(8)) + next_random() % 500,
-                    );
-                    glommio::timer::sleep(backoff).await;
-                }
+            match finish_implicit(&self.ctx, txn, r).await {
+                Err(e) if retry_implicit(&self.ctx, &e, &mut attempt, first_try).await => {}
                 r => return r,
             }
         }
@@ -1332,6 +1294,33 @@ fn check_complexity(sql: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Commits an implicit transaction's work, or releases its locks when the work failed.
+async fn finish_implicit<T>(ctx: &Rc<CoreCtx>, txn: Txn, work: Result<T>) -> Result<T> {
+    match work {
+        Ok(out) => commit(ctx, txn).await.map(|_| out),
+        Err(e) => {
+            abandon(ctx, Some(txn));
+            Err(e)
+        }
+    }
+}
+
+/// Whether an implicit transaction that failed with `e` runs again (a serialization
+/// failure, within MAX_RETRIES and IMPLICIT_RETRY_BUDGET); if so, counts the retry and
+/// waits a jittered exponential backoff first.
+async fn retry_implicit(ctx: &CoreCtx, e: &Error, attempt: &mut usize, first_try: Instant) -> bool {
+    if !(e.is_retryable() && *attempt < MAX_RETRIES && first_try.elapsed() < IMPLICIT_RETRY_BUDGET)
+    {
+        return false;
+    }
+    *attempt += 1;
+    ctx.metrics().txn_retries.fetch_add(1, Ordering::Relaxed);
+    let backoff =
+        std::time::Duration::from_micros(100 * (1 << (*attempt).min(8)) + next_random() % 500);
+    glommio::timer::sleep(backoff).await;
+    true
 }
 
 /// Parses SQL text with PostgreSQL's dialect; a syntax error carries its position.
