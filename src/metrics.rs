@@ -69,6 +69,15 @@ pub struct CoreMetrics {
     pub txn_retries: AtomicU64,
     /// Transactions that committed (explicit and implicit, with writes or not).
     pub txn_commits: AtomicU64,
+    /// Commits of transactions that wrote to one range: one raft command (1PC).
+    pub txn_one_phase_commits: AtomicU64,
+    /// Multi-range commits decided in one round (STAGING record and prepares at once).
+    pub txn_parallel_commits: AtomicU64,
+    /// Multi-range commits that needed a second round to decide (a participant pushed the
+    /// commit timestamp, or one failed).
+    pub txn_parallel_commit_slow: AtomicU64,
+    /// Rounds of consensus commits waited for before answering the client.
+    pub txn_commit_rounds: AtomicU64,
     /// Raft commands proposed by this core's leaders.
     pub raft_proposals: AtomicU64,
     /// From proposal to applied, on the proposing leader.
@@ -159,6 +168,36 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
     out.push_str("# HELP sql_txn_commits_total Transactions committed.\n# TYPE sql_txn_commits_total counter\n");
     let n: u64 = cores.iter().map(|c| c.txn_commits.load(Relaxed)).sum();
     let _ = writeln!(out, "sql_txn_commits_total {n}");
+    // (name, help, reader)
+    let txn_counters: [MetricLine; 4] = [
+        (
+            "sql_txn_one_phase_commits_total",
+            "Commits of transactions that wrote one range, in one raft command.",
+            |c| c.txn_one_phase_commits.load(Relaxed),
+        ),
+        (
+            "sql_txn_parallel_commits_total",
+            "Multi-range commits decided in one round of consensus (parallel commit).",
+            |c| c.txn_parallel_commits.load(Relaxed),
+        ),
+        (
+            "sql_txn_parallel_commit_slow_total",
+            "Multi-range commits that needed a second round (pushed or failed participant).",
+            |c| c.txn_parallel_commit_slow.load(Relaxed),
+        ),
+        (
+            "sql_txn_commit_rounds_total",
+            "Rounds of consensus commits waited for before answering the client.",
+            |c| c.txn_commit_rounds.load(Relaxed),
+        ),
+    ];
+    for (name, help, get) in txn_counters {
+        let n: u64 = cores.iter().map(|c| get(c)).sum();
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
+        );
+    }
     let gauges: [MetricLine; 8] = [
         ("raft_proposals_total", "counter", |c| {
             c.raft_proposals.load(Relaxed)

@@ -35,7 +35,8 @@
 //!
 //! Request tags: 1 `Get`, 2 `Scan`, 3 `Prepare`, 4 `Commit`, 5 `Abort`, 6 `OnePhase`,
 //! 7 `Refresh`, 8 `SplitFence`, 9 `Ingest`, 10 `SplitFinish`, 11 `SplitAbort`, 12 `Lock`,
-//! 13 `ReleaseLocks`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`, 4 `Committed`,
+//! 13 `ReleaseLocks`, 14 `Recover`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`,
+//! 4 `Committed`,
 //! 5 `SplitFenced`, 6 `Done`, 7 `Err`, 8 `NotLeader`, 9 `Locked` (only the leader hint crosses: the request a local core hands
 //! back inside it is for its own gateway, so it decodes as `req: None`). A tag, a kind code or a flag bit is never reused for something else; a change
 //! of the layout of an existing variant bumps [`VERSION`].
@@ -64,7 +65,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::txn::ReadSet;
 
 /// The format version, the first byte of every message.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 const REQ_GET: u8 = 1;
 const REQ_SCAN: u8 = 2;
@@ -79,6 +80,7 @@ const REQ_SPLIT_FINISH: u8 = 10;
 const REQ_SPLIT_ABORT: u8 = 11;
 const REQ_LOCK: u8 = 12;
 const REQ_RELEASE_LOCKS: u8 = 13;
+const REQ_RECOVER: u8 = 14;
 
 const RESP_VALUE: u8 = 1;
 const RESP_ROWS: u8 = 2;
@@ -227,12 +229,28 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             txn,
             read_ts,
             writes,
+            commit_ts,
+            reads_ts,
+            reads,
         } => {
             out.push(REQ_PREPARE);
             put_range(out, *range);
             put_u64(out, *txn);
             put_ts(out, *read_ts);
             put_writes(out, writes);
+            put_ts(out, *commit_ts);
+            put_ts(out, *reads_ts);
+            put_read_set(out, reads);
+        }
+        KvRequest::Recover {
+            range,
+            txn,
+            staging_ts,
+        } => {
+            out.push(REQ_RECOVER);
+            put_range(out, *range);
+            put_u64(out, *txn);
+            put_ts(out, *staging_ts);
         }
         KvRequest::Commit {
             range,
@@ -552,7 +570,10 @@ fn request_len(req: &KvRequest) -> usize {
         KvRequest::Scan { start, end, .. } => {
             RANGE + bytes_len(start) + bytes_len(end) + TS + 8 + 1
         }
-        KvRequest::Prepare { writes, .. } => RANGE + 8 + TS + writes_len(writes),
+        KvRequest::Prepare { writes, reads, .. } => {
+            RANGE + 8 + 3 * TS + writes_len(writes) + read_set_len(reads)
+        }
+        KvRequest::Recover { .. } => RANGE + 8 + TS,
         KvRequest::Commit { .. } => RANGE + 8 + TS,
         KvRequest::Abort { .. } => RANGE + 8,
         KvRequest::OnePhase { writes, reads, .. } => {
@@ -631,6 +652,14 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             txn: r.u64()?,
             read_ts: r.ts()?,
             writes: r.writes()?,
+            commit_ts: r.ts()?,
+            reads_ts: r.ts()?,
+            reads: r.read_set()?,
+        },
+        REQ_RECOVER => KvRequest::Recover {
+            range: r.range()?,
+            txn: r.u64()?,
+            staging_ts: r.ts()?,
         },
         REQ_COMMIT => KvRequest::Commit {
             range: r.range()?,
@@ -1034,12 +1063,23 @@ mod tests {
                 txn: 7,
                 read_ts: ts(6, 1),
                 writes: writes(),
+                commit_ts: ts(7, 0),
+                reads_ts: ts(5, 2),
+                reads: reads(),
             },
             KvRequest::Prepare {
                 range: r,
                 txn: 0,
                 read_ts: ts(6, 1),
                 writes: Vec::new(),
+                commit_ts: Timestamp::MIN,
+                reads_ts: Timestamp::MIN,
+                reads: ReadSet::default(),
+            },
+            KvRequest::Recover {
+                range: r,
+                txn: 3,
+                staging_ts: ts(9, 4),
             },
             KvRequest::Commit {
                 range: r,
@@ -1195,7 +1235,7 @@ mod tests {
             let back = decode_request(&b).unwrap_or_else(|e| panic!("{req:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{req:?}"));
         }
-        assert_eq!(tags.len(), 13, "every request variant is tested");
+        assert_eq!(tags.len(), 14, "every request variant is tested");
     }
 
     #[test]
@@ -1306,6 +1346,9 @@ mod tests {
             txn: 1,
             read_ts: Timestamp::MIN,
             writes: vec![KvWrite::Delete { key: Vec::new() }],
+            commit_ts: Timestamp::MIN,
+            reads_ts: Timestamp::MIN,
+            reads: ReadSet::default(),
         });
         let tag_at = 2 + RANGE + 8 + TS + LEN;
         assert_eq!(b[tag_at], WRITE_DELETE);

@@ -56,6 +56,62 @@ pub fn txn_record_key(txn: u64) -> Vec<u8> {
     k
 }
 
+/// The state a transaction record holds (the value at [`txn_record_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnRecord {
+    /// Committed at this timestamp (12 bytes: the format two-phase commit always wrote).
+    Committed(chitin_storage::Timestamp),
+    /// Aborted (written by a resolver that found the transaction's writes orphaned, or by
+    /// a coordinator that failed to commit).
+    Aborted,
+    /// A parallel commit in flight at `ts`: committed as soon as every participant holds a
+    /// durable prepare at or below `ts`; a recoverer decides it by asking each of them.
+    Staging {
+        ts: chitin_storage::Timestamp,
+        participants: Vec<chitin_storage::RangeId>,
+    },
+}
+
+const ABORTED_RECORD: &[u8] = b"aborted";
+
+impl TxnRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            TxnRecord::Committed(ts) => encode_commit_ts(*ts),
+            TxnRecord::Aborted => ABORTED_RECORD.to_vec(),
+            TxnRecord::Staging { ts, participants } => {
+                let mut v = Vec::with_capacity(13 + 8 * participants.len());
+                v.push(b'S');
+                v.extend_from_slice(&encode_commit_ts(*ts));
+                for r in participants {
+                    v.extend_from_slice(&r.0.to_be_bytes());
+                }
+                v
+            }
+        }
+    }
+
+    /// `None` for bytes no version ever wrote.
+    pub fn decode(v: &[u8]) -> Option<TxnRecord> {
+        if v == ABORTED_RECORD {
+            return Some(TxnRecord::Aborted);
+        }
+        if let Some(ts) = decode_commit_ts(v) {
+            return Some(TxnRecord::Committed(ts));
+        }
+        let rest = v.strip_prefix(b"S")?;
+        if rest.len() < 12 || (rest.len() - 12) % 8 != 0 {
+            return None;
+        }
+        let ts = decode_commit_ts(&rest[..12])?;
+        let participants = rest[12..]
+            .chunks_exact(8)
+            .map(|c| chitin_storage::RangeId(u64::from_be_bytes(c.try_into().unwrap())))
+            .collect();
+        Some(TxnRecord::Staging { ts, participants })
+    }
+}
+
 pub fn encode_commit_ts(ts: chitin_storage::Timestamp) -> Vec<u8> {
     let mut v = ts.wall.to_be_bytes().to_vec();
     v.extend_from_slice(&ts.logical.to_be_bytes());
@@ -565,6 +621,30 @@ pub fn decode_row(b: &[u8], width: usize) -> Result<Vec<Datum>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn txn_records_decode_back() {
+        let ts = chitin_storage::Timestamp::new(1_700_000_000_000_000_000, 7);
+        for r in [
+            TxnRecord::Committed(ts),
+            TxnRecord::Aborted,
+            TxnRecord::Staging {
+                ts,
+                participants: vec![],
+            },
+            TxnRecord::Staging {
+                ts,
+                participants: vec![
+                    chitin_storage::RangeId(3),
+                    chitin_storage::RangeId(u64::MAX),
+                ],
+            },
+        ] {
+            assert_eq!(TxnRecord::decode(&r.encode()), Some(r));
+        }
+        assert_eq!(TxnRecord::decode(b"S123"), None);
+        assert_eq!(TxnRecord::decode(b""), None);
+    }
 
     #[test]
     fn key_datums_decode_back() {

@@ -8,7 +8,9 @@
 //!
 //! 1. The gateway's transaction buffers its writes and, at commit, sends one
 //!    [`KvRequest::Commit`] per range touched (one range: the whole commit is a single raft
-//!    entry, 1PC; several: [`KvRequest::Prepare`] on each, in range order, then `Commit`).
+//!    entry, 1PC; several: a parallel commit — [`KvRequest::Prepare`] on each at once,
+//!    together with a STAGING transaction record, then `Commit` in the background; see
+//!    `node::txn_record`).
 //! 2. The range *evaluates* the writes on its leaseholder (this core): it latches the keys,
 //!    checks write-write conflicts against versions newer than the transaction's read
 //!    timestamp (→ 40001) and insert conflicts (→ 23505), and picks a commit timestamp above
@@ -133,12 +135,20 @@ pub enum KvRequest {
         limit: usize,
         reverse: bool,
     },
-    /// Latch and validate; the writes stay on the range until Commit or Abort.
+    /// Parallel commit, one participant: latch and validate `writes` (conflicts with
+    /// anything committed after `read_ts`), refresh `reads` (this range's part of the read
+    /// set) from `reads_ts` to `commit_ts`, and make the writes a durable prepare record.
+    /// Answers [`KvResponse::Prepared`] with the lowest timestamp this range lets the
+    /// transaction commit at: above `commit_ts` when a read already served here pushed it.
+    /// The writes stay latched until Commit or Abort.
     Prepare {
         range: RangeId,
         txn: TxnId,
         read_ts: Timestamp,
         writes: Vec<KvWrite>,
+        commit_ts: Timestamp,
+        reads_ts: Timestamp,
+        reads: ReadSet,
     },
     /// Commit what Prepare validated, at `commit_ts`.
     Commit {
@@ -194,6 +204,16 @@ pub enum KvRequest {
     },
     /// Release every lock `txn` holds on the range (its transaction ended).
     ReleaseLocks { range: RangeId, txn: TxnId },
+    /// Recovery of a STAGING transaction record: is `txn` durably prepared here at or below
+    /// `staging_ts`? Answers [`KvResponse::Prepared`] (with the prepare's timestamp) when
+    /// it is prepared, waiting for a prepare in flight; otherwise answers
+    /// [`KvResponse::Done`] and from then on refuses `txn`'s prepare here, so the
+    /// transaction can never become implicitly committed behind the recoverer's back.
+    Recover {
+        range: RangeId,
+        txn: TxnId,
+        staging_ts: Timestamp,
+    },
 }
 
 impl KvRequest {
@@ -202,6 +222,7 @@ impl KvRequest {
             KvRequest::Get { range, .. }
             | KvRequest::Scan { range, .. }
             | KvRequest::Prepare { range, .. }
+            | KvRequest::Recover { range, .. }
             | KvRequest::Commit { range, .. }
             | KvRequest::Abort { range, .. }
             | KvRequest::OnePhase { range, .. }

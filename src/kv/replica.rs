@@ -183,7 +183,12 @@ impl Command {
 /// A write prepared (latched and validated) but not yet committed.
 pub struct Prepared {
     pub writes: Vec<KvWrite>,
-    pub read_ts: Timestamp,
+    /// The lowest timestamp this range lets the transaction commit at (above every read
+    /// served here before the writes were latched, and at least the commit timestamp the
+    /// coordinator proposed). Durable prepare records keep it: a parallel commit is
+    /// implicitly committed only when every participant's is at or below the STAGING
+    /// record's timestamp.
+    pub ts: Timestamp,
     /// The writes are in a durable prepare record (two-phase commit), which commit and
     /// abort must resolve.
     pub durable: bool,
@@ -191,6 +196,10 @@ pub struct Prepared {
     /// a durable one left alone for long has lost its coordinator.
     pub since: Instant,
 }
+
+/// How long a leader remembers that a recoverer prevented a transaction's prepare (far
+/// longer than any prepare request can be in flight).
+pub const PREVENTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A row lock held longer than this may be taken over by a waiter (its holder is
 /// presumed gone: a client that disconnected mid-transaction on another gateway).
@@ -213,6 +222,10 @@ pub struct Replica {
     /// [`LOCK_STALE`], costs a 40001, never correctness).
     pub locks: RefCell<HashMap<Vec<u8>, (TxnId, std::time::Instant)>>,
     pub prepared: RefCell<HashMap<TxnId, Prepared>>,
+    /// Transactions a recoverer found not prepared here (`KvRequest::Recover`) and since
+    /// when: their prepare is refused from then on. In memory on the leader; entries are
+    /// forgotten after [`PREVENTED_FOR`].
+    pub prevented: RefCell<HashMap<TxnId, Instant>>,
     /// The highest timestamp any read of this range was served at: commits go above it.
     pub max_read_ts: Cell<Timestamp>,
     /// The highest timestamp any write of this range committed at.
@@ -382,6 +395,7 @@ impl Replica {
             latches: RefCell::new(HashMap::new()),
             locks: RefCell::new(HashMap::new()),
             prepared: RefCell::new(HashMap::new()),
+            prevented: RefCell::new(HashMap::new()),
             max_read_ts: Cell::new(Timestamp::MIN),
             max_write_ts: Cell::new(Timestamp::MIN),
             applied: Cell::new(applied),
@@ -457,14 +471,25 @@ impl Replica {
         self.latches.borrow().contains_key(key)
     }
 
-    /// A transaction other than `txn` that latches `key` or a key of `[key, end)`.
-    pub fn latched_by_other(&self, key: &[u8], end: Option<&[u8]>, txn: TxnId) -> Option<TxnId> {
+    /// A transaction other than `txn` that latches `key` or a key of `[key, end)` and may
+    /// commit at or below `below` (a prepared transaction whose lowest commit timestamp is
+    /// above it cannot write under a read at `below`).
+    pub fn latched_by_other(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        txn: TxnId,
+        below: Timestamp,
+    ) -> Option<TxnId> {
         let latches = self.latches.borrow();
+        let prepared = self.prepared.borrow();
+        let relevant =
+            |t: TxnId| t != txn && prepared.get(&t).is_none_or(|p| !p.durable || p.ts <= below);
         match end {
-            None => latches.get(key).copied().filter(|t| *t != txn),
+            None => latches.get(key).copied().filter(|t| relevant(*t)),
             Some(end) => latches
                 .iter()
-                .find(|(k, t)| **t != txn && k.as_slice() >= key && k.as_slice() < end)
+                .find(|(k, t)| relevant(**t) && k.as_slice() >= key && k.as_slice() < end)
                 .map(|(_, t)| *t),
         }
     }
@@ -473,6 +498,24 @@ impl Replica {
     /// other ranges meanwhile).
     pub fn is_two_phase(&self, txn: TxnId) -> bool {
         self.prepared.borrow().get(&txn).is_some_and(|p| p.durable)
+    }
+
+    /// The lowest commit timestamp of `txn`'s prepared writes here, if it prepared.
+    pub fn prepared_ts(&self, txn: TxnId) -> Option<Timestamp> {
+        self.prepared.borrow().get(&txn).map(|p| p.ts)
+    }
+
+    /// Remembers that `txn` must not prepare here any more (a recoverer decided it).
+    pub fn prevent(&self, txn: TxnId) {
+        let mut p = self.prevented.borrow_mut();
+        if p.len() > 1024 {
+            p.retain(|_, since| since.elapsed() < PREVENTED_FOR);
+        }
+        p.insert(txn, Instant::now());
+    }
+
+    pub fn is_prevented(&self, txn: TxnId) -> bool {
+        self.prevented.borrow().contains_key(&txn)
     }
 
     /// Records a read at `ts`. Reads at `Timestamp::MAX` (internal "read the latest"

@@ -315,12 +315,18 @@ impl Store {
                 txn,
                 read_ts,
                 writes,
+                commit_ts,
+                reads_ts,
+                reads,
                 ..
             } => {
-                self.prepare(&replica, txn, read_ts, writes, true).await?;
-                let min = next_ts(replica.max_read_ts.get().max(read_ts));
-                Ok(KvResponse::Prepared { min_commit_ts: min })
+                let refresh = (!reads.is_empty()).then_some((&reads, reads_ts));
+                let ts = self
+                    .prepare(&replica, txn, read_ts, writes, Some(commit_ts), refresh)
+                    .await?;
+                Ok(KvResponse::Prepared { min_commit_ts: ts })
             }
+            KvRequest::Recover { txn, .. } => self.recover(&replica, txn).await,
             KvRequest::Commit { txn, commit_ts, .. } => {
                 let commit_ts = self.commit(&replica, txn, commit_ts).await?;
                 Ok(KvResponse::Committed { commit_ts })
@@ -347,7 +353,8 @@ impl Store {
                 reads,
                 ..
             } => {
-                self.prepare(&replica, txn, read_ts, writes, false).await?;
+                self.prepare(&replica, txn, read_ts, writes, None, None)
+                    .await?;
                 let ts = self
                     .hlc
                     .now()
@@ -453,16 +460,17 @@ impl Store {
             let other = reads
                 .keys
                 .iter()
-                .find_map(|k| replica.latched_by_other(k, None, txn))
+                .find_map(|k| replica.latched_by_other(k, None, txn, commit_ts))
                 .or_else(|| {
                     reads
                         .spans
                         .iter()
-                        .find_map(|(s, e)| replica.latched_by_other(s, Some(e), txn))
+                        .find_map(|(s, e)| replica.latched_by_other(s, Some(e), txn, commit_ts))
                 });
             if let Some(other) = other {
                 // A two-phase writer may itself wait for us elsewhere (a cycle only a
-                // timeout would break); its commit timestamp is not known yet. Give up.
+                // timeout would break): give up rather than wait — unless it commits
+                // above `commit_ts` (its write cannot be in the refreshed window).
                 if replica.is_two_phase(other) {
                     return Err(refresh_failed());
                 }
@@ -671,61 +679,98 @@ impl Store {
 
     /// Latches the keys of `writes` for `txn` and validates them: no write newer than
     /// `read_ts` on any key (write-write conflict → 40001), no visible value under an
-    /// insert (→ 23505).
+    /// insert (→ 23505). Returns the lowest timestamp the writes may commit at here.
+    ///
+    /// `staged`: a parallel-commit participant proposing that commit timestamp. Its
+    /// `refresh` (this range's reads and the timestamp they were made at) is refreshed to
+    /// it once the writes are latched, and the writes become a durable prepare record
+    /// holding the returned timestamp. Without it (1PC) nothing is made durable.
     async fn prepare(
         &self,
         replica: &Replica,
         txn: TxnId,
         read_ts: Timestamp,
         writes: Vec<KvWrite>,
-        durable: bool,
-    ) -> Result<()> {
+        staged: Option<Timestamp>,
+        refresh: Option<(&crate::txn::ReadSet, Timestamp)>,
+    ) -> Result<Timestamp> {
+        let durable = staged.is_some();
         let started = Instant::now();
         // Latch every key, all or nothing, without holding some while waiting for others.
         // A two-phase transaction holds latches on other ranges: it must not wait for a
-        // split fence (the split may be waiting for those latches).
-        loop {
+        // split fence (the split may be waiting for those latches). Participants of one
+        // parallel commit prepare at once, so two of them may wait for each other across
+        // ranges: every wait is an edge of the node's wait-for graph, and the wait that
+        // would close a cycle fails instead (40001).
+        let latched = loop {
             if durable && writes.iter().any(|w| replica.fenced(w.key())) {
-                return Err(being_split());
+                break Err(being_split());
             }
-            let busy = {
+            if replica.is_prevented(txn) {
+                break Err(prevented());
+            }
+            let holder = {
                 let latches = replica.latches.borrow();
-                writes.iter().any(|w| {
-                    latches.get(w.key()).is_some_and(|t| *t != txn)
-                        || replica.fenced(w.key())
-                        || replica.locked_by_other(w.key(), txn)
+                writes.iter().find_map(|w| {
+                    if let Some(t) = latches.get(w.key()).filter(|t| **t != txn) {
+                        return Some(Some(*t));
+                    }
+                    if replica.fenced(w.key()) {
+                        return Some(None);
+                    }
+                    if replica.locked_by_other(w.key(), txn) {
+                        return Some(replica.locks.borrow().get(w.key()).map(|l| l.0));
+                    }
+                    None
                 })
             };
-            if !busy {
+            let Some(holder) = holder else {
                 if !writes.iter().all(|w| replica.owns(w.key())) {
-                    return Err(mismatch(replica));
+                    break Err(mismatch(replica));
                 }
                 let mut latches = replica.latches.borrow_mut();
                 for w in &writes {
                     latches.insert(w.key().to_vec(), txn);
                 }
-                break;
+                break Ok(());
+            };
+            if let Some(holder) = holder {
+                if waits_for(txn, holder) {
+                    break Err(Error::retry(
+                        "restart transaction: deadlock detected: this transaction's commit \
+                         waited for a transaction that waits for it; it was aborted to \
+                         break the cycle",
+                    ));
+                }
             }
             if started.elapsed() > LATCH_WAIT {
-                return Err(Error::retry(
+                break Err(Error::retry(
                     "restart transaction: timed out waiting for a conflicting write",
                 ));
             }
             replica.latch_release(LATCH_POLL).await;
-        }
+        };
+        stop_waiting(txn);
+        latched?;
+        // Above every read served before the latches: a read of these keys from now on
+        // waits for them.
+        let ts = next_ts(replica.max_read_ts.get().max(read_ts)).max(staged.unwrap_or_default());
         replica.prepared.borrow_mut().insert(
             txn,
             Prepared {
                 writes: Vec::new(),
-                read_ts,
+                ts,
                 durable: false,
                 since: Instant::now(),
             },
         );
-        let validated = self.validate(&writes, read_ts).await;
+        let mut validated = self.validate(&writes, read_ts).await;
         // Keep the writes with the prepared record so release() finds the latches.
         if let Some(p) = replica.prepared.borrow_mut().get_mut(&txn) {
             p.writes = writes;
+        }
+        if let (Ok(()), Some((reads, reads_ts)), Some(commit_ts)) = (&validated, refresh, staged) {
+            validated = self.refresh(replica, txn, reads, reads_ts, commit_ts).await;
         }
         if let Err(e) = validated {
             replica.release(txn);
@@ -741,7 +786,7 @@ impl Store {
                 .map(|p| p.writes.clone())
                 .unwrap_or_default();
             if let Err(e) = self
-                .replicate(replica, CommandKind::Prepare, txn, read_ts, &writes)
+                .replicate(replica, CommandKind::Prepare, txn, ts, &writes)
                 .await
             {
                 replica.release(txn);
@@ -751,7 +796,50 @@ impl Store {
                 p.durable = true;
             }
         }
-        Ok(())
+        Ok(ts)
+    }
+
+    /// [`KvRequest::Recover`]: whether `txn` is durably prepared here (waiting for a
+    /// prepare in flight); if not, it never will be.
+    async fn recover(&self, replica: &Replica, txn: TxnId) -> Result<KvResponse> {
+        let started = Instant::now();
+        loop {
+            let state = replica
+                .prepared
+                .borrow()
+                .get(&txn)
+                .map(|p| (p.durable, p.ts));
+            match state {
+                Some((true, ts)) => return Ok(KvResponse::Prepared { min_commit_ts: ts }),
+                Some((false, _)) => {
+                    if started.elapsed() > LATCH_WAIT {
+                        return Err(Error::retry(
+                            "restart transaction: timed out waiting for a prepare in flight",
+                        ));
+                    }
+                    replica.latch_release(LATCH_POLL).await;
+                }
+                None => break,
+            }
+        }
+        // Not known in memory: a durable record this leader has not re-latched (a
+        // single-replica range after a restart) still counts.
+        let key = prepare_record_key(replica.id, txn);
+        let end = keys::prefix_end(&key);
+        for (_, value) in self.engine()?.scan_locks(&key, &end).await? {
+            let (found, ts, _) = decode_prepare_record(&value)?;
+            if found == txn {
+                return Ok(KvResponse::Prepared { min_commit_ts: ts });
+            }
+        }
+        // The scan awaited: a prepare may have started meanwhile.
+        if replica.prepared.borrow().contains_key(&txn) {
+            return Err(Error::retry(
+                "restart transaction: a prepare arrived while recovering its transaction",
+            ));
+        }
+        replica.prevent(txn);
+        Ok(KvResponse::Done)
     }
 
     async fn validate(&self, writes: &[KvWrite], read_ts: Timestamp) -> Result<()> {
@@ -1049,7 +1137,7 @@ impl Store {
                 txn,
                 Prepared {
                     writes,
-                    read_ts: ts,
+                    ts,
                     durable: true,
                     since: Instant::now(),
                 },
@@ -1387,6 +1475,10 @@ fn prefer_leader(r: &Replica, raw: &mut RawNode<raft::storage::MemStorage>) {
 
 /// How often (in 100 ms raft ticks) the raft logs are truncated.
 const TRUNCATE_EVERY_TICKS: u64 = 20;
+
+fn prevented() -> Error {
+    Error::retry("restart transaction: aborted while committing (a recoverer found it unfinished)")
+}
 
 fn being_split() -> Error {
     Error::retry("restart transaction: the range is being split")

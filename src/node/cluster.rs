@@ -86,51 +86,21 @@ fn adopt(ctx: &CoreCtx) {
 /// before the leader resolves it itself.
 const ORPHAN_AFTER: Duration = Duration::from_secs(4);
 
-/// Resolves the two-phase transactions this core's leaders hold whose coordinator went
-/// silent (its node died, or it lost its connection mid-commit): by the decision record.
-/// The resolver first tries to *insert* an abort decision; the coordinator inserts its
-/// commit decision the same way, so exactly one of the two wins. Abort decision written →
-/// abort everywhere this core leads; a commit decision found → commit at its timestamp.
+/// Resolves the multi-range transactions this core's leaders hold whose coordinator went
+/// silent (its node died, or it lost its connection mid-commit), by their transaction
+/// records (`super::txn_record::resolve`).
 async fn resolve_orphans(ctx: &CoreCtx) {
-    use crate::kv::{KvRequest, KvResponse, KvWrite};
+    use super::txn_record::{resolve, Outcome};
+    use crate::kv::KvRequest;
     for (range, txn) in ctx.store.orphans(ORPHAN_AFTER) {
-        let key = crate::kv::keys::txn_record_key(txn);
-        let abort = ctx
-            .send(KvRequest::OnePhase {
-                range: crate::kv::keys::SYSTEM_RANGE,
-                txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
-                read_ts: ctx.shared.hlc.now(),
-                writes: vec![KvWrite::Insert {
-                    key: key.clone(),
-                    value: b"aborted".to_vec(),
-                }],
-                reads: Default::default(),
-            })
-            .await;
-        let decision = match abort {
-            Ok(_) => None,
-            Err(e) if e.kind == crate::error::ErrorKind::UniqueViolation => {
-                match ctx
-                    .send(KvRequest::Get {
-                        range: crate::kv::keys::SYSTEM_RANGE,
-                        key,
-                        ts: chitin_storage::Timestamp::MAX,
-                    })
-                    .await
-                {
-                    Ok(KvResponse::Value(Some(v))) => crate::kv::keys::decode_commit_ts(&v),
-                    _ => continue,
-                }
-            }
-            Err(_) => continue,
-        };
-        let req = match decision {
-            Some(commit_ts) => KvRequest::Commit {
+        let req = match resolve(ctx, txn).await {
+            Ok(Outcome::Committed(commit_ts)) => KvRequest::Commit {
                 range,
                 txn,
                 commit_ts,
             },
-            None => KvRequest::Abort { range, txn },
+            Ok(Outcome::Aborted) => KvRequest::Abort { range, txn },
+            Err(_) => continue,
         };
         let _ = ctx.send(req).await;
     }
@@ -143,7 +113,7 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
     let mut last_beat = Instant::now() - Duration::from_secs(10);
     let mut last_orphan_check = Instant::now();
     loop {
-        if ctx.shared.replicated() && last_orphan_check.elapsed() >= Duration::from_secs(1) {
+        if last_orphan_check.elapsed() >= Duration::from_secs(1) {
             last_orphan_check = Instant::now();
             resolve_orphans(&ctx).await;
         }

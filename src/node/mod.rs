@@ -40,6 +40,7 @@ use crate::metrics::CoreMetrics;
 use crate::txn::Hlc;
 
 pub mod cluster;
+pub mod txn_record;
 
 /// How a node is started.
 #[derive(Clone, Debug)]
@@ -176,9 +177,18 @@ pub struct CoreCtx {
     pub transport: chitin_net::Transport,
     /// Range → the node last known to lead it (the gateway's leader cache).
     pub leaders: RefCell<HashMap<RangeId, u64>>,
+    /// This context itself, for background work that outlives a borrow of it.
+    me: std::rc::Weak<CoreCtx>,
 }
 
 impl CoreCtx {
+    /// This core's context, shared (for a task spawned from code that only borrows it).
+    pub fn rc(&self) -> Rc<CoreCtx> {
+        self.me
+            .upgrade()
+            .expect("a core's context lives as long as its executor")
+    }
+
     pub fn metrics(&self) -> &CoreMetrics {
         &self.shared.metrics[self.core]
     }
@@ -652,19 +662,13 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
 }
 
 /// Commits or aborts every prepare record on this core according to its transaction's
-/// decision record in the system range (absent: the coordinator never decided → abort).
+/// record in the system range (`txn_record::resolve`: absent → abort; STAGING → commit
+/// exactly when every participant holds its prepare).
 async fn recover_prepared(ctx: &CoreCtx) -> Result<()> {
     for (range, txn, writes) in ctx.store.prepared_records().await? {
-        let decision = ctx
-            .send(KvRequest::Get {
-                range: crate::kv::keys::SYSTEM_RANGE,
-                key: crate::kv::keys::txn_record_key(txn),
-                ts: chitin_storage::Timestamp::MAX,
-            })
-            .await?;
-        let commit_ts = match decision {
-            KvResponse::Value(Some(v)) => crate::kv::keys::decode_commit_ts(&v),
-            _ => None,
+        let commit_ts = match txn_record::resolve(ctx, txn).await? {
+            txn_record::Outcome::Committed(ts) => Some(ts),
+            txn_record::Outcome::Aborted => None,
         };
         ctx.store
             .resolve_recovered(range, txn, writes, commit_ts)
@@ -702,7 +706,7 @@ async fn run_core(
         ),
         chitin_net::TransportOptions::default(),
     );
-    let ctx = Rc::new(CoreCtx {
+    let ctx = Rc::new_cyclic(|me| CoreCtx {
         core,
         store: store.clone(),
         shared: shared.clone(),
@@ -715,6 +719,7 @@ async fn run_core(
         ranges: RefCell::new(RangeCache::default()),
         transport,
         leaders: RefCell::new(HashMap::new()),
+        me: me.clone(),
     });
     let raft = glommio::spawn_local(store.clone().raft_loop());
     // Connect the mesh: every sender and receiver connects on its own executor, and a

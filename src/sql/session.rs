@@ -1524,6 +1524,9 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     if single_range {
         // One range holds every write and every read: one raft round, refresh included.
         let (range, writes) = by_range.into_iter().next().unwrap();
+        let m = ctx.metrics();
+        m.txn_commit_rounds.fetch_add(1, Ordering::Relaxed);
+        m.txn_one_phase_commits.fetch_add(1, Ordering::Relaxed);
         ctx.send(KvRequest::OnePhase {
             range,
             txn: txn.id,
@@ -1534,128 +1537,234 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
         .await?;
         return Ok(());
     }
-    let mut prepared = Vec::new();
-    let mut commit_ts = ctx.shared.hlc.now().max(txn.read_ts);
-    let mut failure = None;
-    for (range, writes) in by_range {
-        match ctx
-            .send(KvRequest::Prepare {
-                range,
-                txn: txn.id,
-                read_ts: write_ts,
-                writes,
-            })
-            .await
-        {
-            Ok(KvResponse::Prepared { min_commit_ts }) => {
-                prepared.push(range);
-                commit_ts = commit_ts.max(min_commit_ts);
-            }
-            Ok(other) => {
-                failure = Some(Error::internal(format!("unexpected response {other:?}")));
-                break;
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    // Serializable: every range read refreshes the reads to the commit timestamp.
-    if failure.is_none() {
-        // PERF: every range refreshes at once (a refresh never waits for another
-        // two-phase transaction, so this cannot form a waiting cycle).
-        let refreshes = reads
-            .into_iter()
-            .map(|(range, reads)| {
+    parallel_commit(ctx, txn, by_range, reads, write_ts).await
+}
+
+/// Commits a transaction that writes to several ranges in one round of consensus: the
+/// STAGING transaction record and every range's prepare are written at once
+/// (`node::txn_record` explains the protocol and its recovery). Reads on ranges it does
+/// not write are refreshed first (no consensus: they only raise those ranges' read
+/// high-water marks); reads on ranges it writes are refreshed by their prepare.
+async fn parallel_commit(
+    ctx: &CoreCtx,
+    txn: &Txn,
+    by_range: BTreeMap<chitin_storage::RangeId, Vec<crate::kv::KvWrite>>,
+    mut reads: BTreeMap<chitin_storage::RangeId, crate::txn::ReadSet>,
+    write_ts: chitin_storage::Timestamp,
+) -> Result<()> {
+    use crate::kv::keys::TxnRecord;
+    use crate::node::txn_record::{self as record, Outcome};
+    let commit_ts = ctx.shared.hlc.now().max(txn.read_ts);
+    let read_only = reads
+        .keys()
+        .filter(|r| !by_range.contains_key(r))
+        .copied()
+        .collect::<Vec<_>>();
+    if !read_only.is_empty() {
+        let refreshes = read_only
+            .iter()
+            .map(|range| {
                 ctx.send(KvRequest::Refresh {
-                    range,
+                    range: *range,
                     txn: txn.id,
                     read_ts: txn.read_ts,
                     commit_ts,
-                    reads,
+                    reads: reads.remove(range).unwrap_or_default(),
                 })
             })
             .collect::<Vec<_>>();
         for r in join_all(refreshes).await {
-            if let Err(e) = r {
-                failure = Some(e);
-                break;
+            r?;
+        }
+    }
+    let participants = by_range.keys().copied().collect::<Vec<_>>();
+    let staging = TxnRecord::Staging {
+        ts: commit_ts,
+        participants: participants.clone(),
+    };
+    // PERF: one round: the record and every prepare at once.
+    let mut requests = Vec::with_capacity(by_range.len() + 1);
+    requests.push(ctx.send(KvRequest::OnePhase {
+        range: crate::kv::keys::SYSTEM_RANGE,
+        txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
+        read_ts: txn.read_ts,
+        writes: vec![crate::kv::KvWrite::Insert {
+            key: crate::kv::keys::txn_record_key(txn.id),
+            value: staging.encode(),
+        }],
+        reads: Default::default(),
+    }));
+    for (range, writes) in by_range {
+        requests.push(ctx.send(KvRequest::Prepare {
+            range,
+            txn: txn.id,
+            read_ts: write_ts,
+            writes,
+            commit_ts,
+            reads_ts: txn.read_ts,
+            reads: reads.remove(&range).unwrap_or_default(),
+        }));
+    }
+    let mut answers = join_all(requests).await.into_iter();
+    let staged = answers.next().expect("the record write was sent");
+    let mut failure = None;
+    let mut prepared = Vec::new();
+    let mut pushed_to = commit_ts;
+    for (range, answer) in participants.iter().zip(answers) {
+        match answer {
+            Ok(KvResponse::Prepared { min_commit_ts }) => {
+                prepared.push(*range);
+                pushed_to = pushed_to.max(min_commit_ts);
+            }
+            Ok(other) => {
+                failure.get_or_insert(Error::internal(format!("unexpected response {other:?}")));
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
             }
         }
     }
-    if let Some(e) = failure {
-        for range in prepared {
-            let _ = ctx.send(KvRequest::Abort { range, txn: txn.id }).await;
+    let staged_at = match staged {
+        Ok(KvResponse::Committed { commit_ts }) => Some(commit_ts),
+        Ok(other) => {
+            failure.get_or_insert(Error::internal(format!("unexpected response {other:?}")));
+            None
         }
-        return Err(e);
-    }
-    // The decision: a durable COMMITTED record in the system range. A crash before it
-    // aborts the transaction at restart; after it, commits it.
-    let record = crate::kv::keys::txn_record_key(txn.id);
-    // The record is written under an id of its own: when the system range is also a
-    // participant (a schema change that refreshes table reads), reusing `txn.id` would
-    // replace that range's prepared writes with the record's.
-    let record_writer = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-    let decided = ctx
-        .send(KvRequest::OnePhase {
-            range: crate::kv::keys::SYSTEM_RANGE,
-            txn: record_writer,
-            read_ts: txn.read_ts,
-            // Insert: fails if a resolver, finding this transaction's prepare records
-            // orphaned, already decided it aborted (`node::cluster::resolve_orphans`).
-            writes: vec![crate::kv::KvWrite::Insert {
-                key: record.clone(),
-                value: crate::kv::keys::encode_commit_ts(commit_ts),
-            }],
-            reads: Default::default(),
-        })
-        .await;
-    if let Err(e) = decided {
-        for range in prepared {
-            let _ = ctx.send(KvRequest::Abort { range, txn: txn.id }).await;
-        }
-        if e.kind == ErrorKind::UniqueViolation {
-            return Err(Error::retry(
+        Err(e) if e.kind == ErrorKind::UniqueViolation => {
+            // A resolver found a prepare of ours orphaned and aborted the transaction.
+            failure.get_or_insert(Error::retry(
                 "restart transaction: aborted while committing (its prepare records were resolved as orphans)",
             ));
+            None
         }
-        return Err(e);
+        Err(e) => {
+            failure.get_or_insert(e);
+            None
+        }
+    };
+    let fast = staged_at.is_some() && failure.is_none() && pushed_to == commit_ts;
+    let m = ctx.metrics();
+    m.txn_commit_rounds
+        .fetch_add(if fast { 1 } else { 2 }, Ordering::Relaxed);
+    if fast {
+        m.txn_parallel_commits.fetch_add(1, Ordering::Relaxed);
+    } else {
+        m.txn_parallel_commit_slow.fetch_add(1, Ordering::Relaxed);
     }
-    // PERF: the decision is durable, so every range applies its part at once.
-    let commits = prepared
-        .iter()
-        .map(|&range| {
-            ctx.send(KvRequest::Commit {
-                range,
-                txn: txn.id,
-                commit_ts,
-            })
-        })
-        .collect::<Vec<_>>();
-    let mut result = Ok(());
-    for r in join_all(commits).await {
-        if let Err(e) = r {
-            result = Err(e);
+    let outcome = match (staged_at, &failure) {
+        // The fast path: implicitly committed once all of it was durable.
+        (Some(_), None) if fast => Outcome::Committed(commit_ts),
+        // A read served on a participant pushed the commit above the record's timestamp:
+        // refresh every read to the new timestamp, then commit explicitly there.
+        (Some(at), None) => {
+            let read_set = txn.reads.borrow().clone();
+            let all_reads = reads_by_range(ctx, &read_set).await;
+            let refreshed = match all_reads {
+                Ok(all_reads) => {
+                    let refreshes = all_reads
+                        .into_iter()
+                        .map(|(range, reads)| {
+                            ctx.send(KvRequest::Refresh {
+                                range,
+                                txn: txn.id,
+                                read_ts: txn.read_ts,
+                                commit_ts: pushed_to,
+                                reads,
+                            })
+                        })
+                        .collect::<Vec<_>>();
+                    join_all(refreshes)
+                        .await
+                        .into_iter()
+                        .find_map(|r| r.err())
+                        .map_or(Ok(()), Err)
+                }
+                Err(e) => Err(e),
+            };
+            let want = match refreshed {
+                Ok(()) => Outcome::Committed(pushed_to),
+                Err(e) => {
+                    failure = Some(e);
+                    Outcome::Aborted
+                }
+            };
+            decide(ctx, txn.id, at, want).await?
+        }
+        (Some(at), Some(_)) => decide(ctx, txn.id, at, Outcome::Aborted).await?,
+        // The record may or may not have been written (an ambiguous error): decide like a
+        // recoverer would.
+        (None, _) => record::resolve(ctx, txn.id).await?,
+    };
+    match outcome {
+        Outcome::Committed(ts) => {
+            finish(ctx, txn.id, participants, ts);
+            Ok(())
+        }
+        Outcome::Aborted => {
+            for range in prepared {
+                let _ = ctx.send(KvRequest::Abort { range, txn: txn.id }).await;
+            }
+            Err(failure.unwrap_or_else(|| {
+                Error::retry("restart transaction: aborted while committing (a recoverer found it unfinished)")
+            }))
         }
     }
-    if result.is_ok() {
-        // Every range resolved its part: the decision record is no longer needed.
-        let _ = ctx
-            .send(KvRequest::OnePhase {
-                range: crate::kv::keys::SYSTEM_RANGE,
-                txn: record_writer,
-                read_ts: ctx.shared.hlc.now(),
-                writes: vec![crate::kv::KvWrite::Delete { key: record }],
-                reads: Default::default(),
-            })
-            .await;
+}
+
+/// Replaces the STAGING record (written at `at`) by `want`, unless a recoverer decided
+/// first: then its decision stands.
+async fn decide(
+    ctx: &CoreCtx,
+    txn: crate::kv::TxnId,
+    at: chitin_storage::Timestamp,
+    want: crate::node::txn_record::Outcome,
+) -> Result<crate::node::txn_record::Outcome> {
+    use crate::node::txn_record as record;
+    if record::replace(ctx, txn, at, &want.record()).await? {
+        return Ok(want);
     }
-    result
+    record::resolve(ctx, txn).await
+}
+
+/// Makes a committed parallel commit explicit, in the background (the client already has
+/// its answer): record → COMMITTED, every participant applies its writes, record deleted.
+/// Until a participant applies them, its latches make readers of those keys wait. A step
+/// that fails leaves the rest to the orphan resolver.
+fn finish(
+    ctx: &CoreCtx,
+    txn: crate::kv::TxnId,
+    participants: Vec<chitin_storage::RangeId>,
+    commit_ts: chitin_storage::Timestamp,
+) {
+    use crate::kv::keys::TxnRecord;
+    use crate::node::txn_record as record;
+    let ctx = ctx.rc();
+    glommio::spawn_local(async move {
+        if record::put(&ctx, txn, &TxnRecord::Committed(commit_ts))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let commits = participants
+            .iter()
+            .map(|&range| {
+                ctx.send(KvRequest::Commit {
+                    range,
+                    txn,
+                    commit_ts,
+                })
+            })
+            .collect::<Vec<_>>();
+        if join_all(commits).await.iter().all(|r| r.is_ok()) {
+            let _ = record::delete(&ctx, txn).await;
+        }
+    })
+    .detach();
 }
 
 /// Runs futures concurrently on this task and returns their outputs in order.
-async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     let mut futs: Vec<Option<std::pin::Pin<Box<F>>>> =
         futs.into_iter().map(|f| Some(Box::pin(f))).collect();
     let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
