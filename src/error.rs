@@ -113,6 +113,8 @@ pub enum ErrorKind {
     CheckViolation,
     /// 42710
     DuplicateObject,
+    /// 55P03: `FOR UPDATE NOWAIT` found the row locked.
+    LockNotAvailable,
     /// XX000
     Internal,
 }
@@ -240,6 +242,7 @@ impl Error {
             BadCopyFileFormat => "22P04",
             CheckViolation => "23514",
             DuplicateObject => "42710",
+            LockNotAvailable => "55P03",
             Internal => "XX000",
         }
     }

@@ -192,6 +192,7 @@ kind_codes! {
     BadCopyFileFormat = 50,
     CheckViolation = 51,
     DuplicateObject = 52,
+    LockNotAvailable = 53,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -325,11 +326,17 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             out.push(REQ_SPLIT_ABORT);
             put_range(out, *range);
         }
-        KvRequest::Lock { range, txn, key } => {
+        KvRequest::Lock {
+            range,
+            txn,
+            key,
+            nowait,
+        } => {
             out.push(REQ_LOCK);
             put_range(out, *range);
             put_u64(out, *txn);
             put_bytes(out, key);
+            out.push(*nowait as u8);
         }
         KvRequest::ReleaseLocks { range, txn } => {
             out.push(REQ_RELEASE_LOCKS);
@@ -598,7 +605,7 @@ fn request_len(req: &KvRequest) -> usize {
                 + key_timestamps_len(last_writes)
         }
         KvRequest::SplitAbort { .. } => RANGE,
-        KvRequest::Lock { key, .. } => RANGE + 8 + bytes_len(key),
+        KvRequest::Lock { key, .. } => RANGE + 8 + bytes_len(key) + 1,
         KvRequest::ReleaseLocks { .. } => RANGE + 8,
     }
 }
@@ -705,6 +712,7 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             range: r.range()?,
             txn: r.u64()?,
             key: r.vec()?,
+            nowait: r.bool()?,
         },
         REQ_RELEASE_LOCKS => KvRequest::ReleaseLocks {
             range: r.range()?,
@@ -1137,6 +1145,13 @@ mod tests {
                 range: r,
                 txn: 13,
                 key: b"k".to_vec(),
+                nowait: false,
+            },
+            KvRequest::Lock {
+                range: r,
+                txn: 13,
+                key: Vec::new(),
+                nowait: true,
             },
             KvRequest::ReleaseLocks { range: r, txn: 14 },
         ]

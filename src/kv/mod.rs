@@ -197,10 +197,13 @@ pub enum KvRequest {
     /// Take the exclusive lock on `key` for `txn` (an UPDATE, DELETE or SELECT FOR UPDATE
     /// about to write the row), waiting while another transaction holds it; answers
     /// [`KvResponse::Locked`] with the key's last committed write.
+    /// With `nowait`, a lock held by another transaction fails the request at once with
+    /// 55P03 (`FOR UPDATE NOWAIT`, and `SKIP LOCKED`, which then skips the row).
     Lock {
         range: RangeId,
         txn: TxnId,
         key: Vec<u8>,
+        nowait: bool,
     },
     /// Release every lock `txn` holds on the range (its transaction ended).
     ReleaseLocks { range: RangeId, txn: TxnId },

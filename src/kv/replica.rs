@@ -483,8 +483,8 @@ impl Replica {
     ) -> Option<TxnId> {
         let latches = self.latches.borrow();
         let prepared = self.prepared.borrow();
-        let relevant =
-            |t: TxnId| t != txn && prepared.get(&t).is_none_or(|p| !p.durable || p.ts <= below);
+        // A prepared transaction's `ts` is a lower bound of its commit timestamp.
+        let relevant = |t: TxnId| t != txn && prepared.get(&t).is_none_or(|p| p.ts <= below);
         match end {
             None => latches.get(key).copied().filter(|t| relevant(*t)),
             Some(end) => latches

@@ -359,6 +359,10 @@ impl Store {
                     .hlc
                     .now()
                     .max(next_ts(replica.max_read_ts.get().max(read_ts)));
+                // Other refreshes order themselves by it (see `refresh`).
+                if let Some(p) = replica.prepared.borrow_mut().get_mut(&txn) {
+                    p.ts = ts;
+                }
                 if !reads.is_empty() {
                     if let Err(e) = self.refresh(&replica, txn, &reads, read_ts, ts).await {
                         replica.release(txn);
@@ -379,8 +383,10 @@ impl Store {
                     .await?;
                 Ok(KvResponse::Done)
             }
-            KvRequest::Lock { txn, key, .. } => {
-                self.lock(&replica, txn, &key).await?;
+            KvRequest::Lock {
+                txn, key, nowait, ..
+            } => {
+                self.lock(&replica, txn, &key, nowait).await?;
                 let latest = self
                     .last_write
                     .borrow()
@@ -469,9 +475,16 @@ impl Store {
                 });
             if let Some(other) = other {
                 // A two-phase writer may itself wait for us elsewhere (a cycle only a
-                // timeout would break): give up rather than wait — unless it commits
-                // above `commit_ts` (its write cannot be in the refreshed window).
+                // timeout would break): give up rather than wait. (Writers committing
+                // above `commit_ts` are not even looked at: their writes cannot be in
+                // the refreshed window.)
                 if replica.is_two_phase(other) {
+                    return Err(refresh_failed());
+                }
+                // Two refreshing writers wait only for the one with the lower commit
+                // timestamp (which never waits for the other); at equal timestamps the
+                // newer transaction gives up.
+                if replica.prepared_ts(other) == Some(commit_ts) && other < txn {
                     return Err(refresh_failed());
                 }
             }
@@ -636,7 +649,7 @@ impl Store {
     /// Takes the row lock on `key` for `txn`, waiting (parked on the range's release
     /// signal) while another transaction holds it or a prepared write latches it. A lock
     /// held past `LOCK_STALE` is taken over.
-    async fn lock(&self, replica: &Replica, txn: TxnId, key: &[u8]) -> Result<()> {
+    async fn lock(&self, replica: &Replica, txn: TxnId, key: &[u8], nowait: bool) -> Result<()> {
         let started = Instant::now();
         let r = loop {
             if started.elapsed() > crate::kv::replica::LOCK_STALE + LATCH_WAIT {
@@ -664,6 +677,12 @@ impl Store {
                 replica.take_lock(key, txn);
                 break Ok(());
             };
+            if nowait {
+                break Err(Error::new(
+                    ErrorKind::LockNotAvailable,
+                    "could not obtain lock on row",
+                ));
+            }
             if waits_for(txn, holder) {
                 break Err(Error::retry(
                     "restart transaction: deadlock detected: this transaction waited for a \

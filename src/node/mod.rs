@@ -413,7 +413,12 @@ impl CoreCtx {
 
     /// Takes the row lock on `key` for `txn` (waiting while another transaction holds
     /// it); returns the range that holds the key and the key's last committed write.
-    pub async fn kv_lock(&self, key: &[u8], txn: crate::kv::TxnId) -> Result<(RangeId, Timestamp)> {
+    pub async fn kv_lock(
+        &self,
+        key: &[u8],
+        txn: crate::kv::TxnId,
+        nowait: bool,
+    ) -> Result<(RangeId, Timestamp)> {
         let mut attempts = 0;
         loop {
             let range = self.range_of(key).await?;
@@ -421,6 +426,7 @@ impl CoreCtx {
                 range,
                 txn,
                 key: key.to_vec(),
+                nowait,
             };
             match self.send(req).await {
                 Ok(KvResponse::Locked { latest }) => {

@@ -55,6 +55,17 @@ enum Access {
     Full,
 }
 
+/// What `SELECT … FOR UPDATE` does with a row another transaction holds locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LockWait {
+    /// Wait for it (the default).
+    Block,
+    /// `NOWAIT`: fail with 55P03.
+    NoWait,
+    /// `SKIP LOCKED`: leave the row out.
+    Skip,
+}
+
 enum SortKey {
     Output(usize),
     Expr(Scalar),
@@ -85,6 +96,8 @@ struct SelectPlan {
     windows: Vec<crate::sql::expr::WindowCall>,
     /// `generate_series(start, stop[, step])`: its rows are the input.
     series: Option<Vec<Scalar>>,
+    /// `FOR UPDATE` / `FOR SHARE`: lock every row returned (single-table queries).
+    lock: Option<LockWait>,
 }
 
 struct SetOpPlan {
@@ -177,6 +190,96 @@ fn fix_unknown(t: SqlType) -> SqlType {
 
 /// Plans a SELECT (or VALUES) without reading anything.
 fn plan_select(
+    cat: &Catalog,
+    db_id: u32,
+    q: &ast::Query,
+    params: &mut Vec<SqlType>,
+) -> Result<SelectPlan> {
+    let mut plan = plan_query(cat, db_id, q, params)?;
+    if !q.locks.is_empty() {
+        plan.lock = plan_locking(&plan, q)?;
+    }
+    Ok(plan)
+}
+
+/// `FOR UPDATE` / `FOR SHARE` clauses of `q` over its planned `plan`, as PostgreSQL
+/// allows them: not with GROUP BY, DISTINCT, aggregates, window functions or set
+/// operations; `OF` names a relation of the FROM clause. Every strength takes the same
+/// exclusive row lock (`FOR SHARE` is as strong as `FOR UPDATE` here). Locking rows of
+/// a join or a subquery in FROM is not supported yet (0A000).
+fn plan_locking(plan: &SelectPlan, q: &ast::Query) -> Result<Option<LockWait>> {
+    let strength = match q.locks[0].lock_type {
+        ast::LockType::Update => "FOR UPDATE",
+        ast::LockType::Share => "FOR SHARE",
+    };
+    let not_allowed = |what: &str| {
+        Err(Error::unsupported(format!(
+            "{strength} is not allowed with {what}"
+        )))
+    };
+    if plan.setop.is_some() {
+        return not_allowed("UNION/INTERSECT/EXCEPT");
+    }
+    if plan.distinct {
+        return not_allowed("DISTINCT clause");
+    }
+    if !plan.group_by.is_empty() {
+        return not_allowed("GROUP BY clause");
+    }
+    if plan.having.is_some() {
+        return not_allowed("HAVING clause");
+    }
+    if plan.grouped || !plan.aggs.is_empty() {
+        return not_allowed("aggregate functions");
+    }
+    if !plan.windows.is_empty() {
+        return not_allowed("window functions");
+    }
+    let Some(t) = &plan.table else {
+        if plan.join.is_some() || plan.derived.is_some() {
+            return Err(Error::unsupported(format!(
+                "{strength} over a join or a subquery in FROM is not supported yet"
+            )));
+        }
+        // No relation (SELECT 1 FOR UPDATE, VALUES): nothing to lock.
+        return Ok(None);
+    };
+    let alias = plan
+        .scope
+        .first()
+        .and_then(|c| c.table.as_deref())
+        .unwrap_or("");
+    // The strictest wait policy named wins: NOWAIT over SKIP LOCKED over waiting.
+    let mut wait = LockWait::Block;
+    for clause in &q.locks {
+        if let Some(of) = &clause.of {
+            let name =
+                of.0.last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.clone())
+                    .unwrap_or_default();
+            if name != t.name && name != alias {
+                return Err(Error::new(
+                    ErrorKind::UndefinedTable,
+                    format!("relation \"{name}\" in {strength} clause not found in FROM clause"),
+                ));
+            }
+        }
+        let w = match clause.nonblock {
+            None => LockWait::Block,
+            Some(ast::NonBlock::Nowait) => LockWait::NoWait,
+            Some(ast::NonBlock::SkipLocked) => LockWait::Skip,
+        };
+        wait = match (wait, w) {
+            (LockWait::NoWait, _) | (_, LockWait::NoWait) => LockWait::NoWait,
+            (LockWait::Skip, _) | (_, LockWait::Skip) => LockWait::Skip,
+            _ => LockWait::Block,
+        };
+    }
+    Ok(Some(wait))
+}
+
+fn plan_query(
     cat: &Catalog,
     db_id: u32,
     q: &ast::Query,
@@ -461,6 +564,7 @@ fn plan_select(
         setop: None,
         windows,
         series: None,
+        lock: None,
     })
 }
 
@@ -864,6 +968,7 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         setop: None,
         windows: Vec::new(),
         series: None,
+        lock: None,
     }
 }
 
@@ -2013,7 +2118,8 @@ pub struct PointLookup {
 impl PointLookup {
     fn of(plan: &SelectPlan) -> Option<PointLookup> {
         let t = plan.table.as_ref()?;
-        let plain = plan.derived.is_none()
+        let plain = plan.lock.is_none()
+            && plan.derived.is_none()
             && plan.join.is_none()
             && plan.aggs.is_empty()
             && plan.group_by.is_empty()
@@ -3087,6 +3193,8 @@ impl<'a> Exec<'a> {
         } else if let Some(inner) = &plan.derived {
             let rows = Box::pin(self.run_plan(inner)).await?;
             self.filter_rows_plan(plan, rows).await?
+        } else if let (Some(t), Some(wait)) = (&plan.table, plan.lock) {
+            return self.run_locking(plan, t, wait).await;
         } else if let Some(t) = &plan.table {
             let access = self.choose_access(t, plan.filter.as_ref());
             // PERF: LIMIT over the primary key order reads only as many rows as it needs.
@@ -3447,6 +3555,130 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// `SELECT … FROM t … FOR UPDATE`: the rows, each locked for this transaction, as
+    /// PostgreSQL's LockRows does — after ORDER BY, before OFFSET and LIMIT (a skipped row
+    /// does not count). Rows named by primary key are locked before they are read (a
+    /// waiter then reads what the holder committed); others are read, sorted, then locked
+    /// one by one, and a row that changed meanwhile is read again and must still match.
+    async fn run_locking(
+        &mut self,
+        plan: &SelectPlan,
+        t: &TableDesc,
+        wait: LockWait,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let nowait = wait != LockWait::Block;
+        let named_error = |e: Error| {
+            if e.kind == ErrorKind::LockNotAvailable {
+                Error::new(
+                    ErrorKind::LockNotAvailable,
+                    format!("could not obtain lock on row in relation \"{}\"", t.name),
+                )
+            } else {
+                e
+            }
+        };
+        let access = self.choose_access(t, plan.filter.as_ref());
+        let keys = match &access {
+            Access::Point(vals) => Some(vec![Self::pk_key_from(t, vals)]),
+            Access::Points(vals) => Some(
+                vals.iter()
+                    .map(|v| Self::pk_key_from(t, std::slice::from_ref(v)))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        };
+        if let Some(keys) = keys {
+            // Lock first; a skipped key is not read at all.
+            let mut kept = Vec::new();
+            for (i, k) in keys.iter().enumerate() {
+                match self.lock_row_waiting(k, nowait).await {
+                    Ok(()) => kept.push(i),
+                    Err(e) if e.kind == ErrorKind::LockNotAvailable && wait == LockWait::Skip => {}
+                    Err(e) => return Err(named_error(e)),
+                }
+            }
+            let access = match access {
+                Access::Points(vals) => {
+                    Access::Points(kept.iter().map(|&i| vals[i].clone()).collect())
+                }
+                Access::Point(_) if kept.is_empty() => Access::Points(Vec::new()),
+                other => other,
+            };
+            let rows = self.read_rows(t, access).await?;
+            let rows = self.filter_rows(plan.filter.as_ref(), rows).await?;
+            return self.finish_plan(plan, rows).await;
+        }
+        let rows = if !self.correlated_in_filter(plan).is_empty() {
+            let rows = self.read_rows(t, Access::Full).await?;
+            self.filter_rows_plan(plan, rows).await?
+        } else {
+            let rows = self.read_rows(t, access).await?;
+            self.filter_rows(plan.filter.as_ref(), rows).await?
+        };
+        // Locked in the order the query asks for, until OFFSET + LIMIT rows are locked
+        // (PostgreSQL locks the rows OFFSET skips too).
+        let mut inputs = rows;
+        let order = self.sorted_input_order(plan, &inputs)?;
+        let offset = match &plan.offset {
+            Some(o) => self.count_arg(o, "OFFSET")?,
+            None => 0,
+        };
+        let limit = match &plan.limit {
+            Some(l) => match l.eval(&[], &self.cx)? {
+                Datum::Null => usize::MAX,
+                _ => self.count_arg(l, "LIMIT")?,
+            },
+            None => usize::MAX,
+        };
+        let wanted = offset.saturating_add(limit);
+        let mut locked = Vec::new();
+        for i in order {
+            if locked.len() >= wanted {
+                break;
+            }
+            let key = Self::pk_key(t, &inputs[i]);
+            let before = self.txn.read_ts;
+            match self.lock_row_waiting(&key, nowait).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::LockNotAvailable && wait == LockWait::Skip => {
+                    continue
+                }
+                Err(e) => return Err(named_error(e)),
+            }
+            let mut row = std::mem::take(&mut inputs[i]);
+            if self.txn.read_ts != before {
+                // Changed since it was read: read it again; it must still match.
+                let pk = t.pk.iter().map(|&c| row[c].clone()).collect();
+                let vals = self.read_rows(t, Access::Point(pk)).await?;
+                let again = self.filter_rows(plan.filter.as_ref(), vals).await?;
+                match again.into_iter().next() {
+                    Some(r) => row = r,
+                    None => continue,
+                }
+            }
+            locked.push(row);
+        }
+        // Projection, then the same (stable) order, OFFSET and LIMIT over the locked rows.
+        self.finish_plan(plan, locked).await
+    }
+
+    /// The positions of `rows` (input rows of `plan`) in the order `plan` sorts its
+    /// output.
+    fn sorted_input_order(&self, plan: &SelectPlan, rows: &[Vec<Datum>]) -> Result<Vec<usize>> {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        if plan.order.is_empty() {
+            return Ok(order);
+        }
+        let mut keys = Vec::with_capacity(rows.len());
+        for r in rows {
+            let out = self.project(plan, r)?;
+            keys.push(self.sort_keys(plan, r, &out)?);
+        }
+        let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
+        order.sort_by(|a, b| cmp_sort_keys(&keys[*a], &keys[*b], &dirs));
+        Ok(order)
+    }
+
     /// The rows of `t` that `filter` accepts, read through the best access path.
     async fn matching_rows(
         &mut self,
@@ -3489,11 +3721,16 @@ impl<'a> Exec<'a> {
     /// for), moves the read timestamp past that write — refreshing everything read so far
     /// under SERIALIZABLE (40001 if some of it changed) — so the row is read as it is now.
     async fn lock_row(&mut self, key: &[u8]) -> Result<()> {
+        self.lock_row_waiting(key, false).await
+    }
+
+    /// [`Exec::lock_row`]; with `nowait`, a row another transaction holds fails with 55P03.
+    async fn lock_row_waiting(&mut self, key: &[u8], nowait: bool) -> Result<()> {
         if self.txn.writes.contains_key(key) {
             // Written by this transaction already: locked when that statement ran.
             return Ok(());
         }
-        let (range, latest) = self.ctx.kv_lock(key, self.txn.id).await?;
+        let (range, latest) = self.ctx.kv_lock(key, self.txn.id, nowait).await?;
         self.txn.note_lock(range);
         if latest <= self.txn.read_ts {
             return Ok(());
