@@ -98,6 +98,44 @@ struct SelectPlan {
     series: Option<Vec<Scalar>>,
     /// `FOR UPDATE` / `FOR SHARE`: lock every row returned (single-table queries).
     lock: Option<LockWait>,
+    /// Set-returning functions in the select list (see [`SelectSrf`]).
+    srfs: Vec<SelectSrf>,
+}
+
+/// `unnest(array)` or `generate_subscripts(array, dim)` as a select-list item: the output
+/// column `output` holds the array, and each input row becomes as many rows as its longest
+/// such array has elements (PostgreSQL 10's rule), shorter ones padded with NULL.
+struct SelectSrf {
+    output: usize,
+    /// The array's type.
+    array: SqlType,
+    /// `None` for unnest; the dimension asked for by generate_subscripts.
+    subscripts_dim: Option<Scalar>,
+}
+
+/// Whether `e` is a set-returning function the select list may hold.
+fn select_srf(e: &Expr) -> Option<(&'static str, Vec<Expr>)> {
+    let Expr::Function(f) = e else { return None };
+    if f.over.is_some() {
+        return None;
+    }
+    let name = match object_name(&f.name).as_str() {
+        "unnest" => "unnest",
+        "generate_subscripts" => "generate_subscripts",
+        _ => return None,
+    };
+    let ast::FunctionArguments::List(l) = &f.args else {
+        return None;
+    };
+    let args = l
+        .args
+        .iter()
+        .map(|a| match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((name, args))
 }
 
 struct SetOpPlan {
@@ -177,6 +215,15 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::TimestampTz => "timestamptz",
         SqlType::Uuid => "uuid",
         SqlType::Unknown => "text",
+        SqlType::BoolArray => "_bool",
+        SqlType::Int2Array => "_int2",
+        SqlType::Int4Array => "_int4",
+        SqlType::Int8Array => "_int8",
+        SqlType::Float8Array => "_float8",
+        SqlType::NumericArray => "_numeric",
+        SqlType::TextArray => "_text",
+        SqlType::Int2Vector => "int2vector",
+        SqlType::OidVector => "oidvector",
     }
 }
 
@@ -234,6 +281,9 @@ fn plan_locking(plan: &SelectPlan, q: &ast::Query) -> Result<Option<LockWait>> {
     }
     if !plan.windows.is_empty() {
         return not_allowed("window functions");
+    }
+    if !plan.srfs.is_empty() {
+        return not_allowed("set-returning functions in the target list");
     }
     let Some(t) = &plan.table else {
         if plan.join.is_some() || plan.derived.is_some() {
@@ -495,7 +545,44 @@ fn plan_query(
     let mut windows = Vec::new();
     let mut outputs = Vec::new();
     let mut columns = Vec::new();
+    let mut srfs = Vec::new();
     for (e, name) in &items {
+        if let Some((srf, args)) = select_srf(e) {
+            let want = if srf == "unnest" { 1 } else { 2 };
+            if grouped || args.len() != want {
+                return Err(Error::unsupported(format!(
+                    "{srf}() here: only {srf}({}) in the select list of an ungrouped query",
+                    if want == 1 { "array" } else { "array, dim" }
+                )));
+            }
+            let mut b = Binder::new(&scope, params);
+            let (array, ty) = b.bind(&args[0], None)?;
+            let elem = ty.array_elem().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("function {srf}({}) does not exist", ty.name()),
+                )
+            })?;
+            let subscripts_dim = match args.get(1) {
+                Some(d) => Some(b.bind(d, Some(SqlType::Int4))?.0),
+                None => None,
+            };
+            srfs.push(SelectSrf {
+                output: outputs.len(),
+                array: ty,
+                subscripts_dim: subscripts_dim.clone(),
+            });
+            outputs.push(array);
+            columns.push(Column {
+                name: name.clone(),
+                ty: if subscripts_dim.is_some() {
+                    SqlType::Int4
+                } else {
+                    elem
+                },
+            });
+            continue;
+        }
         let mut b = Binder::new(&scope, params);
         if !grouped {
             b.windows = Some(&mut windows);
@@ -565,6 +652,7 @@ fn plan_query(
         windows,
         series: None,
         lock: None,
+        srfs,
     })
 }
 
@@ -969,6 +1057,7 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         windows: Vec::new(),
         series: None,
         lock: None,
+        srfs: Vec::new(),
     }
 }
 
@@ -1070,7 +1159,15 @@ fn contains_agg(e: &Expr) -> bool {
             if f.over.is_none()
                 && matches!(
                     n.as_str(),
-                    "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
+                    "count"
+                        | "sum"
+                        | "min"
+                        | "max"
+                        | "avg"
+                        | "bool_and"
+                        | "bool_or"
+                        | "every"
+                        | "array_agg"
                 )
             {
                 return true;
@@ -1968,6 +2065,33 @@ struct AggState {
     count: i64,
     value: Option<Datum>,
     seen: Option<HashSet<Vec<u8>>>,
+    /// `array_agg`'s values with their sort keys.
+    items: Vec<(Vec<Datum>, Datum)>,
+}
+
+/// Feeds input row `r` to aggregate `call`.
+fn agg_update_row(call: &AggCall, st: &mut AggState, r: &[Datum], cx: &EvalCtx) -> Result<()> {
+    let v = match &call.arg {
+        Some(a) => a.eval(r, cx)?,
+        None => Datum::Null,
+    };
+    if call.func == AggFunc::ArrayAgg {
+        let keys = call
+            .order
+            .iter()
+            .map(|(k, _, _)| k.eval(r, cx))
+            .collect::<Result<Vec<_>>>()?;
+        if call.distinct {
+            let mut k = Vec::new();
+            encode_key_datum(&v, &mut k);
+            if !st.seen.get_or_insert_with(HashSet::new).insert(k) {
+                return Ok(());
+            }
+        }
+        st.items.push((keys, v));
+        return Ok(());
+    }
+    agg_update(call, st, v)
 }
 
 fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
@@ -2035,7 +2159,7 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
         (AggFunc::BoolOr, Some(acc)) => {
             Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
         }
-        (AggFunc::CountStar, _) => unreachable!("handled above"),
+        (AggFunc::CountStar | AggFunc::ArrayAgg, _) => unreachable!("handled above"),
     });
     Ok(())
 }
@@ -2052,6 +2176,19 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
             )?),
             Some(other) => other.clone(),
         },
+        AggFunc::ArrayAgg => {
+            if st.items.is_empty() {
+                return Ok(Datum::Null);
+            }
+            let mut items: Vec<&(Vec<Datum>, Datum)> = st.items.iter().collect();
+            if !call.order.is_empty() {
+                let dirs: Vec<(bool, bool)> = call.order.iter().map(|(_, d, n)| (*d, *n)).collect();
+                items.sort_by(|a, b| cmp_sort_keys(&a.0, &b.0, &dirs));
+            }
+            let texts: Vec<Option<String>> =
+                items.iter().map(|(_, v)| v.to_text(call.arg_ty)).collect();
+            Datum::Text(crate::sql::types::format_array(&texts))
+        }
         _ => st
             .value
             .clone()
@@ -2268,6 +2405,7 @@ impl<'a> Exec<'a> {
             database: database.to_string(),
             user: user.to_string(),
             rowid: std::cell::Cell::new(rowid),
+            settings: Rc::default(),
         };
         Exec {
             plan_cache: None,
@@ -2279,6 +2417,12 @@ impl<'a> Exec<'a> {
             cancel,
             correlated: Vec::new(),
         }
+    }
+
+    /// The session's variables, for `current_setting`.
+    pub fn with_settings(mut self, settings: Rc<BTreeMap<String, String>>) -> Self {
+        self.cx.settings = settings;
+        self
     }
 
     /// In long loops: honours cancellation and lets the core's other tasks run.
@@ -3274,11 +3418,7 @@ impl<'a> Exec<'a> {
                     }
                 };
                 for (ai, call) in plan.aggs.iter().enumerate() {
-                    let v = match &call.arg {
-                        Some(a) => a.eval(&r, &self.cx)?,
-                        None => Datum::Null,
-                    };
-                    agg_update(call, &mut groups[gi].1[ai], v)?;
+                    agg_update_row(call, &mut groups[gi].1[ai], &r, &self.cx)?;
                 }
             }
             if groups.is_empty() && plan.group_by.is_empty() {
@@ -3306,7 +3446,8 @@ impl<'a> Exec<'a> {
         } else {
             // PERF: a projection of distinct plain columns moves them out of the input
             // row instead of cloning them (no copy of text values).
-            let moves = plain_columns(&plan.outputs) && plan.order.is_empty();
+            let moves =
+                plain_columns(&plan.outputs) && plan.order.is_empty() && plan.srfs.is_empty();
             // Correlated subqueries in the SELECT list: run for each row.
             let output_corr: Vec<usize> = plan
                 .outputs
@@ -3344,6 +3485,13 @@ impl<'a> Exec<'a> {
                     }
                     self.project(plan, &r)?
                 };
+                if !plan.srfs.is_empty() {
+                    for out in self.expand_srfs(plan, &r, out)? {
+                        let keys = self.sort_keys(plan, &r, &out)?;
+                        produced.push((out, keys));
+                    }
+                    continue;
+                }
                 let keys = if moves {
                     Vec::new()
                 } else {
@@ -4012,6 +4160,53 @@ impl<'a> Exec<'a> {
         } else if plan.series.is_some() {
             out.push(format!("{pad}generate_series"));
         }
+    }
+
+    /// The rows one projected row `out` (of input row `r`) becomes through the select
+    /// list's set-returning functions ([`SelectSrf`]).
+    fn expand_srfs(
+        &self,
+        plan: &SelectPlan,
+        r: &[Datum],
+        out: Vec<Datum>,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let mut columns: Vec<Vec<Datum>> = Vec::with_capacity(plan.srfs.len());
+        for srf in &plan.srfs {
+            let elems = match &out[srf.output] {
+                Datum::Text(t) => crate::sql::types::array_elements(srf.array, t)?,
+                _ => Vec::new(),
+            };
+            let elem_ty = srf.array.array_elem().unwrap_or(SqlType::Text);
+            let values = match &srf.subscripts_dim {
+                None => elems
+                    .into_iter()
+                    .map(|e| match e {
+                        Some(e) => Datum::parse(elem_ty, &e),
+                        None => Ok(Datum::Null),
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                Some(dim) => {
+                    let lower = if srf.array.is_vector() { 0 } else { 1 };
+                    match dim.eval(r, &self.cx)? {
+                        Datum::Int(1) => (0..elems.len() as i64)
+                            .map(|i| Datum::Int(lower + i))
+                            .collect(),
+                        _ => Vec::new(),
+                    }
+                }
+            };
+            columns.push(values);
+        }
+        let n = columns.iter().map(Vec::len).max().unwrap_or(0);
+        let mut rows = Vec::with_capacity(n);
+        for k in 0..n {
+            let mut row = out.clone();
+            for (srf, values) in plan.srfs.iter().zip(&columns) {
+                row[srf.output] = values.get(k).cloned().unwrap_or(Datum::Null);
+            }
+            rows.push(row);
+        }
+        Ok(rows)
     }
 
     /// Evaluates RETURNING (or any projection) over one row.
@@ -4882,7 +5077,7 @@ impl<'a> Exec<'a> {
         }
         let mut columns = Vec::new();
         let mut pk: Vec<usize> = Vec::new();
-        let mut uniques: Vec<Vec<usize>> = Vec::new();
+        let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
         let mut pending_checks: Vec<(Option<String>, Expr, Option<String>)> = Vec::new();
         for (i, c) in ct.columns.iter().enumerate() {
             let cname = ident_name(&c.name);
@@ -4904,7 +5099,7 @@ impl<'a> Exec<'a> {
                 pk.push(i);
             }
             if def.unique {
-                uniques.push(vec![i]);
+                uniques.push((None, vec![i]));
             }
             for (cname, e) in def.checks {
                 pending_checks.push((cname, e, Some(col.name.clone())));
@@ -4937,7 +5132,7 @@ impl<'a> Exec<'a> {
                     for c in &u.columns {
                         cols.push(col_idx(&columns, &index_column_name(c)?)?);
                     }
-                    uniques.push(cols);
+                    uniques.push((u.name.as_ref().map(ident_name), cols));
                 }
                 ast::TableConstraint::Check(cc) => pending_checks.push((
                     cc.name.as_ref().map(ident_name),
@@ -4972,17 +5167,20 @@ impl<'a> Exec<'a> {
         }
         let mut indexes = Vec::new();
         let mut next_index_id = 2;
-        for cols in uniques {
+        for (cname, cols) in uniques {
             if cols == pk {
                 continue;
             }
-            let iname = format!(
-                "{name}_{}_key",
-                cols.iter()
-                    .map(|&i| columns[i].name.as_str())
-                    .collect::<Vec<_>>()
-                    .join("_")
-            );
+            // `CONSTRAINT c UNIQUE (…)` keeps its name, as in PostgreSQL.
+            let iname = cname.unwrap_or_else(|| {
+                format!(
+                    "{name}_{}_key",
+                    cols.iter()
+                        .map(|&i| columns[i].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("_")
+                )
+            });
             indexes.push(IndexDesc {
                 id: next_index_id,
                 name: iname,

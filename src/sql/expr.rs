@@ -38,6 +38,8 @@ pub enum AggFunc {
     Avg,
     BoolAnd,
     BoolOr,
+    /// `array_agg(x [ORDER BY …])`: every value, NULLs too, in `order` (else input) order.
+    ArrayAgg,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +49,8 @@ pub struct AggCall {
     pub distinct: bool,
     pub ty: SqlType,
     pub arg_ty: SqlType,
+    /// The aggregate's own `ORDER BY` (key, descending, nulls first); only `array_agg`.
+    pub order: Vec<(Scalar, bool, bool)>,
 }
 
 /// A window function.
@@ -208,7 +212,7 @@ fn unknown_literal(s: &Scalar) -> bool {
 fn is_agg_name(n: &str) -> bool {
     matches!(
         n,
-        "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
+        "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every" | "array_agg"
     )
 }
 
@@ -323,7 +327,7 @@ impl<'a> Binder<'a> {
             Expr::Cast {
                 expr, data_type, ..
             } => {
-                let ty = sql_type(data_type)?;
+                let ty = cast_type(data_type)?;
                 let (s, _) = self.bind(expr, Some(ty))?;
                 let cast = fold(Scalar::Cast(Box::new(s), ty))?;
                 (apply_typmod(cast, ty, typmod(data_type))?, ty)
@@ -401,6 +405,35 @@ impl<'a> Binder<'a> {
                 }
                 (Scalar::InList(Box::new(x), items, *negated), SqlType::Bool)
             }
+            Expr::Array(a) => {
+                let hint_elem = hint.and_then(SqlType::array_elem);
+                let mut bound = Vec::with_capacity(a.elem.len());
+                let mut elem = SqlType::Unknown;
+                for e in &a.elem {
+                    let (s, t) = self.bind(e, hint_elem)?;
+                    elem = unify(elem, t);
+                    bound.push(s);
+                }
+                let elem = match (elem, hint_elem) {
+                    (SqlType::Unknown, Some(h)) => h,
+                    (e, _) => e,
+                };
+                let ty = elem.array_of().ok_or_else(|| {
+                    Error::unsupported(format!("arrays of {} are not supported", elem.name()))
+                })?;
+                (Scalar::Func("__array".into(), bound, ty), ty)
+            }
+            Expr::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            } => self.bind(&quantified(left, compare_op, right, false)?, hint)?,
+            Expr::AllOp {
+                left,
+                compare_op,
+                right,
+            } => self.bind(&quantified(left, compare_op, right, true)?, hint)?,
             Expr::Between {
                 expr,
                 negated,
@@ -729,6 +762,7 @@ impl<'a> Binder<'a> {
         args: &[Expr],
         star: bool,
         distinct: bool,
+        order_by: &[ast::OrderByExpr],
     ) -> Result<AggCall> {
         let (func, arg, arg_ty) = if name == "count" && (star || args.is_empty()) {
             (AggFunc::CountStar, None, SqlType::Int8)
@@ -750,6 +784,7 @@ impl<'a> Binder<'a> {
                 "max" => AggFunc::Max,
                 "avg" => AggFunc::Avg,
                 "bool_and" | "every" => AggFunc::BoolAnd,
+                "array_agg" => AggFunc::ArrayAgg,
                 _ => AggFunc::BoolOr,
             };
             (func, Some(s), t)
@@ -779,6 +814,12 @@ impl<'a> Binder<'a> {
                 }
             },
             AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
+            AggFunc::ArrayAgg => arg_ty.array_of().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("function array_agg({}) is not supported", arg_ty.name()),
+                )
+            })?,
             AggFunc::Min | AggFunc::Max => {
                 if arg_ty == SqlType::Unknown {
                     SqlType::Text
@@ -787,12 +828,24 @@ impl<'a> Binder<'a> {
                 }
             }
         };
+        if !order_by.is_empty() && func != AggFunc::ArrayAgg {
+            return Err(Error::unsupported(format!("ORDER BY in {name}()")));
+        }
+        let mut order = Vec::with_capacity(order_by.len());
+        for o in order_by {
+            self.in_agg = true;
+            let bound = self.bind(&o.expr, None);
+            self.in_agg = false;
+            let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+            order.push((bound?.0, desc, o.options.nulls_first.unwrap_or(desc)));
+        }
         Ok(AggCall {
             func,
             arg,
             distinct,
             ty,
             arg_ty,
+            order,
         })
     }
 
@@ -914,7 +967,7 @@ impl<'a> Binder<'a> {
                         "DISTINCT is not implemented for window functions",
                     ));
                 }
-                let call = self.bind_agg_call(n, args, star, false)?;
+                let call = self.bind_agg_call(n, args, star, false, &[])?;
                 let ty = call.ty;
                 (WindowFunc::Agg(call), ty)
             }
@@ -938,9 +991,18 @@ impl<'a> Binder<'a> {
 
     fn bind_function(&mut self, f: &ast::Function) -> Result<(Scalar, SqlType)> {
         let name = object_name(&f.name);
+        let mut order_by: Vec<ast::OrderByExpr> = Vec::new();
         let (args, distinct, star) = match &f.args {
             ast::FunctionArguments::None => (Vec::new(), false, false),
             ast::FunctionArguments::List(l) => {
+                for c in &l.clauses {
+                    match c {
+                        ast::FunctionArgumentClause::OrderBy(o) => {
+                            order_by.extend(o.iter().cloned())
+                        }
+                        other => return Err(Error::unsupported(format!("{other} in {name}()"))),
+                    }
+                }
                 let distinct = matches!(
                     l.duplicate_treatment,
                     Some(ast::DuplicateTreatment::Distinct)
@@ -982,7 +1044,7 @@ impl<'a> Binder<'a> {
                     format!("aggregate functions are not allowed here ({name})"),
                 ));
             }
-            let call = self.bind_agg_call(&name, &args, star, distinct)?;
+            let call = self.bind_agg_call(&name, &args, star, distinct, &order_by)?;
             let ty = call.ty;
             let aggs = self.aggs.as_mut().unwrap();
             aggs.push(call);
@@ -1000,7 +1062,7 @@ impl<'a> Binder<'a> {
             "lower" | "upper" | "btrim" | "ltrim" | "rtrim" | "concat" | "substr" | "substring"
             | "replace" | "repeat" | "left" | "right" | "reverse" | "md5" | "version"
             | "current_database" | "current_user" | "current_schema" | "lpad" | "rpad"
-            | "initcap" | "to_hex" => SqlType::Text,
+            | "initcap" | "to_hex" | "current_setting" => SqlType::Text,
             "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "ascii" => {
                 SqlType::Int4
             }
@@ -1075,6 +1137,65 @@ impl<'a> Binder<'a> {
 fn check_comparable(_l: &Scalar, _r: &Scalar, t: SqlType) -> Result<()> {
     let _ = t;
     Ok(())
+}
+
+/// `x op ANY (ARRAY[a, b, …])` (or `SOME`) and `x op ALL (ARRAY[…])` over an array
+/// constructor, as the equivalent `x IN (a, b, …)` for `= ANY`, `x NOT IN (…)` for `<> ALL`,
+/// and otherwise an OR (ANY) or AND (ALL) of the comparisons. Both keep PostgreSQL's
+/// three-valued result: ANY is true when one comparison is, NULL when none is and one is
+/// NULL, else false (ALL the other way round). An empty array makes ANY false, ALL true.
+/// Arrays are no value type here, so ANY over a column or parameter is not supported.
+fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, all: bool) -> Result<Expr> {
+    let mut inner = right;
+    while let Expr::Nested(e) = inner {
+        inner = e;
+    }
+    let elems = match inner {
+        Expr::Array(a) => &a.elem,
+        _ => {
+            return Err(Error::unsupported(
+                "ANY/ALL is supported only over an ARRAY[...] constructor",
+            ))
+        }
+    };
+    if elems.is_empty() {
+        return Ok(Expr::Value(ast::Value::Boolean(all).into()));
+    }
+    if matches!(
+        (op, all),
+        (BinaryOperator::Eq, false) | (BinaryOperator::NotEq, true)
+    ) {
+        return Ok(Expr::In {
+            expr: Box::new(left.clone()),
+            target: ast::InTarget::List(elems.clone()),
+            negated: all,
+            global: false,
+        });
+    }
+    let joiner = if all {
+        BinaryOperator::And
+    } else {
+        BinaryOperator::Or
+    };
+    let mut out: Option<Expr> = None;
+    for e in elems {
+        let cmp = Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(left.clone()),
+            op: op.clone(),
+            right: Box::new(e.clone()),
+        }));
+        out = Some(match out {
+            None => cmp,
+            Some(acc) => Expr::BinaryOp {
+                left: Box::new(acc),
+                op: joiner.clone(),
+                right: Box::new(cmp),
+            },
+        });
+    }
+    Ok(Expr::Nested(Box::new(out.unwrap_or_else(|| {
+        Expr::Value(ast::Value::Boolean(all).into())
+    }))))
 }
 
 /// Casts an untyped string literal to `ty` at bind time (as PostgreSQL types `'5'` by
@@ -1253,6 +1374,24 @@ pub fn sql_type(dt: &ast::DataType) -> Result<SqlType> {
         })
 }
 
+/// The type a cast names: as [`sql_type`], and also the array types values may have
+/// (`'{1,2}'::int[]`), which no column may.
+fn cast_type(dt: &ast::DataType) -> Result<SqlType> {
+    use ast::ArrayElemTypeDef as A;
+    match dt {
+        ast::DataType::Array(A::SquareBracket(elem, _) | A::Qualified(elem, _)) => {
+            let e = sql_type(elem)?;
+            e.array_of().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedObject,
+                    format!("type \"{}[]\" is not supported", e.name()),
+                )
+            })
+        }
+        _ => sql_type(dt),
+    }
+}
+
 /// What evaluation needs besides the row.
 #[derive(Default)]
 pub struct EvalCtx {
@@ -1267,6 +1406,8 @@ pub struct EvalCtx {
     pub database: String,
     pub user: String,
     pub rowid: std::cell::Cell<i64>,
+    /// The session's variables (`current_setting`).
+    pub settings: std::rc::Rc<std::collections::BTreeMap<String, String>>,
 }
 
 fn arith_int(op: BinOp, a: i64, b: i64, ty: SqlType) -> Result<Datum> {
@@ -1660,6 +1801,15 @@ fn eval_func(
     cx: &EvalCtx,
 ) -> Result<Datum> {
     // Functions that do not evaluate all arguments eagerly.
+    if name == "__array" {
+        // ARRAY[a, b, …]: each element cast to the element type, NULLs kept.
+        let elem = ty.array_elem().unwrap_or(SqlType::Text);
+        let mut texts = Vec::with_capacity(args.len());
+        for a in args {
+            texts.push(a.eval(row, cx)?.cast(elem)?.to_text(elem));
+        }
+        return Ok(Datum::Text(crate::sql::types::format_array(&texts)));
+    }
     if name == "coalesce" {
         for a in args {
             let v = a.eval(row, cx)?;
@@ -2059,6 +2209,24 @@ fn eval_func(
         "current_database" => Datum::Text(cx.database.clone()),
         "current_user" => Datum::Text(cx.user.clone()),
         "current_schema" => Datum::Text("public".into()),
+        "current_setting" => {
+            let name = match vals.first() {
+                Some(Datum::Text(t)) => t.to_lowercase(),
+                _ => return Ok(Datum::Null),
+            };
+            let missing_ok = matches!(vals.get(1), Some(Datum::Bool(true)));
+            match cx.settings.get(&name) {
+                Some(v) => Datum::Text(v.clone()),
+                None if name == "database" => Datum::Text(cx.database.clone()),
+                None if missing_ok => Datum::Null,
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    ))
+                }
+            }
+        }
         n if crate::sql::pg_catalog::eval_function(n, &vals).is_some() => {
             crate::sql::pg_catalog::eval_function(n, &vals).unwrap()?
         }

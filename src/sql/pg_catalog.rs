@@ -45,8 +45,17 @@
 //!   tables, slow for thousands (`\d t` joins `pg_class` with itself).
 //! - A unique index whose name ends in `_key` is shown as a UNIQUE constraint (that is how
 //!   Chitin names them); others as plain unique indexes.
-//! - Arrays are text in PostgreSQL's array syntax (`'{1,2}'`, `indkey` as `'1 2'`);
-//!   `ARRAY(subquery)` works only when the subquery is always empty (`'{}'`).
+//! - Arrays are values only, never columns: a `Datum::Text` in PostgreSQL's array syntax
+//!   typed as an array type (`indkey` is an `int2vector`, `'1 2'`; `array_agg` gives
+//!   `text[]` and the like), so clients see the right type oid and decode a list.
+//!   `x = ANY (ARRAY[…])` works, `x = ANY (column)` does not; `ARRAY(subquery)` works only
+//!   when the subquery is always empty (`'{}'`). `unnest` and `generate_subscripts` work in
+//!   a select list (`exec::SelectSrf`), not in FROM.
+//! - `x::regclass` of a value known only at run time is a CASE over the relation names
+//!   (NULL for an unknown name, where PostgreSQL raises 42P01); the system catalogs have
+//!   PostgreSQL's oids there (`'pg_class'::regclass` is 1259) though `pg_class` does not
+//!   list them. `x::regtype::text` is `format_type(x, -1)`.
+//! - `pg_opclass` is empty: every index uses its column type's default operator class.
 //! - `pg_settings` shows the defaults, not the session's `SET` values; `pg_proc` is empty.
 //! - CHECK constraints print as stored (`CHECK (price > 0)`), without PostgreSQL's
 //!   implicit casts (`0::numeric`); `char(n)` columns are `character varying(n)`.
@@ -117,6 +126,7 @@ const TYPES: &[(i64, &str, i64, &str, i64, i64)] = &[
     (20, "int8", 8, "N", 1016, 0),
     (21, "int2", 2, "N", 1005, 0),
     (22, "int2vector", -1, "A", 1006, 0),
+    (30, "oidvector", -1, "A", 1013, 0),
     (23, "int4", 4, "N", 1007, 0),
     (25, "text", -1, "S", 1009, 100),
     (26, "oid", 4, "N", 1028, 0),
@@ -131,10 +141,50 @@ const TYPES: &[(i64, &str, i64, &str, i64, i64)] = &[
     (2205, "regclass", 4, "N", 2210, 0),
     (2206, "regtype", 4, "N", 2211, 0),
     (2950, "uuid", 16, "U", 2951, 0),
+    // The array types results may have (`array_agg`); their element is the type whose
+    // array oid they are.
+    (1000, "_bool", -1, "A", 0, 0),
+    (1005, "_int2", -1, "A", 0, 0),
+    (1007, "_int4", -1, "A", 0, 0),
+    (1009, "_text", -1, "A", 0, 100),
+    (1016, "_int8", -1, "A", 0, 0),
+    (1022, "_float8", -1, "A", 0, 0),
+    (1231, "_numeric", -1, "A", 0, 0),
 ];
+
+/// The element type oid of array type `oid` (0 for a scalar type).
+fn array_elem_oid(oid: i64) -> i64 {
+    TYPES
+        .iter()
+        .find(|t| t.4 == oid && oid != 0)
+        .map(|t| t.0)
+        .unwrap_or(0)
+}
 
 fn type_oid(ty: SqlType) -> i64 {
     ty.oid() as i64
+}
+
+/// The oid of the type named `name` (`integer`, `int4`, `pg_catalog.int4`, `text[]`),
+/// `None` when there is no such type (as `to_regtype`).
+fn regtype_oid(name: &str) -> Option<i64> {
+    let n = name.trim().to_lowercase();
+    let n = n.strip_prefix("pg_catalog.").unwrap_or(&n);
+    if let Some(elem) = n.strip_suffix("[]") {
+        let e = regtype_oid(elem)?;
+        return TYPES
+            .iter()
+            .find(|t| t.0 == e)
+            .map(|t| t.4)
+            .filter(|&a| a != 0);
+    }
+    if let Some(t) = TYPES.iter().find(|t| t.1 == n) {
+        return Some(t.0);
+    }
+    if let Some(oid) = TYPES.iter().map(|t| t.0).find(|&o| format_type(o, -1) == n) {
+        return Some(oid);
+    }
+    SqlType::from_sql_name(n).map(type_oid)
 }
 
 /// The SQL name `format_type` gives a type oid and typmod.
@@ -147,6 +197,7 @@ pub fn format_type(oid: i64, typmod: i64) -> String {
         20 => "bigint",
         21 => "smallint",
         22 => "int2vector",
+        30 => "oidvector",
         23 => "integer",
         25 => "text",
         26 => "oid",
@@ -161,6 +212,9 @@ pub fn format_type(oid: i64, typmod: i64) -> String {
         2205 => "regclass",
         2206 => "regtype",
         2950 => "uuid",
+        o if array_elem_oid(o) != 0 => {
+            return format!("{}[]", format_type(array_elem_oid(o), typmod))
+        }
         _ => return "???".into(),
     };
     match oid {
@@ -453,6 +507,20 @@ const EMPTY_TABLES: &[(&str, &[(&str, SqlType)])] = &[
         ],
     ),
     (
+        "pg_opclass",
+        &[
+            ("oid", I8),
+            ("opcmethod", I8),
+            ("opcname", T),
+            ("opcnamespace", I8),
+            ("opcowner", I8),
+            ("opcfamily", I8),
+            ("opcintype", I8),
+            ("opcdefault", B),
+            ("opckeytype", I8),
+        ],
+    ),
+    (
         "pg_sequence",
         &[
             ("seqrelid", I8),
@@ -478,6 +546,26 @@ const EMPTY_TABLES: &[(&str, &[(&str, SqlType)])] = &[
         "pg_foreign_table",
         &[("ftrelid", I8), ("ftserver", I8), ("ftoptions", T)],
     ),
+];
+
+/// PostgreSQL's oids of the system catalogs a `'pg_class'::regclass` may name (drivers
+/// compare `pg_description.classoid` with them).
+const SYSTEM_CATALOG_OIDS: &[(&str, i64)] = &[
+    ("pg_type", 1247),
+    ("pg_attribute", 1249),
+    ("pg_proc", 1255),
+    ("pg_class", 1259),
+    ("pg_authid", 1260),
+    ("pg_database", 1262),
+    ("pg_constraint", 2606),
+    ("pg_description", 2609),
+    ("pg_index", 2610),
+    ("pg_namespace", 2615),
+    ("pg_am", 2601),
+    ("pg_attrdef", 2604),
+    ("pg_collation", 3456),
+    ("pg_sequence", 2224),
+    ("pg_tablespace", 1213),
 ];
 
 fn is_always_empty(name: &str) -> bool {
@@ -747,7 +835,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                         Datum::Bool(true),
                         text(","),
                         int(0),
-                        int(0),
+                        int(array_elem_oid(*oid)),
                         int(*arr),
                         text(format!("{n}in")),
                         text(format!("{n}out")),
@@ -823,10 +911,10 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                     ("indislive", B),
                     ("indisreplident", B),
                     ("indnullsnotdistinct", B),
-                    ("indkey", T),
-                    ("indcollation", T),
-                    ("indclass", T),
-                    ("indoption", T),
+                    ("indkey", SqlType::Int2Vector),
+                    ("indcollation", SqlType::OidVector),
+                    ("indclass", SqlType::OidVector),
+                    ("indoption", SqlType::Int2Vector),
                     ("indexprs", T),
                     ("indpred", T),
                 ],
@@ -1389,6 +1477,9 @@ fn info_data_type(ty: SqlType) -> &'static str {
         SqlType::Timestamp => "timestamp without time zone",
         SqlType::TimestampTz => "timestamp with time zone",
         SqlType::Uuid => "uuid",
+        SqlType::Int2Vector => "int2vector",
+        SqlType::OidVector => "oidvector",
+        _ => "ARRAY",
     }
 }
 
@@ -1735,6 +1826,7 @@ pub fn function_type(name: &str, _args: &[SqlType]) -> Option<SqlType> {
         | "pg_has_role"
         | "pg_is_in_recovery"
         | "pg_relation_is_publishable"
+        | "pg_collation_is_visible"
         | "__regex" => SqlType::Bool,
         "pg_get_userbyid"
         | "format_type"
@@ -1749,12 +1841,14 @@ pub fn function_type(name: &str, _args: &[SqlType]) -> Option<SqlType> {
         | "quote_ident"
         | "pg_get_indexdef"
         | "pg_get_constraintdef"
-        | "pg_get_viewdef" => SqlType::Text,
+        | "pg_get_viewdef"
+        | "json_build_object" => SqlType::Text,
         "pg_relation_size"
         | "pg_table_size"
         | "pg_total_relation_size"
         | "pg_indexes_size"
-        | "pg_database_size" => SqlType::Int8,
+        | "pg_database_size"
+        | "to_regtype" => SqlType::Int8,
         "pg_backend_pid" => SqlType::Int4,
         _ => return None,
     })
@@ -1841,6 +1935,7 @@ pub fn eval_function(name: &str, vals: &[Datum]) -> Option<Result<Datum>> {
         | "has_any_column_privilege"
         | "has_function_privilege"
         | "has_sequence_privilege"
+        | "pg_collation_is_visible"
         | "pg_has_role" => Datum::Bool(true),
         "pg_is_in_recovery" | "pg_relation_is_publishable" => Datum::Bool(false),
         "pg_get_userbyid" => text(match arg_int(0) {
@@ -1896,6 +1991,11 @@ pub fn eval_function(name: &str, vals: &[Datum]) -> Option<Result<Datum>> {
             })
         }
         "quote_ident" => text(quote_ident(&vals.first().map(as_text).unwrap_or_default())),
+        "json_build_object" => return Some(json_build_object(vals)),
+        "to_regtype" => match regtype_oid(&vals.first().map(as_text).unwrap_or_default()) {
+            Some(oid) => int(oid),
+            None => Datum::Null,
+        },
         "pg_backend_pid" => int(std::process::id() as i64),
         // Rewritten into CASEs over the catalog before binding ([`rewrite`]): reached only
         // for an object that does not exist.
@@ -1913,7 +2013,63 @@ pub fn is_non_strict(name: &str) -> bool {
             | "shobj_description"
             | "pg_is_in_recovery"
             | "pg_backend_pid"
+            | "json_build_object"
     )
+}
+
+/// `json_build_object(k1, v1, …)` as PostgreSQL prints it (`{"a" : 1, "b" : null}`); the
+/// result is text, there being no json type here.
+fn json_build_object(vals: &[Datum]) -> Result<Datum> {
+    if !vals.len().is_multiple_of(2) {
+        return Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            "argument list must have even number of elements",
+        ));
+    }
+    fn quote(s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    let mut out = String::from("{");
+    for (i, pair) in vals.chunks(2).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if pair[0].is_null() {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                "null value not allowed for object key",
+            ));
+        }
+        quote(&as_text(&pair[0]), &mut out);
+        out.push_str(" : ");
+        match &pair[1] {
+            Datum::Null => out.push_str("null"),
+            Datum::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Datum::Int(i) => out.push_str(&i.to_string()),
+            Datum::Numeric(n) => out.push_str(&n.to_string()),
+            Datum::Float(f) if f.is_finite() => {
+                out.push_str(&crate::sql::types::format_float(*f, false))
+            }
+            other => quote(
+                &other.to_text(other.natural_type()).unwrap_or_default(),
+                &mut out,
+            ),
+        }
+    }
+    out.push('}');
+    Ok(text(out))
 }
 
 // --- The rewrite. ---
@@ -2024,6 +2180,51 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
             ControlFlow::Continue(())
         }
         fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            // `x::regtype::text` is the type's name, `x::regclass::text` the relation's:
+            // replaced before the inner cast becomes a number.
+            if let Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } = e
+            {
+                let outer = data_type.to_string().to_lowercase();
+                if matches!(
+                    outer.as_str(),
+                    "text" | "varchar" | "name" | "pg_catalog.text"
+                ) {
+                    if let Expr::Cast {
+                        expr: x,
+                        data_type: reg,
+                        ..
+                    } = inner.as_ref()
+                    {
+                        let reg = reg.to_string().to_lowercase();
+                        let reg = reg.rsplit('.').next().unwrap_or("");
+                        let x = x.as_ref().clone();
+                        let string = match &x {
+                            Expr::Value(v) => match &v.value {
+                                Value::SingleQuotedString(s) => Some(s.clone()),
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if reg == "regtype" {
+                            *e = match string {
+                                Some(name) => match regtype_oid(&name) {
+                                    Some(oid) => Expr::Value(
+                                        Value::SingleQuotedString(format_type(oid, -1)).into(),
+                                    ),
+                                    None => e.clone(),
+                                },
+                                None => function_call("format_type", vec![x, number(-1)]),
+                            };
+                        } else if reg == "regclass" && string.is_none() && !is_number_literal(&x) {
+                            *e = self.regclass_name_case(x);
+                        }
+                    }
+                }
+            }
             // Subqueries that must be empty: replaced before their insides are visited.
             let replacement = match e {
                 Expr::Subquery(q) if query_is_empty(q) => Some(null()),
@@ -2095,6 +2296,10 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                     match (base.as_str(), literal) {
                         ("regclass", Some(name)) if name.parse::<i64>().is_err() => {
                             *e = number(self.regclass(&name)?);
+                        }
+                        ("regclass", None) if !is_number_literal(expr) => {
+                            let inner = std::mem::replace(expr.as_mut(), null());
+                            *e = self.regclass_case(inner);
                         }
                         ("regtype", Some(name)) if name.parse::<i64>().is_err() => {
                             let ty = crate::sql::types::SqlType::from_sql_name(&name).ok_or_else(
@@ -2182,7 +2387,7 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
             Ok(())
         }
 
-        /// The oid of relation `name` ('t', 'public.t', '"T"').
+        /// The oid of relation `name` ('t', 'public.t', '"T"', 'pg_catalog.pg_class').
         fn regclass(&self, name: &str) -> Result<i64> {
             let n = name.rsplit('.').next().unwrap_or(name);
             let n = if n.starts_with('"') {
@@ -2190,6 +2395,9 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
             } else {
                 n.to_lowercase()
             };
+            if let Some((_, oid)) = SYSTEM_CATALOG_OIDS.iter().find(|(c, _)| *c == n) {
+                return Ok(*oid);
+            }
             for t in self.cat.tables_in(self.db_id) {
                 if t.name == n {
                     return Ok(table_oid(t));
@@ -2201,6 +2409,117 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                 }
             }
             Err(crate::sql::catalog::undefined_table(name))
+        }
+
+        /// `x::regclass` for an `x` known only when the statement runs (a parameter, a
+        /// column): a CASE over the relations' names, bare and schema-qualified, and a
+        /// numeric oid passes through. Another name gives NULL where PostgreSQL would
+        /// raise 42P01.
+        fn regclass_case(&self, arg: Expr) -> Expr {
+            let as_text = Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(Expr::Nested(Box::new(arg))),
+                data_type: DataType::Text,
+                format: None,
+            };
+            let mut names: Vec<(String, i64)> = Vec::new();
+            for (c, oid) in SYSTEM_CATALOG_OIDS {
+                names.push((c.to_string(), *oid));
+                names.push((format!("pg_catalog.{c}"), *oid));
+            }
+            for t in user_tables(self.cat, self.db_id) {
+                let mut add = |n: &str, oid: i64| {
+                    names.push((n.to_string(), oid));
+                    names.push((format!("public.{n}"), oid));
+                    if quote_ident(n) != n {
+                        names.push((quote_ident(n), oid));
+                        names.push((format!("public.{}", quote_ident(n)), oid));
+                    }
+                };
+                add(&t.name, table_oid(t));
+                for (i, _) in indexes_of(t) {
+                    add(&i.name, index_oid(t, i.id));
+                }
+            }
+            let numeric = Expr::Case {
+                case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                operand: None,
+                conditions: vec![ast::CaseWhen {
+                    condition: Expr::BinaryOp {
+                        left: Box::new(as_text.clone()),
+                        op: BinaryOperator::PGRegexMatch,
+                        right: Box::new(Expr::Value(
+                            Value::SingleQuotedString("^[0-9]+$".into()).into(),
+                        )),
+                    },
+                    result: Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(as_text.clone()),
+                        data_type: DataType::Custom(
+                            ObjectName::from(vec![ast::Ident::new("int8")]),
+                            vec![],
+                        ),
+                        format: None,
+                    },
+                }],
+                else_result: None,
+            };
+            Expr::Case {
+                case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                operand: Some(Box::new(as_text)),
+                conditions: names
+                    .into_iter()
+                    .map(|(n, oid)| ast::CaseWhen {
+                        condition: Expr::Value(Value::SingleQuotedString(n).into()),
+                        result: number(oid),
+                    })
+                    .collect(),
+                else_result: Some(Box::new(numeric)),
+            }
+        }
+
+        /// `x::regclass::text`: the name of the relation whose oid `x` is (its number when
+        /// there is none, as PostgreSQL prints an unknown oid).
+        fn regclass_name_case(&self, arg: Expr) -> Expr {
+            let mut pairs: Vec<(i64, String)> = SYSTEM_CATALOG_OIDS
+                .iter()
+                .map(|(n, oid)| (*oid, format!("pg_catalog.{n}")))
+                .collect();
+            for t in user_tables(self.cat, self.db_id) {
+                pairs.push((table_oid(t), quote_ident(&t.name)));
+                for (i, _) in indexes_of(t) {
+                    pairs.push((index_oid(t, i.id), quote_ident(&i.name)));
+                }
+            }
+            let as_int8 = Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(Expr::Nested(Box::new(arg))),
+                data_type: DataType::Custom(
+                    ObjectName::from(vec![ast::Ident::new("int8")]),
+                    vec![],
+                ),
+                format: None,
+            };
+            Expr::Case {
+                case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                operand: Some(Box::new(as_int8.clone())),
+                conditions: pairs
+                    .into_iter()
+                    .map(|(oid, n)| ast::CaseWhen {
+                        condition: number(oid),
+                        result: Expr::Value(Value::SingleQuotedString(n).into()),
+                    })
+                    .collect(),
+                else_result: Some(Box::new(Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(as_int8),
+                    data_type: DataType::Text,
+                    format: None,
+                })),
+            }
         }
 
         /// `pg_get_indexdef(index, column, …)`: the name of that index column.
@@ -2353,6 +2672,31 @@ fn over_unnest(q: &Query) -> bool {
         }),
         _ => false,
     }
+}
+
+fn is_number_literal(e: &Expr) -> bool {
+    matches!(e, Expr::Value(v) if matches!(v.value, Value::Number(..)))
+}
+
+/// `name(args…)` as an expression.
+fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }
 
 fn null() -> Expr {

@@ -323,7 +323,15 @@ impl Visitor for AggFinder<'_> {
             if f.over.is_none()
                 && matches!(
                     n.as_str(),
-                    "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every"
+                    "count"
+                        | "sum"
+                        | "min"
+                        | "max"
+                        | "avg"
+                        | "bool_and"
+                        | "bool_or"
+                        | "every"
+                        | "array_agg"
                 )
             {
                 *self.0 = true;
@@ -382,8 +390,10 @@ pub fn bind_outer_refs(
                         }
                     }
                 }
-                Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                    let (t, n) = (ident_name(&parts[0]), ident_name(&parts[1]));
+                // `t.c`, or `schema.t.c` (SQLAlchemy spells `pg_catalog.pg_class.oid`).
+                Expr::CompoundIdentifier(parts) if (2..=3).contains(&parts.len()) => {
+                    let k = parts.len();
+                    let (t, n) = (ident_name(&parts[k - 2]), ident_name(&parts[k - 1]));
                     if self
                         .inner
                         .iter()

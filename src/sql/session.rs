@@ -100,7 +100,8 @@ pub struct Session {
     pub ctx: Rc<CoreCtx>,
     pub user: String,
     pub database: String,
-    vars: BTreeMap<String, String>,
+    /// Session variables; shared with each statement's evaluation (`current_setting`).
+    vars: Rc<BTreeMap<String, String>>,
     txn: Option<Txn>,
     /// An explicit transaction (BEGIN) is open.
     explicit: bool,
@@ -133,7 +134,7 @@ const RESTART_SAVEPOINT: &str = "cockroach_restart";
 const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Session variables and their defaults (what RESET restores).
-const DEFAULTS: [(&str, &str); 15] = [
+const DEFAULTS: [(&str, &str); 16] = [
     ("server_version", "15.0.0"),
     ("server_version_num", "150000"),
     ("server_encoding", "UTF8"),
@@ -149,6 +150,7 @@ const DEFAULTS: [(&str, &str); 15] = [
     ("default_transaction_isolation", "serializable"),
     ("extra_float_digits", "1"),
     ("statement_timeout", "0"),
+    ("default_table_access_method", "heap"),
 ];
 
 impl Session {
@@ -173,7 +175,11 @@ impl Session {
         vars.insert("session_authorization".to_string(), user.to_string());
         for (k, v) in params {
             let k = k.to_lowercase();
-            if !matches!(k.as_str(), "user" | "database" | "options" | "replication") {
+            if k == "options" {
+                for (name, value) in startup_options(v) {
+                    vars.insert(name, value);
+                }
+            } else if !matches!(k.as_str(), "user" | "database" | "replication") {
                 vars.insert(k, v.clone());
             }
         }
@@ -181,7 +187,7 @@ impl Session {
             ctx,
             user: user.to_string(),
             database: database.to_string(),
-            vars,
+            vars: Rc::new(vars),
             txn: None,
             explicit: false,
             failed: false,
@@ -307,9 +313,7 @@ impl Session {
             .map(|t| t.isolation)
             .unwrap_or_default()
             .name();
-        let old = self
-            .vars
-            .insert("transaction_isolation".into(), name.into());
+        let old = Rc::make_mut(&mut self.vars).insert("transaction_isolation".into(), name.into());
         self.local_saved.push(("transaction_isolation".into(), old));
     }
 
@@ -587,8 +591,8 @@ impl Session {
     fn restore_locals(&mut self) {
         while let Some((name, old)) = self.local_saved.pop() {
             match old {
-                Some(v) => self.vars.insert(name, v),
-                None => self.vars.remove(&name),
+                Some(v) => Rc::make_mut(&mut self.vars).insert(name, v),
+                None => Rc::make_mut(&mut self.vars).remove(&name),
             };
         }
     }
@@ -732,6 +736,7 @@ impl Session {
             params,
             &self.cancel,
         )
+        .with_settings(self.vars.clone())
     }
 
     /// SET / SHOW of session variables; `None` if `stmt` is something else.
@@ -747,7 +752,7 @@ impl Session {
                         if *session {
                             for m in modes {
                                 if let sqlparser::ast::TransactionMode::IsolationLevel(l) = m {
-                                    self.vars.insert(
+                                    Rc::make_mut(&mut self.vars).insert(
                                         "default_transaction_isolation".into(),
                                         l.to_string().to_lowercase(),
                                     );
@@ -806,7 +811,7 @@ impl Session {
                             self.local_saved.push((name.clone(), old));
                         }
                         if !local || self.explicit {
-                            self.vars.insert(name, value);
+                            Rc::make_mut(&mut self.vars).insert(name, value);
                         }
                     }
                     Set::SetTimeZone { value, .. } => {
@@ -817,7 +822,7 @@ impl Session {
                             },
                             other => other.to_string(),
                         };
-                        self.vars.insert("timezone".into(), v);
+                        Rc::make_mut(&mut self.vars).insert("timezone".into(), v);
                     }
                     _ => {}
                 }
@@ -891,17 +896,33 @@ impl Session {
                 let text = stmt.to_string();
                 let name = text.trim_start_matches("RESET").trim().to_lowercase();
                 if name == "all" {
-                    self.vars
+                    Rc::make_mut(&mut self.vars)
                         .retain(|k, _| DEFAULTS.iter().any(|(d, _)| d == k));
                     for (k, v) in DEFAULTS {
-                        self.vars.insert(k.to_string(), v.to_string());
+                        Rc::make_mut(&mut self.vars).insert(k.to_string(), v.to_string());
                     }
                 } else if let Some((_, v)) = DEFAULTS.iter().find(|(k, _)| *k == name) {
-                    self.vars.insert(name, v.to_string());
+                    Rc::make_mut(&mut self.vars).insert(name, v.to_string());
                 } else {
-                    self.vars.remove(&name);
+                    Rc::make_mut(&mut self.vars).remove(&name);
                 }
                 Ok(Some((Outcome::Command("RESET".into()), None)))
+            }
+            // The prepared statements of the extended protocol and of SQL are one namespace,
+            // as in PostgreSQL (psycopg sends `DEALLOCATE ALL` after a rollback).
+            Statement::Deallocate { name, .. } => {
+                if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+                    self.prepared.clear();
+                    return Ok(Some((Outcome::Command("DEALLOCATE ALL".into()), None)));
+                }
+                let n = crate::sql::expr::ident_name(name);
+                if self.prepared.remove(&n).is_none() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidStatementName,
+                        format!("prepared statement \"{n}\" does not exist"),
+                    ));
+                }
+                Ok(Some((Outcome::Command("DEALLOCATE".into()), None)))
             }
             Statement::Discard { .. } => {
                 self.prepared.clear();
@@ -1231,6 +1252,44 @@ fn reuse_text(slot: Option<&mut Datum>, s: &str) -> Datum {
 /// expression tree recurse once per level, so a client could otherwise overflow the core's
 /// stack with `SELECT 1+1+…+1`; PostgreSQL refuses those too (54001).
 const MAX_EXPRESSION_DEPTH: usize = 2_000;
+
+/// The settings in a startup packet's `options` (libpq's `PGOPTIONS`, `?options=`):
+/// `-c name=value` and `--name=value`, separated by white space, where `\ ` is a space
+/// inside a value. Names are lower-cased and `-` in them read as `_`, as PostgreSQL does.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let setting = if w == "-c" {
+            words.next()
+        } else {
+            w.strip_prefix("--")
+                .or_else(|| w.strip_prefix("-c"))
+                .map(str::to_string)
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            out.push((name.to_lowercase().replace('-', "_"), value.to_string()));
+        }
+    }
+    out
+}
 
 /// Rejects statements whose expressions nest deeper than [`MAX_EXPRESSION_DEPTH`], judged
 /// from the tokens without building a tree: per parenthesis level, the operators since the
@@ -1789,4 +1848,26 @@ pub(crate) async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Out
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::startup_options;
+
+    #[test]
+    fn startup_options_read_like_postgres() {
+        let got = startup_options("-c search_path=app,public --DateStyle=ISO -cstatement_timeout=5s -c application_name=a\\ b");
+        let want = [
+            ("search_path", "app,public"),
+            ("datestyle", "ISO"),
+            ("statement_timeout", "5s"),
+            ("application_name", "a b"),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        );
+    }
 }

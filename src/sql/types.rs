@@ -27,6 +27,20 @@ pub enum SqlType {
     Uuid,
     /// The type of a bare NULL or an untyped parameter before inference.
     Unknown,
+    // One-dimensional arrays, for results only (`array_agg`, catalog columns): the value is
+    // a `Datum::Text` in PostgreSQL's array syntax, `{a,"b c",NULL}`. No column has them.
+    BoolArray,
+    Int2Array,
+    Int4Array,
+    Int8Array,
+    Float8Array,
+    NumericArray,
+    TextArray,
+    /// `int2vector` (`pg_index.indkey`): a `Datum::Text` of numbers separated by spaces,
+    /// subscripted from 0.
+    Int2Vector,
+    /// `oidvector` (`pg_index.indclass`): as `int2vector`, of oids.
+    OidVector,
 }
 
 impl SqlType {
@@ -48,7 +62,50 @@ impl SqlType {
             SqlType::TimestampTz => 1184,
             SqlType::Uuid => 2950,
             SqlType::Unknown => 25,
+            SqlType::BoolArray => 1000,
+            SqlType::Int2Array => 1005,
+            SqlType::Int4Array => 1007,
+            SqlType::Int8Array => 1016,
+            SqlType::Float8Array => 1022,
+            SqlType::NumericArray => 1231,
+            SqlType::TextArray => 1009,
+            SqlType::Int2Vector => 22,
+            SqlType::OidVector => 30,
         }
+    }
+
+    /// The element type of an array type (`None` for a scalar type).
+    pub fn array_elem(self) -> Option<SqlType> {
+        Some(match self {
+            SqlType::BoolArray => SqlType::Bool,
+            SqlType::Int2Array | SqlType::Int2Vector => SqlType::Int2,
+            SqlType::OidVector => SqlType::Int8,
+            SqlType::Int4Array => SqlType::Int4,
+            SqlType::Int8Array => SqlType::Int8,
+            SqlType::Float8Array => SqlType::Float8,
+            SqlType::NumericArray => SqlType::Numeric,
+            SqlType::TextArray => SqlType::Text,
+            _ => return None,
+        })
+    }
+
+    /// `int2vector` or `oidvector`: arrays written `1 2`, subscripted from 0.
+    pub fn is_vector(self) -> bool {
+        matches!(self, SqlType::Int2Vector | SqlType::OidVector)
+    }
+
+    /// The array type whose elements are `self` (`None` when there is none here).
+    pub fn array_of(self) -> Option<SqlType> {
+        Some(match self {
+            SqlType::Bool => SqlType::BoolArray,
+            SqlType::Int2 => SqlType::Int2Array,
+            SqlType::Int4 => SqlType::Int4Array,
+            SqlType::Int8 => SqlType::Int8Array,
+            SqlType::Float4 | SqlType::Float8 => SqlType::Float8Array,
+            SqlType::Numeric => SqlType::NumericArray,
+            SqlType::Text | SqlType::Varchar | SqlType::Unknown => SqlType::TextArray,
+            _ => return None,
+        })
     }
 
     pub fn from_oid(oid: u32) -> Option<SqlType> {
@@ -68,6 +125,15 @@ impl SqlType {
             1184 => SqlType::TimestampTz,
             2950 => SqlType::Uuid,
             0 | 705 => SqlType::Unknown,
+            1000 => SqlType::BoolArray,
+            1005 => SqlType::Int2Array,
+            1007 => SqlType::Int4Array,
+            1016 => SqlType::Int8Array,
+            1022 => SqlType::Float8Array,
+            1231 => SqlType::NumericArray,
+            1009 | 1015 => SqlType::TextArray,
+            22 => SqlType::Int2Vector,
+            30 => SqlType::OidVector,
             _ => return None,
         })
     }
@@ -101,6 +167,15 @@ impl SqlType {
             SqlType::TimestampTz => "timestamp with time zone",
             SqlType::Uuid => "uuid",
             SqlType::Unknown => "unknown",
+            SqlType::BoolArray => "boolean[]",
+            SqlType::Int2Array => "smallint[]",
+            SqlType::Int4Array => "integer[]",
+            SqlType::Int8Array => "bigint[]",
+            SqlType::Float8Array => "double precision[]",
+            SqlType::NumericArray => "numeric[]",
+            SqlType::TextArray => "text[]",
+            SqlType::Int2Vector => "int2vector",
+            SqlType::OidVector => "oidvector",
         }
     }
 
@@ -324,6 +399,7 @@ impl Datum {
             (Datum::Float(f), SqlType::Float4) => out.extend_from_slice(&(*f as f32).to_be_bytes()),
             (Datum::Float(f), _) => out.extend_from_slice(&f.to_be_bytes()),
             (Datum::Bool(b), _) => out.push(*b as u8),
+            (Datum::Text(t), _) if ty.array_elem().is_some() => encode_array_binary(ty, t, out)?,
             (Datum::Text(t), _) => out.extend_from_slice(t.as_bytes()),
             (Datum::Bytes(b), _) => out.extend_from_slice(b),
             (Datum::Numeric(d), _) => encode_numeric_binary(d, out),
@@ -374,6 +450,7 @@ impl Datum {
                 }
             }
             SqlType::Uuid => Datum::Uuid(b.try_into().map_err(|_| bad())?),
+            _ => Datum::Text(decode_array_binary(ty, b).ok_or_else(bad)?),
         })
     }
 
@@ -455,7 +532,11 @@ impl Datum {
                     .map_err(|_| invalid())?;
                 Datum::Numeric(d)
             }
-            SqlType::Date => Datum::Date(parse_date(t).ok_or_else(|| datetime_error(ty, s))?),
+            SqlType::Date => Datum::Date(
+                parse_date(t)
+                    .or_else(|| parse_date_with_time(t))
+                    .ok_or_else(|| datetime_error(ty, s))?,
+            ),
             SqlType::Timestamp => {
                 Datum::Timestamp(parse_timestamp(t).ok_or_else(|| datetime_error(ty, s))?.0)
             }
@@ -464,6 +545,23 @@ impl Datum {
                 Datum::TimestampTz(micros - offset.unwrap_or(0) * 1_000_000)
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
+            _ => {
+                // An array: every element through the element type's input function,
+                // then printed in the canonical form.
+                let elem = ty.array_elem().ok_or_else(invalid)?;
+                let mut elems = Vec::new();
+                for e in array_elements(ty, s)? {
+                    elems.push(match e {
+                        Some(e) => Datum::parse(elem, &e)?.to_text(elem),
+                        None => None,
+                    });
+                }
+                if ty.is_vector() {
+                    Datum::Text(elems.into_iter().flatten().collect::<Vec<_>>().join(" "))
+                } else {
+                    Datum::Text(format_array(&elems))
+                }
+            }
         })
     }
 
@@ -690,6 +788,21 @@ pub fn parse_date(s: &str) -> Option<i32> {
     i32::try_from(days_from_civil(y, m, d)).ok()
 }
 
+/// A date written with a time of day or a zone after it, both ignored as PostgreSQL
+/// ignores them (`2024-02-29 10:00`, `2024-02-29 +00`, which pgjdbc sends for a `Date`).
+fn parse_date_with_time(s: &str) -> Option<i32> {
+    let (date, rest) = s.split_once([' ', 'T'])?;
+    let rest = rest.trim();
+    let zone_only = rest.starts_with(['+', '-'])
+        && rest[1..].chars().all(|c| c.is_ascii_digit() || c == ':')
+        && rest.len() > 1;
+    if zone_only || rest.eq_ignore_ascii_case("z") || parse_timestamp(s).is_some() {
+        parse_date(date)
+    } else {
+        None
+    }
+}
+
 /// Parses `YYYY-MM-DD[ |T]HH:MM[:SS[.ffffff]][Z|±HH[:MM]]`; returns micros and the offset in
 /// seconds when one was given.
 pub fn parse_timestamp(s: &str) -> Option<(i64, Option<i64>)> {
@@ -898,9 +1011,213 @@ fn decode_numeric_binary(b: &[u8]) -> Option<Decimal> {
     s.parse().ok()
 }
 
+/// The elements of an array value of type `ty` in text form (`{a,"b c",NULL}`, or for
+/// `int2vector` `1 2`), `None` for a NULL element. Only one dimension.
+pub fn array_elements(ty: SqlType, s: &str) -> Result<Vec<Option<String>>> {
+    let malformed = || Error::invalid_text(format!("malformed array literal: \"{s}\""));
+    if ty.is_vector() {
+        return Ok(s.split_whitespace().map(|e| Some(e.to_string())).collect());
+    }
+    let t = s.trim();
+    let inner = t
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .ok_or_else(malformed)?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let mut quoted = false;
+        if chars.peek() == Some(&'"') {
+            quoted = true;
+            chars.next();
+            loop {
+                match chars.next().ok_or_else(malformed)? {
+                    '"' => break,
+                    '\\' => item.push(chars.next().ok_or_else(malformed)?),
+                    c => item.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if matches!(c, '{' | '}' | '"') {
+                    return Err(malformed());
+                }
+                chars.next();
+                if c == '\\' {
+                    item.push(chars.next().ok_or_else(malformed)?);
+                } else {
+                    item.push(c);
+                }
+            }
+            item = item.trim_end().to_string();
+            if item.is_empty() {
+                return Err(malformed());
+            }
+        }
+        out.push(if !quoted && item.eq_ignore_ascii_case("NULL") {
+            None
+        } else {
+            Some(item)
+        });
+        match chars.next() {
+            None => return Ok(out),
+            Some(',') => {}
+            Some(_) => return Err(malformed()),
+        }
+    }
+}
+
+/// PostgreSQL's text form of a one-dimensional array of these elements (already in their
+/// text form): quoted where an element is empty, `NULL`, or holds a delimiter, a quote, a
+/// backslash or white space.
+pub fn format_array(elems: &[Option<String>]) -> String {
+    let mut out = String::from("{");
+    for (i, e) in elems.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match e {
+            None => out.push_str("NULL"),
+            Some(e) => {
+                let quote = e.is_empty()
+                    || e.eq_ignore_ascii_case("NULL")
+                    || e.chars()
+                        .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+                if quote {
+                    out.push('"');
+                    for c in e.chars() {
+                        if matches!(c, '"' | '\\') {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push('"');
+                } else {
+                    out.push_str(e);
+                }
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// The binary form of an array (ndim, has-nulls flag, element oid, then per dimension its
+/// length and lower bound 1, then each element as length and binary value).
+fn encode_array_binary(ty: SqlType, text: &str, out: &mut Vec<u8>) -> Result<()> {
+    let elem = ty.array_elem().unwrap_or(SqlType::Text);
+    let elems = array_elements(ty, text)?;
+    let has_null = elems.iter().any(|e| e.is_none());
+    out.extend_from_slice(&(i32::from(!elems.is_empty())).to_be_bytes());
+    out.extend_from_slice(&(has_null as i32).to_be_bytes());
+    out.extend_from_slice(&elem.oid().to_be_bytes());
+    if !elems.is_empty() {
+        out.extend_from_slice(&(elems.len() as i32).to_be_bytes());
+        out.extend_from_slice(&(if ty.is_vector() { 0i32 } else { 1 }).to_be_bytes());
+    }
+    let mut buf = Vec::new();
+    for e in &elems {
+        match e {
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(e) => {
+                buf.clear();
+                Datum::parse(elem, e)?.to_binary(elem, &mut buf)?;
+                out.extend_from_slice(&(buf.len() as i32).to_be_bytes());
+                out.extend_from_slice(&buf);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a one-dimensional binary array of type `ty` into its text form.
+fn decode_array_binary(ty: SqlType, b: &[u8]) -> Option<String> {
+    let elem = ty.array_elem()?;
+    let i32_at = |pos: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?))
+    };
+    let ndim = i32_at(0)?;
+    if ndim == 0 {
+        return Some(if ty.is_vector() {
+            String::new()
+        } else {
+            "{}".into()
+        });
+    }
+    if ndim != 1 {
+        return None;
+    }
+    let n = usize::try_from(i32_at(12)?).ok()?;
+    let mut pos = 20;
+    let mut elems = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let len = i32_at(pos)?;
+        pos += 4;
+        if len < 0 {
+            elems.push(None);
+            continue;
+        }
+        let v = b.get(pos..pos + len as usize)?;
+        pos += len as usize;
+        elems.push(Datum::from_binary(elem, v).ok()?.to_text(elem));
+    }
+    if pos != b.len() {
+        return None;
+    }
+    if ty.is_vector() {
+        return Some(elems.into_iter().flatten().collect::<Vec<_>>().join(" "));
+    }
+    Some(format_array(&elems))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_parse_and_print_like_postgres() {
+        let elems =
+            array_elements(SqlType::TextArray, r#"{a, "b c" ,NULL,"NULL","q\"x",\,}"#).unwrap();
+        assert_eq!(
+            elems,
+            vec![
+                Some("a".to_string()),
+                Some("b c".to_string()),
+                None,
+                Some("NULL".to_string()),
+                Some("q\"x".to_string()),
+                Some(",".to_string()),
+            ]
+        );
+        assert_eq!(format_array(&elems), r#"{a,"b c",NULL,"NULL","q\"x",","}"#);
+        assert_eq!(format_array(&[]), "{}");
+        assert!(array_elements(SqlType::TextArray, "{a,}").is_err());
+        assert!(array_elements(SqlType::TextArray, "a,b").is_err());
+        let d = Datum::parse(SqlType::Int4Array, "{ 1, 2 ,3}").unwrap();
+        assert_eq!(d.to_text(SqlType::Int4Array).unwrap(), "{1,2,3}");
+        let mut bin = Vec::new();
+        d.to_binary(SqlType::Int4Array, &mut bin).unwrap();
+        let back = Datum::from_binary(SqlType::Int4Array, &bin).unwrap();
+        assert_eq!(back.to_text(SqlType::Int4Array).unwrap(), "{1,2,3}");
+        let v = Datum::parse(SqlType::Int2Vector, "1 3").unwrap();
+        bin.clear();
+        v.to_binary(SqlType::Int2Vector, &mut bin).unwrap();
+        let back = Datum::from_binary(SqlType::Int2Vector, &bin).unwrap();
+        assert_eq!(back.to_text(SqlType::Int2Vector).unwrap(), "1 3");
+    }
 
     #[test]
     fn dates_round_trip() {
