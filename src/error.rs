@@ -113,6 +113,14 @@ pub enum ErrorKind {
     CheckViolation,
     /// 42710
     DuplicateObject,
+    /// 23503
+    ForeignKeyViolation,
+    /// 2200H: a sequence reached its MAXVALUE / MINVALUE without CYCLE.
+    SequenceGeneratorLimitExceeded,
+    /// 55000
+    ObjectNotInPrerequisiteState,
+    /// 42830
+    InvalidForeignKey,
     /// XX000
     Internal,
 }
@@ -240,6 +248,10 @@ impl Error {
             BadCopyFileFormat => "22P04",
             CheckViolation => "23514",
             DuplicateObject => "42710",
+            ForeignKeyViolation => "23503",
+            SequenceGeneratorLimitExceeded => "2200H",
+            ObjectNotInPrerequisiteState => "55000",
+            InvalidForeignKey => "42830",
             Internal => "XX000",
         }
     }

@@ -190,6 +190,10 @@ kind_codes! {
     BadCopyFileFormat = 50,
     CheckViolation = 51,
     DuplicateObject = 52,
+    ForeignKeyViolation = 53,
+    SequenceGeneratorLimitExceeded = 54,
+    ObjectNotInPrerequisiteState = 55,
+    InvalidForeignKey = 56,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -41,5 +41,6 @@ pub mod expr;
 pub mod pg_catalog;
 pub mod preparse;
 pub mod rewrite;
+pub mod sequence;
 pub mod session;
 pub mod types;

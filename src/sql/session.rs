@@ -119,6 +119,8 @@ pub struct Session {
     prepared: HashMap<String, Rc<PreparedStmt>>,
     portals: HashMap<String, Portal>,
     cancel: Arc<AtomicBool>,
+    /// currval / lastval state, for the session's life.
+    sequences: Rc<std::cell::RefCell<crate::sql::sequence::SeqSession>>,
 }
 
 const MAX_RETRIES: usize = 50;
@@ -133,7 +135,7 @@ const RESTART_SAVEPOINT: &str = "cockroach_restart";
 const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Session variables and their defaults (what RESET restores).
-const DEFAULTS: [(&str, &str); 15] = [
+const DEFAULTS: [(&str, &str); 16] = [
     ("server_version", "15.0.0"),
     ("server_version_num", "150000"),
     ("server_encoding", "UTF8"),
@@ -149,6 +151,9 @@ const DEFAULTS: [(&str, &str); 15] = [
     ("default_transaction_isolation", "serializable"),
     ("extra_float_digits", "1"),
     ("statement_timeout", "0"),
+    // SERIAL columns: `sql_sequence` (PostgreSQL's: a sequence per column) or `rowid`
+    // (CockroachDB's old default: unique_rowid()).
+    ("serial_normalization", "sql_sequence"),
 ];
 
 impl Session {
@@ -193,6 +198,7 @@ impl Session {
             prepared: HashMap::new(),
             portals: HashMap::new(),
             cancel,
+            sequences: Default::default(),
         })
     }
 
@@ -722,7 +728,7 @@ impl Session {
         params: Vec<Datum>,
     ) -> Exec<'a> {
         let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
-        Exec::new(
+        let mut ex = Exec::new(
             &self.ctx,
             cat,
             db_id,
@@ -731,7 +737,13 @@ impl Session {
             txn,
             params,
             &self.cancel,
-        )
+        );
+        let rowid = self
+            .vars
+            .get("serial_normalization")
+            .is_some_and(|v| v.eq_ignore_ascii_case("rowid"));
+        ex.set_session_state(self.sequences.clone(), rowid);
+        ex
     }
 
     /// SET / SHOW of session variables; `None` if `stmt` is something else.
@@ -799,6 +811,25 @@ impl Session {
                                     format!("invalid value for parameter \"{name}\": \"{value}\""),
                                 ));
                             }
+                        }
+                        if name == "serial_normalization" {
+                            let v = value.to_lowercase();
+                            let v = match v.as_str() {
+                                "sql_sequence" | "sql_sequence_cached" | "default" => {
+                                    "sql_sequence"
+                                }
+                                "rowid" | "unordered_rowid" => "rowid",
+                                _ => {
+                                    return Err(Error::new(
+                                        ErrorKind::InvalidParameterValue,
+                                        format!(
+                                            "invalid value for parameter \"{name}\": \"{value}\""
+                                        ),
+                                    ))
+                                }
+                            };
+                            self.vars.insert(name, v.to_string());
+                            return Ok(Some((Outcome::Command("SET".into()), None)));
                         }
                         let local = matches!(scope, Some(sqlparser::ast::ContextModifier::Local));
                         if local && self.explicit {
