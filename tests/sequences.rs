@@ -125,7 +125,7 @@ fn foreign_key_holds_under_concurrent_parent_deletes() {
             .batch_execute(
                 "CREATE TABLE p (id INT PRIMARY KEY);
                  CREATE TABLE c (id SERIAL PRIMARY KEY, p_id INT NOT NULL REFERENCES p (id));
-                 INSERT INTO p SELECT generate_series(1, 40)",
+                 INSERT INTO p SELECT * FROM generate_series(1, 40)",
             )
             .await
             .unwrap();

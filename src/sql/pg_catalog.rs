@@ -2115,6 +2115,9 @@ pub fn is_non_strict(name: &str) -> bool {
 
 // --- The rewrite. ---
 
+/// [`rewrite`]'s name for "the relation name of this oid" (an output `x::regclass`).
+const REGCLASS_NAME: &str = "__regclass_name";
+
 /// Functions whose answer depends on the catalog: [`rewrite`] replaces them.
 const CATALOG_FUNCTIONS: &[&str] = &["pg_get_indexdef", "pg_get_constraintdef", "pg_get_viewdef"];
 
@@ -2214,6 +2217,27 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                                 expr: e.clone(),
                                 alias,
                             };
+                        }
+                    }
+                    // A column cast to regclass in the output prints the relation's name
+                    // (psql's `conrelid::pg_catalog.regclass AS ontable`).
+                    let e = match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                        _ => continue,
+                    };
+                    if let Expr::Cast {
+                        expr, data_type, ..
+                    } = e
+                    {
+                        let regclass = data_type
+                            .to_string()
+                            .to_lowercase()
+                            .rsplit('.')
+                            .next()
+                            .is_some_and(|b| b == "regclass");
+                        if regclass && !matches!(expr.as_ref(), Expr::Value(_)) {
+                            let inner = (**expr).clone();
+                            *e = self.lookup_case(REGCLASS_NAME, inner, false);
                         }
                     }
                 }
@@ -2450,6 +2474,12 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
             let mut pairs: Vec<(i64, String)> = Vec::new();
             for t in user_tables(self.cat, self.db_id) {
                 match name {
+                    REGCLASS_NAME => {
+                        pairs.push((table_oid(t), quote_ident(&t.name)));
+                        for (i, _) in indexes_of(t) {
+                            pairs.push((index_oid(t, i.id), quote_ident(&i.name)));
+                        }
+                    }
                     "pg_get_indexdef" => {
                         for (i, _) in indexes_of(t) {
                             pairs.push((index_oid(t, i.id), index_def(t, &i)));
