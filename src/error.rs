@@ -115,6 +115,14 @@ pub enum ErrorKind {
     DuplicateObject,
     /// 55P03: `FOR UPDATE NOWAIT` found the row locked.
     LockNotAvailable,
+    /// 23503
+    ForeignKeyViolation,
+    /// 2200H: a sequence reached its MAXVALUE / MINVALUE without CYCLE.
+    SequenceGeneratorLimitExceeded,
+    /// 55000
+    ObjectNotInPrerequisiteState,
+    /// 42830
+    InvalidForeignKey,
     /// XX000
     Internal,
 }
@@ -243,6 +251,10 @@ impl Error {
             CheckViolation => "23514",
             DuplicateObject => "42710",
             LockNotAvailable => "55P03",
+            ForeignKeyViolation => "23503",
+            SequenceGeneratorLimitExceeded => "2200H",
+            ObjectNotInPrerequisiteState => "55000",
+            InvalidForeignKey => "42830",
             Internal => "XX000",
         }
     }

@@ -1,5 +1,6 @@
 //! psql 15's meta-commands against a spawned server (issue 6, item 5): `\l`, `\dt`,
-//! `\d t`, `\di`, `\dn`, `\du`, `\dv` (and `\d`, `\d v`, `\d t_pkey`, `\dt+`) send the
+//! `\d t`, `\di`, `\dn`, `\du`, `\dv` (and `\d`, `\d v`, `\d t_pkey`, `\dt+`, `\ds`, and
+//! `\d` of a table with a SERIAL column and a foreign key) send the
 //! exact catalog queries psql sends PostgreSQL (`pg_catalog`, `OPERATOR(pg_catalog.~)`,
 //! correlated subqueries in SELECT lists, `pg_get_indexdef` …); their output is compared
 //! to golden files in `tests/psql_meta/*.out`, which read like PostgreSQL 15's output for
@@ -87,6 +88,8 @@ const SCHEMA: &[&str] = &[
     "ALTER TABLE t ADD CONSTRAINT price_positive CHECK (price > 0)",
     "CREATE INDEX t_qty_idx ON t (qty)",
     "CREATE VIEW v AS SELECT k, name FROM t",
+    "CREATE TABLE orders (id SERIAL PRIMARY KEY, t_k INT REFERENCES t (k) ON DELETE CASCADE, \
+     qty INT8)",
 ];
 
 /// (golden file name, meta-command)
@@ -102,6 +105,8 @@ const COMMANDS: &[(&str, &str)] = &[
     ("d_v", "\\d v"),
     ("d_t_pkey", "\\d t_pkey"),
     ("dt_plus", "\\dt+"),
+    ("d_orders", "\\d orders"),
+    ("ds", "\\ds"),
 ];
 
 #[test]

@@ -192,7 +192,11 @@ kind_codes! {
     BadCopyFileFormat = 50,
     CheckViolation = 51,
     DuplicateObject = 52,
-    LockNotAvailable = 53,
+    ForeignKeyViolation = 53,
+    SequenceGeneratorLimitExceeded = 54,
+    ObjectNotInPrerequisiteState = 55,
+    InvalidForeignKey = 56,
+    LockNotAvailable = 57,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -70,6 +70,81 @@ pub struct CheckDesc {
     pub parsed: Expr,
 }
 
+/// What a foreign key does to referencing rows when the referenced row is deleted or its
+/// key updated (PostgreSQL's `confdeltype` / `confupdtype` letters in [`RefAction::letter`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefAction {
+    NoAction,
+    Restrict,
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+impl RefAction {
+    pub fn letter(self) -> char {
+        match self {
+            RefAction::NoAction => 'a',
+            RefAction::Restrict => 'r',
+            RefAction::Cascade => 'c',
+            RefAction::SetNull => 'n',
+            RefAction::SetDefault => 'd',
+        }
+    }
+    pub fn from_letter(c: u8) -> Option<RefAction> {
+        Some(match c {
+            b'a' => RefAction::NoAction,
+            b'r' => RefAction::Restrict,
+            b'c' => RefAction::Cascade,
+            b'n' => RefAction::SetNull,
+            b'd' => RefAction::SetDefault,
+            _ => return None,
+        })
+    }
+    /// The SQL words (`SET NULL`).
+    pub fn sql(self) -> &'static str {
+        match self {
+            RefAction::NoAction => "NO ACTION",
+            RefAction::Restrict => "RESTRICT",
+            RefAction::Cascade => "CASCADE",
+            RefAction::SetNull => "SET NULL",
+            RefAction::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+/// A FOREIGN KEY constraint of the table that holds it (the referencing table), MATCH
+/// SIMPLE: a row with a NULL in any of `columns` references nothing.
+#[derive(Clone, Debug)]
+pub struct ForeignKeyDesc {
+    pub name: String,
+    /// Column positions in this table.
+    pub columns: Vec<usize>,
+    /// The referenced table's descriptor id.
+    pub ref_table: u32,
+    /// Column positions in the referenced table: its primary key or a unique index.
+    pub ref_columns: Vec<usize>,
+    pub on_delete: RefAction,
+    pub on_update: RefAction,
+}
+
+/// A sequence's options (PostgreSQL's `pg_sequence`). The sequence is a relation whose one
+/// row (`last_value`, `log_cnt`, `is_called`) lives at its primary-index prefix and is
+/// advanced outside user transactions ([`crate::sql::sequence`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceDesc {
+    /// int2, int4 or int8.
+    pub ty: SqlType,
+    pub increment: i64,
+    pub min: i64,
+    pub max: i64,
+    pub start: i64,
+    pub cache: i64,
+    pub cycle: bool,
+    /// `OWNED BY table.column`: (table id, column position); dropped with the table.
+    pub owned_by: Option<(u32, usize)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct IndexDesc {
     pub id: u32,
@@ -97,6 +172,10 @@ pub struct TableDesc {
     /// The index id the primary key's rows live under: 1, until `ALTER TABLE … ADD
     /// PRIMARY KEY` rewrites a table keyed by its hidden rowid under a new id.
     pub primary_index: u32,
+    /// For a sequence: its options (the columns are last_value, log_cnt, is_called).
+    pub sequence: Option<SequenceDesc>,
+    /// FOREIGN KEY constraints this table holds.
+    pub foreign_keys: Vec<ForeignKeyDesc>,
 }
 
 impl TableDesc {
@@ -156,6 +235,9 @@ impl W {
         self.u32(s.len() as u32);
         self.0.extend_from_slice(s.as_bytes());
     }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
     fn bytes(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
         self.0.extend_from_slice(b);
@@ -180,6 +262,11 @@ impl R<'_> {
         let b = self.0.get(self.1..self.1 + 4).ok_or_else(Self::bad)?;
         self.1 += 4;
         Ok(u32::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn i64(&mut self) -> Result<i64> {
+        let b = self.0.get(self.1..self.1 + 8).ok_or_else(Self::bad)?;
+        self.1 += 8;
+        Ok(i64::from_le_bytes(b.try_into().unwrap()))
     }
     fn u8(&mut self) -> Result<u8> {
         let b = *self.0.get(self.1).ok_or_else(Self::bad)?;
@@ -266,6 +353,42 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
         w.str(&c.expr);
     }
     w.u32(t.primary_index);
+    // Extension 2 (sequences, foreign keys).
+    w.u8(2);
+    match &t.sequence {
+        Some(sq) => {
+            w.u8(1);
+            w.u8(sq.ty.tag());
+            for v in [sq.increment, sq.min, sq.max, sq.start, sq.cache] {
+                w.i64(v);
+            }
+            w.u8(sq.cycle as u8);
+            match sq.owned_by {
+                Some((table, col)) => {
+                    w.u8(1);
+                    w.u32(table);
+                    w.u32(col as u32);
+                }
+                None => w.u8(0),
+            }
+        }
+        None => w.u8(0),
+    }
+    w.u32(t.foreign_keys.len() as u32);
+    for fk in &t.foreign_keys {
+        w.str(&fk.name);
+        w.u32(fk.columns.len() as u32);
+        for c in &fk.columns {
+            w.u32(*c as u32);
+        }
+        w.u32(fk.ref_table);
+        w.u32(fk.ref_columns.len() as u32);
+        for c in &fk.ref_columns {
+            w.u32(*c as u32);
+        }
+        w.u8(fk.on_delete.letter() as u8);
+        w.u8(fk.on_update.letter() as u8);
+    }
     w.0
 }
 
@@ -360,6 +483,54 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         }
         primary_index = r.u32()?;
     }
+    let mut sequence = None;
+    let mut foreign_keys = Vec::new();
+    if r.1 < r.0.len() && r.u8()? >= 2 {
+        if r.u8()? == 1 {
+            let ty = SqlType::from_tag(r.u8()?).ok_or_else(R::bad)?;
+            let (increment, min, max, start, cache) =
+                (r.i64()?, r.i64()?, r.i64()?, r.i64()?, r.i64()?);
+            let cycle = r.u8()? == 1;
+            let owned_by = if r.u8()? == 1 {
+                Some((r.u32()?, r.u32()? as usize))
+            } else {
+                None
+            };
+            sequence = Some(SequenceDesc {
+                ty,
+                increment,
+                min,
+                max,
+                start,
+                cache,
+                cycle,
+                owned_by,
+            });
+        }
+        let n = r.u32()? as usize;
+        for _ in 0..n {
+            let name = r.str()?;
+            let mut columns = Vec::new();
+            for _ in 0..r.u32()? {
+                columns.push(r.u32()? as usize);
+            }
+            let ref_table = r.u32()?;
+            let mut ref_columns = Vec::new();
+            for _ in 0..r.u32()? {
+                ref_columns.push(r.u32()? as usize);
+            }
+            let on_delete = RefAction::from_letter(r.u8()?).ok_or_else(R::bad)?;
+            let on_update = RefAction::from_letter(r.u8()?).ok_or_else(R::bad)?;
+            foreign_keys.push(ForeignKeyDesc {
+                name,
+                columns,
+                ref_table,
+                ref_columns,
+                on_delete,
+                on_update,
+            });
+        }
+    }
     Ok(TableDesc {
         id,
         db_id,
@@ -372,6 +543,8 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         view,
         checks,
         primary_index,
+        sequence,
+        foreign_keys,
     })
 }
 
@@ -518,9 +691,15 @@ pub async fn next_id(
         KvResponse::Value(Some(v)) if v.len() == 4 => u32::from_le_bytes(v.try_into().unwrap()),
         _ => 100,
     };
-    // Several ids in one schema change.
-    let already = writes.iter().filter(|w| w.key() == key.as_slice()).count() as u32;
-    let id = cur + already;
+    // Several ids in one schema change: continue from the counter this change already
+    // moved.
+    let pending = writes.iter().rev().find_map(|w| match w {
+        KvWrite::Put { key: k, value } if k == &key && value.len() == 4 => {
+            Some(u32::from_le_bytes(value.as_slice().try_into().unwrap()))
+        }
+        _ => None,
+    });
+    let id = pending.unwrap_or(cur).max(cur);
     writes.retain(|w| w.key() != key.as_slice());
     writes.push(KvWrite::Put {
         key,
@@ -596,6 +775,8 @@ mod tests {
                 parsed: parse_default("k > 0").unwrap(),
             }],
             primary_index: 4,
+            sequence: None,
+            foreign_keys: Vec::new(),
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");
@@ -613,8 +794,39 @@ mod tests {
             back.columns[0].missing,
             Some(crate::sql::types::Datum::Int(7))
         ));
-        // A descriptor written before extension 1 reads with its defaults.
+        // A descriptor written before extension 2 reads with its defaults.
+        let mut t3 = t.clone();
+        t3.sequence = Some(SequenceDesc {
+            ty: SqlType::Int4,
+            increment: -2,
+            min: i64::MIN,
+            max: 10,
+            start: 7,
+            cache: 1,
+            cycle: true,
+            owned_by: Some((105, 2)),
+        });
+        t3.foreign_keys.push(ForeignKeyDesc {
+            name: "t_k_fkey".into(),
+            columns: vec![0],
+            ref_table: 99,
+            ref_columns: vec![1],
+            on_delete: RefAction::Cascade,
+            on_update: RefAction::SetNull,
+        });
+        let back = decode_table(&encode_table(&t3)).unwrap();
+        assert_eq!(back.sequence, t3.sequence);
+        assert_eq!(back.foreign_keys[0].ref_columns, vec![1]);
+        assert_eq!(back.foreign_keys[0].on_delete, RefAction::Cascade);
+        assert_eq!(back.foreign_keys[0].on_update, RefAction::SetNull);
+        let ext2_len = 1 + 1 + 4;
         let old = encode_table(&t);
+        let before_ext2 = &old[..old.len() - ext2_len];
+        let back = decode_table(before_ext2).unwrap();
+        assert!(back.sequence.is_none() && back.foreign_keys.is_empty());
+        assert_eq!(back.primary_index, 4);
+        // A descriptor written before extension 1 reads with its defaults.
+        let old = before_ext2.to_vec();
         let cut = old.len() - (1 + 2 + 4 + 4 + 9 + 4 + 5 + 4);
         let back = decode_table(&old[..cut]).unwrap();
         assert!(back.checks.is_empty() && back.primary_index == 1);

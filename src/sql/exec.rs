@@ -11,18 +11,24 @@ use crate::kv::keys::{self, encode_key_datum, index_prefix, prefix_end};
 use crate::kv::KvWrite;
 use crate::node::CoreCtx;
 use crate::sql::catalog::{
-    self, Catalog, CheckDesc, ColumnDesc, DatabaseDesc, IndexDesc, TableDesc,
+    self, Catalog, CheckDesc, ColumnDesc, DatabaseDesc, ForeignKeyDesc, IndexDesc, RefAction,
+    TableDesc,
 };
 use crate::sql::expr::{
     ident_name, object_name, sql_type, AggCall, AggFunc, BinOp, Binder, EvalCtx, Scalar,
     ScopeColumn,
 };
 use crate::sql::pg_catalog;
-use crate::sql::preparse::{RANGE_FOR_ROW_MARKER, SPLIT_MARKER, UPSERT_MARKER};
+use crate::sql::preparse::{
+    ALTER_SEQUENCE_MARKER, RANGE_FOR_ROW_MARKER, SPLIT_MARKER, UPSERT_MARKER,
+};
 use crate::sql::rewrite;
+use crate::sql::sequence::{self, SeqOp, SeqSession};
 use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
+
+mod foreign_keys;
 
 /// Largest intermediate join result materialized before the statement is refused.
 const MAX_JOIN_ROWS: usize = 5_000_000;
@@ -36,6 +42,7 @@ pub fn statement_kind(s: &Statement) -> usize {
         Statement::Delete(_) => 3,
         Statement::CreateTable(_)
         | Statement::CreateIndex(_)
+        | Statement::CreateSequence { .. }
         | Statement::Drop { .. }
         | Statement::CreateDatabase { .. } => 4,
         Statement::StartTransaction { .. }
@@ -166,7 +173,64 @@ fn lookup_table(cat: &Catalog, db_id: u32, name: &ast::ObjectName) -> Result<Rc<
             format!("\"{}\" is a view, not a table", t.name),
         ));
     }
+    if t.sequence.is_some() {
+        return Err(Error::new(
+            ErrorKind::WrongObjectType,
+            format!("cannot change sequence \"{}\"", t.name),
+        ));
+    }
     Ok(t)
+}
+
+/// A sequence option's number (`INCREMENT BY -2`).
+fn sequence_number(e: &Expr) -> Result<i64> {
+    let text = e.to_string().replace(' ', "");
+    text.parse().map_err(|_| {
+        Error::out_of_range(format!("value \"{text}\" is out of range for type bigint"))
+    })
+}
+
+/// CREATE / ALTER SEQUENCE options as numbers, and OWNED BY (`Some(None)`: NONE).
+#[allow(clippy::type_complexity)]
+fn sequence_options(
+    opts: &[ast::SequenceOptions],
+) -> Result<(sequence::SeqOptions, Option<Option<ast::ObjectName>>)> {
+    use ast::SequenceOptions as O;
+    let mut o = sequence::SeqOptions::default();
+    let mut owned = None;
+    for opt in opts {
+        match opt {
+            O::DataType(dt) => o.ty = Some(sql_type(dt)?),
+            O::IncrementBy(e, _) => o.increment = Some(sequence_number(e)?),
+            O::MinValue(e) => o.min = Some(e.as_ref().map(sequence_number).transpose()?),
+            O::MaxValue(e) => o.max = Some(e.as_ref().map(sequence_number).transpose()?),
+            O::StartWith(e, _) => o.start = Some(sequence_number(e)?),
+            O::Cache(e) => o.cache = Some(sequence_number(e)?),
+            // sqlparser's `Cycle(true)` is NO CYCLE.
+            O::Cycle(no) => o.cycle = Some(!no),
+            O::OwnedBy(n) => owned = Some(n.clone()),
+        }
+    }
+    Ok((o, owned))
+}
+
+/// The name PostgreSQL gives a SERIAL column's sequence: `<table>_<column>_seq`, numbered
+/// when taken.
+fn serial_sequence_name(
+    cat: &Catalog,
+    db_id: u32,
+    table: &str,
+    column: &str,
+    taken: &[String],
+) -> String {
+    let base = format!("{table}_{column}_seq");
+    let mut n = base.clone();
+    let mut k = 1;
+    while cat.table(db_id, &n).is_some() || taken.contains(&n) {
+        n = format!("{base}{k}");
+        k += 1;
+    }
+    n
 }
 
 /// A table or a view by name.
@@ -1869,6 +1933,10 @@ struct ColumnFromDef {
     unique: bool,
     /// CHECK constraints on the column: (name, expression).
     checks: Vec<(Option<String>, Expr)>,
+    /// Declared SERIAL / BIGSERIAL / SMALLSERIAL.
+    serial: bool,
+    /// `REFERENCES p [(c)] [ON DELETE …] [ON UPDATE …]` on the column.
+    references: Vec<ast::ForeignKeyConstraint>,
 }
 
 /// The descriptor a column definition asks for (type, length, NOT NULL, DEFAULT, SERIAL)
@@ -1907,6 +1975,8 @@ fn column_from_def(c: &ast::ColumnDef) -> Result<ColumnFromDef> {
         primary_key: false,
         unique: false,
         checks: Vec::new(),
+        serial,
+        references: Vec::new(),
     };
     for opt in &c.options {
         match &opt.option {
@@ -1918,10 +1988,12 @@ fn column_from_def(c: &ast::ColumnDef) -> Result<ColumnFromDef> {
             ast::ColumnOption::Check(cc) => out
                 .checks
                 .push((cc.name.as_ref().map(ident_name), (*cc.expr).clone())),
-            ast::ColumnOption::ForeignKey(_) => {
-                return Err(Error::unsupported(
-                    "FOREIGN KEY constraints are not supported yet",
-                ))
+            ast::ColumnOption::ForeignKey(fk) => {
+                let mut fk = fk.clone();
+                if fk.name.is_none() {
+                    fk.name = opt.name.clone();
+                }
+                out.references.push(fk)
             }
             _ => {}
         }
@@ -1984,6 +2056,8 @@ fn build_check(
         view: None,
         checks: Vec::new(),
         primary_index: 1,
+        sequence: None,
+        foreign_keys: Vec::new(),
     };
     let scope = table_scope(&probe, table);
     let mut params = Vec::new();
@@ -2372,6 +2446,9 @@ pub struct Exec<'a> {
     /// Correlated subqueries of the running statement: each fills one parameter slot,
     /// recomputed for every row its WHERE filters.
     correlated: Vec<Correlated>,
+    /// `serial_normalization = rowid`: SERIAL columns default to unique_rowid() (INT8),
+    /// CockroachDB's old behaviour, instead of a sequence.
+    serial_rowid: bool,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -2406,6 +2483,7 @@ impl<'a> Exec<'a> {
             user: user.to_string(),
             rowid: std::cell::Cell::new(rowid),
             settings: Rc::default(),
+            seq: Default::default(),
         };
         Exec {
             plan_cache: None,
@@ -2416,6 +2494,7 @@ impl<'a> Exec<'a> {
             cx,
             cancel,
             correlated: Vec::new(),
+            serial_rowid: false,
         }
     }
 
@@ -2423,6 +2502,117 @@ impl<'a> Exec<'a> {
     pub fn with_settings(mut self, settings: Rc<BTreeMap<String, String>>) -> Self {
         self.cx.settings = settings;
         self
+    }
+
+    /// Gives the statement the session's sequence state (currval, lastval) and its
+    /// `serial_normalization`.
+    pub fn set_session_state(
+        &mut self,
+        seq: Rc<std::cell::RefCell<SeqSession>>,
+        serial_rowid: bool,
+    ) {
+        self.cx.seq = seq;
+        self.serial_rowid = serial_rowid;
+    }
+
+    /// The sequence a sequence function's argument names: its text (`'s'`,
+    /// `'public.s'`, `'"S"'`) or its oid (`'s'::regclass`).
+    fn sequence_by_arg(&self, d: &Datum) -> Result<Rc<TableDesc>> {
+        let t = match d {
+            Datum::Int(oid) => self
+                .cat
+                .tables_in(self.db_id)
+                .find(|t| pg_catalog::table_oid(t) == *oid)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::UndefinedTable,
+                        format!("could not open relation with OID {oid}"),
+                    )
+                })?,
+            other => {
+                let text = sequence::arg_key(other);
+                let n = text.rsplit('.').next().unwrap_or(&text);
+                let n = if n.starts_with('"') {
+                    n.trim_matches('"').replace("\"\"", "\"")
+                } else {
+                    n.to_lowercase()
+                };
+                self.cat
+                    .table(self.db_id, &n)
+                    .ok_or_else(|| catalog::undefined_table(&text))?
+            }
+        };
+        if t.sequence.is_none() {
+            return Err(sequence::not_a_sequence(&t.name));
+        }
+        Ok(t)
+    }
+
+    /// Runs the sequence functions of `exprs` for `row` ahead of their evaluation and
+    /// queues their results for the evaluator (see [`sequence`]).
+    async fn run_sequence_calls(&self, exprs: &[&Scalar], row: &[Datum]) -> Result<()> {
+        let mut calls: Vec<(&str, &[Scalar])> = Vec::new();
+        for e in exprs {
+            e.walk(&mut |s| {
+                if let Scalar::Func(n, args, _) = s {
+                    if sequence::is_sequence_function(n) {
+                        calls.push((n.as_str(), args.as_slice()));
+                    }
+                }
+            });
+        }
+        self.cx.seq.borrow_mut().clear_pending();
+        for (name, args) in calls {
+            let vals: Vec<Datum> = args
+                .iter()
+                .map(|a| a.eval(row, &self.cx))
+                .collect::<Result<_>>()?;
+            if vals.iter().any(|v| v.is_null()) {
+                // Strict functions: NULL in, NULL out, nothing run.
+                continue;
+            }
+            let func: &'static str = match name {
+                "nextval" => "nextval",
+                "currval" => "currval",
+                "setval" => "setval",
+                _ => "lastval",
+            };
+            let key = vals.first().map(sequence::arg_key).unwrap_or_default();
+            let v = if func == "lastval" {
+                self.cx.seq.borrow().lastval()?
+            } else {
+                let t = self.sequence_by_arg(&vals[0])?;
+                match func {
+                    "currval" => self.cx.seq.borrow().currval(t.id, &t.name)?,
+                    "nextval" => {
+                        let v = sequence::advance(self.ctx, &t, SeqOp::Next).await?;
+                        self.cx.seq.borrow_mut().note_next(t.id, v);
+                        v
+                    }
+                    _ => {
+                        let value = match vals.get(1).map(|v| v.clone().cast(SqlType::Int8)) {
+                            Some(Ok(Datum::Int(i))) => i,
+                            Some(Err(e)) => return Err(e),
+                            _ => return Err(Error::mismatch("setval: bad value")),
+                        };
+                        let is_called = match vals.get(2) {
+                            None => true,
+                            Some(Datum::Bool(b)) => *b,
+                            Some(_) => return Err(Error::mismatch("setval: bad is_called")),
+                        };
+                        let v = sequence::advance(self.ctx, &t, SeqOp::Set { value, is_called })
+                            .await?;
+                        if is_called {
+                            self.cx.seq.borrow_mut().note_set(t.id, v);
+                        }
+                        v
+                    }
+                }
+            };
+            self.cx.seq.borrow_mut().push(func, key, v);
+        }
+        Ok(())
     }
 
     /// In long loops: honours cancellation and lets the core's other tasks run.
@@ -2819,19 +3009,44 @@ impl<'a> Exec<'a> {
                 object_type,
                 if_exists,
                 names,
+                cascade,
                 ..
-            } => self.drop(*object_type, *if_exists, names).await,
+            } => self.drop(*object_type, *if_exists, names, *cascade).await,
+            Statement::CreateSequence {
+                temporary,
+                if_not_exists,
+                name,
+                sequence_options,
+            } => {
+                self.create_sequence(name, *if_not_exists, *temporary, sequence_options)
+                    .await
+            }
             Statement::Truncate(t) => {
-                let mut n = 0;
+                let mut named = Vec::new();
                 for tn in &t.table_names {
-                    let table = lookup_table(self.cat, self.db_id, &tn.name)?;
-                    let rows = self.read_rows(&table, Access::Full).await?;
+                    named.push(lookup_table(self.cat, self.db_id, &tn.name)?);
+                }
+                let cascade = matches!(t.cascade, Some(ast::CascadeOption::Cascade));
+                let tables = self.truncate_set(named, cascade)?;
+                for table in &tables {
+                    let rows = self.read_rows(table, Access::Full).await?;
                     for row in rows {
-                        self.delete_row(&table, &row);
-                        n += 1;
+                        self.delete_row(table, &row);
                     }
                 }
-                let _ = n;
+                if matches!(t.identity, Some(ast::TruncateIdentityOption::Restart)) {
+                    // RESTART IDENTITY: the sequences the tables' columns own start over.
+                    for s in self.cat.tables_in(self.db_id) {
+                        if let Some(sq) = &s.sequence {
+                            if sq
+                                .owned_by
+                                .is_some_and(|(tid, _)| tables.iter().any(|t| t.id == tid))
+                            {
+                                sequence::advance(self.ctx, s, SeqOp::Restart(sq.start)).await?;
+                            }
+                        }
+                    }
+                }
                 Ok((Outcome::Command("TRUNCATE".into()), None))
             }
             Statement::ShowTables { .. } => {
@@ -2842,7 +3057,16 @@ impl<'a> Exec<'a> {
                         vec![
                             Datum::Text("public".into()),
                             Datum::Text(t.name.clone()),
-                            Datum::Text(if t.view.is_some() { "view" } else { "table" }.into()),
+                            Datum::Text(
+                                if t.view.is_some() {
+                                    "view"
+                                } else if t.sequence.is_some() {
+                                    "sequence"
+                                } else {
+                                    "table"
+                                }
+                                .into(),
+                            ),
                             Datum::Text("root".into()),
                         ]
                     })
@@ -3454,6 +3678,7 @@ impl<'a> Exec<'a> {
                 .iter()
                 .flat_map(|o| self.correlated_in(Some(o)))
                 .collect();
+            let seq_outputs = !moves && plan.outputs.iter().any(|o| o.has_sequence_call());
             let mut window_values = if plan.windows.is_empty() {
                 Vec::new()
             } else {
@@ -3482,6 +3707,10 @@ impl<'a> Exec<'a> {
                         let v = Box::pin(self.run_correlated(i, &plan.scope, &r)).await?;
                         let slot = self.correlated[i].slot;
                         self.cx.params[slot] = v;
+                    }
+                    if seq_outputs {
+                        let outs: Vec<&Scalar> = plan.outputs.iter().collect();
+                        self.run_sequence_calls(&outs, &r).await?;
                     }
                     self.project(plan, &r)?
                 };
@@ -4231,7 +4460,7 @@ impl<'a> Exec<'a> {
     // --- Writes ---
 
     /// Fills a full row from the given values: defaults, assignment casts, NOT NULL.
-    fn complete_row(&self, t: &TableDesc, given: &[(usize, Datum)]) -> Result<Vec<Datum>> {
+    async fn complete_row(&self, t: &TableDesc, given: &[(usize, Datum)]) -> Result<Vec<Datum>> {
         let mut row = vec![Datum::Null; t.columns.len()];
         let mut set = vec![false; t.columns.len()];
         for (i, v) in given {
@@ -4243,6 +4472,9 @@ impl<'a> Exec<'a> {
                 if let Some(d) = &c.default_expr {
                     let mut params = Vec::new();
                     let (s, _) = Binder::new(&[], &mut params).bind(d, Some(c.ty))?;
+                    if s.has_sequence_call() {
+                        self.run_sequence_calls(&[&s], &[]).await?;
+                    }
                     row[i] = s.eval(&[], &self.cx)?;
                 }
             }
@@ -4470,6 +4702,9 @@ impl<'a> Exec<'a> {
                         }
                         let (s, _) =
                             Binder::new(&[], &mut params).bind(e, Some(t.columns[ci].ty))?;
+                        if s.has_sequence_call() {
+                            self.run_sequence_calls(&[&s], &[]).await?;
+                        }
                         given.push((ci, s.eval(&[], &self.cx)?));
                     }
                     given_rows.push(given);
@@ -4790,7 +5025,7 @@ impl<'a> Exec<'a> {
         let mut touched: HashSet<Vec<u8>> = HashSet::new();
         for given in given_rows {
             self.check_cancel()?;
-            let row = self.complete_row(&t, &given)?;
+            let row = self.complete_row(&t, &given).await?;
             let existing = match &target {
                 Some(c) => match self.conflict_on(&t, &row, c).await? {
                     Some(old) => Some((c.clone(), old)),
@@ -4809,6 +5044,9 @@ impl<'a> Exec<'a> {
                 (None, _) => {
                     self.write_row(&t, &row, true);
                     touched.insert(Self::pk_key(&t, &row));
+                    if !t.foreign_keys.is_empty() {
+                        self.check_references(&t, None, &row).await?;
+                    }
                     row
                 }
                 (Some((cname, _)), None) => return Err(Self::dup_error(&t, &cname, &row)),
@@ -4823,7 +5061,7 @@ impl<'a> Exec<'a> {
                     // Columns the UPSERT did not name keep their values, except defaults of
                     // a brand-new primary key (not this case).
                     self.check_row(&t, &mut new)?;
-                    self.replace_row(&t, &old, &new).await?;
+                    self.update_row_checked(&t, &old, &new, 0).await?;
                     new
                 }
                 (Some((_, old)), Some(oc)) => {
@@ -4872,7 +5110,7 @@ impl<'a> Exec<'a> {
                         new[ci] = s.eval(&combined, &self.cx)?;
                     }
                     self.check_row(&t, &mut new)?;
-                    self.replace_row(&t, &old, &new).await?;
+                    self.update_row_checked(&t, &old, &new, 0).await?;
                     new
                 }
             };
@@ -4985,14 +5223,22 @@ impl<'a> Exec<'a> {
         let rows = self.matching_rows(&t, filter.as_ref()).await?;
         let mut count = 0;
         let mut out_rows = Vec::new();
+        let set_exprs: Vec<&Scalar> = sets
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.has_sequence_call())
+            .collect();
         for old in rows {
             self.check_cancel()?;
+            if !set_exprs.is_empty() {
+                self.run_sequence_calls(&set_exprs, &old).await?;
+            }
             let mut new = old.clone();
             for (ci, s) in &sets {
                 new[*ci] = s.eval(&old, &self.cx)?;
             }
             self.check_row(&t, &mut new)?;
-            self.replace_row(&t, &old, &new).await?;
+            self.update_row_checked(&t, &old, &new, 0).await?;
             count += 1;
             if let Some((outs, _)) = &returning {
                 out_rows.push(self.project_row(outs, &new)?);
@@ -5021,7 +5267,7 @@ impl<'a> Exec<'a> {
         let mut count = 0;
         let mut out_rows = Vec::new();
         for row in rows {
-            self.delete_row(&t, &row);
+            self.delete_row_checked(&t, &row, 0).await?;
             count += 1;
             if let Some((outs, _)) = &returning {
                 out_rows.push(self.project_row(outs, &row)?);
@@ -5079,6 +5325,8 @@ impl<'a> Exec<'a> {
         let mut pk: Vec<usize> = Vec::new();
         let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
         let mut pending_checks: Vec<(Option<String>, Expr, Option<String>)> = Vec::new();
+        let mut serials: Vec<usize> = Vec::new();
+        let mut pending_fks: Vec<(ast::ForeignKeyConstraint, Vec<usize>)> = Vec::new();
         for (i, c) in ct.columns.iter().enumerate() {
             let cname = ident_name(&c.name);
             if columns.iter().any(|x: &ColumnDesc| x.name == cname) {
@@ -5103,6 +5351,12 @@ impl<'a> Exec<'a> {
             }
             for (cname, e) in def.checks {
                 pending_checks.push((cname, e, Some(col.name.clone())));
+            }
+            if def.serial {
+                serials.push(i);
+            }
+            for fk in def.references {
+                pending_fks.push((fk, vec![i]));
             }
             columns.push(col);
         }
@@ -5139,9 +5393,24 @@ impl<'a> Exec<'a> {
                     (*cc.expr).clone(),
                     None,
                 )),
+                ast::TableConstraint::ForeignKey(fk) => {
+                    let mut cols = Vec::new();
+                    for c in &fk.columns {
+                        let n = ident_name(c);
+                        cols.push(columns.iter().position(|x| x.name == n).ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::UndefinedColumn,
+                                format!(
+                                    "column \"{n}\" referenced in foreign key constraint does not exist"
+                                ),
+                            )
+                        })?);
+                    }
+                    pending_fks.push((fk.clone(), cols));
+                }
                 _ => {
                     return Err(Error::unsupported(
-                        "FOREIGN KEY constraints are not supported yet",
+                        "this table constraint is not supported yet",
                     ))
                 }
             }
@@ -5156,6 +5425,37 @@ impl<'a> Exec<'a> {
         }
         for &i in &pk {
             columns[i].nullable = false;
+        }
+        let ts = self.ctx.shared.hlc.now();
+        let mut writes = Vec::new();
+        let id = catalog::next_id(self.ctx, ts, &mut writes).await?;
+        // SERIAL: a sequence owned by the column (PostgreSQL), or unique_rowid() in an
+        // INT8 (`serial_normalization = rowid`, CockroachDB's old behaviour).
+        let mut sequences = Vec::new();
+        for &i in &serials {
+            if self.serial_rowid {
+                columns[i].ty = SqlType::Int8;
+                continue;
+            }
+            let taken: Vec<String> = sequences
+                .iter()
+                .map(|s: &TableDesc| s.name.clone())
+                .collect();
+            let sname = serial_sequence_name(self.cat, self.db_id, &name, &columns[i].name, &taken);
+            let (mut seq, _) = sequence::build(
+                &sequence::SeqOptions {
+                    ty: Some(columns[i].ty),
+                    ..Default::default()
+                },
+                None,
+            )?;
+            seq.owned_by = Some((id, i));
+            let sid = catalog::next_id(self.ctx, ts, &mut writes).await?;
+            columns[i].default = Some(format!(
+                "nextval('{}'::regclass)",
+                pg_catalog::quote_ident(&sname).replace('\'', "''")
+            ));
+            sequences.push(sequence::relation(sid, self.db_id, &sname, seq));
         }
         for c in columns.iter_mut() {
             validate_default(c)?;
@@ -5189,10 +5489,7 @@ impl<'a> Exec<'a> {
             });
             next_index_id += 1;
         }
-        let ts = self.ctx.shared.hlc.now();
-        let mut writes = Vec::new();
-        let id = catalog::next_id(self.ctx, ts, &mut writes).await?;
-        let desc = TableDesc {
+        let mut desc = TableDesc {
             id,
             db_id: self.db_id,
             pk_name: format!("{name}_pkey"),
@@ -5204,12 +5501,28 @@ impl<'a> Exec<'a> {
             view: None,
             checks,
             primary_index: 1,
+            sequence: None,
+            foreign_keys: Vec::new(),
         };
+        for (fk, cols) in pending_fks {
+            let f = self.build_foreign_key(&desc, &fk, cols)?;
+            desc.foreign_keys.push(f);
+        }
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),
             value: catalog::encode_table(&desc),
         });
+        for s in &sequences {
+            writes.push(KvWrite::Insert {
+                key: keys::table_desc_key(s.id),
+                value: catalog::encode_table(s),
+            });
+        }
         catalog::commit_schema(self.ctx, ts, writes).await?;
+        for s in &sequences {
+            let start = s.sequence.as_ref().map(|q| q.start).unwrap_or(1);
+            sequence::advance(self.ctx, s, SeqOp::Restart(start)).await?;
+        }
         Ok((Outcome::Command("CREATE TABLE".into()), None))
     }
 
@@ -5282,6 +5595,8 @@ impl<'a> Exec<'a> {
             view: Some(cv.query.to_string()),
             checks: Vec::new(),
             primary_index: 1,
+            sequence: None,
+            foreign_keys: Vec::new(),
         };
         writes.push(KvWrite::Put {
             key: keys::table_desc_key(id),
@@ -5319,6 +5634,7 @@ impl<'a> Exec<'a> {
         let mut desc = (*t).clone();
         let mut new_indexes: Vec<IndexDesc> = Vec::new();
         let mut validate_checks: Vec<CheckDesc> = Vec::new();
+        let mut validate_fks: Vec<ForeignKeyDesc> = Vec::new();
         let mut validate_not_null: Vec<usize> = Vec::new();
         let mut new_pk: Option<(Vec<usize>, String)> = None;
         let undefined_column = |c: &str, t: &str| {
@@ -5389,6 +5705,11 @@ impl<'a> Exec<'a> {
                         )?;
                         validate_checks.push(c.clone());
                         desc.checks.push(c);
+                    }
+                    for fk in def.references {
+                        let f = self.build_foreign_key(&desc, &fk, vec![ci])?;
+                        validate_fks.push(f.clone());
+                        desc.foreign_keys.push(f);
                     }
                 }
                 Op::DropColumn {
@@ -5586,9 +5907,30 @@ impl<'a> Exec<'a> {
                         validate_checks.push(c.clone());
                         desc.checks.push(c);
                     }
+                    ast::TableConstraint::ForeignKey(fk) => {
+                        let mut cols = Vec::new();
+                        for c in &fk.columns {
+                            let n = ident_name(c);
+                            cols.push(
+                                desc.column_index(&n)
+                                    .filter(|&i| !desc.columns[i].hidden && !desc.columns[i].dropped)
+                                    .ok_or_else(|| {
+                                        Error::new(
+                                            ErrorKind::UndefinedColumn,
+                                            format!(
+                                                "column \"{n}\" referenced in foreign key constraint does not exist"
+                                            ),
+                                        )
+                                    })?,
+                            );
+                        }
+                        let f = self.build_foreign_key(&desc, fk, cols)?;
+                        validate_fks.push(f.clone());
+                        desc.foreign_keys.push(f);
+                    }
                     _ => {
                         return Err(Error::unsupported(
-                            "FOREIGN KEY constraints are not supported yet",
+                            "this table constraint is not supported yet",
                         ))
                     }
                 },
@@ -5598,10 +5940,21 @@ impl<'a> Exec<'a> {
                     ..
                 } => {
                     let cname = ident_name(cn);
-                    let before = (desc.checks.len(), desc.indexes.len());
+                    let before = (
+                        desc.checks.len(),
+                        desc.indexes.len(),
+                        desc.foreign_keys.len(),
+                    );
                     desc.checks.retain(|c| c.name != cname);
                     desc.indexes.retain(|i| !(i.unique && i.name == cname));
-                    if before == (desc.checks.len(), desc.indexes.len()) {
+                    desc.foreign_keys.retain(|f| f.name != cname);
+                    if before
+                        == (
+                            desc.checks.len(),
+                            desc.indexes.len(),
+                            desc.foreign_keys.len(),
+                        )
+                    {
                         if cname == desc.pk_name {
                             return Err(Error::unsupported(
                                 "dropping the primary key is not supported",
@@ -5625,6 +5978,9 @@ impl<'a> Exec<'a> {
                     )))
                 }
             }
+        }
+        for fk in &validate_fks {
+            self.validate_foreign_key(&desc, fk).await?;
         }
         if !validate_not_null.is_empty() || !validate_checks.is_empty() {
             let probe = TableDesc {
@@ -5921,15 +6277,251 @@ impl<'a> Exec<'a> {
         Ok((Outcome::Command("CREATE INDEX".into()), None))
     }
 
+    /// `CREATE SEQUENCE`, and `ALTER SEQUENCE` (pre-parsed into a marked `CREATE TEMPORARY
+    /// SEQUENCE`, see [`crate::sql::preparse`]).
+    async fn create_sequence(
+        &mut self,
+        name: &ast::ObjectName,
+        if_not_exists: bool,
+        temporary: bool,
+        options: &[ast::SequenceOptions],
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(ident_name)
+            .collect();
+        let last = parts.last().cloned().unwrap_or_default();
+        let (mut o, owned) = sequence_options(options)?;
+        if temporary && last.starts_with(ALTER_SEQUENCE_MARKER) {
+            const TAG: &str = "ALTER SEQUENCE";
+            let restart = last[ALTER_SEQUENCE_MARKER.len()..].trim();
+            if let Some(r) = restart.strip_prefix("restart") {
+                o.restart = Some(match r.trim() {
+                    "" => None,
+                    n => Some(n.parse().map_err(|_| Error::syntax("bad RESTART value"))?),
+                });
+            }
+            let sname = parts
+                .len()
+                .checked_sub(2)
+                .map(|i| parts[i].clone())
+                .unwrap_or_default();
+            let t = match self.cat.table(self.db_id, &sname) {
+                Some(t) if t.sequence.is_some() => t,
+                Some(t) => return Err(sequence::not_a_sequence(&t.name)),
+                None if if_not_exists => return Ok((Outcome::Command(TAG.into()), None)),
+                None => return Err(catalog::undefined_table(&sname)),
+            };
+            let (mut seq, restart) = sequence::build(&o, t.sequence.as_ref())?;
+            if let Some(owner) = owned {
+                seq.owned_by = self.sequence_owner(owner.as_ref())?;
+            }
+            let mut desc = (*t).clone();
+            desc.sequence = Some(seq);
+            catalog::commit_schema(
+                self.ctx,
+                self.ctx.shared.hlc.now(),
+                vec![KvWrite::Put {
+                    key: keys::table_desc_key(desc.id),
+                    value: catalog::encode_table(&desc),
+                }],
+            )
+            .await?;
+            if let Some(r) = restart {
+                sequence::advance(self.ctx, &desc, SeqOp::Restart(r)).await?;
+            }
+            return Ok((Outcome::Command(TAG.into()), None));
+        }
+        const TAG: &str = "CREATE SEQUENCE";
+        if self.cat.table(self.db_id, &last).is_some() {
+            if if_not_exists {
+                return Ok((Outcome::Command(TAG.into()), None));
+            }
+            return Err(Error::new(
+                ErrorKind::DuplicateTable,
+                format!("relation \"{last}\" already exists"),
+            ));
+        }
+        let (mut seq, _) = sequence::build(&o, None)?;
+        if let Some(owner) = owned {
+            seq.owned_by = self.sequence_owner(owner.as_ref())?;
+        }
+        let ts = self.ctx.shared.hlc.now();
+        let mut writes = Vec::new();
+        let id = catalog::next_id(self.ctx, ts, &mut writes).await?;
+        let start = seq.start;
+        let desc = sequence::relation(id, self.db_id, &last, seq);
+        writes.push(KvWrite::Insert {
+            key: keys::table_desc_key(id),
+            value: catalog::encode_table(&desc),
+        });
+        catalog::commit_schema(self.ctx, ts, writes).await?;
+        sequence::advance(self.ctx, &desc, SeqOp::Restart(start)).await?;
+        Ok((Outcome::Command(TAG.into()), None))
+    }
+
+    /// `DROP SEQUENCE`: refused while a column default calls the sequence, unless CASCADE
+    /// (which drops those defaults, as PostgreSQL does).
+    fn drop_sequences(
+        &self,
+        if_exists: bool,
+        names: &[ast::ObjectName],
+        cascade: bool,
+        writes: &mut Vec<KvWrite>,
+    ) -> Result<()> {
+        let mut changed: Vec<TableDesc> = Vec::new();
+        for n in names {
+            let sname = object_name(n);
+            let t = match self.cat.table(self.db_id, &sname) {
+                Some(t) if t.sequence.is_some() => t,
+                Some(t) => {
+                    return Err(sequence::not_a_sequence(&t.name)
+                        .with_hint("Use DROP TABLE to remove a table."))
+                }
+                None if if_exists => continue,
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedTable,
+                        format!("sequence \"{sname}\" does not exist"),
+                    ))
+                }
+            };
+            writes.push(KvWrite::Delete {
+                key: keys::table_desc_key(t.id),
+            });
+            self.cx.seq.borrow_mut().forget(t.id);
+            let quoted = format!("'{}'", pg_catalog::quote_ident(&t.name));
+            for u in self.cat.tables_in(self.db_id) {
+                for (ci, c) in u.columns.iter().enumerate() {
+                    let uses = c
+                        .default
+                        .as_deref()
+                        .is_some_and(|d| d.contains("nextval(") && d.contains(&quoted));
+                    if !uses {
+                        continue;
+                    }
+                    if !cascade {
+                        return Err(Error::new(
+                            ErrorKind::DependentObjects,
+                            format!(
+                                "cannot drop sequence {} because other objects depend on it",
+                                t.name
+                            ),
+                        )
+                        .with_detail(format!(
+                            "default value for column {} of table {} depends on sequence {}",
+                            c.name, u.name, t.name
+                        ))
+                        .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+                    }
+                    let desc = match changed.iter().position(|d| d.id == u.id) {
+                        Some(p) => &mut changed[p],
+                        None => {
+                            changed.push((**u).clone());
+                            changed.last_mut().unwrap()
+                        }
+                    };
+                    desc.columns[ci].default = None;
+                    desc.columns[ci].default_expr = None;
+                }
+            }
+        }
+        for d in changed {
+            writes.push(KvWrite::Put {
+                key: keys::table_desc_key(d.id),
+                value: catalog::encode_table(&d),
+            });
+        }
+        Ok(())
+    }
+
+    /// Dropping the tables `dropped`: FOREIGN KEYs of other tables that reference them are
+    /// an error (2BP01) unless CASCADE, which drops those constraints (not the tables).
+    fn drop_foreign_keys_to(
+        &self,
+        dropped: &[u32],
+        cascade: bool,
+        writes: &mut Vec<KvWrite>,
+    ) -> Result<()> {
+        for u in self.cat.tables_in(self.db_id) {
+            if dropped.contains(&u.id) {
+                continue;
+            }
+            let refs: Vec<&ForeignKeyDesc> = u
+                .foreign_keys
+                .iter()
+                .filter(|fk| dropped.contains(&fk.ref_table))
+                .collect();
+            let Some(first) = refs.first() else { continue };
+            if !cascade {
+                let parent = self
+                    .cat
+                    .tables
+                    .iter()
+                    .find(|t| t.id == first.ref_table)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                return Err(Error::new(
+                    ErrorKind::DependentObjects,
+                    format!("cannot drop table {parent} because other objects depend on it"),
+                )
+                .with_detail(format!(
+                    "constraint {} on table {} depends on table {parent}",
+                    first.name, u.name
+                ))
+                .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+            }
+            let mut desc = (**u).clone();
+            desc.foreign_keys
+                .retain(|fk| !dropped.contains(&fk.ref_table));
+            writes.push(KvWrite::Put {
+                key: keys::table_desc_key(desc.id),
+                value: catalog::encode_table(&desc),
+            });
+        }
+        Ok(())
+    }
+
+    /// `OWNED BY table.column` as (table id, column position); `None` for NONE.
+    fn sequence_owner(&self, owner: Option<&ast::ObjectName>) -> Result<Option<(u32, usize)>> {
+        let Some(owner) = owner else { return Ok(None) };
+        let parts: Vec<String> = owner
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(ident_name)
+            .collect();
+        if parts.len() < 2 {
+            return Err(Error::syntax("invalid OWNED BY option")
+                .with_hint("Specify OWNED BY table.column or OWNED BY NONE."));
+        }
+        let (tname, cname) = (&parts[parts.len() - 2], &parts[parts.len() - 1]);
+        let t = self
+            .cat
+            .table(self.db_id, tname)
+            .ok_or_else(|| catalog::undefined_table(tname))?;
+        let ci = t.column_index(cname).ok_or_else(|| {
+            Error::new(
+                ErrorKind::UndefinedColumn,
+                format!("column \"{cname}\" of relation \"{tname}\" does not exist"),
+            )
+        })?;
+        Ok(Some((t.id, ci)))
+    }
+
     async fn drop(
         &mut self,
         ot: ObjectType,
         if_exists: bool,
         names: &[ast::ObjectName],
+        cascade: bool,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         let mut writes = Vec::new();
         let tag = match ot {
             ObjectType::Table => {
+                let mut dropped: Vec<u32> = Vec::new();
                 for n in names {
                     match self.cat.table(self.db_id, &object_name(n)) {
                         Some(t) if t.view.is_some() => {
@@ -5939,14 +6531,39 @@ impl<'a> Exec<'a> {
                             )
                             .with_hint("Use DROP VIEW to remove a view."))
                         }
-                        Some(t) => writes.push(KvWrite::Delete {
-                            key: keys::table_desc_key(t.id),
-                        }),
+                        Some(t) if t.sequence.is_some() => {
+                            return Err(Error::new(
+                                ErrorKind::WrongObjectType,
+                                format!("\"{}\" is not a table", t.name),
+                            )
+                            .with_hint("Use DROP SEQUENCE to remove a sequence."))
+                        }
+                        Some(t) => {
+                            writes.push(KvWrite::Delete {
+                                key: keys::table_desc_key(t.id),
+                            });
+                            dropped.push(t.id);
+                        }
                         None if if_exists => {}
                         None => return Err(catalog::undefined_table(&object_name(n))),
                     }
                 }
+                // Sequences owned by a dropped table's columns (SERIAL) go with it.
+                for s in self.cat.tables_in(self.db_id) {
+                    if let Some(sq) = &s.sequence {
+                        if sq.owned_by.is_some_and(|(tid, _)| dropped.contains(&tid)) {
+                            writes.push(KvWrite::Delete {
+                                key: keys::table_desc_key(s.id),
+                            });
+                        }
+                    }
+                }
+                self.drop_foreign_keys_to(&dropped, cascade, &mut writes)?;
                 "DROP TABLE"
+            }
+            ObjectType::Sequence => {
+                self.drop_sequences(if_exists, names, cascade, &mut writes)?;
+                "DROP SEQUENCE"
             }
             ObjectType::View | ObjectType::MaterializedView => {
                 for n in names {

@@ -118,6 +118,60 @@ pub enum Scalar {
 }
 
 impl Scalar {
+    /// Visits every node, children before their parent, left to right (evaluation order).
+    pub fn walk<'s>(&'s self, f: &mut dyn FnMut(&'s Scalar)) {
+        match self {
+            Scalar::WindowRef(_)
+            | Scalar::Const(_)
+            | Scalar::Param(_)
+            | Scalar::Column(_)
+            | Scalar::AggRef(_) => {}
+            Scalar::Binary(_, a, b, _) | Scalar::IsDistinct(a, b, _) | Scalar::Like(a, b, _, _) => {
+                a.walk(f);
+                b.walk(f);
+            }
+            Scalar::Not(a)
+            | Scalar::Neg(a)
+            | Scalar::IsNull(a, _)
+            | Scalar::IsBool(a, _, _)
+            | Scalar::Cast(a, _) => a.walk(f),
+            Scalar::InList(a, list, _) => {
+                a.walk(f);
+                list.iter().for_each(|x| x.walk(f));
+            }
+            Scalar::Between(a, b, c, _) => {
+                a.walk(f);
+                b.walk(f);
+                c.walk(f);
+            }
+            Scalar::Case(op, whens, els) => {
+                if let Some(o) = op {
+                    o.walk(f);
+                }
+                for (w, t) in whens {
+                    w.walk(f);
+                    t.walk(f);
+                }
+                if let Some(e) = els {
+                    e.walk(f);
+                }
+            }
+            Scalar::Func(_, args, _) => args.iter().for_each(|x| x.walk(f)),
+        }
+        f(self);
+    }
+
+    /// Whether the expression calls nextval, currval, setval or lastval.
+    pub fn has_sequence_call(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |s| {
+            if let Scalar::Func(n, _, _) = s {
+                found |= crate::sql::sequence::is_sequence_function(n);
+            }
+        });
+        found
+    }
+
     /// Appends the parameter slots this expression reads.
     pub fn params(&self, out: &mut Vec<usize>) {
         match self {
@@ -1050,6 +1104,18 @@ impl<'a> Binder<'a> {
             aggs.push(call);
             return Ok((Scalar::AggRef(aggs.len() - 1), ty));
         }
+        let mut args = args;
+        if crate::sql::sequence::is_sequence_function(&name) {
+            // `nextval('s'::regclass)` (how PostgreSQL prints a SERIAL default): the name.
+            if let Some(Expr::Cast {
+                expr, data_type, ..
+            }) = args.first()
+            {
+                if data_type.to_string().eq_ignore_ascii_case("regclass") {
+                    args[0] = (**expr).clone();
+                }
+            }
+        }
         let mut bound = Vec::with_capacity(args.len());
         let mut types = Vec::with_capacity(args.len());
         for a in &args {
@@ -1105,6 +1171,27 @@ impl<'a> Binder<'a> {
             | "clock_timestamp" => SqlType::TimestampTz,
             "gen_random_uuid" | "uuid_generate_v4" => SqlType::Uuid,
             "unique_rowid" => SqlType::Int8,
+            "nextval" | "currval" | "lastval" | "setval" => {
+                let want = match name.as_str() {
+                    "lastval" => 0..=0,
+                    "setval" => 2..=3,
+                    _ => 1..=1,
+                };
+                if !want.contains(&args.len()) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!(
+                            "function {name}({}) does not exist",
+                            types
+                                .iter()
+                                .map(|t| t.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                SqlType::Int8
+            }
             "cluster_logical_timestamp" => SqlType::Numeric,
             n if crate::sql::pg_catalog::function_type(n, &types).is_some() => {
                 crate::sql::pg_catalog::function_type(n, &types).unwrap()
@@ -1408,6 +1495,8 @@ pub struct EvalCtx {
     pub rowid: std::cell::Cell<i64>,
     /// The session's variables (`current_setting`).
     pub settings: std::rc::Rc<std::collections::BTreeMap<String, String>>,
+    /// The session's sequence state: results of sequence calls run ahead of evaluation.
+    pub seq: std::rc::Rc<std::cell::RefCell<crate::sql::sequence::SeqSession>>,
 }
 
 fn arith_int(op: BinOp, a: i64, b: i64, ty: SqlType) -> Result<Datum> {
@@ -1833,6 +1922,7 @@ fn eval_func(
             | "current_timestamp"
             | "gen_random_uuid"
             | "unique_rowid"
+            | "lastval"
             | "random"
             | "version"
             | "current_database"
@@ -2197,6 +2287,19 @@ fn eval_func(
             u[6] = (u[6] & 0x0f) | 0x40;
             u[8] = (u[8] & 0x3f) | 0x80;
             Datum::Uuid(u)
+        }
+        "nextval" | "currval" | "setval" | "lastval" => {
+            let func = match name {
+                "nextval" => "nextval",
+                "currval" => "currval",
+                "setval" => "setval",
+                _ => "lastval",
+            };
+            let arg = vals
+                .first()
+                .map(crate::sql::sequence::arg_key)
+                .unwrap_or_default();
+            Datum::Int(cx.seq.borrow_mut().take(func, &arg)?)
         }
         "unique_rowid" => {
             let v = cx.rowid.get();

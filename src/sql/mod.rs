@@ -31,6 +31,12 @@
 //! - `pg_catalog` / `information_schema` are virtual tables computed from the catalog at
 //!   planning time ([`pg_catalog`]): enough for psql's `\d` commands and common driver
 //!   introspection, not a full PostgreSQL catalog (its essay lists what is missing).
+//! - Sequences (`sequence`) advance outside the user's transaction, one replicated write
+//!   per nextval (CACHE is not used); sequence functions run only in SELECT lists, INSERT
+//!   values and defaults, and UPDATE … SET. SERIAL makes a sequence, as PostgreSQL does
+//!   (`serial_normalization = rowid` keeps CockroachDB's unique_rowid()).
+//! - Foreign keys (`exec::foreign_keys`) are checked row by row, not at statement end:
+//!   NO ACTION behaves as RESTRICT; no DEFERRABLE, no MATCH FULL.
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
 
@@ -41,5 +47,6 @@ pub mod expr;
 pub mod pg_catalog;
 pub mod preparse;
 pub mod rewrite;
+pub mod sequence;
 pub mod session;
 pub mod types;

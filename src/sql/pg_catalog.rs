@@ -71,7 +71,9 @@ use sqlparser::ast::{
 };
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sql::catalog::{Catalog, IndexDesc, TableDesc};
+use std::rc::Rc;
+
+use crate::sql::catalog::{Catalog, ForeignKeyDesc, IndexDesc, RefAction, TableDesc};
 use crate::sql::session::Column;
 use crate::sql::types::{Datum, SqlType};
 
@@ -104,6 +106,55 @@ fn check_oid(t: &TableDesc, n: usize) -> i64 {
 
 fn attrdef_oid(t: &TableDesc, attnum: i64) -> i64 {
     4_000_000 + 1000 * t.id as i64 + attnum
+}
+
+/// The oid of `t`'s n-th FOREIGN KEY constraint.
+fn foreign_key_oid(t: &TableDesc, n: usize) -> i64 {
+    5_000_000 + 1000 * t.id as i64 + n as i64
+}
+
+/// The table a foreign key references and the unique index (primary key first) its
+/// referenced columns are.
+fn fk_parent(cat: &Catalog, fk: &ForeignKeyDesc) -> Option<(Rc<TableDesc>, IndexDesc, bool)> {
+    let parent = cat.tables.iter().find(|t| t.id == fk.ref_table)?.clone();
+    let mut want = fk.ref_columns.clone();
+    want.sort_unstable();
+    let (idx, primary) = indexes_of(&parent).into_iter().find(|(i, _)| {
+        let mut c = i.columns.clone();
+        c.sort_unstable();
+        i.unique && c == want
+    })?;
+    Some((parent, idx, primary))
+}
+
+/// `pg_get_constraintdef` of a foreign key: `FOREIGN KEY (a) REFERENCES p(id) ON DELETE
+/// CASCADE` (ON UPDATE before ON DELETE, NO ACTION left out, as PostgreSQL prints it).
+fn foreign_key_def(cat: &Catalog, t: &TableDesc, fk: &ForeignKeyDesc) -> String {
+    let (pname, pcols) = match cat.tables.iter().find(|p| p.id == fk.ref_table) {
+        Some(p) => (quote_ident(&p.name), col_names(p, &fk.ref_columns)),
+        None => (String::from("?"), String::new()),
+    };
+    let mut s = format!(
+        "FOREIGN KEY ({}) REFERENCES {pname}({pcols})",
+        col_names(t, &fk.columns)
+    );
+    if fk.on_update != RefAction::NoAction {
+        s.push_str(&format!(" ON UPDATE {}", fk.on_update.sql()));
+    }
+    if fk.on_delete != RefAction::NoAction {
+        s.push_str(&format!(" ON DELETE {}", fk.on_delete.sql()));
+    }
+    s
+}
+
+/// Whether PostgreSQL would give `t` triggers: it holds or is referenced by a foreign key
+/// (psql's `\d` asks for foreign keys only then).
+fn has_fk_triggers(cat: &Catalog, t: &TableDesc) -> bool {
+    !t.foreign_keys.is_empty()
+        || cat
+            .tables
+            .iter()
+            .any(|c| c.foreign_keys.iter().any(|f| f.ref_table == t.id))
 }
 
 fn database_oid(id: u32) -> i64 {
@@ -261,7 +312,7 @@ fn attnum_of(t: &TableDesc, pos: usize) -> Option<i64> {
 /// hidden rowid), then the secondary ones. (index, is primary)
 fn indexes_of(t: &TableDesc) -> Vec<(IndexDesc, bool)> {
     let mut out = Vec::new();
-    if t.view.is_some() {
+    if t.view.is_some() || t.sequence.is_some() {
         return out;
     }
     if !t.pk.iter().any(|&p| t.columns[p].hidden) {
@@ -521,19 +572,6 @@ const EMPTY_TABLES: &[(&str, &[(&str, SqlType)])] = &[
         ],
     ),
     (
-        "pg_sequence",
-        &[
-            ("seqrelid", I8),
-            ("seqtypid", I8),
-            ("seqstart", I8),
-            ("seqincrement", I8),
-            ("seqmax", I8),
-            ("seqmin", I8),
-            ("seqcache", I8),
-            ("seqcycle", B),
-        ],
-    ),
-    (
         "pg_enum",
         &[
             ("oid", I8),
@@ -613,6 +651,7 @@ const PG_CATALOG_TABLES: &[&str] = &[
     "pg_tables",
     "pg_views",
     "pg_indexes",
+    "pg_sequence",
 ];
 
 const INFORMATION_SCHEMA_TABLES: &[&str] = &[
@@ -624,6 +663,7 @@ const INFORMATION_SCHEMA_TABLES: &[&str] = &[
     "views",
     "check_constraints",
     "referential_constraints",
+    "sequences",
 ];
 
 fn is_pg_catalog_table(name: &str) -> bool {
@@ -683,17 +723,27 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
             let mut rows = Vec::new();
             for t in &tables {
                 let view = t.view.is_some();
+                let seq = t.sequence.is_some();
                 let idx = indexes_of(t);
-                rows.push(class_row(
+                let mut row = class_row(
                     table_oid(t),
                     &t.name,
-                    if view { "v" } else { "r" },
-                    if view { 0 } else { 2 },
+                    if view {
+                        "v"
+                    } else if seq {
+                        "S"
+                    } else {
+                        "r"
+                    },
+                    if view || seq { 0 } else { 2 },
                     t.columns.iter().filter(|c| !c.hidden).count() as i64,
                     t.checks.len() as i64,
                     !idx.is_empty(),
                     view,
-                ));
+                );
+                // relhastriggers: PostgreSQL enforces foreign keys with triggers.
+                row[20] = Datum::Bool(has_fk_triggers(cat, t));
+                rows.push(row);
                 for (i, _) in idx {
                     rows.push(class_row(
                         index_oid(t, i.id),
@@ -960,6 +1010,32 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                         format!("{{{}}}", keys.join(",")),
                     ));
                 }
+                for (n, fk) in t.foreign_keys.iter().enumerate() {
+                    let Some((parent, pidx, _)) = fk_parent(cat, fk) else {
+                        continue;
+                    };
+                    let nums = |tab: &TableDesc, cols: &[usize]| {
+                        let v: Vec<String> = cols
+                            .iter()
+                            .map(|&c| attnum_of(tab, c).unwrap_or(0).to_string())
+                            .collect();
+                        format!("{{{}}}", v.join(","))
+                    };
+                    let mut row = constraint_row(
+                        foreign_key_oid(t, n),
+                        &fk.name,
+                        "f",
+                        table_oid(t),
+                        index_oid(&parent, pidx.id),
+                        nums(t, &fk.columns),
+                    );
+                    row[11] = int(table_oid(&parent));
+                    row[12] = text(fk.on_update.letter().to_string());
+                    row[13] = text(fk.on_delete.letter().to_string());
+                    row[14] = text("s");
+                    row[19] = text(nums(&parent, &fk.ref_columns));
+                    rows.push(row);
+                }
             }
             table(
                 name,
@@ -1099,6 +1175,35 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 vec![int(403), text("btree"), text("bthandler"), text("i")],
             ],
         ),
+        "pg_sequence" => table(
+            name,
+            &[
+                ("seqrelid", I8),
+                ("seqtypid", I8),
+                ("seqstart", I8),
+                ("seqincrement", I8),
+                ("seqmax", I8),
+                ("seqmin", I8),
+                ("seqcache", I8),
+                ("seqcycle", B),
+            ],
+            tables
+                .iter()
+                .filter_map(|t| {
+                    let sq = t.sequence.as_ref()?;
+                    Some(vec![
+                        int(table_oid(t)),
+                        int(type_oid(sq.ty)),
+                        int(sq.start),
+                        int(sq.increment),
+                        int(sq.max),
+                        int(sq.min),
+                        int(sq.cache),
+                        Datum::Bool(sq.cycle),
+                    ])
+                })
+                .collect(),
+        ),
         "pg_attrdef" => {
             let mut rows = Vec::new();
             for t in &tables {
@@ -1226,7 +1331,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
             ],
             tables
                 .iter()
-                .filter(|t| t.view.is_none())
+                .filter(|t| t.view.is_none() && t.sequence.is_none())
                 .map(|t| {
                     vec![
                         text("public"),
@@ -1235,7 +1340,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                         Datum::Null,
                         Datum::Bool(!indexes_of(t).is_empty()),
                         Datum::Bool(false),
-                        Datum::Bool(false),
+                        Datum::Bool(has_fk_triggers(cat, t)),
                         Datum::Bool(false),
                     ]
                 })
@@ -1493,7 +1598,9 @@ fn udt_name(ty: SqlType) -> &'static str {
 }
 
 fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
-    let tables = user_tables(cat, db_id);
+    let (sequences, tables): (Vec<&TableDesc>, Vec<&TableDesc>) = user_tables(cat, db_id)
+        .into_iter()
+        .partition(|t| t.sequence.is_some());
     let db = db_name(cat, db_id);
     let constraint_cols: &[(&str, SqlType)] = &[
         ("constraint_catalog", T),
@@ -1677,6 +1784,25 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                         ]);
                     }
                 }
+                for fk in &t.foreign_keys {
+                    let Some((_, pidx, _)) = fk_parent(cat, fk) else {
+                        continue;
+                    };
+                    for (n, (&c, rc)) in fk.columns.iter().zip(&fk.ref_columns).enumerate() {
+                        let pos = pidx.columns.iter().position(|x| x == rc).unwrap_or(n);
+                        rows.push(vec![
+                            text(db.clone()),
+                            text("public"),
+                            text(fk.name.clone()),
+                            text(db.clone()),
+                            text("public"),
+                            text(t.name.clone()),
+                            text(t.columns[c].name.clone()),
+                            int(n as i64 + 1),
+                            int(pos as i64 + 1),
+                        ]);
+                    }
+                }
             }
             let mut cols = constraint_cols.to_vec();
             cols.extend_from_slice(&[
@@ -1719,6 +1845,9 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                 }
                 for c in &t.checks {
                     rows.push(row(c.name.clone(), t, "CHECK"));
+                }
+                for fk in &t.foreign_keys {
+                    rows.push(row(fk.name.clone(), t, "FOREIGN KEY"));
                 }
                 for (attnum, pos) in attnums(t) {
                     let c = &t.columns[pos];
@@ -1767,8 +1896,69 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                 ("update_rule", T),
                 ("delete_rule", T),
             ]);
-            table(name, &cols, Vec::new())
+            let mut rows = Vec::new();
+            for t in &tables {
+                for fk in &t.foreign_keys {
+                    let Some((_, pidx, _)) = fk_parent(cat, fk) else {
+                        continue;
+                    };
+                    rows.push(vec![
+                        text(db.clone()),
+                        text("public"),
+                        text(fk.name.clone()),
+                        text(db.clone()),
+                        text("public"),
+                        text(pidx.name.clone()),
+                        text("NONE"),
+                        text(fk.on_update.sql()),
+                        text(fk.on_delete.sql()),
+                    ]);
+                }
+            }
+            table(name, &cols, rows)
         }
+        "sequences" => table(
+            name,
+            &[
+                ("sequence_catalog", T),
+                ("sequence_schema", T),
+                ("sequence_name", T),
+                ("data_type", T),
+                ("numeric_precision", I4),
+                ("numeric_precision_radix", I4),
+                ("numeric_scale", I4),
+                ("start_value", T),
+                ("minimum_value", T),
+                ("maximum_value", T),
+                ("increment", T),
+                ("cycle_option", T),
+            ],
+            sequences
+                .iter()
+                .filter_map(|t| {
+                    let sq = t.sequence.as_ref()?;
+                    let bits = match sq.ty {
+                        SqlType::Int2 => 16,
+                        SqlType::Int4 => 32,
+                        _ => 64,
+                    };
+                    Some(vec![
+                        text(db.clone()),
+                        text("public"),
+                        text(t.name.clone()),
+                        text(crate::sql::sequence::type_name(sq.ty)),
+                        int(bits),
+                        int(2),
+                        int(0),
+                        text(sq.start.to_string()),
+                        text(sq.min.to_string()),
+                        text(sq.max.to_string()),
+                        text(sq.increment.to_string()),
+                        text(if sq.cycle { "YES" } else { "NO" }),
+                    ])
+                })
+                .collect(),
+        ),
         "views" => table(
             name,
             &[
@@ -1842,6 +2032,7 @@ pub fn function_type(name: &str, _args: &[SqlType]) -> Option<SqlType> {
         | "pg_get_indexdef"
         | "pg_get_constraintdef"
         | "pg_get_viewdef"
+        | "pg_get_serial_sequence"
         | "json_build_object" => SqlType::Text,
         "pg_relation_size"
         | "pg_table_size"
@@ -1850,6 +2041,9 @@ pub fn function_type(name: &str, _args: &[SqlType]) -> Option<SqlType> {
         | "pg_database_size"
         | "to_regtype" => SqlType::Int8,
         "pg_backend_pid" => SqlType::Int4,
+        // psql's `\d` asks for the ancestors of a relation: here only the relation itself
+        // (no partitioning), so a scalar.
+        "pg_partition_ancestors" => SqlType::Int8,
         _ => return None,
     })
 }
@@ -1997,9 +2191,17 @@ pub fn eval_function(name: &str, vals: &[Datum]) -> Option<Result<Datum>> {
             None => Datum::Null,
         },
         "pg_backend_pid" => int(std::process::id() as i64),
+        "pg_partition_ancestors" => match vals.first().and_then(as_int) {
+            Some(oid) => int(oid),
+            None => Datum::Null,
+        },
         // Rewritten into CASEs over the catalog before binding ([`rewrite`]): reached only
         // for an object that does not exist.
         "pg_get_indexdef" | "pg_get_constraintdef" | "pg_get_viewdef" => Datum::Null,
+        // CAVEAT: not looked up in the catalog yet (these functions see no catalog):
+        // NULL, as for a column without an owned sequence. SQLAlchemy's reflection
+        // binds it (for identity columns, which Chitin has none of).
+        "pg_get_serial_sequence" => Datum::Null,
         _ => return None,
     }))
 }
@@ -2073,6 +2275,9 @@ fn json_build_object(vals: &[Datum]) -> Result<Datum> {
 }
 
 // --- The rewrite. ---
+
+/// [`rewrite`]'s name for "the relation name of this oid" (an output `x::regclass`).
+const REGCLASS_NAME: &str = "__regclass_name";
 
 /// Functions whose answer depends on the catalog: [`rewrite`] replaces them.
 const CATALOG_FUNCTIONS: &[&str] = &["pg_get_indexdef", "pg_get_constraintdef", "pg_get_viewdef"];
@@ -2173,6 +2378,27 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                                 expr: e.clone(),
                                 alias,
                             };
+                        }
+                    }
+                    // A column cast to regclass in the output prints the relation's name
+                    // (psql's `conrelid::pg_catalog.regclass AS ontable`).
+                    let e = match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                        _ => continue,
+                    };
+                    if let Expr::Cast {
+                        expr, data_type, ..
+                    } = e
+                    {
+                        let regclass = data_type
+                            .to_string()
+                            .to_lowercase()
+                            .rsplit('.')
+                            .next()
+                            .is_some_and(|b| b == "regclass");
+                        if regclass && !matches!(expr.as_ref(), Expr::Value(_)) {
+                            let inner = (**expr).clone();
+                            *e = self.lookup_case(REGCLASS_NAME, inner, false);
                         }
                     }
                 }
@@ -2572,6 +2798,12 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
             let mut pairs: Vec<(i64, String)> = Vec::new();
             for t in user_tables(self.cat, self.db_id) {
                 match name {
+                    REGCLASS_NAME => {
+                        pairs.push((table_oid(t), quote_ident(&t.name)));
+                        for (i, _) in indexes_of(t) {
+                            pairs.push((index_oid(t, i.id), quote_ident(&i.name)));
+                        }
+                    }
                     "pg_get_indexdef" => {
                         for (i, _) in indexes_of(t) {
                             pairs.push((index_oid(t, i.id), index_def(t, &i)));
@@ -2594,6 +2826,9 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                                 format!("CHECK (({}))", c.expr)
                             };
                             pairs.push((check_oid(t, n), def));
+                        }
+                        for (n, fk) in t.foreign_keys.iter().enumerate() {
+                            pairs.push((foreign_key_oid(t, n), foreign_key_def(self.cat, t, fk)));
                         }
                     }
                     _ => {

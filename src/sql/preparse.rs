@@ -19,6 +19,10 @@
 //! - `VACUUM …` / `CHECKPOINT` become a marked `SET` the session answers with the tag
 //!   (nothing to do: the LSM compacts and collects garbage by itself).
 //!
+//! - `ALTER SEQUENCE [IF EXISTS] s <options>` becomes `CREATE TEMPORARY SEQUENCE [IF NOT
+//!   EXISTS] s."__chitin_alter_sequence[ restart[ n]]" <the other options>`, which `exec`
+//!   executes as the ALTER (sqlparser has no ALTER SEQUENCE, and no RESTART option).
+//!
 //! Implementation caveats: only a statement that starts with UPSERT and is the only
 //! statement of the string is rewritten; a `RETURNING` inside a string literal would
 //! confuse it.
@@ -39,10 +43,16 @@ pub const RANGE_FOR_ROW_MARKER: &str = "__chitin_range_for_row";
 /// The session variable a no-op statement sets; its value is the command tag.
 pub const NOOP_MARKER: &str = "__chitin_noop";
 
+/// The last name part that flags `ALTER SEQUENCE` (a `CREATE TEMPORARY SEQUENCE`).
+pub const ALTER_SEQUENCE_MARKER: &str = "__chitin_alter_sequence";
+
 pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
     if let Some(r) = rewrite_noop(body) {
+        return r.into();
+    }
+    if let Some(r) = rewrite_alter_sequence(body) {
         return r.into();
     }
     if let Some(r) = rewrite_split_at(body) {
@@ -146,6 +156,45 @@ fn rewrite_noop(body: &str) -> Option<String> {
     Some(format!("SET \"{NOOP_MARKER}\" = '{tag}'"))
 }
 
+/// `ALTER SEQUENCE …` → the marked `CREATE TEMPORARY SEQUENCE`, if `body` is one.
+fn rewrite_alter_sequence(body: &str) -> Option<String> {
+    let words: Vec<&str> = body.split_ascii_whitespace().collect();
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
+    if !is(0, "alter") || !is(1, "sequence") || body.contains(';') {
+        return None;
+    }
+    let if_exists = is(2, "if") && is(3, "exists");
+    let mut i = if if_exists { 4 } else { 2 };
+    let name = words.get(i)?;
+    i += 1;
+    let mut rest = Vec::new();
+    let mut restart = None;
+    while i < words.len() {
+        if is(i, "restart") {
+            i += 1;
+            if is(i, "with") {
+                i += 1;
+            }
+            restart = Some(match words.get(i).filter(|w| w.parse::<i64>().is_ok()) {
+                Some(n) => {
+                    i += 1;
+                    format!(" restart {n}")
+                }
+                None => " restart".to_string(),
+            });
+        } else {
+            rest.push(words[i]);
+            i += 1;
+        }
+    }
+    Some(format!(
+        "CREATE TEMPORARY SEQUENCE {}{name}.\"{ALTER_SEQUENCE_MARKER}{}\" {}",
+        if if_exists { "IF NOT EXISTS " } else { "" },
+        restart.unwrap_or_default(),
+        rest.join(" ")
+    ))
+}
+
 /// `SHOW RANGE FROM TABLE <name> FOR ROW (<values>)` → `INSERT INTO <name> VALUES
 /// (<values>) ON CONFLICT DO UPDATE SET "__chitin_range_for_row" = 1`, if `body` is one.
 fn rewrite_range_for_row(body: &str) -> Option<String> {
@@ -219,6 +268,38 @@ mod tests {
         assert_eq!(rewrite("SELE\u{fffd} $1"), "SELE\u{fffd} $1");
         let r = rewrite("upsert into t values (1) returning k");
         assert_eq!(r, "INSERT into t values (1) ON CONFLICT DO UPDATE SET \"__chitin_upsert\" = 1 returning k");
+    }
+
+    #[test]
+    fn alter_sequence_is_rewritten_and_parses() {
+        let r = rewrite("ALTER SEQUENCE s RESTART WITH 10 INCREMENT BY 2;");
+        assert_eq!(
+            r,
+            "CREATE TEMPORARY SEQUENCE s.\"__chitin_alter_sequence restart 10\" INCREMENT BY 2"
+        );
+        let r2 = rewrite("alter sequence if exists s restart");
+        assert_eq!(
+            r2,
+            "CREATE TEMPORARY SEQUENCE IF NOT EXISTS s.\"__chitin_alter_sequence restart\" "
+        );
+        for sql in [r, r2] {
+            let stmts = sqlparser::parser::Parser::parse_sql(
+                &sqlparser::dialect::PostgreSqlDialect {},
+                &sql,
+            )
+            .unwrap();
+            assert!(matches!(
+                stmts[0],
+                sqlparser::ast::Statement::CreateSequence {
+                    temporary: true,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(
+            rewrite("ALTER TABLE t ADD c int"),
+            "ALTER TABLE t ADD c int"
+        );
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub struct Session {
     prepared: HashMap<String, Rc<PreparedStmt>>,
     portals: HashMap<String, Portal>,
     cancel: Arc<AtomicBool>,
+    /// currval / lastval state, for the session's life.
+    sequences: Rc<std::cell::RefCell<crate::sql::sequence::SeqSession>>,
 }
 
 const MAX_RETRIES: usize = 50;
@@ -134,7 +136,7 @@ const RESTART_SAVEPOINT: &str = "cockroach_restart";
 const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Session variables and their defaults (what RESET restores).
-const DEFAULTS: [(&str, &str); 16] = [
+const DEFAULTS: [(&str, &str); 17] = [
     ("server_version", "15.0.0"),
     ("server_version_num", "150000"),
     ("server_encoding", "UTF8"),
@@ -151,6 +153,9 @@ const DEFAULTS: [(&str, &str); 16] = [
     ("extra_float_digits", "1"),
     ("statement_timeout", "0"),
     ("default_table_access_method", "heap"),
+    // SERIAL columns: `sql_sequence` (PostgreSQL's: a sequence per column) or `rowid`
+    // (CockroachDB's old default: unique_rowid()).
+    ("serial_normalization", "sql_sequence"),
 ];
 
 impl Session {
@@ -199,6 +204,7 @@ impl Session {
             prepared: HashMap::new(),
             portals: HashMap::new(),
             cancel,
+            sequences: Default::default(),
         })
     }
 
@@ -726,7 +732,7 @@ impl Session {
         params: Vec<Datum>,
     ) -> Exec<'a> {
         let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
-        Exec::new(
+        let mut ex = Exec::new(
             &self.ctx,
             cat,
             db_id,
@@ -735,8 +741,14 @@ impl Session {
             txn,
             params,
             &self.cancel,
-        )
-        .with_settings(self.vars.clone())
+        );
+        let rowid = self
+            .vars
+            .get("serial_normalization")
+            .is_some_and(|v| v.eq_ignore_ascii_case("rowid"));
+        ex.set_session_state(self.sequences.clone(), rowid);
+        ex = ex.with_settings(self.vars.clone());
+        ex
     }
 
     /// SET / SHOW of session variables; `None` if `stmt` is something else.
@@ -804,6 +816,25 @@ impl Session {
                                     format!("invalid value for parameter \"{name}\": \"{value}\""),
                                 ));
                             }
+                        }
+                        if name == "serial_normalization" {
+                            let v = value.to_lowercase();
+                            let v = match v.as_str() {
+                                "sql_sequence" | "sql_sequence_cached" | "default" => {
+                                    "sql_sequence"
+                                }
+                                "rowid" | "unordered_rowid" => "rowid",
+                                _ => {
+                                    return Err(Error::new(
+                                        ErrorKind::InvalidParameterValue,
+                                        format!(
+                                            "invalid value for parameter \"{name}\": \"{value}\""
+                                        ),
+                                    ))
+                                }
+                            };
+                            Rc::make_mut(&mut self.vars).insert(name, v.to_string());
+                            return Ok(Some((Outcome::Command("SET".into()), None)));
                         }
                         let local = matches!(scope, Some(sqlparser::ast::ContextModifier::Local));
                         if local && self.explicit {
