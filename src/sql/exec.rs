@@ -3743,17 +3743,7 @@ impl<'a> Exec<'a> {
             let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
             produced.sort_by(|a, b| cmp_sort_keys(&a.1, &b.1, &dirs));
         }
-        let offset = match &plan.offset {
-            Some(o) => self.count_arg(o, "OFFSET")?,
-            None => 0,
-        };
-        let limit = match &plan.limit {
-            Some(l) => match l.eval(&[], &self.cx)? {
-                Datum::Null => usize::MAX,
-                _ => self.count_arg(l, "LIMIT")?,
-            },
-            None => usize::MAX,
-        };
+        let (offset, limit) = self.offset_limit(plan)?;
         Ok(produced
             .into_iter()
             .skip(offset)
@@ -3996,17 +3986,7 @@ impl<'a> Exec<'a> {
         // (PostgreSQL locks the rows OFFSET skips too).
         let mut inputs = rows;
         let order = self.sorted_input_order(plan, &inputs)?;
-        let offset = match &plan.offset {
-            Some(o) => self.count_arg(o, "OFFSET")?,
-            None => 0,
-        };
-        let limit = match &plan.limit {
-            Some(l) => match l.eval(&[], &self.cx)? {
-                Datum::Null => usize::MAX,
-                _ => self.count_arg(l, "LIMIT")?,
-            },
-            None => usize::MAX,
-        };
+        let (offset, limit) = self.offset_limit(plan)?;
         let wanted = offset.saturating_add(limit);
         let mut locked = Vec::new();
         for i in order {
@@ -4037,6 +4017,22 @@ impl<'a> Exec<'a> {
         }
         // Projection, then the same (stable) order, OFFSET and LIMIT over the locked rows.
         self.finish_plan(plan, locked).await
+    }
+
+    /// `plan`'s OFFSET (0 without one) and LIMIT (`usize::MAX` without one or when NULL).
+    fn offset_limit(&self, plan: &SelectPlan) -> Result<(usize, usize)> {
+        let offset = match &plan.offset {
+            Some(o) => self.count_arg(o, "OFFSET")?,
+            None => 0,
+        };
+        let limit = match &plan.limit {
+            Some(l) => match l.eval(&[], &self.cx)? {
+                Datum::Null => usize::MAX,
+                _ => self.count_arg(l, "LIMIT")?,
+            },
+            None => usize::MAX,
+        };
+        Ok((offset, limit))
     }
 
     /// The positions of `rows` (input rows of `plan`) in the order `plan` sorts its

@@ -1556,15 +1556,22 @@ pub async fn refresh_reads(
     from: chitin_storage::Timestamp,
     to: chitin_storage::Timestamp,
 ) -> Result<()> {
-    for (range, reads) in reads_by_range(ctx, reads).await? {
-        ctx.send(KvRequest::Refresh {
-            range,
-            txn,
-            read_ts: from,
-            commit_ts: to,
-            reads,
+    // PERF: every range refreshes at once.
+    let refreshes = reads_by_range(ctx, reads)
+        .await?
+        .into_iter()
+        .map(|(range, reads)| {
+            ctx.send(KvRequest::Refresh {
+                range,
+                txn,
+                read_ts: from,
+                commit_ts: to,
+                reads,
+            })
         })
-        .await?;
+        .collect::<Vec<_>>();
+    for r in join_all(refreshes).await {
+        r?;
     }
     Ok(())
 }
@@ -1748,29 +1755,7 @@ async fn parallel_commit(
         // refresh every read to the new timestamp, then commit explicitly there.
         (Some(at), None) => {
             let read_set = txn.reads.borrow().clone();
-            let all_reads = reads_by_range(ctx, &read_set).await;
-            let refreshed = match all_reads {
-                Ok(all_reads) => {
-                    let refreshes = all_reads
-                        .into_iter()
-                        .map(|(range, reads)| {
-                            ctx.send(KvRequest::Refresh {
-                                range,
-                                txn: txn.id,
-                                read_ts: txn.read_ts,
-                                commit_ts: pushed_to,
-                                reads,
-                            })
-                        })
-                        .collect::<Vec<_>>();
-                    join_all(refreshes)
-                        .await
-                        .into_iter()
-                        .find_map(|r| r.err())
-                        .map_or(Ok(()), Err)
-                }
-                Err(e) => Err(e),
-            };
+            let refreshed = refresh_reads(ctx, txn.id, &read_set, txn.read_ts, pushed_to).await;
             let want = match refreshed {
                 Ok(()) => Outcome::Committed(pushed_to),
                 Err(e) => {
