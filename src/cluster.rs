@@ -16,18 +16,40 @@
 //!
 //! `start-single-node` writes a one-node state on first start.
 //!
+//! # Replica sets
+//!
+//! [`ClusterState::voters`] are the *initial* replicas: every range is born with a replica
+//! on each of them (from the shared seed, `kv::replica::RAFT_INIT_INDEX`). From then on a
+//! range's replicas are its raft configuration, changed by the allocator on the range's
+//! leader (`kv::store::Store::allocate`, driven once a second by `node::cluster`): a voter on
+//! a node dead longer than `server.time_until_store_dead`, or decommissioning, is replaced
+//! by one on the least-loaded live member in one joint-consensus change; the new replica
+//! starts empty and is sent a snapshot. Each replica keeps its configuration durable in the
+//! engine (`RaftStateRecord`), so a restart does not fall back to the initial set.
+//!
 //! # Invariants
 //!
 //! - A node's id never changes once persisted; an ASSIGN for another cluster is refused.
-//! - Every replica of every range is on the nodes of [`ClusterState::voters`], on core
-//!   `range % cores` of each (DESIGN §2: a range lives on one core per node).
+//! - Every replica of a range is on core `range % cores` of its node (DESIGN §2: a range
+//!   lives on one core per node).
+//! - Only an initial voter creates a range's replica for a local request; other nodes get
+//!   one only when a leader adds them (they answer `NotLeader` with no hint otherwise, and
+//!   the gateway asks another node).
 //!
 //! # Implementation caveats
 //!
-//! - The replica set is fixed at init: nodes joining later are members without replicas
-//!   (no allocator, no conf changes, no snapshots yet — issue 5).
-//! - Membership lives in a file per node, not in the system range; a node added after init
-//!   is not supported yet.
+//! - A node started with `--join` after `init` asks a member to admit it
+//!   ([`METHOD_JOIN`]): the member takes the next node id by inserting the node's record
+//!   into the system range (`node::settings::member_key`; the insert fails if another join
+//!   took that id, and it tries the next), adds it to its state and answers with the new
+//!   node's state. Every node reads the records once a second and adds new members to its
+//!   own state file. A new node holds no replica until the allocator places some there.
+//! - Each node keeps its member list in its own state file; the system range's records
+//!   only announce members added after `init`.
+//! - Liveness is each node's own view (heartbeats from core 0 once a second), not a
+//!   replicated liveness range with epochs: two leaders may briefly disagree on whether a
+//!   node is dead; each only changes the ranges it leads, one change at a time.
+//! - A replica removed while its node was down stays on that node, idle (no replica GC).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,6 +68,11 @@ pub const METHOD_ASSIGN: u32 = 102;
 pub const METHOD_STATUS: u32 = 103;
 /// Fault injection on this node's transports, for tests: `partition N`, `heal`.
 pub const METHOD_FAULT: u32 = 104;
+/// `decommission N` / `recommission N` (called by `chitin node decommission`).
+pub const METHOD_DECOMMISSION: u32 = 105;
+/// `ADDR CORES`: a node started with `--join` after `init` asks to be admitted; the answer
+/// is its [`ClusterState`].
+pub const METHOD_JOIN: u32 = 106;
 
 /// Default replica count of a range.
 pub const DEFAULT_NUM_REPLICAS: usize = 3;

@@ -20,6 +20,9 @@ COMMANDS:
     init                Initialize a new cluster: --host HOST:PORT of one started node,
                         [--num-replicas N] replicas per range [default: 3].
     node status         List the cluster's nodes: --host HOST:PORT of any node.
+    node decommission ID  Move every replica off node ID (the allocator does it in the
+                        background; `node status` shows the replicas left), --host H:P.
+    node recommission ID  Undo a decommission.
     demo                A throwaway local cluster: --nodes N (default 3), temporary stores,
                         each node's URL printed; Ctrl-C stops it and removes everything.
     workload            Load generator: init/run ycsb, kv, bank (`chitin workload help`).
@@ -48,7 +51,9 @@ FLAGS (init, node status):
     --host HOST:PORT        A node's --listen-addr [default: 127.0.0.1:26257]
 
 Nodes talk to each other on --listen-addr too (the node transport shares the port with
-pgwire). A cluster keeps 3 replicas of every range on its first 3 nodes.
+pgwire). Ranges start with replicas on the first --num-replicas (3) nodes; the allocator
+replaces replicas on nodes dead for `server.time_until_store_dead` (SET CLUSTER SETTING,
+default 5 min) or decommissioning, with snapshots to the new nodes.
 
 Connect with: psql postgresql://root@127.0.0.1:26257/defaultdb
 ";
@@ -149,8 +154,12 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// Runs an admin call (`init`, `node status`) on the node at `--host` and prints its answer.
 fn admin(args: &[String], method: u32, timeout: Duration) -> ExitCode {
+    admin_with(args, method, Vec::new(), timeout)
+}
+
+fn admin_with(args: &[String], method: u32, payload: Vec<u8>, timeout: Duration) -> ExitCode {
     let mut host = "127.0.0.1:26257".to_string();
-    let mut payload = Vec::new();
+    let mut payload = payload;
     let mut i = 0;
     while i < args.len() {
         match args[i].split_once('=') {
@@ -469,8 +478,24 @@ fn main() -> ExitCode {
                 chitin::cluster::METHOD_STATUS,
                 Duration::from_secs(10),
             ),
+            Some(verb @ ("decommission" | "recommission")) => {
+                match args.get(2).and_then(|id| id.parse::<u64>().ok()) {
+                    Some(id) => admin_with(
+                        &args[3..],
+                        chitin::cluster::METHOD_DECOMMISSION,
+                        format!("{verb} {id}").into_bytes(),
+                        Duration::from_secs(30),
+                    ),
+                    None => {
+                        eprintln!("error: expected `chitin node {verb} NODE_ID --host HOST:PORT`");
+                        ExitCode::from(2)
+                    }
+                }
+            }
             _ => {
-                eprintln!("error: expected `chitin node status --host HOST:PORT`");
+                eprintln!(
+                    "error: expected `chitin node status|decommission ID|recommission ID --host HOST:PORT`"
+                );
                 ExitCode::from(2)
             }
         },

@@ -92,6 +92,16 @@ pub struct CoreMetrics {
     pub raft_messages_sent: AtomicU64,
     pub raft_messages_received: AtomicU64,
     pub raft_messages_dropped: AtomicU64,
+    /// Membership changes applied (conf-change entries, joint enter and leave).
+    pub raft_conf_changes: AtomicU64,
+    /// Snapshots sent to new or lagging replicas and installed from leaders, and bytes.
+    pub raft_snapshots_sent: AtomicU64,
+    pub raft_snapshots_applied: AtomicU64,
+    pub raft_snapshot_bytes_sent: AtomicU64,
+    pub raft_snapshot_bytes_received: AtomicU64,
+    /// Ranges this core leads with fewer voters than wanted, or with a voter on a dead
+    /// or decommissioning node.
+    pub ranges_underreplicated: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -198,7 +208,25 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
-    let gauges: [MetricLine; 8] = [
+    let gauges: [MetricLine; 14] = [
+        ("raft_conf_changes_total", "counter", |c| {
+            c.raft_conf_changes.load(Relaxed)
+        }),
+        ("raft_snapshots_sent_total", "counter", |c| {
+            c.raft_snapshots_sent.load(Relaxed)
+        }),
+        ("raft_snapshots_applied_total", "counter", |c| {
+            c.raft_snapshots_applied.load(Relaxed)
+        }),
+        ("raft_snapshot_bytes_sent_total", "counter", |c| {
+            c.raft_snapshot_bytes_sent.load(Relaxed)
+        }),
+        ("raft_snapshot_bytes_received_total", "counter", |c| {
+            c.raft_snapshot_bytes_received.load(Relaxed)
+        }),
+        ("ranges_underreplicated", "gauge", |c| {
+            c.ranges_underreplicated.load(Relaxed)
+        }),
         ("raft_proposals_total", "counter", |c| {
             c.raft_proposals.load(Relaxed)
         }),

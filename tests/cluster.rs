@@ -29,6 +29,11 @@
 //! ranges (two-phase commits) from clients on every node while one range's lease holder
 //! is killed and restarted; the total never changes (no partial commit).
 //!
+//! `a_dead_node_is_replaced_and_a_decommissioned_node_is_drained`: with a 3 s store-dead
+//! timeout, a killed node's replicas are replaced on a fourth node (conf changes and
+//! snapshots), a decommissioned node is emptied, and a node that joins the running cluster
+//! gets replicas by rebalancing; nothing acknowledged is lost.
+//!
 //! `demo_serves_sql_and_leaves_nothing_behind`: `chitin demo --nodes 3` serves SQL on
 //! every node and, on SIGINT, stops them and removes its directory.
 
@@ -1040,5 +1045,201 @@ fn cross_range_transfers_stay_atomic_when_a_lease_holder_dies() {
             nodes[1].log_tail(),
             nodes[2].log_tail()
         );
+    }
+}
+
+/// The `replicas` of each range of table `acked` (`SHOW RANGES`), in key order.
+async fn range_replicas(node: &Node) -> Result<Vec<Vec<u64>>, String> {
+    let c = common::connect(&node.config())
+        .await
+        .map_err(|e| e.to_string())?;
+    let msgs = c
+        .simple_query("SHOW RANGES FROM TABLE acked")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                let text = r.get("replicas")?;
+                Some(
+                    text.trim_matches(|c| c == '{' || c == '}')
+                        .split(',')
+                        .filter_map(|x| x.trim().parse().ok())
+                        .collect(),
+                )
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// Waits until every range of `acked` has exactly three replicas, none on `without`.
+async fn wait_replicated(via: &Node, without: u64, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    let mut last = Err(String::new());
+    while started.elapsed() < timeout {
+        last = range_replicas(via).await;
+        if let Ok(ranges) = &last {
+            if !ranges.is_empty() && ranges.iter().all(|r| r.len() == 3 && !r.contains(&without)) {
+                return started.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("ranges not moved off node {without} within {timeout:?}: {last:?}");
+}
+
+/// `a_dead_node_is_replaced_and_a_decommissioned_node_is_drained`: four nodes, replicas on
+/// the first three, `server.time_until_store_dead` set to 3 s. Node 3 is killed under a
+/// write load: every range gets a replica on node 4 (a joint-consensus change and a
+/// snapshot) and loses node 3's. Then node 3 comes back and node 1 is decommissioned:
+/// every replica moves off node 1 (its leases first). Node 1 is recommissioned and a
+/// fifth node joins the running cluster (`start --join`, no `init`): it becomes a member
+/// and rebalancing gives it replicas. Nothing acknowledged is lost, and every node (the
+/// decommissioned one too, forwarding) reads every acknowledged row.
+#[test]
+fn a_dead_node_is_replaced_and_a_decommissioned_node_is_drained() {
+    let dir = common::TempDir::new("chitin-realloc").unwrap();
+    let mut nodes = cluster(dir.path(), 4);
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = async {
+        init_and_wait(&nodes).await;
+        let c1 = common::connect(&nodes[0].config()).await.unwrap();
+        c1.batch_execute("SET CLUSTER SETTING server.time_until_store_dead = '3s'")
+            .await
+            .unwrap();
+        let shown = c1
+            .simple_query("SHOW CLUSTER SETTING server.time_until_store_dead")
+            .await
+            .unwrap();
+        assert!(
+            shown.iter().any(|m| matches!(m,
+                tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("00:00:03"))),
+            "setting not shown"
+        );
+        c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
+            .await
+            .unwrap();
+        c1.batch_execute("ALTER TABLE acked SPLIT AT VALUES (1000), (2000), (3000)")
+            .await
+            .unwrap();
+        let before = range_replicas(&nodes[0]).await.unwrap();
+        assert!(
+            before.iter().all(|r| r.len() == 3),
+            "initial replicas {before:?}"
+        );
+        let load = Load::new();
+        let mut writers = Vec::new();
+        for (i, n) in [0usize, 1, 3].iter().enumerate() {
+            writers.push(tokio::spawn(writer(
+                nodes[*n].config(),
+                i as i64,
+                3,
+                load.clone(),
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nodes[2].kill();
+        let took = wait_replicated(&nodes[0], 3, Duration::from_secs(60)).await;
+        println!("node 3 killed: every range back at 3 replicas (none on node 3) after {took:?}");
+        let installed = common::status_var(nodes[3].http, "raft_snapshots_applied_total");
+        let changes = common::status_var(nodes[0].http, "raft_conf_changes_total")
+            + common::status_var(nodes[1].http, "raft_conf_changes_total");
+        println!(
+            "node 4 installed {installed} snapshots; nodes 1-2 applied {changes} conf changes"
+        );
+        assert!(installed >= 4, "node 4 installed {installed} snapshots");
+        let acked_now = load.acked.lock().unwrap().clone();
+        let seen = read_all(&nodes[3]).await;
+        let lost: Vec<_> = acked_now.difference(&seen).take(10).collect();
+        assert!(lost.is_empty(), "lost acknowledged rows {lost:?}");
+
+        nodes[2].spawn();
+        wait_sql(&nodes[2], Duration::from_secs(40)).await;
+        let out = chitin(&[
+            "node",
+            "decommission",
+            "1",
+            "--host",
+            &nodes[1].sql.to_string(),
+        ])
+        .expect("decommission");
+        println!("{}", out.trim());
+        let took = wait_replicated(&nodes[1], 1, Duration::from_secs(60)).await;
+        println!("node 1 decommissioned: its replicas moved away after {took:?}");
+        // Node 1 comes back into service, and a fifth node joins the running cluster:
+        // rebalancing by count gives it replicas.
+        chitin(&[
+            "node",
+            "recommission",
+            "1",
+            "--host",
+            &nodes[1].sql.to_string(),
+        ])
+        .expect("recommission");
+        let mut n5 = Node {
+            store: dir.path().join("node5"),
+            log: dir.path().join("node5.log"),
+            sql: ([127, 0, 0, 1], stable_port()).into(),
+            http: ([127, 0, 0, 1], stable_port()).into(),
+            join: nodes[0].join.clone(),
+            child: None,
+        };
+        n5.spawn();
+        wait_sql(&n5, Duration::from_secs(40)).await;
+        let status =
+            chitin(&["node", "status", "--host", &nodes[0].sql.to_string()]).expect("node status");
+        println!("{}", status.trim());
+        assert!(
+            status.lines().any(|l| l.starts_with("5\t")),
+            "node 5 not a member:\n{status}"
+        );
+        let started = Instant::now();
+        loop {
+            let ranges = range_replicas(&nodes[0]).await.unwrap_or_default();
+            if ranges.iter().any(|r| r.contains(&5)) {
+                println!(
+                    "node 5 joined; holds replicas after {:?}: {ranges:?}",
+                    started.elapsed()
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "node 5 got no replica: {ranges:?}\n{}",
+                n5.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        load.stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            let _ = w.await;
+        }
+        let acked = load.acked.lock().unwrap().clone();
+        println!("{} writes acknowledged", acked.len());
+        assert!(acked.len() > 100, "too few writes acknowledged");
+        for n in nodes.iter().chain(std::iter::once(&n5)) {
+            let seen = read_all(n).await;
+            let lost: Vec<_> = acked.difference(&seen).take(10).collect();
+            assert!(
+                lost.is_empty(),
+                "node {} lacks acknowledged rows {lost:?}",
+                n.sql
+            );
+        }
+    };
+    let run = async { tokio::time::timeout(Duration::from_secs(240), body).await };
+    if rt.block_on(run).is_err() {
+        let tails: Vec<String> = nodes.iter().map(|n| n.log_tail()).collect();
+        panic!("timed out; logs:\n{}", tails.join("\n"));
     }
 }

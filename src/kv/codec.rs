@@ -35,7 +35,7 @@
 //!
 //! Request tags: 1 `Get`, 2 `Scan`, 3 `Prepare`, 4 `Commit`, 5 `Abort`, 6 `OnePhase`,
 //! 7 `Refresh`, 8 `SplitFence`, 9 `Ingest`, 10 `SplitFinish`, 11 `SplitAbort`, 12 `Lock`,
-//! 13 `ReleaseLocks`, 14 `Recover`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`,
+//! 13 `ReleaseLocks`, 14 `Recover`, 15 `Describe`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`,
 //! 4 `Committed`,
 //! 5 `SplitFenced`, 6 `Done`, 7 `Err`, 8 `NotLeader`, 9 `Locked` (only the leader hint crosses: the request a local core hands
 //! back inside it is for its own gateway, so it decodes as `req: None`). A tag, a kind code or a flag bit is never reused for something else; a change
@@ -81,6 +81,7 @@ const REQ_SPLIT_ABORT: u8 = 11;
 const REQ_LOCK: u8 = 12;
 const REQ_RELEASE_LOCKS: u8 = 13;
 const REQ_RECOVER: u8 = 14;
+const REQ_DESCRIBE: u8 = 15;
 
 const RESP_VALUE: u8 = 1;
 const RESP_ROWS: u8 = 2;
@@ -347,6 +348,10 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             put_range(out, *range);
             put_u64(out, *txn);
         }
+        KvRequest::Describe { range } => {
+            out.push(REQ_DESCRIBE);
+            put_range(out, *range);
+        }
     }
 }
 
@@ -611,6 +616,7 @@ fn request_len(req: &KvRequest) -> usize {
         KvRequest::SplitAbort { .. } => RANGE,
         KvRequest::Lock { key, .. } => RANGE + 8 + bytes_len(key) + 1,
         KvRequest::ReleaseLocks { .. } => RANGE + 8,
+        KvRequest::Describe { .. } => RANGE,
     }
 }
 
@@ -722,6 +728,7 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             range: r.range()?,
             txn: r.u64()?,
         },
+        REQ_DESCRIBE => KvRequest::Describe { range: r.range()? },
         tag => return Err(corrupt(format_args!("unknown request tag {tag}"))),
     };
     r.finish()?;
@@ -1158,6 +1165,7 @@ mod tests {
                 nowait: true,
             },
             KvRequest::ReleaseLocks { range: r, txn: 14 },
+            KvRequest::Describe { range: r },
         ]
     }
 
@@ -1254,7 +1262,7 @@ mod tests {
             let back = decode_request(&b).unwrap_or_else(|e| panic!("{req:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{req:?}"));
         }
-        assert_eq!(tags.len(), 14, "every request variant is tested");
+        assert_eq!(tags.len(), 15, "every request variant is tested");
     }
 
     #[test]

@@ -39,8 +39,14 @@
 //!   by their decision records. Prepared keys are latched in memory (readers wait); there
 //!   are no intents visible to readers, no pushes, no parallel commits yet (issue 4).
 //! - Replication (`start --join` + `chitin init [--num-replicas N]`): every range is a raft
-//!   group with a replica on each of the cluster's first N (3) nodes, fixed at init (no
-//!   conf changes, no snapshots, no allocator yet); leadership is spread by a preferred
+//!   group born with a replica on each of the cluster's first N (3) nodes; the allocator
+//!   (`Store::allocate`) replaces replicas on dead or decommissioning nodes through
+//!   joint-consensus conf changes, and new replicas get a snapshot (`Store::send_snapshot` /
+//!   `Store::install_snapshot`: the span's versions and prepare records in one raft
+//!   message, read after the applied index it names — commands are idempotent, so a
+//!   snapshot holding some later writes converges once the entries after it apply; not
+//!   streamed in chunks yet, and a snapshot installs with an engine flush). Leadership is
+//!   spread by a preferred
 //!   voter per range (leadership transfer). The raft leader serves every request
 //!   ([`Store::handle`] answers `NotLeader` elsewhere and the gateway's `CoreCtx::send`
 //!   forwards over the node transport, [`codec`]); a new leader serves once it applied its
@@ -207,6 +213,10 @@ pub enum KvRequest {
     },
     /// Release every lock `txn` holds on the range (its transaction ended).
     ReleaseLocks { range: RangeId, txn: TxnId },
+    /// The range's replicas as its leader knows them: [`KvResponse::Rows`] of
+    /// `(role, node id as u64 big-endian)`, role `voter`, `learner` or `outgoing` (a voter
+    /// of the old half of a joint configuration).
+    Describe { range: RangeId },
     /// Recovery of a STAGING transaction record: is `txn` durably prepared here at or below
     /// `staging_ts`? Answers [`KvResponse::Prepared`] (with the prepare's timestamp) when
     /// it is prepared, waiting for a prepare in flight; otherwise answers
@@ -235,7 +245,8 @@ impl KvRequest {
             | KvRequest::SplitFinish { range, .. }
             | KvRequest::SplitAbort { range }
             | KvRequest::Lock { range, .. }
-            | KvRequest::ReleaseLocks { range, .. } => *range,
+            | KvRequest::ReleaseLocks { range, .. }
+            | KvRequest::Describe { range } => *range,
         }
     }
 }

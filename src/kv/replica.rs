@@ -4,7 +4,14 @@
 //! Only the core's raft driver ([`super::store::Store::raft_loop`]) touches the `RawNode`
 //! between `ready()` and `advance()`; proposers queue their commands in
 //! [`Replica::queue`] and the driver feeds them to raft at the top of its loop, so raft-rs's
-//! rule (no `propose`/`step` between `ready` and `advance`) holds by construction.
+//! rule (no `propose`/`step` between `ready` and `advance`) holds by construction. The
+//! same goes for membership changes ([`Replica::conf_queue`]) and snapshot outcomes
+//! ([`Replica::snap_reports`]).
+//!
+//! A replica's log starts after a seed ([`RAFT_INIT_INDEX`]) shared by the range's initial
+//! replicas; one added later starts empty (no configuration: it cannot campaign) and gets
+//! a snapshot, since no log holds the entries below the seed. Its configuration as of the
+//! applied index is kept in the engine ([`RaftStateRecord`]) with that index.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,6 +21,7 @@ use chitin_storage::{RangeId, Timestamp, VersionedKeyValue};
 use glommio::channels::local_channel::LocalSender;
 use raft::prelude::*;
 use raft::storage::MemStorage;
+use raft::{GetEntriesContext, RaftState, StorageError};
 
 use super::{KvWrite, TxnId};
 use crate::error::{Error, Result};
@@ -67,6 +75,51 @@ pub fn prepare_record_key(range: RangeId, txn: TxnId) -> Vec<u8> {
 
 /// Prefix of every prepare record in a core's lock table.
 pub const PREPARE_PREFIX: &[u8] = b"\x00prepare/";
+
+/// Prefix of every range's raft-state record in a core's lock table.
+pub const RAFT_STATE_PREFIX: &[u8] = b"\x00raftstate/";
+
+/// The lock-table key of `range`'s raft-state record.
+pub fn raft_state_key(range: RangeId) -> Vec<u8> {
+    let mut k = RAFT_STATE_PREFIX.to_vec();
+    k.extend_from_slice(&range.0.to_be_bytes());
+    k
+}
+
+/// What a replica keeps durable beside the raft log, in the engine, written in the same
+/// batch as the applied index it goes with: the configuration as of that index (changed
+/// by conf-change entries and snapshots) and the `(index, term)` of the last snapshot
+/// installed (the raft log cannot tell the term below its first entry after a snapshot).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RaftStateRecord {
+    pub snap_index: u64,
+    pub snap_term: u64,
+    pub conf: ConfState,
+}
+
+impl RaftStateRecord {
+    /// `snap_index u64 | snap_term u64 | ConfState (protobuf)`, little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        out.extend_from_slice(&self.snap_index.to_le_bytes());
+        out.extend_from_slice(&self.snap_term.to_le_bytes());
+        out.extend_from_slice(&prost011::Message::encode_to_vec(&self.conf));
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<RaftStateRecord> {
+        let bad = || Error::internal("corrupt raft state record");
+        if b.len() < 16 {
+            return Err(bad());
+        }
+        let conf = <ConfState as prost011::Message>::decode(&b[16..]).map_err(|_| bad())?;
+        Ok(RaftStateRecord {
+            snap_index: u64::from_le_bytes(b[..8].try_into().unwrap()),
+            snap_term: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+            conf,
+        })
+    }
+}
 
 impl Command {
     pub fn encode(&self) -> Vec<u8> {
@@ -205,11 +258,91 @@ pub const PREVENTED_FOR: std::time::Duration = std::time::Duration::from_secs(60
 /// presumed gone: a client that disconnected mid-transaction on another gateway).
 pub const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Index and term every range's log starts after: a replica created with the range's
+/// initial voters begins as if it had installed a snapshot at `(RAFT_INIT_INDEX,
+/// RAFT_INIT_TERM)` holding the initial configuration and no data. A replica added later
+/// starts empty and, needing entries below the leader's first index, is sent a real
+/// snapshot (raft-rs never sends entry 1..=RAFT_INIT_INDEX, which no log holds). Same idea
+/// as CockroachDB's `RaftInitialLogIndex`.
+pub const RAFT_INIT_INDEX: u64 = 5;
+pub const RAFT_INIT_TERM: u64 = 5;
+
+/// A range's raft storage: raft-rs's `MemStorage` view of the durable log, plus what a
+/// snapshot of the range is made of at the applied index. The driver keeps `applied` and
+/// `conf` current as it applies entries; [`raft::Storage::snapshot`] answers with that
+/// metadata and no data: the driver fills the data of an outgoing `MsgSnapshot` from the
+/// engine ([`super::store::Store`], `export_snapshot`).
+pub struct RangeStorage {
+    pub mem: MemStorage,
+    /// The applied index (the snapshot index raft-rs is offered).
+    pub applied: Cell<u64>,
+    /// The configuration as of `applied`.
+    pub conf: RefCell<ConfState>,
+}
+
+impl RangeStorage {
+    pub fn wl(&self) -> std::sync::RwLockWriteGuard<'_, raft::storage::MemStorageCore> {
+        self.mem.wl()
+    }
+
+    pub fn rl(&self) -> std::sync::RwLockReadGuard<'_, raft::storage::MemStorageCore> {
+        self.mem.rl()
+    }
+}
+
+impl raft::Storage for RangeStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let index = self.applied.get();
+        if index < request_index.max(RAFT_INIT_INDEX) {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let term = self.mem.term(index)?;
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf.borrow().clone());
+        Ok(snap)
+    }
+}
+
 pub struct Replica {
     pub id: RangeId,
-    pub raw: RefCell<RawNode<MemStorage>>,
+    pub raw: RefCell<RawNode<RangeStorage>>,
     /// Commands waiting to be proposed by the raft driver.
     pub queue: RefCell<Vec<Vec<u8>>>,
+    /// Membership changes waiting to be proposed by the raft driver.
+    pub conf_queue: RefCell<Vec<ConfChangeV2>>,
+    /// Outcomes of snapshots sent (`(to, delivered)`), reported to raft by the driver.
+    pub snap_reports: RefCell<Vec<(u64, bool)>>,
     /// Proposal id → who waits for its application.
     pub waiters: RefCell<HashMap<u64, LocalSender<Result<()>>>>,
     /// Latched keys → the transaction holding them.
@@ -233,6 +366,9 @@ pub struct Replica {
     pub applied: Cell<u64>,
     /// Entries up to here are dropped from the raft log (durably applied before).
     pub truncated: Cell<u64>,
+    /// `(index, term)` of the last snapshot installed (or the start of the log), kept in
+    /// the range's [`RaftStateRecord`].
+    pub snap_point: Cell<(u64, u64)>,
     /// The keys this replica serves, `[start, end)`; requests for others get
     /// `RangeKeyMismatch`. Empty for a split-off range not (or no longer) described.
     pub span: RefCell<(Vec<u8>, Vec<u8>)>,
@@ -302,37 +438,44 @@ pub struct Membership {
     pub voters: Vec<u64>,
 }
 
+/// True when the group is this one voter (no lease needed: nobody else can be elected).
+pub fn is_single(raw: &RawNode<RangeStorage>) -> bool {
+    raw.raft.prs().iter().count() == 1
+}
+
 pub fn raft_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
 impl Replica {
-    /// Creates (or recovers) the replica of `id` on node `members.node`, in a group of
-    /// `members.voters`: `entries` and `hard_state` come from the durable log, `truncated`
-    /// is the `(index, term)` of the last entry the log dropped (`(0, 0)`: none); `applied`
-    /// comes from the engine. A single voter campaigns at once (it elects itself); in a
-    /// larger group, `campaign` asks for an election now instead of after a timeout.
+    /// Creates (or recovers) the replica of `id` on node `node`: `entries` and
+    /// `hard_state` come from the durable log, `truncated` is the `(index, term)` below the
+    /// first entry (a log truncation, a snapshot, or the [`RAFT_INIT_INDEX`] seed; `(0, 0)`
+    /// for a replica that knows nothing yet and waits for a snapshot), `conf` the group's
+    /// configuration as of `applied` (empty: not initialized), `applied` comes from the
+    /// engine. A single voter campaigns at once (it elects itself); in a larger group,
+    /// `campaign` asks for an election now instead of after a timeout.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: RangeId,
+        node: u64,
         hard_state: Option<HardState>,
         truncated: (u64, u64),
         entries: Vec<Entry>,
         applied: u64,
-        members: &Membership,
+        conf: ConfState,
         campaign: bool,
     ) -> Result<Replica> {
         let storage = MemStorage::new();
         {
             let mut w = storage.wl();
-            let conf = ConfState::from((members.voters.clone(), vec![]));
             w.set_conf_state(conf.clone());
             if truncated.0 > 0 {
                 // The dropped prefix was applied durably: start the log after it.
                 let mut snap = Snapshot::default();
                 snap.mut_metadata().index = truncated.0;
                 snap.mut_metadata().term = truncated.1;
-                snap.mut_metadata().set_conf_state(conf);
+                snap.mut_metadata().set_conf_state(conf.clone());
                 w.apply_snapshot(snap)
                     .map_err(|e| Error::internal(format!("raft recover {id}: {e}")))?;
             }
@@ -363,9 +506,11 @@ impl Replica {
             let r = storage.rl();
             (r.hard_state().term, r.hard_state().vote)
         };
-        let applied = applied.min(storage.rl().hard_state().commit);
+        let applied = applied
+            .max(truncated.0)
+            .min(storage.rl().hard_state().commit);
         let cfg = Config {
-            id: members.node,
+            id: node,
             election_tick: ELECTION_TICKS,
             heartbeat_tick: 3,
             applied,
@@ -375,9 +520,16 @@ impl Replica {
             pre_vote: true,
             ..Default::default()
         };
+        let single = conf.voters == [node] && conf.learners.is_empty();
+        let voter = conf.voters.contains(&node);
+        let storage = RangeStorage {
+            mem: storage,
+            applied: Cell::new(applied),
+            conf: RefCell::new(conf),
+        };
         let mut raw = RawNode::new(&cfg, storage, &raft_logger())
             .map_err(|e| Error::internal(format!("raft init {id}: {e}")))?;
-        if members.voters.len() == 1 || campaign {
+        if voter && (single || campaign) {
             raw.campaign()
                 .map_err(|e| Error::internal(format!("raft campaign {id}: {e}")))?;
         }
@@ -391,6 +543,8 @@ impl Replica {
             id,
             raw: RefCell::new(raw),
             queue: RefCell::new(Vec::new()),
+            conf_queue: RefCell::new(Vec::new()),
+            snap_reports: RefCell::new(Vec::new()),
             waiters: RefCell::new(HashMap::new()),
             latches: RefCell::new(HashMap::new()),
             locks: RefCell::new(HashMap::new()),
@@ -400,6 +554,7 @@ impl Replica {
             max_write_ts: Cell::new(Timestamp::MIN),
             applied: Cell::new(applied),
             truncated: Cell::new(truncated.0),
+            snap_point: Cell::new(truncated),
             span: RefCell::new(super::keys::initial_span(id).unwrap_or_default()),
             fence: RefCell::new(None),
             inbox: RefCell::new(Vec::new()),
@@ -415,6 +570,21 @@ impl Replica {
         })
     }
 
+    /// The voters of the configuration this replica applied last (both halves of a joint
+    /// configuration).
+    pub fn voters(&self) -> Vec<u64> {
+        let raw = self.raw.borrow();
+        let conf = raw.store().conf.borrow();
+        let mut v: Vec<u64> = conf.voters.clone();
+        for n in &conf.voters_outgoing {
+            if !v.contains(n) {
+                v.push(*n);
+            }
+        }
+        v.sort_unstable();
+        v
+    }
+
     /// Whether this replica may serve requests: it leads, and has applied every entry
     /// committed before its term.
     pub fn serving(&self) -> bool {
@@ -422,8 +592,7 @@ impl Replica {
         raw.raft.state == raft::StateRole::Leader
             && self.applied.get() >= self.term_start.get()
             && self.relatched.get()
-            && (raw.raft.prs().iter().count() == 1
-                || self.lease_until.get().is_some_and(|t| Instant::now() < t))
+            && (is_single(&raw) || self.lease_until.get().is_some_and(|t| Instant::now() < t))
     }
 
     /// The leader this replica knows of (0: none).

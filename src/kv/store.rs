@@ -16,7 +16,9 @@ use raft::prelude::*;
 use super::engine::{EngineKind, StoreEngine};
 use super::keys;
 use super::replica::{
-    prepare_record_key, Command, CommandKind, Membership, Prepared, Replica, PREPARE_PREFIX,
+    prepare_record_key, raft_state_key, Command, CommandKind, Membership, Prepared,
+    RaftStateRecord, RangeStorage, Replica, PREPARE_PREFIX, RAFT_INIT_INDEX, RAFT_INIT_TERM,
+    RAFT_STATE_PREFIX,
 };
 use super::{KvRequest, KvResponse, KvWrite, TxnId};
 use crate::error::{Error, ErrorKind, Result};
@@ -55,6 +57,10 @@ pub struct Store {
     node_cores: RefCell<HashMap<u64, usize>>,
     /// Raft messages to other nodes go out through this core's transport.
     transport: RefCell<Option<chitin_net::Transport>>,
+    /// `MsgSnapshot`s raft produced, waiting for their data (sent by the raft loop).
+    outgoing_snapshots: RefCell<Vec<(RangeId, Message)>>,
+    /// Nodes leadership moves away from (dead or decommissioning: the allocator's view).
+    avoid: RefCell<std::collections::HashSet<u64>>,
 }
 
 impl Store {
@@ -91,9 +97,26 @@ impl Store {
             membership: RefCell::new(membership.clone()),
             node_cores: RefCell::new(HashMap::new()),
             transport: RefCell::new(None),
+            outgoing_snapshots: RefCell::new(Vec::new()),
+            avoid: RefCell::new(Default::default()),
         });
         let recovered = store.log.recover().await?;
-        let members = match (&membership, recovered.is_empty()) {
+        // Raft-state records: each range's configuration and last snapshot.
+        let mut states = HashMap::new();
+        {
+            let end = keys::prefix_end(RAFT_STATE_PREFIX);
+            for (key, value) in store.engine()?.scan_locks(RAFT_STATE_PREFIX, &end).await? {
+                let Some(id) = key
+                    .get(RAFT_STATE_PREFIX.len()..)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                else {
+                    return Err(Error::internal("corrupt raft state record key"));
+                };
+                states.insert(RangeId(id), RaftStateRecord::decode(&value)?);
+            }
+        }
+        let members = match (&membership, recovered.is_empty() && states.is_empty()) {
             (Some(m), _) => m.clone(),
             (None, true) => return Ok(store),
             (None, false) => {
@@ -102,27 +125,79 @@ impl Store {
                 ))
             }
         };
+        let mut seen = std::collections::HashSet::new();
         for rec in recovered {
+            seen.insert(rec.range);
             let applied = store.engine()?.applied_index(rec.range).unwrap_or(0);
-            if applied < rec.truncated.0 {
+            let state = states.get(&rec.range);
+            let mut truncated = rec.truncated;
+            if let Some(st) = state.filter(|st| st.snap_index >= truncated.0) {
+                // The last snapshot is at or past the log's start: the log's entries from
+                // before it are stale (a crash between installing it and truncating).
+                if st.snap_index > truncated.0 || truncated.1 == 0 || truncated.0 == 0 {
+                    truncated = (st.snap_index, st.snap_term);
+                }
+            } else if truncated.0 == RAFT_INIT_INDEX
+                && rec
+                    .entries
+                    .first()
+                    .is_some_and(|e| e.index == RAFT_INIT_INDEX + 1)
+            {
+                truncated.1 = RAFT_INIT_TERM;
+            }
+            // A log that starts after the seed has nothing below it to apply.
+            let applied = if truncated.0 == RAFT_INIT_INDEX {
+                applied.max(RAFT_INIT_INDEX)
+            } else {
+                applied
+            };
+            if applied < truncated.0 {
                 return Err(Error::internal(format!(
                     "raft log of {} was truncated to {} but the engine applied only {applied}",
-                    rec.range, rec.truncated.0
+                    rec.range, truncated.0
                 )));
             }
+            let entries: Vec<Entry> = rec
+                .entries
+                .into_iter()
+                .filter(|e| e.index > truncated.0)
+                .collect();
+            let conf = match state {
+                Some(st) => st.conf.clone(),
+                None => ConfState::from((members.voters.clone(), vec![])),
+            };
             let replica = Replica::new(
                 rec.range,
+                members.node,
                 rec.hard_state,
-                rec.truncated,
-                rec.entries,
+                truncated,
+                entries,
                 applied,
-                &members,
+                conf,
                 false,
             )?;
             store
                 .replicas
                 .borrow_mut()
                 .insert(rec.range, Rc::new(replica));
+        }
+        // Ranges that installed a snapshot and appended nothing since.
+        for (range, st) in states {
+            if seen.contains(&range) || st.snap_index == 0 {
+                continue;
+            }
+            let applied = store.engine()?.applied_index(range).unwrap_or(0);
+            let replica = Replica::new(
+                range,
+                members.node,
+                None,
+                (st.snap_index, st.snap_term),
+                Vec::new(),
+                applied,
+                st.conf,
+                false,
+            )?;
+            store.replicas.borrow_mut().insert(range, Rc::new(replica));
         }
         // Apply what the log holds before serving anything.
         store.drive_once().await?;
@@ -149,6 +224,23 @@ impl Store {
         self.replica_for(range, true)
     }
 
+    /// Whether this core holds a replica of `range` (initialized or not).
+    pub fn has_replica(&self, range: RangeId) -> bool {
+        self.replicas.borrow().contains_key(&range)
+    }
+
+    /// Whether a local request may bring `range` into being here: ranges are born on the
+    /// cluster's initial voters ([`Membership::voters`]); other nodes get replicas only
+    /// by being added to a group (and then a snapshot).
+    fn may_create(&self, range: RangeId) -> bool {
+        self.has_replica(range)
+            || self
+                .membership
+                .borrow()
+                .as_ref()
+                .is_some_and(|m| m.voters.contains(&m.node))
+    }
+
     fn replica_for(&self, range: RangeId, campaign: bool) -> Result<Rc<Replica>> {
         if let Some(r) = self.replicas.borrow().get(&range) {
             return Ok(r.clone());
@@ -165,15 +257,39 @@ impl Store {
                 "the node has not joined a cluster yet (run chitin init)",
             )
         })?;
-        let r = Rc::new(Replica::new(
-            range,
-            None,
-            (0, 0),
-            Vec::new(),
-            0,
-            &members,
-            campaign,
-        )?);
+        let r = if members.voters.contains(&members.node) {
+            // One of the range's initial replicas: it starts from the seed every initial
+            // replica shares.
+            let conf = ConfState::from((members.voters.clone(), vec![]));
+            Replica::new(
+                range,
+                members.node,
+                None,
+                (RAFT_INIT_INDEX, RAFT_INIT_TERM),
+                Vec::new(),
+                RAFT_INIT_INDEX,
+                conf,
+                campaign,
+            )?
+        } else if !campaign {
+            // Added to the group later: knows nothing until the leader's snapshot.
+            Replica::new(
+                range,
+                members.node,
+                None,
+                (0, 0),
+                Vec::new(),
+                0,
+                ConfState::default(),
+                false,
+            )?
+        } else {
+            return Err(Error::retry(format!(
+                "restart transaction: range {range} has no replica on node {}",
+                members.node
+            )));
+        };
+        let r = Rc::new(r);
         self.replicas.borrow_mut().insert(range, r.clone());
         self.wake();
         Ok(r)
@@ -209,6 +325,11 @@ impl Store {
         let Some(t) = transport.as_ref() else { return };
         let cores = self.node_cores.borrow();
         for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                // Its data is read from the engine first (`Store::send_snapshot`).
+                self.outgoing_snapshots.borrow_mut().push((range, m));
+                continue;
+            }
             let Some(&n) = cores.get(&m.to) else { continue };
             let core = keys::core_for_range(range, n) as u32;
             let bytes = prost011::Message::encode_to_vec(&m);
@@ -257,6 +378,13 @@ impl Store {
     /// Serves one KV request on this core, if it leads the request's range; else answers
     /// `NotLeader` with the request, for the gateway to send on.
     pub async fn handle(&self, req: KvRequest) -> KvResponse {
+        if !self.may_create(req.range()) {
+            // No replica here: the gateway looks for the range elsewhere.
+            return KvResponse::NotLeader {
+                leader: 0,
+                req: Some(Box::new(req)),
+            };
+        }
         match self.replica(req.range()) {
             Ok(r) if !r.serving() => {
                 return KvResponse::NotLeader {
@@ -395,6 +523,20 @@ impl Store {
                     .unwrap_or(Timestamp::MIN);
                 Ok(KvResponse::Locked { latest })
             }
+            KvRequest::Describe { .. } => {
+                let conf = replica.raw.borrow().store().conf.borrow().clone();
+                let mut rows = Vec::new();
+                for (role, ids) in [
+                    ("voter", &conf.voters),
+                    ("learner", &conf.learners),
+                    ("outgoing", &conf.voters_outgoing),
+                ] {
+                    for id in ids {
+                        rows.push((role.as_bytes().to_vec(), id.to_be_bytes().to_vec()));
+                    }
+                }
+                Ok(KvResponse::Rows(rows))
+            }
             KvRequest::ReleaseLocks { txn, .. } => {
                 replica.release_locks(txn);
                 Ok(KvResponse::Done)
@@ -418,10 +560,12 @@ impl Store {
             }
             KvRequest::SplitFinish { key, .. } => {
                 if replica.fence.borrow().as_deref() != Some(key.as_slice()) {
-                    return Err(Error::internal(format!(
-                        "split of {} finished without its fence",
-                        replica.id
-                    )));
+                    // Leadership moved during the split (the fence was in the old
+                    // leader's memory): the descriptors are published, so shrink anyway.
+                    eprintln!(
+                        "core {}: split of {} finishes on a leader without its fence",
+                        self.core, replica.id
+                    );
                 }
                 let end = replica.span.borrow().1.clone();
                 let cmd = Command {
@@ -536,6 +680,15 @@ impl Store {
         if replica.fence.borrow().is_some() {
             return Err(Error::retry("a split of this range is already in progress"));
         }
+        if replica.raw.borrow().raft.lead_transferee.is_some()
+            || replica.raw.borrow().raft.has_pending_conf()
+        {
+            // The fence lives in this leader's memory: not while leadership or the
+            // membership is moving.
+            return Err(Error::retry(
+                "restart transaction: the range is changing leader or replicas; split again",
+            ));
+        }
         *replica.fence.borrow_mut() = Some(key.clone());
         let end = replica.span.borrow().1.clone();
         let started = Instant::now();
@@ -617,7 +770,7 @@ impl Store {
             }
         }
         for d in descs {
-            if keys::core_for_range(d.id, self.ncores) == self.core {
+            if keys::core_for_range(d.id, self.ncores) == self.core && self.may_create(d.id) {
                 let r = self.replica(d.id)?;
                 *r.span.borrow_mut() = (d.start.clone(), d.end.clone());
             }
@@ -998,7 +1151,11 @@ impl Store {
             }
             // Drain every pending wakeup: one pass serves them all.
             while let Some(Some(())) = futures_lite::future::poll_once(rx.recv()).await {}
-            if let Err(e) = self.drive_once().await {
+            let result = self.drive_once().await;
+            for (range, msg) in self.outgoing_snapshots.borrow_mut().drain(..) {
+                glommio::spawn_local(self.clone().send_snapshot(range, msg)).detach();
+            }
+            if let Err(e) = result {
                 // The raft log or the engine failed under a Ready that was taken but not
                 // advanced: this core cannot go on safely. Nothing unpersisted was
                 // acknowledged; fail the waiters and stop the node.
@@ -1026,44 +1183,65 @@ impl Store {
         let mut readies = Vec::new();
         let mut persist = Vec::new();
         for r in &replicas {
-            let mut raw = r.raw.borrow_mut();
-            for m in r.inbox.borrow_mut().drain(..) {
-                // A message for an older term or from a stale peer is refused by raft
-                // itself; nothing a peer sends can break the group.
-                let _ = raw.step(m);
-            }
-            for data in r.queue.borrow_mut().drain(..) {
-                if let Err(e) = raw.propose(Vec::new(), data.clone()) {
-                    // Not leader any more, or dropped: never appended, so safe to retry.
-                    if let Ok(cmd) = Command::decode(&data) {
-                        if let Some(w) = r.waiters.borrow_mut().remove(&cmd.proposal) {
-                            let _ = w.try_send(Err(Error::retry(format!(
-                                "restart transaction: range {} lost its leader ({e})",
-                                r.id
-                            ))));
+            {
+                let mut raw = r.raw.borrow_mut();
+                for (to, delivered) in r.snap_reports.borrow_mut().drain(..) {
+                    let status = if delivered {
+                        raft::SnapshotStatus::Finish
+                    } else {
+                        raft::SnapshotStatus::Failure
+                    };
+                    raw.report_snapshot(to, status);
+                }
+                for cc in r.conf_queue.borrow_mut().drain(..) {
+                    // Refused while another change is pending, or not leader: the allocator
+                    // asks again on its next round.
+                    let _ = raw.propose_conf_change(Vec::new(), cc);
+                }
+                for m in r.inbox.borrow_mut().drain(..) {
+                    // A message for an older term or from a stale peer is refused by raft
+                    // itself; nothing a peer sends can break the group.
+                    let _ = raw.step(m);
+                }
+                for data in r.queue.borrow_mut().drain(..) {
+                    if let Err(e) = raw.propose(Vec::new(), data.clone()) {
+                        // Not leader any more, or dropped: never appended, so safe to retry.
+                        if let Ok(cmd) = Command::decode(&data) {
+                            if let Some(w) = r.waiters.borrow_mut().remove(&cmd.proposal) {
+                                let _ = w.try_send(Err(Error::retry(format!(
+                                    "restart transaction: range {} lost its leader ({e})",
+                                    r.id
+                                ))));
+                            }
                         }
                     }
                 }
             }
-            drop(raw);
             self.note_leadership(r);
-            let mut raw = r.raw.borrow_mut();
-            renew_lease(r, &mut raw);
-            prefer_leader(r, &mut raw);
-            if !raw.has_ready() {
-                continue;
-            }
-            let mut ready = raw.ready();
-            for rs in ready.take_read_states() {
-                if let Some(t) = super::replica::lease_context_time(&rs.request_ctx) {
-                    if r.lease_round.get() == Some(t) {
-                        r.lease_round.set(None);
-                    }
-                    let until = t + super::replica::LEASE;
-                    if r.lease_until.get().is_none_or(|u| u < until) {
-                        r.lease_until.set(Some(until));
+            let (mut ready, snap) = {
+                let mut raw = r.raw.borrow_mut();
+                renew_lease(r, &mut raw);
+                prefer_leader(r, &mut raw, &self.avoid.borrow());
+                if !raw.has_ready() {
+                    continue;
+                }
+                let mut ready = raw.ready();
+                for rs in ready.take_read_states() {
+                    if let Some(t) = super::replica::lease_context_time(&rs.request_ctx) {
+                        if r.lease_round.get() == Some(t) {
+                            r.lease_round.set(None);
+                        }
+                        let until = t + super::replica::LEASE;
+                        if r.lease_until.get().is_none_or(|u| u < until) {
+                            r.lease_until.set(Some(until));
+                        }
                     }
                 }
+                let snap = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+                (ready, snap)
+            };
+            if let Some(snap) = snap {
+                self.install_snapshot(r, snap).await?;
             }
             // PERF: a leader sends its appends before persisting them (raft §10.2.1).
             self.send_messages(r.id, ready.take_messages());
@@ -1079,8 +1257,7 @@ impl Store {
             if !ready.entries().is_empty() || durable_hs {
                 persist.push((r.id, ready.entries().clone(), hs));
             } else if let Some(hs) = hs {
-                let raw_store = raw.store();
-                raw_store.wl().set_hardstate(hs);
+                r.raw.borrow().store().wl().set_hardstate(hs);
             }
             readies.push((r.clone(), ready));
         }
@@ -1205,7 +1382,39 @@ impl Store {
         for e in entries {
             let mut batch = WriteBatch::new();
             let mut proposal = None;
-            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+            if matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            ) {
+                let conf = {
+                    let mut raw = r.raw.borrow_mut();
+                    let applied = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+                        let cc = <ConfChangeV2 as prost011::Message>::decode(&e.data[..])
+                            .map_err(|_| Error::internal("corrupt conf change"))?;
+                        raw.apply_conf_change(&cc)
+                    } else {
+                        let cc = <ConfChange as prost011::Message>::decode(&e.data[..])
+                            .map_err(|_| Error::internal("corrupt conf change"))?;
+                        raw.apply_conf_change(&cc)
+                    };
+                    applied.map_err(|e| Error::internal(format!("conf change {}: {e}", r.id)))?
+                };
+                let (snap_index, snap_term) = r.snap_point.get();
+                let record = RaftStateRecord {
+                    snap_index,
+                    snap_term,
+                    conf: conf.clone(),
+                };
+                batch.put_lock(raft_state_key(r.id), record.encode());
+                {
+                    let raw = r.raw.borrow();
+                    raw.store().wl().set_conf_state(conf.clone());
+                    *raw.store().conf.borrow_mut() = conf;
+                }
+                self.metrics
+                    .raft_conf_changes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
                 let cmd = Command::decode(&e.data)?;
                 proposal = Some(cmd.proposal);
                 match cmd.kind {
@@ -1249,6 +1458,7 @@ impl Store {
             batch.set_applied(r.id, e.index);
             self.engine()?.write(batch).await?;
             r.applied.set(e.index);
+            r.raw.borrow().store().applied.set(e.index);
             if let Some(p) = proposal {
                 if let Some(w) = r.waiters.borrow_mut().remove(&p) {
                     let _ = w.try_send(Ok(()));
@@ -1300,6 +1510,273 @@ impl Store {
         }
     }
 
+    /// Installs a snapshot raft handed to this follower: the range's versions, its
+    /// prepare records, span, configuration and applied index, in one engine batch; then
+    /// the raft storage starts after it. Stale prepare records of the range go.
+    async fn install_snapshot(&self, r: &Replica, snap: Snapshot) -> Result<()> {
+        let engine = self.engine()?;
+        let meta = snap.get_metadata().clone();
+        let (index, term) = (meta.index, meta.term);
+        let conf = meta.get_conf_state().clone();
+        let cmd = if snap.data.is_empty() {
+            None
+        } else {
+            Some(Command::decode(&snap.data)?)
+        };
+        let mut batch = WriteBatch::new();
+        let mut start = PREPARE_PREFIX.to_vec();
+        start.extend_from_slice(&r.id.0.to_be_bytes());
+        let end = keys::prefix_end(&start);
+        for (key, _) in engine.scan_locks(&start, &end).await? {
+            batch.delete_lock(key);
+        }
+        let mut bytes = 0u64;
+        if let Some(cmd) = &cmd {
+            for v in &cmd.versions {
+                self.hlc.update(v.ts);
+                bytes += (v.key.len() + v.value.as_ref().map_or(0, Vec::len)) as u64;
+                match &v.value {
+                    Some(value) => batch.put(v.key.clone(), v.ts, value.clone()),
+                    None => batch.delete(v.key.clone(), v.ts),
+                }
+            }
+            for (key, value) in &cmd.writes {
+                if let Some(value) = value {
+                    batch.put_lock(key.clone(), value.clone());
+                }
+            }
+        }
+        let record = RaftStateRecord {
+            snap_index: index,
+            snap_term: term,
+            conf: conf.clone(),
+        };
+        batch.put_lock(raft_state_key(r.id), record.encode());
+        batch.set_applied(r.id, index);
+        engine.write(batch).await?;
+        // The snapshot is in no log: make it durable before the log forgets what it
+        // replaces (entries after it are appended from index + 1 on).
+        engine.flush().await?;
+        self.log.truncate(r.id, index + 1).await?;
+        self.log.sync().await?;
+        {
+            let raw = r.raw.borrow();
+            let st = raw.store();
+            let mut bare = Snapshot::default();
+            bare.set_metadata(meta);
+            st.wl()
+                .apply_snapshot(bare)
+                .map_err(|e| Error::internal(format!("raft snapshot {}: {e}", r.id)))?;
+            st.applied.set(index);
+            *st.conf.borrow_mut() = conf;
+        }
+        r.applied.set(index);
+        r.truncated.set(index);
+        r.snap_point.set((index, term));
+        if let Some(cmd) = cmd {
+            *r.span.borrow_mut() = cmd.span;
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.raft_snapshots_applied.fetch_add(1, Relaxed);
+        self.metrics
+            .raft_snapshot_bytes_received
+            .fetch_add(bytes, Relaxed);
+        Ok(())
+    }
+
+    /// Fills a `MsgSnapshot` raft produced with the range's data (read after the applied
+    /// index it names: commands are idempotent, so a snapshot that also holds some later
+    /// writes converges once the follower applies the entries after it) and sends it.
+    /// Reports the outcome to raft.
+    async fn send_snapshot(self: Rc<Self>, range: RangeId, mut msg: Message) {
+        let to = msg.to;
+        let Some(r) = self.replicas.borrow().get(&range).cloned() else {
+            return;
+        };
+        let data = async {
+            let engine = self.engine()?;
+            let span = r.span.borrow().clone();
+            let versions = if span.0 < span.1 {
+                engine.scan_versions(&span.0, &span.1).await?
+            } else {
+                Vec::new()
+            };
+            let mut start = PREPARE_PREFIX.to_vec();
+            start.extend_from_slice(&range.0.to_be_bytes());
+            let end = keys::prefix_end(&start);
+            let records = engine.scan_locks(&start, &end).await?;
+            let cmd = Command {
+                kind: CommandKind::Ingest,
+                span,
+                versions,
+                writes: records.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                ..Default::default()
+            };
+            Ok::<_, Error>(cmd.encode())
+        }
+        .await;
+        let delivered = match data {
+            Ok(data) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.metrics.raft_snapshots_sent.fetch_add(1, Relaxed);
+                self.metrics
+                    .raft_snapshot_bytes_sent
+                    .fetch_add(data.len() as u64, Relaxed);
+                msg.mut_snapshot().data = data;
+                let transport = self.transport.borrow().clone();
+                let node_cores = self.node_cores.borrow().get(&to).copied();
+                match (transport, node_cores) {
+                    (Some(t), Some(n)) => {
+                        let core = keys::core_for_range(range, n) as u32;
+                        let bytes = prost011::Message::encode_to_vec(&msg);
+                        t.send_raft(
+                            (chitin_net::NodeId(to), chitin_net::CoreId(core)),
+                            range.0,
+                            bytes::Bytes::from(bytes),
+                        );
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Err(e) => {
+                eprintln!("core {}: snapshot of {range} for node {to}: {e}", self.core);
+                false
+            }
+        };
+        r.snap_reports.borrow_mut().push((to, delivered));
+        self.wake();
+    }
+
+    /// The allocator's step on the ranges this core leads: a range with a voter on a node
+    /// in `gone` (dead longer than the store-dead timeout, or decommissioning) gets a
+    /// replacement on a node of `candidates` in one joint-consensus change (add the new
+    /// voter, remove the old); a range with fewer than `num_replicas` voters gets one
+    /// more; when nothing is gone, one range per round moves from the voter holding the
+    /// most of this core's replicas to the candidate holding the fewest, if they differ by
+    /// two or more (rebalancing by count, as this core sees it). One change per range at a
+    /// time; raft-rs leaves the joint configuration by itself. Returns how many changes it
+    /// proposed.
+    pub fn allocate(
+        &self,
+        gone: &std::collections::HashSet<u64>,
+        candidates: &[u64],
+        num_replicas: usize,
+    ) -> usize {
+        *self.avoid.borrow_mut() = gone.clone();
+        let mut proposed = 0;
+        let mut under = 0u64;
+        let mut rebalanced = false;
+        let mut load: HashMap<u64, usize> = HashMap::new();
+        let replicas: Vec<Rc<Replica>> = self.replicas.borrow().values().cloned().collect();
+        for r in &replicas {
+            for v in r.voters() {
+                *load.entry(v).or_default() += 1;
+            }
+        }
+        for r in replicas {
+            if !r.serving() || !r.conf_queue.borrow().is_empty() || r.fence.borrow().is_some() {
+                // A split in progress keeps its fence in this leader's memory: no
+                // membership change (and no leadership transfer) until it is done.
+                continue;
+            }
+            let (voters, me) = {
+                let raw = r.raw.borrow();
+                if raw.raft.has_pending_conf() {
+                    continue;
+                }
+                let conf = raw.store().conf.borrow();
+                if !conf.voters_outgoing.is_empty() {
+                    continue;
+                }
+                (conf.voters.clone(), raw.raft.id)
+            };
+            // The least loaded candidate not yet a voter (ties: by range id, to spread).
+            let mut pick: Vec<u64> = candidates
+                .iter()
+                .copied()
+                .filter(|c| !voters.contains(c) && !gone.contains(c))
+                .collect();
+            pick.sort_by_key(|c| {
+                (
+                    load.get(c).copied().unwrap_or(0),
+                    c.wrapping_add(r.id.0) % 7,
+                )
+            });
+            let add = pick.first().copied();
+            let remove = voters
+                .iter()
+                .copied()
+                .find(|v| *v != me && gone.contains(v));
+            if remove.is_some() || voters.len() < num_replicas || gone.contains(&me) {
+                under += 1;
+            }
+            let mut changes = Vec::new();
+            let single = |t: ConfChangeType, node: u64| {
+                let mut c = ConfChangeSingle::default();
+                c.set_change_type(t);
+                c.node_id = node;
+                c
+            };
+            match (add, remove) {
+                (Some(a), Some(d)) => {
+                    changes.push(single(ConfChangeType::AddNode, a));
+                    changes.push(single(ConfChangeType::RemoveNode, d));
+                }
+                (Some(a), None) if voters.len() < num_replicas => {
+                    changes.push(single(ConfChangeType::AddNode, a));
+                }
+                (None, Some(d)) if voters.len() > num_replicas => {
+                    changes.push(single(ConfChangeType::RemoveNode, d));
+                }
+                (Some(a), None) if !rebalanced && gone.is_empty() => {
+                    // Rebalance by count: move a replica from the busiest voter (never
+                    // this leader) to the least loaded candidate when they differ by two
+                    // or more, one range per core per round.
+                    let count = |n: &u64| load.get(n).copied().unwrap_or(0);
+                    let Some(busiest) = voters
+                        .iter()
+                        .copied()
+                        .filter(|v| *v != me)
+                        .max_by_key(|v| (count(v), *v))
+                    else {
+                        continue;
+                    };
+                    if count(&busiest) < count(&a) + 2 {
+                        continue;
+                    }
+                    rebalanced = true;
+                    changes.push(single(ConfChangeType::AddNode, a));
+                    changes.push(single(ConfChangeType::RemoveNode, busiest));
+                }
+                _ => continue,
+            }
+            for c in &changes {
+                let delta: isize = if c.get_change_type() == ConfChangeType::AddNode {
+                    1
+                } else {
+                    -1
+                };
+                let e = load.entry(c.node_id).or_default();
+                *e = e.saturating_add_signed(delta);
+            }
+            let mut cc = ConfChangeV2::default();
+            cc.set_changes(changes);
+            if cc.changes.len() > 1 {
+                cc.set_transition(ConfChangeTransition::Auto);
+            }
+            r.conf_queue.borrow_mut().push(cc);
+            proposed += 1;
+        }
+        self.metrics
+            .ranges_underreplicated
+            .store(under, std::sync::atomic::Ordering::Relaxed);
+        if proposed > 0 {
+            self.wake();
+        }
+        proposed
+    }
+
     /// Drops raft log entries every range has durably applied (the engine records its
     /// applied index per range at each flush), from the durable log and from memory. The
     /// last entry of each range stays, so raft always knows its last term. With the
@@ -1321,14 +1798,22 @@ impl Store {
             let mut below = (durable + 1).min(last);
             {
                 // In a replicated group only the leader truncates, and only entries every
-                // voter has: a lagging replica is caught up from the log (there are no
-                // snapshots yet), and a follower that becomes leader may need its log.
+                // replica it hears from has: a lagging one catches up from the log. One
+                // not heard from for an election timeout (down, or cut off) does not hold
+                // the log back: it gets a snapshot when it returns.
                 let raw = r.raw.borrow();
                 if raw.raft.prs().iter().count() > 1 {
                     if raw.raft.state != raft::StateRole::Leader {
                         continue;
                     }
-                    let min_match = raw.raft.prs().iter().map(|(_, p)| p.matched).min();
+                    let me = raw.raft.id;
+                    let min_match = raw
+                        .raft
+                        .prs()
+                        .iter()
+                        .filter(|(id, p)| **id == me || p.recent_active)
+                        .map(|(_, p)| p.matched)
+                        .min();
                     below = below.min(min_match.unwrap_or(0) + 1);
                 }
             }
@@ -1440,7 +1925,7 @@ fn mismatch(replica: &Replica) -> Error {
 /// Starts a ReadIndex round on a replicated range's leader whose lease runs out within
 /// half a lease (or whose last round got no answer for a lease): a quorum confirming it
 /// extends the lease ([`Replica::serving`]). Rounds ride on raft's heartbeats.
-fn renew_lease(r: &Replica, raw: &mut RawNode<raft::storage::MemStorage>) {
+fn renew_lease(r: &Replica, raw: &mut RawNode<RangeStorage>) {
     use super::replica::{lease_context, LEASE};
     if raw.raft.state != raft::StateRole::Leader || raw.raft.prs().iter().count() == 1 {
         return;
@@ -1460,11 +1945,26 @@ fn renew_lease(r: &Replica, raw: &mut RawNode<raft::storage::MemStorage>) {
 /// hands leadership over once that voter has caught up with its log (raft's leadership
 /// transfer, §3.10 of Ongaro's thesis), at most once a second per range. The allocator of
 /// issue 5 will replace this fixed preference with one by load.
-fn prefer_leader(r: &Replica, raw: &mut RawNode<raft::storage::MemStorage>) {
-    if raw.raft.state != raft::StateRole::Leader || raw.raft.lead_transferee.is_some() {
+fn prefer_leader(
+    r: &Replica,
+    raw: &mut RawNode<RangeStorage>,
+    avoid: &std::collections::HashSet<u64>,
+) {
+    if raw.raft.state != raft::StateRole::Leader
+        || raw.raft.lead_transferee.is_some()
+        || r.fence.borrow().is_some()
+    {
         return;
     }
-    let mut voters: Vec<u64> = raw.raft.prs().iter().map(|(id, _)| *id).collect();
+    let mut voters: Vec<u64> = raw
+        .raft
+        .prs()
+        .conf()
+        .voters()
+        .ids()
+        .iter()
+        .filter(|id| !avoid.contains(id))
+        .collect();
     if voters.len() < 2 {
         return;
     }

@@ -15,7 +15,7 @@ use futures_lite::future::BoxedLocal;
 
 use super::{CoreCtx, NodeShared};
 use crate::cluster::{self as cl, ClusterState, Probe};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::kv::replica::Membership;
 
 /// Makes `st` the node's cluster state (already persisted, or read from the store).
@@ -112,6 +112,8 @@ async fn resolve_orphans(ctx: &CoreCtx) {
 pub async fn follow(ctx: Rc<CoreCtx>) {
     let mut last_beat = Instant::now() - Duration::from_secs(10);
     let mut last_orphan_check = Instant::now();
+    let mut last_alloc = Instant::now();
+    let mut last_join = Instant::now();
     loop {
         if last_orphan_check.elapsed() >= Duration::from_secs(1) {
             last_orphan_check = Instant::now();
@@ -126,15 +128,91 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
                 for m in st.members.iter().filter(|m| m.id != st.node_id) {
                     let t = ctx.transport.clone();
                     let to = Endpoint::new(NodeId(m.id), CoreId(0));
+                    let shared = ctx.shared.clone();
+                    let id = m.id;
                     glommio::spawn_local(async move {
-                        let _ = t.heartbeat(to, Duration::from_secs(1)).await;
+                        if t.heartbeat(to, Duration::from_secs(1)).await.is_ok() {
+                            if let Ok(mut l) = shared.liveness.lock() {
+                                l.insert(id, Instant::now());
+                            }
+                        }
                     })
                     .detach();
                 }
             }
+            if ctx.shared.replicated() {
+                crate::node::settings::poll(&ctx).await;
+                poll_members(&ctx).await;
+            }
+            if ctx.shared.cluster().is_none()
+                && !ctx.shared.join.is_empty()
+                && !ctx.shared.initializing.load(Ordering::SeqCst)
+                && last_join.elapsed() >= Duration::from_secs(2)
+            {
+                last_join = Instant::now();
+                glommio::spawn_local(try_join(ctx.clone())).detach();
+            }
+        }
+        if last_alloc.elapsed() >= Duration::from_secs(1) && adopted(&ctx) {
+            last_alloc = Instant::now();
+            allocate(&ctx);
         }
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Default of `server.time_until_store_dead`: how long a node must be unreachable before
+/// its replicas are replaced elsewhere.
+pub const DEFAULT_STORE_DEAD: Duration = Duration::from_secs(300);
+
+/// A node answering heartbeats within this long is live (a replica may go there).
+const LIVE_WITHIN: Duration = Duration::from_millis(4500);
+
+/// The nodes whose replicas must move away (dead longer than the store-dead timeout, or
+/// decommissioning) and the nodes replicas may go to (live, not decommissioning).
+pub fn placement(ctx: &CoreCtx) -> Option<(std::collections::HashSet<u64>, Vec<u64>)> {
+    let st = ctx.shared.cluster()?;
+    let dead_after = ctx
+        .shared
+        .setting(crate::node::settings::STORE_DEAD)
+        .and_then(|v| crate::node::settings::parse_duration(&v))
+        .unwrap_or(DEFAULT_STORE_DEAD);
+    let decommissioning = crate::node::settings::decommissioning(&ctx.shared);
+    let liveness = ctx.shared.liveness.lock().ok()?.clone();
+    let up = ctx.shared.started.elapsed();
+    let mut gone = std::collections::HashSet::new();
+    let mut candidates = Vec::new();
+    for m in &st.members {
+        let heard = liveness.get(&m.id).map(|t| t.elapsed());
+        let me = m.id == st.node_id;
+        let dead = !me && heard.map_or(up > dead_after, |h| h > dead_after);
+        if dead || decommissioning.contains(&m.id) {
+            gone.insert(m.id);
+        } else if me || heard.is_some_and(|h| h < LIVE_WITHIN) {
+            candidates.push(m.id);
+        }
+    }
+    Some((gone, candidates))
+}
+
+/// One allocator round on this core: replace replicas on gone nodes, up-replicate.
+fn allocate(ctx: &CoreCtx) {
+    let Some(st) = ctx.shared.cluster() else {
+        return;
+    };
+    if st.members.len() < 2 {
+        return;
+    }
+    let Some((gone, candidates)) = placement(ctx) else {
+        return;
+    };
+    let num_replicas = ctx
+        .shared
+        .setting(crate::node::settings::NUM_REPLICAS)
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(st.voters.len())
+        .clamp(1, st.members.len());
+    ctx.store.allocate(&gone, &candidates, num_replicas);
 }
 
 /// Retries `f` until it succeeds or the node shuts down (startup steps that need a quorum
@@ -197,6 +275,10 @@ impl TransportHandler for Handler {
                 cl::METHOD_ASSIGN => assign(&ctx, &payload).map(|()| b"ok".to_vec()),
                 cl::METHOD_STATUS => Ok(status(&ctx).into_bytes()),
                 cl::METHOD_FAULT => fault(&ctx, &payload).map(|()| b"ok".to_vec()),
+                cl::METHOD_DECOMMISSION => {
+                    decommission(&ctx, &payload).await.map(String::into_bytes)
+                }
+                cl::METHOD_JOIN => join_request(&ctx, &payload).await.map(String::into_bytes),
                 other => Err(Error::internal(format!("unknown method {other}"))),
             };
             r.map(Bytes::from).map_err(|e| e.message)
@@ -379,6 +461,181 @@ fn status(ctx: &CoreCtx) -> String {
         ));
     }
     out
+}
+
+/// A node started with `--join` after `init` asks to be admitted: its existing id if its
+/// address is a member already, else the next free id (claimed by inserting its record in
+/// the system range). Answers with the new node's state.
+async fn join_request(ctx: &CoreCtx, payload: &[u8]) -> Result<String> {
+    let text = String::from_utf8_lossy(payload);
+    let mut w = text.split_whitespace();
+    let (addr, cores) = match (
+        w.next()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok()),
+        w.next().and_then(|c| c.parse::<usize>().ok()),
+    ) {
+        (Some(a), Some(c)) if c >= 1 => (a, c),
+        _ => return Err(Error::internal(format!("bad join request {text:?}"))),
+    };
+    for attempt in 0..16 {
+        poll_members(ctx).await;
+        let st = ctx
+            .shared
+            .cluster()
+            .ok_or_else(|| Error::internal("this node is not initialized yet"))?;
+        if let Some(m) = st.members.iter().find(|m| m.addr == addr) {
+            if m.cores != cores {
+                return Err(Error::internal(format!(
+                    "node {} at {addr} joined with --cores {}; start it with the same count",
+                    m.id, m.cores
+                )));
+            }
+            let mut theirs = (*st).clone();
+            theirs.node_id = m.id;
+            return Ok(theirs.encode());
+        }
+        let id = st.members.iter().map(|m| m.id).max().unwrap_or(0) + 1 + attempt;
+        let member = cl::Member { id, addr, cores };
+        match crate::node::settings::insert_member(ctx, &member).await {
+            Ok(()) => {
+                add_members(ctx, &st, vec![member])?;
+                let mut theirs = (*ctx.shared.cluster().unwrap_or(st)).clone();
+                theirs.node_id = id;
+                return Ok(theirs.encode());
+            }
+            Err(e) if e.kind == ErrorKind::UniqueViolation => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::internal(
+        "could not claim a node id (too many concurrent joins)",
+    ))
+}
+
+/// Adds `new` members to this node's state (persisted, then installed).
+fn add_members(ctx: &CoreCtx, st: &ClusterState, new: Vec<cl::Member>) -> Result<()> {
+    let mut next = st.clone();
+    for m in new {
+        if next.member(m.id).is_none() && !next.members.iter().any(|x| x.addr == m.addr) {
+            next.members.push(m);
+        }
+    }
+    if next == *st {
+        return Ok(());
+    }
+    next.members.sort_by_key(|m| m.id);
+    next.save(&ctx.shared.store_dir)?;
+    install(&ctx.shared, next);
+    Ok(())
+}
+
+/// Reads the member records of nodes admitted after `init` and adds the ones this node
+/// does not know.
+pub async fn poll_members(ctx: &CoreCtx) {
+    let Some(st) = ctx.shared.cluster() else {
+        return;
+    };
+    let Ok(members) = crate::node::settings::members(ctx).await else {
+        return;
+    };
+    let new: Vec<cl::Member> = members
+        .into_iter()
+        .filter(|m| st.member(m.id).is_none())
+        .collect();
+    if !new.is_empty() {
+        if let Err(e) = add_members(ctx, &st, new) {
+            eprintln!("core {}: cannot add members: {e}", ctx.core);
+        }
+    }
+}
+
+/// An uninitialized node with a join list asks each listed node to admit it, until one
+/// does (a node that is not initialized yet refuses: the cluster may still be waiting for
+/// `chitin init`, which then assigns this node its state instead).
+async fn try_join(ctx: Rc<CoreCtx>) {
+    let me = format!("{} {}", ctx.shared.advertise_addr, ctx.shared.ncores);
+    for &addr in &ctx.shared.join {
+        if addr == ctx.shared.advertise_addr || addr == ctx.shared.listen_addr {
+            continue;
+        }
+        if ctx.shared.cluster().is_some() || ctx.shared.initializing.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(reply) = call_blocking(
+            addr,
+            cl::METHOD_JOIN,
+            me.clone().into_bytes(),
+            Duration::from_secs(10),
+        )
+        .await
+        else {
+            continue;
+        };
+        let Ok(st) = ClusterState::decode(&String::from_utf8_lossy(&reply)) else {
+            continue;
+        };
+        if ctx.shared.cluster().is_some() {
+            return;
+        }
+        match st.save(&ctx.shared.store_dir) {
+            Ok(()) => {
+                eprintln!(
+                    "joined cluster {:x} as node {} (via {addr})",
+                    st.cluster_id, st.node_id
+                );
+                install(&ctx.shared, st);
+            }
+            Err(e) => eprintln!("cannot save the cluster state: {e}"),
+        }
+        return;
+    }
+}
+
+/// `decommission N` / `recommission N`: marks node N (a cluster setting every node
+/// polls); the allocators then move its replicas away.
+async fn decommission(ctx: &CoreCtx, payload: &[u8]) -> Result<String> {
+    let text = String::from_utf8_lossy(payload);
+    let mut words = text.split_whitespace();
+    let (on, id) = match (
+        words.next(),
+        words.next().and_then(|w| w.parse::<u64>().ok()),
+    ) {
+        (Some("decommission"), Some(id)) => (true, id),
+        (Some("recommission"), Some(id)) => (false, id),
+        _ => {
+            return Err(Error::internal(
+                "expected `decommission N` or `recommission N`",
+            ))
+        }
+    };
+    let st = ctx
+        .shared
+        .cluster()
+        .ok_or_else(|| Error::internal("this node has not joined a cluster"))?;
+    if st.member(id).is_none() {
+        return Err(Error::internal(format!(
+            "node {id} is not a member of the cluster"
+        )));
+    }
+    if on {
+        let live_others = st.members.len() - 1;
+        let want = ctx
+            .shared
+            .setting(crate::node::settings::NUM_REPLICAS)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(st.voters.len());
+        if live_others < want {
+            return Err(Error::internal(format!(
+                "cannot decommission node {id}: {live_others} other nodes cannot hold {want} replicas of every range"
+            )));
+        }
+    }
+    crate::node::settings::set_decommissioning(ctx, id, on).await?;
+    Ok(if on {
+        format!("node {id} is decommissioning: its replicas move to other nodes")
+    } else {
+        format!("node {id} recommissioned")
+    })
 }
 
 /// Fault injection for tests: `partition N[,M…]` drops all traffic with those nodes on

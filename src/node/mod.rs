@@ -40,6 +40,7 @@ use crate::metrics::CoreMetrics;
 use crate::txn::Hlc;
 
 pub mod cluster;
+pub mod settings;
 pub mod txn_record;
 
 /// How a node is started.
@@ -118,12 +119,26 @@ pub struct NodeShared {
     pub initializing: AtomicBool,
     /// Ranges have more than one replica (set with `cluster`).
     pub multi_replica: AtomicBool,
+    /// When this node last got a heartbeat answer from each other node (core 0 beats
+    /// every second). Cold path: read once a second by each core's allocator.
+    pub liveness: Mutex<HashMap<u64, std::time::Instant>>,
+    /// When the node started (a node never heard from counts as dead only once this
+    /// node has been up for the store-dead timeout).
+    pub started: std::time::Instant,
+    /// Cluster settings as last read from the system range (`SET CLUSTER SETTING`):
+    /// name → value. Core 0 polls them.
+    pub settings: Mutex<Arc<HashMap<String, String>>>,
 }
 
 impl NodeShared {
     /// The cluster state, if the node has joined a cluster.
     pub fn cluster(&self) -> Option<Arc<crate::cluster::ClusterState>> {
         self.cluster.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// The value of cluster setting `name` as last polled, if it was ever set.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.settings.lock().ok().and_then(|s| s.get(name).cloned())
     }
 
     /// Whether ranges have more than one replica (some single-node shortcuts are off).
@@ -234,6 +249,24 @@ impl CoreCtx {
             };
             if leader == 0 || leader == me {
                 self.leaders.borrow_mut().remove(&range);
+                // Nobody here knows a leader: this node may hold no replica of the range
+                // (it was added elsewhere) or one cut off from its group. Ask another
+                // node next, in turn; its answer names the leader if it knows one.
+                if leader == 0 && attempt % 2 == 1 {
+                    if let Some(st) = self.shared.cluster() {
+                        let others: Vec<u64> = st
+                            .members
+                            .iter()
+                            .map(|m| m.id)
+                            .filter(|id| *id != me)
+                            .collect();
+                        if !others.is_empty() {
+                            let pick =
+                                others[(range.0 as usize + attempt as usize / 2) % others.len()];
+                            self.leaders.borrow_mut().insert(range, pick);
+                        }
+                    }
+                }
             } else {
                 self.leaders.borrow_mut().insert(range, leader);
             }
@@ -297,6 +330,25 @@ impl CoreCtx {
         .await?;
         let me = self.shared.node_id.load(Ordering::Relaxed);
         Ok(self.leaders.borrow().get(&range).copied().unwrap_or(me))
+    }
+
+    /// The voters of `range` as its leader knows them (sorted), and the node that leads
+    /// it. Cold path (SHOW RANGES).
+    pub async fn replicas_of(&self, range: RangeId) -> Result<(Vec<u64>, u64)> {
+        let rows = match self.send(KvRequest::Describe { range }).await? {
+            KvResponse::Rows(rows) => rows,
+            other => return Err(Error::internal(format!("unexpected response {other:?}"))),
+        };
+        let mut voters: Vec<u64> = rows
+            .iter()
+            .filter(|(role, _)| role.as_slice() != b"learner")
+            .filter_map(|(_, id)| id.as_slice().try_into().ok().map(u64::from_be_bytes))
+            .collect();
+        voters.sort_unstable();
+        voters.dedup();
+        let me = self.shared.node_id.load(Ordering::Relaxed);
+        let leader = self.leaders.borrow().get(&range).copied().unwrap_or(me);
+        Ok((voters, leader))
     }
 
     /// Passes `msg` to core `core` of this node over the mesh.
@@ -609,6 +661,9 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         store_dir: cfg.store.clone(),
         initializing: AtomicBool::new(false),
         multi_replica: AtomicBool::new(false),
+        liveness: Mutex::new(HashMap::new()),
+        started: std::time::Instant::now(),
+        settings: Mutex::new(Arc::new(HashMap::new())),
     });
     if let Some(st) = state {
         cluster::install(&shared, st);

@@ -1408,6 +1408,35 @@ pub fn describe(
             Some(show_ranges_columns())
         }
         Statement::ShowDatabases { .. } => Some(show_databases_columns()),
+        Statement::ShowVariable { variable }
+            if variable
+                .last()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("settings")) =>
+        {
+            Some(
+                ["variable", "value", "description"]
+                    .iter()
+                    .map(|n| Column {
+                        name: (*n).into(),
+                        ty: SqlType::Text,
+                    })
+                    .collect(),
+            )
+        }
+        Statement::ShowVariable { variable }
+            if variable.len() > 2
+                && variable[0].value.eq_ignore_ascii_case("cluster")
+                && variable[1].value.eq_ignore_ascii_case("setting") =>
+        {
+            Some(vec![Column {
+                name: variable[2..]
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join("."),
+                ty: SqlType::Text,
+            }])
+        }
         Statement::ShowVariable { variable } => Some(vec![Column {
             name: variable
                 .iter()
@@ -4943,30 +4972,24 @@ impl<'a> Exec<'a> {
                 Datum::Text(keys::pretty_key_suffix(k))
             }
         };
-        let voters = self
-            .ctx
-            .shared
-            .cluster()
-            .map(|c| c.voters.clone())
-            .unwrap_or_else(|| vec![1]);
-        let replicas = format!(
-            "{{{}}}",
-            voters
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
         let mut rows: Vec<Vec<Datum>> = Vec::with_capacity(ranges.len());
         for d in &ranges {
-            let leader = self.ctx.leader_of(d.id, &d.start).await?;
+            let (voters, leader) = self.ctx.replicas_of(d.id).await?;
+            let replicas = format!(
+                "{{{}}}",
+                voters
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
             rows.push(vec![
                 bound(&d.start, &tstart),
                 bound(&d.end, &tend),
                 Datum::Int(d.id.0 as i64),
                 Datum::Int(leader as i64),
                 Datum::Int(keys::core_for_range(d.id, cores) as i64),
-                Datum::Text(replicas.clone()),
+                Datum::Text(replicas),
             ]);
         }
         let n = rows.len();

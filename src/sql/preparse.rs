@@ -43,6 +43,10 @@ pub const RANGE_FOR_ROW_MARKER: &str = "__chitin_range_for_row";
 /// The session variable a no-op statement sets; its value is the command tag.
 pub const NOOP_MARKER: &str = "__chitin_noop";
 
+/// The variable a rewritten `SET CLUSTER SETTING name = value` sets; its values are the
+/// setting's name and value (`DEFAULT`: the value is the identifier `default`).
+pub const CLUSTER_SETTING_MARKER: &str = "__chitin_cluster_setting";
+
 /// The last name part that flags `ALTER SEQUENCE` (a `CREATE TEMPORARY SEQUENCE`).
 pub const ALTER_SEQUENCE_MARKER: &str = "__chitin_alter_sequence";
 
@@ -50,6 +54,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
     if let Some(r) = rewrite_noop(body) {
+        return r.into();
+    }
+    if let Some(r) = rewrite_cluster_setting(body) {
         return r.into();
     }
     if let Some(r) = rewrite_alter_sequence(body) {
@@ -154,6 +161,31 @@ fn rewrite_noop(body: &str) -> Option<String> {
         return None;
     }
     Some(format!("SET \"{NOOP_MARKER}\" = '{tag}'"))
+}
+
+/// `SET CLUSTER SETTING name {= | TO} value` → `SET "marker" = 'name', value`.
+fn rewrite_cluster_setting(body: &str) -> Option<String> {
+    let words: Vec<&str> = body.splitn(4, char::is_whitespace).collect();
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
+    if !is(0, "set") || !is(1, "cluster") || !is(2, "setting") || body.contains(';') {
+        return None;
+    }
+    let rest = words.get(3)?.trim_start();
+    let (name, value) = match rest.find('=') {
+        Some(i) => (rest[..i].trim(), rest[i + 1..].trim()),
+        None => {
+            let lower = rest.to_ascii_lowercase();
+            let i = lower.find(" to ")?;
+            (rest[..i].trim(), rest[i + 4..].trim())
+        }
+    };
+    if name.is_empty() || value.is_empty() || name.contains('\'') {
+        return None;
+    }
+    Some(format!(
+        "SET \"{CLUSTER_SETTING_MARKER}\" = '{}', {value}",
+        name.trim_matches('"')
+    ))
 }
 
 /// `ALTER SEQUENCE …` → the marked `CREATE TEMPORARY SEQUENCE`, if `body` is one.

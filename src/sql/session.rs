@@ -680,6 +680,9 @@ impl Session {
             _ => {}
         }
         self.usable_for("statement")?;
+        if let Some(r) = self.cluster_setting_statement(stmt).await? {
+            return Ok(r);
+        }
         if let Some(r) = self.session_statement(stmt)? {
             return Ok(r);
         }
@@ -749,6 +752,91 @@ impl Session {
         ex.set_session_state(self.sequences.clone(), rowid);
         ex = ex.with_settings(self.vars.clone());
         ex
+    }
+
+    /// `SET CLUSTER SETTING`, `SHOW CLUSTER SETTING name`, `SHOW [ALL] CLUSTER SETTINGS`;
+    /// `None` if `stmt` is something else.
+    async fn cluster_setting_statement(
+        &mut self,
+        stmt: &Statement,
+    ) -> Result<Option<(Outcome, Option<Vec<Column>>)>> {
+        use crate::node::settings;
+        use sqlparser::ast::{Expr, Set, Value};
+        let text = |e: &Expr| match e {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        };
+        let rows = |rows: Vec<Vec<Datum>>, names: &[&str]| {
+            let cols = names
+                .iter()
+                .map(|n| Column {
+                    name: (*n).into(),
+                    ty: SqlType::Text,
+                })
+                .collect();
+            Some((
+                Outcome::Rows {
+                    rows,
+                    tag: "SHOW".into(),
+                    suspended: false,
+                },
+                Some(cols),
+            ))
+        };
+        match stmt {
+            Statement::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) if variable.to_string().trim_matches('"')
+                == crate::sql::preparse::CLUSTER_SETTING_MARKER =>
+            {
+                let [name, value] = values.as_slice() else {
+                    return Err(Error::new(
+                        ErrorKind::Syntax,
+                        "SET CLUSTER SETTING takes one value",
+                    ));
+                };
+                if self.explicit {
+                    return Err(Error::new(
+                        ErrorKind::ActiveTransaction,
+                        "SET CLUSTER SETTING cannot be used inside a multi-statement transaction",
+                    ));
+                }
+                let name = text(name);
+                let value = match value {
+                    Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default") => None,
+                    v => Some(text(v)),
+                };
+                settings::set(&self.ctx, &name, value.as_deref()).await?;
+                Ok(Some((Outcome::Command("SET CLUSTER SETTING".into()), None)))
+            }
+            Statement::ShowVariable { variable } => {
+                let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+                let w: Vec<&str> = words.iter().map(String::as_str).collect();
+                match w.as_slice() {
+                    ["cluster", "setting", rest @ ..] if !rest.is_empty() => {
+                        let name = rest.join(".");
+                        let value = settings::show(&self.ctx.shared, &name)?;
+                        Ok(rows(vec![vec![Datum::Text(value)]], &[name.as_str()]))
+                    }
+                    ["cluster", "settings"] | ["all", "cluster", "settings"] => {
+                        let mut out = Vec::new();
+                        for (name, _, description) in settings::KNOWN {
+                            out.push(vec![
+                                Datum::Text(name.to_string()),
+                                Datum::Text(settings::show(&self.ctx.shared, name)?),
+                                Datum::Text(description.to_string()),
+                            ]);
+                        }
+                        Ok(rows(out, &["variable", "value", "description"]))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            _ => Ok(None),
+        }
     }
 
     /// SET / SHOW of session variables; `None` if `stmt` is something else.
