@@ -1645,6 +1645,26 @@ impl Scalar {
         matches!(self, Scalar::Const(_))
     }
 
+    /// True when the expression is built of constants and operators only (no column,
+    /// parameter, aggregate, window or function call), so one evaluation stands for
+    /// every row: PostgreSQL's "One-Time Filter".
+    pub fn is_row_independent(&self) -> bool {
+        let mut independent = true;
+        self.walk(&mut |s| {
+            if matches!(
+                s,
+                Scalar::Column(_)
+                    | Scalar::Param(_)
+                    | Scalar::AggRef(_)
+                    | Scalar::WindowRef(_)
+                    | Scalar::Func(..)
+            ) {
+                independent = false;
+            }
+        });
+        independent
+    }
+
     /// Evaluates to a truth value: NULL counts as false (WHERE semantics).
     pub fn eval_bool(&self, row: &[Datum], cx: &EvalCtx) -> Result<bool> {
         match self.eval(row, cx)? {
