@@ -25,6 +25,8 @@
 //!   a fifth of it, and no less than 60 s.
 //! - `CHITIN_SLT_EXTERNAL_DIR=path`: where the external corpus is (default
 //!   `tests/slt-external`).
+//! - `CHITIN_SLT_EVERY_ERROR=1`: the external corpus prints every failing record, not
+//!   only each file's first.
 //!
 //! Output format, as sqllogictest-bin's `postgres` engine: values are the server's text
 //! format from the simple query protocol, unchanged (so bools are `t`/`f`, bytea is
@@ -290,6 +292,12 @@ impl RunSettings {
     }
 }
 
+/// Held by each test of this binary for its whole run, so the two corpora do not run at
+/// once on the shared server: each already runs several files concurrently, and schema
+/// changes that rewrite a table (ADD PRIMARY KEY) give up after enough retries when other
+/// databases change their schemas all the time.
+static ONE_CORPUS_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The server the test binary's tests share (see [`common::shared_target`]).
 fn shared_target() -> Result<Arc<Target>, String> {
     common::shared_target(URL_VAR)
@@ -455,6 +463,9 @@ async fn run_file(config: Config, path: PathBuf, labels: Vec<&'static str>) -> R
 
 #[test]
 fn slt_corpus() {
+    let _one = ONE_CORPUS_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let settings = RunSettings::from_env();
     let target = match shared_target() {
         Ok(target) => target,
@@ -615,6 +626,11 @@ async fn count_file(config: Config, path: PathBuf) -> Result<RecordCounts, Strin
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 counts.failed += 1;
+                if std::env::var_os("CHITIN_SLT_EVERY_ERROR").is_some() {
+                    let text = e.display(false).to_string();
+                    let lines: Vec<&str> = text.lines().take(3).collect();
+                    eprintln!("record failed: {}: {}", path.display(), lines.join(" | "));
+                }
                 counts
                     .first_error
                     .get_or_insert_with(|| e.display(false).to_string());
@@ -691,6 +707,9 @@ impl Verdict {
 /// one line per file and the totals (files and records).
 #[test]
 fn external_corpus() {
+    let _one = ONE_CORPUS_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let settings = RunSettings::from_env();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var("CHITIN_SLT_EXTERNAL_DIR")

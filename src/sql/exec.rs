@@ -1220,20 +1220,7 @@ fn contains_agg(e: &Expr) -> bool {
     match e {
         Expr::Function(f) => {
             let n = object_name(&f.name);
-            if f.over.is_none()
-                && matches!(
-                    n.as_str(),
-                    "count"
-                        | "sum"
-                        | "min"
-                        | "max"
-                        | "avg"
-                        | "bool_and"
-                        | "bool_or"
-                        | "every"
-                        | "array_agg"
-                )
-            {
+            if f.over.is_none() && crate::sql::expr::is_agg_name(n.as_str()) {
                 return true;
             }
             match &f.args {
@@ -2145,6 +2132,11 @@ struct AggState {
 
 /// Feeds input row `r` to aggregate `call`.
 fn agg_update_row(call: &AggCall, st: &mut AggState, r: &[Datum], cx: &EvalCtx) -> Result<()> {
+    if let Some(filter) = &call.filter {
+        if !filter.eval_bool(r, cx)? {
+            return Ok(());
+        }
+    }
     let v = match &call.arg {
         Some(a) => a.eval(r, cx)?,
         None => Datum::Null,
@@ -2184,6 +2176,10 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
         }
     }
     st.count += 1;
+    if let AggFunc::Variance { .. } = call.func {
+        st.items.push((Vec::new(), v));
+        return Ok(());
+    }
     st.value = Some(match (call.func, st.value.take()) {
         (_, None) => match call.func {
             AggFunc::Sum | AggFunc::Avg => match v {
@@ -2233,9 +2229,92 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
         (AggFunc::BoolOr, Some(acc)) => {
             Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
         }
-        (AggFunc::CountStar | AggFunc::ArrayAgg, _) => unreachable!("handled above"),
+        (AggFunc::CountStar | AggFunc::ArrayAgg | AggFunc::Variance { .. }, _) => {
+            unreachable!("handled above")
+        }
     });
     Ok(())
+}
+
+/// The population or sample variance (or its square root) of non-NULL `values`, in
+/// numeric or double precision as `ty` says; NULL without enough values (none, or one
+/// for a sample).
+fn variance<'v>(
+    values: impl Iterator<Item = &'v Datum> + Clone,
+    ty: SqlType,
+    population: bool,
+    root: bool,
+) -> Result<Datum> {
+    use rust_decimal::Decimal;
+    let n = values.clone().count();
+    let divisor = if population { n } else { n.saturating_sub(1) };
+    if divisor == 0 {
+        return Ok(Datum::Null);
+    }
+    if ty == SqlType::Float8 {
+        let xs: Vec<f64> = values
+            .map(|v| match v.clone().cast(SqlType::Float8)? {
+                Datum::Float(f) => Ok(f),
+                _ => Err(Error::mismatch("variance of a non-number")),
+            })
+            .collect::<Result<_>>()?;
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / divisor as f64;
+        return Ok(Datum::Float(if root { var.sqrt() } else { var }));
+    }
+    let xs: Vec<Decimal> = values
+        .map(|v| match v.clone().cast(SqlType::Numeric)? {
+            Datum::Numeric(d) => Ok(d),
+            _ => Err(Error::mismatch("variance of a non-number")),
+        })
+        .collect::<Result<_>>()?;
+    let overflow = || Error::out_of_range("value overflows numeric format");
+    let mut sum = Decimal::ZERO;
+    for x in &xs {
+        sum = sum.checked_add(*x).ok_or_else(overflow)?;
+    }
+    let mean = crate::sql::expr::numeric_div(sum, Decimal::from(n as u64))?;
+    let mut squares = Decimal::ZERO;
+    for x in &xs {
+        let d = x.checked_sub(mean).ok_or_else(overflow)?;
+        squares = squares
+            .checked_add(d.checked_mul(d).ok_or_else(overflow)?)
+            .ok_or_else(overflow)?;
+    }
+    let var = crate::sql::expr::numeric_div(squares, Decimal::from(divisor as u64))?;
+    let out = if root { decimal_sqrt(var) } else { var };
+    Ok(Datum::Numeric(if out.is_zero() {
+        Decimal::ZERO
+    } else {
+        out.normalize()
+    }))
+}
+
+/// The square root of non-negative `v` to rust_decimal's precision: a double precision
+/// estimate refined by Newton's method.
+fn decimal_sqrt(v: rust_decimal::Decimal) -> rust_decimal::Decimal {
+    use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+    use rust_decimal::Decimal;
+    if v <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    let estimate = v.to_f64().map(f64::sqrt).and_then(Decimal::from_f64);
+    let mut x = match estimate {
+        Some(x) if !x.is_zero() => x,
+        _ => return Decimal::ZERO,
+    };
+    let two = Decimal::TWO;
+    for _ in 0..4 {
+        let Some(q) = v.checked_div(x) else { break };
+        let Some(next) = x.checked_add(q).and_then(|s| s.checked_div(two)) else {
+            break;
+        };
+        if next == x {
+            break;
+        }
+        x = next;
+    }
+    x
 }
 
 fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
@@ -2250,6 +2329,10 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
             )?),
             Some(other) => other.clone(),
         },
+        AggFunc::Variance { population, root } => {
+            let values = st.items.iter().map(|(_, v)| v);
+            variance(values, call.ty, population, root)?
+        }
         AggFunc::ArrayAgg => {
             if st.items.is_empty() {
                 return Ok(Datum::Null);
@@ -4265,11 +4348,7 @@ impl<'a> Exec<'a> {
                             };
                             while folded <= upto {
                                 let r = &rows[part[folded].2];
-                                let v = match &agg.arg {
-                                    Some(a) => a.eval(r, &self.cx)?,
-                                    None => Datum::Null,
-                                };
-                                agg_update(agg, &mut state, v)?;
+                                agg_update_row(agg, &mut state, r, &self.cx)?;
                                 folded += 1;
                             }
                             agg_final(agg, &state)?

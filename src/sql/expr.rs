@@ -40,6 +40,13 @@ pub enum AggFunc {
     BoolOr,
     /// `array_agg(x [ORDER BY …])`: every value, NULLs too, in `order` (else input) order.
     ArrayAgg,
+    /// `var_pop` / `var_samp` (`variance`), `stddev_pop` / `stddev_samp` (`stddev`): the
+    /// values are kept and the result computed at the end, in numeric (exact input) or
+    /// double precision (float input).
+    Variance {
+        population: bool,
+        root: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +58,8 @@ pub struct AggCall {
     pub arg_ty: SqlType,
     /// The aggregate's own `ORDER BY` (key, descending, nulls first); only `array_agg`.
     pub order: Vec<(Scalar, bool, bool)>,
+    /// `FILTER (WHERE …)`: only rows for which it is true reach the aggregate.
+    pub filter: Option<Scalar>,
 }
 
 /// A window function.
@@ -263,10 +272,25 @@ fn unknown_literal(s: &Scalar) -> bool {
     matches!(s, Scalar::Const(Datum::Text(_)))
 }
 
-fn is_agg_name(n: &str) -> bool {
+/// Whether `n` names an aggregate function (without OVER it aggregates its input).
+pub fn is_agg_name(n: &str) -> bool {
     matches!(
         n,
-        "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every" | "array_agg"
+        "count"
+            | "sum"
+            | "min"
+            | "max"
+            | "avg"
+            | "bool_and"
+            | "bool_or"
+            | "every"
+            | "array_agg"
+            | "stddev"
+            | "stddev_samp"
+            | "stddev_pop"
+            | "variance"
+            | "var_samp"
+            | "var_pop"
     )
 }
 
@@ -839,6 +863,22 @@ impl<'a> Binder<'a> {
                 "avg" => AggFunc::Avg,
                 "bool_and" | "every" => AggFunc::BoolAnd,
                 "array_agg" => AggFunc::ArrayAgg,
+                "stddev" | "stddev_samp" => AggFunc::Variance {
+                    population: false,
+                    root: true,
+                },
+                "stddev_pop" => AggFunc::Variance {
+                    population: true,
+                    root: true,
+                },
+                "variance" | "var_samp" => AggFunc::Variance {
+                    population: false,
+                    root: false,
+                },
+                "var_pop" => AggFunc::Variance {
+                    population: true,
+                    root: false,
+                },
                 _ => AggFunc::BoolOr,
             };
             (func, Some(s), t)
@@ -868,6 +908,16 @@ impl<'a> Binder<'a> {
                 }
             },
             AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
+            AggFunc::Variance { .. } => match arg_ty {
+                SqlType::Float4 | SqlType::Float8 | SqlType::Unknown => SqlType::Float8,
+                t if t.is_numeric_family() => SqlType::Numeric,
+                t => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function {name}({}) does not exist", t.name()),
+                    ))
+                }
+            },
             AggFunc::ArrayAgg => arg_ty.array_of().ok_or_else(|| {
                 Error::new(
                     ErrorKind::UndefinedFunction,
@@ -900,7 +950,26 @@ impl<'a> Binder<'a> {
             ty,
             arg_ty,
             order,
+            filter: None,
         })
+    }
+
+    /// Binds an aggregate's `FILTER (WHERE …)` condition, over the input row.
+    fn bind_agg_filter(&mut self, filter: &Expr) -> Result<Scalar> {
+        self.in_agg = true;
+        let bound = self.bind(filter, Some(SqlType::Bool));
+        self.in_agg = false;
+        let (s, t) = bound?;
+        if !matches!(t, SqlType::Bool | SqlType::Unknown) {
+            return Err(Error::new(
+                ErrorKind::DatatypeMismatch,
+                format!(
+                    "argument of FILTER must be type boolean, not type {}",
+                    t.name()
+                ),
+            ));
+        }
+        Ok(s)
     }
 
     /// Binds `name(args) OVER (…)`.
@@ -1082,8 +1151,23 @@ impl<'a> Binder<'a> {
                 return Err(Error::unsupported("subquery arguments"))
             }
         };
+        if f.filter.is_some() && !is_agg_name(&name) {
+            return Err(Error::new(
+                ErrorKind::WrongObjectType,
+                format!("FILTER specified, but {name} is not an aggregate function"),
+            ));
+        }
         if let Some(over) = &f.over {
-            return self.bind_window(&name, &args, star, distinct, over);
+            let (s, t) = self.bind_window(&name, &args, star, distinct, over)?;
+            if let Some(filter) = &f.filter {
+                let bound = self.bind_agg_filter(filter)?;
+                if let (Scalar::WindowRef(i), Some(windows)) = (&s, self.windows.as_mut()) {
+                    if let WindowFunc::Agg(call) = &mut windows[*i].func {
+                        call.filter = Some(bound);
+                    }
+                }
+            }
+            return Ok((s, t));
         }
         if is_agg_name(&name) {
             if self.in_agg {
@@ -1098,7 +1182,10 @@ impl<'a> Binder<'a> {
                     format!("aggregate functions are not allowed here ({name})"),
                 ));
             }
-            let call = self.bind_agg_call(&name, &args, star, distinct, &order_by)?;
+            let mut call = self.bind_agg_call(&name, &args, star, distinct, &order_by)?;
+            if let Some(filter) = &f.filter {
+                call.filter = Some(self.bind_agg_filter(filter)?);
+            }
             let ty = call.ty;
             let aggs = self.aggs.as_mut().unwrap();
             aggs.push(call);
@@ -1116,12 +1203,30 @@ impl<'a> Binder<'a> {
                 }
             }
         }
+        if args.is_empty() && matches!(name.as_str(), "greatest" | "least" | "coalesce") {
+            // PostgreSQL's grammar needs at least one argument here.
+            return Err(Error::new(
+                ErrorKind::Syntax,
+                format!("syntax error at or near \")\" in {name}()"),
+            ));
+        }
+        if args.is_empty() && matches!(name.as_str(), "concat" | "concat_ws") {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("function {name}() does not exist"),
+            ));
+        }
         let mut bound = Vec::with_capacity(args.len());
         let mut types = Vec::with_capacity(args.len());
         for a in &args {
             let (s, t) = self.bind(a, None)?;
             bound.push(s);
             types.push(t);
+        }
+        if name == "pg_typeof" && types.len() == 1 {
+            // The argument's type is known here; its value is never needed.
+            let ty = SqlType::Text;
+            return Ok((Scalar::Const(Datum::Text(types[0].name().into())), ty));
         }
         let first = types.first().copied().unwrap_or(SqlType::Unknown);
         let ty = match name.as_str() {
@@ -2143,7 +2248,17 @@ fn eval_func(
                         RoundingStrategy::ToZero
                     };
                     let r = if places >= 0 {
-                        n.round_dp_with_strategy(places as u32, strategy)
+                        let mut r = n.round_dp_with_strategy(places as u32, strategy);
+                        // PostgreSQL's result has exactly `places` digits after the point
+                        // (round(3.5, 2) is 3.50), where the precision allows.
+                        if (places as u32) > r.scale() && places <= 28 {
+                            let mut padded = r;
+                            padded.rescale(places as u32);
+                            if padded == r {
+                                r = padded;
+                            }
+                        }
+                        r
                     } else {
                         let f = Decimal::from(10i64.pow((-places).min(18) as u32));
                         (n / f).round_dp_with_strategy(0, strategy) * f
