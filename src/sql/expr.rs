@@ -272,6 +272,25 @@ fn unknown_literal(s: &Scalar) -> bool {
     matches!(s, Scalar::Const(Datum::Text(_)))
 }
 
+/// The type a type-named function (`date(x)`, `int8(x)`) casts to.
+fn type_function(name: &str) -> Option<SqlType> {
+    Some(match name {
+        "date" => SqlType::Date,
+        "text" => SqlType::Text,
+        "varchar" => SqlType::Varchar,
+        "int2" => SqlType::Int2,
+        "int4" => SqlType::Int4,
+        "int8" => SqlType::Int8,
+        "float4" => SqlType::Float4,
+        "float8" => SqlType::Float8,
+        "numeric" => SqlType::Numeric,
+        "bool" => SqlType::Bool,
+        "timestamp" => SqlType::Timestamp,
+        "timestamptz" => SqlType::TimestampTz,
+        _ => return None,
+    })
+}
+
 /// Whether `n` names an aggregate function (without OVER it aggregates its input).
 pub fn is_agg_name(n: &str) -> bool {
     matches!(
@@ -418,6 +437,86 @@ impl<'a> Binder<'a> {
                     SqlType::Int4,
                 )
             }
+            Expr::UnaryOp {
+                op: op @ (UnaryOperator::Minus | UnaryOperator::Plus),
+                expr: inner,
+            } if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::PGExp,
+                    ..
+                }
+            ) =>
+            {
+                // PostgreSQL's unary minus binds tighter than `^` (`-3 ^ 2` is 9); the
+                // parser made it `-(3 ^ 2)`: move the sign onto the leftmost operand.
+                fn signed(e: &Expr, op: &UnaryOperator) -> Expr {
+                    match e {
+                        Expr::BinaryOp {
+                            left,
+                            op: BinaryOperator::PGExp,
+                            right,
+                        } => Expr::BinaryOp {
+                            left: Box::new(signed(left, op)),
+                            op: BinaryOperator::PGExp,
+                            right: right.clone(),
+                        },
+                        other => Expr::UnaryOp {
+                            op: *op,
+                            expr: Box::new(other.clone()),
+                        },
+                    }
+                }
+                self.bind(&signed(inner, op), hint)?
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr: inner,
+            } if matches!(inner.as_ref(), Expr::Value(v) if matches!(v.value, ast::Value::Number(..))) =>
+            {
+                // `-2147483648` is one integer literal (an int4), as in PostgreSQL.
+                let Expr::Value(v) = inner.as_ref() else {
+                    unreachable!("matched above")
+                };
+                let ast::Value::Number(n, long) = &v.value else {
+                    unreachable!("matched above")
+                };
+                self.bind_value(&ast::Value::Number(format!("-{n}"), *long), hint)?
+            }
+            Expr::UnaryOp {
+                op:
+                    op @ (UnaryOperator::BitwiseNot
+                    | UnaryOperator::PGSquareRoot
+                    | UnaryOperator::PGCubeRoot
+                    | UnaryOperator::PGAbs),
+                expr,
+            } => {
+                let (s, t) = self.bind(expr, None)?;
+                let (name, ty) = match op {
+                    UnaryOperator::BitwiseNot if t.is_int() => ("__bitnot", t),
+                    UnaryOperator::BitwiseNot if t == SqlType::Unknown => {
+                        ("__bitnot", SqlType::Int4)
+                    }
+                    UnaryOperator::BitwiseNot => {
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("operator does not exist: ~ {}", t.name()),
+                        ))
+                    }
+                    UnaryOperator::PGSquareRoot => ("sqrt", SqlType::Float8),
+                    UnaryOperator::PGCubeRoot => ("cbrt", SqlType::Float8),
+                    _ => (
+                        "abs",
+                        if t == SqlType::Unknown {
+                            SqlType::Float8
+                        } else {
+                            t
+                        },
+                    ),
+                };
+                let s = coerce_literal(s, if ty.is_int() { ty } else { SqlType::Float8 })?;
+                (Scalar::Func(name.into(), vec![s], ty), ty)
+            }
             Expr::UnaryOp { op, expr } => {
                 let (s, t) = self.bind(expr, hint)?;
                 match op {
@@ -441,6 +540,20 @@ impl<'a> Binder<'a> {
                 Scalar::IsNull(Box::new(self.bind(e, None)?.0), true),
                 SqlType::Bool,
             ),
+            Expr::IsUnknown(inner) | Expr::IsNotUnknown(inner) => {
+                let (a, t) = self.bind(inner, Some(SqlType::Bool))?;
+                if !matches!(t, SqlType::Bool | SqlType::Unknown) {
+                    return Err(Error::mismatch(format!(
+                        "argument of IS UNKNOWN must be type boolean, not type {}",
+                        t.name()
+                    )));
+                }
+                let negated = matches!(e, Expr::IsNotUnknown(_));
+                (
+                    Scalar::IsNull(Box::new(coerce_literal(a, SqlType::Bool)?), negated),
+                    SqlType::Bool,
+                )
+            }
             Expr::IsTrue(e) => (
                 Scalar::IsBool(Box::new(self.bind(e, Some(SqlType::Bool))?.0), true, false),
                 SqlType::Bool,
@@ -584,7 +697,13 @@ impl<'a> Binder<'a> {
                 substring_for,
                 ..
             } => {
-                let mut args = vec![self.bind(expr, Some(SqlType::Text))?.0];
+                let (a, t) = self.bind(expr, Some(SqlType::Text))?;
+                let ty = if t == SqlType::Bytea {
+                    SqlType::Bytea
+                } else {
+                    SqlType::Text
+                };
+                let mut args = vec![a];
                 args.push(match substring_from {
                     Some(f) => self.bind(f, Some(SqlType::Int8))?.0,
                     None => Scalar::Const(Datum::Int(1)),
@@ -592,10 +711,7 @@ impl<'a> Binder<'a> {
                 if let Some(f) = substring_for {
                     args.push(self.bind(f, Some(SqlType::Int8))?.0);
                 }
-                (
-                    Scalar::Func("substr".into(), args, SqlType::Text),
-                    SqlType::Text,
-                )
+                (Scalar::Func("substr".into(), args, ty), ty)
             }
             Expr::Extract { field, expr, .. } => {
                 let (a, t) = self.bind(expr, None)?;
@@ -615,10 +731,52 @@ impl<'a> Binder<'a> {
                     SqlType::Numeric,
                 )
             }
-            Expr::Trim { expr, .. } => {
-                let a = self.bind(expr, Some(SqlType::Text))?.0;
+            Expr::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                trim_characters,
+            } => {
+                let name = match trim_where {
+                    Some(ast::TrimWhereField::Leading) => "ltrim",
+                    Some(ast::TrimWhereField::Trailing) => "rtrim",
+                    _ => "btrim",
+                };
+                let (a, t) = self.bind(expr, None)?;
+                let ty = if t == SqlType::Bytea {
+                    SqlType::Bytea
+                } else {
+                    SqlType::Text
+                };
+                let mut args = vec![coerce_literal(a, ty)?];
+                let what = trim_what
+                    .as_deref()
+                    .or_else(|| trim_characters.as_ref().and_then(|c| c.first()));
+                if let Some(w) = what {
+                    let (w, _) = self.bind(w, Some(ty))?;
+                    args.push(coerce_literal(w, ty)?);
+                }
+                (Scalar::Func(name.into(), args, ty), ty)
+            }
+            Expr::Overlay {
+                expr,
+                overlay_what,
+                overlay_from,
+                overlay_for,
+            } => {
+                let mut args = vec![
+                    coerce_literal(self.bind(expr, Some(SqlType::Text))?.0, SqlType::Text)?,
+                    coerce_literal(
+                        self.bind(overlay_what, Some(SqlType::Text))?.0,
+                        SqlType::Text,
+                    )?,
+                    self.bind(overlay_from, Some(SqlType::Int4))?.0,
+                ];
+                if let Some(f) = overlay_for {
+                    args.push(self.bind(f, Some(SqlType::Int4))?.0);
+                }
                 (
-                    Scalar::Func("btrim".into(), vec![a], SqlType::Text),
+                    Scalar::Func("overlay".into(), args, SqlType::Text),
                     SqlType::Text,
                 )
             }
@@ -741,6 +899,9 @@ impl<'a> Binder<'a> {
                 SqlType::Bool,
             ));
         }
+        if let Some(bound) = self.bind_bit_or_power(left, op, right)? {
+            return Ok(bound);
+        }
         let bop = match op {
             BinaryOperator::Plus => BinOp::Add,
             BinaryOperator::Minus => BinOp::Sub,
@@ -831,6 +992,71 @@ impl<'a> Binder<'a> {
             fold(Scalar::Binary(bop, Box::new(l), Box::new(r), result))?,
             result,
         ))
+    }
+
+    /// Binds the integer bit operators (`&`, `|`, `#`, `<<`, `>>`) and `^` (power);
+    /// `None` for any other operator.
+    fn bind_bit_or_power(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+    ) -> Result<Option<(Scalar, SqlType)>> {
+        let name = match op {
+            BinaryOperator::BitwiseAnd => "__bitand",
+            BinaryOperator::BitwiseOr => "__bitor",
+            BinaryOperator::PGBitwiseXor => "__bitxor",
+            BinaryOperator::PGBitwiseShiftLeft => "__shl",
+            BinaryOperator::PGBitwiseShiftRight => "__shr",
+            BinaryOperator::PGExp | BinaryOperator::BitwiseXor => "power",
+            _ => return Ok(None),
+        };
+        let (l, lt) = self.bind(left, None)?;
+        let (r, rt) = self.bind(right, None)?;
+        let known = |t: SqlType| {
+            if t == SqlType::Unknown {
+                SqlType::Int4
+            } else {
+                t
+            }
+        };
+        let (lt, rt) = (known(lt), known(rt));
+        if name == "power" {
+            if !(lt.is_numeric_family() && rt.is_numeric_family()) {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("operator does not exist: {} ^ {}", lt.name(), rt.name()),
+                ));
+            }
+            let exact = !lt.is_float()
+                && !rt.is_float()
+                && (lt == SqlType::Numeric || rt == SqlType::Numeric);
+            let l = coerce_literal(l, SqlType::Float8)?;
+            let r = coerce_literal(r, SqlType::Float8)?;
+            let pow = Scalar::Func("power".into(), vec![l, r], SqlType::Float8);
+            return Ok(Some(if exact {
+                (
+                    Scalar::Cast(Box::new(pow), SqlType::Numeric),
+                    SqlType::Numeric,
+                )
+            } else {
+                (pow, SqlType::Float8)
+            }));
+        }
+        if !lt.is_int() || !rt.is_int() {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+            ));
+        }
+        let ty = if matches!(name, "__shl" | "__shr") {
+            lt
+        } else {
+            unify(lt, rt)
+        };
+        let l = coerce_literal(l, lt)?;
+        let r = coerce_literal(r, rt)?;
+        Ok(Some((Scalar::Func(name.into(), vec![l, r], ty), ty)))
     }
 
     /// Binds an aggregate call's argument and picks its function and result type.
@@ -1203,6 +1429,19 @@ impl<'a> Binder<'a> {
                 }
             }
         }
+        if matches!(name.as_str(), "booleq" | "boolne") && args.len() == 2 {
+            let op = if name == "booleq" {
+                BinaryOperator::Eq
+            } else {
+                BinaryOperator::NotEq
+            };
+            return self.bind_binary(&args[0], &op, &args[1]);
+        }
+        if let (Some(ty), [arg]) = (type_function(&name), args.as_slice()) {
+            // `date(x)`, `int4(x)`, `text(x)`: a cast, as PostgreSQL's type-named functions.
+            let (s, _) = self.bind(arg, Some(ty))?;
+            return Ok((fold(Scalar::Cast(Box::new(s), ty))?, ty));
+        }
         if args.is_empty() && matches!(name.as_str(), "greatest" | "least" | "coalesce") {
             // PostgreSQL's grammar needs at least one argument here.
             return Err(Error::new(
@@ -1230,6 +1469,9 @@ impl<'a> Binder<'a> {
         }
         let first = types.first().copied().unwrap_or(SqlType::Unknown);
         let ty = match name.as_str() {
+            "btrim" | "ltrim" | "rtrim" | "substr" | "substring" if first == SqlType::Bytea => {
+                SqlType::Bytea
+            }
             "lower" | "upper" | "btrim" | "ltrim" | "rtrim" | "concat" | "substr" | "substring"
             | "replace" | "repeat" | "left" | "right" | "reverse" | "md5" | "version"
             | "current_database" | "current_user" | "current_schema" | "lpad" | "rpad"
@@ -1259,7 +1501,9 @@ impl<'a> Binder<'a> {
                     SqlType::Numeric
                 }
             }
-            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "pi" | "random" => SqlType::Float8,
+            "sqrt" | "cbrt" | "power" | "pow" | "exp" | "ln" | "log" | "pi" | "random" => {
+                SqlType::Float8
+            }
             "mod" => first,
             "coalesce" | "greatest" | "least" | "nullif" => {
                 let t = types.iter().fold(SqlType::Unknown, |a, b| unify(a, *b));
@@ -2116,6 +2360,90 @@ fn eval_func(
                 .map(|c| c as i64)
                 .unwrap_or(0),
         ),
+        "btrim" | "ltrim" | "rtrim" if matches!(vals.first(), Some(Datum::Bytes(_))) => {
+            let (Some(Datum::Bytes(b)), Some(Datum::Bytes(set))) = (vals.first(), vals.get(1))
+            else {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("function {name}(bytea) does not exist"),
+                ));
+            };
+            let keep = |c: &u8| !set.contains(c);
+            let start = match name {
+                "rtrim" => 0,
+                _ => b.iter().position(keep).unwrap_or(b.len()),
+            };
+            let end = match name {
+                "ltrim" => b.len(),
+                _ => b.iter().rposition(keep).map(|i| i + 1).unwrap_or(0),
+            };
+            Datum::Bytes(if start < end {
+                b[start..end].to_vec()
+            } else {
+                Vec::new()
+            })
+        }
+        "overlay" => {
+            let s: Vec<char> = text_arg(&vals, 0).unwrap_or_default().chars().collect();
+            let placing = text_arg(&vals, 1).unwrap_or_default();
+            let from = match vals.get(2) {
+                Some(Datum::Int(i)) => *i,
+                _ => 1,
+            };
+            let count = match vals.get(3) {
+                Some(Datum::Int(i)) => *i,
+                _ => placing.chars().count() as i64,
+            };
+            // substr(s, 1, from - 1) || placing || substr(s, from + count)
+            if from < 1 || count < 0 && from.saturating_add(count) < 1 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "negative substring length not allowed",
+                ));
+            }
+            let head = ((from - 1) as usize).min(s.len());
+            let tail = from.saturating_add(count).max(1) as usize - 1;
+            let mut out: String = s[..head].iter().collect();
+            out.push_str(&placing);
+            if tail < s.len() {
+                out.extend(&s[tail..]);
+            }
+            Datum::Text(out)
+        }
+        "__bitand" | "__bitor" | "__bitxor" | "__shl" | "__shr" => {
+            let (Some(Datum::Int(a)), Some(Datum::Int(b))) = (vals.first(), vals.get(1)) else {
+                return Err(Error::mismatch(format!("{name}: integers expected")));
+            };
+            let (a, b) = (*a, *b);
+            let bits: u32 = match ty {
+                SqlType::Int2 => 16,
+                SqlType::Int4 => 32,
+                _ => 64,
+            };
+            // Shifts work on the type's own width and wrap, as PostgreSQL's int4shl.
+            let shift = |v: i64| -> i64 {
+                let n = b.rem_euclid(bits as i64) as u32;
+                match (name, bits) {
+                    ("__shl", 16) => (v as i16).wrapping_shl(n) as i64,
+                    ("__shl", 32) => (v as i32).wrapping_shl(n) as i64,
+                    ("__shl", _) => v.wrapping_shl(n),
+                    (_, 16) => (v as i16).wrapping_shr(n) as i64,
+                    (_, 32) => (v as i32).wrapping_shr(n) as i64,
+                    _ => v.wrapping_shr(n),
+                }
+            };
+            Datum::Int(match name {
+                "__bitand" => a & b,
+                "__bitor" => a | b,
+                "__bitxor" => a ^ b,
+                _ => shift(a),
+            })
+        }
+        "__bitnot" => match vals.first() {
+            Some(Datum::Int(a)) => Datum::Int(!a),
+            _ => return Err(Error::mismatch("~: an integer expected")),
+        },
+        "cbrt" => Datum::Float(to_f64(&vals[0]).unwrap_or(0.0).cbrt()),
         "btrim" | "ltrim" | "rtrim" => {
             let s = text_arg(&vals, 0).unwrap_or_default();
             let set: Vec<char> = text_arg(&vals, 1)
@@ -2133,6 +2461,32 @@ fn eval_func(
                 .filter_map(|v| v.to_text(v.natural_type()))
                 .collect(),
         ),
+        "substr" | "substring" if matches!(vals.first(), Some(Datum::Bytes(_))) => {
+            let Some(Datum::Bytes(b)) = vals.first() else {
+                unreachable!("matched above")
+            };
+            let start = match vals.get(1) {
+                Some(Datum::Int(i)) => *i,
+                _ => 1,
+            };
+            let end = match vals.get(2) {
+                Some(Datum::Int(n)) if *n < 0 => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        "negative substring length not allowed",
+                    ))
+                }
+                Some(Datum::Int(n)) => start.saturating_add(*n),
+                _ => i64::MAX,
+            };
+            let from = start.max(1) as usize - 1;
+            let to = end.clamp(1, b.len() as i64 + 1) as usize - 1;
+            Datum::Bytes(if from < to && from < b.len() {
+                b[from..to].to_vec()
+            } else {
+                Vec::new()
+            })
+        }
         "substr" | "substring" => {
             let s: Vec<char> = text_arg(&vals, 0).unwrap_or_default().chars().collect();
             let start = match vals.get(1) {
