@@ -160,6 +160,7 @@ fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
             name: c.name.clone(),
             ty: c.ty,
             hidden: c.hidden,
+            star_order: 0,
         })
         .collect()
 }
@@ -469,14 +470,51 @@ fn plan_query(
             let l = plan_select(cat, db_id, &side(left), params)?;
             let r = plan_select(cat, db_id, &side(right), params)?;
             let name = op.to_string().to_uppercase();
+            // ORDER BY of a set operation names result columns (or their positions) only.
+            for o in &order_exprs {
+                if !matches!(
+                    &o.expr,
+                    Expr::Identifier(_)
+                        | Expr::Value(ast::ValueWithSpan {
+                            value: ast::Value::Number(..),
+                            ..
+                        })
+                ) {
+                    return Err(Error::new(
+                        ErrorKind::FeatureNotSupported,
+                        "invalid UNION/INTERSECT/EXCEPT ORDER BY clause",
+                    )
+                    .with_detail(
+                        "Only result column names can be used, not expressions or functions.",
+                    ));
+                }
+            }
             if l.columns.len() != r.columns.len() {
                 return Err(Error::syntax(format!(
                     "each {name} query must have the same number of columns"
                 )));
             }
             let mut columns = Vec::with_capacity(l.columns.len());
-            for (a, b) in l.columns.iter().zip(&r.columns) {
-                let ty = set_op_type(a.ty, b.ty).ok_or_else(|| {
+            // A bare NULL on one side takes the other side's type (`SELECT 1 UNION SELECT
+            // NULL` is integer), as an untyped literal does in PostgreSQL.
+            let untyped = |p: &SelectPlan, i: usize| {
+                p.setop.is_none()
+                    && p.values.is_none()
+                    && !p.grouped
+                    && matches!(p.outputs.get(i), Some(Scalar::Const(Datum::Null)))
+            };
+            for (i, (a, b)) in l.columns.iter().zip(&r.columns).enumerate() {
+                let a_ty = if untyped(&l, i) {
+                    SqlType::Unknown
+                } else {
+                    a.ty
+                };
+                let b_ty = if untyped(&r, i) {
+                    SqlType::Unknown
+                } else {
+                    b.ty
+                };
+                let ty = set_op_type(a_ty, b_ty).ok_or_else(|| {
                     Error::mismatch(format!(
                         "{name} types {} and {} cannot be matched",
                         a.ty.name(),
@@ -557,7 +595,10 @@ fn plan_query(
                 }
             }
             SelectItem::Wildcard(_) if table.is_none() && !scope.is_empty() => {
-                for c in scope.iter().filter(|c| !c.hidden) {
+                let mut visible: Vec<&ScopeColumn> = scope.iter().filter(|c| !c.hidden).collect();
+                // JOIN … USING columns first (a stable sort keeps the rest in order).
+                visible.sort_by_key(|c| c.star_order);
+                for c in visible {
                     let e = match &c.table {
                         Some(t) => Expr::CompoundIdentifier(vec![
                             ast::Ident::with_quote('"', t.clone()),
@@ -806,6 +847,7 @@ fn plan_relation(
             let table = alias.as_ref().map(|a| ident_name(&a.name));
             let scope = vec![ScopeColumn {
                 hidden: false,
+                star_order: 0,
                 table: Some(table.unwrap_or_else(|| "generate_series".into())),
                 name: col,
                 ty,
@@ -885,6 +927,7 @@ fn plan_relation(
                 .enumerate()
                 .map(|(i, c)| ScopeColumn {
                     hidden: false,
+                    star_order: 0,
                     table: alias_name.clone(),
                     name: renamed.get(i).cloned().unwrap_or_else(|| c.name.clone()),
                     ty: c.ty,
@@ -916,6 +959,7 @@ fn virtual_input(
         .iter()
         .map(|c| ScopeColumn {
             hidden: false,
+            star_order: 0,
             table: Some(table.clone()),
             name: c.name.clone(),
             ty: c.ty,
@@ -1028,7 +1072,8 @@ fn using_condition(
     names: &[String],
 ) -> Result<Option<Scalar>> {
     let mut cond: Option<Scalar> = None;
-    for n in names {
+    let base = scope.iter().map(|c| c.star_order).min().unwrap_or(0).min(0);
+    for (position, n) in names.iter().enumerate() {
         let left: Vec<usize> = (0..left_len)
             .filter(|&i| !scope[i].hidden && scope[i].name == *n)
             .collect();
@@ -1060,6 +1105,8 @@ fn using_condition(
                 )
             })?;
         scope[ri].hidden = true;
+        // `*` lists the USING columns first, in USING order, then the rest.
+        scope[li].star_order = base - (names.len() - position) as i64;
         let eq = Scalar::Binary(
             BinOp::Eq,
             Box::new(Scalar::Column(li)),
@@ -1088,6 +1135,7 @@ fn order_and_limit(
         .iter()
         .map(|c| ScopeColumn {
             hidden: false,
+            star_order: 0,
             table: None,
             name: c.name.clone(),
             ty: c.ty,
@@ -4782,6 +4830,11 @@ impl<'a> Exec<'a> {
                             "INSERT has more expressions than target columns",
                         ));
                     }
+                    if !ins.columns.is_empty() && r.len() < cols.len() {
+                        return Err(Error::syntax(
+                            "INSERT has more target columns than expressions",
+                        ));
+                    }
                     let mut given = Vec::with_capacity(r.len());
                     for (e, &ci) in r.iter().zip(&cols) {
                         if is_default(e) {
@@ -4804,6 +4857,11 @@ impl<'a> Exec<'a> {
                 if plan.columns.len() > cols.len() {
                     return Err(Error::syntax(
                         "INSERT has more expressions than target columns",
+                    ));
+                }
+                if !ins.columns.is_empty() && plan.columns.len() < cols.len() {
+                    return Err(Error::syntax(
+                        "INSERT has more target columns than expressions",
                     ));
                 }
                 for r in self.run_plan(&plan).await? {

@@ -230,6 +230,9 @@ impl Scalar {
 pub struct ScopeColumn {
     /// Hidden columns (the implicit rowid) are not part of `*`.
     pub hidden: bool,
+    /// Where `*` lists the column: ascending, ties in scope order. Zero except for the
+    /// merged columns of `JOIN … USING`, which come first (negative).
+    pub star_order: i64,
     pub table: Option<String>,
     pub name: String,
     pub ty: SqlType,
@@ -902,6 +905,9 @@ impl<'a> Binder<'a> {
         if let Some(bound) = self.bind_bit_or_power(left, op, right)? {
             return Ok(bound);
         }
+        if let Some(expanded) = row_comparison(left, op, right)? {
+            return self.bind(&expanded, Some(SqlType::Bool));
+        }
         let bop = match op {
             BinaryOperator::Plus => BinOp::Add,
             BinaryOperator::Minus => BinOp::Sub,
@@ -942,6 +948,17 @@ impl<'a> Binder<'a> {
             BinOp::Concat => {
                 let (l, lt) = self.bind(left, Some(SqlType::Text))?;
                 let (r, rt) = self.bind(right, Some(SqlType::Text))?;
+                let stringy = |t: SqlType| {
+                    t.is_string()
+                        || matches!(t, SqlType::Unknown | SqlType::Bytea)
+                        || t.array_elem().is_some()
+                };
+                if !stringy(lt) && !stringy(rt) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: {} || {}", lt.name(), rt.name()),
+                    ));
+                }
                 let t = if lt == SqlType::Bytea && rt == SqlType::Bytea {
                     SqlType::Bytea
                 } else {
@@ -1570,6 +1587,92 @@ impl<'a> Binder<'a> {
     }
 }
 
+/// `(a, b, …) op (x, y, …)` as the scalar comparisons PostgreSQL's row comparison
+/// means: `=` all pairs equal, `<>` any pair unequal, and `<`, `<=`, `>`, `>=`
+/// lexicographic, decided by the first unequal pair (NULL when that pair has a NULL,
+/// which the AND/OR expansion keeps). `None` when the sides are not both row
+/// constructors.
+fn row_comparison(left: &Expr, op: &BinaryOperator, right: &Expr) -> Result<Option<Expr>> {
+    fn row(e: &Expr) -> Option<Vec<Expr>> {
+        match e {
+            Expr::Tuple(items) => Some(items.clone()),
+            Expr::Nested(inner) => row(inner),
+            // ROW(a, b, …)
+            Expr::Function(f) if object_name(&f.name) == "row" && f.over.is_none() => {
+                let ast::FunctionArguments::List(l) = &f.args else {
+                    return None;
+                };
+                l.args
+                    .iter()
+                    .map(|a| match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => None,
+        }
+    }
+    let (Some(l), Some(r)) = (row(left), row(right)) else {
+        return Ok(None);
+    };
+    if l.len() != r.len() {
+        return Err(Error::syntax(
+            "unequal number of entries in row expressions",
+        ));
+    }
+    if l.is_empty() {
+        return Err(Error::syntax("row comparison needs at least one column"));
+    }
+    let pair = |i: usize, op: BinaryOperator| Expr::BinaryOp {
+        left: Box::new(l[i].clone()),
+        op,
+        right: Box::new(r[i].clone()),
+    };
+    let join = |a: Expr, op: BinaryOperator, b: Expr| {
+        Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(a),
+            op,
+            right: Box::new(b),
+        }))
+    };
+    let n = l.len();
+    let expanded = match op {
+        BinaryOperator::Eq | BinaryOperator::NotEq => {
+            let combine = if *op == BinaryOperator::Eq {
+                BinaryOperator::And
+            } else {
+                BinaryOperator::Or
+            };
+            let mut acc = pair(0, op.clone());
+            for i in 1..n {
+                acc = join(acc, combine.clone(), pair(i, op.clone()));
+            }
+            acc
+        }
+        BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq => {
+            let strict = match op {
+                BinaryOperator::Lt | BinaryOperator::LtEq => BinaryOperator::Lt,
+                _ => BinaryOperator::Gt,
+            };
+            // From the last pair inwards: last uses `op` itself; each earlier pair is
+            // `a strict b OR (a = b AND rest)`.
+            let mut acc = pair(n - 1, op.clone());
+            for i in (0..n - 1).rev() {
+                let tie = join(pair(i, BinaryOperator::Eq), BinaryOperator::And, acc);
+                acc = join(pair(i, strict.clone()), BinaryOperator::Or, tie);
+            }
+            acc
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "operator {other} on row constructors"
+            )))
+        }
+    };
+    Ok(Some(expanded))
+}
+
 fn check_comparable(_l: &Scalar, _r: &Scalar, t: SqlType) -> Result<()> {
     let _ = t;
     Ok(())
@@ -2094,8 +2197,13 @@ impl Scalar {
                         Datum::Bytes(x)
                     }
                     BinOp::Concat => {
-                        let mut s = a.to_text(a.natural_type()).unwrap_or_default();
-                        s.push_str(&b.to_text(b.natural_type()).unwrap_or_default());
+                        // As a cast to text: booleans are `true` / `false` here.
+                        let text = |d: Datum| match d {
+                            Datum::Bool(b) => if b { "true" } else { "false" }.to_string(),
+                            d => d.to_text(d.natural_type()).unwrap_or_default(),
+                        };
+                        let mut s = text(a);
+                        s.push_str(&text(b));
                         Datum::Text(s)
                     }
                     _ => arith(*op, a, b, *ty)?,
@@ -2726,10 +2834,10 @@ fn eval_func(
                 Datum::Numeric(v)
             }
         }
-        "md5" => Datum::Text(format!(
-            "{:032x}",
-            simple_hash128(text_arg(&vals, 0).unwrap_or_default().as_bytes())
-        )),
+        "md5" => Datum::Text(match &vals[0] {
+            Datum::Bytes(b) => crate::sql::md5::hex_digest(b),
+            _ => crate::sql::md5::hex_digest(text_arg(&vals, 0).unwrap_or_default().as_bytes()),
+        }),
         "to_hex" => match vals[0] {
             Datum::Int(i) => Datum::Text(format!("{:x}", i)),
             _ => Datum::Null,
@@ -2838,16 +2946,6 @@ impl RoundPg for f64 {
     fn round_ties_even_pg(self) -> f64 {
         self.round_ties_even()
     }
-}
-
-fn simple_hash128(b: &[u8]) -> u128 {
-    // Not MD5: a stable 128-bit FNV-style hash (md5() is for ids, not security).
-    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for &c in b {
-        h ^= c as u128;
-        h = h.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    h
 }
 
 /// One field of a date or timestamp (`micros` since 1970-01-01), as EXTRACT returns it.
