@@ -403,6 +403,9 @@ fn plan_query(
     if q.with.is_some() {
         return Err(Error::unsupported("WITH is not supported yet"));
     }
+    if let Some(expanded) = crate::sql::grouping_sets::expand(q)? {
+        return plan_query(cat, db_id, &expanded, params);
+    }
     let (limit, offset) = match &q.limit_clause {
         Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
             (limit.clone(), offset.as_ref().map(|o| o.value.clone()))
@@ -497,12 +500,15 @@ fn plan_query(
             let mut columns = Vec::with_capacity(l.columns.len());
             // A bare NULL on one side takes the other side's type (`SELECT 1 UNION SELECT
             // NULL` is integer), as an untyped literal does in PostgreSQL.
-            let untyped = |p: &SelectPlan, i: usize| {
-                p.setop.is_none()
-                    && p.values.is_none()
-                    && !p.grouped
-                    && matches!(p.outputs.get(i), Some(Scalar::Const(Datum::Null)))
-            };
+            fn untyped(p: &SelectPlan, i: usize) -> bool {
+                match &p.setop {
+                    Some(so) => untyped(&so.left, i) && untyped(&so.right, i),
+                    None => {
+                        p.values.is_none()
+                            && matches!(p.outputs.get(i), Some(Scalar::Const(Datum::Null)))
+                    }
+                }
+            }
             for (i, (a, b)) in l.columns.iter().zip(&r.columns).enumerate() {
                 let a_ty = if untyped(&l, i) {
                     SqlType::Unknown

@@ -44,6 +44,7 @@ pub mod catalog;
 pub mod copy;
 pub mod exec;
 pub mod expr;
+pub mod grouping_sets;
 pub mod md5;
 pub mod pg_catalog;
 pub mod preparse;
