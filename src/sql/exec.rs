@@ -94,6 +94,9 @@ struct SelectPlan {
     columns: Vec<Column>,
     order: Vec<(SortKey, bool, bool)>,
     distinct: bool,
+    /// `DISTINCT ON`: the last this many `order` keys are its expressions; the first row
+    /// (in ORDER BY order) of each of their values is kept.
+    distinct_on: usize,
     limit: Option<Scalar>,
     offset: Option<Scalar>,
     values: Option<Vec<Vec<Scalar>>>,
@@ -720,9 +723,36 @@ fn plan_query(
         }
         None => None,
     };
-    let order = bind_order(
+    let item_texts: Vec<String> = items.iter().map(|(e, _)| e.to_string()).collect();
+    // DISTINCT ON (exprs): sorted by after ORDER BY, and the first row of each value kept.
+    let distinct_on_exprs: Vec<ast::OrderByExpr> = match &select.distinct {
+        Some(ast::Distinct::On(exprs)) => exprs
+            .iter()
+            .map(|e| ast::OrderByExpr {
+                expr: e.clone(),
+                options: ast::OrderByOptions {
+                    sort: None,
+                    nulls_first: None,
+                },
+                with_fill: None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (i, d) in distinct_on_exprs.iter().enumerate() {
+        if let Some(o) = order_exprs.get(i) {
+            if o.expr.to_string() != d.expr.to_string() {
+                return Err(Error::new(
+                    ErrorKind::InvalidColumnReference,
+                    "SELECT DISTINCT ON expressions must match initial ORDER BY expressions",
+                ));
+            }
+        }
+    }
+    let mut order = bind_order(
         &order_exprs,
         &columns,
+        &item_texts,
         &scope,
         params,
         if grouped {
@@ -731,11 +761,22 @@ fn plan_query(
             None
         },
     )?;
-    let distinct = match &select.distinct {
-        None => false,
-        Some(ast::Distinct::Distinct) => true,
-        Some(_) => return Err(Error::unsupported("DISTINCT ON is not supported yet")),
-    };
+    let distinct_on = distinct_on_exprs.len();
+    if distinct_on > 0 {
+        order.extend(bind_order(
+            &distinct_on_exprs,
+            &columns,
+            &item_texts,
+            &scope,
+            params,
+            if grouped {
+                Some((&mut aggs, grouped_cols.clone(), group_texts.clone()))
+            } else {
+                None
+            },
+        )?);
+    }
+    let distinct = matches!(select.distinct, Some(ast::Distinct::Distinct));
     if distinct && order.iter().any(|(k, _, _)| matches!(k, SortKey::Expr(_))) {
         return Err(Error::new(
             ErrorKind::InvalidColumnReference,
@@ -756,6 +797,7 @@ fn plan_query(
         columns,
         order,
         distinct,
+        distinct_on,
         limit: bind_opt(&limit, params)?,
         offset: bind_opt(&offset, params)?,
         values: None,
@@ -1147,7 +1189,7 @@ fn order_and_limit(
             ty: c.ty,
         })
         .collect();
-    plan.order = bind_order(order_exprs, columns, &scope, params, None)?;
+    plan.order = bind_order(order_exprs, columns, &[], &scope, params, None)?;
     plan.limit = bind_opt(limit, params)?;
     plan.offset = bind_opt(offset, params)?;
     Ok(plan)
@@ -1168,6 +1210,7 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         columns,
         order: Vec::new(),
         distinct: false,
+        distinct_on: 0,
         limit: None,
         offset: None,
         values: None,
@@ -1218,9 +1261,13 @@ fn resolve_output_ref(e: &Expr, items: &[(Expr, String)], scope: &[ScopeColumn])
     Ok(e.clone())
 }
 
+/// ORDER BY keys: a position or an output column's name is that output, as is an
+/// expression written exactly as a select item (`item_texts`); anything else is bound over
+/// the input.
 fn bind_order(
     order: &[ast::OrderByExpr],
     columns: &[Column],
+    item_texts: &[String],
     scope: &[ScopeColumn],
     params: &mut Vec<SqlType>,
     mut agg: Option<(&mut Vec<AggCall>, Vec<usize>, Vec<String>)>,
@@ -1254,6 +1301,10 @@ fn bind_order(
                         .position(|c| c.name == ident_name(id))
                         .unwrap(),
                 )
+            }
+            e if item_texts.iter().any(|t| *t == e.to_string()) => {
+                let text = e.to_string();
+                SortKey::Output(item_texts.iter().position(|t| *t == text).unwrap_or(0))
             }
             e => {
                 let mut b = Binder::new(scope, params);
@@ -3892,6 +3943,17 @@ impl<'a> Exec<'a> {
             let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
             produced.sort_by(|a, b| cmp_sort_keys(&a.1, &b.1, &dirs));
         }
+        if plan.distinct_on > 0 {
+            let first = plan.order.len() - plan.distinct_on;
+            let mut seen = HashSet::new();
+            produced.retain(|(_, keys)| {
+                let mut k = Vec::new();
+                for d in &keys[first..] {
+                    encode_key_datum(d, &mut k);
+                }
+                seen.insert(k)
+            });
+        }
         let (offset, limit) = self.offset_limit(plan)?;
         Ok(produced
             .into_iter()
@@ -3969,7 +4031,7 @@ impl<'a> Exec<'a> {
     /// How many rows a plan needs from its table when it only projects, filters and limits in
     /// primary key order (so the first rows of a primary key scan are the answer).
     fn pk_order_limit(&self, plan: &SelectPlan, t: &TableDesc) -> Result<Option<usize>> {
-        if plan.grouped || plan.distinct || plan.limit.is_none() {
+        if plan.grouped || plan.distinct || plan.distinct_on > 0 || plan.limit.is_none() {
             return Ok(None);
         }
         for (i, (key, desc, _)) in plan.order.iter().enumerate() {
