@@ -364,7 +364,11 @@ impl Datum {
             Datum::Timestamp(t) => s = format_timestamp(*t),
             Datum::TimestampTz(t) => {
                 s = format_timestamp(*t);
-                s.push_str("+00");
+                // The zone goes before a BC (`0044-03-15 12:00:00+00 BC`).
+                match s.strip_suffix(" BC") {
+                    Some(ad) => s = format!("{ad}+00 BC"),
+                    None => s.push_str("+00"),
+                }
             }
             Datum::Uuid(u) => s = format_uuid(u),
         }
@@ -777,9 +781,32 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+/// `s` without an `AD` / `BC` word, and whether it was `BC`.
+fn strip_era(s: &str) -> (std::borrow::Cow<'_, str>, bool) {
+    let is_era = |w: &str| w.eq_ignore_ascii_case("ad") || w.eq_ignore_ascii_case("bc");
+    if !s.split_whitespace().any(is_era) {
+        return (std::borrow::Cow::Borrowed(s), false);
+    }
+    let bc = s.split_whitespace().any(|w| w.eq_ignore_ascii_case("bc"));
+    let rest: Vec<&str> = s.split_whitespace().filter(|w| !is_era(w)).collect();
+    (std::borrow::Cow::Owned(rest.join(" ")), bc)
+}
+
 pub fn parse_date(s: &str) -> Option<i32> {
+    let (s, bc) = strip_era(s);
+    parse_ymd(&s, bc)
+}
+
+/// `YYYY-MM-DD`; with `bc`, the year counts back from 1 BC (year 0 in the proleptic
+/// calendar).
+fn parse_ymd(s: &str, bc: bool) -> Option<i32> {
     let mut parts = s.splitn(3, '-');
     let y: i64 = parts.next()?.trim().parse().ok()?;
+    let y = match bc {
+        true if y >= 1 => 1 - y,
+        true => return None,
+        false => y,
+    };
     let m: u32 = parts.next()?.trim().parse().ok()?;
     let d: u32 = parts.next()?.trim().parse().ok()?;
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
@@ -806,12 +833,13 @@ fn parse_date_with_time(s: &str) -> Option<i32> {
 /// Parses `YYYY-MM-DD[ |T]HH:MM[:SS[.ffffff]][Z|±HH[:MM]]`; returns micros and the offset in
 /// seconds when one was given.
 pub fn parse_timestamp(s: &str) -> Option<(i64, Option<i64>)> {
+    let (s, bc) = strip_era(s.trim());
     let s = s.trim();
     let (date, rest) = match s.find([' ', 'T']) {
         Some(i) => (&s[..i], s[i + 1..].trim()),
         None => (s, ""),
     };
-    let days = parse_date(date)? as i64;
+    let days = parse_ymd(date, bc)? as i64;
     let mut micros = days * MICROS_PER_DAY;
     if rest.is_empty() {
         return Some((micros, None));
@@ -873,6 +901,8 @@ pub fn format_timestamp(micros: i64) -> String {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let rem = micros.rem_euclid(MICROS_PER_DAY);
     let (y, m, d) = civil_from_days(days);
+    // 1 BC is year 0: PostgreSQL writes the year counted back, then BC.
+    let (y, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
     let secs = rem / 1_000_000;
     let frac = rem % 1_000_000;
     let mut s = format!(
@@ -885,6 +915,9 @@ pub fn format_timestamp(micros: i64) -> String {
         let f = format!("{frac:06}");
         s.push('.');
         s.push_str(f.trim_end_matches('0'));
+    }
+    if bc {
+        s.push_str(" BC");
     }
     s
 }
