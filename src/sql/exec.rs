@@ -2246,12 +2246,19 @@ fn agg_update_row(call: &AggCall, st: &mut AggState, r: &[Datum], cx: &EvalCtx) 
         Some(a) => a.eval(r, cx)?,
         None => Datum::Null,
     };
-    if call.func == AggFunc::ArrayAgg {
-        let keys = call
+    if matches!(call.func, AggFunc::ArrayAgg | AggFunc::StringAgg) {
+        if call.func == AggFunc::StringAgg && v.is_null() {
+            return Ok(());
+        }
+        let mut keys = call
             .order
             .iter()
             .map(|(k, _, _)| k.eval(r, cx))
             .collect::<Result<Vec<_>>>()?;
+        // string_agg: the row's delimiter rides after the sort keys.
+        if let Some(d) = &call.delimiter {
+            keys.push(d.eval(r, cx)?);
+        }
         if call.distinct {
             let mut k = Vec::new();
             encode_key_datum(&v, &mut k);
@@ -2334,7 +2341,10 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
         (AggFunc::BoolOr, Some(acc)) => {
             Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
         }
-        (AggFunc::CountStar | AggFunc::ArrayAgg | AggFunc::Variance { .. }, _) => {
+        (
+            AggFunc::CountStar | AggFunc::ArrayAgg | AggFunc::StringAgg | AggFunc::Variance { .. },
+            _,
+        ) => {
             unreachable!("handled above")
         }
     });
@@ -2437,6 +2447,33 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
         AggFunc::Variance { population, root } => {
             let values = st.items.iter().map(|(_, v)| v);
             variance(values, call.ty, population, root)?
+        }
+        AggFunc::StringAgg => {
+            if st.items.is_empty() {
+                return Ok(Datum::Null);
+            }
+            let mut items: Vec<&(Vec<Datum>, Datum)> = st.items.iter().collect();
+            if !call.order.is_empty() {
+                let dirs: Vec<(bool, bool)> = call.order.iter().map(|(_, d, n)| (*d, *n)).collect();
+                items.sort_by(|a, b| cmp_sort_keys(&a.0, &b.0, &dirs));
+            }
+            let mut out: Vec<u8> = Vec::new();
+            for (i, (keys, v)) in items.iter().enumerate() {
+                let bytes = |d: &Datum| match d {
+                    Datum::Bytes(b) => b.clone(),
+                    Datum::Null => Vec::new(),
+                    d => d.to_text(d.natural_type()).unwrap_or_default().into_bytes(),
+                };
+                if i > 0 {
+                    out.extend(keys.last().map(bytes).unwrap_or_default());
+                }
+                out.extend(bytes(v));
+            }
+            if call.ty == SqlType::Bytea {
+                Datum::Bytes(out)
+            } else {
+                Datum::Text(String::from_utf8_lossy(&out).into_owned())
+            }
         }
         AggFunc::ArrayAgg => {
             if st.items.is_empty() {

@@ -40,6 +40,9 @@ pub enum AggFunc {
     BoolOr,
     /// `array_agg(x [ORDER BY …])`: every value, NULLs too, in `order` (else input) order.
     ArrayAgg,
+    /// `string_agg(value, delimiter [ORDER BY …])`: the non-NULL values joined, each
+    /// after its own row's delimiter (none before the first).
+    StringAgg,
     /// `var_pop` / `var_samp` (`variance`), `stddev_pop` / `stddev_samp` (`stddev`): the
     /// values are kept and the result computed at the end, in numeric (exact input) or
     /// double precision (float input).
@@ -60,6 +63,8 @@ pub struct AggCall {
     pub order: Vec<(Scalar, bool, bool)>,
     /// `FILTER (WHERE …)`: only rows for which it is true reach the aggregate.
     pub filter: Option<Scalar>,
+    /// `string_agg`'s delimiter (evaluated per row: it goes before that row's value).
+    pub delimiter: Option<Scalar>,
 }
 
 /// A window function.
@@ -307,6 +312,7 @@ pub fn is_agg_name(n: &str) -> bool {
             | "bool_or"
             | "every"
             | "array_agg"
+            | "string_agg"
             | "stddev"
             | "stddev_samp"
             | "stddev_pop"
@@ -1085,8 +1091,37 @@ impl<'a> Binder<'a> {
         distinct: bool,
         order_by: &[ast::OrderByExpr],
     ) -> Result<AggCall> {
+        let mut delimiter = None;
         let (func, arg, arg_ty) = if name == "count" && (star || args.is_empty()) {
             (AggFunc::CountStar, None, SqlType::Int8)
+        } else if name == "string_agg" {
+            if args.len() != 2 {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    "function string_agg takes two arguments",
+                ));
+            }
+            self.in_agg = true;
+            let value = self.bind(&args[0], Some(SqlType::Text));
+            let delim = self.bind(&args[1], Some(SqlType::Text));
+            self.in_agg = false;
+            let ((v, vt), (d, dt)) = (value?, delim?);
+            let bytes = vt == SqlType::Bytea;
+            for t in [vt, dt] {
+                if !(t.is_string() || t == SqlType::Unknown || (bytes && t == SqlType::Bytea)) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!(
+                            "function string_agg({}, {}) does not exist",
+                            vt.name(),
+                            dt.name()
+                        ),
+                    ));
+                }
+            }
+            let ty = if bytes { SqlType::Bytea } else { SqlType::Text };
+            delimiter = Some(coerce_literal(d, ty)?);
+            (AggFunc::StringAgg, Some(coerce_literal(v, ty)?), ty)
         } else {
             if args.len() != 1 {
                 return Err(Error::new(
@@ -1151,6 +1186,7 @@ impl<'a> Binder<'a> {
                 }
             },
             AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
+            AggFunc::StringAgg => arg_ty,
             AggFunc::Variance { .. } => match arg_ty {
                 SqlType::Float4 | SqlType::Float8 | SqlType::Unknown => SqlType::Float8,
                 t if t.is_numeric_family() => SqlType::Numeric,
@@ -1175,7 +1211,7 @@ impl<'a> Binder<'a> {
                 }
             }
         };
-        if !order_by.is_empty() && func != AggFunc::ArrayAgg {
+        if !order_by.is_empty() && !matches!(func, AggFunc::ArrayAgg | AggFunc::StringAgg) {
             return Err(Error::unsupported(format!("ORDER BY in {name}()")));
         }
         let mut order = Vec::with_capacity(order_by.len());
@@ -1194,6 +1230,7 @@ impl<'a> Binder<'a> {
             arg_ty,
             order,
             filter: None,
+            delimiter,
         })
     }
 
@@ -1489,6 +1526,10 @@ impl<'a> Binder<'a> {
             "btrim" | "ltrim" | "rtrim" | "substr" | "substring" if first == SqlType::Bytea => {
                 SqlType::Bytea
             }
+            "get_bit" | "get_byte" => SqlType::Int4,
+            "bit_count" => SqlType::Int8,
+            "set_bit" | "set_byte" | "decode" | "convert_to" => SqlType::Bytea,
+            "encode" | "convert_from" => SqlType::Text,
             "lower" | "upper" | "btrim" | "ltrim" | "rtrim" | "concat" | "substr" | "substring"
             | "replace" | "repeat" | "left" | "right" | "reverse" | "md5" | "version"
             | "current_database" | "current_user" | "current_schema" | "lpad" | "rpad"
@@ -1576,6 +1617,35 @@ impl<'a> Binder<'a> {
                 ))
             }
         };
+        // Functions over bytea read an untyped literal first argument as bytea.
+        if matches!(
+            name.as_str(),
+            "get_bit"
+                | "get_byte"
+                | "set_bit"
+                | "set_byte"
+                | "bit_count"
+                | "encode"
+                | "convert_from"
+        ) {
+            if let Some(first) = bound.first_mut() {
+                let taken = std::mem::replace(first, Scalar::Const(Datum::Null));
+                *first = coerce_literal(taken, SqlType::Bytea)?;
+            }
+            if !matches!(types.first(), Some(SqlType::Bytea | SqlType::Unknown)) {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!(
+                        "function {name}({}) does not exist",
+                        types
+                            .iter()
+                            .map(|t| t.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
         // Untyped literals in coalesce & co. take the common type.
         if matches!(name.as_str(), "coalesce" | "greatest" | "least" | "nullif") {
             for s in bound.iter_mut() {
@@ -2552,6 +2622,21 @@ fn eval_func(
             _ => return Err(Error::mismatch("~: an integer expected")),
         },
         "cbrt" => Datum::Float(to_f64(&vals[0]).unwrap_or(0.0).cbrt()),
+        "get_bit" | "get_byte" | "set_bit" | "set_byte" | "bit_count" | "encode"
+        | "convert_from" => crate::sql::bytea_functions::eval(name, &vals)?,
+        "decode" => {
+            let (Some(text), Some(format)) = (text_arg(&vals, 0), text_arg(&vals, 1)) else {
+                return Ok(Datum::Null);
+            };
+            Datum::Bytes(crate::sql::bytea_functions::decode(&text, &format)?)
+        }
+        "convert_to" => {
+            let (Some(text), Some(encoding)) = (text_arg(&vals, 0), text_arg(&vals, 1)) else {
+                return Ok(Datum::Null);
+            };
+            crate::sql::bytea_functions::check_encoding(&encoding)?;
+            Datum::Bytes(text.into_bytes())
+        }
         "btrim" | "ltrim" | "rtrim" => {
             let s = text_arg(&vals, 0).unwrap_or_default();
             let set: Vec<char> = text_arg(&vals, 1)

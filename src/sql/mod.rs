@@ -40,6 +40,7 @@
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
 
+pub mod bytea_functions;
 pub mod catalog;
 pub mod copy;
 pub mod exec;

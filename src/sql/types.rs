@@ -504,31 +504,7 @@ impl Datum {
                 _ => return Err(invalid()),
             },
             SqlType::Text | SqlType::Varchar | SqlType::Unknown => Datum::Text(s.to_string()),
-            SqlType::Bytea => {
-                if let Some(hex) = s.strip_prefix("\\x") {
-                    let mut out = Vec::with_capacity(hex.len() / 2);
-                    let bytes = hex.as_bytes();
-                    if bytes.len() % 2 != 0 {
-                        return Err(Error::new(
-                            crate::error::ErrorKind::InvalidParameterValue,
-                            "invalid hexadecimal data: odd number of digits",
-                        ));
-                    }
-                    for pair in bytes.chunks(2) {
-                        let h = std::str::from_utf8(pair).map_err(|_| invalid())?;
-                        out.push(u8::from_str_radix(h, 16).map_err(|_| {
-                            let bad = h.chars().find(|c| !c.is_ascii_hexdigit()).unwrap_or('?');
-                            Error::new(
-                                crate::error::ErrorKind::InvalidParameterValue,
-                                format!("invalid hexadecimal digit: \"{bad}\""),
-                            )
-                        })?);
-                    }
-                    Datum::Bytes(out)
-                } else {
-                    Datum::Bytes(s.as_bytes().to_vec())
-                }
-            }
+            SqlType::Bytea => Datum::Bytes(parse_bytea(s)?),
             SqlType::Numeric => {
                 let d = t
                     .parse::<Decimal>()
@@ -649,6 +625,73 @@ impl Datum {
             _ => None,
         }
     }
+}
+
+/// PostgreSQL's bytea input: `\x` then hex digit pairs (whitespace between pairs
+/// allowed), else the escape format: `\\` is a backslash, `\ooo` an octal byte,
+/// anything else itself.
+pub fn parse_bytea(s: &str) -> Result<Vec<u8>> {
+    let invalid = || {
+        Error::new(
+            crate::error::ErrorKind::InvalidTextRepresentation,
+            "invalid input syntax for type bytea",
+        )
+    };
+    if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        let digit = |c: u8| -> Result<u8> {
+            (c as char).to_digit(16).map(|d| d as u8).ok_or_else(|| {
+                Error::new(
+                    crate::error::ErrorKind::InvalidParameterValue,
+                    format!("invalid hexadecimal digit: \"{}\"", c as char),
+                )
+            })
+        };
+        let bytes = hex.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len() / 2);
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii_whitespace() {
+                i += 1;
+                continue;
+            }
+            let high = digit(bytes[i])?;
+            let Some(&low) = bytes.get(i + 1) else {
+                return Err(Error::new(
+                    crate::error::ErrorKind::InvalidParameterValue,
+                    "invalid hexadecimal data: odd number of digits",
+                ));
+            };
+            out.push(high << 4 | digit(low)?);
+            i += 2;
+        }
+        return Ok(out);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = bytes.get(i + 1..i + 4).ok_or_else(invalid)?;
+            if !(b'0'..=b'3').contains(&octal[0])
+                || !octal[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                return Err(invalid());
+            }
+            out.push(
+                octal
+                    .iter()
+                    .fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')),
+            );
+            i += 4;
+        }
+    }
+    Ok(out)
 }
 
 /// The error for text that is not a valid date/timestamp: 22008 when it has the shape of
