@@ -1534,9 +1534,9 @@ impl<'a> Binder<'a> {
             | "replace" | "repeat" | "left" | "right" | "reverse" | "md5" | "version"
             | "current_database" | "current_user" | "current_schema" | "lpad" | "rpad"
             | "initcap" | "to_hex" | "current_setting" => SqlType::Text,
-            "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "ascii" => {
-                SqlType::Int4
-            }
+            "length" | "char_length" | "character_length" | "octet_length" | "bit_length"
+            | "strpos" | "ascii" => SqlType::Int4,
+            "concat_ws" | "split_part" => SqlType::Text,
             "date_part" => SqlType::Float8,
             "abs" | "sign" => {
                 if first == SqlType::Unknown {
@@ -2462,6 +2462,7 @@ fn eval_func(
     let strict_null = !matches!(
         name,
         "concat"
+            | "concat_ws"
             | "greatest"
             | "least"
             | "nullif"
@@ -2530,6 +2531,51 @@ fn eval_func(
             Datum::Bytes(b) => Datum::Int(b.len() as i64),
             _ => Datum::Int(text_arg(&vals, 0).unwrap_or_default().len() as i64),
         },
+        "bit_length" => match &vals[0] {
+            Datum::Bytes(b) => Datum::Int(b.len() as i64 * 8),
+            _ => Datum::Int(text_arg(&vals, 0).unwrap_or_default().len() as i64 * 8),
+        },
+        "concat_ws" => {
+            // The separator NULL makes NULL; NULL values are skipped.
+            let Some(sep) = text_arg(&vals, 0).filter(|_| !vals[0].is_null()) else {
+                return Ok(Datum::Null);
+            };
+            let parts: Vec<String> = vals[1..]
+                .iter()
+                .filter_map(|v| v.to_text(v.natural_type()))
+                .collect();
+            Datum::Text(parts.join(&sep))
+        }
+        "split_part" => {
+            nargs(3)?;
+            let s = text_arg(&vals, 0).unwrap_or_default();
+            let delim = text_arg(&vals, 1).unwrap_or_default();
+            let n = match vals[2] {
+                Datum::Int(n) => n,
+                _ => return Err(Error::mismatch("split_part: an integer field position")),
+            };
+            if n == 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "field position must not be zero",
+                ));
+            }
+            let fields: Vec<&str> = if delim.is_empty() {
+                vec![s.as_str()]
+            } else {
+                s.split(delim.as_str()).collect()
+            };
+            // A negative position counts from the end (PostgreSQL 14).
+            let index = if n > 0 {
+                (n - 1) as usize
+            } else {
+                match fields.len().checked_sub(n.unsigned_abs() as usize) {
+                    Some(i) => i,
+                    None => usize::MAX,
+                }
+            };
+            Datum::Text(fields.get(index).map(|f| f.to_string()).unwrap_or_default())
+        }
         "ascii" => Datum::Int(
             text_arg(&vals, 0)
                 .unwrap_or_default()
