@@ -1536,7 +1536,7 @@ impl<'a> Binder<'a> {
             | "initcap" | "to_hex" | "current_setting" => SqlType::Text,
             "length" | "char_length" | "character_length" | "octet_length" | "bit_length"
             | "strpos" | "ascii" => SqlType::Int4,
-            "concat_ws" | "split_part" => SqlType::Text,
+            "concat_ws" | "split_part" | "format" => SqlType::Text,
             "date_part" => SqlType::Float8,
             "abs" | "sign" => {
                 if first == SqlType::Unknown {
@@ -2425,6 +2425,104 @@ fn align(a: Datum, b: Datum) -> Result<(Datum, Datum)> {
     })
 }
 
+/// PostgreSQL's `format(fmt, args…)`: `%s` (the value's text, NULL as nothing), `%I`
+/// (quoted as an identifier when it needs to be), `%L` (quoted as a literal, NULL as
+/// `NULL`), `%%`, and positions (`%2$s`); width and the `-` flag are not supported.
+fn format_sql(fmt: &str, args: &[Datum]) -> Result<String> {
+    let too_few = || {
+        Error::new(
+            ErrorKind::InvalidParameterValue,
+            "too few arguments for format()",
+        )
+    };
+    let mut out = String::new();
+    let mut chars = fmt.chars().peekable();
+    let mut next = 0usize;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        // An optional `n$` position.
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        let index = if digits.is_empty() {
+            next
+        } else if chars.peek() == Some(&'$') {
+            chars.next();
+            let n: usize = digits.parse().map_err(|_| too_few())?;
+            if n == 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "format specifies argument 0, but arguments are numbered from 1",
+                ));
+            }
+            n - 1
+        } else {
+            return Err(Error::unsupported("a width in format()"));
+        };
+        let conversion = chars.next().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidParameterValue,
+                "unterminated format() type specifier",
+            )
+        })?;
+        let value = args.get(index).ok_or_else(too_few)?;
+        next = index + 1;
+        let text = value.to_text(value.natural_type());
+        match conversion {
+            's' => out.push_str(&text.unwrap_or_default()),
+            'I' => {
+                let Some(t) = text else {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        "null values cannot be formatted as an SQL identifier",
+                    ));
+                };
+                let plain = t
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && t.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if plain {
+                    out.push_str(&t);
+                } else {
+                    out.push('"');
+                    out.push_str(&t.replace('"', "\"\""));
+                    out.push('"');
+                }
+            }
+            'L' => match text {
+                None => out.push_str("NULL"),
+                Some(t) => {
+                    if t.contains('\\') {
+                        out.push('E');
+                    }
+                    out.push('\'');
+                    out.push_str(&t.replace('\\', "\\\\").replace('\'', "''"));
+                    out.push('\'');
+                }
+            },
+            other => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("unrecognized format() type specifier \"{other}\""),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn text_arg(args: &[Datum], i: usize) -> Option<String> {
     args.get(i).and_then(|d| d.to_text(d.natural_type()))
 }
@@ -2462,6 +2560,7 @@ fn eval_func(
     let strict_null = !matches!(
         name,
         "concat"
+            | "format"
             | "concat_ws"
             | "greatest"
             | "least"
@@ -2534,6 +2633,13 @@ fn eval_func(
         "bit_length" => match &vals[0] {
             Datum::Bytes(b) => Datum::Int(b.len() as i64 * 8),
             _ => Datum::Int(text_arg(&vals, 0).unwrap_or_default().len() as i64 * 8),
+        },
+        "format" => match vals.first() {
+            Some(Datum::Null) | None => Datum::Null,
+            Some(f) => Datum::Text(format_sql(
+                &f.to_text(f.natural_type()).unwrap_or_default(),
+                &vals[1..],
+            )?),
         },
         "concat_ws" => {
             // The separator NULL makes NULL; NULL values are skipped.
