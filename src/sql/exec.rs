@@ -94,6 +94,9 @@ struct SelectPlan {
     columns: Vec<Column>,
     order: Vec<(SortKey, bool, bool)>,
     distinct: bool,
+    /// `DISTINCT ON`: the last this many `order` keys are its expressions; the first row
+    /// (in ORDER BY order) of each of their values is kept.
+    distinct_on: usize,
     limit: Option<Scalar>,
     offset: Option<Scalar>,
     values: Option<Vec<Vec<Scalar>>>,
@@ -160,6 +163,7 @@ fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
             name: c.name.clone(),
             ty: c.ty,
             hidden: c.hidden,
+            star_order: 0,
         })
         .collect()
 }
@@ -402,6 +406,9 @@ fn plan_query(
     if q.with.is_some() {
         return Err(Error::unsupported("WITH is not supported yet"));
     }
+    if let Some(expanded) = crate::sql::grouping_sets::expand(q)? {
+        return plan_query(cat, db_id, &expanded, params);
+    }
     let (limit, offset) = match &q.limit_clause {
         Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
             (limit.clone(), offset.as_ref().map(|o| o.value.clone()))
@@ -469,14 +476,54 @@ fn plan_query(
             let l = plan_select(cat, db_id, &side(left), params)?;
             let r = plan_select(cat, db_id, &side(right), params)?;
             let name = op.to_string().to_uppercase();
+            // ORDER BY of a set operation names result columns (or their positions) only.
+            for o in &order_exprs {
+                if !matches!(
+                    &o.expr,
+                    Expr::Identifier(_)
+                        | Expr::Value(ast::ValueWithSpan {
+                            value: ast::Value::Number(..),
+                            ..
+                        })
+                ) {
+                    return Err(Error::new(
+                        ErrorKind::FeatureNotSupported,
+                        "invalid UNION/INTERSECT/EXCEPT ORDER BY clause",
+                    )
+                    .with_detail(
+                        "Only result column names can be used, not expressions or functions.",
+                    ));
+                }
+            }
             if l.columns.len() != r.columns.len() {
                 return Err(Error::syntax(format!(
                     "each {name} query must have the same number of columns"
                 )));
             }
             let mut columns = Vec::with_capacity(l.columns.len());
-            for (a, b) in l.columns.iter().zip(&r.columns) {
-                let ty = set_op_type(a.ty, b.ty).ok_or_else(|| {
+            // A bare NULL on one side takes the other side's type (`SELECT 1 UNION SELECT
+            // NULL` is integer), as an untyped literal does in PostgreSQL.
+            fn untyped(p: &SelectPlan, i: usize) -> bool {
+                match &p.setop {
+                    Some(so) => untyped(&so.left, i) && untyped(&so.right, i),
+                    None => {
+                        p.values.is_none()
+                            && matches!(p.outputs.get(i), Some(Scalar::Const(Datum::Null)))
+                    }
+                }
+            }
+            for (i, (a, b)) in l.columns.iter().zip(&r.columns).enumerate() {
+                let a_ty = if untyped(&l, i) {
+                    SqlType::Unknown
+                } else {
+                    a.ty
+                };
+                let b_ty = if untyped(&r, i) {
+                    SqlType::Unknown
+                } else {
+                    b.ty
+                };
+                let ty = set_op_type(a_ty, b_ty).ok_or_else(|| {
                     Error::mismatch(format!(
                         "{name} types {} and {} cannot be matched",
                         a.ty.name(),
@@ -557,7 +604,10 @@ fn plan_query(
                 }
             }
             SelectItem::Wildcard(_) if table.is_none() && !scope.is_empty() => {
-                for c in scope.iter().filter(|c| !c.hidden) {
+                let mut visible: Vec<&ScopeColumn> = scope.iter().filter(|c| !c.hidden).collect();
+                // JOIN … USING columns first (a stable sort keeps the rest in order).
+                visible.sort_by_key(|c| c.star_order);
+                for c in visible {
                     let e = match &c.table {
                         Some(t) => Expr::CompoundIdentifier(vec![
                             ast::Ident::with_quote('"', t.clone()),
@@ -673,9 +723,36 @@ fn plan_query(
         }
         None => None,
     };
-    let order = bind_order(
+    let item_texts: Vec<String> = items.iter().map(|(e, _)| e.to_string()).collect();
+    // DISTINCT ON (exprs): sorted by after ORDER BY, and the first row of each value kept.
+    let distinct_on_exprs: Vec<ast::OrderByExpr> = match &select.distinct {
+        Some(ast::Distinct::On(exprs)) => exprs
+            .iter()
+            .map(|e| ast::OrderByExpr {
+                expr: e.clone(),
+                options: ast::OrderByOptions {
+                    sort: None,
+                    nulls_first: None,
+                },
+                with_fill: None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (i, d) in distinct_on_exprs.iter().enumerate() {
+        if let Some(o) = order_exprs.get(i) {
+            if o.expr.to_string() != d.expr.to_string() {
+                return Err(Error::new(
+                    ErrorKind::InvalidColumnReference,
+                    "SELECT DISTINCT ON expressions must match initial ORDER BY expressions",
+                ));
+            }
+        }
+    }
+    let mut order = bind_order(
         &order_exprs,
         &columns,
+        &item_texts,
         &scope,
         params,
         if grouped {
@@ -684,11 +761,22 @@ fn plan_query(
             None
         },
     )?;
-    let distinct = match &select.distinct {
-        None => false,
-        Some(ast::Distinct::Distinct) => true,
-        Some(_) => return Err(Error::unsupported("DISTINCT ON is not supported yet")),
-    };
+    let distinct_on = distinct_on_exprs.len();
+    if distinct_on > 0 {
+        order.extend(bind_order(
+            &distinct_on_exprs,
+            &columns,
+            &item_texts,
+            &scope,
+            params,
+            if grouped {
+                Some((&mut aggs, grouped_cols.clone(), group_texts.clone()))
+            } else {
+                None
+            },
+        )?);
+    }
+    let distinct = matches!(select.distinct, Some(ast::Distinct::Distinct));
     if distinct && order.iter().any(|(k, _, _)| matches!(k, SortKey::Expr(_))) {
         return Err(Error::new(
             ErrorKind::InvalidColumnReference,
@@ -709,6 +797,7 @@ fn plan_query(
         columns,
         order,
         distinct,
+        distinct_on,
         limit: bind_opt(&limit, params)?,
         offset: bind_opt(&offset, params)?,
         values: None,
@@ -806,6 +895,7 @@ fn plan_relation(
             let table = alias.as_ref().map(|a| ident_name(&a.name));
             let scope = vec![ScopeColumn {
                 hidden: false,
+                star_order: 0,
                 table: Some(table.unwrap_or_else(|| "generate_series".into())),
                 name: col,
                 ty,
@@ -885,6 +975,7 @@ fn plan_relation(
                 .enumerate()
                 .map(|(i, c)| ScopeColumn {
                     hidden: false,
+                    star_order: 0,
                     table: alias_name.clone(),
                     name: renamed.get(i).cloned().unwrap_or_else(|| c.name.clone()),
                     ty: c.ty,
@@ -916,6 +1007,7 @@ fn virtual_input(
         .iter()
         .map(|c| ScopeColumn {
             hidden: false,
+            star_order: 0,
             table: Some(table.clone()),
             name: c.name.clone(),
             ty: c.ty,
@@ -1028,7 +1120,8 @@ fn using_condition(
     names: &[String],
 ) -> Result<Option<Scalar>> {
     let mut cond: Option<Scalar> = None;
-    for n in names {
+    let base = scope.iter().map(|c| c.star_order).min().unwrap_or(0).min(0);
+    for (position, n) in names.iter().enumerate() {
         let left: Vec<usize> = (0..left_len)
             .filter(|&i| !scope[i].hidden && scope[i].name == *n)
             .collect();
@@ -1060,6 +1153,8 @@ fn using_condition(
                 )
             })?;
         scope[ri].hidden = true;
+        // `*` lists the USING columns first, in USING order, then the rest.
+        scope[li].star_order = base - (names.len() - position) as i64;
         let eq = Scalar::Binary(
             BinOp::Eq,
             Box::new(Scalar::Column(li)),
@@ -1088,12 +1183,13 @@ fn order_and_limit(
         .iter()
         .map(|c| ScopeColumn {
             hidden: false,
+            star_order: 0,
             table: None,
             name: c.name.clone(),
             ty: c.ty,
         })
         .collect();
-    plan.order = bind_order(order_exprs, columns, &scope, params, None)?;
+    plan.order = bind_order(order_exprs, columns, &[], &scope, params, None)?;
     plan.limit = bind_opt(limit, params)?;
     plan.offset = bind_opt(offset, params)?;
     Ok(plan)
@@ -1114,6 +1210,7 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         columns,
         order: Vec::new(),
         distinct: false,
+        distinct_on: 0,
         limit: None,
         offset: None,
         values: None,
@@ -1164,9 +1261,13 @@ fn resolve_output_ref(e: &Expr, items: &[(Expr, String)], scope: &[ScopeColumn])
     Ok(e.clone())
 }
 
+/// ORDER BY keys: a position or an output column's name is that output, as is an
+/// expression written exactly as a select item (`item_texts`); anything else is bound over
+/// the input.
 fn bind_order(
     order: &[ast::OrderByExpr],
     columns: &[Column],
+    item_texts: &[String],
     scope: &[ScopeColumn],
     params: &mut Vec<SqlType>,
     mut agg: Option<(&mut Vec<AggCall>, Vec<usize>, Vec<String>)>,
@@ -1201,6 +1302,10 @@ fn bind_order(
                         .unwrap(),
                 )
             }
+            e if item_texts.iter().any(|t| *t == e.to_string()) => {
+                let text = e.to_string();
+                SortKey::Output(item_texts.iter().position(|t| *t == text).unwrap_or(0))
+            }
             e => {
                 let mut b = Binder::new(scope, params);
                 if let Some((aggs, cols, texts)) = agg.as_mut() {
@@ -1220,20 +1325,7 @@ fn contains_agg(e: &Expr) -> bool {
     match e {
         Expr::Function(f) => {
             let n = object_name(&f.name);
-            if f.over.is_none()
-                && matches!(
-                    n.as_str(),
-                    "count"
-                        | "sum"
-                        | "min"
-                        | "max"
-                        | "avg"
-                        | "bool_and"
-                        | "bool_or"
-                        | "every"
-                        | "array_agg"
-                )
-            {
+            if f.over.is_none() && crate::sql::expr::is_agg_name(n.as_str()) {
                 return true;
             }
             match &f.args {
@@ -2174,16 +2266,28 @@ struct AggState {
 
 /// Feeds input row `r` to aggregate `call`.
 fn agg_update_row(call: &AggCall, st: &mut AggState, r: &[Datum], cx: &EvalCtx) -> Result<()> {
+    if let Some(filter) = &call.filter {
+        if !filter.eval_bool(r, cx)? {
+            return Ok(());
+        }
+    }
     let v = match &call.arg {
         Some(a) => a.eval(r, cx)?,
         None => Datum::Null,
     };
-    if call.func == AggFunc::ArrayAgg {
-        let keys = call
+    if matches!(call.func, AggFunc::ArrayAgg | AggFunc::StringAgg) {
+        if call.func == AggFunc::StringAgg && v.is_null() {
+            return Ok(());
+        }
+        let mut keys = call
             .order
             .iter()
             .map(|(k, _, _)| k.eval(r, cx))
             .collect::<Result<Vec<_>>>()?;
+        // string_agg: the row's delimiter rides after the sort keys.
+        if let Some(d) = &call.delimiter {
+            keys.push(d.eval(r, cx)?);
+        }
         if call.distinct {
             let mut k = Vec::new();
             encode_key_datum(&v, &mut k);
@@ -2213,6 +2317,10 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
         }
     }
     st.count += 1;
+    if let AggFunc::Variance { .. } = call.func {
+        st.items.push((Vec::new(), v));
+        return Ok(());
+    }
     st.value = Some(match (call.func, st.value.take()) {
         (_, None) => match call.func {
             AggFunc::Sum | AggFunc::Avg => match v {
@@ -2262,9 +2370,95 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
         (AggFunc::BoolOr, Some(acc)) => {
             Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
         }
-        (AggFunc::CountStar | AggFunc::ArrayAgg, _) => unreachable!("handled above"),
+        (
+            AggFunc::CountStar | AggFunc::ArrayAgg | AggFunc::StringAgg | AggFunc::Variance { .. },
+            _,
+        ) => {
+            unreachable!("handled above")
+        }
     });
     Ok(())
+}
+
+/// The population or sample variance (or its square root) of non-NULL `values`, in
+/// numeric or double precision as `ty` says; NULL without enough values (none, or one
+/// for a sample).
+fn variance<'v>(
+    values: impl Iterator<Item = &'v Datum> + Clone,
+    ty: SqlType,
+    population: bool,
+    root: bool,
+) -> Result<Datum> {
+    use rust_decimal::Decimal;
+    let n = values.clone().count();
+    let divisor = if population { n } else { n.saturating_sub(1) };
+    if divisor == 0 {
+        return Ok(Datum::Null);
+    }
+    if ty == SqlType::Float8 {
+        let xs: Vec<f64> = values
+            .map(|v| match v.clone().cast(SqlType::Float8)? {
+                Datum::Float(f) => Ok(f),
+                _ => Err(Error::mismatch("variance of a non-number")),
+            })
+            .collect::<Result<_>>()?;
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / divisor as f64;
+        return Ok(Datum::Float(if root { var.sqrt() } else { var }));
+    }
+    let xs: Vec<Decimal> = values
+        .map(|v| match v.clone().cast(SqlType::Numeric)? {
+            Datum::Numeric(d) => Ok(d),
+            _ => Err(Error::mismatch("variance of a non-number")),
+        })
+        .collect::<Result<_>>()?;
+    let overflow = || Error::out_of_range("value overflows numeric format");
+    let mut sum = Decimal::ZERO;
+    for x in &xs {
+        sum = sum.checked_add(*x).ok_or_else(overflow)?;
+    }
+    let mean = crate::sql::expr::numeric_div(sum, Decimal::from(n as u64))?;
+    let mut squares = Decimal::ZERO;
+    for x in &xs {
+        let d = x.checked_sub(mean).ok_or_else(overflow)?;
+        squares = squares
+            .checked_add(d.checked_mul(d).ok_or_else(overflow)?)
+            .ok_or_else(overflow)?;
+    }
+    let var = crate::sql::expr::numeric_div(squares, Decimal::from(divisor as u64))?;
+    let out = if root { decimal_sqrt(var) } else { var };
+    Ok(Datum::Numeric(if out.is_zero() {
+        Decimal::ZERO
+    } else {
+        out.normalize()
+    }))
+}
+
+/// The square root of non-negative `v` to rust_decimal's precision: a double precision
+/// estimate refined by Newton's method.
+fn decimal_sqrt(v: rust_decimal::Decimal) -> rust_decimal::Decimal {
+    use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+    use rust_decimal::Decimal;
+    if v <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    let estimate = v.to_f64().map(f64::sqrt).and_then(Decimal::from_f64);
+    let mut x = match estimate {
+        Some(x) if !x.is_zero() => x,
+        _ => return Decimal::ZERO,
+    };
+    let two = Decimal::TWO;
+    for _ in 0..4 {
+        let Some(q) = v.checked_div(x) else { break };
+        let Some(next) = x.checked_add(q).and_then(|s| s.checked_div(two)) else {
+            break;
+        };
+        if next == x {
+            break;
+        }
+        x = next;
+    }
+    x
 }
 
 fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
@@ -2279,6 +2473,37 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
             )?),
             Some(other) => other.clone(),
         },
+        AggFunc::Variance { population, root } => {
+            let values = st.items.iter().map(|(_, v)| v);
+            variance(values, call.ty, population, root)?
+        }
+        AggFunc::StringAgg => {
+            if st.items.is_empty() {
+                return Ok(Datum::Null);
+            }
+            let mut items: Vec<&(Vec<Datum>, Datum)> = st.items.iter().collect();
+            if !call.order.is_empty() {
+                let dirs: Vec<(bool, bool)> = call.order.iter().map(|(_, d, n)| (*d, *n)).collect();
+                items.sort_by(|a, b| cmp_sort_keys(&a.0, &b.0, &dirs));
+            }
+            let mut out: Vec<u8> = Vec::new();
+            for (i, (keys, v)) in items.iter().enumerate() {
+                let bytes = |d: &Datum| match d {
+                    Datum::Bytes(b) => b.clone(),
+                    Datum::Null => Vec::new(),
+                    d => d.to_text(d.natural_type()).unwrap_or_default().into_bytes(),
+                };
+                if i > 0 {
+                    out.extend(keys.last().map(bytes).unwrap_or_default());
+                }
+                out.extend(bytes(v));
+            }
+            if call.ty == SqlType::Bytea {
+                Datum::Bytes(out)
+            } else {
+                Datum::Text(String::from_utf8_lossy(&out).into_owned())
+            }
+        }
         AggFunc::ArrayAgg => {
             if st.items.is_empty() {
                 return Ok(Datum::Null);
@@ -3523,6 +3748,18 @@ impl<'a> Exec<'a> {
     }
 
     async fn run_plan(&mut self, plan: &SelectPlan) -> Result<Vec<Vec<Datum>>> {
+        // A WHERE clause false for every row (`WHERE 1 = 0`) reads nothing: without this,
+        // `generate_series(1, 100000000) WHERE 1 = 0` would build every row first.
+        if let Some(f) = &plan.filter {
+            if plan.values.is_none()
+                && plan.setop.is_none()
+                && plan.series.is_none()
+                && f.is_row_independent()
+                && !f.eval_bool(&[], &self.cx)?
+            {
+                return self.finish_plan(plan, Vec::new()).await;
+            }
+        }
         // Input rows.
         let input: Vec<Vec<Datum>> = if let Some(args) = &plan.series {
             let ty = plan.columns[0].ty;
@@ -3554,7 +3791,7 @@ impl<'a> Exec<'a> {
             let mut v = start;
             while (step.is_sign_positive() && v <= stop) || (step.is_sign_negative() && v >= stop) {
                 if rows.len() % 4096 == 4095 {
-                    self.check_cancel()?;
+                    self.pause().await?;
                 }
                 rows.push(vec![Datum::Numeric(v).cast(ty)?]);
                 v += step;
@@ -3772,6 +4009,17 @@ impl<'a> Exec<'a> {
             let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
             produced.sort_by(|a, b| cmp_sort_keys(&a.1, &b.1, &dirs));
         }
+        if plan.distinct_on > 0 {
+            let first = plan.order.len() - plan.distinct_on;
+            let mut seen = HashSet::new();
+            produced.retain(|(_, keys)| {
+                let mut k = Vec::new();
+                for d in &keys[first..] {
+                    encode_key_datum(d, &mut k);
+                }
+                seen.insert(k)
+            });
+        }
         let (offset, limit) = self.offset_limit(plan)?;
         Ok(produced
             .into_iter()
@@ -3849,7 +4097,7 @@ impl<'a> Exec<'a> {
     /// How many rows a plan needs from its table when it only projects, filters and limits in
     /// primary key order (so the first rows of a primary key scan are the answer).
     fn pk_order_limit(&self, plan: &SelectPlan, t: &TableDesc) -> Result<Option<usize>> {
-        if plan.grouped || plan.distinct || plan.limit.is_none() {
+        if plan.grouped || plan.distinct || plan.distinct_on > 0 || plan.limit.is_none() {
             return Ok(None);
         }
         for (i, (key, desc, _)) in plan.order.iter().enumerate() {
@@ -4282,11 +4530,7 @@ impl<'a> Exec<'a> {
                             };
                             while folded <= upto {
                                 let r = &rows[part[folded].2];
-                                let v = match &agg.arg {
-                                    Some(a) => a.eval(r, &self.cx)?,
-                                    None => Datum::Null,
-                                };
-                                agg_update(agg, &mut state, v)?;
+                                agg_update_row(agg, &mut state, r, &self.cx)?;
                                 folded += 1;
                             }
                             agg_final(agg, &state)?
@@ -4720,6 +4964,11 @@ impl<'a> Exec<'a> {
                             "INSERT has more expressions than target columns",
                         ));
                     }
+                    if !ins.columns.is_empty() && r.len() < cols.len() {
+                        return Err(Error::syntax(
+                            "INSERT has more target columns than expressions",
+                        ));
+                    }
                     let mut given = Vec::with_capacity(r.len());
                     for (e, &ci) in r.iter().zip(&cols) {
                         if is_default(e) {
@@ -4742,6 +4991,11 @@ impl<'a> Exec<'a> {
                 if plan.columns.len() > cols.len() {
                     return Err(Error::syntax(
                         "INSERT has more expressions than target columns",
+                    ));
+                }
+                if !ins.columns.is_empty() && plan.columns.len() < cols.len() {
+                    return Err(Error::syntax(
+                        "INSERT has more target columns than expressions",
                     ));
                 }
                 for r in self.run_plan(&plan).await? {

@@ -40,6 +40,16 @@ pub enum AggFunc {
     BoolOr,
     /// `array_agg(x [ORDER BY …])`: every value, NULLs too, in `order` (else input) order.
     ArrayAgg,
+    /// `string_agg(value, delimiter [ORDER BY …])`: the non-NULL values joined, each
+    /// after its own row's delimiter (none before the first).
+    StringAgg,
+    /// `var_pop` / `var_samp` (`variance`), `stddev_pop` / `stddev_samp` (`stddev`): the
+    /// values are kept and the result computed at the end, in numeric (exact input) or
+    /// double precision (float input).
+    Variance {
+        population: bool,
+        root: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +61,10 @@ pub struct AggCall {
     pub arg_ty: SqlType,
     /// The aggregate's own `ORDER BY` (key, descending, nulls first); only `array_agg`.
     pub order: Vec<(Scalar, bool, bool)>,
+    /// `FILTER (WHERE …)`: only rows for which it is true reach the aggregate.
+    pub filter: Option<Scalar>,
+    /// `string_agg`'s delimiter (evaluated per row: it goes before that row's value).
+    pub delimiter: Option<Scalar>,
 }
 
 /// A window function.
@@ -221,6 +235,9 @@ impl Scalar {
 pub struct ScopeColumn {
     /// Hidden columns (the implicit rowid) are not part of `*`.
     pub hidden: bool,
+    /// Where `*` lists the column: ascending, ties in scope order. Zero except for the
+    /// merged columns of `JOIN … USING`, which come first (negative).
+    pub star_order: i64,
     pub table: Option<String>,
     pub name: String,
     pub ty: SqlType,
@@ -263,10 +280,45 @@ fn unknown_literal(s: &Scalar) -> bool {
     matches!(s, Scalar::Const(Datum::Text(_)))
 }
 
-fn is_agg_name(n: &str) -> bool {
+/// The type a type-named function (`date(x)`, `int8(x)`) casts to.
+fn type_function(name: &str) -> Option<SqlType> {
+    Some(match name {
+        "date" => SqlType::Date,
+        "text" => SqlType::Text,
+        "varchar" => SqlType::Varchar,
+        "int2" => SqlType::Int2,
+        "int4" => SqlType::Int4,
+        "int8" => SqlType::Int8,
+        "float4" => SqlType::Float4,
+        "float8" => SqlType::Float8,
+        "numeric" => SqlType::Numeric,
+        "bool" => SqlType::Bool,
+        "timestamp" => SqlType::Timestamp,
+        "timestamptz" => SqlType::TimestampTz,
+        _ => return None,
+    })
+}
+
+/// Whether `n` names an aggregate function (without OVER it aggregates its input).
+pub fn is_agg_name(n: &str) -> bool {
     matches!(
         n,
-        "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every" | "array_agg"
+        "count"
+            | "sum"
+            | "min"
+            | "max"
+            | "avg"
+            | "bool_and"
+            | "bool_or"
+            | "every"
+            | "array_agg"
+            | "string_agg"
+            | "stddev"
+            | "stddev_samp"
+            | "stddev_pop"
+            | "variance"
+            | "var_samp"
+            | "var_pop"
     )
 }
 
@@ -394,6 +446,86 @@ impl<'a> Binder<'a> {
                     SqlType::Int4,
                 )
             }
+            Expr::UnaryOp {
+                op: op @ (UnaryOperator::Minus | UnaryOperator::Plus),
+                expr: inner,
+            } if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::PGExp,
+                    ..
+                }
+            ) =>
+            {
+                // PostgreSQL's unary minus binds tighter than `^` (`-3 ^ 2` is 9); the
+                // parser made it `-(3 ^ 2)`: move the sign onto the leftmost operand.
+                fn signed(e: &Expr, op: &UnaryOperator) -> Expr {
+                    match e {
+                        Expr::BinaryOp {
+                            left,
+                            op: BinaryOperator::PGExp,
+                            right,
+                        } => Expr::BinaryOp {
+                            left: Box::new(signed(left, op)),
+                            op: BinaryOperator::PGExp,
+                            right: right.clone(),
+                        },
+                        other => Expr::UnaryOp {
+                            op: *op,
+                            expr: Box::new(other.clone()),
+                        },
+                    }
+                }
+                self.bind(&signed(inner, op), hint)?
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr: inner,
+            } if matches!(inner.as_ref(), Expr::Value(v) if matches!(v.value, ast::Value::Number(..))) =>
+            {
+                // `-2147483648` is one integer literal (an int4), as in PostgreSQL.
+                let Expr::Value(v) = inner.as_ref() else {
+                    unreachable!("matched above")
+                };
+                let ast::Value::Number(n, long) = &v.value else {
+                    unreachable!("matched above")
+                };
+                self.bind_value(&ast::Value::Number(format!("-{n}"), *long), hint)?
+            }
+            Expr::UnaryOp {
+                op:
+                    op @ (UnaryOperator::BitwiseNot
+                    | UnaryOperator::PGSquareRoot
+                    | UnaryOperator::PGCubeRoot
+                    | UnaryOperator::PGAbs),
+                expr,
+            } => {
+                let (s, t) = self.bind(expr, None)?;
+                let (name, ty) = match op {
+                    UnaryOperator::BitwiseNot if t.is_int() => ("__bitnot", t),
+                    UnaryOperator::BitwiseNot if t == SqlType::Unknown => {
+                        ("__bitnot", SqlType::Int4)
+                    }
+                    UnaryOperator::BitwiseNot => {
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("operator does not exist: ~ {}", t.name()),
+                        ))
+                    }
+                    UnaryOperator::PGSquareRoot => ("sqrt", SqlType::Float8),
+                    UnaryOperator::PGCubeRoot => ("cbrt", SqlType::Float8),
+                    _ => (
+                        "abs",
+                        if t == SqlType::Unknown {
+                            SqlType::Float8
+                        } else {
+                            t
+                        },
+                    ),
+                };
+                let s = coerce_literal(s, if ty.is_int() { ty } else { SqlType::Float8 })?;
+                (Scalar::Func(name.into(), vec![s], ty), ty)
+            }
             Expr::UnaryOp { op, expr } => {
                 let (s, t) = self.bind(expr, hint)?;
                 match op {
@@ -417,6 +549,20 @@ impl<'a> Binder<'a> {
                 Scalar::IsNull(Box::new(self.bind(e, None)?.0), true),
                 SqlType::Bool,
             ),
+            Expr::IsUnknown(inner) | Expr::IsNotUnknown(inner) => {
+                let (a, t) = self.bind(inner, Some(SqlType::Bool))?;
+                if !matches!(t, SqlType::Bool | SqlType::Unknown) {
+                    return Err(Error::mismatch(format!(
+                        "argument of IS UNKNOWN must be type boolean, not type {}",
+                        t.name()
+                    )));
+                }
+                let negated = matches!(e, Expr::IsNotUnknown(_));
+                (
+                    Scalar::IsNull(Box::new(coerce_literal(a, SqlType::Bool)?), negated),
+                    SqlType::Bool,
+                )
+            }
             Expr::IsTrue(e) => (
                 Scalar::IsBool(Box::new(self.bind(e, Some(SqlType::Bool))?.0), true, false),
                 SqlType::Bool,
@@ -560,7 +706,13 @@ impl<'a> Binder<'a> {
                 substring_for,
                 ..
             } => {
-                let mut args = vec![self.bind(expr, Some(SqlType::Text))?.0];
+                let (a, t) = self.bind(expr, Some(SqlType::Text))?;
+                let ty = if t == SqlType::Bytea {
+                    SqlType::Bytea
+                } else {
+                    SqlType::Text
+                };
+                let mut args = vec![a];
                 args.push(match substring_from {
                     Some(f) => self.bind(f, Some(SqlType::Int8))?.0,
                     None => Scalar::Const(Datum::Int(1)),
@@ -568,10 +720,7 @@ impl<'a> Binder<'a> {
                 if let Some(f) = substring_for {
                     args.push(self.bind(f, Some(SqlType::Int8))?.0);
                 }
-                (
-                    Scalar::Func("substr".into(), args, SqlType::Text),
-                    SqlType::Text,
-                )
+                (Scalar::Func("substr".into(), args, ty), ty)
             }
             Expr::Extract { field, expr, .. } => {
                 let (a, t) = self.bind(expr, None)?;
@@ -591,10 +740,52 @@ impl<'a> Binder<'a> {
                     SqlType::Numeric,
                 )
             }
-            Expr::Trim { expr, .. } => {
-                let a = self.bind(expr, Some(SqlType::Text))?.0;
+            Expr::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                trim_characters,
+            } => {
+                let name = match trim_where {
+                    Some(ast::TrimWhereField::Leading) => "ltrim",
+                    Some(ast::TrimWhereField::Trailing) => "rtrim",
+                    _ => "btrim",
+                };
+                let (a, t) = self.bind(expr, None)?;
+                let ty = if t == SqlType::Bytea {
+                    SqlType::Bytea
+                } else {
+                    SqlType::Text
+                };
+                let mut args = vec![coerce_literal(a, ty)?];
+                let what = trim_what
+                    .as_deref()
+                    .or_else(|| trim_characters.as_ref().and_then(|c| c.first()));
+                if let Some(w) = what {
+                    let (w, _) = self.bind(w, Some(ty))?;
+                    args.push(coerce_literal(w, ty)?);
+                }
+                (Scalar::Func(name.into(), args, ty), ty)
+            }
+            Expr::Overlay {
+                expr,
+                overlay_what,
+                overlay_from,
+                overlay_for,
+            } => {
+                let mut args = vec![
+                    coerce_literal(self.bind(expr, Some(SqlType::Text))?.0, SqlType::Text)?,
+                    coerce_literal(
+                        self.bind(overlay_what, Some(SqlType::Text))?.0,
+                        SqlType::Text,
+                    )?,
+                    self.bind(overlay_from, Some(SqlType::Int4))?.0,
+                ];
+                if let Some(f) = overlay_for {
+                    args.push(self.bind(f, Some(SqlType::Int4))?.0);
+                }
                 (
-                    Scalar::Func("btrim".into(), vec![a], SqlType::Text),
+                    Scalar::Func("overlay".into(), args, SqlType::Text),
                     SqlType::Text,
                 )
             }
@@ -717,6 +908,12 @@ impl<'a> Binder<'a> {
                 SqlType::Bool,
             ));
         }
+        if let Some(bound) = self.bind_bit_or_power(left, op, right)? {
+            return Ok(bound);
+        }
+        if let Some(expanded) = row_comparison(left, op, right)? {
+            return self.bind(&expanded, Some(SqlType::Bool));
+        }
         let bop = match op {
             BinaryOperator::Plus => BinOp::Add,
             BinaryOperator::Minus => BinOp::Sub,
@@ -757,6 +954,17 @@ impl<'a> Binder<'a> {
             BinOp::Concat => {
                 let (l, lt) = self.bind(left, Some(SqlType::Text))?;
                 let (r, rt) = self.bind(right, Some(SqlType::Text))?;
+                let stringy = |t: SqlType| {
+                    t.is_string()
+                        || matches!(t, SqlType::Unknown | SqlType::Bytea)
+                        || t.array_elem().is_some()
+                };
+                if !stringy(lt) && !stringy(rt) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: {} || {}", lt.name(), rt.name()),
+                    ));
+                }
                 let t = if lt == SqlType::Bytea && rt == SqlType::Bytea {
                     SqlType::Bytea
                 } else {
@@ -809,6 +1017,71 @@ impl<'a> Binder<'a> {
         ))
     }
 
+    /// Binds the integer bit operators (`&`, `|`, `#`, `<<`, `>>`) and `^` (power);
+    /// `None` for any other operator.
+    fn bind_bit_or_power(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+    ) -> Result<Option<(Scalar, SqlType)>> {
+        let name = match op {
+            BinaryOperator::BitwiseAnd => "__bitand",
+            BinaryOperator::BitwiseOr => "__bitor",
+            BinaryOperator::PGBitwiseXor => "__bitxor",
+            BinaryOperator::PGBitwiseShiftLeft => "__shl",
+            BinaryOperator::PGBitwiseShiftRight => "__shr",
+            BinaryOperator::PGExp | BinaryOperator::BitwiseXor => "power",
+            _ => return Ok(None),
+        };
+        let (l, lt) = self.bind(left, None)?;
+        let (r, rt) = self.bind(right, None)?;
+        let known = |t: SqlType| {
+            if t == SqlType::Unknown {
+                SqlType::Int4
+            } else {
+                t
+            }
+        };
+        let (lt, rt) = (known(lt), known(rt));
+        if name == "power" {
+            if !(lt.is_numeric_family() && rt.is_numeric_family()) {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("operator does not exist: {} ^ {}", lt.name(), rt.name()),
+                ));
+            }
+            let exact = !lt.is_float()
+                && !rt.is_float()
+                && (lt == SqlType::Numeric || rt == SqlType::Numeric);
+            let l = coerce_literal(l, SqlType::Float8)?;
+            let r = coerce_literal(r, SqlType::Float8)?;
+            let pow = Scalar::Func("power".into(), vec![l, r], SqlType::Float8);
+            return Ok(Some(if exact {
+                (
+                    Scalar::Cast(Box::new(pow), SqlType::Numeric),
+                    SqlType::Numeric,
+                )
+            } else {
+                (pow, SqlType::Float8)
+            }));
+        }
+        if !lt.is_int() || !rt.is_int() {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+            ));
+        }
+        let ty = if matches!(name, "__shl" | "__shr") {
+            lt
+        } else {
+            unify(lt, rt)
+        };
+        let l = coerce_literal(l, lt)?;
+        let r = coerce_literal(r, rt)?;
+        Ok(Some((Scalar::Func(name.into(), vec![l, r], ty), ty)))
+    }
+
     /// Binds an aggregate call's argument and picks its function and result type.
     fn bind_agg_call(
         &mut self,
@@ -818,8 +1091,37 @@ impl<'a> Binder<'a> {
         distinct: bool,
         order_by: &[ast::OrderByExpr],
     ) -> Result<AggCall> {
+        let mut delimiter = None;
         let (func, arg, arg_ty) = if name == "count" && (star || args.is_empty()) {
             (AggFunc::CountStar, None, SqlType::Int8)
+        } else if name == "string_agg" {
+            if args.len() != 2 {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    "function string_agg takes two arguments",
+                ));
+            }
+            self.in_agg = true;
+            let value = self.bind(&args[0], Some(SqlType::Text));
+            let delim = self.bind(&args[1], Some(SqlType::Text));
+            self.in_agg = false;
+            let ((v, vt), (d, dt)) = (value?, delim?);
+            let bytes = vt == SqlType::Bytea;
+            for t in [vt, dt] {
+                if !(t.is_string() || t == SqlType::Unknown || (bytes && t == SqlType::Bytea)) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!(
+                            "function string_agg({}, {}) does not exist",
+                            vt.name(),
+                            dt.name()
+                        ),
+                    ));
+                }
+            }
+            let ty = if bytes { SqlType::Bytea } else { SqlType::Text };
+            delimiter = Some(coerce_literal(d, ty)?);
+            (AggFunc::StringAgg, Some(coerce_literal(v, ty)?), ty)
         } else {
             if args.len() != 1 {
                 return Err(Error::new(
@@ -839,6 +1141,22 @@ impl<'a> Binder<'a> {
                 "avg" => AggFunc::Avg,
                 "bool_and" | "every" => AggFunc::BoolAnd,
                 "array_agg" => AggFunc::ArrayAgg,
+                "stddev" | "stddev_samp" => AggFunc::Variance {
+                    population: false,
+                    root: true,
+                },
+                "stddev_pop" => AggFunc::Variance {
+                    population: true,
+                    root: true,
+                },
+                "variance" | "var_samp" => AggFunc::Variance {
+                    population: false,
+                    root: false,
+                },
+                "var_pop" => AggFunc::Variance {
+                    population: true,
+                    root: false,
+                },
                 _ => AggFunc::BoolOr,
             };
             (func, Some(s), t)
@@ -868,6 +1186,17 @@ impl<'a> Binder<'a> {
                 }
             },
             AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
+            AggFunc::StringAgg => arg_ty,
+            AggFunc::Variance { .. } => match arg_ty {
+                SqlType::Float4 | SqlType::Float8 | SqlType::Unknown => SqlType::Float8,
+                t if t.is_numeric_family() => SqlType::Numeric,
+                t => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function {name}({}) does not exist", t.name()),
+                    ))
+                }
+            },
             AggFunc::ArrayAgg => arg_ty.array_of().ok_or_else(|| {
                 Error::new(
                     ErrorKind::UndefinedFunction,
@@ -882,7 +1211,7 @@ impl<'a> Binder<'a> {
                 }
             }
         };
-        if !order_by.is_empty() && func != AggFunc::ArrayAgg {
+        if !order_by.is_empty() && !matches!(func, AggFunc::ArrayAgg | AggFunc::StringAgg) {
             return Err(Error::unsupported(format!("ORDER BY in {name}()")));
         }
         let mut order = Vec::with_capacity(order_by.len());
@@ -900,7 +1229,27 @@ impl<'a> Binder<'a> {
             ty,
             arg_ty,
             order,
+            filter: None,
+            delimiter,
         })
+    }
+
+    /// Binds an aggregate's `FILTER (WHERE …)` condition, over the input row.
+    fn bind_agg_filter(&mut self, filter: &Expr) -> Result<Scalar> {
+        self.in_agg = true;
+        let bound = self.bind(filter, Some(SqlType::Bool));
+        self.in_agg = false;
+        let (s, t) = bound?;
+        if !matches!(t, SqlType::Bool | SqlType::Unknown) {
+            return Err(Error::new(
+                ErrorKind::DatatypeMismatch,
+                format!(
+                    "argument of FILTER must be type boolean, not type {}",
+                    t.name()
+                ),
+            ));
+        }
+        Ok(s)
     }
 
     /// Binds `name(args) OVER (…)`.
@@ -1082,8 +1431,23 @@ impl<'a> Binder<'a> {
                 return Err(Error::unsupported("subquery arguments"))
             }
         };
+        if f.filter.is_some() && !is_agg_name(&name) {
+            return Err(Error::new(
+                ErrorKind::WrongObjectType,
+                format!("FILTER specified, but {name} is not an aggregate function"),
+            ));
+        }
         if let Some(over) = &f.over {
-            return self.bind_window(&name, &args, star, distinct, over);
+            let (s, t) = self.bind_window(&name, &args, star, distinct, over)?;
+            if let Some(filter) = &f.filter {
+                let bound = self.bind_agg_filter(filter)?;
+                if let (Scalar::WindowRef(i), Some(windows)) = (&s, self.windows.as_mut()) {
+                    if let WindowFunc::Agg(call) = &mut windows[*i].func {
+                        call.filter = Some(bound);
+                    }
+                }
+            }
+            return Ok((s, t));
         }
         if is_agg_name(&name) {
             if self.in_agg {
@@ -1098,7 +1462,10 @@ impl<'a> Binder<'a> {
                     format!("aggregate functions are not allowed here ({name})"),
                 ));
             }
-            let call = self.bind_agg_call(&name, &args, star, distinct, &order_by)?;
+            let mut call = self.bind_agg_call(&name, &args, star, distinct, &order_by)?;
+            if let Some(filter) = &f.filter {
+                call.filter = Some(self.bind_agg_filter(filter)?);
+            }
             let ty = call.ty;
             let aggs = self.aggs.as_mut().unwrap();
             aggs.push(call);
@@ -1116,6 +1483,32 @@ impl<'a> Binder<'a> {
                 }
             }
         }
+        if matches!(name.as_str(), "booleq" | "boolne") && args.len() == 2 {
+            let op = if name == "booleq" {
+                BinaryOperator::Eq
+            } else {
+                BinaryOperator::NotEq
+            };
+            return self.bind_binary(&args[0], &op, &args[1]);
+        }
+        if let (Some(ty), [arg]) = (type_function(&name), args.as_slice()) {
+            // `date(x)`, `int4(x)`, `text(x)`: a cast, as PostgreSQL's type-named functions.
+            let (s, _) = self.bind(arg, Some(ty))?;
+            return Ok((fold(Scalar::Cast(Box::new(s), ty))?, ty));
+        }
+        if args.is_empty() && matches!(name.as_str(), "greatest" | "least" | "coalesce") {
+            // PostgreSQL's grammar needs at least one argument here.
+            return Err(Error::new(
+                ErrorKind::Syntax,
+                format!("syntax error at or near \")\" in {name}()"),
+            ));
+        }
+        if args.is_empty() && matches!(name.as_str(), "concat" | "concat_ws") {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("function {name}() does not exist"),
+            ));
+        }
         let mut bound = Vec::with_capacity(args.len());
         let mut types = Vec::with_capacity(args.len());
         for a in &args {
@@ -1123,15 +1516,27 @@ impl<'a> Binder<'a> {
             bound.push(s);
             types.push(t);
         }
+        if name == "pg_typeof" && types.len() == 1 {
+            // The argument's type is known here; its value is never needed.
+            let ty = SqlType::Text;
+            return Ok((Scalar::Const(Datum::Text(types[0].name().into())), ty));
+        }
         let first = types.first().copied().unwrap_or(SqlType::Unknown);
         let ty = match name.as_str() {
+            "btrim" | "ltrim" | "rtrim" | "substr" | "substring" if first == SqlType::Bytea => {
+                SqlType::Bytea
+            }
+            "get_bit" | "get_byte" => SqlType::Int4,
+            "bit_count" => SqlType::Int8,
+            "set_bit" | "set_byte" | "decode" | "convert_to" => SqlType::Bytea,
+            "encode" | "convert_from" => SqlType::Text,
             "lower" | "upper" | "btrim" | "ltrim" | "rtrim" | "concat" | "substr" | "substring"
             | "replace" | "repeat" | "left" | "right" | "reverse" | "md5" | "version"
             | "current_database" | "current_user" | "current_schema" | "lpad" | "rpad"
             | "initcap" | "to_hex" | "current_setting" => SqlType::Text,
-            "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "ascii" => {
-                SqlType::Int4
-            }
+            "length" | "char_length" | "character_length" | "octet_length" | "bit_length"
+            | "strpos" | "ascii" => SqlType::Int4,
+            "concat_ws" | "split_part" | "format" => SqlType::Text,
             "date_part" => SqlType::Float8,
             "abs" | "sign" => {
                 if first == SqlType::Unknown {
@@ -1154,7 +1559,9 @@ impl<'a> Binder<'a> {
                     SqlType::Numeric
                 }
             }
-            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "pi" | "random" => SqlType::Float8,
+            "sqrt" | "cbrt" | "power" | "pow" | "exp" | "ln" | "log" | "pi" | "random" => {
+                SqlType::Float8
+            }
             "mod" => first,
             "coalesce" | "greatest" | "least" | "nullif" => {
                 let t = types.iter().fold(SqlType::Unknown, |a, b| unify(a, *b));
@@ -1210,6 +1617,35 @@ impl<'a> Binder<'a> {
                 ))
             }
         };
+        // Functions over bytea read an untyped literal first argument as bytea.
+        if matches!(
+            name.as_str(),
+            "get_bit"
+                | "get_byte"
+                | "set_bit"
+                | "set_byte"
+                | "bit_count"
+                | "encode"
+                | "convert_from"
+        ) {
+            if let Some(first) = bound.first_mut() {
+                let taken = std::mem::replace(first, Scalar::Const(Datum::Null));
+                *first = coerce_literal(taken, SqlType::Bytea)?;
+            }
+            if !matches!(types.first(), Some(SqlType::Bytea | SqlType::Unknown)) {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!(
+                        "function {name}({}) does not exist",
+                        types
+                            .iter()
+                            .map(|t| t.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
         // Untyped literals in coalesce & co. take the common type.
         if matches!(name.as_str(), "coalesce" | "greatest" | "least" | "nullif") {
             for s in bound.iter_mut() {
@@ -1219,6 +1655,92 @@ impl<'a> Binder<'a> {
         }
         Ok((Scalar::Func(name, bound, ty), ty))
     }
+}
+
+/// `(a, b, …) op (x, y, …)` as the scalar comparisons PostgreSQL's row comparison
+/// means: `=` all pairs equal, `<>` any pair unequal, and `<`, `<=`, `>`, `>=`
+/// lexicographic, decided by the first unequal pair (NULL when that pair has a NULL,
+/// which the AND/OR expansion keeps). `None` when the sides are not both row
+/// constructors.
+fn row_comparison(left: &Expr, op: &BinaryOperator, right: &Expr) -> Result<Option<Expr>> {
+    fn row(e: &Expr) -> Option<Vec<Expr>> {
+        match e {
+            Expr::Tuple(items) => Some(items.clone()),
+            Expr::Nested(inner) => row(inner),
+            // ROW(a, b, …)
+            Expr::Function(f) if object_name(&f.name) == "row" && f.over.is_none() => {
+                let ast::FunctionArguments::List(l) = &f.args else {
+                    return None;
+                };
+                l.args
+                    .iter()
+                    .map(|a| match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => None,
+        }
+    }
+    let (Some(l), Some(r)) = (row(left), row(right)) else {
+        return Ok(None);
+    };
+    if l.len() != r.len() {
+        return Err(Error::syntax(
+            "unequal number of entries in row expressions",
+        ));
+    }
+    if l.is_empty() {
+        return Err(Error::syntax("row comparison needs at least one column"));
+    }
+    let pair = |i: usize, op: BinaryOperator| Expr::BinaryOp {
+        left: Box::new(l[i].clone()),
+        op,
+        right: Box::new(r[i].clone()),
+    };
+    let join = |a: Expr, op: BinaryOperator, b: Expr| {
+        Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(a),
+            op,
+            right: Box::new(b),
+        }))
+    };
+    let n = l.len();
+    let expanded = match op {
+        BinaryOperator::Eq | BinaryOperator::NotEq => {
+            let combine = if *op == BinaryOperator::Eq {
+                BinaryOperator::And
+            } else {
+                BinaryOperator::Or
+            };
+            let mut acc = pair(0, op.clone());
+            for i in 1..n {
+                acc = join(acc, combine.clone(), pair(i, op.clone()));
+            }
+            acc
+        }
+        BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq => {
+            let strict = match op {
+                BinaryOperator::Lt | BinaryOperator::LtEq => BinaryOperator::Lt,
+                _ => BinaryOperator::Gt,
+            };
+            // From the last pair inwards: last uses `op` itself; each earlier pair is
+            // `a strict b OR (a = b AND rest)`.
+            let mut acc = pair(n - 1, op.clone());
+            for i in (0..n - 1).rev() {
+                let tie = join(pair(i, BinaryOperator::Eq), BinaryOperator::And, acc);
+                acc = join(pair(i, strict.clone()), BinaryOperator::Or, tie);
+            }
+            acc
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "operator {other} on row constructors"
+            )))
+        }
+    };
+    Ok(Some(expanded))
 }
 
 fn check_comparable(_l: &Scalar, _r: &Scalar, t: SqlType) -> Result<()> {
@@ -1645,6 +2167,26 @@ impl Scalar {
         matches!(self, Scalar::Const(_))
     }
 
+    /// True when the expression is built of constants and operators only (no column,
+    /// parameter, aggregate, window or function call), so one evaluation stands for
+    /// every row: PostgreSQL's "One-Time Filter".
+    pub fn is_row_independent(&self) -> bool {
+        let mut independent = true;
+        self.walk(&mut |s| {
+            if matches!(
+                s,
+                Scalar::Column(_)
+                    | Scalar::Param(_)
+                    | Scalar::AggRef(_)
+                    | Scalar::WindowRef(_)
+                    | Scalar::Func(..)
+            ) {
+                independent = false;
+            }
+        });
+        independent
+    }
+
     /// Evaluates to a truth value: NULL counts as false (WHERE semantics).
     pub fn eval_bool(&self, row: &[Datum], cx: &EvalCtx) -> Result<bool> {
         match self.eval(row, cx)? {
@@ -1725,8 +2267,13 @@ impl Scalar {
                         Datum::Bytes(x)
                     }
                     BinOp::Concat => {
-                        let mut s = a.to_text(a.natural_type()).unwrap_or_default();
-                        s.push_str(&b.to_text(b.natural_type()).unwrap_or_default());
+                        // As a cast to text: booleans are `true` / `false` here.
+                        let text = |d: Datum| match d {
+                            Datum::Bool(b) => if b { "true" } else { "false" }.to_string(),
+                            d => d.to_text(d.natural_type()).unwrap_or_default(),
+                        };
+                        let mut s = text(a);
+                        s.push_str(&text(b));
                         Datum::Text(s)
                     }
                     _ => arith(*op, a, b, *ty)?,
@@ -1878,6 +2425,104 @@ fn align(a: Datum, b: Datum) -> Result<(Datum, Datum)> {
     })
 }
 
+/// PostgreSQL's `format(fmt, args…)`: `%s` (the value's text, NULL as nothing), `%I`
+/// (quoted as an identifier when it needs to be), `%L` (quoted as a literal, NULL as
+/// `NULL`), `%%`, and positions (`%2$s`); width and the `-` flag are not supported.
+fn format_sql(fmt: &str, args: &[Datum]) -> Result<String> {
+    let too_few = || {
+        Error::new(
+            ErrorKind::InvalidParameterValue,
+            "too few arguments for format()",
+        )
+    };
+    let mut out = String::new();
+    let mut chars = fmt.chars().peekable();
+    let mut next = 0usize;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        // An optional `n$` position.
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        let index = if digits.is_empty() {
+            next
+        } else if chars.peek() == Some(&'$') {
+            chars.next();
+            let n: usize = digits.parse().map_err(|_| too_few())?;
+            if n == 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "format specifies argument 0, but arguments are numbered from 1",
+                ));
+            }
+            n - 1
+        } else {
+            return Err(Error::unsupported("a width in format()"));
+        };
+        let conversion = chars.next().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidParameterValue,
+                "unterminated format() type specifier",
+            )
+        })?;
+        let value = args.get(index).ok_or_else(too_few)?;
+        next = index + 1;
+        let text = value.to_text(value.natural_type());
+        match conversion {
+            's' => out.push_str(&text.unwrap_or_default()),
+            'I' => {
+                let Some(t) = text else {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        "null values cannot be formatted as an SQL identifier",
+                    ));
+                };
+                let plain = t
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && t.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if plain {
+                    out.push_str(&t);
+                } else {
+                    out.push('"');
+                    out.push_str(&t.replace('"', "\"\""));
+                    out.push('"');
+                }
+            }
+            'L' => match text {
+                None => out.push_str("NULL"),
+                Some(t) => {
+                    if t.contains('\\') {
+                        out.push('E');
+                    }
+                    out.push('\'');
+                    out.push_str(&t.replace('\\', "\\\\").replace('\'', "''"));
+                    out.push('\'');
+                }
+            },
+            other => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("unrecognized format() type specifier \"{other}\""),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn text_arg(args: &[Datum], i: usize) -> Option<String> {
     args.get(i).and_then(|d| d.to_text(d.natural_type()))
 }
@@ -1915,6 +2560,8 @@ fn eval_func(
     let strict_null = !matches!(
         name,
         "concat"
+            | "format"
+            | "concat_ws"
             | "greatest"
             | "least"
             | "nullif"
@@ -1983,6 +2630,58 @@ fn eval_func(
             Datum::Bytes(b) => Datum::Int(b.len() as i64),
             _ => Datum::Int(text_arg(&vals, 0).unwrap_or_default().len() as i64),
         },
+        "bit_length" => match &vals[0] {
+            Datum::Bytes(b) => Datum::Int(b.len() as i64 * 8),
+            _ => Datum::Int(text_arg(&vals, 0).unwrap_or_default().len() as i64 * 8),
+        },
+        "format" => match vals.first() {
+            Some(Datum::Null) | None => Datum::Null,
+            Some(f) => Datum::Text(format_sql(
+                &f.to_text(f.natural_type()).unwrap_or_default(),
+                &vals[1..],
+            )?),
+        },
+        "concat_ws" => {
+            // The separator NULL makes NULL; NULL values are skipped.
+            let Some(sep) = text_arg(&vals, 0).filter(|_| !vals[0].is_null()) else {
+                return Ok(Datum::Null);
+            };
+            let parts: Vec<String> = vals[1..]
+                .iter()
+                .filter_map(|v| v.to_text(v.natural_type()))
+                .collect();
+            Datum::Text(parts.join(&sep))
+        }
+        "split_part" => {
+            nargs(3)?;
+            let s = text_arg(&vals, 0).unwrap_or_default();
+            let delim = text_arg(&vals, 1).unwrap_or_default();
+            let n = match vals[2] {
+                Datum::Int(n) => n,
+                _ => return Err(Error::mismatch("split_part: an integer field position")),
+            };
+            if n == 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "field position must not be zero",
+                ));
+            }
+            let fields: Vec<&str> = if delim.is_empty() {
+                vec![s.as_str()]
+            } else {
+                s.split(delim.as_str()).collect()
+            };
+            // A negative position counts from the end (PostgreSQL 14).
+            let index = if n > 0 {
+                (n - 1) as usize
+            } else {
+                match fields.len().checked_sub(n.unsigned_abs() as usize) {
+                    Some(i) => i,
+                    None => usize::MAX,
+                }
+            };
+            Datum::Text(fields.get(index).map(|f| f.to_string()).unwrap_or_default())
+        }
         "ascii" => Datum::Int(
             text_arg(&vals, 0)
                 .unwrap_or_default()
@@ -1991,6 +2690,105 @@ fn eval_func(
                 .map(|c| c as i64)
                 .unwrap_or(0),
         ),
+        "btrim" | "ltrim" | "rtrim" if matches!(vals.first(), Some(Datum::Bytes(_))) => {
+            let (Some(Datum::Bytes(b)), Some(Datum::Bytes(set))) = (vals.first(), vals.get(1))
+            else {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!("function {name}(bytea) does not exist"),
+                ));
+            };
+            let keep = |c: &u8| !set.contains(c);
+            let start = match name {
+                "rtrim" => 0,
+                _ => b.iter().position(keep).unwrap_or(b.len()),
+            };
+            let end = match name {
+                "ltrim" => b.len(),
+                _ => b.iter().rposition(keep).map(|i| i + 1).unwrap_or(0),
+            };
+            Datum::Bytes(if start < end {
+                b[start..end].to_vec()
+            } else {
+                Vec::new()
+            })
+        }
+        "overlay" => {
+            let s: Vec<char> = text_arg(&vals, 0).unwrap_or_default().chars().collect();
+            let placing = text_arg(&vals, 1).unwrap_or_default();
+            let from = match vals.get(2) {
+                Some(Datum::Int(i)) => *i,
+                _ => 1,
+            };
+            let count = match vals.get(3) {
+                Some(Datum::Int(i)) => *i,
+                _ => placing.chars().count() as i64,
+            };
+            // substr(s, 1, from - 1) || placing || substr(s, from + count)
+            if from < 1 || count < 0 && from.saturating_add(count) < 1 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "negative substring length not allowed",
+                ));
+            }
+            let head = ((from - 1) as usize).min(s.len());
+            let tail = from.saturating_add(count).max(1) as usize - 1;
+            let mut out: String = s[..head].iter().collect();
+            out.push_str(&placing);
+            if tail < s.len() {
+                out.extend(&s[tail..]);
+            }
+            Datum::Text(out)
+        }
+        "__bitand" | "__bitor" | "__bitxor" | "__shl" | "__shr" => {
+            let (Some(Datum::Int(a)), Some(Datum::Int(b))) = (vals.first(), vals.get(1)) else {
+                return Err(Error::mismatch(format!("{name}: integers expected")));
+            };
+            let (a, b) = (*a, *b);
+            let bits: u32 = match ty {
+                SqlType::Int2 => 16,
+                SqlType::Int4 => 32,
+                _ => 64,
+            };
+            // Shifts work on the type's own width and wrap, as PostgreSQL's int4shl.
+            let shift = |v: i64| -> i64 {
+                let n = b.rem_euclid(bits as i64) as u32;
+                match (name, bits) {
+                    ("__shl", 16) => (v as i16).wrapping_shl(n) as i64,
+                    ("__shl", 32) => (v as i32).wrapping_shl(n) as i64,
+                    ("__shl", _) => v.wrapping_shl(n),
+                    (_, 16) => (v as i16).wrapping_shr(n) as i64,
+                    (_, 32) => (v as i32).wrapping_shr(n) as i64,
+                    _ => v.wrapping_shr(n),
+                }
+            };
+            Datum::Int(match name {
+                "__bitand" => a & b,
+                "__bitor" => a | b,
+                "__bitxor" => a ^ b,
+                _ => shift(a),
+            })
+        }
+        "__bitnot" => match vals.first() {
+            Some(Datum::Int(a)) => Datum::Int(!a),
+            _ => return Err(Error::mismatch("~: an integer expected")),
+        },
+        "cbrt" => Datum::Float(to_f64(&vals[0]).unwrap_or(0.0).cbrt()),
+        "get_bit" | "get_byte" | "set_bit" | "set_byte" | "bit_count" | "encode"
+        | "convert_from" => crate::sql::bytea_functions::eval(name, &vals)?,
+        "decode" => {
+            let (Some(text), Some(format)) = (text_arg(&vals, 0), text_arg(&vals, 1)) else {
+                return Ok(Datum::Null);
+            };
+            Datum::Bytes(crate::sql::bytea_functions::decode(&text, &format)?)
+        }
+        "convert_to" => {
+            let (Some(text), Some(encoding)) = (text_arg(&vals, 0), text_arg(&vals, 1)) else {
+                return Ok(Datum::Null);
+            };
+            crate::sql::bytea_functions::check_encoding(&encoding)?;
+            Datum::Bytes(text.into_bytes())
+        }
         "btrim" | "ltrim" | "rtrim" => {
             let s = text_arg(&vals, 0).unwrap_or_default();
             let set: Vec<char> = text_arg(&vals, 1)
@@ -2008,6 +2806,32 @@ fn eval_func(
                 .filter_map(|v| v.to_text(v.natural_type()))
                 .collect(),
         ),
+        "substr" | "substring" if matches!(vals.first(), Some(Datum::Bytes(_))) => {
+            let Some(Datum::Bytes(b)) = vals.first() else {
+                unreachable!("matched above")
+            };
+            let start = match vals.get(1) {
+                Some(Datum::Int(i)) => *i,
+                _ => 1,
+            };
+            let end = match vals.get(2) {
+                Some(Datum::Int(n)) if *n < 0 => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        "negative substring length not allowed",
+                    ))
+                }
+                Some(Datum::Int(n)) => start.saturating_add(*n),
+                _ => i64::MAX,
+            };
+            let from = start.max(1) as usize - 1;
+            let to = end.clamp(1, b.len() as i64 + 1) as usize - 1;
+            Datum::Bytes(if from < to && from < b.len() {
+                b[from..to].to_vec()
+            } else {
+                Vec::new()
+            })
+        }
         "substr" | "substring" => {
             let s: Vec<char> = text_arg(&vals, 0).unwrap_or_default().chars().collect();
             let start = match vals.get(1) {
@@ -2123,7 +2947,17 @@ fn eval_func(
                         RoundingStrategy::ToZero
                     };
                     let r = if places >= 0 {
-                        n.round_dp_with_strategy(places as u32, strategy)
+                        let mut r = n.round_dp_with_strategy(places as u32, strategy);
+                        // PostgreSQL's result has exactly `places` digits after the point
+                        // (round(3.5, 2) is 3.50), where the precision allows.
+                        if (places as u32) > r.scale() && places <= 28 {
+                            let mut padded = r;
+                            padded.rescale(places as u32);
+                            if padded == r {
+                                r = padded;
+                            }
+                        }
+                        r
                     } else {
                         let f = Decimal::from(10i64.pow((-places).min(18) as u32));
                         (n / f).round_dp_with_strategy(0, strategy) * f
@@ -2237,10 +3071,10 @@ fn eval_func(
                 Datum::Numeric(v)
             }
         }
-        "md5" => Datum::Text(format!(
-            "{:032x}",
-            simple_hash128(text_arg(&vals, 0).unwrap_or_default().as_bytes())
-        )),
+        "md5" => Datum::Text(match &vals[0] {
+            Datum::Bytes(b) => crate::sql::md5::hex_digest(b),
+            _ => crate::sql::md5::hex_digest(text_arg(&vals, 0).unwrap_or_default().as_bytes()),
+        }),
         "to_hex" => match vals[0] {
             Datum::Int(i) => Datum::Text(format!("{:x}", i)),
             _ => Datum::Null,
@@ -2349,16 +3183,6 @@ impl RoundPg for f64 {
     fn round_ties_even_pg(self) -> f64 {
         self.round_ties_even()
     }
-}
-
-fn simple_hash128(b: &[u8]) -> u128 {
-    // Not MD5: a stable 128-bit FNV-style hash (md5() is for ids, not security).
-    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for &c in b {
-        h ^= c as u128;
-        h = h.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    h
 }
 
 /// One field of a date or timestamp (`micros` since 1970-01-01), as EXTRACT returns it.

@@ -12,13 +12,14 @@
 //! 4. [`exec::Exec::run`] first rewrites catalog queries ([`pg_catalog::rewrite`]:
 //!    psql's `OPERATOR(pg_catalog.~)`, `::regclass`, …), rewrites CTEs into derived
 //!    tables and runs uncorrelated subqueries, putting their results back as parameters
-//!    ([`rewrite`]); then it binds names against the cached [`catalog::Catalog`] and the
-//!    virtual catalog tables ([`pg_catalog::virtual_table`])
-//!    ([`expr::Binder`] → [`expr::Scalar`]), picks an access path (primary key point
-//!    lookup, primary key span, secondary index lookup, or full scan of the table's
-//!    range), reads through the transaction (own writes overlaid on KV reads at the read
-//!    timestamp), filters, aggregates, sorts, and produces rows; writes are buffered in the
-//!    transaction.
+//!    ([`rewrite`]), and turns `GROUPING SETS` / `ROLLUP` / `CUBE` into a `UNION ALL` of
+//!    plain `GROUP BY` queries ([`grouping_sets`]); then it binds names against the
+//!    cached [`catalog::Catalog`] and the virtual catalog tables
+//!    ([`pg_catalog::virtual_table`]) ([`expr::Binder`] → [`expr::Scalar`]), picks an
+//!    access path (primary key point lookup, primary key span, secondary index lookup, or
+//!    full scan of the table's range), reads through the transaction (own writes
+//!    overlaid on KV reads at the read timestamp), filters, aggregates, sorts, and
+//!    produces rows; writes are buffered in the transaction.
 //! 5. At commit, [`session::commit`] sends the buffered writes to the owning ranges
 //!    (`kv::store`), which latch, validate and replicate them through raft (log append +
 //!    fdatasync) before applying them to the engine.
@@ -40,10 +41,13 @@
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
 
+pub mod bytea_functions;
 pub mod catalog;
 pub mod copy;
 pub mod exec;
 pub mod expr;
+pub mod grouping_sets;
+pub mod md5;
 pub mod pg_catalog;
 pub mod preparse;
 pub mod rewrite;

@@ -2138,7 +2138,10 @@ pub fn eval_function(name: &str, vals: &[Datum]) -> Option<Result<Datum>> {
             Some(o) => format!("unknown (OID={o})"),
             None => return Some(Ok(Datum::Null)),
         }),
-        "format_type" => text(format_type(arg_int(0)?, arg_int(1).unwrap_or(-1))),
+        "format_type" => match arg_int(0) {
+            Some(oid) => text(format_type(oid, arg_int(1).unwrap_or(-1))),
+            None => Datum::Null,
+        },
         "pg_encoding_to_char" => text(match arg_int(0) {
             Some(6) => "UTF8",
             Some(0) => "SQL_ASCII",
@@ -2216,6 +2219,7 @@ pub fn is_non_strict(name: &str) -> bool {
             | "pg_is_in_recovery"
             | "pg_backend_pid"
             | "json_build_object"
+            | "format_type"
     )
 }
 

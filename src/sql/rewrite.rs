@@ -320,20 +320,7 @@ impl Visitor for AggFinder<'_> {
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         if let Expr::Function(f) = e {
             let n = f.name.to_string().to_lowercase();
-            if f.over.is_none()
-                && matches!(
-                    n.as_str(),
-                    "count"
-                        | "sum"
-                        | "min"
-                        | "max"
-                        | "avg"
-                        | "bool_and"
-                        | "bool_or"
-                        | "every"
-                        | "array_agg"
-                )
-            {
+            if f.over.is_none() && crate::sql::expr::is_agg_name(n.as_str()) {
                 *self.0 = true;
                 return ControlFlow::Break(());
             }

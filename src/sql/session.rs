@@ -877,6 +877,8 @@ impl Session {
                                     sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
                                     other => other.to_string(),
                                 },
+                                // `SET application_name = "slt"`: a quoted name is its text.
+                                sqlparser::ast::Expr::Identifier(i) => i.value.clone(),
                                 other => other.to_string(),
                             })
                             .collect::<Vec<_>>()

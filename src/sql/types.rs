@@ -364,7 +364,11 @@ impl Datum {
             Datum::Timestamp(t) => s = format_timestamp(*t),
             Datum::TimestampTz(t) => {
                 s = format_timestamp(*t);
-                s.push_str("+00");
+                // The zone goes before a BC (`0044-03-15 12:00:00+00 BC`).
+                match s.strip_suffix(" BC") {
+                    Some(ad) => s = format!("{ad}+00 BC"),
+                    None => s.push_str("+00"),
+                }
             }
             Datum::Uuid(u) => s = format_uuid(u),
         }
@@ -500,31 +504,7 @@ impl Datum {
                 _ => return Err(invalid()),
             },
             SqlType::Text | SqlType::Varchar | SqlType::Unknown => Datum::Text(s.to_string()),
-            SqlType::Bytea => {
-                if let Some(hex) = s.strip_prefix("\\x") {
-                    let mut out = Vec::with_capacity(hex.len() / 2);
-                    let bytes = hex.as_bytes();
-                    if bytes.len() % 2 != 0 {
-                        return Err(Error::new(
-                            crate::error::ErrorKind::InvalidParameterValue,
-                            "invalid hexadecimal data: odd number of digits",
-                        ));
-                    }
-                    for pair in bytes.chunks(2) {
-                        let h = std::str::from_utf8(pair).map_err(|_| invalid())?;
-                        out.push(u8::from_str_radix(h, 16).map_err(|_| {
-                            let bad = h.chars().find(|c| !c.is_ascii_hexdigit()).unwrap_or('?');
-                            Error::new(
-                                crate::error::ErrorKind::InvalidParameterValue,
-                                format!("invalid hexadecimal digit: \"{bad}\""),
-                            )
-                        })?);
-                    }
-                    Datum::Bytes(out)
-                } else {
-                    Datum::Bytes(s.as_bytes().to_vec())
-                }
-            }
+            SqlType::Bytea => Datum::Bytes(parse_bytea(s)?),
             SqlType::Numeric => {
                 let d = t
                     .parse::<Decimal>()
@@ -645,6 +625,73 @@ impl Datum {
             _ => None,
         }
     }
+}
+
+/// PostgreSQL's bytea input: `\x` then hex digit pairs (whitespace between pairs
+/// allowed), else the escape format: `\\` is a backslash, `\ooo` an octal byte,
+/// anything else itself.
+pub fn parse_bytea(s: &str) -> Result<Vec<u8>> {
+    let invalid = || {
+        Error::new(
+            crate::error::ErrorKind::InvalidTextRepresentation,
+            "invalid input syntax for type bytea",
+        )
+    };
+    if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        let digit = |c: u8| -> Result<u8> {
+            (c as char).to_digit(16).map(|d| d as u8).ok_or_else(|| {
+                Error::new(
+                    crate::error::ErrorKind::InvalidParameterValue,
+                    format!("invalid hexadecimal digit: \"{}\"", c as char),
+                )
+            })
+        };
+        let bytes = hex.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len() / 2);
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii_whitespace() {
+                i += 1;
+                continue;
+            }
+            let high = digit(bytes[i])?;
+            let Some(&low) = bytes.get(i + 1) else {
+                return Err(Error::new(
+                    crate::error::ErrorKind::InvalidParameterValue,
+                    "invalid hexadecimal data: odd number of digits",
+                ));
+            };
+            out.push(high << 4 | digit(low)?);
+            i += 2;
+        }
+        return Ok(out);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = bytes.get(i + 1..i + 4).ok_or_else(invalid)?;
+            if !(b'0'..=b'3').contains(&octal[0])
+                || !octal[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                return Err(invalid());
+            }
+            out.push(
+                octal
+                    .iter()
+                    .fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')),
+            );
+            i += 4;
+        }
+    }
+    Ok(out)
 }
 
 /// The error for text that is not a valid date/timestamp: 22008 when it has the shape of
@@ -777,9 +824,32 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+/// `s` without an `AD` / `BC` word, and whether it was `BC`.
+fn strip_era(s: &str) -> (std::borrow::Cow<'_, str>, bool) {
+    let is_era = |w: &str| w.eq_ignore_ascii_case("ad") || w.eq_ignore_ascii_case("bc");
+    if !s.split_whitespace().any(is_era) {
+        return (std::borrow::Cow::Borrowed(s), false);
+    }
+    let bc = s.split_whitespace().any(|w| w.eq_ignore_ascii_case("bc"));
+    let rest: Vec<&str> = s.split_whitespace().filter(|w| !is_era(w)).collect();
+    (std::borrow::Cow::Owned(rest.join(" ")), bc)
+}
+
 pub fn parse_date(s: &str) -> Option<i32> {
+    let (s, bc) = strip_era(s);
+    parse_ymd(&s, bc)
+}
+
+/// `YYYY-MM-DD`; with `bc`, the year counts back from 1 BC (year 0 in the proleptic
+/// calendar).
+fn parse_ymd(s: &str, bc: bool) -> Option<i32> {
     let mut parts = s.splitn(3, '-');
     let y: i64 = parts.next()?.trim().parse().ok()?;
+    let y = match bc {
+        true if y >= 1 => 1 - y,
+        true => return None,
+        false => y,
+    };
     let m: u32 = parts.next()?.trim().parse().ok()?;
     let d: u32 = parts.next()?.trim().parse().ok()?;
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
@@ -806,12 +876,13 @@ fn parse_date_with_time(s: &str) -> Option<i32> {
 /// Parses `YYYY-MM-DD[ |T]HH:MM[:SS[.ffffff]][Z|±HH[:MM]]`; returns micros and the offset in
 /// seconds when one was given.
 pub fn parse_timestamp(s: &str) -> Option<(i64, Option<i64>)> {
+    let (s, bc) = strip_era(s.trim());
     let s = s.trim();
     let (date, rest) = match s.find([' ', 'T']) {
         Some(i) => (&s[..i], s[i + 1..].trim()),
         None => (s, ""),
     };
-    let days = parse_date(date)? as i64;
+    let days = parse_ymd(date, bc)? as i64;
     let mut micros = days * MICROS_PER_DAY;
     if rest.is_empty() {
         return Some((micros, None));
@@ -873,6 +944,8 @@ pub fn format_timestamp(micros: i64) -> String {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let rem = micros.rem_euclid(MICROS_PER_DAY);
     let (y, m, d) = civil_from_days(days);
+    // 1 BC is year 0: PostgreSQL writes the year counted back, then BC.
+    let (y, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
     let secs = rem / 1_000_000;
     let frac = rem % 1_000_000;
     let mut s = format!(
@@ -885,6 +958,9 @@ pub fn format_timestamp(micros: i64) -> String {
         let f = format!("{frac:06}");
         s.push('.');
         s.push_str(f.trim_end_matches('0'));
+    }
+    if bc {
+        s.push_str(" BC");
     }
     s
 }
