@@ -1175,6 +1175,18 @@ fn a_dead_node_is_replaced_and_a_decommissioned_node_is_drained() {
         println!("{}", out.trim());
         let took = wait_replicated(&nodes[1], 1, Duration::from_secs(60)).await;
         println!("node 1 decommissioned: its replicas moved away after {took:?}");
+        let status =
+            chitin(&["node", "status", "--host", &nodes[3].sql.to_string()]).expect("node status");
+        let node1: Vec<&str> = status
+            .lines()
+            .find(|l| l.starts_with("1\t"))
+            .map(|l| l.split('\t').collect())
+            .unwrap_or_default();
+        assert_eq!(
+            node1.get(4).copied(),
+            Some("true"),
+            "node 1 not shown decommissioning:\n{status}"
+        );
         // Node 1 comes back into service, and a fifth node joins the running cluster:
         // rebalancing by count gives it replicas.
         chitin(&[

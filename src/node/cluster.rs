@@ -439,12 +439,14 @@ fn assign(ctx: &CoreCtx, payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// `chitin node status`: one line per node — id, address, cores, replica holder, live.
+/// `chitin node status`: one line per node — id, address, cores, initial replica holder,
+/// decommissioning, live.
 fn status(ctx: &CoreCtx) -> String {
     let Some(st) = ctx.shared.cluster() else {
         return "uninitialized\n".into();
     };
-    let mut out = String::from("id\taddress\tcores\treplicas\tis_live\n");
+    let decommissioning = crate::node::settings::decommissioning(&ctx.shared);
+    let mut out = String::from("id\taddress\tcores\treplicas\tis_decommissioning\tis_live\n");
     for m in &st.members {
         let live = m.id == st.node_id
             || ctx
@@ -452,11 +454,12 @@ fn status(ctx: &CoreCtx) -> String {
                 .last_heard(NodeId(m.id))
                 .is_some_and(|t| t.elapsed() < Duration::from_millis(4500));
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
             m.id,
             m.addr,
             m.cores,
             st.voters.contains(&m.id),
+            decommissioning.contains(&m.id),
             live
         ));
     }
