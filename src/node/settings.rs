@@ -21,7 +21,6 @@
 //! Unknown names are refused (42704), as in CockroachDB.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +28,8 @@ use chitin_storage::Timestamp;
 
 use super::{CoreCtx, NodeShared};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kv::keys::{meta_key, prefix_end, SYSTEM_RANGE};
-use crate::kv::{KvRequest, KvResponse, KvWrite};
+use crate::kv::keys::{meta_key, prefix_end};
+use crate::kv::KvWrite;
 
 pub const STORE_DEAD: &str = "server.time_until_store_dead";
 pub const NUM_REPLICAS: &str = "kv.range.num_replicas";
@@ -135,25 +134,12 @@ pub fn member_key(id: u64) -> Vec<u8> {
 
 /// Claims node id `m.id` for `m` (fails with a unique violation if it is taken).
 pub async fn insert_member(ctx: &CoreCtx, m: &crate::cluster::Member) -> Result<()> {
-    let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-    match ctx
-        .send(KvRequest::OnePhase {
-            range: SYSTEM_RANGE,
-            txn,
-            read_ts: ctx.shared.hlc.now(),
-            writes: vec![KvWrite::Insert {
-                key: member_key(m.id),
-                value: format!("{} {}", m.addr, m.cores).into_bytes(),
-            }],
-            reads: Default::default(),
-        })
-        .await?
-    {
-        KvResponse::Committed { .. } => Ok(()),
-        other => Err(Error::internal(format!(
-            "unexpected response to a member record write: {other:?}"
-        ))),
-    }
+    let write = KvWrite::Insert {
+        key: member_key(m.id),
+        value: format!("{} {}", m.addr, m.cores).into_bytes(),
+    };
+    super::txn_record::write_record(ctx, ctx.shared.hlc.now(), write).await?;
+    Ok(())
 }
 
 /// The nodes admitted after `init`.
@@ -182,24 +168,7 @@ pub async fn members(ctx: &CoreCtx) -> Result<Vec<crate::cluster::Member>> {
 }
 
 async fn write_raw(ctx: &CoreCtx, write: KvWrite) -> Result<()> {
-    let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-    match ctx
-        .send(KvRequest::OnePhase {
-            range: SYSTEM_RANGE,
-            txn,
-            read_ts: ctx.shared.hlc.now(),
-            writes: vec![write],
-            reads: Default::default(),
-        })
-        .await?
-    {
-        KvResponse::Committed { .. } => {}
-        other => {
-            return Err(Error::internal(format!(
-                "unexpected response to a setting write: {other:?}"
-            )))
-        }
-    }
+    super::txn_record::write_record(ctx, ctx.shared.hlc.now(), write).await?;
     poll(ctx).await;
     Ok(())
 }

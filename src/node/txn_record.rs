@@ -37,7 +37,7 @@ pub enum Outcome {
 
 /// A one-write transaction on the system range under an id of its own (the record's
 /// transaction may itself be a participant there: its id must not be reused).
-async fn write_record(ctx: &CoreCtx, read_ts: Timestamp, write: KvWrite) -> Result<Timestamp> {
+pub async fn write_record(ctx: &CoreCtx, read_ts: Timestamp, write: KvWrite) -> Result<Timestamp> {
     let writer = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
     match ctx
         .send(KvRequest::OnePhase {
