@@ -102,6 +102,10 @@ pub struct CoreMetrics {
     /// Ranges this core leads with fewer voters than wanted, or with a voter on a dead
     /// or decommissioning node.
     pub ranges_underreplicated: AtomicU64,
+    /// Splits this core's split queue made, by size and by load (manual splits not
+    /// counted).
+    pub range_splits_size: AtomicU64,
+    pub range_splits_load: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -208,7 +212,13 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
-    let gauges: [MetricLine; 14] = [
+    let gauges: [MetricLine; 16] = [
+        ("range_splits_size_total", "counter", |c| {
+            c.range_splits_size.load(Relaxed)
+        }),
+        ("range_splits_load_total", "counter", |c| {
+            c.range_splits_load.load(Relaxed)
+        }),
         ("raft_conf_changes_total", "counter", |c| {
             c.raft_conf_changes.load(Relaxed)
         }),

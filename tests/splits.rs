@@ -14,6 +14,11 @@
 //! - with the same load and more splits running, a SIGKILL at an arbitrary moment (in the
 //!   middle of a split, likely) loses no acknowledged insert, tears no transfer, and the
 //!   table has at least the ranges it had.
+//!
+//! `ranges_split_by_themselves_by_size_and_by_load`: with `kv.range.max_bytes` at 64 KiB, a
+//! table filled with ~0.5 MB while a writer keeps inserting ends up in ranges no bigger
+//! than that, on both cores, every acknowledged row there; with the load threshold at 300
+//! requests/s, point reads hammering a small table split it.
 
 mod common;
 
@@ -236,6 +241,11 @@ fn splits_under_load_keep_every_row_and_survive_sigkill() {
     let started = Instant::now();
     let (inserted, ranges) = runtime.block_on(async {
         let admin = common::connect(&config).await.expect("connect");
+        // This test counts the ranges its own splits make: no load-based ones.
+        admin
+            .batch_execute("SET CLUSTER SETTING kv.range_split.by_load_enabled = false")
+            .await
+            .unwrap();
         admin
             .batch_execute(
                 "CREATE TABLE acct (k BIGINT PRIMARY KEY, bal BIGINT NOT NULL, note TEXT)",
@@ -326,4 +336,173 @@ fn splits_under_load_keep_every_row_and_survive_sigkill() {
         assert!(after >= ranges, "ranges lost: {after} < {ranges}");
     });
     drop(server);
+}
+
+/// `SHOW RANGES FROM TABLE t`: `(range_id, core, range_size)` per range.
+async fn ranges_of(client: &Client, table: &str) -> Vec<(i64, i64, i64)> {
+    client
+        .simple_query(&format!("SHOW RANGES FROM TABLE {table}"))
+        .await
+        .expect("SHOW RANGES")
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                r.get("range_id")?.parse().ok()?,
+                r.get("core")?.parse().ok()?,
+                r.get("range_size")?.parse().ok()?,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ranges_split_by_themselves_by_size_and_by_load() {
+    const MAX_BYTES: i64 = 64 << 10;
+    const ROWS: i64 = 2000;
+    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = server.config(common::DEFAULT_DATABASE);
+    let http = server.http_addr;
+    runtime.block_on(async {
+        let admin = common::connect(&config).await.expect("connect");
+        for sql in [
+            "SET CLUSTER SETTING kv.range_split.by_load_enabled = false",
+            "SET CLUSTER SETTING kv.range.max_bytes = '64KiB'",
+            "CREATE TABLE big (k BIGINT PRIMARY KEY, v TEXT NOT NULL)",
+        ] {
+            admin.batch_execute(sql).await.unwrap();
+        }
+        // A writer inserting while the table splits under it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let (stop, acked, config) = (stop.clone(), acked.clone(), config.clone());
+            tokio::spawn(async move {
+                let c = common::connect(&config).await.expect("connect");
+                let mut k = INSERT_BASE;
+                while !stop.load(Ordering::Relaxed) {
+                    match c
+                        .execute("INSERT INTO big VALUES ($1, repeat('w', 100))", &[&k])
+                        .await
+                    {
+                        Ok(_) => acked.lock().unwrap().push(k),
+                        Err(e) if retryable(&e) => {}
+                        Err(e) => panic!("insert {k}: {e:?}"),
+                    }
+                    k += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        for chunk in (0..ROWS).collect::<Vec<_>>().chunks(100) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|k| format!("({k}, repeat('x', 200) || '{k}')"))
+                .collect();
+            admin
+                .batch_execute(&format!("INSERT INTO big VALUES {}", values.join(",")))
+                .await
+                .unwrap();
+        }
+        let started = Instant::now();
+        let ranges = loop {
+            let ranges = ranges_of(&admin, "big").await;
+            let biggest = ranges.iter().map(|r| r.2).max().unwrap_or(0);
+            // Half a range past the limit: the writer keeps adding.
+            if ranges.len() >= 6 && biggest <= MAX_BYTES + MAX_BYTES / 2 {
+                break ranges;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "ranges did not split by size: {ranges:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        println!(
+            "{} ranges after {:?}: {ranges:?}",
+            ranges.len(),
+            started.elapsed()
+        );
+        let cores: std::collections::BTreeSet<i64> = ranges.iter().map(|r| r.1).collect();
+        assert_eq!(cores.len(), 2, "ranges on both cores: {ranges:?}");
+        assert!(common::status_var(http, "range_splits_size_total") >= 5);
+        stop.store(true, Ordering::Relaxed);
+        writer.await.unwrap();
+        let acked = acked.lock().unwrap().clone();
+        assert!(!acked.is_empty(), "the writer wrote nothing");
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM big WHERE k < $1", &[&ROWS])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, ROWS);
+        let got: Vec<i64> = admin
+            .query(
+                "SELECT k FROM big WHERE k >= $1 ORDER BY k",
+                &[&INSERT_BASE],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for k in &acked {
+            assert!(got.binary_search(k).is_ok(), "acknowledged insert {k} lost");
+        }
+
+        // Load: point reads over a small table, well above 300 requests/s.
+        for sql in [
+            "SET CLUSTER SETTING kv.range.max_bytes = DEFAULT",
+            "SET CLUSTER SETTING kv.range_split.load_qps_threshold = 300",
+            "SET CLUSTER SETTING kv.range_split.by_load_enabled = true",
+            "CREATE TABLE hot (k INT PRIMARY KEY, v INT)",
+            "INSERT INTO hot SELECT i, i FROM generate_series(1, 200) AS g(i)",
+        ] {
+            admin.batch_execute(sql).await.unwrap();
+        }
+        assert_eq!(ranges_of(&admin, "hot").await.len(), 1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for seed in 0..4u64 {
+            let (stop, config) = (stop.clone(), config.clone());
+            readers.push(tokio::spawn(async move {
+                let c = common::connect(&config).await.expect("connect");
+                let get = c.prepare("SELECT v FROM hot WHERE k = $1").await.unwrap();
+                let mut state = seed;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = (next_random(&mut state) % 200) as i32 + 1;
+                    c.query_one(&get, &[&k]).await.expect("point read");
+                }
+            }));
+        }
+        let started = Instant::now();
+        loop {
+            let ranges = ranges_of(&admin, "hot").await;
+            if ranges.len() >= 2 {
+                println!("load split after {:?}: {ranges:?}", started.elapsed());
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "a hot range did not split by load: {ranges:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
+        assert!(common::status_var(http, "range_splits_load_total") >= 1);
+        let sum: i64 = admin
+            .query_one("SELECT sum(v)::INT8 FROM hot", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(sum, 200 * 201 / 2);
+    });
 }

@@ -49,6 +49,14 @@ impl StoreEngine {
         }
     }
 
+    /// The size of the versions in `[start, end)` and its middle key (streamed).
+    pub async fn span_size(&self, start: &[u8], end: &[u8]) -> Result<chitin_storage::SpanSize> {
+        match self {
+            StoreEngine::Lsm(e) => e.span_size(start, end).await,
+            StoreEngine::Mem(e) => Ok(e.span_size(start, end)),
+        }
+    }
+
     /// True when a version (tombstones included) of a key in `[start, end)` has a
     /// timestamp in `(after, upto]`: the serializable refresh check. SSTs outside the time
     /// bounds are not read.

@@ -87,6 +87,7 @@
 pub mod codec;
 pub mod engine;
 pub mod keys;
+pub mod range_stats;
 pub mod ranges;
 pub mod replica;
 pub mod split;

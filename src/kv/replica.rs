@@ -394,6 +394,8 @@ pub struct Replica {
     /// two-phase transactions are latched again (they lived in the previous leader's
     /// memory). It serves nothing before.
     pub relatched: Cell<bool>,
+    /// Size and load, for splits ([`super::range_stats`]).
+    pub stats: super::range_stats::RangeStats,
     /// Bumped whenever latches are released or a fence is lifted; waiters park on it.
     latch_gen: Cell<u64>,
     latch_waiters: RefCell<Vec<std::task::Waker>>,
@@ -565,6 +567,7 @@ impl Replica {
             lease_round: Cell::new(None),
             last_transfer: Cell::new(None),
             relatched: Cell::new(true),
+            stats: Default::default(),
             latch_gen: Cell::new(0),
             latch_waiters: RefCell::new(Vec::new()),
         })

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use chitin_storage::RangeId;
 
 use super::keys::{self, SYSTEM_RANGE};
+use super::range_stats::SplitReason;
 use super::ranges::RangeDesc;
 use super::{KvRequest, KvResponse, KvWrite};
 use crate::error::{Error, ErrorKind, Result};
@@ -59,6 +60,34 @@ async fn acquire(ctx: &CoreCtx) -> Result<SplitGuard<'_>> {
     Ok(SplitGuard(ctx))
 }
 
+/// Claims an id for a new range of `table`: the next after those `ranges` use, unless
+/// another node's split took it first. The claim is an insert of `meta rangeid/<id>` in
+/// the system range (a compare-and-set): two gateways splitting ranges of one table at
+/// once never both fill the same new range.
+async fn claim_range_id(ctx: &CoreCtx, table: u32, ranges: &[RangeDesc]) -> Result<RangeId> {
+    let mut n = ranges.iter().map(|d| d.id.0 & 0xffff).max().unwrap_or(0) + 1;
+    loop {
+        if n > 0xffff {
+            return Err(Error::new(
+                ErrorKind::ProgramLimitExceeded,
+                format!("table {table} has too many ranges"),
+            ));
+        }
+        let id = keys::split_range_id(table, n as u16);
+        let mut key = keys::meta_key("rangeid/");
+        key.extend_from_slice(&id.0.to_be_bytes());
+        let write = KvWrite::Insert {
+            key,
+            value: Vec::new(),
+        };
+        match crate::node::txn_record::write_record(ctx, ctx.shared.hlc.now(), write).await {
+            Ok(_) => return Ok(id),
+            Err(e) if e.kind == ErrorKind::UniqueViolation => n += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Splits the range holding `key` (a table data key) so that a new range starts at `key`.
 /// Returns the new range, or `None` when a range already starts there.
 pub async fn split_at(ctx: &CoreCtx, key: &[u8]) -> Result<Option<RangeId>> {
@@ -77,14 +106,7 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8]) -> Result<Option<RangeId>> {
     if old.start == key {
         return Ok(None);
     }
-    let n = ranges.iter().map(|d| d.id.0 & 0xffff).max().unwrap_or(0) + 1;
-    if n > 0xffff {
-        return Err(Error::new(
-            ErrorKind::ProgramLimitExceeded,
-            format!("table {table} has too many ranges"),
-        ));
-    }
-    let new_id = keys::split_range_id(table, n as u16);
+    let new_id = claim_range_id(ctx, table, &ranges).await?;
 
     // 1. Fence.
     let (versions, max_read_ts, last_writes, end) = match ctx
@@ -158,4 +180,87 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8]) -> Result<Option<RangeId>> {
     .await?;
     ctx.refresh_ranges().await?;
     Ok(Some(new_id))
+}
+
+/// One round of this core's split queue (once a second, from `node::cluster::follow`):
+/// closes each led range's load window, measures ranges whose size is unknown, and splits
+/// the first range that is too big (at the middle of its bytes) or too busy (at the median
+/// of its recent request keys) — one split per round, so a burst of growth turns into a
+/// steady trickle of splits. See [`super::range_stats`].
+pub async fn split_queue(ctx: &CoreCtx) {
+    let policy = crate::node::settings::split_policy(&ctx.shared);
+    let now = Instant::now();
+    for r in ctx.store.split_candidates() {
+        if r.stats.roll(now) {
+            let hot = policy.load_qps.is_some_and(|t| r.stats.qps.get() > t);
+            r.stats.hot_windows.set(if hot {
+                r.stats.hot_windows.get() + 1
+            } else {
+                0
+            });
+        }
+    }
+    for r in ctx.store.split_candidates() {
+        let (start, end) = r.span.borrow().clone();
+        if start >= end {
+            continue;
+        }
+        let mut measured = None;
+        if r.stats.bytes.get().is_none() {
+            match ctx.store.span_size(&start, &end).await {
+                Ok(size) => {
+                    r.stats.bytes.set(Some(size.bytes));
+                    measured = Some(size);
+                }
+                Err(_) => continue,
+            }
+        }
+        let Some(reason) = super::range_stats::should_split(&r.stats, &policy) else {
+            continue;
+        };
+        let key = match reason {
+            SplitReason::Size { .. } => {
+                let size = match measured {
+                    Some(s) => s,
+                    // The running count only grows: measure again before splitting.
+                    None => match ctx.store.span_size(&start, &end).await {
+                        Ok(s) => {
+                            r.stats.bytes.set(Some(s.bytes));
+                            if s.bytes <= policy.max_bytes {
+                                continue;
+                            }
+                            s
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                size.middle
+            }
+            SplitReason::Load { .. } => r.stats.load_split_key(&start, &end),
+        };
+        let Some(key) = key else {
+            // One key holds it all: nothing to split at.
+            r.stats.hot_windows.set(0);
+            continue;
+        };
+        r.stats.hot_windows.set(0);
+        match split_at(ctx, &key).await {
+            Ok(Some(new)) => {
+                let m = ctx.metrics();
+                match reason {
+                    SplitReason::Size { .. } => m.range_splits_size.fetch_add(1, Ordering::Relaxed),
+                    SplitReason::Load { .. } => m.range_splits_load.fetch_add(1, Ordering::Relaxed),
+                };
+                eprintln!(
+                    "core {}: split {} at {} into {new}: {reason}",
+                    ctx.core,
+                    r.id,
+                    keys::pretty_key_suffix(&key)
+                );
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("core {}: split of {} failed: {}", ctx.core, r.id, e.message),
+        }
+        return;
+    }
 }

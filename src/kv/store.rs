@@ -409,6 +409,7 @@ impl Store {
         if !replica.owns(key) {
             return Err(mismatch(&replica));
         }
+        replica.stats.record(key);
         replica.bump_read_ts(ts);
         Ok(self.engine()?.get(key, ts).await?)
     }
@@ -432,6 +433,7 @@ impl Store {
                 if !replica.owns_span(&start, &end) {
                     return Err(mismatch(&replica));
                 }
+                replica.stats.record(&start);
                 replica.bump_read_ts(ts);
                 let opts = ScanOptions { ts, limit, reverse };
                 let rows = self.engine()?.scan(&start, &end, &opts).await?;
@@ -448,6 +450,9 @@ impl Store {
                 reads,
                 ..
             } => {
+                if let Some(w) = writes.first() {
+                    replica.stats.record(w.key());
+                }
                 let refresh = (!reads.is_empty()).then_some((&reads, reads_ts));
                 let ts = self
                     .prepare(&replica, txn, read_ts, writes, Some(commit_ts), refresh)
@@ -481,6 +486,9 @@ impl Store {
                 reads,
                 ..
             } => {
+                if let Some(w) = writes.first() {
+                    replica.stats.record(w.key());
+                }
                 self.prepare(&replica, txn, read_ts, writes, None, None)
                     .await?;
                 let ts = self
@@ -535,6 +543,18 @@ impl Store {
                         rows.push((role.as_bytes().to_vec(), id.to_be_bytes().to_vec()));
                     }
                 }
+                let bytes = match replica.stats.bytes.get() {
+                    Some(b) => b,
+                    None => {
+                        let (start, end) = replica.span.borrow().clone();
+                        let b = self.engine()?.span_size(&start, &end).await?.bytes;
+                        replica.stats.bytes.set(Some(b));
+                        b
+                    }
+                };
+                rows.push((b"bytes".to_vec(), bytes.to_be_bytes().to_vec()));
+                let qps = replica.stats.qps.get().to_bits();
+                rows.push((b"qps".to_vec(), qps.to_be_bytes().to_vec()));
                 Ok(KvResponse::Rows(rows))
             }
             KvRequest::ReleaseLocks { txn, .. } => {
@@ -1428,6 +1448,10 @@ impl Store {
                         }
                         let mut last_write = self.last_write.borrow_mut();
                         for (k, v) in cmd.writes {
+                            r.stats.wrote(chitin_storage::span_version_bytes(
+                                k.len(),
+                                v.as_ref().map_or(0, Vec::len),
+                            ));
                             last_write.insert(k.clone(), cmd.ts);
                             match v {
                                 Some(v) => batch.put(k, cmd.ts, v),
@@ -1438,6 +1462,10 @@ impl Store {
                     }
                     CommandKind::Ingest => {
                         for v in cmd.versions {
+                            r.stats.wrote(chitin_storage::span_version_bytes(
+                                v.key.len(),
+                                v.value.as_ref().map_or(0, Vec::len),
+                            ));
                             self.hlc.update(v.ts);
                             match v.value {
                                 Some(value) => batch.put(v.key, v.ts, value),
@@ -1452,6 +1480,7 @@ impl Store {
                         // this core that took it over (entries of different ranges do not
                         // replay in their original order). See the module essay in kv.
                         r.span.borrow_mut().1 = cmd.span.0;
+                        r.stats.bytes.set(None);
                     }
                 }
             }
@@ -1531,6 +1560,7 @@ impl Store {
             batch.delete_lock(key);
         }
         let mut bytes = 0u64;
+        r.stats.bytes.set(None);
         if let Some(cmd) = &cmd {
             for v in &cmd.versions {
                 self.hlc.update(v.ts);
@@ -1857,6 +1887,28 @@ impl Store {
             }
         }
         out
+    }
+
+    /// This core's replicas that serve their table range now (leaders with a lease, no
+    /// split or membership change in flight): what the split queue looks at.
+    pub fn split_candidates(&self) -> Vec<Rc<Replica>> {
+        self.replicas
+            .borrow()
+            .values()
+            .filter(|r| {
+                keys::range_table(r.id).is_some()
+                    && r.serving()
+                    && r.fence.borrow().is_none()
+                    && r.conf_queue.borrow().is_empty()
+                    && !r.raw.borrow().raft.has_pending_conf()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The size of this core's data in `[start, end)` and its middle key.
+    pub async fn span_size(&self, start: &[u8], end: &[u8]) -> Result<chitin_storage::SpanSize> {
+        Ok(self.engine()?.span_size(start, end).await?)
     }
 
     /// Counts of ranges and pending proposals, for metrics.

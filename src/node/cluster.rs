@@ -108,12 +108,15 @@ async fn resolve_orphans(ctx: &CoreCtx) {
 
 /// The per-core task that follows cluster changes; on core 0 it also heartbeats the other
 /// nodes once a second (their liveness, for `chitin node status`). Every core resolves
-/// orphaned two-phase transactions of the ranges it leads once a second.
+/// orphaned two-phase transactions of the ranges it leads once a second, and runs its
+/// split queue ([`crate::kv::split::split_queue`]) once a second.
 pub async fn follow(ctx: Rc<CoreCtx>) {
     let mut last_beat = Instant::now() - Duration::from_secs(10);
     let mut last_orphan_check = Instant::now();
     let mut last_alloc = Instant::now();
     let mut last_join = Instant::now();
+    let mut last_split_check = Instant::now();
+    let splitting = Rc::new(Cell::new(false));
     loop {
         if last_orphan_check.elapsed() >= Duration::from_secs(1) {
             last_orphan_check = Instant::now();
@@ -152,6 +155,19 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
                 last_join = Instant::now();
                 glommio::spawn_local(try_join(ctx.clone())).detach();
             }
+        }
+        if last_split_check.elapsed() >= Duration::from_secs(1) && adopted(&ctx) && !splitting.get()
+        {
+            // Splits take a while (they copy half a range): in the background, one at a
+            // time per core.
+            last_split_check = Instant::now();
+            splitting.set(true);
+            let (c, busy) = (ctx.clone(), splitting.clone());
+            glommio::spawn_local(async move {
+                crate::kv::split::split_queue(&c).await;
+                busy.set(false);
+            })
+            .detach();
         }
         if last_alloc.elapsed() >= Duration::from_secs(1) && adopted(&ctx) {
             last_alloc = Instant::now();

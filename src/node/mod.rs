@@ -173,6 +173,18 @@ pub struct ReplySlot {
 }
 
 /// What one core's tasks share.
+/// What `SHOW RANGES` shows of one range ([`CoreCtx::replicas_of`]).
+pub struct RangeInfo {
+    /// Voters (both halves of a joint configuration), sorted.
+    pub voters: Vec<u64>,
+    /// The node last known to lead it.
+    pub leader: u64,
+    /// Bytes of MVCC data in its span, as its leader counts them.
+    pub bytes: Option<u64>,
+    /// Requests per second over its leader's last load window.
+    pub qps: Option<f64>,
+}
+
 pub struct CoreCtx {
     pub core: usize,
     pub store: Rc<Store>,
@@ -334,21 +346,32 @@ impl CoreCtx {
 
     /// The voters of `range` as its leader knows them (sorted), and the node that leads
     /// it. Cold path (SHOW RANGES).
-    pub async fn replicas_of(&self, range: RangeId) -> Result<(Vec<u64>, u64)> {
+    pub async fn replicas_of(&self, range: RangeId) -> Result<RangeInfo> {
         let rows = match self.send(KvRequest::Describe { range }).await? {
             KvResponse::Rows(rows) => rows,
             other => return Err(Error::internal(format!("unexpected response {other:?}"))),
         };
         let mut voters: Vec<u64> = rows
             .iter()
-            .filter(|(role, _)| role.as_slice() != b"learner")
+            .filter(|(role, _)| matches!(role.as_slice(), b"voter" | b"outgoing"))
             .filter_map(|(_, id)| id.as_slice().try_into().ok().map(u64::from_be_bytes))
             .collect();
         voters.sort_unstable();
         voters.dedup();
         let me = self.shared.node_id.load(Ordering::Relaxed);
         let leader = self.leaders.borrow().get(&range).copied().unwrap_or(me);
-        Ok((voters, leader))
+        let stat = |name: &[u8]| {
+            rows.iter()
+                .find(|(role, _)| role.as_slice() == name)
+                .and_then(|(_, v)| v.as_slice().try_into().ok())
+                .map(u64::from_be_bytes)
+        };
+        Ok(RangeInfo {
+            voters,
+            leader,
+            bytes: stat(b"bytes"),
+            qps: stat(b"qps").map(f64::from_bits),
+        })
     }
 
     /// Passes `msg` to core `core` of this node over the mesh.

@@ -17,6 +17,13 @@
 //!   unreachable before the allocator replaces its replicas.
 //! - `kv.range.num_replicas` (integer, default: the replica count chosen at `chitin init`):
 //!   the voters every range is kept at (capped by the number of nodes).
+//! - `kv.range.max_bytes` (bytes, default 512 MiB; CockroachDB's `range_max_bytes`): a
+//!   range whose data grows past it splits in two ([`crate::kv::split::split_queue`]).
+//!   Accepts `65536`, `64KiB`, `512MiB`, `1GiB`.
+//! - `kv.range_split.by_load_enabled` (bool, default true) and
+//!   `kv.range_split.load_qps_threshold` (integer, default 2500): a range serving more
+//!   requests per second than the threshold for several seconds in a row splits at the
+//!   median key of its recent requests.
 //!
 //! Unknown names are refused (42704), as in CockroachDB.
 
@@ -33,6 +40,15 @@ use crate::kv::KvWrite;
 
 pub const STORE_DEAD: &str = "server.time_until_store_dead";
 pub const NUM_REPLICAS: &str = "kv.range.num_replicas";
+pub const RANGE_MAX_BYTES: &str = "kv.range.max_bytes";
+pub const LOAD_SPLITS: &str = "kv.range_split.by_load_enabled";
+pub const LOAD_QPS: &str = "kv.range_split.load_qps_threshold";
+
+/// Defaults of the split settings.
+pub const DEFAULT_RANGE_MAX_BYTES: u64 = 512 << 20;
+pub const DEFAULT_LOAD_QPS: u64 = 2500;
+/// Consecutive one-second windows above the threshold before a load split.
+pub const LOAD_SPLIT_WINDOWS: u32 = 3;
 
 /// The settings users may set: name, default (as SHOW prints it), description.
 pub const KNOWN: &[(&str, &str, &str)] = &[
@@ -45,6 +61,21 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
         NUM_REPLICAS,
         "3",
         "the number of voting replicas every range is kept at",
+    ),
+    (
+        RANGE_MAX_BYTES,
+        "536870912",
+        "the size in bytes above which a range splits",
+    ),
+    (
+        LOAD_SPLITS,
+        "true",
+        "whether ranges split when they serve more requests than the load threshold",
+    ),
+    (
+        LOAD_QPS,
+        "2500",
+        "requests per second above which a range splits by load",
     ),
 ];
 
@@ -80,7 +111,69 @@ pub fn validate(name: &str, value: &str) -> Result<String> {
                 format!("{NUM_REPLICAS} must be an integer from 1 to 7"),
             )),
         },
+        RANGE_MAX_BYTES => match parse_bytes(value) {
+            Some(n) if n >= 1024 => Ok(n.to_string()),
+            _ => Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("{RANGE_MAX_BYTES} must be a size of at least 1KiB, such as 64MiB"),
+            )),
+        },
+        LOAD_SPLITS => match parse_bool(value) {
+            Some(b) => Ok(b.to_string()),
+            None => Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("{LOAD_SPLITS} must be true or false"),
+            )),
+        },
+        LOAD_QPS => match value.trim().trim_matches('\'').parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(n.to_string()),
+            _ => Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("{LOAD_QPS} must be a positive integer"),
+            )),
+        },
         _ => Err(unknown(&name)),
+    }
+}
+
+/// `65536`, `64KiB`, `64 KB`, `512MiB`, `1GiB` (binary units either way).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim().trim_matches('\'').trim().to_ascii_lowercase();
+    let n_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..n_end].parse().ok()?;
+    let shift = match t[n_end..].trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().trim_matches('\'').to_ascii_lowercase().as_str() {
+        "true" | "on" | "t" | "yes" | "1" => Some(true),
+        "false" | "off" | "f" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The split queue's policy from the node's copy of the settings.
+pub fn split_policy(shared: &NodeShared) -> crate::kv::range_stats::SplitPolicy {
+    let max_bytes = shared
+        .setting(RANGE_MAX_BYTES)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_RANGE_MAX_BYTES);
+    let by_load = shared.setting(LOAD_SPLITS).as_deref() != Some("false");
+    let qps = shared
+        .setting(LOAD_QPS)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_LOAD_QPS);
+    crate::kv::range_stats::SplitPolicy {
+        max_bytes,
+        load_qps: by_load.then_some(qps as f64),
+        hot_windows: LOAD_SPLIT_WINDOWS,
     }
 }
 
@@ -301,5 +394,12 @@ mod tests {
         assert!(validate(STORE_DEAD, "0s").is_err());
         assert!(validate("no.such", "1").is_err());
         assert_eq!(validate(NUM_REPLICAS, "5").unwrap(), "5");
+        assert_eq!(validate(RANGE_MAX_BYTES, "64KiB").unwrap(), "65536");
+        assert_eq!(validate(RANGE_MAX_BYTES, "'512 MiB'").unwrap(), "536870912");
+        assert!(validate(RANGE_MAX_BYTES, "12").is_err());
+        assert!(validate(RANGE_MAX_BYTES, "lots").is_err());
+        assert_eq!(validate(LOAD_SPLITS, "off").unwrap(), "false");
+        assert_eq!(validate(LOAD_QPS, "100").unwrap(), "100");
+        assert!(validate(LOAD_QPS, "0").is_err());
     }
 }

@@ -1925,6 +1925,8 @@ fn show_ranges_columns() -> Vec<Column> {
         col("lease_holder", SqlType::Int8),
         col("core", SqlType::Int8),
         col("replicas", SqlType::Text),
+        col("range_size", SqlType::Int8),
+        col("queries_per_second", SqlType::Float8),
     ]
 }
 
@@ -5228,10 +5230,10 @@ impl<'a> Exec<'a> {
         };
         let mut rows: Vec<Vec<Datum>> = Vec::with_capacity(ranges.len());
         for d in &ranges {
-            let (voters, leader) = self.ctx.replicas_of(d.id).await?;
+            let info = self.ctx.replicas_of(d.id).await?;
             let replicas = format!(
                 "{{{}}}",
-                voters
+                info.voters
                     .iter()
                     .map(u64::to_string)
                     .collect::<Vec<_>>()
@@ -5241,9 +5243,11 @@ impl<'a> Exec<'a> {
                 bound(&d.start, &tstart),
                 bound(&d.end, &tend),
                 Datum::Int(d.id.0 as i64),
-                Datum::Int(leader as i64),
+                Datum::Int(info.leader as i64),
                 Datum::Int(keys::core_for_range(d.id, cores) as i64),
                 Datum::Text(replicas),
+                info.bytes.map_or(Datum::Null, |b| Datum::Int(b as i64)),
+                info.qps.map_or(Datum::Null, Datum::Float),
             ]);
         }
         let n = rows.len();

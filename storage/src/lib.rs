@@ -33,6 +33,7 @@ mod local;
 pub mod lsm;
 mod mem;
 pub mod raftlog;
+mod span;
 mod types;
 
 pub use error::{Error, Result};
@@ -40,6 +41,7 @@ pub use local::{prime_direct_io, LocalStore, PROBE_FILE};
 pub use lsm::{ExportSpec, LsmEngine, LsmOptions, LsmStats, VersionedKeyValue};
 pub use mem::MemEngine;
 pub use raftlog::{RaftLog, RaftLogOptions, RaftLogStats, RangeWrite};
+pub use span::{version_bytes as span_version_bytes, SpanSize};
 pub use types::{BatchOp, KeyValue, RangeId, ScanOptions, Timestamp, WriteBatch};
 
 /// The MVCC engine of one core.

@@ -52,6 +52,27 @@ impl MemEngine {
             })
             .collect()
     }
+
+    /// The size of the versions in `[start, end)` and its middle key, like
+    /// [`crate::LsmEngine::span_size`].
+    pub fn span_size(&self, start: &[u8], end: &[u8]) -> crate::SpanSize {
+        let mut counter = crate::span::SpanCounter::new();
+        let versions = self.scan_versions(start, end);
+        let mut i = 0;
+        while i < versions.len() {
+            let key = &versions[i].key;
+            let (mut bytes, mut n) = (0, 0);
+            while i < versions.len() && &versions[i].key == key {
+                let v = &versions[i];
+                bytes +=
+                    crate::span::version_bytes(v.key.len(), v.value.as_ref().map_or(0, Vec::len));
+                n += 1;
+                i += 1;
+            }
+            counter.add(key, bytes, n);
+        }
+        counter.finish()
+    }
 }
 
 impl Inner {

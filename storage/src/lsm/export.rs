@@ -83,6 +83,45 @@ impl LsmEngine {
         Ok(out)
     }
 
+    /// The size of the MVCC data in `[start, end)` (every version, tombstones included;
+    /// versions removed by a delete-range at `Timestamp::MAX` not counted) and its middle
+    /// key, streamed: memory stays bounded whatever the span holds.
+    pub async fn span_size(&self, start: &[u8], end: &[u8]) -> Result<crate::SpanSize> {
+        let mut counter = crate::span::SpanCounter::new();
+        if start >= end {
+            return Ok(counter.finish());
+        }
+        let inner = &self.inner;
+        let snap = inner.snapshot();
+        let tombstones = snap.range_tombstones(start, end);
+        let sources = inner.sources(&snap, SPACE_MVCC, start, end, None).await?;
+        let mut it = MergingIter::new(sources, false, snap.seq);
+        it.seek(&key::seek_first(SPACE_MVCC, start)).await?;
+        let mut group = Vec::new();
+        while it.valid() {
+            let k = it.key();
+            if key::space(k) != SPACE_MVCC || key::user_key(k) >= end {
+                break;
+            }
+            collect_group(&mut it, &mut group).await?;
+            let (mut bytes, mut versions, mut prev_ts) = (0, 0, None);
+            for (k, v) in &group {
+                let (uk, ts, seq) = (key::user_key(k), key::ts(k), key::seq(k));
+                if prev_ts == Some(ts) || tombstones.iter().any(|t| t.removes(uk, seq)) {
+                    continue;
+                }
+                prev_ts = Some(ts);
+                bytes += crate::span::version_bytes(uk.len(), v.len().saturating_sub(1));
+                versions += 1;
+            }
+            if versions > 0 {
+                counter.add(key::user_key(&group[0].0), bytes, versions);
+            }
+            glommio::yield_if_needed().await;
+        }
+        Ok(counter.finish())
+    }
+
     /// Writes the MVCC data of `[start, end)` chosen by `spec` as an SST at `path` (synced),
     /// and returns how many versions it holds. The file can be given to [`Self::ingest`].
     pub async fn export(
