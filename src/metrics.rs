@@ -106,6 +106,8 @@ pub struct CoreMetrics {
     /// counted).
     pub range_splits_size: AtomicU64,
     pub range_splits_load: AtomicU64,
+    /// Merges this core's merge queue made.
+    pub range_merges: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -212,7 +214,10 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
-    let gauges: [MetricLine; 16] = [
+    let gauges: [MetricLine; 17] = [
+        ("range_merges_total", "counter", |c| {
+            c.range_merges.load(Relaxed)
+        }),
         ("range_splits_size_total", "counter", |c| {
             c.range_splits_size.load(Relaxed)
         }),

@@ -18,7 +18,9 @@
 //! `ranges_split_by_themselves_by_size_and_by_load`: with `kv.range.max_bytes` at 64 KiB, a
 //! table filled with ~0.5 MB while a writer keeps inserting ends up in ranges no bigger
 //! than that, on both cores, every acknowledged row there; with the load threshold at 300
-//! requests/s, point reads hammering a small table split it.
+//! requests/s, point reads hammering a small table split it; with the limit back at its
+//! default, the small, cold ranges merge again and lose nothing, while a boundary made by
+//! `SPLIT AT` stays.
 
 mod common;
 
@@ -504,5 +506,60 @@ fn ranges_split_by_themselves_by_size_and_by_load() {
             .unwrap()
             .get(0);
         assert_eq!(sum, 200 * 201 / 2);
+
+        // With the limit back at 512 MiB, `big`'s small, cold ranges merge again (a few
+        // seconds per round: a range just merged waits before merging again), while
+        // a manual boundary stays.
+        admin
+            .batch_execute("ALTER TABLE hot SPLIT AT VALUES (100)")
+            .await
+            .unwrap();
+        let before = ranges_of(&admin, "big").await.len();
+        let started = Instant::now();
+        loop {
+            let ranges = ranges_of(&admin, "big").await;
+            if ranges.len() <= 2 {
+                println!(
+                    "{before} ranges merged into {} in {:?}",
+                    ranges.len(),
+                    started.elapsed()
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "small ranges did not merge: {ranges:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(common::status_var(http, "range_merges_total") >= (before - 2) as u64);
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM big WHERE k < $1", &[&ROWS])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, ROWS);
+        let got: Vec<i64> = admin
+            .query(
+                "SELECT k FROM big WHERE k >= $1 ORDER BY k",
+                &[&INSERT_BASE],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for k in &acked {
+            assert!(
+                got.binary_search(k).is_ok(),
+                "acknowledged insert {k} lost in a merge"
+            );
+        }
+        admin
+            .execute("INSERT INTO big VALUES (-1, 'after merges')", &[])
+            .await
+            .unwrap();
+        let hot = ranges_of(&admin, "hot").await;
+        assert!(hot.len() >= 2, "the manual split of hot stays: {hot:?}");
     });
 }

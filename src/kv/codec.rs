@@ -35,7 +35,7 @@
 //!
 //! Request tags: 1 `Get`, 2 `Scan`, 3 `Prepare`, 4 `Commit`, 5 `Abort`, 6 `OnePhase`,
 //! 7 `Refresh`, 8 `SplitFence`, 9 `Ingest`, 10 `SplitFinish`, 11 `SplitAbort`, 12 `Lock`,
-//! 13 `ReleaseLocks`, 14 `Recover`, 15 `Describe`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`,
+//! 13 `ReleaseLocks`, 14 `Recover`, 15 `Describe`, 16 `MergeFence`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`,
 //! 4 `Committed`,
 //! 5 `SplitFenced`, 6 `Done`, 7 `Err`, 8 `NotLeader`, 9 `Locked` (only the leader hint crosses: the request a local core hands
 //! back inside it is for its own gateway, so it decodes as `req: None`). A tag, a kind code or a flag bit is never reused for something else; a change
@@ -82,6 +82,7 @@ const REQ_LOCK: u8 = 12;
 const REQ_RELEASE_LOCKS: u8 = 13;
 const REQ_RECOVER: u8 = 14;
 const REQ_DESCRIBE: u8 = 15;
+const REQ_MERGE_FENCE: u8 = 16;
 
 const RESP_VALUE: u8 = 1;
 const RESP_ROWS: u8 = 2;
@@ -330,6 +331,11 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
         KvRequest::SplitAbort { range } => {
             out.push(REQ_SPLIT_ABORT);
             put_range(out, *range);
+        }
+        KvRequest::MergeFence { range, key } => {
+            out.push(REQ_MERGE_FENCE);
+            put_range(out, *range);
+            put_bytes(out, key);
         }
         KvRequest::Lock {
             range,
@@ -596,9 +602,9 @@ fn request_len(req: &KvRequest) -> usize {
             RANGE + 8 + TS + writes_len(writes) + read_set_len(reads)
         }
         KvRequest::Refresh { reads, .. } => RANGE + 8 + 2 * TS + read_set_len(reads),
-        KvRequest::SplitFence { key, .. } | KvRequest::SplitFinish { key, .. } => {
-            RANGE + bytes_len(key)
-        }
+        KvRequest::SplitFence { key, .. }
+        | KvRequest::SplitFinish { key, .. }
+        | KvRequest::MergeFence { key, .. } => RANGE + bytes_len(key),
         KvRequest::Ingest {
             start,
             end,
@@ -718,6 +724,10 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             key: r.vec()?,
         },
         REQ_SPLIT_ABORT => KvRequest::SplitAbort { range: r.range()? },
+        REQ_MERGE_FENCE => KvRequest::MergeFence {
+            range: r.range()?,
+            key: r.vec()?,
+        },
         REQ_LOCK => KvRequest::Lock {
             range: r.range()?,
             txn: r.u64()?,
@@ -1152,6 +1162,10 @@ mod tests {
                 key: b"m".to_vec(),
             },
             KvRequest::SplitAbort { range: r },
+            KvRequest::MergeFence {
+                range: r,
+                key: b"q".to_vec(),
+            },
             KvRequest::Lock {
                 range: r,
                 txn: 13,
@@ -1262,7 +1276,7 @@ mod tests {
             let back = decode_request(&b).unwrap_or_else(|e| panic!("{req:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{req:?}"));
         }
-        assert_eq!(tags.len(), 15, "every request variant is tested");
+        assert_eq!(tags.len(), 16, "every request variant is tested");
     }
 
     #[test]

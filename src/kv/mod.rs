@@ -201,6 +201,12 @@ pub enum KvRequest {
     SplitFinish { range: RangeId, key: Vec<u8> },
     /// A failed split: lift the fence, change nothing.
     SplitAbort { range: RangeId },
+    /// Merge steps on the two ranges ([`super::split::merge`]). With `key` at the span's
+    /// start (the right-hand range): fence the whole span and return its data like
+    /// [`KvRequest::SplitFence`]. With `key` at the span's end (the left-hand range): fence
+    /// nothing it serves, only what it is about to take over, and refuse splits meanwhile;
+    /// answers an empty [`KvResponse::SplitFenced`].
+    MergeFence { range: RangeId, key: Vec<u8> },
     /// Take the exclusive lock on `key` for `txn` (an UPDATE, DELETE or SELECT FOR UPDATE
     /// about to write the row), waiting while another transaction holds it; answers
     /// [`KvResponse::Locked`] with the key's last committed write.
@@ -245,6 +251,7 @@ impl KvRequest {
             | KvRequest::Ingest { range, .. }
             | KvRequest::SplitFinish { range, .. }
             | KvRequest::SplitAbort { range }
+            | KvRequest::MergeFence { range, .. }
             | KvRequest::Lock { range, .. }
             | KvRequest::ReleaseLocks { range, .. }
             | KvRequest::Describe { range } => *range,

@@ -37,6 +37,9 @@ pub struct RangeStats {
     pub hot_windows: Cell<u32>,
     /// The sample of the last full window, sorted.
     last_sample: RefCell<Vec<Vec<u8>>>,
+    /// When the span last changed (or this replica was created): young ranges are not
+    /// merged (a split is not undone before its halves have shown their load).
+    span_since: Cell<Instant>,
 }
 
 impl Default for RangeStats {
@@ -50,6 +53,7 @@ impl Default for RangeStats {
             qps: Cell::new(0.0),
             hot_windows: Cell::new(0),
             last_sample: RefCell::new(Vec::new()),
+            span_since: Cell::new(Instant::now()),
         }
     }
 }
@@ -74,6 +78,17 @@ impl RangeStats {
         if (slot as usize) < SAMPLE {
             sample[slot as usize] = key.to_vec();
         }
+    }
+
+    /// The span changed (a split, a merge): its size must be measured again.
+    pub fn span_changed(&self) {
+        self.bytes.set(None);
+        self.span_since.set(Instant::now());
+    }
+
+    /// How long the span has been what it is.
+    pub fn span_age(&self) -> Duration {
+        self.span_since.get().elapsed()
     }
 
     /// Adds `bytes` written to the span (when its size is known).
@@ -141,6 +156,8 @@ pub struct SplitPolicy {
     pub load_qps: Option<f64>,
     /// Windows in a row above `load_qps` before a load split (a burst is not a load).
     pub hot_windows: u32,
+    /// Whether small, cold neighbours merge.
+    pub merge: bool,
 }
 
 /// Whether a range of `stats` should split under `policy` (size first).
@@ -169,6 +186,7 @@ mod tests {
             max_bytes: 1000,
             load_qps: Some(100.0),
             hot_windows: 2,
+            merge: true,
         }
     }
 

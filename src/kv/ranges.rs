@@ -28,10 +28,14 @@ pub struct RangeDesc {
     pub id: RangeId,
     pub start: Vec<u8>,
     pub end: Vec<u8>,
+    /// The boundary at `start` was made by hand (`ALTER TABLE … SPLIT AT`): the merge
+    /// queue never removes it (CockroachDB's sticky bit). Descriptors written before the
+    /// flag existed decode as sticky: only manual splits wrote them.
+    pub sticky: bool,
 }
 
 impl RangeDesc {
-    /// `id u64 | start len u32 | start | end len u32 | end`, big-endian.
+    /// `id u64 | start len u32 | start | end len u32 | end | sticky u8`, big-endian.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.start.len() + self.end.len());
         out.extend_from_slice(&self.id.0.to_be_bytes());
@@ -39,6 +43,7 @@ impl RangeDesc {
         out.extend_from_slice(&self.start);
         out.extend_from_slice(&(self.end.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.end);
+        out.push(self.sticky as u8);
         out
     }
 
@@ -55,10 +60,16 @@ impl RangeDesc {
         };
         let start = bytes()?;
         let end = bytes()?;
+        let sticky = match b.get(16 + start.len() + end.len()) {
+            None | Some(1) => true,
+            Some(0) => false,
+            Some(_) => return Err(bad()),
+        };
         Ok(RangeDesc {
             id: RangeId(id),
             start,
             end,
+            sticky,
         })
     }
 
@@ -121,6 +132,7 @@ impl RangeCache {
                 id: keys::table_range_id(table),
                 start,
                 end,
+                sticky: false,
             }]
         } else {
             found
@@ -134,13 +146,19 @@ mod tests {
 
     #[test]
     fn descriptor_round_trip() {
-        let d = RangeDesc {
-            id: keys::split_range_id(7, 3),
-            start: b"\x10abc".to_vec(),
-            end: vec![],
-        };
-        assert_eq!(RangeDesc::decode(&d.encode()).unwrap(), d);
-        assert!(RangeDesc::decode(&d.encode()[..10]).is_err());
+        for sticky in [false, true] {
+            let d = RangeDesc {
+                id: keys::split_range_id(7, 3),
+                start: b"\x10abc".to_vec(),
+                end: vec![],
+                sticky,
+            };
+            assert_eq!(RangeDesc::decode(&d.encode()).unwrap(), d);
+            assert!(RangeDesc::decode(&d.encode()[..10]).is_err());
+            // Written before the flag: sticky.
+            let old = &d.encode()[..d.encode().len() - 1];
+            assert!(RangeDesc::decode(old).unwrap().sticky);
+        }
     }
 
     #[test]
@@ -155,11 +173,13 @@ mod tests {
                     id: keys::table_range_id(5),
                     start: t5s.clone(),
                     end: mid.clone(),
+                    sticky: false,
                 },
                 RangeDesc {
                     id: keys::split_range_id(5, 1),
                     start: mid.clone(),
                     end: t5e.clone(),
+                    sticky: true,
                 },
             ],
             1,

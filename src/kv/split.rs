@@ -89,8 +89,9 @@ async fn claim_range_id(ctx: &CoreCtx, table: u32, ranges: &[RangeDesc]) -> Resu
 }
 
 /// Splits the range holding `key` (a table data key) so that a new range starts at `key`.
-/// Returns the new range, or `None` when a range already starts there.
-pub async fn split_at(ctx: &CoreCtx, key: &[u8]) -> Result<Option<RangeId>> {
+/// Returns the new range, or `None` when a range already starts there. `sticky`: a split
+/// by hand, which the merge queue leaves alone.
+pub async fn split_at(ctx: &CoreCtx, key: &[u8], sticky: bool) -> Result<Option<RangeId>> {
     let table = match keys::range_table(keys::range_for_key(key)) {
         Some(t) => t,
         None => return Err(Error::internal("split key outside table data")),
@@ -148,11 +149,13 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8]) -> Result<Option<RangeId>> {
         id: old.id,
         start: old.start.clone(),
         end: key.to_vec(),
+        sticky: old.sticky,
     };
     let right = RangeDesc {
         id: new_id,
         start: key.to_vec(),
         end: old.end.clone(),
+        sticky,
     };
     ctx.send(KvRequest::OnePhase {
         range: SYSTEM_RANGE,
@@ -182,11 +185,155 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8]) -> Result<Option<RangeId>> {
     Ok(Some(new_id))
 }
 
+/// Merges the range `left` with its right-hand neighbour (both of one table): `left`
+/// takes over the neighbour's span and data, the neighbour's descriptor goes. Returns the
+/// range merged away, or `None` when `left` has no mergeable neighbour (the last range of
+/// its table, or a boundary made by hand).
+///
+/// 1. **Reserve** `left` (`MergeFence` at its end): it serves its own keys as before but
+///    refuses splits, and will hold requests for the keys it takes over until step 5.
+/// 2. **Fence** the right-hand range whole (`MergeFence` at its start) and collect its
+///    data, as a split's first step does.
+/// 3. **Ingest** the data into `left` through its raft log; the last entry extends its
+///    span (earlier ones write keys it does not serve yet).
+/// 4. **Publish**: `left`'s descriptor with the new end, the neighbour's deleted, in one
+///    raft entry of the system range.
+/// 5. **Finish**: the neighbour's span shrinks to nothing (its waiting requests get
+///    `RangeKeyMismatch` and go to `left`), then `left`'s reservation lifts.
+///
+/// A failure before 4 undoes what was done (`left` shrinks back if its span grew) and
+/// lifts both fences; a failure of 4 keeps them (the outcome may be ambiguous; restart
+/// takes spans from whatever descriptors are durable).
+pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
+    let table =
+        keys::range_table(left).ok_or_else(|| Error::internal("merge of a system range"))?;
+    let _guard = acquire(ctx).await?;
+    ctx.refresh_ranges().await?;
+    let ranges = ctx.ranges.borrow().table_ranges(table);
+    let Some(l) = ranges.iter().find(|d| d.id == left).cloned() else {
+        return Ok(None);
+    };
+    let Some(r) = ranges.iter().find(|d| d.start == l.end).cloned() else {
+        return Ok(None);
+    };
+    if r.sticky {
+        return Ok(None);
+    }
+    let fenced = |resp| match resp {
+        KvResponse::SplitFenced {
+            versions,
+            max_read_ts,
+            last_writes,
+            end,
+        } => Ok((versions, max_read_ts, last_writes, end)),
+        other => Err(Error::internal(format!("unexpected response {other:?}"))),
+    };
+    // 1. Reserve the left-hand range.
+    let (_, _, _, l_end) = fenced(
+        ctx.send(KvRequest::MergeFence {
+            range: l.id,
+            key: l.end.clone(),
+        })
+        .await?,
+    )?;
+    let abort_left = || async {
+        let _ = ctx.send(KvRequest::SplitAbort { range: l.id }).await;
+    };
+    if l_end != l.end {
+        abort_left().await;
+        return Err(Error::retry("merge: range descriptor changed; retry"));
+    }
+    // 2. Fence the right-hand range.
+    let right = match ctx
+        .send(KvRequest::MergeFence {
+            range: r.id,
+            key: r.start.clone(),
+        })
+        .await
+        .and_then(fenced)
+    {
+        Ok(x) => x,
+        Err(e) => {
+            abort_left().await;
+            return Err(e);
+        }
+    };
+    let (versions, max_read_ts, last_writes, r_end) = right;
+    let abort_both = || async {
+        let _ = ctx.send(KvRequest::SplitAbort { range: r.id }).await;
+        abort_left().await;
+    };
+    if r_end != r.end {
+        abort_both().await;
+        return Err(Error::retry("merge: range descriptor changed; retry"));
+    }
+    // 3. Ingest into the left-hand range.
+    let ingested = ctx
+        .send(KvRequest::Ingest {
+            range: l.id,
+            start: l.start.clone(),
+            end: r.end.clone(),
+            versions,
+            max_read_ts,
+            last_writes,
+        })
+        .await;
+    if let Err(e) = ingested {
+        // The last entry may have applied: give the span back before lifting the fences.
+        // If even that fails the fences stay (nothing is served twice).
+        if ctx
+            .send(KvRequest::SplitFinish {
+                range: l.id,
+                key: l.end.clone(),
+            })
+            .await
+            .is_ok()
+        {
+            abort_both().await;
+        }
+        return Err(e);
+    }
+    // 4. Publish.
+    let merged = RangeDesc {
+        id: l.id,
+        start: l.start.clone(),
+        end: r.end.clone(),
+        sticky: l.sticky,
+    };
+    ctx.send(KvRequest::OnePhase {
+        range: SYSTEM_RANGE,
+        txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
+        read_ts: ctx.shared.hlc.now(),
+        writes: vec![
+            KvWrite::Put {
+                key: keys::range_desc_key(&merged.start),
+                value: merged.encode(),
+            },
+            KvWrite::Delete {
+                key: keys::range_desc_key(&r.start),
+            },
+        ],
+        reads: Default::default(),
+    })
+    .await?;
+    ctx.shared.range_gen.fetch_add(1, Ordering::SeqCst);
+    // 5. Finish: the right-hand range serves nothing from here; the left one everything.
+    ctx.send(KvRequest::SplitFinish {
+        range: r.id,
+        key: r.start.clone(),
+    })
+    .await?;
+    ctx.send(KvRequest::SplitAbort { range: l.id }).await?;
+    ctx.refresh_ranges().await?;
+    Ok(Some(r.id))
+}
+
 /// One round of this core's split queue (once a second, from `node::cluster::follow`):
 /// closes each led range's load window, measures ranges whose size is unknown, and splits
 /// the first range that is too big (at the middle of its bytes) or too busy (at the median
 /// of its recent request keys) — one split per round, so a burst of growth turns into a
-/// steady trickle of splits. See [`super::range_stats`].
+/// steady trickle of splits. See [`super::range_stats`]. With nothing to split, it looks
+/// for one merge ([`merge_queue`]).
 pub async fn split_queue(ctx: &CoreCtx) {
     let policy = crate::node::settings::split_policy(&ctx.shared);
     let now = Instant::now();
@@ -244,7 +391,7 @@ pub async fn split_queue(ctx: &CoreCtx) {
             continue;
         };
         r.stats.hot_windows.set(0);
-        match split_at(ctx, &key).await {
+        match split_at(ctx, &key, false).await {
             Ok(Some(new)) => {
                 let m = ctx.metrics();
                 match reason {
@@ -260,6 +407,62 @@ pub async fn split_queue(ctx: &CoreCtx) {
             }
             Ok(None) => {}
             Err(e) => eprintln!("core {}: split of {} failed: {}", ctx.core, r.id, e.message),
+        }
+        return;
+    }
+    if policy.merge {
+        merge_queue(ctx, &policy).await;
+    }
+}
+
+/// Ranges younger than this (since their span last changed) are not merged.
+pub const MERGE_MIN_AGE: Duration = Duration::from_secs(5);
+
+/// The merge half of the queue: the first range led here whose right-hand neighbour is
+/// not a boundary made by hand and which, together with it, is small (at most half of
+/// `kv.range.max_bytes`) and cold (under half the load-split threshold) merges with it.
+/// Both must have kept their spans for [`MERGE_MIN_AGE`], so a split is not undone before
+/// its halves showed their size and load.
+async fn merge_queue(ctx: &CoreCtx, policy: &super::range_stats::SplitPolicy) {
+    if ctx.refresh_ranges().await.is_err() {
+        return;
+    }
+    for l in ctx.store.split_candidates() {
+        let (Some(l_bytes), true) = (l.stats.bytes.get(), l.stats.span_age() >= MERGE_MIN_AGE)
+        else {
+            continue;
+        };
+        let end = l.span.borrow().1.clone();
+        let Some(table) = keys::range_table(l.id) else {
+            continue;
+        };
+        let ranges = ctx.ranges.borrow().table_ranges(table);
+        let Some(r) = ranges.iter().find(|d| d.start == end && !d.sticky).cloned() else {
+            continue;
+        };
+        let Ok(info) = ctx.replicas_of(r.id).await else {
+            continue;
+        };
+        let (Some(r_bytes), Some(r_qps), Some(r_age)) = (info.bytes, info.qps, info.age) else {
+            continue;
+        };
+        let small = l_bytes + r_bytes <= policy.max_bytes / 2;
+        let cold = policy
+            .load_qps
+            .is_none_or(|t| l.stats.qps.get() + r_qps < t / 2.0);
+        if !small || !cold || r_age < MERGE_MIN_AGE {
+            continue;
+        }
+        match merge(ctx, l.id).await {
+            Ok(Some(gone)) => {
+                ctx.metrics().range_merges.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "core {}: merged {gone} into {} ({} + {} bytes)",
+                    ctx.core, l.id, l_bytes, r_bytes
+                );
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("core {}: merge of {} failed: {}", ctx.core, l.id, e.message),
         }
         return;
     }

@@ -555,6 +555,8 @@ impl Store {
                 rows.push((b"bytes".to_vec(), bytes.to_be_bytes().to_vec()));
                 let qps = replica.stats.qps.get().to_bits();
                 rows.push((b"qps".to_vec(), qps.to_be_bytes().to_vec()));
+                let age = replica.stats.span_age().as_millis() as u64;
+                rows.push((b"age_ms".to_vec(), age.to_be_bytes().to_vec()));
                 Ok(KvResponse::Rows(rows))
             }
             KvRequest::ReleaseLocks { txn, .. } => {
@@ -562,6 +564,24 @@ impl Store {
                 Ok(KvResponse::Done)
             }
             KvRequest::SplitFence { key, .. } => self.split_fence(&replica, key).await,
+            KvRequest::MergeFence { key, .. } => {
+                let span = replica.span.borrow().clone();
+                if key == span.1 && key > span.0 {
+                    // The left-hand range: reserve what it takes over, refuse splits.
+                    self.fence_check(&replica)?;
+                    *replica.fence.borrow_mut() = Some(key);
+                    Ok(KvResponse::SplitFenced {
+                        versions: Vec::new(),
+                        max_read_ts: Timestamp::MIN,
+                        last_writes: Vec::new(),
+                        end: span.1,
+                    })
+                } else if key == span.0 && span.0 < span.1 {
+                    self.fence_and_collect(&replica, key).await
+                } else {
+                    Err(mismatch(&replica))
+                }
+            }
             KvRequest::Ingest {
                 start,
                 end,
@@ -697,6 +717,12 @@ impl Store {
         if !replica.owns(&key) || replica.span.borrow().0 == key {
             return Err(mismatch(replica));
         }
+        self.fence_and_collect(replica, key).await
+    }
+
+    /// Refuses to fence `replica` while a split or merge runs on it, or while leadership
+    /// or membership moves (the fence lives in this leader's memory).
+    fn fence_check(&self, replica: &Replica) -> Result<()> {
         if replica.fence.borrow().is_some() {
             return Err(Error::retry("a split of this range is already in progress"));
         }
@@ -709,6 +735,14 @@ impl Store {
                 "restart transaction: the range is changing leader or replicas; split again",
             ));
         }
+        Ok(())
+    }
+
+    /// Fences `[key, span end)` of `replica`, waits for the writes in flight there, and
+    /// returns its data (a split's first step, and a merge's on the right-hand range with
+    /// `key` at the span's start).
+    async fn fence_and_collect(&self, replica: &Replica, key: Vec<u8>) -> Result<KvResponse> {
+        self.fence_check(replica)?;
         *replica.fence.borrow_mut() = Some(key.clone());
         let end = replica.span.borrow().1.clone();
         let started = Instant::now();
@@ -765,9 +799,16 @@ impl Store {
             }
             let last = versions.peek().is_none();
             if bytes >= INGEST_CHUNK_BYTES || last {
+                // The span changes with the last chunk only: a range taking over keys
+                // (a merge) never serves them half-copied.
+                let span = if last {
+                    (start.clone(), end.clone())
+                } else {
+                    replica.span.borrow().clone()
+                };
                 let cmd = Command {
                     kind: CommandKind::Ingest,
-                    span: (start.clone(), end.clone()),
+                    span,
                     versions: std::mem::take(&mut chunk),
                     ..Default::default()
                 };
@@ -1472,6 +1513,9 @@ impl Store {
                                 None => batch.delete(v.key, v.ts),
                             }
                         }
+                        if *r.span.borrow() != cmd.span {
+                            r.stats.span_changed();
+                        }
                         *r.span.borrow_mut() = cmd.span;
                     }
                     CommandKind::Shrink => {
@@ -1480,7 +1524,7 @@ impl Store {
                         // this core that took it over (entries of different ranges do not
                         // replay in their original order). See the module essay in kv.
                         r.span.borrow_mut().1 = cmd.span.0;
-                        r.stats.bytes.set(None);
+                        r.stats.span_changed();
                     }
                 }
             }

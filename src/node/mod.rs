@@ -183,6 +183,8 @@ pub struct RangeInfo {
     pub bytes: Option<u64>,
     /// Requests per second over its leader's last load window.
     pub qps: Option<f64>,
+    /// How long its span has been unchanged.
+    pub age: Option<Duration>,
 }
 
 pub struct CoreCtx {
@@ -371,6 +373,7 @@ impl CoreCtx {
             leader,
             bytes: stat(b"bytes"),
             qps: stat(b"qps").map(f64::from_bits),
+            age: stat(b"age_ms").map(Duration::from_millis),
         })
     }
 

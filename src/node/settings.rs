@@ -24,6 +24,9 @@
 //!   `kv.range_split.load_qps_threshold` (integer, default 2500): a range serving more
 //!   requests per second than the threshold for several seconds in a row splits at the
 //!   median key of its recent requests.
+//! - `kv.range_merge.queue_enabled` (bool, default true): neighbouring ranges of a table
+//!   that are small and cold together merge ([`crate::kv::split::merge`]); boundaries made
+//!   by `SPLIT AT` stay.
 //!
 //! Unknown names are refused (42704), as in CockroachDB.
 
@@ -43,6 +46,7 @@ pub const NUM_REPLICAS: &str = "kv.range.num_replicas";
 pub const RANGE_MAX_BYTES: &str = "kv.range.max_bytes";
 pub const LOAD_SPLITS: &str = "kv.range_split.by_load_enabled";
 pub const LOAD_QPS: &str = "kv.range_split.load_qps_threshold";
+pub const MERGES: &str = "kv.range_merge.queue_enabled";
 
 /// Defaults of the split settings.
 pub const DEFAULT_RANGE_MAX_BYTES: u64 = 512 << 20;
@@ -76,6 +80,11 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
         LOAD_QPS,
         "2500",
         "requests per second above which a range splits by load",
+    ),
+    (
+        MERGES,
+        "true",
+        "whether small, cold neighbouring ranges merge",
     ),
 ];
 
@@ -118,11 +127,11 @@ pub fn validate(name: &str, value: &str) -> Result<String> {
                 format!("{RANGE_MAX_BYTES} must be a size of at least 1KiB, such as 64MiB"),
             )),
         },
-        LOAD_SPLITS => match parse_bool(value) {
+        LOAD_SPLITS | MERGES => match parse_bool(value) {
             Some(b) => Ok(b.to_string()),
             None => Err(Error::new(
                 ErrorKind::InvalidParameterValue,
-                format!("{LOAD_SPLITS} must be true or false"),
+                format!("{name} must be true or false"),
             )),
         },
         LOAD_QPS => match value.trim().trim_matches('\'').parse::<u64>() {
@@ -174,6 +183,7 @@ pub fn split_policy(shared: &NodeShared) -> crate::kv::range_stats::SplitPolicy 
         max_bytes,
         load_qps: by_load.then_some(qps as f64),
         hot_windows: LOAD_SPLIT_WINDOWS,
+        merge: shared.setting(MERGES).as_deref() != Some("false"),
     }
 }
 

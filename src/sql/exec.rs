@@ -5147,7 +5147,7 @@ impl<'a> Exec<'a> {
                 vals.push(assign_cast(v, c)?);
             }
             let key = Self::pk_key_from(t, &vals);
-            crate::kv::split::split_at(self.ctx, &key).await?;
+            crate::kv::split::split_at(self.ctx, &key, true).await?;
             out.push(vec![
                 Datum::Bytes(key.clone()),
                 Datum::Text(format!("/Table/{}{}", t.id, keys::pretty_key_suffix(&key))),
