@@ -73,6 +73,10 @@ pub const METHOD_DECOMMISSION: u32 = 105;
 /// `ADDR CORES`: a node started with `--join` after `init` asks to be admitted; the answer
 /// is its [`ClusterState`].
 pub const METHOD_JOIN: u32 = 106;
+/// `drain N`: node N refuses new SQL connections and moves its leases away; answered
+/// once it leads no range (or after a time limit) with what is left. A node asked about
+/// another forwards the request to it.
+pub const METHOD_DRAIN: u32 = 107;
 
 /// Default replica count of a range.
 pub const DEFAULT_NUM_REPLICAS: usize = 3;

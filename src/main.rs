@@ -23,6 +23,8 @@ COMMANDS:
     node decommission ID  Move every replica off node ID (the allocator does it in the
                         background; `node status` shows the replicas left), --host H:P.
     node recommission ID  Undo a decommission.
+    node drain ID       Node ID stops accepting SQL connections and hands its leases to
+                        other nodes (until it restarts), --host H:P.
     demo                A throwaway local cluster: --nodes N (default 3), temporary stores,
                         each node's URL printed; Ctrl-C stops it and removes everything.
     workload            Load generator: init/run ycsb, kv, bank (`chitin workload help`).
@@ -478,6 +480,18 @@ fn main() -> ExitCode {
                 chitin::cluster::METHOD_STATUS,
                 Duration::from_secs(10),
             ),
+            Some("drain") => match args.get(2).and_then(|id| id.parse::<u64>().ok()) {
+                Some(id) => admin_with(
+                    &args[3..],
+                    chitin::cluster::METHOD_DRAIN,
+                    format!("drain {id}").into_bytes(),
+                    Duration::from_secs(45),
+                ),
+                None => {
+                    eprintln!("error: expected `chitin node drain NODE_ID --host HOST:PORT`");
+                    ExitCode::from(2)
+                }
+            },
             Some(verb @ ("decommission" | "recommission")) => {
                 match args.get(2).and_then(|id| id.parse::<u64>().ok()) {
                     Some(id) => admin_with(
@@ -494,7 +508,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "error: expected `chitin node status|decommission ID|recommission ID --host HOST:PORT`"
+                    "error: expected `chitin node status|drain ID|decommission ID|recommission ID --host HOST:PORT`"
                 );
                 ExitCode::from(2)
             }

@@ -32,7 +32,9 @@
 //! `a_dead_node_is_replaced_and_a_decommissioned_node_is_drained`: with a 3 s store-dead
 //! timeout, a killed node's replicas are replaced on a fourth node (conf changes and
 //! snapshots), a decommissioned node is emptied, and a node that joins the running cluster
-//! gets replicas by rebalancing; nothing acknowledged is lost.
+//! gets replicas by rebalancing; nothing acknowledged is lost. Last, `chitin node drain`
+//! of another node (asked through a third) leaves it leading nothing and refusing new
+//! connections (57P01).
 //!
 //! `demo_serves_sql_and_leaves_nothing_behind`: `chitin demo --nodes 3` serves SQL on
 //! every node and, on SIGINT, stops them and removes its directory.
@@ -1248,6 +1250,23 @@ fn a_dead_node_is_replaced_and_a_decommissioned_node_is_drained() {
                 n.sql
             );
         }
+        // Drain node 2 (asked through node 4): it hands over every lease and refuses new
+        // SQL connections; the others serve everything.
+        let out = chitin(&["node", "drain", "2", "--host", &nodes[3].sql.to_string()])
+            .expect("node drain");
+        println!("{}", out.trim());
+        assert!(out.contains("drained"), "{out}");
+        assert_eq!(common::status_var(nodes[1].http, "raft_leaders"), 0);
+        match common::connect(&nodes[1].config()).await {
+            Ok(_) => panic!("a draining node accepted a connection"),
+            Err(e) => assert_eq!(
+                e.code(),
+                Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN),
+                "{e:?}"
+            ),
+        }
+        let seen = read_all(&nodes[3]).await;
+        assert!(acked.is_subset(&seen), "rows lost after the drain");
     };
     let run = async { tokio::time::timeout(Duration::from_secs(240), body).await };
     if rt.block_on(run).is_err() {

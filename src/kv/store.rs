@@ -61,6 +61,9 @@ pub struct Store {
     outgoing_snapshots: RefCell<Vec<(RangeId, Message)>>,
     /// Nodes leadership moves away from (dead or decommissioning: the allocator's view).
     avoid: RefCell<std::collections::HashSet<u64>>,
+    /// The node drains: leaders hand leadership to another voter (set by
+    /// `node::cluster::follow` from [`crate::node::NodeShared::draining`]).
+    pub draining: Cell<bool>,
 }
 
 impl Store {
@@ -99,6 +102,7 @@ impl Store {
             transport: RefCell::new(None),
             outgoing_snapshots: RefCell::new(Vec::new()),
             avoid: RefCell::new(Default::default()),
+            draining: Cell::new(false),
         });
         let recovered = store.log.recover().await?;
         // Raft-state records: each range's configuration and last snapshot.
@@ -1282,7 +1286,7 @@ impl Store {
             let (mut ready, snap) = {
                 let mut raw = r.raw.borrow_mut();
                 renew_lease(r, &mut raw);
-                prefer_leader(r, &mut raw, &self.avoid.borrow());
+                prefer_leader(r, &mut raw, &self.avoid.borrow(), self.draining.get());
                 if !raw.has_ready() {
                     continue;
                 }
@@ -2045,6 +2049,7 @@ fn prefer_leader(
     r: &Replica,
     raw: &mut RawNode<RangeStorage>,
     avoid: &std::collections::HashSet<u64>,
+    draining: bool,
 ) {
     if raw.raft.state != raft::StateRole::Leader
         || raw.raft.lead_transferee.is_some()
@@ -2061,7 +2066,13 @@ fn prefer_leader(
         .iter()
         .filter(|id| !avoid.contains(id))
         .collect();
-    if voters.len() < 2 {
+    if draining {
+        // Any other voter will do.
+        voters.retain(|id| *id != raw.raft.id);
+        if voters.is_empty() {
+            return;
+        }
+    } else if voters.len() < 2 {
         return;
     }
     voters.sort_unstable();

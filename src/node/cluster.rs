@@ -156,6 +156,9 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
                 glommio::spawn_local(try_join(ctx.clone())).detach();
             }
         }
+        ctx.store
+            .draining
+            .set(ctx.shared.draining.load(Ordering::Relaxed));
         if last_split_check.elapsed() >= Duration::from_secs(1) && adopted(&ctx) && !splitting.get()
         {
             // Splits take a while (they copy half a range): in the background, one at a
@@ -295,6 +298,7 @@ impl TransportHandler for Handler {
                     decommission(&ctx, &payload).await.map(String::into_bytes)
                 }
                 cl::METHOD_JOIN => join_request(&ctx, &payload).await.map(String::into_bytes),
+                cl::METHOD_DRAIN => drain(&ctx, &payload).await.map(String::into_bytes),
                 other => Err(Error::internal(format!("unknown method {other}"))),
             };
             r.map(Bytes::from).map_err(|e| e.message)
@@ -714,4 +718,65 @@ pub async fn accept_transport(
             .await;
         }
     }
+}
+
+/// How long `chitin node drain` waits for the node's leases to move.
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
+
+/// `drain N` ([`cl::METHOD_DRAIN`]): on node N, stop taking SQL connections and hand every
+/// range this node leads to another voter (`prefer_leader` skips a draining node), then
+/// answer how many it still leads; on any other node, forward to N.
+async fn drain(ctx: &CoreCtx, payload: &[u8]) -> Result<String> {
+    let text = String::from_utf8_lossy(payload);
+    let id = match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["drain", id] => id
+            .parse::<u64>()
+            .map_err(|_| Error::internal("expected `drain N`"))?,
+        _ => return Err(Error::internal("expected `drain N`")),
+    };
+    let st = ctx
+        .shared
+        .cluster()
+        .ok_or_else(|| Error::internal("this node has not joined a cluster"))?;
+    if st.member(id).is_none() {
+        return Err(Error::internal(format!(
+            "node {id} is not a member of the cluster"
+        )));
+    }
+    if id != st.node_id {
+        let reply = ctx
+            .transport
+            .call(
+                Endpoint::new(NodeId(id), CoreId(0)),
+                cl::METHOD_DRAIN,
+                Bytes::from(payload.to_vec()),
+                DRAIN_WAIT + Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| Error::internal(format!("node {id}: {e}")))?;
+        return Ok(String::from_utf8_lossy(&reply).into_owned());
+    }
+    ctx.shared.draining.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let leaders = || -> u64 {
+        ctx.shared
+            .metrics
+            .iter()
+            .map(|m| m.raft_leaders.load(Ordering::Relaxed))
+            .sum()
+    };
+    // The gauges are refreshed by the raft loops; give them a round first.
+    glommio::timer::sleep(Duration::from_millis(300)).await;
+    while leaders() > 0 && started.elapsed() < DRAIN_WAIT {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    let left = leaders();
+    Ok(if left == 0 {
+        format!("node {id} drained: it leads no range and accepts no new SQL connections\n")
+    } else {
+        format!(
+            "node {id} is draining: it still leads {left} ranges (no other voter could take \
+             them) and accepts no new SQL connections\n"
+        )
+    })
 }

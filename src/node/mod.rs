@@ -119,6 +119,9 @@ pub struct NodeShared {
     pub initializing: AtomicBool,
     /// Ranges have more than one replica (set with `cluster`).
     pub multi_replica: AtomicBool,
+    /// `chitin node drain`: new SQL connections are refused and this node's leaders hand
+    /// their leadership (and leases) to other voters. Until the process restarts.
+    pub draining: AtomicBool,
     /// When this node last got a heartbeat answer from each other node (core 0 beats
     /// every second). Cold path: read once a second by each core's allocator.
     pub liveness: Mutex<HashMap<u64, std::time::Instant>>,
@@ -688,6 +691,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         initializing: AtomicBool::new(false),
         multi_replica: AtomicBool::new(false),
         liveness: Mutex::new(HashMap::new()),
+        draining: AtomicBool::new(false),
         started: std::time::Instant::now(),
         settings: Mutex::new(Arc::new(HashMap::new())),
     });

@@ -538,6 +538,14 @@ async fn serve(ctx: Rc<CoreCtx>, mut stream: TcpStream) -> Result<()> {
         conn.flush().await?;
         return Ok(());
     }
+    if ctx.shared.draining.load(Ordering::SeqCst) {
+        conn.error(&Error::new(
+            ErrorKind::AdminShutdown,
+            "the node is draining and accepts no new connections; connect to another node",
+        ));
+        conn.flush().await?;
+        return Ok(());
+    }
     let user = params.get("user").cloned().unwrap_or_else(|| "root".into());
     let database = params
         .get("database")

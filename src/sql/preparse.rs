@@ -47,6 +47,11 @@ pub const NOOP_MARKER: &str = "__chitin_noop";
 /// setting's name and value (`DEFAULT`: the value is the identifier `default`).
 pub const CLUSTER_SETTING_MARKER: &str = "__chitin_cluster_setting";
 
+/// The variable a rewritten `ALTER RANGE default CONFIGURE ZONE USING f = v, …` sets; its
+/// values alternate field names and values. `SHOW ZONE CONFIGURATION FOR RANGE default`
+/// sets it to the single value `'show'`.
+pub const ZONE_CONFIG_MARKER: &str = "__chitin_zone_config";
+
 /// The last name part that flags `ALTER SEQUENCE` (a `CREATE TEMPORARY SEQUENCE`).
 pub const ALTER_SEQUENCE_MARKER: &str = "__chitin_alter_sequence";
 
@@ -57,6 +62,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
         return r.into();
     }
     if let Some(r) = rewrite_cluster_setting(body) {
+        return r.into();
+    }
+    if let Some(r) = rewrite_zone_config(body) {
         return r.into();
     }
     if let Some(r) = rewrite_alter_sequence(body) {
@@ -188,6 +196,58 @@ fn rewrite_cluster_setting(body: &str) -> Option<String> {
     ))
 }
 
+/// `ALTER RANGE default CONFIGURE ZONE USING f = v [, …]` → `SET "marker" = 'f', v, …`;
+/// `SHOW ZONE CONFIGURATION FOR RANGE default` → `SET "marker" = 'show'`. Other targets
+/// (`ALTER TABLE … CONFIGURE ZONE`, `RANGE meta`, …) become `'target:<name>'` so the
+/// session refuses them by name. `DISCARD` resets every field.
+fn rewrite_zone_config(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_ascii_whitespace().collect();
+    if body.contains(';') || body.contains('"') {
+        return None;
+    }
+    if words.len() == 6 && words[..5] == ["show", "zone", "configuration", "for", "range"] {
+        return Some(if words[5] == "default" {
+            format!("SET \"{ZONE_CONFIG_MARKER}\" = 'show'")
+        } else {
+            format!("SET \"{ZONE_CONFIG_MARKER}\" = 'target:range {}'", words[5])
+        });
+    }
+    if words.first() != Some(&"alter") {
+        return None;
+    }
+    let at = lower.find(" configure zone ")?;
+    let target = words.get(1..)?.join(" ");
+    let target = target.split(" configure zone").next()?.to_string();
+    if target != "range default" {
+        if target.contains('\'') {
+            return None;
+        }
+        return Some(format!("SET \"{ZONE_CONFIG_MARKER}\" = 'target:{target}'"));
+    }
+    let rest = body[at + " configure zone ".len()..].trim();
+    if rest.eq_ignore_ascii_case("discard") {
+        return Some(format!("SET \"{ZONE_CONFIG_MARKER}\" = 'discard'"));
+    }
+    let using = rest.get(..6)?;
+    if !using.eq_ignore_ascii_case("using ") {
+        return None;
+    }
+    let mut values = Vec::new();
+    for part in rest[6..].split(',') {
+        let (field, value) = part.split_once('=')?;
+        let (field, value) = (field.trim(), value.trim());
+        if field.is_empty() || value.is_empty() || field.contains('\'') {
+            return None;
+        }
+        values.push(format!("'{}', {value}", field.to_ascii_lowercase()));
+    }
+    Some(format!(
+        "SET \"{ZONE_CONFIG_MARKER}\" = {}",
+        values.join(", ")
+    ))
+}
+
 /// `ALTER SEQUENCE …` → the marked `CREATE TEMPORARY SEQUENCE`, if `body` is one.
 fn rewrite_alter_sequence(body: &str) -> Option<String> {
     let words: Vec<&str> = body.split_ascii_whitespace().collect();
@@ -283,6 +343,36 @@ fn rewrite_split_at(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zone_configs_are_rewritten_and_parse() {
+        for (sql, want) in [
+            (
+                "ALTER RANGE default CONFIGURE ZONE USING range_max_bytes = 1048576, num_replicas = 3",
+                "SET \"__chitin_zone_config\" = 'range_max_bytes', 1048576, 'num_replicas', 3",
+            ),
+            (
+                "alter range default configure zone discard",
+                "SET \"__chitin_zone_config\" = 'discard'",
+            ),
+            (
+                "SHOW ZONE CONFIGURATION FOR RANGE default",
+                "SET \"__chitin_zone_config\" = 'show'",
+            ),
+            (
+                "ALTER TABLE t CONFIGURE ZONE USING num_replicas = 5",
+                "SET \"__chitin_zone_config\" = 'target:table t'",
+            ),
+        ] {
+            let r = rewrite(sql);
+            assert_eq!(r, want);
+            crate::sql::session::parse(&r).unwrap();
+        }
+        assert_eq!(
+            rewrite("ALTER TABLE t ADD COLUMN c INT"),
+            "ALTER TABLE t ADD COLUMN c INT"
+        );
+    }
 
     #[test]
     fn upsert_is_rewritten_and_parses() {

@@ -812,6 +812,78 @@ impl Session {
                 settings::set(&self.ctx, &name, value.as_deref()).await?;
                 Ok(Some((Outcome::Command("SET CLUSTER SETTING".into()), None)))
             }
+            Statement::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) if variable.to_string().trim_matches('"')
+                == crate::sql::preparse::ZONE_CONFIG_MARKER =>
+            {
+                let words: Vec<String> = values.iter().map(text).collect();
+                match words.first().map(String::as_str) {
+                    Some("show") if words.len() == 1 => {
+                        let max = settings::show(&self.ctx.shared, settings::RANGE_MAX_BYTES)?;
+                        let n = settings::show(&self.ctx.shared, settings::NUM_REPLICAS)?;
+                        let sql = format!(
+                            "ALTER RANGE default CONFIGURE ZONE USING\n\trange_max_bytes = {max},\n\tnum_replicas = {n}"
+                        );
+                        return Ok(rows(
+                            vec![vec![Datum::Text("RANGE default".into()), Datum::Text(sql)]],
+                            &["target", "raw_config_sql"],
+                        ));
+                    }
+                    Some(t) if t.starts_with("target:") => {
+                        return Err(Error::new(
+                            ErrorKind::FeatureNotSupported,
+                            format!(
+                                "zone configurations of {} are not supported; only RANGE default",
+                                t["target:".len()..].to_uppercase()
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+                if self.explicit {
+                    return Err(Error::new(
+                        ErrorKind::ActiveTransaction,
+                        "CONFIGURE ZONE cannot be used inside a multi-statement transaction",
+                    ));
+                }
+                let mut changes: Vec<(&str, Option<String>)> = Vec::new();
+                if words.len() == 1 && words[0] == "discard" {
+                    changes.push((settings::RANGE_MAX_BYTES, None));
+                    changes.push((settings::NUM_REPLICAS, None));
+                } else {
+                    for pair in words.chunks(2) {
+                        let [field, value] = pair else {
+                            return Err(Error::syntax("CONFIGURE ZONE USING field = value, …"));
+                        };
+                        let name = match field.as_str() {
+                            "range_max_bytes" => settings::RANGE_MAX_BYTES,
+                            "num_replicas" => settings::NUM_REPLICAS,
+                            other => {
+                                return Err(Error::new(
+                                    ErrorKind::FeatureNotSupported,
+                                    format!(
+                                        "zone config field \"{other}\" is not supported (supported: range_max_bytes, num_replicas)"
+                                    ),
+                                ))
+                            }
+                        };
+                        let value = if value.eq_ignore_ascii_case("copy_from_parent")
+                            || value.eq_ignore_ascii_case("default")
+                        {
+                            None
+                        } else {
+                            settings::validate(name, value)?;
+                            Some(value.clone())
+                        };
+                        changes.push((name, value));
+                    }
+                }
+                for (name, value) in changes {
+                    settings::set(&self.ctx, name, value.as_deref()).await?;
+                }
+                Ok(Some((Outcome::Command("CONFIGURE ZONE".into()), None)))
+            }
             Statement::ShowVariable { variable } => {
                 let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
                 let w: Vec<&str> = words.iter().map(String::as_str).collect();
