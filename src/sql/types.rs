@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use rust_decimal::Decimal;
 
 use crate::error::{Error, Result};
+use crate::sql::interval::Interval;
 
 /// A column or expression type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +42,8 @@ pub enum SqlType {
     Int2Vector,
     /// `oidvector` (`pg_index.indclass`): as `int2vector`, of oids.
     OidVector,
+    /// `interval`: a `Datum::Interval` (months, days, microseconds).
+    Interval,
 }
 
 impl SqlType {
@@ -71,6 +74,7 @@ impl SqlType {
             SqlType::TextArray => 1009,
             SqlType::Int2Vector => 22,
             SqlType::OidVector => 30,
+            SqlType::Interval => 1186,
         }
     }
 
@@ -134,6 +138,7 @@ impl SqlType {
             1009 | 1015 => SqlType::TextArray,
             22 => SqlType::Int2Vector,
             30 => SqlType::OidVector,
+            1186 => SqlType::Interval,
             _ => return None,
         })
     }
@@ -145,7 +150,7 @@ impl SqlType {
             SqlType::Int4 | SqlType::Float4 | SqlType::Date => 4,
             SqlType::Int8 | SqlType::Float8 | SqlType::Timestamp | SqlType::TimestampTz => 8,
             SqlType::Bool => 1,
-            SqlType::Uuid => 16,
+            SqlType::Uuid | SqlType::Interval => 16,
             _ => -1,
         }
     }
@@ -176,6 +181,7 @@ impl SqlType {
             SqlType::TextArray => "text[]",
             SqlType::Int2Vector => "int2vector",
             SqlType::OidVector => "oidvector",
+            SqlType::Interval => "interval",
         }
     }
 
@@ -192,12 +198,19 @@ impl SqlType {
         matches!(self, SqlType::Text | SqlType::Varchar)
     }
 
-    /// One byte for the on-disk descriptor encoding.
+    /// One byte for the on-disk descriptor encoding: the declaration order for the first
+    /// fifteen types (the encoding predates the array types), then explicit tags.
     pub fn tag(self) -> u8 {
-        self as u8
+        match self {
+            SqlType::Interval => TAG_INTERVAL,
+            other => other as u8,
+        }
     }
     pub fn from_tag(t: u8) -> Option<SqlType> {
         use SqlType::*;
+        if t == TAG_INTERVAL {
+            return Some(Interval);
+        }
         const ALL: [SqlType; 15] = [
             Int2,
             Int4,
@@ -239,10 +252,13 @@ impl SqlType {
             "timestamp" | "timestamp without time zone" | "datetime" => SqlType::Timestamp,
             "timestamptz" | "timestamp with time zone" => SqlType::TimestampTz,
             "uuid" => SqlType::Uuid,
+            "interval" => SqlType::Interval,
             _ => return None,
         })
     }
 }
+
+const TAG_INTERVAL: u8 = 64;
 
 /// A SQL value.
 #[derive(Clone, Debug)]
@@ -261,6 +277,7 @@ pub enum Datum {
     /// Microseconds since the Unix epoch, UTC.
     TimestampTz(i64),
     Uuid([u8; 16]),
+    Interval(Interval),
 }
 
 impl Datum {
@@ -282,6 +299,7 @@ impl Datum {
             Datum::Timestamp(_) => SqlType::Timestamp,
             Datum::TimestampTz(_) => SqlType::TimestampTz,
             Datum::Uuid(_) => SqlType::Uuid,
+            Datum::Interval(_) => SqlType::Interval,
         }
     }
 
@@ -314,6 +332,7 @@ impl Datum {
                 a.cmp(&(*b as i64 * MICROS_PER_DAY))
             }
             (Uuid(a), Uuid(b)) => a.cmp(b),
+            (Interval(a), Interval(b)) => a.cmp_span(b),
             _ => return None,
         })
     }
@@ -341,6 +360,7 @@ impl Datum {
             Datum::Bytes(_) => 4,
             Datum::Date(_) | Datum::Timestamp(_) | Datum::TimestampTz(_) => 5,
             Datum::Uuid(_) => 6,
+            Datum::Interval(_) => 7,
         }
     }
 
@@ -371,6 +391,7 @@ impl Datum {
                 }
             }
             Datum::Uuid(u) => s = format_uuid(u),
+            Datum::Interval(iv) => s = iv.to_text(),
         }
         Some(s)
     }
@@ -412,6 +433,7 @@ impl Datum {
                 out.extend_from_slice(&(t - PG_EPOCH_DAYS as i64 * MICROS_PER_DAY).to_be_bytes())
             }
             (Datum::Uuid(u), _) => out.extend_from_slice(u),
+            (Datum::Interval(iv), _) => iv.to_binary(out),
             (Datum::Null, _) => {}
         }
         Ok(())
@@ -454,6 +476,7 @@ impl Datum {
                 }
             }
             SqlType::Uuid => Datum::Uuid(b.try_into().map_err(|_| bad())?),
+            SqlType::Interval => Datum::Interval(Interval::from_binary(b).ok_or_else(bad)?),
             _ => Datum::Text(decode_array_binary(ty, b).ok_or_else(bad)?),
         })
     }
@@ -525,6 +548,7 @@ impl Datum {
                 Datum::TimestampTz(micros - offset.unwrap_or(0) * 1_000_000)
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
+            SqlType::Interval => Datum::Interval(Interval::parse(s, None)?),
             _ => {
                 // An array: every element through the element type's input function,
                 // then printed in the canonical form.
@@ -615,6 +639,7 @@ impl Datum {
                 Datum::TimestampTz(t)
             }
             (Datum::Uuid(u), SqlType::Uuid) => Datum::Uuid(u),
+            (Datum::Interval(iv), SqlType::Interval) => Datum::Interval(iv),
             (d, _) => return Err(fail(&d)),
         })
     }
