@@ -294,6 +294,7 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::Int2Vector => "int2vector",
         SqlType::OidVector => "oidvector",
         SqlType::Interval => "interval",
+        SqlType::Jsonb => "jsonb",
     }
 }
 

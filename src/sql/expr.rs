@@ -919,6 +919,9 @@ impl<'a> Binder<'a> {
         if let Some(bound) = self.bind_bit_or_power(left, op, right)? {
             return Ok(bound);
         }
+        if let Some(bound) = self.bind_jsonb_op(left, op, right)? {
+            return Ok(bound);
+        }
         if let Some(expanded) = row_comparison(left, op, right)? {
             return self.bind(&expanded, Some(SqlType::Bool));
         }
@@ -962,6 +965,24 @@ impl<'a> Binder<'a> {
             BinOp::Concat => {
                 let (l, lt) = self.bind(left, Some(SqlType::Text))?;
                 let (r, rt) = self.bind(right, Some(SqlType::Text))?;
+                if lt == SqlType::Jsonb || rt == SqlType::Jsonb {
+                    let args = vec![
+                        coerce_literal(l, SqlType::Jsonb)?,
+                        coerce_literal(r, SqlType::Jsonb)?,
+                    ];
+                    if !matches!(lt, SqlType::Jsonb | SqlType::Unknown)
+                        || !matches!(rt, SqlType::Jsonb | SqlType::Unknown)
+                    {
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("operator does not exist: {} || {}", lt.name(), rt.name()),
+                        ));
+                    }
+                    return Ok((
+                        Scalar::Func("__jsonb_concat".into(), args, SqlType::Jsonb),
+                        SqlType::Jsonb,
+                    ));
+                }
                 let stringy = |t: SqlType| {
                     t.is_string()
                         || matches!(t, SqlType::Unknown | SqlType::Bytea)
@@ -1097,6 +1118,47 @@ impl<'a> Binder<'a> {
         };
         let l = coerce_literal(l, lt)?;
         let r = coerce_literal(r, rt)?;
+        Ok(Some((Scalar::Func(name.into(), vec![l, r], ty), ty)))
+    }
+
+    /// Binds the jsonb operators `->`, `->>`, `#>`, `#>>`, `@>`, `<@`, `?`; `None` for
+    /// any other operator.
+    fn bind_jsonb_op(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+    ) -> Result<Option<(Scalar, SqlType)>> {
+        let (name, right_ty, ty) = match op {
+            BinaryOperator::Arrow => ("__jsonb_get", SqlType::Text, SqlType::Jsonb),
+            BinaryOperator::LongArrow => ("__jsonb_get_text", SqlType::Text, SqlType::Text),
+            BinaryOperator::HashArrow => ("__jsonb_path", SqlType::TextArray, SqlType::Jsonb),
+            BinaryOperator::HashLongArrow => {
+                ("__jsonb_path_text", SqlType::TextArray, SqlType::Text)
+            }
+            BinaryOperator::AtArrow => ("__jsonb_contains", SqlType::Jsonb, SqlType::Bool),
+            BinaryOperator::ArrowAt => ("__jsonb_contained", SqlType::Jsonb, SqlType::Bool),
+            BinaryOperator::Question => ("__jsonb_has_key", SqlType::Text, SqlType::Bool),
+            _ => return Ok(None),
+        };
+        let (l, lt) = self.bind(left, Some(SqlType::Jsonb))?;
+        let (r, rt) = self.bind(right, Some(right_ty))?;
+        let right_ok = match right_ty {
+            SqlType::Text => {
+                rt.is_string() || rt == SqlType::Unknown || {
+                    matches!(op, BinaryOperator::Arrow | BinaryOperator::LongArrow) && rt.is_int()
+                }
+            }
+            t => rt == t || rt == SqlType::Unknown,
+        };
+        if !matches!(lt, SqlType::Jsonb | SqlType::Unknown) || !right_ok {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+            ));
+        }
+        let l = coerce_literal(l, SqlType::Jsonb)?;
+        let r = coerce_literal(r, right_ty)?;
         Ok(Some((Scalar::Func(name.into(), vec![l, r], ty), ty)))
     }
 
@@ -1556,6 +1618,52 @@ impl<'a> Binder<'a> {
             | "strpos" | "ascii" => SqlType::Int4,
             "concat_ws" | "split_part" | "format" => SqlType::Text,
             "date_part" => SqlType::Float8,
+            "jsonb_typeof" | "jsonb_array_length" => {
+                if !matches!(first, SqlType::Jsonb | SqlType::Unknown) || types.len() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!(
+                            "function {name}({}) does not exist",
+                            types
+                                .iter()
+                                .map(|t| t.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                let taken = std::mem::replace(&mut bound[0], Scalar::Const(Datum::Null));
+                bound[0] = coerce_literal(taken, SqlType::Jsonb)?;
+                if name == "jsonb_typeof" {
+                    SqlType::Text
+                } else {
+                    SqlType::Int4
+                }
+            }
+            "to_jsonb" | "jsonb_build_object" | "jsonb_build_array" => {
+                if name == "to_jsonb" && types.len() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function {name} does not exist"),
+                    ));
+                }
+                if name == "jsonb_build_object" && types.len() % 2 != 0 {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        "argument list must have even number of elements",
+                    )
+                    .with_hint(
+                        "The arguments of jsonb_build_object() must consist of alternating keys and values.",
+                    ));
+                }
+                // Which arguments are jsonb (nested as documents, not quoted as text).
+                let kinds: String = types
+                    .iter()
+                    .map(|t| if *t == SqlType::Jsonb { 'j' } else { 'v' })
+                    .collect();
+                bound.insert(0, Scalar::Const(Datum::Text(kinds)));
+                SqlType::Jsonb
+            }
             "justify_days" | "justify_hours" | "justify_interval" | "make_interval" | "age" => {
                 let want = match name.as_str() {
                     "age" => SqlType::Timestamp,
@@ -2267,6 +2375,111 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
     }
 }
 
+/// The jsonb operators and functions over evaluated arguments (NULLs already handled).
+fn jsonb_function(name: &str, vals: &[Datum]) -> Result<Datum> {
+    use crate::sql::jsonb::{from_datum, Json, PathStep};
+    let doc = |i: usize| -> Result<Json> {
+        match vals.get(i) {
+            Some(Datum::Text(t)) => Json::parse(t),
+            Some(other) => from_datum(other, false),
+            None => Ok(Json::Null),
+        }
+    };
+    let text = |i: usize| -> String {
+        match vals.get(i) {
+            Some(Datum::Text(t)) => t.clone(),
+            Some(d) => d.to_text(d.natural_type()).unwrap_or_default(),
+            None => String::new(),
+        }
+    };
+    let out = |j: Option<&Json>| match j {
+        Some(j) => Datum::Text(j.to_text()),
+        None => Datum::Null,
+    };
+    Ok(match name {
+        "__jsonb_get" | "__jsonb_get_text" => {
+            let d = doc(0)?;
+            let step = match &vals[1] {
+                Datum::Int(i) => PathStep::Index(*i),
+                _ => PathStep::Key(text(1)),
+            };
+            let v = d.get(&step);
+            if name == "__jsonb_get" {
+                out(v)
+            } else {
+                v.and_then(Json::as_text)
+                    .map(Datum::Text)
+                    .unwrap_or(Datum::Null)
+            }
+        }
+        "__jsonb_path" | "__jsonb_path_text" => {
+            let d = doc(0)?;
+            let path: Vec<String> =
+                crate::sql::types::array_elements(SqlType::TextArray, &text(1))?
+                    .into_iter()
+                    .map(|e| e.unwrap_or_default())
+                    .collect();
+            let v = d.get_path(&path);
+            if name == "__jsonb_path" {
+                out(v)
+            } else {
+                v.and_then(Json::as_text)
+                    .map(Datum::Text)
+                    .unwrap_or(Datum::Null)
+            }
+        }
+        "__jsonb_contains" => Datum::Bool(doc(0)?.contains(&doc(1)?)),
+        "__jsonb_contained" => Datum::Bool(doc(1)?.contains(&doc(0)?)),
+        "__jsonb_has_key" => Datum::Bool(doc(0)?.has_key(&text(1))),
+        "__jsonb_concat" => Datum::Text(doc(0)?.concat(doc(1)?).to_text()),
+        "jsonb_typeof" => Datum::Text(doc(0)?.type_name().into()),
+        "jsonb_array_length" => match doc(0)? {
+            Json::Array(a) => Datum::Int(a.len() as i64),
+            Json::Object(_) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "cannot get array length of a non-array",
+                ))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "cannot get array length of a scalar",
+                ))
+            }
+        },
+        _ => {
+            // to_jsonb / jsonb_build_*: the first value says which arguments are jsonb.
+            let kinds: Vec<bool> = text(0).chars().map(|c| c == 'j').collect();
+            let args = &vals[1..];
+            let json = |i: usize| from_datum(&args[i], kinds.get(i).copied().unwrap_or(false));
+            match name {
+                "to_jsonb" => Datum::Text(json(0)?.to_text()),
+                "jsonb_build_array" => Datum::Text(
+                    Json::Array((0..args.len()).map(json).collect::<Result<_>>()?).to_text(),
+                ),
+                _ => {
+                    let mut pairs = Vec::with_capacity(args.len() / 2);
+                    for i in (0..args.len()).step_by(2) {
+                        let key = match &args[i] {
+                            Datum::Null => {
+                                return Err(Error::new(
+                                    ErrorKind::InvalidParameterValue,
+                                    "argument 1: key must not be null",
+                                ))
+                            }
+                            Datum::Text(t) => t.clone(),
+                            d => d.to_text(d.natural_type()).unwrap_or_default(),
+                        };
+                        pairs.push((key, json(i + 1)?));
+                    }
+                    Datum::Text(Json::object(pairs).to_text())
+                }
+            }
+        }
+    })
+}
+
 /// The arithmetic of intervals: with each other, with timestamps and dates, and scaled by
 /// numbers.
 fn interval_arith(op: BinOp, a: Datum, b: Datum) -> Result<Datum> {
@@ -2761,6 +2974,8 @@ fn eval_func(
             | "current_user"
             | "current_schema"
             | "pi"
+            | "jsonb_build_object"
+            | "jsonb_build_array"
     ) && !crate::sql::pg_catalog::is_non_strict(name);
     if strict_null && vals.iter().any(|v| v.is_null()) {
         return Ok(Datum::Null);
@@ -2786,6 +3001,10 @@ fn eval_func(
             (Datum::Text(t), Datum::Int(n)) => Datum::Text(t.chars().take(*n as usize).collect()),
             (other, _) => other.clone(),
         },
+        "__jsonb_get" | "__jsonb_get_text" | "__jsonb_path" | "__jsonb_path_text"
+        | "__jsonb_contains" | "__jsonb_contained" | "__jsonb_has_key" | "__jsonb_concat"
+        | "jsonb_typeof" | "jsonb_array_length" | "to_jsonb" | "jsonb_build_object"
+        | "jsonb_build_array" => jsonb_function(name, &vals)?,
         "justify_days" | "justify_hours" | "justify_interval" => match &vals[0] {
             Datum::Interval(iv) => Datum::Interval(match name {
                 "justify_days" => iv.justify_days()?,

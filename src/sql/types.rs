@@ -44,6 +44,8 @@ pub enum SqlType {
     OidVector,
     /// `interval`: a `Datum::Interval` (months, days, microseconds).
     Interval,
+    /// `jsonb`: a `Datum::Text` of the normalized document ([`crate::sql::jsonb`]).
+    Jsonb,
 }
 
 impl SqlType {
@@ -75,6 +77,7 @@ impl SqlType {
             SqlType::Int2Vector => 22,
             SqlType::OidVector => 30,
             SqlType::Interval => 1186,
+            SqlType::Jsonb => 3802,
         }
     }
 
@@ -139,6 +142,7 @@ impl SqlType {
             22 => SqlType::Int2Vector,
             30 => SqlType::OidVector,
             1186 => SqlType::Interval,
+            3802 => SqlType::Jsonb,
             _ => return None,
         })
     }
@@ -182,6 +186,7 @@ impl SqlType {
             SqlType::Int2Vector => "int2vector",
             SqlType::OidVector => "oidvector",
             SqlType::Interval => "interval",
+            SqlType::Jsonb => "jsonb",
         }
     }
 
@@ -203,6 +208,7 @@ impl SqlType {
     pub fn tag(self) -> u8 {
         match self {
             SqlType::Interval => TAG_INTERVAL,
+            SqlType::Jsonb => TAG_JSONB,
             other => other as u8,
         }
     }
@@ -210,6 +216,9 @@ impl SqlType {
         use SqlType::*;
         if t == TAG_INTERVAL {
             return Some(Interval);
+        }
+        if t == TAG_JSONB {
+            return Some(Jsonb);
         }
         const ALL: [SqlType; 15] = [
             Int2,
@@ -253,12 +262,14 @@ impl SqlType {
             "timestamptz" | "timestamp with time zone" => SqlType::TimestampTz,
             "uuid" => SqlType::Uuid,
             "interval" => SqlType::Interval,
+            "jsonb" => SqlType::Jsonb,
             _ => return None,
         })
     }
 }
 
 const TAG_INTERVAL: u8 = 64;
+const TAG_JSONB: u8 = 65;
 
 /// A SQL value.
 #[derive(Clone, Debug)]
@@ -425,6 +436,11 @@ impl Datum {
             (Datum::Float(f), _) => out.extend_from_slice(&f.to_be_bytes()),
             (Datum::Bool(b), _) => out.push(*b as u8),
             (Datum::Text(t), _) if ty.array_elem().is_some() => encode_array_binary(ty, t, out)?,
+            (Datum::Text(t), SqlType::Jsonb) => {
+                // Version 1 of jsonb's binary format: the text after a version byte.
+                out.push(1);
+                out.extend_from_slice(t.as_bytes());
+            }
             (Datum::Text(t), _) => out.extend_from_slice(t.as_bytes()),
             (Datum::Bytes(b), _) => out.extend_from_slice(b),
             (Datum::Numeric(d), _) => encode_numeric_binary(d, out),
@@ -477,6 +493,13 @@ impl Datum {
             }
             SqlType::Uuid => Datum::Uuid(b.try_into().map_err(|_| bad())?),
             SqlType::Interval => Datum::Interval(Interval::from_binary(b).ok_or_else(bad)?),
+            SqlType::Jsonb => match b.split_first() {
+                Some((1, text)) => Datum::parse(
+                    SqlType::Jsonb,
+                    std::str::from_utf8(text).map_err(|_| bad())?,
+                )?,
+                _ => return Err(bad()),
+            },
             _ => Datum::Text(decode_array_binary(ty, b).ok_or_else(bad)?),
         })
     }
@@ -549,6 +572,7 @@ impl Datum {
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
             SqlType::Interval => Datum::Interval(Interval::parse(s, None)?),
+            SqlType::Jsonb => Datum::Text(crate::sql::jsonb::Json::parse(s)?.to_text()),
             _ => {
                 // An array: every element through the element type's input function,
                 // then printed in the canonical form.
