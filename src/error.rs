@@ -80,6 +80,10 @@ pub enum ErrorKind {
     InvalidDatetimeFormat,
     /// 22008
     DatetimeFieldOverflow,
+    /// 22015: an interval field out of range on input.
+    IntervalFieldOverflow,
+    /// 42P19: a recursive CTE of the wrong shape.
+    InvalidRecursion,
     /// 42P16
     InvalidTableDefinition,
     /// 42702
@@ -237,6 +241,8 @@ impl Error {
             AdminShutdown => "57P01",
             InvalidDatetimeFormat => "22007",
             DatetimeFieldOverflow => "22008",
+            IntervalFieldOverflow => "22015",
+            InvalidRecursion => "42P19",
             InvalidTableDefinition => "42P16",
             AmbiguousColumn => "42702",
             ProgramLimitExceeded => "54000",

@@ -199,6 +199,8 @@ kind_codes! {
     ObjectNotInPrerequisiteState = 55,
     InvalidForeignKey = 56,
     LockNotAvailable = 57,
+    IntervalFieldOverflow = 58,
+    InvalidRecursion = 59,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -243,6 +243,9 @@ const KEY_BYTES: u8 = 0x13;
 const KEY_DATE: u8 = 0x14;
 const KEY_TIME: u8 = 0x15;
 const KEY_UUID: u8 = 0x16;
+/// An interval by its normalized span only (months as 30 days, days as 24 hours), so
+/// `'1 mon'` and `'30 days'` are the same key, as they are equal in PostgreSQL.
+const KEY_INTERVAL: u8 = 0x17;
 
 /// Appends the order-preserving encoding of `d` to `out`. NULL sorts first.
 pub fn encode_key_datum(d: &Datum, out: &mut Vec<u8>) {
@@ -283,6 +286,10 @@ pub fn encode_key_datum(d: &Datum, out: &mut Vec<u8>) {
         Datum::Uuid(u) => {
             out.push(KEY_UUID);
             out.extend_from_slice(u);
+        }
+        Datum::Interval(iv) => {
+            out.push(KEY_INTERVAL);
+            out.extend_from_slice(&((iv.span() as u128) ^ (1 << 127)).to_be_bytes());
         }
     }
 }
@@ -372,6 +379,17 @@ pub fn decode_key_datums(mut b: &[u8]) -> (Vec<Datum>, &[u8]) {
                     )
                 }),
                 KEY_UUID => fixed::<16>(b).map(|x| (Datum::Uuid(x), 17)),
+                KEY_INTERVAL => fixed::<16>(b).map(|x| {
+                    // Only the span is stored: it comes back as days and time.
+                    let span = (u128::from_be_bytes(x) ^ (1 << 127)) as i128;
+                    let day = crate::sql::types::MICROS_PER_DAY as i128;
+                    let iv = crate::sql::interval::Interval::new(
+                        0,
+                        (span / day) as i32,
+                        (span % day) as i64,
+                    );
+                    (Datum::Interval(iv), 17)
+                }),
                 _ => None,
             };
         match decoded {
@@ -433,6 +451,7 @@ const V_DATE: u8 = 8;
 const V_TS: u8 = 9;
 const V_TSTZ: u8 = 10;
 const V_UUID: u8 = 11;
+const V_INTERVAL: u8 = 12;
 
 fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
@@ -505,6 +524,12 @@ pub fn encode_value_datum(d: &Datum, out: &mut Vec<u8>) {
         Datum::Uuid(u) => {
             out.push(V_UUID);
             out.extend_from_slice(u);
+        }
+        Datum::Interval(iv) => {
+            out.push(V_INTERVAL);
+            out.extend_from_slice(&iv.months.to_le_bytes());
+            out.extend_from_slice(&iv.days.to_le_bytes());
+            out.extend_from_slice(&iv.micros.to_le_bytes());
         }
     }
 }
@@ -585,6 +610,14 @@ pub fn decode_value<'a>(b: &'a [u8], pos: &mut usize) -> Result<DatumRef<'a>> {
         V_TS => Datum::Timestamp(i64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap())),
         V_TSTZ => Datum::TimestampTz(i64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap())),
         V_UUID => Datum::Uuid(take(b, pos, 16)?.try_into().unwrap()),
+        V_INTERVAL => {
+            let raw = take(b, pos, 16)?;
+            Datum::Interval(crate::sql::interval::Interval::new(
+                i32::from_le_bytes(raw[0..4].try_into().unwrap()),
+                i32::from_le_bytes(raw[4..8].try_into().unwrap()),
+                i64::from_le_bytes(raw[8..16].try_into().unwrap()),
+            ))
+        }
         _ => return Err(corrupt()),
     };
     Ok(DatumRef::Fixed(fixed))

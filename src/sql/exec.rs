@@ -29,6 +29,7 @@ use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
 
 mod foreign_keys;
+mod recursive_cte;
 
 /// Largest intermediate join result materialized before the statement is refused.
 const MAX_JOIN_ROWS: usize = 5_000_000;
@@ -292,6 +293,8 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::TextArray => "_text",
         SqlType::Int2Vector => "int2vector",
         SqlType::OidVector => "oidvector",
+        SqlType::Interval => "interval",
+        SqlType::Jsonb => "jsonb",
     }
 }
 
@@ -310,6 +313,14 @@ fn plan_select(
     q: &ast::Query,
     params: &mut Vec<SqlType>,
 ) -> Result<SelectPlan> {
+    if q.with.as_ref().is_some_and(|w| w.recursive) {
+        // Computed before planning when on the statement or an expression subquery
+        // (`recursive_cte`); anywhere else it is still here.
+        return Err(Error::unsupported(
+            "WITH RECURSIVE is supported only on a statement's query or a subquery in an \
+             expression",
+        ));
+    }
     let mut plan = plan_query(cat, db_id, q, params)?;
     if !q.locks.is_empty() {
         plan.lock = plan_locking(&plan, q)?;
@@ -1785,7 +1796,7 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
     params: &mut Vec<SqlType>,
 ) -> Result<()> {
     use rewrite::{Extracted, Replacement};
-    rewrite::inline_ctes(node)?;
+    rewrite::inline_ctes_for_describe(node)?;
     let mut reps = Vec::new();
     for e in rewrite::extract_subqueries(node) {
         reps.push(Some(match e {
@@ -2936,7 +2947,12 @@ impl<'a> Exec<'a> {
             let mut s = stmt.clone();
             let saved = self.plan_cache.take();
             pg_catalog::rewrite(&mut s, self.cat, self.db_id)?;
-            let r = match self.inline_subqueries(&mut s).await {
+            let materialized = Box::pin(self.materialize_all_recursive(&mut s)).await;
+            let r = match materialized {
+                Err(e) => Err(e),
+                Ok(()) => self.inline_subqueries(&mut s).await,
+            };
+            let r = match r {
                 Ok(()) => Box::pin(self.run_plain(&s)).await,
                 Err(e) => Err(e),
             };
@@ -3039,6 +3055,7 @@ impl<'a> Exec<'a> {
         &mut self,
         mut q: ast::Query,
     ) -> Result<(Vec<Vec<Datum>>, Vec<Column>)> {
+        Box::pin(self.materialize_all_recursive(&mut q)).await?;
         Box::pin(self.inline_subqueries(&mut q)).await?;
         let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
         let plan = plan_select(self.cat, self.db_id, &q, &mut ptypes)?;
@@ -3628,6 +3645,7 @@ impl<'a> Exec<'a> {
             )
             || matches!((&v, ty), (Datum::Bool(_), SqlType::Bool))
             || matches!((&v, ty), (Datum::Uuid(_), SqlType::Uuid))
+            || matches!((&v, ty), (Datum::Interval(_), SqlType::Interval))
             || matches!((&v, ty), (Datum::Date(_), SqlType::Date))
             || matches!((&v, ty), (Datum::Bytes(_), SqlType::Bytea))
             || matches!((&v, ty), (Datum::Timestamp(_), SqlType::Timestamp))

@@ -421,6 +421,10 @@ impl<'a> Binder<'a> {
                 (Scalar::Column(idx), self.columns[idx].ty)
             }
             Expr::Value(v) => self.bind_value(&v.value, hint)?,
+            Expr::Interval(iv) => (
+                Scalar::Const(Datum::Interval(interval_literal(iv)?)),
+                SqlType::Interval,
+            ),
             Expr::Nested(e) => self.bind(e, hint)?,
             Expr::TypedString(ts) => {
                 let ty = sql_type(&ts.data_type)?;
@@ -726,7 +730,11 @@ impl<'a> Binder<'a> {
                 let (a, t) = self.bind(expr, None)?;
                 if !matches!(
                     t,
-                    SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz | SqlType::Unknown
+                    SqlType::Date
+                        | SqlType::Timestamp
+                        | SqlType::TimestampTz
+                        | SqlType::Interval
+                        | SqlType::Unknown
                 ) {
                     return Err(Error::new(
                         ErrorKind::UndefinedFunction,
@@ -911,6 +919,9 @@ impl<'a> Binder<'a> {
         if let Some(bound) = self.bind_bit_or_power(left, op, right)? {
             return Ok(bound);
         }
+        if let Some(bound) = self.bind_jsonb_op(left, op, right)? {
+            return Ok(bound);
+        }
         if let Some(expanded) = row_comparison(left, op, right)? {
             return self.bind(&expanded, Some(SqlType::Bool));
         }
@@ -954,6 +965,24 @@ impl<'a> Binder<'a> {
             BinOp::Concat => {
                 let (l, lt) = self.bind(left, Some(SqlType::Text))?;
                 let (r, rt) = self.bind(right, Some(SqlType::Text))?;
+                if lt == SqlType::Jsonb || rt == SqlType::Jsonb {
+                    let args = vec![
+                        coerce_literal(l, SqlType::Jsonb)?,
+                        coerce_literal(r, SqlType::Jsonb)?,
+                    ];
+                    if !matches!(lt, SqlType::Jsonb | SqlType::Unknown)
+                        || !matches!(rt, SqlType::Jsonb | SqlType::Unknown)
+                    {
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("operator does not exist: {} || {}", lt.name(), rt.name()),
+                        ));
+                    }
+                    return Ok((
+                        Scalar::Func("__jsonb_concat".into(), args, SqlType::Jsonb),
+                        SqlType::Jsonb,
+                    ));
+                }
                 let stringy = |t: SqlType| {
                     t.is_string()
                         || matches!(t, SqlType::Unknown | SqlType::Bytea)
@@ -990,6 +1019,16 @@ impl<'a> Binder<'a> {
             }
             BinOp::Concat => t,
             _ => {
+                if let Some(ty) = datetime_arith_type(bop, self.last_pair) {
+                    if ty == SqlType::Unknown {
+                        let (lt, rt) = self.last_pair;
+                        return Err(Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+                        ));
+                    }
+                    return Ok((fold(Scalar::Binary(bop, Box::new(l), Box::new(r), ty))?, ty));
+                }
                 if t == SqlType::Unknown || t.is_string() {
                     return Err(Error::new(
                         ErrorKind::UndefinedFunction,
@@ -1079,6 +1118,47 @@ impl<'a> Binder<'a> {
         };
         let l = coerce_literal(l, lt)?;
         let r = coerce_literal(r, rt)?;
+        Ok(Some((Scalar::Func(name.into(), vec![l, r], ty), ty)))
+    }
+
+    /// Binds the jsonb operators `->`, `->>`, `#>`, `#>>`, `@>`, `<@`, `?`; `None` for
+    /// any other operator.
+    fn bind_jsonb_op(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+    ) -> Result<Option<(Scalar, SqlType)>> {
+        let (name, right_ty, ty) = match op {
+            BinaryOperator::Arrow => ("__jsonb_get", SqlType::Text, SqlType::Jsonb),
+            BinaryOperator::LongArrow => ("__jsonb_get_text", SqlType::Text, SqlType::Text),
+            BinaryOperator::HashArrow => ("__jsonb_path", SqlType::TextArray, SqlType::Jsonb),
+            BinaryOperator::HashLongArrow => {
+                ("__jsonb_path_text", SqlType::TextArray, SqlType::Text)
+            }
+            BinaryOperator::AtArrow => ("__jsonb_contains", SqlType::Jsonb, SqlType::Bool),
+            BinaryOperator::ArrowAt => ("__jsonb_contained", SqlType::Jsonb, SqlType::Bool),
+            BinaryOperator::Question => ("__jsonb_has_key", SqlType::Text, SqlType::Bool),
+            _ => return Ok(None),
+        };
+        let (l, lt) = self.bind(left, Some(SqlType::Jsonb))?;
+        let (r, rt) = self.bind(right, Some(right_ty))?;
+        let right_ok = match right_ty {
+            SqlType::Text => {
+                rt.is_string() || rt == SqlType::Unknown || {
+                    matches!(op, BinaryOperator::Arrow | BinaryOperator::LongArrow) && rt.is_int()
+                }
+            }
+            t => rt == t || rt == SqlType::Unknown,
+        };
+        if !matches!(lt, SqlType::Jsonb | SqlType::Unknown) || !right_ok {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+            ));
+        }
+        let l = coerce_literal(l, SqlType::Jsonb)?;
+        let r = coerce_literal(r, right_ty)?;
         Ok(Some((Scalar::Func(name.into(), vec![l, r], ty), ty)))
     }
 
@@ -1538,6 +1618,93 @@ impl<'a> Binder<'a> {
             | "strpos" | "ascii" => SqlType::Int4,
             "concat_ws" | "split_part" | "format" => SqlType::Text,
             "date_part" => SqlType::Float8,
+            "jsonb_typeof" | "jsonb_array_length" => {
+                if !matches!(first, SqlType::Jsonb | SqlType::Unknown) || types.len() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!(
+                            "function {name}({}) does not exist",
+                            types
+                                .iter()
+                                .map(|t| t.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                let taken = std::mem::replace(&mut bound[0], Scalar::Const(Datum::Null));
+                bound[0] = coerce_literal(taken, SqlType::Jsonb)?;
+                if name == "jsonb_typeof" {
+                    SqlType::Text
+                } else {
+                    SqlType::Int4
+                }
+            }
+            "to_jsonb" | "jsonb_build_object" | "jsonb_build_array" => {
+                if name == "to_jsonb" && types.len() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("function {name} does not exist"),
+                    ));
+                }
+                if name == "jsonb_build_object" && types.len() % 2 != 0 {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        "argument list must have even number of elements",
+                    )
+                    .with_hint(
+                        "The arguments of jsonb_build_object() must consist of alternating keys and values.",
+                    ));
+                }
+                // Which arguments are jsonb (nested as documents, not quoted as text).
+                let kinds: String = types
+                    .iter()
+                    .map(|t| if *t == SqlType::Jsonb { 'j' } else { 'v' })
+                    .collect();
+                bound.insert(0, Scalar::Const(Datum::Text(kinds)));
+                SqlType::Jsonb
+            }
+            "justify_days" | "justify_hours" | "justify_interval" | "make_interval" | "age" => {
+                let want = match name.as_str() {
+                    "age" => SqlType::Timestamp,
+                    "make_interval" => SqlType::Float8,
+                    _ => SqlType::Interval,
+                };
+                let arity_ok = match name.as_str() {
+                    "age" => matches!(args.len(), 1 | 2),
+                    "make_interval" => args.len() <= 7,
+                    _ => args.len() == 1,
+                };
+                let type_ok = types.iter().all(|t| match want {
+                    SqlType::Timestamp => matches!(
+                        t,
+                        SqlType::Timestamp
+                            | SqlType::TimestampTz
+                            | SqlType::Date
+                            | SqlType::Unknown
+                    ),
+                    SqlType::Float8 => t.is_numeric_family() || *t == SqlType::Unknown,
+                    _ => matches!(t, SqlType::Interval | SqlType::Unknown),
+                });
+                if !arity_ok || !type_ok {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!(
+                            "function {name}({}) does not exist",
+                            types
+                                .iter()
+                                .map(|t| t.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                for s in bound.iter_mut() {
+                    let taken = std::mem::replace(s, Scalar::Const(Datum::Null));
+                    *s = coerce_literal(taken, want)?;
+                }
+                SqlType::Interval
+            }
             "abs" | "sign" => {
                 if first == SqlType::Unknown {
                     SqlType::Float8
@@ -1741,6 +1908,71 @@ fn row_comparison(left: &Expr, op: &BinaryOperator, right: &Expr) -> Result<Opti
         }
     };
     Ok(Some(expanded))
+}
+
+/// The value of an `INTERVAL '…' [qualifier]` literal.
+fn interval_literal(iv: &ast::Interval) -> Result<crate::sql::interval::Interval> {
+    use crate::sql::interval::{Interval, IntervalField as F};
+    let text = match iv.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => s.clone(),
+            ast::Value::Number(n, _) => n.clone(),
+            other => other.to_string(),
+        },
+        other => {
+            return Err(Error::syntax(format!(
+                "syntax error at or near \"{other}\""
+            )))
+        }
+    };
+    let field = |f: &ast::DateTimeField| -> Result<F> {
+        Ok(match f {
+            ast::DateTimeField::Year | ast::DateTimeField::Years => F::Year,
+            ast::DateTimeField::Month | ast::DateTimeField::Months => F::Month,
+            ast::DateTimeField::Day | ast::DateTimeField::Days => F::Day,
+            ast::DateTimeField::Hour | ast::DateTimeField::Hours => F::Hour,
+            ast::DateTimeField::Minute | ast::DateTimeField::Minutes => F::Minute,
+            ast::DateTimeField::Second | ast::DateTimeField::Seconds => F::Second,
+            other => {
+                return Err(Error::syntax(format!(
+                    "syntax error at or near \"{other}\""
+                )))
+            }
+        })
+    };
+    let qualifier = match (&iv.leading_field, &iv.last_field) {
+        (None, _) => None,
+        (Some(a), None) => Some((field(a)?, field(a)?)),
+        (Some(a), Some(b)) => Some((field(a)?, field(b)?)),
+    };
+    Interval::parse(&text, qualifier)
+}
+
+/// The result type of `+ - * /` when an interval or two timestamps take part (`None`
+/// for the other operand types, which the caller types). An operator PostgreSQL does not
+/// have (`interval * interval`, `timestamp + timestamp`) is 42883.
+fn datetime_arith_type(op: BinOp, (l, r): (SqlType, SqlType)) -> Option<SqlType> {
+    use SqlType::*;
+    let stamp = |t: SqlType| matches!(t, Timestamp | TimestampTz);
+    let num = |t: SqlType| t.is_numeric_family();
+    Some(match (op, l, r) {
+        (BinOp::Add | BinOp::Sub, Interval, Interval) => Interval,
+        (BinOp::Add | BinOp::Sub, t, Interval) if stamp(t) => t,
+        (BinOp::Add | BinOp::Sub, Date, Interval) => Timestamp,
+        (BinOp::Add, Interval, t) if stamp(t) => t,
+        (BinOp::Add, Interval, Date) => Timestamp,
+        (BinOp::Sub, a, b) if (stamp(a) || a == Date) && (stamp(b) || b == Date) => {
+            if a == Date && b == Date {
+                return None;
+            }
+            Interval
+        }
+        (BinOp::Mul | BinOp::Div, Interval, t) if num(t) => Interval,
+        (BinOp::Mul, t, Interval) if num(t) => Interval,
+        // Any other use of an interval: the caller reports 42883.
+        (_, Interval, _) | (_, _, Interval) => Unknown,
+        _ => return None,
+    })
 }
 
 fn check_comparable(_l: &Scalar, _r: &Scalar, t: SqlType) -> Result<()> {
@@ -2074,6 +2306,21 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
     let zero_div = || Error::new(ErrorKind::DivisionByZero, "division by zero");
     match (&a, &b) {
         (Datum::Int(x), Datum::Int(y)) => arith_int(op, *x, *y, ty),
+        (Datum::Interval(_), _) | (_, Datum::Interval(_)) => interval_arith(op, a, b),
+        (
+            Datum::Timestamp(_) | Datum::TimestampTz(_) | Datum::Date(_),
+            Datum::Timestamp(_) | Datum::TimestampTz(_) | Datum::Date(_),
+        ) if op == BinOp::Sub && ty == SqlType::Interval => {
+            let micros = |d: &Datum| match d {
+                Datum::Date(d) => *d as i64 * crate::sql::types::MICROS_PER_DAY,
+                Datum::Timestamp(t) | Datum::TimestampTz(t) => *t,
+                _ => 0,
+            };
+            Ok(Datum::Interval(crate::sql::interval::timestamp_diff(
+                micros(&a),
+                micros(&b),
+            )?))
+        }
         (Datum::Float(_), _) | (_, Datum::Float(_)) => {
             let (x, y) = (
                 to_f64(&a).ok_or_else(|| bad_op(&a, &b))?,
@@ -2126,6 +2373,156 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
         (Datum::Date(a), Datum::Date(b)) if op == BinOp::Sub => Ok(Datum::Int((*a - *b) as i64)),
         _ => Err(bad_op(&a, &b)),
     }
+}
+
+/// The jsonb operators and functions over evaluated arguments (NULLs already handled).
+fn jsonb_function(name: &str, vals: &[Datum]) -> Result<Datum> {
+    use crate::sql::jsonb::{from_datum, Json, PathStep};
+    let doc = |i: usize| -> Result<Json> {
+        match vals.get(i) {
+            Some(Datum::Text(t)) => Json::parse(t),
+            Some(other) => from_datum(other, false),
+            None => Ok(Json::Null),
+        }
+    };
+    let text = |i: usize| -> String {
+        match vals.get(i) {
+            Some(Datum::Text(t)) => t.clone(),
+            Some(d) => d.to_text(d.natural_type()).unwrap_or_default(),
+            None => String::new(),
+        }
+    };
+    let out = |j: Option<&Json>| match j {
+        Some(j) => Datum::Text(j.to_text()),
+        None => Datum::Null,
+    };
+    Ok(match name {
+        "__jsonb_get" | "__jsonb_get_text" => {
+            let d = doc(0)?;
+            let step = match &vals[1] {
+                Datum::Int(i) => PathStep::Index(*i),
+                _ => PathStep::Key(text(1)),
+            };
+            let v = d.get(&step);
+            if name == "__jsonb_get" {
+                out(v)
+            } else {
+                v.and_then(Json::as_text)
+                    .map(Datum::Text)
+                    .unwrap_or(Datum::Null)
+            }
+        }
+        "__jsonb_path" | "__jsonb_path_text" => {
+            let d = doc(0)?;
+            let path: Vec<String> =
+                crate::sql::types::array_elements(SqlType::TextArray, &text(1))?
+                    .into_iter()
+                    .map(|e| e.unwrap_or_default())
+                    .collect();
+            let v = d.get_path(&path);
+            if name == "__jsonb_path" {
+                out(v)
+            } else {
+                v.and_then(Json::as_text)
+                    .map(Datum::Text)
+                    .unwrap_or(Datum::Null)
+            }
+        }
+        "__jsonb_contains" => Datum::Bool(doc(0)?.contains(&doc(1)?)),
+        "__jsonb_contained" => Datum::Bool(doc(1)?.contains(&doc(0)?)),
+        "__jsonb_has_key" => Datum::Bool(doc(0)?.has_key(&text(1))),
+        "__jsonb_concat" => Datum::Text(doc(0)?.concat(doc(1)?).to_text()),
+        "jsonb_typeof" => Datum::Text(doc(0)?.type_name().into()),
+        "jsonb_array_length" => match doc(0)? {
+            Json::Array(a) => Datum::Int(a.len() as i64),
+            Json::Object(_) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "cannot get array length of a non-array",
+                ))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "cannot get array length of a scalar",
+                ))
+            }
+        },
+        _ => {
+            // to_jsonb / jsonb_build_*: the first value says which arguments are jsonb.
+            let kinds: Vec<bool> = text(0).chars().map(|c| c == 'j').collect();
+            let args = &vals[1..];
+            let json = |i: usize| from_datum(&args[i], kinds.get(i).copied().unwrap_or(false));
+            match name {
+                "to_jsonb" => Datum::Text(json(0)?.to_text()),
+                "jsonb_build_array" => Datum::Text(
+                    Json::Array((0..args.len()).map(json).collect::<Result<_>>()?).to_text(),
+                ),
+                _ => {
+                    let mut pairs = Vec::with_capacity(args.len() / 2);
+                    for i in (0..args.len()).step_by(2) {
+                        let key = match &args[i] {
+                            Datum::Null => {
+                                return Err(Error::new(
+                                    ErrorKind::InvalidParameterValue,
+                                    "argument 1: key must not be null",
+                                ))
+                            }
+                            Datum::Text(t) => t.clone(),
+                            d => d.to_text(d.natural_type()).unwrap_or_default(),
+                        };
+                        pairs.push((key, json(i + 1)?));
+                    }
+                    Datum::Text(Json::object(pairs).to_text())
+                }
+            }
+        }
+    })
+}
+
+/// The arithmetic of intervals: with each other, with timestamps and dates, and scaled by
+/// numbers.
+fn interval_arith(op: BinOp, a: Datum, b: Datum) -> Result<Datum> {
+    use crate::sql::interval::timestamp_add;
+    let day = crate::sql::types::MICROS_PER_DAY;
+    let sub = op == BinOp::Sub;
+    Ok(match (&a, &b) {
+        (Datum::Interval(x), Datum::Interval(y)) => match op {
+            BinOp::Add => Datum::Interval(x.checked_add(y)?),
+            BinOp::Sub => Datum::Interval(x.checked_sub(y)?),
+            _ => return Err(bad_op(&a, &b)),
+        },
+        (Datum::Timestamp(_) | Datum::TimestampTz(_) | Datum::Date(_), Datum::Interval(iv))
+            if matches!(op, BinOp::Add | BinOp::Sub) =>
+        {
+            let iv = if sub { iv.checked_neg()? } else { *iv };
+            match a {
+                Datum::Timestamp(t) => Datum::Timestamp(timestamp_add(t, &iv)?),
+                Datum::TimestampTz(t) => Datum::TimestampTz(timestamp_add(t, &iv)?),
+                Datum::Date(d) => Datum::Timestamp(timestamp_add(d as i64 * day, &iv)?),
+                _ => unreachable!("matched above"),
+            }
+        }
+        (Datum::Interval(iv), Datum::Timestamp(_) | Datum::TimestampTz(_) | Datum::Date(_))
+            if op == BinOp::Add =>
+        {
+            match b {
+                Datum::Timestamp(t) => Datum::Timestamp(timestamp_add(t, iv)?),
+                Datum::TimestampTz(t) => Datum::TimestampTz(timestamp_add(t, iv)?),
+                Datum::Date(d) => Datum::Timestamp(timestamp_add(d as i64 * day, iv)?),
+                _ => unreachable!("matched above"),
+            }
+        }
+        (Datum::Interval(iv), n) if matches!(op, BinOp::Mul | BinOp::Div) => {
+            let f = to_f64(n).ok_or_else(|| bad_op(&a, &b))?;
+            Datum::Interval(iv.scale(f, op == BinOp::Div)?)
+        }
+        (n, Datum::Interval(iv)) if op == BinOp::Mul => {
+            let f = to_f64(n).ok_or_else(|| bad_op(&a, &b))?;
+            Datum::Interval(iv.scale(f, false)?)
+        }
+        _ => return Err(bad_op(&a, &b)),
+    })
 }
 
 fn bad_op(a: &Datum, b: &Datum) -> Error {
@@ -2296,6 +2693,7 @@ impl Scalar {
                 ),
                 Datum::Float(f) => Datum::Float(-f),
                 Datum::Numeric(n) => Datum::Numeric(-n),
+                Datum::Interval(iv) => Datum::Interval(iv.checked_neg()?),
                 Datum::Null => Datum::Null,
                 d => {
                     return Err(Error::new(
@@ -2576,6 +2974,8 @@ fn eval_func(
             | "current_user"
             | "current_schema"
             | "pi"
+            | "jsonb_build_object"
+            | "jsonb_build_array"
     ) && !crate::sql::pg_catalog::is_non_strict(name);
     if strict_null && vals.iter().any(|v| v.is_null()) {
         return Ok(Datum::Null);
@@ -2601,6 +3001,75 @@ fn eval_func(
             (Datum::Text(t), Datum::Int(n)) => Datum::Text(t.chars().take(*n as usize).collect()),
             (other, _) => other.clone(),
         },
+        "__jsonb_get" | "__jsonb_get_text" | "__jsonb_path" | "__jsonb_path_text"
+        | "__jsonb_contains" | "__jsonb_contained" | "__jsonb_has_key" | "__jsonb_concat"
+        | "jsonb_typeof" | "jsonb_array_length" | "to_jsonb" | "jsonb_build_object"
+        | "jsonb_build_array" => jsonb_function(name, &vals)?,
+        "justify_days" | "justify_hours" | "justify_interval" => match &vals[0] {
+            Datum::Interval(iv) => Datum::Interval(match name {
+                "justify_days" => iv.justify_days()?,
+                "justify_hours" => iv.justify_hours()?,
+                _ => iv.justify_interval()?,
+            }),
+            other => {
+                return Err(Error::mismatch(format!(
+                    "{name} expects an interval, not {}",
+                    other.natural_type().name()
+                )))
+            }
+        },
+        "age" => {
+            let micros = |d: &Datum| -> Result<i64> {
+                Ok(match d {
+                    Datum::Date(d) => *d as i64 * crate::sql::types::MICROS_PER_DAY,
+                    Datum::Timestamp(t) | Datum::TimestampTz(t) => *t,
+                    other => {
+                        return Err(Error::mismatch(format!(
+                            "age expects a timestamp, not {}",
+                            other.natural_type().name()
+                        )))
+                    }
+                })
+            };
+            let (a, b) = match vals.as_slice() {
+                [b] => {
+                    let day = crate::sql::types::MICROS_PER_DAY;
+                    (cx.now_micros.div_euclid(day) * day, micros(b)?)
+                }
+                [a, b] => (micros(a)?, micros(b)?),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        "function age does not exist",
+                    ))
+                }
+            };
+            Datum::Interval(crate::sql::interval::age(a, b)?)
+        }
+        "make_interval" => {
+            let mut f = [0.0f64; 7];
+            for (i, v) in vals.iter().enumerate() {
+                f[i] = to_f64(v).unwrap_or(0.0);
+            }
+            let int = |v: f64| -> Result<i64> {
+                if v.fract() != 0.0 || !v.is_finite() || v.abs() > i32::MAX as f64 {
+                    return Err(crate::sql::interval::out_of_range());
+                }
+                Ok(v as i64)
+            };
+            let months = int(f[0])? * 12 + int(f[1])?;
+            let days = int(f[2])? * 7 + int(f[3])?;
+            let micros = (f[4] * 3_600_000_000.0 + f[5] * 60_000_000.0 + f[6] * 1_000_000.0)
+                .round_ties_even();
+            if !micros.is_finite() || micros.abs() >= 9.2e18 {
+                return Err(crate::sql::interval::out_of_range());
+            }
+            Datum::Interval(crate::sql::interval::Interval::new(
+                i32::try_from(months).map_err(|_| crate::sql::interval::out_of_range())?,
+                i32::try_from(days).map_err(|_| crate::sql::interval::out_of_range())?,
+                micros as i64,
+            ))
+        }
         "lower" => Datum::Text(text_arg(&vals, 0).unwrap_or_default().to_lowercase()),
         "upper" => Datum::Text(text_arg(&vals, 0).unwrap_or_default().to_uppercase()),
         "initcap" => {
@@ -3045,6 +3514,14 @@ fn eval_func(
                 Datum::Text(f) => f.to_lowercase(),
                 _ => return Err(Error::invalid_text("date_part: field must be text")),
             };
+            if let Datum::Interval(iv) = &vals[1] {
+                let v = iv.extract(&field)?;
+                return Ok(if name == "date_part" {
+                    Datum::Float(v.to_string().parse().unwrap_or(0.0))
+                } else {
+                    Datum::Numeric(v)
+                });
+            }
             let micros = match &vals[1] {
                 Datum::Date(d) => *d as i64 * 86_400_000_000,
                 Datum::Timestamp(t) | Datum::TimestampTz(t) => *t,

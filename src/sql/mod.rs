@@ -27,7 +27,10 @@
 //! # Implementation caveats
 //!
 //! - Joins are nested loops; correlated subqueries work only in WHERE and in ungrouped
-//!   SELECT lists (run once per outer row); no arrays, JSONB or intervals yet (issue 6).
+//!   SELECT lists (run once per outer row); no array columns yet (issue 6). `jsonb` is
+//!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
+//!   jsonb_agg); `interval` is a full type ([`interval`]); `WITH RECURSIVE` is computed before the
+//!   statement runs (`exec::recursive_cte`), its rows held in memory.
 //!   Views are stored queries (materialized ones too: always fresh, nothing stored).
 //! - `pg_catalog` / `information_schema` are virtual tables computed from the catalog at
 //!   planning time ([`pg_catalog`]): enough for psql's `\d` commands and common driver
@@ -47,6 +50,8 @@ pub mod copy;
 pub mod exec;
 pub mod expr;
 pub mod grouping_sets;
+pub mod interval;
+pub mod jsonb;
 pub mod md5;
 pub mod pg_catalog;
 pub mod preparse;

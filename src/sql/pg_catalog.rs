@@ -192,6 +192,8 @@ const TYPES: &[(i64, &str, i64, &str, i64, i64)] = &[
     (2205, "regclass", 4, "N", 2210, 0),
     (2206, "regtype", 4, "N", 2211, 0),
     (2950, "uuid", 16, "U", 2951, 0),
+    (1186, "interval", 16, "T", 1187, 0),
+    (3802, "jsonb", -1, "U", 3807, 0),
     // The array types results may have (`array_agg`); their element is the type whose
     // array oid they are.
     (1000, "_bool", -1, "A", 0, 0),
@@ -1582,6 +1584,8 @@ fn info_data_type(ty: SqlType) -> &'static str {
         SqlType::Timestamp => "timestamp without time zone",
         SqlType::TimestampTz => "timestamp with time zone",
         SqlType::Uuid => "uuid",
+        SqlType::Interval => "interval",
+        SqlType::Jsonb => "jsonb",
         SqlType::Int2Vector => "int2vector",
         SqlType::OidVector => "oidvector",
         _ => "ARRAY",

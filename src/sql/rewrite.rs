@@ -1,7 +1,9 @@
 //! AST rewrites done before planning.
 //!
-//! - **CTEs** (`WITH x AS (…) …`, not `RECURSIVE`): every reference to a CTE becomes a
-//!   derived table holding its query (a CTE referenced twice runs twice).
+//! - **CTEs** (`WITH x AS (…) …`): every reference to a CTE becomes a derived table
+//!   holding its query (a CTE referenced twice runs twice). A `WITH RECURSIVE` is left in
+//!   place: the executor computes it first (`exec::recursive_cte`) and its CTEs come back
+//!   here as VALUES lists.
 //! - **Subqueries in expressions** (`(SELECT …)`, `x IN (SELECT …)`, `EXISTS (…)`) are
 //!   taken out and replaced by markers ([`extract_subqueries`]); the executor runs them
 //!   first and puts their results back as parameters ([`put_back`]). So only uncorrelated
@@ -69,8 +71,19 @@ pub fn needs_rewrite<T: Visit>(node: &T) -> bool {
 /// Replaces every reference to a CTE by a derived table with its query; each CTE sees the
 /// ones declared before it.
 pub fn inline_ctes<T: VisitMut>(node: &mut T) -> Result<()> {
+    inline_ctes_mode(node, false)
+}
+
+/// As [`inline_ctes`], for describing a statement without running it: a recursive CTE
+/// stands for its non-recursive term, whose columns are the CTE's.
+pub fn inline_ctes_for_describe<T: VisitMut>(node: &mut T) -> Result<()> {
+    inline_ctes_mode(node, true)
+}
+
+fn inline_ctes_mode<T: VisitMut>(node: &mut T, describe: bool) -> Result<()> {
     struct Inliner {
         error: Option<Error>,
+        describe: bool,
     }
     impl VisitorMut for Inliner {
         type Break = ();
@@ -78,13 +91,22 @@ pub fn inline_ctes<T: VisitMut>(node: &mut T) -> Result<()> {
             let Some(with) = q.with.take() else {
                 return ControlFlow::Continue(());
             };
-            if with.recursive {
-                self.error = Some(Error::unsupported("WITH RECURSIVE is not supported yet"));
-                return ControlFlow::Break(());
+            if with.recursive && !self.describe {
+                // Left for the executor, which computes the recursive CTEs of a statement's
+                // query and of expression subqueries before running them
+                // (`exec::recursive_cte`); planning refuses any other.
+                q.with = Some(with);
+                return ControlFlow::Continue(());
             }
             let mut defined: Vec<(String, TableAlias, Box<Query>)> = Vec::new();
             for cte in with.cte_tables {
                 let mut body = cte.query;
+                if with.recursive {
+                    if let sqlparser::ast::SetExpr::SetOperation { left, .. } = body.body.as_ref() {
+                        let left = left.clone();
+                        body.body = left;
+                    }
+                }
                 let mut s = Substitute { ctes: &defined };
                 let _ = VisitMut::visit(&mut body, &mut s);
                 let name = cte.alias.name.value.to_lowercase();
@@ -142,7 +164,10 @@ pub fn inline_ctes<T: VisitMut>(node: &mut T) -> Result<()> {
             ControlFlow::Continue(())
         }
     }
-    let mut v = Inliner { error: None };
+    let mut v = Inliner {
+        error: None,
+        describe,
+    };
     let _ = VisitMut::visit(node, &mut v);
     match v.error {
         Some(e) => Err(e),

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use rust_decimal::Decimal;
 
 use crate::error::{Error, Result};
+use crate::sql::interval::Interval;
 
 /// A column or expression type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +42,10 @@ pub enum SqlType {
     Int2Vector,
     /// `oidvector` (`pg_index.indclass`): as `int2vector`, of oids.
     OidVector,
+    /// `interval`: a `Datum::Interval` (months, days, microseconds).
+    Interval,
+    /// `jsonb`: a `Datum::Text` of the normalized document ([`crate::sql::jsonb`]).
+    Jsonb,
 }
 
 impl SqlType {
@@ -71,6 +76,8 @@ impl SqlType {
             SqlType::TextArray => 1009,
             SqlType::Int2Vector => 22,
             SqlType::OidVector => 30,
+            SqlType::Interval => 1186,
+            SqlType::Jsonb => 3802,
         }
     }
 
@@ -134,6 +141,8 @@ impl SqlType {
             1009 | 1015 => SqlType::TextArray,
             22 => SqlType::Int2Vector,
             30 => SqlType::OidVector,
+            1186 => SqlType::Interval,
+            3802 => SqlType::Jsonb,
             _ => return None,
         })
     }
@@ -145,7 +154,7 @@ impl SqlType {
             SqlType::Int4 | SqlType::Float4 | SqlType::Date => 4,
             SqlType::Int8 | SqlType::Float8 | SqlType::Timestamp | SqlType::TimestampTz => 8,
             SqlType::Bool => 1,
-            SqlType::Uuid => 16,
+            SqlType::Uuid | SqlType::Interval => 16,
             _ => -1,
         }
     }
@@ -176,6 +185,8 @@ impl SqlType {
             SqlType::TextArray => "text[]",
             SqlType::Int2Vector => "int2vector",
             SqlType::OidVector => "oidvector",
+            SqlType::Interval => "interval",
+            SqlType::Jsonb => "jsonb",
         }
     }
 
@@ -192,12 +203,23 @@ impl SqlType {
         matches!(self, SqlType::Text | SqlType::Varchar)
     }
 
-    /// One byte for the on-disk descriptor encoding.
+    /// One byte for the on-disk descriptor encoding: the declaration order for the first
+    /// fifteen types (the encoding predates the array types), then explicit tags.
     pub fn tag(self) -> u8 {
-        self as u8
+        match self {
+            SqlType::Interval => TAG_INTERVAL,
+            SqlType::Jsonb => TAG_JSONB,
+            other => other as u8,
+        }
     }
     pub fn from_tag(t: u8) -> Option<SqlType> {
         use SqlType::*;
+        if t == TAG_INTERVAL {
+            return Some(Interval);
+        }
+        if t == TAG_JSONB {
+            return Some(Jsonb);
+        }
         const ALL: [SqlType; 15] = [
             Int2,
             Int4,
@@ -239,10 +261,15 @@ impl SqlType {
             "timestamp" | "timestamp without time zone" | "datetime" => SqlType::Timestamp,
             "timestamptz" | "timestamp with time zone" => SqlType::TimestampTz,
             "uuid" => SqlType::Uuid,
+            "interval" => SqlType::Interval,
+            "jsonb" => SqlType::Jsonb,
             _ => return None,
         })
     }
 }
+
+const TAG_INTERVAL: u8 = 64;
+const TAG_JSONB: u8 = 65;
 
 /// A SQL value.
 #[derive(Clone, Debug)]
@@ -261,6 +288,7 @@ pub enum Datum {
     /// Microseconds since the Unix epoch, UTC.
     TimestampTz(i64),
     Uuid([u8; 16]),
+    Interval(Interval),
 }
 
 impl Datum {
@@ -282,6 +310,7 @@ impl Datum {
             Datum::Timestamp(_) => SqlType::Timestamp,
             Datum::TimestampTz(_) => SqlType::TimestampTz,
             Datum::Uuid(_) => SqlType::Uuid,
+            Datum::Interval(_) => SqlType::Interval,
         }
     }
 
@@ -314,6 +343,7 @@ impl Datum {
                 a.cmp(&(*b as i64 * MICROS_PER_DAY))
             }
             (Uuid(a), Uuid(b)) => a.cmp(b),
+            (Interval(a), Interval(b)) => a.cmp_span(b),
             _ => return None,
         })
     }
@@ -341,6 +371,7 @@ impl Datum {
             Datum::Bytes(_) => 4,
             Datum::Date(_) | Datum::Timestamp(_) | Datum::TimestampTz(_) => 5,
             Datum::Uuid(_) => 6,
+            Datum::Interval(_) => 7,
         }
     }
 
@@ -371,6 +402,7 @@ impl Datum {
                 }
             }
             Datum::Uuid(u) => s = format_uuid(u),
+            Datum::Interval(iv) => s = iv.to_text(),
         }
         Some(s)
     }
@@ -404,6 +436,11 @@ impl Datum {
             (Datum::Float(f), _) => out.extend_from_slice(&f.to_be_bytes()),
             (Datum::Bool(b), _) => out.push(*b as u8),
             (Datum::Text(t), _) if ty.array_elem().is_some() => encode_array_binary(ty, t, out)?,
+            (Datum::Text(t), SqlType::Jsonb) => {
+                // Version 1 of jsonb's binary format: the text after a version byte.
+                out.push(1);
+                out.extend_from_slice(t.as_bytes());
+            }
             (Datum::Text(t), _) => out.extend_from_slice(t.as_bytes()),
             (Datum::Bytes(b), _) => out.extend_from_slice(b),
             (Datum::Numeric(d), _) => encode_numeric_binary(d, out),
@@ -412,6 +449,7 @@ impl Datum {
                 out.extend_from_slice(&(t - PG_EPOCH_DAYS as i64 * MICROS_PER_DAY).to_be_bytes())
             }
             (Datum::Uuid(u), _) => out.extend_from_slice(u),
+            (Datum::Interval(iv), _) => iv.to_binary(out),
             (Datum::Null, _) => {}
         }
         Ok(())
@@ -454,6 +492,14 @@ impl Datum {
                 }
             }
             SqlType::Uuid => Datum::Uuid(b.try_into().map_err(|_| bad())?),
+            SqlType::Interval => Datum::Interval(Interval::from_binary(b).ok_or_else(bad)?),
+            SqlType::Jsonb => match b.split_first() {
+                Some((1, text)) => Datum::parse(
+                    SqlType::Jsonb,
+                    std::str::from_utf8(text).map_err(|_| bad())?,
+                )?,
+                _ => return Err(bad()),
+            },
             _ => Datum::Text(decode_array_binary(ty, b).ok_or_else(bad)?),
         })
     }
@@ -525,6 +571,8 @@ impl Datum {
                 Datum::TimestampTz(micros - offset.unwrap_or(0) * 1_000_000)
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
+            SqlType::Interval => Datum::Interval(Interval::parse(s, None)?),
+            SqlType::Jsonb => Datum::Text(crate::sql::jsonb::Json::parse(s)?.to_text()),
             _ => {
                 // An array: every element through the element type's input function,
                 // then printed in the canonical form.
@@ -615,6 +663,7 @@ impl Datum {
                 Datum::TimestampTz(t)
             }
             (Datum::Uuid(u), SqlType::Uuid) => Datum::Uuid(u),
+            (Datum::Interval(iv), SqlType::Interval) => Datum::Interval(iv),
             (d, _) => return Err(fail(&d)),
         })
     }
