@@ -432,6 +432,14 @@ async fn merge_queue(ctx: &CoreCtx, policy: &super::range_stats::SplitPolicy) {
         else {
             continue;
         };
+        // Ask about the neighbour only when this range alone could still qualify.
+        if l_bytes > policy.max_bytes / 2
+            || policy
+                .load_qps
+                .is_some_and(|t| l.stats.qps.get() >= t / 2.0)
+        {
+            continue;
+        }
         let end = l.span.borrow().1.clone();
         let Some(table) = keys::range_table(l.id) else {
             continue;
