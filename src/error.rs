@@ -127,6 +127,8 @@ pub enum ErrorKind {
     ObjectNotInPrerequisiteState,
     /// 42830
     InvalidForeignKey,
+    /// 58000: the node cannot serve (its clock is too far off the cluster's).
+    SystemError,
     /// XX000
     Internal,
 }
@@ -257,6 +259,7 @@ impl Error {
             CheckViolation => "23514",
             DuplicateObject => "42710",
             LockNotAvailable => "55P03",
+            SystemError => "58000",
             ForeignKeyViolation => "23503",
             SequenceGeneratorLimitExceeded => "2200H",
             ObjectNotInPrerequisiteState => "55000",

@@ -138,6 +138,24 @@ fn parse_start(args: &[String]) -> Result<NodeConfig, String> {
                 let v = value()?;
                 cfg.cache_bytes = parse_size(&v).ok_or(format!("bad --cache {v}"))?;
             }
+            "--max-offset" => {
+                let v = value()?;
+                cfg.max_offset = chitin::node::settings::parse_duration(&v)
+                    .filter(|d| !d.is_zero())
+                    .ok_or(format!("bad --max-offset {v}: a duration such as 500ms"))?;
+            }
+            // Runs this node's clock ahead (or, with a leading '-', behind) of the system
+            // clock: for tests of clock-offset handling only.
+            "--testing-clock-offset" => {
+                let v = value()?;
+                let (sign, text) = match v.strip_prefix('-') {
+                    Some(rest) => (-1i64, rest),
+                    None => (1, v.as_str()),
+                };
+                let d = chitin::node::settings::parse_duration(text)
+                    .ok_or(format!("bad --testing-clock-offset {v}"))?;
+                chitin_net::clock::set_testing_offset(sign * d.as_nanos() as i64);
+            }
             other => return Err(format!("unknown flag {other}")),
         }
         i += 1;

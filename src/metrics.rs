@@ -78,6 +78,9 @@ pub struct CoreMetrics {
     pub txn_parallel_commit_slow: AtomicU64,
     /// Rounds of consensus commits waited for before answering the client.
     pub txn_commit_rounds: AtomicU64,
+    /// Reads that met a value in their uncertainty interval and moved their transaction's
+    /// read timestamp up to it (clusters of several nodes only).
+    pub txn_uncertainty_restarts: AtomicU64,
     /// Raft commands proposed by this core's leaders.
     pub raft_proposals: AtomicU64,
     /// From proposal to applied, on the proposing leader.
@@ -185,7 +188,7 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
     let n: u64 = cores.iter().map(|c| c.txn_commits.load(Relaxed)).sum();
     let _ = writeln!(out, "sql_txn_commits_total {n}");
     // (name, help, reader)
-    let txn_counters: [MetricLine; 4] = [
+    let txn_counters: [MetricLine; 5] = [
         (
             "sql_txn_one_phase_commits_total",
             "Commits of transactions that wrote one range, in one raft command.",
@@ -205,6 +208,11 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
             "sql_txn_commit_rounds_total",
             "Rounds of consensus commits waited for before answering the client.",
             |c| c.txn_commit_rounds.load(Relaxed),
+        ),
+        (
+            "sql_txn_uncertainty_restarts_total",
+            "Reads that met a value in their uncertainty interval and moved up to it.",
+            |c| c.txn_uncertainty_restarts.load(Relaxed),
         ),
     ];
     for (name, help, get) in txn_counters {

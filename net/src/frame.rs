@@ -139,6 +139,7 @@ mod tests {
                 node_id: 1,
                 epoch: 2,
                 now_nanos: 3,
+                draining: false,
             })),
         }
     }

@@ -86,6 +86,7 @@
 //! - Dropping a `Transport` without `close` leaks its tasks (they hold it).
 
 pub mod blocking;
+pub mod clock;
 pub mod error;
 pub mod fault;
 pub mod frame;

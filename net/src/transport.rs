@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future::BoxedLocal;
@@ -97,6 +97,7 @@ pub(crate) struct Shared {
     pub addrs: RefCell<HashMap<NodeId, SocketAddr>>,
     pub last_heard: RefCell<HashMap<NodeId, Instant>>,
     pub epoch: Cell<u64>,
+    pub draining: Cell<bool>,
     pub tasks: TaskSet,
     pub closed: Cell<bool>,
 }
@@ -132,6 +133,7 @@ impl Transport {
                 addrs: RefCell::new(HashMap::new()),
                 last_heard: RefCell::new(HashMap::new()),
                 epoch: Cell::new(0),
+                draining: Cell::new(false),
                 tasks,
                 closed: Cell::new(false),
             }),
@@ -167,6 +169,11 @@ impl Transport {
     /// Sets the liveness epoch this node reports in heartbeats and heartbeat replies.
     pub fn set_epoch(&self, epoch: u64) {
         self.shared.epoch.set(epoch);
+    }
+
+    /// Sets whether this node reports itself draining in heartbeats and their replies.
+    pub fn set_draining(&self, draining: bool) {
+        self.shared.draining.set(draining);
     }
 
     /// The fault-injection rules of this transport.
@@ -279,12 +286,14 @@ impl Transport {
         }
         let peer = self.peer(dest.into());
         let (node_id, epoch) = (self.shared.local.get().node.0, self.shared.epoch.get());
+        let draining = self.shared.draining.get();
         let body = move |id| {
             Body::Heartbeat(Heartbeat {
                 id,
                 node_id,
                 epoch,
                 now_nanos: now_nanos(),
+                draining,
             })
         };
         let reply = peer.request(body, timeout).await;
@@ -380,10 +389,7 @@ impl Transport {
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    crate::clock::wall_nanos()
 }
 
 /// Frames waiting to go back to the dialer of an inbound connection.
@@ -513,6 +519,7 @@ async fn serve_connection(
                     node_id: shared.local.get().node.0,
                     epoch: shared.epoch.get(),
                     now_nanos: now_nanos(),
+                    draining: shared.draining.get(),
                 }));
             }
             Some(Body::Response(_)) | Some(Body::HeartbeatReply(_)) | None => {

@@ -235,7 +235,8 @@ pub struct Response {
 }
 
 /// A liveness probe. `epoch` is the sender's liveness epoch, `now_nanos` its wall clock
-/// (nanoseconds since the Unix epoch) when sent.
+/// (nanoseconds since the Unix epoch) when sent, `draining` whether it is giving its
+/// ranges' leadership away (others then do not hand leadership to it).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Heartbeat {
     #[prost(uint64, tag = "1")]
@@ -246,10 +247,12 @@ pub struct Heartbeat {
     pub epoch: u64,
     #[prost(uint64, tag = "4")]
     pub now_nanos: u64,
+    #[prost(bool, tag = "5")]
+    pub draining: bool,
 }
 
 /// The answer to the [`Heartbeat`] with the same `id`, with the answering node's identity,
-/// epoch and wall clock.
+/// epoch, wall clock and whether it is draining.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HeartbeatReply {
     #[prost(uint64, tag = "1")]
@@ -260,6 +263,8 @@ pub struct HeartbeatReply {
     pub epoch: u64,
     #[prost(uint64, tag = "4")]
     pub now_nanos: u64,
+    #[prost(bool, tag = "5")]
+    pub draining: bool,
 }
 
 #[cfg(test)]
@@ -310,6 +315,7 @@ mod tests {
                 node_id: 2,
                 epoch: 3,
                 now_nanos: 4,
+                draining: true,
             })),
         });
         round_trip(Frame {
@@ -318,6 +324,7 @@ mod tests {
                 node_id: 2,
                 epoch: 3,
                 now_nanos: 4,
+                draining: false,
             })),
         });
         round_trip(Frame { body: None });

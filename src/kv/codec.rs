@@ -93,6 +93,7 @@ const RESP_DONE: u8 = 6;
 const RESP_ERR: u8 = 7;
 const RESP_NOT_LEADER: u8 = 8;
 const RESP_LOCKED: u8 = 9;
+const RESP_UNCERTAIN: u8 = 10;
 
 const WRITE_PUT: u8 = 1;
 const WRITE_INSERT: u8 = 2;
@@ -201,6 +202,7 @@ kind_codes! {
     LockNotAvailable = 57,
     IntervalFieldOverflow = 58,
     InvalidRecursion = 59,
+    SystemError = 60,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,17 +213,24 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
     out.reserve(request_len(req));
     out.push(VERSION);
     match req {
-        KvRequest::Get { range, key, ts } => {
+        KvRequest::Get {
+            range,
+            key,
+            ts,
+            unc,
+        } => {
             out.push(REQ_GET);
             put_range(out, *range);
             put_bytes(out, key);
             put_ts(out, *ts);
+            put_ts(out, *unc);
         }
         KvRequest::Scan {
             range,
             start,
             end,
             ts,
+            unc,
             limit,
             reverse,
         } => {
@@ -230,6 +239,7 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             put_bytes(out, start);
             put_bytes(out, end);
             put_ts(out, *ts);
+            put_ts(out, *unc);
             put_u64(out, *limit as u64);
             out.push(*reverse as u8);
         }
@@ -414,6 +424,11 @@ pub fn encode_response(resp: &KvResponse, out: &mut Vec<u8>) {
             out.push(RESP_ERR);
             put_error(out, e);
         }
+        KvResponse::Uncertain(u) => {
+            out.push(RESP_UNCERTAIN);
+            put_ts(out, u.value_ts);
+            put_ts(out, u.observed);
+        }
     }
 }
 
@@ -590,9 +605,9 @@ fn error_len(e: &Error) -> usize {
 
 fn request_len(req: &KvRequest) -> usize {
     2 + match req {
-        KvRequest::Get { key, .. } => RANGE + bytes_len(key) + TS,
+        KvRequest::Get { key, .. } => RANGE + bytes_len(key) + 2 * TS,
         KvRequest::Scan { start, end, .. } => {
-            RANGE + bytes_len(start) + bytes_len(end) + TS + 8 + 1
+            RANGE + bytes_len(start) + bytes_len(end) + 2 * TS + 8 + 1
         }
         KvRequest::Prepare { writes, reads, .. } => {
             RANGE + 8 + 3 * TS + writes_len(writes) + read_set_len(reads)
@@ -649,6 +664,7 @@ fn response_len(resp: &KvResponse) -> usize {
         KvResponse::Done => 0,
         KvResponse::Err(e) => error_len(e),
         KvResponse::NotLeader { .. } => 8,
+        KvResponse::Uncertain(_) => 2 * TS,
     }
 }
 
@@ -663,12 +679,14 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             range: r.range()?,
             key: r.vec()?,
             ts: r.ts()?,
+            unc: r.ts()?,
         },
         REQ_SCAN => KvRequest::Scan {
             range: r.range()?,
             start: r.vec()?,
             end: r.vec()?,
             ts: r.ts()?,
+            unc: r.ts()?,
             limit: r.usize()?,
             reverse: r.bool()?,
         },
@@ -779,6 +797,10 @@ pub fn decode_response(b: &[u8]) -> Result<KvResponse> {
             req: None,
         },
         RESP_ERR => KvResponse::Err(r.error()?),
+        RESP_UNCERTAIN => KvResponse::Uncertain(crate::kv::Uncertain {
+            value_ts: r.ts()?,
+            observed: r.ts()?,
+        }),
         tag => return Err(corrupt(format_args!("unknown response tag {tag}"))),
     };
     r.finish()?;
@@ -1067,17 +1089,20 @@ mod tests {
                 range: r,
                 key: b"key".to_vec(),
                 ts: ts(1_700_000_000_000_000_000, 3),
+                unc: ts(1_700_000_000_500_000_000, 3),
             },
             KvRequest::Get {
                 range: RangeId(u64::MAX),
                 key: Vec::new(),
                 ts: Timestamp::MAX,
+                unc: Timestamp::MIN,
             },
             KvRequest::Scan {
                 range: r,
                 start: b"a".to_vec(),
                 end: b"b".to_vec(),
                 ts: ts(5, 0),
+                unc: ts(6, 0),
                 limit: 100,
                 reverse: true,
             },
@@ -1086,6 +1111,7 @@ mod tests {
                 start: Vec::new(),
                 end: vec![0xff],
                 ts: Timestamp::MIN,
+                unc: Timestamp::MIN,
                 limit: usize::MAX,
                 reverse: false,
             },
@@ -1225,6 +1251,10 @@ mod tests {
             },
             KvResponse::Done,
             KvResponse::Locked { latest: ts(23, 2) },
+            KvResponse::Uncertain(crate::kv::Uncertain {
+                value_ts: ts(24, 1),
+                observed: ts(25, 0),
+            }),
             KvResponse::Err(Error::retry("restart transaction: write too old")),
             KvResponse::Err(
                 Error::new(ErrorKind::UniqueViolation, "duplicate key value")
@@ -1293,7 +1323,7 @@ mod tests {
             let back = decode_response(&b).unwrap_or_else(|e| panic!("{resp:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{resp:?}"));
         }
-        assert_eq!(tags.len(), 9, "every response variant is tested");
+        assert_eq!(tags.len(), 10, "every response variant is tested");
     }
 
     #[test]

@@ -58,8 +58,7 @@ impl StoreEngine {
     }
 
     /// True when a version (tombstones included) of a key in `[start, end)` has a
-    /// timestamp in `(after, upto]`: the serializable refresh check. SSTs outside the time
-    /// bounds are not read.
+    /// timestamp in `(after, upto]`: the serializable refresh check.
     pub async fn has_versions_between(
         &self,
         start: &[u8],
@@ -67,16 +66,39 @@ impl StoreEngine {
         after: Timestamp,
         upto: Timestamp,
     ) -> Result<bool> {
+        Ok(self
+            .newest_version_between(start, end, after, upto)
+            .await?
+            .is_some())
+    }
+
+    /// The newest timestamp of a version (tombstones included) of a key in `[start, end)`
+    /// in `(after, upto]`: what a refresh or an uncertainty check looks for. SSTs outside
+    /// the time bounds are not read.
+    pub async fn newest_version_between(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        after: Timestamp,
+        upto: Timestamp,
+    ) -> Result<Option<Timestamp>> {
         if after >= upto {
-            return Ok(false);
+            return Ok(None);
         }
         let lo = crate::kv::store::next_ts(after);
         Ok(match self {
-            StoreEngine::Lsm(e) => !e.scan_versions(start, end, lo, upto).await?.is_empty(),
+            StoreEngine::Lsm(e) => e
+                .scan_versions(start, end, lo, upto)
+                .await?
+                .iter()
+                .map(|v| v.ts)
+                .max(),
             StoreEngine::Mem(e) => e
                 .scan_versions(start, end)
                 .iter()
-                .any(|v| v.ts >= lo && v.ts <= upto),
+                .map(|v| v.ts)
+                .filter(|ts| *ts >= lo && *ts <= upto)
+                .max(),
         })
     }
 

@@ -98,6 +98,21 @@ use chitin_storage::{RangeId, Timestamp, VersionedKeyValue};
 use crate::error::Error;
 use crate::txn::ReadSet;
 
+/// A read found a version above its timestamp and within its uncertainty interval: it
+/// may have been written before the reading transaction started, by a node whose clock
+/// runs ahead, so the reader must move its timestamp up to `value_ts` and read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uncertain {
+    /// The newest such version.
+    pub value_ts: Timestamp,
+    /// The serving node's clock when it read: nothing it had applied was above it, so the
+    /// interval can end there for the read's retry.
+    pub observed: Timestamp,
+}
+
+/// What a read with an uncertainty interval answers.
+pub type ReadResult<T> = std::result::Result<T, Uncertain>;
+
 /// A transaction id, unique on the node.
 pub type TxnId = u64;
 
@@ -129,16 +144,22 @@ impl KvWrite {
 /// A request to the range that owns the keys. `Send`: it may cross cores.
 #[derive(Debug)]
 pub enum KvRequest {
+    /// Reads `key` at `ts`. A version in `(ts, unc]` answers [`KvResponse::Uncertain`]
+    /// instead (`unc <= ts`: no uncertainty interval).
     Get {
         range: RangeId,
         key: Vec<u8>,
         ts: Timestamp,
+        unc: Timestamp,
     },
+    /// Reads `[start, end)` at `ts`, with the uncertainty interval of [`KvRequest::Get`]
+    /// over the keys the answer covers.
     Scan {
         range: RangeId,
         start: Vec<u8>,
         end: Vec<u8>,
         ts: Timestamp,
+        unc: Timestamp,
         limit: usize,
         reverse: bool,
     },
@@ -286,6 +307,8 @@ pub enum KvResponse {
         latest: Timestamp,
     },
     Err(Error),
+    /// A read met a version inside its uncertainty interval ([`Uncertain`]).
+    Uncertain(Uncertain),
     /// This replica does not lead the range (or has not caught up as a new leader):
     /// `leader` is the node it believes leads (0: unknown), `req` the request handed back
     /// for the gateway to send there (`None` when it crossed the network).

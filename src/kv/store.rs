@@ -20,7 +20,7 @@ use super::replica::{
     RaftStateRecord, RangeStorage, Replica, PREPARE_PREFIX, RAFT_INIT_INDEX, RAFT_INIT_TERM,
     RAFT_STATE_PREFIX,
 };
-use super::{KvRequest, KvResponse, KvWrite, TxnId};
+use super::{KvRequest, KvResponse, KvWrite, ReadResult, TxnId, Uncertain};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::CoreMetrics;
 use crate::raftlog::DurableLog;
@@ -407,7 +407,14 @@ impl Store {
 
     /// Reads `key` at `ts` from `range` on this core: [`KvRequest::Get`] without building
     /// the request. PERF: the point-read path; borrows the key.
-    pub async fn get(&self, range: RangeId, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
+    /// With `unc > ts`, a version of the key in `(ts, unc]` answers [`Uncertain`].
+    pub async fn get(
+        &self,
+        range: RangeId,
+        key: &[u8],
+        ts: Timestamp,
+        unc: Timestamp,
+    ) -> Result<ReadResult<Option<Vec<u8>>>> {
         let replica = self.replica(range)?;
         self.wait_latches(&replica, key, None).await?;
         if !replica.owns(key) {
@@ -415,12 +422,51 @@ impl Store {
         }
         replica.stats.record(key);
         replica.bump_read_ts(ts);
-        Ok(self.engine()?.get(key, ts).await?)
+        let engine = self.engine()?;
+        let value = engine.get(key, ts).await?;
+        if unc > ts {
+            let mut end = key.to_vec();
+            end.push(0);
+            if let Some(u) = self.uncertain(&engine, key, &end, ts, unc).await? {
+                return Ok(Err(u));
+            }
+        }
+        Ok(Ok(value))
+    }
+
+    /// The newest version in `[start, end)` above `ts` and at or below `unc`, capped by
+    /// this node's clock: every write applied here moved the clock past its timestamp, so
+    /// nothing above the clock's reading exists yet. PERF: a second pass over the span
+    /// (time-bounded: SSTs older than `ts` are skipped); only clusters of several nodes
+    /// read with an uncertainty interval.
+    async fn uncertain(
+        &self,
+        engine: &StoreEngine,
+        start: &[u8],
+        end: &[u8],
+        ts: Timestamp,
+        unc: Timestamp,
+    ) -> Result<Option<Uncertain>> {
+        let observed = self.hlc.now();
+        let limit = unc.min(observed);
+        Ok(engine
+            .newest_version_between(start, end, ts, limit)
+            .await?
+            .map(|value_ts| Uncertain { value_ts, observed }))
     }
 
     async fn handle_inner(&self, req: KvRequest) -> Result<KvResponse> {
-        if let KvRequest::Get { range, key, ts } = &req {
-            return Ok(KvResponse::Value(self.get(*range, key, *ts).await?));
+        if let KvRequest::Get {
+            range,
+            key,
+            ts,
+            unc,
+        } = &req
+        {
+            return Ok(match self.get(*range, key, *ts, *unc).await? {
+                Ok(v) => KvResponse::Value(v),
+                Err(u) => KvResponse::Uncertain(u),
+            });
         }
         let replica = self.replica(req.range())?;
         match req {
@@ -429,6 +475,7 @@ impl Store {
                 start,
                 end,
                 ts,
+                unc,
                 limit,
                 reverse,
                 ..
@@ -440,7 +487,26 @@ impl Store {
                 replica.stats.record(&start);
                 replica.bump_read_ts(ts);
                 let opts = ScanOptions { ts, limit, reverse };
-                let rows = self.engine()?.scan(&start, &end, &opts).await?;
+                let engine = self.engine()?;
+                let rows = engine.scan(&start, &end, &opts).await?;
+                if unc > ts {
+                    // Only the keys the answer covers: a limited scan stops at its last row.
+                    let (lo, hi) = match rows.last() {
+                        Some(last) if limit != 0 && rows.len() >= limit => {
+                            let mut after = last.key.clone();
+                            after.push(0);
+                            if reverse {
+                                (last.key.clone(), end.clone())
+                            } else {
+                                (start.clone(), after)
+                            }
+                        }
+                        _ => (start.clone(), end.clone()),
+                    };
+                    if let Some(u) = self.uncertain(&engine, &lo, &hi, ts, unc).await? {
+                        return Ok(KvResponse::Uncertain(u));
+                    }
+                }
                 Ok(KvResponse::Rows(
                     rows.into_iter().map(|kv| (kv.key, kv.value)).collect(),
                 ))
@@ -1724,6 +1790,12 @@ impl Store {
         };
         r.snap_reports.borrow_mut().push((to, delivered));
         self.wake();
+    }
+
+    /// Keeps leadership of this core's ranges away from `nodes` (besides the nodes the
+    /// last [`Store::allocate`] found gone) until the next allocation round.
+    pub fn avoid_leading(&self, nodes: impl IntoIterator<Item = u64>) {
+        self.avoid.borrow_mut().extend(nodes);
     }
 
     /// The allocator's step on the ranges this core leads: a range with a voter on a node

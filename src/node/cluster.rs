@@ -32,6 +32,9 @@ pub fn install(shared: &NodeShared, st: ClusterState) {
     shared
         .multi_replica
         .store(st.voters.len() > 1, Ordering::SeqCst);
+    shared
+        .multi_node
+        .store(st.members.len() > 1, Ordering::SeqCst);
     if let Ok(mut c) = shared.cluster.lock() {
         *c = Some(Arc::new(st));
     }
@@ -134,10 +137,27 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
                     let shared = ctx.shared.clone();
                     let id = m.id;
                     glommio::spawn_local(async move {
-                        if t.heartbeat(to, Duration::from_secs(1)).await.is_ok() {
+                        let sent = chitin_net::clock::wall_nanos();
+                        if let Ok(reply) = t.heartbeat(to, Duration::from_secs(1)).await {
+                            let received = chitin_net::clock::wall_nanos();
+                            let at = Instant::now();
                             if let Ok(mut l) = shared.liveness.lock() {
-                                l.insert(id, Instant::now());
+                                l.insert(id, at);
                             }
+                            if let Ok(mut d) = shared.peers_draining.lock() {
+                                if reply.draining {
+                                    d.insert(id);
+                                } else {
+                                    d.remove(&id);
+                                }
+                            }
+                            let reading = crate::node::clock::ClockReading::measure(
+                                sent,
+                                received,
+                                reply.now_nanos,
+                                at,
+                            );
+                            crate::node::clock::observe(&shared, id, reading);
                         }
                     })
                     .detach();
@@ -156,9 +176,12 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
                 glommio::spawn_local(try_join(ctx.clone())).detach();
             }
         }
-        ctx.store
-            .draining
-            .set(ctx.shared.draining.load(Ordering::Relaxed));
+        // A node with a bad clock hands its ranges over like a draining one, and says so
+        // in its heartbeats.
+        let draining = ctx.shared.draining.load(Ordering::Relaxed)
+            || ctx.shared.clock_unsafe.load(Ordering::Relaxed);
+        ctx.store.draining.set(draining);
+        ctx.transport.set_draining(draining);
         if last_split_check.elapsed() >= Duration::from_secs(1) && adopted(&ctx) && !splitting.get()
         {
             // Splits take a while (they copy half a range): in the background, one at a
@@ -232,6 +255,10 @@ fn allocate(ctx: &CoreCtx) {
         .unwrap_or(st.voters.len())
         .clamp(1, st.members.len());
     ctx.store.allocate(&gone, &candidates, num_replicas);
+    // Draining nodes keep their replicas but lead nothing.
+    if let Ok(d) = ctx.shared.peers_draining.lock() {
+        ctx.store.avoid_leading(d.iter().copied());
+    }
 }
 
 /// Retries `f` until it succeeds or the node shuts down (startup steps that need a quorum

@@ -35,10 +35,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::core_for_range;
 use crate::kv::ranges::{RangeCache, RangeDesc};
 use crate::kv::store::Store;
-use crate::kv::{KvRequest, KvResponse};
+use crate::kv::{KvRequest, KvResponse, ReadResult};
 use crate::metrics::CoreMetrics;
 use crate::txn::Hlc;
 
+pub mod clock;
 pub mod cluster;
 pub mod settings;
 pub mod txn_record;
@@ -61,6 +62,8 @@ pub struct NodeConfig {
     pub advertise_addr: Option<SocketAddr>,
     /// `--locality region=R,zone=Z` (recorded; placement by locality is still to do).
     pub locality: String,
+    /// `--max-offset`: how far apart the nodes' clocks may be.
+    pub max_offset: Duration,
 }
 
 impl NodeConfig {
@@ -78,6 +81,7 @@ impl NodeConfig {
             join: Vec::new(),
             advertise_addr: None,
             locality: String::new(),
+            max_offset: crate::txn::DEFAULT_MAX_OFFSET,
         }
     }
 }
@@ -131,6 +135,17 @@ pub struct NodeShared {
     /// Cluster settings as last read from the system range (`SET CLUSTER SETTING`):
     /// name → value. Core 0 polls them.
     pub settings: Mutex<Arc<HashMap<String, String>>>,
+    /// The cluster has more than one node: clocks differ, reads have uncertainty.
+    pub multi_node: AtomicBool,
+    /// How far each other node's clock is from this one's, as heartbeats measured it
+    /// ([`clock::ClockMonitor`]); core 0 writes, the status endpoint reads.
+    pub clock: Mutex<clock::ClockMonitor>,
+    /// This node's clock is off by more than the maximum offset from most of the others:
+    /// it serves no SQL and leads no range until that changes.
+    pub clock_unsafe: AtomicBool,
+    /// Other nodes whose last heartbeat answer said they are draining (or have a bad
+    /// clock): no range hands its leadership to them.
+    pub peers_draining: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl NodeShared {
@@ -147,6 +162,25 @@ impl NodeShared {
     /// Whether ranges have more than one replica (some single-node shortcuts are off).
     pub fn replicated(&self) -> bool {
         self.multi_replica.load(Ordering::Relaxed)
+    }
+
+    /// Where the uncertainty interval of a transaction reading at `read_ts` ends: the
+    /// maximum clock offset later in a cluster of several nodes, nowhere (`read_ts`) on a
+    /// single node, whose cores share one clock.
+    pub fn uncertainty_limit(&self, read_ts: Timestamp) -> Timestamp {
+        if !self.multi_node.load(Ordering::Relaxed) {
+            return read_ts;
+        }
+        let offset = self.hlc.max_offset().as_nanos() as u64;
+        Timestamp::new(read_ts.wall.saturating_add(offset), read_ts.logical)
+    }
+
+    /// Fails when this node must not serve SQL: its clock is too far off (SQLSTATE 58000).
+    pub fn check_clock(&self) -> Result<()> {
+        if self.clock_unsafe.load(Ordering::Relaxed) {
+            return Err(clock::unsafe_error(self));
+        }
+        Ok(())
     }
 }
 
@@ -343,6 +377,7 @@ impl CoreCtx {
             range,
             key: key.to_vec(),
             ts: Timestamp::MAX,
+            unc: Timestamp::MIN,
         })
         .await?;
         let me = self.shared.node_id.load(Ordering::Relaxed);
@@ -458,13 +493,26 @@ impl CoreCtx {
 
     /// Reads `key` at `ts` from the range that holds it, following splits.
     pub async fn kv_get(&self, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
+        self.kv_read(key, ts, Timestamp::MIN)
+            .await?
+            .map_err(|u| Error::internal(format!("uncertain read without an interval: {u:?}")))
+    }
+
+    /// Reads `key` at `ts` from the range that holds it, following splits; a version in
+    /// `(ts, unc]` answers [`Uncertain`](crate::kv::Uncertain).
+    pub async fn kv_read(
+        &self,
+        key: &[u8],
+        ts: Timestamp,
+        unc: Timestamp,
+    ) -> Result<ReadResult<Option<Vec<u8>>>> {
         let mut attempts = 0;
         loop {
             let range = self.range_of(key).await?;
             // PERF: a range this core leads is read in place, without copying the key into
             // a request.
             if core_for_range(range, self.shared.ncores) == self.core && self.store.serves(range) {
-                match self.store.get(range, key, ts).await {
+                match self.store.get(range, key, ts, unc).await {
                     Err(e)
                         if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES =>
                     {
@@ -479,9 +527,11 @@ impl CoreCtx {
                 range,
                 key: key.to_vec(),
                 ts,
+                unc,
             };
             match self.send(req).await {
-                Ok(KvResponse::Value(v)) => return Ok(v),
+                Ok(KvResponse::Value(v)) => return Ok(Ok(v)),
+                Ok(KvResponse::Uncertain(u)) => return Ok(Err(u)),
                 Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
                 Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
                     attempts += 1;
@@ -541,6 +591,21 @@ impl CoreCtx {
         ts: Timestamp,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.kv_scan_read(start, end, ts, Timestamp::MIN, limit)
+            .await?
+            .map_err(|u| Error::internal(format!("uncertain read without an interval: {u:?}")))
+    }
+
+    /// [`CoreCtx::kv_scan`] with the uncertainty interval `(ts, unc]`: a version there in
+    /// any range answers [`Uncertain`](crate::kv::Uncertain) for the whole scan.
+    pub async fn kv_scan_read(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        ts: Timestamp,
+        unc: Timestamp,
+        limit: usize,
+    ) -> Result<ReadResult<Vec<(Vec<u8>, Vec<u8>)>>> {
         let mut out = Vec::new();
         let mut cur = start.to_vec();
         let mut attempts = 0;
@@ -557,6 +622,7 @@ impl CoreCtx {
                 start: cur.clone(),
                 end: piece_end.clone(),
                 ts,
+                unc,
                 limit: if limit == 0 { 0 } else { limit - out.len() },
                 reverse: false,
             };
@@ -572,6 +638,7 @@ impl CoreCtx {
                     }
                     cur = piece_end;
                 }
+                Ok(KvResponse::Uncertain(u)) => return Ok(Err(u)),
                 Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
                 Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
                     attempts += 1;
@@ -580,7 +647,7 @@ impl CoreCtx {
                 Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok(Ok(out))
     }
 }
 
@@ -605,6 +672,7 @@ async fn load_range_descs(ctx: &CoreCtx) -> Result<Vec<RangeDesc>> {
             start,
             end,
             ts: ctx.shared.hlc.now(),
+            unc: Timestamp::MIN,
             limit: 0,
             reverse: false,
         })
@@ -668,7 +736,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         }
     }
     let shared = Arc::new(NodeShared {
-        hlc: Arc::new(Hlc::new()),
+        hlc: Arc::new(Hlc::with_max_offset(cfg.max_offset)),
         ncores: n,
         catalog_version: AtomicU64::new(1),
         next_txn: AtomicU64::new(1),
@@ -694,6 +762,10 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         draining: AtomicBool::new(false),
         started: std::time::Instant::now(),
         settings: Mutex::new(Arc::new(HashMap::new())),
+        multi_node: AtomicBool::new(false),
+        clock: Mutex::new(clock::ClockMonitor::default()),
+        clock_unsafe: AtomicBool::new(false),
+        peers_draining: Mutex::new(Default::default()),
     });
     if let Some(st) = state {
         cluster::install(&shared, st);

@@ -117,6 +117,7 @@ pub async fn read(ctx: &CoreCtx, txn: TxnId) -> Result<(Option<TxnRecord>, Times
             range: SYSTEM_RANGE,
             key: txn_record_key(txn),
             ts: at,
+            unc: Timestamp::MIN,
         })
         .await?
     {

@@ -51,7 +51,9 @@ async fn serve(ctx: &CoreCtx, mut stream: TcpStream) -> std::io::Result<()> {
     let target = parts.next().unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let shutting_down = ctx.shared.shutdown.load(Ordering::SeqCst);
-    let ready = ctx.shared.ready.load(Ordering::SeqCst) && !shutting_down;
+    let ready = ctx.shared.ready.load(Ordering::SeqCst)
+        && !shutting_down
+        && !ctx.shared.clock_unsafe.load(Ordering::SeqCst);
     let (code, ctype, body) = match (method, path) {
         ("GET", "/health") => {
             let want_ready = query
@@ -66,7 +68,7 @@ async fn serve(ctx: &CoreCtx, mut stream: TcpStream) -> std::io::Result<()> {
         ("GET", "/_status/vars") | ("GET", "/metrics") => (
             200,
             "text/plain; version=0.0.4",
-            crate::metrics::render(&ctx.shared.metrics),
+            crate::metrics::render(&ctx.shared.metrics) + &clock_metrics(ctx),
         ),
         ("GET", "/") => (
             200,
@@ -89,4 +91,31 @@ async fn serve(ctx: &CoreCtx, mut stream: TcpStream) -> std::io::Result<()> {
     stream.write_all(resp.as_bytes()).await?;
     stream.flush().await?;
     Ok(())
+}
+
+/// The clock offsets heartbeats measured (`node::clock`), as Prometheus lines.
+fn clock_metrics(ctx: &CoreCtx) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "# HELP clock_offset_nanos Another node's clock minus this one's, as heartbeats measured it.\n# TYPE clock_offset_nanos gauge\n",
+    );
+    let readings = ctx
+        .shared
+        .clock
+        .lock()
+        .map(|m| m.readings())
+        .unwrap_or_default();
+    for (node, r) in readings {
+        let _ = writeln!(
+            out,
+            "clock_offset_nanos{{node=\"{node}\"}} {}",
+            r.offset_nanos
+        );
+    }
+    let unsafe_now = ctx.shared.clock_unsafe.load(Ordering::Relaxed) as u8;
+    let _ = write!(
+        out,
+        "# HELP clock_unsafe 1 while this node's clock is too far from most others' (it serves no SQL).\n# TYPE clock_unsafe gauge\nclock_unsafe {unsafe_now}\n"
+    );
+    out
 }

@@ -572,6 +572,7 @@ async fn scan_system(ctx: &CoreCtx, prefix: u8) -> Result<Vec<(Vec<u8>, Vec<u8>)
             start,
             end,
             ts,
+            unc: chitin_storage::Timestamp::MIN,
             limit: 0,
             reverse: false,
         })
@@ -650,7 +651,8 @@ pub const SCHEMA_CHANGE_KEY: &str = "schema_change";
 /// maintained by this node's writes in that window. Schema leases are issue 6's.
 pub async fn watch_schema(ctx: &CoreCtx) {
     let key = keys::meta_key(SCHEMA_CHANGE_KEY);
-    let mut seen: Option<Vec<u8>> = None;
+    // `None` until the first reading.
+    let mut seen: Option<Option<Vec<u8>>> = None;
     while !ctx.shared.shutdown.load(Ordering::SeqCst) {
         glommio::timer::sleep(std::time::Duration::from_millis(250)).await;
         if !ctx.shared.replicated() || !ctx.shared.ready.load(Ordering::SeqCst) {
@@ -661,13 +663,16 @@ pub async fn watch_schema(ctx: &CoreCtx) {
                 range: SYSTEM_RANGE,
                 key: key.clone(),
                 ts: ctx.shared.hlc.now(),
+                unc: chitin_storage::Timestamp::MIN,
             })
             .await;
         if let Ok(KvResponse::Value(v)) = read {
-            if seen.is_some() && seen != v {
+            // The first reading counts as a change too: a core may have loaded its
+            // catalog before another node's schema change this poll is the first to see.
+            if seen.as_ref() != Some(&v) {
                 ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
             }
-            seen = v;
+            seen = Some(v);
         }
     }
 }
@@ -685,6 +690,7 @@ pub async fn next_id(
             range: SYSTEM_RANGE,
             key: key.clone(),
             ts: read_ts,
+            unc: chitin_storage::Timestamp::MIN,
         })
         .await?
     {

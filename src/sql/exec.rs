@@ -8,7 +8,7 @@ use sqlparser::ast::{self, Expr, ObjectType, SelectItem, SetExpr, Statement, Tab
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::{self, encode_key_datum, index_prefix, prefix_end};
-use crate::kv::KvWrite;
+use crate::kv::{KvWrite, Uncertain};
 use crate::node::CoreCtx;
 use crate::sql::catalog::{
     self, Catalog, CheckDesc, ColumnDesc, DatabaseDesc, ForeignKeyDesc, IndexDesc, RefAction,
@@ -33,6 +33,17 @@ mod recursive_cte;
 
 /// Largest intermediate join result materialized before the statement is refused.
 const MAX_JOIN_ROWS: usize = 5_000_000;
+
+/// How often one read moves its transaction's timestamp up for uncertain values before
+/// giving up with 40001 (each retry's interval ends at the serving node's clock reading,
+/// so only writes racing the read keep it going).
+const UNCERTAINTY_RETRIES: usize = 16;
+
+fn uncertainty_exhausted() -> Error {
+    Error::retry(
+        "restart transaction: ReadWithinUncertaintyIntervalError: the read kept meeting newer values",
+    )
+}
 
 /// Index into `metrics::STATEMENT_KINDS`.
 pub fn statement_kind(s: &Statement) -> usize {
@@ -2744,8 +2755,8 @@ impl<'a> Exec<'a> {
             params,
             aggs: Vec::new(),
             windows: Vec::new(),
-            now_micros: (txn.read_ts.wall / 1000) as i64,
-            txn_ts: txn.read_ts,
+            now_micros: (txn.read_ts().wall / 1000) as i64,
+            txn_ts: txn.read_ts(),
             database: database.to_string(),
             user: user.to_string(),
             rowid: std::cell::Cell::new(rowid),
@@ -3387,16 +3398,102 @@ impl<'a> Exec<'a> {
         if let Some(own) = self.txn.own_write(key) {
             return Ok(own.map(|v| v.to_vec()));
         }
-        self.txn.read_key(key);
-        self.ctx.kv_get(key, self.txn.read_ts).await
+        let mut unc = self.txn.uncertainty_limit();
+        for _ in 0..UNCERTAINTY_RETRIES {
+            match self.ctx.kv_read(key, self.txn.read_ts(), unc).await? {
+                Ok(v) => {
+                    self.txn.read_key(key);
+                    self.note_read();
+                    return Ok(v);
+                }
+                Err(u) => unc = self.read_uncertain(u, unc).await?,
+            }
+        }
+        Err(uncertainty_exhausted())
+    }
+
+    /// Scans `[start, end)` at the transaction's read timestamp (at most `limit` rows, 0:
+    /// all), moving the timestamp up past uncertain values first.
+    async fn kv_scan_at(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut unc = self.txn.uncertainty_limit();
+        for _ in 0..UNCERTAINTY_RETRIES {
+            match self
+                .ctx
+                .kv_scan_read(start, end, self.txn.read_ts(), unc, limit)
+                .await?
+            {
+                Ok(rows) => {
+                    self.note_read();
+                    return Ok(rows);
+                }
+                Err(u) => unc = self.read_uncertain(u, unc).await?,
+            }
+        }
+        Err(uncertainty_exhausted())
+    }
+
+    fn note_read(&self) {
+        let n = &self.txn.reads_served;
+        n.set(n.get() + 1);
+    }
+
+    /// A read met a value in its uncertainty interval: it may have been written before
+    /// this transaction started, so the transaction reads at its timestamp from now on.
+    /// What was read so far is refreshed to it (40001 if some of it changed); a statement
+    /// that does not track its reads can move only before its first read (else 40001,
+    /// retried by the gateway for an implicit transaction). Answers the uncertainty limit
+    /// for the read's retry: the serving node's clock bounds what it can hold.
+    async fn read_uncertain(
+        &self,
+        u: Uncertain,
+        unc: chitin_storage::Timestamp,
+    ) -> Result<chitin_storage::Timestamp> {
+        self.ctx.shared.hlc.update(u.value_ts);
+        let from = self.txn.read_ts();
+        if !self.txn.track_reads && self.txn.reads_served.get() > 0 {
+            return Err(Error::retry(format!(
+                "restart transaction: ReadWithinUncertaintyIntervalError: read at time {from} \
+                 encountered previous write with future timestamp {} within uncertainty \
+                 interval `t <= {unc}`",
+                u.value_ts
+            )));
+        }
+        self.advance_read_ts(u.value_ts).await?;
+        self.ctx
+            .metrics()
+            .txn_uncertainty_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(unc.min(u.observed))
+    }
+
+    /// Moves the read timestamp up to `to`, refreshing what was read so far under
+    /// SERIALIZABLE (40001 if some of it changed since).
+    async fn advance_read_ts(&self, to: chitin_storage::Timestamp) -> Result<()> {
+        let from = self.txn.read_ts();
+        if to <= from {
+            return Ok(());
+        }
+        if self.txn.track_reads {
+            let reads = self.txn.reads.borrow().clone();
+            if !reads.is_empty() {
+                crate::sql::session::refresh_reads(self.ctx, self.txn.id, &reads, from, to).await?;
+            }
+        }
+        self.txn.advance_read_ts(to);
+        Ok(())
     }
 
     async fn kv_scan(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if start >= end {
             return Ok(Vec::new());
         }
+        let rows = self.kv_scan_at(start, end, 0).await?;
         self.txn.read_span(start, end);
-        let rows = self.ctx.kv_scan(start, end, self.txn.read_ts, 0).await?;
         let own: Vec<_> = self
             .txn
             .writes
@@ -3670,7 +3767,7 @@ impl<'a> Exec<'a> {
                 ));
             }
             let ts = as_of_timestamp(value, self.ctx.shared.hlc.now())?;
-            self.txn.read_ts = ts;
+            self.txn.reset_read_ts(ts, ts);
             self.cx.txn_ts = ts;
             self.cx.now_micros = (ts.wall / 1000) as i64;
             let r = Box::pin(self.select(inner)).await;
@@ -4163,10 +4260,7 @@ impl<'a> Exec<'a> {
         let mut chunk = want.clamp(16, 1024);
         while kept.len() < want && start < end {
             self.pause().await?;
-            let rows = self
-                .ctx
-                .kv_scan(&start, &end, self.txn.read_ts, chunk)
-                .await?;
+            let rows = self.kv_scan_at(&start, &end, chunk).await?;
             // The chunk covers [start, chunk_end): up to the key after the last one read, or
             // to the end of the span when the scan ran out.
             let chunk_end = if rows.len() == chunk {
@@ -4291,7 +4385,7 @@ impl<'a> Exec<'a> {
                 break;
             }
             let key = Self::pk_key(t, &inputs[i]);
-            let before = self.txn.read_ts;
+            let before = self.txn.read_ts();
             match self.lock_row_waiting(&key, nowait).await {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::LockNotAvailable && wait == LockWait::Skip => {
@@ -4300,7 +4394,7 @@ impl<'a> Exec<'a> {
                 Err(e) => return Err(named_error(e)),
             }
             let mut row = std::mem::take(&mut inputs[i]);
-            if self.txn.read_ts != before {
+            if self.txn.read_ts() != before {
                 // Changed since it was read: read it again; it must still match.
                 let pk = t.pk.iter().map(|&c| row[c].clone()).collect();
                 let vals = self.read_rows(t, Access::Point(pk)).await?;
@@ -4402,22 +4496,7 @@ impl<'a> Exec<'a> {
         }
         let (range, latest) = self.ctx.kv_lock(key, self.txn.id, nowait).await?;
         self.txn.note_lock(range);
-        if latest <= self.txn.read_ts {
-            return Ok(());
-        }
-        let from = self.txn.read_ts;
-        if self.txn.track_reads {
-            let reads = self.txn.reads.borrow().clone();
-            if !reads.is_empty() {
-                crate::sql::session::refresh_reads(self.ctx, self.txn.id, &reads, from, latest)
-                    .await?;
-            }
-        }
-        self.txn.read_ts = latest;
-        if self.txn.first_write_ts.is_some() {
-            self.txn.first_write_ts = Some(latest);
-        }
-        Ok(())
+        self.advance_read_ts(latest).await
     }
 
     /// Keeps the rows `filter` accepts (all of them without a filter), yielding in long runs.

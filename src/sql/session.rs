@@ -288,7 +288,9 @@ impl Session {
 
     fn begin_txn(&self) -> Txn {
         let id = self.ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-        let mut txn = Txn::new(id, self.ctx.shared.hlc.now());
+        let now = self.ctx.shared.hlc.now();
+        let mut txn = Txn::new(id, now);
+        txn.reset_read_ts(now, self.ctx.shared.uncertainty_limit(now));
         txn.isolation = self
             .vars
             .get("default_transaction_isolation")
@@ -450,12 +452,7 @@ impl Session {
         // loaded it: a statement that found no such table (column, database) reloads the
         // catalog and runs once more, outside explicit transactions.
         if let Err(e) = &result {
-            let stale = matches!(
-                e.kind,
-                ErrorKind::UndefinedTable
-                    | ErrorKind::UndefinedColumn
-                    | ErrorKind::UndefinedDatabase
-            );
+            let stale = is_stale_catalog(e);
             if let Some(params) =
                 retry_params.filter(|_| stale && !self.explicit && self.txn.is_none())
             {
@@ -551,7 +548,9 @@ impl Session {
                 let id = txn.id;
                 if let Err(e) = commit(&self.ctx, txn).await {
                     // Keep a transaction to restart (ROLLBACK TO) or roll back.
-                    let mut again = Txn::new(id, self.ctx.shared.hlc.now());
+                    let now = self.ctx.shared.hlc.now();
+                    let mut again = Txn::new(id, now);
+                    again.reset_read_ts(now, self.ctx.shared.uncertainty_limit(now));
                     again.writes = writes;
                     self.txn = Some(again);
                     self.failed = true;
@@ -609,6 +608,9 @@ impl Session {
         params: Vec<Datum>,
         plan: Option<&exec::PlanCache>,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if !matches!(stmt, Statement::Rollback { .. }) {
+            self.ctx.shared.check_clock()?;
+        }
         match stmt {
             Statement::StartTransaction { .. } => {
                 if self.implicit_batch {
@@ -691,7 +693,8 @@ impl Session {
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
             if txn.isolation == Isolation::ReadCommitted {
                 // READ COMMITTED: every statement reads a fresh snapshot.
-                txn.read_ts = self.ctx.shared.hlc.now();
+                let now = self.ctx.shared.hlc.now();
+                txn.reset_read_ts(now, self.ctx.shared.uncertainty_limit(now));
             }
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, params);
@@ -1148,9 +1151,24 @@ impl Session {
             .collect();
         let columns = match &stmt {
             Some(s) => {
+                let given = param_types.clone();
                 let cat = catalog::current(&self.ctx).await?;
                 let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
-                exec::describe(&cat, db_id, s, &mut param_types)?
+                match exec::describe(&cat, db_id, s, &mut param_types) {
+                    // As `run`: another node may have changed the schema since this
+                    // node loaded it; reload once and describe again.
+                    Err(e) if self.ctx.shared.replicated() && is_stale_catalog(&e) => {
+                        self.ctx
+                            .shared
+                            .catalog_version
+                            .fetch_add(1, Ordering::SeqCst);
+                        param_types = given;
+                        let cat = catalog::current(&self.ctx).await?;
+                        let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
+                        exec::describe(&cat, db_id, s, &mut param_types)?
+                    }
+                    r => r?,
+                }
             }
             None => None,
         };
@@ -1778,7 +1796,11 @@ async fn commit_once(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
     let reads = reads_by_range(ctx, &read_set).await?;
     // Writes conflict with anything committed since the statement that made the first of
     // them read (for SERIALIZABLE that is the transaction's one read timestamp).
-    let write_ts = txn.first_write_ts.unwrap_or(txn.read_ts).min(txn.read_ts);
+    let write_ts = txn
+        .first_write_ts
+        .get()
+        .unwrap_or(txn.read_ts())
+        .min(txn.read_ts());
     let single_range = by_range.len() == 1 && reads.keys().all(|r| by_range.contains_key(r));
     if single_range {
         // One range holds every write and every read: one raft round, refresh included.
@@ -1813,7 +1835,7 @@ async fn parallel_commit(
 ) -> Result<()> {
     use crate::kv::keys::TxnRecord;
     use crate::node::txn_record::{self as record, Outcome};
-    let commit_ts = ctx.shared.hlc.now().max(txn.read_ts);
+    let commit_ts = ctx.shared.hlc.now().max(txn.read_ts());
     let read_only = reads
         .keys()
         .filter(|r| !by_range.contains_key(r))
@@ -1826,7 +1848,7 @@ async fn parallel_commit(
                 ctx.send(KvRequest::Refresh {
                     range: *range,
                     txn: txn.id,
-                    read_ts: txn.read_ts,
+                    read_ts: txn.read_ts(),
                     commit_ts,
                     reads: reads.remove(range).unwrap_or_default(),
                 })
@@ -1846,7 +1868,7 @@ async fn parallel_commit(
     requests.push(ctx.send(KvRequest::OnePhase {
         range: crate::kv::keys::SYSTEM_RANGE,
         txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
-        read_ts: txn.read_ts,
+        read_ts: txn.read_ts(),
         writes: vec![crate::kv::KvWrite::Insert {
             key: crate::kv::keys::txn_record_key(txn.id),
             value: staging.encode(),
@@ -1860,7 +1882,7 @@ async fn parallel_commit(
             read_ts: write_ts,
             writes,
             commit_ts,
-            reads_ts: txn.read_ts,
+            reads_ts: txn.read_ts(),
             reads: reads.remove(&range).unwrap_or_default(),
         }));
     }
@@ -1917,7 +1939,7 @@ async fn parallel_commit(
         // refresh every read to the new timestamp, then commit explicitly there.
         (Some(at), None) => {
             let read_set = txn.reads.borrow().clone();
-            let refreshed = refresh_reads(ctx, txn.id, &read_set, txn.read_ts, pushed_to).await;
+            let refreshed = refresh_reads(ctx, txn.id, &read_set, txn.read_ts(), pushed_to).await;
             let want = match refreshed {
                 Ok(()) => Outcome::Committed(pushed_to),
                 Err(e) => {
@@ -2026,6 +2048,15 @@ pub(crate) async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Out
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+/// An error a statement planned against a stale catalog may give: no such table,
+/// column or database (another node may have just created it).
+fn is_stale_catalog(e: &Error) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::UndefinedTable | ErrorKind::UndefinedColumn | ErrorKind::UndefinedDatabase
+    )
 }
 
 #[cfg(test)]

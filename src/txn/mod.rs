@@ -19,36 +19,67 @@
 //!   writers queue instead of failing at commit. Locks are in memory on the leaseholder
 //!   and advisory (commits still validate); scans take none; `FOR UPDATE` / `FOR SHARE`
 //!   take none yet (plain reads, refreshed under SERIALIZABLE).
-//! - The clock is a monotonic nanosecond counter seeded from the wall clock; no uncertainty
-//!   intervals yet (single node).
+//! - The clock ([`Hlc`]) is a monotonic nanosecond counter that follows the node's wall
+//!   clock and is moved forward by every write a replica applies (so a leaseholder's clock
+//!   is past every value it has served) and by every value a read found uncertain.
+//! - Uncertainty: in a cluster of more than one node, clocks disagree by up to the maximum
+//!   offset (`--max-offset`, default 500 ms). A transaction that starts at `read_ts` may
+//!   miss a write that finished before it started but was stamped by a node whose clock
+//!   runs ahead. So every read also looks at `(read_ts, uncertainty_limit]`
+//!   (`uncertainty_limit = read_ts + max offset`, capped by the leaseholder's own clock):
+//!   a value there is *uncertain*, and the read moves the transaction's read timestamp up
+//!   to it ([`Txn::advance_read_ts`] after refreshing what was read so far, or a 40001 if
+//!   that fails) and reads again. Nodes whose clock is off by more than the maximum from
+//!   most others stop serving (`node::clock`). Single-node servers share one clock and
+//!   have no uncertainty.
 
 pub mod protocol;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chitin_storage::Timestamp;
 
 use crate::kv::{KvWrite, TxnId};
 
+/// How far apart the clocks of a cluster's nodes may be (`--max-offset`): the width of a
+/// transaction's uncertainty interval.
+pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_millis(500);
+
 /// The node-wide clock, read by every core without a message (one atomic).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hlc {
     last: AtomicU64,
+    max_offset: Duration,
+}
+
+impl Default for Hlc {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Hlc {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_max_offset(DEFAULT_MAX_OFFSET)
+    }
+
+    pub fn with_max_offset(max_offset: Duration) -> Self {
+        Hlc {
+            last: AtomicU64::new(0),
+            max_offset,
+        }
+    }
+
+    /// The largest offset between two nodes' clocks the cluster tolerates.
+    pub fn max_offset(&self) -> Duration {
+        self.max_offset
     }
 
     /// A timestamp strictly greater than every one handed out before.
     pub fn now(&self) -> Timestamp {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let wall = chitin_net::clock::wall_nanos();
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
             let next = wall.max(prev + 1);
@@ -93,7 +124,15 @@ impl ReadSet {
 /// The gateway side of one transaction: a read timestamp, a write buffer and a read set.
 pub struct Txn {
     pub id: TxnId,
-    pub read_ts: Timestamp,
+    /// Reads see what committed at or below it; a read that meets an uncertain value or
+    /// waits for a lock moves it up ([`Txn::advance_read_ts`]).
+    read_ts: Cell<Timestamp>,
+    /// Values above `read_ts` and at or below this may have been written before the
+    /// transaction started, by a node whose clock runs ahead ([`Txn::uncertainty_limit`]).
+    uncertainty_limit: Cell<Timestamp>,
+    /// Reads served since the read timestamp was last chosen (a read that is the first
+    /// can move the timestamp without refreshing anything).
+    pub reads_served: Cell<u64>,
     pub writes: BTreeMap<Vec<u8>, Pending>,
     /// Whether reads are recorded: off for a statement that cannot write (an implicit
     /// transaction's SELECT), so the read path allocates nothing for it.
@@ -104,7 +143,7 @@ pub struct Txn {
     pub isolation: Isolation,
     /// The read timestamp of the statement that buffered the first write: commits check
     /// write-write conflicts from there (READ COMMITTED moves `read_ts` per statement).
-    pub first_write_ts: Option<Timestamp>,
+    pub first_write_ts: Cell<Option<Timestamp>>,
     /// Ranges where this transaction took row locks (released when it ends).
     pub locked: RefCell<Vec<chitin_storage::RangeId>>,
 }
@@ -144,14 +183,47 @@ impl Txn {
     pub fn new(id: TxnId, read_ts: Timestamp) -> Self {
         Txn {
             id,
-            read_ts,
+            read_ts: Cell::new(read_ts),
+            uncertainty_limit: Cell::new(read_ts),
+            reads_served: Cell::new(0),
             writes: BTreeMap::new(),
             track_reads: true,
             reads: RefCell::new(ReadSet::default()),
             implicit: false,
             isolation: Isolation::Serializable,
-            first_write_ts: None,
+            first_write_ts: Cell::new(None),
             locked: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The timestamp reads are served at.
+    pub fn read_ts(&self) -> Timestamp {
+        self.read_ts.get()
+    }
+
+    /// Where the uncertainty interval `(read_ts, limit]` ends (`read_ts`: no interval).
+    pub fn uncertainty_limit(&self) -> Timestamp {
+        self.uncertainty_limit.get()
+    }
+
+    /// Starts reading at `ts` afresh (a new transaction attempt, a READ COMMITTED
+    /// statement, AS OF SYSTEM TIME) with uncertainty up to `limit`.
+    pub fn reset_read_ts(&self, ts: Timestamp, limit: Timestamp) {
+        self.read_ts.set(ts);
+        self.uncertainty_limit.set(limit.max(ts));
+        self.reads_served.set(0);
+    }
+
+    /// Moves the read timestamp up to `ts`, once what was read below it is known to be
+    /// unchanged (refreshed, or nothing read yet). The uncertainty limit stays: it is
+    /// about when the transaction started.
+    pub fn advance_read_ts(&self, ts: Timestamp) {
+        if ts <= self.read_ts.get() {
+            return;
+        }
+        self.read_ts.set(ts);
+        if self.first_write_ts.get().is_some() {
+            self.first_write_ts.set(Some(ts));
         }
     }
 
@@ -164,8 +236,8 @@ impl Txn {
     }
 
     fn note_write(&mut self) {
-        if self.first_write_ts.is_none() {
-            self.first_write_ts = Some(self.read_ts);
+        if self.first_write_ts.get().is_none() {
+            self.first_write_ts.set(Some(self.read_ts.get()));
         }
     }
 

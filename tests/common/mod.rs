@@ -324,7 +324,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 /// Whether `GET /health?ready=1` answers 200.
-fn http_ready(addr: SocketAddr) -> bool {
+pub fn http_ready(addr: SocketAddr) -> bool {
     let attempt = || -> io::Result<bool> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
