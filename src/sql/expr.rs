@@ -1705,6 +1705,7 @@ impl<'a> Binder<'a> {
                 }
                 SqlType::Interval
             }
+            "sign" if first.is_int() => SqlType::Numeric,
             "abs" | "sign" => {
                 if first == SqlType::Unknown {
                     SqlType::Float8
@@ -1767,6 +1768,9 @@ impl<'a> Binder<'a> {
                 SqlType::Int8
             }
             "cluster_logical_timestamp" => SqlType::Numeric,
+            n if crate::sql::scalar_functions::result_type(n, &types).is_some() => {
+                crate::sql::scalar_functions::result_type(n, &types).unwrap()?
+            }
             n if crate::sql::pg_catalog::function_type(n, &types).is_some() => {
                 crate::sql::pg_catalog::function_type(n, &types).unwrap()
             }
@@ -2976,9 +2980,13 @@ fn eval_func(
             | "pi"
             | "jsonb_build_object"
             | "jsonb_build_array"
-    ) && !crate::sql::pg_catalog::is_non_strict(name);
+    ) && !crate::sql::pg_catalog::is_non_strict(name)
+        && !crate::sql::scalar_functions::is_non_strict(name);
     if strict_null && vals.iter().any(|v| v.is_null()) {
         return Ok(Datum::Null);
+    }
+    if crate::sql::scalar_functions::NAMES.contains(&name) {
+        return crate::sql::scalar_functions::eval(name, &vals, ty);
     }
     let nargs = |n: usize| -> Result<()> {
         if vals.len() == n {
@@ -3391,6 +3399,7 @@ fn eval_func(
             d => d.clone().cast(SqlType::Float8)?,
         },
         "sign" => match &vals[0] {
+            Datum::Int(i) if ty == SqlType::Numeric => Datum::Numeric(Decimal::from(i.signum())),
             Datum::Int(i) => Datum::Int(i.signum()),
             Datum::Float(f) => Datum::Float(if *f == 0.0 { 0.0 } else { f.signum() }),
             Datum::Numeric(n) => Datum::Numeric(n.signum()),

@@ -56,6 +56,7 @@ pub mod md5;
 pub mod pg_catalog;
 pub mod preparse;
 pub mod rewrite;
+pub mod scalar_functions;
 pub mod sequence;
 pub mod session;
 pub mod types;
