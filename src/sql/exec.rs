@@ -5841,10 +5841,22 @@ impl<'a> Exec<'a> {
             .map(|(_, s)| s)
             .filter(|s| s.has_sequence_call())
             .collect();
+        // Correlated subqueries in SET (`SET x = (SELECT … WHERE o.k = t.k)`) run per row.
+        let mut corr_sets: Vec<usize> = sets
+            .iter()
+            .flat_map(|(_, s)| self.correlated_in(Some(s)))
+            .collect();
+        corr_sets.sort_unstable();
+        corr_sets.dedup();
         for old in rows {
             self.check_cancel()?;
             if !set_exprs.is_empty() {
                 self.run_sequence_calls(&set_exprs, &old).await?;
+            }
+            for &i in &corr_sets {
+                let v = Box::pin(self.run_correlated(i, &scope, &old)).await?;
+                let slot = self.correlated[i].slot;
+                self.cx.params[slot] = v;
             }
             let mut new = old.clone();
             for (ci, s) in &sets {
