@@ -29,6 +29,7 @@ use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
 
 mod foreign_keys;
+mod hash_join;
 mod recursive_cte;
 
 /// Largest intermediate join result materialized before the statement is refused.
@@ -4334,7 +4335,8 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Nested-loop joins, left to right.
+    /// Joins, left to right: a hash join ([`hash_join`]) for a step whose condition
+    /// compares columns of both sides for equality, else a nested loop.
     async fn run_join(&mut self, join: &JoinPlan) -> Result<Vec<Vec<Datum>>> {
         let mut acc = self.join_input_rows(&join.inputs[0]).await?;
         let mut left_width = join.inputs[0].width;
@@ -4357,6 +4359,12 @@ impl<'a> Exec<'a> {
                 Some(_) => Vec::new(),
                 None => self.join_input_rows(input).await?,
             };
+            let index = match (lateral, cond) {
+                (None, Some(c)) => {
+                    hash_join::HashIndex::build(&hash_join::equi_columns(c, left_width), &shared)
+                }
+                _ => None,
+            };
             let mut out = Vec::new();
             let mut right_matched = vec![false; shared.len()];
             for l in &acc {
@@ -4369,14 +4377,19 @@ impl<'a> Exec<'a> {
                     }
                     None => &shared,
                 };
-                for (ri, r) in right.iter().enumerate() {
+                // PERF: with an index only one bucket's rows are tested.
+                let bucket = index.as_ref().and_then(|ix| ix.probe(l));
+                let candidates = bucket.map_or(right.len(), |b| b.len());
+                for k in 0..candidates {
+                    let ri = bucket.map_or(k, |b| b[k]);
+                    let r = &right[ri];
                     steps += 1;
                     if steps.is_multiple_of(1024) {
                         self.pause().await?;
                         if out.len() > MAX_JOIN_ROWS {
                             return Err(Error::new(
                                 ErrorKind::ProgramLimitExceeded,
-                                format!("join result exceeds {MAX_JOIN_ROWS} rows (joins are nested loops for now)"),
+                                format!("join result exceeds {MAX_JOIN_ROWS} rows"),
                             ));
                         }
                     }
