@@ -84,7 +84,7 @@ struct SelectPlan {
     table: Option<Rc<TableDesc>>,
     /// A subquery in FROM, producing the input rows.
     derived: Option<Box<SelectPlan>>,
-    /// Several relations in FROM, joined by nested loops.
+    /// Several relations in FROM, joined left to right (hash or nested-loop joins).
     join: Option<JoinPlan>,
     scope: Vec<ScopeColumn>,
     filter: Option<Scalar>,
