@@ -4852,6 +4852,52 @@ impl<'a> Exec<'a> {
                             }
                         }
                         WindowFunc::FirstValue => value(0, part)?,
+                        WindowFunc::Ntile => {
+                            let r = &rows[part[j].2];
+                            match call.args[0].eval(r, &self.cx)? {
+                                Datum::Int(b) if b > 0 => {
+                                    let b = b as usize;
+                                    let (q, extra) = (m / b, m % b);
+                                    let big = extra * (q + 1);
+                                    Datum::Int(if j < big {
+                                        j / (q + 1) + 1
+                                    } else {
+                                        extra + (j - big) / q.max(1) + 1
+                                    } as i64)
+                                }
+                                Datum::Null => Datum::Null,
+                                _ => {
+                                    return Err(Error::new(
+                                        ErrorKind::InvalidParameterValue,
+                                        "argument of ntile must be greater than zero",
+                                    ))
+                                }
+                            }
+                        }
+                        WindowFunc::NthValue => {
+                            let r = &rows[part[j].2];
+                            let upto = match call.frame {
+                                WindowFrame::Partition => m - 1,
+                                WindowFrame::RangeToCurrent => peer_end[j],
+                                WindowFrame::RowsToCurrent => j,
+                            };
+                            match call.args[1].eval(r, &self.cx)? {
+                                Datum::Int(k) if k > 0 => {
+                                    if (k as usize) - 1 <= upto {
+                                        value(k as usize - 1, part)?
+                                    } else {
+                                        Datum::Null
+                                    }
+                                }
+                                Datum::Null => Datum::Null,
+                                _ => {
+                                    return Err(Error::new(
+                                        ErrorKind::InvalidParameterValue,
+                                        "argument of nth_value must be greater than zero",
+                                    ))
+                                }
+                            }
+                        }
                         WindowFunc::LastValue => match call.frame {
                             WindowFrame::Partition => value(m - 1, part)?,
                             WindowFrame::RangeToCurrent => value(peer_end[j], part)?,

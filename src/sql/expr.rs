@@ -79,6 +79,10 @@ pub enum WindowFunc {
     Lead,
     FirstValue,
     LastValue,
+    /// `ntile(n)`: the number of the bucket (of n, as equal as can be) the row falls in.
+    Ntile,
+    /// `nth_value(v, n)`: `v` of the frame's n-th row (NULL when the frame is shorter).
+    NthValue,
     Agg(AggCall),
 }
 
@@ -1432,6 +1436,18 @@ impl<'a> Binder<'a> {
                     WindowFunc::Lead
                 };
                 (f, t)
+            }
+            "ntile" => {
+                nargs(1..=1)?;
+                bound.push(self.bind(&args[0], Some(SqlType::Int4))?.0);
+                (WindowFunc::Ntile, SqlType::Int4)
+            }
+            "nth_value" => {
+                nargs(2..=2)?;
+                let (v, t) = self.bind(&args[0], None)?;
+                bound.push(v);
+                bound.push(self.bind(&args[1], Some(SqlType::Int4))?.0);
+                (WindowFunc::NthValue, t)
             }
             "first_value" | "last_value" => {
                 nargs(1..=1)?;
