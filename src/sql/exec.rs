@@ -29,6 +29,7 @@ use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
 
 mod foreign_keys;
+mod hash_join;
 mod recursive_cte;
 
 /// Largest intermediate join result materialized before the statement is refused.
@@ -94,7 +95,7 @@ struct SelectPlan {
     table: Option<Rc<TableDesc>>,
     /// A subquery in FROM, producing the input rows.
     derived: Option<Box<SelectPlan>>,
-    /// Several relations in FROM, joined by nested loops.
+    /// Several relations in FROM, joined left to right (hash or nested-loop joins).
     join: Option<JoinPlan>,
     scope: Vec<ScopeColumn>,
     filter: Option<Scalar>,
@@ -133,6 +134,181 @@ struct SelectSrf {
     array: SqlType,
     /// `None` for unnest; the dimension asked for by generate_subscripts.
     subscripts_dim: Option<Scalar>,
+    /// What the function makes of the value in `output`.
+    kind: SrfKind,
+}
+
+/// The rows a [`SelectSrf`] makes of its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SrfKind {
+    /// unnest / generate_subscripts over an array.
+    Array,
+    /// `jsonb_array_elements[_text]`: the elements of a jsonb array (as text: `true`).
+    JsonbElements(bool),
+    /// The keys of a jsonb object (`jsonb_each`'s key, `jsonb_object_keys`).
+    JsonbKeys,
+    /// The values of a jsonb object (`jsonb_each[_text]`'s value; as text: `true`).
+    JsonbValues(bool),
+    /// `WITH ORDINALITY`: 1, 2, … as long as the longest of the others.
+    Ordinality,
+}
+
+/// The set-returning functions FROM takes besides generate_series.
+const FROM_SRFS: &[&str] = &[
+    "unnest",
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "jsonb_each",
+    "jsonb_each_text",
+    "jsonb_object_keys",
+];
+
+/// Plans a set-returning function in FROM (`unnest(a, b) WITH ORDINALITY AS t(x, y, n)`,
+/// `jsonb_each(doc)`) as a derived relation: a FROM-less select whose outputs are the
+/// arguments, expanded by [`SelectSrf`]s. Arguments may name columns of the relations
+/// before it in FROM (`outer`); then the relation is lateral ([`JoinInput::lateral`]).
+fn plan_from_srf(
+    name: &str,
+    args: &[&Expr],
+    alias: Option<&ast::TableAlias>,
+    with_ordinality: bool,
+    outer: &[ScopeColumn],
+    params: &mut Vec<SqlType>,
+) -> Result<(JoinInput, Vec<ScopeColumn>)> {
+    let mut bound = Vec::new();
+    for e in args {
+        bound.push(Binder::new(outer, params).bind(e, None)?);
+    }
+    let types: Vec<SqlType> = bound.iter().map(|(_, t)| *t).collect();
+    let undefined = || {
+        Error::new(
+            ErrorKind::UndefinedFunction,
+            format!(
+                "function {name}({}) does not exist",
+                types
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    };
+    let mut outputs = Vec::new();
+    let mut srfs = Vec::new();
+    // Each output column: its default name and type.
+    let mut columns: Vec<(String, SqlType)> = Vec::new();
+    let mut add = |s: Scalar, kind: SrfKind, array: SqlType, column: (String, SqlType)| {
+        srfs.push(SelectSrf {
+            output: outputs.len(),
+            array,
+            subscripts_dim: None,
+            kind,
+        });
+        outputs.push(s);
+        columns.push(column);
+    };
+    let alias_name = alias.map(|a| ident_name(&a.name));
+    if name == "unnest" {
+        if bound.is_empty() {
+            return Err(undefined());
+        }
+        let single = bound.len() == 1;
+        for (s, ty) in bound {
+            let elem = ty.array_elem().ok_or_else(undefined)?;
+            // A lone unnest's column is named after the alias, as any scalar function's.
+            let col = match (&alias_name, single) {
+                (Some(a), true) => a.clone(),
+                _ => "unnest".to_string(),
+            };
+            add(s, SrfKind::Array, ty, (col, elem));
+        }
+    } else {
+        let [(s, ty)] = <[_; 1]>::try_from(bound).map_err(|_| undefined())?;
+        let s = match ty {
+            SqlType::Jsonb => s,
+            SqlType::Unknown => crate::sql::expr::coerce_literal(s, SqlType::Jsonb)?,
+            _ => return Err(undefined()),
+        };
+        match name {
+            "jsonb_array_elements" | "jsonb_array_elements_text" => {
+                let text = name.ends_with("_text");
+                let vt = if text { SqlType::Text } else { SqlType::Jsonb };
+                add(s, SrfKind::JsonbElements(text), ty, ("value".into(), vt));
+            }
+            "jsonb_each" | "jsonb_each_text" => {
+                let text = name.ends_with("_text");
+                let vt = if text { SqlType::Text } else { SqlType::Jsonb };
+                add(
+                    s.clone(),
+                    SrfKind::JsonbKeys,
+                    ty,
+                    ("key".into(), SqlType::Text),
+                );
+                add(s, SrfKind::JsonbValues(text), ty, ("value".into(), vt));
+            }
+            _ => {
+                let col = alias_name.clone().unwrap_or_else(|| name.to_string());
+                add(s, SrfKind::JsonbKeys, ty, (col, SqlType::Text));
+            }
+        }
+    }
+    if with_ordinality {
+        add(
+            Scalar::Const(Datum::Null),
+            SrfKind::Ordinality,
+            SqlType::Int8,
+            ("ordinality".into(), SqlType::Int8),
+        );
+    }
+    // `AS t(a, b)` renames the columns in order.
+    if let Some(a) = alias {
+        if a.columns.len() > columns.len() {
+            return Err(Error::new(
+                ErrorKind::Syntax,
+                format!(
+                    "table \"{}\" has {} columns available but {} columns specified",
+                    ident_name(&a.name),
+                    columns.len(),
+                    a.columns.len()
+                ),
+            ));
+        }
+        for (c, n) in columns.iter_mut().zip(&a.columns) {
+            c.0 = ident_name(&n.name);
+        }
+    }
+    let mut lateral = false;
+    for o in &outputs {
+        o.walk(&mut |s| lateral |= matches!(s, Scalar::Column(_)));
+    }
+    let table = alias_name.unwrap_or_else(|| name.to_string());
+    let scope: Vec<ScopeColumn> = columns
+        .iter()
+        .map(|(n, ty)| ScopeColumn {
+            hidden: false,
+            star_order: 0,
+            table: Some(table.clone()),
+            name: n.clone(),
+            ty: *ty,
+        })
+        .collect();
+    let mut plan = empty_plan(
+        columns
+            .into_iter()
+            .map(|(name, ty)| Column { name, ty })
+            .collect(),
+    );
+    plan.outputs = outputs;
+    plan.srfs = srfs;
+    Ok((
+        JoinInput {
+            width: scope.len(),
+            table: None,
+            derived: Some(Box::new(plan)),
+            lateral,
+        },
+        scope,
+    ))
 }
 
 /// Whether `e` is a set-returning function the select list may hold.
@@ -158,6 +334,50 @@ fn select_srf(e: &Expr) -> Option<(&'static str, Vec<Expr>)> {
         })
         .collect::<Option<Vec<_>>>()?;
     Some((name, args))
+}
+
+/// The values a jsonb set-returning function makes of one document (NULL: none).
+fn jsonb_srf_values(kind: SrfKind, doc: &Datum) -> Result<Vec<Datum>> {
+    use crate::sql::jsonb::Json;
+    let Datum::Text(text) = doc else {
+        return Ok(Vec::new());
+    };
+    let json = Json::parse(text)?;
+    let value = |j: &Json, as_text: bool| {
+        if as_text {
+            j.as_text().map(Datum::Text).unwrap_or(Datum::Null)
+        } else {
+            Datum::Text(j.to_text())
+        }
+    };
+    let refuse = |what: &str| {
+        Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            what.to_string(),
+        ))
+    };
+    Ok(match (kind, &json) {
+        (SrfKind::JsonbElements(t), Json::Array(items)) => {
+            items.iter().map(|j| value(j, t)).collect()
+        }
+        (SrfKind::JsonbElements(_), Json::Object(_)) => {
+            return refuse("cannot extract elements from an object")
+        }
+        (SrfKind::JsonbElements(_), _) => return refuse("cannot extract elements from a scalar"),
+        (SrfKind::JsonbKeys, Json::Object(pairs)) => {
+            pairs.iter().map(|(k, _)| Datum::Text(k.clone())).collect()
+        }
+        (SrfKind::JsonbValues(t), Json::Object(pairs)) => {
+            pairs.iter().map(|(_, j)| value(j, t)).collect()
+        }
+        (SrfKind::JsonbKeys | SrfKind::JsonbValues(_), Json::Array(_)) => {
+            return refuse("cannot call this function on an array")
+        }
+        (SrfKind::JsonbKeys | SrfKind::JsonbValues(_), _) => {
+            return refuse("cannot call this function on a scalar")
+        }
+        (SrfKind::Array | SrfKind::Ordinality, _) => Vec::new(),
+    })
 }
 
 struct SetOpPlan {
@@ -453,6 +673,12 @@ fn plan_query(
             let mut rows = Vec::new();
             let mut types: Vec<SqlType> = Vec::new();
             for r in &v.rows {
+                if r.len() != v.rows[0].len() {
+                    return Err(Error::new(
+                        ErrorKind::Syntax,
+                        "VALUES lists must all be the same length",
+                    ));
+                }
                 let mut b = Binder::new(&[], params);
                 let mut out = Vec::new();
                 for (i, e) in r.iter().enumerate() {
@@ -601,8 +827,10 @@ fn plan_query(
                 items.push((expr.clone(), ident_name(alias)))
             }
             SelectItem::QualifiedWildcard(kind, _) if table.is_none() => {
-                let qual = kind.to_string();
-                let qual = qual.trim_matches('"').to_lowercase();
+                let qual = match kind {
+                    ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n),
+                    other => other.to_string().trim_matches('"').to_lowercase(),
+                };
                 if !scope
                     .iter()
                     .any(|c| c.table.as_deref() == Some(qual.as_str()))
@@ -707,6 +935,7 @@ fn plan_query(
                 output: outputs.len(),
                 array: ty,
                 subscripts_dim: subscripts_dim.clone(),
+                kind: SrfKind::Array,
             });
             outputs.push(array);
             columns.push(Column {
@@ -844,6 +1073,10 @@ struct JoinInput {
     table: Option<Rc<TableDesc>>,
     derived: Option<Box<SelectPlan>>,
     width: usize,
+    /// A set-returning function in FROM whose arguments read columns of the relations
+    /// before it (implicitly LATERAL, as PostgreSQL): `derived` is run once per row of
+    /// what is joined so far, with that row as its input.
+    lateral: bool,
 }
 
 /// `inputs[0]`, then each later input joined to everything before it.
@@ -864,9 +1097,50 @@ fn plan_relation(
     cat: &Catalog,
     db_id: u32,
     rel: &TableFactor,
+    outer: &[ScopeColumn],
     params: &mut Vec<SqlType>,
 ) -> Result<(JoinInput, Vec<ScopeColumn>)> {
     match rel {
+        TableFactor::Table {
+            name,
+            alias,
+            args: Some(fargs),
+            with_ordinality,
+            ..
+        } if FROM_SRFS.contains(&object_name(name).as_str()) => {
+            let mut exprs = Vec::new();
+            for a in &fargs.args {
+                let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a else {
+                    return Err(Error::unsupported(format!(
+                        "{}() arguments",
+                        object_name(name)
+                    )));
+                };
+                exprs.push(e);
+            }
+            plan_from_srf(
+                &object_name(name),
+                &exprs,
+                alias.as_ref(),
+                *with_ordinality,
+                outer,
+                params,
+            )
+        }
+        TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_ordinality,
+            ..
+        } => plan_from_srf(
+            "unnest",
+            &array_exprs.iter().collect::<Vec<_>>(),
+            alias.as_ref(),
+            *with_ordinality,
+            outer,
+            params,
+        ),
         TableFactor::Table {
             name,
             alias,
@@ -927,6 +1201,7 @@ fn plan_relation(
                     width: 1,
                     table: None,
                     derived: Some(Box::new(plan)),
+                    lateral: false,
                 },
                 scope,
             ))
@@ -966,7 +1241,7 @@ fn plan_relation(
                     alias: Some(alias),
                     sample: None,
                 };
-                return plan_relation(cat, db_id, &derived, params);
+                return plan_relation(cat, db_id, &derived, outer, params);
             }
             let alias = alias
                 .as_ref()
@@ -978,6 +1253,7 @@ fn plan_relation(
                     width: scope.len(),
                     table: Some(t),
                     derived: None,
+                    lateral: false,
                 },
                 scope,
             ))
@@ -1008,6 +1284,7 @@ fn plan_relation(
                     width: scope.len(),
                     table: None,
                     derived: Some(Box::new(inner)),
+                    lateral: false,
                 },
                 scope,
             ))
@@ -1047,6 +1324,7 @@ fn virtual_input(
             width: scope.len(),
             table: None,
             derived: Some(Box::new(plan)),
+            lateral: false,
         },
         scope,
     )
@@ -1063,14 +1341,14 @@ fn plan_from(
     let mut steps = Vec::new();
     let mut scope: Vec<ScopeColumn> = Vec::new();
     for twj in from {
-        let (input, s) = plan_relation(cat, db_id, &twj.relation, params)?;
+        let (input, s) = plan_relation(cat, db_id, &twj.relation, &scope, params)?;
         if !inputs.is_empty() {
             steps.push((JoinKind::Inner, None));
         }
         inputs.push(input);
         scope.extend(s);
         for j in &twj.joins {
-            let (input, s) = plan_relation(cat, db_id, &j.relation, params)?;
+            let (input, s) = plan_relation(cat, db_id, &j.relation, &scope, params)?;
             inputs.push(input);
             let left_len = scope.len();
             scope.extend(s);
@@ -4154,26 +4432,61 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Nested-loop joins, left to right.
+    /// Joins, left to right: a hash join ([`hash_join`]) for a step whose condition
+    /// compares columns of both sides for equality, else a nested loop.
     async fn run_join(&mut self, join: &JoinPlan) -> Result<Vec<Vec<Datum>>> {
         let mut acc = self.join_input_rows(&join.inputs[0]).await?;
         let mut left_width = join.inputs[0].width;
         let mut steps: u64 = 0;
         for (i, (kind, cond)) in join.steps.iter().enumerate() {
             let input = &join.inputs[i + 1];
-            let right = self.join_input_rows(input).await?;
+            let lateral = match &input.derived {
+                Some(d) if input.lateral => {
+                    if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                        return Err(Error::new(
+                            ErrorKind::InvalidColumnReference,
+                            "invalid reference to FROM-clause entry in a RIGHT or FULL JOIN",
+                        ));
+                    }
+                    Some(d)
+                }
+                _ => None,
+            };
+            let shared = match lateral {
+                Some(_) => Vec::new(),
+                None => self.join_input_rows(input).await?,
+            };
+            let index = match (lateral, cond) {
+                (None, Some(c)) => {
+                    hash_join::HashIndex::build(&hash_join::equi_columns(c, left_width), &shared)
+                }
+                _ => None,
+            };
             let mut out = Vec::new();
-            let mut right_matched = vec![false; right.len()];
+            let mut right_matched = vec![false; shared.len()];
             for l in &acc {
                 let mut matched = false;
-                for (ri, r) in right.iter().enumerate() {
+                let per_row;
+                let right = match lateral {
+                    Some(plan) => {
+                        per_row = self.lateral_rows(plan, l)?;
+                        &per_row
+                    }
+                    None => &shared,
+                };
+                // PERF: with an index only one bucket's rows are tested.
+                let bucket = index.as_ref().and_then(|ix| ix.probe(l));
+                let candidates = bucket.map_or(right.len(), |b| b.len());
+                for k in 0..candidates {
+                    let ri = bucket.map_or(k, |b| b[k]);
+                    let r = &right[ri];
                     steps += 1;
                     if steps.is_multiple_of(1024) {
                         self.pause().await?;
                         if out.len() > MAX_JOIN_ROWS {
                             return Err(Error::new(
                                 ErrorKind::ProgramLimitExceeded,
-                                format!("join result exceeds {MAX_JOIN_ROWS} rows (joins are nested loops for now)"),
+                                format!("join result exceeds {MAX_JOIN_ROWS} rows"),
                             ));
                         }
                     }
@@ -4186,7 +4499,9 @@ impl<'a> Exec<'a> {
                     };
                     if ok {
                         matched = true;
-                        right_matched[ri] = true;
+                        if lateral.is_none() {
+                            right_matched[ri] = true;
+                        }
                         out.push(combined);
                     }
                 }
@@ -4197,7 +4512,7 @@ impl<'a> Exec<'a> {
                 }
             }
             if matches!(kind, JoinKind::Right | JoinKind::Full) {
-                for (ri, r) in right.iter().enumerate() {
+                for (ri, r) in shared.iter().enumerate() {
                     if !right_matched[ri] {
                         let mut combined = vec![Datum::Null; left_width];
                         combined.extend_from_slice(r);
@@ -4616,6 +4931,52 @@ impl<'a> Exec<'a> {
                             }
                         }
                         WindowFunc::FirstValue => value(0, part)?,
+                        WindowFunc::Ntile => {
+                            let r = &rows[part[j].2];
+                            match call.args[0].eval(r, &self.cx)? {
+                                Datum::Int(b) if b > 0 => {
+                                    let b = b as usize;
+                                    let (q, extra) = (m / b, m % b);
+                                    let big = extra * (q + 1);
+                                    Datum::Int(if j < big {
+                                        j / (q + 1) + 1
+                                    } else {
+                                        extra + (j - big) / q.max(1) + 1
+                                    } as i64)
+                                }
+                                Datum::Null => Datum::Null,
+                                _ => {
+                                    return Err(Error::new(
+                                        ErrorKind::InvalidParameterValue,
+                                        "argument of ntile must be greater than zero",
+                                    ))
+                                }
+                            }
+                        }
+                        WindowFunc::NthValue => {
+                            let r = &rows[part[j].2];
+                            let upto = match call.frame {
+                                WindowFrame::Partition => m - 1,
+                                WindowFrame::RangeToCurrent => peer_end[j],
+                                WindowFrame::RowsToCurrent => j,
+                            };
+                            match call.args[1].eval(r, &self.cx)? {
+                                Datum::Int(k) if k > 0 => {
+                                    if (k as usize) - 1 <= upto {
+                                        value(k as usize - 1, part)?
+                                    } else {
+                                        Datum::Null
+                                    }
+                                }
+                                Datum::Null => Datum::Null,
+                                _ => {
+                                    return Err(Error::new(
+                                        ErrorKind::InvalidParameterValue,
+                                        "argument of nth_value must be greater than zero",
+                                    ))
+                                }
+                            }
+                        }
                         WindowFunc::LastValue => match call.frame {
                             WindowFrame::Partition => value(m - 1, part)?,
                             WindowFrame::RangeToCurrent => value(peer_end[j], part)?,
@@ -4769,6 +5130,10 @@ impl<'a> Exec<'a> {
     ) -> Result<Vec<Vec<Datum>>> {
         let mut columns: Vec<Vec<Datum>> = Vec::with_capacity(plan.srfs.len());
         for srf in &plan.srfs {
+            if srf.kind != SrfKind::Array {
+                columns.push(jsonb_srf_values(srf.kind, &out[srf.output])?);
+                continue;
+            }
             let elems = match &out[srf.output] {
                 Datum::Text(t) => crate::sql::types::array_elements(srf.array, t)?,
                 _ => Vec::new(),
@@ -4795,6 +5160,11 @@ impl<'a> Exec<'a> {
             columns.push(values);
         }
         let n = columns.iter().map(Vec::len).max().unwrap_or(0);
+        for (srf, values) in plan.srfs.iter().zip(columns.iter_mut()) {
+            if srf.kind == SrfKind::Ordinality {
+                *values = (1..=n as i64).map(Datum::Int).collect();
+            }
+        }
         let mut rows = Vec::with_capacity(n);
         for k in 0..n {
             let mut row = out.clone();
@@ -4804,6 +5174,13 @@ impl<'a> Exec<'a> {
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// The rows of a lateral set-returning function ([`JoinInput::lateral`]) for one row of
+    /// the relations before it.
+    fn lateral_rows(&self, plan: &SelectPlan, outer: &[Datum]) -> Result<Vec<Vec<Datum>>> {
+        let out = self.project(plan, outer)?;
+        self.expand_srfs(plan, outer, out)
     }
 
     /// Evaluates RETURNING (or any projection) over one row.
@@ -5602,10 +5979,22 @@ impl<'a> Exec<'a> {
             .map(|(_, s)| s)
             .filter(|s| s.has_sequence_call())
             .collect();
+        // Correlated subqueries in SET (`SET x = (SELECT … WHERE o.k = t.k)`) run per row.
+        let mut corr_sets: Vec<usize> = sets
+            .iter()
+            .flat_map(|(_, s)| self.correlated_in(Some(s)))
+            .collect();
+        corr_sets.sort_unstable();
+        corr_sets.dedup();
         for old in rows {
             self.check_cancel()?;
             if !set_exprs.is_empty() {
                 self.run_sequence_calls(&set_exprs, &old).await?;
+            }
+            for &i in &corr_sets {
+                let v = Box::pin(self.run_correlated(i, &scope, &old)).await?;
+                let slot = self.correlated[i].slot;
+                self.cx.params[slot] = v;
             }
             let mut new = old.clone();
             for (ci, s) in &sets {

@@ -79,6 +79,10 @@ pub enum WindowFunc {
     Lead,
     FirstValue,
     LastValue,
+    /// `ntile(n)`: the number of the bucket (of n, as equal as can be) the row falls in.
+    Ntile,
+    /// `nth_value(v, n)`: `v` of the frame's n-th row (NULL when the frame is shorter).
+    NthValue,
     Agg(AggCall),
 }
 
@@ -1433,6 +1437,18 @@ impl<'a> Binder<'a> {
                 };
                 (f, t)
             }
+            "ntile" => {
+                nargs(1..=1)?;
+                bound.push(self.bind(&args[0], Some(SqlType::Int4))?.0);
+                (WindowFunc::Ntile, SqlType::Int4)
+            }
+            "nth_value" => {
+                nargs(2..=2)?;
+                let (v, t) = self.bind(&args[0], None)?;
+                bound.push(v);
+                bound.push(self.bind(&args[1], Some(SqlType::Int4))?.0);
+                (WindowFunc::NthValue, t)
+            }
             "first_value" | "last_value" => {
                 nargs(1..=1)?;
                 let (v, t) = self.bind(&args[0], None)?;
@@ -1705,6 +1721,7 @@ impl<'a> Binder<'a> {
                 }
                 SqlType::Interval
             }
+            "sign" if first.is_int() => SqlType::Numeric,
             "abs" | "sign" => {
                 if first == SqlType::Unknown {
                     SqlType::Float8
@@ -1767,6 +1784,9 @@ impl<'a> Binder<'a> {
                 SqlType::Int8
             }
             "cluster_logical_timestamp" => SqlType::Numeric,
+            n if crate::sql::scalar_functions::result_type(n, &types).is_some() => {
+                crate::sql::scalar_functions::result_type(n, &types).unwrap()?
+            }
             n if crate::sql::pg_catalog::function_type(n, &types).is_some() => {
                 crate::sql::pg_catalog::function_type(n, &types).unwrap()
             }
@@ -2976,9 +2996,13 @@ fn eval_func(
             | "pi"
             | "jsonb_build_object"
             | "jsonb_build_array"
-    ) && !crate::sql::pg_catalog::is_non_strict(name);
+    ) && !crate::sql::pg_catalog::is_non_strict(name)
+        && !crate::sql::scalar_functions::is_non_strict(name);
     if strict_null && vals.iter().any(|v| v.is_null()) {
         return Ok(Datum::Null);
+    }
+    if crate::sql::scalar_functions::NAMES.contains(&name) {
+        return crate::sql::scalar_functions::eval(name, &vals, ty);
     }
     let nargs = |n: usize| -> Result<()> {
         if vals.len() == n {
@@ -3391,6 +3415,7 @@ fn eval_func(
             d => d.clone().cast(SqlType::Float8)?,
         },
         "sign" => match &vals[0] {
+            Datum::Int(i) if ty == SqlType::Numeric => Datum::Numeric(Decimal::from(i.signum())),
             Datum::Int(i) => Datum::Int(i.signum()),
             Datum::Float(f) => Datum::Float(if *f == 0.0 { 0.0 } else { f.signum() }),
             Datum::Numeric(n) => Datum::Numeric(n.signum()),

@@ -9,8 +9,9 @@
 //! - ORDER BY / `<` compare the text, not PostgreSQL's jsonb order (objects > arrays >
 //!   booleans > numbers > strings > null); numbers that are equal but written apart
 //!   (`1.0`, `1`) are unequal here.
-//! - No `json` type, no `-`, `#-`, `?|`, `?&`, no jsonb_agg / jsonb_object_agg, no
-//!   set-returning jsonb functions.
+//! - No `json` type, no `-`, `#-`, `?|`, `?&`, no jsonb_agg / jsonb_object_agg. The
+//!   set-returning jsonb functions (`jsonb_array_elements[_text]`, `jsonb_each[_text]`,
+//!   `jsonb_object_keys`) work in FROM only (`exec::plan_from_srf`), not in select lists.
 
 use std::fmt::Write as _;
 

@@ -26,7 +26,9 @@
 //!
 //! # Implementation caveats
 //!
-//! - Joins are nested loops; correlated subqueries work only in WHERE and in ungrouped
+//! - Joins are hash joins on equality conditions (`exec::hash_join`), nested loops
+//!   otherwise, with no join reordering; correlated subqueries work only in WHERE, in
+//!   UPDATE … SET and in ungrouped
 //!   SELECT lists (run once per outer row); no array columns yet (issue 6). `jsonb` is
 //!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
 //!   jsonb_agg); `interval` is a full type ([`interval`]); `WITH RECURSIVE` is computed before the
@@ -56,6 +58,7 @@ pub mod md5;
 pub mod pg_catalog;
 pub mod preparse;
 pub mod rewrite;
+pub mod scalar_functions;
 pub mod sequence;
 pub mod session;
 pub mod types;

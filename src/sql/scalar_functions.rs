@@ -1,0 +1,467 @@
+//! More of PostgreSQL's scalar functions, kept out of the binder's big switch: the
+//! trigonometric functions, `degrees` / `radians`, `gcd` / `lcm`, `factorial`, `div`,
+//! `starts_with`, `chr`, `translate`, `quote_ident` / `quote_literal` / `quote_nullable`,
+//! and `date_trunc`.
+//!
+//! [`result_type`] answers the binder (the function's type for these argument types, or
+//! `None` when the name is not one of these); [`eval`] computes a value from evaluated
+//! arguments. Every function here is strict (NULL in, NULL out) except `quote_nullable`
+//! (see [`is_non_strict`]).
+//!
+//! # Implementation caveats
+//!
+//! - `sind`, `cosd`, … (degree-based, exact at special angles in PostgreSQL) and the
+//!   two-argument `log(b, x)` are not here.
+//! - `date_trunc` on `timestamptz` truncates in UTC (Chitin has no session time zone for
+//!   display yet); a `date` argument is read as midnight UTC, as PostgreSQL does with the
+//!   time zone set to UTC.
+//! - `factorial` stops at what `numeric` holds here (28 digits), with 22003.
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sql::types::{civil_from_days, days_from_civil, Datum, SqlType};
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// PostgreSQL's `RADIANS_PER_DEGREE` (float.c), so degrees(pi()) is exactly 180.
+const RADIANS_PER_DEGREE: f64 = 0.017_453_292_519_943_295;
+
+/// The functions this module computes.
+pub const NAMES: &[&str] = &[
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "degrees",
+    "radians",
+    "gcd",
+    "lcm",
+    "factorial",
+    "div",
+    "starts_with",
+    "chr",
+    "translate",
+    "quote_ident",
+    "quote_literal",
+    "quote_nullable",
+    "date_trunc",
+];
+
+/// The result type of function `name` over arguments of `types`, when it is one of this
+/// module's; `Err` for a known name with arguments it does not take.
+pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
+    let n = types.len();
+    let numeric_arg = |t: &SqlType| t.is_numeric_family() || *t == SqlType::Unknown;
+    let ty = match name {
+        "sin" | "cos" | "tan" | "cot" | "asin" | "acos" | "atan" | "degrees" | "radians"
+            if n == 1 =>
+        {
+            SqlType::Float8
+        }
+        "atan2" if n == 2 => SqlType::Float8,
+        "gcd" | "lcm" if n == 2 => {
+            if types.iter().all(|t| t.is_int() || *t == SqlType::Unknown) {
+                if types.contains(&SqlType::Int8) {
+                    SqlType::Int8
+                } else {
+                    SqlType::Int4
+                }
+            } else {
+                SqlType::Numeric
+            }
+        }
+        "factorial" | "div" => SqlType::Numeric,
+        "starts_with" if n == 2 => SqlType::Bool,
+        "chr" if n == 1 => SqlType::Text,
+        "translate" if n == 3 => SqlType::Text,
+        "quote_ident" | "quote_literal" | "quote_nullable" if n == 1 => SqlType::Text,
+        "date_trunc" if n == 2 => match types[1] {
+            SqlType::Timestamp | SqlType::Unknown => SqlType::Timestamp,
+            SqlType::TimestampTz | SqlType::Date => SqlType::TimestampTz,
+            _ => return Some(Err(undefined(name, types))),
+        },
+        "sin" | "cos" | "tan" | "cot" | "asin" | "acos" | "atan" | "degrees" | "radians"
+        | "atan2" | "gcd" | "lcm" | "starts_with" | "chr" | "translate" | "quote_ident"
+        | "quote_literal" | "quote_nullable" | "date_trunc" => {
+            return Some(Err(undefined(name, types)))
+        }
+        _ => return None,
+    };
+    let numeric_only = matches!(
+        name,
+        "sin"
+            | "cos"
+            | "tan"
+            | "cot"
+            | "asin"
+            | "acos"
+            | "atan"
+            | "atan2"
+            | "degrees"
+            | "radians"
+            | "gcd"
+            | "lcm"
+            | "factorial"
+            | "div"
+    );
+    if numeric_only && !types.iter().all(numeric_arg) {
+        return Some(Err(undefined(name, types)));
+    }
+    if matches!(name, "factorial") && n != 1 || matches!(name, "div") && n != 2 {
+        return Some(Err(undefined(name, types)));
+    }
+    Some(Ok(ty))
+}
+
+/// Whether `name` is one of this module's functions that takes NULL arguments.
+pub fn is_non_strict(name: &str) -> bool {
+    name == "quote_nullable"
+}
+
+fn undefined(name: &str, types: &[SqlType]) -> Error {
+    Error::new(
+        ErrorKind::UndefinedFunction,
+        format!(
+            "function {name}({}) does not exist",
+            types
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+}
+
+fn float(d: &Datum) -> f64 {
+    match d {
+        Datum::Int(i) => *i as f64,
+        Datum::Float(f) => *f,
+        Datum::Numeric(n) => n.to_f64().unwrap_or(0.0),
+        Datum::Text(s) => s.trim().parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+fn decimal(d: &Datum) -> Result<Decimal> {
+    match d {
+        Datum::Int(i) => Ok(Decimal::from(*i)),
+        Datum::Numeric(n) => Ok(*n),
+        Datum::Float(f) => Decimal::try_from(*f)
+            .map_err(|_| Error::out_of_range("value out of range for type numeric")),
+        Datum::Text(s) => s.trim().parse().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidTextRepresentation,
+                format!("invalid input syntax for type numeric: \"{s}\""),
+            )
+        }),
+        _ => Err(Error::mismatch("a number is needed")),
+    }
+}
+
+fn text(d: &Datum) -> String {
+    match d {
+        Datum::Text(s) => s.clone(),
+        d => d.to_text(d.natural_type()).unwrap_or_default(),
+    }
+}
+
+fn out_of_range_input() -> Error {
+    Error::out_of_range("input is out of range")
+}
+
+/// Computes function `name` (one [`result_type`] accepted) over evaluated arguments.
+pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
+    let x = || float(&vals[0]);
+    Ok(match name {
+        "sin" => Datum::Float(x().sin()),
+        "cos" => Datum::Float(x().cos()),
+        "tan" => Datum::Float(x().tan()),
+        "cot" => Datum::Float(1.0 / x().tan()),
+        "asin" | "acos" => {
+            let v = x();
+            if !(-1.0..=1.0).contains(&v) {
+                return Err(out_of_range_input());
+            }
+            Datum::Float(if name == "asin" { v.asin() } else { v.acos() })
+        }
+        "atan" => Datum::Float(x().atan()),
+        "atan2" => Datum::Float(x().atan2(float(&vals[1]))),
+        "degrees" => Datum::Float(x() / RADIANS_PER_DEGREE),
+        "radians" => Datum::Float(x() * RADIANS_PER_DEGREE),
+        "gcd" | "lcm" if ty.is_int() => {
+            let (Datum::Int(a), Datum::Int(b)) = (&vals[0], &vals[1]) else {
+                return Err(Error::mismatch("gcd/lcm need integers"));
+            };
+            let overflow = || {
+                Error::out_of_range(if ty == SqlType::Int8 {
+                    "bigint out of range"
+                } else {
+                    "integer out of range"
+                })
+            };
+            let g = gcd(*a as i128, *b as i128);
+            let v = if name == "gcd" {
+                g
+            } else if g == 0 {
+                0
+            } else {
+                (*a as i128 / g * *b as i128).abs()
+            };
+            let limit = if ty == SqlType::Int8 {
+                i64::MAX as i128
+            } else {
+                i32::MAX as i128
+            };
+            if v > limit {
+                return Err(overflow());
+            }
+            Datum::Int(v as i64)
+        }
+        "gcd" | "lcm" => {
+            let (a, b) = (decimal(&vals[0])?, decimal(&vals[1])?);
+            let g = decimal_gcd(a.abs(), b.abs());
+            Datum::Numeric(if name == "gcd" {
+                g
+            } else if g.is_zero() {
+                Decimal::ZERO
+            } else {
+                (a / g * b)
+                    .abs()
+                    .checked_mul(Decimal::ONE)
+                    .ok_or_else(|| Error::out_of_range("value overflows numeric format"))?
+            })
+        }
+        "factorial" => {
+            let n = match &vals[0] {
+                Datum::Int(i) => *i,
+                d => decimal(d)?.to_i64().unwrap_or(i64::MAX),
+            };
+            if n < 0 {
+                return Err(Error::out_of_range(
+                    "factorial of a negative number is undefined",
+                ));
+            }
+            let mut acc = Decimal::ONE;
+            for k in 2..=n {
+                acc = acc
+                    .checked_mul(Decimal::from(k))
+                    .ok_or_else(|| Error::out_of_range("value overflows numeric format"))?;
+            }
+            Datum::Numeric(acc)
+        }
+        "div" => {
+            let (a, b) = (decimal(&vals[0])?, decimal(&vals[1])?);
+            if b.is_zero() {
+                return Err(Error::new(ErrorKind::DivisionByZero, "division by zero"));
+            }
+            let q = a
+                .checked_div(b)
+                .ok_or_else(|| Error::out_of_range("value overflows numeric format"))?;
+            Datum::Numeric(q.trunc())
+        }
+        "starts_with" => Datum::Bool(text(&vals[0]).starts_with(&text(&vals[1]))),
+        "chr" => {
+            let code = match &vals[0] {
+                Datum::Int(i) => *i,
+                d => float(d) as i64,
+            };
+            if code == 0 {
+                return Err(Error::new(
+                    ErrorKind::ProgramLimitExceeded,
+                    "null character not permitted",
+                ));
+            }
+            let c = u32::try_from(code)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::ProgramLimitExceeded,
+                        "requested character too large for encoding",
+                    )
+                })?;
+            Datum::Text(c.to_string())
+        }
+        "translate" => {
+            let from: Vec<char> = text(&vals[1]).chars().collect();
+            let to: Vec<char> = text(&vals[2]).chars().collect();
+            let mut out = String::new();
+            for c in text(&vals[0]).chars() {
+                match from.iter().position(|f| *f == c) {
+                    Some(i) => {
+                        if let Some(t) = to.get(i) {
+                            out.push(*t);
+                        }
+                    }
+                    None => out.push(c),
+                }
+            }
+            Datum::Text(out)
+        }
+        "quote_ident" => Datum::Text(quote_ident(&text(&vals[0]))),
+        "quote_literal" => Datum::Text(quote_literal(&text(&vals[0]))),
+        "quote_nullable" => Datum::Text(match &vals[0] {
+            Datum::Null => "NULL".into(),
+            d => quote_literal(&text(d)),
+        }),
+        "date_trunc" => date_trunc(&text(&vals[0]), &vals[1], ty)?,
+        _ => return Err(Error::internal(format!("no function {name} here"))),
+    })
+}
+
+fn gcd(mut a: i128, mut b: i128) -> i128 {
+    a = a.abs();
+    b = b.abs();
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn decimal_gcd(mut a: Decimal, mut b: Decimal) -> Decimal {
+    while !b.is_zero() {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// `quote_ident`: the name as is when it needs no quotes (lower-case letters, digits and
+/// underscores, not starting with a digit), else in double quotes with quotes doubled.
+pub fn quote_ident(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+/// `quote_literal`: single quotes doubled; a value with backslashes becomes an `E'…'`
+/// string with them doubled.
+pub fn quote_literal(s: &str) -> String {
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// `date_trunc(field, value)`: the value with every field finer than `field` zeroed.
+fn date_trunc(field: &str, v: &Datum, ty: SqlType) -> Result<Datum> {
+    let micros = match v {
+        Datum::Timestamp(t) | Datum::TimestampTz(t) => *t,
+        Datum::Date(d) => *d as i64 * MICROS_PER_DAY,
+        Datum::Text(s) => match crate::sql::types::parse_timestamp(s) {
+            Some((t, off)) => t - off.unwrap_or(0) * 1_000_000,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::InvalidDatetimeFormat,
+                    format!("invalid input syntax for type timestamp: \"{s}\""),
+                ))
+            }
+        },
+        _ => return Err(Error::mismatch("date_trunc needs a timestamp")),
+    };
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let of_day = micros.rem_euclid(MICROS_PER_DAY);
+    let (y, m, _) = civil_from_days(days);
+    let at = |days: i64, of_day: i64| days * MICROS_PER_DAY + of_day;
+    let first_of_year = |y: i64| days_from_civil(y, 1, 1);
+    let unit = field.to_ascii_lowercase();
+    let truncated = match unit.as_str() {
+        "microseconds" | "microsecond" => micros,
+        "milliseconds" | "millisecond" => at(days, of_day - of_day % 1_000),
+        "second" | "seconds" => at(days, of_day - of_day % 1_000_000),
+        "minute" | "minutes" => at(days, of_day - of_day % 60_000_000),
+        "hour" | "hours" => at(days, of_day - of_day % 3_600_000_000),
+        "day" | "days" => at(days, 0),
+        // Weeks start on Monday; 1970-01-01 was a Thursday.
+        "week" | "weeks" => at(days - (days + 3).rem_euclid(7), 0),
+        "month" | "months" => at(days_from_civil(y, m, 1), 0),
+        "quarter" => at(days_from_civil(y, (m - 1) / 3 * 3 + 1, 1), 0),
+        "year" | "years" => at(first_of_year(y), 0),
+        "decade" | "decades" => at(first_of_year(y.div_euclid(10) * 10), 0),
+        "century" | "centuries" => at(first_of_year((y - 1).div_euclid(100) * 100 + 1), 0),
+        "millennium" | "millennia" => at(first_of_year((y - 1).div_euclid(1000) * 1000 + 1), 0),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!(
+                    "unit \"{field}\" not recognized for type {}",
+                    if ty == SqlType::TimestampTz {
+                        "timestamp with time zone"
+                    } else {
+                        "timestamp without time zone"
+                    }
+                ),
+            ))
+        }
+    };
+    Ok(if ty == SqlType::TimestampTz {
+        Datum::TimestampTz(truncated)
+    } else {
+        Datum::Timestamp(truncated)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Datum {
+        Datum::Timestamp(crate::sql::types::parse_timestamp(s).unwrap().0)
+    }
+
+    #[test]
+    fn date_trunc_fields() {
+        let v = ts("2024-05-17 13:45:12.987");
+        let t = |f: &str| match date_trunc(f, &v, SqlType::Timestamp).unwrap() {
+            Datum::Timestamp(m) => crate::sql::types::format_timestamp(m),
+            _ => unreachable!(),
+        };
+        assert_eq!(t("year"), "2024-01-01 00:00:00");
+        assert_eq!(t("quarter"), "2024-04-01 00:00:00");
+        assert_eq!(t("week"), "2024-05-13 00:00:00");
+        assert_eq!(t("second"), "2024-05-17 13:45:12");
+        assert_eq!(t("century"), "2001-01-01 00:00:00");
+        assert_eq!(t("decade"), "2020-01-01 00:00:00");
+        assert!(date_trunc("fortnight", &v, SqlType::Timestamp).is_err());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("abc"), "abc");
+        assert_eq!(quote_ident("Abc"), "\"Abc\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn integer_gcd_lcm() {
+        let v = |n, a, b| match eval(n, &[Datum::Int(a), Datum::Int(b)], SqlType::Int4) {
+            Ok(Datum::Int(i)) => i,
+            _ => panic!("not an integer"),
+        };
+        assert_eq!(v("gcd", -12, 18), 6);
+        assert_eq!(v("lcm", 4, 6), 12);
+        assert_eq!(v("lcm", 0, 3), 0);
+        assert!(eval(
+            "lcm",
+            &[Datum::Int(i32::MAX as i64), Datum::Int(2)],
+            SqlType::Int4
+        )
+        .is_err());
+    }
+}
