@@ -77,6 +77,9 @@ pub const METHOD_JOIN: u32 = 106;
 /// once it leads no range (or after a time limit) with what is left. A node asked about
 /// another forwards the request to it.
 pub const METHOD_DRAIN: u32 = 107;
+/// `waits`: the node's lock wait-for edges (waiter, holder) as little-endian u64 pairs, for
+/// other nodes' deadlock detection ([`crate::kv::deadlock`]).
+pub const METHOD_WAITS: u32 = 108;
 
 /// Default replica count of a range.
 pub const DEFAULT_NUM_REPLICAS: usize = 3;

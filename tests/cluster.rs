@@ -1459,3 +1459,121 @@ fn clock_skew_hides_no_acknowledged_write_and_a_far_off_node_stops_serving() {
             .expect("clock test timed out")
     });
 }
+
+/// `SHOW RANGES FROM TABLE acked` as (first key of the range, lease holder).
+async fn range_leases(node: &Node) -> Vec<(i64, usize)> {
+    let c = common::connect(&node.config()).await.expect("connect");
+    let msgs = c
+        .simple_query("SHOW RANGES FROM TABLE acked")
+        .await
+        .expect("SHOW RANGES");
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                // "/1/1000" starts at key 1000; the first range at the table's start.
+                let first = r
+                    .get("start_key")
+                    .and_then(|s| s.rsplit('/').next()?.parse().ok())
+                    .unwrap_or(0);
+                Some((first, r.get("lease_holder")?.parse().ok()?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Adds 1 to row `k`; a transaction that fails rolls back at once (releasing its locks),
+/// as a client does.
+async fn update_or_rollback(
+    c: &tokio_postgres::Client,
+    k: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let r = c
+        .batch_execute(&format!("UPDATE acked SET v = v + 1 WHERE k = {k}"))
+        .await;
+    if r.is_err() {
+        let _ = c.batch_execute("ROLLBACK").await;
+    }
+    r
+}
+
+#[test]
+fn a_deadlock_across_nodes_is_broken_by_failing_one_transaction() {
+    let dir = common::TempDir::new("chitin-deadlock").unwrap();
+    let mut nodes = cluster(dir.path(), 3);
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = async {
+        init_and_wait(&nodes).await;
+        let c1 = common::connect(&nodes[0].config()).await.unwrap();
+        for sql in [
+            "CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8 NOT NULL)",
+            "ALTER TABLE acked SPLIT AT VALUES (1000), (2000), (3000), (4000), (5000)",
+            "INSERT INTO acked SELECT g * 1000 + 500, 0 FROM generate_series(0, 5) AS g",
+        ] {
+            c1.batch_execute(sql).await.unwrap();
+        }
+        // Two rows whose ranges are led by different nodes: each transaction's wait is
+        // then recorded on a different node, and neither node alone sees the cycle.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (ka, kb) = loop {
+            let leases = range_leases(&nodes[0]).await;
+            let a = leases.first().copied();
+            let b = leases
+                .iter()
+                .find(|(_, holder)| Some(*holder) != a.map(|a| a.1));
+            if let (Some(a), Some(b)) = (a, b) {
+                break (a.0 + 500, b.0 + 500);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "leases all on one node: {leases:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let ca = common::connect(&nodes[1].config()).await.unwrap();
+        let cb = common::connect(&nodes[2].config()).await.unwrap();
+        for (c, k) in [(&ca, ka), (&cb, kb)] {
+            c.batch_execute(&format!("BEGIN; UPDATE acked SET v = v + 1 WHERE k = {k}"))
+                .await
+                .unwrap();
+        }
+        // Each now waits for the row the other holds.
+        let started = Instant::now();
+        let (ra, rb) = tokio::join!(update_or_rollback(&ca, kb), update_or_rollback(&cb, ka));
+        let took = started.elapsed();
+        println!("rows {ka} and {kb}: deadlock broken after {took:?}: {ra:?} / {rb:?}");
+        let (winner, loser) = match (&ra, &rb) {
+            (Ok(()), Err(e)) => (&ca, e),
+            (Err(e), Ok(())) => (&cb, e),
+            _ => panic!("exactly one transaction must fail: {ra:?} / {rb:?}"),
+        };
+        assert_eq!(
+            loser.code(),
+            Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE),
+            "{loser:?}"
+        );
+        assert!(
+            format!("{loser:?}").contains("deadlock"),
+            "not broken as a deadlock: {loser:?}"
+        );
+        // Row locks held past 5 s are taken over: the deadlock must be found before.
+        assert!(took < Duration::from_secs(4), "took {took:?}");
+        winner.batch_execute("COMMIT").await.unwrap();
+        let v = query_col(&nodes[0], "SELECT sum(v)::INT8 FROM acked")
+            .await
+            .unwrap();
+        assert_eq!(v, vec!["2".to_string()], "the winner's two increments");
+    };
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(120), body)
+            .await
+            .expect("deadlock test timed out")
+    });
+}

@@ -85,6 +85,7 @@
 //! could reappear. Reclaiming that space is still to do.
 
 pub mod codec;
+pub mod deadlock;
 pub mod engine;
 pub mod keys;
 pub mod range_stats;

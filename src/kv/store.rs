@@ -13,6 +13,7 @@ use chitin_storage::{Engine, RangeId, ScanOptions, Timestamp, VersionedKeyValue,
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use raft::prelude::*;
 
+use super::deadlock::{stop_waiting, waits_for};
 use super::engine::{EngineKind, StoreEngine};
 use super::keys;
 use super::replica::{
@@ -2197,54 +2198,5 @@ pub fn next_ts(ts: Timestamp) -> Timestamp {
         Timestamp::new(ts.wall + 1, 0)
     } else {
         Timestamp::new(ts.wall, ts.logical + 1)
-    }
-}
-
-/// Which transaction each waiting transaction waits for (row locks, on this node): the
-/// wait-for graph the deadlock check walks. PERF: touched only by requests that must wait.
-static WAITS_FOR: std::sync::Mutex<Option<HashMap<TxnId, TxnId>>> = std::sync::Mutex::new(None);
-
-/// Records that `txn` waits for `holder`; true when that closes a cycle (`holder` waits,
-/// through zero or more others, for `txn`): a deadlock, which the caller breaks by
-/// aborting `txn`. Cycles through other nodes are not seen (those waits time out).
-fn waits_for(txn: TxnId, holder: TxnId) -> bool {
-    let mut g = WAITS_FOR.lock().unwrap_or_else(|e| e.into_inner());
-    let g = g.get_or_insert_with(HashMap::new);
-    g.insert(txn, holder);
-    let mut cur = holder;
-    for _ in 0..g.len() {
-        match g.get(&cur) {
-            Some(&next) if next == txn => return true,
-            Some(&next) => cur = next,
-            None => return false,
-        }
-    }
-    false
-}
-
-/// `txn` waits for nobody any more.
-fn stop_waiting(txn: TxnId) {
-    let mut g = WAITS_FOR.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(g) = g.as_mut() {
-        g.remove(&txn);
-    }
-}
-
-#[cfg(test)]
-mod deadlock_tests {
-    use super::{stop_waiting, waits_for};
-
-    #[test]
-    fn a_wait_that_closes_a_cycle_is_a_deadlock() {
-        // Ids far from any other test's.
-        let (a, b, c) = (u64::MAX - 3, u64::MAX - 2, u64::MAX - 1);
-        assert!(!waits_for(a, b));
-        assert!(!waits_for(b, c));
-        assert!(waits_for(c, a), "a → b → c → a is a cycle");
-        stop_waiting(c);
-        stop_waiting(b);
-        assert!(!waits_for(c, a), "b no longer waits: no cycle");
-        stop_waiting(a);
-        stop_waiting(c);
     }
 }

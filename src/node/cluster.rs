@@ -120,6 +120,8 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
     let mut last_join = Instant::now();
     let mut last_split_check = Instant::now();
     let splitting = Rc::new(Cell::new(false));
+    let mut last_waits_fetch = Instant::now();
+    let fetching_waits = Rc::new(Cell::new(false));
     loop {
         if last_orphan_check.elapsed() >= Duration::from_secs(1) {
             last_orphan_check = Instant::now();
@@ -199,8 +201,59 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
             last_alloc = Instant::now();
             allocate(&ctx);
         }
+        // Deadlocks across nodes: while a transaction waits here, learn what the other
+        // nodes' transactions wait for.
+        if ctx.core == 0
+            && !fetching_waits.get()
+            && last_waits_fetch.elapsed() >= crate::kv::deadlock::FETCH_EVERY
+            && crate::kv::deadlock::has_waiters()
+        {
+            last_waits_fetch = Instant::now();
+            fetching_waits.set(true);
+            let (c, busy) = (ctx.clone(), fetching_waits.clone());
+            glommio::spawn_local(async move {
+                fetch_waits(&c).await;
+                busy.set(false);
+            })
+            .detach();
+        }
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Asks every other node for its lock wait-for edges ([`cl::METHOD_WAITS`]) at once and
+/// hands them to the deadlock detector. A node that does not answer within the timeout
+/// contributes nothing this round.
+async fn fetch_waits(ctx: &CoreCtx) {
+    let Some(st) = ctx.shared.cluster() else {
+        return;
+    };
+    let calls: Vec<_> = st
+        .members
+        .iter()
+        .filter(|m| m.id != st.node_id)
+        .map(|m| {
+            let t = ctx.transport.clone();
+            let to = Endpoint::new(NodeId(m.id), CoreId(0));
+            glommio::spawn_local(async move {
+                t.call(
+                    to,
+                    cl::METHOD_WAITS,
+                    Bytes::new(),
+                    Duration::from_millis(500),
+                )
+                .await
+                .ok()
+            })
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for call in calls {
+        if let Some(reply) = call.await {
+            edges.extend(crate::kv::deadlock::decode_edges(&reply));
+        }
+    }
+    crate::kv::deadlock::set_remote_edges(edges);
 }
 
 /// Default of `server.time_until_store_dead`: how long a node must be unreachable before
@@ -326,6 +379,7 @@ impl TransportHandler for Handler {
                 }
                 cl::METHOD_JOIN => join_request(&ctx, &payload).await.map(String::into_bytes),
                 cl::METHOD_DRAIN => drain(&ctx, &payload).await.map(String::into_bytes),
+                cl::METHOD_WAITS => Ok(crate::kv::deadlock::local_edges()),
                 other => Err(Error::internal(format!("unknown method {other}"))),
             };
             r.map(Bytes::from).map_err(|e| e.message)

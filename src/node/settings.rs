@@ -274,8 +274,29 @@ pub async fn members(ctx: &CoreCtx) -> Result<Vec<crate::cluster::Member>> {
     Ok(out)
 }
 
+/// How long a setting write keeps retrying retryable errors (a range that just lost its
+/// leader, a conflicting write) before the client sees one.
+const WRITE_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Writes one setting. The write is blind (a put or a delete of one key), so doing it again
+/// after a retryable or ambiguous error is safe: `SET CLUSTER SETTING` and `node decommission` never
+/// hand a 40001 to the user while the system range changes leader.
 async fn write_raw(ctx: &CoreCtx, write: KvWrite) -> Result<()> {
-    super::txn_record::write_record(ctx, ctx.shared.hlc.now(), write).await?;
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match super::txn_record::write_record(ctx, ctx.shared.hlc.now(), write.clone()).await {
+            Ok(_) => break,
+            Err(e)
+                if (e.is_retryable() || e.kind == ErrorKind::AmbiguousResult)
+                    && started.elapsed() + pause < WRITE_RETRY_FOR =>
+            {
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(800));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     poll(ctx).await;
     Ok(())
 }
