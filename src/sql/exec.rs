@@ -4810,15 +4810,17 @@ impl<'a> Exec<'a> {
     }
 
     /// The rows of `t` that `filter` accepts, read through the best access path.
+    /// The rows of `t` (seen through `scope`, its columns under the statement's alias)
+    /// that `filter` accepts.
     async fn matching_rows(
         &mut self,
         t: &TableDesc,
+        scope: &[ScopeColumn],
         filter: Option<&Scalar>,
     ) -> Result<Vec<Vec<Datum>>> {
         if !self.correlated_in(filter).is_empty() {
             let rows = self.read_rows(t, Access::Full).await?;
-            let scope = table_scope(t, &t.name);
-            return self.filter_rows_scoped(filter, &scope, rows).await;
+            return self.filter_rows_scoped(filter, scope, rows).await;
         }
         let access = self.choose_access(t, filter);
         // The rows an UPDATE or DELETE names by primary key are locked before they are
@@ -6037,7 +6039,7 @@ impl<'a> Exec<'a> {
         };
         let rows = match join {
             Some(plan) => self.dml_join_rows(&t, plan).await?,
-            None => self.matching_rows(&t, filter.as_ref()).await?,
+            None => self.matching_rows(&t, &scope, filter.as_ref()).await?,
         };
         // Without FROM a row is just the target's; with FROM the joined row follows it.
         let width = t.columns.len();
@@ -6128,7 +6130,7 @@ impl<'a> Exec<'a> {
         };
         let rows = match join {
             Some(plan) => self.dml_join_rows(&t, plan).await?,
-            None => self.matching_rows(&t, filter.as_ref()).await?,
+            None => self.matching_rows(&t, &scope, filter.as_ref()).await?,
         };
         let width = t.columns.len();
         let mut count = 0;
