@@ -809,6 +809,14 @@ impl Session {
         let Some(stmt) = &prepared.stmt else {
             return Ok((Outcome::Empty, None));
         };
+        if params.iter().any(Datum::is_null) {
+            // A NULL has no type of its own, and a plan binds each parameter by its
+            // value's type: this run casts the parameters to their declared types (and
+            // does not use the cached plan).
+            let typed = typed_placeholders(stmt, &prepared.param_types);
+            let (outcome, columns) = Box::pin(self.run_inner(&typed, params, None)).await?;
+            return Ok((outcome, columns.or_else(|| prepared.columns.clone())));
+        }
         let (outcome, columns) =
             Box::pin(self.run_inner(stmt, params, Some(&prepared.plan))).await?;
         Ok((outcome, columns.or_else(|| prepared.columns.clone())))
@@ -1506,6 +1514,34 @@ impl Session {
 }
 
 /// Decodes Bind parameters into `values` (their previous contents reused where possible).
+/// `stmt` with each `$n` cast to `types[n - 1]`.
+fn typed_placeholders(stmt: &Statement, types: &[SqlType]) -> Statement {
+    use sqlparser::ast::{CastKind, DataType, Expr, Ident, ObjectName, Value};
+    let mut typed = stmt.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut typed, |e| {
+        let ty = match e {
+            Expr::Value(v) => match &v.value {
+                Value::Placeholder(p) => p
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| types.get(n.wrapping_sub(1))),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(ty) = ty {
+            *e = Expr::Cast {
+                kind: CastKind::DoubleColon,
+                expr: Box::new(e.clone()),
+                data_type: DataType::Custom(ObjectName::from(vec![Ident::new(ty.name())]), vec![]),
+                format: None,
+            };
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    typed
+}
+
 fn decode_params(
     values: &mut Vec<Datum>,
     types: &[SqlType],
