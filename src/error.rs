@@ -131,6 +131,12 @@ pub enum ErrorKind {
     SystemError,
     /// XX000
     Internal,
+    /// 42P05: a prepared statement of that name exists (appended: kinds keep their order).
+    DuplicatePreparedStatement,
+    /// 22025: a bad LIKE escape string (appended).
+    InvalidEscapeSequence,
+    /// 22014: ntile() of zero or less (appended).
+    InvalidArgumentForNtile,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -265,6 +271,9 @@ impl Error {
             ObjectNotInPrerequisiteState => "55000",
             InvalidForeignKey => "42830",
             Internal => "XX000",
+            DuplicatePreparedStatement => "42P05",
+            InvalidEscapeSequence => "22025",
+            InvalidArgumentForNtile => "22014",
         }
     }
 }

@@ -203,6 +203,9 @@ kind_codes! {
     IntervalFieldOverflow = 58,
     InvalidRecursion = 59,
     SystemError = 60,
+    DuplicatePreparedStatement = 61,
+    InvalidEscapeSequence = 62,
+    InvalidArgumentForNtile = 63,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@ use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
 
+mod create_table_as;
+mod dml_join;
+
+pub use create_table_as::select_into_as_create;
 mod foreign_keys;
 mod hash_join;
 mod recursive_cte;
@@ -660,6 +664,21 @@ fn plan_query(
         }
         None => (None, None),
     };
+    // `FETCH FIRST n ROWS ONLY` is the standard's LIMIT (no n: one row).
+    let limit = match &q.fetch {
+        Some(f) if f.with_ties || f.percent => {
+            return Err(Error::unsupported("FETCH … WITH TIES / PERCENT"))
+        }
+        Some(_) if limit.is_some() => {
+            return Err(Error::syntax("multiple LIMIT clauses not allowed"))
+        }
+        Some(f) => Some(
+            f.quantity
+                .clone()
+                .unwrap_or_else(|| Expr::value(ast::Value::Number("1".into(), false))),
+        ),
+        None => limit,
+    };
     let order_exprs: Vec<ast::OrderByExpr> = match &q.order_by {
         Some(ob) => match &ob.kind {
             ast::OrderByKind::Expressions(v) => v.clone(),
@@ -704,7 +723,9 @@ fn plan_query(
             plan.values = Some(rows);
             return order_and_limit(plan, &columns, &order_exprs, &limit, &offset, params);
         }
-        SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
+        SetExpr::Query(inner)
+            if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() =>
+        {
             return plan_select(cat, db_id, inner, params);
         }
         SetExpr::SetOperation {
@@ -1340,15 +1361,25 @@ fn plan_from(
     let mut inputs = Vec::new();
     let mut steps = Vec::new();
     let mut scope: Vec<ScopeColumn> = Vec::new();
+    // Each relation's name (or alias), once per relation.
+    let mut relation_names: Vec<String> = Vec::new();
+    let mut note_names = |s: &[ScopeColumn]| {
+        let mut mine: Vec<&str> = s.iter().filter_map(|c| c.table.as_deref()).collect();
+        mine.sort_unstable();
+        mine.dedup();
+        relation_names.extend(mine.into_iter().map(String::from));
+    };
     for twj in from {
         let (input, s) = plan_relation(cat, db_id, &twj.relation, &scope, params)?;
         if !inputs.is_empty() {
             steps.push((JoinKind::Inner, None));
         }
         inputs.push(input);
+        note_names(&s);
         scope.extend(s);
         for j in &twj.joins {
             let (input, s) = plan_relation(cat, db_id, &j.relation, &scope, params)?;
+            note_names(&s);
             inputs.push(input);
             let left_len = scope.len();
             scope.extend(s);
@@ -1390,11 +1421,9 @@ fn plan_from(
         }
     }
     // Two relations with the same name or alias cannot be told apart.
-    let mut names: Vec<&str> = scope.iter().filter_map(|c| c.table.as_deref()).collect();
-    names.dedup();
     let mut seen = HashSet::new();
-    for n in &names {
-        if !seen.insert(*n) {
+    for n in &relation_names {
+        if !seen.insert(n.as_str()) {
             return Err(Error::new(
                 ErrorKind::DuplicateAlias,
                 format!("table name \"{n}\" specified more than once"),
@@ -1770,11 +1799,22 @@ pub fn describe(
             returning_columns(&t, &ins.returning, params)?
         }
         Statement::Update(u) => {
-            let t = match &u.table.relation {
-                TableFactor::Table { name, .. } => lookup_table(cat, db_id, name)?,
+            let (t, alias) = match &u.table.relation {
+                TableFactor::Table { name, alias, .. } => (lookup_table(cat, db_id, name)?, alias),
                 _ => return Err(Error::unsupported("UPDATE of a non-table")),
             };
-            let scope = table_scope(&t, &t.name);
+            let from = dml_join::update_from(u);
+            let scope = if from.is_empty() {
+                let a = alias.as_ref().map(|a| ident_name(&a.name));
+                let scope = table_scope(&t, a.as_deref().unwrap_or(&t.name));
+                if let Some(w) = &u.selection {
+                    Binder::new(&scope, params).bind(w, Some(SqlType::Bool))?;
+                }
+                scope
+            } else {
+                let (rel, sel) = (&u.table.relation, u.selection.as_ref());
+                dml_join::plan_dml_join(cat, db_id, rel, from, sel, params)?.scope
+            };
             for a in &u.assignments {
                 if let ast::AssignmentTarget::ColumnName(n) = &a.target {
                     if let Some(ci) = t.column_index(&object_name(n)) {
@@ -1782,18 +1822,33 @@ pub fn describe(
                     }
                 }
             }
-            if let Some(w) = &u.selection {
-                Binder::new(&scope, params).bind(w, Some(SqlType::Bool))?;
+            match &u.returning {
+                Some(items) => Some(dml_join::bind_returning_scoped(&scope, items, params)?.1),
+                None => None,
             }
-            returning_columns(&t, &u.returning, params)?
         }
         Statement::Delete(d) => {
+            let target = delete_target(d)?;
             let t = lookup_table(cat, db_id, delete_table(d)?)?;
-            let scope = table_scope(&t, &t.name);
-            if let Some(w) = &d.selection {
-                Binder::new(&scope, params).bind(w, Some(SqlType::Bool))?;
+            let using = d.using.as_deref().unwrap_or_default();
+            let scope = if using.is_empty() {
+                let alias = match target {
+                    TableFactor::Table { alias: Some(a), .. } => ident_name(&a.name),
+                    _ => t.name.clone(),
+                };
+                let scope = table_scope(&t, &alias);
+                if let Some(w) = &d.selection {
+                    Binder::new(&scope, params).bind(w, Some(SqlType::Bool))?;
+                }
+                scope
+            } else {
+                let sel = d.selection.as_ref();
+                dml_join::plan_dml_join(cat, db_id, target, using, sel, params)?.scope
+            };
+            match &d.returning {
+                Some(items) => Some(dml_join::bind_returning_scoped(&scope, items, params)?.1),
+                None => None,
             }
-            returning_columns(&t, &d.returning, params)?
         }
         Statement::ShowTables { .. } => Some(show_tables_columns()),
         Statement::ShowVariable { variable } if show_ranges_table(variable).is_some() => {
@@ -2103,7 +2158,7 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
                     Err(e) => return Err(rewrite::subquery_error(e)),
                 }
             }
-            Extracted::In(mut q, _, _) => {
+            Extracted::In(mut q, _, _) | Extracted::Quantified(mut q) => {
                 stub_subqueries(cat, db_id, q.as_mut(), params)?;
                 match plan_select(cat, db_id, &q, params) {
                     Ok(plan) => {
@@ -2266,47 +2321,23 @@ fn bind_returning(
     items: &[SelectItem],
     params: &mut Vec<SqlType>,
 ) -> Result<(Vec<Scalar>, Vec<Column>)> {
-    let scope = table_scope(t, &t.name);
-    let mut outs = Vec::new();
-    let mut cols = Vec::new();
-    for item in items {
-        match item {
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                for (i, c) in t.visible_columns() {
-                    outs.push(Scalar::Column(i));
-                    cols.push(Column {
-                        name: c.name.clone(),
-                        ty: c.ty,
-                    });
-                }
-            }
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                let name = match item {
-                    SelectItem::ExprWithAlias { alias, .. } => ident_name(alias),
-                    _ => output_name(e),
-                };
-                let (s, ty) = Binder::new(&scope, params).bind(e, None)?;
-                outs.push(s);
-                cols.push(Column {
-                    name,
-                    ty: fix_unknown(ty),
-                });
-            }
-            _ => return Err(Error::unsupported("unsupported RETURNING item")),
-        }
-    }
-    Ok((outs, cols))
+    dml_join::bind_returning_scoped(&table_scope(t, &t.name), items, params)
 }
 
 fn delete_table(d: &ast::Delete) -> Result<&ast::ObjectName> {
+    match delete_target(d)? {
+        TableFactor::Table { name, .. } => Ok(name),
+        _ => Err(Error::unsupported("DELETE from a non-table")),
+    }
+}
+
+/// The relation a DELETE deletes from (with its alias).
+fn delete_target(d: &ast::Delete) -> Result<&TableFactor> {
     let tables = match &d.from {
         ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
     };
     match tables.as_slice() {
-        [twj] => match &twj.relation {
-            TableFactor::Table { name, .. } => Ok(name),
-            _ => Err(Error::unsupported("DELETE from a non-table")),
-        },
+        [twj] if twj.joins.is_empty() => Ok(&twj.relation),
         _ => Err(Error::unsupported("DELETE with several tables")),
     }
 }
@@ -3298,6 +3329,26 @@ impl<'a> Exec<'a> {
                                 self.correlated_slot(ex, Some(false)),
                             ))));
                             continue;
+                        }
+                        Err(e) => return Err(rewrite::subquery_error(e)),
+                    };
+                    let ty = one_column(&cols)?;
+                    let list = rows
+                        .into_iter()
+                        .map(|r| {
+                            let v = r.into_iter().next().unwrap_or(Datum::Null);
+                            self.subquery_param(v, ty)
+                        })
+                        .collect();
+                    Replacement::List(list)
+                }
+                Extracted::Quantified(q) => {
+                    let (rows, cols) = match self.subquery_rows_raw(*q).await {
+                        Ok(r) => r,
+                        Err(e) if is_outer_reference_error(&e) => {
+                            return Err(Error::unsupported(
+                                "a correlated subquery under ANY / ALL is not supported yet",
+                            ))
                         }
                         Err(e) => return Err(rewrite::subquery_error(e)),
                     };
@@ -4759,15 +4810,17 @@ impl<'a> Exec<'a> {
     }
 
     /// The rows of `t` that `filter` accepts, read through the best access path.
+    /// The rows of `t` (seen through `scope`, its columns under the statement's alias)
+    /// that `filter` accepts.
     async fn matching_rows(
         &mut self,
         t: &TableDesc,
+        scope: &[ScopeColumn],
         filter: Option<&Scalar>,
     ) -> Result<Vec<Vec<Datum>>> {
         if !self.correlated_in(filter).is_empty() {
             let rows = self.read_rows(t, Access::Full).await?;
-            let scope = table_scope(t, &t.name);
-            return self.filter_rows_scoped(filter, &scope, rows).await;
+            return self.filter_rows_scoped(filter, scope, rows).await;
         }
         let access = self.choose_access(t, filter);
         // The rows an UPDATE or DELETE names by primary key are locked before they are
@@ -4947,7 +5000,7 @@ impl<'a> Exec<'a> {
                                 Datum::Null => Datum::Null,
                                 _ => {
                                     return Err(Error::new(
-                                        ErrorKind::InvalidParameterValue,
+                                        ErrorKind::InvalidArgumentForNtile,
                                         "argument of ntile must be greater than zero",
                                     ))
                                 }
@@ -5923,11 +5976,24 @@ impl<'a> Exec<'a> {
             }
             _ => return Err(Error::unsupported("UPDATE of a non-table")),
         };
-        if u.from.is_some() {
-            return Err(Error::unsupported("UPDATE … FROM is not supported yet"));
-        }
-        let scope = table_scope(&t, &alias);
         let mut params: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
+        let from = dml_join::update_from(u);
+        let join = if from.is_empty() {
+            None
+        } else {
+            Some(dml_join::plan_dml_join(
+                self.cat,
+                self.db_id,
+                &u.table.relation,
+                from,
+                u.selection.as_ref(),
+                &mut params,
+            )?)
+        };
+        let scope = match &join {
+            Some(p) => p.scope.clone(),
+            None => table_scope(&t, &alias),
+        };
         let mut sets = Vec::new();
         for a in &expand_assignments(&u.assignments)? {
             let cname = match &a.target {
@@ -5959,19 +6025,24 @@ impl<'a> Exec<'a> {
             };
             sets.push((ci, s));
         }
-        let filter = match &u.selection {
-            Some(w) => Some(
+        let filter = match (&u.selection, &join) {
+            (Some(w), None) => Some(
                 Binder::new(&scope, &mut params)
                     .bind(w, Some(SqlType::Bool))?
                     .0,
             ),
-            None => None,
+            _ => None,
         };
         let returning = match &u.returning {
-            Some(items) => Some(bind_returning(&t, items, &mut params)?),
+            Some(items) => Some(dml_join::bind_returning_scoped(&scope, items, &mut params)?),
             None => None,
         };
-        let rows = self.matching_rows(&t, filter.as_ref()).await?;
+        let rows = match join {
+            Some(plan) => self.dml_join_rows(&t, plan).await?,
+            None => self.matching_rows(&t, &scope, filter.as_ref()).await?,
+        };
+        // Without FROM a row is just the target's; with FROM the joined row follows it.
+        let width = t.columns.len();
         let mut count = 0;
         let mut out_rows = Vec::new();
         let set_exprs: Vec<&Scalar> = sets
@@ -5986,51 +6057,86 @@ impl<'a> Exec<'a> {
             .collect();
         corr_sets.sort_unstable();
         corr_sets.dedup();
-        for old in rows {
+        for joined in rows {
             self.check_cancel()?;
             if !set_exprs.is_empty() {
-                self.run_sequence_calls(&set_exprs, &old).await?;
+                self.run_sequence_calls(&set_exprs, &joined).await?;
             }
             for &i in &corr_sets {
-                let v = Box::pin(self.run_correlated(i, &scope, &old)).await?;
+                let v = Box::pin(self.run_correlated(i, &scope, &joined)).await?;
                 let slot = self.correlated[i].slot;
                 self.cx.params[slot] = v;
             }
-            let mut new = old.clone();
+            let old = &joined[..width];
+            let mut new = old.to_vec();
             for (ci, s) in &sets {
-                new[*ci] = s.eval(&old, &self.cx)?;
+                new[*ci] = s.eval(&joined, &self.cx)?;
             }
             self.check_row(&t, &mut new)?;
-            self.update_row_checked(&t, &old, &new, 0).await?;
+            self.update_row_checked(&t, old, &new, 0).await?;
             count += 1;
             if let Some((outs, _)) = &returning {
-                out_rows.push(self.project_row(outs, &new)?);
+                if joined.len() == width {
+                    out_rows.push(self.project_row(outs, &new)?);
+                } else {
+                    let mut after = new;
+                    after.extend_from_slice(&joined[width..]);
+                    out_rows.push(self.project_row(outs, &after)?);
+                }
             }
         }
         Ok(dml_outcome(format!("UPDATE {count}"), returning, out_rows))
     }
 
     async fn delete(&mut self, d: &ast::Delete) -> Result<(Outcome, Option<Vec<Column>>)> {
-        let t = lookup_table(self.cat, self.db_id, delete_table(d)?)?;
-        let scope = table_scope(&t, &t.name);
+        let target = delete_target(d)?;
+        let TableFactor::Table { name, alias, .. } = target else {
+            return Err(Error::unsupported("DELETE from a non-table"));
+        };
+        let t = lookup_table(self.cat, self.db_id, name)?;
+        let alias = alias
+            .as_ref()
+            .map(|a| ident_name(&a.name))
+            .unwrap_or_else(|| t.name.clone());
         let mut params: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
-        let filter = match &d.selection {
-            Some(w) => Some(
+        let using = d.using.as_deref().unwrap_or_default();
+        let join = if using.is_empty() {
+            None
+        } else {
+            Some(dml_join::plan_dml_join(
+                self.cat,
+                self.db_id,
+                target,
+                using,
+                d.selection.as_ref(),
+                &mut params,
+            )?)
+        };
+        let scope = match &join {
+            Some(p) => p.scope.clone(),
+            None => table_scope(&t, &alias),
+        };
+        let filter = match (&d.selection, &join) {
+            (Some(w), None) => Some(
                 Binder::new(&scope, &mut params)
                     .bind(w, Some(SqlType::Bool))?
                     .0,
             ),
-            None => None,
+            _ => None,
         };
         let returning = match &d.returning {
-            Some(items) => Some(bind_returning(&t, items, &mut params)?),
+            Some(items) => Some(dml_join::bind_returning_scoped(&scope, items, &mut params)?),
             None => None,
         };
-        let rows = self.matching_rows(&t, filter.as_ref()).await?;
+        let rows = match join {
+            Some(plan) => self.dml_join_rows(&t, plan).await?,
+            None => self.matching_rows(&t, &scope, filter.as_ref()).await?,
+        };
+        let width = t.columns.len();
         let mut count = 0;
         let mut out_rows = Vec::new();
         for row in rows {
-            self.delete_row_checked(&t, &row, 0).await?;
+            self.delete_row_checked(&t, &row[..width], 0).await?;
             count += 1;
             if let Some((outs, _)) = &returning {
                 out_rows.push(self.project_row(outs, &row)?);
@@ -6082,7 +6188,7 @@ impl<'a> Exec<'a> {
             ));
         }
         if ct.query.is_some() {
-            return Err(Error::unsupported("CREATE TABLE AS is not supported yet"));
+            return self.create_table_as(ct).await;
         }
         let mut columns = Vec::new();
         let mut pk: Vec<usize> = Vec::new();

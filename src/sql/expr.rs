@@ -660,17 +660,25 @@ impl<'a> Binder<'a> {
                 negated,
                 expr,
                 pattern,
+                escape_char,
                 ..
             }
             | Expr::ILike {
                 negated,
                 expr,
                 pattern,
+                escape_char,
                 ..
             } => {
                 let ci = matches!(e, Expr::ILike { .. });
                 let (x, _) = self.bind(expr, Some(SqlType::Text))?;
-                let (p, _) = self.bind(pattern, Some(SqlType::Text))?;
+                let (mut p, _) = self.bind(pattern, Some(SqlType::Text))?;
+                // `ESCAPE 'c'`: the pattern goes through like_escape(), so LIKE itself
+                // only ever knows backslash escapes.
+                if let Some(esc) = escape_char {
+                    let (esc, _) = self.bind(esc, Some(SqlType::Text))?;
+                    p = Scalar::Func("like_escape".into(), vec![p, esc], SqlType::Text);
+                }
                 (
                     Scalar::Like(Box::new(x), Box::new(p), *negated, ci),
                     SqlType::Bool,

@@ -45,6 +45,11 @@
 //!   NO ACTION behaves as RESTRICT; no DEFERRABLE, no MATCH FULL.
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
+//! - `x op ANY | ALL (subquery)` runs the subquery once (`rewrite`): a correlated one is
+//!   refused (0A000). `CREATE TABLE … AS` commits its table as any DDL and writes the rows
+//!   in the statement's transaction (`exec::create_table_as`), so a rollback keeps the
+//!   empty table. `UPDATE … FROM` / `DELETE … USING` (`exec::dml_join`) pick the first
+//!   joined row of a target row in join order, where PostgreSQL's is unspecified.
 
 pub mod bytea_functions;
 pub mod catalog;

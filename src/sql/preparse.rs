@@ -23,9 +23,15 @@
 //!   EXISTS] s."__chitin_alter_sequence[ restart[ n]]" <the other options>`, which `exec`
 //!   executes as the ALTER (sqlparser has no ALTER SEQUENCE, and no RESTART option).
 //!
+//! - `CREATE TABLE t (a, b) AS …` gets a marker type on each named column
+//!   (`UNTYPED_COLUMN`), since sqlparser wants a type there.
+//!
 //! Implementation caveats: only a statement that starts with UPSERT and is the only
 //! statement of the string is rewritten; a `RETURNING` inside a string literal would
 //! confuse it.
+
+/// The type name given to the columns of `CREATE TABLE t (a, b) AS …`.
+pub const UNTYPED_COLUMN: &str = "__chitin_untyped";
 
 /// The marker assignment that flags an upsert.
 pub const UPSERT_MARKER: &str = "__chitin_upsert";
@@ -79,6 +85,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     if let Some(r) = rewrite_as_of(body) {
         return r.into();
     }
+    if let Some(r) = rewrite_ctas_columns(body) {
+        return r.into();
+    }
     let starts_with_upsert = trimmed
         .get(..6)
         .is_some_and(|w| w.eq_ignore_ascii_case("upsert"));
@@ -95,6 +104,53 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
         };
     }
     sql.into()
+}
+
+/// `CREATE TABLE [IF NOT EXISTS] t (a, b) AS …` (column names without types, which
+/// sqlparser does not parse) → `CREATE TABLE … t (a "__chitin_untyped", …) AS …`; the
+/// types are the query's (`exec::create_table_as` reads only the names).
+fn rewrite_ctas_columns(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let mut words = lower.split_ascii_whitespace();
+    if words.next()? != "create" || words.next()? != "table" || body.contains(';') {
+        return None;
+    }
+    let open = body.find('(')?;
+    // Only `CREATE TABLE [IF NOT EXISTS] name (`: the list follows the name.
+    let head: Vec<&str> = lower[..open].split_ascii_whitespace().collect();
+    if !matches!(
+        head.as_slice(),
+        [_, _, _] | [_, _, "if", "not", "exists", _]
+    ) {
+        return None;
+    }
+    let close = open + body[open..].find(')')?;
+    let after = lower[close + 1..].trim_start();
+    if !(after.starts_with("as ") || after.starts_with("as(") || after.starts_with("as\n")) {
+        return None;
+    }
+    let list = &body[open + 1..close];
+    let mut names = Vec::new();
+    for n in list.split(',') {
+        let n = n.trim();
+        let plain = !n.is_empty()
+            && n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let quoted = n.len() >= 2
+            && n.starts_with('"')
+            && n.ends_with('"')
+            && n[1..n.len() - 1].chars().all(|c| c != '"');
+        if !plain && !quoted {
+            return None;
+        }
+        names.push(format!("{n} \"{UNTYPED_COLUMN}\""));
+    }
+    Some(format!(
+        "{}({}){}",
+        &body[..open],
+        names.join(", "),
+        &body[close + 1..]
+    ))
 }
 
 /// `SELECT … AS OF SYSTEM TIME x …` → the marked derived table, if `body` is one.

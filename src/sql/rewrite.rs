@@ -32,6 +32,9 @@ pub enum Extracted {
     In(Box<Query>, Box<Expr>, bool),
     /// `[NOT] EXISTS (SELECT …)`: whether it returns a row.
     Exists(Box<Query>, bool),
+    /// `x op ANY|ALL (SELECT …)`: a list of values, which become the elements of the
+    /// `ARRAY[…]` the operator then compares with.
+    Quantified(Box<Query>),
 }
 
 /// What an extracted subquery turned into.
@@ -207,6 +210,20 @@ pub fn extract_subqueries<T: VisitMut>(node: &mut T) -> Vec<Extracted> {
                     self.out.push(Extracted::Exists(q, *negated));
                     *e = marker(i);
                 }
+                Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
+                    let mut inner = right.as_mut();
+                    while let Expr::Nested(n) = inner {
+                        inner = n.as_mut();
+                    }
+                    if let Expr::Subquery(q) = inner {
+                        let q = std::mem::replace(q, Box::new(empty_query()));
+                        self.out.push(Extracted::Quantified(q));
+                        *inner = Expr::Array(sqlparser::ast::Array {
+                            elem: vec![marker(i)],
+                            named: true,
+                        });
+                    }
+                }
                 Expr::In {
                     expr,
                     target,
@@ -240,6 +257,16 @@ pub fn put_back<T: VisitMut>(node: &mut T, mut replacements: Vec<Option<Replacem
             if let Some(i) = marker_index(e) {
                 if let Some(Some(Replacement::Value(v))) = self.r.get_mut(i).map(Option::take) {
                     *e = *v;
+                }
+            } else if let Expr::Array(a) = e {
+                if let [m] = a.elem.as_slice() {
+                    if let Some(i) = marker_index(m) {
+                        if let Some(Some(Replacement::List(l))) =
+                            self.r.get_mut(i).map(Option::take)
+                        {
+                            a.elem = l;
+                        }
+                    }
                 }
             } else if let Expr::In {
                 target: InTarget::List(list),

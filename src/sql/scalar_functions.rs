@@ -46,6 +46,7 @@ pub const NAMES: &[&str] = &[
     "starts_with",
     "chr",
     "translate",
+    "like_escape",
     "quote_ident",
     "quote_literal",
     "quote_nullable",
@@ -79,6 +80,7 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
         "starts_with" if n == 2 => SqlType::Bool,
         "chr" if n == 1 => SqlType::Text,
         "translate" if n == 3 => SqlType::Text,
+        "like_escape" if n == 2 => SqlType::Text,
         "quote_ident" | "quote_literal" | "quote_nullable" if n == 1 => SqlType::Text,
         "date_trunc" if n == 2 => match types[1] {
             SqlType::Timestamp | SqlType::Unknown => SqlType::Timestamp,
@@ -86,8 +88,8 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
             _ => return Some(Err(undefined(name, types))),
         },
         "sin" | "cos" | "tan" | "cot" | "asin" | "acos" | "atan" | "degrees" | "radians"
-        | "atan2" | "gcd" | "lcm" | "starts_with" | "chr" | "translate" | "quote_ident"
-        | "quote_literal" | "quote_nullable" | "date_trunc" => {
+        | "atan2" | "gcd" | "lcm" | "starts_with" | "chr" | "translate" | "like_escape"
+        | "quote_ident" | "quote_literal" | "quote_nullable" | "date_trunc" => {
             return Some(Err(undefined(name, types)))
         }
         _ => return None,
@@ -161,6 +163,36 @@ fn decimal(d: &Datum) -> Result<Decimal> {
         }),
         _ => Err(Error::mismatch("a number is needed")),
     }
+}
+
+/// PostgreSQL's `like_escape(pattern, escape)`: the pattern rewritten so that a
+/// backslash is its escape character (what LIKE reads), as `LIKE … ESCAPE` needs. An
+/// empty `escape` means none (every backslash becomes a literal one).
+pub fn like_escape(pattern: &str, escape: &str) -> Result<String> {
+    let mut esc = escape.chars();
+    let e = esc.next();
+    if esc.next().is_some() {
+        return Err(
+            Error::new(ErrorKind::InvalidEscapeSequence, "invalid escape string")
+                .with_hint("Escape string must be empty or one character."),
+        );
+    }
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == e {
+            // A trailing escape stays a trailing backslash (PostgreSQL's output too).
+            out.push('\\');
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 fn text(d: &Datum) -> String {
@@ -287,6 +319,7 @@ pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
                 })?;
             Datum::Text(c.to_string())
         }
+        "like_escape" => Datum::Text(like_escape(&text(&vals[0]), &text(&vals[1]))?),
         "translate" => {
             let from: Vec<char> = text(&vals[1]).chars().collect();
             let to: Vec<char> = text(&vals[2]).chars().collect();

@@ -688,6 +688,20 @@ impl Session {
         if let Some(r) = self.session_statement(stmt)? {
             return Ok(r);
         }
+        match stmt {
+            Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => return self.sql_prepare(name, data_types, statement).await,
+            Statement::Execute {
+                name: Some(name),
+                parameters,
+                immediate: false,
+                ..
+            } => return Box::pin(self.sql_execute(name, parameters)).await,
+            _ => {}
+        }
         if self.explicit || self.implicit_batch {
             let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
@@ -724,6 +738,88 @@ impl Session {
                 r => return r,
             }
         }
+    }
+
+    /// SQL `PREPARE name [(types)] AS statement`.
+    async fn sql_prepare(
+        &mut self,
+        name: &sqlparser::ast::Ident,
+        data_types: &[sqlparser::ast::DataType],
+        statement: &Statement,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let n = crate::sql::expr::ident_name(name);
+        if self.prepared.contains_key(&n) {
+            return Err(Error::new(
+                ErrorKind::DuplicatePreparedStatement,
+                format!("prepared statement \"{n}\" already exists"),
+            ));
+        }
+        let types = data_types
+            .iter()
+            .map(crate::sql::expr::sql_type)
+            .collect::<Result<Vec<_>>>()?;
+        self.prepare_parsed(&n, Some(statement.clone()), types)
+            .await?;
+        Ok((Outcome::Command("PREPARE".into()), None))
+    }
+
+    /// SQL `EXECUTE name [(arguments)]`: the arguments are evaluated (as a SELECT of
+    /// each cast to its parameter's type), then the prepared statement runs with them.
+    async fn sql_execute(
+        &mut self,
+        name: &sqlparser::ast::ObjectName,
+        args: &[sqlparser::ast::Expr],
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let n = crate::sql::expr::object_name(name);
+        let prepared = self.prepared.get(&n).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidStatementName,
+                format!("prepared statement \"{n}\" does not exist"),
+            )
+        })?;
+        let want = prepared.param_types.len();
+        if args.len() != want {
+            return Err(Error::syntax(format!(
+                "wrong number of parameters for prepared statement \"{n}\""
+            ))
+            .with_detail(format!(
+                "Expected {want} parameters but got {}.",
+                args.len()
+            )));
+        }
+        let mut params = Vec::with_capacity(want);
+        if want > 0 {
+            let items: Vec<String> = args
+                .iter()
+                .zip(&prepared.param_types)
+                .map(|(a, t)| format!("CAST(({a}) AS {})", t.name()))
+                .collect();
+            let select = parse(&format!("SELECT {}", items.join(", ")))?;
+            let [select] = select.as_slice() else {
+                return Err(Error::syntax("bad EXECUTE argument"));
+            };
+            let (outcome, _) = Box::pin(self.run_inner(select, Vec::new(), None)).await?;
+            if let Outcome::Rows { rows, .. } = outcome {
+                params = rows.into_iter().next().unwrap_or_default();
+            }
+            if params.len() != want {
+                return Err(Error::internal("EXECUTE arguments did not evaluate"));
+            }
+        }
+        let Some(stmt) = &prepared.stmt else {
+            return Ok((Outcome::Empty, None));
+        };
+        if params.iter().any(Datum::is_null) {
+            // A NULL has no type of its own, and a plan binds each parameter by its
+            // value's type: this run casts the parameters to their declared types (and
+            // does not use the cached plan).
+            let typed = typed_placeholders(stmt, &prepared.param_types);
+            let (outcome, columns) = Box::pin(self.run_inner(&typed, params, None)).await?;
+            return Ok((outcome, columns.or_else(|| prepared.columns.clone())));
+        }
+        let (outcome, columns) =
+            Box::pin(self.run_inner(stmt, params, Some(&prepared.plan))).await?;
+        Ok((outcome, columns.or_else(|| prepared.columns.clone())))
     }
 
     /// Releases the row locks of a transaction left open (the connection closed).
@@ -1134,7 +1230,7 @@ impl Session {
     pub async fn parse_prepared(&mut self, name: &str, sql: &str, oids: &[u32]) -> Result<()> {
         if !name.is_empty() && self.prepared.contains_key(name) {
             return Err(Error::new(
-                ErrorKind::InvalidStatementName,
+                ErrorKind::DuplicatePreparedStatement,
                 format!("prepared statement \"{name}\" already exists"),
             ));
         }
@@ -1145,10 +1241,21 @@ impl Session {
             ));
         }
         let stmt = stmts.pop();
-        let mut param_types: Vec<SqlType> = oids
+        let param_types: Vec<SqlType> = oids
             .iter()
             .map(|o| SqlType::from_oid(*o).unwrap_or(SqlType::Unknown))
             .collect();
+        self.prepare_parsed(name, stmt, param_types).await
+    }
+
+    /// Describes `stmt` and keeps it as prepared statement `name` (the protocol's Parse
+    /// and SQL `PREPARE` share the namespace, as in PostgreSQL).
+    async fn prepare_parsed(
+        &mut self,
+        name: &str,
+        stmt: Option<Statement>,
+        mut param_types: Vec<SqlType>,
+    ) -> Result<()> {
         let columns = match &stmt {
             Some(s) => {
                 let given = param_types.clone();
@@ -1407,6 +1514,34 @@ impl Session {
 }
 
 /// Decodes Bind parameters into `values` (their previous contents reused where possible).
+/// `stmt` with each `$n` cast to `types[n - 1]`.
+fn typed_placeholders(stmt: &Statement, types: &[SqlType]) -> Statement {
+    use sqlparser::ast::{CastKind, DataType, Expr, Ident, ObjectName, Value};
+    let mut typed = stmt.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut typed, |e| {
+        let ty = match e {
+            Expr::Value(v) => match &v.value {
+                Value::Placeholder(p) => p
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| types.get(n.wrapping_sub(1))),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(ty) = ty {
+            *e = Expr::Cast {
+                kind: CastKind::DoubleColon,
+                expr: Box::new(e.clone()),
+                data_type: DataType::Custom(ObjectName::from(vec![Ident::new(ty.name())]), vec![]),
+                format: None,
+            };
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    typed
+}
+
 fn decode_params(
     values: &mut Vec<Datum>,
     types: &[SqlType],
@@ -1601,7 +1736,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     }
     let rewritten = crate::sql::preparse::rewrite(sql);
     check_complexity(&rewritten)?;
-    Parser::parse_sql(&PostgreSqlDialect {}, &rewritten).map_err(|e| {
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &rewritten).map_err(|e| {
         let msg = e.to_string();
         let detail = msg.trim_start_matches("sql parser error: ").to_string();
         let near = near_token(&msg);
@@ -1615,7 +1750,14 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             err = err.with_position(pos);
         }
         err
-    })
+    })?;
+    // `SELECT … INTO t` is DDL: it runs as the `CREATE TABLE t AS SELECT …` it means.
+    for s in stmts.iter_mut() {
+        if let Some(ct) = crate::sql::exec::select_into_as_create(s)? {
+            *s = ct;
+        }
+    }
+    Ok(stmts)
 }
 
 fn near_token(msg: &str) -> String {
