@@ -30,6 +30,10 @@ use crate::txn::Hlc;
 /// How long a request waits for latched keys before giving up with a retryable error.
 const LATCH_WAIT: Duration = Duration::from_secs(2);
 
+/// The longest a row-lock request waits (then 40001): a lock held longer than
+/// [`crate::kv::replica::LOCK_STALE`] is taken over, after the latch wait.
+pub const LOCK_WAIT_MAX: Duration = crate::kv::replica::LOCK_STALE.saturating_add(LATCH_WAIT);
+
 /// The longest a latch waiter sleeps between checks when no release wakes it (a safety
 /// net: every release and fence lift wakes the waiters at once).
 const LATCH_POLL: Duration = Duration::from_millis(20);
@@ -937,7 +941,7 @@ impl Store {
     async fn lock(&self, replica: &Replica, txn: TxnId, key: &[u8], nowait: bool) -> Result<()> {
         let started = Instant::now();
         let r = loop {
-            if started.elapsed() > crate::kv::replica::LOCK_STALE + LATCH_WAIT {
+            if started.elapsed() > LOCK_WAIT_MAX {
                 break Err(Error::retry(
                     "restart transaction: timed out waiting for a row lock",
                 ));

@@ -346,14 +346,24 @@ impl CoreCtx {
         let core = core_for_range(req.range(), cores) as u32;
         let mut payload = Vec::new();
         crate::kv::codec::encode_request(req, &mut payload);
-        let read_only = matches!(req, KvRequest::Get { .. } | KvRequest::Scan { .. });
+        // A row lock writes nothing: like a read, it can go again (a lock taken by a
+        // request whose answer was lost is taken over once stale).
+        // TODO: a lock wait on another node longer than FORWARD_TIMEOUT fails here with
+        // 40001 though the holder is alive; a longer timeout would hide a dead leaseholder
+        // as long (writes stalled 10 s in the 5-replica kill test) — the remote wait
+        // should answer "still waiting" before the timeout and the gateway ask again.
+        let read_only = matches!(
+            req,
+            KvRequest::Get { .. } | KvRequest::Scan { .. } | KvRequest::Lock { .. }
+        );
+        let timeout = FORWARD_TIMEOUT;
         let reply = self
             .transport
             .call(
                 (chitin_net::NodeId(node), chitin_net::CoreId(core)),
                 crate::cluster::METHOD_KV,
                 bytes::Bytes::from(payload),
-                FORWARD_TIMEOUT,
+                timeout,
             )
             .await;
         match reply {
