@@ -19,15 +19,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kv::replica::Membership;
 
 /// Makes `st` the node's cluster state (already persisted, or read from the store).
-pub fn install(shared: &NodeShared, st: ClusterState) {
+pub fn install(shared: &NodeShared, st: ClusterState) -> Result<()> {
     let node = st.node_id;
-    // Transaction ids are unique in the cluster: the node id in the high bits.
-    let base = node << 40;
-    let _ = shared
-        .next_txn
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
-            Some(cur.max(base | 1))
-        });
+    // Transaction ids are unique in the cluster (the node id in the high bits) and over
+    // the store's life (a durable floor).
+    super::txn_ids::start(shared, node)?;
     shared.node_id.store(node, Ordering::SeqCst);
     shared
         .multi_replica
@@ -39,6 +35,7 @@ pub fn install(shared: &NodeShared, st: ClusterState) {
         *c = Some(Arc::new(st));
     }
     shared.cluster_gen.fetch_add(1, Ordering::SeqCst);
+    Ok(())
 }
 
 /// The raft membership every range has in cluster `st`.
@@ -519,7 +516,7 @@ async fn init_inner(ctx: &CoreCtx, replicas: Option<usize>) -> Result<String> {
         st.members.len(),
         st.voters
     );
-    install(&ctx.shared, st);
+    install(&ctx.shared, st)?;
     Ok(summary)
 }
 
@@ -536,8 +533,7 @@ fn assign(ctx: &CoreCtx, payload: &[u8]) -> Result<()> {
         )));
     }
     st.save(&ctx.shared.store_dir)?;
-    install(&ctx.shared, st);
-    Ok(())
+    install(&ctx.shared, st)
 }
 
 /// `chitin node status`: one line per node — id, address, cores, initial replica holder,
@@ -629,8 +625,7 @@ fn add_members(ctx: &CoreCtx, st: &ClusterState, new: Vec<cl::Member>) -> Result
     }
     next.members.sort_by_key(|m| m.id);
     next.save(&ctx.shared.store_dir)?;
-    install(&ctx.shared, next);
-    Ok(())
+    install(&ctx.shared, next)
 }
 
 /// Reads the member records of nodes admitted after `init` and adds the ones this node
@@ -687,7 +682,9 @@ async fn try_join(ctx: Rc<CoreCtx>) {
                     "joined cluster {:x} as node {} (via {addr})",
                     st.cluster_id, st.node_id
                 );
-                install(&ctx.shared, st);
+                if let Err(e) = install(&ctx.shared, st) {
+                    eprintln!("cannot install the cluster state: {e}");
+                }
             }
             Err(e) => eprintln!("cannot save the cluster state: {e}"),
         }

@@ -42,6 +42,7 @@ use crate::txn::Hlc;
 pub mod clock;
 pub mod cluster;
 pub mod settings;
+pub mod txn_ids;
 pub mod txn_record;
 
 /// How a node is started.
@@ -93,6 +94,8 @@ pub struct NodeShared {
     /// Bumped after every schema change; cores reload their catalog cache when it moves.
     pub catalog_version: AtomicU64,
     pub next_txn: AtomicU64,
+    /// The first transaction id not durably reserved (`txn_ids`).
+    pub txn_id_limit: AtomicU64,
     pub next_backend: AtomicU64,
     pub metrics: Vec<Arc<CoreMetrics>>,
     pub shutdown: AtomicBool,
@@ -750,6 +753,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         ncores: n,
         catalog_version: AtomicU64::new(1),
         next_txn: AtomicU64::new(1),
+        txn_id_limit: AtomicU64::new(0),
         next_backend: AtomicU64::new(1),
         metrics: (0..n).map(|_| Arc::new(CoreMetrics::default())).collect(),
         shutdown: AtomicBool::new(false),
@@ -778,7 +782,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         peers_draining: Mutex::new(Default::default()),
     });
     if let Some(st) = state {
-        cluster::install(&shared, st);
+        cluster::install(&shared, st)?;
     }
 
     // The mesh: senders[i][j] carries i → j; receivers[j][i] is its other end.
@@ -1023,6 +1027,13 @@ async fn run_core(
             .ranges
             .store(store.range_count() as u64, Ordering::Relaxed);
         store.update_raft_gauges();
+        if core == 0 {
+            if let Err(e) = txn_ids::extend(&shared) {
+                eprintln!("stopping the node: {e}");
+                shared.shutdown.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
     // Stop accepting; sessions notice the flag between statements and end.
