@@ -91,6 +91,8 @@ pub struct CoreMetrics {
     pub raft_leaseholders: AtomicU64,
     /// Replicas on this core that know of no leader (their range is unavailable to them).
     pub raft_leaderless: AtomicU64,
+    /// Replicas on this core that are quiesced (idle: not ticked, no heartbeats).
+    pub raft_quiesced: AtomicU64,
     /// Raft messages sent to and received from other nodes, and dropped on the way out.
     pub raft_messages_sent: AtomicU64,
     pub raft_messages_received: AtomicU64,
@@ -222,7 +224,7 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
-    let gauges: [MetricLine; 17] = [
+    let gauges: [MetricLine; 18] = [
         ("range_merges_total", "counter", |c| {
             c.range_merges.load(Relaxed)
         }),
@@ -256,6 +258,9 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
         ("raft_leaders", "gauge", |c| c.raft_leaders.load(Relaxed)),
         ("raft_leaseholders", "gauge", |c| {
             c.raft_leaseholders.load(Relaxed)
+        }),
+        ("raft_quiesced_ranges", "gauge", |c| {
+            c.raft_quiesced.load(Relaxed)
         }),
         ("ranges_unavailable", "gauge", |c| {
             c.raft_leaderless.load(Relaxed)

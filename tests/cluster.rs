@@ -1577,3 +1577,153 @@ fn a_deadlock_across_nodes_is_broken_by_failing_one_transaction() {
             .expect("deadlock test timed out")
     });
 }
+
+/// Sums a `/_status/vars` family over the nodes that are up.
+fn cluster_var(nodes: &[Node], name: &str) -> u64 {
+    nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| common::status_var(n.http, name))
+        .sum()
+}
+
+/// Waits until at least 80 % of the replicas on the live nodes are quiesced.
+async fn wait_quiesced(nodes: &[Node], within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let quiesced = cluster_var(nodes, "raft_quiesced_ranges");
+        let replicas = cluster_var(nodes, "ranges");
+        if replicas > 0 && quiesced * 10 >= replicas * 8 {
+            println!("{quiesced} of {replicas} replicas quiesced");
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "only {quiesced} of {replicas} replicas quiesced after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Reads the table through `node` until every row in `want` comes back (retrying any
+/// error), and returns how long that took.
+async fn read_until_complete(node: &Node, want: &BTreeSet<i64>, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = async {
+            let c = common::connect(&node.config()).await.ok()?;
+            let rows = c
+                .query("SELECT k, v FROM acked ORDER BY k", &[])
+                .await
+                .ok()?;
+            Some(
+                rows.iter()
+                    .map(|r| {
+                        let (k, v): (i64, i64) = (r.get(0), r.get(1));
+                        assert_eq!(v, k * 7, "row {k} has a value nobody wrote");
+                        k
+                    })
+                    .collect::<BTreeSet<i64>>(),
+            )
+        };
+        if let Ok(Some(got)) = tokio::time::timeout(Duration::from_secs(5), got).await {
+            assert!(got.is_superset(want), "rows lost: {want:?} vs {got:?}");
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "no complete read through {} within {within:?}\n{}",
+            node.sql,
+            node.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Idle ranges quiesce (no ticks, no heartbeats, `raft_quiesced_ranges`), a request wakes
+/// one at once, and the death of a quiesced range's leader wakes its followers, which
+/// elect another: nothing acknowledged is lost and reads resume within seconds.
+#[test]
+fn idle_ranges_quiesce_and_wake_for_requests_and_a_dead_leader() {
+    let dir = common::TempDir::new("chitin-quiesce").unwrap();
+    let mut nodes = cluster(dir.path(), 3);
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let body = async {
+            init_and_wait(&nodes).await;
+            let c1 = common::connect(&nodes[0].config()).await.unwrap();
+            c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
+                .await
+                .unwrap();
+            let points: Vec<String> = (1..10).map(|i| format!("({})", i * 1000)).collect();
+            c1.batch_execute(&format!(
+                "ALTER TABLE acked SPLIT AT VALUES {}",
+                points.join(", ")
+            ))
+            .await
+            .unwrap();
+            let mut want = BTreeSet::new();
+            for i in 0..10i64 {
+                let k = i * 1000 + 1;
+                c1.execute("INSERT INTO acked VALUES ($1, $2)", &[&k, &(k * 7)])
+                    .await
+                    .unwrap();
+                want.insert(k);
+            }
+            let holders = lease_holders(&nodes[0]).await;
+            println!("leases of the table's ranges: {holders:?}");
+            let took = wait_quiesced(&nodes, Duration::from_secs(30)).await;
+            println!("quiesced {took:?} after the last request");
+            // Quiet: no heartbeats for the quiesced ranges.
+            let before = cluster_var(&nodes, "raft_messages_sent_total");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let quiet = cluster_var(&nodes, "raft_messages_sent_total") - before;
+            let replicas = cluster_var(&nodes, "ranges");
+            let awake = replicas - cluster_var(&nodes, "raft_quiesced_ranges");
+            println!(
+                "{quiet} raft messages in 2 s of idleness over {replicas} replicas ({awake} awake)"
+            );
+            // An awake replica exchanges about 10 heartbeats or answers a second (100 ms
+            // ticks); quiesced ones send nothing.
+            assert!(
+                quiet < (awake + 1) * 20,
+                "{quiet} raft messages in 2 s over {replicas} replicas, {awake} awake"
+            );
+            // A request wakes the quiesced ranges (their leases lapsed): answered at once.
+            let took = read_until_complete(&nodes[1], &want, Duration::from_secs(10)).await;
+            println!("read of quiesced ranges answered in {took:?}");
+            assert!(took < Duration::from_secs(3), "woke in {took:?}");
+            wait_quiesced(&nodes, Duration::from_secs(30)).await;
+            // Kill the node leading the first range while everything sleeps.
+            let victim = holders[0] - 1;
+            let survivor = (victim + 1) % 3;
+            nodes[victim].kill();
+            let took = read_until_complete(&nodes[survivor], &want, Duration::from_secs(20)).await;
+            println!(
+                "killed node {} (leading quiesced ranges): reads answered again after {took:?}",
+                victim + 1
+            );
+            assert!(took < Duration::from_secs(10), "took {took:?}");
+            // And writes to every range.
+            let c = common::connect(&nodes[survivor].config()).await.unwrap();
+            for i in 0..10i64 {
+                let k = i * 1000 + 2;
+                c.execute("INSERT INTO acked VALUES ($1, $2)", &[&k, &(k * 7)])
+                    .await
+                    .unwrap();
+                want.insert(k);
+            }
+            read_until_complete(&nodes[(survivor + 1) % 3], &want, Duration::from_secs(10)).await;
+        };
+        tokio::time::timeout(Duration::from_secs(150), body)
+            .await
+            .expect("quiesce test timed out")
+    });
+}

@@ -396,6 +396,17 @@ pub struct Replica {
     pub relatched: Cell<bool>,
     /// Size and load, for splits ([`super::range_stats`]).
     pub stats: super::range_stats::RangeStats,
+    /// Queued for the raft driver's next round ([`super::store::Store`] drives only the
+    /// replicas something happened to).
+    pub dirty: Cell<bool>,
+    /// Idle and caught up everywhere: neither ticked nor heartbeating until a request, a
+    /// raft message or the loss of its leader's node wakes it (see `Store::quiesce`).
+    pub quiesced: Cell<bool>,
+    /// A leader's quiesce heartbeat (term, leader, commit), judged once it is stepped.
+    pub quiesce_offer: Cell<Option<(u64, u64, u64)>>,
+    /// The store's tick count when a request last came for this range (a leader quiesces
+    /// only after `QUIESCE_TICKS` without one).
+    pub active_tick: Cell<u64>,
     /// Bumped whenever latches are released or a fence is lifted; waiters park on it.
     latch_gen: Cell<u64>,
     latch_waiters: RefCell<Vec<std::task::Waker>>,
@@ -568,6 +579,10 @@ impl Replica {
             last_transfer: Cell::new(None),
             relatched: Cell::new(true),
             stats: Default::default(),
+            dirty: Cell::new(false),
+            quiesced: Cell::new(false),
+            quiesce_offer: Cell::new(None),
+            active_tick: Cell::new(0),
             latch_gen: Cell::new(0),
             latch_waiters: RefCell::new(Vec::new()),
         })

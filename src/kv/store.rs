@@ -69,6 +69,35 @@ pub struct Store {
     /// The node drains: leaders hand leadership to another voter (set by
     /// `node::cluster::follow` from [`crate::node::NodeShared::draining`]).
     pub draining: Cell<bool>,
+    /// Ranges the raft driver's next round looks at (each once: `Replica::dirty`).
+    dirty: RefCell<Vec<RangeId>>,
+    /// Raft ticks since the store opened.
+    ticks: Cell<u64>,
+    /// Nodes this node has not heard from lately: a quiesced follower whose leader is on
+    /// one wakes up, to elect another (set by `node::cluster::follow`).
+    unreachable: RefCell<std::collections::HashSet<u64>>,
+    /// `(draining, avoid)` at the last tick: a change wakes quiesced leaders, which may
+    /// have to hand leadership over.
+    placement_seen: RefCell<(bool, Vec<u64>)>,
+}
+
+/// Ticks (100 ms) without a request before an idle, caught-up range quiesces.
+pub const QUIESCE_TICKS: u64 = 30;
+
+/// The context of a leader's quiesce heartbeat (and of its followers' answers).
+const QUIESCE_CONTEXT: &[u8] = b"quiesce";
+
+/// Whether `msg` is a quiesce heartbeat (`Some(true)`), an answer to one (`Some(false)`)
+/// or neither.
+fn quiesce_message(msg: &Message) -> Option<bool> {
+    if msg.context != QUIESCE_CONTEXT {
+        return None;
+    }
+    match msg.get_msg_type() {
+        MessageType::MsgHeartbeat => Some(true),
+        MessageType::MsgHeartbeatResponse => Some(false),
+        _ => None,
+    }
 }
 
 impl Store {
@@ -108,6 +137,10 @@ impl Store {
             outgoing_snapshots: RefCell::new(Vec::new()),
             avoid: RefCell::new(Default::default()),
             draining: Cell::new(false),
+            dirty: RefCell::new(Vec::new()),
+            ticks: Cell::new(0),
+            unreachable: RefCell::new(Default::default()),
+            placement_seen: RefCell::new((false, Vec::new())),
         });
         let recovered = store.log.recover().await?;
         // Raft-state records: each range's configuration and last snapshot.
@@ -300,7 +333,7 @@ impl Store {
         };
         let r = Rc::new(r);
         self.replicas.borrow_mut().insert(range, r.clone());
-        self.wake();
+        self.mark(&r);
         Ok(r)
     }
 
@@ -311,9 +344,99 @@ impl Store {
             return;
         }
         if let Ok(r) = self.replica_for(range, false) {
+            match quiesce_message(&msg) {
+                Some(true) => r.quiesce_offer.set(Some((msg.term, msg.from, msg.commit))),
+                // An answer to a quiesce heartbeat leaves the leader quiet.
+                Some(false) => {}
+                None => {
+                    r.quiesce_offer.set(None);
+                    if r.quiesced.get() {
+                        self.unquiesce(&r);
+                    }
+                }
+            }
             r.inbox.borrow_mut().push(msg);
-            self.wake();
+            self.mark(&r);
         }
+    }
+
+    /// Queues `r` for the raft driver's next round.
+    fn mark(&self, r: &Replica) {
+        if !r.dirty.replace(true) {
+            self.dirty.borrow_mut().push(r.id);
+        }
+        self.wake();
+    }
+
+    /// Wakes a quiesced replica: it ticks again (and, as leader, heartbeats and renews
+    /// its lease), and stays awake for at least `QUIESCE_TICKS`.
+    fn unquiesce(&self, r: &Replica) {
+        r.quiesced.set(false);
+        r.active_tick.set(self.ticks.get());
+        self.mark(r);
+    }
+
+    /// Records which nodes this node has not heard from lately (quiesced followers of
+    /// leaders there wake up at the next tick).
+    pub fn set_unreachable(&self, nodes: impl IntoIterator<Item = u64>) {
+        let mut u = self.unreachable.borrow_mut();
+        u.clear();
+        u.extend(nodes);
+    }
+
+    /// A leader's quiesce step, at a tick: if `r` has been idle for `QUIESCE_TICKS`, has
+    /// nothing in flight, and every replica holds, has committed and applied its whole
+    /// log, it stops ticking and tells its followers to stop too: a heartbeat with
+    /// `QUIESCE_CONTEXT` and the commit index. A follower quiesces when that heartbeat
+    /// finds it in the same term under the same leader with exactly that log, and wakes at
+    /// any other raft message or when the leader's node becomes unreachable (so an
+    /// election can run). Leases: a quiesced leader's lease lapses (it is renewed only by
+    /// heartbeat rounds); the first request wakes it and waits for one round. Ticks only
+    /// ever get rarer, so the lease argument ([`super::replica::LEASE`]) still holds.
+    /// Returns the heartbeats to send when `r` quiesces.
+    fn try_quiesce(&self, r: &Replica, ticks: u64) -> Option<Vec<Message>> {
+        if ticks.saturating_sub(r.active_tick.get()) < QUIESCE_TICKS
+            || self.draining.get()
+            || !r.queue.borrow().is_empty()
+            || !r.conf_queue.borrow().is_empty()
+            || !r.inbox.borrow().is_empty()
+            || !r.snap_reports.borrow().is_empty()
+            || !r.waiters.borrow().is_empty()
+            || r.fence.borrow().is_some()
+            || !r.relatched.get()
+        {
+            return None;
+        }
+        let raw = r.raw.borrow();
+        if raw.raft.state != raft::StateRole::Leader
+            || raw.raft.lead_transferee.is_some()
+            || raw.has_ready()
+        {
+            return None;
+        }
+        let last = raw.raft.raft_log.last_index();
+        if raw.raft.raft_log.committed != last || r.applied.get() != last {
+            return None;
+        }
+        let me = raw.raft.id;
+        let mut msgs = Vec::new();
+        for (&id, pr) in raw.raft.prs().iter() {
+            if id == me {
+                continue;
+            }
+            if pr.matched != last {
+                return None;
+            }
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgHeartbeat);
+            m.to = id;
+            m.from = me;
+            m.term = raw.raft.term;
+            m.commit = last;
+            m.context = QUIESCE_CONTEXT.to_vec();
+            msgs.push(m);
+        }
+        Some(msgs)
     }
 
     /// Whether this core serves `range` now (leads it, caught up). PERF: the point-read
@@ -396,13 +519,19 @@ impl Store {
         }
         match self.replica(req.range()) {
             Ok(r) if !r.serving() => {
+                r.active_tick.set(self.ticks.get());
+                if r.quiesced.get() && r.raw.borrow().raft.state == raft::StateRole::Leader {
+                    // Its lease lapsed while it slept: wake it to renew; the gateway
+                    // asks again in a moment.
+                    self.unquiesce(&r);
+                }
                 return KvResponse::NotLeader {
                     leader: r.leader_hint(),
                     req: Some(Box::new(req)),
-                }
+                };
             }
             Err(e) => return KvResponse::Err(e),
-            Ok(_) => {}
+            Ok(r) => r.active_tick.set(self.ticks.get()),
         }
         match self.handle_inner(req).await {
             Ok(r) => r,
@@ -421,6 +550,7 @@ impl Store {
         unc: Timestamp,
     ) -> Result<ReadResult<Option<Vec<u8>>>> {
         let replica = self.replica(range)?;
+        replica.active_tick.set(self.ticks.get());
         self.wait_latches(&replica, key, None).await?;
         if !replica.owns(key) {
             return Err(mismatch(&replica));
@@ -1239,7 +1369,12 @@ impl Store {
         let (tx, rx) = local_channel::new_bounded(1);
         replica.waiters.borrow_mut().insert(proposal, tx);
         replica.queue.borrow_mut().push(cmd.encode());
-        self.wake();
+        if replica.quiesced.get() {
+            self.unquiesce(replica);
+        } else {
+            replica.active_tick.set(self.ticks.get());
+            self.mark(replica);
+        }
         match rx.recv().await {
             Some(r) => {
                 self.hlc.update(ts);
@@ -1265,14 +1400,11 @@ impl Store {
         let ticker = {
             let me = self.clone();
             glommio::spawn_local(async move {
-                let mut ticks = 0u64;
                 while !me.stopping.get() {
-                    glommio::timer::sleep(Duration::from_millis(100)).await;
-                    for r in me.replicas.borrow().values() {
-                        r.raw.borrow_mut().tick();
-                    }
-                    me.wake();
-                    ticks += 1;
+                    glommio::timer::sleep(super::replica::TICK).await;
+                    let ticks = me.ticks.get() + 1;
+                    me.ticks.set(ticks);
+                    me.tick_all(ticks);
                     if ticks.is_multiple_of(TRUNCATE_EVERY_TICKS) {
                         if let Err(e) = me.truncate_logs().await {
                             eprintln!("core {}: raft log truncation: {e}", me.core);
@@ -1281,6 +1413,10 @@ impl Store {
                 }
             })
         };
+        // Everything recovered at open gets one round at once.
+        for r in self.replicas.borrow().values() {
+            self.mark(r);
+        }
         while !self.stopping.get() {
             if rx.recv().await.is_none() {
                 break;
@@ -1312,10 +1448,73 @@ impl Store {
         }
     }
 
-    /// One round of the raft driver: feed queued proposals, collect every ready, persist
-    /// them with one log append, apply committed entries, advance.
+    /// One raft tick: ticks every replica that is not quiesced, quiesces the idle ones
+    /// (`try_quiesce`) and wakes quiesced followers whose leader's node is unreachable.
+    fn tick_all(&self, ticks: u64) {
+        let placement = {
+            let mut avoid: Vec<u64> = self.avoid.borrow().iter().copied().collect();
+            avoid.sort_unstable();
+            (self.draining.get(), avoid)
+        };
+        // Leadership may have to move (drain, a node to avoid): wake quiesced leaders.
+        let placement_changed = *self.placement_seen.borrow() != placement;
+        if placement_changed {
+            *self.placement_seen.borrow_mut() = placement;
+        }
+        let unreachable = self.unreachable.borrow();
+        let mut quiesced = 0;
+        let mut outgoing = Vec::new();
+        for r in self.replicas.borrow().values() {
+            if r.quiesced.get() {
+                let (leader, me) = {
+                    let raw = r.raw.borrow();
+                    (raw.raft.leader_id, raw.raft.id)
+                };
+                let asleep = if leader == me {
+                    !placement_changed
+                } else {
+                    leader != 0 && !unreachable.contains(&leader)
+                };
+                if asleep {
+                    quiesced += 1;
+                    continue;
+                }
+                r.quiesced.set(false);
+                r.active_tick.set(ticks);
+            }
+            if let Some(msgs) = self.try_quiesce(r, ticks) {
+                r.quiesced.set(true);
+                quiesced += 1;
+                outgoing.push((r.id, msgs));
+                continue;
+            }
+            r.raw.borrow_mut().tick();
+            if !r.dirty.replace(true) {
+                self.dirty.borrow_mut().push(r.id);
+            }
+        }
+        drop(unreachable);
+        for (range, msgs) in outgoing {
+            self.send_messages(range, msgs);
+        }
+        self.metrics
+            .raft_quiesced
+            .store(quiesced, std::sync::atomic::Ordering::Relaxed);
+        self.wake();
+    }
+
+    /// One round of the raft driver over the ranges something happened to (`mark`): feed
+    /// queued proposals, collect every ready, persist them with one log append, apply
+    /// committed entries, advance.
     pub async fn drive_once(&self) -> Result<()> {
-        let replicas: Vec<Rc<Replica>> = self.replicas.borrow().values().cloned().collect();
+        let ids = std::mem::take(&mut *self.dirty.borrow_mut());
+        let replicas: Vec<Rc<Replica>> = {
+            let all = self.replicas.borrow();
+            ids.iter().filter_map(|id| all.get(id).cloned()).collect()
+        };
+        for r in &replicas {
+            r.dirty.set(false);
+        }
         let mut readies = Vec::new();
         let mut persist = Vec::new();
         for r in &replicas {
@@ -1338,6 +1537,17 @@ impl Store {
                     // A message for an older term or from a stale peer is refused by raft
                     // itself; nothing a peer sends can break the group.
                     let _ = raw.step(m);
+                }
+                if let Some((term, from, commit)) = r.quiesce_offer.take() {
+                    let log = &raw.raft.raft_log;
+                    if raw.raft.state == raft::StateRole::Follower
+                        && raw.raft.term == term
+                        && raw.raft.leader_id == from
+                        && log.last_index() == commit
+                        && log.committed == commit
+                    {
+                        r.quiesced.set(true);
+                    }
                 }
                 for data in r.queue.borrow_mut().drain(..) {
                     if let Err(e) = raw.propose(Vec::new(), data.clone()) {
@@ -1794,7 +2004,7 @@ impl Store {
             }
         };
         r.snap_reports.borrow_mut().push((to, delivered));
-        self.wake();
+        self.unquiesce(&r);
     }
 
     /// Keeps leadership of this core's ranges away from `nodes` (besides the nodes the
@@ -1921,6 +2131,7 @@ impl Store {
                 cc.set_transition(ConfChangeTransition::Auto);
             }
             r.conf_queue.borrow_mut().push(cc);
+            self.unquiesce(&r);
             proposed += 1;
         }
         self.metrics

@@ -127,6 +127,7 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
         if !adopted(&ctx) {
             adopt(&ctx);
         }
+        mark_unreachable(&ctx);
         if ctx.core == 0 && last_beat.elapsed() >= Duration::from_secs(1) {
             last_beat = Instant::now();
             if let Some(st) = ctx.shared.cluster() {
@@ -309,6 +310,35 @@ fn allocate(ctx: &CoreCtx) {
     if let Ok(d) = ctx.shared.peers_draining.lock() {
         ctx.store.avoid_leading(d.iter().copied());
     }
+}
+
+/// Nodes not heard from for this long count as unreachable for quiesced ranges: their
+/// followers here wake up and elect a leader elsewhere (a false alarm costs only ticks).
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
+
+/// Tells the store which nodes core 0's heartbeats have not reached lately.
+fn mark_unreachable(ctx: &CoreCtx) {
+    let Some(st) = ctx.shared.cluster() else {
+        return;
+    };
+    if st.members.len() < 2 {
+        return;
+    }
+    let Ok(liveness) = ctx.shared.liveness.lock().map(|l| l.clone()) else {
+        return;
+    };
+    let up = ctx.shared.started.elapsed();
+    ctx.store.set_unreachable(
+        st.members
+            .iter()
+            .filter(|m| m.id != st.node_id)
+            .filter(|m| {
+                liveness
+                    .get(&m.id)
+                    .map_or(up > UNREACHABLE_AFTER, |t| t.elapsed() > UNREACHABLE_AFTER)
+            })
+            .map(|m| m.id),
+    );
 }
 
 /// Retries `f` until it succeeds or the node shuts down (startup steps that need a quorum
