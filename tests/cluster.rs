@@ -1721,6 +1721,28 @@ fn idle_ranges_quiesce_and_wake_for_requests_and_a_dead_leader() {
                 want.insert(k);
             }
             read_until_complete(&nodes[(survivor + 1) % 3], &want, Duration::from_secs(10)).await;
+            // The nodes view shows the dead node as not live, the others as live.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let live: Vec<(i64, bool)> = c
+                    .query(
+                        "SELECT node_id, is_live FROM crdb_internal.gossip_nodes ORDER BY node_id",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                let expect: Vec<(i64, bool)> =
+                    (1..=3).map(|id| (id, id != victim as i64 + 1)).collect();
+                if live == expect {
+                    println!("crdb_internal.gossip_nodes: {live:?}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "gossip_nodes says {live:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         };
         tokio::time::timeout(Duration::from_secs(150), body)
             .await

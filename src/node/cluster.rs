@@ -130,6 +130,7 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
         mark_unreachable(&ctx);
         if ctx.core == 0 && last_beat.elapsed() >= Duration::from_secs(1) {
             last_beat = Instant::now();
+            publish_nodes_view(&ctx);
             if let Some(st) = ctx.shared.cluster() {
                 for m in st.members.iter().filter(|m| m.id != st.node_id) {
                     let t = ctx.transport.clone();
@@ -566,28 +567,85 @@ fn assign(ctx: &CoreCtx, payload: &[u8]) -> Result<()> {
     install(&ctx.shared, st)
 }
 
+/// One node as `chitin node status` and `crdb_internal.gossip_nodes` show it.
+#[derive(Clone, Debug)]
+pub struct NodeRow {
+    pub id: u64,
+    pub address: String,
+    pub cores: usize,
+    /// Holds a replica of every range from the start (an initial voter).
+    pub replicas: bool,
+    pub decommissioning: bool,
+    pub draining: bool,
+    pub live: bool,
+}
+
+/// The cluster's nodes as this node sees them (liveness: heard from within 4.5 s).
+pub fn node_rows(ctx: &CoreCtx) -> Vec<NodeRow> {
+    let Some(st) = ctx.shared.cluster() else {
+        return Vec::new();
+    };
+    let decommissioning = crate::node::settings::decommissioning(&ctx.shared);
+    let draining = ctx
+        .shared
+        .peers_draining
+        .lock()
+        .map(|d| d.clone())
+        .unwrap_or_default();
+    st.members
+        .iter()
+        .map(|m| {
+            let me = m.id == st.node_id;
+            NodeRow {
+                id: m.id,
+                address: m.addr.to_string(),
+                cores: m.cores,
+                replicas: st.voters.contains(&m.id),
+                decommissioning: decommissioning.contains(&m.id),
+                draining: if me {
+                    ctx.shared.draining.load(Ordering::SeqCst)
+                } else {
+                    draining.contains(&m.id)
+                },
+                live: me
+                    || ctx
+                        .transport
+                        .last_heard(NodeId(m.id))
+                        .is_some_and(|t| t.elapsed() < Duration::from_millis(4500)),
+            }
+        })
+        .collect()
+}
+
+/// The node rows core 0 last computed (once a second), for SQL's
+/// `crdb_internal.gossip_nodes` (the planner has no core context).
+pub fn nodes_view() -> Vec<NodeRow> {
+    NODES_VIEW
+        .get()
+        .and_then(|m| m.lock().ok().map(|v| v.clone()))
+        .unwrap_or_default()
+}
+
+static NODES_VIEW: std::sync::OnceLock<std::sync::Mutex<Vec<NodeRow>>> = std::sync::OnceLock::new();
+
+fn publish_nodes_view(ctx: &CoreCtx) {
+    let rows = node_rows(ctx);
+    if let Ok(mut v) = NODES_VIEW.get_or_init(Default::default).lock() {
+        *v = rows;
+    }
+}
+
 /// `chitin node status`: one line per node — id, address, cores, initial replica holder,
 /// decommissioning, live.
 fn status(ctx: &CoreCtx) -> String {
-    let Some(st) = ctx.shared.cluster() else {
+    if ctx.shared.cluster().is_none() {
         return "uninitialized\n".into();
-    };
-    let decommissioning = crate::node::settings::decommissioning(&ctx.shared);
+    }
     let mut out = String::from("id\taddress\tcores\treplicas\tis_decommissioning\tis_live\n");
-    for m in &st.members {
-        let live = m.id == st.node_id
-            || ctx
-                .transport
-                .last_heard(NodeId(m.id))
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(4500));
+    for n in node_rows(ctx) {
         out.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}\n",
-            m.id,
-            m.addr,
-            m.cores,
-            st.voters.contains(&m.id),
-            decommissioning.contains(&m.id),
-            live
+            n.id, n.address, n.cores, n.replicas, n.decommissioning, n.live
         ));
     }
     out

@@ -628,6 +628,7 @@ fn catalog_name(name: &ObjectName) -> Option<(&'static str, String)> {
             "information_schema" if INFORMATION_SCHEMA_TABLES.contains(&table.as_str()) => {
                 Some(("information_schema", table))
             }
+            "crdb_internal" if table == "gossip_nodes" => Some(("crdb_internal", table)),
             _ => None,
         },
         _ => None,
@@ -683,9 +684,46 @@ pub fn virtual_table(cat: &Catalog, db_id: u32, name: &ObjectName) -> Option<Vir
     let (schema, t) = catalog_name(name)?;
     Some(if schema == "pg_catalog" {
         pg_table(cat, db_id, &t)
+    } else if schema == "crdb_internal" {
+        gossip_nodes()
     } else {
         information_schema_table(cat, db_id, &t)
     })
+}
+
+/// `crdb_internal.gossip_nodes`: the cluster's nodes (CockroachDB's columns that apply).
+fn gossip_nodes() -> VirtualTable {
+    let rows = crate::node::cluster::nodes_view()
+        .into_iter()
+        .map(|n| {
+            vec![
+                int(n.id as i64),
+                text("tcp"),
+                text(n.address.clone()),
+                text(n.address.clone()),
+                text(n.address),
+                int(n.cores as i64),
+                Datum::Bool(n.live),
+                Datum::Bool(n.draining),
+                Datum::Bool(n.decommissioning),
+            ]
+        })
+        .collect();
+    table(
+        "gossip_nodes",
+        &[
+            ("node_id", I8),
+            ("network", T),
+            ("address", T),
+            ("advertise_address", T),
+            ("sql_address", T),
+            ("cores", I8),
+            ("is_live", B),
+            ("is_draining", B),
+            ("is_decommissioning", B),
+        ],
+        rows,
+    )
 }
 
 fn user_tables(cat: &Catalog, db_id: u32) -> Vec<&TableDesc> {
