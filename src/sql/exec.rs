@@ -36,6 +36,7 @@ mod foreign_keys;
 mod hash_join;
 mod recursive_cte;
 mod schemas;
+mod view_deps;
 
 /// Largest intermediate join result materialized before the statement is refused.
 const MAX_JOIN_ROWS: usize = 5_000_000;
@@ -7471,6 +7472,7 @@ impl<'a> Exec<'a> {
                         }
                     }
                 }
+                self.drop_dependent_views(&mut dropped, cascade, &mut writes)?;
                 self.drop_foreign_keys_to(&dropped, cascade, &mut writes)?;
                 "DROP TABLE"
             }
@@ -7483,11 +7485,15 @@ impl<'a> Exec<'a> {
                 "DROP SCHEMA"
             }
             ObjectType::View | ObjectType::MaterializedView => {
+                let mut dropped: Vec<u32> = Vec::new();
                 for n in names {
                     match self.cat.relation(self.db_id, n)? {
-                        Some(t) if t.view.is_some() => writes.push(KvWrite::Delete {
-                            key: keys::table_desc_key(t.id),
-                        }),
+                        Some(t) if t.view.is_some() => {
+                            writes.push(KvWrite::Delete {
+                                key: keys::table_desc_key(t.id),
+                            });
+                            dropped.push(t.id);
+                        }
                         Some(t) => {
                             return Err(Error::new(
                                 ErrorKind::WrongObjectType,
@@ -7503,6 +7509,7 @@ impl<'a> Exec<'a> {
                         }
                     }
                 }
+                self.drop_dependent_views(&mut dropped, cascade, &mut writes)?;
                 if ot == ObjectType::View {
                     "DROP VIEW"
                 } else {

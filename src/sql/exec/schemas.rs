@@ -109,6 +109,7 @@ impl Exec<'_> {
                 key: keys::schema_key(id),
             });
         }
+        self.drop_dependent_views(&mut dropped, true, writes)?;
         self.drop_foreign_keys_to(&dropped, true, writes)?;
         Ok(())
     }
