@@ -190,6 +190,8 @@ pub struct TableDesc {
     pub foreign_keys: Vec<ForeignKeyDesc>,
     /// The schema the relation lives in ([`PUBLIC_SCHEMA`] or a [`SchemaDesc`] id).
     pub schema_id: u32,
+    /// That schema's name (not stored: filled in when the catalog loads).
+    pub schema: String,
 }
 
 impl TableDesc {
@@ -622,6 +624,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         sequence,
         foreign_keys,
         schema_id,
+        schema: "public".into(),
     })
 }
 
@@ -691,7 +694,9 @@ pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
         cat.schemas.push(decode_schema(&v)?);
     }
     for (_, v) in scan_system(ctx, keys::SYSTEM_TABLE).await? {
-        cat.tables.push(Rc::new(decode_table(&v)?));
+        let mut t = decode_table(&v)?;
+        t.schema = cat.schema_name(t.schema_id).to_string();
+        cat.tables.push(Rc::new(t));
     }
     Ok(cat)
 }
@@ -899,6 +904,7 @@ mod tests {
             sequence: None,
             foreign_keys: Vec::new(),
             schema_id: 0,
+            schema: "public".into(),
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");

@@ -400,7 +400,7 @@ fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
         .iter()
         .map(|c| ScopeColumn {
             table: Some(alias.to_string()),
-            schema: None,
+            schema: (alias == t.name).then(|| t.schema.clone()),
             name: c.name.clone(),
             ty: c.ty,
             hidden: c.hidden,
@@ -1287,11 +1287,10 @@ fn plan_relation(
                 .map(|a| ident_name(&a.name))
                 .unwrap_or_else(|| t.name.clone());
             let mut scope = table_scope(&t, &alias_name);
-            if alias.is_none() {
-                let schema = cat.schema_name(t.schema_id);
-                for c in scope.iter_mut() {
-                    c.schema = Some(schema.to_string());
-                }
+            // Only an unaliased table can be named with its schema (`s.t.c`).
+            let schema = alias.is_none().then(|| t.schema.clone());
+            for c in scope.iter_mut() {
+                c.schema = schema.clone();
             }
             Ok((
                 JoinInput {
@@ -2550,6 +2549,7 @@ fn build_check(
         sequence: None,
         foreign_keys: Vec::new(),
         schema_id: catalog::PUBLIC_SCHEMA,
+        schema: "public".into(),
     };
     let scope = table_scope(&probe, table);
     let mut params = Vec::new();
@@ -6416,6 +6416,7 @@ impl<'a> Exec<'a> {
             sequence: None,
             foreign_keys: Vec::new(),
             schema_id,
+            schema: "public".into(),
         };
         for (fk, cols) in pending_fks {
             let f = self.build_foreign_key(&desc, &fk, cols)?;
@@ -6511,6 +6512,7 @@ impl<'a> Exec<'a> {
             sequence: None,
             foreign_keys: Vec::new(),
             schema_id,
+            schema: "public".into(),
         };
         writes.push(KvWrite::Put {
             key: keys::table_desc_key(id),

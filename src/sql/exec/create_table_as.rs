@@ -105,6 +105,7 @@ impl Exec<'_> {
             sequence: None,
             foreign_keys: Vec::new(),
             schema_id,
+            schema: "public".into(),
         };
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),

@@ -580,6 +580,7 @@ impl<'a> Exec<'a> {
         let probe = TableDesc {
             foreign_keys: vec![fk.clone()],
             schema_id: catalog::PUBLIC_SCHEMA,
+            schema: "public".into(),
             ..t.clone()
         };
         for (n, row) in self
