@@ -137,6 +137,12 @@ pub enum ErrorKind {
     InvalidEscapeSequence,
     /// 22014: ntile() of zero or less (appended).
     InvalidArgumentForNtile,
+    /// 3F000: a schema that does not exist (appended).
+    InvalidSchemaName,
+    /// 42P06: CREATE SCHEMA of a schema that exists (appended).
+    DuplicateSchema,
+    /// 42P09: a table name two FROM items answer to (appended).
+    AmbiguousAlias,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -274,6 +280,9 @@ impl Error {
             DuplicatePreparedStatement => "42P05",
             InvalidEscapeSequence => "22025",
             InvalidArgumentForNtile => "22014",
+            InvalidSchemaName => "3F000",
+            DuplicateSchema => "42P06",
+            AmbiguousAlias => "42P09",
         }
     }
 }

@@ -563,6 +563,42 @@ fn nulls_in_parameters_and_results() {
         assert!(matched.is_empty());
         let text = simple_row(&client, "SELECT v, t FROM n WHERE k = 1").await;
         assert_eq!(text, vec![None, None]);
+        // A NULL parameter has the type Parse declared for it, as in PostgreSQL.
+        let typed = client
+            .prepare_typed(
+                "SELECT pg_typeof($1)::text, $1 IS NULL, coalesce($1, 7), $2 + 1",
+                &[Type::INT8, Type::INT4],
+            )
+            .await
+            .unwrap();
+        let row = client
+            .query_one(&typed, &[&None::<i64>, &None::<i32>])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "bigint");
+        assert!(row.get::<_, bool>(1));
+        assert_eq!(row.get::<_, i64>(2), 7);
+        assert_eq!(row.get::<_, Option<i32>>(3), None);
+        let row = client
+            .query_one(&typed, &[&Some(3i64), &Some(4i32)])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(2), 3);
+        assert_eq!(row.get::<_, Option<i32>>(3), Some(5));
+        // A NULL parameter in UPDATE … SET with a declared type.
+        let update = client
+            .prepare_typed(
+                "UPDATE n SET v = coalesce($1, v + 100) WHERE k = $2",
+                &[Type::INT8, Type::INT4],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(&update, &[&None::<i64>, &2i32])
+            .await
+            .unwrap();
+        let text = simple_row(&client, "SELECT v FROM n WHERE k = 2").await;
+        assert_eq!(text, vec![Some("105".to_string())]);
     });
 }
 

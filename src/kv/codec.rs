@@ -206,6 +206,9 @@ kind_codes! {
     DuplicatePreparedStatement = 61,
     InvalidEscapeSequence = 62,
     InvalidArgumentForNtile = 63,
+    InvalidSchemaName = 64,
+    DuplicateSchema = 65,
+    AmbiguousAlias = 66,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use sqlparser::ast::Expr;
+use sqlparser::ast::{Expr, ObjectName};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -19,6 +19,18 @@ pub struct DatabaseDesc {
     pub id: u32,
     pub name: String,
 }
+
+/// A schema (`CREATE SCHEMA`) of one database. `public` is implicit: schema id
+/// [`PUBLIC_SCHEMA`], no descriptor.
+#[derive(Clone, Debug)]
+pub struct SchemaDesc {
+    pub id: u32,
+    pub db_id: u32,
+    pub name: String,
+}
+
+/// The schema id of `public`, every database's default schema (no descriptor).
+pub const PUBLIC_SCHEMA: u32 = 0;
 
 #[derive(Clone, Debug)]
 pub struct ColumnDesc {
@@ -176,6 +188,10 @@ pub struct TableDesc {
     pub sequence: Option<SequenceDesc>,
     /// FOREIGN KEY constraints this table holds.
     pub foreign_keys: Vec<ForeignKeyDesc>,
+    /// The schema the relation lives in ([`PUBLIC_SCHEMA`] or a [`SchemaDesc`] id).
+    pub schema_id: u32,
+    /// That schema's name (not stored: filled in when the catalog loads).
+    pub schema: String,
 }
 
 impl TableDesc {
@@ -203,6 +219,7 @@ impl TableDesc {
 pub struct Catalog {
     pub version: u64,
     pub databases: Vec<DatabaseDesc>,
+    pub schemas: Vec<SchemaDesc>,
     pub tables: Vec<Rc<TableDesc>>,
 }
 
@@ -210,11 +227,65 @@ impl Catalog {
     pub fn database(&self, name: &str) -> Option<&DatabaseDesc> {
         self.databases.iter().find(|d| d.name == name)
     }
+    /// A relation of schema `public` by name.
     pub fn table(&self, db_id: u32, name: &str) -> Option<Rc<TableDesc>> {
+        self.table_in(db_id, PUBLIC_SCHEMA, name)
+    }
+    /// A relation of schema `schema_id` by name.
+    pub fn table_in(&self, db_id: u32, schema_id: u32, name: &str) -> Option<Rc<TableDesc>> {
         self.tables
             .iter()
-            .find(|t| t.db_id == db_id && t.name == name)
+            .find(|t| t.db_id == db_id && t.schema_id == schema_id && t.name == name)
             .cloned()
+    }
+    /// A schema's id by name (`public` included).
+    pub fn schema_id(&self, db_id: u32, name: &str) -> Option<u32> {
+        if name == "public" {
+            return Some(PUBLIC_SCHEMA);
+        }
+        self.schemas
+            .iter()
+            .find(|s| s.db_id == db_id && s.name == name)
+            .map(|s| s.id)
+    }
+    /// The name of schema `schema_id` (`public` for [`PUBLIC_SCHEMA`]).
+    pub fn schema_name(&self, schema_id: u32) -> &str {
+        self.schemas
+            .iter()
+            .find(|s| s.id == schema_id)
+            .map(|s| s.name.as_str())
+            .unwrap_or("public")
+    }
+    /// The user schemas of database `db_id` (not `public`), by id.
+    pub fn schemas_in(&self, db_id: u32) -> impl Iterator<Item = &SchemaDesc> {
+        self.schemas.iter().filter(move |s| s.db_id == db_id)
+    }
+    /// Splits a possibly qualified relation name (`t`, `s.t`, `db.s.t`) into its schema id
+    /// and relation name: 3F000 when the schema does not exist.
+    pub fn qualified_name(&self, db_id: u32, name: &ObjectName) -> Result<(u32, String)> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(crate::sql::expr::ident_name)
+            .collect();
+        let Some(rel) = parts.last() else {
+            return Err(Error::syntax("empty relation name"));
+        };
+        if parts.len() < 2 {
+            return Ok((PUBLIC_SCHEMA, rel.clone()));
+        }
+        let schema = &parts[parts.len() - 2];
+        match self.schema_id(db_id, schema) {
+            Some(id) => Ok((id, rel.clone())),
+            None => Err(undefined_schema(schema)),
+        }
+    }
+    /// The relation a possibly qualified name refers to: `Ok(None)` when its schema exists
+    /// but holds no such relation.
+    pub fn relation(&self, db_id: u32, name: &ObjectName) -> Result<Option<Rc<TableDesc>>> {
+        let (schema, rel) = self.qualified_name(db_id, name)?;
+        Ok(self.table_in(db_id, schema, &rel))
     }
     pub fn tables_in(&self, db_id: u32) -> impl Iterator<Item = &Rc<TableDesc>> {
         self.tables.iter().filter(move |t| t.db_id == db_id)
@@ -389,6 +460,9 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
         w.u8(fk.on_delete.letter() as u8);
         w.u8(fk.on_update.letter() as u8);
     }
+    // Extension 3 (schemas).
+    w.u8(3);
+    w.u32(t.schema_id);
     w.0
 }
 
@@ -531,6 +605,10 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             });
         }
     }
+    let mut schema_id = PUBLIC_SCHEMA;
+    if r.1 < r.0.len() && r.u8()? >= 3 {
+        schema_id = r.u32()?;
+    }
     Ok(TableDesc {
         id,
         db_id,
@@ -545,6 +623,8 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         primary_index,
         sequence,
         foreign_keys,
+        schema_id,
+        schema: "public".into(),
     })
 }
 
@@ -553,6 +633,23 @@ pub fn encode_database(d: &DatabaseDesc) -> Vec<u8> {
     w.u32(d.id);
     w.str(&d.name);
     w.0
+}
+
+pub fn encode_schema(s: &SchemaDesc) -> Vec<u8> {
+    let mut w = W(Vec::new());
+    w.u32(s.id);
+    w.u32(s.db_id);
+    w.str(&s.name);
+    w.0
+}
+
+pub fn decode_schema(b: &[u8]) -> Result<SchemaDesc> {
+    let mut r = R(b, 0);
+    Ok(SchemaDesc {
+        id: r.u32()?,
+        db_id: r.u32()?,
+        name: r.str()?,
+    })
 }
 
 pub fn decode_database(b: &[u8]) -> Result<DatabaseDesc> {
@@ -593,8 +690,13 @@ pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
     for (_, v) in scan_system(ctx, keys::SYSTEM_DATABASE).await? {
         cat.databases.push(decode_database(&v)?);
     }
+    for (_, v) in scan_system(ctx, keys::SYSTEM_SCHEMA).await? {
+        cat.schemas.push(decode_schema(&v)?);
+    }
     for (_, v) in scan_system(ctx, keys::SYSTEM_TABLE).await? {
-        cat.tables.push(Rc::new(decode_table(&v)?));
+        let mut t = decode_table(&v)?;
+        t.schema = cat.schema_name(t.schema_id).to_string();
+        cat.tables.push(Rc::new(t));
     }
     Ok(cat)
 }
@@ -743,6 +845,24 @@ pub fn undefined_table(name: &str) -> Error {
     )
 }
 
+/// A possibly qualified relation name as PostgreSQL's messages spell it (`s.t`).
+pub fn display_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(crate::sql::expr::ident_name)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// 3F000 for a schema that does not exist.
+pub fn undefined_schema(name: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidSchemaName,
+        format!("schema \"{name}\" does not exist"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,6 +903,8 @@ mod tests {
             primary_index: 4,
             sequence: None,
             foreign_keys: Vec::new(),
+            schema_id: 0,
+            schema: "public".into(),
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");
@@ -825,7 +947,7 @@ mod tests {
         assert_eq!(back.foreign_keys[0].ref_columns, vec![1]);
         assert_eq!(back.foreign_keys[0].on_delete, RefAction::Cascade);
         assert_eq!(back.foreign_keys[0].on_update, RefAction::SetNull);
-        let ext2_len = 1 + 1 + 4;
+        let ext2_len = 1 + 1 + 4 + (1 + 4);
         let old = encode_table(&t);
         let before_ext2 = &old[..old.len() - ext2_len];
         let back = decode_table(before_ext2).unwrap();

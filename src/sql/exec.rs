@@ -35,6 +35,8 @@ pub use create_table_as::select_into_as_create;
 mod foreign_keys;
 mod hash_join;
 mod recursive_cte;
+mod schemas;
+mod view_deps;
 
 /// Largest intermediate join result materialized before the statement is refused.
 const MAX_JOIN_ROWS: usize = 5_000_000;
@@ -61,7 +63,8 @@ pub fn statement_kind(s: &Statement) -> usize {
         | Statement::CreateIndex(_)
         | Statement::CreateSequence { .. }
         | Statement::Drop { .. }
-        | Statement::CreateDatabase { .. } => 4,
+        | Statement::CreateDatabase { .. }
+        | Statement::CreateSchema { .. } => 4,
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. } => 5,
@@ -292,6 +295,7 @@ fn plan_from_srf(
             hidden: false,
             star_order: 0,
             table: Some(table.clone()),
+            schema: None,
             name: n.clone(),
             ty: *ty,
         })
@@ -396,6 +400,7 @@ fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
         .iter()
         .map(|c| ScopeColumn {
             table: Some(alias.to_string()),
+            schema: (alias == t.name).then(|| t.schema.clone()),
             name: c.name.clone(),
             ty: c.ty,
             hidden: c.hidden,
@@ -475,9 +480,12 @@ fn serial_sequence_name(
 
 /// A table or a view by name.
 fn lookup_relation(cat: &Catalog, db_id: u32, name: &ast::ObjectName) -> Result<Rc<TableDesc>> {
-    let n = object_name(name);
-    cat.table(db_id, &n)
-        .ok_or_else(|| catalog::undefined_table(&n))
+    // A query naming a schema that does not exist fails as PostgreSQL's does: no such
+    // relation (42P01), where DDL says no such schema (3F000).
+    cat.relation(db_id, name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| catalog::undefined_table(&catalog::display_name(name)))
 }
 
 fn output_name(item_expr: &Expr) -> String {
@@ -1214,6 +1222,7 @@ fn plan_relation(
                 hidden: false,
                 star_order: 0,
                 table: Some(table.unwrap_or_else(|| "generate_series".into())),
+                schema: None,
                 name: col,
                 ty,
             }];
@@ -1239,6 +1248,7 @@ fn plan_relation(
                     _ => return Err(Error::internal(format!("view {} is not a query", t.name))),
                 };
                 rewrite::inline_ctes(q.as_mut())?;
+                let alias_unset = alias.is_none();
                 let alias = match alias {
                     Some(a) => a.clone(),
                     None => ast::TableAlias {
@@ -1256,19 +1266,32 @@ fn plan_relation(
                         .map(|c| ast::TableAliasColumnDef::from_name(c.name.clone()))
                         .collect();
                 }
+                let unaliased = alias_unset;
                 let derived = TableFactor::Derived {
                     lateral: false,
                     subquery: q,
                     alias: Some(alias),
                     sample: None,
                 };
-                return plan_relation(cat, db_id, &derived, outer, params);
+                let (input, mut scope) = plan_relation(cat, db_id, &derived, outer, params)?;
+                if unaliased {
+                    let schema = cat.schema_name(t.schema_id);
+                    for c in scope.iter_mut() {
+                        c.schema = Some(schema.to_string());
+                    }
+                }
+                return Ok((input, scope));
             }
-            let alias = alias
+            let alias_name = alias
                 .as_ref()
                 .map(|a| ident_name(&a.name))
                 .unwrap_or_else(|| t.name.clone());
-            let scope = table_scope(&t, &alias);
+            let mut scope = table_scope(&t, &alias_name);
+            // Only an unaliased table can be named with its schema (`s.t.c`).
+            let schema = alias.is_none().then(|| t.schema.clone());
+            for c in scope.iter_mut() {
+                c.schema = schema.clone();
+            }
             Ok((
                 JoinInput {
                     width: scope.len(),
@@ -1296,6 +1319,7 @@ fn plan_relation(
                     hidden: false,
                     star_order: 0,
                     table: alias_name.clone(),
+                    schema: None,
                     name: renamed.get(i).cloned().unwrap_or_else(|| c.name.clone()),
                     ty: c.ty,
                 })
@@ -1321,6 +1345,7 @@ fn virtual_input(
     vt: pg_catalog::VirtualTable,
     alias: Option<&ast::TableAlias>,
 ) -> (JoinInput, Vec<ScopeColumn>) {
+    let schema = alias.is_none().then(|| vt.schema.to_string());
     let table = alias.map(|a| ident_name(&a.name)).unwrap_or(vt.name);
     let scope = vt
         .columns
@@ -1329,6 +1354,7 @@ fn virtual_input(
             hidden: false,
             star_order: 0,
             table: Some(table.clone()),
+            schema: schema.clone(),
             name: c.name.clone(),
             ty: c.ty,
         })
@@ -1351,6 +1377,31 @@ fn virtual_input(
     )
 }
 
+/// Adds the relation names (or aliases) of FROM item `s` to `names`, failing (42712) on
+/// one already there: two relations with the same name or alias cannot be told apart,
+/// unless both are unaliased tables of different schemas (`FROM s1.a, s2.a`).
+fn note_names(names: &mut Vec<(Option<String>, String)>, s: &[ScopeColumn]) -> Result<()> {
+    let mut mine: Vec<(Option<&str>, &str)> = s
+        .iter()
+        .filter_map(|c| Some((c.schema.as_deref(), c.table.as_deref()?)))
+        .collect();
+    mine.sort_unstable();
+    mine.dedup();
+    for (s1, n1) in mine {
+        for (s2, n2) in names.iter() {
+            let distinct = matches!((s1, s2), (Some(a), Some(b)) if a != b);
+            if n1 == n2 && !distinct {
+                return Err(Error::new(
+                    ErrorKind::DuplicateAlias,
+                    format!("table name \"{n1}\" specified more than once"),
+                ));
+            }
+        }
+        names.push((s1.map(String::from), n1.to_string()));
+    }
+    Ok(())
+}
+
 /// Plans FROM: nothing, one table, one subquery, or a join of several.
 fn plan_from(
     cat: &Catalog,
@@ -1362,24 +1413,18 @@ fn plan_from(
     let mut steps = Vec::new();
     let mut scope: Vec<ScopeColumn> = Vec::new();
     // Each relation's name (or alias), once per relation.
-    let mut relation_names: Vec<String> = Vec::new();
-    let mut note_names = |s: &[ScopeColumn]| {
-        let mut mine: Vec<&str> = s.iter().filter_map(|c| c.table.as_deref()).collect();
-        mine.sort_unstable();
-        mine.dedup();
-        relation_names.extend(mine.into_iter().map(String::from));
-    };
+    let mut relation_names: Vec<(Option<String>, String)> = Vec::new();
     for twj in from {
         let (input, s) = plan_relation(cat, db_id, &twj.relation, &scope, params)?;
         if !inputs.is_empty() {
             steps.push((JoinKind::Inner, None));
         }
         inputs.push(input);
-        note_names(&s);
+        note_names(&mut relation_names, &s)?;
         scope.extend(s);
         for j in &twj.joins {
             let (input, s) = plan_relation(cat, db_id, &j.relation, &scope, params)?;
-            note_names(&s);
+            note_names(&mut relation_names, &s)?;
             inputs.push(input);
             let left_len = scope.len();
             scope.extend(s);
@@ -1418,16 +1463,6 @@ fn plan_from(
                 Some(_) => return Err(Error::unsupported("JOIN … USING … AS")),
             };
             steps.push((kind, cond));
-        }
-    }
-    // Two relations with the same name or alias cannot be told apart.
-    let mut seen = HashSet::new();
-    for n in &relation_names {
-        if !seen.insert(n.as_str()) {
-            return Err(Error::new(
-                ErrorKind::DuplicateAlias,
-                format!("table name \"{n}\" specified more than once"),
-            ));
         }
     }
     if inputs.len() == 1 {
@@ -1514,6 +1549,7 @@ fn order_and_limit(
             hidden: false,
             star_order: 0,
             table: None,
+            schema: None,
             name: c.name.clone(),
             ty: c.ty,
         })
@@ -2512,6 +2548,8 @@ fn build_check(
         primary_index: 1,
         sequence: None,
         foreign_keys: Vec::new(),
+        schema_id: catalog::PUBLIC_SCHEMA,
+        schema: "public".into(),
     };
     let scope = table_scope(&probe, table);
     let mut params = Vec::new();
@@ -3618,6 +3656,11 @@ impl<'a> Exec<'a> {
                 if_not_exists,
                 ..
             } => self.create_database(db_name, *if_not_exists).await,
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => self.create_schema(schema_name, *if_not_exists).await,
             Statement::Drop {
                 object_type,
                 if_exists,
@@ -6177,8 +6220,8 @@ impl<'a> Exec<'a> {
         &mut self,
         ct: &ast::CreateTable,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
-        let name = object_name(&ct.name);
-        if self.cat.table(self.db_id, &name).is_some() {
+        let (schema_id, name) = self.cat.qualified_name(self.db_id, &ct.name)?;
+        if self.cat.table_in(self.db_id, schema_id, &name).is_some() {
             if ct.if_not_exists {
                 return Ok((Outcome::Command("CREATE TABLE".into()), None));
             }
@@ -6372,6 +6415,8 @@ impl<'a> Exec<'a> {
             primary_index: 1,
             sequence: None,
             foreign_keys: Vec::new(),
+            schema_id,
+            schema: "public".into(),
         };
         for (fk, cols) in pending_fks {
             let f = self.build_foreign_key(&desc, &fk, cols)?;
@@ -6401,13 +6446,13 @@ impl<'a> Exec<'a> {
         &mut self,
         cv: &ast::CreateView,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
-        let name = object_name(&cv.name);
+        let (schema_id, name) = self.cat.qualified_name(self.db_id, &cv.name)?;
         let tag = if cv.materialized {
             "CREATE MATERIALIZED VIEW"
         } else {
             "CREATE VIEW"
         };
-        let existing = self.cat.table(self.db_id, &name);
+        let existing = self.cat.table_in(self.db_id, schema_id, &name);
         if let Some(t) = &existing {
             if cv.if_not_exists {
                 return Ok((Outcome::Command(tag.into()), None));
@@ -6466,6 +6511,8 @@ impl<'a> Exec<'a> {
             primary_index: 1,
             sequence: None,
             foreign_keys: Vec::new(),
+            schema_id,
+            schema: "public".into(),
         };
         writes.push(KvWrite::Put {
             key: keys::table_desc_key(id),
@@ -6489,7 +6536,7 @@ impl<'a> Exec<'a> {
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         const TAG: &str = "ALTER TABLE";
         let name = object_name(&at.name);
-        let t = match self.cat.table(self.db_id, &name) {
+        let t = match self.cat.relation(self.db_id, &at.name)? {
             Some(t) => t,
             None if at.if_exists => return Ok((Outcome::Command(TAG.into()), None)),
             None => return Err(catalog::undefined_table(&name)),
@@ -6652,7 +6699,7 @@ impl<'a> Exec<'a> {
                             object_name(n)
                         }
                     };
-                    if self.cat.table(self.db_id, &n).is_some() {
+                    if self.cat.table_in(self.db_id, desc.schema_id, &n).is_some() {
                         return Err(Error::new(
                             ErrorKind::DuplicateTable,
                             format!("relation \"{n}\" already exists"),
@@ -7392,7 +7439,7 @@ impl<'a> Exec<'a> {
             ObjectType::Table => {
                 let mut dropped: Vec<u32> = Vec::new();
                 for n in names {
-                    match self.cat.table(self.db_id, &object_name(n)) {
+                    match self.cat.relation(self.db_id, n)? {
                         Some(t) if t.view.is_some() => {
                             return Err(Error::new(
                                 ErrorKind::WrongObjectType,
@@ -7414,7 +7461,7 @@ impl<'a> Exec<'a> {
                             dropped.push(t.id);
                         }
                         None if if_exists => {}
-                        None => return Err(catalog::undefined_table(&object_name(n))),
+                        None => return Err(catalog::undefined_table(&catalog::display_name(n))),
                     }
                 }
                 // Sequences owned by a dropped table's columns (SERIAL) go with it.
@@ -7427,6 +7474,7 @@ impl<'a> Exec<'a> {
                         }
                     }
                 }
+                self.drop_dependent_views(&mut dropped, cascade, &mut writes)?;
                 self.drop_foreign_keys_to(&dropped, cascade, &mut writes)?;
                 "DROP TABLE"
             }
@@ -7434,12 +7482,20 @@ impl<'a> Exec<'a> {
                 self.drop_sequences(if_exists, names, cascade, &mut writes)?;
                 "DROP SEQUENCE"
             }
+            ObjectType::Schema => {
+                self.drop_schemas(if_exists, names, cascade, &mut writes)?;
+                "DROP SCHEMA"
+            }
             ObjectType::View | ObjectType::MaterializedView => {
+                let mut dropped: Vec<u32> = Vec::new();
                 for n in names {
-                    match self.cat.table(self.db_id, &object_name(n)) {
-                        Some(t) if t.view.is_some() => writes.push(KvWrite::Delete {
-                            key: keys::table_desc_key(t.id),
-                        }),
+                    match self.cat.relation(self.db_id, n)? {
+                        Some(t) if t.view.is_some() => {
+                            writes.push(KvWrite::Delete {
+                                key: keys::table_desc_key(t.id),
+                            });
+                            dropped.push(t.id);
+                        }
                         Some(t) => {
                             return Err(Error::new(
                                 ErrorKind::WrongObjectType,
@@ -7455,6 +7511,7 @@ impl<'a> Exec<'a> {
                         }
                     }
                 }
+                self.drop_dependent_views(&mut dropped, cascade, &mut writes)?;
                 if ot == ObjectType::View {
                     "DROP VIEW"
                 } else {
@@ -7506,6 +7563,11 @@ impl<'a> Exec<'a> {
                             for t in self.cat.tables_in(d.id) {
                                 writes.push(KvWrite::Delete {
                                     key: keys::table_desc_key(t.id),
+                                });
+                            }
+                            for sc in self.cat.schemas_in(d.id) {
+                                writes.push(KvWrite::Delete {
+                                    key: keys::schema_key(sc.id),
                                 });
                             }
                         }

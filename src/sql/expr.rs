@@ -243,8 +243,23 @@ pub struct ScopeColumn {
     /// merged columns of `JOIN … USING`, which come first (negative).
     pub star_order: i64,
     pub table: Option<String>,
+    /// The schema of an unaliased table (`s` of `FROM s.t`), for `s.t.c` references.
+    pub schema: Option<String>,
     pub name: String,
     pub ty: SqlType,
+}
+
+impl ScopeColumn {
+    /// Whether a reference qualified `[schema.]table.` may mean this column. Only a
+    /// column of an unaliased table or view has a schema to qualify it with.
+    pub fn qualified_by(&self, schema: Option<&str>, table: &str) -> bool {
+        self.table.as_deref() == Some(table)
+            && match (schema, &self.schema) {
+                (Some(s), Some(mine)) => s == mine,
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
+    }
 }
 
 /// What the binder resolves names against, and where it collects aggregates and parameter
@@ -341,11 +356,37 @@ impl<'a> Binder<'a> {
     }
 
     fn resolve(&self, table: Option<&str>, name: &str) -> Result<usize> {
+        self.resolve_qualified(None, table, name)
+    }
+
+    /// Resolves `[[schema.]table.]name`.
+    fn resolve_qualified(
+        &self,
+        schema: Option<&str>,
+        table: Option<&str>,
+        name: &str,
+    ) -> Result<usize> {
         if let Some(t) = table {
-            if !self.columns.iter().any(|c| c.table.as_deref() == Some(t)) {
+            let mut relations = self
+                .columns
+                .iter()
+                .filter(|c| c.qualified_by(schema, t))
+                .map(|c| c.schema.as_deref());
+            let Some(first) = relations.next() else {
+                let full = match schema {
+                    Some(s) => format!("{s}.{t}"),
+                    None => t.to_string(),
+                };
                 return Err(Error::new(
                     ErrorKind::UndefinedTable,
-                    format!("missing FROM-clause entry for table \"{t}\""),
+                    format!("missing FROM-clause entry for table \"{full}\""),
+                ));
+            };
+            // `a` of `FROM s1.a, s2.a`: two tables answer to the name.
+            if schema.is_none() && relations.any(|s| s != first) {
+                return Err(Error::new(
+                    ErrorKind::AmbiguousAlias,
+                    format!("table reference \"{t}\" is ambiguous"),
                 ));
             }
         }
@@ -353,7 +394,7 @@ impl<'a> Binder<'a> {
             .columns
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.name == name && (table.is_none() || c.table.as_deref() == table))
+            .filter(|(_, c)| c.name == name && table.is_none_or(|t| c.qualified_by(schema, t)))
             .map(|(i, _)| i)
             .collect();
         let found = match matches.as_slice() {
@@ -421,7 +462,8 @@ impl<'a> Binder<'a> {
             Expr::CompoundIdentifier(parts) => {
                 let name = ident_name(parts.last().unwrap());
                 let table = parts.len().checked_sub(2).map(|i| ident_name(&parts[i]));
-                let idx = self.resolve(table.as_deref(), &name)?;
+                let schema = parts.len().checked_sub(3).map(|i| ident_name(&parts[i]));
+                let idx = self.resolve_qualified(schema.as_deref(), table.as_deref(), &name)?;
                 (Scalar::Column(idx), self.columns[idx].ty)
             }
             Expr::Value(v) => self.bind_value(&v.value, hint)?,

@@ -34,6 +34,8 @@
 //!   jsonb_agg); `interval` is a full type ([`interval`]); `WITH RECURSIVE` is computed before the
 //!   statement runs (`exec::recursive_cte`), its rows held in memory.
 //!   Views are stored queries (materialized ones too: always fresh, nothing stored).
+//! - Schemas (`exec::schemas`): `CREATE SCHEMA s` and `s.t` names work; there is no
+//!   `search_path` (unqualified names mean `public`), sequences live in `public` only.
 //! - `pg_catalog` / `information_schema` are virtual tables computed from the catalog at
 //!   planning time ([`pg_catalog`]): enough for psql's `\d` commands and common driver
 //!   introspection, not a full PostgreSQL catalog (its essay lists what is missing).

@@ -87,6 +87,15 @@ pub const ROOT_OID: i64 = 10;
 pub const DATABASE_OWNER_OID: i64 = 6171;
 
 /// The oid of a table or view.
+/// The oid of schema `schema_id` in pg_namespace (`public`'s is PostgreSQL's 2200).
+pub fn schema_oid(schema_id: u32) -> i64 {
+    if schema_id == crate::sql::catalog::PUBLIC_SCHEMA {
+        PUBLIC_OID
+    } else {
+        100_000 + schema_id as i64
+    }
+}
+
 pub fn table_oid(t: &TableDesc) -> i64 {
     100_000 + t.id as i64
 }
@@ -163,6 +172,8 @@ fn database_oid(id: u32) -> i64 {
 
 /// A catalog table's columns and rows.
 pub struct VirtualTable {
+    /// `pg_catalog` or `information_schema`.
+    pub schema: &'static str,
     pub name: String,
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Datum>>,
@@ -386,6 +397,7 @@ fn opt_text(s: Option<impl Into<String>>) -> Datum {
 /// Builds a table from (column name, type) and rows.
 fn table(name: &str, cols: &[(&str, SqlType)], rows: Vec<Vec<Datum>>) -> VirtualTable {
     VirtualTable {
+        schema: "pg_catalog",
         name: name.to_string(),
         columns: cols
             .iter()
@@ -682,13 +694,15 @@ pub fn is_virtual(name: &ObjectName) -> bool {
 /// `None` when `name` is no catalog table.
 pub fn virtual_table(cat: &Catalog, db_id: u32, name: &ObjectName) -> Option<VirtualTable> {
     let (schema, t) = catalog_name(name)?;
-    Some(if schema == "pg_catalog" {
+    let mut vt = if schema == "pg_catalog" {
         pg_table(cat, db_id, &t)
     } else if schema == "crdb_internal" {
         gossip_nodes()
     } else {
         information_schema_table(cat, db_id, &t)
-    })
+    };
+    vt.schema = schema;
+    Some(vt)
 }
 
 /// `crdb_internal.gossip_nodes`: the cluster's nodes (CockroachDB's columns that apply).
@@ -757,6 +771,14 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
             ]
             .iter()
             .map(|(o, n, w)| vec![int(*o), text(*n), int(*w), Datum::Null])
+            .chain(cat.schemas_in(db_id).map(|s| {
+                vec![
+                    int(schema_oid(s.id)),
+                    text(s.name.clone()),
+                    int(ROOT_OID),
+                    Datum::Null,
+                ]
+            }))
             .collect(),
         ),
         "pg_class" => {
@@ -783,9 +805,10 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 );
                 // relhastriggers: PostgreSQL enforces foreign keys with triggers.
                 row[20] = Datum::Bool(has_fk_triggers(cat, t));
+                row[2] = int(schema_oid(t.schema_id));
                 rows.push(row);
                 for (i, _) in idx {
-                    rows.push(class_row(
+                    let mut row = class_row(
                         index_oid(t, i.id),
                         &i.name,
                         "i",
@@ -794,7 +817,9 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                         0,
                         false,
                         false,
-                    ));
+                    );
+                    row[2] = int(schema_oid(t.schema_id));
+                    rows.push(row);
                 }
             }
             table(
@@ -1374,7 +1399,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 .filter(|t| t.view.is_none() && t.sequence.is_none())
                 .map(|t| {
                     vec![
-                        text("public"),
+                        text(cat.schema_name(t.schema_id)),
                         text(t.name.clone()),
                         text("root"),
                         Datum::Null,
@@ -1399,7 +1424,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 .filter_map(|t| {
                     t.view.as_ref().map(|v| {
                         vec![
-                            text("public"),
+                            text(cat.schema_name(t.schema_id)),
                             text(t.name.clone()),
                             text("root"),
                             text(format!("{v};")),
@@ -1422,7 +1447,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 .flat_map(|t| {
                     indexes_of(t).into_iter().map(|(i, _)| {
                         vec![
-                            text("public"),
+                            text(cat.schema_name(t.schema_id)),
                             text(t.name.clone()),
                             text(i.name.clone()),
                             Datum::Null,
@@ -1668,11 +1693,13 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                 ("public", "pg_database_owner"),
             ]
             .iter()
+            .map(|(s, o)| (s.to_string(), *o))
+            .chain(cat.schemas_in(db_id).map(|s| (s.name.clone(), "root")))
             .map(|(s, o)| {
                 vec![
                     text(db.clone()),
-                    text(*s),
-                    text(*o),
+                    text(s),
+                    text(o),
                     Datum::Null,
                     Datum::Null,
                     Datum::Null,
@@ -1703,7 +1730,7 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                     let view = t.view.is_some();
                     vec![
                         text(db.clone()),
-                        text("public"),
+                        text(cat.schema_name(t.schema_id)),
                         text(t.name.clone()),
                         text(if view { "VIEW" } else { "BASE TABLE" }),
                         Datum::Null,
@@ -1756,7 +1783,7 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                     let o = |v: Option<i64>| v.map(Datum::Int).unwrap_or(Datum::Null);
                     rows.push(vec![
                         text(db.clone()),
-                        text("public"),
+                        text(cat.schema_name(t.schema_id)),
                         text(t.name.clone()),
                         text(c.name.clone()),
                         int(attnum),
@@ -1815,10 +1842,10 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                     for (n, &c) in i.columns.iter().enumerate() {
                         rows.push(vec![
                             text(db.clone()),
-                            text("public"),
+                            text(cat.schema_name(t.schema_id)),
                             text(i.name.clone()),
                             text(db.clone()),
-                            text("public"),
+                            text(cat.schema_name(t.schema_id)),
                             text(t.name.clone()),
                             text(t.columns[c].name.clone()),
                             int(n as i64 + 1),
@@ -1834,10 +1861,10 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                         let pos = pidx.columns.iter().position(|x| x == rc).unwrap_or(n);
                         rows.push(vec![
                             text(db.clone()),
-                            text("public"),
+                            text(cat.schema_name(t.schema_id)),
                             text(fk.name.clone()),
                             text(db.clone()),
-                            text("public"),
+                            text(cat.schema_name(t.schema_id)),
                             text(t.name.clone()),
                             text(t.columns[c].name.clone()),
                             int(n as i64 + 1),
@@ -1862,10 +1889,10 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
             let row = |cname: String, t: &TableDesc, kind: &str| {
                 vec![
                     text(db.clone()),
-                    text("public"),
+                    text(cat.schema_name(t.schema_id)),
                     text(cname),
                     text(db.clone()),
-                    text("public"),
+                    text(cat.schema_name(t.schema_id)),
                     text(t.name.clone()),
                     text(kind),
                     text("NO"),
@@ -1918,7 +1945,7 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                 for c in &t.checks {
                     rows.push(vec![
                         text(db.clone()),
-                        text("public"),
+                        text(cat.schema_name(t.schema_id)),
                         text(c.name.clone()),
                         text(c.expr.clone()),
                     ]);
@@ -1946,10 +1973,10 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                     };
                     rows.push(vec![
                         text(db.clone()),
-                        text("public"),
+                        text(cat.schema_name(t.schema_id)),
                         text(fk.name.clone()),
                         text(db.clone()),
-                        text("public"),
+                        text(cat.schema_name(t.schema_id)),
                         text(pidx.name.clone()),
                         text("NONE"),
                         text(fk.on_update.sql()),
@@ -1986,7 +2013,7 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                     };
                     Some(vec![
                         text(db.clone()),
-                        text("public"),
+                        text(cat.schema_name(t.schema_id)),
                         text(t.name.clone()),
                         text(crate::sql::sequence::type_name(sq.ty)),
                         int(bits),
@@ -2021,7 +2048,7 @@ fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTab
                     t.view.as_ref().map(|v| {
                         vec![
                             text(db.clone()),
-                            text("public"),
+                            text(cat.schema_name(t.schema_id)),
                             text(t.name.clone()),
                             text(v.clone()),
                             text("NONE"),

@@ -433,16 +433,14 @@ pub fn bind_outer_refs(
                 Expr::CompoundIdentifier(parts) if (2..=3).contains(&parts.len()) => {
                     let k = parts.len();
                     let (t, n) = (ident_name(&parts[k - 2]), ident_name(&parts[k - 1]));
-                    if self
-                        .inner
-                        .iter()
-                        .any(|c| c.table.as_deref() == Some(t.as_str()))
-                    {
+                    let schema = (k == 3).then(|| ident_name(&parts[0]));
+                    let schema = schema.as_deref();
+                    if self.inner.iter().any(|c| c.qualified_by(schema, &t)) {
                         None
                     } else {
                         self.outer
                             .iter()
-                            .position(|c| c.table.as_deref() == Some(t.as_str()) && c.name == n)
+                            .position(|c| c.qualified_by(schema, &t) && c.name == n)
                     }
                 }
                 _ => None,

@@ -1,12 +1,12 @@
 //! More of PostgreSQL's scalar functions, kept out of the binder's big switch: the
-//! trigonometric functions, `degrees` / `radians`, `gcd` / `lcm`, `factorial`, `div`,
-//! `starts_with`, `chr`, `translate`, `quote_ident` / `quote_literal` / `quote_nullable`,
-//! and `date_trunc`.
+//! trigonometric and hyperbolic functions, `degrees` / `radians`, `gcd` / `lcm`,
+//! `factorial`, `div`, `starts_with`, `chr`, `translate`, `quote_ident` / `quote_literal`
+//! / `quote_nullable`, `string_to_array`, and `date_trunc`.
 //!
 //! [`result_type`] answers the binder (the function's type for these argument types, or
 //! `None` when the name is not one of these); [`eval`] computes a value from evaluated
 //! arguments. Every function here is strict (NULL in, NULL out) except `quote_nullable`
-//! (see [`is_non_strict`]).
+//! and `string_to_array` (see [`is_non_strict`]).
 //!
 //! # Implementation caveats
 //!
@@ -51,6 +51,13 @@ pub const NAMES: &[&str] = &[
     "quote_literal",
     "quote_nullable",
     "date_trunc",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "string_to_array",
 ];
 
 /// The result type of function `name` over arguments of `types`, when it is one of this
@@ -65,6 +72,15 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
             SqlType::Float8
         }
         "atan2" if n == 2 => SqlType::Float8,
+        "sinh" | "cosh" | "tanh" | "asinh" | "acosh" | "atanh" if n == 1 => SqlType::Float8,
+        "string_to_array"
+            if (n == 2 || n == 3)
+                && types
+                    .iter()
+                    .all(|t| t.is_string() || *t == SqlType::Unknown) =>
+        {
+            SqlType::TextArray
+        }
         "gcd" | "lcm" if n == 2 => {
             if types.iter().all(|t| t.is_int() || *t == SqlType::Unknown) {
                 if types.contains(&SqlType::Int8) {
@@ -89,7 +105,8 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
         },
         "sin" | "cos" | "tan" | "cot" | "asin" | "acos" | "atan" | "degrees" | "radians"
         | "atan2" | "gcd" | "lcm" | "starts_with" | "chr" | "translate" | "like_escape"
-        | "quote_ident" | "quote_literal" | "quote_nullable" | "date_trunc" => {
+        | "quote_ident" | "quote_literal" | "quote_nullable" | "date_trunc" | "sinh" | "cosh"
+        | "tanh" | "asinh" | "acosh" | "atanh" | "string_to_array" => {
             return Some(Err(undefined(name, types)))
         }
         _ => return None,
@@ -104,6 +121,12 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
             | "acos"
             | "atan"
             | "atan2"
+            | "sinh"
+            | "cosh"
+            | "tanh"
+            | "asinh"
+            | "acosh"
+            | "atanh"
             | "degrees"
             | "radians"
             | "gcd"
@@ -122,7 +145,7 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
 
 /// Whether `name` is one of this module's functions that takes NULL arguments.
 pub fn is_non_strict(name: &str) -> bool {
-    name == "quote_nullable"
+    name == "quote_nullable" || name == "string_to_array"
 }
 
 fn undefined(name: &str, types: &[SqlType]) -> Error {
@@ -163,6 +186,36 @@ fn decimal(d: &Datum) -> Result<Decimal> {
         }),
         _ => Err(Error::mismatch("a number is needed")),
     }
+}
+
+/// `string_to_array(s, delimiter [, null_string])`: NULL for a NULL `s`; a NULL
+/// delimiter splits into characters, an empty one keeps `s` whole; elements equal to
+/// `null_string` are NULL.
+fn string_to_array(vals: &[Datum]) -> Datum {
+    let Some(Datum::Text(s)) = vals.first() else {
+        return Datum::Null;
+    };
+    let null_str = match vals.get(2) {
+        Some(Datum::Text(n)) => Some(n.as_str()),
+        _ => None,
+    };
+    let parts: Vec<&str> = if s.is_empty() {
+        Vec::new()
+    } else {
+        match vals.get(1) {
+            Some(Datum::Text(d)) if d.is_empty() => vec![s.as_str()],
+            Some(Datum::Text(d)) => s.split(d.as_str()).collect(),
+            _ => s
+                .char_indices()
+                .map(|(i, c)| &s[i..i + c.len_utf8()])
+                .collect(),
+        }
+    };
+    let elems: Vec<Option<String>> = parts
+        .into_iter()
+        .map(|p| (Some(p) != null_str).then(|| p.to_string()))
+        .collect();
+    Datum::Text(crate::sql::types::format_array(&elems))
 }
 
 /// PostgreSQL's `like_escape(pattern, escape)`: the pattern rewritten so that a
@@ -222,6 +275,15 @@ pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
             Datum::Float(if name == "asin" { v.asin() } else { v.acos() })
         }
         "atan" => Datum::Float(x().atan()),
+        "sinh" => Datum::Float(x().sinh()),
+        "cosh" => Datum::Float(x().cosh()),
+        "tanh" => Datum::Float(x().tanh()),
+        "asinh" => Datum::Float(x().asinh()),
+        "acosh" if x() < 1.0 => return Err(out_of_range_input()),
+        "acosh" => Datum::Float(x().acosh()),
+        "atanh" if x().abs() > 1.0 => return Err(out_of_range_input()),
+        "atanh" => Datum::Float(x().atanh()),
+        "string_to_array" => string_to_array(vals),
         "atan2" => Datum::Float(x().atan2(float(&vals[1]))),
         "degrees" => Datum::Float(x() / RADIANS_PER_DEGREE),
         "radians" => Datum::Float(x() * RADIANS_PER_DEGREE),

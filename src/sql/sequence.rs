@@ -308,6 +308,8 @@ pub fn relation(id: u32, db_id: u32, name: &str, seq: SequenceDesc) -> TableDesc
         primary_index: 1,
         sequence: Some(seq),
         foreign_keys: Vec::new(),
+        schema_id: crate::sql::catalog::PUBLIC_SCHEMA,
+        schema: "public".into(),
     }
 }
 

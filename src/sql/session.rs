@@ -1460,7 +1460,20 @@ impl Session {
                 let Some(s) = &stmt.stmt else {
                     return Ok((Outcome::Empty, None, formats));
                 };
-                let (outcome, _) = self.run(s, params, Some(&stmt.plan)).await?;
+                // Parameters are typed by their values when the statement runs; a NULL has
+                // no type of its own, so it takes the one Parse declared (or inferred)
+                // through a cast in the statement text, which then runs unplanned.
+                let null_types: Vec<SqlType> = params
+                    .iter()
+                    .zip(&stmt.param_types)
+                    .map(|(d, &t)| if d.is_null() { t } else { SqlType::Unknown })
+                    .collect();
+                let (outcome, _) = if null_types.iter().any(|&t| t != SqlType::Unknown) {
+                    let typed = typed_placeholders(s, &null_types);
+                    self.run(&typed, params, None).await?
+                } else {
+                    self.run(s, params, Some(&stmt.plan)).await?
+                };
                 match outcome {
                     Outcome::Rows { rows, tag, .. } => (VecDeque::from(rows), tag),
                     other => return Ok((other, cols, formats)),
@@ -1514,7 +1527,7 @@ impl Session {
 }
 
 /// Decodes Bind parameters into `values` (their previous contents reused where possible).
-/// `stmt` with each `$n` cast to `types[n - 1]`.
+/// `stmt` with each `$n` cast to `types[n - 1]` (left alone where that is unknown).
 fn typed_placeholders(stmt: &Statement, types: &[SqlType]) -> Statement {
     use sqlparser::ast::{CastKind, DataType, Expr, Ident, ObjectName, Value};
     let mut typed = stmt.clone();
@@ -1524,7 +1537,8 @@ fn typed_placeholders(stmt: &Statement, types: &[SqlType]) -> Statement {
                 Value::Placeholder(p) => p
                     .strip_prefix('$')
                     .and_then(|n| n.parse::<usize>().ok())
-                    .and_then(|n| types.get(n.wrapping_sub(1))),
+                    .and_then(|n| types.get(n.wrapping_sub(1)))
+                    .filter(|t| **t != SqlType::Unknown),
                 _ => None,
             },
             _ => None,

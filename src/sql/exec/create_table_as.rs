@@ -26,8 +26,8 @@ impl Exec<'_> {
         let Some(query) = &ct.query else {
             return Err(Error::internal("create_table_as without a query"));
         };
-        let name = object_name(&ct.name);
-        if self.cat.table(self.db_id, &name).is_some() {
+        let (schema_id, name) = self.cat.qualified_name(self.db_id, &ct.name)?;
+        if self.cat.table_in(self.db_id, schema_id, &name).is_some() {
             if ct.if_not_exists {
                 return Ok((Outcome::Command("CREATE TABLE AS".into()), None));
             }
@@ -104,6 +104,8 @@ impl Exec<'_> {
             primary_index: 1,
             sequence: None,
             foreign_keys: Vec::new(),
+            schema_id,
+            schema: "public".into(),
         };
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),

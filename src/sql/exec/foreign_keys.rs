@@ -133,10 +133,11 @@ impl<'a> Exec<'a> {
             ));
         }
         let pname = object_name(&fk.foreign_table);
-        let parent: Rc<TableDesc> = if pname == child.name {
+        let (pschema, _) = self.cat.qualified_name(self.db_id, &fk.foreign_table)?;
+        let parent: Rc<TableDesc> = if pname == child.name && pschema == child.schema_id {
             Rc::new(child.clone())
         } else {
-            match self.cat.table(self.db_id, &pname) {
+            match self.cat.table_in(self.db_id, pschema, &pname) {
                 Some(p) if p.view.is_none() && p.sequence.is_none() => p,
                 Some(p) => {
                     return Err(Error::new(
@@ -578,6 +579,8 @@ impl<'a> Exec<'a> {
     ) -> Result<()> {
         let probe = TableDesc {
             foreign_keys: vec![fk.clone()],
+            schema_id: catalog::PUBLIC_SCHEMA,
+            schema: "public".into(),
             ..t.clone()
         };
         for (n, row) in self

@@ -1,0 +1,116 @@
+//! `CREATE SCHEMA [IF NOT EXISTS] s` and `DROP SCHEMA [IF EXISTS] s [CASCADE | RESTRICT]`.
+//!
+//! A schema is a descriptor of its own ([`catalog::SchemaDesc`], under
+//! [`keys::schema_key`]); a relation names its schema by id
+//! ([`TableDesc::schema_id`]). `public` is implicit (id [`catalog::PUBLIC_SCHEMA`]) and
+//! is the whole search path: unqualified names mean `public`, as with PostgreSQL's default
+//! `search_path` when no schema is named after the user.
+//!
+//! # Implementation caveats
+//!
+//! - No `search_path`: a relation outside `public` must be named with its schema.
+//! - Sequences live in `public` only (`CREATE SEQUENCE s.q` creates `public.q`), and
+//!   index names are unique per database, not per schema.
+//! - `AUTHORIZATION` is accepted and ignored; the schema's owner is the superuser.
+//! - `public` cannot be dropped (PostgreSQL lets an owner drop it).
+
+use super::*;
+
+impl Exec<'_> {
+    pub(super) async fn create_schema(
+        &mut self,
+        name: &ast::SchemaName,
+        if_not_exists: bool,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        const TAG: &str = "CREATE SCHEMA";
+        let n = match name {
+            ast::SchemaName::Simple(n) | ast::SchemaName::NamedAuthorization(n, _) => {
+                object_name(n)
+            }
+            ast::SchemaName::UnnamedAuthorization(user) => ident_name(user),
+        };
+        let builtin = ["pg_catalog", "information_schema", "pg_toast"].contains(&n.as_str());
+        if builtin || self.cat.schema_id(self.db_id, &n).is_some() {
+            if if_not_exists {
+                return Ok((Outcome::Command(TAG.into()), None));
+            }
+            return Err(Error::new(
+                ErrorKind::DuplicateSchema,
+                format!("schema \"{n}\" already exists"),
+            ));
+        }
+        let ts = self.ctx.shared.hlc.now();
+        let mut writes = Vec::new();
+        let id = catalog::next_id(self.ctx, ts, &mut writes).await?;
+        writes.push(KvWrite::Insert {
+            key: keys::schema_key(id),
+            value: catalog::encode_schema(&catalog::SchemaDesc {
+                id,
+                db_id: self.db_id,
+                name: n,
+            }),
+        });
+        catalog::commit_schema(self.ctx, ts, writes).await?;
+        Ok((Outcome::Command(TAG.into()), None))
+    }
+
+    /// DROP SCHEMA: a schema holding relations is refused (2BP01) unless CASCADE, which
+    /// drops them too (and foreign keys of other schemas' tables that reference them).
+    pub(super) fn drop_schemas(
+        &self,
+        if_exists: bool,
+        names: &[ast::ObjectName],
+        cascade: bool,
+        writes: &mut Vec<KvWrite>,
+    ) -> Result<()> {
+        let mut dropped: Vec<u32> = Vec::new();
+        for n in names {
+            let sname = object_name(n);
+            let id = match self.cat.schema_id(self.db_id, &sname) {
+                Some(catalog::PUBLIC_SCHEMA) => {
+                    return Err(Error::unsupported("cannot drop schema public"))
+                }
+                Some(id) => id,
+                None if if_exists => continue,
+                None => return Err(catalog::undefined_schema(&sname)),
+            };
+            let members: Vec<&Rc<TableDesc>> = self
+                .cat
+                .tables_in(self.db_id)
+                .filter(|t| t.schema_id == id)
+                .collect();
+            if let Some(first) = members.first() {
+                if !cascade {
+                    let kind = if first.view.is_some() {
+                        "view"
+                    } else if first.sequence.is_some() {
+                        "sequence"
+                    } else {
+                        "table"
+                    };
+                    return Err(Error::new(
+                        ErrorKind::DependentObjects,
+                        format!("cannot drop schema {sname} because other objects depend on it"),
+                    )
+                    .with_detail(format!(
+                        "{kind} {sname}.{} depends on schema {sname}",
+                        first.name
+                    ))
+                    .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+                }
+            }
+            for t in members {
+                writes.push(KvWrite::Delete {
+                    key: keys::table_desc_key(t.id),
+                });
+                dropped.push(t.id);
+            }
+            writes.push(KvWrite::Delete {
+                key: keys::schema_key(id),
+            });
+        }
+        self.drop_dependent_views(&mut dropped, true, writes)?;
+        self.drop_foreign_keys_to(&dropped, true, writes)?;
+        Ok(())
+    }
+}
