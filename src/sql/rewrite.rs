@@ -110,12 +110,18 @@ fn inline_ctes_mode<T: VisitMut>(node: &mut T, describe: bool) -> Result<()> {
                         body.body = left;
                     }
                 }
-                let mut s = Substitute { ctes: &defined };
+                let mut s = Substitute {
+                    ctes: &defined,
+                    describe: self.describe,
+                };
                 let _ = VisitMut::visit(&mut body, &mut s);
                 let name = cte.alias.name.value.to_lowercase();
                 defined.push((name, cte.alias, body));
             }
-            let mut s = Substitute { ctes: &defined };
+            let mut s = Substitute {
+                ctes: &defined,
+                describe: self.describe,
+            };
             let _ = VisitMut::visit(&mut q.body, &mut s);
             if let Some(ob) = &mut q.order_by {
                 let _ = VisitMut::visit(ob, &mut s);
@@ -125,9 +131,21 @@ fn inline_ctes_mode<T: VisitMut>(node: &mut T, describe: bool) -> Result<()> {
     }
     struct Substitute<'a> {
         ctes: &'a [(String, TableAlias, Box<Query>)],
+        describe: bool,
     }
     impl VisitorMut for Substitute<'_> {
         type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            // A nested WITH shadows the outer names it redefines: inline it first, so the
+            // references it owns are gone before the outer CTEs are substituted.
+            if q.with
+                .as_ref()
+                .is_some_and(|w| !w.recursive || self.describe)
+            {
+                let _ = inline_ctes_mode(q, self.describe);
+            }
+            ControlFlow::Continue(())
+        }
         fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
             if let TableFactor::Table {
                 name, alias, args, ..
