@@ -21,6 +21,13 @@
 //! requests/s, point reads hammering a small table split it; with the limit back at its
 //! default, the small, cold ranges merge again and lose nothing, while a boundary made by
 //! `SPLIT AT` stays.
+//!
+//! `thousands_of_hand_splits_stay_fast_and_cost_nothing_when_idle`: splitting a table by
+//! hand into 3 000 ranges takes about the same time per split at the end as at the start
+//! (each split installs its two descriptors; it used to reload every descriptor on every
+//! core, and the merge queue compared every range with every other each second, so splits
+//! slowed to seconds each past 2 000 ranges and the idle node burned both cores); every
+//! range serves its rows; the idle node uses little CPU.
 
 mod common;
 
@@ -561,5 +568,78 @@ fn ranges_split_by_themselves_by_size_and_by_load() {
             .unwrap();
         let hot = ranges_of(&admin, "hot").await;
         assert!(hot.len() >= 2, "the manual split of hot stays: {hot:?}");
+    });
+}
+
+#[test]
+fn thousands_of_hand_splits_stay_fast_and_cost_nothing_when_idle() {
+    const RANGES: i64 = 3000;
+    const BATCH: i64 = 500;
+    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = server.config(common::DEFAULT_DATABASE);
+    runtime.block_on(async {
+        let admin = common::connect(&config).await.expect("connect");
+        admin
+            .batch_execute("CREATE TABLE t (k INT8 PRIMARY KEY, v INT8)")
+            .await
+            .unwrap();
+        let mut per_batch = Vec::new();
+        for b in 0..RANGES / BATCH {
+            let values: Vec<String> = (b * BATCH + 1..=(b + 1) * BATCH)
+                .map(|k| format!("({k})"))
+                .collect();
+            let started = Instant::now();
+            let split = format!("ALTER TABLE t SPLIT AT VALUES {}", values.join(","));
+            tokio::time::timeout(Duration::from_secs(120), admin.simple_query(&split))
+                .await
+                .unwrap_or_else(|_| panic!("{BATCH} splits took over 2 minutes"))
+                .unwrap_or_else(|e| panic!("split batch {b}: {e:?}"));
+            per_batch.push(started.elapsed());
+        }
+        println!("{BATCH} splits per batch took {per_batch:?}");
+        // The last batch (2 500 → 3 000 ranges) is not much slower than the first: it
+        // used to be ~100 times slower.
+        let (first, last) = (per_batch[0], *per_batch.last().unwrap());
+        assert!(
+            last < first * 4 + Duration::from_secs(2),
+            "splits slow down as ranges grow: {per_batch:?}"
+        );
+        assert_eq!(ranges_of(&admin, "t").await.len() as i64, RANGES + 1);
+        admin
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT g, g * 2 FROM generate_series(0, {RANGES}) AS g"
+            ))
+            .await
+            .unwrap();
+        let row = admin
+            .query_one("SELECT count(*), sum(v)::INT8 FROM t", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), RANGES + 1);
+        assert_eq!(row.get::<_, i64>(1), RANGES * (RANGES + 1));
+        for k in [0, 1, RANGES / 2, RANGES] {
+            let v: i64 = admin
+                .query_one("SELECT v FROM t WHERE k = $1", &[&k])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(v, 2 * k);
+        }
+        // Idle: let the ranges quiesce, then measure.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = server.cpu_time().unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let used = server.cpu_time().unwrap() - before;
+        println!("idle with {} ranges: {used:?} of CPU in 5 s", RANGES + 1);
+        assert!(
+            used < Duration::from_millis(2500),
+            "an idle node with {} ranges used {used:?} of CPU in 5 s",
+            RANGES + 1
+        );
     });
 }

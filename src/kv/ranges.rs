@@ -8,12 +8,16 @@
 //! its replicas' spans from them.
 //!
 //! Each core keeps a [`RangeCache`]: the explicit descriptors, tagged with the node-wide
-//! range generation it reflects. A split bumps the generation after publishing its
-//! descriptors, so a gateway reloads before its next lookup; a request that still reaches
-//! the old range (a race with the split) gets `RangeKeyMismatch` and is resent after a
-//! reload.
+//! range generation it reflects. A split or merge publishes its descriptors, then records
+//! the change in the node's [`RangeChangeLog`] under the next generation, so every core
+//! brings its cache up to date before its next lookup by applying the few changes it
+//! missed — O(changed descriptors), not O(ranges) (a table split by hand into thousands of
+//! ranges would otherwise reload every descriptor on every core after every split). A core
+//! that fell further behind than the log reaches reloads everything. A request that still
+//! reaches the old range (a race with the split, or a split on another node) gets
+//! `RangeKeyMismatch` and is resent after a reload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
 use chitin_storage::RangeId;
@@ -78,6 +82,56 @@ impl RangeDesc {
     }
 }
 
+/// One published change of the descriptors: the descriptors written (keyed by their start)
+/// and the start keys of those deleted.
+#[derive(Clone, Debug, Default)]
+pub struct RangeChange {
+    pub puts: Vec<RangeDesc>,
+    pub deletes: Vec<Vec<u8>>,
+}
+
+/// The node's recent descriptor changes, by generation (shared by the cores behind a
+/// mutex: touched once per split or merge, and by a core only when its cache is behind).
+#[derive(Default)]
+pub struct RangeChangeLog {
+    /// `(generation, change)`, oldest first, generations consecutive.
+    entries: VecDeque<(u64, RangeChange)>,
+}
+
+impl RangeChangeLog {
+    /// How many changes the log keeps; a core further behind reloads everything.
+    pub const CAPACITY: usize = 4096;
+
+    /// Records `change` as generation `generation` (the next after the last recorded).
+    pub fn push(&mut self, generation: u64, change: RangeChange) {
+        if self.entries.len() == Self::CAPACITY {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((generation, change));
+    }
+
+    /// Applies to `cache` every change after its generation, in order. False when the log
+    /// no longer reaches back to the cache's generation (or the cache was never loaded):
+    /// the caller reloads every descriptor.
+    pub fn catch_up(&self, cache: &mut RangeCache) -> bool {
+        let Some(have) = cache.generation else {
+            return false;
+        };
+        let Some(&(first, _)) = self.entries.front() else {
+            return false;
+        };
+        if have + 1 < first {
+            return false;
+        }
+        let skip = (have + 1 - first) as usize;
+        for (generation, change) in self.entries.iter().skip(skip) {
+            cache.apply(change);
+            cache.generation = Some(*generation);
+        }
+        true
+    }
+}
+
 /// The explicit range descriptors as one core last read them.
 #[derive(Default)]
 pub struct RangeCache {
@@ -91,6 +145,63 @@ impl RangeCache {
     pub fn install(&mut self, descs: Vec<RangeDesc>, generation: u64) {
         self.by_start = descs.into_iter().map(|d| (d.start.clone(), d)).collect();
         self.generation = Some(generation);
+    }
+
+    /// Applies one published change (descriptors keep their generation tag).
+    pub fn apply(&mut self, change: &RangeChange) {
+        for start in &change.deletes {
+            self.by_start.remove(start);
+        }
+        for d in &change.puts {
+            self.by_start.insert(d.start.clone(), d.clone());
+        }
+    }
+
+    /// The explicit descriptor whose span starts at `start` (at a table's end: the next
+    /// table's first range, once that table was split).
+    pub fn starting_at(&self, start: &[u8]) -> Option<&RangeDesc> {
+        self.by_start.get(start)
+    }
+
+    /// The range holding `key` with its whole descriptor (implied for a table never split).
+    pub fn desc_of(&self, key: &[u8]) -> RangeDesc {
+        if let Some(d) = self.explicit(key) {
+            return d.clone();
+        }
+        let id = keys::range_for_key(key);
+        let (start, end) = keys::initial_span(id).unwrap_or_default();
+        RangeDesc {
+            id,
+            start,
+            end,
+            sticky: false,
+        }
+    }
+
+    /// The explicit descriptor of `table`'s range `id`.
+    pub fn table_range(&self, table: u32, id: RangeId) -> Option<RangeDesc> {
+        let (start, end) = keys::table_span(table);
+        self.by_start
+            .range(start..end)
+            .find(|(_, d)| d.id == id)
+            .map(|(_, d)| d.clone())
+    }
+
+    /// How many ranges `table` has.
+    pub fn table_range_count(&self, table: u32) -> usize {
+        let (start, end) = keys::table_span(table);
+        self.by_start.range(start..end).count().max(1)
+    }
+
+    /// The highest split sequence number among `table`'s ranges (0 for a table whose only
+    /// ranges are its first).
+    pub fn max_split_seq(&self, table: u32) -> u64 {
+        let (start, end) = keys::table_span(table);
+        self.by_start
+            .range(start..end)
+            .map(|(_, d)| d.id.0 & 0xffff)
+            .max()
+            .unwrap_or(0)
     }
 
     fn explicit(&self, key: &[u8]) -> Option<&RangeDesc> {
@@ -199,5 +310,104 @@ mod tests {
         assert_eq!(c.table_ranges(6).len(), 1);
         assert_eq!(keys::core_for_range(keys::split_range_id(5, 1), 2), 0);
         assert_eq!(keys::core_for_range(keys::table_range_id(5), 2), 1);
+    }
+
+    fn desc(table: u32, n: u16, start: &[u8], end: &[u8]) -> RangeDesc {
+        let (ts, _) = keys::table_span(table);
+        let key = |k: &[u8]| {
+            let mut v = ts.clone();
+            v.extend_from_slice(k);
+            v
+        };
+        RangeDesc {
+            id: if n == 0 {
+                keys::table_range_id(table)
+            } else {
+                keys::split_range_id(table, n)
+            },
+            start: if start.is_empty() {
+                ts.clone()
+            } else {
+                key(start)
+            },
+            end: if end.is_empty() {
+                keys::table_span(table).1
+            } else {
+                key(end)
+            },
+            sticky: true,
+        }
+    }
+
+    #[test]
+    fn the_change_log_brings_a_cache_up_to_date_or_asks_for_a_reload() {
+        let mut log = RangeChangeLog::default();
+        let mut behind = RangeCache::default();
+        // Never loaded: reload.
+        assert!(!log.catch_up(&mut behind));
+        behind.install(vec![], 0);
+        // 1: split at m; 2: split at t; 3: merge [m,t) and [t,end) back.
+        log.push(
+            1,
+            RangeChange {
+                puts: vec![desc(5, 0, b"", b"m"), desc(5, 1, b"m", b"")],
+                deletes: vec![],
+            },
+        );
+        log.push(
+            2,
+            RangeChange {
+                puts: vec![desc(5, 1, b"m", b"t"), desc(5, 2, b"t", b"")],
+                deletes: vec![],
+            },
+        );
+        let mut mid = RangeCache::default();
+        mid.install(vec![], 0);
+        assert!(log.catch_up(&mut mid));
+        assert_eq!(mid.generation, Some(2));
+        assert_eq!(mid.table_range_count(5), 3);
+        assert_eq!(mid.max_split_seq(5), 2);
+        log.push(
+            3,
+            RangeChange {
+                puts: vec![desc(5, 1, b"m", b"")],
+                deletes: vec![desc(5, 2, b"t", b"").start],
+            },
+        );
+        // From 0 and from 2 alike: the same descriptors as a fresh load.
+        for c in [&mut behind, &mut mid] {
+            assert!(log.catch_up(c));
+            assert_eq!(c.generation, Some(3));
+            assert_eq!(
+                c.table_ranges(5),
+                vec![desc(5, 0, b"", b"m"), desc(5, 1, b"m", b"")]
+            );
+            let (ts, _) = keys::table_span(5);
+            let mut z = ts.clone();
+            z.push(b'z');
+            assert_eq!(c.range_id(&z), keys::split_range_id(5, 1));
+            assert_eq!(c.desc_of(&z), desc(5, 1, b"m", b""));
+            assert_eq!(
+                c.starting_at(&desc(5, 1, b"m", b"").start).map(|d| d.id),
+                Some(keys::split_range_id(5, 1))
+            );
+            // Already current: nothing to do.
+            assert!(log.catch_up(c));
+        }
+        // A table never split: its implied range.
+        let mut implied = desc(6, 0, b"", b"");
+        implied.sticky = false;
+        assert_eq!(mid.desc_of(&keys::table_span(6).0), implied);
+        // Fallen behind what the log keeps: reload.
+        let mut log = RangeChangeLog::default();
+        for g in 1..=RangeChangeLog::CAPACITY as u64 + 1 {
+            log.push(g, RangeChange::default());
+        }
+        let mut old = RangeCache::default();
+        old.install(vec![], 0);
+        assert!(!log.catch_up(&mut old));
+        old.install(vec![], 1);
+        assert!(log.catch_up(&mut old));
+        assert_eq!(old.generation, Some(RangeChangeLog::CAPACITY as u64 + 1));
     }
 }

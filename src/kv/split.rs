@@ -27,7 +27,7 @@ use chitin_storage::RangeId;
 
 use super::keys::{self, SYSTEM_RANGE};
 use super::range_stats::SplitReason;
-use super::ranges::RangeDesc;
+use super::ranges::{RangeChange, RangeDesc};
 use super::{KvRequest, KvResponse, KvWrite};
 use crate::error::{Error, ErrorKind, Result};
 use crate::node::CoreCtx;
@@ -64,8 +64,8 @@ async fn acquire(ctx: &CoreCtx) -> Result<SplitGuard<'_>> {
 /// another node's split took it first. The claim is an insert of `meta rangeid/<id>` in
 /// the system range (a compare-and-set): two gateways splitting ranges of one table at
 /// once never both fill the same new range.
-async fn claim_range_id(ctx: &CoreCtx, table: u32, ranges: &[RangeDesc]) -> Result<RangeId> {
-    let mut n = ranges.iter().map(|d| d.id.0 & 0xffff).max().unwrap_or(0) + 1;
+async fn claim_range_id(ctx: &CoreCtx, table: u32) -> Result<RangeId> {
+    let mut n = ctx.ranges.borrow().max_split_seq(table) + 1;
     loop {
         if n > 0xffff {
             return Err(Error::new(
@@ -97,17 +97,45 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8], sticky: bool) -> Result<Option<
         None => return Err(Error::internal("split key outside table data")),
     };
     let _guard = acquire(ctx).await?;
-    ctx.refresh_ranges().await?;
-    let ranges = ctx.ranges.borrow().table_ranges(table);
-    let old = ranges
-        .iter()
-        .find(|d| d.contains(key))
-        .cloned()
-        .ok_or_else(|| Error::internal("no range holds the split key"))?;
+    // The cache knows every split and merge of this node; one by another node shows as a
+    // changed span at the fence: reload everything then, and try again.
+    ctx.fresh_ranges().await?;
+    let mut attempts = 0;
+    loop {
+        match split_once(ctx, table, key, sticky).await {
+            Err(e) if is_stale(&e) && attempts < 2 => {
+                attempts += 1;
+                ctx.refresh_ranges().await?;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The cached descriptor a split or merge started from was out of date.
+fn is_stale(e: &Error) -> bool {
+    e.kind == ErrorKind::RangeKeyMismatch || e.message.contains(DESC_CHANGED)
+}
+
+const DESC_CHANGED: &str = "range descriptor changed";
+
+async fn split_once(
+    ctx: &CoreCtx,
+    table: u32,
+    key: &[u8],
+    sticky: bool,
+) -> Result<Option<RangeId>> {
+    let old = ctx.ranges.borrow().desc_of(key);
     if old.start == key {
+        if sticky && !old.sticky && ctx.ranges.borrow().starting_at(key).is_some() {
+            // A boundary the split queue made becomes one made by hand: the merge queue
+            // must leave it alone from now on.
+            let desc = RangeDesc { sticky, ..old };
+            publish(ctx, vec![desc], Vec::new()).await?;
+        }
         return Ok(None);
     }
-    let new_id = claim_range_id(ctx, table, &ranges).await?;
+    let new_id = claim_range_id(ctx, table).await?;
 
     // 1. Fence.
     let (versions, max_read_ts, last_writes, end) = match ctx
@@ -127,7 +155,7 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8], sticky: bool) -> Result<Option<
     };
     if end != old.end {
         let _ = ctx.send(KvRequest::SplitAbort { range: old.id }).await;
-        return Err(Error::retry("split: range descriptor changed; retry"));
+        return Err(Error::retry(format!("split: {DESC_CHANGED}; retry")));
     }
     // 2. Ingest.
     let ingested = ctx
@@ -157,32 +185,41 @@ pub async fn split_at(ctx: &CoreCtx, key: &[u8], sticky: bool) -> Result<Option<
         end: old.end.clone(),
         sticky,
     };
-    ctx.send(KvRequest::OnePhase {
-        range: SYSTEM_RANGE,
-        txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
-        read_ts: ctx.shared.hlc.now(),
-        writes: vec![
-            KvWrite::Put {
-                key: keys::range_desc_key(&left.start),
-                value: left.encode(),
-            },
-            KvWrite::Put {
-                key: keys::range_desc_key(&right.start),
-                value: right.encode(),
-            },
-        ],
-        reads: Default::default(),
-    })
-    .await?;
-    ctx.shared.range_gen.fetch_add(1, Ordering::SeqCst);
+    publish(ctx, vec![left, right], Vec::new()).await?;
     // 4. Finish.
     ctx.send(KvRequest::SplitFinish {
         range: old.id,
         key: key.to_vec(),
     })
     .await?;
-    ctx.refresh_ranges().await?;
+    ctx.fresh_ranges().await?;
     Ok(Some(new_id))
+}
+
+/// Writes `puts` and deletes the descriptors starting at `deletes` in the system range, in
+/// one raft entry, then tells the node's cores.
+async fn publish(ctx: &CoreCtx, puts: Vec<RangeDesc>, deletes: Vec<Vec<u8>>) -> Result<()> {
+    let mut writes: Vec<KvWrite> = puts
+        .iter()
+        .map(|d| KvWrite::Put {
+            key: keys::range_desc_key(&d.start),
+            value: d.encode(),
+        })
+        .collect();
+    writes.extend(deletes.iter().map(|start| KvWrite::Delete {
+        key: keys::range_desc_key(start),
+    }));
+    ctx.send(KvRequest::OnePhase {
+        range: SYSTEM_RANGE,
+        txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
+        read_ts: ctx.shared.hlc.now(),
+        writes,
+        reads: Default::default(),
+    })
+    .await?;
+    ctx.shared
+        .publish_range_change(RangeChange { puts, deletes });
+    Ok(())
 }
 
 /// Merges the range `left` with its right-hand neighbour (both of one table): `left`
@@ -208,13 +245,21 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
     let table =
         keys::range_table(left).ok_or_else(|| Error::internal("merge of a system range"))?;
     let _guard = acquire(ctx).await?;
-    ctx.refresh_ranges().await?;
-    let ranges = ctx.ranges.borrow().table_ranges(table);
-    let Some(l) = ranges.iter().find(|d| d.id == left).cloned() else {
-        return Ok(None);
-    };
-    let Some(r) = ranges.iter().find(|d| d.start == l.end).cloned() else {
-        return Ok(None);
+    ctx.fresh_ranges().await?;
+    let (l, r) = {
+        let cache = ctx.ranges.borrow();
+        let Some(l) = cache.table_range(table, left) else {
+            return Ok(None);
+        };
+        // The next table's first range starts where this table's last one ends.
+        let Some(r) = cache
+            .starting_at(&l.end)
+            .filter(|d| keys::range_table(d.id) == Some(table))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        (l, r)
     };
     if r.sticky {
         return Ok(None);
@@ -241,7 +286,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
     };
     if l_end != l.end {
         abort_left().await;
-        return Err(Error::retry("merge: range descriptor changed; retry"));
+        return Err(Error::retry(format!("merge: {DESC_CHANGED}; retry")));
     }
     // 2. Fence the right-hand range.
     let right = match ctx
@@ -265,7 +310,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
     };
     if r_end != r.end {
         abort_both().await;
-        return Err(Error::retry("merge: range descriptor changed; retry"));
+        return Err(Error::retry(format!("merge: {DESC_CHANGED}; retry")));
     }
     // 3. Ingest into the left-hand range.
     let ingested = ctx
@@ -300,23 +345,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
         end: r.end.clone(),
         sticky: l.sticky,
     };
-    ctx.send(KvRequest::OnePhase {
-        range: SYSTEM_RANGE,
-        txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
-        read_ts: ctx.shared.hlc.now(),
-        writes: vec![
-            KvWrite::Put {
-                key: keys::range_desc_key(&merged.start),
-                value: merged.encode(),
-            },
-            KvWrite::Delete {
-                key: keys::range_desc_key(&r.start),
-            },
-        ],
-        reads: Default::default(),
-    })
-    .await?;
-    ctx.shared.range_gen.fetch_add(1, Ordering::SeqCst);
+    publish(ctx, vec![merged], vec![r.start.clone()]).await?;
     // 5. Finish: the right-hand range serves nothing from here; the left one everything.
     ctx.send(KvRequest::SplitFinish {
         range: r.id,
@@ -324,7 +353,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
     })
     .await?;
     ctx.send(KvRequest::SplitAbort { range: l.id }).await?;
-    ctx.refresh_ranges().await?;
+    ctx.fresh_ranges().await?;
     Ok(Some(r.id))
 }
 
@@ -424,7 +453,7 @@ pub const MERGE_MIN_AGE: Duration = Duration::from_secs(5);
 /// Both must have kept their spans for [`MERGE_MIN_AGE`], so a split is not undone before
 /// its halves showed their size and load.
 async fn merge_queue(ctx: &CoreCtx, policy: &super::range_stats::SplitPolicy) {
-    if ctx.refresh_ranges().await.is_err() {
+    if ctx.fresh_ranges().await.is_err() {
         return;
     }
     for l in ctx.store.split_candidates() {
@@ -444,8 +473,13 @@ async fn merge_queue(ctx: &CoreCtx, policy: &super::range_stats::SplitPolicy) {
         let Some(table) = keys::range_table(l.id) else {
             continue;
         };
-        let ranges = ctx.ranges.borrow().table_ranges(table);
-        let Some(r) = ranges.iter().find(|d| d.start == end && !d.sticky).cloned() else {
+        let Some(r) = ctx
+            .ranges
+            .borrow()
+            .starting_at(&end)
+            .filter(|d| !d.sticky && keys::range_table(d.id) == Some(table))
+            .cloned()
+        else {
             continue;
         };
         let Ok(info) = ctx.replicas_of(r.id).await else {
@@ -470,7 +504,13 @@ async fn merge_queue(ctx: &CoreCtx, policy: &super::range_stats::SplitPolicy) {
                 );
             }
             Ok(None) => {}
-            Err(e) => eprintln!("core {}: merge of {} failed: {}", ctx.core, l.id, e.message),
+            Err(e) => {
+                eprintln!("core {}: merge of {} failed: {}", ctx.core, l.id, e.message);
+                if is_stale(&e) {
+                    // Another node split or merged here: take its descriptors.
+                    let _ = ctx.refresh_ranges().await;
+                }
+            }
         }
         return;
     }

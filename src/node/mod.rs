@@ -33,7 +33,7 @@ use chitin_storage::{RangeId, Timestamp};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::core_for_range;
-use crate::kv::ranges::{RangeCache, RangeDesc};
+use crate::kv::ranges::{RangeCache, RangeChange, RangeChangeLog, RangeDesc};
 use crate::kv::store::Store;
 use crate::kv::{KvRequest, KvResponse, ReadResult};
 use crate::metrics::CoreMetrics;
@@ -105,9 +105,11 @@ pub struct NodeShared {
     /// (backend pid, secret) → the cancel flag of that session. Cold path (CancelRequest).
     pub cancels: Mutex<HashMap<(i32, i32), Arc<AtomicBool>>>,
     pub listen_addr: SocketAddr,
-    /// Bumped after every split publishes its descriptors: cores reload their range cache
-    /// when it moves.
+    /// Bumped after every split or merge publishes its descriptors: cores bring their range
+    /// cache up to date when it moves ([`NodeShared::publish_range_change`]).
     pub range_gen: AtomicU64,
+    /// The descriptor changes behind the recent generations. Cold path (splits, merges).
+    pub range_changes: Mutex<RangeChangeLog>,
     /// Held by the one split in progress on the node.
     pub splitting: AtomicBool,
     /// This node's id in its cluster (0 until it joins one).
@@ -152,6 +154,15 @@ pub struct NodeShared {
 }
 
 impl NodeShared {
+    /// Records a change of the range descriptors (already durable in the system range)
+    /// under the next range generation; every core applies it before its next lookup.
+    pub fn publish_range_change(&self, change: RangeChange) {
+        let mut log = self.range_changes.lock().unwrap();
+        let generation = self.range_gen.load(Ordering::SeqCst) + 1;
+        log.push(generation, change);
+        self.range_gen.store(generation, Ordering::SeqCst);
+    }
+
     /// The cluster state, if the node has joined a cluster.
     pub fn cluster(&self) -> Option<Arc<crate::cluster::ClusterState>> {
         self.cluster.lock().ok().and_then(|c| c.clone())
@@ -489,10 +500,31 @@ impl CoreCtx {
         Ok(())
     }
 
-    /// Reloads the range descriptors if a split published new ones since the last load.
-    async fn fresh_ranges(&self) -> Result<()> {
+    /// After `RangeKeyMismatch`: catches up with this node's splits when the cache is
+    /// behind them; when it is not, the range changed on another node, and every
+    /// descriptor is reloaded.
+    pub async fn reroute_ranges(&self) -> Result<()> {
         let generation = self.shared.range_gen.load(Ordering::SeqCst);
-        if self.ranges.borrow().generation != Some(generation) {
+        if self.ranges.borrow().generation == Some(generation) {
+            self.refresh_ranges().await
+        } else {
+            self.fresh_ranges().await
+        }
+    }
+
+    /// Brings the range cache up to date with the splits and merges this node published
+    /// since it was last loaded: from the node's change log, or by reloading everything
+    /// when the log no longer reaches back that far.
+    pub async fn fresh_ranges(&self) -> Result<()> {
+        let generation = self.shared.range_gen.load(Ordering::SeqCst);
+        if self.ranges.borrow().generation == Some(generation) {
+            return Ok(());
+        }
+        let caught_up = {
+            let log = self.shared.range_changes.lock().unwrap();
+            log.catch_up(&mut self.ranges.borrow_mut())
+        };
+        if !caught_up {
             self.refresh_ranges().await?;
         }
         Ok(())
@@ -530,7 +562,7 @@ impl CoreCtx {
                         if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES =>
                     {
                         attempts += 1;
-                        self.refresh_ranges().await?;
+                        self.reroute_ranges().await?;
                         continue;
                     }
                     r => return r,
@@ -548,7 +580,7 @@ impl CoreCtx {
                 Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
                 Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
                     attempts += 1;
-                    self.refresh_ranges().await?;
+                    self.reroute_ranges().await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -580,7 +612,7 @@ impl CoreCtx {
                 Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
                 Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
                     attempts += 1;
-                    self.refresh_ranges().await?;
+                    self.reroute_ranges().await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -655,7 +687,7 @@ impl CoreCtx {
                 Ok(other) => return Err(Error::internal(format!("unexpected response {other:?}"))),
                 Err(e) if e.kind == ErrorKind::RangeKeyMismatch && attempts < MISMATCH_RETRIES => {
                     attempts += 1;
-                    self.refresh_ranges().await?;
+                    self.reroute_ranges().await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -762,6 +794,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         cancels: Mutex::new(HashMap::new()),
         listen_addr: cfg.listen_addr,
         range_gen: AtomicU64::new(0),
+        range_changes: Mutex::new(RangeChangeLog::default()),
         splitting: AtomicBool::new(false),
         node_id: AtomicU64::new(0),
         cluster: Mutex::new(None),

@@ -5180,7 +5180,7 @@ impl<'a> Exec<'a> {
                 Access::Index(i, _) => format!("index {} lookup", i.name),
                 Access::Full => "full scan".to_string(),
             };
-            let ranges = self.ctx.ranges.borrow().table_ranges(t.id).len();
+            let ranges = self.ctx.ranges.borrow().table_range_count(t.id);
             out.push(format!(
                 "{pad}scan {}: {access} ({ranges} range{})",
                 t.name,

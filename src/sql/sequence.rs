@@ -477,7 +477,7 @@ pub async fn advance(ctx: &CoreCtx, t: &TableDesc, op: SeqOp) -> Result<i64> {
             Ok(_) => return Ok(result),
             Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
                 if e.kind == ErrorKind::RangeKeyMismatch {
-                    ctx.refresh_ranges().await?;
+                    ctx.reroute_ranges().await?;
                 }
                 attempt += 1;
                 backoff(attempt).await;

@@ -1925,7 +1925,7 @@ async fn commit_writes(ctx: &CoreCtx, txn: &Txn) -> Result<()> {
                     && attempts < crate::node::MISMATCH_RETRIES =>
             {
                 attempts += 1;
-                ctx.refresh_ranges().await?;
+                ctx.reroute_ranges().await?;
             }
             r => {
                 if r.is_ok() {

@@ -282,6 +282,27 @@ impl TestServer {
     pub fn log_tail(&self) -> String {
         log_tail(&self.log_path, 60)
     }
+
+    /// The CPU time (user + system) the running process has used so far.
+    #[allow(dead_code)]
+    pub fn cpu_time(&self) -> Result<Duration, String> {
+        let child = self.child.as_ref().ok_or("the server is not running")?;
+        let stat =
+            fs::read_to_string(format!("/proc/{}/stat", child.id())).map_err(|e| e.to_string())?;
+        // Fields after the command name (which may hold spaces): state is field 3, utime
+        // and stime fields 14 and 15, in clock ticks.
+        let rest = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<u64, String> {
+            fields
+                .get(i - 3)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| "bad /proc stat".to_string())
+        };
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 1000 / hz))
+    }
 }
 
 impl Drop for TestServer {
