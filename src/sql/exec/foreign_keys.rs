@@ -133,7 +133,9 @@ impl<'a> Exec<'a> {
             ));
         }
         let pname = object_name(&fk.foreign_table);
-        let (pschema, _) = self.cat.qualified_name(self.db_id, &fk.foreign_table)?;
+        let (pschema, _) = self
+            .cat
+            .creation_name(self.db_id, &self.path, &fk.foreign_table)?;
         let parent: Rc<TableDesc> = if pname == child.name && pschema == child.schema_id {
             Rc::new(child.clone())
         } else {
