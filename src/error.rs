@@ -143,6 +143,10 @@ pub enum ErrorKind {
     DuplicateSchema,
     /// 42P09: a table name two FROM items answer to (appended).
     AmbiguousAlias,
+    /// 42602: a name that does not parse, such as nextval('a b') (appended).
+    InvalidName,
+    /// 2201B: a regular expression that does not compile (appended).
+    InvalidRegularExpression,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -283,6 +287,8 @@ impl Error {
             InvalidSchemaName => "3F000",
             DuplicateSchema => "42P06",
             AmbiguousAlias => "42P09",
+            InvalidName => "42602",
+            InvalidRegularExpression => "2201B",
         }
     }
 }

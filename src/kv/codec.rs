@@ -209,6 +209,8 @@ kind_codes! {
     InvalidSchemaName = 64,
     DuplicateSchema = 65,
     AmbiguousAlias = 66,
+    InvalidName = 67,
+    InvalidRegularExpression = 68,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -32,6 +32,102 @@ pub struct SchemaDesc {
 /// The schema id of `public`, every database's default schema (no descriptor).
 pub const PUBLIC_SCHEMA: u32 = 0;
 
+/// The schemas an unqualified relation name is looked up in, in order: the session's
+/// `search_path` (PostgreSQL's default `"$user", public`) without the schemas that do not
+/// exist. The first one is where an unqualified CREATE puts its relation. `pg_catalog`
+/// is searched before it by the virtual tables (`pg_catalog::virtual_table`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchPath {
+    pub schemas: Vec<u32>,
+}
+
+impl Default for SearchPath {
+    /// `public` alone: the default path when no schema is named after the user.
+    fn default() -> SearchPath {
+        SearchPath {
+            schemas: vec![PUBLIC_SCHEMA],
+        }
+    }
+}
+
+impl SearchPath {
+    /// The path `setting` (the `search_path` variable's text) names in database `db_id`
+    /// for `user`: `$user` is the schema named after the user, if any.
+    pub fn resolve(cat: &Catalog, db_id: u32, setting: &str, user: &str) -> SearchPath {
+        let mut schemas = Vec::new();
+        for name in search_path_names(setting) {
+            let name = if name == "$user" { user } else { name.as_str() };
+            if let Some(id) = cat.schema_id(db_id, name) {
+                if !schemas.contains(&id) {
+                    schemas.push(id);
+                }
+            }
+        }
+        SearchPath { schemas }
+    }
+}
+
+/// The schema names of a `search_path` setting, as PostgreSQL's `SplitIdentifierString`
+/// reads them: comma-separated, an unquoted name folded to lower case, a double-quoted
+/// one kept as written (`""` is a quote).
+pub fn search_path_names(setting: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = setting.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut name = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        name.push('"');
+                    } else {
+                        break;
+                    }
+                } else {
+                    name.push(c);
+                }
+            }
+            while chars.peek().is_some_and(|&c| c != ',') {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                name.push(c);
+                chars.next();
+            }
+            name = name.trim().to_lowercase();
+        }
+        if !name.is_empty() {
+            names.push(name);
+        }
+        if chars.next().is_none() {
+            return names;
+        }
+    }
+}
+
+/// A relation name's schema (when qualified: `s.t`, `db.s.t`) and relation.
+fn split_name(name: &ObjectName) -> Result<(Option<String>, String)> {
+    let mut parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(crate::sql::expr::ident_name)
+        .collect();
+    let Some(rel) = parts.pop() else {
+        return Err(Error::syntax("empty relation name"));
+    };
+    Ok((parts.pop(), rel))
+}
+
 #[derive(Clone, Debug)]
 pub struct ColumnDesc {
     pub name: String,
@@ -227,9 +323,11 @@ impl Catalog {
     pub fn database(&self, name: &str) -> Option<&DatabaseDesc> {
         self.databases.iter().find(|d| d.name == name)
     }
-    /// A relation of schema `public` by name.
-    pub fn table(&self, db_id: u32, name: &str) -> Option<Rc<TableDesc>> {
-        self.table_in(db_id, PUBLIC_SCHEMA, name)
+    /// A relation by unqualified name: the first schema of `path` that holds one.
+    pub fn table(&self, db_id: u32, path: &SearchPath, name: &str) -> Option<Rc<TableDesc>> {
+        path.schemas
+            .iter()
+            .find_map(|&schema| self.table_in(db_id, schema, name))
     }
     /// A relation of schema `schema_id` by name.
     pub fn table_in(&self, db_id: u32, schema_id: u32, name: &str) -> Option<Rc<TableDesc>> {
@@ -260,32 +358,53 @@ impl Catalog {
     pub fn schemas_in(&self, db_id: u32) -> impl Iterator<Item = &SchemaDesc> {
         self.schemas.iter().filter(move |s| s.db_id == db_id)
     }
-    /// Splits a possibly qualified relation name (`t`, `s.t`, `db.s.t`) into its schema id
-    /// and relation name: 3F000 when the schema does not exist.
-    pub fn qualified_name(&self, db_id: u32, name: &ObjectName) -> Result<(u32, String)> {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident())
-            .map(crate::sql::expr::ident_name)
-            .collect();
-        let Some(rel) = parts.last() else {
-            return Err(Error::syntax("empty relation name"));
-        };
-        if parts.len() < 2 {
-            return Ok((PUBLIC_SCHEMA, rel.clone()));
-        }
-        let schema = &parts[parts.len() - 2];
-        match self.schema_id(db_id, schema) {
-            Some(id) => Ok((id, rel.clone())),
-            None => Err(undefined_schema(schema)),
+    /// Where a relation named `name` (`t`, `s.t`, `db.s.t`) is created: its schema id and
+    /// relation name. An unqualified name goes to the first schema of `path` (3F000 when
+    /// the path names no schema that exists); a named schema that does not exist is 3F000.
+    pub fn creation_name(
+        &self,
+        db_id: u32,
+        path: &SearchPath,
+        name: &ObjectName,
+    ) -> Result<(u32, String)> {
+        let (schema, rel) = split_name(name)?;
+        match schema {
+            None => match path.schemas.first() {
+                Some(&id) => Ok((id, rel)),
+                None => Err(Error::new(
+                    ErrorKind::InvalidSchemaName,
+                    "no schema has been selected to create in",
+                )),
+            },
+            Some(s) => match self.schema_id(db_id, &s) {
+                Some(id) => Ok((id, rel)),
+                None => Err(undefined_schema(&s)),
+            },
         }
     }
-    /// The relation a possibly qualified name refers to: `Ok(None)` when its schema exists
-    /// but holds no such relation.
-    pub fn relation(&self, db_id: u32, name: &ObjectName) -> Result<Option<Rc<TableDesc>>> {
-        let (schema, rel) = self.qualified_name(db_id, name)?;
-        Ok(self.table_in(db_id, schema, &rel))
+    /// The relation a possibly qualified name refers to (an unqualified one through
+    /// `path`): `Ok(None)` when there is none, 3F000 when a named schema does not exist.
+    pub fn relation(
+        &self,
+        db_id: u32,
+        path: &SearchPath,
+        name: &ObjectName,
+    ) -> Result<Option<Rc<TableDesc>>> {
+        let (schema, rel) = split_name(name)?;
+        match schema {
+            None => Ok(self.table(db_id, path, &rel)),
+            Some(s) => match self.schema_id(db_id, &s) {
+                Some(id) => Ok(self.table_in(db_id, id, &rel)),
+                None => Err(undefined_schema(&s)),
+            },
+        }
+    }
+    /// Whether an unqualified `t.name` finds `t` through `path` (PostgreSQL's
+    /// `pg_table_is_visible`): its schema is on the path and no schema before it holds a
+    /// relation of the same name.
+    pub fn is_visible(&self, path: &SearchPath, t: &TableDesc) -> bool {
+        self.table(t.db_id, path, &t.name)
+            .is_some_and(|found| found.id == t.id)
     }
     pub fn tables_in(&self, db_id: u32) -> impl Iterator<Item = &Rc<TableDesc>> {
         self.tables.iter().filter(move |t| t.db_id == db_id)

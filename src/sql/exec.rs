@@ -160,6 +160,44 @@ enum SrfKind {
     Ordinality,
 }
 
+/// `generate_series(args)` in FROM as a derived relation of one column of type `ty`.
+fn series_input(
+    alias: Option<&ast::TableAlias>,
+    ty: SqlType,
+    args: Vec<Scalar>,
+) -> (JoinInput, Vec<ScopeColumn>) {
+    // A scalar function's alias names its column: `generate_series(1, 3) AS g`.
+    let col = alias
+        .map(|a| match a.columns.first() {
+            Some(c) => ident_name(&c.name),
+            None => ident_name(&a.name),
+        })
+        .unwrap_or_else(|| "generate_series".into());
+    let mut plan = empty_plan(vec![Column {
+        name: col.clone(),
+        ty,
+    }]);
+    plan.series = Some(args);
+    let table = alias.map(|a| ident_name(&a.name));
+    let scope = vec![ScopeColumn {
+        hidden: false,
+        star_order: 0,
+        table: Some(table.unwrap_or_else(|| "generate_series".into())),
+        schema: None,
+        name: col,
+        ty,
+    }];
+    (
+        JoinInput {
+            width: 1,
+            table: None,
+            derived: Some(Box::new(plan)),
+            lateral: false,
+        },
+        scope,
+    )
+}
+
 /// The set-returning functions FROM takes besides generate_series.
 const FROM_SRFS: &[&str] = &[
     "unnest",
@@ -319,6 +357,44 @@ fn plan_from_srf(
     ))
 }
 
+/// `generate_series(start, stop [, step])` over numbers in a select list: the scalar
+/// that computes the whole series as an array (`__series_array`), and the array's type
+/// (`int4[]`, `int8[]` or `numeric[]`, as the arguments' types).
+fn series_array(b: &mut Binder, args: &[Expr]) -> Result<(Scalar, SqlType)> {
+    let mut bound = Vec::new();
+    let mut types = Vec::new();
+    for a in args {
+        let (s, t) = b.bind(a, Some(SqlType::Int8))?;
+        bound.push(s);
+        types.push(t);
+    }
+    let numeric = |t: &SqlType| t.is_numeric_family() || *t == SqlType::Unknown;
+    if !(2..=3).contains(&args.len()) || !types.iter().all(numeric) {
+        return Err(Error::new(
+            ErrorKind::UndefinedFunction,
+            format!(
+                "function generate_series({}) does not exist",
+                types
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let ty = if types
+        .iter()
+        .any(|t| matches!(t, SqlType::Numeric | SqlType::Float4 | SqlType::Float8))
+    {
+        SqlType::NumericArray
+    } else if types.contains(&SqlType::Int8) {
+        SqlType::Int8Array
+    } else {
+        SqlType::Int4Array
+    };
+    Ok((Scalar::Func("__series_array".into(), bound, ty), ty))
+}
+
 /// Whether `e` is a set-returning function the select list may hold.
 fn select_srf(e: &Expr) -> Option<(&'static str, Vec<Expr>)> {
     let Expr::Function(f) = e else { return None };
@@ -328,6 +404,7 @@ fn select_srf(e: &Expr) -> Option<(&'static str, Vec<Expr>)> {
     let name = match object_name(&f.name).as_str() {
         "unnest" => "unnest",
         "generate_subscripts" => "generate_subscripts",
+        "generate_series" => "generate_series",
         _ => return None,
     };
     let ast::FunctionArguments::List(l) = &f.args else {
@@ -410,8 +487,13 @@ fn table_scope(t: &TableDesc, alias: &str) -> Vec<ScopeColumn> {
 }
 
 /// A table (not a view) by name.
-fn lookup_table(cat: &Catalog, db_id: u32, name: &ast::ObjectName) -> Result<Rc<TableDesc>> {
-    let t = lookup_relation(cat, db_id, name)?;
+fn lookup_table(
+    cat: &Catalog,
+    db_id: u32,
+    path: &catalog::SearchPath,
+    name: &ast::ObjectName,
+) -> Result<Rc<TableDesc>> {
+    let t = lookup_relation(cat, db_id, path, name)?;
     if t.view.is_some() {
         return Err(Error::new(
             ErrorKind::WrongObjectType,
@@ -464,6 +546,7 @@ fn sequence_options(
 fn serial_sequence_name(
     cat: &Catalog,
     db_id: u32,
+    schema_id: u32,
     table: &str,
     column: &str,
     taken: &[String],
@@ -471,7 +554,7 @@ fn serial_sequence_name(
     let base = format!("{table}_{column}_seq");
     let mut n = base.clone();
     let mut k = 1;
-    while cat.table(db_id, &n).is_some() || taken.contains(&n) {
+    while cat.table_in(db_id, schema_id, &n).is_some() || taken.contains(&n) {
         n = format!("{base}{k}");
         k += 1;
     }
@@ -479,10 +562,15 @@ fn serial_sequence_name(
 }
 
 /// A table or a view by name.
-fn lookup_relation(cat: &Catalog, db_id: u32, name: &ast::ObjectName) -> Result<Rc<TableDesc>> {
+fn lookup_relation(
+    cat: &Catalog,
+    db_id: u32,
+    path: &catalog::SearchPath,
+    name: &ast::ObjectName,
+) -> Result<Rc<TableDesc>> {
     // A query naming a schema that does not exist fails as PostgreSQL's does: no such
     // relation (42P01), where DDL says no such schema (3F000).
-    cat.relation(db_id, name)
+    cat.relation(db_id, path, name)
         .ok()
         .flatten()
         .ok_or_else(|| catalog::undefined_table(&catalog::display_name(name)))
@@ -553,6 +641,7 @@ fn fix_unknown(t: SqlType) -> SqlType {
 fn plan_select(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     q: &ast::Query,
     params: &mut Vec<SqlType>,
 ) -> Result<SelectPlan> {
@@ -564,7 +653,7 @@ fn plan_select(
              expression",
         ));
     }
-    let mut plan = plan_query(cat, db_id, q, params)?;
+    let mut plan = plan_query(cat, db_id, path, q, params)?;
     if !q.locks.is_empty() {
         plan.lock = plan_locking(&plan, q)?;
     }
@@ -654,6 +743,7 @@ fn plan_locking(plan: &SelectPlan, q: &ast::Query) -> Result<Option<LockWait>> {
 fn plan_query(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     q: &ast::Query,
     params: &mut Vec<SqlType>,
 ) -> Result<SelectPlan> {
@@ -661,7 +751,7 @@ fn plan_query(
         return Err(Error::unsupported("WITH is not supported yet"));
     }
     if let Some(expanded) = crate::sql::grouping_sets::expand(q)? {
-        return plan_query(cat, db_id, &expanded, params);
+        return plan_query(cat, db_id, path, &expanded, params);
     }
     let (limit, offset) = match &q.limit_clause {
         Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
@@ -734,7 +824,7 @@ fn plan_query(
         SetExpr::Query(inner)
             if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() =>
         {
-            return plan_select(cat, db_id, inner, params);
+            return plan_select(cat, db_id, path, inner, params);
         }
         SetExpr::SetOperation {
             op,
@@ -750,8 +840,8 @@ fn plan_query(
                 sq.with = None;
                 sq
             };
-            let l = plan_select(cat, db_id, &side(left), params)?;
-            let r = plan_select(cat, db_id, &side(right), params)?;
+            let l = plan_select(cat, db_id, path, &side(left), params)?;
+            let r = plan_select(cat, db_id, path, &side(right), params)?;
             let name = op.to_string().to_uppercase();
             // ORDER BY of a set operation names result columns (or their positions) only.
             for o in &order_exprs {
@@ -832,7 +922,7 @@ fn plan_query(
             ))
         }
     };
-    let (table, derived, join, scope) = plan_from(cat, db_id, &select.from, params)?;
+    let (table, derived, join, scope) = plan_from(cat, db_id, path, &select.from, params)?;
     let filter = match &select.selection {
         Some(w) => {
             let mut b = Binder::new(&scope, params);
@@ -941,6 +1031,28 @@ fn plan_query(
     let mut srfs = Vec::new();
     for (e, name) in &items {
         if let Some((srf, args)) = select_srf(e) {
+            if srf == "generate_series" {
+                if grouped {
+                    return Err(Error::unsupported(
+                        "generate_series() in the select list of a grouped query",
+                    ));
+                }
+                // The series as an array, unnested as `unnest` is.
+                let mut b = Binder::new(&scope, params);
+                let (series, ty) = series_array(&mut b, &args)?;
+                srfs.push(SelectSrf {
+                    output: outputs.len(),
+                    array: ty,
+                    subscripts_dim: None,
+                    kind: SrfKind::Array,
+                });
+                outputs.push(series);
+                columns.push(Column {
+                    name: name.clone(),
+                    ty: ty.array_elem().unwrap_or(SqlType::Int8),
+                });
+                continue;
+            }
             let want = if srf == "unnest" { 1 } else { 2 };
             if grouped || args.len() != want {
                 return Err(Error::unsupported(format!(
@@ -1125,6 +1237,7 @@ type FromPlan = (
 fn plan_relation(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     rel: &TableFactor,
     outer: &[ScopeColumn],
     params: &mut Vec<SqlType>,
@@ -1178,10 +1291,67 @@ fn plan_relation(
         } if object_name(name) == "generate_series" => {
             let mut bound = Vec::new();
             let mut ty = SqlType::Int8;
+            let mut exprs = Vec::new();
             for a in &fargs.args {
                 let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a else {
                     return Err(Error::unsupported("generate_series arguments"));
                 };
+                exprs.push(e);
+            }
+            // generate_series(timestamp[tz], timestamp[tz], interval): a date or an
+            // untyped literal start makes it timestamptz, as PostgreSQL resolves it.
+            let mut temporal = None;
+            for e in exprs.iter().take(2) {
+                match Binder::new(&[], params).bind(e, None)?.1 {
+                    SqlType::Timestamp => temporal = temporal.or(Some(SqlType::Timestamp)),
+                    SqlType::TimestampTz | SqlType::Date => temporal = Some(SqlType::TimestampTz),
+                    _ => {}
+                }
+            }
+            if let Some(ty) = temporal {
+                let mut types = Vec::new();
+                let mut wants = Vec::new();
+                for (i, e) in exprs.iter().enumerate() {
+                    let want = if i == 2 { SqlType::Interval } else { ty };
+                    let (s, t) = Binder::new(&[], params).bind(e, Some(want))?;
+                    types.push(t);
+                    wants.push(want);
+                    bound.push(s);
+                }
+                let fits = |t: SqlType, want: SqlType| {
+                    t == want
+                        || t == SqlType::Unknown
+                        || want != SqlType::Interval
+                            && matches!(
+                                t,
+                                SqlType::Timestamp | SqlType::TimestampTz | SqlType::Date
+                            )
+                };
+                if types.len() != 3
+                    || !fits(types[0], ty)
+                    || !fits(types[1], ty)
+                    || !fits(types[2], SqlType::Interval)
+                {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!(
+                            "function generate_series({}) does not exist",
+                            types
+                                .iter()
+                                .map(|t| t.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                let bound = bound
+                    .into_iter()
+                    .zip(wants)
+                    .map(|(s, want)| crate::sql::expr::coerce_literal(s, want))
+                    .collect::<Result<Vec<_>>>()?;
+                return Ok(series_input(alias.as_ref(), ty, bound));
+            }
+            for e in exprs {
                 let (s, t) = Binder::new(&[], params).bind(e, Some(SqlType::Int8))?;
                 if !(t.is_numeric_family() || t == SqlType::Unknown) {
                     return Err(Error::new(
@@ -1204,43 +1374,13 @@ fn plan_relation(
                     "function generate_series takes 2 or 3 arguments",
                 ));
             }
-            // A scalar function's alias names its column: `generate_series(1, 3) AS g`.
-            let col = alias
-                .as_ref()
-                .map(|a| match a.columns.first() {
-                    Some(c) => ident_name(&c.name),
-                    None => ident_name(&a.name),
-                })
-                .unwrap_or_else(|| "generate_series".into());
-            let mut plan = empty_plan(vec![Column {
-                name: col.clone(),
-                ty,
-            }]);
-            plan.series = Some(bound);
-            let table = alias.as_ref().map(|a| ident_name(&a.name));
-            let scope = vec![ScopeColumn {
-                hidden: false,
-                star_order: 0,
-                table: Some(table.unwrap_or_else(|| "generate_series".into())),
-                schema: None,
-                name: col,
-                ty,
-            }];
-            Ok((
-                JoinInput {
-                    width: 1,
-                    table: None,
-                    derived: Some(Box::new(plan)),
-                    lateral: false,
-                },
-                scope,
-            ))
+            Ok(series_input(alias.as_ref(), ty, bound))
         }
         TableFactor::Table { name, alias, .. } => {
             if let Some(vt) = pg_catalog::virtual_table(cat, db_id, name) {
                 return Ok(virtual_input(vt, alias.as_ref()));
             }
-            let t = lookup_relation(cat, db_id, name)?;
+            let t = lookup_relation(cat, db_id, path, name)?;
             if let Some(sql) = &t.view {
                 // A view: its query as a derived table, named after the view.
                 let mut q = match crate::sql::session::parse(sql)?.pop() {
@@ -1273,7 +1413,7 @@ fn plan_relation(
                     alias: Some(alias),
                     sample: None,
                 };
-                let (input, mut scope) = plan_relation(cat, db_id, &derived, outer, params)?;
+                let (input, mut scope) = plan_relation(cat, db_id, path, &derived, outer, params)?;
                 if unaliased {
                     let schema = cat.schema_name(t.schema_id);
                     for c in scope.iter_mut() {
@@ -1305,7 +1445,7 @@ fn plan_relation(
         TableFactor::Derived {
             subquery, alias, ..
         } => {
-            let inner = plan_select(cat, db_id, subquery, params)?;
+            let inner = plan_select(cat, db_id, path, subquery, params)?;
             let alias_name = alias.as_ref().map(|a| ident_name(&a.name));
             let renamed: Vec<String> = alias
                 .as_ref()
@@ -1406,6 +1546,7 @@ fn note_names(names: &mut Vec<(Option<String>, String)>, s: &[ScopeColumn]) -> R
 fn plan_from(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     from: &[ast::TableWithJoins],
     params: &mut Vec<SqlType>,
 ) -> Result<FromPlan> {
@@ -1415,7 +1556,7 @@ fn plan_from(
     // Each relation's name (or alias), once per relation.
     let mut relation_names: Vec<(Option<String>, String)> = Vec::new();
     for twj in from {
-        let (input, s) = plan_relation(cat, db_id, &twj.relation, &scope, params)?;
+        let (input, s) = plan_relation(cat, db_id, path, &twj.relation, &scope, params)?;
         if !inputs.is_empty() {
             steps.push((JoinKind::Inner, None));
         }
@@ -1423,7 +1564,7 @@ fn plan_from(
         note_names(&mut relation_names, &s)?;
         scope.extend(s);
         for j in &twj.joins {
-            let (input, s) = plan_relation(cat, db_id, &j.relation, &scope, params)?;
+            let (input, s) = plan_relation(cat, db_id, path, &j.relation, &scope, params)?;
             note_names(&mut relation_names, &s)?;
             inputs.push(input);
             let left_len = scope.len();
@@ -1728,6 +1869,7 @@ fn contains_agg(e: &Expr) -> bool {
 fn correlated_select_types(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     orig: &ast::Query,
     stubbed: &ast::Query,
     cols: &mut [Column],
@@ -1740,7 +1882,7 @@ fn correlated_select_types(
         return;
     }
     let mut ptypes = params.to_vec();
-    let Ok(outer) = plan_select(cat, db_id, stubbed, &mut ptypes) else {
+    let Ok(outer) = plan_select(cat, db_id, path, stubbed, &mut ptypes) else {
         return;
     };
     for (k, item) in sel.projection.iter().enumerate() {
@@ -1757,7 +1899,7 @@ fn correlated_select_types(
             continue;
         };
         let mut ptypes = params.to_vec();
-        let Ok((_, _, _, inner)) = plan_from(cat, db_id, &inner_sel.from, &mut ptypes) else {
+        let Ok((_, _, _, inner)) = plan_from(cat, db_id, path, &inner_sel.from, &mut ptypes) else {
             continue;
         };
         let base = ptypes.len();
@@ -1767,7 +1909,7 @@ fn correlated_select_types(
             base + outer_types.len()
         });
         ptypes.extend(outer_types);
-        if let Ok(p) = plan_select(cat, db_id, &q, &mut ptypes) {
+        if let Ok(p) = plan_select(cat, db_id, path, &q, &mut ptypes) {
             if let Some(c) = p.columns.first() {
                 cols[k].ty = c.ty;
             }
@@ -1779,32 +1921,33 @@ fn correlated_select_types(
 pub fn describe(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     stmt: &Statement,
     params: &mut Vec<SqlType>,
 ) -> Result<Option<Vec<Column>>> {
     if pg_catalog::needs_rewrite(stmt) {
         let mut s = stmt.clone();
-        pg_catalog::rewrite(&mut s, cat, db_id)?;
+        pg_catalog::rewrite(&mut s, cat, db_id, path)?;
         if rewrite::needs_rewrite(&s) {
-            stub_subqueries(cat, db_id, &mut s, params)?;
+            stub_subqueries(cat, db_id, path, &mut s, params)?;
         }
         if let Statement::Query(q) = &s {
-            return Ok(Some(plan_select(cat, db_id, q, params)?.columns));
+            return Ok(Some(plan_select(cat, db_id, path, q, params)?.columns));
         }
     }
     if rewrite::needs_rewrite(stmt) {
         let mut s = stmt.clone();
-        stub_subqueries(cat, db_id, &mut s, params)?;
-        let mut columns = describe(cat, db_id, &s, params)?;
+        stub_subqueries(cat, db_id, path, &mut s, params)?;
+        let mut columns = describe(cat, db_id, path, &s, params)?;
         if let (Some(cols), Statement::Query(orig), Statement::Query(stubbed)) =
             (columns.as_mut(), stmt, &s)
         {
-            correlated_select_types(cat, db_id, orig, stubbed, cols, params);
+            correlated_select_types(cat, db_id, path, orig, stubbed, cols, params);
         }
         return Ok(columns);
     }
     Ok(match stmt {
-        Statement::Query(q) => Some(plan_select(cat, db_id, q, params)?.columns),
+        Statement::Query(q) => Some(plan_select(cat, db_id, path, q, params)?.columns),
         Statement::Insert(ins) if marked(ins, SPLIT_MARKER) => Some(split_at_columns()),
         Statement::Insert(ins) if marked(ins, RANGE_FOR_ROW_MARKER) => Some(show_ranges_columns()),
         Statement::Explain { .. } => Some(vec![Column {
@@ -1815,7 +1958,7 @@ pub fn describe(
             let ast::TableObject::TableName(name) = &ins.table else {
                 return Err(Error::unsupported("INSERT into a table function"));
             };
-            let t = lookup_table(cat, db_id, name)?;
+            let t = lookup_table(cat, db_id, path, name)?;
             let cols = insert_columns(&t, &ins.columns)?;
             // Parameters in VALUES take the type of their column.
             if let Some(src) = &ins.source {
@@ -1836,7 +1979,9 @@ pub fn describe(
         }
         Statement::Update(u) => {
             let (t, alias) = match &u.table.relation {
-                TableFactor::Table { name, alias, .. } => (lookup_table(cat, db_id, name)?, alias),
+                TableFactor::Table { name, alias, .. } => {
+                    (lookup_table(cat, db_id, path, name)?, alias)
+                }
                 _ => return Err(Error::unsupported("UPDATE of a non-table")),
             };
             let from = dml_join::update_from(u);
@@ -1849,7 +1994,7 @@ pub fn describe(
                 scope
             } else {
                 let (rel, sel) = (&u.table.relation, u.selection.as_ref());
-                dml_join::plan_dml_join(cat, db_id, rel, from, sel, params)?.scope
+                dml_join::plan_dml_join(cat, db_id, path, rel, from, sel, params)?.scope
             };
             for a in &u.assignments {
                 if let ast::AssignmentTarget::ColumnName(n) = &a.target {
@@ -1865,7 +2010,7 @@ pub fn describe(
         }
         Statement::Delete(d) => {
             let target = delete_target(d)?;
-            let t = lookup_table(cat, db_id, delete_table(d)?)?;
+            let t = lookup_table(cat, db_id, path, delete_table(d)?)?;
             let using = d.using.as_deref().unwrap_or_default();
             let scope = if using.is_empty() {
                 let alias = match target {
@@ -1879,7 +2024,7 @@ pub fn describe(
                 scope
             } else {
                 let sel = d.selection.as_ref();
-                dml_join::plan_dml_join(cat, db_id, target, using, sel, params)?.scope
+                dml_join::plan_dml_join(cat, db_id, path, target, using, sel, params)?.scope
             };
             match &d.returning {
                 Some(items) => Some(dml_join::bind_returning_scoped(&scope, items, params)?.1),
@@ -2172,6 +2317,7 @@ fn one_column(cols: &[Column]) -> Result<SqlType> {
 fn stub_subqueries<T: sqlparser::ast::VisitMut>(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     node: &mut T,
     params: &mut Vec<SqlType>,
 ) -> Result<()> {
@@ -2181,8 +2327,8 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
     for e in rewrite::extract_subqueries(node) {
         reps.push(Some(match e {
             Extracted::Scalar(mut q) => {
-                stub_subqueries(cat, db_id, q.as_mut(), params)?;
-                match plan_select(cat, db_id, &q, params) {
+                stub_subqueries(cat, db_id, path, q.as_mut(), params)?;
+                match plan_select(cat, db_id, path, &q, params) {
                     Ok(plan) => {
                         let ty = one_column(&plan.columns)?;
                         Replacement::Value(Box::new(rewrite::typed_null(fix_unknown(ty).name())))
@@ -2195,8 +2341,8 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
                 }
             }
             Extracted::In(mut q, _, _) | Extracted::Quantified(mut q) => {
-                stub_subqueries(cat, db_id, q.as_mut(), params)?;
-                match plan_select(cat, db_id, &q, params) {
+                stub_subqueries(cat, db_id, path, q.as_mut(), params)?;
+                match plan_select(cat, db_id, path, &q, params) {
                     Ok(plan) => {
                         let ty = one_column(&plan.columns)?;
                         Replacement::List(vec![rewrite::typed_null(fix_unknown(ty).name())])
@@ -3074,6 +3220,8 @@ pub struct Exec<'a> {
     /// `serial_normalization = rowid`: SERIAL columns default to unique_rowid() (INT8),
     /// CockroachDB's old behaviour, instead of a sequence.
     serial_rowid: bool,
+    /// Where unqualified relation names are looked up (the session's `search_path`).
+    path: catalog::SearchPath,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -3109,6 +3257,7 @@ impl<'a> Exec<'a> {
             rowid: std::cell::Cell::new(rowid),
             settings: Rc::default(),
             seq: Default::default(),
+            current_schema: Some("public".into()),
         };
         Exec {
             plan_cache: None,
@@ -3120,11 +3269,20 @@ impl<'a> Exec<'a> {
             cancel,
             correlated: Vec::new(),
             serial_rowid: false,
+            path: catalog::SearchPath::default(),
         }
     }
 
-    /// The session's variables, for `current_setting`.
+    /// The session's variables, for `current_setting` and the `search_path`.
     pub fn with_settings(mut self, settings: Rc<BTreeMap<String, String>>) -> Self {
+        if let Some(setting) = settings.get("search_path") {
+            self.path = catalog::SearchPath::resolve(self.cat, self.db_id, setting, &self.cx.user);
+            self.cx.current_schema = self
+                .path
+                .schemas
+                .first()
+                .map(|&id| self.cat.schema_name(id).to_string());
+        }
         self.cx.settings = settings;
         self
     }
@@ -3138,6 +3296,49 @@ impl<'a> Exec<'a> {
     ) {
         self.cx.seq = seq;
         self.serial_rowid = serial_rowid;
+    }
+
+    /// The rows of `generate_series(start, stop, step)` over timestamps (`ty`:
+    /// timestamp or timestamptz, both stepped in UTC): none when an argument is NULL.
+    async fn timestamp_series(&self, ty: SqlType, args: &[Scalar]) -> Result<Vec<Vec<Datum>>> {
+        let mut vals = Vec::with_capacity(3);
+        for (i, a) in args.iter().enumerate() {
+            let want = if i == 2 { SqlType::Interval } else { ty };
+            vals.push(a.eval(&[], &self.cx)?.cast(want)?);
+        }
+        let micros = |d: &Datum| match d {
+            Datum::Timestamp(v) | Datum::TimestampTz(v) => Some(*v),
+            _ => None,
+        };
+        let (Some(start), Some(stop), Datum::Interval(step)) =
+            (micros(&vals[0]), micros(&vals[1]), &vals[2])
+        else {
+            return Ok(Vec::new());
+        };
+        let sign = step.span().signum();
+        if sign == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                "step size cannot equal zero",
+            ));
+        }
+        let mut rows = Vec::new();
+        let mut v = start;
+        while (sign > 0 && v <= stop) || (sign < 0 && v >= stop) {
+            if rows.len() % 4096 == 4095 {
+                self.pause().await?;
+            }
+            rows.push(vec![if ty == SqlType::Timestamp {
+                Datum::Timestamp(v)
+            } else {
+                Datum::TimestampTz(v)
+            }]);
+            match crate::sql::interval::timestamp_add(v, step) {
+                Ok(next) => v = next,
+                Err(_) => break,
+            }
+        }
+        Ok(rows)
     }
 
     /// The sequence a sequence function's argument names: its text (`'s'`,
@@ -3157,14 +3358,24 @@ impl<'a> Exec<'a> {
                 })?,
             other => {
                 let text = sequence::arg_key(other);
-                let n = text.rsplit('.').next().unwrap_or(&text);
-                let n = if n.starts_with('"') {
-                    n.trim_matches('"').replace("\"\"", "\"")
-                } else {
-                    n.to_lowercase()
-                };
+                let name =
+                    sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                        .try_with_sql(&text)
+                        .and_then(|mut p| {
+                            let name = p.parse_object_name(false)?;
+                            p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+                            Ok(name)
+                        })
+                        .map_err(|_| {
+                            Error::new(
+                                ErrorKind::InvalidName,
+                                format!("invalid name syntax: \"{text}\""),
+                            )
+                        })?;
                 self.cat
-                    .table(self.db_id, &n)
+                    .relation(self.db_id, &self.path, &name)
+                    .ok()
+                    .flatten()
                     .ok_or_else(|| catalog::undefined_table(&text))?
             }
         };
@@ -3304,7 +3515,7 @@ impl<'a> Exec<'a> {
             let corr_base = self.correlated.len();
             let mut s = stmt.clone();
             let saved = self.plan_cache.take();
-            pg_catalog::rewrite(&mut s, self.cat, self.db_id)?;
+            pg_catalog::rewrite(&mut s, self.cat, self.db_id, &self.path)?;
             let materialized = Box::pin(self.materialize_all_recursive(&mut s)).await;
             let r = match materialized {
                 Err(e) => Err(e),
@@ -3436,7 +3647,7 @@ impl<'a> Exec<'a> {
         Box::pin(self.materialize_all_recursive(&mut q)).await?;
         Box::pin(self.inline_subqueries(&mut q)).await?;
         let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
-        let plan = plan_select(self.cat, self.db_id, &q, &mut ptypes)?;
+        let plan = plan_select(self.cat, self.db_id, &self.path, &q, &mut ptypes)?;
         self.check_correlated_use(&plan)?;
         let rows = Box::pin(self.run_plan(&plan)).await?;
         Ok((rows, plan.columns))
@@ -3577,7 +3788,7 @@ impl<'a> Exec<'a> {
             SetExpr::Select(s) => {
                 let mut ptypes: Vec<SqlType> =
                     self.cx.params.iter().map(|d| d.natural_type()).collect();
-                plan_from(self.cat, self.db_id, &s.from, &mut ptypes)?.3
+                plan_from(self.cat, self.db_id, &self.path, &s.from, &mut ptypes)?.3
             }
             _ => {
                 return Err(Error::unsupported(
@@ -3646,7 +3857,7 @@ impl<'a> Exec<'a> {
             } => self.explain(statement, *analyze).await,
             Statement::RefreshMaterializedView(r) => {
                 // Materialized views are always fresh here: nothing to refresh.
-                let _ = lookup_relation(self.cat, self.db_id, &r.name)?;
+                let _ = lookup_relation(self.cat, self.db_id, &self.path, &r.name)?;
                 Ok((Outcome::Command("REFRESH MATERIALIZED VIEW".into()), None))
             }
             Statement::CreateIndex(ci) => self.create_index(ci).await,
@@ -3680,7 +3891,7 @@ impl<'a> Exec<'a> {
             Statement::Truncate(t) => {
                 let mut named = Vec::new();
                 for tn in &t.table_names {
-                    named.push(lookup_table(self.cat, self.db_id, &tn.name)?);
+                    named.push(lookup_table(self.cat, self.db_id, &self.path, &tn.name)?);
                 }
                 let cascade = matches!(t.cascade, Some(ast::CascadeOption::Cascade));
                 let tables = self.truncate_set(named, cascade)?;
@@ -4166,7 +4377,13 @@ impl<'a> Exec<'a> {
             Some(p) => p,
             None => {
                 let key_types = ptypes.clone();
-                let plan = Rc::new(plan_select(self.cat, self.db_id, q, &mut ptypes)?);
+                let plan = Rc::new(plan_select(
+                    self.cat,
+                    self.db_id,
+                    &self.path,
+                    q,
+                    &mut ptypes,
+                )?);
                 if let Some(c) = self.plan_cache {
                     *c.slot.borrow_mut() =
                         Some((self.cat.version, self.db_id, key_types, plan.clone()));
@@ -4217,7 +4434,9 @@ impl<'a> Exec<'a> {
             };
             let mut ptypes: Vec<SqlType> =
                 self.cx.params.iter().map(|d| d.natural_type()).collect();
-            let Ok((_, _, _, inner)) = plan_from(self.cat, self.db_id, &s.from, &mut ptypes) else {
+            let Ok((_, _, _, inner)) =
+                plan_from(self.cat, self.db_id, &self.path, &s.from, &mut ptypes)
+            else {
                 continue;
             };
             let mut outer_types = Vec::new();
@@ -4227,7 +4446,7 @@ impl<'a> Exec<'a> {
                 base + outer_types.len()
             });
             ptypes.extend(outer_types);
-            if let Ok(p) = plan_select(self.cat, self.db_id, &q, &mut ptypes) {
+            if let Ok(p) = plan_select(self.cat, self.db_id, &self.path, &q, &mut ptypes) {
                 if let (Some(col), Some(out)) = (p.columns.first(), columns.get_mut(k)) {
                     out.ty = col.ty;
                 }
@@ -4250,110 +4469,117 @@ impl<'a> Exec<'a> {
             }
         }
         // Input rows.
-        let input: Vec<Vec<Datum>> = if let Some(args) = &plan.series {
-            let ty = plan.columns[0].ty;
-            let mut vals = Vec::with_capacity(3);
-            for a in args {
-                vals.push(a.eval(&[], &self.cx)?.cast(SqlType::Numeric)?);
-            }
-            let num = |d: &Datum| match d {
-                Datum::Numeric(n) => Some(*n),
-                _ => None,
-            };
-            let (Some(start), Some(stop)) = (num(&vals[0]), num(&vals[1])) else {
-                return Ok(Vec::new());
-            };
-            let step = match vals.get(2) {
-                Some(d) => match num(d) {
-                    Some(s) => s,
-                    None => return Ok(Vec::new()),
-                },
-                None => rust_decimal::Decimal::ONE,
-            };
-            if step.is_zero() {
-                return Err(Error::new(
-                    ErrorKind::InvalidParameterValue,
-                    "step size cannot equal zero",
-                ));
-            }
-            let mut rows = Vec::new();
-            let mut v = start;
-            while (step.is_sign_positive() && v <= stop) || (step.is_sign_negative() && v >= stop) {
-                if rows.len() % 4096 == 4095 {
-                    self.pause().await?;
-                }
-                rows.push(vec![Datum::Numeric(v).cast(ty)?]);
-                v += step;
-            }
-            rows
-        } else if let Some(values) = &plan.values {
-            let mut rows = Vec::new();
-            for r in values {
-                let mut out = Vec::new();
-                for (i, s) in r.iter().enumerate() {
-                    out.push(s.eval(&[], &self.cx)?.cast(plan.columns[i].ty)?);
-                }
-                rows.push(out);
-            }
-            rows
-        } else if let Some(join) = &plan.join {
-            let rows = self.run_join(join).await?;
-            self.filter_rows_plan(plan, rows).await?
-        } else if let Some(so) = &plan.setop {
-            let cast = |rows: Vec<Vec<Datum>>| -> Result<Vec<Vec<Datum>>> {
-                rows.into_iter()
-                    .map(|r| {
-                        r.into_iter()
-                            .zip(&plan.columns)
-                            .map(|(d, c)| d.cast(c.ty))
-                            .collect()
-                    })
-                    .collect()
-            };
-            let l = cast(Box::pin(self.run_plan(&so.left)).await?)?;
-            let r = cast(Box::pin(self.run_plan(&so.right)).await?)?;
-            combine_set_op(so.op, so.all, l, r)
-        } else if let Some(inner) = &plan.derived {
-            let rows = Box::pin(self.run_plan(inner)).await?;
-            self.filter_rows_plan(plan, rows).await?
-        } else if let (Some(t), Some(wait)) = (&plan.table, plan.lock) {
-            return self.run_locking(plan, t, wait).await;
-        } else if let Some(t) = &plan.table {
-            let access = self.choose_access(t, plan.filter.as_ref());
-            // PERF: LIMIT over the primary key order reads only as many rows as it needs.
-            if let (Some(want), Access::Span(..) | Access::Full) =
-                (self.pk_order_limit(plan, t)?, &access)
+        let input: Vec<Vec<Datum>> =
+            if let (Some(args), SqlType::Timestamp | SqlType::TimestampTz) =
+                (&plan.series, plan.columns[0].ty)
             {
-                let (start, end) = match access {
-                    Access::Span(s, e) => (s, e),
-                    _ => {
-                        let p = index_prefix(t.id, t.primary_index);
-                        let e = prefix_end(&p);
-                        (p, e)
-                    }
+                self.timestamp_series(plan.columns[0].ty, args).await?
+            } else if let Some(args) = &plan.series {
+                let ty = plan.columns[0].ty;
+                let mut vals = Vec::with_capacity(3);
+                for a in args {
+                    vals.push(a.eval(&[], &self.cx)?.cast(SqlType::Numeric)?);
+                }
+                let num = |d: &Datum| match d {
+                    Datum::Numeric(n) => Some(*n),
+                    _ => None,
                 };
-                let rows = self.scan_filtered(t, plan, start, end, want).await?;
-                return self.finish_plan(plan, rows).await;
-            }
-            if !self.correlated_in_filter(plan).is_empty() {
-                // Correlated subqueries in WHERE: read everything, filter row by row.
-                let rows = self.read_rows(t, Access::Full).await?;
+                let (Some(start), Some(stop)) = (num(&vals[0]), num(&vals[1])) else {
+                    return Ok(Vec::new());
+                };
+                let step = match vals.get(2) {
+                    Some(d) => match num(d) {
+                        Some(s) => s,
+                        None => return Ok(Vec::new()),
+                    },
+                    None => rust_decimal::Decimal::ONE,
+                };
+                if step.is_zero() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        "step size cannot equal zero",
+                    ));
+                }
+                let mut rows = Vec::new();
+                let mut v = start;
+                while (step.is_sign_positive() && v <= stop)
+                    || (step.is_sign_negative() && v >= stop)
+                {
+                    if rows.len() % 4096 == 4095 {
+                        self.pause().await?;
+                    }
+                    rows.push(vec![Datum::Numeric(v).cast(ty)?]);
+                    v += step;
+                }
+                rows
+            } else if let Some(values) = &plan.values {
+                let mut rows = Vec::new();
+                for r in values {
+                    let mut out = Vec::new();
+                    for (i, s) in r.iter().enumerate() {
+                        out.push(s.eval(&[], &self.cx)?.cast(plan.columns[i].ty)?);
+                    }
+                    rows.push(out);
+                }
+                rows
+            } else if let Some(join) = &plan.join {
+                let rows = self.run_join(join).await?;
                 self.filter_rows_plan(plan, rows).await?
+            } else if let Some(so) = &plan.setop {
+                let cast = |rows: Vec<Vec<Datum>>| -> Result<Vec<Vec<Datum>>> {
+                    rows.into_iter()
+                        .map(|r| {
+                            r.into_iter()
+                                .zip(&plan.columns)
+                                .map(|(d, c)| d.cast(c.ty))
+                                .collect()
+                        })
+                        .collect()
+                };
+                let l = cast(Box::pin(self.run_plan(&so.left)).await?)?;
+                let r = cast(Box::pin(self.run_plan(&so.right)).await?)?;
+                combine_set_op(so.op, so.all, l, r)
+            } else if let Some(inner) = &plan.derived {
+                let rows = Box::pin(self.run_plan(inner)).await?;
+                self.filter_rows_plan(plan, rows).await?
+            } else if let (Some(t), Some(wait)) = (&plan.table, plan.lock) {
+                return self.run_locking(plan, t, wait).await;
+            } else if let Some(t) = &plan.table {
+                let access = self.choose_access(t, plan.filter.as_ref());
+                // PERF: LIMIT over the primary key order reads only as many rows as it needs.
+                if let (Some(want), Access::Span(..) | Access::Full) =
+                    (self.pk_order_limit(plan, t)?, &access)
+                {
+                    let (start, end) = match access {
+                        Access::Span(s, e) => (s, e),
+                        _ => {
+                            let p = index_prefix(t.id, t.primary_index);
+                            let e = prefix_end(&p);
+                            (p, e)
+                        }
+                    };
+                    let rows = self.scan_filtered(t, plan, start, end, want).await?;
+                    return self.finish_plan(plan, rows).await;
+                }
+                if !self.correlated_in_filter(plan).is_empty() {
+                    // Correlated subqueries in WHERE: read everything, filter row by row.
+                    let rows = self.read_rows(t, Access::Full).await?;
+                    self.filter_rows_plan(plan, rows).await?
+                } else {
+                    let rows = self.read_rows(t, access).await?;
+                    self.filter_rows(plan.filter.as_ref(), rows).await?
+                }
             } else {
-                let rows = self.read_rows(t, access).await?;
-                self.filter_rows(plan.filter.as_ref(), rows).await?
-            }
-        } else {
-            let keep = match &plan.filter {
-                Some(f) => f.eval_bool(&[], &self.cx)?,
-                None => true,
+                let keep = match &plan.filter {
+                    Some(f) => f.eval_bool(&[], &self.cx)?,
+                    None => true,
+                };
+                if keep {
+                    vec![Vec::new()]
+                } else {
+                    Vec::new()
+                }
             };
-            if keep {
-                vec![Vec::new()]
-            } else {
-                Vec::new()
-            }
-        };
         self.finish_plan(plan, input).await
     }
 
@@ -5118,7 +5344,7 @@ impl<'a> Exec<'a> {
             self.inline_subqueries(&mut q).await?;
         }
         let mut ptypes: Vec<SqlType> = self.cx.params.iter().map(|d| d.natural_type()).collect();
-        let plan = plan_select(self.cat, self.db_id, &q, &mut ptypes)?;
+        let plan = plan_select(self.cat, self.db_id, &self.path, &q, &mut ptypes)?;
         let mut lines = Vec::new();
         self.explain_plan(&plan, 0, &mut lines);
         if analyze {
@@ -5511,7 +5737,7 @@ impl<'a> Exec<'a> {
         let ast::TableObject::TableName(name) = &ins.table else {
             return Err(Error::unsupported("INSERT into a table function"));
         };
-        let t = lookup_table(self.cat, self.db_id, name)?;
+        let t = lookup_table(self.cat, self.db_id, &self.path, name)?;
         if marked(ins, SPLIT_MARKER) {
             return self.split_at(&t, ins.source.as_deref()).await;
         }
@@ -5559,7 +5785,7 @@ impl<'a> Exec<'a> {
             _ => {
                 let mut params: Vec<SqlType> =
                     self.cx.params.iter().map(|d| d.natural_type()).collect();
-                let plan = plan_select(self.cat, self.db_id, source, &mut params)?;
+                let plan = plan_select(self.cat, self.db_id, &self.path, source, &mut params)?;
                 if plan.columns.len() > cols.len() {
                     return Err(Error::syntax(
                         "INSERT has more expressions than target columns",
@@ -5606,7 +5832,7 @@ impl<'a> Exec<'a> {
         let ast::TableObject::TableName(name) = &ins.table else {
             return Err(Error::syntax("COPY: bad table name"));
         };
-        let t = lookup_table(self.cat, self.db_id, name)?;
+        let t = lookup_table(self.cat, self.db_id, &self.path, name)?;
         if t.view.is_some() {
             return Err(Error::new(
                 ErrorKind::WrongObjectType,
@@ -5696,7 +5922,7 @@ impl<'a> Exec<'a> {
                 rows
             }
             _ => {
-                let plan = plan_select(self.cat, self.db_id, source, &mut params)?;
+                let plan = plan_select(self.cat, self.db_id, &self.path, source, &mut params)?;
                 self.run_plan(&plan).await?
             }
         };
@@ -5738,7 +5964,7 @@ impl<'a> Exec<'a> {
     /// `SHOW RANGES FROM TABLE t`: one row per range, in key order.
     async fn show_ranges(&mut self, table: &str) -> Result<(Outcome, Option<Vec<Column>>)> {
         let name = ast::ObjectName::from(vec![ast::Ident::new(table)]);
-        let t = lookup_table(self.cat, self.db_id, &name)?;
+        let t = lookup_table(self.cat, self.db_id, &self.path, &name)?;
         self.show_ranges_of(&t, None).await
     }
 
@@ -6010,7 +6236,7 @@ impl<'a> Exec<'a> {
     async fn update(&mut self, u: &ast::Update) -> Result<(Outcome, Option<Vec<Column>>)> {
         let (t, alias) = match &u.table.relation {
             TableFactor::Table { name, alias, .. } => {
-                let t = lookup_table(self.cat, self.db_id, name)?;
+                let t = lookup_table(self.cat, self.db_id, &self.path, name)?;
                 let a = alias
                     .as_ref()
                     .map(|a| ident_name(&a.name))
@@ -6027,6 +6253,7 @@ impl<'a> Exec<'a> {
             Some(dml_join::plan_dml_join(
                 self.cat,
                 self.db_id,
+                &self.path,
                 &u.table.relation,
                 from,
                 u.selection.as_ref(),
@@ -6136,7 +6363,7 @@ impl<'a> Exec<'a> {
         let TableFactor::Table { name, alias, .. } = target else {
             return Err(Error::unsupported("DELETE from a non-table"));
         };
-        let t = lookup_table(self.cat, self.db_id, name)?;
+        let t = lookup_table(self.cat, self.db_id, &self.path, name)?;
         let alias = alias
             .as_ref()
             .map(|a| ident_name(&a.name))
@@ -6149,6 +6376,7 @@ impl<'a> Exec<'a> {
             Some(dml_join::plan_dml_join(
                 self.cat,
                 self.db_id,
+                &self.path,
                 target,
                 using,
                 d.selection.as_ref(),
@@ -6220,7 +6448,7 @@ impl<'a> Exec<'a> {
         &mut self,
         ct: &ast::CreateTable,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
-        let (schema_id, name) = self.cat.qualified_name(self.db_id, &ct.name)?;
+        let (schema_id, name) = self.cat.creation_name(self.db_id, &self.path, &ct.name)?;
         if self.cat.table_in(self.db_id, schema_id, &name).is_some() {
             if ct.if_not_exists {
                 return Ok((Outcome::Command("CREATE TABLE".into()), None));
@@ -6353,7 +6581,14 @@ impl<'a> Exec<'a> {
                 .iter()
                 .map(|s: &TableDesc| s.name.clone())
                 .collect();
-            let sname = serial_sequence_name(self.cat, self.db_id, &name, &columns[i].name, &taken);
+            let sname = serial_sequence_name(
+                self.cat,
+                self.db_id,
+                schema_id,
+                &name,
+                &columns[i].name,
+                &taken,
+            );
             let (mut seq, _) = sequence::build(
                 &sequence::SeqOptions {
                     ty: Some(columns[i].ty),
@@ -6363,11 +6598,19 @@ impl<'a> Exec<'a> {
             )?;
             seq.owned_by = Some((id, i));
             let sid = catalog::next_id(self.ctx, ts, &mut writes).await?;
+            let qualified = match schema_id {
+                catalog::PUBLIC_SCHEMA => pg_catalog::quote_ident(&sname),
+                _ => format!(
+                    "{}.{}",
+                    pg_catalog::quote_ident(self.cat.schema_name(schema_id)),
+                    pg_catalog::quote_ident(&sname)
+                ),
+            };
             columns[i].default = Some(format!(
                 "nextval('{}'::regclass)",
-                pg_catalog::quote_ident(&sname).replace('\'', "''")
+                qualified.replace('\'', "''")
             ));
-            sequences.push(sequence::relation(sid, self.db_id, &sname, seq));
+            sequences.push(sequence::relation(sid, self.db_id, schema_id, &sname, seq));
         }
         for c in columns.iter_mut() {
             validate_default(c)?;
@@ -6446,7 +6689,7 @@ impl<'a> Exec<'a> {
         &mut self,
         cv: &ast::CreateView,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
-        let (schema_id, name) = self.cat.qualified_name(self.db_id, &cv.name)?;
+        let (schema_id, name) = self.cat.creation_name(self.db_id, &self.path, &cv.name)?;
         let tag = if cv.materialized {
             "CREATE MATERIALIZED VIEW"
         } else {
@@ -6466,8 +6709,8 @@ impl<'a> Exec<'a> {
         }
         let mut q = (*cv.query).clone();
         let mut params = Vec::new();
-        stub_subqueries(self.cat, self.db_id, &mut q, &mut params)?;
-        let plan = plan_select(self.cat, self.db_id, &q, &mut params)?;
+        stub_subqueries(self.cat, self.db_id, &self.path, &mut q, &mut params)?;
+        let plan = plan_select(self.cat, self.db_id, &self.path, &q, &mut params)?;
         if !params.is_empty() {
             return Err(Error::syntax("a view cannot use parameters"));
         }
@@ -6536,7 +6779,7 @@ impl<'a> Exec<'a> {
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         const TAG: &str = "ALTER TABLE";
         let name = object_name(&at.name);
-        let t = match self.cat.relation(self.db_id, &at.name)? {
+        let t = match self.cat.relation(self.db_id, &self.path, &at.name)? {
             Some(t) => t,
             None if at.if_exists => return Ok((Outcome::Command(TAG.into()), None)),
             None => return Err(catalog::undefined_table(&name)),
@@ -7139,7 +7382,7 @@ impl<'a> Exec<'a> {
         &mut self,
         ci: &ast::CreateIndex,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
-        let t = lookup_table(self.cat, self.db_id, &ci.table_name)?;
+        let t = lookup_table(self.cat, self.db_id, &self.path, &ci.table_name)?;
         let mut cols = Vec::new();
         for c in &ci.columns {
             let n = index_column_name(c)?;
@@ -7219,12 +7462,10 @@ impl<'a> Exec<'a> {
                     n => Some(n.parse().map_err(|_| Error::syntax("bad RESTART value"))?),
                 });
             }
-            let sname = parts
-                .len()
-                .checked_sub(2)
-                .map(|i| parts[i].clone())
-                .unwrap_or_default();
-            let t = match self.cat.table(self.db_id, &sname) {
+            let mut seq_name = name.clone();
+            seq_name.0.pop();
+            let sname = catalog::display_name(&seq_name);
+            let t = match self.cat.relation(self.db_id, &self.path, &seq_name)? {
                 Some(t) if t.sequence.is_some() => t,
                 Some(t) => return Err(sequence::not_a_sequence(&t.name)),
                 None if if_not_exists => return Ok((Outcome::Command(TAG.into()), None)),
@@ -7251,7 +7492,8 @@ impl<'a> Exec<'a> {
             return Ok((Outcome::Command(TAG.into()), None));
         }
         const TAG: &str = "CREATE SEQUENCE";
-        if self.cat.table(self.db_id, &last).is_some() {
+        let (schema_id, last) = self.cat.creation_name(self.db_id, &self.path, name)?;
+        if self.cat.table_in(self.db_id, schema_id, &last).is_some() {
             if if_not_exists {
                 return Ok((Outcome::Command(TAG.into()), None));
             }
@@ -7268,7 +7510,7 @@ impl<'a> Exec<'a> {
         let mut writes = Vec::new();
         let id = catalog::next_id(self.ctx, ts, &mut writes).await?;
         let start = seq.start;
-        let desc = sequence::relation(id, self.db_id, &last, seq);
+        let desc = sequence::relation(id, self.db_id, schema_id, &last, seq);
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),
             value: catalog::encode_table(&desc),
@@ -7290,7 +7532,7 @@ impl<'a> Exec<'a> {
         let mut changed: Vec<TableDesc> = Vec::new();
         for n in names {
             let sname = object_name(n);
-            let t = match self.cat.table(self.db_id, &sname) {
+            let t = match self.cat.relation(self.db_id, &self.path, n)? {
                 Some(t) if t.sequence.is_some() => t,
                 Some(t) => {
                     return Err(sequence::not_a_sequence(&t.name)
@@ -7416,7 +7658,7 @@ impl<'a> Exec<'a> {
         let (tname, cname) = (&parts[parts.len() - 2], &parts[parts.len() - 1]);
         let t = self
             .cat
-            .table(self.db_id, tname)
+            .table(self.db_id, &self.path, tname)
             .ok_or_else(|| catalog::undefined_table(tname))?;
         let ci = t.column_index(cname).ok_or_else(|| {
             Error::new(
@@ -7439,7 +7681,7 @@ impl<'a> Exec<'a> {
             ObjectType::Table => {
                 let mut dropped: Vec<u32> = Vec::new();
                 for n in names {
-                    match self.cat.relation(self.db_id, n)? {
+                    match self.cat.relation(self.db_id, &self.path, n)? {
                         Some(t) if t.view.is_some() => {
                             return Err(Error::new(
                                 ErrorKind::WrongObjectType,
@@ -7489,7 +7731,7 @@ impl<'a> Exec<'a> {
             ObjectType::View | ObjectType::MaterializedView => {
                 let mut dropped: Vec<u32> = Vec::new();
                 for n in names {
-                    match self.cat.relation(self.db_id, n)? {
+                    match self.cat.relation(self.db_id, &self.path, n)? {
                         Some(t) if t.view.is_some() => {
                             writes.push(KvWrite::Delete {
                                 key: keys::table_desc_key(t.id),

@@ -726,6 +726,42 @@ impl<'a> Binder<'a> {
                     SqlType::Bool,
                 )
             }
+            // `ts AT TIME ZONE zone` is `timezone(zone, ts)`.
+            Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => {
+                let (ts, ts_ty) = self.bind(timestamp, None)?;
+                let (zone, zone_ty) = self.bind(time_zone, Some(SqlType::Text))?;
+                let ty = match crate::sql::scalar_functions::result_type(
+                    "timezone",
+                    &[zone_ty, ts_ty],
+                ) {
+                    Some(r) => r?,
+                    None => return Err(Error::internal("timezone() is not known")),
+                };
+                (Scalar::Func("timezone".into(), vec![zone, ts], ty), ty)
+            }
+            // `x SIMILAR TO p [ESCAPE e]` is `x ~ similar_to_escape(p, e)`.
+            Expr::SimilarTo {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                let (x, _) = self.bind(expr, Some(SqlType::Text))?;
+                let (p, _) = self.bind(pattern, Some(SqlType::Text))?;
+                let mut args = vec![p];
+                if let Some(esc) = escape_char {
+                    args.push(self.bind(esc, Some(SqlType::Text))?.0);
+                }
+                let regex = Scalar::Func("similar_to_escape".into(), args, SqlType::Text);
+                let code = Scalar::Const(Datum::Int(i64::from(*negated)));
+                (
+                    Scalar::Func("__regex".into(), vec![x, regex, code], SqlType::Bool),
+                    SqlType::Bool,
+                )
+            }
             Expr::Case {
                 operand,
                 conditions,
@@ -1837,6 +1873,12 @@ impl<'a> Binder<'a> {
             n if crate::sql::scalar_functions::result_type(n, &types).is_some() => {
                 crate::sql::scalar_functions::result_type(n, &types).unwrap()?
             }
+            n if crate::sql::regex_functions::result_type(n, &types).is_some() => {
+                crate::sql::regex_functions::result_type(n, &types).unwrap()?
+            }
+            n if crate::sql::datetime_format::result_type(n, &types).is_some() => {
+                crate::sql::datetime_format::result_type(n, &types).unwrap()?
+            }
             n if crate::sql::pg_catalog::function_type(n, &types).is_some() => {
                 crate::sql::pg_catalog::function_type(n, &types).unwrap()
             }
@@ -2321,6 +2363,8 @@ pub struct EvalCtx {
     pub settings: std::rc::Rc<std::collections::BTreeMap<String, String>>,
     /// The session's sequence state: results of sequence calls run ahead of evaluation.
     pub seq: std::rc::Rc<std::cell::RefCell<crate::sql::sequence::SeqSession>>,
+    /// `current_schema()`: the first schema of the search path (None when it has none).
+    pub current_schema: Option<String>,
 }
 
 fn arith_int(op: BinOp, a: i64, b: i64, ty: SqlType) -> Result<Datum> {
@@ -3054,6 +3098,12 @@ fn eval_func(
     if crate::sql::scalar_functions::NAMES.contains(&name) {
         return crate::sql::scalar_functions::eval(name, &vals, ty);
     }
+    if crate::sql::regex_functions::NAMES.contains(&name) {
+        return crate::sql::regex_functions::eval(name, &vals);
+    }
+    if crate::sql::datetime_format::NAMES.contains(&name) {
+        return crate::sql::datetime_format::eval(name, &vals);
+    }
     let nargs = |n: usize| -> Result<()> {
         if vals.len() == n {
             Ok(())
@@ -3697,7 +3747,10 @@ fn eval_func(
         }
         "current_database" => Datum::Text(cx.database.clone()),
         "current_user" => Datum::Text(cx.user.clone()),
-        "current_schema" => Datum::Text("public".into()),
+        "current_schema" => match &cx.current_schema {
+            Some(s) => Datum::Text(s.clone()),
+            None => Datum::Null,
+        },
         "current_setting" => {
             let name = match vals.first() {
                 Some(Datum::Text(t)) => t.to_lowercase(),

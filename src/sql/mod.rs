@@ -34,8 +34,9 @@
 //!   jsonb_agg); `interval` is a full type ([`interval`]); `WITH RECURSIVE` is computed before the
 //!   statement runs (`exec::recursive_cte`), its rows held in memory.
 //!   Views are stored queries (materialized ones too: always fresh, nothing stored).
-//! - Schemas (`exec::schemas`): `CREATE SCHEMA s` and `s.t` names work; there is no
-//!   `search_path` (unqualified names mean `public`), sequences live in `public` only.
+//! - Schemas (`exec::schemas`): `CREATE SCHEMA s`, `s.t` names and the session's
+//!   `search_path` ([`catalog::SearchPath`]) work; a view's stored query is resolved
+//!   through the path of the session that reads it, not the one that created it.
 //! - `pg_catalog` / `information_schema` are virtual tables computed from the catalog at
 //!   planning time ([`pg_catalog`]): enough for psql's `\d` commands and common driver
 //!   introspection, not a full PostgreSQL catalog (its essay lists what is missing).
@@ -56,6 +57,7 @@
 pub mod bytea_functions;
 pub mod catalog;
 pub mod copy;
+pub mod datetime_format;
 pub mod exec;
 pub mod expr;
 pub mod grouping_sets;
@@ -64,6 +66,7 @@ pub mod jsonb;
 pub mod md5;
 pub mod pg_catalog;
 pub mod preparse;
+pub mod regex_functions;
 pub mod rewrite;
 pub mod scalar_functions;
 pub mod sequence;

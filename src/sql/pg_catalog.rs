@@ -16,7 +16,8 @@
 //!    `OPERATOR(pg_catalog.~)` into `~`; `x COLLATE c` into `x`; `'t'::regclass` into the
 //!    table's oid; other `reg*`/`oid` casts into `int8`; `pg_catalog.text` into `text`;
 //!    `pg_get_indexdef`, `pg_get_constraintdef` and `pg_get_viewdef` into a CASE over the
-//!    catalog's objects; and queries and subqueries that must be empty (an inner join with
+//!    catalog's objects; `pg_table_is_visible(x)` into `x NOT IN (…)` of the relations
+//!    the session's search path does not find (so `\dt` lists what PostgreSQL's does); and queries and subqueries that must be empty (an inner join with
 //!    a catalog that is always empty here: publications, policies, inheritance, extended
 //!    statistics, role memberships …) into an empty result, without binding the exotic
 //!    syntax psql sends to them (arrays, `= ANY`, subscripts).
@@ -73,7 +74,7 @@ use sqlparser::ast::{
 use crate::error::{Error, ErrorKind, Result};
 use std::rc::Rc;
 
-use crate::sql::catalog::{Catalog, ForeignKeyDesc, IndexDesc, RefAction, TableDesc};
+use crate::sql::catalog::{Catalog, ForeignKeyDesc, IndexDesc, RefAction, SearchPath, TableDesc};
 use crate::sql::session::Column;
 use crate::sql::types::{Datum, SqlType};
 
@@ -2131,12 +2132,14 @@ fn regex_match(s: &str, pattern: &str, ci: bool) -> Result<bool> {
         }
         let key = (pattern.to_string(), ci);
         if !c.contains_key(&key) {
+            // PostgreSQL's default: `.` matches a newline too.
             let re = regex_lite::RegexBuilder::new(pattern)
                 .case_insensitive(ci)
+                .dot_matches_new_line(true)
                 .build()
                 .map_err(|e| {
                     Error::new(
-                        ErrorKind::InvalidParameterValue,
+                        ErrorKind::InvalidRegularExpression,
                         format!("invalid regular expression: {e}"),
                     )
                 })?;
@@ -2400,6 +2403,7 @@ pub fn needs_rewrite(stmt: &Statement) -> bool {
                 Expr::Cast { data_type, .. } => is_reg_type(data_type),
                 Expr::Function(f) => {
                     CATALOG_FUNCTIONS.contains(&func_name(f).as_str())
+                        || func_name(f) == "pg_table_is_visible"
                         || matches!(f.args, FunctionArguments::Subquery(_))
                 }
                 _ => false,
@@ -2415,13 +2419,14 @@ pub fn needs_rewrite(stmt: &Statement) -> bool {
 }
 
 /// Rewrites `stmt` (see the module essay) against `cat` for database `db_id`.
-pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
+pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPath) -> Result<()> {
     let Statement::Query(q) = stmt else {
         return Ok(());
     };
     struct Rewriter<'a> {
         cat: &'a Catalog,
         db_id: u32,
+        path: &'a SearchPath,
         error: Option<Error>,
     }
     impl VisitorMut for Rewriter<'_> {
@@ -2644,6 +2649,23 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                         }
                     }
                 }
+                Expr::Function(f) if func_name(f) == "pg_table_is_visible" => {
+                    let hidden = self.hidden_oids();
+                    if let (false, FunctionArguments::List(l)) = (hidden.is_empty(), &f.args) {
+                        if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] =
+                            l.args.as_slice()
+                        {
+                            *e = Expr::In {
+                                expr: Box::new(arg.clone()),
+                                target: ast::InTarget::List(
+                                    hidden.into_iter().map(number).collect(),
+                                ),
+                                negated: true,
+                                global: false,
+                            };
+                        }
+                    }
+                }
                 Expr::Function(f) => {
                     let name = func_name(f);
                     if CATALOG_FUNCTIONS.contains(&name.as_str()) {
@@ -2686,24 +2708,52 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
             Ok(())
         }
 
-        /// The oid of relation `name` ('t', 'public.t', '"T"', 'pg_catalog.pg_class').
-        fn regclass(&self, name: &str) -> Result<i64> {
-            let n = name.rsplit('.').next().unwrap_or(name);
-            let n = if n.starts_with('"') {
-                n.trim_matches('"').to_string()
-            } else {
-                n.to_lowercase()
-            };
-            if let Some((_, oid)) = SYSTEM_CATALOG_OIDS.iter().find(|(c, _)| *c == n) {
-                return Ok(*oid);
-            }
-            for t in self.cat.tables_in(self.db_id) {
-                if t.name == n {
-                    return Ok(table_oid(t));
+        /// The oids of the relations (and their indexes) an unqualified name does not
+        /// find through the search path: `pg_table_is_visible` is false for them.
+        fn hidden_oids(&self) -> Vec<i64> {
+            let mut hidden = Vec::new();
+            for t in user_tables(self.cat, self.db_id) {
+                let schema_on_path = self.path.schemas.contains(&t.schema_id);
+                if !self.cat.is_visible(self.path, t) {
+                    hidden.push(table_oid(t));
                 }
-                for (i, _) in indexes_of(t) {
-                    if i.name == n {
-                        return Ok(index_oid(t, i.id));
+                if !schema_on_path {
+                    hidden.extend(indexes_of(t).into_iter().map(|(i, _)| index_oid(t, i.id)));
+                }
+            }
+            hidden
+        }
+
+        /// The oid of relation `name` ('t', 'public.t', '"T"', 'pg_catalog.pg_class'): an
+        /// unqualified name through the search path.
+        fn regclass(&self, name: &str) -> Result<i64> {
+            let parts = crate::sql::catalog::search_path_names(&name.replace('.', ","));
+            let (schema, n) = match parts.as_slice() {
+                [.., s, n] => (Some(s.as_str()), n.clone()),
+                [n] => (None, n.clone()),
+                [] => return Err(crate::sql::catalog::undefined_table(name)),
+            };
+            if matches!(schema, None | Some("pg_catalog")) {
+                if let Some((_, oid)) = SYSTEM_CATALOG_OIDS.iter().find(|(c, _)| *c == n) {
+                    return Ok(*oid);
+                }
+            }
+            let schemas: Vec<u32> = match schema {
+                None => self.path.schemas.clone(),
+                Some(s) => self.cat.schema_id(self.db_id, s).into_iter().collect(),
+            };
+            for schema_id in schemas {
+                for t in self.cat.tables_in(self.db_id) {
+                    if t.schema_id != schema_id {
+                        continue;
+                    }
+                    if t.name == n {
+                        return Ok(table_oid(t));
+                    }
+                    for (i, _) in indexes_of(t) {
+                        if i.name == n {
+                            return Ok(index_oid(t, i.id));
+                        }
                     }
                 }
             }
@@ -2727,12 +2777,18 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                 names.push((format!("pg_catalog.{c}"), *oid));
             }
             for t in user_tables(self.cat, self.db_id) {
+                let visible = self.cat.is_visible(self.path, t);
+                let schema = quote_ident(self.cat.schema_name(t.schema_id));
                 let mut add = |n: &str, oid: i64| {
-                    names.push((n.to_string(), oid));
-                    names.push((format!("public.{n}"), oid));
+                    if visible {
+                        names.push((n.to_string(), oid));
+                    }
+                    names.push((format!("{schema}.{n}"), oid));
                     if quote_ident(n) != n {
-                        names.push((quote_ident(n), oid));
-                        names.push((format!("public.{}", quote_ident(n)), oid));
+                        if visible {
+                            names.push((quote_ident(n), oid));
+                        }
+                        names.push((format!("{schema}.{}", quote_ident(n)), oid));
                     }
                 };
                 add(&t.name, table_oid(t));
@@ -2787,9 +2843,26 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
                 .map(|(n, oid)| (*oid, format!("pg_catalog.{n}")))
                 .collect();
             for t in user_tables(self.cat, self.db_id) {
-                pairs.push((table_oid(t), quote_ident(&t.name)));
+                // As PostgreSQL's regclassout: qualified when the search path does not
+                // find it.
+                let qualify = |n: &str, visible: bool| {
+                    if visible {
+                        quote_ident(n)
+                    } else {
+                        format!(
+                            "{}.{}",
+                            quote_ident(self.cat.schema_name(t.schema_id)),
+                            quote_ident(n)
+                        )
+                    }
+                };
+                pairs.push((
+                    table_oid(t),
+                    qualify(&t.name, self.cat.is_visible(self.path, t)),
+                ));
+                let schema_on_path = self.path.schemas.contains(&t.schema_id);
                 for (i, _) in indexes_of(t) {
-                    pairs.push((index_oid(t, i.id), quote_ident(&i.name)));
+                    pairs.push((index_oid(t, i.id), qualify(&i.name, schema_on_path)));
                 }
             }
             let as_int8 = Expr::Cast {
@@ -2956,6 +3029,7 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32) -> Result<()> {
     let mut r = Rewriter {
         cat,
         db_id,
+        path,
         error: None,
     };
     let _ = q.visit(&mut r);
@@ -3169,7 +3243,7 @@ mod tests {
                    WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default";
         let mut s = crate::sql::session::parse(sql).unwrap().pop().unwrap();
         assert!(needs_rewrite(&s));
-        rewrite(&mut s, &cat, 1).unwrap();
+        rewrite(&mut s, &cat, 1, &SearchPath::default()).unwrap();
         assert!(s.to_string().contains("c.relname ~ '^(t)$'"), "{s}");
     }
 
@@ -3181,7 +3255,7 @@ mod tests {
                    WHERE pr.prattrs[1] = 1 UNION SELECT pubname, NULL \
                    FROM pg_catalog.pg_publication p WHERE p.puballtables ORDER BY 1";
         let mut s = crate::sql::session::parse(sql).unwrap().pop().unwrap();
-        rewrite(&mut s, &cat, 1).unwrap();
+        rewrite(&mut s, &cat, 1, &SearchPath::default()).unwrap();
         assert_eq!(
             s.to_string(),
             "SELECT NULL::TEXT AS \"pubname\", NULL::TEXT AS \"?column?\" WHERE false"

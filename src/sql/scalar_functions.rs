@@ -1,5 +1,7 @@
 //! More of PostgreSQL's scalar functions, kept out of the binder's big switch: the
-//! trigonometric and hyperbolic functions, `degrees` / `radians`, `gcd` / `lcm`,
+//! trigonometric and hyperbolic functions (and the degree-based `sind`, `cosd`, `tand`,
+//! `cotd`, `asind`, `acosd`, `atand`, `atan2d`, exact at the special angles as
+//! PostgreSQL's float.c makes them), `degrees` / `radians`, `gcd` / `lcm`,
 //! `factorial`, `div`, `starts_with`, `chr`, `translate`, `quote_ident` / `quote_literal`
 //! / `quote_nullable`, `string_to_array`, and `date_trunc`.
 //!
@@ -10,8 +12,7 @@
 //!
 //! # Implementation caveats
 //!
-//! - `sind`, `cosd`, … (degree-based, exact at special angles in PostgreSQL) and the
-//!   two-argument `log(b, x)` are not here.
+//! - The two-argument `log(b, x)` is not here.
 //! - `date_trunc` on `timestamptz` truncates in UTC (Chitin has no session time zone for
 //!   display yet); a `date` argument is read as midnight UTC, as PostgreSQL does with the
 //!   time zone set to UTC.
@@ -58,6 +59,16 @@ pub const NAMES: &[&str] = &[
     "acosh",
     "atanh",
     "string_to_array",
+    "sind",
+    "cosd",
+    "tand",
+    "cotd",
+    "asind",
+    "acosd",
+    "atand",
+    "atan2d",
+    "timezone",
+    "__series_array",
 ];
 
 /// The result type of function `name` over arguments of `types`, when it is one of this
@@ -71,7 +82,33 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
         {
             SqlType::Float8
         }
-        "atan2" if n == 2 => SqlType::Float8,
+        "atan2" | "atan2d" if n == 2 => SqlType::Float8,
+        "__series_array" => {
+            if types.contains(&SqlType::Numeric) {
+                SqlType::NumericArray
+            } else if types.contains(&SqlType::Int8) {
+                SqlType::Int8Array
+            } else {
+                SqlType::Int4Array
+            }
+        }
+        // timezone(zone, ts), also `ts AT TIME ZONE zone`: a timestamp becomes the
+        // instant it is in that zone; an instant (or a date, or an untyped literal, read as
+        // timestamptz) becomes that zone's wall-clock time.
+        "timezone"
+            if n == 2
+                && (types[0].is_string()
+                    || matches!(types[0], SqlType::Interval | SqlType::Unknown)) =>
+        {
+            match types[1] {
+                SqlType::Timestamp => SqlType::TimestampTz,
+                SqlType::TimestampTz | SqlType::Date | SqlType::Unknown => SqlType::Timestamp,
+                _ => return Some(Err(undefined(name, types))),
+            }
+        }
+        "sind" | "cosd" | "tand" | "cotd" | "asind" | "acosd" | "atand" if n == 1 => {
+            SqlType::Float8
+        }
         "sinh" | "cosh" | "tanh" | "asinh" | "acosh" | "atanh" if n == 1 => SqlType::Float8,
         "string_to_array"
             if (n == 2 || n == 3)
@@ -106,7 +143,8 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
         "sin" | "cos" | "tan" | "cot" | "asin" | "acos" | "atan" | "degrees" | "radians"
         | "atan2" | "gcd" | "lcm" | "starts_with" | "chr" | "translate" | "like_escape"
         | "quote_ident" | "quote_literal" | "quote_nullable" | "date_trunc" | "sinh" | "cosh"
-        | "tanh" | "asinh" | "acosh" | "atanh" | "string_to_array" => {
+        | "tanh" | "asinh" | "acosh" | "atanh" | "string_to_array" | "sind" | "cosd" | "tand"
+        | "cotd" | "asind" | "acosd" | "atand" | "atan2d" | "timezone" => {
             return Some(Err(undefined(name, types)))
         }
         _ => return None,
@@ -127,6 +165,14 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
             | "asinh"
             | "acosh"
             | "atanh"
+            | "sind"
+            | "cosd"
+            | "tand"
+            | "cotd"
+            | "asind"
+            | "acosd"
+            | "atand"
+            | "atan2d"
             | "degrees"
             | "radians"
             | "gcd"
@@ -284,6 +330,25 @@ pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
         "atanh" if x().abs() > 1.0 => return Err(out_of_range_input()),
         "atanh" => Datum::Float(x().atanh()),
         "string_to_array" => string_to_array(vals),
+        "sind" | "cosd" | "tand" | "cotd" => degrees::trig(name, x())?,
+        "asind" | "acosd" => degrees::inverse(name, x())?,
+        "atand" => Datum::Float(degrees::atand(x())),
+        "__series_array" => series_array(vals, ty)?,
+        "timezone" => {
+            let offset = zone_offset_micros(&vals[0])?;
+            if ty == SqlType::TimestampTz {
+                let Datum::Timestamp(local) = vals[1].clone().cast(SqlType::Timestamp)? else {
+                    return Err(Error::mismatch("timezone() needs a timestamp"));
+                };
+                Datum::TimestampTz(local.checked_sub(offset).ok_or_else(ts_out_of_range)?)
+            } else {
+                let Datum::TimestampTz(utc) = vals[1].clone().cast(SqlType::TimestampTz)? else {
+                    return Err(Error::mismatch("timezone() needs a timestamptz"));
+                };
+                Datum::Timestamp(utc.checked_add(offset).ok_or_else(ts_out_of_range)?)
+            }
+        }
+        "atan2d" => Datum::Float(degrees::atan2d(x(), float(&vals[1]))),
         "atan2" => Datum::Float(x().atan2(float(&vals[1]))),
         "degrees" => Datum::Float(x() / RADIANS_PER_DEGREE),
         "radians" => Datum::Float(x() * RADIANS_PER_DEGREE),
@@ -409,6 +474,117 @@ pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
     })
 }
 
+/// The most elements `generate_series` makes in a select list (it is built as an array).
+const MAX_SERIES_ARRAY: usize = 10_000_000;
+
+/// `generate_series(start, stop [, step])` of a select list as an array of type `ty`
+/// (`exec::series_array`): empty when the step goes away from `stop`.
+fn series_array(vals: &[Datum], ty: SqlType) -> Result<Datum> {
+    let start = decimal(&vals[0])?;
+    let stop = decimal(&vals[1])?;
+    let step = match vals.get(2) {
+        Some(d) => decimal(d)?,
+        None => Decimal::ONE,
+    };
+    if step.is_zero() {
+        return Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            "step size cannot equal zero",
+        ));
+    }
+    let mut elems = Vec::new();
+    let mut v = start;
+    while (step.is_sign_positive() && v <= stop) || (step.is_sign_negative() && v >= stop) {
+        if elems.len() == MAX_SERIES_ARRAY {
+            return Err(Error::new(
+                ErrorKind::ProgramLimitExceeded,
+                format!(
+                    "generate_series() in a select list makes at most {MAX_SERIES_ARRAY} rows \
+                     here; use it in FROM"
+                ),
+            ));
+        }
+        elems.push(Some(if ty == SqlType::NumericArray {
+            v.to_string()
+        } else {
+            v.trunc().to_string()
+        }));
+        v = match v.checked_add(step) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    Ok(Datum::Text(crate::sql::types::format_array(&elems)))
+}
+
+fn ts_out_of_range() -> Error {
+    Error::new(ErrorKind::DatetimeFieldOverflow, "timestamp out of range")
+}
+
+/// The offset east of UTC, in microseconds, of time zone `zone` as AT TIME ZONE reads it:
+/// an interval (no months or days), `UTC` and its aliases, or a POSIX-style offset
+/// (`+03`, `UTC+3`, `-05:30`: hours *west* of Greenwich, as PostgreSQL reads them).
+/// Named zones other than UTC's are not known here (22023).
+pub fn zone_offset_micros(zone: &Datum) -> Result<i64> {
+    if let Datum::Interval(iv) = zone {
+        if iv.months != 0 || iv.days != 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!(
+                    "interval time zone \"{}\" must not include months or days",
+                    iv.to_text()
+                ),
+            ));
+        }
+        return Ok(iv.micros);
+    }
+    let name = text(zone);
+    let unknown = || {
+        Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!("time zone \"{name}\" not recognized"),
+        )
+    };
+    let lower = name.trim().to_ascii_lowercase();
+    let lower = lower.strip_prefix("etc/").unwrap_or(&lower);
+    let mut rest = lower;
+    for prefix in ["utc", "gmt", "uct", "universal", "zulu", "z"] {
+        if let Some(r) = lower.strip_prefix(prefix) {
+            rest = r;
+            break;
+        }
+    }
+    if rest.is_empty() {
+        return Ok(0);
+    }
+    let (sign, digits) = match rest.as_bytes()[0] {
+        b'+' => (1, &rest[1..]),
+        b'-' => (-1, &rest[1..]),
+        _ if rest.len() == lower.len() && rest.as_bytes()[0].is_ascii_digit() => (1, rest),
+        _ => return Err(unknown()),
+    };
+    let mut parts = digits.split(':');
+    let mut field = |max: i64| -> Result<i64> {
+        match parts.next() {
+            None => Ok(0),
+            Some(p) if !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                let v: i64 = p.parse().map_err(|_| unknown())?;
+                if v > max {
+                    return Err(unknown());
+                }
+                Ok(v)
+            }
+            Some(_) => Err(unknown()),
+        }
+    };
+    let (h, m, sec) = (field(15)?, field(59)?, field(59)?);
+    if parts.next().is_some() {
+        return Err(unknown());
+    }
+    // POSIX: a positive offset is west of Greenwich.
+    Ok(-sign * ((h * 60 + m) * 60 + sec) * 1_000_000)
+}
+
 fn gcd(mut a: i128, mut b: i128) -> i128 {
     a = a.abs();
     b = b.abs();
@@ -508,6 +684,120 @@ fn date_trunc(field: &str, v: &Datum, ty: SqlType) -> Result<Datum> {
     } else {
         Datum::Timestamp(truncated)
     })
+}
+
+/// PostgreSQL's degree-based trigonometry (float.c): the argument is reduced to the
+/// first quadrant and the result scaled so that 30°, 45°, 60° and 90° give exact values.
+mod degrees {
+    use super::{out_of_range_input, RADIANS_PER_DEGREE};
+    use crate::error::Result;
+    use crate::sql::types::Datum;
+
+    fn sin_30() -> f64 {
+        (30.0 * RADIANS_PER_DEGREE).sin()
+    }
+    fn one_minus_cos_60() -> f64 {
+        1.0 - (60.0 * RADIANS_PER_DEGREE).cos()
+    }
+    fn sind_0_to_30(x: f64) -> f64 {
+        ((x * RADIANS_PER_DEGREE).sin() / sin_30()) / 2.0
+    }
+    fn cosd_0_to_60(x: f64) -> f64 {
+        let one_minus_cos_x = 1.0 - (x * RADIANS_PER_DEGREE).cos();
+        1.0 - (one_minus_cos_x / one_minus_cos_60()) / 2.0
+    }
+    fn sind_q1(x: f64) -> f64 {
+        if x <= 30.0 {
+            sind_0_to_30(x)
+        } else {
+            cosd_0_to_60(90.0 - x)
+        }
+    }
+    fn cosd_q1(x: f64) -> f64 {
+        if x <= 60.0 {
+            cosd_0_to_60(x)
+        } else {
+            sind_0_to_30(90.0 - x)
+        }
+    }
+
+    /// sind, cosd, tand, cotd.
+    pub fn trig(name: &str, arg: f64) -> Result<Datum> {
+        if arg.is_nan() {
+            return Ok(Datum::Float(f64::NAN));
+        }
+        if arg.is_infinite() {
+            return Err(out_of_range_input());
+        }
+        let mut x = arg % 360.0;
+        let mut sign = 1.0;
+        if x < 0.0 {
+            x = -x;
+            if name != "cosd" {
+                sign = -sign;
+            }
+        }
+        if x > 180.0 {
+            x = 360.0 - x;
+            if name != "cosd" {
+                sign = -sign;
+            }
+        }
+        if x > 90.0 {
+            x = 180.0 - x;
+            if name != "sind" {
+                sign = -sign;
+            }
+        }
+        let tan_45 = sind_q1(45.0) / cosd_q1(45.0);
+        let result = match name {
+            "sind" => sign * sind_q1(x),
+            "cosd" => sign * cosd_q1(x),
+            "tand" => sign * ((sind_q1(x) / cosd_q1(x)) / tan_45),
+            _ => sign * ((cosd_q1(x) / sind_q1(x)) / (1.0 / tan_45)),
+        };
+        // No minus zero (tand(180)), as PostgreSQL.
+        Ok(Datum::Float(if result == 0.0 { 0.0 } else { result }))
+    }
+
+    fn asind_q1(x: f64) -> f64 {
+        if x <= 0.5 {
+            (x.asin() / 0.5f64.asin()) * 30.0
+        } else {
+            90.0 - (x.acos() / 0.5f64.acos()) * 60.0
+        }
+    }
+    fn acosd_q1(x: f64) -> f64 {
+        if x <= 0.5 {
+            90.0 - (x.asin() / 0.5f64.asin()) * 30.0
+        } else {
+            (x.acos() / 0.5f64.acos()) * 60.0
+        }
+    }
+
+    /// asind, acosd: 22003 outside [-1, 1].
+    pub fn inverse(name: &str, x: f64) -> Result<Datum> {
+        if x.is_nan() {
+            return Ok(Datum::Float(f64::NAN));
+        }
+        if !(-1.0..=1.0).contains(&x) {
+            return Err(out_of_range_input());
+        }
+        Ok(Datum::Float(match (name, x >= 0.0) {
+            ("asind", true) => asind_q1(x),
+            ("asind", false) => -asind_q1(-x),
+            (_, true) => acosd_q1(x),
+            (_, false) => 90.0 + asind_q1(-x),
+        }))
+    }
+
+    pub fn atand(x: f64) -> f64 {
+        (x.atan() / 1f64.atan()) * 45.0
+    }
+
+    pub fn atan2d(y: f64, x: f64) -> f64 {
+        (y.atan2(x) / 1f64.atan()) * 45.0
+    }
 }
 
 #[cfg(test)]

@@ -283,8 +283,9 @@ pub fn build(o: &SeqOptions, old: Option<&SequenceDesc>) -> Result<(SequenceDesc
     ))
 }
 
-/// The relation descriptor of a sequence: its row's three columns, no key columns.
-pub fn relation(id: u32, db_id: u32, name: &str, seq: SequenceDesc) -> TableDesc {
+/// The relation descriptor of sequence `name` of schema `schema_id`: its row's three
+/// columns, no key columns.
+pub fn relation(id: u32, db_id: u32, schema_id: u32, name: &str, seq: SequenceDesc) -> TableDesc {
     let col = |n: &str, ty| {
         let mut c = ColumnDesc::new(n, ty);
         c.nullable = false;
@@ -308,7 +309,7 @@ pub fn relation(id: u32, db_id: u32, name: &str, seq: SequenceDesc) -> TableDesc
         primary_index: 1,
         sequence: Some(seq),
         foreign_keys: Vec::new(),
-        schema_id: crate::sql::catalog::PUBLIC_SCHEMA,
+        schema_id,
         schema: "public".into(),
     }
 }

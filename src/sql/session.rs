@@ -147,7 +147,7 @@ const DEFAULTS: [(&str, &str); 17] = [
     ("standard_conforming_strings", "on"),
     ("timezone", "UTC"),
     ("application_name", ""),
-    ("search_path", "\"$user\", public"),
+    ("search_path", DEFAULT_SEARCH_PATH),
     ("transaction_isolation", "serializable"),
     ("default_transaction_isolation", "serializable"),
     ("extra_float_digits", "1"),
@@ -827,6 +827,14 @@ impl Session {
         abandon(&self.ctx, self.txn.take());
     }
 
+    /// The schemas the session's `search_path` names in database `db_id`.
+    fn search_path(&self, cat: &catalog::Catalog, db_id: u32) -> catalog::SearchPath {
+        match self.vars.get("search_path") {
+            Some(setting) => catalog::SearchPath::resolve(cat, db_id, setting, &self.user),
+            None => catalog::SearchPath::default(),
+        }
+    }
+
     fn exec<'a>(
         &'a self,
         cat: &'a catalog::Catalog,
@@ -1054,6 +1062,11 @@ impl Session {
                             })
                             .collect::<Vec<_>>()
                             .join(", ");
+                        let value = if name == "search_path" {
+                            search_path_setting(values).unwrap_or(value)
+                        } else {
+                            value
+                        };
                         if name.trim_matches('"') == crate::sql::preparse::NOOP_MARKER {
                             return Ok(Some((Outcome::Command(value), None)));
                         }
@@ -1261,7 +1274,8 @@ impl Session {
                 let given = param_types.clone();
                 let cat = catalog::current(&self.ctx).await?;
                 let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
-                match exec::describe(&cat, db_id, s, &mut param_types) {
+                let path = self.search_path(&cat, db_id);
+                match exec::describe(&cat, db_id, &path, s, &mut param_types) {
                     // As `run`: another node may have changed the schema since this
                     // node loaded it; reload once and describe again.
                     Err(e) if self.ctx.shared.replicated() && is_stale_catalog(&e) => {
@@ -1272,7 +1286,8 @@ impl Session {
                         param_types = given;
                         let cat = catalog::current(&self.ctx).await?;
                         let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
-                        exec::describe(&cat, db_id, s, &mut param_types)?
+                        let path = self.search_path(&cat, db_id);
+                        exec::describe(&cat, db_id, &path, s, &mut param_types)?
                     }
                     r => r?,
                 }
@@ -2213,6 +2228,35 @@ fn is_stale_catalog(e: &Error) -> bool {
         e.kind,
         ErrorKind::UndefinedTable | ErrorKind::UndefinedColumn | ErrorKind::UndefinedDatabase
     )
+}
+
+/// PostgreSQL's default `search_path`.
+const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
+
+/// `SET search_path = a, "B", 'c'` as PostgreSQL shows it (`a, "B", c`): each schema
+/// name quoted where it must be; `DEFAULT` is the default path. `None` for what is not a
+/// list of names.
+fn search_path_setting(values: &[sqlparser::ast::Expr]) -> Option<String> {
+    use sqlparser::ast::{Expr, Value};
+    let mut names = Vec::new();
+    for v in values {
+        let name = match v {
+            Expr::Identifier(i) if i.quote_style.is_none() => {
+                if i.value.eq_ignore_ascii_case("default") && values.len() == 1 {
+                    return Some(DEFAULT_SEARCH_PATH.to_string());
+                }
+                i.value.to_lowercase()
+            }
+            Expr::Identifier(i) => i.value.clone(),
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => s.clone(),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        names.push(crate::sql::pg_catalog::quote_ident(&name));
+    }
+    Some(names.join(", "))
 }
 
 #[cfg(test)]

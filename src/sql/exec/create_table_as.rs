@@ -26,7 +26,7 @@ impl Exec<'_> {
         let Some(query) = &ct.query else {
             return Err(Error::internal("create_table_as without a query"));
         };
-        let (schema_id, name) = self.cat.qualified_name(self.db_id, &ct.name)?;
+        let (schema_id, name) = self.cat.creation_name(self.db_id, &self.path, &ct.name)?;
         if self.cat.table_in(self.db_id, schema_id, &name).is_some() {
             if ct.if_not_exists {
                 return Ok((Outcome::Command("CREATE TABLE AS".into()), None));

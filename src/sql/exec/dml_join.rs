@@ -23,6 +23,7 @@ use super::*;
 pub(super) fn plan_dml_join(
     cat: &Catalog,
     db_id: u32,
+    path: &catalog::SearchPath,
     target: &TableFactor,
     others: &[ast::TableWithJoins],
     selection: Option<&Expr>,
@@ -34,7 +35,7 @@ pub(super) fn plan_dml_join(
         joins: Vec::new(),
     });
     list.extend(others.iter().cloned());
-    let (table, derived, join, scope) = plan_from(cat, db_id, &list, params)?;
+    let (table, derived, join, scope) = plan_from(cat, db_id, path, &list, params)?;
     let filter = match selection {
         Some(w) => {
             let (s, ty) = Binder::new(&scope, params).bind(w, Some(SqlType::Bool))?;

@@ -133,11 +133,30 @@ impl<'a> Exec<'a> {
             ));
         }
         let pname = object_name(&fk.foreign_table);
-        let (pschema, _) = self.cat.qualified_name(self.db_id, &fk.foreign_table)?;
-        let parent: Rc<TableDesc> = if pname == child.name && pschema == child.schema_id {
+        // The parent as a query would find it (through the search path when unqualified);
+        // the child itself when it comes first (it may not be in the catalog yet).
+        let found = self
+            .cat
+            .relation(self.db_id, &self.path, &fk.foreign_table)?;
+        let qualified = fk.foreign_table.0.len() > 1;
+        let self_reference = pname == child.name
+            && if qualified {
+                let (schema, _) =
+                    self.cat
+                        .creation_name(self.db_id, &self.path, &fk.foreign_table)?;
+                schema == child.schema_id
+            } else {
+                let rank = |id: u32| self.path.schemas.iter().position(|&s| s == id);
+                match (rank(child.schema_id), &found) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(c), Some(f)) => f.id == child.id || rank(f.schema_id) >= Some(c),
+                }
+            };
+        let parent: Rc<TableDesc> = if self_reference {
             Rc::new(child.clone())
         } else {
-            match self.cat.table_in(self.db_id, pschema, &pname) {
+            match found {
                 Some(p) if p.view.is_none() && p.sequence.is_none() => p,
                 Some(p) => {
                     return Err(Error::new(

@@ -2,15 +2,19 @@
 //!
 //! A schema is a descriptor of its own ([`catalog::SchemaDesc`], under
 //! [`keys::schema_key`]); a relation names its schema by id
-//! ([`TableDesc::schema_id`]). `public` is implicit (id [`catalog::PUBLIC_SCHEMA`]) and
-//! is the whole search path: unqualified names mean `public`, as with PostgreSQL's default
-//! `search_path` when no schema is named after the user.
+//! ([`TableDesc::schema_id`]). `public` is implicit (id [`catalog::PUBLIC_SCHEMA`]).
+//! An unqualified name is looked up through the session's `search_path`
+//! ([`catalog::SearchPath`], default `"$user", public`), and an unqualified CREATE
+//! (table, view, sequence) goes to the path's first schema that exists (3F000 when none
+//! does); a SERIAL column's sequence goes to its table's schema.
 //!
 //! # Implementation caveats
 //!
-//! - No `search_path`: a relation outside `public` must be named with its schema.
-//! - Sequences live in `public` only (`CREATE SEQUENCE s.q` creates `public.q`), and
-//!   index names are unique per database, not per schema.
+//! - A view's query and a column default are kept as text and resolved through the search
+//!   path of the statement that uses them, where PostgreSQL binds names at creation.
+//!   SERIAL defaults name their sequence with its schema outside `public`, so they do not
+//!   depend on the path.
+//! - Index names are unique per database, not per schema.
 //! - `AUTHORIZATION` is accepted and ignored; the schema's owner is the superuser.
 //! - `public` cannot be dropped (PostgreSQL lets an owner drop it).
 

@@ -11,7 +11,12 @@
 use super::*;
 
 /// The ids of the relations view `v`'s query names.
-fn view_references(cat: &Catalog, db_id: u32, v: &TableDesc) -> Vec<u32> {
+fn view_references(
+    cat: &Catalog,
+    db_id: u32,
+    path: &catalog::SearchPath,
+    v: &TableDesc,
+) -> Vec<u32> {
     let Some(sql) = &v.view else {
         return Vec::new();
     };
@@ -21,7 +26,7 @@ fn view_references(cat: &Catalog, db_id: u32, v: &TableDesc) -> Vec<u32> {
     let mut ids = Vec::new();
     for s in &stmts {
         let _ = ast::visit_relations(s, |name| {
-            if let Ok(Some(t)) = cat.relation(db_id, name) {
+            if let Ok(Some(t)) = cat.relation(db_id, path, name) {
                 ids.push(t.id);
             }
             std::ops::ControlFlow::<()>::Continue(())
@@ -55,7 +60,7 @@ impl Exec<'_> {
                 if v.view.is_none() || dropped.contains(&v.id) {
                     continue;
                 }
-                let refs = view_references(self.cat, self.db_id, v);
+                let refs = view_references(self.cat, self.db_id, &self.path, v);
                 let Some(on) = refs.iter().find(|id| dropped.contains(id)) else {
                     continue;
                 };
