@@ -147,6 +147,8 @@ pub enum ErrorKind {
     InvalidName,
     /// 2201B: a regular expression that does not compile (appended).
     InvalidRegularExpression,
+    /// 2201F: the square root of a negative number and the like (appended).
+    InvalidArgumentForPowerFunction,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -289,6 +291,7 @@ impl Error {
             AmbiguousAlias => "42P09",
             InvalidName => "42602",
             InvalidRegularExpression => "2201B",
+            InvalidArgumentForPowerFunction => "2201F",
         }
     }
 }

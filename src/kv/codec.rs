@@ -211,6 +211,7 @@ kind_codes! {
     AmbiguousAlias = 66,
     InvalidName = 67,
     InvalidRegularExpression = 68,
+    InvalidArgumentForPowerFunction = 69,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@
 use rust_decimal::Decimal;
 
 use crate::error::{Error, Result};
-use crate::sql::types::Datum;
+use crate::sql::types::{Datum, NumericSpecial};
 use chitin_storage::RangeId;
 
 pub const SYSTEM_META: u8 = 0x01;
@@ -275,6 +275,15 @@ pub fn encode_key_datum(d: &Datum, out: &mut Vec<u8>) {
             out.extend_from_slice(&float_key(f).to_be_bytes());
             escape_bytes(n.normalize().to_string().as_bytes(), out);
         }
+        Datum::NumericSpecial(x) => {
+            // The same layout as a finite numeric: the float images of -Infinity, Infinity
+            // and NaN sort below, above and above every finite value's, so the column's order
+            // is PostgreSQL's (-Infinity < finite < Infinity < NaN). The text ("NaN",
+            // "Infinity", "-Infinity") never parses as a finite decimal.
+            out.push(KEY_NUMERIC);
+            out.extend_from_slice(&float_key(x.to_f64()).to_be_bytes());
+            escape_bytes(x.name().as_bytes(), out);
+        }
         Datum::Text(s) => {
             out.push(KEY_BYTES);
             escape_bytes(s.as_bytes(), out);
@@ -368,8 +377,12 @@ pub fn decode_key_datums(mut b: &[u8]) -> (Vec<Datum>, &[u8]) {
                     (Datum::Float(f64::from_bits(bits)), 9)
                 }),
                 KEY_NUMERIC => unescape(&b[9.min(b.len())..]).and_then(|(text, n)| {
-                    let d: Decimal = std::str::from_utf8(&text).ok()?.parse().ok()?;
-                    Some((Datum::Numeric(d), 9 + n))
+                    let text = std::str::from_utf8(&text).ok()?;
+                    let d = match NumericSpecial::parse(text) {
+                        Some(x) => Datum::NumericSpecial(x),
+                        None => Datum::Numeric(text.parse().ok()?),
+                    };
+                    Some((d, 9 + n))
                 }),
                 KEY_BYTES => unescape(&b[1..]).map(|(v, n)| {
                     let d = match String::from_utf8(v) {
@@ -460,6 +473,11 @@ const V_TS: u8 = 9;
 const V_TSTZ: u8 = 10;
 const V_UUID: u8 = 11;
 const V_INTERVAL: u8 = 12;
+/// A NaN or infinite numeric: one more byte, [`V_NUMERIC_NAN`] & co. (appended).
+const V_NUMERIC_SPECIAL: u8 = 13;
+const V_NUMERIC_NAN: u8 = 0;
+const V_NUMERIC_INFINITY: u8 = 1;
+const V_NUMERIC_NEG_INFINITY: u8 = 2;
 
 fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
@@ -516,6 +534,14 @@ pub fn encode_value_datum(d: &Datum, out: &mut Vec<u8>) {
         Datum::Numeric(n) => {
             out.push(V_NUMERIC);
             out.extend_from_slice(&n.serialize());
+        }
+        Datum::NumericSpecial(x) => {
+            out.push(V_NUMERIC_SPECIAL);
+            out.push(match x {
+                NumericSpecial::NaN => V_NUMERIC_NAN,
+                NumericSpecial::Infinity => V_NUMERIC_INFINITY,
+                NumericSpecial::NegInfinity => V_NUMERIC_NEG_INFINITY,
+            });
         }
         Datum::Date(d) => {
             out.push(V_DATE);
@@ -614,6 +640,12 @@ pub fn decode_value<'a>(b: &'a [u8], pos: &mut usize) -> Result<DatumRef<'a>> {
             let raw: [u8; 16] = take(b, pos, 16)?.try_into().unwrap();
             Datum::Numeric(Decimal::deserialize(raw))
         }
+        V_NUMERIC_SPECIAL => Datum::NumericSpecial(match take(b, pos, 1)?[0] {
+            V_NUMERIC_NAN => NumericSpecial::NaN,
+            V_NUMERIC_INFINITY => NumericSpecial::Infinity,
+            V_NUMERIC_NEG_INFINITY => NumericSpecial::NegInfinity,
+            _ => return Err(corrupt()),
+        }),
         V_DATE => Datum::Date(i32::from_le_bytes(take(b, pos, 4)?.try_into().unwrap())),
         V_TS => Datum::Timestamp(i64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap())),
         V_TSTZ => Datum::TimestampTz(i64::from_le_bytes(take(b, pos, 8)?.try_into().unwrap())),
@@ -754,5 +786,31 @@ mod tests {
         let back = decode_row(&encode_row(&row), 8).unwrap();
         assert_eq!(back.len(), 8);
         assert_eq!(format!("{:?}", &back[..7]), format!("{row:?}"));
+    }
+
+    /// PostgreSQL orders NUMERIC as -Infinity < finite values < Infinity < NaN; an index on
+    /// a numeric column must scan in that order, and the special values must round-trip
+    /// through both the key and the value encodings.
+    #[test]
+    fn numeric_special_values_order_and_round_trip() {
+        let ordered = [
+            Datum::NumericSpecial(NumericSpecial::NegInfinity),
+            Datum::Numeric("-79228162514264337593543950335".parse().unwrap()),
+            Datum::Numeric("-1.5".parse().unwrap()),
+            Datum::Numeric("0".parse().unwrap()),
+            Datum::Numeric("79228162514264337593543950335".parse().unwrap()),
+            Datum::NumericSpecial(NumericSpecial::Infinity),
+            Datum::NumericSpecial(NumericSpecial::NaN),
+        ];
+        for w in ordered.windows(2) {
+            assert!(key(&w[0]) < key(&w[1]), "{:?} < {:?}", w[0], w[1]);
+        }
+        let mut k = Vec::new();
+        encode_key_datums(&ordered, &mut k);
+        let (back, rest) = decode_key_datums(&k);
+        assert!(rest.is_empty());
+        assert_eq!(format!("{back:?}"), format!("{ordered:?}"));
+        let back = decode_row(&encode_row(&ordered), ordered.len()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{ordered:?}"));
     }
 }

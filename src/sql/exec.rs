@@ -2953,7 +2953,7 @@ fn variance<'v>(
 
 /// The square root of non-negative `v` to rust_decimal's precision: a double precision
 /// estimate refined by Newton's method.
-fn decimal_sqrt(v: rust_decimal::Decimal) -> rust_decimal::Decimal {
+pub(crate) fn decimal_sqrt(v: rust_decimal::Decimal) -> rust_decimal::Decimal {
     use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
     use rust_decimal::Decimal;
     if v <= Decimal::ZERO {
@@ -4479,6 +4479,9 @@ impl<'a> Exec<'a> {
                 let mut vals = Vec::with_capacity(3);
                 for a in args {
                     vals.push(a.eval(&[], &self.cx)?.cast(SqlType::Numeric)?);
+                }
+                if let Some(e) = crate::sql::numeric_special::series_argument_error(&vals) {
+                    return Err(e);
                 }
                 let num = |d: &Datum| match d {
                     Datum::Numeric(n) => Some(*n),
@@ -7913,6 +7916,9 @@ fn assign_cast(v: Datum, c: &ColumnDesc) -> Result<Datum> {
     let mut v = v.cast(c.ty)?;
     if let (Some((p, sc)), Datum::Numeric(d)) = (c.numeric, &v) {
         v = Datum::Numeric(crate::sql::expr::numeric_typmod(*d, p, sc)?);
+    }
+    if let (Some((p, sc)), Datum::NumericSpecial(x)) = (c.numeric, &v) {
+        v = Datum::NumericSpecial(x.check_typmod(p, sc)?);
     }
     if let (Some(max), Datum::Text(s)) = (c.max_len, &v) {
         if s.chars().count() > max as usize {

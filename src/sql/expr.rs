@@ -8,6 +8,7 @@ use rust_decimal::prelude::*;
 use sqlparser::ast::{self, BinaryOperator, Expr, UnaryOperator};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sql::numeric_special::{negative_sqrt_error, special_arith, NumericOp, NumericValue};
 use crate::sql::types::{check_int_range, decimal_to_f64, Datum, SqlType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -562,6 +563,8 @@ impl<'a> Binder<'a> {
                             format!("operator does not exist: ~ {}", t.name()),
                         ))
                     }
+                    // `|/` exists for double precision only: a numeric operand is converted
+                    // (so `|/ '-0'::numeric` is 0, not sqrt()'s numeric 0.000000000000000).
                     UnaryOperator::PGSquareRoot => ("sqrt", SqlType::Float8),
                     UnaryOperator::PGCubeRoot => ("cbrt", SqlType::Float8),
                     _ => (
@@ -1829,6 +1832,7 @@ impl<'a> Binder<'a> {
                     SqlType::Numeric
                 }
             }
+            "sqrt" if first == SqlType::Numeric => SqlType::Numeric,
             "sqrt" | "cbrt" | "power" | "pow" | "exp" | "ln" | "log" | "pi" | "random" => {
                 SqlType::Float8
             }
@@ -1923,6 +1927,32 @@ impl<'a> Binder<'a> {
                             .join(", ")
                     ),
                 ));
+            }
+        }
+        // An untyped literal given to a math function that has a double precision form is
+        // read as double precision, as PostgreSQL prefers that type (`round('4.5')` is 4).
+        if matches!(
+            name.as_str(),
+            "abs"
+                | "sign"
+                | "round"
+                | "trunc"
+                | "ceil"
+                | "ceiling"
+                | "floor"
+                | "sqrt"
+                | "cbrt"
+                | "exp"
+                | "ln"
+                | "log"
+                | "power"
+                | "pow"
+        ) {
+            for (s, t) in bound.iter_mut().zip(&types).take(1) {
+                if *t == SqlType::Unknown {
+                    let taken = std::mem::replace(s, Scalar::Const(Datum::Null));
+                    *s = coerce_literal(taken, SqlType::Float8)?;
+                }
             }
         }
         // Untyped literals in coalesce & co. take the common type.
@@ -2290,6 +2320,23 @@ fn weight_first(d: &Decimal) -> (i32, u32) {
     (0, 0)
 }
 
+/// The square root of a non-negative numeric with PostgreSQL's result scale: at least 16
+/// significant digits, and no fewer decimals than the argument (`numeric_sqrt` in
+/// `numeric.c`), as far as rust_decimal's 28 digits allow.
+fn numeric_sqrt(n: Decimal) -> Decimal {
+    let (weight, _) = weight_first(&n);
+    let result_weight = (weight + 1) * 4 / 2 - 1;
+    let scale = (16 - result_weight).max(n.scale() as i32).clamp(0, 28) as u32;
+    let root = crate::sql::exec::decimal_sqrt(n);
+    let mut r = root.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+    let mut padded = r;
+    padded.rescale(scale);
+    if padded == r {
+        r = padded;
+    }
+    r
+}
+
 /// Numeric division with PostgreSQL's result scale (at least 16 significant digits, and no
 /// fewer decimals than either input).
 pub fn numeric_div(x: Decimal, y: Decimal) -> Result<Decimal> {
@@ -2412,6 +2459,7 @@ fn to_f64(d: &Datum) -> Option<f64> {
         Datum::Int(i) => Some(*i as f64),
         Datum::Float(f) => Some(*f),
         Datum::Numeric(n) => Some(decimal_to_f64(n)),
+        Datum::NumericSpecial(x) => Some(x.to_f64()),
         _ => None,
     }
 }
@@ -2457,6 +2505,20 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                     x % y
                 }
             }))
+        }
+        (Datum::NumericSpecial(_), _) | (_, Datum::NumericSpecial(_)) => {
+            let (x, y) = (
+                NumericValue::of(&a).ok_or_else(|| bad_op(&a, &b))?,
+                NumericValue::of(&b).ok_or_else(|| bad_op(&a, &b))?,
+            );
+            let op = match op {
+                BinOp::Add => NumericOp::Add,
+                BinOp::Sub => NumericOp::Sub,
+                BinOp::Mul => NumericOp::Mul,
+                BinOp::Div => NumericOp::Div,
+                _ => NumericOp::Mod,
+            };
+            special_arith(op, x, y)
         }
         (Datum::Numeric(_), _) | (_, Datum::Numeric(_)) => {
             let (x, y) = (
@@ -2807,6 +2869,7 @@ impl Scalar {
                 ),
                 Datum::Float(f) => Datum::Float(-f),
                 Datum::Numeric(n) => Datum::Numeric(-n),
+                Datum::NumericSpecial(x) => Datum::NumericSpecial(-x),
                 Datum::Interval(iv) => Datum::Interval(iv.checked_neg()?),
                 Datum::Null => Datum::Null,
                 d => {
@@ -3118,6 +3181,9 @@ fn eval_func(
         "__numeric_typmod" => match (&vals[0], &vals[1], &vals[2]) {
             (Datum::Numeric(d), Datum::Int(p), Datum::Int(s)) => {
                 Datum::Numeric(numeric_typmod(*d, *p as u32, *s as u32)?)
+            }
+            (Datum::NumericSpecial(x), Datum::Int(p), Datum::Int(s)) => {
+                Datum::NumericSpecial(x.check_typmod(*p as u32, *s as u32)?)
             }
             (other, _, _) => other.clone(),
         },
@@ -3512,13 +3578,20 @@ fn eval_func(
             ),
             Datum::Float(f) => Datum::Float(f.abs()),
             Datum::Numeric(n) => Datum::Numeric(n.abs()),
+            Datum::NumericSpecial(x) => Datum::NumericSpecial(x.abs()),
             d => d.clone().cast(SqlType::Float8)?,
         },
         "sign" => match &vals[0] {
             Datum::Int(i) if ty == SqlType::Numeric => Datum::Numeric(Decimal::from(i.signum())),
             Datum::Int(i) => Datum::Int(i.signum()),
-            Datum::Float(f) => Datum::Float(if *f == 0.0 { 0.0 } else { f.signum() }),
+            // sign() of a double precision NaN is 0 in PostgreSQL.
+            Datum::Float(f) => Datum::Float(if *f == 0.0 || f.is_nan() {
+                0.0
+            } else {
+                f.signum()
+            }),
             Datum::Numeric(n) => Datum::Numeric(n.signum()),
+            Datum::NumericSpecial(x) => x.sign(),
             _ => Datum::Null,
         },
         "round" | "trunc" => {
@@ -3527,6 +3600,8 @@ fn eval_func(
                 _ => 0,
             };
             match &vals[0] {
+                // Rounding leaves NaN and the infinities as they are.
+                Datum::NumericSpecial(x) => Datum::NumericSpecial(*x),
                 Datum::Float(f) if vals.len() == 1 => Datum::Float(if name == "round" {
                     f.round_ties_even_pg()
                 } else {
@@ -3561,22 +3636,36 @@ fn eval_func(
             }
         }
         "ceil" | "ceiling" | "floor" => match &vals[0] {
-            Datum::Numeric(n) => Datum::Numeric(if name == "floor" { n.floor() } else { n.ceil() }),
+            Datum::Numeric(n) => {
+                let mut r = if name == "floor" { n.floor() } else { n.ceil() };
+                // NUMERIC has no negative zero: ceil(-0.5) is 0, not -0.
+                if r.is_zero() {
+                    r.set_sign_positive(true);
+                }
+                Datum::Numeric(r)
+            }
+            Datum::NumericSpecial(x) => Datum::NumericSpecial(*x),
             d => {
                 let f = to_f64(d).unwrap_or(0.0);
                 Datum::Float(if name == "floor" { f.floor() } else { f.ceil() })
             }
         },
-        "sqrt" => {
-            let f = to_f64(&vals[0]).unwrap_or(0.0);
-            if f < 0.0 {
-                return Err(Error::new(
-                    ErrorKind::InvalidParameterValue,
-                    "cannot take square root of a negative number",
-                ));
+        "sqrt" => match &vals[0] {
+            Datum::NumericSpecial(x) if ty == SqlType::Numeric => Datum::NumericSpecial(x.sqrt()?),
+            Datum::Numeric(n) if ty == SqlType::Numeric => {
+                if n.is_sign_negative() && !n.is_zero() {
+                    return Err(negative_sqrt_error());
+                }
+                Datum::Numeric(numeric_sqrt(*n))
             }
-            Datum::Float(f.sqrt())
-        }
+            d => {
+                let f = to_f64(d).unwrap_or(0.0);
+                if f < 0.0 {
+                    return Err(negative_sqrt_error());
+                }
+                Datum::Float(f.sqrt())
+            }
+        },
         "power" | "pow" => Datum::Float(
             to_f64(&vals[0])
                 .unwrap_or(0.0)

@@ -64,6 +64,7 @@ pub mod grouping_sets;
 pub mod interval;
 pub mod jsonb;
 pub mod md5;
+pub mod numeric_special;
 pub mod pg_catalog;
 pub mod preparse;
 pub mod regex_functions;

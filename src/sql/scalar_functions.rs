@@ -213,6 +213,7 @@ fn float(d: &Datum) -> f64 {
         Datum::Int(i) => *i as f64,
         Datum::Float(f) => *f,
         Datum::Numeric(n) => n.to_f64().unwrap_or(0.0),
+        Datum::NumericSpecial(x) => x.to_f64(),
         Datum::Text(s) => s.trim().parse().unwrap_or(0.0),
         _ => 0.0,
     }
@@ -480,6 +481,9 @@ const MAX_SERIES_ARRAY: usize = 10_000_000;
 /// `generate_series(start, stop [, step])` of a select list as an array of type `ty`
 /// (`exec::series_array`): empty when the step goes away from `stop`.
 fn series_array(vals: &[Datum], ty: SqlType) -> Result<Datum> {
+    if let Some(e) = crate::sql::numeric_special::series_argument_error(vals) {
+        return Err(e);
+    }
     let start = decimal(&vals[0])?;
     let stop = decimal(&vals[1])?;
     let step = match vals.get(2) {

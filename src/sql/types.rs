@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use rust_decimal::Decimal;
 
+pub use crate::sql::numeric_special::NumericSpecial;
+
 use crate::error::{Error, Result};
 use crate::sql::interval::Interval;
 
@@ -289,6 +291,8 @@ pub enum Datum {
     TimestampTz(i64),
     Uuid([u8; 16]),
     Interval(Interval),
+    /// A NUMERIC that is NaN or infinite (appended; finite values are `Numeric`).
+    NumericSpecial(NumericSpecial),
 }
 
 impl Datum {
@@ -305,7 +309,7 @@ impl Datum {
             Datum::Bool(_) => SqlType::Bool,
             Datum::Text(_) => SqlType::Text,
             Datum::Bytes(_) => SqlType::Bytea,
-            Datum::Numeric(_) => SqlType::Numeric,
+            Datum::Numeric(_) | Datum::NumericSpecial(_) => SqlType::Numeric,
             Datum::Date(_) => SqlType::Date,
             Datum::Timestamp(_) => SqlType::Timestamp,
             Datum::TimestampTz(_) => SqlType::TimestampTz,
@@ -329,6 +333,11 @@ impl Datum {
             (Int(a), Numeric(b)) => Decimal::from(*a).cmp(b),
             (Numeric(a), Float(b)) => float_cmp(decimal_to_f64(a), *b),
             (Float(a), Numeric(b)) => float_cmp(*a, decimal_to_f64(b)),
+            (NumericSpecial(a), NumericSpecial(b)) => a.cmp(b),
+            (NumericSpecial(a), Int(_) | Numeric(_)) => a.cmp_finite(),
+            (Int(_) | Numeric(_), NumericSpecial(b)) => b.cmp_finite().reverse(),
+            (NumericSpecial(a), Float(b)) => float_cmp(a.to_f64(), *b),
+            (Float(a), NumericSpecial(b)) => float_cmp(*a, b.to_f64()),
             (Bool(a), Bool(b)) => a.cmp(b),
             (Text(a), Text(b)) => a.cmp(b),
             (Bytes(a), Bytes(b)) => a.cmp(b),
@@ -366,7 +375,7 @@ impl Datum {
         match self {
             Datum::Null => 0,
             Datum::Bool(_) => 1,
-            Datum::Int(_) | Datum::Float(_) | Datum::Numeric(_) => 2,
+            Datum::Int(_) | Datum::Float(_) | Datum::Numeric(_) | Datum::NumericSpecial(_) => 2,
             Datum::Text(_) => 3,
             Datum::Bytes(_) => 4,
             Datum::Date(_) | Datum::Timestamp(_) | Datum::TimestampTz(_) => 5,
@@ -391,6 +400,7 @@ impl Datum {
                 }
             }
             Datum::Numeric(d) => write!(s, "{d}").unwrap(),
+            Datum::NumericSpecial(x) => s.push_str(x.name()),
             Datum::Date(d) => s = format_date(*d),
             Datum::Timestamp(t) => s = format_timestamp(*t),
             Datum::TimestampTz(t) => {
@@ -444,6 +454,17 @@ impl Datum {
             (Datum::Text(t), _) => out.extend_from_slice(t.as_bytes()),
             (Datum::Bytes(b), _) => out.extend_from_slice(b),
             (Datum::Numeric(d), _) => encode_numeric_binary(d, out),
+            (Datum::NumericSpecial(x), _) => {
+                // ndigits 0, weight 0, the special sign word, dscale 0.
+                let sign: u16 = match x {
+                    NumericSpecial::NaN => NUMERIC_NAN,
+                    NumericSpecial::Infinity => NUMERIC_PINF,
+                    NumericSpecial::NegInfinity => NUMERIC_NINF,
+                };
+                out.extend_from_slice(&[0, 0, 0, 0]);
+                out.extend_from_slice(&sign.to_be_bytes());
+                out.extend_from_slice(&[0, 0]);
+            }
             (Datum::Date(d), _) => out.extend_from_slice(&(d - PG_EPOCH_DAYS).to_be_bytes()),
             (Datum::Timestamp(t), _) | (Datum::TimestampTz(t), _) => {
                 out.extend_from_slice(&(t - PG_EPOCH_DAYS as i64 * MICROS_PER_DAY).to_be_bytes())
@@ -478,7 +499,16 @@ impl Datum {
                 Datum::Text(String::from_utf8(b.to_vec()).map_err(|_| bad())?)
             }
             SqlType::Bytea => Datum::Bytes(b.to_vec()),
-            SqlType::Numeric => Datum::Numeric(decode_numeric_binary(b).ok_or_else(bad)?),
+            SqlType::Numeric => match b.get(4..6).map(|w| u16::from_be_bytes([w[0], w[1]])) {
+                Some(NUMERIC_NAN) if b.len() == 8 => Datum::NumericSpecial(NumericSpecial::NaN),
+                Some(NUMERIC_PINF) if b.len() == 8 => {
+                    Datum::NumericSpecial(NumericSpecial::Infinity)
+                }
+                Some(NUMERIC_NINF) if b.len() == 8 => {
+                    Datum::NumericSpecial(NumericSpecial::NegInfinity)
+                }
+                _ => Datum::Numeric(decode_numeric_binary(b).ok_or_else(bad)?),
+            },
             SqlType::Date => {
                 Datum::Date(i32::from_be_bytes(b.try_into().map_err(|_| bad())?) + PG_EPOCH_DAYS)
             }
@@ -552,6 +582,9 @@ impl Datum {
             SqlType::Text | SqlType::Varchar | SqlType::Unknown => Datum::Text(s.to_string()),
             SqlType::Bytea => Datum::Bytes(parse_bytea(s)?),
             SqlType::Numeric => {
+                if let Some(x) = NumericSpecial::parse(t) {
+                    return Ok(Datum::NumericSpecial(x));
+                }
                 let d = t
                     .parse::<Decimal>()
                     .or_else(|_| Decimal::from_scientific(t))
@@ -629,6 +662,9 @@ impl Datum {
                 Datum::Int(i)
             }
             (Datum::Float(f), t) if t.is_float() => Datum::Float(f),
+            (Datum::Float(f), SqlType::Numeric) if !f.is_finite() => {
+                Datum::NumericSpecial(NumericSpecial::from_f64(f).unwrap_or(NumericSpecial::NaN))
+            }
             (Datum::Float(f), SqlType::Numeric) => Datum::Numeric(
                 Decimal::from_f64_retain(f)
                     .map(|d| d.normalize())
@@ -647,6 +683,11 @@ impl Datum {
             }
             (Datum::Numeric(d), t) if t.is_float() => Datum::Float(decimal_to_f64(&d)),
             (Datum::Numeric(d), SqlType::Numeric) => Datum::Numeric(d),
+            (Datum::NumericSpecial(x), t) if t.is_int() => {
+                return Err(x.integer_cast_error(t.name()));
+            }
+            (Datum::NumericSpecial(x), t) if t.is_float() => Datum::Float(x.to_f64()),
+            (Datum::NumericSpecial(x), SqlType::Numeric) => Datum::NumericSpecial(x),
             (Datum::Bool(b), t) if t.is_int() => Datum::Int(b as i64),
             (Datum::Bool(b), SqlType::Bool) => Datum::Bool(b),
             (Datum::Bytes(b), SqlType::Bytea) => Datum::Bytes(b),
@@ -1037,6 +1078,11 @@ pub fn format_uuid(u: &[u8; 16]) -> String {
     }
     s
 }
+
+/// The sign words of PostgreSQL's binary numeric that mark the special values.
+const NUMERIC_NAN: u16 = 0xC000;
+const NUMERIC_PINF: u16 = 0xD000;
+const NUMERIC_NINF: u16 = 0xF000;
 
 /// PostgreSQL's binary numeric: ndigits, weight, sign, dscale, then base-10000 digits.
 fn encode_numeric_binary(d: &Decimal, out: &mut Vec<u8>) {

@@ -32,6 +32,7 @@ enum HashKey {
     Timestamp(i64),
     Uuid([u8; 16]),
     Bytes(Vec<u8>),
+    NumericSpecial(crate::sql::types::NumericSpecial),
 }
 
 /// The key of a datum: `Ok(None)` for NULL (matches nothing), `Err(())` for a kind this
@@ -41,6 +42,8 @@ fn key_of(d: &Datum) -> Result<Option<HashKey>, ()> {
         Datum::Null => return Ok(None),
         Datum::Int(i) => HashKey::Number(Decimal::from(*i)),
         Datum::Numeric(n) => HashKey::Number(n.normalize()),
+        // NaN equals NaN for NUMERIC, so it hashes like any other value.
+        Datum::NumericSpecial(x) => HashKey::NumericSpecial(*x),
         Datum::Text(s) => HashKey::Text(s.clone()),
         Datum::Bool(b) => HashKey::Bool(*b),
         Datum::Date(x) => HashKey::Date(*x),
