@@ -149,6 +149,10 @@ pub enum ErrorKind {
     InvalidRegularExpression,
     /// 2201F: the square root of a negative number and the like (appended).
     InvalidArgumentForPowerFunction,
+    /// A row lock wait on another node used up its slice
+    /// ([`crate::kv::LockWait::Slice`]); the gateway asks again. 40001 should it ever
+    /// reach a client (appended).
+    LockWaitSlice,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -292,6 +296,7 @@ impl Error {
             InvalidName => "42602",
             InvalidRegularExpression => "2201B",
             InvalidArgumentForPowerFunction => "2201F",
+            LockWaitSlice => "40001",
         }
     }
 }

@@ -1570,6 +1570,45 @@ fn a_deadlock_across_nodes_is_broken_by_failing_one_transaction() {
             .await
             .unwrap();
         assert_eq!(v, vec!["2".to_string()], "the winner's two increments");
+
+        // A lock held for longer than a forwarded request may take (3 s) by a live
+        // transaction: the waiter on another node waits, in slices, and gets the row.
+        let leases = range_leases(&nodes[0]).await;
+        let (first, holder) = leases[0];
+        let k = first + 500;
+        assert!((1..=3).contains(&holder), "lease holder {holder}");
+        let gateway = holder % 3; // node holder + 1 (index = id - 1)
+        let ch = common::connect(&nodes[holder - 1].config()).await.unwrap();
+        let cw = common::connect(&nodes[gateway].config()).await.unwrap();
+        ch.batch_execute(&format!("BEGIN; UPDATE acked SET v = v + 10 WHERE k = {k}"))
+            .await
+            .unwrap();
+        cw.batch_execute("BEGIN").await.unwrap();
+        let started = Instant::now();
+        let update = format!("UPDATE acked SET v = v + 100 WHERE k = {k}");
+        let waiter = cw.batch_execute(&update);
+        let holder_done = async {
+            tokio::time::sleep(Duration::from_millis(4000)).await;
+            ch.batch_execute("COMMIT").await
+        };
+        let (w, h) = tokio::join!(waiter, holder_done);
+        let waited = started.elapsed();
+        println!(
+            "waited {waited:?} on node {} for a lock led by node {holder}",
+            gateway + 1
+        );
+        h.unwrap();
+        w.unwrap_or_else(|e| panic!("a lock wait of {waited:?} across nodes failed: {e:?}"));
+        cw.batch_execute("COMMIT").await.unwrap();
+        assert!(
+            waited >= Duration::from_millis(3500),
+            "did not wait: {waited:?}"
+        );
+        let v = query_col(&nodes[0], &format!("SELECT v FROM acked WHERE k = {k}"))
+            .await
+            .unwrap();
+        let before: i64 = if [ka, kb].contains(&k) { 1 } else { 0 };
+        assert_eq!(v, vec![(before + 110).to_string()]);
     };
     rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(120), body)

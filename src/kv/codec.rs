@@ -60,7 +60,7 @@
 
 use chitin_storage::{RangeId, Timestamp, VersionedKeyValue};
 
-use super::{KvRequest, KvResponse, KvWrite};
+use super::{KvRequest, KvResponse, KvWrite, LockWait};
 use crate::error::{Error, ErrorKind, Result};
 use crate::txn::ReadSet;
 
@@ -212,6 +212,7 @@ kind_codes! {
     InvalidName = 67,
     InvalidRegularExpression = 68,
     InvalidArgumentForPowerFunction = 69,
+    LockWaitSlice = 70,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -362,13 +363,17 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             range,
             txn,
             key,
-            nowait,
+            wait,
         } => {
             out.push(REQ_LOCK);
             put_range(out, *range);
             put_u64(out, *txn);
             put_bytes(out, key);
-            out.push(*nowait as u8);
+            out.push(match wait {
+                LockWait::Block => 0,
+                LockWait::NoWait => 1,
+                LockWait::Slice => 2,
+            });
         }
         KvRequest::ReleaseLocks { range, txn } => {
             out.push(REQ_RELEASE_LOCKS);
@@ -761,7 +766,12 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             range: r.range()?,
             txn: r.u64()?,
             key: r.vec()?,
-            nowait: r.bool()?,
+            wait: match r.u8()? {
+                0 => LockWait::Block,
+                1 => LockWait::NoWait,
+                2 => LockWait::Slice,
+                w => return Err(corrupt(format_args!("unknown lock wait {w}"))),
+            },
         },
         REQ_RELEASE_LOCKS => KvRequest::ReleaseLocks {
             range: r.range()?,
@@ -1207,13 +1217,19 @@ mod tests {
                 range: r,
                 txn: 13,
                 key: b"k".to_vec(),
-                nowait: false,
+                wait: LockWait::Block,
             },
             KvRequest::Lock {
                 range: r,
                 txn: 13,
                 key: Vec::new(),
-                nowait: true,
+                wait: LockWait::NoWait,
+            },
+            KvRequest::Lock {
+                range: r,
+                txn: 13,
+                key: b"s".to_vec(),
+                wait: LockWait::Slice,
             },
             KvRequest::ReleaseLocks { range: r, txn: 14 },
             KvRequest::Describe { range: r },

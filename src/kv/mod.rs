@@ -142,6 +142,20 @@ impl KvWrite {
     }
 }
 
+/// How a [`KvRequest::Lock`] waits for a row another transaction holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockWait {
+    /// Until the lock is free, a deadlock is found, or [`store::LOCK_WAIT_MAX`] passes.
+    Block,
+    /// Not at all: 55P03 at once (`FOR UPDATE NOWAIT`, and `SKIP LOCKED`, which then
+    /// skips the row).
+    NoWait,
+    /// At most [`store::LOCK_SLICE`], then `LockWaitSlice`: a gateway waiting on another
+    /// node sends the request again, so a long wait never looks like a dead node to the
+    /// transport's timeout, and a dead node never looks like a long wait.
+    Slice,
+}
+
 /// A request to the range that owns the keys. `Send`: it may cross cores.
 #[derive(Debug)]
 pub enum KvRequest {
@@ -232,13 +246,12 @@ pub enum KvRequest {
     /// Take the exclusive lock on `key` for `txn` (an UPDATE, DELETE or SELECT FOR UPDATE
     /// about to write the row), waiting while another transaction holds it; answers
     /// [`KvResponse::Locked`] with the key's last committed write.
-    /// With `nowait`, a lock held by another transaction fails the request at once with
-    /// 55P03 (`FOR UPDATE NOWAIT`, and `SKIP LOCKED`, which then skips the row).
+    /// How long it waits: see [`LockWait`].
     Lock {
         range: RangeId,
         txn: TxnId,
         key: Vec<u8>,
-        nowait: bool,
+        wait: LockWait,
     },
     /// Release every lock `txn` holds on the range (its transaction ended).
     ReleaseLocks { range: RangeId, txn: TxnId },

@@ -21,6 +21,7 @@ use super::replica::{
     RaftStateRecord, RangeStorage, Replica, PREPARE_PREFIX, RAFT_INIT_INDEX, RAFT_INIT_TERM,
     RAFT_STATE_PREFIX,
 };
+use super::LockWait;
 use super::{KvRequest, KvResponse, KvWrite, ReadResult, TxnId, Uncertain};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::CoreMetrics;
@@ -33,6 +34,10 @@ const LATCH_WAIT: Duration = Duration::from_secs(2);
 /// The longest a row-lock request waits (then 40001): a lock held longer than
 /// [`crate::kv::replica::LOCK_STALE`] is taken over, after the latch wait.
 pub const LOCK_WAIT_MAX: Duration = crate::kv::replica::LOCK_STALE.saturating_add(LATCH_WAIT);
+
+/// How long a [`LockWait::Slice`] request waits before answering `LockWaitSlice`: well
+/// inside the gateway's [`crate::node::FORWARD_TIMEOUT`].
+pub const LOCK_SLICE: Duration = Duration::from_secs(1);
 
 /// The longest a latch waiter sleeps between checks when no release wakes it (a safety
 /// net: every release and fence lift wakes the waiters at once).
@@ -724,10 +729,8 @@ impl Store {
                     .await?;
                 Ok(KvResponse::Done)
             }
-            KvRequest::Lock {
-                txn, key, nowait, ..
-            } => {
-                self.lock(&replica, txn, &key, nowait).await?;
+            KvRequest::Lock { txn, key, wait, .. } => {
+                self.lock(&replica, txn, &key, wait).await?;
                 let latest = self
                     .last_write
                     .borrow()
@@ -1068,9 +1071,15 @@ impl Store {
     /// Takes the row lock on `key` for `txn`, waiting (parked on the range's release
     /// signal) while another transaction holds it or a prepared write latches it. A lock
     /// held past `LOCK_STALE` is taken over.
-    async fn lock(&self, replica: &Replica, txn: TxnId, key: &[u8], nowait: bool) -> Result<()> {
+    async fn lock(&self, replica: &Replica, txn: TxnId, key: &[u8], wait: LockWait) -> Result<()> {
         let started = Instant::now();
         let r = loop {
+            if wait == LockWait::Slice && started.elapsed() > LOCK_SLICE {
+                break Err(Error::new(
+                    ErrorKind::LockWaitSlice,
+                    "restart transaction: still waiting for a row lock",
+                ));
+            }
             if started.elapsed() > LOCK_WAIT_MAX {
                 break Err(Error::retry(
                     "restart transaction: timed out waiting for a row lock",
@@ -1096,7 +1105,7 @@ impl Store {
                 replica.take_lock(key, txn);
                 break Ok(());
             };
-            if nowait {
+            if wait == LockWait::NoWait {
                 break Err(Error::new(
                     ErrorKind::LockNotAvailable,
                     "could not obtain lock on row",
@@ -1709,6 +1718,10 @@ impl Store {
             r.term_start.set(u64::MAX);
             r.lease_until.set(None);
             r.lease_round.set(None);
+            // A split or merge fence lives in the leader's memory: one left here would
+            // refuse every later split should leadership come back (the split that set it
+            // finishes, or gives up, on the new leader).
+            *r.fence.borrow_mut() = None;
             r.latches.borrow_mut().clear();
             r.latches_changed();
             r.prepared.borrow_mut().clear();

@@ -35,7 +35,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kv::keys::core_for_range;
 use crate::kv::ranges::{RangeCache, RangeChange, RangeChangeLog, RangeDesc};
 use crate::kv::store::Store;
-use crate::kv::{KvRequest, KvResponse, ReadResult};
+use crate::kv::{KvRequest, KvResponse, LockWait, ReadResult};
 use crate::metrics::CoreMetrics;
 use crate::txn::Hlc;
 
@@ -352,6 +352,43 @@ impl CoreCtx {
 
     /// Sends `req` to node `node`'s core for its range over the transport.
     async fn forward(&self, node: u64, req: &KvRequest) -> Result<KvResponse> {
+        // A lock wait there goes in slices, each answered well inside the transport's
+        // timeout: a long wait for a live holder is not taken for a dead node.
+        if let KvRequest::Lock {
+            range,
+            txn,
+            key,
+            wait: LockWait::Block,
+        } = req
+        {
+            let slice = KvRequest::Lock {
+                range: *range,
+                txn: *txn,
+                key: key.clone(),
+                wait: LockWait::Slice,
+            };
+            let started = std::time::Instant::now();
+            loop {
+                match self.forward_once(node, &slice).await {
+                    Ok(KvResponse::Err(e))
+                        if e.kind == ErrorKind::LockWaitSlice
+                            && started.elapsed() < crate::kv::store::LOCK_WAIT_MAX =>
+                    {
+                        continue
+                    }
+                    Ok(KvResponse::Err(e)) if e.kind == ErrorKind::LockWaitSlice => {
+                        return Err(Error::retry(
+                            "restart transaction: timed out waiting for a row lock",
+                        ))
+                    }
+                    r => return r,
+                }
+            }
+        }
+        self.forward_once(node, req).await
+    }
+
+    async fn forward_once(&self, node: u64, req: &KvRequest) -> Result<KvResponse> {
         let cores = self
             .shared
             .cluster()
@@ -362,10 +399,6 @@ impl CoreCtx {
         crate::kv::codec::encode_request(req, &mut payload);
         // A row lock writes nothing: like a read, it can go again (a lock taken by a
         // request whose answer was lost is taken over once stale).
-        // TODO: a lock wait on another node longer than FORWARD_TIMEOUT fails here with
-        // 40001 though the holder is alive; a longer timeout would hide a dead leaseholder
-        // as long (writes stalled 10 s in the 5-replica kill test) — the remote wait
-        // should answer "still waiting" before the timeout and the gateway ask again.
         let read_only = matches!(
             req,
             KvRequest::Get { .. } | KvRequest::Scan { .. } | KvRequest::Lock { .. }
@@ -602,7 +635,11 @@ impl CoreCtx {
                 range,
                 txn,
                 key: key.to_vec(),
-                nowait,
+                wait: if nowait {
+                    LockWait::NoWait
+                } else {
+                    LockWait::Block
+                },
             };
             match self.send(req).await {
                 Ok(KvResponse::Locked { latest }) => {
