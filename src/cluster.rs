@@ -191,18 +191,21 @@ impl ClusterState {
     /// Persists the state in `store` durably (temporary file, fsync, rename, directory
     /// fsync). Cold path: blocking file I/O.
     pub fn save(&self, store: &Path) -> Result<()> {
-        use std::io::Write;
-        let io = |e: std::io::Error| Error::internal(format!("cannot write cluster state: {e}"));
-        let tmp = store.join(format!("{STATE_FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(self.encode().as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, store.join(STATE_FILE)).map_err(io)?;
-        std::fs::File::open(store)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(())
+        write_durably(store, STATE_FILE, self.encode().as_bytes())
+            .map_err(|e| Error::internal(format!("cannot write cluster state: {e}")))
     }
+}
+
+/// Replaces the file `name` in the directory `dir` with `bytes`, all or nothing, across
+/// crashes: written to a temporary file, synced, renamed over, and the directory synced.
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
 }
 
 const STATE_FILE: &str = "cluster-state";

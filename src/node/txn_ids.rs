@@ -36,15 +36,7 @@ fn read_floor(store: &Path) -> Result<u64> {
 }
 
 fn write_floor(store: &Path, floor: u64) -> Result<()> {
-    use std::io::Write;
-    let tmp = store.join(format!("{FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(format!("{floor}\n").as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, store.join(FILE)).map_err(io)?;
-    std::fs::File::open(store)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    crate::cluster::write_durably(store, FILE, format!("{floor}\n").as_bytes()).map_err(io)
 }
 
 /// Moves the node's id counter past every id a previous run of this store may have used

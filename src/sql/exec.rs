@@ -3922,23 +3922,15 @@ impl<'a> Exec<'a> {
                     .tables_in(self.db_id)
                     .map(|t| {
                         vec![
-                            Datum::Text("public".into()),
+                            Datum::Text(t.schema.clone()),
                             Datum::Text(t.name.clone()),
-                            Datum::Text(
-                                if t.view.is_some() {
-                                    "view"
-                                } else if t.sequence.is_some() {
-                                    "sequence"
-                                } else {
-                                    "table"
-                                }
-                                .into(),
-                            ),
+                            Datum::Text(view_deps::kind_name(t).into()),
                             Datum::Text("root".into()),
                         ]
                     })
                     .collect();
-                rows.sort_by(|a, b| a[1].order_cmp(&b[1]));
+                // CockroachDB's order: by schema, then name.
+                rows.sort_by(|a, b| a[0].order_cmp(&b[0]).then(a[1].order_cmp(&b[1])));
                 let n = rows.len();
                 Ok((
                     Outcome::Rows {

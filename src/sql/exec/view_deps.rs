@@ -35,7 +35,8 @@ fn view_references(
     ids
 }
 
-fn kind_name(t: &TableDesc) -> &'static str {
+/// What a relation is, as messages and `SHOW TABLES` name it.
+pub(super) fn kind_name(t: &TableDesc) -> &'static str {
     if t.view.is_some() {
         "view"
     } else if t.sequence.is_some() {
