@@ -66,19 +66,7 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
         ("to_timestamp", [a]) if a.is_numeric_family() || *a == SqlType::Unknown => {
             SqlType::TimestampTz
         }
-        _ => {
-            return Some(Err(Error::new(
-                ErrorKind::UndefinedFunction,
-                format!(
-                    "function {name}({}) does not exist",
-                    types
-                        .iter()
-                        .map(|t| t.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )))
-        }
+        _ => return Some(Err(super::scalar_functions::undefined(name, types))),
     };
     Some(Ok(ty))
 }

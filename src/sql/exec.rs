@@ -370,16 +370,9 @@ fn series_array(b: &mut Binder, args: &[Expr]) -> Result<(Scalar, SqlType)> {
     }
     let numeric = |t: &SqlType| t.is_numeric_family() || *t == SqlType::Unknown;
     if !(2..=3).contains(&args.len()) || !types.iter().all(numeric) {
-        return Err(Error::new(
-            ErrorKind::UndefinedFunction,
-            format!(
-                "function generate_series({}) does not exist",
-                types
-                    .iter()
-                    .map(|t| t.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        return Err(crate::sql::scalar_functions::undefined(
+            "generate_series",
+            &types,
         ));
     }
     let ty = if types
@@ -1332,16 +1325,9 @@ fn plan_relation(
                     || !fits(types[1], ty)
                     || !fits(types[2], SqlType::Interval)
                 {
-                    return Err(Error::new(
-                        ErrorKind::UndefinedFunction,
-                        format!(
-                            "function generate_series({}) does not exist",
-                            types
-                                .iter()
-                                .map(|t| t.name())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                    return Err(crate::sql::scalar_functions::undefined(
+                        "generate_series",
+                        &types,
                     ));
                 }
                 let bound = bound

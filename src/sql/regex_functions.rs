@@ -24,6 +24,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use super::scalar_functions::undefined;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sql::types::{format_array, Datum, SqlType};
 
@@ -69,20 +70,6 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
         _ => return Some(Err(undefined(name, types))),
     };
     Some(Ok(ty))
-}
-
-fn undefined(name: &str, types: &[SqlType]) -> Error {
-    Error::new(
-        ErrorKind::UndefinedFunction,
-        format!(
-            "function {name}({}) does not exist",
-            types
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    )
 }
 
 fn text(d: &Datum) -> String {

@@ -194,7 +194,8 @@ pub fn is_non_strict(name: &str) -> bool {
     name == "quote_nullable" || name == "string_to_array"
 }
 
-fn undefined(name: &str, types: &[SqlType]) -> Error {
+/// 42883 for a call no signature of `name` accepts.
+pub(crate) fn undefined(name: &str, types: &[SqlType]) -> Error {
     Error::new(
         ErrorKind::UndefinedFunction,
         format!(
