@@ -12,7 +12,11 @@ use common::{ServerOptions, TestServer};
 
 #[test]
 fn single_range_update_is_one_proposal_and_multi_range_commit_is_one_round() {
-    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let server = TestServer::start(&ServerOptions {
+        cores: Some(2),
+        ..Default::default()
+    })
+    .expect("start");
     let config = server.config(common::DEFAULT_DATABASE);
     let http = server.http_addr;
     let runtime = tokio::runtime::Builder::new_current_thread()

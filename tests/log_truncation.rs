@@ -48,7 +48,10 @@ fn truncated_raft_log_recovers_after_sigkill() {
     let dir = TempDir::new("chitin-logtrunc").expect("temp dir");
     let store = dir.path().join("store");
     let log = dir.path().join("server.log");
-    let options = ServerOptions { cores: Some(1) };
+    let options = ServerOptions {
+        cores: Some(1),
+        ..Default::default()
+    };
     let mut server = TestServer::start_on(&store, &log, &options).expect("start");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -14,7 +14,11 @@ use tokio_postgres::error::SqlState;
 
 #[test]
 fn for_update_nowait_skip_locked_and_waiting() {
-    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let server = TestServer::start(&ServerOptions {
+        cores: Some(2),
+        ..Default::default()
+    })
+    .expect("start");
     let config = server.config(common::DEFAULT_DATABASE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,7 +104,11 @@ fn for_update_nowait_skip_locked_and_waiting() {
 
 #[test]
 fn skip_locked_job_queue_hands_each_job_to_one_worker() {
-    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let server = TestServer::start(&ServerOptions {
+        cores: Some(2),
+        ..Default::default()
+    })
+    .expect("start");
     let config = server.config(common::DEFAULT_DATABASE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

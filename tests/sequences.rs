@@ -30,7 +30,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn target() -> Target {
-    Target::from_env("CHITIN_TEST_URL", &ServerOptions { cores: Some(2) }).expect("server")
+    Target::from_env(
+        "CHITIN_TEST_URL",
+        &ServerOptions {
+            cores: Some(2),
+            ..Default::default()
+        },
+    )
+    .expect("server")
 }
 
 #[test]

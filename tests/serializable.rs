@@ -53,7 +53,11 @@ async fn reset(c: &Client) {
 
 /// A two-core server, its connection settings and a runtime to drive clients.
 fn two_core_server() -> (TestServer, tokio_postgres::Config, tokio::runtime::Runtime) {
-    let server = TestServer::start(&ServerOptions { cores: Some(2) }).expect("start");
+    let server = TestServer::start(&ServerOptions {
+        cores: Some(2),
+        ..Default::default()
+    })
+    .expect("start");
     let config = server.config(common::DEFAULT_DATABASE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

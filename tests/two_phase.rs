@@ -18,7 +18,10 @@ fn cross_range_transactions_are_atomic_across_sigkill() {
     let dir = TempDir::new("chitin-2pc").expect("temp dir");
     let store = dir.path().join("store");
     let log = dir.path().join("server.log");
-    let options = ServerOptions { cores: Some(2) };
+    let options = ServerOptions {
+        cores: Some(2),
+        ..Default::default()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -60,11 +60,16 @@
 //!   (`node::cluster::resolve_orphans`: the resolver's abort decision and the coordinator's
 //!   commit decision are both inserts, so exactly one wins).
 //!   Single-node stores keep one replica per range. A table starts as one range and splits on
-//!   `ALTER TABLE … SPLIT AT` (no splits by size or load yet, no merges). A split fences
-//!   the moving span on the old range (its requests wait), copies every version to the new
-//!   range through that range's raft log, publishes both descriptors in the system range,
-//!   then shrinks the old range. Data is copied in the raft entries themselves (chunks of
-//!   about 1 MiB), not as SST snapshots.
+//!   `ALTER TABLE … SPLIT AT`, by size and by load, and merges small cold neighbours. A
+//!   split fences the moving span on the old range through its raft log (its requests
+//!   wait; the fence is kept in the lock table, travels in snapshots and survives leader
+//!   changes and restarts), copies every version to the new range through that range's
+//!   raft log, publishes both descriptors in the system range (only if the old descriptor
+//!   is unchanged since the fence), then shrinks the old range, which lifts the fence.
+//!   A fence left for a minute (its gateway died) is resolved by the range's leader from
+//!   the durable descriptor: finished if published, else the descriptor is rewritten (so a
+//!   late publish fails) and the fence lifted (`split::resolve_fence`). Data is copied in
+//!   the raft entries themselves (chunks of about 1 MiB), not as SST snapshots.
 //!
 //! # Splits and crashes
 //!

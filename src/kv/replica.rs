@@ -44,8 +44,55 @@ pub enum CommandKind {
     /// of different ranges may replay in any order.
     Ingest = 4,
     /// Give `span` (the upper part of this range) away to the range split off: end this
-    /// range's span at its start.
+    /// range's span at its start. Lifts the fence.
     Shrink = 5,
+    /// Fence the range for a split or merge: `writes` holds the one fence record
+    /// ([`fence_record_key`] → [`encode_fence`]). Replicated (and kept in the lock table)
+    /// so that a new leader, or the node after a restart, still holds requests to the
+    /// span that is moving away.
+    Fence = 6,
+    /// Lift the fence (the split or merge gave up, or a merge's left-hand range is done).
+    Unfence = 7,
+}
+
+/// Why a range is fenced (the first byte of its fence record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FenceKind {
+    /// A split moves `[key, span end)` to a new range.
+    #[default]
+    Split = 0,
+    /// A merge's left-hand range, reserved at its end (`key`), takes over the next span.
+    MergeLeft = 1,
+    /// A merge's right-hand range, fenced whole (`key` = its start), is taken over.
+    MergeRight = 2,
+}
+
+/// Prefix of every range's fence record in a core's lock table.
+pub const FENCE_PREFIX: &[u8] = b"\x00fence/";
+
+/// The lock-table key of `range`'s fence record.
+pub fn fence_record_key(range: RangeId) -> Vec<u8> {
+    let mut k = FENCE_PREFIX.to_vec();
+    k.extend_from_slice(&range.0.to_be_bytes());
+    k
+}
+
+/// A fence record: `kind u8 | key`.
+pub fn encode_fence(kind: FenceKind, key: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + key.len());
+    v.push(kind as u8);
+    v.extend_from_slice(key);
+    v
+}
+
+pub fn decode_fence(v: &[u8]) -> Result<(FenceKind, Vec<u8>)> {
+    let kind = match v.first() {
+        Some(0) => FenceKind::Split,
+        Some(1) => FenceKind::MergeLeft,
+        Some(2) => FenceKind::MergeRight,
+        _ => return Err(Error::internal("corrupt fence record")),
+    };
+    Ok((kind, v[1..].to_vec()))
 }
 
 /// A command replicated through raft. Encoded as `kind u8 | txn u64 | proposal id u64 |
@@ -175,6 +222,8 @@ impl Command {
             3 => CommandKind::Abort,
             4 => CommandKind::Ingest,
             5 => CommandKind::Shrink,
+            6 => CommandKind::Fence,
+            7 => CommandKind::Unfence,
             _ => return Err(bad()),
         };
         let txn = u64::from_le_bytes(take(8)?.try_into().unwrap());
@@ -278,11 +327,23 @@ pub struct RangeStorage {
     pub applied: Cell<u64>,
     /// The configuration as of `applied`.
     pub conf: RefCell<ConfState>,
+    /// `(index, term)` of the last entry the log was truncated after: `MemStorage`
+    /// forgets that term on `compact`, yet raft asks for it (the entry before the first
+    /// one it holds), and a snapshot at the applied index may be exactly there.
+    pub compacted: Cell<(u64, u64)>,
 }
 
 impl RangeStorage {
     pub fn wl(&self) -> std::sync::RwLockWriteGuard<'_, raft::storage::MemStorageCore> {
         self.mem.wl()
+    }
+
+    /// Drops the entries before `below`, remembering the term of the one before it.
+    pub fn compact(&self, below: u64) -> raft::Result<()> {
+        let term = raft::Storage::term(self, below - 1)?;
+        self.mem.wl().compact(below)?;
+        self.compacted.set((below - 1, term));
+        Ok(())
     }
 
     pub fn rl(&self) -> std::sync::RwLockReadGuard<'_, raft::storage::MemStorageCore> {
@@ -306,6 +367,10 @@ impl raft::Storage for RangeStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
+        let (at, term) = self.compacted.get();
+        if idx == at && at != 0 {
+            return Ok(term);
+        }
         self.mem.term(idx)
     }
 
@@ -324,7 +389,7 @@ impl raft::Storage for RangeStorage {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        let term = self.mem.term(index)?;
+        let term = raft::Storage::term(self, index)?;
         let mut snap = Snapshot::default();
         let meta = snap.mut_metadata();
         meta.index = index;
@@ -372,8 +437,17 @@ pub struct Replica {
     /// The keys this replica serves, `[start, end)`; requests for others get
     /// `RangeKeyMismatch`. Empty for a split-off range not (or no longer) described.
     pub span: RefCell<(Vec<u8>, Vec<u8>)>,
-    /// While a split moves `[fence, span end)` away, requests touching it wait.
+    /// While a split moves `[fence, span end)` away, requests touching it wait. Set when
+    /// a `Fence` command applies (and on the leader already when it proposes one, so no
+    /// second split starts meanwhile); lifted by `Unfence` or `Shrink`.
     pub fence: RefCell<Option<Vec<u8>>>,
+    /// The kind of the fence and since when this replica knows it (a fence left behind by
+    /// a gateway that died is resolved after a while: `split::resolve_fence`).
+    pub fence_kind: Cell<FenceKind>,
+    pub fence_since: Cell<Option<std::time::Instant>>,
+    /// The last log index when the store opened: entries up to it come from before the
+    /// restart.
+    pub recovered_up_to: Cell<u64>,
     /// Raft messages from other nodes, stepped by the raft driver before its next `ready`.
     pub inbox: RefCell<Vec<Message>>,
     /// As leader: the index of the first entry of its term. It serves requests once it has
@@ -536,6 +610,7 @@ impl Replica {
         let single = conf.voters == [node] && conf.learners.is_empty();
         let voter = conf.voters.contains(&node);
         let storage = RangeStorage {
+            compacted: Cell::new((0, 0)),
             mem: storage,
             applied: Cell::new(applied),
             conf: RefCell::new(conf),
@@ -570,6 +645,9 @@ impl Replica {
             snap_point: Cell::new(truncated),
             span: RefCell::new(super::keys::initial_span(id).unwrap_or_default()),
             fence: RefCell::new(None),
+            fence_kind: Cell::new(FenceKind::Split),
+            fence_since: Cell::new(None),
+            recovered_up_to: Cell::new(0),
             inbox: RefCell::new(Vec::new()),
             term_start: Cell::new(term_start),
             was_leader: Cell::new(leads),
@@ -603,11 +681,13 @@ impl Replica {
         v
     }
 
-    /// Whether this replica may serve requests: it leads, and has applied every entry
+    /// Whether this replica may serve requests: it leads, is not handing leadership over
+    /// (the new leader may serve as soon as it is elected), and has applied every entry
     /// committed before its term.
     pub fn serving(&self) -> bool {
         let raw = self.raw.borrow();
         raw.raft.state == raft::StateRole::Leader
+            && raw.raft.lead_transferee.is_none()
             && self.applied.get() >= self.term_start.get()
             && self.relatched.get()
             && (is_single(&raw) || self.lease_until.get().is_some_and(|t| Instant::now() < t))
@@ -628,6 +708,27 @@ impl Replica {
     pub fn owns_span(&self, start: &[u8], end: &[u8]) -> bool {
         let span = self.span.borrow();
         span.0.as_slice() <= start && end <= span.1.as_slice() && start < end
+    }
+
+    /// Sets (or, with `None`, lifts) the fence as a `Fence`, `Unfence` or `Shrink`
+    /// command, a snapshot or a restart says; waiters look again.
+    pub fn set_fence_state(&self, fence: Option<(FenceKind, Vec<u8>)>) {
+        match fence {
+            Some((kind, key)) => {
+                let same = self.fence.borrow().as_deref() == Some(key.as_slice())
+                    && self.fence_kind.get() == kind;
+                if !same || self.fence_since.get().is_none() {
+                    self.fence_since.set(Some(std::time::Instant::now()));
+                }
+                self.fence_kind.set(kind);
+                *self.fence.borrow_mut() = Some(key);
+            }
+            None => {
+                *self.fence.borrow_mut() = None;
+                self.fence_since.set(None);
+            }
+        }
+        self.latches_changed();
     }
 
     /// True when a split is moving `key` away.
@@ -794,6 +895,38 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After the log is truncated, raft still learns the term of the entry before the
+    /// first one kept, and a snapshot at an applied index exactly there can be taken (it
+    /// used to fail with `Compacted`, which raft-rs treats as fatal: the node died when
+    /// an idle range, truncated up to what it applied, had to send a snapshot).
+    #[test]
+    fn truncation_keeps_the_term_raft_asks_for() {
+        let storage = RangeStorage {
+            compacted: Cell::new((0, 0)),
+            mem: MemStorage::new(),
+            applied: Cell::new(7),
+            conf: RefCell::new(ConfState::from((vec![1], vec![]))),
+        };
+        let entries: Vec<Entry> = (1..=10)
+            .map(|i| Entry {
+                index: i,
+                term: 1 + i / 5,
+                ..Default::default()
+            })
+            .collect();
+        storage.wl().append(&entries).unwrap();
+        storage.compact(8).unwrap();
+        assert_eq!(raft::Storage::first_index(&storage).unwrap(), 8);
+        assert_eq!(raft::Storage::term(&storage, 7).unwrap(), 2);
+        assert_eq!(raft::Storage::term(&storage, 8).unwrap(), 2);
+        assert!(raft::Storage::term(&storage, 6).is_err());
+        let snap = raft::Storage::snapshot(&storage, 0, 2).unwrap();
+        assert_eq!(
+            (snap.get_metadata().index, snap.get_metadata().term),
+            (7, 2)
+        );
+    }
 
     #[test]
     fn command_round_trip() {

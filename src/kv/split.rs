@@ -16,9 +16,15 @@
 //!    stays behind, invisible; see the essay in `kv`); the fence lifts and waiting requests get `RangeKeyMismatch`, so their
 //!    gateways reload the descriptors and go to the new range.
 //!
-//! A failure before 3 lifts the fence and changes nothing visible. A failure of 3 itself
-//! keeps the fence (the outcome may be ambiguous; the old copy must not be served again);
-//! the next restart takes spans from whatever descriptors are durable.
+//! The fence is a raft command (`CommandKind::Fence`): every replica, a later leader and
+//! the node after a restart hold it, so the old range never serves the moving span again
+//! once the new one may own it. Steps 3 and 4, and the undo, are sent again through leader
+//! changes for a while (`settle`). A failure before 3, or of 3 that surely did not apply,
+//! lifts the fence and changes nothing visible. An ambiguous failure of 3 keeps the fence;
+//! so does a gateway that dies: after [`FENCE_ABANDONED`] the range's leader resolves the
+//! fence from the durable descriptor ([`resolve_fence`]). The publish is guarded (it fails
+//! if the old range's descriptor was written since the fence), so a resolver that undid
+//! the split and a late publish never both win.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -131,13 +137,15 @@ async fn split_once(
             // A boundary the split queue made becomes one made by hand: the merge queue
             // must leave it alone from now on.
             let desc = RangeDesc { sticky, ..old };
-            publish(ctx, vec![desc], Vec::new()).await?;
+            publish(ctx, vec![desc], Vec::new(), None).await?;
         }
         return Ok(None);
     }
     let new_id = claim_range_id(ctx, table).await?;
 
-    // 1. Fence.
+    // 1. Fence. The descriptors are published only if the old one is unchanged since
+    //    (a fence left too long is resolved by the range's leader: `resolve_fence`).
+    let fenced_at = ctx.shared.hlc.now();
     let (versions, max_read_ts, last_writes, end) = match ctx
         .send(KvRequest::SplitFence {
             range: old.id,
@@ -154,8 +162,11 @@ async fn split_once(
         other => return Err(Error::internal(format!("unexpected response {other:?}"))),
     };
     if end != old.end {
-        let _ = ctx.send(KvRequest::SplitAbort { range: old.id }).await;
+        unfence(ctx, old.id).await;
         return Err(Error::retry(format!("split: {DESC_CHANGED}; retry")));
+    }
+    if split_stops_after("fence") {
+        return Err(stopped("fence"));
     }
     // 2. Ingest.
     let ingested = ctx
@@ -169,7 +180,7 @@ async fn split_once(
         })
         .await;
     if let Err(e) = ingested {
-        let _ = ctx.send(KvRequest::SplitAbort { range: old.id }).await;
+        unfence(ctx, old.id).await;
         return Err(e);
     }
     // 3. Publish.
@@ -185,9 +196,24 @@ async fn split_once(
         end: old.end.clone(),
         sticky,
     };
-    publish(ctx, vec![left, right], Vec::new()).await?;
+    let guard = Guard {
+        keys: vec![keys::range_desc_key(&old.start)],
+        since: fenced_at,
+    };
+    if let Err((e, ambiguous)) =
+        publish_settled(ctx, vec![left, right], Vec::new(), Some(&guard)).await
+    {
+        if !ambiguous {
+            // Not published: nothing changed, the old range serves its span again.
+            unfence(ctx, old.id).await;
+        }
+        return Err(e);
+    }
+    if split_stops_after("publish") {
+        return Err(stopped("publish"));
+    }
     // 4. Finish.
-    ctx.send(KvRequest::SplitFinish {
+    settle(ctx, || KvRequest::SplitFinish {
         range: old.id,
         key: key.to_vec(),
     })
@@ -196,9 +222,89 @@ async fn split_once(
     Ok(Some(new_id))
 }
 
+/// How long the steps after a fence (publish, finish, undo) keep trying through leader
+/// changes and unreachable nodes before giving up.
+const SETTLE_BUDGET: Duration = Duration::from_secs(10);
+
+/// Whether a step that failed with `e` may be sent again: a retryable error (it did not
+/// happen) or an ambiguous one (the steps after a fence are idempotent, so sending one
+/// twice does no harm).
+fn may_resend(e: &Error) -> bool {
+    e.is_retryable() || e.kind == ErrorKind::AmbiguousResult
+}
+
+/// Sends the request `make` builds until it succeeds, resending it after errors
+/// [`may_resend`] allows, with a growing pause, for up to [`SETTLE_BUDGET`]: a split or
+/// merge that fenced a range must publish and finish, or undo, and not leave the fence
+/// behind because a leader moved at the wrong moment.
+async fn settle(ctx: &CoreCtx, make: impl Fn() -> KvRequest) -> Result<KvResponse> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match ctx.send(make()).await {
+            Err(e) if may_resend(&e) && started.elapsed() < SETTLE_BUDGET => {
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Lifts the fence of `range` (a split or merge that fenced it gives up), trying through
+/// leader changes; a fence that still cannot be lifted goes with the next leader change.
+async fn unfence(ctx: &CoreCtx, range: RangeId) {
+    if let Err(e) = settle(ctx, || KvRequest::SplitAbort { range }).await {
+        eprintln!(
+            "core {}: could not lift the fence of {range}: {}",
+            ctx.core, e.message
+        );
+    }
+}
+
+/// [`publish`], sent again after errors [`may_resend`] allows (writing the same
+/// descriptors twice is harmless) for up to [`SETTLE_BUDGET`]. On failure, also says
+/// whether some attempt may have been applied (`true`: the fences must stay).
+async fn publish_settled(
+    ctx: &CoreCtx,
+    puts: Vec<RangeDesc>,
+    deletes: Vec<Vec<u8>>,
+    guard: Option<&Guard>,
+) -> std::result::Result<(), (Error, bool)> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    let mut ambiguous = false;
+    loop {
+        match publish(ctx, puts.clone(), deletes.clone(), guard).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                ambiguous |= !e.is_retryable();
+                if !may_resend(&e) || started.elapsed() >= SETTLE_BUDGET {
+                    return Err((e, ambiguous));
+                }
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Descriptor keys a split or merge read (as of `since`, when it fenced its ranges): its
+/// publish fails if any of them was written since — by `resolve_fence`, which gave the
+/// split up for abandoned.
+struct Guard {
+    keys: Vec<Vec<u8>>,
+    since: chitin_storage::Timestamp,
+}
+
 /// Writes `puts` and deletes the descriptors starting at `deletes` in the system range, in
-/// one raft entry, then tells the node's cores.
-async fn publish(ctx: &CoreCtx, puts: Vec<RangeDesc>, deletes: Vec<Vec<u8>>) -> Result<()> {
+/// one raft entry (only if the `guard` keys are unchanged), then tells the node's cores.
+async fn publish(
+    ctx: &CoreCtx,
+    puts: Vec<RangeDesc>,
+    deletes: Vec<Vec<u8>>,
+    guard: Option<&Guard>,
+) -> Result<()> {
     let mut writes: Vec<KvWrite> = puts
         .iter()
         .map(|d| KvWrite::Put {
@@ -209,12 +315,22 @@ async fn publish(ctx: &CoreCtx, puts: Vec<RangeDesc>, deletes: Vec<Vec<u8>>) -> 
     writes.extend(deletes.iter().map(|start| KvWrite::Delete {
         key: keys::range_desc_key(start),
     }));
+    let (read_ts, reads) = match guard {
+        Some(g) => (
+            g.since,
+            crate::txn::ReadSet {
+                keys: g.keys.clone(),
+                spans: Vec::new(),
+            },
+        ),
+        None => (ctx.shared.hlc.now(), Default::default()),
+    };
     ctx.send(KvRequest::OnePhase {
         range: SYSTEM_RANGE,
         txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
-        read_ts: ctx.shared.hlc.now(),
+        read_ts,
         writes,
-        reads: Default::default(),
+        reads,
     })
     .await?;
     ctx.shared
@@ -274,6 +390,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
         other => Err(Error::internal(format!("unexpected response {other:?}"))),
     };
     // 1. Reserve the left-hand range.
+    let fenced_at = ctx.shared.hlc.now();
     let (_, _, _, l_end) = fenced(
         ctx.send(KvRequest::MergeFence {
             range: l.id,
@@ -281,9 +398,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
         })
         .await?,
     )?;
-    let abort_left = || async {
-        let _ = ctx.send(KvRequest::SplitAbort { range: l.id }).await;
-    };
+    let abort_left = || unfence(ctx, l.id);
     if l_end != l.end {
         abort_left().await;
         return Err(Error::retry(format!("merge: {DESC_CHANGED}; retry")));
@@ -305,7 +420,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
     };
     let (versions, max_read_ts, last_writes, r_end) = right;
     let abort_both = || async {
-        let _ = ctx.send(KvRequest::SplitAbort { range: r.id }).await;
+        unfence(ctx, r.id).await;
         abort_left().await;
     };
     if r_end != r.end {
@@ -326,13 +441,12 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
     if let Err(e) = ingested {
         // The last entry may have applied: give the span back before lifting the fences.
         // If even that fails the fences stay (nothing is served twice).
-        if ctx
-            .send(KvRequest::SplitFinish {
-                range: l.id,
-                key: l.end.clone(),
-            })
-            .await
-            .is_ok()
+        if settle(ctx, || KvRequest::SplitFinish {
+            range: l.id,
+            key: l.end.clone(),
+        })
+        .await
+        .is_ok()
         {
             abort_both().await;
         }
@@ -345,16 +459,175 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
         end: r.end.clone(),
         sticky: l.sticky,
     };
-    publish(ctx, vec![merged], vec![r.start.clone()]).await?;
+    let guard = Guard {
+        keys: vec![
+            keys::range_desc_key(&l.start),
+            keys::range_desc_key(&r.start),
+        ],
+        since: fenced_at,
+    };
+    if let Err((e, ambiguous)) =
+        publish_settled(ctx, vec![merged], vec![r.start.clone()], Some(&guard)).await
+    {
+        if !ambiguous {
+            // Not published: give the left range its span back, lift both fences.
+            if settle(ctx, || KvRequest::SplitFinish {
+                range: l.id,
+                key: l.end.clone(),
+            })
+            .await
+            .is_ok()
+            {
+                abort_both().await;
+            }
+        }
+        return Err(e);
+    }
     // 5. Finish: the right-hand range serves nothing from here; the left one everything.
-    ctx.send(KvRequest::SplitFinish {
+    settle(ctx, || KvRequest::SplitFinish {
         range: r.id,
         key: r.start.clone(),
     })
     .await?;
-    ctx.send(KvRequest::SplitAbort { range: l.id }).await?;
+    settle(ctx, || KvRequest::SplitAbort { range: l.id }).await?;
     ctx.fresh_ranges().await?;
     Ok(Some(r.id))
+}
+
+/// How long a fence may stand before its range's leader resolves it: a gateway finishes
+/// or undoes its split or merge well within this, so an older fence was left by one that
+/// died (or gave up without reaching the range). Tests shorten it with
+/// `CHITIN_TESTING_FENCE_ABANDONED_MS`.
+pub const FENCE_ABANDONED: Duration = Duration::from_secs(60);
+
+fn fence_abandoned() -> Duration {
+    static AFTER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *AFTER.get_or_init(|| {
+        std::env::var("CHITIN_TESTING_FENCE_ABANDONED_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(FENCE_ABANDONED)
+    })
+}
+
+/// Testing knob: `CHITIN_TESTING_SPLIT_STOP=fence|publish` makes every split stop right
+/// after that step, as if its gateway died there (the fence stays behind).
+fn split_stops_after(step: &str) -> bool {
+    static STOP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    STOP.get_or_init(|| std::env::var("CHITIN_TESTING_SPLIT_STOP").ok())
+        .as_deref()
+        == Some(step)
+}
+
+fn stopped(step: &str) -> Error {
+    Error::internal(format!("testing: the split stopped after its {step} step"))
+}
+
+/// Resolves one fence on this core older than [`FENCE_ABANDONED`]: from the durable
+/// descriptor, the split or merge either published (then this finishes its step on the
+/// range) or not (then this rewrites the descriptor, so that a late publish of the
+/// gateway fails its guard, and lifts the fence, shrinking a merge's left-hand range
+/// back first).
+async fn resolve_abandoned_fences(ctx: &CoreCtx) {
+    let Some(r) = ctx
+        .store
+        .fenced_leaders(fence_abandoned())
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    match resolve_fence(ctx, &r).await {
+        Ok(what) => eprintln!("core {}: abandoned fence of {}: {what}", ctx.core, r.id),
+        Err(e) => eprintln!(
+            "core {}: abandoned fence of {} not resolved yet: {}",
+            ctx.core, r.id, e.message
+        ),
+    }
+}
+
+async fn resolve_fence(ctx: &CoreCtx, r: &super::replica::Replica) -> Result<&'static str> {
+    use super::replica::FenceKind;
+    let _guard = acquire(ctx).await?;
+    let Some(key) = r.fence.borrow().clone() else {
+        return Ok("already lifted");
+    };
+    let kind = r.fence_kind.get();
+    let span = r.span.borrow().clone();
+    let desc_key = keys::range_desc_key(&span.0);
+    let read_ts = ctx.shared.hlc.now();
+    let desc = match ctx
+        .send(KvRequest::Get {
+            range: SYSTEM_RANGE,
+            key: desc_key.clone(),
+            ts: read_ts,
+            unc: chitin_storage::Timestamp::MIN,
+        })
+        .await?
+    {
+        KvResponse::Value(v) => v.map(|b| RangeDesc::decode(&b)).transpose()?,
+        other => return Err(Error::internal(format!("unexpected response {other:?}"))),
+    };
+    let published = match kind {
+        FenceKind::Split => desc.as_ref().is_some_and(|d| d.end == key),
+        FenceKind::MergeLeft => desc.as_ref().is_some_and(|d| d.end > key),
+        FenceKind::MergeRight => desc.is_none(),
+    };
+    let range = r.id;
+    if published {
+        match kind {
+            FenceKind::Split => {
+                settle(ctx, || KvRequest::SplitFinish {
+                    range,
+                    key: key.clone(),
+                })
+                .await?;
+            }
+            FenceKind::MergeRight => {
+                settle(ctx, || KvRequest::SplitFinish {
+                    range,
+                    key: span.0.clone(),
+                })
+                .await?;
+            }
+            FenceKind::MergeLeft => {
+                settle(ctx, || KvRequest::SplitAbort { range }).await?;
+            }
+        }
+        return Ok("published: finished");
+    }
+    // Not published: make sure it never will be (the gateway's publish is guarded by
+    // this key), then undo.
+    let write = match &desc {
+        Some(d) => KvWrite::Put {
+            key: desc_key.clone(),
+            value: d.encode(),
+        },
+        None => KvWrite::Delete {
+            key: desc_key.clone(),
+        },
+    };
+    ctx.send(KvRequest::OnePhase {
+        range: SYSTEM_RANGE,
+        txn: ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed),
+        read_ts,
+        writes: vec![write],
+        reads: crate::txn::ReadSet {
+            keys: vec![desc_key],
+            spans: Vec::new(),
+        },
+    })
+    .await?;
+    if kind == FenceKind::MergeLeft && span.1 > key {
+        settle(ctx, || KvRequest::SplitFinish {
+            range,
+            key: key.clone(),
+        })
+        .await?;
+    }
+    settle(ctx, || KvRequest::SplitAbort { range }).await?;
+    Ok("not published: undone")
 }
 
 /// One round of this core's split queue (once a second, from `node::cluster::follow`):
@@ -364,6 +637,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
 /// steady trickle of splits. See [`super::range_stats`]. With nothing to split, it looks
 /// for one merge ([`merge_queue`]).
 pub async fn split_queue(ctx: &CoreCtx) {
+    resolve_abandoned_fences(ctx).await;
     let policy = crate::node::settings::split_policy(&ctx.shared);
     let now = Instant::now();
     for r in ctx.store.split_candidates() {

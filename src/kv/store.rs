@@ -17,9 +17,9 @@ use super::deadlock::{stop_waiting, waits_for};
 use super::engine::{EngineKind, StoreEngine};
 use super::keys;
 use super::replica::{
-    prepare_record_key, raft_state_key, Command, CommandKind, Membership, Prepared,
-    RaftStateRecord, RangeStorage, Replica, PREPARE_PREFIX, RAFT_INIT_INDEX, RAFT_INIT_TERM,
-    RAFT_STATE_PREFIX,
+    decode_fence, encode_fence, fence_record_key, prepare_record_key, raft_state_key, Command,
+    CommandKind, FenceKind, Membership, Prepared, RaftStateRecord, RangeStorage, Replica,
+    FENCE_PREFIX, PREPARE_PREFIX, RAFT_INIT_INDEX, RAFT_INIT_TERM, RAFT_STATE_PREFIX,
 };
 use super::LockWait;
 use super::{KvRequest, KvResponse, KvWrite, ReadResult, TxnId, Uncertain};
@@ -245,6 +245,39 @@ impl Store {
                 false,
             )?;
             store.replicas.borrow_mut().insert(range, Rc::new(replica));
+        }
+        // Fences of splits and merges that were in progress (resolved by the gateway that
+        // runs them, or after a while by `split::resolve_fence`).
+        {
+            let end = keys::prefix_end(FENCE_PREFIX);
+            let fences = store.engine()?.scan_locks(FENCE_PREFIX, &end).await?;
+            let replicas = store.replicas.borrow();
+            for (key, value) in fences {
+                let id = key
+                    .get(FENCE_PREFIX.len()..)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| Error::internal("corrupt fence record key"))?;
+                if let Some(r) = replicas.get(&RangeId(id)) {
+                    r.set_fence_state(Some(decode_fence(&value)?));
+                }
+            }
+        }
+        // A split or merge this restart cut short (its steps on the range failed
+        // meanwhile) is resolved at once: a fence from the lock table here, one that
+        // comes back with the log when its entry applies (`Store::apply`).
+        for r in store.replicas.borrow().values() {
+            r.recovered_up_to
+                .set(r.raw.borrow().raft.raft_log.last_index());
+            if let Some(at) = r.fence.borrow().as_deref() {
+                eprintln!(
+                    "core {core}: {} holds a {:?} fence at {} from before the restart",
+                    r.id,
+                    r.fence_kind.get(),
+                    keys::pretty_key_suffix(at)
+                );
+                r.fence_since.set(fence_long_ago());
+            }
         }
         // Apply what the log holds before serving anything.
         store.drive_once().await?;
@@ -776,8 +809,7 @@ impl Store {
                 let span = replica.span.borrow().clone();
                 if key == span.1 && key > span.0 {
                     // The left-hand range: reserve what it takes over, refuse splits.
-                    self.fence_check(&replica)?;
-                    *replica.fence.borrow_mut() = Some(key);
+                    self.set_fence(&replica, FenceKind::MergeLeft, key).await?;
                     Ok(KvResponse::SplitFenced {
                         versions: Vec::new(),
                         max_read_ts: Timestamp::MIN,
@@ -785,7 +817,8 @@ impl Store {
                         end: span.1,
                     })
                 } else if key == span.0 && span.0 < span.1 {
-                    self.fence_and_collect(&replica, key).await
+                    self.fence_and_collect(&replica, FenceKind::MergeRight, key)
+                        .await
                 } else {
                     Err(mismatch(&replica))
                 }
@@ -821,15 +854,13 @@ impl Store {
                     span: (key, end),
                     ..Default::default()
                 };
-                // On failure the fence stays: the old data must not be served again.
+                // Applied, it lifts the fence; on failure the fence stays: the old data
+                // must not be served again.
                 self.replicate_cmd(&replica, cmd).await?;
-                *replica.fence.borrow_mut() = None;
-                replica.latches_changed();
                 Ok(KvResponse::Done)
             }
             KvRequest::SplitAbort { .. } => {
-                *replica.fence.borrow_mut() = None;
-                replica.latches_changed();
+                self.lift_fence(&replica).await?;
                 Ok(KvResponse::Done)
             }
         }
@@ -925,7 +956,40 @@ impl Store {
         if !replica.owns(&key) || replica.span.borrow().0 == key {
             return Err(mismatch(replica));
         }
-        self.fence_and_collect(replica, key).await
+        self.fence_and_collect(replica, FenceKind::Split, key).await
+    }
+
+    /// Fences `replica` at `key` through its raft log (every replica, and a later leader,
+    /// holds the fence). The leader refuses a second fence at once, before the command
+    /// applies; a proposal that never made it into the log takes the fence back.
+    async fn set_fence(&self, replica: &Replica, kind: FenceKind, key: Vec<u8>) -> Result<()> {
+        self.fence_check(replica)?;
+        *replica.fence.borrow_mut() = Some(key.clone());
+        let cmd = Command {
+            kind: CommandKind::Fence,
+            writes: vec![(fence_record_key(replica.id), Some(encode_fence(kind, &key)))],
+            ..Default::default()
+        };
+        if let Err(e) = self.replicate_cmd(replica, cmd).await {
+            if e.is_retryable() {
+                // Never appended: nothing else set this fence (a second one is refused).
+                replica.set_fence_state(None);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Lifts `replica`'s fence through its raft log (nothing to do without one).
+    async fn lift_fence(&self, replica: &Replica) -> Result<()> {
+        if replica.fence.borrow().is_none() {
+            return Ok(());
+        }
+        let cmd = Command {
+            kind: CommandKind::Unfence,
+            ..Default::default()
+        };
+        self.replicate_cmd(replica, cmd).await
     }
 
     /// Refuses to fence `replica` while a split or merge runs on it, or while leadership
@@ -949,15 +1013,18 @@ impl Store {
     /// Fences `[key, span end)` of `replica`, waits for the writes in flight there, and
     /// returns its data (a split's first step, and a merge's on the right-hand range with
     /// `key` at the span's start).
-    async fn fence_and_collect(&self, replica: &Replica, key: Vec<u8>) -> Result<KvResponse> {
-        self.fence_check(replica)?;
-        *replica.fence.borrow_mut() = Some(key.clone());
+    async fn fence_and_collect(
+        &self,
+        replica: &Replica,
+        kind: FenceKind,
+        key: Vec<u8>,
+    ) -> Result<KvResponse> {
+        self.set_fence(replica, kind, key.clone()).await?;
         let end = replica.span.borrow().1.clone();
         let started = Instant::now();
         while replica.span_latched(&key, &end) {
             if started.elapsed() > LATCH_WAIT {
-                *replica.fence.borrow_mut() = None;
-                replica.latches_changed();
+                self.lift_fence(replica).await?;
                 return Err(Error::retry(
                     "split: timed out waiting for writes in the span to finish",
                 ));
@@ -967,8 +1034,7 @@ impl Store {
         let versions = match self.engine()?.scan_versions(&key, &end).await {
             Ok(v) => v,
             Err(e) => {
-                *replica.fence.borrow_mut() = None;
-                replica.latches_changed();
+                self.lift_fence(replica).await?;
                 return Err(e.into());
             }
         };
@@ -1558,9 +1624,21 @@ impl Store {
                         r.quiesced.set(true);
                     }
                 }
-                for data in r.queue.borrow_mut().drain(..) {
-                    if let Err(e) = raw.propose(Vec::new(), data.clone()) {
-                        // Not leader any more, or dropped: never appended, so safe to retry.
+                let leader = raw.raft.state == raft::StateRole::Leader;
+                // A leader handing over holds its proposals: the transfer ends within an
+                // election timeout (ticks bring the range back here), and then they are
+                // proposed here or refused as never appended.
+                if !(leader && raw.raft.lead_transferee.is_some()) {
+                    for data in r.queue.borrow_mut().drain(..) {
+                        // Not leader any more (raft would forward it to the new leader,
+                        // where nobody waits for it), or dropped: never appended, so safe
+                        // to retry.
+                        let refused = if leader {
+                            raw.propose(Vec::new(), data.clone()).err()
+                        } else {
+                            Some(raft::Error::ProposalDropped)
+                        };
+                        let Some(e) = refused else { continue };
                         if let Ok(cmd) = Command::decode(&data) {
                             if let Some(w) = r.waiters.borrow_mut().remove(&cmd.proposal) {
                                 let _ = w.try_send(Err(Error::retry(format!(
@@ -1718,10 +1796,6 @@ impl Store {
             r.term_start.set(u64::MAX);
             r.lease_until.set(None);
             r.lease_round.set(None);
-            // A split or merge fence lives in the leader's memory: one left here would
-            // refuse every later split should leadership come back (the split that set it
-            // finishes, or gives up, on the new leader).
-            *r.fence.borrow_mut() = None;
             r.latches.borrow_mut().clear();
             r.latches_changed();
             r.prepared.borrow_mut().clear();
@@ -1823,6 +1897,23 @@ impl Store {
                         // replay in their original order). See the module essay in kv.
                         r.span.borrow_mut().1 = cmd.span.0;
                         r.stats.span_changed();
+                        batch.delete_lock(fence_record_key(r.id));
+                        r.set_fence_state(None);
+                    }
+                    CommandKind::Fence => {
+                        for (k, v) in cmd.writes {
+                            if let Some(v) = v {
+                                r.set_fence_state(Some(decode_fence(&v)?));
+                                if e.index <= r.recovered_up_to.get() {
+                                    r.fence_since.set(fence_long_ago());
+                                }
+                                batch.put_lock(k, v);
+                            }
+                        }
+                    }
+                    CommandKind::Unfence => {
+                        batch.delete_lock(fence_record_key(r.id));
+                        r.set_fence_state(None);
                     }
                 }
             }
@@ -1901,6 +1992,9 @@ impl Store {
         for (key, _) in engine.scan_locks(&start, &end).await? {
             batch.delete_lock(key);
         }
+        let fence_key = fence_record_key(r.id);
+        batch.delete_lock(fence_key.clone());
+        let mut fence = None;
         let mut bytes = 0u64;
         r.stats.bytes.set(None);
         if let Some(cmd) = &cmd {
@@ -1914,6 +2008,9 @@ impl Store {
             }
             for (key, value) in &cmd.writes {
                 if let Some(value) = value {
+                    if *key == fence_key {
+                        fence = Some(decode_fence(value)?);
+                    }
                     batch.put_lock(key.clone(), value.clone());
                 }
             }
@@ -1948,6 +2045,7 @@ impl Store {
         if let Some(cmd) = cmd {
             *r.span.borrow_mut() = cmd.span;
         }
+        r.set_fence_state(fence);
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.raft_snapshots_applied.fetch_add(1, Relaxed);
         self.metrics
@@ -1976,7 +2074,13 @@ impl Store {
             let mut start = PREPARE_PREFIX.to_vec();
             start.extend_from_slice(&range.0.to_be_bytes());
             let end = keys::prefix_end(&start);
-            let records = engine.scan_locks(&start, &end).await?;
+            let mut records = engine.scan_locks(&start, &end).await?;
+            // The fence record travels with the data: the new replica holds requests to a
+            // span that is moving away as the others do.
+            let fence = fence_record_key(range);
+            let mut fence_end = fence.clone();
+            fence_end.push(0);
+            records.extend(engine.scan_locks(&fence, &fence_end).await?);
             let cmd = Command {
                 kind: CommandKind::Ingest,
                 span,
@@ -2203,7 +2307,6 @@ impl Store {
             {
                 let raw = r.raw.borrow();
                 raw.store()
-                    .wl()
                     .compact(below)
                     .map_err(|e| Error::internal(format!("raft compact {}: {e}", r.id)))?;
             }
@@ -2240,6 +2343,28 @@ impl Store {
 
     /// This core's replicas that serve their table range now (leaders with a lease, no
     /// split or membership change in flight): what the split queue looks at.
+    /// Ranges this core serves whose fence has stood longer than `older` (a fence
+    /// restored at startup counts from then).
+    pub fn fenced_leaders(&self, older: Duration) -> Vec<Rc<Replica>> {
+        self.replicas
+            .borrow()
+            .values()
+            .filter(|r| {
+                if r.fence.borrow().is_none() || !r.serving() {
+                    return false;
+                }
+                match r.fence_since.get() {
+                    Some(t) => t.elapsed() > older,
+                    None => {
+                        r.fence_since.set(Some(Instant::now()));
+                        false
+                    }
+                }
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn split_candidates(&self) -> Vec<Rc<Replica>> {
         self.replicas
             .borrow()
@@ -2398,6 +2523,13 @@ fn prefer_leader(
         r.last_transfer.set(Some(now));
         raw.transfer_leader(preferred);
     }
+}
+
+/// A fence's start for one the restart cut short: old enough to be resolved at once.
+fn fence_long_ago() -> Option<Instant> {
+    Instant::now()
+        .checked_sub(super::split::FENCE_ABANDONED + Duration::from_secs(1))
+        .or(Some(Instant::now()))
 }
 
 /// How often (in 100 ms raft ticks) the raft logs are truncated.

@@ -312,6 +312,14 @@ impl CoreCtx {
                     r => return Ok(r),
                 },
             };
+            // Replicas cut off from their group, or removed from it and not yet collected,
+            // can name each other as leader forever: after a few answers that led nowhere,
+            // every other attempt asks the members in turn instead of following the hint.
+            let leader = if attempt >= 4 && attempt % 2 == 1 {
+                0
+            } else {
+                leader
+            };
             if leader == 0 || leader == me {
                 self.leaders.borrow_mut().remove(&range);
                 // Nobody here knows a leader: this node may hold no replica of the range

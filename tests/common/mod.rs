@@ -11,7 +11,8 @@
 //! - Every spawned server is killed (SIGKILL) and reaped by [`TestServer`]'s `Drop`, also
 //!   when the test panics or times out, so no test leaves a process behind.
 //! - Every temporary store is removed by [`TempDir`]'s `Drop`, after the server using it
-//!   is gone (a [`TestServer`] that owns its store drops the process first).
+//!   is gone (a [`TestServer`] that owns its store drops the process first) — unless the
+//!   test panicked and `CHITIN_KEEP_FAILED` is set, for debugging a failure.
 //! - Ports are chosen by binding port 0 and releasing it just before the spawn; another
 //!   process could take the port in that window, which shows up as a readiness timeout
 //!   with the server's log printed, not as a hang.
@@ -74,6 +75,11 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // A failing test's stores and logs are kept when asked (debugging a flake).
+        if std::thread::panicking() && std::env::var_os("CHITIN_KEEP_FAILED").is_some() {
+            eprintln!("kept {} (CHITIN_KEEP_FAILED)", self.path.display());
+            return;
+        }
         let _ = fs::remove_dir_all(&self.path);
     }
 }
@@ -89,6 +95,9 @@ pub fn free_port() -> u16 {
 pub struct ServerOptions {
     /// `--cores N`; `None` leaves the server's default.
     pub cores: Option<usize>,
+    /// Environment variables for the server (testing knobs such as
+    /// `CHITIN_TESTING_SPLIT_STOP`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A `chitin start-single-node` process. Killed and reaped on drop.
@@ -172,6 +181,7 @@ impl TestServer {
         if let Some(cores) = options.cores {
             command.arg("--cores").arg(cores.to_string());
         }
+        command.envs(options.env.iter().map(|(k, v)| (k, v)));
         let child = command
             .stdin(Stdio::null())
             .stdout(log)
