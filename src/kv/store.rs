@@ -131,7 +131,10 @@ impl Store {
             last_write: RefCell::new(HashMap::new()),
             wake_tx,
             wake_rx: RefCell::new(Some(wake_rx)),
-            next_proposal: Cell::new(1),
+            // Past the ids this node used before a restart (they grow far slower than the
+            // clock; the low 48 bits wrap every 78 hours): an entry from then that
+            // applies now wakes nobody new.
+            next_proposal: Cell::new(hlc.now().wall),
             hlc,
             metrics,
             stopping: Cell::new(false),
@@ -1433,8 +1436,12 @@ impl Store {
         if let Some(f) = self.fatal() {
             return Err(Error::internal(format!("the store failed: {f}")));
         }
-        let proposal = self.next_proposal.get();
-        self.next_proposal.set(proposal + 1);
+        let seq = self.next_proposal.get();
+        self.next_proposal.set(seq + 1);
+        // Unique across nodes too: a proposal another node made (forwarded, or left in
+        // the log by a former leader) must never wake a waiter here.
+        let node = self.membership.borrow().as_ref().map_or(0, |m| m.node);
+        let proposal = (node << 48) | (seq & ((1 << 48) - 1));
         self.metrics
             .raft_proposals
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1604,9 +1611,12 @@ impl Store {
                     raw.report_snapshot(to, status);
                 }
                 for cc in r.conf_queue.borrow_mut().drain(..) {
-                    // Refused while another change is pending, or not leader: the allocator
-                    // asks again on its next round.
-                    let _ = raw.propose_conf_change(Vec::new(), cc);
+                    // Refused while another change is pending; dropped when no longer
+                    // leader (raft would forward it to the new leader, whose allocator
+                    // decides for itself): the allocator asks again on its next round.
+                    if raw.raft.state == raft::StateRole::Leader {
+                        let _ = raw.propose_conf_change(Vec::new(), cc);
+                    }
                 }
                 for m in r.inbox.borrow_mut().drain(..) {
                     // A message for an older term or from a stale peer is refused by raft
