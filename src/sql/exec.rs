@@ -34,6 +34,7 @@ mod dml_join;
 pub use create_table_as::select_into_as_create;
 mod foreign_keys;
 mod hash_join;
+mod multi_assign;
 mod recursive_cte;
 mod schemas;
 mod view_deps;
@@ -1923,6 +1924,9 @@ pub fn describe(
     }
     if rewrite::needs_rewrite(stmt) {
         let mut s = stmt.clone();
+        if let Some(assignments) = multi_assign::assignments_mut(&mut s) {
+            multi_assign::split_for_describe(assignments)?;
+        }
         stub_subqueries(cat, db_id, path, &mut s, params)?;
         let mut columns = describe(cat, db_id, path, &s, params)?;
         if let (Some(cols), Statement::Query(orig), Statement::Query(stubbed)) =
@@ -1982,7 +1986,7 @@ pub fn describe(
                 let (rel, sel) = (&u.table.relation, u.selection.as_ref());
                 dml_join::plan_dml_join(cat, db_id, path, rel, from, sel, params)?.scope
             };
-            for a in &u.assignments {
+            for a in &multi_assign::expand_assignments(&u.assignments)? {
                 if let ast::AssignmentTarget::ColumnName(n) = &a.target {
                     if let Some(ci) = t.column_index(&object_name(n)) {
                         Binder::new(&scope, params).bind(&a.value, Some(t.columns[ci].ty))?;
@@ -2249,37 +2253,6 @@ fn combine_set_op(
         }
         _ => Vec::new(),
     }
-}
-
-/// `SET (a, b) = (x, y)` → `SET a = x, b = y`.
-fn expand_assignments(assignments: &[ast::Assignment]) -> Result<Vec<ast::Assignment>> {
-    let mut out = Vec::with_capacity(assignments.len());
-    for a in assignments {
-        match (&a.target, &a.value) {
-            (ast::AssignmentTarget::Tuple(cols), Expr::Tuple(values)) => {
-                if cols.len() != values.len() {
-                    return Err(Error::syntax(format!(
-                        "number of columns does not match number of values ({} and {})",
-                        cols.len(),
-                        values.len()
-                    )));
-                }
-                for (c, v) in cols.iter().zip(values) {
-                    out.push(ast::Assignment {
-                        target: ast::AssignmentTarget::ColumnName(c.clone()),
-                        value: v.clone(),
-                    });
-                }
-            }
-            (ast::AssignmentTarget::Tuple(_), _) => {
-                return Err(Error::unsupported(
-                    "assigning a subquery to a tuple of columns",
-                ))
-            }
-            _ => out.push(a.clone()),
-        }
-    }
-    Ok(out)
 }
 
 /// True for a subquery's error that means it names something of the outer query.
@@ -3504,6 +3477,13 @@ impl<'a> Exec<'a> {
             pg_catalog::rewrite(&mut s, self.cat, self.db_id, &self.path)?;
             let materialized = Box::pin(self.materialize_all_recursive(&mut s)).await;
             let r = match materialized {
+                Err(e) => Err(e),
+                Ok(()) => match multi_assign::assignments_mut(&mut s) {
+                    Some(assignments) => self.run_row_subqueries(assignments).await,
+                    None => Ok(()),
+                },
+            };
+            let r = match r {
                 Err(e) => Err(e),
                 Ok(()) => self.inline_subqueries(&mut s).await,
             };
@@ -6143,7 +6123,7 @@ impl<'a> Exec<'a> {
                         }
                     }
                     let mut new = old.clone();
-                    for a in &expand_assignments(&du.assignments)? {
+                    for a in &multi_assign::expand_assignments(&du.assignments)? {
                         let cname = match &a.target {
                             ast::AssignmentTarget::ColumnName(n) => object_name(n),
                             _ => return Err(Error::unsupported("tuple assignment")),
@@ -6246,7 +6226,7 @@ impl<'a> Exec<'a> {
             None => table_scope(&t, &alias),
         };
         let mut sets = Vec::new();
-        for a in &expand_assignments(&u.assignments)? {
+        for a in &multi_assign::expand_assignments(&u.assignments)? {
             let cname = match &a.target {
                 ast::AssignmentTarget::ColumnName(n) => object_name(n),
                 _ => return Err(Error::unsupported("tuple assignment")),
