@@ -797,7 +797,7 @@ fn plan_query(
                     if types.len() <= i {
                         types.push(t);
                     } else {
-                        types[i] = crate::sql::expr::unify(types[i], t);
+                        types[i] = crate::sql::expr::common_type(types[i], t);
                     }
                     out.push(s);
                 }
@@ -2194,7 +2194,7 @@ fn set_op_type(a: SqlType, b: SqlType) -> Option<SqlType> {
     Some(match (a, b) {
         (Unknown, t) | (t, Unknown) => t,
         (a, b) if a == b => a,
-        (a, b) if numeric(a) && numeric(b) => crate::sql::expr::unify(a, b),
+        (a, b) if numeric(a) && numeric(b) => crate::sql::expr::common_type(a, b),
         (a, b) if text(a) && text(b) => Text,
         (Timestamp, TimestampTz) | (TimestampTz, Timestamp) => TimestampTz,
         _ => return None,

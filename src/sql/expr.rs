@@ -477,6 +477,7 @@ impl<'a> Binder<'a> {
                 let ty = sql_type(&ts.data_type)?;
                 let s = match &ts.value.value {
                     ast::Value::SingleQuotedString(s) => s.clone(),
+                    ast::Value::DollarQuotedString(d) => d.value.clone(),
                     other => other.to_string(),
                 };
                 (Scalar::Const(Datum::parse(ty, &s)?), ty)
@@ -664,7 +665,7 @@ impl<'a> Binder<'a> {
                 let mut elem = SqlType::Unknown;
                 for e in &a.elem {
                     let (s, t) = self.bind(e, hint_elem)?;
-                    elem = unify(elem, t);
+                    elem = common_type(elem, t);
                     bound.push(s);
                 }
                 let elem = match (elem, hint_elem) {
@@ -1128,6 +1129,15 @@ impl<'a> Binder<'a> {
                         format!("operator does not exist: {} {} {}", t.name(), op, t.name()),
                     ));
                 }
+                // PostgreSQL has no `%` for real or double precision (nor for a pair
+                // that would be computed in one, such as numeric % real).
+                if bop == BinOp::Mod && t.is_float() {
+                    let (lt, rt) = self.last_pair;
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+                    ));
+                }
                 if !t.is_numeric_family()
                     && !matches!(t, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz)
                 {
@@ -1139,6 +1149,8 @@ impl<'a> Binder<'a> {
                 match (bop, self.last_pair) {
                     // date - date is a number of days.
                     (BinOp::Sub, (SqlType::Date, SqlType::Date)) => SqlType::Int4,
+                    // integer + date is a date, as date + integer.
+                    (BinOp::Add, (l, SqlType::Date)) if l.is_int() => SqlType::Date,
                     _ => t,
                 }
             }
@@ -2058,6 +2070,7 @@ fn interval_literal(iv: &ast::Interval) -> Result<crate::sql::interval::Interval
     let text = match iv.value.as_ref() {
         Expr::Value(v) => match &v.value {
             ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => s.clone(),
+            ast::Value::DollarQuotedString(d) => d.value.clone(),
             ast::Value::Number(n, _) => n.clone(),
             other => other.to_string(),
         },
@@ -2211,6 +2224,34 @@ pub fn unify(a: SqlType, b: SqlType) -> SqlType {
         (Date, Timestamp) | (Timestamp, Date) => Timestamp,
         (Date, TimestampTz) | (TimestampTz, Date) => TimestampTz,
         (a, _) => a,
+    }
+}
+
+/// The type two branches of a UNION or two rows of VALUES resolve to (PostgreSQL's
+/// `select_common_type`): within the numeric family the one the other casts to implicitly
+/// (smallint < integer < bigint < numeric < real < double precision, so real UNION
+/// numeric is real), otherwise as [`unify`]. Unlike an operator's operands, which meet in
+/// double precision when either is a float.
+pub fn common_type(a: SqlType, b: SqlType) -> SqlType {
+    use SqlType::*;
+    let rank = |t: SqlType| match t {
+        Int2 => Some(0),
+        Int4 => Some(1),
+        Int8 => Some(2),
+        Numeric => Some(3),
+        Float4 => Some(4),
+        Float8 => Some(5),
+        _ => None,
+    };
+    match (rank(a), rank(b)) {
+        (Some(x), Some(y)) => {
+            if x >= y {
+                a
+            } else {
+                b
+            }
+        }
+        _ => unify(a, b),
     }
 }
 
@@ -2488,7 +2529,15 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                 to_f64(&a).ok_or_else(|| bad_op(&a, &b))?,
                 to_f64(&b).ok_or_else(|| bad_op(&a, &b))?,
             );
-            Ok(Datum::Float(match op {
+            // real op real is computed in single precision by PostgreSQL.
+            let single = |v: f64| {
+                if ty == SqlType::Float4 {
+                    v as f32 as f64
+                } else {
+                    v
+                }
+            };
+            Ok(Datum::Float(single(match op {
                 BinOp::Add => x + y,
                 BinOp::Sub => x - y,
                 BinOp::Mul => x * y,
@@ -2504,7 +2553,7 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                     }
                     x % y
                 }
-            }))
+            })))
         }
         (Datum::NumericSpecial(_), _) | (_, Datum::NumericSpecial(_)) => {
             let (x, y) = (
@@ -2539,14 +2588,21 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                 }
             }))
         }
-        (Datum::Date(d), Datum::Int(i)) if matches!(op, BinOp::Add | BinOp::Sub) => {
-            let i = if op == BinOp::Sub { -*i } else { *i };
-            Ok(Datum::Date(
-                d.checked_add(i as i32)
-                    .ok_or_else(|| Error::out_of_range("date out of range"))?,
-            ))
+        (Datum::Int(i), Datum::Date(d)) if op == BinOp::Add => {
+            arith(op, Datum::Date(*d), Datum::Int(*i), SqlType::Date)
         }
-        (Datum::Date(a), Datum::Date(b)) if op == BinOp::Sub => Ok(Datum::Int((*a - *b) as i64)),
+        (Datum::Date(d), Datum::Int(i)) if matches!(op, BinOp::Add | BinOp::Sub) => {
+            let days = match op {
+                BinOp::Add => (*d as i64).checked_add(*i),
+                _ => (*d as i64).checked_sub(*i),
+            };
+            days.filter(|v| crate::sql::types::DATE_RANGE.contains(v))
+                .map(|v| Datum::Date(v as i32))
+                .ok_or_else(|| Error::new(ErrorKind::DatetimeFieldOverflow, "date out of range"))
+        }
+        (Datum::Date(a), Datum::Date(b)) if op == BinOp::Sub => {
+            Ok(Datum::Int(*a as i64 - *b as i64))
+        }
         _ => Err(bad_op(&a, &b)),
     }
 }

@@ -572,7 +572,12 @@ impl Datum {
                     "-infinity" | "-inf" => f64::NEG_INFINITY,
                     _ => t.parse().map_err(|_| invalid())?,
                 };
-                Datum::Float(v)
+                if ty == SqlType::Float4 && v.is_finite() && (v as f32).is_infinite() {
+                    return Err(Error::out_of_range(format!(
+                        "\"{t}\" is out of range for type real"
+                    )));
+                }
+                Datum::Float(float_of_type(ty, v)?)
             }
             SqlType::Bool => match t.to_ascii_lowercase().as_str() {
                 "t" | "true" | "yes" | "y" | "on" | "1" => Datum::Bool(true),
@@ -650,7 +655,7 @@ impl Datum {
                 check_int_range(t, i)?;
                 Datum::Int(i)
             }
-            (Datum::Int(i), t) if t.is_float() => Datum::Float(i as f64),
+            (Datum::Int(i), t) if t.is_float() => Datum::Float(float_of_type(t, i as f64)?),
             (Datum::Int(i), SqlType::Numeric) => Datum::Numeric(Decimal::from(i)),
             (Datum::Int(i), SqlType::Bool) => Datum::Bool(i != 0),
             (Datum::Float(f), t) if t.is_int() => {
@@ -661,7 +666,7 @@ impl Datum {
                 check_int_range(t, i)?;
                 Datum::Int(i)
             }
-            (Datum::Float(f), t) if t.is_float() => Datum::Float(f),
+            (Datum::Float(f), t) if t.is_float() => Datum::Float(float_of_type(t, f)?),
             (Datum::Float(f), SqlType::Numeric) if !f.is_finite() => {
                 Datum::NumericSpecial(NumericSpecial::from_f64(f).unwrap_or(NumericSpecial::NaN))
             }
@@ -681,7 +686,9 @@ impl Datum {
                 check_int_range(t, i)?;
                 Datum::Int(i)
             }
-            (Datum::Numeric(d), t) if t.is_float() => Datum::Float(decimal_to_f64(&d)),
+            (Datum::Numeric(d), t) if t.is_float() => {
+                Datum::Float(float_of_type(t, decimal_to_f64(&d))?)
+            }
             (Datum::Numeric(d), SqlType::Numeric) => Datum::Numeric(d),
             (Datum::NumericSpecial(x), t) if t.is_int() => {
                 return Err(x.integer_cast_error(t.name()));
@@ -715,6 +722,19 @@ impl Datum {
             _ => None,
         }
     }
+}
+
+/// A float value as type `ty` holds it: a `real` keeps only single precision (a finite
+/// value too large for it is 22003), a `double precision` is unchanged.
+pub fn float_of_type(ty: SqlType, v: f64) -> Result<f64> {
+    if ty != SqlType::Float4 {
+        return Ok(v);
+    }
+    let single = v as f32;
+    if v.is_finite() && single.is_infinite() {
+        return Err(Error::out_of_range("value out of range: overflow"));
+    }
+    Ok(single as f64)
 }
 
 /// PostgreSQL's bytea input: `\x` then hex digit pairs (whitespace between pairs
@@ -924,6 +944,15 @@ fn strip_era(s: &str) -> (std::borrow::Cow<'_, str>, bool) {
     let rest: Vec<&str> = s.split_whitespace().filter(|w| !is_era(w)).collect();
     (std::borrow::Cow::Owned(rest.join(" ")), bc)
 }
+
+/// The dates PostgreSQL can represent, in days since 1970-01-01: from 4714-11-24 BC (its
+/// Julian day 0) up to, not including, 5874898-01-01.
+pub const DATE_RANGE: std::ops::Range<i64> = -2_440_588..2_145_042_906;
+
+/// The timestamps PostgreSQL can represent, in microseconds since 1970: from 4714-11-24
+/// 00:00:00 BC up to what an i64 of microseconds since 2000 holds (294276 AD).
+pub const TIMESTAMP_RANGE: std::ops::Range<i64> =
+    -210_866_803_200_000_000..i64::MAX - 946_684_800_000_000;
 
 pub fn parse_date(s: &str) -> Option<i32> {
     let (s, bc) = strip_era(s);
