@@ -614,12 +614,14 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::Int4Array => "_int4",
         SqlType::Int8Array => "_int8",
         SqlType::Float8Array => "_float8",
+        SqlType::Float4Array => "_float4",
         SqlType::NumericArray => "_numeric",
         SqlType::TextArray => "_text",
         SqlType::Int2Vector => "int2vector",
         SqlType::OidVector => "oidvector",
         SqlType::Interval => "interval",
         SqlType::Jsonb => "jsonb",
+        SqlType::Time => "time",
     }
 }
 

@@ -2111,6 +2111,14 @@ fn datetime_arith_type(op: BinOp, (l, r): (SqlType, SqlType)) -> Option<SqlType>
     let stamp = |t: SqlType| matches!(t, Timestamp | TimestampTz);
     let num = |t: SqlType| t.is_numeric_family();
     Some(match (op, l, r) {
+        // time: date + time, time - time, time ± interval; times a number it is the
+        // interval it casts to implicitly.
+        (BinOp::Add, Date, Time) | (BinOp::Add, Time, Date) => Timestamp,
+        (BinOp::Sub, Time, Time) => Interval,
+        (BinOp::Add | BinOp::Sub, Time, Interval) | (BinOp::Add, Interval, Time) => Time,
+        (BinOp::Mul | BinOp::Div, Time, t) if num(t) => Interval,
+        (BinOp::Mul, t, Time) if num(t) => Interval,
+        (_, Time, _) | (_, _, Time) => Unknown,
         (BinOp::Add | BinOp::Sub, Interval, Interval) => Interval,
         (BinOp::Add | BinOp::Sub, t, Interval) if stamp(t) => t,
         (BinOp::Add | BinOp::Sub, Date, Interval) => Timestamp,
@@ -2505,10 +2513,37 @@ fn to_f64(d: &Datum) -> Option<f64> {
     }
 }
 
+/// The operators with a `time` operand (typed by [`datetime_arith_type`]).
+fn time_arith(op: BinOp, a: Datum, b: Datum) -> Result<Datum> {
+    use crate::sql::time_of_day as tod;
+    Ok(match (&a, &b) {
+        (Datum::Time(t), Datum::Interval(iv)) if matches!(op, BinOp::Add | BinOp::Sub) => {
+            Datum::Time(tod::add_interval(*t, iv, op == BinOp::Sub))
+        }
+        (Datum::Interval(iv), Datum::Time(t)) if op == BinOp::Add => {
+            Datum::Time(tod::add_interval(*t, iv, false))
+        }
+        (Datum::Date(d), Datum::Time(t)) | (Datum::Time(t), Datum::Date(d)) if op == BinOp::Add => {
+            Datum::Timestamp(tod::date_add_time(*d, *t)?)
+        }
+        (Datum::Time(x), Datum::Time(y)) if op == BinOp::Sub => {
+            Datum::Interval(crate::sql::interval::Interval::new(0, 0, x - y))
+        }
+        (Datum::Time(t), n) if matches!(op, BinOp::Mul | BinOp::Div) => {
+            interval_arith(op, Datum::Interval(tod::to_interval(*t)), n.clone())?
+        }
+        (n, Datum::Time(t)) if op == BinOp::Mul => {
+            interval_arith(op, n.clone(), Datum::Interval(tod::to_interval(*t)))?
+        }
+        _ => return Err(bad_op(&a, &b)),
+    })
+}
+
 fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
     let zero_div = || Error::new(ErrorKind::DivisionByZero, "division by zero");
     match (&a, &b) {
         (Datum::Int(x), Datum::Int(y)) => arith_int(op, *x, *y, ty),
+        (Datum::Time(_), _) | (_, Datum::Time(_)) => time_arith(op, a, b),
         (Datum::Interval(_), _) | (_, Datum::Interval(_)) => interval_arith(op, a, b),
         (
             Datum::Timestamp(_) | Datum::TimestampTz(_) | Datum::Date(_),

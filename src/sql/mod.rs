@@ -72,4 +72,5 @@ pub mod rewrite;
 pub mod scalar_functions;
 pub mod sequence;
 pub mod session;
+pub mod time_of_day;
 pub mod types;

@@ -10,6 +10,7 @@ pub use crate::sql::numeric_special::NumericSpecial;
 
 use crate::error::{Error, Result};
 use crate::sql::interval::Interval;
+use crate::sql::time_of_day;
 
 /// A column or expression type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,6 +49,10 @@ pub enum SqlType {
     Interval,
     /// `jsonb`: a `Datum::Text` of the normalized document ([`crate::sql::jsonb`]).
     Jsonb,
+    /// `time without time zone`: a `Datum::Time` ([`crate::sql::time_of_day`]).
+    Time,
+    /// `real[]` (an array like the others above, appended after them).
+    Float4Array,
 }
 
 impl SqlType {
@@ -80,6 +85,8 @@ impl SqlType {
             SqlType::OidVector => 30,
             SqlType::Interval => 1186,
             SqlType::Jsonb => 3802,
+            SqlType::Time => 1083,
+            SqlType::Float4Array => 1021,
         }
     }
 
@@ -92,6 +99,7 @@ impl SqlType {
             SqlType::Int4Array => SqlType::Int4,
             SqlType::Int8Array => SqlType::Int8,
             SqlType::Float8Array => SqlType::Float8,
+            SqlType::Float4Array => SqlType::Float4,
             SqlType::NumericArray => SqlType::Numeric,
             SqlType::TextArray => SqlType::Text,
             _ => return None,
@@ -110,7 +118,8 @@ impl SqlType {
             SqlType::Int2 => SqlType::Int2Array,
             SqlType::Int4 => SqlType::Int4Array,
             SqlType::Int8 => SqlType::Int8Array,
-            SqlType::Float4 | SqlType::Float8 => SqlType::Float8Array,
+            SqlType::Float4 => SqlType::Float4Array,
+            SqlType::Float8 => SqlType::Float8Array,
             SqlType::Numeric => SqlType::NumericArray,
             SqlType::Text | SqlType::Varchar | SqlType::Unknown => SqlType::TextArray,
             _ => return None,
@@ -145,6 +154,8 @@ impl SqlType {
             30 => SqlType::OidVector,
             1186 => SqlType::Interval,
             3802 => SqlType::Jsonb,
+            1083 => SqlType::Time,
+            1021 => SqlType::Float4Array,
             _ => return None,
         })
     }
@@ -154,7 +165,11 @@ impl SqlType {
         match self {
             SqlType::Int2 => 2,
             SqlType::Int4 | SqlType::Float4 | SqlType::Date => 4,
-            SqlType::Int8 | SqlType::Float8 | SqlType::Timestamp | SqlType::TimestampTz => 8,
+            SqlType::Int8
+            | SqlType::Float8
+            | SqlType::Timestamp
+            | SqlType::TimestampTz
+            | SqlType::Time => 8,
             SqlType::Bool => 1,
             SqlType::Uuid | SqlType::Interval => 16,
             _ => -1,
@@ -189,6 +204,8 @@ impl SqlType {
             SqlType::OidVector => "oidvector",
             SqlType::Interval => "interval",
             SqlType::Jsonb => "jsonb",
+            SqlType::Time => "time without time zone",
+            SqlType::Float4Array => "real[]",
         }
     }
 
@@ -211,6 +228,7 @@ impl SqlType {
         match self {
             SqlType::Interval => TAG_INTERVAL,
             SqlType::Jsonb => TAG_JSONB,
+            SqlType::Time => TAG_TIME,
             other => other as u8,
         }
     }
@@ -221,6 +239,9 @@ impl SqlType {
         }
         if t == TAG_JSONB {
             return Some(Jsonb);
+        }
+        if t == TAG_TIME {
+            return Some(Time);
         }
         const ALL: [SqlType; 15] = [
             Int2,
@@ -264,6 +285,7 @@ impl SqlType {
             "timestamptz" | "timestamp with time zone" => SqlType::TimestampTz,
             "uuid" => SqlType::Uuid,
             "interval" => SqlType::Interval,
+            "time" | "time without time zone" => SqlType::Time,
             "jsonb" => SqlType::Jsonb,
             _ => return None,
         })
@@ -272,6 +294,7 @@ impl SqlType {
 
 const TAG_INTERVAL: u8 = 64;
 const TAG_JSONB: u8 = 65;
+const TAG_TIME: u8 = 66;
 
 /// A SQL value.
 #[derive(Clone, Debug)]
@@ -293,6 +316,8 @@ pub enum Datum {
     Interval(Interval),
     /// A NUMERIC that is NaN or infinite (appended; finite values are `Numeric`).
     NumericSpecial(NumericSpecial),
+    /// A time of day: microseconds after midnight, 0 to 24:00:00 inclusive.
+    Time(i64),
 }
 
 impl Datum {
@@ -315,6 +340,7 @@ impl Datum {
             Datum::TimestampTz(_) => SqlType::TimestampTz,
             Datum::Uuid(_) => SqlType::Uuid,
             Datum::Interval(_) => SqlType::Interval,
+            Datum::Time(_) => SqlType::Time,
         }
     }
 
@@ -353,6 +379,10 @@ impl Datum {
             }
             (Uuid(a), Uuid(b)) => a.cmp(b),
             (Interval(a), Interval(b)) => a.cmp_span(b),
+            (Time(a), Time(b)) => a.cmp(b),
+            // A time meets an interval as the interval it casts to implicitly.
+            (Time(a), Interval(b)) => time_of_day::to_interval(*a).cmp_span(b),
+            (Interval(a), Time(b)) => a.cmp_span(&time_of_day::to_interval(*b)),
             _ => return None,
         })
     }
@@ -381,6 +411,7 @@ impl Datum {
             Datum::Date(_) | Datum::Timestamp(_) | Datum::TimestampTz(_) => 5,
             Datum::Uuid(_) => 6,
             Datum::Interval(_) => 7,
+            Datum::Time(_) => 8,
         }
     }
 
@@ -413,6 +444,7 @@ impl Datum {
             }
             Datum::Uuid(u) => s = format_uuid(u),
             Datum::Interval(iv) => s = iv.to_text(),
+            Datum::Time(t) => s = time_of_day::format_time(*t),
         }
         Some(s)
     }
@@ -471,6 +503,7 @@ impl Datum {
             }
             (Datum::Uuid(u), _) => out.extend_from_slice(u),
             (Datum::Interval(iv), _) => iv.to_binary(out),
+            (Datum::Time(t), _) => out.extend_from_slice(&t.to_be_bytes()),
             (Datum::Null, _) => {}
         }
         Ok(())
@@ -523,6 +556,13 @@ impl Datum {
             }
             SqlType::Uuid => Datum::Uuid(b.try_into().map_err(|_| bad())?),
             SqlType::Interval => Datum::Interval(Interval::from_binary(b).ok_or_else(bad)?),
+            SqlType::Time => {
+                let t = i64::from_be_bytes(b.try_into().map_err(|_| bad())?);
+                if !(0..=MICROS_PER_DAY).contains(&t) {
+                    return Err(bad());
+                }
+                Datum::Time(t)
+            }
             SqlType::Jsonb => match b.split_first() {
                 Some((1, text)) => Datum::parse(
                     SqlType::Jsonb,
@@ -610,6 +650,9 @@ impl Datum {
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
             SqlType::Interval => Datum::Interval(Interval::parse(s, None)?),
+            SqlType::Time => {
+                Datum::Time(time_of_day::parse_time(t).ok_or_else(|| time_of_day::input_error(s))?)
+            }
             SqlType::Jsonb => Datum::Text(crate::sql::jsonb::Json::parse(s)?.to_text()),
             _ => {
                 // An array: every element through the element type's input function,
@@ -712,6 +755,12 @@ impl Datum {
             }
             (Datum::Uuid(u), SqlType::Uuid) => Datum::Uuid(u),
             (Datum::Interval(iv), SqlType::Interval) => Datum::Interval(iv),
+            (Datum::Time(t), SqlType::Time) => Datum::Time(t),
+            (Datum::Time(t), SqlType::Interval) => Datum::Interval(time_of_day::to_interval(t)),
+            (Datum::Interval(iv), SqlType::Time) => Datum::Time(time_of_day::from_interval(&iv)),
+            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::Time) => {
+                Datum::Time(time_of_day::from_timestamp(t))
+            }
             (d, _) => return Err(fail(&d)),
         })
     }
