@@ -2577,6 +2577,7 @@ fn column_from_def(c: &ast::ColumnDef) -> Result<ColumnFromDef> {
     };
     for opt in &c.options {
         match &opt.option {
+            ast::ColumnOption::Collation(name) => crate::sql::expr::check_collation(name, ty)?,
             ast::ColumnOption::NotNull => out.column.nullable = false,
             ast::ColumnOption::Null => out.column.nullable = true,
             ast::ColumnOption::Default(e) => out.column.default = Some(e.to_string()),

@@ -473,6 +473,12 @@ impl<'a> Binder<'a> {
                 SqlType::Interval,
             ),
             Expr::Nested(e) => self.bind(e, hint)?,
+            // Text sorts bytewise whatever the collation, so COLLATE only checks.
+            Expr::Collate { expr, collation } => {
+                let (s, t) = self.bind(expr, hint)?;
+                check_collation(collation, t)?;
+                (s, t)
+            }
             Expr::TypedString(ts) => {
                 let ty = sql_type(&ts.data_type)?;
                 let s = match &ts.value.value {
@@ -2062,6 +2068,46 @@ fn row_comparison(left: &Expr, op: &BinaryOperator, right: &Expr) -> Result<Opti
         }
     };
     Ok(Some(expanded))
+}
+
+/// The collations there are (PostgreSQL's built-in ones that need no locale; all of them
+/// compare text bytewise here, as `C` does).
+const COLLATIONS: [&str; 4] = ["default", "C", "POSIX", "ucs_basic"];
+
+/// Checks `COLLATE name` on a value of type `ty`: the collation must exist (42704; names
+/// are case-sensitive, an unquoted one is folded to lower case) and the type must be
+/// collatable, a string type (42804).
+pub fn check_collation(name: &ast::ObjectName, ty: SqlType) -> Result<()> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) if i.quote_style.is_some() => i.value.clone(),
+            Some(i) => i.value.to_lowercase(),
+            None => p.to_string(),
+        })
+        .collect();
+    let (schema, coll) = match parts.as_slice() {
+        [c] => (None, c.as_str()),
+        [s, c] => (Some(s.as_str()), c.as_str()),
+        _ => (None, ""),
+    };
+    if !COLLATIONS.contains(&coll) || schema.is_some_and(|s| s != "pg_catalog") {
+        return Err(Error::new(
+            ErrorKind::UndefinedObject,
+            format!(
+                "collation \"{}\" for encoding \"UTF8\" does not exist",
+                parts.join(".")
+            ),
+        ));
+    }
+    if !(ty.is_string() || ty == SqlType::Unknown) {
+        return Err(Error::mismatch(format!(
+            "collations are not supported by type {}",
+            ty.name()
+        )));
+    }
+    Ok(())
 }
 
 /// The value of an `INTERVAL '…' [qualifier]` literal.
