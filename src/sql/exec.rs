@@ -2188,6 +2188,21 @@ fn parse_duration_nanos(s: &str) -> Option<u64> {
     (total.is_finite() && total >= 0.0).then_some(total as u64)
 }
 
+/// The session's `statement_timeout` as a duration; None for 0 (no limit) or a value
+/// that does not parse. A bare number is milliseconds, as in PostgreSQL.
+fn statement_timeout(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim().trim_matches('\'');
+    let nanos = match v.parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms >= 0.0 => (ms * 1e6) as u64,
+        Ok(_) => return None,
+        Err(_) => match v.strip_suffix('d') {
+            Some(days) => (days.trim().parse::<f64>().ok()? * 86_400e9) as u64,
+            None => parse_duration_nanos(v)?,
+        },
+    };
+    (nanos > 0).then(|| std::time::Duration::from_nanos(nanos))
+}
+
 /// The type of a column of a set operation whose sides have types `a` and `b`.
 fn set_op_type(a: SqlType, b: SqlType) -> Option<SqlType> {
     use SqlType::*;
@@ -3184,6 +3199,9 @@ pub struct Exec<'a> {
     serial_rowid: bool,
     /// Where unqualified relation names are looked up (the session's `search_path`).
     path: catalog::SearchPath,
+    /// When the statement runs out of time (the session's `statement_timeout`), checked
+    /// wherever cancellation is.
+    deadline: Option<std::time::Instant>,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -3232,11 +3250,16 @@ impl<'a> Exec<'a> {
             correlated: Vec::new(),
             serial_rowid: false,
             path: catalog::SearchPath::default(),
+            deadline: None,
         }
     }
 
     /// The session's variables, for `current_setting` and the `search_path`.
     pub fn with_settings(mut self, settings: Rc<BTreeMap<String, String>>) -> Self {
+        self.deadline = settings
+            .get("statement_timeout")
+            .and_then(|v| statement_timeout(v))
+            .map(|d| std::time::Instant::now() + d);
         if let Some(setting) = settings.get("search_path") {
             self.path = catalog::SearchPath::resolve(self.cat, self.db_id, setting, &self.cx.user);
             self.cx.current_schema = self
@@ -3354,7 +3377,7 @@ impl<'a> Exec<'a> {
         for e in exprs {
             e.walk(&mut |s| {
                 if let Scalar::Func(n, args, _) = s {
-                    if sequence::is_sequence_function(n) {
+                    if sequence::runs_ahead(n) {
                         calls.push((n.as_str(), args.as_slice()));
                     }
                 }
@@ -3368,6 +3391,15 @@ impl<'a> Exec<'a> {
                 .collect::<Result<_>>()?;
             if vals.iter().any(|v| v.is_null()) {
                 // Strict functions: NULL in, NULL out, nothing run.
+                continue;
+            }
+            if name == "pg_sleep" {
+                let seconds = match vals.first().map(|v| v.clone().cast(SqlType::Float8)) {
+                    Some(Ok(Datum::Float(f))) => f,
+                    Some(Err(e)) => return Err(e),
+                    _ => 0.0,
+                };
+                self.sleep_for(seconds).await?;
                 continue;
             }
             let func: &'static str = match name {
@@ -3434,7 +3466,38 @@ impl<'a> Exec<'a> {
                 "canceling statement due to user request",
             ));
         }
+        // PERF: one clock read per check, and only with a statement_timeout set.
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err(Error::new(
+                ErrorKind::QueryCanceled,
+                "canceling statement due to statement timeout",
+            ));
+        }
         Ok(())
+    }
+
+    /// `pg_sleep(seconds)`: waits on the core's timer in slices, so cancellation and the
+    /// statement timeout end it early and the core's other sessions run meanwhile.
+    async fn sleep_for(&self, seconds: f64) -> Result<()> {
+        use std::time::{Duration, Instant};
+        let seconds = if seconds.is_finite() {
+            seconds.max(0.0)
+        } else {
+            0.0
+        };
+        let end = Instant::now() + Duration::from_secs_f64(seconds.min(1e9));
+        loop {
+            self.check_cancel()?;
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            let slice = (end - now).min(Duration::from_millis(10));
+            glommio::timer::sleep(slice).await;
+        }
     }
 
     pub async fn run(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {

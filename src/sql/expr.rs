@@ -185,7 +185,7 @@ impl Scalar {
         let mut found = false;
         self.walk(&mut |s| {
             if let Scalar::Func(n, _, _) = s {
-                found |= crate::sql::sequence::is_sequence_function(n);
+                found |= crate::sql::sequence::runs_ahead(n);
             }
         });
         found
@@ -1870,6 +1870,12 @@ impl<'a> Binder<'a> {
             | "clock_timestamp" => SqlType::TimestampTz,
             "gen_random_uuid" | "uuid_generate_v4" => SqlType::Uuid,
             "unique_rowid" => SqlType::Int8,
+            // void in PostgreSQL, whose text is empty.
+            "pg_sleep"
+                if args.len() == 1 && (first.is_numeric_family() || first == SqlType::Unknown) =>
+            {
+                SqlType::Text
+            }
             "nextval" | "currval" | "lastval" | "setval" => {
                 let want = match name.as_str() {
                     "lastval" => 0..=0,
@@ -3963,6 +3969,8 @@ fn eval_func(
                 .unwrap_or_default();
             Datum::Int(cx.seq.borrow_mut().take(func, &arg)?)
         }
+        // Slept ahead of evaluation (`exec`'s `run_sequence_calls`).
+        "pg_sleep" => Datum::Text(String::new()),
         "unique_rowid" => {
             let v = cx.rowid.get();
             cx.rowid.set(v + 1);

@@ -31,8 +31,12 @@
 //!   UPDATE … SET and in ungrouped
 //!   SELECT lists (run once per outer row); no array columns yet (issue 6). `jsonb` is
 //!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
-//!   jsonb_agg); `interval` is a full type ([`interval`]); `WITH RECURSIVE` is computed before the
-//!   statement runs (`exec::recursive_cte`), its rows held in memory.
+//!   jsonb_agg); `interval` and `time` are full types ([`interval`], [`time_of_day`]; no
+//!   `time with time zone`); `COLLATE` accepts the locale-free collations and changes
+//!   nothing (text always compares bytewise); `statement_timeout` is checked where
+//!   cancellation is (between rows, and in `pg_sleep`), not inside a single KV wait;
+//!   `WITH RECURSIVE` is computed before the statement runs (`exec::recursive_cte`), its
+//!   rows held in memory.
 //!   Views are stored queries (materialized ones too: always fresh, nothing stored).
 //! - Schemas (`exec::schemas`): `CREATE SCHEMA s`, `s.t` names and the session's
 //!   `search_path` ([`catalog::SearchPath`]) work; a view's stored query is resolved
