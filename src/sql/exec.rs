@@ -3209,6 +3209,10 @@ struct Correlated {
     slot: usize,
     /// `Some(negated)` for EXISTS, `None` for a scalar subquery.
     exists: Option<bool>,
+    /// For `x [NOT] IN (subquery)` that cannot become an EXISTS (LIMIT, DISTINCT,
+    /// aggregates, NOT IN): `x` (bound in the outer scope) and NOT; the slot then holds
+    /// the IN's three-valued result, taken over the subquery's rows for each outer row.
+    in_lhs: Option<(Expr, bool)>,
     query: ast::Query,
 }
 
@@ -3601,14 +3605,14 @@ impl<'a> Exec<'a> {
                 Extracted::In(q, lhs, negated) => {
                     let (rows, cols) = match self.subquery_rows_raw((*q).clone()).await {
                         Ok(r) => r,
-                        Err(e) if is_outer_reference_error(&e) && !negated => {
-                            // Correlated: EXISTS (… AND e = x), run per outer row.
-                            let Some(ex) = rewrite::in_to_exists(&q, &lhs) else {
-                                return Err(rewrite::subquery_error(e));
+                        Err(e) if is_outer_reference_error(&e) => {
+                            // Correlated: EXISTS (… AND e = x) where that means the same,
+                            // else the subquery's rows against x; run per outer row.
+                            let slot = match rewrite::in_to_exists(&q, &lhs) {
+                                Some(ex) if !negated => self.correlated_slot(ex, Some(false)),
+                                _ => self.correlated_in_slot(*q, *lhs, negated),
                             };
-                            reps.push(Some(Replacement::Whole(Box::new(
-                                self.correlated_slot(ex, Some(false)),
-                            ))));
+                            reps.push(Some(Replacement::Whole(Box::new(slot))));
                             continue;
                         }
                         Err(e) => return Err(rewrite::subquery_error(e)),
@@ -3693,9 +3697,19 @@ impl<'a> Exec<'a> {
         self.correlated.push(Correlated {
             slot,
             exists,
+            in_lhs: None,
             query,
         });
         Expr::Value(ast::Value::Placeholder(format!("${}", slot + 1)).into())
+    }
+
+    /// As [`Self::correlated_slot`], for `lhs [NOT] IN (query)` taken as a whole.
+    fn correlated_in_slot(&mut self, query: ast::Query, lhs: Expr, negated: bool) -> Expr {
+        let placeholder = self.correlated_slot(query, None);
+        if let Some(c) = self.correlated.last_mut() {
+            c.in_lhs = Some((lhs, negated));
+        }
+        placeholder
     }
 
     /// The correlated subqueries (indexes into `self.correlated`) `plan`'s filter reads.
@@ -3816,6 +3830,7 @@ impl<'a> Exec<'a> {
     ) -> Result<Datum> {
         let mut q = self.correlated[i].query.clone();
         let exists = self.correlated[i].exists;
+        let in_lhs = self.correlated[i].in_lhs.clone();
         let inner: Vec<ScopeColumn> = match q.body.as_ref() {
             SetExpr::Select(s) => {
                 let mut ptypes: Vec<SqlType> =
@@ -3840,6 +3855,17 @@ impl<'a> Exec<'a> {
         self.cx.params.truncate(base);
         self.correlated.truncate(corr_base);
         let (rows, cols) = r?;
+        if let Some((lhs, negated)) = in_lhs {
+            one_column(&cols)?;
+            let mut ptypes: Vec<SqlType> =
+                self.cx.params.iter().map(|d| d.natural_type()).collect();
+            let (x, _) = Binder::new(outer, &mut ptypes).bind(&lhs, None)?;
+            let list = rows
+                .into_iter()
+                .map(|r| Scalar::Const(r.into_iter().next().unwrap_or(Datum::Null)))
+                .collect();
+            return Scalar::InList(Box::new(x), list, negated).eval(row, &self.cx);
+        }
         Ok(match exists {
             Some(negated) => Datum::Bool(rows.is_empty() == negated),
             None => {

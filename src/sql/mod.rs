@@ -53,7 +53,9 @@
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
 //! - `x op ANY | ALL (subquery)` runs the subquery once (`rewrite`): a correlated one is
-//!   refused (0A000). `CREATE TABLE … AS` commits its table as any DDL and writes the rows
+//!   refused (0A000). A correlated `x [NOT] IN (subquery)` becomes an EXISTS where that
+//!   means the same, else the subquery runs for each outer row and IN's three-valued
+//!   result is taken over its rows. `CREATE TABLE … AS` commits its table as any DDL and writes the rows
 //!   in the statement's transaction (`exec::create_table_as`), so a rollback keeps the
 //!   empty table. `UPDATE … FROM` / `DELETE … USING` (`exec::dml_join`) pick the first
 //!   joined row of a target row in join order, where PostgreSQL's is unspecified.
