@@ -34,6 +34,7 @@ mod dml_join;
 pub use create_table_as::select_into_as_create;
 mod foreign_keys;
 mod hash_join;
+mod multi_assign;
 mod recursive_cte;
 mod schemas;
 mod view_deps;
@@ -613,12 +614,14 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::Int4Array => "_int4",
         SqlType::Int8Array => "_int8",
         SqlType::Float8Array => "_float8",
+        SqlType::Float4Array => "_float4",
         SqlType::NumericArray => "_numeric",
         SqlType::TextArray => "_text",
         SqlType::Int2Vector => "int2vector",
         SqlType::OidVector => "oidvector",
         SqlType::Interval => "interval",
         SqlType::Jsonb => "jsonb",
+        SqlType::Time => "time",
     }
 }
 
@@ -796,7 +799,7 @@ fn plan_query(
                     if types.len() <= i {
                         types.push(t);
                     } else {
-                        types[i] = crate::sql::expr::unify(types[i], t);
+                        types[i] = crate::sql::expr::common_type(types[i], t);
                     }
                     out.push(s);
                 }
@@ -1923,6 +1926,9 @@ pub fn describe(
     }
     if rewrite::needs_rewrite(stmt) {
         let mut s = stmt.clone();
+        if let Some(assignments) = multi_assign::assignments_mut(&mut s) {
+            multi_assign::split_for_describe(assignments)?;
+        }
         stub_subqueries(cat, db_id, path, &mut s, params)?;
         let mut columns = describe(cat, db_id, path, &s, params)?;
         if let (Some(cols), Statement::Query(orig), Statement::Query(stubbed)) =
@@ -1982,7 +1988,7 @@ pub fn describe(
                 let (rel, sel) = (&u.table.relation, u.selection.as_ref());
                 dml_join::plan_dml_join(cat, db_id, path, rel, from, sel, params)?.scope
             };
-            for a in &u.assignments {
+            for a in &multi_assign::expand_assignments(&u.assignments)? {
                 if let ast::AssignmentTarget::ColumnName(n) = &a.target {
                     if let Some(ci) = t.column_index(&object_name(n)) {
                         Binder::new(&scope, params).bind(&a.value, Some(t.columns[ci].ty))?;
@@ -2182,6 +2188,21 @@ fn parse_duration_nanos(s: &str) -> Option<u64> {
     (total.is_finite() && total >= 0.0).then_some(total as u64)
 }
 
+/// The session's `statement_timeout` as a duration; None for 0 (no limit) or a value
+/// that does not parse. A bare number is milliseconds, as in PostgreSQL.
+fn statement_timeout(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim().trim_matches('\'');
+    let nanos = match v.parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms >= 0.0 => (ms * 1e6) as u64,
+        Ok(_) => return None,
+        Err(_) => match v.strip_suffix('d') {
+            Some(days) => (days.trim().parse::<f64>().ok()? * 86_400e9) as u64,
+            None => parse_duration_nanos(v)?,
+        },
+    };
+    (nanos > 0).then(|| std::time::Duration::from_nanos(nanos))
+}
+
 /// The type of a column of a set operation whose sides have types `a` and `b`.
 fn set_op_type(a: SqlType, b: SqlType) -> Option<SqlType> {
     use SqlType::*;
@@ -2190,7 +2211,7 @@ fn set_op_type(a: SqlType, b: SqlType) -> Option<SqlType> {
     Some(match (a, b) {
         (Unknown, t) | (t, Unknown) => t,
         (a, b) if a == b => a,
-        (a, b) if numeric(a) && numeric(b) => crate::sql::expr::unify(a, b),
+        (a, b) if numeric(a) && numeric(b) => crate::sql::expr::common_type(a, b),
         (a, b) if text(a) && text(b) => Text,
         (Timestamp, TimestampTz) | (TimestampTz, Timestamp) => TimestampTz,
         _ => return None,
@@ -2249,37 +2270,6 @@ fn combine_set_op(
         }
         _ => Vec::new(),
     }
-}
-
-/// `SET (a, b) = (x, y)` → `SET a = x, b = y`.
-fn expand_assignments(assignments: &[ast::Assignment]) -> Result<Vec<ast::Assignment>> {
-    let mut out = Vec::with_capacity(assignments.len());
-    for a in assignments {
-        match (&a.target, &a.value) {
-            (ast::AssignmentTarget::Tuple(cols), Expr::Tuple(values)) => {
-                if cols.len() != values.len() {
-                    return Err(Error::syntax(format!(
-                        "number of columns does not match number of values ({} and {})",
-                        cols.len(),
-                        values.len()
-                    )));
-                }
-                for (c, v) in cols.iter().zip(values) {
-                    out.push(ast::Assignment {
-                        target: ast::AssignmentTarget::ColumnName(c.clone()),
-                        value: v.clone(),
-                    });
-                }
-            }
-            (ast::AssignmentTarget::Tuple(_), _) => {
-                return Err(Error::unsupported(
-                    "assigning a subquery to a tuple of columns",
-                ))
-            }
-            _ => out.push(a.clone()),
-        }
-    }
-    Ok(out)
 }
 
 /// True for a subquery's error that means it names something of the outer query.
@@ -2602,6 +2592,7 @@ fn column_from_def(c: &ast::ColumnDef) -> Result<ColumnFromDef> {
     };
     for opt in &c.options {
         match &opt.option {
+            ast::ColumnOption::Collation(name) => crate::sql::expr::check_collation(name, ty)?,
             ast::ColumnOption::NotNull => out.column.nullable = false,
             ast::ColumnOption::Null => out.column.nullable = true,
             ast::ColumnOption::Default(e) => out.column.default = Some(e.to_string()),
@@ -3208,6 +3199,9 @@ pub struct Exec<'a> {
     serial_rowid: bool,
     /// Where unqualified relation names are looked up (the session's `search_path`).
     path: catalog::SearchPath,
+    /// When the statement runs out of time (the session's `statement_timeout`), checked
+    /// wherever cancellation is.
+    deadline: Option<std::time::Instant>,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -3215,6 +3209,10 @@ struct Correlated {
     slot: usize,
     /// `Some(negated)` for EXISTS, `None` for a scalar subquery.
     exists: Option<bool>,
+    /// For `x [NOT] IN (subquery)` that cannot become an EXISTS (LIMIT, DISTINCT,
+    /// aggregates, NOT IN): `x` (bound in the outer scope) and NOT; the slot then holds
+    /// the IN's three-valued result, taken over the subquery's rows for each outer row.
+    in_lhs: Option<(Expr, bool)>,
     query: ast::Query,
 }
 
@@ -3256,11 +3254,16 @@ impl<'a> Exec<'a> {
             correlated: Vec::new(),
             serial_rowid: false,
             path: catalog::SearchPath::default(),
+            deadline: None,
         }
     }
 
     /// The session's variables, for `current_setting` and the `search_path`.
     pub fn with_settings(mut self, settings: Rc<BTreeMap<String, String>>) -> Self {
+        self.deadline = settings
+            .get("statement_timeout")
+            .and_then(|v| statement_timeout(v))
+            .map(|d| std::time::Instant::now() + d);
         if let Some(setting) = settings.get("search_path") {
             self.path = catalog::SearchPath::resolve(self.cat, self.db_id, setting, &self.cx.user);
             self.cx.current_schema = self
@@ -3378,7 +3381,7 @@ impl<'a> Exec<'a> {
         for e in exprs {
             e.walk(&mut |s| {
                 if let Scalar::Func(n, args, _) = s {
-                    if sequence::is_sequence_function(n) {
+                    if sequence::runs_ahead(n) {
                         calls.push((n.as_str(), args.as_slice()));
                     }
                 }
@@ -3392,6 +3395,15 @@ impl<'a> Exec<'a> {
                 .collect::<Result<_>>()?;
             if vals.iter().any(|v| v.is_null()) {
                 // Strict functions: NULL in, NULL out, nothing run.
+                continue;
+            }
+            if name == "pg_sleep" {
+                let seconds = match vals.first().map(|v| v.clone().cast(SqlType::Float8)) {
+                    Some(Ok(Datum::Float(f))) => f,
+                    Some(Err(e)) => return Err(e),
+                    _ => 0.0,
+                };
+                self.sleep_for(seconds).await?;
                 continue;
             }
             let func: &'static str = match name {
@@ -3458,7 +3470,38 @@ impl<'a> Exec<'a> {
                 "canceling statement due to user request",
             ));
         }
+        // PERF: one clock read per check, and only with a statement_timeout set.
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err(Error::new(
+                ErrorKind::QueryCanceled,
+                "canceling statement due to statement timeout",
+            ));
+        }
         Ok(())
+    }
+
+    /// `pg_sleep(seconds)`: waits on the core's timer in slices, so cancellation and the
+    /// statement timeout end it early and the core's other sessions run meanwhile.
+    async fn sleep_for(&self, seconds: f64) -> Result<()> {
+        use std::time::{Duration, Instant};
+        let seconds = if seconds.is_finite() {
+            seconds.max(0.0)
+        } else {
+            0.0
+        };
+        let end = Instant::now() + Duration::from_secs_f64(seconds.min(1e9));
+        loop {
+            self.check_cancel()?;
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            let slice = (end - now).min(Duration::from_millis(10));
+            glommio::timer::sleep(slice).await;
+        }
     }
 
     pub async fn run(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
@@ -3504,6 +3547,13 @@ impl<'a> Exec<'a> {
             pg_catalog::rewrite(&mut s, self.cat, self.db_id, &self.path)?;
             let materialized = Box::pin(self.materialize_all_recursive(&mut s)).await;
             let r = match materialized {
+                Err(e) => Err(e),
+                Ok(()) => match multi_assign::assignments_mut(&mut s) {
+                    Some(assignments) => self.run_row_subqueries(assignments).await,
+                    None => Ok(()),
+                },
+            };
+            let r = match r {
                 Err(e) => Err(e),
                 Ok(()) => self.inline_subqueries(&mut s).await,
             };
@@ -3555,14 +3605,14 @@ impl<'a> Exec<'a> {
                 Extracted::In(q, lhs, negated) => {
                     let (rows, cols) = match self.subquery_rows_raw((*q).clone()).await {
                         Ok(r) => r,
-                        Err(e) if is_outer_reference_error(&e) && !negated => {
-                            // Correlated: EXISTS (… AND e = x), run per outer row.
-                            let Some(ex) = rewrite::in_to_exists(&q, &lhs) else {
-                                return Err(rewrite::subquery_error(e));
+                        Err(e) if is_outer_reference_error(&e) => {
+                            // Correlated: EXISTS (… AND e = x) where that means the same,
+                            // else the subquery's rows against x; run per outer row.
+                            let slot = match rewrite::in_to_exists(&q, &lhs) {
+                                Some(ex) if !negated => self.correlated_slot(ex, Some(false)),
+                                _ => self.correlated_in_slot(*q, *lhs, negated),
                             };
-                            reps.push(Some(Replacement::Whole(Box::new(
-                                self.correlated_slot(ex, Some(false)),
-                            ))));
+                            reps.push(Some(Replacement::Whole(Box::new(slot))));
                             continue;
                         }
                         Err(e) => return Err(rewrite::subquery_error(e)),
@@ -3647,9 +3697,19 @@ impl<'a> Exec<'a> {
         self.correlated.push(Correlated {
             slot,
             exists,
+            in_lhs: None,
             query,
         });
         Expr::Value(ast::Value::Placeholder(format!("${}", slot + 1)).into())
+    }
+
+    /// As [`Self::correlated_slot`], for `lhs [NOT] IN (query)` taken as a whole.
+    fn correlated_in_slot(&mut self, query: ast::Query, lhs: Expr, negated: bool) -> Expr {
+        let placeholder = self.correlated_slot(query, None);
+        if let Some(c) = self.correlated.last_mut() {
+            c.in_lhs = Some((lhs, negated));
+        }
+        placeholder
     }
 
     /// The correlated subqueries (indexes into `self.correlated`) `plan`'s filter reads.
@@ -3770,6 +3830,7 @@ impl<'a> Exec<'a> {
     ) -> Result<Datum> {
         let mut q = self.correlated[i].query.clone();
         let exists = self.correlated[i].exists;
+        let in_lhs = self.correlated[i].in_lhs.clone();
         let inner: Vec<ScopeColumn> = match q.body.as_ref() {
             SetExpr::Select(s) => {
                 let mut ptypes: Vec<SqlType> =
@@ -3794,6 +3855,17 @@ impl<'a> Exec<'a> {
         self.cx.params.truncate(base);
         self.correlated.truncate(corr_base);
         let (rows, cols) = r?;
+        if let Some((lhs, negated)) = in_lhs {
+            one_column(&cols)?;
+            let mut ptypes: Vec<SqlType> =
+                self.cx.params.iter().map(|d| d.natural_type()).collect();
+            let (x, _) = Binder::new(outer, &mut ptypes).bind(&lhs, None)?;
+            let list = rows
+                .into_iter()
+                .map(|r| Scalar::Const(r.into_iter().next().unwrap_or(Datum::Null)))
+                .collect();
+            return Scalar::InList(Box::new(x), list, negated).eval(row, &self.cx);
+        }
         Ok(match exists {
             Some(negated) => Datum::Bool(rows.is_empty() == negated),
             None => {
@@ -6143,7 +6215,7 @@ impl<'a> Exec<'a> {
                         }
                     }
                     let mut new = old.clone();
-                    for a in &expand_assignments(&du.assignments)? {
+                    for a in &multi_assign::expand_assignments(&du.assignments)? {
                         let cname = match &a.target {
                             ast::AssignmentTarget::ColumnName(n) => object_name(n),
                             _ => return Err(Error::unsupported("tuple assignment")),
@@ -6246,7 +6318,7 @@ impl<'a> Exec<'a> {
             None => table_scope(&t, &alias),
         };
         let mut sets = Vec::new();
-        for a in &expand_assignments(&u.assignments)? {
+        for a in &multi_assign::expand_assignments(&u.assignments)? {
             let cname = match &a.target {
                 ast::AssignmentTarget::ColumnName(n) => object_name(n),
                 _ => return Err(Error::unsupported("tuple assignment")),

@@ -185,7 +185,7 @@ impl Scalar {
         let mut found = false;
         self.walk(&mut |s| {
             if let Scalar::Func(n, _, _) = s {
-                found |= crate::sql::sequence::is_sequence_function(n);
+                found |= crate::sql::sequence::runs_ahead(n);
             }
         });
         found
@@ -473,10 +473,17 @@ impl<'a> Binder<'a> {
                 SqlType::Interval,
             ),
             Expr::Nested(e) => self.bind(e, hint)?,
+            // Text sorts bytewise whatever the collation, so COLLATE only checks.
+            Expr::Collate { expr, collation } => {
+                let (s, t) = self.bind(expr, hint)?;
+                check_collation(collation, t)?;
+                (s, t)
+            }
             Expr::TypedString(ts) => {
                 let ty = sql_type(&ts.data_type)?;
                 let s = match &ts.value.value {
                     ast::Value::SingleQuotedString(s) => s.clone(),
+                    ast::Value::DollarQuotedString(d) => d.value.clone(),
                     other => other.to_string(),
                 };
                 (Scalar::Const(Datum::parse(ty, &s)?), ty)
@@ -664,7 +671,7 @@ impl<'a> Binder<'a> {
                 let mut elem = SqlType::Unknown;
                 for e in &a.elem {
                     let (s, t) = self.bind(e, hint_elem)?;
-                    elem = unify(elem, t);
+                    elem = common_type(elem, t);
                     bound.push(s);
                 }
                 let elem = match (elem, hint_elem) {
@@ -1128,6 +1135,15 @@ impl<'a> Binder<'a> {
                         format!("operator does not exist: {} {} {}", t.name(), op, t.name()),
                     ));
                 }
+                // PostgreSQL has no `%` for real or double precision (nor for a pair
+                // that would be computed in one, such as numeric % real).
+                if bop == BinOp::Mod && t.is_float() {
+                    let (lt, rt) = self.last_pair;
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+                    ));
+                }
                 if !t.is_numeric_family()
                     && !matches!(t, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz)
                 {
@@ -1139,6 +1155,8 @@ impl<'a> Binder<'a> {
                 match (bop, self.last_pair) {
                     // date - date is a number of days.
                     (BinOp::Sub, (SqlType::Date, SqlType::Date)) => SqlType::Int4,
+                    // integer + date is a date, as date + integer.
+                    (BinOp::Add, (l, SqlType::Date)) if l.is_int() => SqlType::Date,
                     _ => t,
                 }
             }
@@ -1852,6 +1870,12 @@ impl<'a> Binder<'a> {
             | "clock_timestamp" => SqlType::TimestampTz,
             "gen_random_uuid" | "uuid_generate_v4" => SqlType::Uuid,
             "unique_rowid" => SqlType::Int8,
+            // void in PostgreSQL, whose text is empty.
+            "pg_sleep"
+                if args.len() == 1 && (first.is_numeric_family() || first == SqlType::Unknown) =>
+            {
+                SqlType::Text
+            }
             "nextval" | "currval" | "lastval" | "setval" => {
                 let want = match name.as_str() {
                     "lastval" => 0..=0,
@@ -2052,12 +2076,53 @@ fn row_comparison(left: &Expr, op: &BinaryOperator, right: &Expr) -> Result<Opti
     Ok(Some(expanded))
 }
 
+/// The collations there are (PostgreSQL's built-in ones that need no locale; all of them
+/// compare text bytewise here, as `C` does).
+const COLLATIONS: [&str; 4] = ["default", "C", "POSIX", "ucs_basic"];
+
+/// Checks `COLLATE name` on a value of type `ty`: the collation must exist (42704; names
+/// are case-sensitive, an unquoted one is folded to lower case) and the type must be
+/// collatable, a string type (42804).
+pub fn check_collation(name: &ast::ObjectName, ty: SqlType) -> Result<()> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) if i.quote_style.is_some() => i.value.clone(),
+            Some(i) => i.value.to_lowercase(),
+            None => p.to_string(),
+        })
+        .collect();
+    let (schema, coll) = match parts.as_slice() {
+        [c] => (None, c.as_str()),
+        [s, c] => (Some(s.as_str()), c.as_str()),
+        _ => (None, ""),
+    };
+    if !COLLATIONS.contains(&coll) || schema.is_some_and(|s| s != "pg_catalog") {
+        return Err(Error::new(
+            ErrorKind::UndefinedObject,
+            format!(
+                "collation \"{}\" for encoding \"UTF8\" does not exist",
+                parts.join(".")
+            ),
+        ));
+    }
+    if !(ty.is_string() || ty == SqlType::Unknown) {
+        return Err(Error::mismatch(format!(
+            "collations are not supported by type {}",
+            ty.name()
+        )));
+    }
+    Ok(())
+}
+
 /// The value of an `INTERVAL '…' [qualifier]` literal.
 fn interval_literal(iv: &ast::Interval) -> Result<crate::sql::interval::Interval> {
     use crate::sql::interval::{Interval, IntervalField as F};
     let text = match iv.value.as_ref() {
         Expr::Value(v) => match &v.value {
             ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => s.clone(),
+            ast::Value::DollarQuotedString(d) => d.value.clone(),
             ast::Value::Number(n, _) => n.clone(),
             other => other.to_string(),
         },
@@ -2098,6 +2163,14 @@ fn datetime_arith_type(op: BinOp, (l, r): (SqlType, SqlType)) -> Option<SqlType>
     let stamp = |t: SqlType| matches!(t, Timestamp | TimestampTz);
     let num = |t: SqlType| t.is_numeric_family();
     Some(match (op, l, r) {
+        // time: date + time, time - time, time ± interval; times a number it is the
+        // interval it casts to implicitly.
+        (BinOp::Add, Date, Time) | (BinOp::Add, Time, Date) => Timestamp,
+        (BinOp::Sub, Time, Time) => Interval,
+        (BinOp::Add | BinOp::Sub, Time, Interval) | (BinOp::Add, Interval, Time) => Time,
+        (BinOp::Mul | BinOp::Div, Time, t) if num(t) => Interval,
+        (BinOp::Mul, t, Time) if num(t) => Interval,
+        (_, Time, _) | (_, _, Time) => Unknown,
         (BinOp::Add | BinOp::Sub, Interval, Interval) => Interval,
         (BinOp::Add | BinOp::Sub, t, Interval) if stamp(t) => t,
         (BinOp::Add | BinOp::Sub, Date, Interval) => Timestamp,
@@ -2211,6 +2284,34 @@ pub fn unify(a: SqlType, b: SqlType) -> SqlType {
         (Date, Timestamp) | (Timestamp, Date) => Timestamp,
         (Date, TimestampTz) | (TimestampTz, Date) => TimestampTz,
         (a, _) => a,
+    }
+}
+
+/// The type two branches of a UNION or two rows of VALUES resolve to (PostgreSQL's
+/// `select_common_type`): within the numeric family the one the other casts to implicitly
+/// (smallint < integer < bigint < numeric < real < double precision, so real UNION
+/// numeric is real), otherwise as [`unify`]. Unlike an operator's operands, which meet in
+/// double precision when either is a float.
+pub fn common_type(a: SqlType, b: SqlType) -> SqlType {
+    use SqlType::*;
+    let rank = |t: SqlType| match t {
+        Int2 => Some(0),
+        Int4 => Some(1),
+        Int8 => Some(2),
+        Numeric => Some(3),
+        Float4 => Some(4),
+        Float8 => Some(5),
+        _ => None,
+    };
+    match (rank(a), rank(b)) {
+        (Some(x), Some(y)) => {
+            if x >= y {
+                a
+            } else {
+                b
+            }
+        }
+        _ => unify(a, b),
     }
 }
 
@@ -2464,10 +2565,37 @@ fn to_f64(d: &Datum) -> Option<f64> {
     }
 }
 
+/// The operators with a `time` operand (typed by [`datetime_arith_type`]).
+fn time_arith(op: BinOp, a: Datum, b: Datum) -> Result<Datum> {
+    use crate::sql::time_of_day as tod;
+    Ok(match (&a, &b) {
+        (Datum::Time(t), Datum::Interval(iv)) if matches!(op, BinOp::Add | BinOp::Sub) => {
+            Datum::Time(tod::add_interval(*t, iv, op == BinOp::Sub))
+        }
+        (Datum::Interval(iv), Datum::Time(t)) if op == BinOp::Add => {
+            Datum::Time(tod::add_interval(*t, iv, false))
+        }
+        (Datum::Date(d), Datum::Time(t)) | (Datum::Time(t), Datum::Date(d)) if op == BinOp::Add => {
+            Datum::Timestamp(tod::date_add_time(*d, *t)?)
+        }
+        (Datum::Time(x), Datum::Time(y)) if op == BinOp::Sub => {
+            Datum::Interval(crate::sql::interval::Interval::new(0, 0, x - y))
+        }
+        (Datum::Time(t), n) if matches!(op, BinOp::Mul | BinOp::Div) => {
+            interval_arith(op, Datum::Interval(tod::to_interval(*t)), n.clone())?
+        }
+        (n, Datum::Time(t)) if op == BinOp::Mul => {
+            interval_arith(op, n.clone(), Datum::Interval(tod::to_interval(*t)))?
+        }
+        _ => return Err(bad_op(&a, &b)),
+    })
+}
+
 fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
     let zero_div = || Error::new(ErrorKind::DivisionByZero, "division by zero");
     match (&a, &b) {
         (Datum::Int(x), Datum::Int(y)) => arith_int(op, *x, *y, ty),
+        (Datum::Time(_), _) | (_, Datum::Time(_)) => time_arith(op, a, b),
         (Datum::Interval(_), _) | (_, Datum::Interval(_)) => interval_arith(op, a, b),
         (
             Datum::Timestamp(_) | Datum::TimestampTz(_) | Datum::Date(_),
@@ -2488,7 +2616,15 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                 to_f64(&a).ok_or_else(|| bad_op(&a, &b))?,
                 to_f64(&b).ok_or_else(|| bad_op(&a, &b))?,
             );
-            Ok(Datum::Float(match op {
+            // real op real is computed in single precision by PostgreSQL.
+            let single = |v: f64| {
+                if ty == SqlType::Float4 {
+                    v as f32 as f64
+                } else {
+                    v
+                }
+            };
+            Ok(Datum::Float(single(match op {
                 BinOp::Add => x + y,
                 BinOp::Sub => x - y,
                 BinOp::Mul => x * y,
@@ -2504,7 +2640,7 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                     }
                     x % y
                 }
-            }))
+            })))
         }
         (Datum::NumericSpecial(_), _) | (_, Datum::NumericSpecial(_)) => {
             let (x, y) = (
@@ -2539,14 +2675,21 @@ fn arith(op: BinOp, a: Datum, b: Datum, ty: SqlType) -> Result<Datum> {
                 }
             }))
         }
-        (Datum::Date(d), Datum::Int(i)) if matches!(op, BinOp::Add | BinOp::Sub) => {
-            let i = if op == BinOp::Sub { -*i } else { *i };
-            Ok(Datum::Date(
-                d.checked_add(i as i32)
-                    .ok_or_else(|| Error::out_of_range("date out of range"))?,
-            ))
+        (Datum::Int(i), Datum::Date(d)) if op == BinOp::Add => {
+            arith(op, Datum::Date(*d), Datum::Int(*i), SqlType::Date)
         }
-        (Datum::Date(a), Datum::Date(b)) if op == BinOp::Sub => Ok(Datum::Int((*a - *b) as i64)),
+        (Datum::Date(d), Datum::Int(i)) if matches!(op, BinOp::Add | BinOp::Sub) => {
+            let days = match op {
+                BinOp::Add => (*d as i64).checked_add(*i),
+                _ => (*d as i64).checked_sub(*i),
+            };
+            days.filter(|v| crate::sql::types::DATE_RANGE.contains(v))
+                .map(|v| Datum::Date(v as i32))
+                .ok_or_else(|| Error::new(ErrorKind::DatetimeFieldOverflow, "date out of range"))
+        }
+        (Datum::Date(a), Datum::Date(b)) if op == BinOp::Sub => {
+            Ok(Datum::Int(*a as i64 - *b as i64))
+        }
         _ => Err(bad_op(&a, &b)),
     }
 }
@@ -3826,6 +3969,8 @@ fn eval_func(
                 .unwrap_or_default();
             Datum::Int(cx.seq.borrow_mut().take(func, &arg)?)
         }
+        // Slept ahead of evaluation (`exec`'s `run_sequence_calls`).
+        "pg_sleep" => Datum::Text(String::new()),
         "unique_rowid" => {
             let v = cx.rowid.get();
             cx.rowid.set(v + 1);

@@ -519,22 +519,36 @@ fn parse_clock(tok: &str, sign: i64) -> Option<i128> {
         if !frac.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
-        let mut f = frac.to_string();
-        let round_up = f.len() > 6 && f.as_bytes()[6] >= b'5';
-        f.truncate(6);
-        while f.len() < 6 {
-            f.push('0');
+        // As PostgreSQL: the fraction is read as a double and rounded to microseconds
+        // half to even (`rint`), so `.1234565` (just below half in binary) gives .123456.
+        let fm = if frac.is_empty() {
+            0
+        } else {
+            let f: f64 = format!("0.{frac}").parse().ok()?;
+            (f * 1e6).round_ties_even() as i128
+        };
+        Some(s * 1_000_000 + fm)
+    };
+    // A field left empty after the last colon is zero (`1:` is one hour).
+    let last = |p: &str| -> Option<i128> {
+        if p.is_empty() {
+            Some(0)
+        } else {
+            num(p)
         }
-        let fm: i128 = f.parse().ok()?;
-        Some(s * 1_000_000 + fm + round_up as i128)
     };
     let (h, m, s) = if parts.len() == 3 {
-        (num(parts[0])?, num(parts[1])?, secs_micros(parts[2])?)
+        let s = if parts[2].is_empty() {
+            0
+        } else {
+            secs_micros(parts[2])?
+        };
+        (num(parts[0])?, num(parts[1])?, s)
     } else if parts[1].contains('.') {
         // `mm:ss.fff`
         (0, num(parts[0])?, secs_micros(parts[1])?)
     } else {
-        (num(parts[0])?, num(parts[1])?, 0)
+        (num(parts[0])?, last(parts[1])?, 0)
     };
     if m > 59 || s >= 60_000_000 {
         return None;
@@ -553,9 +567,26 @@ fn parse_postgres(
     if let Some(rest) = s.strip_prefix('@') {
         s = rest.trim_start();
     }
-    // Tokens: numbers glued to units (`1day`) are split.
+    // Tokens: numbers glued to units (`1day`) are split; a sign standing alone belongs to
+    // the number after it (`- 1 year`), as PostgreSQL's lexer skips the spaces there.
     let mut tokens: Vec<String> = Vec::new();
+    let mut pending_sign: Option<&str> = None;
     for word in s.split_whitespace() {
+        if word == "-" || word == "+" {
+            if pending_sign.is_some() {
+                return Err(bad_input(original));
+            }
+            pending_sign = Some(word);
+            continue;
+        }
+        let signed;
+        let word = match pending_sign.take() {
+            Some(sign) => {
+                signed = format!("{sign}{word}");
+                signed.as_str()
+            }
+            None => word,
+        };
         let b = word.as_bytes();
         let split = b
             .iter()
@@ -568,6 +599,9 @@ fn parse_postgres(
             }
             None => tokens.push(word.to_string()),
         }
+    }
+    if pending_sign.is_some() {
+        return Err(bad_input(original));
     }
     let mut ago = false;
     let mut saw_any = false;
@@ -725,11 +759,7 @@ pub fn timestamp_add(ts: i64, iv: &Interval) -> Result<i64> {
             .ok_or_else(ts_err)?;
     }
     t = t.checked_add(iv.micros).ok_or_else(ts_err)?;
-    // PostgreSQL's timestamps begin in 4714 BC and end in 294276 AD, which is past what
-    // microseconds since 1970 in an i64 hold: the end here is that limit.
-    const MAX: i64 = i64::MAX - 946_684_800_000_000;
-    const MIN: i64 = -210_866_803_200_000_000; // 4714-11-24 00:00:00 BC
-    if !(MIN..MAX).contains(&t) {
+    if !crate::sql::types::TIMESTAMP_RANGE.contains(&t) {
         return Err(ts_err());
     }
     Ok(t)

@@ -31,8 +31,12 @@
 //!   UPDATE … SET and in ungrouped
 //!   SELECT lists (run once per outer row); no array columns yet (issue 6). `jsonb` is
 //!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
-//!   jsonb_agg); `interval` is a full type ([`interval`]); `WITH RECURSIVE` is computed before the
-//!   statement runs (`exec::recursive_cte`), its rows held in memory.
+//!   jsonb_agg); `interval` and `time` are full types ([`interval`], [`time_of_day`]; no
+//!   `time with time zone`); `COLLATE` accepts the locale-free collations and changes
+//!   nothing (text always compares bytewise); `statement_timeout` is checked where
+//!   cancellation is (between rows, and in `pg_sleep`), not inside a single KV wait;
+//!   `WITH RECURSIVE` is computed before the statement runs (`exec::recursive_cte`), its
+//!   rows held in memory.
 //!   Views are stored queries (materialized ones too: always fresh, nothing stored).
 //! - Schemas (`exec::schemas`): `CREATE SCHEMA s`, `s.t` names and the session's
 //!   `search_path` ([`catalog::SearchPath`]) work; a view's stored query is resolved
@@ -49,7 +53,9 @@
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
 //! - `x op ANY | ALL (subquery)` runs the subquery once (`rewrite`): a correlated one is
-//!   refused (0A000). `CREATE TABLE … AS` commits its table as any DDL and writes the rows
+//!   refused (0A000). A correlated `x [NOT] IN (subquery)` becomes an EXISTS where that
+//!   means the same, else the subquery runs for each outer row and IN's three-valued
+//!   result is taken over its rows. `CREATE TABLE … AS` commits its table as any DDL and writes the rows
 //!   in the statement's transaction (`exec::create_table_as`), so a rollback keeps the
 //!   empty table. `UPDATE … FROM` / `DELETE … USING` (`exec::dml_join`) pick the first
 //!   joined row of a target row in join order, where PostgreSQL's is unspecified.
@@ -72,4 +78,5 @@ pub mod rewrite;
 pub mod scalar_functions;
 pub mod sequence;
 pub mod session;
+pub mod time_of_day;
 pub mod types;

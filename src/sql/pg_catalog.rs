@@ -13,7 +13,7 @@
 //!    touches the catalog: a virtual table, a catalog function, `OPERATOR(pg_catalog.~)`,
 //!    `COLLATE`, a cast to `regclass`/`oid`/… or a `pg_catalog.`-qualified type.
 //! 2. [`rewrite`] turns what the binder does not know into what it does:
-//!    `OPERATOR(pg_catalog.~)` into `~`; `x COLLATE c` into `x`; `'t'::regclass` into the
+//!    `OPERATOR(pg_catalog.~)` into `~`; `x COLLATE pg_catalog.c` into `x`; `'t'::regclass` into the
 //!    table's oid; other `reg*`/`oid` casts into `int8`; `pg_catalog.text` into `text`;
 //!    `pg_get_indexdef`, `pg_get_constraintdef` and `pg_get_viewdef` into a CASE over the
 //!    catalog's objects; `pg_table_is_visible(x)` into `x NOT IN (…)` of the relations
@@ -2581,7 +2581,14 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
                         };
                     }
                 }
-                Expr::Collate { expr, .. } => {
+                // psql's `COLLATE pg_catalog.default`; any other collation is for the
+                // binder, which checks its name and the expression's type.
+                Expr::Collate { expr, collation }
+                    if collation.0.len() == 2
+                        && collation.0[0]
+                            .to_string()
+                            .eq_ignore_ascii_case("pg_catalog") =>
+                {
                     let inner = std::mem::replace(expr.as_mut(), null());
                     *e = inner;
                 }

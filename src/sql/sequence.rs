@@ -45,6 +45,12 @@ pub fn is_sequence_function(name: &str) -> bool {
     matches!(name, "nextval" | "currval" | "setval" | "lastval")
 }
 
+/// The functions run ahead of evaluation, where they may wait (`exec`'s
+/// `run_sequence_calls`): the sequence functions and `pg_sleep`.
+pub fn runs_ahead(name: &str) -> bool {
+    is_sequence_function(name) || name == "pg_sleep"
+}
+
 /// A session's sequence state: the last value `nextval` gave it per sequence (what
 /// `currval` returns), the sequence `lastval` reads, and the queue of results of calls run
 /// ahead of evaluation.

@@ -10,6 +10,7 @@ pub use crate::sql::numeric_special::NumericSpecial;
 
 use crate::error::{Error, Result};
 use crate::sql::interval::Interval;
+use crate::sql::time_of_day;
 
 /// A column or expression type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,6 +49,10 @@ pub enum SqlType {
     Interval,
     /// `jsonb`: a `Datum::Text` of the normalized document ([`crate::sql::jsonb`]).
     Jsonb,
+    /// `time without time zone`: a `Datum::Time` ([`crate::sql::time_of_day`]).
+    Time,
+    /// `real[]` (an array like the others above, appended after them).
+    Float4Array,
 }
 
 impl SqlType {
@@ -80,6 +85,8 @@ impl SqlType {
             SqlType::OidVector => 30,
             SqlType::Interval => 1186,
             SqlType::Jsonb => 3802,
+            SqlType::Time => 1083,
+            SqlType::Float4Array => 1021,
         }
     }
 
@@ -92,6 +99,7 @@ impl SqlType {
             SqlType::Int4Array => SqlType::Int4,
             SqlType::Int8Array => SqlType::Int8,
             SqlType::Float8Array => SqlType::Float8,
+            SqlType::Float4Array => SqlType::Float4,
             SqlType::NumericArray => SqlType::Numeric,
             SqlType::TextArray => SqlType::Text,
             _ => return None,
@@ -110,7 +118,8 @@ impl SqlType {
             SqlType::Int2 => SqlType::Int2Array,
             SqlType::Int4 => SqlType::Int4Array,
             SqlType::Int8 => SqlType::Int8Array,
-            SqlType::Float4 | SqlType::Float8 => SqlType::Float8Array,
+            SqlType::Float4 => SqlType::Float4Array,
+            SqlType::Float8 => SqlType::Float8Array,
             SqlType::Numeric => SqlType::NumericArray,
             SqlType::Text | SqlType::Varchar | SqlType::Unknown => SqlType::TextArray,
             _ => return None,
@@ -145,6 +154,8 @@ impl SqlType {
             30 => SqlType::OidVector,
             1186 => SqlType::Interval,
             3802 => SqlType::Jsonb,
+            1083 => SqlType::Time,
+            1021 => SqlType::Float4Array,
             _ => return None,
         })
     }
@@ -154,7 +165,11 @@ impl SqlType {
         match self {
             SqlType::Int2 => 2,
             SqlType::Int4 | SqlType::Float4 | SqlType::Date => 4,
-            SqlType::Int8 | SqlType::Float8 | SqlType::Timestamp | SqlType::TimestampTz => 8,
+            SqlType::Int8
+            | SqlType::Float8
+            | SqlType::Timestamp
+            | SqlType::TimestampTz
+            | SqlType::Time => 8,
             SqlType::Bool => 1,
             SqlType::Uuid | SqlType::Interval => 16,
             _ => -1,
@@ -189,6 +204,8 @@ impl SqlType {
             SqlType::OidVector => "oidvector",
             SqlType::Interval => "interval",
             SqlType::Jsonb => "jsonb",
+            SqlType::Time => "time without time zone",
+            SqlType::Float4Array => "real[]",
         }
     }
 
@@ -211,6 +228,7 @@ impl SqlType {
         match self {
             SqlType::Interval => TAG_INTERVAL,
             SqlType::Jsonb => TAG_JSONB,
+            SqlType::Time => TAG_TIME,
             other => other as u8,
         }
     }
@@ -221,6 +239,9 @@ impl SqlType {
         }
         if t == TAG_JSONB {
             return Some(Jsonb);
+        }
+        if t == TAG_TIME {
+            return Some(Time);
         }
         const ALL: [SqlType; 15] = [
             Int2,
@@ -264,6 +285,7 @@ impl SqlType {
             "timestamptz" | "timestamp with time zone" => SqlType::TimestampTz,
             "uuid" => SqlType::Uuid,
             "interval" => SqlType::Interval,
+            "time" | "time without time zone" => SqlType::Time,
             "jsonb" => SqlType::Jsonb,
             _ => return None,
         })
@@ -272,6 +294,7 @@ impl SqlType {
 
 const TAG_INTERVAL: u8 = 64;
 const TAG_JSONB: u8 = 65;
+const TAG_TIME: u8 = 66;
 
 /// A SQL value.
 #[derive(Clone, Debug)]
@@ -293,6 +316,8 @@ pub enum Datum {
     Interval(Interval),
     /// A NUMERIC that is NaN or infinite (appended; finite values are `Numeric`).
     NumericSpecial(NumericSpecial),
+    /// A time of day: microseconds after midnight, 0 to 24:00:00 inclusive.
+    Time(i64),
 }
 
 impl Datum {
@@ -315,6 +340,7 @@ impl Datum {
             Datum::TimestampTz(_) => SqlType::TimestampTz,
             Datum::Uuid(_) => SqlType::Uuid,
             Datum::Interval(_) => SqlType::Interval,
+            Datum::Time(_) => SqlType::Time,
         }
     }
 
@@ -353,6 +379,10 @@ impl Datum {
             }
             (Uuid(a), Uuid(b)) => a.cmp(b),
             (Interval(a), Interval(b)) => a.cmp_span(b),
+            (Time(a), Time(b)) => a.cmp(b),
+            // A time meets an interval as the interval it casts to implicitly.
+            (Time(a), Interval(b)) => time_of_day::to_interval(*a).cmp_span(b),
+            (Interval(a), Time(b)) => a.cmp_span(&time_of_day::to_interval(*b)),
             _ => return None,
         })
     }
@@ -381,6 +411,7 @@ impl Datum {
             Datum::Date(_) | Datum::Timestamp(_) | Datum::TimestampTz(_) => 5,
             Datum::Uuid(_) => 6,
             Datum::Interval(_) => 7,
+            Datum::Time(_) => 8,
         }
     }
 
@@ -413,6 +444,7 @@ impl Datum {
             }
             Datum::Uuid(u) => s = format_uuid(u),
             Datum::Interval(iv) => s = iv.to_text(),
+            Datum::Time(t) => s = time_of_day::format_time(*t),
         }
         Some(s)
     }
@@ -471,6 +503,7 @@ impl Datum {
             }
             (Datum::Uuid(u), _) => out.extend_from_slice(u),
             (Datum::Interval(iv), _) => iv.to_binary(out),
+            (Datum::Time(t), _) => out.extend_from_slice(&t.to_be_bytes()),
             (Datum::Null, _) => {}
         }
         Ok(())
@@ -523,6 +556,13 @@ impl Datum {
             }
             SqlType::Uuid => Datum::Uuid(b.try_into().map_err(|_| bad())?),
             SqlType::Interval => Datum::Interval(Interval::from_binary(b).ok_or_else(bad)?),
+            SqlType::Time => {
+                let t = i64::from_be_bytes(b.try_into().map_err(|_| bad())?);
+                if !(0..=MICROS_PER_DAY).contains(&t) {
+                    return Err(bad());
+                }
+                Datum::Time(t)
+            }
             SqlType::Jsonb => match b.split_first() {
                 Some((1, text)) => Datum::parse(
                     SqlType::Jsonb,
@@ -572,7 +612,12 @@ impl Datum {
                     "-infinity" | "-inf" => f64::NEG_INFINITY,
                     _ => t.parse().map_err(|_| invalid())?,
                 };
-                Datum::Float(v)
+                if ty == SqlType::Float4 && v.is_finite() && (v as f32).is_infinite() {
+                    return Err(Error::out_of_range(format!(
+                        "\"{t}\" is out of range for type real"
+                    )));
+                }
+                Datum::Float(float_of_type(ty, v)?)
             }
             SqlType::Bool => match t.to_ascii_lowercase().as_str() {
                 "t" | "true" | "yes" | "y" | "on" | "1" => Datum::Bool(true),
@@ -605,6 +650,9 @@ impl Datum {
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
             SqlType::Interval => Datum::Interval(Interval::parse(s, None)?),
+            SqlType::Time => {
+                Datum::Time(time_of_day::parse_time(t).ok_or_else(|| time_of_day::input_error(s))?)
+            }
             SqlType::Jsonb => Datum::Text(crate::sql::jsonb::Json::parse(s)?.to_text()),
             _ => {
                 // An array: every element through the element type's input function,
@@ -650,7 +698,7 @@ impl Datum {
                 check_int_range(t, i)?;
                 Datum::Int(i)
             }
-            (Datum::Int(i), t) if t.is_float() => Datum::Float(i as f64),
+            (Datum::Int(i), t) if t.is_float() => Datum::Float(float_of_type(t, i as f64)?),
             (Datum::Int(i), SqlType::Numeric) => Datum::Numeric(Decimal::from(i)),
             (Datum::Int(i), SqlType::Bool) => Datum::Bool(i != 0),
             (Datum::Float(f), t) if t.is_int() => {
@@ -661,7 +709,7 @@ impl Datum {
                 check_int_range(t, i)?;
                 Datum::Int(i)
             }
-            (Datum::Float(f), t) if t.is_float() => Datum::Float(f),
+            (Datum::Float(f), t) if t.is_float() => Datum::Float(float_of_type(t, f)?),
             (Datum::Float(f), SqlType::Numeric) if !f.is_finite() => {
                 Datum::NumericSpecial(NumericSpecial::from_f64(f).unwrap_or(NumericSpecial::NaN))
             }
@@ -681,7 +729,9 @@ impl Datum {
                 check_int_range(t, i)?;
                 Datum::Int(i)
             }
-            (Datum::Numeric(d), t) if t.is_float() => Datum::Float(decimal_to_f64(&d)),
+            (Datum::Numeric(d), t) if t.is_float() => {
+                Datum::Float(float_of_type(t, decimal_to_f64(&d))?)
+            }
             (Datum::Numeric(d), SqlType::Numeric) => Datum::Numeric(d),
             (Datum::NumericSpecial(x), t) if t.is_int() => {
                 return Err(x.integer_cast_error(t.name()));
@@ -705,6 +755,12 @@ impl Datum {
             }
             (Datum::Uuid(u), SqlType::Uuid) => Datum::Uuid(u),
             (Datum::Interval(iv), SqlType::Interval) => Datum::Interval(iv),
+            (Datum::Time(t), SqlType::Time) => Datum::Time(t),
+            (Datum::Time(t), SqlType::Interval) => Datum::Interval(time_of_day::to_interval(t)),
+            (Datum::Interval(iv), SqlType::Time) => Datum::Time(time_of_day::from_interval(&iv)),
+            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::Time) => {
+                Datum::Time(time_of_day::from_timestamp(t))
+            }
             (d, _) => return Err(fail(&d)),
         })
     }
@@ -715,6 +771,19 @@ impl Datum {
             _ => None,
         }
     }
+}
+
+/// A float value as type `ty` holds it: a `real` keeps only single precision (a finite
+/// value too large for it is 22003), a `double precision` is unchanged.
+pub fn float_of_type(ty: SqlType, v: f64) -> Result<f64> {
+    if ty != SqlType::Float4 {
+        return Ok(v);
+    }
+    let single = v as f32;
+    if v.is_finite() && single.is_infinite() {
+        return Err(Error::out_of_range("value out of range: overflow"));
+    }
+    Ok(single as f64)
 }
 
 /// PostgreSQL's bytea input: `\x` then hex digit pairs (whitespace between pairs
@@ -924,6 +993,15 @@ fn strip_era(s: &str) -> (std::borrow::Cow<'_, str>, bool) {
     let rest: Vec<&str> = s.split_whitespace().filter(|w| !is_era(w)).collect();
     (std::borrow::Cow::Owned(rest.join(" ")), bc)
 }
+
+/// The dates PostgreSQL can represent, in days since 1970-01-01: from 4714-11-24 BC (its
+/// Julian day 0) up to, not including, 5874898-01-01.
+pub const DATE_RANGE: std::ops::Range<i64> = -2_440_588..2_145_042_906;
+
+/// The timestamps PostgreSQL can represent, in microseconds since 1970: from 4714-11-24
+/// 00:00:00 BC up to what an i64 of microseconds since 2000 holds (294276 AD).
+pub const TIMESTAMP_RANGE: std::ops::Range<i64> =
+    -210_866_803_200_000_000..i64::MAX - 946_684_800_000_000;
 
 pub fn parse_date(s: &str) -> Option<i32> {
     let (s, bc) = strip_era(s);

@@ -33,6 +33,7 @@ enum HashKey {
     Uuid([u8; 16]),
     Bytes(Vec<u8>),
     NumericSpecial(crate::sql::types::NumericSpecial),
+    Time(i64),
 }
 
 /// The key of a datum: `Ok(None)` for NULL (matches nothing), `Err(())` for a kind this
@@ -50,6 +51,7 @@ fn key_of(d: &Datum) -> Result<Option<HashKey>, ()> {
         // Timestamps with and without time zone compare as instants here.
         Datum::Timestamp(t) | Datum::TimestampTz(t) => HashKey::Timestamp(*t),
         Datum::Uuid(u) => HashKey::Uuid(*u),
+        Datum::Time(t) => HashKey::Time(*t),
         Datum::Bytes(b) => HashKey::Bytes(b.clone()),
         Datum::Float(_) | Datum::Interval(_) => return Err(()),
     }))
