@@ -551,7 +551,15 @@ impl Store {
     /// Serves one KV request on this core, if it leads the request's range; else answers
     /// `NotLeader` with the request, for the gateway to send on.
     pub async fn handle(&self, req: KvRequest) -> KvResponse {
-        if !self.may_create(req.range()) {
+        let range = req.range();
+        // A request brings a replica into being only for a range being born here: the
+        // system range, a table's first range, or a new range a split fills (`Ingest`). A range
+        // that lives on other nodes is not started again from the seed here (that replica
+        // would campaign in the initial configuration for ever).
+        let born_here =
+            keys::initial_span(range).is_some() || matches!(req, KvRequest::Ingest { .. });
+        let here = self.has_replica(range) || (born_here && self.may_create(range));
+        if !here {
             // No replica here: the gateway looks for the range elsewhere.
             return KvResponse::NotLeader {
                 leader: 0,
@@ -1108,7 +1116,9 @@ impl Store {
             }
         }
         for d in descs {
-            if keys::core_for_range(d.id, self.ncores) == self.core && self.may_create(d.id) {
+            // A range with no replica here gets its span with its data (its log or a
+            // snapshot), if it ever comes here.
+            if keys::core_for_range(d.id, self.ncores) == self.core && self.has_replica(d.id) {
                 let r = self.replica(d.id)?;
                 *r.span.borrow_mut() = (d.start.clone(), d.end.clone());
             }
