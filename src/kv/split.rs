@@ -438,9 +438,9 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
             last_writes,
         })
         .await;
-    if let Err(e) = ingested {
-        // The last entry may have applied: give the span back before lifting the fences.
-        // If even that fails the fences stay (nothing is served twice).
+    // The ingest's last entry may have extended the left range: give the span back before
+    // lifting both fences. If even that fails the fences stay (nothing is served twice).
+    let undo = || async {
         if settle(ctx, || KvRequest::SplitFinish {
             range: l.id,
             key: l.end.clone(),
@@ -450,6 +450,9 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
         {
             abort_both().await;
         }
+    };
+    if let Err(e) = ingested {
+        undo().await;
         return Err(e);
     }
     // 4. Publish.
@@ -470,16 +473,8 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
         publish_settled(ctx, vec![merged], vec![r.start.clone()], Some(&guard)).await
     {
         if !ambiguous {
-            // Not published: give the left range its span back, lift both fences.
-            if settle(ctx, || KvRequest::SplitFinish {
-                range: l.id,
-                key: l.end.clone(),
-            })
-            .await
-            .is_ok()
-            {
-                abort_both().await;
-            }
+            // Not published: undo.
+            undo().await;
         }
         return Err(e);
     }

@@ -1114,19 +1114,10 @@ pub fn format_timestamp(micros: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     // 1 BC is year 0: PostgreSQL writes the year counted back, then BC.
     let (y, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
-    let secs = rem / 1_000_000;
-    let frac = rem % 1_000_000;
     let mut s = format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
+        "{y:04}-{m:02}-{d:02} {}",
+        crate::sql::time_of_day::format_time(rem)
     );
-    if frac != 0 {
-        let f = format!("{frac:06}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
-    }
     if bc {
         s.push_str(" BC");
     }
