@@ -47,6 +47,12 @@
 //!
 //! `demo_serves_sql_and_leaves_nothing_behind`: `chitin demo --nodes 3` serves SQL on
 //! every node and, on SIGINT, stops them and removes its directory.
+//!
+//! `an_index_built_online_waits_for_every_nodes_old_transactions` (issue 6, online schema
+//! changes): while clients write through nodes 2 and 3, `CREATE INDEX` through node 1
+//! waits, as `SHOW JOBS` shows, for a transaction on node 3 that wrote with the catalog
+//! from before the build; once it commits the build finishes, and the index holds exactly
+//! one entry per row (node 3's row included).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -1827,5 +1833,167 @@ fn idle_ranges_quiesce_and_wake_for_requests_and_a_dead_leader() {
         tokio::time::timeout(Duration::from_secs(150), body)
             .await
             .expect("quiesce test timed out")
+    });
+}
+
+/// The rows of a simple query through `c`, as text.
+async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_index_built_online_waits_for_every_nodes_old_transactions() {
+    let dir = common::TempDir::new("chitin-online-index").unwrap();
+    let mut nodes = cluster(dir.path(), 3);
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        init_and_wait(&nodes).await;
+        let c1 = common::connect(&nodes[0].config()).await.unwrap();
+        for sql in [
+            "CREATE TABLE oi (id INT8 PRIMARY KEY, v INT8 NOT NULL)",
+            "ALTER TABLE oi SPLIT AT VALUES (2500), (5000), (7500)",
+            "INSERT INTO oi SELECT g, g % 100 FROM generate_series(1, 10000) AS g",
+        ] {
+            c1.batch_execute(sql).await.unwrap();
+        }
+        // Node 3 has read the table's descriptor (its catalog knows the table)...
+        let old = common::connect(&nodes[2].config()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = old.batch_execute("SELECT count(*) FROM oi").await {
+            assert!(
+                Instant::now() < deadline,
+                "node 3 never saw the table: {e:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // ... and one of its transactions writes with that catalog and stays open.
+        old.batch_execute("BEGIN; INSERT INTO oi VALUES (-3, 33)")
+            .await
+            .unwrap();
+        // Writers through nodes 2 and 3 all along.
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = [1usize, 2, 1, 2]
+            .into_iter()
+            .enumerate()
+            .map(|(w, node)| {
+                let (config, stop) = (nodes[node].config(), stop.clone());
+                tokio::spawn(async move {
+                    let c = common::connect(&config).await.unwrap();
+                    let (mut n, mut acked) = (0i64, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let id = 1 + (n * 7919 + w as i64 * 104_729) % 10_000;
+                        let sql = match n % 5 {
+                            0 => format!(
+                                "INSERT INTO oi VALUES ({}, {})",
+                                100_000 * (w as i64 + 1) + n,
+                                n % 100
+                            ),
+                            1 => format!("DELETE FROM oi WHERE id = {id}"),
+                            _ => format!("UPDATE oi SET v = {} WHERE id = {id}", (n * 31) % 100),
+                        };
+                        match c.batch_execute(&sql).await {
+                            Ok(()) => acked += 1,
+                            Err(e)
+                                if e.code()
+                                    == Some(
+                                        &tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE,
+                                    ) => {}
+                            Err(e) => panic!("{sql}: {e:?}"),
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        let build = {
+            let config = nodes[0].config();
+            tokio::spawn(async move {
+                let c = common::connect(&config).await.unwrap();
+                c.batch_execute("CREATE INDEX oi_v ON oi (v)").await
+            })
+        };
+        // The build waits for node 3, and says so.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let jobs = text_rows(&c1, "SHOW JOBS").await;
+            let status = jobs
+                .iter()
+                .find(|r| r[2] == "CREATE INDEX oi_v ON oi(v)")
+                .map(|r| r[5].clone())
+                .unwrap_or_default();
+            if status.starts_with("waiting for node(s) 3") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the build never waited for node 3: {jobs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(!build.is_finished(), "the build did not wait for node 3");
+        old.batch_execute("COMMIT").await.unwrap();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(60), build)
+            .await
+            .expect("the build timed out")
+            .unwrap()
+            .expect("CREATE INDEX");
+        println!(
+            "build finished {:?} after node 3's commit",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = 0;
+        for w in writers {
+            acked += w.await.unwrap();
+        }
+        assert!(acked > 0, "no write acknowledged");
+        // Entry for entry, read from the index itself.
+        let table: BTreeSet<(i64, i64)> = text_rows(&c1, "SELECT v, id FROM oi")
+            .await
+            .iter()
+            .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+            .collect();
+        let index: BTreeSet<(i64, i64)> = text_rows(&c1, "SHOW INDEX ENTRIES FROM oi_v")
+            .await
+            .iter()
+            .map(|r| {
+                let key: Vec<&str> = r[0].split('/').collect();
+                (key[2].parse().unwrap(), key[3].parse().unwrap())
+            })
+            .collect();
+        assert!(index.contains(&(33, -3)), "node 3's late row has no entry");
+        let missing: Vec<_> = table.difference(&index).take(5).collect();
+        let extra: Vec<_> = index.difference(&table).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "index out of step: rows without entries {missing:?}, entries without rows {extra:?}"
+        );
+        println!(
+            "{} rows, {acked} writes through nodes 2 and 3 during the build, index exact",
+            table.len()
+        );
     });
 }

@@ -39,6 +39,7 @@ use crate::kv::{KvRequest, KvResponse, LockWait, ReadResult};
 use crate::metrics::CoreMetrics;
 use crate::txn::Hlc;
 
+pub mod catalog_pins;
 pub mod clock;
 pub mod cluster;
 pub mod settings;
@@ -93,6 +94,9 @@ pub struct NodeShared {
     pub ncores: usize,
     /// Bumped after every schema change; cores reload their catalog cache when it moves.
     pub catalog_version: AtomicU64,
+    /// Per core: the oldest catalog version an open transaction there began with
+    /// (`u64::MAX`: none). See [`catalog_pins`].
+    pub oldest_catalog: Vec<AtomicU64>,
     pub next_txn: AtomicU64,
     /// The first transaction id not durably reserved (`txn_ids`).
     pub txn_id_limit: AtomicU64,
@@ -249,6 +253,8 @@ pub struct CoreCtx {
     reply_pool: RefCell<Vec<Rc<ReplySlot>>>,
     next_req: Cell<u64>,
     pub catalog: RefCell<Option<Rc<crate::sql::catalog::Catalog>>>,
+    /// This core's open transactions by catalog version ([`catalog_pins`]).
+    pub pins: catalog_pins::CorePins,
     /// SQL sessions open on this core.
     pub active_sessions: Cell<usize>,
     /// The range descriptors this core routes by.
@@ -829,6 +835,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         hlc: Arc::new(Hlc::with_max_offset(cfg.max_offset)),
         ncores: n,
         catalog_version: AtomicU64::new(1),
+        oldest_catalog: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
         next_txn: AtomicU64::new(1),
         txn_id_limit: AtomicU64::new(0),
         next_backend: AtomicU64::new(1),
@@ -970,6 +977,7 @@ async fn run_core(
         reply_pool: RefCell::new(Vec::new()),
         next_req: Cell::new(1),
         catalog: RefCell::new(None),
+        pins: Default::default(),
         active_sessions: Cell::new(0),
         ranges: RefCell::new(RangeCache::default()),
         transport,

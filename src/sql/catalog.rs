@@ -273,6 +273,10 @@ pub struct TableDesc {
     /// Secondary indexes (the primary index is id 1).
     pub indexes: Vec<IndexDesc>,
     pub next_index_id: u32,
+    /// Indexes being added online (`CREATE INDEX`): writers maintain them, readers and the
+    /// catalog views do not see them until the backfill is done and they move to
+    /// `indexes` (see `exec/online_index.rs`).
+    pub adding: Vec<IndexDesc>,
     /// For a view: its query (SQL text); the columns are its output columns.
     pub view: Option<String>,
     /// CHECK constraints.
@@ -304,6 +308,10 @@ impl TableDesc {
         }
         row.truncate(self.columns.len().max(n));
         Ok(row)
+    }
+    /// The secondary indexes writers maintain: the public ones and those being added.
+    pub fn write_indexes(&self) -> impl Iterator<Item = &IndexDesc> {
+        self.indexes.iter().chain(&self.adding)
     }
     pub fn visible_columns(&self) -> impl Iterator<Item = (usize, &ColumnDesc)> {
         self.columns.iter().enumerate().filter(|(_, c)| !c.hidden)
@@ -513,13 +521,7 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
     w.str(&t.pk_name);
     w.u32(t.indexes.len() as u32);
     for i in &t.indexes {
-        w.u32(i.id);
-        w.str(&i.name);
-        w.u8(i.unique as u8);
-        w.u32(i.columns.len() as u32);
-        for c in &i.columns {
-            w.u32(*c as u32);
-        }
+        encode_index(&mut w, i);
     }
     w.u32(t.next_index_id);
     // Added later: absent in older descriptors.
@@ -582,7 +584,40 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
     // Extension 3 (schemas).
     w.u8(3);
     w.u32(t.schema_id);
+    // Extension 4 (online schema changes): indexes being added.
+    w.u8(4);
+    w.u32(t.adding.len() as u32);
+    for i in &t.adding {
+        encode_index(&mut w, i);
+    }
     w.0
+}
+
+fn encode_index(w: &mut W, i: &IndexDesc) {
+    w.u32(i.id);
+    w.str(&i.name);
+    w.u8(i.unique as u8);
+    w.u32(i.columns.len() as u32);
+    for c in &i.columns {
+        w.u32(*c as u32);
+    }
+}
+
+fn decode_index(r: &mut R) -> Result<IndexDesc> {
+    let id = r.u32()?;
+    let name = r.str()?;
+    let unique = r.u8()? == 1;
+    let n = r.u32()? as usize;
+    let mut columns = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        columns.push(r.u32()? as usize);
+    }
+    Ok(IndexDesc {
+        id,
+        name,
+        unique,
+        columns,
+    })
 }
 
 pub fn parse_default(s: &str) -> Result<Expr> {
@@ -640,20 +675,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
     let nidx = r.u32()? as usize;
     let mut indexes = Vec::new();
     for _ in 0..nidx {
-        let id = r.u32()?;
-        let name = r.str()?;
-        let unique = r.u8()? == 1;
-        let n = r.u32()? as usize;
-        let mut cols = Vec::new();
-        for _ in 0..n {
-            cols.push(r.u32()? as usize);
-        }
-        indexes.push(IndexDesc {
-            id,
-            name,
-            unique,
-            columns: cols,
-        });
+        indexes.push(decode_index(&mut r)?);
     }
     let next_index_id = r.u32()?;
     let view = if r.1 < r.0.len() { r.opt_str()? } else { None };
@@ -728,6 +750,12 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
     if r.1 < r.0.len() && r.u8()? >= 3 {
         schema_id = r.u32()?;
     }
+    let mut adding = Vec::new();
+    if r.1 < r.0.len() && r.u8()? >= 4 {
+        for _ in 0..r.u32()? {
+            adding.push(decode_index(&mut r)?);
+        }
+    }
     Ok(TableDesc {
         id,
         db_id,
@@ -737,6 +765,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         pk_name,
         indexes,
         next_index_id,
+        adding,
         view,
         checks,
         primary_index,
@@ -833,19 +862,18 @@ pub async fn current(ctx: &CoreCtx) -> Result<Rc<Catalog>> {
     Ok(c)
 }
 
-/// Commits descriptor writes to the system range in one raft entry and publishes the new
-/// catalog version.
+/// Commits descriptor writes to the system range in one raft entry, moves the schema
+/// generation on, and publishes the new catalog version. Answers the new generation.
 pub async fn commit_schema(
     ctx: &CoreCtx,
     read_ts: chitin_storage::Timestamp,
     mut writes: Vec<KvWrite>,
-) -> Result<()> {
+) -> Result<u64> {
     let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-    // Other nodes watch this key to notice schema changes ([`watch_schema`]).
-    writes.push(KvWrite::Put {
-        key: keys::meta_key(SCHEMA_CHANGE_KEY),
-        value: txn.to_le_bytes().to_vec(),
-    });
+    // Other nodes watch this key to notice schema changes ([`watch_schema`]). Two changes
+    // that read the same generation conflict on it (the later one fails with 40001).
+    let generation = schema_generation(ctx, read_ts).await? + 1;
+    writes.push(generation_write(generation));
     let r = ctx
         .send(KvRequest::OnePhase {
             range: SYSTEM_RANGE,
@@ -856,27 +884,73 @@ pub async fn commit_schema(
         })
         .await;
     ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
-    r.map(|_| ())
+    r.map(|_| generation)
 }
 
-/// The system-range key every schema change rewrites.
+/// The system-range key every schema change rewrites: the schema generation, a counter
+/// every change moves on (a store written before generations holds a transaction id
+/// there, which serves as the starting count).
 pub const SCHEMA_CHANGE_KEY: &str = "schema_change";
 
-/// Keeps this node's catalog fresh in a cluster: polls the key every schema change writes
-/// and, when another node changed the schema, makes every core reload its catalog. Runs on
-/// one core per node, for the node's life.
+/// The schema generation as of `ts`.
+pub async fn schema_generation(ctx: &CoreCtx, ts: chitin_storage::Timestamp) -> Result<u64> {
+    let v = ctx.kv_get(&keys::meta_key(SCHEMA_CHANGE_KEY), ts).await?;
+    Ok(v.as_deref().map_or(0, generation_of))
+}
+
+/// The write that sets the schema generation to `generation`.
+pub fn generation_write(generation: u64) -> KvWrite {
+    KvWrite::Put {
+        key: keys::meta_key(SCHEMA_CHANGE_KEY),
+        value: generation.to_le_bytes().to_vec(),
+    }
+}
+
+fn generation_of(v: &[u8]) -> u64 {
+    v.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The system-range key where node `node` acknowledges the newest schema generation
+/// whose older transactions have all ended there ([`watch_schema`]).
+fn ack_key(node: u64) -> Vec<u8> {
+    keys::meta_key(&format!("schema_ack/{node:020}"))
+}
+
+/// How often [`watch_schema`] polls the schema generation.
+const SCHEMA_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Keeps this node's catalog fresh in a cluster: polls the schema generation and, when
+/// another node changed the schema, makes every core reload its catalog. Once no
+/// transaction of this node still uses a catalog from before a generation, acknowledges
+/// it in the system range, for [`old_schema_users`]. Runs on one core per node,
+/// for the node's life.
 ///
 /// Caveat: between another node's schema change and the next poll (≤ 250 ms), this node
 /// plans with the old schema. Statements that fail on a missing table, column or database
-/// reload the catalog and run again at once (`Session::run`); a new index, though, is not
-/// maintained by this node's writes in that window. Schema leases are issue 6's.
+/// reload the catalog and run again at once (`Session::run`); online index builds wait for
+/// the acknowledgements ([`old_schema_users`]) before they backfill, so no writer misses a
+/// new index.
 pub async fn watch_schema(ctx: &CoreCtx) {
     let key = keys::meta_key(SCHEMA_CHANGE_KEY);
     // `None` until the first reading.
     let mut seen: Option<Option<Vec<u8>>> = None;
+    // Generations seen, with the catalog version this node moved to for each, oldest
+    // first, until acknowledged.
+    let mut unacked: std::collections::VecDeque<(u64, u64)> = Default::default();
+    let (mut due, mut acked) = (0u64, 0u64);
+    // Jobs this node was running when it last stopped died with it.
     while !ctx.shared.shutdown.load(Ordering::SeqCst) {
-        glommio::timer::sleep(std::time::Duration::from_millis(250)).await;
-        if !ctx.shared.replicated() || !ctx.shared.ready.load(Ordering::SeqCst) {
+        match crate::sql::exec::fail_interrupted_jobs(ctx).await {
+            Ok(()) => break,
+            Err(_) => glommio::timer::sleep(SCHEMA_POLL).await,
+        }
+    }
+    while !ctx.shared.shutdown.load(Ordering::SeqCst) {
+        glommio::timer::sleep(SCHEMA_POLL).await;
+        let several = ctx.shared.replicated() || ctx.shared.multi_node.load(Ordering::SeqCst);
+        if !several || !ctx.shared.ready.load(Ordering::SeqCst) {
             continue;
         }
         let read = ctx
@@ -891,11 +965,79 @@ pub async fn watch_schema(ctx: &CoreCtx) {
             // The first reading counts as a change too: a core may have loaded its
             // catalog before another node's schema change this poll is the first to see.
             if seen.as_ref() != Some(&v) {
-                ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
+                let version = ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst) + 1;
+                unacked.push_back((v.as_deref().map_or(0, generation_of), version));
             }
             seen = Some(v);
         }
+        while let Some(&(generation, version)) = unacked.front() {
+            if !crate::node::catalog_pins::drained(&ctx.shared, version) {
+                break;
+            }
+            due = due.max(generation);
+            unacked.pop_front();
+        }
+        let node = ctx.shared.node_id.load(Ordering::SeqCst);
+        if due > acked && node != 0 {
+            let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
+            let write = ctx
+                .send(KvRequest::OnePhase {
+                    range: SYSTEM_RANGE,
+                    txn,
+                    read_ts: ctx.shared.hlc.now(),
+                    writes: vec![KvWrite::Put {
+                        key: ack_key(node),
+                        value: due.to_le_bytes().to_vec(),
+                    }],
+                    reads: Default::default(),
+                })
+                .await;
+            if write.is_ok() {
+                acked = due;
+            }
+        }
     }
+}
+
+/// Who may still write with a catalog from before schema generation `generation`, which
+/// this node reached at catalog version `version`: `None` once nobody — no transaction of
+/// this node began before it, and every other live node acknowledged the generation
+/// ([`watch_schema`]); else what is being waited for, in words. Online schema changes poll
+/// it until `None`.
+///
+/// Caveat: a node not heard from for 4.5 s is not waited for (it cannot reach the others
+/// to commit; when it comes back it reloads its catalog before it plans again).
+pub async fn old_schema_users(
+    ctx: &CoreCtx,
+    generation: u64,
+    version: u64,
+) -> Result<Option<String>> {
+    if !crate::node::catalog_pins::drained(&ctx.shared, version) {
+        return Ok(Some(
+            "waiting for transactions that began before the schema change".into(),
+        ));
+    }
+    let me = ctx.shared.node_id.load(Ordering::SeqCst);
+    let mut behind = Vec::new();
+    for n in crate::node::cluster::node_rows(ctx) {
+        if n.id == me || !n.live {
+            continue;
+        }
+        let acked = ctx
+            .kv_get(&ack_key(n.id), ctx.shared.hlc.now())
+            .await?
+            .as_deref()
+            .map_or(0, generation_of);
+        if acked < generation {
+            behind.push(n.id.to_string());
+        }
+    }
+    Ok((!behind.is_empty()).then(|| {
+        format!(
+            "waiting for node(s) {} to finish transactions that began before the schema change",
+            behind.join(", ")
+        )
+    }))
 }
 
 /// Allocates a descriptor id (read-modify-write of a counter; conflicts are 40001 and the
@@ -1012,7 +1154,13 @@ mod tests {
                 unique: true,
                 columns: vec![0],
             }],
-            next_index_id: 3,
+            next_index_id: 4,
+            adding: vec![IndexDesc {
+                id: 3,
+                name: "t_k_new".into(),
+                unique: false,
+                columns: vec![0],
+            }],
             view: Some("SELECT 1".into()),
             checks: vec![CheckDesc {
                 name: "t_k_check".into(),
@@ -1030,6 +1178,15 @@ mod tests {
         assert_eq!(back.columns[0].default.as_deref(), Some("1 + 1"));
         assert!(back.columns[0].default_expr.is_some());
         assert_eq!(back.indexes[0].columns, vec![0]);
+        assert_eq!(back.adding.len(), 1);
+        assert_eq!(
+            (back.adding[0].id, back.adding[0].name.as_str()),
+            (3, "t_k_new")
+        );
+        assert_eq!(
+            back.write_indexes().map(|i| i.id).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         assert_eq!(back.checks[0].expr, "k > 0");
         assert_eq!(back.primary_index, 4);
         let mut t2 = t.clone();
@@ -1066,8 +1223,13 @@ mod tests {
         assert_eq!(back.foreign_keys[0].ref_columns, vec![1]);
         assert_eq!(back.foreign_keys[0].on_delete, RefAction::Cascade);
         assert_eq!(back.foreign_keys[0].on_update, RefAction::SetNull);
-        let ext2_len = 1 + 1 + 4 + (1 + 4);
-        let old = encode_table(&t);
+        // A descriptor written before extension 4 has no indexes being added.
+        let mut t0 = t.clone();
+        t0.adding.clear();
+        let old = encode_table(&t0);
+        let back = decode_table(&old[..old.len() - (1 + 4)]).unwrap();
+        assert!(back.adding.is_empty() && back.schema_id == 0);
+        let ext2_len = 1 + 1 + 4 + (1 + 4) + (1 + 4);
         let before_ext2 = &old[..old.len() - ext2_len];
         let back = decode_table(before_ext2).unwrap();
         assert!(back.sequence.is_none() && back.foreign_keys.is_empty());

@@ -35,6 +35,8 @@ pub use create_table_as::select_into_as_create;
 mod foreign_keys;
 mod hash_join;
 mod multi_assign;
+mod online_index;
+pub use online_index::fail_interrupted_jobs;
 mod recursive_cte;
 mod schemas;
 mod view_deps;
@@ -2027,6 +2029,12 @@ pub fn describe(
         Statement::ShowVariable { variable } if show_ranges_table(variable).is_some() => {
             Some(show_ranges_columns())
         }
+        Statement::ShowVariable { variable } if is_show_jobs(variable) => {
+            Some(crate::sql::jobs::columns())
+        }
+        Statement::ShowVariable { variable } if show_index_entries_of(variable).is_some() => {
+            Some(index_entries_columns())
+        }
         Statement::ShowDatabases { .. } => Some(show_databases_columns()),
         Statement::ShowVariable { variable }
             if variable
@@ -2395,6 +2403,35 @@ fn marked(ins: &ast::Insert, marker: &str) -> bool {
                 && du.assignments[0].target.to_string().trim_matches('"') == marker))
 }
 
+/// The index of `SHOW INDEX ENTRIES FROM <index>`, if that is what `variable` spells.
+fn show_index_entries_of(variable: &[ast::Ident]) -> Option<&str> {
+    match variable {
+        [a, b, c, i]
+            if a.value.eq_ignore_ascii_case("index")
+                && b.value.eq_ignore_ascii_case("entries")
+                && c.value.eq_ignore_ascii_case("from") =>
+        {
+            Some(i.value.as_str())
+        }
+        _ => None,
+    }
+}
+
+fn index_entries_columns() -> Vec<Column> {
+    ["key", "primary_key"]
+        .iter()
+        .map(|n| Column {
+            name: n.to_string(),
+            ty: SqlType::Text,
+        })
+        .collect()
+}
+
+/// Whether `variable` spells `SHOW JOBS`.
+fn is_show_jobs(variable: &[ast::Ident]) -> bool {
+    matches!(variable, [a] if a.value.eq_ignore_ascii_case("jobs"))
+}
+
 /// The table of `SHOW RANGES FROM TABLE <t>`, if that is what `variable` spells.
 fn show_ranges_table(variable: &[ast::Ident]) -> Option<&str> {
     match variable {
@@ -2666,6 +2703,7 @@ fn build_check(
         pk_name: String::new(),
         indexes: Vec::new(),
         next_index_id: 2,
+        adding: Vec::new(),
         view: None,
         checks: Vec::new(),
         primary_index: 1,
@@ -3903,6 +3941,26 @@ impl<'a> Exec<'a> {
         match stmt {
             Statement::Query(q) => self.select(q).await,
             Statement::Insert(ins) => self.insert(ins).await,
+            Statement::ShowVariable { variable } if show_index_entries_of(variable).is_some() => {
+                self.show_index_entries(show_index_entries_of(variable).unwrap())
+                    .await
+            }
+            Statement::ShowVariable { variable } if is_show_jobs(variable) => {
+                let rows: Vec<Vec<Datum>> = crate::sql::jobs::list(self.ctx)
+                    .await?
+                    .iter()
+                    .map(crate::sql::jobs::row)
+                    .collect();
+                let n = rows.len();
+                Ok((
+                    Outcome::Rows {
+                        rows,
+                        tag: format!("SELECT {n}"),
+                        suspended: false,
+                    },
+                    Some(crate::sql::jobs::columns()),
+                ))
+            }
             Statement::ShowVariable { variable } if show_ranges_table(variable).is_some() => {
                 self.show_ranges(show_ranges_table(variable).unwrap()).await
             }
@@ -5642,7 +5700,7 @@ impl<'a> Exec<'a> {
         } else {
             self.txn.put(k.clone(), v);
         }
-        for idx in &t.indexes {
+        for idx in t.write_indexes() {
             let ik = Self::index_key(t, idx, row);
             if Self::unique_conflict_possible(idx, row) {
                 self.txn.insert(ik, k.clone());
@@ -5654,7 +5712,7 @@ impl<'a> Exec<'a> {
 
     fn delete_row(&mut self, t: &TableDesc, row: &[Datum]) {
         self.txn.delete(Self::pk_key(t, row));
-        for idx in &t.indexes {
+        for idx in t.write_indexes() {
             self.txn.delete(Self::index_key(t, idx, row));
         }
     }
@@ -6021,6 +6079,47 @@ impl<'a> Exec<'a> {
         self.show_ranges_of(&t, None).await
     }
 
+    /// `SHOW INDEX ENTRIES FROM i`: what secondary index `i` holds, entry by entry, read
+    /// from the index itself (queries through an index re-check every row they fetch, so
+    /// they cannot show a stale entry): its key and the primary key it points to, as
+    /// `SHOW RANGES` prints keys (`/index id/value/…`). A diagnostic, for checking an index
+    /// against its table.
+    async fn show_index_entries(&mut self, index: &str) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let found = self.cat.tables_in(self.db_id).find_map(|t| {
+            t.write_indexes()
+                .find(|i| i.name == index)
+                .map(|i| (t.id, i.id))
+        });
+        let Some((table, id)) = found else {
+            return Err(Error::new(
+                ErrorKind::UndefinedObject,
+                format!("index \"{index}\" does not exist"),
+            ));
+        };
+        let start = index_prefix(table, id);
+        let end = prefix_end(&start);
+        let rows: Vec<Vec<Datum>> = self
+            .kv_scan(&start, &end)
+            .await?
+            .iter()
+            .map(|(k, v)| {
+                vec![
+                    Datum::Text(keys::pretty_key_suffix(k)),
+                    Datum::Text(keys::pretty_key_suffix(v)),
+                ]
+            })
+            .collect();
+        let n = rows.len();
+        Ok((
+            Outcome::Rows {
+                rows,
+                tag: format!("SELECT {n}"),
+                suspended: false,
+            },
+            Some(index_entries_columns()),
+        ))
+    }
+
     /// `SHOW RANGE FROM TABLE t FOR ROW (…)`: the range holding the row whose primary key
     /// is the given values (pre-parsed into a marked INSERT).
     async fn show_range_for_row(
@@ -6265,7 +6364,7 @@ impl<'a> Exec<'a> {
         } else {
             self.txn.put(new_pk.clone(), keys::encode_row(new));
         }
-        for idx in &t.indexes {
+        for idx in t.write_indexes() {
             let ok = Self::index_key(t, idx, old);
             let nk = Self::index_key(t, idx, new);
             if ok == nk && old_pk == new_pk {
@@ -6706,6 +6805,7 @@ impl<'a> Exec<'a> {
             pk,
             indexes,
             next_index_id,
+            adding: Vec::new(),
             view: None,
             checks,
             primary_index: 1,
@@ -6802,6 +6902,7 @@ impl<'a> Exec<'a> {
             pk: Vec::new(),
             indexes: Vec::new(),
             next_index_id: 2,
+            adding: Vec::new(),
             view: Some(cv.query.to_string()),
             checks: Vec::new(),
             primary_index: 1,
@@ -6824,8 +6925,10 @@ impl<'a> Exec<'a> {
     ///
     /// Caveats: a new column's DEFAULT is evaluated once and read by the existing rows (no
     /// rewrite; PostgreSQL re-evaluates volatile defaults per row); validations read the
-    /// table in this statement's transaction; ADD UNIQUE backfills like CREATE INDEX (not
-    /// online).
+    /// table in this statement's transaction; ADD CONSTRAINT … UNIQUE alone builds its index
+    /// online (`exec/online_index.rs`), but a UNIQUE added together with other changes (ADD
+    /// COLUMN … UNIQUE) backfills in the statement and publishes with them: writes from
+    /// other sessions in between miss the new index.
     async fn alter_table(
         &mut self,
         at: &ast::AlterTable,
@@ -6953,6 +7056,7 @@ impl<'a> Exec<'a> {
                         }
                         // Indexes and CHECKs over the column go with it (as in PostgreSQL).
                         desc.indexes.retain(|i| !i.columns.contains(&ci));
+                        desc.adding.retain(|i| !i.columns.contains(&ci));
                         new_indexes.retain(|i| !i.columns.contains(&ci));
                         desc.checks.retain(|c| !expr_mentions(&c.parsed, &cname));
                         let c = &mut desc.columns[ci];
@@ -7238,6 +7342,23 @@ impl<'a> Exec<'a> {
                 }
             }
         }
+        if new_pk.is_none()
+            && !new_indexes.is_empty()
+            && catalog::encode_table(&desc) == catalog::encode_table(&t)
+        {
+            // Only unique constraints to add: built online, one after the other, as
+            // CREATE UNIQUE INDEX (each its own job).
+            for (n, idx) in new_indexes.into_iter().enumerate() {
+                let (now, _) = online_index::current_desc(self.ctx, t.id).await?;
+                let description = if n == 0 {
+                    at.to_string()
+                } else {
+                    format!("{at} ({})", idx.name)
+                };
+                self.build_index_online(&now, idx, description).await?;
+            }
+            return Ok((Outcome::Command(TAG.into()), None));
+        }
         for mut idx in new_indexes {
             idx.id = desc.next_index_id;
             desc.next_index_id += 1;
@@ -7363,10 +7484,10 @@ impl<'a> Exec<'a> {
         );
         publish.read_span(&old_start, &old_end);
         publish.put(keys::table_desc_key(desc.id), catalog::encode_table(&desc));
-        publish.put(
-            keys::meta_key(catalog::SCHEMA_CHANGE_KEY),
-            publish.id.to_le_bytes().to_vec(),
-        );
+        let generation = catalog::schema_generation(self.ctx, snapshot).await? + 1;
+        if let KvWrite::Put { key, value } = catalog::generation_write(generation) {
+            publish.put(key, value);
+        }
         let r = crate::sql::session::commit(self.ctx, publish).await;
         self.ctx
             .shared
@@ -7461,7 +7582,7 @@ impl<'a> Exec<'a> {
         let exists = self
             .cat
             .tables_in(self.db_id)
-            .any(|t| t.indexes.iter().any(|i| i.name == iname) || t.pk_name == iname);
+            .any(|t| t.write_indexes().any(|i| i.name == iname) || t.pk_name == iname);
         if exists {
             if ci.if_not_exists {
                 return Ok((Outcome::Command("CREATE INDEX".into()), None));
@@ -7471,21 +7592,14 @@ impl<'a> Exec<'a> {
                 format!("relation \"{iname}\" already exists"),
             ));
         }
-        let mut desc = (*t).clone();
         let idx = IndexDesc {
-            id: desc.next_index_id,
+            // Assigned by the build, from the descriptor as it is then.
+            id: 0,
             name: iname,
             unique: ci.unique,
             columns: cols,
         };
-        desc.next_index_id += 1;
-        self.backfill_index(&t, &desc, &idx).await?;
-        desc.indexes.push(idx);
-        let writes = vec![KvWrite::Put {
-            key: keys::table_desc_key(desc.id),
-            value: catalog::encode_table(&desc),
-        }];
-        catalog::commit_schema(self.ctx, self.ctx.shared.hlc.now(), writes).await?;
+        self.build_index_online(&t, idx, ci.to_string()).await?;
         Ok((Outcome::Command("CREATE INDEX".into()), None))
     }
 
@@ -7819,12 +7933,14 @@ impl<'a> Exec<'a> {
                     let owner = self
                         .cat
                         .tables_in(self.db_id)
-                        .find(|t| t.indexes.iter().any(|i| i.name == iname))
+                        .find(|t| t.write_indexes().any(|i| i.name == iname))
                         .cloned();
                     match owner {
                         Some(t) => {
+                            // An index still being built goes too: its build then fails.
                             let mut desc = (*t).clone();
                             desc.indexes.retain(|i| i.name != iname);
+                            desc.adding.retain(|i| i.name != iname);
                             writes.push(KvWrite::Put {
                                 key: keys::table_desc_key(desc.id),
                                 value: catalog::encode_table(&desc),

@@ -68,6 +68,7 @@ pub mod exec;
 pub mod expr;
 pub mod grouping_sets;
 pub mod interval;
+pub mod jobs;
 pub mod jsonb;
 pub mod md5;
 pub mod numeric_special;

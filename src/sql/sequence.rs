@@ -310,6 +310,7 @@ pub fn relation(id: u32, db_id: u32, schema_id: u32, name: &str, seq: SequenceDe
         pk_name: String::new(),
         indexes: Vec::new(),
         next_index_id: 2,
+        adding: Vec::new(),
         view: None,
         checks: Vec::new(),
         primary_index: 1,

@@ -291,6 +291,7 @@ impl Session {
         let now = self.ctx.shared.hlc.now();
         let mut txn = Txn::new(id, now);
         txn.reset_read_ts(now, self.ctx.shared.uncertainty_limit(now));
+        txn.pin = Some(crate::node::catalog_pins::pin(&self.ctx));
         txn.isolation = self
             .vars
             .get("default_transaction_isolation")
@@ -338,8 +339,9 @@ impl Session {
     /// exist. Returns the number of columns each row carries.
     pub async fn copy_in_start(&mut self, spec: &crate::sql::copy::CopySpec) -> Result<usize> {
         self.usable_for("COPY")?;
-        let cat = catalog::current(&self.ctx).await?;
+        // Pin before reading the catalog ([`crate::node::catalog_pins`]).
         let mut txn = self.begin_txn();
+        let cat = catalog::current(&self.ctx).await?;
         let ex = self.exec(&cat, &mut txn, Vec::new());
         let (_, positions, _) = ex.copy_target(&spec.table, &spec.columns)?;
         Ok(positions.len())
@@ -373,8 +375,14 @@ impl Session {
     ) -> Result<u64> {
         self.usable_for("COPY")?;
         if self.explicit || self.implicit_batch {
-            let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
+            let cat = match catalog::current(&self.ctx).await {
+                Ok(cat) => cat,
+                Err(e) => {
+                    self.txn = Some(txn);
+                    return Err(e);
+                }
+            };
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, Vec::new());
                 ex.copy_rows(&spec.table, &spec.columns, rows, first_line)
@@ -386,8 +394,8 @@ impl Session {
         let mut attempt = 0;
         let first_try = Instant::now();
         loop {
-            let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.begin_txn();
+            let cat = catalog::current(&self.ctx).await?;
             txn.implicit = true;
             let r = {
                 let mut ex = self.exec(&cat, &mut txn, Vec::new());
@@ -552,6 +560,7 @@ impl Session {
                     let mut again = Txn::new(id, now);
                     again.reset_read_ts(now, self.ctx.shared.uncertainty_limit(now));
                     again.writes = writes;
+                    again.pin = Some(crate::node::catalog_pins::pin(&self.ctx));
                     self.txn = Some(again);
                     self.failed = true;
                     return Err(e);
@@ -703,8 +712,14 @@ impl Session {
             _ => {}
         }
         if self.explicit || self.implicit_batch {
-            let cat = catalog::current(&self.ctx).await?;
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
+            let cat = match catalog::current(&self.ctx).await {
+                Ok(cat) => cat,
+                Err(e) => {
+                    self.txn = Some(txn);
+                    return Err(e);
+                }
+            };
             if txn.isolation == Isolation::ReadCommitted {
                 // READ COMMITTED: every statement reads a fresh snapshot.
                 let now = self.ctx.shared.hlc.now();
@@ -723,8 +738,9 @@ impl Session {
         let mut attempt = 0;
         let first_try = Instant::now();
         loop {
-            let cat = catalog::current(&self.ctx).await?;
+            // Pin before reading the catalog ([`crate::node::catalog_pins`]).
             let mut txn = self.begin_txn();
+            let cat = catalog::current(&self.ctx).await?;
             // A lone SELECT cannot write: its reads need no refresh.
             txn.track_reads = !matches!(stmt, Statement::Query(_));
             txn.implicit = true;
@@ -1169,7 +1185,11 @@ impl Session {
                         Some(cols),
                     )));
                 }
-                if name == "tables" || name == "databases" || name.starts_with("ranges from table ")
+                if name == "tables"
+                    || name == "databases"
+                    || name == "jobs"
+                    || name.starts_with("index entries from ")
+                    || name.starts_with("ranges from table ")
                 {
                     return Ok(None);
                 }

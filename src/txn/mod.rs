@@ -146,6 +146,9 @@ pub struct Txn {
     pub first_write_ts: Cell<Option<Timestamp>>,
     /// Ranges where this transaction took row locks (released when it ends).
     pub locked: RefCell<Vec<chitin_storage::RangeId>>,
+    /// The catalog version a session's transaction began with, held until it ends
+    /// (online schema changes wait for it: [`crate::node::catalog_pins`]).
+    pub pin: Option<crate::node::catalog_pins::CatalogPin>,
 }
 
 /// Isolation levels. REPEATABLE READ and SNAPSHOT run as SERIALIZABLE, READ UNCOMMITTED
@@ -193,6 +196,7 @@ impl Txn {
             isolation: Isolation::Serializable,
             first_write_ts: Cell::new(None),
             locked: RefCell::new(Vec::new()),
+            pin: None,
         }
     }
 

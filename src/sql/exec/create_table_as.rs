@@ -99,6 +99,7 @@ impl Exec<'_> {
             columns,
             indexes: Vec::new(),
             next_index_id: 2,
+            adding: Vec::new(),
             view: None,
             checks: Vec::new(),
             primary_index: 1,
