@@ -325,6 +325,8 @@ pub struct Catalog {
     pub databases: Vec<DatabaseDesc>,
     pub schemas: Vec<SchemaDesc>,
     pub tables: Vec<Rc<TableDesc>>,
+    /// Table statistics (`ANALYZE`), by table id ([`crate::sql::stats`]).
+    pub stats: crate::sql::stats::StatsByTable,
 }
 
 impl Catalog {
@@ -845,6 +847,27 @@ pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
         let mut t = decode_table(&v)?;
         t.schema = cat.schema_name(t.schema_id).to_string();
         cat.tables.push(Rc::new(t));
+    }
+    let start = keys::meta_key(crate::sql::stats::PREFIX);
+    let end = keys::prefix_end(&start);
+    let rows = match ctx
+        .send(KvRequest::Scan {
+            range: SYSTEM_RANGE,
+            start,
+            end,
+            ts: ctx.shared.hlc.now(),
+            unc: chitin_storage::Timestamp::MIN,
+            limit: 0,
+            reverse: false,
+        })
+        .await?
+    {
+        KvResponse::Rows(rows) => rows,
+        other => return Err(Error::internal(format!("unexpected response {other:?}"))),
+    };
+    for (_, v) in rows {
+        let s = crate::sql::stats::decode(&v)?;
+        cat.stats.entry(s.table).or_default().push(s);
     }
     Ok(cat)
 }

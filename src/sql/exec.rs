@@ -32,6 +32,7 @@ mod create_table_as;
 mod dml_join;
 
 pub use create_table_as::select_into_as_create;
+mod analyze;
 mod foreign_keys;
 mod hash_join;
 mod multi_assign;
@@ -2032,6 +2033,9 @@ pub fn describe(
         Statement::ShowVariable { variable } if is_show_jobs(variable) => {
             Some(crate::sql::jobs::columns())
         }
+        Statement::ShowVariable { variable } if show_statistics_of(variable).is_some() => {
+            Some(analyze::show_statistics_columns())
+        }
         Statement::ShowVariable { variable } if show_index_entries_of(variable).is_some() => {
             Some(index_entries_columns())
         }
@@ -2425,6 +2429,20 @@ fn index_entries_columns() -> Vec<Column> {
             ty: SqlType::Text,
         })
         .collect()
+}
+
+/// The table of `SHOW STATISTICS FOR TABLE <t>`, if that is what `variable` spells.
+fn show_statistics_of(variable: &[ast::Ident]) -> Option<&str> {
+    match variable {
+        [a, b, c, t]
+            if a.value.eq_ignore_ascii_case("statistics")
+                && b.value.eq_ignore_ascii_case("for")
+                && c.value.eq_ignore_ascii_case("table") =>
+        {
+            Some(t.value.as_str())
+        }
+        _ => None,
+    }
 }
 
 /// Whether `variable` spells `SHOW JOBS`.
@@ -3945,6 +3963,9 @@ impl<'a> Exec<'a> {
                 self.show_index_entries(show_index_entries_of(variable).unwrap())
                     .await
             }
+            Statement::ShowVariable { variable } if show_statistics_of(variable).is_some() => {
+                self.show_statistics(show_statistics_of(variable).unwrap())
+            }
             Statement::ShowVariable { variable } if is_show_jobs(variable) => {
                 let rows: Vec<Vec<Datum>> = crate::sql::jobs::list(self.ctx)
                     .await?
@@ -4075,7 +4096,7 @@ impl<'a> Exec<'a> {
                     Some(show_databases_columns()),
                 ))
             }
-            Statement::Analyze(_) => Ok((Outcome::Command("ANALYZE".into()), None)),
+            Statement::Analyze(a) => self.analyze(a).await,
             other => Err(Error::unsupported(format!(
                 "unsupported statement: {}",
                 first_words(&other.to_string())
@@ -4296,6 +4317,47 @@ impl<'a> Exec<'a> {
         k
     }
 
+    /// The secondary index to look up, among those whose columns all have an equality
+    /// (`bound`): with table statistics, the one expected to leave the fewest rows (a unique
+    /// index: one), and none when even that would fetch more than a tenth of a table of
+    /// 1000 rows or more (a scan is cheaper than that many lookups); without statistics,
+    /// the first.
+    fn best_index<'t>(
+        &self,
+        t: &'t TableDesc,
+        bound: impl Fn(usize) -> bool,
+    ) -> Option<&'t IndexDesc> {
+        use crate::sql::stats;
+        let mut best: Option<(&IndexDesc, Option<f64>)> = None;
+        for idx in t
+            .indexes
+            .iter()
+            .filter(|i| i.columns.iter().all(|&c| bound(c)))
+        {
+            let est = if idx.unique {
+                Some(1.0)
+            } else {
+                stats::estimate_eq_rows(&self.cat.stats, t.id, &idx.columns)
+            };
+            let better = match (best, est) {
+                (None, _) => true,
+                (Some((_, Some(b))), Some(e)) => e < b,
+                (Some((_, None)), Some(_)) => true,
+                _ => false,
+            };
+            if better {
+                best = Some((idx, est));
+            }
+        }
+        let (idx, est) = best?;
+        if let (Some(e), Some(n)) = (est, stats::row_count(&self.cat.stats, t.id)) {
+            if n >= 1000 && e > n as f64 / 10.0 {
+                return None;
+            }
+        }
+        Some(idx)
+    }
+
     /// Picks an access path from the conjuncts of the filter.
     fn choose_access(&self, t: &TableDesc, filter: Option<&Scalar>) -> Access {
         let Some(f) = filter else { return Access::Full };
@@ -4363,13 +4425,11 @@ impl<'a> Exec<'a> {
         if t.pk.iter().all(|c| eq.contains_key(c)) {
             return Access::Point(t.pk.iter().map(|c| eq[c].clone()).collect());
         }
-        for idx in &t.indexes {
-            if idx.columns.iter().all(|c| eq.contains_key(c)) {
-                return Access::Index(
-                    idx.clone(),
-                    idx.columns.iter().map(|c| eq[c].clone()).collect(),
-                );
-            }
+        if let Some(idx) = self.best_index(t, |c| eq.contains_key(&c)) {
+            return Access::Index(
+                idx.clone(),
+                idx.columns.iter().map(|c| eq[c].clone()).collect(),
+            );
         }
         let prefix = index_prefix(t.id, t.primary_index);
         if let Some(v) = eq.get(&first_pk) {

@@ -79,5 +79,6 @@ pub mod rewrite;
 pub mod scalar_functions;
 pub mod sequence;
 pub mod session;
+pub mod stats;
 pub mod time_of_day;
 pub mod types;

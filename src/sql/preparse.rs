@@ -58,6 +58,10 @@ pub const CLUSTER_SETTING_MARKER: &str = "__chitin_cluster_setting";
 /// sets it to the single value `'show'`.
 pub const ZONE_CONFIG_MARKER: &str = "__chitin_zone_config";
 
+/// The first column of an `ANALYZE` rewritten from `CREATE STATISTICS name …`, followed by
+/// the name.
+pub const STATS_NAME_MARKER: &str = "__chitin_stats ";
+
 /// The last name part that flags `ALTER SEQUENCE` (a `CREATE TEMPORARY SEQUENCE`).
 pub const ALTER_SEQUENCE_MARKER: &str = "__chitin_alter_sequence";
 
@@ -74,6 +78,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
         return r.into();
     }
     if let Some(r) = rewrite_alter_sequence(body) {
+        return r.into();
+    }
+    if let Some(r) = rewrite_create_statistics(body) {
         return r.into();
     }
     if let Some(r) = rewrite_split_at(body) {
@@ -214,6 +221,32 @@ fn rewrite_as_of(body: &str) -> Option<String> {
 /// `VACUUM …` and `CHECKPOINT` (storage housekeeping PostgreSQL tools send; the LSM
 /// compacts and garbage-collects by itself) → `SET "__chitin_noop" = 'VACUUM'`, which the
 /// session answers with the tag alone.
+/// CockroachDB's `CREATE STATISTICS name ON a[, b …] FROM t` → `ANALYZE t ("marker name", a,
+/// b …)` (`exec/analyze.rs` takes the name from the marker column).
+fn rewrite_create_statistics(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let mut words = lower.split_ascii_whitespace();
+    if words.next()? != "create" || words.next()? != "statistics" || body.contains(';') {
+        return None;
+    }
+    let rest = body.trim_start()[6..].trim_start()[10..].trim_start();
+    let rest_lower = rest.to_ascii_lowercase();
+    let on = rest_lower.find(" on ")?;
+    let from = rest_lower.rfind(" from ")?;
+    if from < on {
+        return None;
+    }
+    let name = rest[..on].trim().trim_matches('"');
+    let columns = rest[on + 4..from].trim();
+    let table = rest[from + 6..].trim();
+    if name.is_empty() || columns.is_empty() || table.is_empty() || name.contains('"') {
+        return None;
+    }
+    Some(format!(
+        "ANALYZE {table} (\"{STATS_NAME_MARKER}{name}\", {columns})"
+    ))
+}
+
 fn rewrite_noop(body: &str) -> Option<String> {
     let first = body.split_ascii_whitespace().next()?.to_ascii_lowercase();
     let tag = match first.as_str() {

@@ -1189,6 +1189,7 @@ impl Session {
                     || name == "databases"
                     || name == "jobs"
                     || name.starts_with("index entries from ")
+                    || name.starts_with("statistics for table ")
                     || name.starts_with("ranges from table ")
                 {
                     return Ok(None);

@@ -1,0 +1,148 @@
+//! Table statistics (issue 6, item 3): `ANALYZE` and `CREATE STATISTICS` collect row,
+//! distinct and NULL counts and histograms as jobs, `SHOW STATISTICS FOR TABLE` shows them,
+//! and the planner uses them: of two indexes a filter could use it looks up the more
+//! selective one, and it scans instead of looking up most of a big table.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ServerOptions, TestServer};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+async fn rows_of(client: &Client, sql: &str) -> Vec<Vec<String>> {
+    tokio::time::timeout(Duration::from_secs(120), client.simple_query(sql))
+        .await
+        .unwrap_or_else(|_| panic!("{sql}: timed out"))
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The access line of `EXPLAIN sql` (`scan t: …`).
+async fn access(client: &Client, sql: &str) -> String {
+    rows_of(client, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .map(|r| r[0].trim().to_string())
+        .find(|l| l.starts_with("scan "))
+        .unwrap_or_else(|| panic!("no scan in the plan of {sql}"))
+}
+
+#[test]
+fn statistics_are_collected_shown_and_steer_index_choice() {
+    let server = TestServer::start(&ServerOptions::default()).expect("start");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = server.config(common::DEFAULT_DATABASE);
+    runtime.block_on(async {
+        let c = common::connect(&config).await.expect("connect");
+        c.batch_execute(
+            "CREATE TABLE t (id INT8 PRIMARY KEY, flag INT8, grp INT8, name TEXT); \
+             CREATE INDEX t_flag ON t (flag); \
+             CREATE INDEX t_grp ON t (grp); \
+             INSERT INTO t SELECT i, i % 2, i % 500, 'n' || (i % 7)::TEXT \
+               FROM generate_series(1, 5000) AS i; \
+             INSERT INTO t VALUES (6000, NULL, NULL, NULL)",
+        )
+        .await
+        .expect("fill");
+        let both = "SELECT id FROM t WHERE flag = 1 AND grp = 3";
+        // Without statistics: the first index that fits.
+        assert_eq!(
+            access(&c, both).await,
+            "scan t: index t_flag lookup (1 range)"
+        );
+        assert!(rows_of(&c, "SHOW STATISTICS FOR TABLE t").await.is_empty());
+
+        c.batch_execute("ANALYZE t").await.expect("ANALYZE");
+        let stats = rows_of(&c, "SHOW STATISTICS FOR TABLE t").await;
+        let summary: Vec<Vec<&str>> = stats
+            .iter()
+            .map(|r| vec![&*r[0], &*r[1], &*r[3], &*r[4], &*r[5]])
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                vec!["__auto__", "{id}", "5001", "5001", "0"],
+                vec!["__auto__", "{flag}", "5001", "2", "1"],
+                vec!["__auto__", "{grp}", "5001", "500", "1"],
+                vec!["__auto__", "{name}", "5001", "7", "1"],
+            ]
+        );
+        assert_eq!(stats[1][6], "{0,1}");
+        assert_eq!(stats[3][6], "{n0,n1,n2,n3,n4,n5,n6}");
+        let bounds: Vec<i64> = stats[0][6]
+            .trim_matches(|c| c == '{' || c == '}')
+            .split(',')
+            .map(|b| b.parse().unwrap())
+            .collect();
+        assert_eq!(bounds.len(), 20, "{bounds:?}");
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]) && bounds[19] == 6000);
+
+        // The more selective index, and no index at all for half the table.
+        assert_eq!(
+            access(&c, both).await,
+            "scan t: index t_grp lookup (1 range)"
+        );
+        assert_eq!(
+            access(&c, "SELECT id FROM t WHERE flag = 1").await,
+            "scan t: full scan (1 range)"
+        );
+        let count = rows_of(&c, &both.replace("id", "count(*)")).await;
+        assert_eq!(count, vec![vec!["10".to_string()]]);
+
+        // CREATE STATISTICS on a column set, as a job.
+        c.batch_execute("CREATE STATISTICS fg ON flag, grp FROM t")
+            .await
+            .expect("CREATE STATISTICS");
+        let stats = rows_of(&c, "SHOW STATISTICS FOR TABLE t").await;
+        let fg = stats.iter().find(|r| r[0] == "fg").expect("fg");
+        assert_eq!((&*fg[1], &*fg[3], &*fg[4]), ("{flag,grp}", "5001", "501"));
+        let jobs = rows_of(&c, "SHOW JOBS").await;
+        let kinds: Vec<(&str, &str, &str)> = jobs
+            .iter()
+            .filter(|r| r[1] == "CREATE STATS")
+            .map(|r| (&*r[2], &*r[4], &*r[9]))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("ANALYZE t", "succeeded", "1"),
+                ("CREATE STATISTICS fg ON flag, grp FROM t", "succeeded", "1"),
+            ]
+        );
+
+        // Errors: an unknown column (42703), a view (42809), an unknown table (42P01).
+        let e = c.batch_execute("ANALYZE t (nope)").await.unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "42703");
+        c.batch_execute("CREATE VIEW tv AS SELECT id FROM t")
+            .await
+            .unwrap();
+        let e = c.batch_execute("ANALYZE tv").await.unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "42809");
+        let e = c.batch_execute("ANALYZE missing").await.unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "42P01");
+        // ANALYZE without a table covers every table of the database.
+        c.batch_execute("CREATE TABLE u (k INT8 PRIMARY KEY)")
+            .await
+            .unwrap();
+        c.batch_execute("INSERT INTO u VALUES (1), (2)")
+            .await
+            .unwrap();
+        c.batch_execute("ANALYZE").await.expect("ANALYZE all");
+        let u = rows_of(&c, "SHOW STATISTICS FOR TABLE u").await;
+        assert_eq!((&*u[0][1], &*u[0][3]), ("{k}", "2"));
+    });
+}
