@@ -100,6 +100,16 @@ fn statistics_are_collected_shown_and_steer_index_choice() {
             access(&c, "SELECT id FROM t WHERE flag = 1").await,
             "scan t: full scan (1 range)"
         );
+        let plan = rows_of(&c, &format!("EXPLAIN {both}")).await;
+        assert!(
+            plan.iter().any(|r| r[0].trim() == "estimated rows: 10"),
+            "{plan:?}"
+        );
+        let plan = rows_of(&c, "EXPLAIN SELECT id FROM t WHERE flag = 1").await;
+        assert!(
+            plan.iter().any(|r| r[0].trim() == "estimated rows: 5001"),
+            "{plan:?}"
+        );
         let count = rows_of(&c, &both.replace("id", "count(*)")).await;
         assert_eq!(count, vec![vec!["10".to_string()]]);
 

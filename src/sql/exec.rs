@@ -5583,6 +5583,21 @@ impl<'a> Exec<'a> {
                 t.name,
                 if ranges == 1 { "" } else { "s" }
             ));
+            // With statistics (ANALYZE): the rows the access is expected to read.
+            let estimate = match self.choose_access(t, plan.filter.as_ref()) {
+                Access::Point(_) => Some(1.0),
+                Access::Index(i, _) if i.unique => Some(1.0),
+                Access::Index(i, _) => {
+                    crate::sql::stats::estimate_eq_rows(&self.cat.stats, t.id, &i.columns)
+                }
+                Access::Full => {
+                    crate::sql::stats::row_count(&self.cat.stats, t.id).map(|n| n as f64)
+                }
+                Access::Points(_) | Access::Span(..) => None,
+            };
+            if let (Some(e), Some(_)) = (estimate, self.cat.stats.get(&t.id)) {
+                out.push(format!("{pad}  estimated rows: {}", e.round() as u64));
+            }
         } else if let Some(inner) = &plan.derived {
             out.push(format!("{pad}subquery"));
             self.explain_plan(inner, depth + 2, out);
