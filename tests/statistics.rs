@@ -1,7 +1,10 @@
 //! Table statistics (issue 6, item 3): `ANALYZE` and `CREATE STATISTICS` collect row,
 //! distinct and NULL counts and histograms as jobs, `SHOW STATISTICS FOR TABLE` shows them,
 //! and the planner uses them: of two indexes a filter could use it looks up the more
-//! selective one, and it scans instead of looking up most of a big table.
+//! selective one, and it scans instead of looking up most of a big table. With
+//! `sql.stats.automatic_collection.enabled` (the default) a table gets statistics once 500
+//! of its rows were written, and fresh ones after a fifth of its rows changed, whichever
+//! session (and core) wrote them; turned off, nothing more is collected.
 
 mod common;
 
@@ -48,6 +51,10 @@ fn statistics_are_collected_shown_and_steer_index_choice() {
     let config = server.config(common::DEFAULT_DATABASE);
     runtime.block_on(async {
         let c = common::connect(&config).await.expect("connect");
+        // Automatic statistics later; first, none but ANALYZE's.
+        c.batch_execute("SET CLUSTER SETTING sql.stats.automatic_collection.enabled = false")
+            .await
+            .unwrap();
         c.batch_execute(
             "CREATE TABLE t (id INT8 PRIMARY KEY, flag INT8, grp INT8, name TEXT); \
              CREATE INDEX t_flag ON t (flag); \
@@ -154,5 +161,74 @@ fn statistics_are_collected_shown_and_steer_index_choice() {
         c.batch_execute("ANALYZE").await.expect("ANALYZE all");
         let u = rows_of(&c, "SHOW STATISTICS FOR TABLE u").await;
         assert_eq!((&*u[0][1], &*u[0][3]), ("{k}", "2"));
+
+        // Automatic refresh: 500 rows written into a table without statistics, then a
+        // fifth of its rows (at least 500) more, each time refreshed within seconds.
+        c.batch_execute("SET CLUSTER SETTING sql.stats.automatic_collection.enabled = true")
+            .await
+            .unwrap();
+        c.batch_execute("CREATE TABLE a (k INT8 PRIMARY KEY, g INT8)")
+            .await
+            .unwrap();
+        // Waits for statistics on `g` of `rows` rows and `distinct` values.
+        let wait_stats = |rows: &'static str, distinct: &'static str| {
+            let c = &c;
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let s = rows_of(c, "SHOW STATISTICS FOR TABLE a").await;
+                    if s.iter()
+                        .any(|r| r[1] == "{g}" && r[3] == rows && r[4] == distinct)
+                    {
+                        return;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no automatic statistics of {rows} rows, {distinct} values: {s:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        c.batch_execute("INSERT INTO a SELECT i, i % 4 FROM generate_series(1, 400) AS i")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert!(rows_of(&c, "SHOW STATISTICS FOR TABLE a").await.is_empty());
+        // Through several sessions (and so, likely, both cores): the node adds them up.
+        for i in 0..4 {
+            let s = common::connect(&config).await.unwrap();
+            s.batch_execute(&format!(
+                "INSERT INTO a SELECT i, i % 4 FROM generate_series({}, {}) AS i",
+                401 + i * 50,
+                450 + i * 50
+            ))
+            .await
+            .unwrap();
+        }
+        wait_stats("600", "4").await;
+        c.batch_execute("UPDATE a SET g = k % 8 WHERE k <= 500")
+            .await
+            .unwrap();
+        wait_stats("600", "8").await;
+        let jobs = rows_of(&c, "SHOW JOBS").await;
+        let auto: Vec<&Vec<String>> = jobs
+            .iter()
+            .filter(|r| r[2] == "Table statistics refresh for a")
+            .collect();
+        assert!(
+            auto.len() >= 2 && auto.iter().all(|r| r[4] == "succeeded"),
+            "{auto:?}"
+        );
+        // Off: nothing more.
+        c.batch_execute("SET CLUSTER SETTING sql.stats.automatic_collection.enabled = false")
+            .await
+            .unwrap();
+        c.batch_execute("INSERT INTO a SELECT i, 0 FROM generate_series(1000, 2000) AS i")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let s = rows_of(&c, "SHOW STATISTICS FOR TABLE a").await;
+        assert!(s.iter().all(|r| r[3] == "600"), "{s:?}");
     });
 }

@@ -117,6 +117,8 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
     let mut last_join = Instant::now();
     let mut last_split_check = Instant::now();
     let splitting = Rc::new(Cell::new(false));
+    let refreshing_stats = Rc::new(Cell::new(false));
+    let mut last_stats_check = Instant::now();
     let mut last_waits_fetch = Instant::now();
     let fetching_waits = Rc::new(Cell::new(false));
     loop {
@@ -192,6 +194,21 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
             let (c, busy) = (ctx.clone(), splitting.clone());
             glommio::spawn_local(async move {
                 crate::kv::split::split_queue(&c).await;
+                busy.set(false);
+            })
+            .detach();
+        }
+        if ctx.core == 0
+            && last_stats_check.elapsed() >= Duration::from_secs(1)
+            && !refreshing_stats.get()
+            && ctx.shared.ready.load(Ordering::Relaxed)
+        {
+            // Table statistics that enough writes made stale, in the background.
+            last_stats_check = Instant::now();
+            refreshing_stats.set(true);
+            let (c, busy) = (ctx.clone(), refreshing_stats.clone());
+            glommio::spawn_local(async move {
+                crate::sql::exec::refresh_stale_stats(&c).await;
                 busy.set(false);
             })
             .detach();

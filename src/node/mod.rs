@@ -97,6 +97,10 @@ pub struct NodeShared {
     /// Per core: the oldest catalog version an open transaction there began with
     /// (`u64::MAX`: none). See [`catalog_pins`].
     pub oldest_catalog: Vec<AtomicU64>,
+    /// Per core: rows written per table by the transactions it committed since the
+    /// table's statistics were last refreshed by this node (`sql::stats`). Each core locks
+    /// only its own map, except core 0 once a second.
+    pub mutations: Vec<Mutex<HashMap<u32, u64>>>,
     pub next_txn: AtomicU64,
     /// The first transaction id not durably reserved (`txn_ids`).
     pub txn_id_limit: AtomicU64,
@@ -836,6 +840,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         ncores: n,
         catalog_version: AtomicU64::new(1),
         oldest_catalog: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+        mutations: (0..n).map(|_| Mutex::new(HashMap::new())).collect(),
         next_txn: AtomicU64::new(1),
         txn_id_limit: AtomicU64::new(0),
         next_backend: AtomicU64::new(1),

@@ -51,6 +51,7 @@ pub const RANGE_MAX_BYTES: &str = "kv.range.max_bytes";
 pub const LOAD_SPLITS: &str = "kv.range_split.by_load_enabled";
 pub const LOAD_QPS: &str = "kv.range_split.load_qps_threshold";
 pub const MERGES: &str = "kv.range_merge.queue_enabled";
+pub const AUTO_STATS: &str = "sql.stats.automatic_collection.enabled";
 
 /// Defaults of the split settings.
 pub const DEFAULT_RANGE_MAX_BYTES: u64 = 512 << 20;
@@ -89,6 +90,11 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
         MERGES,
         "true",
         "whether small, cold neighbouring ranges merge",
+    ),
+    (
+        AUTO_STATS,
+        "true",
+        "whether table statistics are refreshed when enough rows changed",
     ),
 ];
 
@@ -131,7 +137,7 @@ pub fn validate(name: &str, value: &str) -> Result<String> {
                 format!("{RANGE_MAX_BYTES} must be a size of at least 1KiB, such as 64MiB"),
             )),
         },
-        LOAD_SPLITS | MERGES => match parse_bool(value) {
+        LOAD_SPLITS | MERGES | AUTO_STATS => match parse_bool(value) {
             Some(b) => Ok(b.to_string()),
             None => Err(Error::new(
                 ErrorKind::InvalidParameterValue,

@@ -915,6 +915,32 @@ pub async fn commit_schema(
 /// there, which serves as the starting count).
 pub const SCHEMA_CHANGE_KEY: &str = "schema_change";
 
+/// The system-range key every statistics refresh rewrites (not a schema change: it moves
+/// no generation and conflicts with no DDL); [`watch_schema`] reloads catalogs when it
+/// changes.
+const STATS_CHANGE_KEY: &str = "stats_change";
+
+/// Commits table statistics (`writes`) and makes this node's cores reload their catalog
+/// (other nodes follow within a poll of [`watch_schema`]).
+pub async fn commit_stats(ctx: &CoreCtx, mut writes: Vec<KvWrite>) -> Result<()> {
+    let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
+    writes.push(KvWrite::Put {
+        key: keys::meta_key(STATS_CHANGE_KEY),
+        value: txn.to_le_bytes().to_vec(),
+    });
+    let r = ctx
+        .send(KvRequest::OnePhase {
+            range: SYSTEM_RANGE,
+            txn,
+            read_ts: ctx.shared.hlc.now(),
+            writes,
+            reads: Default::default(),
+        })
+        .await;
+    ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
+    r.map(|_| ())
+}
+
 /// The schema generation as of `ts`.
 pub async fn schema_generation(ctx: &CoreCtx, ts: chitin_storage::Timestamp) -> Result<u64> {
     let v = ctx.kv_get(&keys::meta_key(SCHEMA_CHANGE_KEY), ts).await?;
@@ -959,6 +985,8 @@ pub async fn watch_schema(ctx: &CoreCtx) {
     let key = keys::meta_key(SCHEMA_CHANGE_KEY);
     // `None` until the first reading.
     let mut seen: Option<Option<Vec<u8>>> = None;
+    let stats_key = keys::meta_key(STATS_CHANGE_KEY);
+    let mut seen_stats: Option<Option<Vec<u8>>> = None;
     // Generations seen, with the catalog version this node moved to for each, oldest
     // first, until acknowledged.
     let mut unacked: std::collections::VecDeque<(u64, u64)> = Default::default();
@@ -992,6 +1020,21 @@ pub async fn watch_schema(ctx: &CoreCtx) {
                 unacked.push_back((v.as_deref().map_or(0, generation_of), version));
             }
             seen = Some(v);
+        }
+        // New statistics: a reload, nothing to acknowledge.
+        let read = ctx
+            .send(KvRequest::Get {
+                range: SYSTEM_RANGE,
+                key: stats_key.clone(),
+                ts: ctx.shared.hlc.now(),
+                unc: chitin_storage::Timestamp::MIN,
+            })
+            .await;
+        if let Ok(KvResponse::Value(v)) = read {
+            if seen_stats.as_ref().is_some_and(|s| *s != v) {
+                ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
+            }
+            seen_stats = Some(v);
         }
         while let Some(&(generation, version)) = unacked.front() {
             if !crate::node::catalog_pins::drained(&ctx.shared, version) {

@@ -37,6 +37,7 @@ mod foreign_keys;
 mod hash_join;
 mod multi_assign;
 mod online_index;
+pub use analyze::refresh_stale_stats;
 pub use online_index::fail_interrupted_jobs;
 mod recursive_cte;
 mod schemas;

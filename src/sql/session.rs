@@ -1882,6 +1882,9 @@ async fn reads_by_range(
 /// transaction was applied; the commit is then regrouped by fresh descriptors and resent.
 pub async fn commit(ctx: &CoreCtx, txn: Txn) -> Result<()> {
     let r = commit_writes(ctx, &txn).await;
+    if r.is_ok() {
+        crate::sql::stats::count_mutations(ctx, txn.writes.keys());
+    }
     // Row locks: a range that applied this transaction's commit released them there; the
     // others are told (all of them when the commit failed).
     let locked = std::mem::take(&mut *txn.locked.borrow_mut());

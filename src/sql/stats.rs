@@ -4,8 +4,9 @@
 //! scan the table at one timestamp, in batches, and keep per column (or per column set) the
 //! row count, the NULL count, the distinct count and an equi-depth histogram (from a
 //! reservoir sample), as a job ("CREATE STATS"). The newest statistic of each column set
-//! lives in the system range (`meta/stats/<table>/<columns>`), is loaded with the catalog,
-//! and is shown by `SHOW STATISTICS FOR TABLE t`.
+//! lives in the system range (`meta/stats/<table>/<columns>`), is loaded with the catalog
+//! (a refresh makes catalogs reload without being a schema change:
+//! `catalog::commit_stats`), and is shown by `SHOW STATISTICS FOR TABLE t`.
 //!
 //! Distinct counts are exact up to [`KMV_K`] values, then a k-minimum-values estimate (the
 //! k smallest 64-bit hashes; relative error about 1/√k ≈ 1.6%), so memory stays bounded
@@ -15,7 +16,14 @@
 //! that leaves the fewest rows), and a full scan over an index lookup that would fetch
 //! most of the table ([`estimate_eq_rows`]).
 //!
-//! Caveats: no automatic refresh yet (a statistic ages until the next ANALYZE); histograms
+//! **Automatic refresh** (`sql.stats.automatic_collection.enabled`, on by default): each
+//! core counts the primary-index rows its committed transactions wrote, per table; once a
+//! second core 0 adds up the node's counts and refreshes the statistics of a table whose
+//! count reached [`refresh_after`] (500 rows for a table without statistics, else a fifth
+//! of its rows, at least 500), as a job like ANALYZE's. Nodes count separately, so a table
+//! written through several nodes may be refreshed by each of them.
+//!
+//! Caveats: histograms
 //! are kept and shown but not yet used for range predicates; the scan reads committed rows
 //! (not the rows of the ANALYZE's own transaction); joins are not yet ordered by cost.
 
@@ -253,6 +261,39 @@ pub fn estimate_eq_rows(stats: &StatsByTable, table: u32, columns: &[usize]) -> 
     })?;
     let non_null = best.row_count.saturating_sub(best.null_count) as f64;
     Some(non_null / best.distinct_count.max(1) as f64)
+}
+
+/// Counts the rows `keys` (a committed transaction's writes) wrote in each table's primary
+/// index (index id 1; a table rekeyed by `ADD PRIMARY KEY` is not counted).
+pub fn count_mutations<'k>(ctx: &crate::node::CoreCtx, keys: impl Iterator<Item = &'k Vec<u8>>) {
+    let Ok(mut counts) = ctx.shared.mutations[ctx.core].lock() else {
+        return;
+    };
+    let mut last: Option<(u32, u64)> = None;
+    for k in keys {
+        if k.len() < 9 || k[0] != keys::TABLE_DATA || k[5..9] != 1u32.to_be_bytes() {
+            continue;
+        }
+        let table = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+        match &mut last {
+            Some((t, n)) if *t == table => *n += 1,
+            _ => {
+                if let Some((t, n)) = last.take() {
+                    *counts.entry(t).or_insert(0) += n;
+                }
+                last = Some((table, 1));
+            }
+        }
+    }
+    if let Some((t, n)) = last {
+        *counts.entry(t).or_insert(0) += n;
+    }
+}
+
+/// How many written rows make a table's statistics stale: 500 without statistics, else a
+/// fifth of the rows they counted (at least 500).
+pub fn refresh_after(stats: &StatsByTable, table: u32) -> u64 {
+    row_count(stats, table).map_or(500, |n| (n / 5).max(500))
 }
 
 /// The table's row count by its newest statistic, if any.

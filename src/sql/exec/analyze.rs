@@ -1,6 +1,8 @@
 //! `ANALYZE` / `CREATE STATISTICS` (a job that collects [`crate::sql::stats`]) and
 //! `SHOW STATISTICS FOR TABLE`.
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::sql::jobs::{self, Job};
 use crate::sql::preparse::STATS_NAME_MARKER;
@@ -80,10 +82,7 @@ impl Exec<'_> {
             let sets: Vec<Vec<usize>> = if named.is_some() {
                 vec![cols]
             } else if cols.is_empty() {
-                t.visible_columns()
-                    .filter(|(_, c)| !c.dropped)
-                    .map(|(i, _)| vec![i])
-                    .collect()
+                each_column(&t)
             } else {
                 cols.into_iter().map(|c| vec![c]).collect()
             };
@@ -115,76 +114,10 @@ impl Exec<'_> {
         name: &str,
         description: &str,
     ) -> Result<()> {
-        let ctx = self.ctx;
-        let mut job = Job::new(ctx, "CREATE STATS", description, &self.cx.user);
-        job.table_id = t.id;
-        job.running_status = "scanning".into();
-        job.save(ctx).await?;
-        let r = self.collect_stats_inner(t, sets, name, &mut job).await;
-        job.finish(ctx, &r).await;
-        r
-    }
-
-    async fn collect_stats_inner(
-        &self,
-        t: &TableDesc,
-        sets: Vec<Vec<usize>>,
-        name: &str,
-        job: &mut Job,
-    ) -> Result<()> {
-        let ctx = self.ctx;
-        let mut collectors: Vec<Collector> = sets.into_iter().map(Collector::new).collect();
-        let start = index_prefix(t.id, t.primary_index);
-        let end = prefix_end(&start);
-        let ts = ctx.shared.hlc.now();
-        let mut cur = start;
-        let mut rows = 0u64;
-        let mut last_progress = std::time::Instant::now();
-        loop {
-            self.check_cancel()?;
-            let batch = ctx.kv_scan(&cur, &end, ts, SCAN_BATCH).await?;
-            for (_, v) in &batch {
-                let row = t.decode_row(v)?;
-                for c in collectors.iter_mut() {
-                    c.add(&row);
-                }
-            }
-            rows += batch.len() as u64;
-            if batch.len() < SCAN_BATCH {
-                break;
-            }
-            cur = batch.last().map(|(k, _)| k.clone()).unwrap_or_default();
-            cur.push(0);
-            if last_progress.elapsed() >= PROGRESS_EVERY {
-                last_progress = std::time::Instant::now();
-                job.running_status = format!("scanned {rows} rows");
-                let _ = job.save(ctx).await;
-            }
-        }
-        let types: Vec<SqlType> = t.columns.iter().map(|c| c.ty).collect();
-        let created = jobs::now_micros();
-        let writes: Vec<KvWrite> = collectors
-            .into_iter()
-            .map(|c| {
-                let s = c.finish(name, t.id, &types, created);
-                KvWrite::Put {
-                    key: stats::stat_key(t.id, &s.columns),
-                    value: stats::encode(&s),
-                }
-            })
-            .collect();
-        // Committed as a schema change: every node's catalog reloads with them. A
-        // conflict with another schema change is retried here.
-        let mut attempt = 0;
-        loop {
-            match catalog::commit_schema(ctx, ctx.shared.hlc.now(), writes.clone()).await {
-                Err(e) if e.is_retryable() && attempt < 20 => {
-                    attempt += 1;
-                    glommio::timer::sleep(std::time::Duration::from_millis(attempt)).await;
-                }
-                r => return r.map(|_| ()),
-            }
-        }
+        collect(self.ctx, t, sets, name, description, &self.cx.user, &|| {
+            self.check_cancel()
+        })
+        .await
     }
 
     /// `SHOW STATISTICS FOR TABLE t`: the newest statistic of each column set, oldest
@@ -227,5 +160,165 @@ impl Exec<'_> {
             },
             Some(show_statistics_columns()),
         ))
+    }
+}
+
+/// Reads every row of `t` at one timestamp and stores one statistic per column set, as a
+/// job (`user`'s). `check` runs between batches (cancellation).
+async fn collect(
+    ctx: &CoreCtx,
+    t: &TableDesc,
+    sets: Vec<Vec<usize>>,
+    name: &str,
+    description: &str,
+    user: &str,
+    check: &dyn Fn() -> Result<()>,
+) -> Result<()> {
+    let mut job = Job::new(ctx, "CREATE STATS", description, user);
+    job.table_id = t.id;
+    job.running_status = "scanning".into();
+    job.save(ctx).await?;
+    let r = collect_inner(ctx, t, sets, name, &mut job, check).await;
+    job.finish(ctx, &r).await;
+    r
+}
+
+async fn collect_inner(
+    ctx: &CoreCtx,
+    t: &TableDesc,
+    sets: Vec<Vec<usize>>,
+    name: &str,
+    job: &mut Job,
+    check: &dyn Fn() -> Result<()>,
+) -> Result<()> {
+    let mut collectors: Vec<Collector> = sets.into_iter().map(Collector::new).collect();
+    let start = index_prefix(t.id, t.primary_index);
+    let end = prefix_end(&start);
+    let ts = ctx.shared.hlc.now();
+    let mut cur = start;
+    let mut rows = 0u64;
+    let mut last_progress = std::time::Instant::now();
+    loop {
+        check()?;
+        let batch = ctx.kv_scan(&cur, &end, ts, SCAN_BATCH).await?;
+        for (_, v) in &batch {
+            let row = t.decode_row(v)?;
+            for c in collectors.iter_mut() {
+                c.add(&row);
+            }
+        }
+        rows += batch.len() as u64;
+        if batch.len() < SCAN_BATCH {
+            break;
+        }
+        cur = batch.last().map(|(k, _)| k.clone()).unwrap_or_default();
+        cur.push(0);
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = std::time::Instant::now();
+            job.running_status = format!("scanned {rows} rows");
+            let _ = job.save(ctx).await;
+        }
+    }
+    let types: Vec<SqlType> = t.columns.iter().map(|c| c.ty).collect();
+    let created = jobs::now_micros();
+    let writes: Vec<KvWrite> = collectors
+        .into_iter()
+        .map(|c| {
+            let s = c.finish(name, t.id, &types, created);
+            KvWrite::Put {
+                key: stats::stat_key(t.id, &s.columns),
+                value: stats::encode(&s),
+            }
+        })
+        .collect();
+    // Every node's catalog reloads with them. Two refreshes committing at once conflict
+    // (40001): retried here.
+    let mut attempt = 0;
+    loop {
+        match catalog::commit_stats(ctx, writes.clone()).await {
+            Err(e) if e.is_retryable() && attempt < 20 => {
+                attempt += 1;
+                glommio::timer::sleep(std::time::Duration::from_millis(attempt)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Every visible column of `t`, each on its own (what ANALYZE collects).
+fn each_column(t: &TableDesc) -> Vec<Vec<usize>> {
+    t.visible_columns()
+        .filter(|(_, c)| !c.dropped)
+        .map(|(i, _)| vec![i])
+        .collect()
+}
+
+/// Refreshes the statistics of the tables this core's transactions changed enough
+/// ([`stats::refresh_after`]), one table after another (the automatic refresh of
+/// [`crate::sql::stats`]). Runs once a second on core 0, from its cluster task.
+pub async fn refresh_stale_stats(ctx: &CoreCtx) {
+    let enabled = ctx
+        .shared
+        .setting(crate::node::settings::AUTO_STATS)
+        .is_none_or(|v| v == "true");
+    let take_all = |table: Option<u32>| {
+        let mut total: HashMap<u32, u64> = HashMap::new();
+        for m in &ctx.shared.mutations {
+            if let Ok(mut m) = m.lock() {
+                match table {
+                    Some(t) => {
+                        m.remove(&t);
+                    }
+                    None if !enabled => m.clear(),
+                    None => {
+                        for (&t, &n) in m.iter() {
+                            *total.entry(t).or_insert(0) += n;
+                        }
+                    }
+                }
+            }
+        }
+        total
+    };
+    let counts = take_all(None);
+    if counts.is_empty() {
+        return;
+    }
+    let Ok(cat) = catalog::current(ctx).await else {
+        return;
+    };
+    for (table, n) in counts {
+        if n < stats::refresh_after(&cat.stats, table) {
+            continue;
+        }
+        take_all(Some(table));
+        let Some(t) = cat.tables.iter().find(|t| t.id == table) else {
+            continue;
+        };
+        if t.view.is_some() || t.sequence.is_some() {
+            continue;
+        }
+        let description = format!("Table statistics refresh for {}", t.name);
+        let stopping = || {
+            if ctx
+                .shared
+                .shutdown
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                Err(Error::new(ErrorKind::AdminShutdown, "the node is stopping"))
+            } else {
+                Ok(())
+            }
+        };
+        let _ = collect(
+            ctx,
+            t,
+            each_column(t),
+            AUTO_NAME,
+            &description,
+            "root",
+            &stopping,
+        )
+        .await;
     }
 }
