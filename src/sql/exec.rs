@@ -1808,7 +1808,16 @@ fn bind_order(
                     b.grouped = Some(cols.clone());
                     b.group_exprs = texts.clone();
                 }
-                SortKey::Expr(b.bind(e, None)?.0)
+                let (s, ty) = b.bind(e, None)?;
+                match ty.array_elem() {
+                    // Arrays sort element by element, not by their text.
+                    Some(elem) if !ty.is_vector() => SortKey::Expr(Scalar::Func(
+                        "__array_sort_key".into(),
+                        vec![s, Scalar::Const(Datum::Int(i64::from(elem.tag())))],
+                        SqlType::Bytea,
+                    )),
+                    _ => SortKey::Expr(s),
+                }
             }
         };
         out.push((key, desc, nulls_first));
@@ -5571,7 +5580,10 @@ impl<'a> Exec<'a> {
         plan.order
             .iter()
             .map(|(k, _, _)| match k {
-                SortKey::Output(i) => Ok(out[*i].clone()),
+                SortKey::Output(i) => match plan.columns.get(*i) {
+                    Some(c) => crate::sql::array::sort_datum(out[*i].clone(), c.ty),
+                    None => Ok(out[*i].clone()),
+                },
                 SortKey::Expr(e) => e.eval(input, &self.cx),
             })
             .collect()

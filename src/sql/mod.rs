@@ -30,7 +30,8 @@
 //!   otherwise, with no join reordering; correlated subqueries work only in WHERE, in
 //!   UPDATE … SET and in ungrouped
 //!   SELECT lists (run once per outer row). Arrays ([`array`]) are their text form in a
-//!   `Datum::Text`, columns too: ORDER BY / GROUP BY / DISTINCT on one compare that text,
+//!   `Datum::Text`, columns too: a SELECT's ORDER BY sorts them element by element, but
+//!   GROUP BY / DISTINCT / window and set-operation ordering compare that text,
 //!   and there are no arrays of date/time, bytea, uuid or varchar types. `jsonb` is
 //!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
 //!   jsonb_agg); `interval` and `time` are full types ([`interval`], [`time_of_day`]; no
