@@ -615,6 +615,13 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::Int8Array => "_int8",
         SqlType::Float8Array => "_float8",
         SqlType::Float4Array => "_float4",
+        SqlType::DateArray => "_date",
+        SqlType::TimestampArray => "_timestamp",
+        SqlType::TimestampTzArray => "_timestamptz",
+        SqlType::TimeArray => "_time",
+        SqlType::IntervalArray => "_interval",
+        SqlType::UuidArray => "_uuid",
+
         SqlType::NumericArray => "_numeric",
         SqlType::TextArray => "_text",
         SqlType::Int2Vector => "int2vector",

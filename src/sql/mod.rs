@@ -32,7 +32,7 @@
 //!   SELECT lists (run once per outer row). Arrays ([`array`]) are their text form in a
 //!   `Datum::Text`, columns too: a SELECT's ORDER BY sorts them element by element, but
 //!   GROUP BY / DISTINCT / window and set-operation ordering compare that text,
-//!   and there are no arrays of date/time, bytea, uuid or varchar types. `jsonb` is
+//!   and there are no arrays of bytea, jsonb or varchar (a varchar[] is a text[]). `jsonb` is
 //!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
 //!   jsonb_agg); `interval` and `time` are full types ([`interval`], [`time_of_day`]; no
 //!   `time with time zone`); `COLLATE` accepts the locale-free collations and changes

@@ -53,6 +53,13 @@ pub enum SqlType {
     Time,
     /// `real[]` (an array like the others above, appended after them).
     Float4Array,
+    // Arrays of date/time and uuid values (appended).
+    DateArray,
+    TimestampArray,
+    TimestampTzArray,
+    TimeArray,
+    IntervalArray,
+    UuidArray,
 }
 
 impl SqlType {
@@ -87,6 +94,12 @@ impl SqlType {
             SqlType::Jsonb => 3802,
             SqlType::Time => 1083,
             SqlType::Float4Array => 1021,
+            SqlType::DateArray => 1182,
+            SqlType::TimestampArray => 1115,
+            SqlType::TimestampTzArray => 1185,
+            SqlType::TimeArray => 1183,
+            SqlType::IntervalArray => 1187,
+            SqlType::UuidArray => 2951,
         }
     }
 
@@ -102,6 +115,12 @@ impl SqlType {
             SqlType::Float4Array => SqlType::Float4,
             SqlType::NumericArray => SqlType::Numeric,
             SqlType::TextArray => SqlType::Text,
+            SqlType::DateArray => SqlType::Date,
+            SqlType::TimestampArray => SqlType::Timestamp,
+            SqlType::TimestampTzArray => SqlType::TimestampTz,
+            SqlType::TimeArray => SqlType::Time,
+            SqlType::IntervalArray => SqlType::Interval,
+            SqlType::UuidArray => SqlType::Uuid,
             _ => return None,
         })
     }
@@ -122,6 +141,12 @@ impl SqlType {
             SqlType::Float8 => SqlType::Float8Array,
             SqlType::Numeric => SqlType::NumericArray,
             SqlType::Text | SqlType::Varchar | SqlType::Unknown => SqlType::TextArray,
+            SqlType::Date => SqlType::DateArray,
+            SqlType::Timestamp => SqlType::TimestampArray,
+            SqlType::TimestampTz => SqlType::TimestampTzArray,
+            SqlType::Time => SqlType::TimeArray,
+            SqlType::Interval => SqlType::IntervalArray,
+            SqlType::Uuid => SqlType::UuidArray,
             _ => return None,
         })
     }
@@ -156,6 +181,12 @@ impl SqlType {
             3802 => SqlType::Jsonb,
             1083 => SqlType::Time,
             1021 => SqlType::Float4Array,
+            1182 => SqlType::DateArray,
+            1115 => SqlType::TimestampArray,
+            1185 => SqlType::TimestampTzArray,
+            1183 => SqlType::TimeArray,
+            1187 => SqlType::IntervalArray,
+            2951 => SqlType::UuidArray,
             _ => return None,
         })
     }
@@ -206,6 +237,12 @@ impl SqlType {
             SqlType::Jsonb => "jsonb",
             SqlType::Time => "time without time zone",
             SqlType::Float4Array => "real[]",
+            SqlType::DateArray => "date[]",
+            SqlType::TimestampArray => "timestamp without time zone[]",
+            SqlType::TimestampTzArray => "timestamp with time zone[]",
+            SqlType::TimeArray => "time without time zone[]",
+            SqlType::IntervalArray => "interval[]",
+            SqlType::UuidArray => "uuid[]",
         }
     }
 
@@ -253,6 +290,12 @@ impl SqlType {
             NumericArray,
             TextArray,
             Float4Array,
+            DateArray,
+            TimestampArray,
+            TimestampTzArray,
+            TimeArray,
+            IntervalArray,
+            UuidArray,
         ] {
             if a as u8 == t {
                 return Some(a);
