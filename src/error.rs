@@ -153,6 +153,10 @@ pub enum ErrorKind {
     /// ([`crate::kv::LockWait::Slice`]); the gateway asks again. 40001 should it ever
     /// reach a client (appended).
     LockWaitSlice,
+    /// 2202E: arrays of mismatched dimensions (appended).
+    ArraySubscriptError,
+    /// 22000: a data exception with no more specific code (appended).
+    DataException,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -297,6 +301,8 @@ impl Error {
             InvalidRegularExpression => "2201B",
             InvalidArgumentForPowerFunction => "2201F",
             LockWaitSlice => "40001",
+            ArraySubscriptError => "2202E",
+            DataException => "22000",
         }
     }
 }

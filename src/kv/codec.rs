@@ -213,6 +213,8 @@ kind_codes! {
     InvalidRegularExpression = 68,
     InvalidArgumentForPowerFunction = 69,
     LockWaitSlice = 70,
+    ArraySubscriptError = 71,
+    DataException = 72,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -619,6 +619,13 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::Int8Array => "_int8",
         SqlType::Float8Array => "_float8",
         SqlType::Float4Array => "_float4",
+        SqlType::DateArray => "_date",
+        SqlType::TimestampArray => "_timestamp",
+        SqlType::TimestampTzArray => "_timestamptz",
+        SqlType::TimeArray => "_time",
+        SqlType::IntervalArray => "_interval",
+        SqlType::UuidArray => "_uuid",
+
         SqlType::NumericArray => "_numeric",
         SqlType::TextArray => "_text",
         SqlType::Int2Vector => "int2vector",
@@ -1812,7 +1819,16 @@ fn bind_order(
                     b.grouped = Some(cols.clone());
                     b.group_exprs = texts.clone();
                 }
-                SortKey::Expr(b.bind(e, None)?.0)
+                let (s, ty) = b.bind(e, None)?;
+                match ty.array_elem() {
+                    // Arrays sort element by element, not by their text.
+                    Some(elem) if !ty.is_vector() => SortKey::Expr(Scalar::Func(
+                        "__array_sort_key".into(),
+                        vec![s, Scalar::Const(Datum::Int(i64::from(elem.tag())))],
+                        SqlType::Bytea,
+                    )),
+                    _ => SortKey::Expr(s),
+                }
             }
         };
         out.push((key, desc, nulls_first));
@@ -5705,7 +5721,10 @@ impl<'a> Exec<'a> {
         plan.order
             .iter()
             .map(|(k, _, _)| match k {
-                SortKey::Output(i) => Ok(out[*i].clone()),
+                SortKey::Output(i) => match plan.columns.get(*i) {
+                    Some(c) => crate::sql::array::sort_datum(out[*i].clone(), c.ty),
+                    None => Ok(out[*i].clone()),
+                },
                 SortKey::Expr(e) => e.eval(input, &self.cx),
             })
             .collect()

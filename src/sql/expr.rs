@@ -8,6 +8,7 @@ use rust_decimal::prelude::*;
 use sqlparser::ast::{self, BinaryOperator, Expr, UnaryOperator};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sql::array::CmpOp;
 use crate::sql::numeric_special::{negative_sqrt_error, special_arith, NumericOp, NumericValue};
 use crate::sql::types::{check_int_range, decimal_to_f64, Datum, SqlType};
 
@@ -666,14 +667,43 @@ impl<'a> Binder<'a> {
                 (Scalar::InList(Box::new(x), items, *negated), SqlType::Bool)
             }
             Expr::Array(a) => {
-                let hint_elem = hint.and_then(SqlType::array_elem);
+                // Items that are arrays themselves (`ARRAY[ARRAY[1,2], ARRAY[3,4]]`, or
+                // `ARRAY[[1,2],[3,4]]`) make an array of one more dimension, of the same type.
+                let nested = !a.elem.is_empty()
+                    && a.elem
+                        .iter()
+                        .all(|e| matches!(strip_nested(e), Expr::Array(_)));
+                let hint_elem = if nested {
+                    hint.filter(|h| h.array_elem().is_some())
+                } else {
+                    hint.and_then(SqlType::array_elem)
+                };
+                if a.elem.is_empty() && hint_elem.is_none() {
+                    return Err(Error::new(
+                        ErrorKind::IndeterminateDatatype,
+                        "cannot determine type of empty array",
+                    )
+                    .with_hint(
+                        "Explicitly cast to the desired type, for example ARRAY[]::integer[].",
+                    ));
+                }
                 let mut bound = Vec::with_capacity(a.elem.len());
                 let mut elem = SqlType::Unknown;
                 for e in &a.elem {
                     let (s, t) = self.bind(e, hint_elem)?;
+                    let t = if nested {
+                        t.array_elem().unwrap_or(SqlType::Unknown)
+                    } else {
+                        t
+                    };
                     elem = common_type(elem, t);
                     bound.push(s);
                 }
+                let hint_elem = if nested {
+                    hint_elem.and_then(SqlType::array_elem)
+                } else {
+                    hint_elem
+                };
                 let elem = match (elem, hint_elem) {
                     (SqlType::Unknown, Some(h)) => h,
                     (e, _) => e,
@@ -681,19 +711,30 @@ impl<'a> Binder<'a> {
                 let ty = elem.array_of().ok_or_else(|| {
                     Error::unsupported(format!("arrays of {} are not supported", elem.name()))
                 })?;
-                (Scalar::Func("__array".into(), bound, ty), ty)
+                if nested {
+                    let items = bound
+                        .into_iter()
+                        .map(|s| Scalar::Cast(Box::new(s), ty))
+                        .collect();
+                    (Scalar::Func("__array_nest".into(), items, ty), ty)
+                } else {
+                    (Scalar::Func("__array".into(), bound, ty), ty)
+                }
+            }
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                self.bind_subscripts(root, access_chain)?
             }
             Expr::AnyOp {
                 left,
                 compare_op,
                 right,
                 ..
-            } => self.bind(&quantified(left, compare_op, right, false)?, hint)?,
+            } => self.bind_quantified(left, compare_op, right, false, hint)?,
             Expr::AllOp {
                 left,
                 compare_op,
                 right,
-            } => self.bind(&quantified(left, compare_op, right, true)?, hint)?,
+            } => self.bind_quantified(left, compare_op, right, true, hint)?,
             Expr::Between {
                 expr,
                 negated,
@@ -722,6 +763,13 @@ impl<'a> Binder<'a> {
                 escape_char,
                 ..
             } => {
+                let any = matches!(
+                    e,
+                    Expr::Like { any: true, .. } | Expr::ILike { any: true, .. }
+                );
+                if let Some((all, list)) = like_quantifier(pattern, any) {
+                    return self.bind(&expand_like_quantified(e, list, all)?, hint);
+                }
                 let ci = matches!(e, Expr::ILike { .. });
                 let (x, _) = self.bind(expr, Some(SqlType::Text))?;
                 let (mut p, _) = self.bind(pattern, Some(SqlType::Text))?;
@@ -1019,6 +1067,11 @@ impl<'a> Binder<'a> {
         if let Some(bound) = self.bind_bit_or_power(left, op, right)? {
             return Ok(bound);
         }
+        if *op == BinaryOperator::PGOverlap {
+            let (l, lt) = self.bind(left, None)?;
+            let (r, rt) = self.bind(right, None)?;
+            return array_containment("__array_overlap", l, lt, r, rt, "&&");
+        }
         if let Some(bound) = self.bind_jsonb_op(left, op, right)? {
             return Ok(bound);
         }
@@ -1083,6 +1136,9 @@ impl<'a> Binder<'a> {
                         SqlType::Jsonb,
                     ));
                 }
+                if is_array(lt) || is_array(rt) {
+                    return array_concat(l, lt, r, rt);
+                }
                 let stringy = |t: SqlType| {
                     t.is_string()
                         || matches!(t, SqlType::Unknown | SqlType::Bytea)
@@ -1114,6 +1170,10 @@ impl<'a> Binder<'a> {
             | BinOp::Or => {
                 if !matches!(bop, BinOp::And | BinOp::Or) {
                     check_comparable(&l, &r, t)?;
+                    let (lt, rt) = self.last_pair;
+                    if is_array(lt) && is_array(rt) {
+                        return array_comparison(bop, l, lt, r, rt);
+                    }
                 }
                 SqlType::Bool
             }
@@ -1253,7 +1313,18 @@ impl<'a> Binder<'a> {
             _ => return Ok(None),
         };
         let (l, lt) = self.bind(left, Some(SqlType::Jsonb))?;
-        let (r, rt) = self.bind(right, Some(right_ty))?;
+        let (r, rt) = self.bind(right, (!is_array(lt)).then_some(right_ty))?;
+        if is_array(lt) || is_array(rt) {
+            match op {
+                BinaryOperator::AtArrow => {
+                    return array_containment("__array_contains", l, lt, r, rt, "@>").map(Some)
+                }
+                BinaryOperator::ArrowAt => {
+                    return array_containment("__array_contains", r, rt, l, lt, "<@").map(Some)
+                }
+                _ => {}
+            }
+        }
         let right_ok = match right_ty {
             SqlType::Text => {
                 rt.is_string() || rt == SqlType::Unknown || {
@@ -1271,6 +1342,171 @@ impl<'a> Binder<'a> {
         let l = coerce_literal(l, SqlType::Jsonb)?;
         let r = coerce_literal(r, right_ty)?;
         Ok(Some((Scalar::Func(name.into(), vec![l, r], ty), ty)))
+    }
+
+    /// Binds `root[i][j]` (an element) or `root[lo:hi]…` (a slice: once one subscript is a
+    /// slice, every one is, a lone `i` meaning `1:i`).
+    fn bind_subscripts(
+        &mut self,
+        root: &Expr,
+        chain: &[ast::AccessExpr],
+    ) -> Result<(Scalar, SqlType)> {
+        let (arr, ty) = self.bind(root, None)?;
+        let elem = match ty.array_elem() {
+            Some(e) if !ty.is_vector() => e,
+            _ => {
+                return Err(Error::mismatch(format!(
+                    "cannot subscript type {} because it does not support subscripting",
+                    ty.name()
+                )))
+            }
+        };
+        let mut subs = Vec::with_capacity(chain.len());
+        for a in chain {
+            match a {
+                ast::AccessExpr::Subscript(s) => subs.push(s),
+                ast::AccessExpr::Dot(e) => {
+                    return Err(Error::unsupported(format!(
+                        "field selection .{e} is not supported"
+                    )))
+                }
+            }
+        }
+        let slice = subs
+            .iter()
+            .any(|s| matches!(s, ast::Subscript::Slice { .. }));
+        let mut args = vec![arr];
+        if !slice {
+            for s in subs {
+                if let ast::Subscript::Index { index } = s {
+                    args.push(self.bind_subscript(index)?);
+                }
+            }
+            return Ok((Scalar::Func("__array_subscript".into(), args, elem), elem));
+        }
+        let mut mask = 0i64;
+        args.push(Scalar::Const(Datum::Int(0)));
+        for s in subs {
+            let (lo, hi) = match s {
+                ast::Subscript::Index { index } => (None, Some(index)),
+                ast::Subscript::Slice {
+                    lower_bound,
+                    upper_bound,
+                    stride,
+                } => {
+                    if stride.is_some() {
+                        return Err(Error::syntax("syntax error at or near \":\""));
+                    }
+                    (lower_bound.as_ref(), upper_bound.as_ref())
+                }
+            };
+            for b in [lo, hi] {
+                let bit = args.len() - 2;
+                if bit >= 62 {
+                    return Err(Error::new(
+                        ErrorKind::ProgramLimitExceeded,
+                        "number of array dimensions exceeds the maximum allowed (6)",
+                    ));
+                }
+                match b {
+                    Some(e) => {
+                        mask |= 1 << bit;
+                        args.push(self.bind_subscript(e)?);
+                    }
+                    None => args.push(Scalar::Const(Datum::Int(0))),
+                }
+            }
+        }
+        args[1] = Scalar::Const(Datum::Int(mask));
+        Ok((Scalar::Func("__array_slice".into(), args, ty), ty))
+    }
+
+    fn bind_subscript(&mut self, e: &Expr) -> Result<Scalar> {
+        let (s, t) = self.bind(e, Some(SqlType::Int4))?;
+        if !(t.is_int() || t == SqlType::Unknown) {
+            return Err(Error::mismatch(format!(
+                "array subscript must have type integer, not {}",
+                t.name()
+            )));
+        }
+        coerce_literal(s, SqlType::Int4)
+    }
+
+    /// Binds `x op ANY | ALL (right)`: over an `ARRAY[…]` constructor as the expansion
+    /// [`quantified`] writes, over any other array value as one `__array_quantified` call.
+    fn bind_quantified(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+        all: bool,
+        hint: Option<SqlType>,
+    ) -> Result<(Scalar, SqlType)> {
+        let inner = strip_nested(right);
+        let cmp = match op {
+            BinaryOperator::Eq => Some(CmpOp::Eq),
+            BinaryOperator::NotEq => Some(CmpOp::NotEq),
+            BinaryOperator::Lt => Some(CmpOp::Lt),
+            BinaryOperator::LtEq => Some(CmpOp::LtEq),
+            BinaryOperator::Gt => Some(CmpOp::Gt),
+            BinaryOperator::GtEq => Some(CmpOp::GtEq),
+            _ => None,
+        };
+        if let Expr::Array(a) = inner {
+            // ARRAY[NULL, …] is a text[]: comparing a number with it has no operator.
+            let is_null =
+                |e: &Expr| matches!(strip_nested(e), Expr::Value(v) if v.value == ast::Value::Null);
+            if !a.elem.is_empty() && a.elem.iter().all(is_null) {
+                let (_, lt) = self.bind(left, None)?;
+                if !(lt.is_string() || lt == SqlType::Unknown) {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedFunction,
+                        format!("operator does not exist: {} {op} text", lt.name()),
+                    ));
+                }
+            }
+            return self.bind(&quantified(left, op, right, all)?, hint);
+        }
+        let Some(cmp) = cmp.filter(|_| !matches!(inner, Expr::Subquery(_))) else {
+            return self.bind(&quantified(left, op, right, all)?, hint);
+        };
+        let (x, xt) = self.bind(left, None)?;
+        let (a, at) = self.bind(right, xt.array_of())?;
+        let at = if at == SqlType::Unknown {
+            xt.array_of().unwrap_or(SqlType::TextArray)
+        } else {
+            at
+        };
+        let elem = match at.array_elem() {
+            Some(e) if !at.is_vector() => e,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::WrongObjectType,
+                    "op ANY/ALL (array) requires array on right side",
+                ))
+            }
+        };
+        if !comparable_types(xt, elem) {
+            return Err(Error::new(
+                ErrorKind::UndefinedFunction,
+                format!(
+                    "operator does not exist: {} {op} {}",
+                    xt.name(),
+                    elem.name()
+                ),
+            ));
+        }
+        let args = vec![
+            coerce_literal(x, elem)?,
+            coerce_literal(a, at)?,
+            Scalar::Const(Datum::Int(cmp as i64)),
+            Scalar::Const(Datum::Int(i64::from(all))),
+            Scalar::Const(Datum::Int(i64::from(elem.tag()))),
+        ];
+        Ok((
+            Scalar::Func("__array_quantified".into(), args, SqlType::Bool),
+            SqlType::Bool,
+        ))
     }
 
     /// Binds an aggregate call's argument and picks its function and result type.
@@ -1685,6 +1921,29 @@ impl<'a> Binder<'a> {
                     args[0] = (**expr).clone();
                 }
             }
+        }
+        if matches!(
+            name.as_str(),
+            "array_cat" | "array_append" | "array_prepend"
+        ) && args.len() == 2
+        {
+            let (l, lt) = self.bind(&args[0], None)?;
+            let (r, rt) = self.bind(&args[1], None)?;
+            let mode = match name.as_str() {
+                "array_cat" => ArrayConcat::Cat,
+                "array_append" => ArrayConcat::Append,
+                _ => ArrayConcat::Prepend,
+            };
+            return array_concat_as(mode, l, lt, r, rt).map_err(|_| {
+                Error::new(
+                    ErrorKind::UndefinedFunction,
+                    format!(
+                        "function {name}({}, {}) does not exist",
+                        lt.name(),
+                        rt.name()
+                    ),
+                )
+            });
         }
         if matches!(name.as_str(), "booleq" | "boolne") && args.len() == 2 {
             let op = if name == "booleq" {
@@ -2200,7 +2459,7 @@ fn check_comparable(_l: &Scalar, _r: &Scalar, t: SqlType) -> Result<()> {
 /// and otherwise an OR (ANY) or AND (ALL) of the comparisons. Both keep PostgreSQL's
 /// three-valued result: ANY is true when one comparison is, NULL when none is and one is
 /// NULL, else false (ALL the other way round). An empty array makes ANY false, ALL true.
-/// Arrays are no value type here, so ANY over a column or parameter is not supported.
+/// ANY over any other array value is [`Binder::bind_quantified`]'s `__array_quantified`.
 fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, all: bool) -> Result<Expr> {
     let mut inner = right;
     while let Expr::Nested(e) = inner {
@@ -2252,6 +2511,261 @@ fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, all: bool) -> Resu
     Ok(Expr::Nested(Box::new(out.unwrap_or_else(|| {
         Expr::Value(ast::Value::Boolean(all).into())
     }))))
+}
+
+/// `e` without the parentheses around it.
+fn strip_nested(mut e: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = e {
+        e = inner;
+    }
+    e
+}
+
+/// Whether values of `t` are arrays (not the catalog's `int2vector` / `oidvector`).
+fn is_array(t: SqlType) -> bool {
+    t.array_elem().is_some() && !t.is_vector()
+}
+
+/// Whether values of `a` and `b` compare with one another (numbers with numbers, strings
+/// with strings, a type with itself; an untyped operand with anything).
+fn comparable_types(a: SqlType, b: SqlType) -> bool {
+    a == b
+        || a == SqlType::Unknown
+        || b == SqlType::Unknown
+        || (a.is_numeric_family() && b.is_numeric_family())
+        || (a.is_string() && b.is_string())
+        || (matches!(a, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz)
+            && matches!(b, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz))
+}
+
+/// The array type two array operands share (an untyped literal takes the other's type),
+/// with each side cast to it where it differs; `None` when their elements do not compare.
+fn unify_arrays(
+    l: Scalar,
+    lt: SqlType,
+    r: Scalar,
+    rt: SqlType,
+) -> Result<Option<(Scalar, Scalar, SqlType)>> {
+    let (lt, rt) = match (lt, rt) {
+        (SqlType::Unknown, t) | (t, SqlType::Unknown) => (t, t),
+        p => p,
+    };
+    let (Some(le), Some(re)) = (lt.array_elem(), rt.array_elem()) else {
+        return Ok(None);
+    };
+    if !is_array(lt) || !is_array(rt) || !comparable_types(le, re) {
+        return Ok(None);
+    }
+    let ty = match common_type(le, re).array_of() {
+        Some(t) => t,
+        None => return Ok(None),
+    };
+    let to = |s: Scalar, t: SqlType| -> Result<Scalar> {
+        let s = coerce_literal(s, ty)?;
+        Ok(if t == ty {
+            s
+        } else {
+            Scalar::Cast(Box::new(s), ty)
+        })
+    };
+    Ok(Some((to(l, lt)?, to(r, rt)?, ty)))
+}
+
+/// The element type an untyped element stands for: text.
+fn fix_unknown_elem(t: SqlType) -> SqlType {
+    if t == SqlType::Unknown {
+        SqlType::Text
+    } else {
+        t
+    }
+}
+
+/// `x LIKE ANY (…)` (`any`, as the parser reads it) or `x LIKE some|any|all(…)` (a
+/// function call to the parser): whether it is ALL, and the list.
+fn like_quantifier(pattern: &Expr, any: bool) -> Option<(bool, &Expr)> {
+    if any {
+        return Some((false, strip_nested(pattern)));
+    }
+    let Expr::Function(f) = strip_nested(pattern) else {
+        return None;
+    };
+    let name = object_name(&f.name);
+    if !matches!(name.as_str(), "any" | "some" | "all") || f.over.is_some() {
+        return None;
+    }
+    let ast::FunctionArguments::List(l) = &f.args else {
+        return None;
+    };
+    match l.args.as_slice() {
+        [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))] if l.clauses.is_empty() => {
+            Some((name == "all", strip_nested(e)))
+        }
+        _ => None,
+    }
+}
+
+/// `x [NOT] LIKE ANY|ALL (ARRAY[p, q, …])` as the OR (ANY) or AND (ALL) of the single
+/// comparisons, which keeps SQL's three-valued result; an empty array gives false for ANY
+/// and true for ALL.
+fn expand_like_quantified(like: &Expr, list: &Expr, all: bool) -> Result<Expr> {
+    let Expr::Array(a) = list else {
+        return Err(Error::unsupported(
+            "LIKE ANY/ALL is supported only over an ARRAY[...] constructor",
+        ));
+    };
+    let joiner = if all {
+        BinaryOperator::And
+    } else {
+        BinaryOperator::Or
+    };
+    let mut out: Option<Expr> = None;
+    for p in &a.elem {
+        let mut one = like.clone();
+        if let Expr::Like { any, pattern, .. } | Expr::ILike { any, pattern, .. } = &mut one {
+            *any = false;
+            **pattern = p.clone();
+        }
+        let one = Expr::Nested(Box::new(one));
+        out = Some(match out {
+            None => one,
+            Some(acc) => Expr::BinaryOp {
+                left: Box::new(acc),
+                op: joiner.clone(),
+                right: Box::new(one),
+            },
+        });
+    }
+    Ok(Expr::Nested(Box::new(out.unwrap_or_else(|| {
+        Expr::Value(ast::Value::Boolean(all).into())
+    }))))
+}
+
+fn no_operator(lt: SqlType, op: &str, rt: SqlType) -> Error {
+    Error::new(
+        ErrorKind::UndefinedFunction,
+        format!("operator does not exist: {} {op} {}", lt.name(), rt.name()),
+    )
+}
+
+/// What `||` (or `array_cat` / `array_append` / `array_prepend`) does with an array.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArrayConcat {
+    Cat,
+    Append,
+    Prepend,
+}
+
+/// `a || b` where one side is an array: two arrays (an untyped literal being one) are
+/// concatenated, an element is appended or prepended.
+fn array_concat(l: Scalar, lt: SqlType, r: Scalar, rt: SqlType) -> Result<(Scalar, SqlType)> {
+    let (l_arr, r_arr) = (
+        is_array(lt) || lt == SqlType::Unknown,
+        is_array(rt) || rt == SqlType::Unknown,
+    );
+    let mode = if l_arr && r_arr {
+        ArrayConcat::Cat
+    } else if is_array(lt) {
+        ArrayConcat::Append
+    } else {
+        ArrayConcat::Prepend
+    };
+    array_concat_as(mode, l, lt, r, rt)
+}
+
+/// `a || b` as `mode` says: for `Append` `a` is the array (an untyped literal: an array of
+/// `b`'s type) and `b` the element, for `Prepend` the other way round.
+fn array_concat_as(
+    mode: ArrayConcat,
+    l: Scalar,
+    lt: SqlType,
+    r: Scalar,
+    rt: SqlType,
+) -> Result<(Scalar, SqlType)> {
+    if mode == ArrayConcat::Cat {
+        let (l2, r2, ty) = unify_arrays(l, lt, r, rt)?.ok_or_else(|| no_operator(lt, "||", rt))?;
+        return Ok((Scalar::Func("__array_cat".into(), vec![l2, r2], ty), ty));
+    }
+    let (arr, at, x, xt, name) = if mode == ArrayConcat::Append {
+        (l, lt, r, rt, "__array_append")
+    } else {
+        (r, rt, l, lt, "__array_prepend")
+    };
+    let at = if at == SqlType::Unknown {
+        fix_unknown_elem(xt)
+            .array_of()
+            .ok_or_else(|| no_operator(lt, "||", rt))?
+    } else {
+        at
+    };
+    let arr = coerce_literal(arr, at)?;
+    let elem = match at.array_elem() {
+        Some(e) if is_array(at) => e,
+        _ => return Err(no_operator(lt, "||", rt)),
+    };
+    if is_array(xt) || !comparable_types(elem, xt) {
+        return Err(no_operator(lt, "||", rt));
+    }
+    let ty = common_type(elem, xt).array_of().unwrap_or(at);
+    let arr = if ty == at {
+        arr
+    } else {
+        Scalar::Cast(Box::new(arr), ty)
+    };
+    let args = if name == "__array_append" {
+        vec![arr, x]
+    } else {
+        vec![x, arr]
+    };
+    Ok((Scalar::Func(name.into(), args, ty), ty))
+}
+
+/// `a = b`, `a < b`, … between arrays, element by element.
+fn array_comparison(
+    op: BinOp,
+    l: Scalar,
+    lt: SqlType,
+    r: Scalar,
+    rt: SqlType,
+) -> Result<(Scalar, SqlType)> {
+    let (code, sym) = match op {
+        BinOp::Eq => (CmpOp::Eq, "="),
+        BinOp::NotEq => (CmpOp::NotEq, "<>"),
+        BinOp::Lt => (CmpOp::Lt, "<"),
+        BinOp::LtEq => (CmpOp::LtEq, "<="),
+        BinOp::Gt => (CmpOp::Gt, ">"),
+        _ => (CmpOp::GtEq, ">="),
+    };
+    let (l, r, ty) = unify_arrays(l, lt, r, rt)?.ok_or_else(|| no_operator(lt, sym, rt))?;
+    let elem = ty.array_elem().unwrap_or(SqlType::Text);
+    let args = vec![
+        l,
+        r,
+        Scalar::Const(Datum::Int(code as i64)),
+        Scalar::Const(Datum::Int(i64::from(elem.tag()))),
+    ];
+    Ok((
+        Scalar::Func("__array_cmp".into(), args, SqlType::Bool),
+        SqlType::Bool,
+    ))
+}
+
+/// `a @> b` (`name` `__array_contains`; `<@` swaps the operands) or `a && b`
+/// (`__array_overlap`).
+fn array_containment(
+    name: &str,
+    l: Scalar,
+    lt: SqlType,
+    r: Scalar,
+    rt: SqlType,
+    sym: &str,
+) -> Result<(Scalar, SqlType)> {
+    let (l, r, ty) = unify_arrays(l, lt, r, rt)?.ok_or_else(|| no_operator(lt, sym, rt))?;
+    let elem = ty.array_elem().unwrap_or(SqlType::Text);
+    let args = vec![l, r, Scalar::Const(Datum::Int(i64::from(elem.tag())))];
+    Ok((
+        Scalar::Func(name.into(), args, SqlType::Bool),
+        SqlType::Bool,
+    ))
 }
 
 /// Casts an untyped string literal to `ty` at bind time (as PostgreSQL types `'5'` by
@@ -2481,7 +2995,11 @@ fn cast_type(dt: &ast::DataType) -> Result<SqlType> {
     use ast::ArrayElemTypeDef as A;
     match dt {
         ast::DataType::Array(A::SquareBracket(elem, _) | A::Qualified(elem, _)) => {
-            let e = sql_type(elem)?;
+            // `int[][]` is `int[]`: an array type covers every number of dimensions.
+            let e = cast_type(elem)?;
+            if e.array_elem().is_some() && !e.is_vector() {
+                return Ok(e);
+            }
             e.array_of().ok_or_else(|| {
                 Error::new(
                     ErrorKind::UndefinedObject,
@@ -3275,6 +3793,9 @@ fn eval_func(
         .iter()
         .map(|a| a.eval(row, cx))
         .collect::<Result<_>>()?;
+    if name.starts_with("__array_") && crate::sql::array::NAMES.contains(&name) {
+        return crate::sql::array::eval(name, &vals, ty);
+    }
     let strict_null = !matches!(
         name,
         "concat"

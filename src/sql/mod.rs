@@ -29,7 +29,10 @@
 //! - Joins are hash joins on equality conditions (`exec::hash_join`), nested loops
 //!   otherwise, with no join reordering; correlated subqueries work only in WHERE, in
 //!   UPDATE … SET and in ungrouped
-//!   SELECT lists (run once per outer row); no array columns yet (issue 6). `jsonb` is
+//!   SELECT lists (run once per outer row). Arrays ([`array`]) are their text form in a
+//!   `Datum::Text`, columns too: a SELECT's ORDER BY sorts them element by element, but
+//!   GROUP BY / DISTINCT / window and set-operation ordering compare that text,
+//!   and there are no arrays of bytea, jsonb or varchar (a varchar[] is a text[]). `jsonb` is
 //!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
 //!   jsonb_agg); `interval` and `time` are full types ([`interval`], [`time_of_day`]; no
 //!   `time with time zone`); `COLLATE` accepts the locale-free collations and changes
@@ -60,6 +63,7 @@
 //!   empty table. `UPDATE … FROM` / `DELETE … USING` (`exec::dml_join`) pick the first
 //!   joined row of a target row in join order, where PostgreSQL's is unspecified.
 
+pub mod array;
 pub mod bytea_functions;
 pub mod catalog;
 pub mod copy;

@@ -31,8 +31,8 @@ pub enum SqlType {
     Uuid,
     /// The type of a bare NULL or an untyped parameter before inference.
     Unknown,
-    // One-dimensional arrays, for results only (`array_agg`, catalog columns): the value is
-    // a `Datum::Text` in PostgreSQL's array syntax, `{a,"b c",NULL}`. No column has them.
+    // Arrays of any number of dimensions: the value is a `Datum::Text` in PostgreSQL's
+    // array syntax, `{a,"b c",NULL}`, `{{1,2},{3,4}}` ([`crate::sql::array`]).
     BoolArray,
     Int2Array,
     Int4Array,
@@ -53,6 +53,13 @@ pub enum SqlType {
     Time,
     /// `real[]` (an array like the others above, appended after them).
     Float4Array,
+    // Arrays of date/time and uuid values (appended).
+    DateArray,
+    TimestampArray,
+    TimestampTzArray,
+    TimeArray,
+    IntervalArray,
+    UuidArray,
 }
 
 impl SqlType {
@@ -87,6 +94,12 @@ impl SqlType {
             SqlType::Jsonb => 3802,
             SqlType::Time => 1083,
             SqlType::Float4Array => 1021,
+            SqlType::DateArray => 1182,
+            SqlType::TimestampArray => 1115,
+            SqlType::TimestampTzArray => 1185,
+            SqlType::TimeArray => 1183,
+            SqlType::IntervalArray => 1187,
+            SqlType::UuidArray => 2951,
         }
     }
 
@@ -102,6 +115,12 @@ impl SqlType {
             SqlType::Float4Array => SqlType::Float4,
             SqlType::NumericArray => SqlType::Numeric,
             SqlType::TextArray => SqlType::Text,
+            SqlType::DateArray => SqlType::Date,
+            SqlType::TimestampArray => SqlType::Timestamp,
+            SqlType::TimestampTzArray => SqlType::TimestampTz,
+            SqlType::TimeArray => SqlType::Time,
+            SqlType::IntervalArray => SqlType::Interval,
+            SqlType::UuidArray => SqlType::Uuid,
             _ => return None,
         })
     }
@@ -122,6 +141,12 @@ impl SqlType {
             SqlType::Float8 => SqlType::Float8Array,
             SqlType::Numeric => SqlType::NumericArray,
             SqlType::Text | SqlType::Varchar | SqlType::Unknown => SqlType::TextArray,
+            SqlType::Date => SqlType::DateArray,
+            SqlType::Timestamp => SqlType::TimestampArray,
+            SqlType::TimestampTz => SqlType::TimestampTzArray,
+            SqlType::Time => SqlType::TimeArray,
+            SqlType::Interval => SqlType::IntervalArray,
+            SqlType::Uuid => SqlType::UuidArray,
             _ => return None,
         })
     }
@@ -156,6 +181,12 @@ impl SqlType {
             3802 => SqlType::Jsonb,
             1083 => SqlType::Time,
             1021 => SqlType::Float4Array,
+            1182 => SqlType::DateArray,
+            1115 => SqlType::TimestampArray,
+            1185 => SqlType::TimestampTzArray,
+            1183 => SqlType::TimeArray,
+            1187 => SqlType::IntervalArray,
+            2951 => SqlType::UuidArray,
             _ => return None,
         })
     }
@@ -206,6 +237,12 @@ impl SqlType {
             SqlType::Jsonb => "jsonb",
             SqlType::Time => "time without time zone",
             SqlType::Float4Array => "real[]",
+            SqlType::DateArray => "date[]",
+            SqlType::TimestampArray => "timestamp without time zone[]",
+            SqlType::TimestampTzArray => "timestamp with time zone[]",
+            SqlType::TimeArray => "time without time zone[]",
+            SqlType::IntervalArray => "interval[]",
+            SqlType::UuidArray => "uuid[]",
         }
     }
 
@@ -243,6 +280,27 @@ impl SqlType {
         if t == TAG_TIME {
             return Some(Time);
         }
+        // Array types are tagged by their declaration order, as the first fifteen.
+        for a in [
+            BoolArray,
+            Int2Array,
+            Int4Array,
+            Int8Array,
+            Float8Array,
+            NumericArray,
+            TextArray,
+            Float4Array,
+            DateArray,
+            TimestampArray,
+            TimestampTzArray,
+            TimeArray,
+            IntervalArray,
+            UuidArray,
+        ] {
+            if a as u8 == t {
+                return Some(a);
+            }
+        }
         const ALL: [SqlType; 15] = [
             Int2,
             Int4,
@@ -266,6 +324,13 @@ impl SqlType {
     /// Resolves a type name as written in SQL.
     pub fn from_sql_name(name: &str) -> Option<SqlType> {
         let n = name.to_ascii_lowercase();
+        // `int[]`, `int[][]`, `int[3]`: one array type whatever the dimensions.
+        let t = n.trim_end();
+        if t.ends_with(']') {
+            let base = t.split('[').next().unwrap_or("").trim();
+            let elem = SqlType::from_sql_name(base)?;
+            return elem.array_of().filter(|_| elem.array_elem().is_none());
+        }
         let base = n.split('(').next().unwrap_or("").trim();
         Some(match base {
             "smallint" | "int2" | "smallserial" | "serial2" => SqlType::Int2,
@@ -658,17 +723,23 @@ impl Datum {
                 // An array: every element through the element type's input function,
                 // then printed in the canonical form.
                 let elem = ty.array_elem().ok_or_else(invalid)?;
-                let mut elems = Vec::new();
-                for e in array_elements(ty, s)? {
-                    elems.push(match e {
-                        Some(e) => Datum::parse(elem, &e)?.to_text(elem),
-                        None => None,
-                    });
-                }
                 if ty.is_vector() {
+                    let mut elems = Vec::new();
+                    for e in array_elements(ty, s)? {
+                        elems.push(match e {
+                            Some(e) => Datum::parse(elem, &e)?.to_text(elem),
+                            None => None,
+                        });
+                    }
                     Datum::Text(elems.into_iter().flatten().collect::<Vec<_>>().join(" "))
                 } else {
-                    Datum::Text(format_array(&elems))
+                    let mut a = crate::sql::array::Array::parse(s)?;
+                    for e in a.elems.iter_mut() {
+                        if let Some(t) = e {
+                            *e = Datum::parse(elem, t)?.to_text(elem);
+                        }
+                    }
+                    Datum::Text(a.format())
                 }
             }
         })
@@ -1254,70 +1325,10 @@ fn decode_numeric_binary(b: &[u8]) -> Option<Decimal> {
 /// The elements of an array value of type `ty` in text form (`{a,"b c",NULL}`, or for
 /// `int2vector` `1 2`), `None` for a NULL element. Only one dimension.
 pub fn array_elements(ty: SqlType, s: &str) -> Result<Vec<Option<String>>> {
-    let malformed = || Error::invalid_text(format!("malformed array literal: \"{s}\""));
     if ty.is_vector() {
         return Ok(s.split_whitespace().map(|e| Some(e.to_string())).collect());
     }
-    let t = s.trim();
-    let inner = t
-        .strip_prefix('{')
-        .and_then(|r| r.strip_suffix('}'))
-        .ok_or_else(malformed)?;
-    let mut out = Vec::new();
-    if inner.trim().is_empty() {
-        return Ok(out);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut item = String::new();
-        let mut quoted = false;
-        if chars.peek() == Some(&'"') {
-            quoted = true;
-            chars.next();
-            loop {
-                match chars.next().ok_or_else(malformed)? {
-                    '"' => break,
-                    '\\' => item.push(chars.next().ok_or_else(malformed)?),
-                    c => item.push(c),
-                }
-            }
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if matches!(c, '{' | '}' | '"') {
-                    return Err(malformed());
-                }
-                chars.next();
-                if c == '\\' {
-                    item.push(chars.next().ok_or_else(malformed)?);
-                } else {
-                    item.push(c);
-                }
-            }
-            item = item.trim_end().to_string();
-            if item.is_empty() {
-                return Err(malformed());
-            }
-        }
-        out.push(if !quoted && item.eq_ignore_ascii_case("NULL") {
-            None
-        } else {
-            Some(item)
-        });
-        match chars.next() {
-            None => return Ok(out),
-            Some(',') => {}
-            Some(_) => return Err(malformed()),
-        }
-    }
+    Ok(crate::sql::array::Array::parse(s)?.elems)
 }
 
 /// PostgreSQL's text form of a one-dimensional array of these elements (already in their
@@ -1329,27 +1340,7 @@ pub fn format_array(elems: &[Option<String>]) -> String {
         if i > 0 {
             out.push(',');
         }
-        match e {
-            None => out.push_str("NULL"),
-            Some(e) => {
-                let quote = e.is_empty()
-                    || e.eq_ignore_ascii_case("NULL")
-                    || e.chars()
-                        .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
-                if quote {
-                    out.push('"');
-                    for c in e.chars() {
-                        if matches!(c, '"' | '\\') {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                    out.push('"');
-                } else {
-                    out.push_str(e);
-                }
-            }
-        }
+        crate::sql::array::push_element(&mut out, e.as_deref());
     }
     out.push('}');
     out
@@ -1359,13 +1350,20 @@ pub fn format_array(elems: &[Option<String>]) -> String {
 /// length and lower bound 1, then each element as length and binary value).
 fn encode_array_binary(ty: SqlType, text: &str, out: &mut Vec<u8>) -> Result<()> {
     let elem = ty.array_elem().unwrap_or(SqlType::Text);
-    let elems = array_elements(ty, text)?;
+    let (dims, elems) = if ty.is_vector() {
+        let elems = array_elements(ty, text)?;
+        (vec![elems.len()], elems)
+    } else {
+        let a = crate::sql::array::Array::parse(text)?;
+        (a.dims, a.elems)
+    };
     let has_null = elems.iter().any(|e| e.is_none());
-    out.extend_from_slice(&(i32::from(!elems.is_empty())).to_be_bytes());
+    let ndim = if elems.is_empty() { 0 } else { dims.len() };
+    out.extend_from_slice(&(ndim as i32).to_be_bytes());
     out.extend_from_slice(&(has_null as i32).to_be_bytes());
     out.extend_from_slice(&elem.oid().to_be_bytes());
-    if !elems.is_empty() {
-        out.extend_from_slice(&(elems.len() as i32).to_be_bytes());
+    for &d in dims.iter().take(ndim) {
+        out.extend_from_slice(&(d as i32).to_be_bytes());
         out.extend_from_slice(&(if ty.is_vector() { 0i32 } else { 1 }).to_be_bytes());
     }
     let mut buf = Vec::new();

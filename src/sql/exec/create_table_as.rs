@@ -73,7 +73,7 @@ impl Exec<'_> {
                 ));
             }
             let ty = fix_unknown(c.ty);
-            if ty.array_elem().is_some() || matches!(ty, SqlType::Int2Vector | SqlType::OidVector) {
+            if matches!(ty, SqlType::Int2Vector | SqlType::OidVector) {
                 return Err(Error::unsupported(format!(
                     "a column of type {} is not supported yet",
                     ty.name()
