@@ -812,6 +812,21 @@ pub fn decode_database(b: &[u8]) -> Result<DatabaseDesc> {
 
 async fn scan_system(ctx: &CoreCtx, prefix: u8) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let (start, end) = keys::system_span(prefix);
+    scan_system_span(ctx, start, end).await
+}
+
+/// Every system-range meta record whose name starts with `prefix`, in key order, as of now.
+pub async fn scan_meta(ctx: &CoreCtx, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let start = keys::meta_key(prefix);
+    let end = keys::prefix_end(&start);
+    scan_system_span(ctx, start, end).await
+}
+
+async fn scan_system_span(
+    ctx: &CoreCtx,
+    start: Vec<u8>,
+    end: Vec<u8>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let ts = ctx.shared.hlc.now();
     match ctx
         .send(KvRequest::Scan {
@@ -828,6 +843,21 @@ async fn scan_system(ctx: &CoreCtx, prefix: u8) -> Result<Vec<(Vec<u8>, Vec<u8>)
         KvResponse::Rows(rows) => Ok(rows),
         other => Err(Error::internal(format!("unexpected response {other:?}"))),
     }
+}
+
+/// Writes `writes` to the system range in one raft entry, as of now (blind writes: a
+/// concurrent write of the same key after now fails it with 40001).
+pub async fn write_system(ctx: &CoreCtx, writes: Vec<KvWrite>) -> Result<()> {
+    let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
+    ctx.send(KvRequest::OnePhase {
+        range: SYSTEM_RANGE,
+        txn,
+        read_ts: ctx.shared.hlc.now(),
+        writes,
+        reads: Default::default(),
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Reads every descriptor from the system span.
@@ -848,24 +878,7 @@ pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
         t.schema = cat.schema_name(t.schema_id).to_string();
         cat.tables.push(Rc::new(t));
     }
-    let start = keys::meta_key(crate::sql::stats::PREFIX);
-    let end = keys::prefix_end(&start);
-    let rows = match ctx
-        .send(KvRequest::Scan {
-            range: SYSTEM_RANGE,
-            start,
-            end,
-            ts: ctx.shared.hlc.now(),
-            unc: chitin_storage::Timestamp::MIN,
-            limit: 0,
-            reverse: false,
-        })
-        .await?
-    {
-        KvResponse::Rows(rows) => rows,
-        other => return Err(Error::internal(format!("unexpected response {other:?}"))),
-    };
-    for (_, v) in rows {
+    for (_, v) in scan_meta(ctx, crate::sql::stats::PREFIX).await? {
         let s = crate::sql::stats::decode(&v)?;
         cat.stats.entry(s.table).or_default().push(s);
     }
@@ -923,22 +936,14 @@ const STATS_CHANGE_KEY: &str = "stats_change";
 /// Commits table statistics (`writes`) and makes this node's cores reload their catalog
 /// (other nodes follow within a poll of [`watch_schema`]).
 pub async fn commit_stats(ctx: &CoreCtx, mut writes: Vec<KvWrite>) -> Result<()> {
-    let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
+    let change = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
     writes.push(KvWrite::Put {
         key: keys::meta_key(STATS_CHANGE_KEY),
-        value: txn.to_le_bytes().to_vec(),
+        value: change.to_le_bytes().to_vec(),
     });
-    let r = ctx
-        .send(KvRequest::OnePhase {
-            range: SYSTEM_RANGE,
-            txn,
-            read_ts: ctx.shared.hlc.now(),
-            writes,
-            reads: Default::default(),
-        })
-        .await;
+    let r = write_system(ctx, writes).await;
     ctx.shared.catalog_version.fetch_add(1, Ordering::SeqCst);
-    r.map(|_| ())
+    r
 }
 
 /// The schema generation as of `ts`.
@@ -1045,20 +1050,11 @@ pub async fn watch_schema(ctx: &CoreCtx) {
         }
         let node = ctx.shared.node_id.load(Ordering::SeqCst);
         if due > acked && node != 0 {
-            let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-            let write = ctx
-                .send(KvRequest::OnePhase {
-                    range: SYSTEM_RANGE,
-                    txn,
-                    read_ts: ctx.shared.hlc.now(),
-                    writes: vec![KvWrite::Put {
-                        key: ack_key(node),
-                        value: due.to_le_bytes().to_vec(),
-                    }],
-                    reads: Default::default(),
-                })
-                .await;
-            if write.is_ok() {
+            let ack = KvWrite::Put {
+                key: ack_key(node),
+                value: due.to_le_bytes().to_vec(),
+            };
+            if write_system(ctx, vec![ack]).await.is_ok() {
                 acked = due;
             }
         }

@@ -38,6 +38,7 @@ mod hash_join;
 mod multi_assign;
 mod online_index;
 pub use analyze::refresh_stale_stats;
+use online_index::duplicate_in_index;
 pub use online_index::fail_interrupted_jobs;
 mod recursive_cte;
 mod schemas;
@@ -7602,29 +7603,7 @@ impl<'a> Exec<'a> {
     }
 
     fn duplicate_key(desc: &TableDesc, row: &[Datum]) -> Error {
-        let names: Vec<&str> = desc
-            .pk
-            .iter()
-            .map(|&i| desc.columns[i].name.as_str())
-            .collect();
-        let vals: Vec<String> = desc
-            .pk
-            .iter()
-            .map(|&i| {
-                row[i]
-                    .to_text(desc.columns[i].ty)
-                    .unwrap_or_else(|| "NULL".into())
-            })
-            .collect();
-        Error::new(
-            ErrorKind::UniqueViolation,
-            format!("could not create unique index \"{}\"", desc.pk_name),
-        )
-        .with_detail(format!(
-            "Key ({})=({}) is duplicated.",
-            names.join(", "),
-            vals.join(", ")
-        ))
+        duplicate_in_index(desc, &desc.pk_name, &desc.pk, row)
     }
 
     /// Writes index `idx` of `desc` for every current row of `t`, in a transaction of its

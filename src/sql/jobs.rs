@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::kv::keys;
-use crate::kv::keys::SYSTEM_RANGE;
-use crate::kv::{KvRequest, KvResponse, KvWrite};
+use crate::kv::KvWrite;
 use crate::node::CoreCtx;
+use crate::sql::record::{put_str, Reader};
 use crate::sql::session::Column;
 use crate::sql::types::{Datum, SqlType};
 
@@ -108,19 +108,11 @@ impl Job {
     /// next one).
     pub async fn save(&mut self, ctx: &CoreCtx) -> Result<()> {
         self.modified = now_micros();
-        let txn = ctx.shared.next_txn.fetch_add(1, Ordering::Relaxed);
-        ctx.send(KvRequest::OnePhase {
-            range: SYSTEM_RANGE,
-            txn,
-            read_ts: ctx.shared.hlc.now(),
-            writes: vec![KvWrite::Put {
-                key: job_key(self.id),
-                value: encode(self),
-            }],
-            reads: Default::default(),
-        })
-        .await
-        .map(|_| ())
+        let record = KvWrite::Put {
+            key: job_key(self.id),
+            value: encode(self),
+        };
+        crate::sql::catalog::write_system(ctx, vec![record]).await
     }
 
     /// Ends the job with `status` (and the error's message when it failed).
@@ -156,34 +148,13 @@ fn job_key(id: u64) -> Vec<u8> {
 
 /// Every job record, oldest first.
 pub async fn list(ctx: &CoreCtx) -> Result<Vec<Job>> {
-    let start = keys::meta_key(JOB_PREFIX);
-    let end = keys::prefix_end(&start);
-    let rows = match ctx
-        .send(KvRequest::Scan {
-            range: SYSTEM_RANGE,
-            start,
-            end,
-            ts: ctx.shared.hlc.now(),
-            unc: chitin_storage::Timestamp::MIN,
-            limit: 0,
-            reverse: false,
-        })
-        .await?
-    {
-        KvResponse::Rows(rows) => rows,
-        other => return Err(Error::internal(format!("unexpected response {other:?}"))),
-    };
+    let rows = crate::sql::catalog::scan_meta(ctx, JOB_PREFIX).await?;
     let mut jobs = Vec::with_capacity(rows.len());
     for (_, v) in rows {
         jobs.push(decode(&v).ok_or_else(|| Error::internal("corrupt job record"))?);
     }
     jobs.sort_by_key(|j| (j.created, j.id));
     Ok(jobs)
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
 }
 
 fn encode(j: &Job) -> Vec<u8> {
@@ -203,31 +174,6 @@ fn encode(j: &Job) -> Vec<u8> {
     out.extend_from_slice(&j.table_id.to_le_bytes());
     out.extend_from_slice(&j.index_id.to_le_bytes());
     out
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_at_checked(N)?;
-        self.0 = rest;
-        head.try_into().ok()
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take().map(u64::from_le_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take().map(i64::from_le_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_le_bytes)
-    }
-    fn str(&mut self) -> Option<String> {
-        let n = self.u32()? as usize;
-        let (s, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        String::from_utf8(s.to_vec()).ok()
-    }
 }
 
 fn decode(b: &[u8]) -> Option<Job> {

@@ -78,6 +78,7 @@ pub mod md5;
 pub mod numeric_special;
 pub mod pg_catalog;
 pub mod preparse;
+pub mod record;
 pub mod regex_functions;
 pub mod rewrite;
 pub mod scalar_functions;

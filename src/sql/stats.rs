@@ -32,6 +32,7 @@ use std::hash::{Hash, Hasher};
 
 use crate::error::{Error, Result};
 use crate::kv::keys;
+use crate::sql::record::{put_str, Reader};
 use crate::sql::types::{Datum, SqlType};
 
 /// Distinct values counted exactly before the estimate takes over.
@@ -163,11 +164,6 @@ pub fn stat_key(table: u32, columns: &[usize]) -> Vec<u8> {
 /// Where statistics keys start.
 pub const PREFIX: &str = "stats/";
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
 pub fn encode(s: &ColumnStat) -> Vec<u8> {
     let mut out = vec![1u8];
     put_str(&mut out, &s.name);
@@ -185,28 +181,6 @@ pub fn encode(s: &ColumnStat) -> Vec<u8> {
         put_str(&mut out, b);
     }
     out
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_at_checked(N)?;
-        self.0 = rest;
-        head.try_into().ok()
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_le_bytes)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take().map(u64::from_le_bytes)
-    }
-    fn str(&mut self) -> Option<String> {
-        let n = self.u32()? as usize;
-        let (s, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        String::from_utf8(s.to_vec()).ok()
-    }
 }
 
 pub fn decode(b: &[u8]) -> Result<ColumnStat> {

@@ -217,7 +217,7 @@ impl Exec<'_> {
                 }
                 if let Some(own) = txn.own_write(&ik) {
                     if own != Some(pk.as_slice()) {
-                        return Err(duplicate_in_index(desc, idx, &row));
+                        return Err(duplicate_in_index(desc, &idx.name, &idx.columns, &row));
                     }
                     continue;
                 }
@@ -228,7 +228,7 @@ impl Exec<'_> {
                 match ctx.kv_get(&ik, ts).await? {
                     None => txn.put(ik, pk),
                     Some(p) if p == pk => {}
-                    Some(_) => return Err(duplicate_in_index(desc, idx, &row)),
+                    Some(_) => return Err(duplicate_in_index(desc, &idx.name, &idx.columns, &row)),
                 }
             }
             if txn.writes.is_empty() {
@@ -269,15 +269,19 @@ impl Exec<'_> {
     }
 }
 
-/// 23505 for a unique index over duplicate values, as PostgreSQL words it.
-fn duplicate_in_index(desc: &TableDesc, idx: &IndexDesc, row: &[Datum]) -> Error {
-    let names: Vec<&str> = idx
-        .columns
+/// 23505 for unique index `name` (on `columns` of `desc`) over duplicate values, as
+/// PostgreSQL words it, naming `row`'s values.
+pub(super) fn duplicate_in_index(
+    desc: &TableDesc,
+    name: &str,
+    columns: &[usize],
+    row: &[Datum],
+) -> Error {
+    let names: Vec<&str> = columns
         .iter()
         .map(|&i| desc.columns[i].name.as_str())
         .collect();
-    let vals: Vec<String> = idx
-        .columns
+    let vals: Vec<String> = columns
         .iter()
         .map(|&i| {
             row[i]
@@ -287,7 +291,7 @@ fn duplicate_in_index(desc: &TableDesc, idx: &IndexDesc, row: &[Datum]) -> Error
         .collect();
     Error::new(
         ErrorKind::UniqueViolation,
-        format!("could not create unique index \"{}\"", idx.name),
+        format!("could not create unique index \"{name}\""),
     )
     .with_detail(format!(
         "Key ({})=({}) is duplicated.",
