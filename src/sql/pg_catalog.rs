@@ -2221,21 +2221,25 @@ pub fn eval_function(name: &str, vals: &[Datum]) -> Option<Result<Datum>> {
         }),
         "obj_description" | "col_description" | "shobj_description" => Datum::Null,
         "array_to_string" => {
-            let a = vals.first().map(as_text).unwrap_or_default();
-            let sep = vals.get(1).map(as_text).unwrap_or_default();
-            let inner = a.trim().trim_start_matches('{').trim_end_matches('}');
-            if inner.is_empty() {
-                text("")
-            } else {
-                text(
-                    inner
-                        .split(',')
-                        .map(|e| e.trim_matches('"'))
-                        .filter(|e| *e != "NULL")
-                        .collect::<Vec<_>>()
-                        .join(&sep),
-                )
+            // array_to_string(array, delimiter [, null_string]): the elements in row-major
+            // order (nested arrays flattened), NULLs skipped or written as null_string.
+            let (Some(a), Some(sep)) = (vals.first(), vals.get(1)) else {
+                return Some(Ok(Datum::Null));
+            };
+            if a.is_null() || sep.is_null() {
+                return Some(Ok(Datum::Null));
             }
+            let null_as = vals.get(2).filter(|d| !d.is_null()).map(as_text);
+            let array = match crate::sql::array::Array::parse(&as_text(a)) {
+                Ok(array) => array,
+                Err(e) => return Some(Err(e)),
+            };
+            let parts: Vec<String> = array
+                .elems
+                .into_iter()
+                .filter_map(|e| e.or_else(|| null_as.clone()))
+                .collect();
+            text(parts.join(&as_text(sep)))
         }
         "current_schemas" => text(if matches!(vals.first(), Some(Datum::Bool(true))) {
             "{pg_catalog,public}"
