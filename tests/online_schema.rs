@@ -198,6 +198,19 @@ async fn wait_for_job(client: &Client, description: &str, status: &str) {
     }
 }
 
+/// Panics unless index `index` does not exist (42704 from `SHOW INDEX ENTRIES`).
+async fn assert_no_index(client: &Client, index: &str) {
+    let e = client
+        .batch_execute(&format!("SHOW INDEX ENTRIES FROM {index}"))
+        .await
+        .expect_err("the index is still there");
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::UNDEFINED_OBJECT),
+        "{index}: {e:?}"
+    );
+}
+
 /// `(v, id)` of every row of `table`, read from the table.
 async fn table_pairs(client: &Client, table: &str) -> BTreeSet<(i64, i64)> {
     rows_of(client, &format!("SELECT v, id FROM {table}"))
@@ -494,11 +507,7 @@ fn unique_index_add_column_and_an_interrupted_build() {
             job[10].as_deref().unwrap_or("").contains("d_v_key"),
             "{job:?}"
         );
-        let e = admin
-            .batch_execute("SHOW INDEX ENTRIES FROM d_v_key")
-            .await
-            .expect_err("no index");
-        assert_eq!(e.code(), Some(&SqlState::UNDEFINED_OBJECT), "{e:?}");
+        assert_no_index(&admin, "d_v_key").await;
         admin
             .batch_execute("INSERT INTO d VALUES (5001, 17); DELETE FROM d WHERE v = 17")
             .await
@@ -560,11 +569,7 @@ fn unique_index_add_column_and_an_interrupted_build() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         phase("job failed after the restart");
-        let e = admin
-            .batch_execute("SHOW INDEX ENTRIES FROM k_v")
-            .await
-            .expect_err("no index after the interrupted build");
-        assert_eq!(e.code(), Some(&SqlState::UNDEFINED_OBJECT), "{e:?}");
+        assert_no_index(&admin, "k_v").await;
         admin
             .batch_execute("UPDATE k SET v = v + 1 WHERE id < 100")
             .await

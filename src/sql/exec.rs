@@ -2425,6 +2425,19 @@ fn marked(ins: &ast::Insert, marker: &str) -> bool {
                 && du.assignments[0].target.to_string().trim_matches('"') == marker))
 }
 
+/// A statement's answer: `rows` under `columns`, tagged `SELECT n`.
+fn select_rows(rows: Vec<Vec<Datum>>, columns: Vec<Column>) -> (Outcome, Option<Vec<Column>>) {
+    let tag = format!("SELECT {}", rows.len());
+    (
+        Outcome::Rows {
+            rows,
+            tag,
+            suspended: false,
+        },
+        Some(columns),
+    )
+}
+
 /// The index of `SHOW INDEX ENTRIES FROM <index>`, if that is what `variable` spells.
 fn show_index_entries_of(variable: &[ast::Ident]) -> Option<&str> {
     match variable {
@@ -3990,15 +4003,7 @@ impl<'a> Exec<'a> {
                     .iter()
                     .map(crate::sql::jobs::row)
                     .collect();
-                let n = rows.len();
-                Ok((
-                    Outcome::Rows {
-                        rows,
-                        tag: format!("SELECT {n}"),
-                        suspended: false,
-                    },
-                    Some(crate::sql::jobs::columns()),
-                ))
+                Ok(select_rows(rows, crate::sql::jobs::columns()))
             }
             Statement::ShowVariable { variable } if show_ranges_table(variable).is_some() => {
                 self.show_ranges(show_ranges_table(variable).unwrap()).await
@@ -6205,15 +6210,7 @@ impl<'a> Exec<'a> {
                 ]
             })
             .collect();
-        let n = rows.len();
-        Ok((
-            Outcome::Rows {
-                rows,
-                tag: format!("SELECT {n}"),
-                suspended: false,
-            },
-            Some(index_entries_columns()),
-        ))
+        Ok(select_rows(rows, index_entries_columns()))
     }
 
     /// `SHOW RANGE FROM TABLE t FOR ROW (…)`: the range holding the row whose primary key

@@ -240,27 +240,25 @@ pub fn estimate_eq_rows(stats: &StatsByTable, table: u32, columns: &[usize]) -> 
 /// Counts the rows `keys` (a committed transaction's writes) wrote in each table's primary
 /// index (index id 1; a table rekeyed by `ADD PRIMARY KEY` is not counted).
 pub fn count_mutations<'k>(ctx: &crate::node::CoreCtx, keys: impl Iterator<Item = &'k Vec<u8>>) {
-    let Ok(mut counts) = ctx.shared.mutations[ctx.core].lock() else {
-        return;
-    };
-    let mut last: Option<(u32, u64)> = None;
+    // Keys come in order, so a table's rows are adjacent: one map update per table.
+    let mut runs: Vec<(u32, u64)> = Vec::new();
     for k in keys {
         if k.len() < 9 || k[0] != keys::TABLE_DATA || k[5..9] != 1u32.to_be_bytes() {
             continue;
         }
         let table = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
-        match &mut last {
+        match runs.last_mut() {
             Some((t, n)) if *t == table => *n += 1,
-            _ => {
-                if let Some((t, n)) = last.take() {
-                    *counts.entry(t).or_insert(0) += n;
-                }
-                last = Some((table, 1));
-            }
+            _ => runs.push((table, 1)),
         }
     }
-    if let Some((t, n)) = last {
-        *counts.entry(t).or_insert(0) += n;
+    if runs.is_empty() {
+        return;
+    }
+    if let Ok(mut counts) = ctx.shared.mutations[ctx.core].lock() {
+        for (t, n) in runs {
+            *counts.entry(t).or_insert(0) += n;
+        }
     }
 }
 

@@ -151,15 +151,7 @@ impl Exec<'_> {
                 ]
             })
             .collect();
-        let n = rows.len();
-        Ok((
-            Outcome::Rows {
-                rows,
-                tag: format!("SELECT {n}"),
-                suspended: false,
-            },
-            Some(show_statistics_columns()),
-        ))
+        Ok(select_rows(rows, show_statistics_columns()))
     }
 }
 
