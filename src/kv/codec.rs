@@ -82,6 +82,7 @@ const REQ_LOCK: u8 = 12;
 const REQ_RELEASE_LOCKS: u8 = 13;
 const REQ_RECOVER: u8 = 14;
 const REQ_DESCRIBE: u8 = 15;
+const REQ_FLOW: u8 = 17;
 const REQ_MERGE_FENCE: u8 = 16;
 
 const RESP_VALUE: u8 = 1;
@@ -94,6 +95,7 @@ const RESP_ERR: u8 = 7;
 const RESP_NOT_LEADER: u8 = 8;
 const RESP_LOCKED: u8 = 9;
 const RESP_UNCERTAIN: u8 = 10;
+const RESP_FLOW: u8 = 11;
 
 const WRITE_PUT: u8 = 1;
 const WRITE_INSERT: u8 = 2;
@@ -382,6 +384,13 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             put_range(out, *range);
             put_u64(out, *txn);
         }
+        KvRequest::Flow { range, spec } => {
+            out.push(REQ_FLOW);
+            put_range(out, *range);
+            let mut payload = Vec::new();
+            crate::sql::distsql::encode_spec(spec, &mut payload);
+            put_bytes(out, &payload);
+        }
         KvRequest::Describe { range } => {
             out.push(REQ_DESCRIBE);
             put_range(out, *range);
@@ -427,6 +436,12 @@ pub fn encode_response(resp: &KvResponse, out: &mut Vec<u8>) {
             put_bytes(out, end);
         }
         KvResponse::Done => out.push(RESP_DONE),
+        KvResponse::Flow(result) => {
+            out.push(RESP_FLOW);
+            let mut payload = Vec::new();
+            crate::sql::distsql::encode_result(result, &mut payload);
+            put_bytes(out, &payload);
+        }
         KvResponse::Locked { latest } => {
             out.push(RESP_LOCKED);
             put_ts(out, *latest);
@@ -656,6 +671,8 @@ fn request_len(req: &KvRequest) -> usize {
         KvRequest::Lock { key, .. } => RANGE + 8 + bytes_len(key) + 1,
         KvRequest::ReleaseLocks { .. } => RANGE + 8,
         KvRequest::Describe { .. } => RANGE,
+        // Encoded into a payload of its own first: no estimate.
+        KvRequest::Flow { .. } => RANGE + LEN,
     }
 }
 
@@ -678,6 +695,7 @@ fn response_len(resp: &KvResponse) -> usize {
             ..
         } => versions_len(versions) + TS + key_timestamps_len(last_writes) + bytes_len(end),
         KvResponse::Done => 0,
+        KvResponse::Flow(_) => LEN,
         KvResponse::Err(e) => error_len(e),
         KvResponse::NotLeader { .. } => 8,
         KvResponse::Uncertain(_) => 2 * TS,
@@ -780,6 +798,10 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             txn: r.u64()?,
         },
         REQ_DESCRIBE => KvRequest::Describe { range: r.range()? },
+        REQ_FLOW => KvRequest::Flow {
+            range: r.range()?,
+            spec: Box::new(crate::sql::distsql::decode_spec(&r.vec()?)?),
+        },
         tag => return Err(corrupt(format_args!("unknown request tag {tag}"))),
     };
     r.finish()?;
@@ -812,6 +834,7 @@ pub fn decode_response(b: &[u8]) -> Result<KvResponse> {
             end: r.vec()?,
         },
         RESP_DONE => KvResponse::Done,
+        RESP_FLOW => KvResponse::Flow(Box::new(crate::sql::distsql::decode_result(&r.vec()?)?)),
         RESP_LOCKED => KvResponse::Locked { latest: r.ts()? },
         RESP_NOT_LEADER => KvResponse::NotLeader {
             leader: r.u64()?,

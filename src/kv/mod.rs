@@ -274,6 +274,13 @@ pub enum KvRequest {
         txn: TxnId,
         staging_ts: Timestamp,
     },
+    /// A DistSQL flow (`sql::distsql`): read the spec's spans (all on this core's ranges;
+    /// `range` is the first's), filter and aggregate their rows here, answer
+    /// [`KvResponse::Flow`]. Served by the SQL layer on the owning core, not by the store.
+    Flow {
+        range: RangeId,
+        spec: Box<crate::sql::distsql::FlowSpec>,
+    },
 }
 
 impl KvRequest {
@@ -294,7 +301,8 @@ impl KvRequest {
             | KvRequest::MergeFence { range, .. }
             | KvRequest::Lock { range, .. }
             | KvRequest::ReleaseLocks { range, .. }
-            | KvRequest::Describe { range } => *range,
+            | KvRequest::Describe { range }
+            | KvRequest::Flow { range, .. } => *range,
         }
     }
 }
@@ -335,4 +343,6 @@ pub enum KvResponse {
         leader: u64,
         req: Option<Box<KvRequest>>,
     },
+    /// A flow's rows or partial groups ([`KvRequest::Flow`]).
+    Flow(Box<crate::sql::distsql::FlowResult>),
 }

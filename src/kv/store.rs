@@ -783,6 +783,9 @@ impl Store {
                     .unwrap_or(Timestamp::MIN);
                 Ok(KvResponse::Locked { latest })
             }
+            KvRequest::Flow { .. } => Err(Error::internal(
+                "a DistSQL flow reached the store instead of the SQL layer",
+            )),
             KvRequest::Describe { .. } => {
                 let conf = replica.raw.borrow().store().conf.borrow().clone();
                 let mut rows = Vec::new();

@@ -368,6 +368,16 @@ impl CoreCtx {
         }
     }
 
+    /// Serves a request for a range of this core: DistSQL flows in the SQL layer, the rest
+    /// in the store.
+    async fn serve(&self, req: KvRequest) -> KvResponse {
+        match req {
+            // Boxed: a flow reads through `send`, which may serve a request here.
+            KvRequest::Flow { spec, .. } => Box::pin(crate::sql::distsql::serve(self, spec)).await,
+            req => self.store.handle(req).await,
+        }
+    }
+
     /// Sends `req` to node `node`'s core for its range over the transport.
     async fn forward(&self, node: u64, req: &KvRequest) -> Result<KvResponse> {
         // A lock wait there goes in slices, each answered well inside the transport's
@@ -502,7 +512,7 @@ impl CoreCtx {
     pub async fn send_local(&self, req: KvRequest) -> Result<KvResponse> {
         let target = core_for_range(req.range(), self.shared.ncores);
         let resp = if target == self.core {
-            self.store.handle(req).await
+            self.serve(req).await
         } else {
             let id = self.next_req.get();
             self.next_req.set(id + 1);
@@ -1005,7 +1015,7 @@ async fn run_core(
                             .queued_requests
                             .fetch_add(1, Ordering::Relaxed);
                         glommio::spawn_local(async move {
-                            let resp = ctx.store.handle(req).await;
+                            let resp = ctx.serve(req).await;
                             ctx.metrics()
                                 .queued_requests
                                 .fetch_sub(1, Ordering::Relaxed);

@@ -29,7 +29,9 @@ use crate::sql::types::{Datum, SqlType};
 use crate::txn::Txn;
 
 mod create_table_as;
+mod distsql;
 mod dml_join;
+pub use distsql::{distsql_setting, DISTSQL_VAR};
 
 pub use create_table_as::select_into_as_create;
 mod analyze;
@@ -2836,13 +2838,146 @@ fn insert_columns(t: &TableDesc, cols: &[ast::ObjectName]) -> Result<Vec<usize>>
     Ok(out)
 }
 
-#[derive(Default)]
-struct AggState {
-    count: i64,
-    value: Option<Datum>,
+#[derive(Default, Debug)]
+pub struct AggState {
+    pub count: i64,
+    pub value: Option<Datum>,
     seen: Option<HashSet<Vec<u8>>>,
     /// `array_agg`'s values with their sort keys.
-    items: Vec<(Vec<Datum>, Datum)>,
+    pub items: Vec<(Vec<Datum>, Datum)>,
+}
+
+/// Rows grouped by the values of the GROUP BY expressions, with each group's first row
+/// (what the select list reads its columns from) and its aggregates' states, in the order
+/// the groups first appeared.
+#[derive(Default)]
+pub struct Grouper {
+    pub groups: Vec<(Vec<Datum>, Vec<AggState>)>,
+    index: std::collections::HashMap<Vec<u8>, usize>,
+}
+
+impl Grouper {
+    /// Feeds one input row.
+    pub(crate) fn add(
+        &mut self,
+        group_by: &[Scalar],
+        aggs: &[AggCall],
+        row: Vec<Datum>,
+        cx: &EvalCtx,
+    ) -> Result<()> {
+        let mut gk = Vec::new();
+        for g in group_by {
+            encode_key_datum(&g.eval(&row, cx)?, &mut gk);
+        }
+        match self.index.get(&gk) {
+            Some(&gi) => {
+                for (ai, call) in aggs.iter().enumerate() {
+                    agg_update_row(call, &mut self.groups[gi].1[ai], &row, cx)?;
+                }
+            }
+            None => {
+                let mut states: Vec<AggState> = aggs.iter().map(|_| AggState::default()).collect();
+                for (call, st) in aggs.iter().zip(states.iter_mut()) {
+                    agg_update_row(call, st, &row, cx)?;
+                }
+                self.index.insert(gk, self.groups.len());
+                self.groups.push((row, states));
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds in partial groups computed elsewhere over other rows (a DistSQL flow), as if
+    /// their rows had come after the ones fed so far. Only for aggregates that
+    /// [`mergeable`] accepts.
+    pub(crate) fn merge(
+        &mut self,
+        group_by: &[Scalar],
+        aggs: &[AggCall],
+        groups: Vec<(Vec<Datum>, Vec<AggState>)>,
+        cx: &EvalCtx,
+    ) -> Result<()> {
+        for (row, states) in groups {
+            let mut gk = Vec::new();
+            for g in group_by {
+                encode_key_datum(&g.eval(&row, cx)?, &mut gk);
+            }
+            match self.index.get(&gk) {
+                Some(&gi) => {
+                    for ((call, into), from) in
+                        aggs.iter().zip(self.groups[gi].1.iter_mut()).zip(states)
+                    {
+                        agg_merge(call, into, from)?;
+                    }
+                }
+                None => {
+                    self.index.insert(gk, self.groups.len());
+                    self.groups.push((row, states));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether partial states of `call` computed over disjoint sets of rows can be merged
+/// ([`agg_merge`]): every aggregate but the DISTINCT ones.
+pub(crate) fn mergeable(call: &AggCall) -> bool {
+    !call.distinct
+}
+
+/// Merges `from` (a partial state over later rows) into `into`.
+fn agg_merge(call: &AggCall, into: &mut AggState, from: AggState) -> Result<()> {
+    into.count += from.count;
+    into.items.extend(from.items);
+    let Some(v) = from.value else { return Ok(()) };
+    into.value = Some(match (call.func, into.value.take()) {
+        (_, None) => v,
+        (AggFunc::Sum | AggFunc::Avg, Some(acc)) => add_partial(call, acc, v)?,
+        (AggFunc::Min, Some(acc)) => {
+            if v.order_cmp(&acc).is_lt() {
+                v
+            } else {
+                acc
+            }
+        }
+        (AggFunc::Max, Some(acc)) => {
+            if v.order_cmp(&acc).is_gt() {
+                v
+            } else {
+                acc
+            }
+        }
+        (AggFunc::BoolAnd, Some(acc)) => {
+            Datum::Bool(acc.as_bool().unwrap_or(true) && v.as_bool().unwrap_or(true))
+        }
+        (AggFunc::BoolOr, Some(acc)) => {
+            Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
+        }
+        (_, Some(acc)) => acc,
+    });
+    Ok(())
+}
+
+/// A running sum plus `v`, in the aggregate's result type (an integer sum of a numeric
+/// result is widened first).
+fn add_partial(call: &AggCall, acc: Datum, v: Datum) -> Result<Datum> {
+    let acc = match acc {
+        Datum::Int(i) if call.ty == SqlType::Numeric => Datum::Numeric(i.into()),
+        other => other,
+    };
+    let ty = if call.ty == SqlType::Int8 {
+        SqlType::Int8
+    } else {
+        call.ty
+    };
+    Scalar::Binary(
+        BinOp::Add,
+        Box::new(Scalar::Const(acc)),
+        Box::new(Scalar::Const(v)),
+        ty,
+    )
+    .eval(&[], &EvalCtx::default())
 }
 
 /// Feeds input row `r` to aggregate `call`.
@@ -2913,24 +3048,7 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
             _ => v,
         },
         (AggFunc::Count, Some(x)) => x,
-        (AggFunc::Sum | AggFunc::Avg, Some(acc)) => {
-            let acc = match acc {
-                Datum::Int(i) if call.ty == SqlType::Numeric => Datum::Numeric(i.into()),
-                other => other,
-            };
-            let ty = if call.ty == SqlType::Int8 {
-                SqlType::Int8
-            } else {
-                call.ty
-            };
-            Scalar::Binary(
-                BinOp::Add,
-                Box::new(Scalar::Const(acc)),
-                Box::new(Scalar::Const(v)),
-                ty,
-            )
-            .eval(&[], &EvalCtx::default())?
-        }
+        (AggFunc::Sum | AggFunc::Avg, Some(acc)) => add_partial(call, acc, v)?,
         (AggFunc::Min, Some(acc)) => {
             if v.order_cmp(&acc).is_lt() {
                 v
@@ -3289,6 +3407,8 @@ pub struct Exec<'a> {
     /// When the statement runs out of time (the session's `statement_timeout`), checked
     /// wherever cancellation is.
     deadline: Option<std::time::Instant>,
+    /// What the last DistSQL scan's flows did (`EXPLAIN ANALYZE (DISTSQL)`).
+    flow_stats: Vec<distsql::FlowStat>,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -3342,6 +3462,7 @@ impl<'a> Exec<'a> {
             serial_rowid: false,
             path: catalog::SearchPath::default(),
             deadline: None,
+            flow_stats: Vec::new(),
         }
     }
 
@@ -4013,8 +4134,27 @@ impl<'a> Exec<'a> {
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::CreateView(cv) => self.create_view(cv).await,
             Statement::Explain {
-                statement, analyze, ..
-            } => self.explain(statement, *analyze).await,
+                statement,
+                analyze,
+                options,
+                ..
+            } => {
+                let has = |name: &str| {
+                    options.as_ref().is_some_and(|o| {
+                        o.iter().any(|u| {
+                            u.name.value.eq_ignore_ascii_case(name)
+                                && u.arg.as_ref().is_none_or(|a| {
+                                    !matches!(
+                                        a.to_string().to_lowercase().as_str(),
+                                        "false" | "off" | "0"
+                                    )
+                                })
+                        })
+                    })
+                };
+                self.explain(statement, *analyze || has("analyze"), has("distsql"))
+                    .await
+            }
             Statement::RefreshMaterializedView(r) => {
                 // Materialized views are always fresh here: nothing to refresh.
                 let _ = lookup_relation(self.cat, self.db_id, &self.path, &r.name)?;
@@ -4755,6 +4895,9 @@ impl<'a> Exec<'a> {
                     let rows = self.scan_filtered(t, plan, start, end, want).await?;
                     return self.finish_plan(plan, rows).await;
                 }
+                if let Some(rows) = self.try_distsql(plan, t, &access).await? {
+                    return Ok(rows);
+                }
                 if !self.correlated_in_filter(plan).is_empty() {
                     // Correlated subqueries in WHERE: read everything, filter row by row.
                     let rows = self.read_rows(t, Access::Full).await?;
@@ -4795,53 +4938,14 @@ impl<'a> Exec<'a> {
                 produced.push((r, keys));
             }
         } else if plan.grouped {
-            let mut groups: Vec<(Vec<Datum>, Vec<AggState>)> = Vec::new();
-            let mut index: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+            let mut grouper = Grouper::default();
             for (n, r) in input.into_iter().enumerate() {
                 if n % 1024 == 1023 {
                     self.pause().await?;
                 }
-                let mut gk = Vec::new();
-                for g in &plan.group_by {
-                    encode_key_datum(&g.eval(&r, &self.cx)?, &mut gk);
-                }
-                let gi = match index.get(&gk) {
-                    Some(i) => *i,
-                    None => {
-                        groups.push((
-                            r.clone(),
-                            plan.aggs.iter().map(|_| AggState::default()).collect(),
-                        ));
-                        index.insert(gk, groups.len() - 1);
-                        groups.len() - 1
-                    }
-                };
-                for (ai, call) in plan.aggs.iter().enumerate() {
-                    agg_update_row(call, &mut groups[gi].1[ai], &r, &self.cx)?;
-                }
+                grouper.add(&plan.group_by, &plan.aggs, r, &self.cx)?;
             }
-            if groups.is_empty() && plan.group_by.is_empty() {
-                groups.push((
-                    vec![Datum::Null; plan.scope.len()],
-                    plan.aggs.iter().map(|_| AggState::default()).collect(),
-                ));
-            }
-            for (row, states) in groups {
-                self.cx.aggs = plan
-                    .aggs
-                    .iter()
-                    .zip(&states)
-                    .map(|(c, s)| agg_final(c, s))
-                    .collect::<Result<_>>()?;
-                if let Some(h) = &plan.having {
-                    if !h.eval_bool(&row, &self.cx)? {
-                        continue;
-                    }
-                }
-                let out = self.project(plan, &row)?;
-                let keys = self.sort_keys(plan, &row, &out)?;
-                produced.push((out, keys));
-            }
+            produced = self.project_groups(plan, grouper.groups)?;
         } else {
             // PERF: a projection of distinct plain columns moves them out of the input
             // row instead of cloning them (no copy of text values).
@@ -4904,6 +5008,60 @@ impl<'a> Exec<'a> {
                 produced.push((out, keys));
             }
         }
+        self.finish_produced(plan, produced)
+    }
+
+    /// The output of a grouped plan from its groups (from [`Grouper`], here or merged from
+    /// DistSQL flows): HAVING, projection, then DISTINCT, ORDER BY, OFFSET and LIMIT.
+    async fn finish_grouped(
+        &mut self,
+        plan: &SelectPlan,
+        groups: Vec<(Vec<Datum>, Vec<AggState>)>,
+    ) -> Result<Vec<Vec<Datum>>> {
+        self.check_cancel()?;
+        let produced = self.project_groups(plan, groups)?;
+        self.finish_produced(plan, produced)
+    }
+
+    /// Each group's output row and sort keys (after HAVING); a plan without GROUP BY has
+    /// one group even without rows.
+    fn project_groups(
+        &mut self,
+        plan: &SelectPlan,
+        mut groups: Vec<(Vec<Datum>, Vec<AggState>)>,
+    ) -> Result<Vec<(Vec<Datum>, Vec<Datum>)>> {
+        if groups.is_empty() && plan.group_by.is_empty() {
+            groups.push((
+                vec![Datum::Null; plan.scope.len()],
+                plan.aggs.iter().map(|_| AggState::default()).collect(),
+            ));
+        }
+        let mut produced = Vec::with_capacity(groups.len());
+        for (row, states) in groups {
+            self.cx.aggs = plan
+                .aggs
+                .iter()
+                .zip(&states)
+                .map(|(c, s)| agg_final(c, s))
+                .collect::<Result<_>>()?;
+            if let Some(h) = &plan.having {
+                if !h.eval_bool(&row, &self.cx)? {
+                    continue;
+                }
+            }
+            let out = self.project(plan, &row)?;
+            let keys = self.sort_keys(plan, &row, &out)?;
+            produced.push((out, keys));
+        }
+        Ok(produced)
+    }
+
+    /// DISTINCT, ORDER BY, DISTINCT ON, OFFSET and LIMIT over produced (row, sort keys).
+    fn finish_produced(
+        &self,
+        plan: &SelectPlan,
+        mut produced: Vec<(Vec<Datum>, Vec<Datum>)>,
+    ) -> Result<Vec<Vec<Datum>>> {
         if plan.distinct {
             let mut seen = HashSet::new();
             produced.retain(|(row, _)| {
@@ -5526,6 +5684,7 @@ impl<'a> Exec<'a> {
         &mut self,
         stmt: &Statement,
         analyze: bool,
+        distsql: bool,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         let Statement::Query(q) = stmt else {
             return Err(Error::unsupported(
@@ -5543,12 +5702,16 @@ impl<'a> Exec<'a> {
         self.explain_plan(&plan, 0, &mut lines);
         if analyze {
             let started = std::time::Instant::now();
+            self.flow_stats.clear();
             let rows = self.run_plan(&plan).await?;
             lines.push(format!(
                 "rows: {}, execution time: {:.3} ms",
                 rows.len(),
                 started.elapsed().as_secs_f64() * 1000.0
             ));
+        }
+        if distsql {
+            self.explain_distsql(&plan, analyze, &mut lines).await?;
         }
         self.cx.params.truncate(base);
         let n = lines.len();

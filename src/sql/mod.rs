@@ -68,6 +68,7 @@ pub mod bytea_functions;
 pub mod catalog;
 pub mod copy;
 pub mod datetime_format;
+pub mod distsql;
 pub mod exec;
 pub mod expr;
 pub mod grouping_sets;

@@ -83,6 +83,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     if let Some(r) = rewrite_create_statistics(body) {
         return r.into();
     }
+    if let Some(r) = rewrite_explain_analyze_options(body) {
+        return r.into();
+    }
     if let Some(r) = rewrite_split_at(body) {
         return r.into();
     }
@@ -223,6 +226,23 @@ fn rewrite_as_of(body: &str) -> Option<String> {
 /// session answers with the tag alone.
 /// CockroachDB's `CREATE STATISTICS name ON a[, b …] FROM t` → `ANALYZE t ("marker name", a,
 /// b …)` (`exec/analyze.rs` takes the name from the marker column).
+/// CockroachDB's `EXPLAIN ANALYZE (DISTSQL) …` → `EXPLAIN (ANALYZE, DISTSQL) …`, which
+/// sqlparser reads.
+fn rewrite_explain_analyze_options(body: &str) -> Option<String> {
+    let t = body.trim_start();
+    let (first, rest) = t.split_once(|c: char| c.is_ascii_whitespace())?;
+    let rest = rest.trim_start();
+    let (second, rest) = rest.split_at_checked(7)?;
+    if !first.eq_ignore_ascii_case("explain") || !second.eq_ignore_ascii_case("analyze") {
+        return None;
+    }
+    let options = rest.trim_start().strip_prefix('(')?;
+    if body.contains(';') {
+        return None;
+    }
+    Some(format!("EXPLAIN (ANALYZE, {options}"))
+}
+
 fn rewrite_create_statistics(body: &str) -> Option<String> {
     let lower = body.to_ascii_lowercase();
     let mut words = lower.split_ascii_whitespace();
@@ -432,6 +452,23 @@ fn rewrite_split_at(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explain_analyze_with_options_becomes_one_option_list() {
+        assert_eq!(
+            rewrite("EXPLAIN ANALYZE (DISTSQL) SELECT 1"),
+            "EXPLAIN (ANALYZE, DISTSQL) SELECT 1"
+        );
+        assert_eq!(
+            rewrite("explain  analyze(distsql) select 1;"),
+            "EXPLAIN (ANALYZE, distsql) select 1"
+        );
+        assert_eq!(
+            rewrite("EXPLAIN ANALYZE SELECT 1"),
+            "EXPLAIN ANALYZE SELECT 1"
+        );
+        assert_eq!(rewrite("EXPLAIN analyzed"), "EXPLAIN analyzed");
+    }
 
     #[test]
     fn zone_configs_are_rewritten_and_parse() {

@@ -136,7 +136,7 @@ const RESTART_SAVEPOINT: &str = "cockroach_restart";
 const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Session variables and their defaults (what RESET restores).
-const DEFAULTS: [(&str, &str); 17] = [
+const DEFAULTS: [(&str, &str); 18] = [
     ("server_version", "15.0.0"),
     ("server_version_num", "150000"),
     ("server_encoding", "UTF8"),
@@ -156,6 +156,8 @@ const DEFAULTS: [(&str, &str); 17] = [
     // SERIAL columns: `sql_sequence` (PostgreSQL's: a sequence per column) or `rowid`
     // (CockroachDB's old default: unique_rowid()).
     ("serial_normalization", "sql_sequence"),
+    // DistSQL (`sql::exec::distsql`): `off`, `auto` or `on`.
+    ("distsql", "auto"),
 ];
 
 impl Session {
@@ -1107,6 +1109,21 @@ impl Session {
                                 ));
                             }
                         }
+                        let value = if name == crate::sql::exec::DISTSQL_VAR {
+                            match crate::sql::exec::distsql_setting(&value) {
+                                Some(v) => v.to_string(),
+                                None => {
+                                    return Err(Error::new(
+                                        ErrorKind::InvalidParameterValue,
+                                        format!(
+                                            "invalid value for parameter \"distsql\": \"{value}\""
+                                        ),
+                                    ))
+                                }
+                            }
+                        } else {
+                            value
+                        };
                         if name == "serial_normalization" {
                             let v = value.to_lowercase();
                             let v = match v.as_str() {

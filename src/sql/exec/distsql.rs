@@ -1,0 +1,482 @@
+//! The gateway's side of DistSQL ([`crate::sql::distsql`] has the flows and the essay):
+//! which queries distribute, how the scan is cut into flows per leaseholder core, running
+//! them in parallel and merging their answers.
+//!
+//! `SET distsql = off | auto | on` (session; CockroachDB's variable): `auto` (the default)
+//! distributes a scan that reaches ranges on some other core or node; `on` distributes every
+//! eligible scan, even one on the gateway's own core alone (a flow there runs on the
+//! gateway's core); `off` reads every row through the gateway (the comparison point of
+//! `bench/distsql`).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::kv::keys::core_for_range;
+use crate::kv::{KvRequest, KvResponse};
+use crate::sql::distsql::{
+    self, FlowEnd, FlowEval, FlowOutput, FlowResult, FlowSpan, FlowSpec, PartialAgg, Source,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum DistMode {
+    Off,
+    Auto,
+    On,
+}
+
+/// The session variable and its accepted values.
+pub const DISTSQL_VAR: &str = "distsql";
+
+/// Parses a `SET distsql` value: the stored spelling, or None when invalid.
+pub fn distsql_setting(v: &str) -> Option<&'static str> {
+    match v.to_lowercase().as_str() {
+        "off" | "false" => Some("off"),
+        "auto" | "default" => Some("auto"),
+        "on" | "true" | "always" => Some("on"),
+        _ => None,
+    }
+}
+
+/// Where one flow runs and what it reads.
+pub(super) struct FlowPlan {
+    pub(super) node: u64,
+    pub(super) core: usize,
+    /// (index among all the scan's spans, span).
+    pub(super) spans: Vec<(usize, FlowSpan)>,
+    /// Read by the gateway through ordinary routing: the spans' leader is another node.
+    pub(super) routed: bool,
+}
+
+/// What one flow did, for `EXPLAIN ANALYZE (DISTSQL)`.
+#[derive(Clone, Debug)]
+pub(super) struct FlowStat {
+    pub(super) node: u64,
+    pub(super) core: usize,
+    pub(super) spans: usize,
+    pub(super) rows_read: u64,
+    pub(super) rows_out: u64,
+    pub(super) micros: u64,
+    pub(super) at_gateway: bool,
+}
+
+impl Exec<'_> {
+    pub(super) fn dist_mode(&self) -> DistMode {
+        match self.cx.settings.get(DISTSQL_VAR).map(String::as_str) {
+            Some("off") => DistMode::Off,
+            Some("on") => DistMode::On,
+            _ => DistMode::Auto,
+        }
+    }
+
+    /// The primary key span `plan` scans, when it is a scan DistSQL can run: a full scan or
+    /// a primary key span of one table, no row locks, no correlated subqueries, and only
+    /// expressions that travel.
+    pub(super) fn dist_span(
+        &self,
+        plan: &SelectPlan,
+        t: &TableDesc,
+        access: &Access,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        if plan.lock.is_some()
+            || !plan.filter.as_ref().is_none_or(distsql::travels)
+            || !self.correlated_in_filter(plan).is_empty()
+        {
+            return None;
+        }
+        match access {
+            Access::Full => {
+                let p = index_prefix(t.id, t.primary_index);
+                let e = prefix_end(&p);
+                Some((p, e))
+            }
+            Access::Span(s, e) => Some((s.clone(), e.clone())),
+            _ => None,
+        }
+    }
+
+    /// The partial aggregation flows can do for `plan`: grouped, no window functions, and
+    /// every aggregate mergeable with expressions that travel.
+    pub(super) fn partial_agg(plan: &SelectPlan) -> Option<PartialAgg> {
+        let travels = |s: &Option<Scalar>| s.as_ref().is_none_or(distsql::travels);
+        let ok = plan.grouped
+            && plan.windows.is_empty()
+            && plan.group_by.iter().all(distsql::travels)
+            && plan.aggs.iter().all(|a| {
+                mergeable(a)
+                    && travels(&a.arg)
+                    && travels(&a.filter)
+                    && travels(&a.delimiter)
+                    && a.order.iter().all(|(k, _, _)| distsql::travels(k))
+            });
+        ok.then(|| PartialAgg {
+            group_by: plan.group_by.clone(),
+            aggs: plan.aggs.clone(),
+        })
+    }
+
+    /// Cuts `[start, end)` at range boundaries and groups the pieces by the core that leads
+    /// them (in order of first appearance).
+    pub(super) async fn plan_flows(&self, start: &[u8], end: &[u8]) -> Result<Vec<FlowPlan>> {
+        self.ctx.fresh_ranges().await?;
+        let me = self.ctx.shared.node_id.load(Ordering::Relaxed);
+        let ncores = self.ctx.shared.ncores;
+        let mut flows: Vec<FlowPlan> = Vec::new();
+        let mut cur = start.to_vec();
+        let mut index = 0;
+        while cur.as_slice() < end {
+            let (range, range_end) = self.ctx.ranges.borrow().locate(&cur);
+            let piece_end = if !range_end.is_empty() && range_end.as_slice() < end {
+                range_end
+            } else {
+                end.to_vec()
+            };
+            let leader = self.ctx.leaders.borrow().get(&range).copied();
+            let (node, core, routed) = match leader {
+                Some(n) if n != 0 && n != me => {
+                    let cores = self
+                        .ctx
+                        .shared
+                        .cluster()
+                        .and_then(|c| c.member(n).map(|m| m.cores))
+                        .unwrap_or(ncores);
+                    (n, core_for_range(range, cores), true)
+                }
+                _ => (me, core_for_range(range, ncores), false),
+            };
+            let span = FlowSpan {
+                range,
+                start: cur.clone(),
+                end: piece_end.clone(),
+            };
+            match flows
+                .iter_mut()
+                .find(|f| f.node == node && f.core == core && f.routed == routed)
+            {
+                Some(f) => f.spans.push((index, span)),
+                None => flows.push(FlowPlan {
+                    node,
+                    core,
+                    spans: vec![(index, span)],
+                    routed,
+                }),
+            }
+            index += 1;
+            cur = piece_end;
+        }
+        Ok(flows)
+    }
+
+    /// Runs `plan`'s scan of `t` as DistSQL flows and finishes the plan over their answers;
+    /// None when the query does not distribute (then the caller reads through the gateway).
+    pub(super) async fn try_distsql(
+        &mut self,
+        plan: &SelectPlan,
+        t: &TableDesc,
+        access: &Access,
+    ) -> Result<Option<Vec<Vec<Datum>>>> {
+        let mode = self.dist_mode();
+        if mode == DistMode::Off {
+            return Ok(None);
+        }
+        let Some((start, end)) = self.dist_span(plan, t, access) else {
+            return Ok(None);
+        };
+        // Own uncommitted writes in the span: only the gateway overlays them.
+        if self
+            .txn
+            .writes
+            .range(start.clone()..end.clone())
+            .next()
+            .is_some()
+        {
+            return Ok(None);
+        }
+        if mode == DistMode::Auto {
+            let flows = self.plan_flows(&start, &end).await?;
+            let me = self.ctx.shared.node_id.load(Ordering::Relaxed);
+            if flows
+                .iter()
+                .all(|f| f.node == me && f.core == self.ctx.core && !f.routed)
+            {
+                return Ok(None);
+            }
+        }
+        let partial = Self::partial_agg(plan);
+        let grouped = partial.is_some();
+        let outputs = self
+            .run_flows(t, plan.filter.clone(), partial, &start, &end)
+            .await?;
+        if grouped {
+            let mut grouper = Grouper::default();
+            for out in outputs {
+                if let FlowOutput::Groups(g) = out {
+                    grouper.merge(&plan.group_by, &plan.aggs, g, &self.cx)?;
+                }
+                self.pause().await?;
+            }
+            return self.finish_grouped(plan, grouper.groups).await.map(Some);
+        }
+        let mut rows = Vec::new();
+        for out in outputs {
+            if let FlowOutput::Rows(r) = out {
+                rows.extend(r);
+            }
+        }
+        self.finish_plan(plan, rows).await.map(Some)
+    }
+
+    /// Runs flows over `[start, end)` of `t`'s primary index at the transaction's read
+    /// timestamp and answers their outputs in key order; records the span as read.
+    async fn run_flows(
+        &mut self,
+        t: &TableDesc,
+        filter: Option<Scalar>,
+        agg: Option<PartialAgg>,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<FlowOutput>> {
+        let table = Arc::new(t.clone());
+        let mut unc = self.txn.uncertainty_limit();
+        let mut mismatches = 0;
+        let mut uncertain = 0;
+        loop {
+            self.check_cancel()?;
+            let flows = self.plan_flows(start, end).await?;
+            let nspans: usize = flows.iter().map(|f| f.spans.len()).sum();
+            let base = FlowSpec {
+                table: table.clone(),
+                filter: filter.clone(),
+                agg: agg.clone(),
+                eval: FlowEval::of(&self.cx),
+                spans: Vec::new(),
+                ts: self.txn.read_ts(),
+                unc,
+                time_left: self
+                    .deadline
+                    .map(|d| d.saturating_duration_since(std::time::Instant::now())),
+            };
+            let ctx = self.ctx;
+            let runs = flows.iter().map(|f| {
+                let mut spec = base.clone();
+                spec.spans = f.spans.iter().map(|(_, s)| s.clone()).collect();
+                let routed = f.routed;
+                async move {
+                    if routed {
+                        return distsql::run_flow(ctx, &spec, Source::Routed).await;
+                    }
+                    let n = spec.spans.len();
+                    let req = KvRequest::Flow {
+                        range: spec.spans[0].range,
+                        spec: Box::new(spec),
+                    };
+                    match ctx.send_local(req).await? {
+                        KvResponse::Flow(r) => Ok(FlowEnd::Done(*r)),
+                        KvResponse::Uncertain(u) => Ok(FlowEnd::Uncertain(u)),
+                        // Not led here any more: the gateway reads all of it.
+                        KvResponse::NotLeader { .. } => Ok(FlowEnd::Done(FlowResult {
+                            unserved: (0..n).collect(),
+                            ..FlowResult::default()
+                        })),
+                        other => Err(Error::internal(format!("a flow answered {other:?}"))),
+                    }
+                }
+            });
+            let answers = crate::sql::session::join_all(runs.collect()).await;
+            let mut slots: Vec<Option<FlowOutput>> = (0..nspans).map(|_| None).collect();
+            let mut leftover = Vec::new();
+            let mut stats = Vec::new();
+            let mut again: Option<Result<Uncertain>> = None;
+            for (f, answer) in flows.iter().zip(answers) {
+                match answer {
+                    Ok(FlowEnd::Done(r)) => {
+                        for (i, out) in r.outputs {
+                            slots[f.spans[i].0] = Some(out);
+                        }
+                        for i in r.unserved {
+                            leftover.push(f.spans[i].clone());
+                        }
+                        stats.push(FlowStat {
+                            node: r.node,
+                            core: r.core,
+                            spans: f.spans.len(),
+                            rows_read: r.rows_read,
+                            rows_out: r.rows_out,
+                            micros: r.micros,
+                            at_gateway: f.routed,
+                        });
+                    }
+                    Ok(FlowEnd::Uncertain(u)) => {
+                        again.get_or_insert(Ok(u));
+                    }
+                    Ok(FlowEnd::NotLeader(_)) => {
+                        leftover.extend(f.spans.iter().cloned());
+                    }
+                    Err(e) if e.kind == ErrorKind::RangeKeyMismatch => {
+                        if !matches!(again, Some(Ok(_))) {
+                            again = Some(Err(e));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if again.is_none() && !leftover.is_empty() {
+                let mut spec = base.clone();
+                spec.spans = leftover.iter().map(|(_, s)| s.clone()).collect();
+                match distsql::run_flow(ctx, &spec, Source::Routed).await {
+                    Ok(FlowEnd::Done(r)) => {
+                        for (i, out) in r.outputs {
+                            slots[leftover[i].0] = Some(out);
+                        }
+                        stats.push(FlowStat {
+                            node: r.node,
+                            core: r.core,
+                            spans: leftover.len(),
+                            rows_read: r.rows_read,
+                            rows_out: r.rows_out,
+                            micros: r.micros,
+                            at_gateway: true,
+                        });
+                    }
+                    Ok(FlowEnd::Uncertain(u)) => again = Some(Ok(u)),
+                    Ok(FlowEnd::NotLeader(_)) => {
+                        return Err(Error::internal("a routed flow answered NotLeader"))
+                    }
+                    Err(e) if e.kind == ErrorKind::RangeKeyMismatch => again = Some(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+            match again {
+                None => {}
+                Some(Ok(u)) => {
+                    uncertain += 1;
+                    if uncertain > UNCERTAINTY_RETRIES {
+                        return Err(uncertainty_exhausted());
+                    }
+                    unc = self.read_uncertain(u, unc).await?;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    mismatches += 1;
+                    if mismatches > crate::node::MISMATCH_RETRIES {
+                        return Err(e);
+                    }
+                    self.ctx.reroute_ranges().await?;
+                    continue;
+                }
+            }
+            let outputs: Option<Vec<FlowOutput>> = slots.into_iter().collect();
+            let Some(outputs) = outputs else {
+                return Err(Error::internal("a DistSQL span got no answer"));
+            };
+            self.txn.read_span(start, end);
+            self.note_read();
+            self.flow_stats = stats;
+            return Ok(outputs);
+        }
+    }
+
+    /// `EXPLAIN (DISTSQL)`: where the flows of `plan` run (and, after it ran, what each
+    /// did).
+    pub(super) async fn explain_distsql(
+        &mut self,
+        plan: &SelectPlan,
+        ran: bool,
+        out: &mut Vec<String>,
+    ) -> Result<()> {
+        let me = self.ctx.shared.node_id.load(Ordering::Relaxed);
+        let gateway = format!("node {} core {}", me.max(1), self.ctx.core);
+        let local = |out: &mut Vec<String>, why: &str| {
+            out.push(format!("distribution: local ({why})"));
+            out.push(format!("  gateway {gateway}: the whole plan"));
+        };
+        let Some(t) = plan.table.as_ref().filter(|_| plan.join.is_none()) else {
+            local(out, "not a scan of one table");
+            return Ok(());
+        };
+        let access = self.choose_access(t, plan.filter.as_ref());
+        let mode = self.dist_mode();
+        let span = self.dist_span(plan, t, &access);
+        let limited = self.pk_order_limit(plan, t)?.is_some();
+        let Some((start, end)) = span.filter(|_| mode != DistMode::Off && !limited) else {
+            local(
+                out,
+                if mode == DistMode::Off {
+                    "distsql = off"
+                } else if limited {
+                    "a LIMIT in primary key order reads only what it needs"
+                } else {
+                    "access path or expressions stay on the gateway"
+                },
+            );
+            return Ok(());
+        };
+        let flows = self.plan_flows(&start, &end).await?;
+        if mode == DistMode::Auto
+            && flows
+                .iter()
+                .all(|f| f.node == me && f.core == self.ctx.core && !f.routed)
+        {
+            local(out, "every range is on the gateway's core");
+            return Ok(());
+        }
+        let partial = Self::partial_agg(plan).is_some();
+        let spans: usize = flows.iter().map(|f| f.spans.len()).sum();
+        out.push(format!(
+            "distribution: full ({} flow{} over {spans} range{})",
+            flows.len(),
+            if flows.len() == 1 { "" } else { "s" },
+            if spans == 1 { "" } else { "s" },
+        ));
+        let mut stages = vec![format!("table reader {}", t.name)];
+        if plan.filter.is_some() {
+            stages.push("filter".into());
+        }
+        if partial {
+            stages.push("partial aggregation".into());
+        }
+        for (i, f) in flows.iter().enumerate() {
+            let place = if f.routed {
+                format!("{gateway} (reading from node {})", f.node)
+            } else {
+                format!("node {} core {}", f.node.max(1), f.core)
+            };
+            out.push(format!(
+                "  flow {}: {place}: {} ({} span{})",
+                i + 1,
+                stages.join(" → "),
+                f.spans.len(),
+                if f.spans.len() == 1 { "" } else { "s" }
+            ));
+        }
+        let mut last = vec!["merge in key order".to_string()];
+        if partial {
+            last.push("final aggregation".into());
+        } else if plan.grouped {
+            last.push("aggregation".into());
+        }
+        if !plan.order.is_empty() {
+            last.push("sort".into());
+        }
+        if plan.limit.is_some() || plan.offset.is_some() {
+            last.push("limit".into());
+        }
+        out.push(format!("  gateway {gateway}: {}", last.join(" → ")));
+        if ran {
+            for s in &self.flow_stats {
+                out.push(format!(
+                    "  ran on node {} core {}{}: {} span{}, {} rows read, {} {} out, {:.3} ms",
+                    s.node.max(1),
+                    s.core,
+                    if s.at_gateway { " (gateway)" } else { "" },
+                    s.spans,
+                    if s.spans == 1 { "" } else { "s" },
+                    s.rows_read,
+                    s.rows_out,
+                    if partial { "groups" } else { "rows" },
+                    s.micros as f64 / 1000.0
+                ));
+            }
+        }
+        Ok(())
+    }
+}
