@@ -88,3 +88,4 @@ pub mod session;
 pub mod stats;
 pub mod time_of_day;
 pub mod types;
+pub mod wire;

@@ -11,11 +11,14 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 /// Reads a record front to back; every read answers `None` past the end.
 pub struct Reader<'a>(pub &'a [u8]);
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     pub fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, rest) = self.0.split_at_checked(N)?;
         self.0 = rest;
         head.try_into().ok()
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        self.take().map(|[b]| b)
     }
     pub fn u32(&mut self) -> Option<u32> {
         self.take().map(u32::from_le_bytes)
@@ -26,11 +29,15 @@ impl Reader<'_> {
     pub fn i64(&mut self) -> Option<i64> {
         self.take().map(i64::from_le_bytes)
     }
-    pub fn str(&mut self) -> Option<String> {
+    /// Reads a u32 length and that many bytes, borrowed from the record.
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
         let (s, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
-        String::from_utf8(s.to_vec()).ok()
+        Some(s)
+    }
+    pub fn str(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
     }
 }
 
