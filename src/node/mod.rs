@@ -429,9 +429,16 @@ impl CoreCtx {
         // request whose answer was lost is taken over once stale).
         let read_only = matches!(
             req,
-            KvRequest::Get { .. } | KvRequest::Scan { .. } | KvRequest::Lock { .. }
+            KvRequest::Get { .. }
+                | KvRequest::Scan { .. }
+                | KvRequest::Lock { .. }
+                | KvRequest::Flow { .. }
         );
-        let timeout = FORWARD_TIMEOUT;
+        let timeout = if matches!(req, KvRequest::Flow { .. }) {
+            FLOW_TIMEOUT
+        } else {
+            FORWARD_TIMEOUT
+        };
         let reply = self
             .transport
             .call(
@@ -767,6 +774,10 @@ pub const MISMATCH_RETRIES: usize = 10;
 /// How long a request forwarded to another node may take (a partition or a dead node is
 /// noticed by this timeout; requests wait up to 2 s for latches on the leader).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a DistSQL flow sent to another node may take: it reads and processes its
+/// spans before it answers (a longer one fails with a retryable error).
+pub const FLOW_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a request waits for its range to have a leader (elections after a node
 /// failure take one to three seconds).

@@ -50,7 +50,9 @@ use crate::node::CoreCtx;
 use crate::sql::catalog::TableDesc;
 use crate::sql::exec::{AggState, Grouper};
 use crate::sql::expr::{AggCall, EvalCtx, Scalar};
+use crate::sql::record::{put_str, Reader};
 use crate::sql::types::Datum;
+use crate::sql::wire;
 
 /// One key span of a flow, inside one range.
 #[derive(Clone, Debug)]
@@ -320,9 +322,41 @@ fn check_flow(ctx: &CoreCtx, deadline: Option<Instant>) -> Result<()> {
     Ok(())
 }
 
-/// Whether an expression can be evaluated by a flow on another core: nothing that reads
-/// or changes session state that does not travel.
+/// How deeply `s` nests (a leaf: 1).
+fn depth(s: &Scalar) -> usize {
+    let max = |xs: &mut dyn Iterator<Item = &Scalar>| xs.map(depth).max().unwrap_or(0);
+    1 + match s {
+        Scalar::WindowRef(_)
+        | Scalar::Const(_)
+        | Scalar::Param(_)
+        | Scalar::Column(_)
+        | Scalar::AggRef(_) => 0,
+        Scalar::Binary(_, a, b, _) | Scalar::IsDistinct(a, b, _) | Scalar::Like(a, b, _, _) => {
+            depth(a).max(depth(b))
+        }
+        Scalar::Not(a)
+        | Scalar::Neg(a)
+        | Scalar::IsNull(a, _)
+        | Scalar::IsBool(a, _, _)
+        | Scalar::Cast(a, _) => depth(a),
+        Scalar::InList(a, list, _) => depth(a).max(max(&mut list.iter())),
+        Scalar::Between(a, b, c, _) => depth(a).max(depth(b)).max(depth(c)),
+        Scalar::Case(op, whens, els) => op
+            .as_deref()
+            .map_or(0, depth)
+            .max(max(&mut whens.iter().flat_map(|(w, t)| [w, t])))
+            .max(els.as_deref().map_or(0, depth)),
+        Scalar::Func(_, args, _) => max(&mut args.iter()),
+    }
+}
+
+/// Whether an expression can be evaluated by a flow on another core or node: nothing that
+/// reads or changes session state that does not travel, and not nested deeper than the
+/// wire format takes ([`wire::MAX_DEPTH`]; the parser makes a long `OR` chain that deep).
 pub fn travels(s: &Scalar) -> bool {
+    if depth(s) > wire::MAX_DEPTH / 2 {
+        return false;
+    }
     let mut ok = true;
     s.walk(&mut |n| match n {
         Scalar::Func(name, _, _) => {
@@ -339,20 +373,449 @@ pub fn travels(s: &Scalar) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
-// Wire encoding (flows sent to another node)
+// Wire encoding (flows sent to another node): a version byte, then the fields in order, in
+// `sql::wire`'s format (little-endian, u32 lengths, presence bytes for options).
+
+const WIRE_VERSION: u8 = 1;
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u32(out, b.len() as u32);
+    out.extend_from_slice(b);
+}
+
+fn put_ts(out: &mut Vec<u8>, ts: Timestamp) {
+    put_u64(out, ts.wall);
+    put_u32(out, ts.logical);
+}
+
+fn get_ts(r: &mut Reader) -> Option<Timestamp> {
+    Some(Timestamp::new(r.u64()?, r.u32()?))
+}
+
+fn get_vec(r: &mut Reader) -> Option<Vec<u8>> {
+    r.bytes().map(<[u8]>::to_vec)
+}
+
+/// A count read from the wire, capped for pre-allocation.
+fn get_count(r: &mut Reader) -> Option<(usize, usize)> {
+    let n = r.u32()? as usize;
+    Some((n, n.min(wire::MAX_PREALLOC)))
+}
+
+fn put_opt_scalar(out: &mut Vec<u8>, s: Option<&Scalar>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            wire::put_scalar(out, s);
+        }
+        None => out.push(0),
+    }
+}
+
+fn get_opt<T>(r: &mut Reader, get: impl FnOnce(&mut Reader) -> Option<T>) -> Option<Option<T>> {
+    match r.u8()? {
+        0 => Some(None),
+        1 => get(r).map(Some),
+        _ => None,
+    }
+}
 
 /// Appends the encoding of `spec`.
-pub fn encode_spec(_spec: &FlowSpec, _out: &mut Vec<u8>) {}
+pub fn encode_spec(spec: &FlowSpec, out: &mut Vec<u8>) {
+    out.push(WIRE_VERSION);
+    put_bytes(out, &crate::sql::catalog::encode_table(&spec.table));
+    put_opt_scalar(out, spec.filter.as_ref());
+    match &spec.agg {
+        Some(a) => {
+            out.push(1);
+            put_u32(out, a.group_by.len() as u32);
+            for g in &a.group_by {
+                wire::put_scalar(out, g);
+            }
+            put_u32(out, a.aggs.len() as u32);
+            for c in &a.aggs {
+                wire::put_agg_call(out, c);
+            }
+        }
+        None => out.push(0),
+    }
+    let e = &spec.eval;
+    wire::put_row(out, &e.params);
+    put_u64(out, e.now_micros as u64);
+    put_ts(out, e.txn_ts);
+    put_str(out, &e.database);
+    put_str(out, &e.user);
+    put_u32(out, e.settings.len() as u32);
+    for (k, v) in &e.settings {
+        put_str(out, k);
+        put_str(out, v);
+    }
+    match &e.current_schema {
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+        None => out.push(0),
+    }
+    put_u32(out, spec.spans.len() as u32);
+    for s in &spec.spans {
+        put_u64(out, s.range.0);
+        put_bytes(out, &s.start);
+        put_bytes(out, &s.end);
+    }
+    put_ts(out, spec.ts);
+    put_ts(out, spec.unc);
+    match spec.time_left {
+        Some(d) => {
+            out.push(1);
+            put_u64(out, d.as_micros() as u64);
+        }
+        None => out.push(0),
+    }
+}
 
 /// Decodes a spec encoded by [`encode_spec`].
-pub fn decode_spec(_b: &[u8]) -> Result<FlowSpec> {
-    Err(Error::internal("DistSQL flows do not cross nodes yet"))
+pub fn decode_spec(b: &[u8]) -> Result<FlowSpec> {
+    read_spec(&mut Reader(b)).ok_or_else(|| malformed("flow spec"))
+}
+
+fn malformed(what: &str) -> Error {
+    Error::internal(format!("malformed DistSQL {what}"))
+}
+
+fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
+    if r.u8()? != WIRE_VERSION {
+        return None;
+    }
+    let table = crate::sql::catalog::decode_table(r.bytes()?).ok()?;
+    let filter = get_opt(r, wire::get_scalar)?;
+    let agg = get_opt(r, |r| {
+        let (n, cap) = get_count(r)?;
+        let mut group_by = Vec::with_capacity(cap);
+        for _ in 0..n {
+            group_by.push(wire::get_scalar(r)?);
+        }
+        let (n, cap) = get_count(r)?;
+        let mut aggs = Vec::with_capacity(cap);
+        for _ in 0..n {
+            aggs.push(wire::get_agg_call(r)?);
+        }
+        Some(PartialAgg { group_by, aggs })
+    })?;
+    let params = wire::get_row(r)?;
+    let now_micros = r.i64()?;
+    let txn_ts = get_ts(r)?;
+    let database = r.str()?;
+    let user = r.str()?;
+    let (n, _) = get_count(r)?;
+    let mut settings = BTreeMap::new();
+    for _ in 0..n {
+        let k = r.str()?;
+        settings.insert(k, r.str()?);
+    }
+    let current_schema = get_opt(r, |r| r.str())?;
+    let (n, cap) = get_count(r)?;
+    let mut spans = Vec::with_capacity(cap);
+    for _ in 0..n {
+        spans.push(FlowSpan {
+            range: RangeId(r.u64()?),
+            start: get_vec(r)?,
+            end: get_vec(r)?,
+        });
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    let ts = get_ts(r)?;
+    let unc = get_ts(r)?;
+    let time_left = get_opt(r, |r| r.u64().map(std::time::Duration::from_micros))?;
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(FlowSpec {
+        table: Arc::new(table),
+        filter,
+        agg,
+        eval: FlowEval {
+            params,
+            now_micros,
+            txn_ts,
+            database,
+            user,
+            settings,
+            current_schema,
+        },
+        spans,
+        ts,
+        unc,
+        time_left,
+    })
 }
 
 /// Appends the encoding of `result`.
-pub fn encode_result(_result: &FlowResult, _out: &mut Vec<u8>) {}
+pub fn encode_result(result: &FlowResult, out: &mut Vec<u8>) {
+    out.push(WIRE_VERSION);
+    put_u32(out, result.outputs.len() as u32);
+    for (span, output) in &result.outputs {
+        put_u32(out, *span as u32);
+        match output {
+            FlowOutput::Rows(rows) => {
+                out.push(0);
+                put_u32(out, rows.len() as u32);
+                for row in rows {
+                    wire::put_row(out, row);
+                }
+            }
+            FlowOutput::Groups(groups) => {
+                out.push(1);
+                put_u32(out, groups.len() as u32);
+                for (row, states) in groups {
+                    wire::put_row(out, row);
+                    put_u32(out, states.len() as u32);
+                    for st in states {
+                        put_u64(out, st.count as u64);
+                        match &st.value {
+                            Some(v) => {
+                                out.push(1);
+                                wire::put_datum(out, v);
+                            }
+                            None => out.push(0),
+                        }
+                        put_u32(out, st.items.len() as u32);
+                        for (keys, v) in &st.items {
+                            wire::put_row(out, keys);
+                            wire::put_datum(out, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    put_u32(out, result.unserved.len() as u32);
+    for i in &result.unserved {
+        put_u32(out, *i as u32);
+    }
+    put_u64(out, result.rows_read);
+    put_u64(out, result.rows_out);
+    put_u64(out, result.node);
+    put_u32(out, result.core as u32);
+    put_u64(out, result.micros);
+}
 
 /// Decodes a result encoded by [`encode_result`].
-pub fn decode_result(_b: &[u8]) -> Result<FlowResult> {
-    Err(Error::internal("DistSQL flows do not cross nodes yet"))
+pub fn decode_result(b: &[u8]) -> Result<FlowResult> {
+    read_result(&mut Reader(b)).ok_or_else(|| malformed("flow result"))
+}
+
+fn read_result(r: &mut Reader) -> Option<FlowResult> {
+    if r.u8()? != WIRE_VERSION {
+        return None;
+    }
+    let (n, cap) = get_count(r)?;
+    let mut outputs = Vec::with_capacity(cap);
+    for _ in 0..n {
+        let span = r.u32()? as usize;
+        let output = match r.u8()? {
+            0 => {
+                let (n, cap) = get_count(r)?;
+                let mut rows = Vec::with_capacity(cap);
+                for _ in 0..n {
+                    rows.push(wire::get_row(r)?);
+                }
+                FlowOutput::Rows(rows)
+            }
+            1 => {
+                let (n, cap) = get_count(r)?;
+                let mut groups = Vec::with_capacity(cap);
+                for _ in 0..n {
+                    let row = wire::get_row(r)?;
+                    let (m, cap) = get_count(r)?;
+                    let mut states = Vec::with_capacity(cap);
+                    for _ in 0..m {
+                        let count = r.i64()?;
+                        let value = get_opt(r, wire::get_datum)?;
+                        let (k, cap) = get_count(r)?;
+                        let mut items = Vec::with_capacity(cap);
+                        for _ in 0..k {
+                            items.push((wire::get_row(r)?, wire::get_datum(r)?));
+                        }
+                        states.push(AggState::partial(count, value, items));
+                    }
+                    groups.push((row, states));
+                }
+                FlowOutput::Groups(groups)
+            }
+            _ => return None,
+        };
+        outputs.push((span, output));
+    }
+    let (n, cap) = get_count(r)?;
+    let mut unserved = Vec::with_capacity(cap);
+    for _ in 0..n {
+        unserved.push(r.u32()? as usize);
+    }
+    let result = FlowResult {
+        outputs,
+        unserved,
+        rows_read: r.u64()?,
+        rows_out: r.u64()?,
+        node: r.u64()?,
+        core: r.u32()? as usize,
+        micros: r.u64()?,
+    };
+    r.0.is_empty().then_some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::expr::{AggFunc, BinOp};
+    use crate::sql::types::SqlType;
+
+    #[test]
+    fn deep_or_chains_and_sequence_calls_stay_on_the_gateway() {
+        let eq = |i: i64| {
+            Scalar::Binary(
+                BinOp::Eq,
+                Box::new(Scalar::Column(0)),
+                Box::new(Scalar::Const(Datum::Int(i))),
+                SqlType::Bool,
+            )
+        };
+        let mut chain = eq(0);
+        for i in 1..100 {
+            chain = Scalar::Binary(BinOp::Or, Box::new(chain), Box::new(eq(i)), SqlType::Bool);
+        }
+        assert_eq!(depth(&chain), 101);
+        assert!(travels(&chain));
+        for i in 100..1000 {
+            chain = Scalar::Binary(BinOp::Or, Box::new(chain), Box::new(eq(i)), SqlType::Bool);
+        }
+        assert!(!travels(&chain));
+        let next = Scalar::Func("nextval".into(), vec![], SqlType::Int8);
+        assert!(!travels(&next));
+        let rowid = Scalar::Func("unique_rowid".into(), vec![], SqlType::Int8);
+        assert!(!travels(&rowid));
+        let list = Scalar::InList(
+            Box::new(Scalar::Column(0)),
+            (0..5000).map(|i| Scalar::Const(Datum::Int(i))).collect(),
+            false,
+        );
+        assert!(travels(&list));
+    }
+
+    fn spec() -> FlowSpec {
+        use crate::sql::catalog::{decode_table, encode_table, ColumnDesc};
+        let t = TableDesc {
+            id: 104,
+            db_id: 1,
+            name: "t".into(),
+            columns: vec![
+                ColumnDesc::new("k", SqlType::Int8),
+                ColumnDesc::new("v", SqlType::Text),
+            ],
+            pk: vec![0],
+            pk_name: "t_pkey".into(),
+            indexes: Vec::new(),
+            next_index_id: 2,
+            adding: Vec::new(),
+            view: None,
+            checks: Vec::new(),
+            primary_index: 1,
+            sequence: None,
+            foreign_keys: Vec::new(),
+            schema_id: 0,
+            schema: String::new(),
+        };
+        // Through the descriptor codec once: what the other node decodes is compared.
+        let table = decode_table(&encode_table(&t)).unwrap();
+        FlowSpec {
+            table: Arc::new(table),
+            filter: Some(Scalar::Binary(
+                BinOp::Gt,
+                Box::new(Scalar::Column(0)),
+                Box::new(Scalar::Param(0)),
+                SqlType::Bool,
+            )),
+            agg: Some(PartialAgg {
+                group_by: vec![Scalar::Column(1)],
+                aggs: vec![AggCall {
+                    func: AggFunc::Sum,
+                    arg: Some(Scalar::Column(0)),
+                    distinct: false,
+                    ty: SqlType::Numeric,
+                    arg_ty: SqlType::Int8,
+                    order: Vec::new(),
+                    filter: None,
+                    delimiter: None,
+                }],
+            }),
+            eval: FlowEval {
+                params: vec![Datum::Int(7)],
+                now_micros: -5,
+                txn_ts: Timestamp::new(9, 2),
+                database: "db".into(),
+                user: "u".into(),
+                settings: [("timezone".to_string(), "UTC".to_string())].into(),
+                current_schema: Some("public".into()),
+            },
+            spans: vec![FlowSpan {
+                range: RangeId(66),
+                start: vec![1, 2],
+                end: vec![3],
+            }],
+            ts: Timestamp::new(100, 1),
+            unc: Timestamp::new(200, 0),
+            time_left: Some(std::time::Duration::from_millis(1500)),
+        }
+    }
+
+    #[test]
+    fn a_spec_and_a_result_read_back_and_every_prefix_is_refused() {
+        let s = spec();
+        let mut b = Vec::new();
+        encode_spec(&s, &mut b);
+        let back = decode_spec(&b).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{s:?}"));
+        for n in 0..b.len() {
+            assert!(decode_spec(&b[..n]).is_err(), "prefix {n}");
+        }
+        let result = FlowResult {
+            outputs: vec![
+                (0, FlowOutput::Rows(vec![vec![Datum::Int(1), Datum::Null]])),
+                (
+                    2,
+                    FlowOutput::Groups(vec![(
+                        vec![Datum::Text("a".into())],
+                        vec![AggState::partial(
+                            3,
+                            Some(Datum::Int(9)),
+                            vec![(vec![Datum::Bool(true)], Datum::Float(0.5))],
+                        )],
+                    )]),
+                ),
+            ],
+            unserved: vec![1],
+            rows_read: 10,
+            rows_out: 2,
+            node: 3,
+            core: 1,
+            micros: 77,
+        };
+        let mut b = Vec::new();
+        encode_result(&result, &mut b);
+        let back = decode_result(&b).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{result:?}"));
+        for n in 0..b.len() {
+            assert!(decode_result(&b[..n]).is_err(), "prefix {n}");
+        }
+    }
 }

@@ -2847,6 +2847,22 @@ pub struct AggState {
     pub items: Vec<(Vec<Datum>, Datum)>,
 }
 
+impl AggState {
+    /// A partial state read back from a flow's answer (never a DISTINCT one).
+    pub(crate) fn partial(
+        count: i64,
+        value: Option<Datum>,
+        items: Vec<(Vec<Datum>, Datum)>,
+    ) -> Self {
+        AggState {
+            count,
+            value,
+            seen: None,
+            items,
+        }
+    }
+}
+
 /// Rows grouped by the values of the GROUP BY expressions, with each group's first row
 /// (what the select list reads its columns from) and its aggregates' states, in the order
 /// the groups first appeared.

@@ -43,8 +43,6 @@ pub(super) struct FlowPlan {
     pub(super) core: usize,
     /// (index among all the scan's spans, span).
     pub(super) spans: Vec<(usize, FlowSpan)>,
-    /// Read by the gateway through ordinary routing: the spans' leader is another node.
-    pub(super) routed: bool,
 }
 
 /// What one flow did, for `EXPLAIN ANALYZE (DISTSQL)`.
@@ -130,8 +128,9 @@ impl Exec<'_> {
             } else {
                 end.to_vec()
             };
+            // Where the gateway last found the range's leader (this node when unknown).
             let leader = self.ctx.leaders.borrow().get(&range).copied();
-            let (node, core, routed) = match leader {
+            let (node, core) = match leader {
                 Some(n) if n != 0 && n != me => {
                     let cores = self
                         .ctx
@@ -139,25 +138,21 @@ impl Exec<'_> {
                         .cluster()
                         .and_then(|c| c.member(n).map(|m| m.cores))
                         .unwrap_or(ncores);
-                    (n, core_for_range(range, cores), true)
+                    (n, core_for_range(range, cores))
                 }
-                _ => (me, core_for_range(range, ncores), false),
+                _ => (me, core_for_range(range, ncores)),
             };
             let span = FlowSpan {
                 range,
                 start: cur.clone(),
                 end: piece_end.clone(),
             };
-            match flows
-                .iter_mut()
-                .find(|f| f.node == node && f.core == core && f.routed == routed)
-            {
+            match flows.iter_mut().find(|f| f.node == node && f.core == core) {
                 Some(f) => f.spans.push((index, span)),
                 None => flows.push(FlowPlan {
                     node,
                     core,
                     spans: vec![(index, span)],
-                    routed,
                 }),
             }
             index += 1;
@@ -196,7 +191,7 @@ impl Exec<'_> {
             let me = self.ctx.shared.node_id.load(Ordering::Relaxed);
             if flows
                 .iter()
-                .all(|f| f.node == me && f.core == self.ctx.core && !f.routed)
+                .all(|f| f.node == me && f.core == self.ctx.core)
             {
                 return Ok(None);
             }
@@ -259,20 +254,17 @@ impl Exec<'_> {
             let runs = flows.iter().map(|f| {
                 let mut spec = base.clone();
                 spec.spans = f.spans.iter().map(|(_, s)| s.clone()).collect();
-                let routed = f.routed;
                 async move {
-                    if routed {
-                        return distsql::run_flow(ctx, &spec, Source::Routed).await;
-                    }
                     let n = spec.spans.len();
                     let req = KvRequest::Flow {
                         range: spec.spans[0].range,
                         spec: Box::new(spec),
                     };
-                    match ctx.send_local(req).await? {
+                    // To the first span's leader (forwarded to its node if need be).
+                    match ctx.send(req).await? {
                         KvResponse::Flow(r) => Ok(FlowEnd::Done(*r)),
                         KvResponse::Uncertain(u) => Ok(FlowEnd::Uncertain(u)),
-                        // Not led here any more: the gateway reads all of it.
+                        // Nobody led it (the sender gave up): the gateway reads all of it.
                         KvResponse::NotLeader { .. } => Ok(FlowEnd::Done(FlowResult {
                             unserved: (0..n).collect(),
                             ..FlowResult::default()
@@ -302,7 +294,7 @@ impl Exec<'_> {
                             rows_read: r.rows_read,
                             rows_out: r.rows_out,
                             micros: r.micros,
-                            at_gateway: f.routed,
+                            at_gateway: false,
                         });
                     }
                     Ok(FlowEnd::Uncertain(u)) => {
@@ -414,7 +406,7 @@ impl Exec<'_> {
         if mode == DistMode::Auto
             && flows
                 .iter()
-                .all(|f| f.node == me && f.core == self.ctx.core && !f.routed)
+                .all(|f| f.node == me && f.core == self.ctx.core)
         {
             local(out, "every range is on the gateway's core");
             return Ok(());
@@ -435,11 +427,7 @@ impl Exec<'_> {
             stages.push("partial aggregation".into());
         }
         for (i, f) in flows.iter().enumerate() {
-            let place = if f.routed {
-                format!("{gateway} (reading from node {})", f.node)
-            } else {
-                format!("node {} core {}", f.node.max(1), f.core)
-            };
+            let place = format!("node {} core {}", f.node.max(1), f.core);
             out.push(format!(
                 "  flow {}: {place}: {} ({} span{})",
                 i + 1,
