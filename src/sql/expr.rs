@@ -181,6 +181,48 @@ impl Scalar {
         f(self);
     }
 
+    /// The expression with every column reference renumbered by `f`; None when `f` refuses
+    /// one (a column the target row does not have), or the expression reads aggregates or
+    /// window values.
+    pub fn map_columns(&self, f: &dyn Fn(usize) -> Option<usize>) -> Option<Scalar> {
+        let m = |x: &Scalar| x.map_columns(f).map(Box::new);
+        let all = |xs: &[Scalar]| {
+            xs.iter()
+                .map(|x| x.map_columns(f))
+                .collect::<Option<Vec<_>>>()
+        };
+        Some(match self {
+            Scalar::Column(i) => Scalar::Column(f(*i)?),
+            Scalar::WindowRef(_) | Scalar::AggRef(_) => return None,
+            Scalar::Const(_) | Scalar::Param(_) => self.clone(),
+            Scalar::Binary(op, a, b, t) => Scalar::Binary(*op, m(a)?, m(b)?, *t),
+            Scalar::Not(a) => Scalar::Not(m(a)?),
+            Scalar::Neg(a) => Scalar::Neg(m(a)?),
+            Scalar::IsNull(a, n) => Scalar::IsNull(m(a)?, *n),
+            Scalar::IsBool(a, x, y) => Scalar::IsBool(m(a)?, *x, *y),
+            Scalar::IsDistinct(a, b, n) => Scalar::IsDistinct(m(a)?, m(b)?, *n),
+            Scalar::InList(a, list, n) => Scalar::InList(m(a)?, all(list)?, *n),
+            Scalar::Between(a, b, c, n) => Scalar::Between(m(a)?, m(b)?, m(c)?, *n),
+            Scalar::Like(a, b, x, y) => Scalar::Like(m(a)?, m(b)?, *x, *y),
+            Scalar::Case(op, whens, els) => Scalar::Case(
+                match op {
+                    Some(o) => Some(m(o)?),
+                    None => None,
+                },
+                whens
+                    .iter()
+                    .map(|(w, t)| Some((w.map_columns(f)?, t.map_columns(f)?)))
+                    .collect::<Option<Vec<_>>>()?,
+                match els {
+                    Some(e) => Some(m(e)?),
+                    None => None,
+                },
+            ),
+            Scalar::Cast(a, t) => Scalar::Cast(m(a)?, *t),
+            Scalar::Func(n, args, t) => Scalar::Func(n.clone(), all(args)?, *t),
+        })
+    }
+
     /// Whether the expression calls nextval, currval, setval or lastval.
     pub fn has_sequence_call(&self) -> bool {
         let mut found = false;

@@ -26,6 +26,9 @@
 //!
 //! # Implementation caveats
 //!
+//! - DistSQL ([`distsql`], `exec::distsql`) runs the scan, filter and partial aggregation of
+//!   a single-table query on each leaseholder core; join inputs, window functions and
+//!   DISTINCT aggregates are still computed on the gateway over rows the flows send back.
 //! - Joins are hash joins on equality conditions (`exec::hash_join`), nested loops
 //!   otherwise, with no join reordering; correlated subqueries work only in WHERE, in
 //!   UPDATE … SET and in ungrouped
