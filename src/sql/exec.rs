@@ -37,6 +37,7 @@ pub use create_table_as::select_into_as_create;
 mod analyze;
 mod foreign_keys;
 mod hash_join;
+mod join_access;
 mod multi_assign;
 mod online_index;
 pub use analyze::refresh_stale_stats;
@@ -1211,7 +1212,7 @@ fn plan_query(
     })
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum JoinKind {
     Inner,
     Left,
@@ -3425,6 +3426,9 @@ pub struct Exec<'a> {
     deadline: Option<std::time::Instant>,
     /// What the last DistSQL scan's flows did (`EXPLAIN ANALYZE (DISTSQL)`).
     flow_stats: Vec<distsql::FlowStat>,
+    /// Table rows read by the statement so far, in the gateway and its flows (`EXPLAIN
+    /// ANALYZE`).
+    rows_read: std::cell::Cell<u64>,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -3479,6 +3483,7 @@ impl<'a> Exec<'a> {
             path: catalog::SearchPath::default(),
             deadline: None,
             flow_stats: Vec::new(),
+            rows_read: std::cell::Cell::new(0),
         }
     }
 
@@ -4485,7 +4490,12 @@ impl<'a> Exec<'a> {
                 }
             }
         }
+        self.count_rows_read(out.len() as u64);
         Ok(out)
+    }
+
+    fn count_rows_read(&self, n: u64) {
+        self.rows_read.set(self.rows_read.get() + n);
     }
 
     fn pk_key_from(t: &TableDesc, vals: &[Datum]) -> Vec<u8> {
@@ -4873,7 +4883,13 @@ impl<'a> Exec<'a> {
                 }
                 rows
             } else if let Some(join) = &plan.join {
-                let rows = self.run_join(join).await?;
+                // Correlated subqueries in WHERE read the joined row: nothing is pushed.
+                let pushable = if self.correlated_in_filter(plan).is_empty() {
+                    plan.filter.as_ref()
+                } else {
+                    None
+                };
+                let rows = self.run_join(join, pushable).await?;
                 self.filter_rows_plan(plan, rows).await?
             } else if let Some(so) = &plan.setop {
                 let cast = |rows: Vec<Vec<Datum>>| -> Result<Vec<Vec<Datum>>> {
@@ -5112,18 +5128,20 @@ impl<'a> Exec<'a> {
             .collect())
     }
 
-    async fn join_input_rows(&mut self, input: &JoinInput) -> Result<Vec<Vec<Datum>>> {
-        match (&input.table, &input.derived) {
-            (Some(t), _) => self.read_rows(t, Access::Full).await,
-            (None, Some(d)) => Box::pin(self.run_plan(d)).await,
-            _ => Ok(Vec::new()),
-        }
-    }
-
     /// Joins, left to right: a hash join ([`hash_join`]) for a step whose condition
-    /// compares columns of both sides for equality, else a nested loop.
-    async fn run_join(&mut self, join: &JoinPlan) -> Result<Vec<Vec<Datum>>> {
-        let mut acc = self.join_input_rows(&join.inputs[0]).await?;
+    /// compares columns of both sides for equality, else a nested loop. The inputs are
+    /// read with the WHERE conjuncts that concern them alone (`filter`, which the caller
+    /// still applies to the joined rows), and a step on a table's key from a small left
+    /// side reads only the rows it can match ([`join_access`]).
+    async fn run_join(
+        &mut self,
+        join: &JoinPlan,
+        filter: Option<&Scalar>,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let pushed = join_access::pushdown(join, filter);
+        let mut acc = self
+            .join_input_filtered(&join.inputs[0], pushed[0].as_ref())
+            .await?;
         let mut left_width = join.inputs[0].width;
         let mut steps: u64 = 0;
         for (i, (kind, cond)) in join.steps.iter().enumerate() {
@@ -5142,7 +5160,25 @@ impl<'a> Exec<'a> {
             };
             let shared = match lateral {
                 Some(_) => Vec::new(),
-                None => self.join_input_rows(input).await?,
+                None => {
+                    let looked_up = self
+                        .lookup_rows(
+                            *kind,
+                            cond.as_ref(),
+                            left_width,
+                            input,
+                            pushed[i + 1].as_ref(),
+                            &acc,
+                        )
+                        .await?;
+                    match looked_up {
+                        Some(rows) => rows,
+                        None => {
+                            self.join_input_filtered(input, pushed[i + 1].as_ref())
+                                .await?
+                        }
+                    }
+                }
             };
             let index = match (lateral, cond) {
                 (None, Some(c)) => {
@@ -5285,6 +5321,7 @@ impl<'a> Exec<'a> {
                     }
                 }
             }
+            self.count_rows_read(merged.len() as u64);
             for (_, v) in merged {
                 let row = t.decode_row(&v)?;
                 let pass = match &plan.filter {
@@ -5719,10 +5756,12 @@ impl<'a> Exec<'a> {
         if analyze {
             let started = std::time::Instant::now();
             self.flow_stats.clear();
+            self.rows_read.set(0);
             let rows = self.run_plan(&plan).await?;
             lines.push(format!(
-                "rows: {}, execution time: {:.3} ms",
+                "rows: {}, table rows read: {}, execution time: {:.3} ms",
                 rows.len(),
+                self.rows_read.get(),
                 started.elapsed().as_secs_f64() * 1000.0
             ));
         }
@@ -5804,16 +5843,51 @@ impl<'a> Exec<'a> {
             out.push(format!("{pad}subquery"));
             self.explain_plan(inner, depth + 2, out);
         } else if let Some(join) = &plan.join {
-            out.push(format!(
-                "{pad}nested loop join ({} inputs)",
-                join.inputs.len()
-            ));
-            for input in &join.inputs {
+            out.push(format!("{pad}join ({} inputs)", join.inputs.len()));
+            let pushed = join_access::pushdown(join, plan.filter.as_ref());
+            let mut left_width = 0;
+            for (i, input) in join.inputs.iter().enumerate() {
+                let step = i.checked_sub(1).map(|s| &join.steps[s]);
+                if let Some((kind, cond)) = step {
+                    let equi = cond
+                        .as_ref()
+                        .is_some_and(|c| !hash_join::equi_columns(c, left_width).is_empty());
+                    let method = if input.lateral {
+                        "lateral"
+                    } else if equi {
+                        "hash join"
+                    } else {
+                        "nested loop"
+                    };
+                    let kind = format!("{kind:?}").to_lowercase();
+                    out.push(format!("{pad}  {kind} {method}"));
+                }
                 if let Some(t) = &input.table {
-                    out.push(format!("{pad}  scan {}", t.name));
+                    let access = match self.choose_access(t, pushed[i].as_ref()) {
+                        Access::Point(_) => "primary key point lookup".to_string(),
+                        Access::Points(v) => format!("primary key lookups ({} keys)", v.len()),
+                        Access::Span(..) => "primary key span scan".to_string(),
+                        Access::Index(ix, _) => format!("index {} lookup", ix.name),
+                        Access::Full => "full scan".to_string(),
+                    };
+                    let mut line = format!("{pad}  scan {}: {access}", t.name);
+                    if pushed[i].is_some() {
+                        line.push_str(" (filter pushed down)");
+                    }
+                    if let Some((JoinKind::Inner | JoinKind::Left, Some(cond))) = step {
+                        let eq = hash_join::equi_columns(cond, left_width);
+                        if let Some((ix, _)) = join_access::lookup_key(t, &eq) {
+                            line.push_str(&format!(
+                                "; lookup join by {} when the rows before it are few",
+                                ix.map_or("primary key", |ix| ix.name.as_str())
+                            ));
+                        }
+                    }
+                    out.push(line);
                 } else if let Some(d) = &input.derived {
                     self.explain_plan(d, depth + 2, out);
                 }
+                left_width += input.width;
             }
         } else if let Some(so) = &plan.setop {
             out.push(format!(

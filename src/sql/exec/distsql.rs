@@ -362,6 +362,7 @@ impl Exec<'_> {
             };
             self.txn.read_span(start, end);
             self.note_read();
+            self.count_rows_read(stats.iter().map(|s| s.rows_read).sum());
             self.flow_stats = stats;
             return Ok(outputs);
         }
