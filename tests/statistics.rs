@@ -308,6 +308,23 @@ fn joins_read_only_the_rows_they_can_match() {
         // Everything joined with everything: both tables read once, hash join.
         let q = "SELECT count(*) FROM ord o JOIN cust c ON c.id = o.cust";
         assert_eq!(rows_read(&c, q).await, (1, 15_000));
+        // Written largest first, run from the one customer: then its orders through
+        // ord_cust, then their lines through the prefix of line's primary key.
+        c.batch_execute(
+            "CREATE TABLE line (ord INT8, n INT8, qty INT8, PRIMARY KEY (ord, n));              INSERT INTO line SELECT i / 3 + 1, i % 3, i FROM generate_series(0, 29999) AS i",
+        )
+        .await
+        .unwrap();
+        let q = "SELECT l.qty, o.id, c.name FROM line l, ord o, cust c                  WHERE l.ord = o.id AND o.cust = c.id AND c.id = 10 ORDER BY 1";
+        let plan = rows_of(&c, &format!("EXPLAIN {q}")).await;
+        assert!(
+            plan.iter().any(|r| r[0].contains("reordered by estimated rows")),
+            "{plan:?}"
+        );
+        let got = rows_of(&c, q).await;
+        // Customer 10 has orders 9 and 5009, three lines each.
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert_eq!(rows_read(&c, q).await, (6, 1 + 2 + 6));
         // The padded side of a LEFT JOIN is not filtered early.
         let q = "SELECT count(*) FROM cust c LEFT JOIN ord o ON o.cust = c.id \
                  WHERE o.id IS NULL";

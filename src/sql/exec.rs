@@ -5138,14 +5138,31 @@ impl<'a> Exec<'a> {
         join: &JoinPlan,
         filter: Option<&Scalar>,
     ) -> Result<Vec<Vec<Datum>>> {
-        let pushed = join_access::pushdown(join, filter);
+        let filters = join_access::pushdown(join, filter);
+        if let Some(r) = self.join_order(join, filter, &filters) {
+            let rows = self.run_join_steps(&r.plan, &r.filters).await?;
+            return Ok(rows.into_iter().map(|row| r.restore(row)).collect());
+        }
+        self.run_join_steps(join, &filters).await
+    }
+
+    /// [`Self::run_join`] in the order `join` gives, with `filters` applied early.
+    async fn run_join_steps(
+        &mut self,
+        join: &JoinPlan,
+        filters: &join_access::JoinFilters,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let pushed = &filters.inputs;
         let mut acc = self
             .join_input_filtered(&join.inputs[0], pushed[0].as_ref())
             .await?;
         let mut left_width = join.inputs[0].width;
         let mut steps: u64 = 0;
-        for (i, (kind, cond)) in join.steps.iter().enumerate() {
+        for (i, (kind, on)) in join.steps.iter().enumerate() {
             let input = &join.inputs[i + 1];
+            // The ON condition and the WHERE conjuncts this step can already test.
+            let combined = filters.step_condition(on.as_ref(), i);
+            let cond = &combined;
             let lateral = match &input.derived {
                 Some(d) if input.lateral => {
                     if matches!(kind, JoinKind::Right | JoinKind::Full) {
@@ -5843,12 +5860,29 @@ impl<'a> Exec<'a> {
             out.push(format!("{pad}subquery"));
             self.explain_plan(inner, depth + 2, out);
         } else if let Some(join) = &plan.join {
-            out.push(format!("{pad}join ({} inputs)", join.inputs.len()));
-            let pushed = join_access::pushdown(join, plan.filter.as_ref());
+            let written = join_access::pushdown(join, plan.filter.as_ref());
+            let reordered = self.join_order(join, plan.filter.as_ref(), &written);
+            let (join, filters) = match &reordered {
+                Some(r) => (&r.plan, &r.filters),
+                None => (join, &written),
+            };
+            out.push(format!(
+                "{pad}join ({} inputs{})",
+                join.inputs.len(),
+                if reordered.is_some() {
+                    ", reordered by estimated rows"
+                } else {
+                    ""
+                }
+            ));
+            let pushed = &filters.inputs;
             let mut left_width = 0;
             for (i, input) in join.inputs.iter().enumerate() {
-                let step = i.checked_sub(1).map(|s| &join.steps[s]);
-                if let Some((kind, cond)) = step {
+                let step = i.checked_sub(1).map(|s| {
+                    let (kind, on) = &join.steps[s];
+                    (*kind, filters.step_condition(on.as_ref(), s))
+                });
+                if let Some((kind, cond)) = &step {
                     let equi = cond
                         .as_ref()
                         .is_some_and(|c| !hash_join::equi_columns(c, left_width).is_empty());
@@ -5874,12 +5908,12 @@ impl<'a> Exec<'a> {
                     if pushed[i].is_some() {
                         line.push_str(" (filter pushed down)");
                     }
-                    if let Some((JoinKind::Inner | JoinKind::Left, Some(cond))) = step {
+                    if let Some((JoinKind::Inner | JoinKind::Left, Some(cond))) = &step {
                         let eq = hash_join::equi_columns(cond, left_width);
-                        if let Some((ix, _)) = join_access::lookup_key(t, &eq) {
+                        if let Some((by, _)) = join_access::lookup_key(t, &eq) {
                             line.push_str(&format!(
                                 "; lookup join by {} when the rows before it are few",
-                                ix.map_or("primary key", |ix| ix.name.as_str())
+                                by.name()
                             ));
                         }
                     }

@@ -10,6 +10,10 @@
 //! still runs after the join, so pushing is only ever an earlier, partial filter; volatile
 //! conjuncts (`random()`) are not pushed, since they would be evaluated twice.
 //!
+//! Conjuncts over several inputs join the ON condition of the first inner step that has all
+//! of them (when no later RIGHT or FULL join pads that step's rows), so `FROM a, b WHERE
+//! a.x = b.y` is a hash or lookup join, not a filtered cross product.
+//!
 //! **Lookup join.** An inner or left join step whose ON condition equates columns of the
 //! rows joined so far with the right table's whole primary key (or all the columns of one
 //! of its indexes) reads only the right rows that can match: one point read (or index
@@ -54,24 +58,92 @@ fn volatile(s: &Scalar) -> bool {
     v
 }
 
-/// For each input of `join`, the WHERE conjuncts (of `filter`) that read only its columns,
-/// renumbered for its own rows, ANDed; None for inputs an outer join pads or that are not
-/// tables.
-pub(super) fn pushdown(join: &JoinPlan, filter: Option<&Scalar>) -> Vec<Option<Scalar>> {
+/// WHERE conjuncts a join applies early ([`pushdown`]).
+pub(super) struct JoinFilters {
+    /// Per input: the conjuncts that read only its columns, renumbered for its own rows;
+    /// None for inputs an outer join pads or that are not tables.
+    pub(super) inputs: Vec<Option<Scalar>>,
+    /// Per step: the conjuncts that read columns of several inputs, all joined by the end
+    /// of the step (an inner step that no later outer join pads), in the joined row's
+    /// numbering: they join the step's ON condition, so `FROM a, b WHERE a.x = b.y` is a
+    /// hash (or lookup) join and not a filtered cross product.
+    pub(super) steps: Vec<Option<Scalar>>,
+}
+
+impl JoinFilters {
+    /// Step `i`'s ON condition with the WHERE conjuncts it can already test.
+    pub(super) fn step_condition(&self, on: Option<&Scalar>, i: usize) -> Option<Scalar> {
+        match (on, &self.steps[i]) {
+            (Some(a), Some(b)) => Some(Scalar::Binary(
+                BinOp::And,
+                Box::new(a.clone()),
+                Box::new(b.clone()),
+                SqlType::Bool,
+            )),
+            (Some(a), None) => Some(a.clone()),
+            (None, b) => b.clone(),
+        }
+    }
+}
+
+fn and_all(xs: Vec<Scalar>) -> Option<Scalar> {
+    xs.into_iter()
+        .reduce(|a, b| Scalar::Binary(BinOp::And, Box::new(a), Box::new(b), SqlType::Bool))
+}
+
+/// The highest column a conjunct reads (None when it reads none, or aggregates or window
+/// values).
+fn max_column(s: &Scalar) -> Option<usize> {
+    let mut max = None;
+    let mut ok = true;
+    s.walk(&mut |n| match n {
+        Scalar::Column(c) => max = max.max(Some(*c)),
+        Scalar::AggRef(_) | Scalar::WindowRef(_) => ok = false,
+        _ => {}
+    });
+    max.filter(|_| ok)
+}
+
+/// Splits the pushable WHERE conjuncts of `filter` over `join`'s inputs and steps.
+pub(super) fn pushdown(join: &JoinPlan, filter: Option<&Scalar>) -> JoinFilters {
     let n = join.inputs.len();
-    let mut out = vec![None; n];
-    let Some(f) = filter else { return out };
+    let mut filters = JoinFilters {
+        inputs: vec![None; n],
+        steps: vec![None; n.saturating_sub(1)],
+    };
+    let Some(f) = filter else { return filters };
     let mut conj = Vec::new();
     flatten_and(f, &mut conj);
+    conj.retain(|c| !volatile(c));
     let kinds: Vec<JoinKind> = join.steps.iter().map(|(k, _)| *k).collect();
     let pads_all_before = |from: usize| {
         kinds[from..]
             .iter()
             .any(|k| matches!(k, JoinKind::Right | JoinKind::Full))
     };
+    let mut ends = Vec::with_capacity(n);
+    let mut end = 0;
+    for input in &join.inputs {
+        end += input.width;
+        ends.push(end);
+    }
+    // Conjuncts over several inputs: at the first inner step that has them all.
+    let mut steps: Vec<Vec<Scalar>> = vec![Vec::new(); n.saturating_sub(1)];
+    for c in &conj {
+        let Some(max) = max_column(c) else { continue };
+        let first = ends.iter().position(|&e| max < e).unwrap_or(n);
+        if first == 0 || first >= n {
+            continue;
+        }
+        let step = first - 1;
+        if kinds[step] == JoinKind::Inner && !join.inputs[first].lateral && !pads_all_before(step) {
+            steps[step].push((*c).clone());
+        }
+    }
+    filters.steps = steps.into_iter().map(and_all).collect();
     let mut lo = 0;
     for (i, input) in join.inputs.iter().enumerate() {
-        let hi = lo + input.width;
+        let hi = ends[i];
         let padded = if i == 0 {
             pads_all_before(0)
         } else {
@@ -80,16 +152,13 @@ pub(super) fn pushdown(join: &JoinPlan, filter: Option<&Scalar>) -> Vec<Option<S
         if input.table.is_some() && !input.lateral && !padded {
             let mine: Vec<Scalar> = conj
                 .iter()
-                .filter(|c| !volatile(c))
                 .filter_map(|c| c.map_columns(&|col| (lo..hi).contains(&col).then(|| col - lo)))
                 .collect();
-            out[i] = mine
-                .into_iter()
-                .reduce(|a, b| Scalar::Binary(BinOp::And, Box::new(a), Box::new(b), SqlType::Bool));
+            filters.inputs[i] = and_all(mine);
         }
         lo = hi;
     }
-    out
+    filters
 }
 
 impl Exec<'_> {
@@ -141,10 +210,13 @@ impl Exec<'_> {
         {
             return Ok(None);
         }
-        let Some((index, lefts)) = lookup_key(t, &hash_join::equi_columns(cond, left_width)) else {
+        let Some((by, lefts)) = lookup_key(t, &hash_join::equi_columns(cond, left_width)) else {
             return Ok(None);
         };
-        let cols: Vec<usize> = index.map_or_else(|| t.pk.clone(), |i| i.columns.clone());
+        let cols: Vec<usize> = match by {
+            LookupBy::Index(i) => i.columns.clone(),
+            _ => t.pk[..lefts.len()].to_vec(),
+        };
         let mut seen = HashSet::new();
         let mut lookups = Vec::new();
         'rows: for l in left {
@@ -173,9 +245,14 @@ impl Exec<'_> {
             if n % 256 == 255 {
                 self.pause().await?;
             }
-            let access = match index {
-                None => Access::Point(vals),
-                Some(i) => Access::Index(i.clone(), vals),
+            let access = match by {
+                LookupBy::PrimaryKey => Access::Point(vals),
+                LookupBy::PrimaryKeyPrefix => {
+                    let p = Self::pk_key_from(t, &vals);
+                    let e = prefix_end(&p);
+                    Access::Span(p, e)
+                }
+                LookupBy::Index(i) => Access::Index(i.clone(), vals),
             };
             rows.extend(self.read_rows(t, access).await?);
         }
@@ -183,22 +260,241 @@ impl Exec<'_> {
     }
 }
 
+/// How a lookup join reads the right table.
+#[derive(Clone, Copy)]
+pub(super) enum LookupBy<'t> {
+    /// A point read per key.
+    PrimaryKey,
+    /// A span of the primary key per value of its first columns (a child table keyed by
+    /// its parent's key and a line number).
+    PrimaryKeyPrefix,
+    Index(&'t IndexDesc),
+}
+
+impl LookupBy<'_> {
+    pub(super) fn name(&self) -> &str {
+        match self {
+            LookupBy::PrimaryKey => "primary key",
+            LookupBy::PrimaryKeyPrefix => "primary key prefix",
+            LookupBy::Index(i) => &i.name,
+        }
+    }
+}
+
 /// The key a lookup join can read `t` by, given the ON condition's equalities (left
 /// position, right position): the primary key, else the first index whose columns are all
-/// equated; with the left positions that give each key column.
+/// equated, else the longest equated prefix of the primary key; with the left positions
+/// that give each key column.
 pub(super) fn lookup_key<'t>(
     t: &'t TableDesc,
     equalities: &[(usize, usize)],
-) -> Option<(Option<&'t IndexDesc>, Vec<usize>)> {
-    let lefts = |cols: &[usize]| -> Option<Vec<usize>> {
-        cols.iter()
-            .map(|c| equalities.iter().find(|(_, r)| r == c).map(|(l, _)| *l))
-            .collect()
-    };
+) -> Option<(LookupBy<'t>, Vec<usize>)> {
+    let left_of = |c: &usize| equalities.iter().find(|(_, r)| r == c).map(|(l, _)| *l);
+    let lefts = |cols: &[usize]| -> Option<Vec<usize>> { cols.iter().map(left_of).collect() };
     if let Some(ls) = lefts(&t.pk) {
-        return Some((None, ls));
+        return Some((LookupBy::PrimaryKey, ls));
     }
-    t.indexes
+    if let Some(found) = t
+        .indexes
         .iter()
-        .find_map(|i| lefts(&i.columns).map(|ls| (Some(i), ls)))
+        .find_map(|i| lefts(&i.columns).map(|ls| (LookupBy::Index(i), ls)))
+    {
+        return Some(found);
+    }
+    let prefix: Vec<usize> = t.pk.iter().map_while(left_of).collect();
+    (!prefix.is_empty()).then_some((LookupBy::PrimaryKeyPrefix, prefix))
+}
+
+/// Rows assumed for a table without statistics.
+const UNKNOWN_ROWS: f64 = 1000.0;
+
+/// Joins of more inputs than this keep their written order.
+const MAX_REORDERED: usize = 8;
+
+/// A join in the order it runs, when that is not the written one ([`Exec::join_order`]).
+pub(super) struct Reordered {
+    pub(super) plan: JoinPlan,
+    pub(super) filters: JoinFilters,
+    /// For each column of the written order, its position in the reordered rows.
+    pub(super) columns: Vec<usize>,
+}
+
+impl Reordered {
+    /// A reordered row back in the written column order.
+    pub(super) fn restore(&self, row: Vec<Datum>) -> Vec<Datum> {
+        let mut row: Vec<Option<Datum>> = row.into_iter().map(Some).collect();
+        self.columns
+            .iter()
+            .map(|&p| row[p].take().unwrap_or(Datum::Null))
+            .collect()
+    }
+}
+
+impl Exec<'_> {
+    /// Rows `input` is expected to give with its pushed-down filter: exact for key
+    /// lookups, from statistics otherwise (a third of them behind a filter that is not an
+    /// access path), [`UNKNOWN_ROWS`] without statistics.
+    pub(super) fn estimate_input(&self, t: &TableDesc, pushed: Option<&Scalar>) -> f64 {
+        let all = stats::row_count(&self.cat.stats, t.id).map_or(UNKNOWN_ROWS, |n| n as f64);
+        match self.choose_access(t, pushed) {
+            Access::Point(_) => 1.0,
+            Access::Points(v) => v.len() as f64,
+            Access::Index(ix, _) if ix.unique => 1.0,
+            Access::Index(ix, _) => {
+                stats::estimate_eq_rows(&self.cat.stats, t.id, &ix.columns).unwrap_or(10.0)
+            }
+            Access::Span(..) => all / 3.0,
+            Access::Full if pushed.is_some() => all / 3.0,
+            Access::Full => all,
+        }
+    }
+
+    /// Cost-based join order for a join of tables by inner joins only: start from the
+    /// input expected to give the fewest rows, then add, each time, the smallest input
+    /// joined to what is there by an equality (a hash or lookup join, never a cross
+    /// product while one can be avoided). None when the written order is as good (or the
+    /// join has outer steps, subqueries, or more than [`MAX_REORDERED`] inputs).
+    pub(super) fn join_order(
+        &self,
+        join: &JoinPlan,
+        filter: Option<&Scalar>,
+        filters: &JoinFilters,
+    ) -> Option<Reordered> {
+        let n = join.inputs.len();
+        if !(2..=MAX_REORDERED).contains(&n)
+            || join.steps.iter().any(|(k, _)| *k != JoinKind::Inner)
+            || join
+                .inputs
+                .iter()
+                .any(|i| i.table.is_none() || i.lateral || i.derived.is_some())
+        {
+            return None;
+        }
+        // Every condition, as conjuncts over the written numbering.
+        let mut conj: Vec<Scalar> = Vec::new();
+        for (_, on) in &join.steps {
+            if let Some(c) = on {
+                let mut parts = Vec::new();
+                flatten_and(c, &mut parts);
+                if parts.iter().any(|p| volatile(p)) {
+                    return None;
+                }
+                conj.extend(parts.into_iter().cloned());
+            }
+        }
+        if let Some(f) = filter {
+            let mut parts = Vec::new();
+            flatten_and(f, &mut parts);
+            conj.extend(parts.into_iter().filter(|p| !volatile(p)).cloned());
+        }
+        let mut starts = Vec::with_capacity(n);
+        let mut at = 0;
+        for input in &join.inputs {
+            starts.push(at);
+            at += input.width;
+        }
+        let input_of = |col: usize| starts.iter().rposition(|&s| s <= col).unwrap_or(0);
+        // The inputs each conjunct reads.
+        let reads: Vec<Vec<usize>> = conj
+            .iter()
+            .map(|c| {
+                let mut ins = Vec::new();
+                c.walk(&mut |s| {
+                    if let Scalar::Column(col) = s {
+                        let i = input_of(*col);
+                        if !ins.contains(&i) {
+                            ins.push(i);
+                        }
+                    }
+                });
+                ins
+            })
+            .collect();
+        // Pairs of inputs an equality between columns joins.
+        let linked = |a: usize, b: usize| {
+            conj.iter().zip(&reads).any(|(c, r)| {
+                r.len() == 2
+                    && r.contains(&a)
+                    && r.contains(&b)
+                    && matches!(c, Scalar::Binary(BinOp::Eq, x, y, _)
+                        if matches!((x.as_ref(), y.as_ref()), (Scalar::Column(_), Scalar::Column(_))))
+            })
+        };
+        let est: Vec<f64> = join
+            .inputs
+            .iter()
+            .zip(&filters.inputs)
+            .map(|(i, p)| self.estimate_input(i.table.as_ref().unwrap(), p.as_ref()))
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        let mut left: Vec<usize> = (0..n).collect();
+        while !left.is_empty() {
+            let connected: Vec<usize> = left
+                .iter()
+                .copied()
+                .filter(|&i| order.iter().any(|&o| linked(o, i)))
+                .collect();
+            let pool = if order.is_empty() || connected.is_empty() {
+                &left
+            } else {
+                &connected
+            };
+            let best = *pool
+                .iter()
+                .min_by(|a, b| est[**a].total_cmp(&est[**b]).then(a.cmp(b)))?;
+            order.push(best);
+            left.retain(|&i| i != best);
+        }
+        // Worth it only when the first input is much smaller than the written one's.
+        if order.iter().copied().eq(0..n) || est[order[0]] * 4.0 > est[0] {
+            return None;
+        }
+        // New numbering: inputs in `order`, each input's columns in their own order.
+        let mut columns = vec![0; at];
+        let mut pos = 0;
+        for &i in &order {
+            for c in 0..join.inputs[i].width {
+                columns[starts[i] + c] = pos;
+                pos += 1;
+            }
+        }
+        let renumber = |c: &Scalar| c.map_columns(&|col| Some(columns[col]));
+        // Each conjunct at the first step that has every input it reads.
+        let mut steps: Vec<Vec<Scalar>> = vec![Vec::new(); n - 1];
+        for (c, r) in conj.iter().zip(&reads) {
+            // A conjunct of the first input alone, or of none (`ON false`), goes to the
+            // first step: ON conditions are not in the WHERE clause run afterwards.
+            let last = r
+                .iter()
+                .map(|i| order.iter().position(|o| o == i).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            steps[last - 1].push(renumber(c)?);
+        }
+        let plan = JoinPlan {
+            inputs: order
+                .iter()
+                .map(|&i| JoinInput {
+                    table: join.inputs[i].table.clone(),
+                    derived: None,
+                    width: join.inputs[i].width,
+                    lateral: false,
+                })
+                .collect(),
+            steps: steps
+                .into_iter()
+                .map(|s| (JoinKind::Inner, and_all(s)))
+                .collect(),
+        };
+        let filters = JoinFilters {
+            inputs: order.iter().map(|&i| filters.inputs[i].clone()).collect(),
+            steps: vec![None; n - 1],
+        };
+        Some(Reordered {
+            plan,
+            filters,
+            columns,
+        })
+    }
 }
