@@ -692,6 +692,23 @@ pub fn row_value_starts(b: &[u8], starts: &mut Vec<usize>) -> Result<()> {
 
 /// Decodes a row encoded by [`encode_row`]. Rows written before columns were added have
 /// fewer values; the missing trailing ones read as NULL up to `width`.
+/// [`decode_row`], with the values of columns `keep` says false left NULL (not copied out:
+/// a DistSQL flow decodes only what its query reads).
+pub fn decode_row_kept(b: &[u8], keep: &[bool]) -> Result<Vec<Datum>> {
+    let mut pos = 0;
+    let n = get_varint(b, &mut pos)? as usize;
+    let mut row = Vec::with_capacity(keep.len().max(n));
+    for i in 0..n {
+        let v = decode_value(b, &mut pos)?;
+        row.push(if keep.get(i).copied().unwrap_or(true) {
+            v.into_owned()
+        } else {
+            Datum::Null
+        });
+    }
+    Ok(row)
+}
+
 pub fn decode_row(b: &[u8], width: usize) -> Result<Vec<Datum>> {
     let mut pos = 0;
     let n = get_varint(b, &mut pos)? as usize;
@@ -708,6 +725,26 @@ pub fn decode_row(b: &[u8], width: usize) -> Result<Vec<Datum>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_decodes_only_the_kept_columns() {
+        let row = vec![
+            Datum::Int(7),
+            Datum::Text("long text".into()),
+            Datum::Null,
+            Datum::Float(1.5),
+        ];
+        let b = encode_row(&row);
+        let kept = decode_row_kept(&b, &[true, false, true, true]).unwrap();
+        assert_eq!(format!("{kept:?}"), "[Int(7), Null, Null, Float(1.5)]");
+        // Columns past the mask (added later) are kept.
+        let short = decode_row_kept(&b, &[false]).unwrap();
+        assert_eq!(
+            format!("{short:?}"),
+            "[Null, Text(\"long text\"), Null, Float(1.5)]"
+        );
+        assert!(decode_row_kept(&b[..b.len() - 1], &[true; 4]).is_err());
+    }
 
     #[test]
     fn txn_records_decode_back() {

@@ -309,6 +309,24 @@ impl TableDesc {
         row.truncate(self.columns.len().max(n));
         Ok(row)
     }
+    /// [`Self::decode_row`] with only the columns `keep` marks (the others NULL).
+    pub fn decode_row_kept(
+        &self,
+        b: &[u8],
+        keep: &[bool],
+    ) -> Result<Vec<crate::sql::types::Datum>> {
+        let mut row = keys::decode_row_kept(b, keep)?;
+        let n = row.len();
+        for (i, c) in self.columns.iter().enumerate().skip(n) {
+            row.push(if keep.get(i).copied().unwrap_or(true) {
+                c.missing.clone().unwrap_or(crate::sql::types::Datum::Null)
+            } else {
+                crate::sql::types::Datum::Null
+            });
+        }
+        row.truncate(self.columns.len().max(n));
+        Ok(row)
+    }
     /// The secondary indexes writers maintain: the public ones and those being added.
     pub fn write_indexes(&self) -> impl Iterator<Item = &IndexDesc> {
         self.indexes.iter().chain(&self.adding)

@@ -32,9 +32,10 @@
 //!
 //! # Caveats
 //!
-//! - A flow does not see the session's cancel flag: a cancelled statement stops at the
-//!   gateway once the flows it waits for answer (a flow checks the statement deadline and
-//!   node shutdown between chunks).
+//! - A flow on another node does not see the session's cancel flag: a cancelled statement
+//!   stops at the gateway once the flows it waits for answer (every flow checks the
+//!   statement deadline and node shutdown between chunks; flows on the gateway's node also
+//!   the cancel flag).
 //! - Expressions with session state that does not travel (sequence functions,
 //!   `unique_rowid()`) keep the query on the gateway.
 
@@ -122,6 +123,11 @@ pub struct FlowSpec {
     pub unc: Timestamp,
     /// The statement's deadline (`statement_timeout`) as time left when the flow was sent.
     pub time_left: Option<std::time::Duration>,
+    /// The columns the query reads (None: all); the others are not decoded.
+    pub keep: Option<Vec<bool>>,
+    /// The session's cancel flag, for flows on the gateway's node (not sent to other
+    /// nodes: a flow there runs to its end, or to its deadline).
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A flow's answer for one span.
@@ -210,7 +216,7 @@ pub async fn run_flow(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Result<
         let mut chunk = FIRST_CHUNK;
         let mut served = true;
         loop {
-            check_flow(ctx, deadline)?;
+            check_flow(ctx, deadline, spec.cancel.as_deref())?;
             let got = match source {
                 Source::Local => {
                     let scan = KvRequest::Scan {
@@ -260,7 +266,10 @@ pub async fn run_flow(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Result<
                 if n % 1024 == 1023 {
                     glommio::yield_if_needed().await;
                 }
-                let row = spec.table.decode_row(&v)?;
+                let row = match &spec.keep {
+                    Some(keep) => spec.table.decode_row_kept(&v, keep)?,
+                    None => spec.table.decode_row(&v)?,
+                };
                 if let Some(f) = &spec.filter {
                     if !f.eval_bool(&row, &cx)? {
                         continue;
@@ -302,7 +311,17 @@ impl FlowSpec {
     }
 }
 
-fn check_flow(ctx: &CoreCtx, deadline: Option<Instant>) -> Result<()> {
+fn check_flow(
+    ctx: &CoreCtx,
+    deadline: Option<Instant>,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+        return Err(Error::new(
+            ErrorKind::QueryCanceled,
+            "canceling statement due to user request",
+        ));
+    }
     if ctx
         .shared
         .shutdown
@@ -480,6 +499,14 @@ pub fn encode_spec(spec: &FlowSpec, out: &mut Vec<u8>) {
         }
         None => out.push(0),
     }
+    match &spec.keep {
+        Some(keep) => {
+            out.push(1);
+            put_u32(out, keep.len() as u32);
+            out.extend(keep.iter().map(|k| *k as u8));
+        }
+        None => out.push(0),
+    }
 }
 
 /// Decodes a spec encoded by [`encode_spec`].
@@ -537,6 +564,18 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
     let ts = get_ts(r)?;
     let unc = get_ts(r)?;
     let time_left = get_opt(r, |r| r.u64().map(std::time::Duration::from_micros))?;
+    let keep = get_opt(r, |r| {
+        let (n, cap) = get_count(r)?;
+        let mut keep = Vec::with_capacity(cap);
+        for _ in 0..n {
+            keep.push(match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            });
+        }
+        Some(keep)
+    })?;
     if !r.0.is_empty() {
         return None;
     }
@@ -557,6 +596,8 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
         ts,
         unc,
         time_left,
+        keep,
+        cancel: None,
     })
 }
 
@@ -775,6 +816,8 @@ mod tests {
             ts: Timestamp::new(100, 1),
             unc: Timestamp::new(200, 0),
             time_left: Some(std::time::Duration::from_millis(1500)),
+            keep: Some(vec![true, false]),
+            cancel: None,
         }
     }
 

@@ -3412,7 +3412,7 @@ pub struct Exec<'a> {
     db_id: u32,
     txn: &'a mut Txn,
     cx: EvalCtx,
-    cancel: &'a AtomicBool,
+    cancel: &'a std::sync::Arc<AtomicBool>,
     /// Correlated subqueries of the running statement: each fills one parameter slot,
     /// recomputed for every row its WHERE filters.
     correlated: Vec<Correlated>,
@@ -3453,7 +3453,7 @@ impl<'a> Exec<'a> {
         user: &str,
         txn: &'a mut Txn,
         params: Vec<Datum>,
-        cancel: &'a AtomicBool,
+        cancel: &'a std::sync::Arc<AtomicBool>,
     ) -> Self {
         let now = ctx.shared.hlc.now();
         let rowid = ((now.wall / 1000) as i64) << 15 | ((ctx.core as i64) << 12);

@@ -29,8 +29,10 @@
 //! - DistSQL ([`distsql`], `exec::distsql`) runs the scan, filter and partial aggregation of
 //!   a single-table query on each leaseholder core; join inputs, window functions and
 //!   DISTINCT aggregates are still computed on the gateway over rows the flows send back.
-//! - Joins are hash joins on equality conditions (`exec::hash_join`), nested loops
-//!   otherwise, with no join reordering; correlated subqueries work only in WHERE, in
+//! - Joins are hash joins on equality conditions (`exec::hash_join`), lookup joins by key
+//!   from a small left side, nested loops otherwise (`exec::join_access`: pushdown, join
+//!   order by estimated rows for inner joins of tables only, no merge join); the right
+//!   input of a hash join is held in memory. Correlated subqueries work only in WHERE, in
 //!   UPDATE … SET and in ungrouped
 //!   SELECT lists (run once per outer row). Arrays ([`array`]) are their text form in a
 //!   `Datum::Text`, columns too: a SELECT's ORDER BY sorts them element by element, but

@@ -112,6 +112,41 @@ impl Exec<'_> {
         })
     }
 
+    /// The columns of `plan`'s table that anything after the scan reads, when that is
+    /// known exactly (no window functions, set-returning functions or correlated
+    /// subqueries, which read rows in their own ways); flows decode only those.
+    pub(super) fn kept_columns(&self, plan: &SelectPlan, width: usize) -> Option<Vec<bool>> {
+        if !plan.windows.is_empty() || !plan.srfs.is_empty() || !self.correlated.is_empty() {
+            return None;
+        }
+        let mut keep = vec![false; width];
+        let mut mark = |s: &Scalar| {
+            s.walk(&mut |n| {
+                if let Scalar::Column(c) = n {
+                    if let Some(k) = keep.get_mut(*c) {
+                        *k = true;
+                    }
+                }
+            })
+        };
+        plan.filter.iter().for_each(&mut mark);
+        plan.having.iter().for_each(&mut mark);
+        plan.group_by.iter().for_each(&mut mark);
+        plan.outputs.iter().for_each(&mut mark);
+        for (k, _, _) in &plan.order {
+            if let SortKey::Expr(e) = k {
+                mark(e);
+            }
+        }
+        for a in &plan.aggs {
+            a.arg.iter().for_each(&mut mark);
+            a.filter.iter().for_each(&mut mark);
+            a.delimiter.iter().for_each(&mut mark);
+            a.order.iter().for_each(|(k, _, _)| mark(k));
+        }
+        Some(keep)
+    }
+
     /// Cuts `[start, end)` at range boundaries and groups the pieces by the core that leads
     /// them (in order of first appearance).
     pub(super) async fn plan_flows(&self, start: &[u8], end: &[u8]) -> Result<Vec<FlowPlan>> {
@@ -198,8 +233,9 @@ impl Exec<'_> {
         }
         let partial = Self::partial_agg(plan);
         let grouped = partial.is_some();
+        let keep = self.kept_columns(plan, t.columns.len());
         let outputs = self
-            .run_flows(t, plan.filter.clone(), partial, &start, &end)
+            .run_flows(t, plan.filter.clone(), partial, keep, &start, &end)
             .await?;
         if grouped {
             let mut grouper = Grouper::default();
@@ -227,6 +263,7 @@ impl Exec<'_> {
         t: &TableDesc,
         filter: Option<Scalar>,
         agg: Option<PartialAgg>,
+        keep: Option<Vec<bool>>,
         start: &[u8],
         end: &[u8],
     ) -> Result<Vec<FlowOutput>> {
@@ -249,6 +286,8 @@ impl Exec<'_> {
                 time_left: self
                     .deadline
                     .map(|d| d.saturating_duration_since(std::time::Instant::now())),
+                keep: keep.clone(),
+                cancel: Some(self.cancel.clone()),
             };
             let ctx = self.ctx;
             let runs = flows.iter().map(|f| {
