@@ -343,10 +343,99 @@ impl Exec<'_> {
             Access::Index(ix, _) => {
                 stats::estimate_eq_rows(&self.cat.stats, t.id, &ix.columns).unwrap_or(10.0)
             }
-            Access::Span(..) => all / 3.0,
-            Access::Full if pushed.is_some() => all / 3.0,
-            Access::Full => all,
+            Access::Span(..) | Access::Full => match pushed {
+                Some(f) => (all * self.selectivity(t, f)).max(1.0),
+                None => all,
+            },
         }
+    }
+
+    /// The fraction of `t`'s rows `filter` is expected to keep: each conjunct on its own
+    /// (independence), from the statistics where they say something (equality: one
+    /// distinct value's share; a range on one column: its histogram; IS NULL: the NULL
+    /// share), a third otherwise.
+    pub(super) fn selectivity(&self, t: &TableDesc, filter: &Scalar) -> f64 {
+        const UNKNOWN: f64 = 1.0 / 3.0;
+        let st = &self.cat.stats;
+        let rows = stats::row_count(st, t.id).unwrap_or(0) as f64;
+        let eq = |c: usize| match stats::estimate_eq_rows(st, t.id, &[c]) {
+            Some(e) if rows > 0.0 => (e / rows).min(1.0),
+            _ => 0.1,
+        };
+        let mut conj = Vec::new();
+        flatten_and(filter, &mut conj);
+        let mut sel = 1.0;
+        // Per column: (lower, upper) bounds of the ranges on it.
+        let mut ranges: Vec<(usize, Option<Datum>, Option<Datum>)> = Vec::new();
+        let mut bound = |c: usize, lo: Option<Datum>, hi: Option<Datum>| match ranges
+            .iter_mut()
+            .find(|(col, _, _)| *col == c)
+        {
+            Some(r) => {
+                if lo.is_some() {
+                    r.1 = lo;
+                }
+                if hi.is_some() {
+                    r.2 = hi;
+                }
+            }
+            None => ranges.push((c, lo, hi)),
+        };
+        let value = |s: &Scalar| s.eval(&[], &self.cx).ok().filter(|d| !d.is_null());
+        for c in conj {
+            let (op, col, v) = match c {
+                Scalar::Binary(op, l, r, _) => match (l.as_ref(), r.as_ref()) {
+                    (Scalar::Column(i), v) if is_value(v) => (*op, *i, v),
+                    (v, Scalar::Column(i)) if is_value(v) => (flip(*op), *i, v),
+                    _ => {
+                        sel *= UNKNOWN;
+                        continue;
+                    }
+                },
+                Scalar::Between(x, lo, hi, false) => match (x.as_ref(), value(lo), value(hi)) {
+                    (Scalar::Column(i), Some(lo), Some(hi)) => {
+                        bound(*i, Some(lo), Some(hi));
+                        continue;
+                    }
+                    _ => {
+                        sel *= UNKNOWN;
+                        continue;
+                    }
+                },
+                Scalar::InList(x, list, false) => {
+                    sel *= match x.as_ref() {
+                        Scalar::Column(i) => (eq(*i) * list.len() as f64).min(1.0),
+                        _ => UNKNOWN,
+                    };
+                    continue;
+                }
+                Scalar::IsNull(x, negated) => {
+                    let f = match x.as_ref() {
+                        Scalar::Column(i) => stats::null_fraction(st, t.id, *i).unwrap_or(0.1),
+                        _ => 0.1,
+                    };
+                    sel *= if *negated { 1.0 - f } else { f };
+                    continue;
+                }
+                _ => {
+                    sel *= UNKNOWN;
+                    continue;
+                }
+            };
+            match op {
+                BinOp::Eq => sel *= eq(col),
+                BinOp::NotEq => sel *= 1.0 - eq(col),
+                BinOp::Lt | BinOp::LtEq => bound(col, None, value(v)),
+                BinOp::Gt | BinOp::GtEq => bound(col, value(v), None),
+                _ => sel *= UNKNOWN,
+            }
+        }
+        for (col, lo, hi) in ranges {
+            let ty = t.columns[col].ty;
+            sel *= stats::range_fraction(st, t.id, col, ty, lo.as_ref(), hi.as_ref())
+                .unwrap_or(UNKNOWN);
+        }
+        sel.clamp(0.0, 1.0)
     }
 
     /// Cost-based join order for a join of tables by inner joins only: start from the
