@@ -351,6 +351,58 @@ fn joins_read_only_the_rows_they_can_match() {
         );
         assert_eq!(rows_of(&c, q).await, vec![vec!["10".to_string()]]);
         assert_eq!(rows_read(&c, q).await, (1, 10_000 + 10));
+        // With an index on ts, a narrow range reads the index (NULLs never match).
+        c.batch_execute(
+            "CREATE INDEX ev_ts ON ev (ts); \
+             INSERT INTO ev VALUES (-1, NULL, 1), (-2, NULL, 2); \
+             ANALYZE ev",
+        )
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !access(&c, "SELECT * FROM ev WHERE ts > 9990")
+            .await
+            .contains("range scan")
+        {
+            assert!(std::time::Instant::now() < deadline, "no index range scan");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            access(&c, "SELECT * FROM ev WHERE ts > 9990").await,
+            "scan ev: index ev_ts range scan (1 range)"
+        );
+        for (filter, want) in [
+            ("ts > 9990", 10),
+            ("ts >= 9990", 11),
+            ("ts < 5", 4),
+            ("ts <= 5", 5),
+            ("ts BETWEEN 100 AND 199", 100),
+            ("ts > 50 AND ts < 60", 9),
+            ("ts > 20000", 0),
+        ] {
+            let q = format!("SELECT count(*) FROM ev WHERE {filter}");
+            assert_eq!(
+                rows_of(&c, &q).await,
+                vec![vec![want.to_string()]],
+                "{filter}"
+            );
+            assert_eq!(rows_read(&c, &q).await, (1, want), "{filter}");
+        }
+        // Half the table: a full scan is cheaper than 5000 lookups.
+        assert_eq!(
+            access(&c, "SELECT * FROM ev WHERE ts > 5000").await,
+            "scan ev: full scan (1 range)"
+        );
+        assert_eq!(rows_read(&c, q).await, (1, 10 + 10));
+        // Writes find their rows through the range too.
+        c.batch_execute("UPDATE ev SET kind = 0 WHERE ts > 9995; DELETE FROM ev WHERE ts < 3")
+            .await
+            .unwrap();
+        assert_eq!(
+            rows_of(&c, "SELECT count(*) FILTER (WHERE kind = 0), count(*) FROM ev").await,
+            vec![vec!["5".to_string(), "10000".to_string()]]
+        );
+
         // The padded side of a LEFT JOIN is not filtered early.
         let q = "SELECT count(*) FROM cust c LEFT JOIN ord o ON o.cust = c.id \
                  WHERE o.id IS NULL";

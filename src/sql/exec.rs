@@ -88,8 +88,15 @@ enum Access {
     Points(Vec<Datum>),
     Span(Vec<u8>, Vec<u8>),
     Index(IndexDesc, Vec<Datum>),
+    /// A span `[start, end)` of a secondary index (a range on its first column), each entry
+    /// then read by primary key.
+    IndexRange(IndexDesc, Vec<u8>, Vec<u8>),
     Full,
 }
+
+/// Ranges on columns from a filter: column → (lower, upper) bound, each value with
+/// whether it is included.
+type ColumnRanges = BTreeMap<usize, (Option<(Datum, bool)>, Option<(Datum, bool)>)>;
 
 /// What `SELECT … FOR UPDATE` does with a row another transaction holds locked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -4482,6 +4489,14 @@ impl<'a> Exec<'a> {
                     }
                 }
             }
+            Access::IndexRange(_, start, end) => {
+                for (_, pk) in self.kv_scan(&start, &end).await? {
+                    self.check_cancel()?;
+                    if let Some(v) = self.kv_get(&pk).await? {
+                        out.push(t.decode_row(&v)?);
+                    }
+                }
+            }
             Access::Full => {
                 let p = index_prefix(t.id, t.primary_index);
                 let end = prefix_end(&p);
@@ -4573,6 +4588,7 @@ impl<'a> Exec<'a> {
         let mut eq: BTreeMap<usize, Datum> = BTreeMap::new();
         let mut lower: Option<(Datum, bool)> = None;
         let mut upper: Option<(Datum, bool)> = None;
+        let mut ranges = ColumnRanges::new();
         let first_pk = t.pk[0];
         for c in &conj {
             let (op, col, val) = match c {
@@ -4585,13 +4601,15 @@ impl<'a> Exec<'a> {
                     if let (Scalar::Column(i), true, true) =
                         (x.as_ref(), is_value(lo), is_value(hi))
                     {
-                        if *i == first_pk {
-                            if let (Some(l), Some(h)) = (
-                                self.exact(lo, t.columns[*i].ty),
-                                self.exact(hi, t.columns[*i].ty),
-                            ) {
+                        if let (Some(l), Some(h)) = (
+                            self.exact(lo, t.columns[*i].ty),
+                            self.exact(hi, t.columns[*i].ty),
+                        ) {
+                            if *i == first_pk {
                                 lower = Some((l, true));
                                 upper = Some((h, true));
+                            } else {
+                                ranges.insert(*i, (Some((l, true)), Some((h, true))));
                             }
                         }
                     }
@@ -4608,6 +4626,12 @@ impl<'a> Exec<'a> {
                 }
                 BinOp::Gt | BinOp::GtEq if col == first_pk => lower = Some((v, op == BinOp::GtEq)),
                 BinOp::Lt | BinOp::LtEq if col == first_pk => upper = Some((v, op == BinOp::LtEq)),
+                BinOp::Gt | BinOp::GtEq => {
+                    ranges.entry(col).or_default().0 = Some((v, op == BinOp::GtEq))
+                }
+                BinOp::Lt | BinOp::LtEq => {
+                    ranges.entry(col).or_default().1 = Some((v, op == BinOp::LtEq))
+                }
                 _ => {}
             }
         }
@@ -4654,7 +4678,68 @@ impl<'a> Exec<'a> {
             };
             return Access::Span(start, end);
         }
+        if let Some(a) = self.index_range(t, &ranges) {
+            return a;
+        }
         Access::Full
+    }
+
+    /// A range scan of the secondary index whose first column has the most selective range
+    /// in `ranges`, when the statistics say it reads at most a tenth of the table (each
+    /// entry costs a primary key read, so a wider range scans the table instead).
+    fn index_range(&self, t: &TableDesc, ranges: &ColumnRanges) -> Option<Access> {
+        use crate::sql::stats;
+        let mut best: Option<(&IndexDesc, f64)> = None;
+        for idx in &t.indexes {
+            let col = idx.columns[0];
+            let Some((lo, hi)) = ranges.get(&col) else {
+                continue;
+            };
+            let frac = stats::range_fraction(
+                &self.cat.stats,
+                t.id,
+                col,
+                t.columns[col].ty,
+                lo.as_ref().map(|(v, _)| v),
+                hi.as_ref().map(|(v, _)| v),
+            )?;
+            if frac <= 0.1 && best.is_none_or(|(_, f)| frac < f) {
+                best = Some((idx, frac));
+            }
+        }
+        let (idx, _) = best?;
+        let (lo, hi) = &ranges[&idx.columns[0]];
+        let prefix = index_prefix(t.id, idx.id);
+        let start = match lo {
+            Some((v, incl)) => {
+                let mut s = prefix.clone();
+                encode_key_datum(v, &mut s);
+                if *incl {
+                    s
+                } else {
+                    prefix_end(&s)
+                }
+            }
+            // After the NULLs, which sort first and match no range.
+            None => {
+                let mut s = prefix.clone();
+                encode_key_datum(&Datum::Null, &mut s);
+                prefix_end(&s)
+            }
+        };
+        let end = match hi {
+            Some((v, incl)) => {
+                let mut s = prefix.clone();
+                encode_key_datum(v, &mut s);
+                if *incl {
+                    prefix_end(&s)
+                } else {
+                    s
+                }
+            }
+            None => prefix_end(&prefix),
+        };
+        Some(Access::IndexRange(idx.clone(), start, end))
     }
 
     /// Like [`Exec::exact`], but a NULL value is `Some(None)` (it matches no row).
@@ -5833,6 +5918,7 @@ impl<'a> Exec<'a> {
                 Access::Points(v) => format!("primary key lookups ({} keys)", v.len()),
                 Access::Span(..) => "primary key span scan".to_string(),
                 Access::Index(i, _) => format!("index {} lookup", i.name),
+                Access::IndexRange(i, _, _) => format!("index {} range scan", i.name),
                 Access::Full => "full scan".to_string(),
             };
             let ranges = self.ctx.ranges.borrow().table_range_count(t.id);
@@ -5851,7 +5937,7 @@ impl<'a> Exec<'a> {
                 Access::Full => {
                     crate::sql::stats::row_count(&self.cat.stats, t.id).map(|n| n as f64)
                 }
-                Access::Points(_) | Access::Span(..) => None,
+                Access::Points(_) | Access::Span(..) | Access::IndexRange(..) => None,
             };
             if let (Some(e), Some(_)) = (estimate, self.cat.stats.get(&t.id)) {
                 out.push(format!("{pad}  estimated rows: {}", e.round() as u64));
@@ -5902,6 +5988,7 @@ impl<'a> Exec<'a> {
                         Access::Points(v) => format!("primary key lookups ({} keys)", v.len()),
                         Access::Span(..) => "primary key span scan".to_string(),
                         Access::Index(ix, _) => format!("index {} lookup", ix.name),
+                        Access::IndexRange(ix, _, _) => format!("index {} range scan", ix.name),
                         Access::Full => "full scan".to_string(),
                     };
                     let mut line = format!("{pad}  scan {}: {access}", t.name);

@@ -343,7 +343,7 @@ impl Exec<'_> {
             Access::Index(ix, _) => {
                 stats::estimate_eq_rows(&self.cat.stats, t.id, &ix.columns).unwrap_or(10.0)
             }
-            Access::Span(..) | Access::Full => match pushed {
+            Access::Span(..) | Access::IndexRange(..) | Access::Full => match pushed {
                 Some(f) => (all * self.selectivity(t, f)).max(1.0),
                 None => all,
             },
