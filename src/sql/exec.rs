@@ -4695,6 +4695,10 @@ impl<'a> Exec<'a> {
             let Some((lo, hi)) = ranges.get(&col) else {
                 continue;
             };
+            // Floats: -0 = 0 and NaN sorts above everything, unlike their keys.
+            if t.columns[col].ty.is_float() {
+                continue;
+            }
             let frac = stats::range_fraction(
                 &self.cat.stats,
                 t.id,

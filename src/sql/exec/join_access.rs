@@ -217,6 +217,10 @@ impl Exec<'_> {
             LookupBy::Index(i) => i.columns.clone(),
             _ => t.pk[..lefts.len()].to_vec(),
         };
+        // Floats: -0 = 0 but their keys differ.
+        if cols.iter().any(|&c| t.columns[c].ty.is_float()) {
+            return Ok(None);
+        }
         let mut seen = HashSet::new();
         let mut lookups = Vec::new();
         'rows: for l in left {
