@@ -292,6 +292,8 @@ pub struct TableDesc {
     pub schema_id: u32,
     /// That schema's name (not stored: filled in when the catalog loads).
     pub schema: String,
+    /// `COMMENT ON`: (0 for the table, column position + 1 for a column, comment).
+    pub comments: Vec<(u32, String)>,
 }
 
 impl TableDesc {
@@ -610,6 +612,13 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
     for i in &t.adding {
         encode_index(&mut w, i);
     }
+    // Extension 5 (COMMENT ON).
+    w.u8(5);
+    w.u32(t.comments.len() as u32);
+    for (on, text) in &t.comments {
+        w.u32(*on);
+        w.str(text);
+    }
     w.0
 }
 
@@ -776,6 +785,13 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             adding.push(decode_index(&mut r)?);
         }
     }
+    let mut comments = Vec::new();
+    if r.1 < r.0.len() && r.u8()? >= 5 {
+        for _ in 0..r.u32()? {
+            let on = r.u32()?;
+            comments.push((on, r.str()?));
+        }
+    }
     Ok(TableDesc {
         id,
         db_id,
@@ -793,6 +809,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         foreign_keys,
         schema_id,
         schema: "public".into(),
+        comments,
     })
 }
 
@@ -1252,9 +1269,11 @@ mod tests {
             foreign_keys: Vec::new(),
             schema_id: 0,
             schema: "public".into(),
+            comments: vec![(0, "the table".into()), (1, "the key".into())],
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");
+        assert_eq!(back.comments, t.comments);
         assert_eq!(back.columns[0].default.as_deref(), Some("1 + 1"));
         assert!(back.columns[0].default_expr.is_some());
         assert_eq!(back.indexes[0].columns, vec![0]);
@@ -1303,13 +1322,17 @@ mod tests {
         assert_eq!(back.foreign_keys[0].ref_columns, vec![1]);
         assert_eq!(back.foreign_keys[0].on_delete, RefAction::Cascade);
         assert_eq!(back.foreign_keys[0].on_update, RefAction::SetNull);
-        // A descriptor written before extension 4 has no indexes being added.
+        // A descriptor written before extension 5 has no comments, before 4 no indexes
+        // being added.
         let mut t0 = t.clone();
         t0.adding.clear();
+        t0.comments.clear();
         let old = encode_table(&t0);
         let back = decode_table(&old[..old.len() - (1 + 4)]).unwrap();
+        assert!(back.comments.is_empty() && back.adding.is_empty());
+        let back = decode_table(&old[..old.len() - 2 * (1 + 4)]).unwrap();
         assert!(back.adding.is_empty() && back.schema_id == 0);
-        let ext2_len = 1 + 1 + 4 + (1 + 4) + (1 + 4);
+        let ext2_len = 1 + 1 + 4 + (1 + 4) + (1 + 4) + (1 + 4);
         let before_ext2 = &old[..old.len() - ext2_len];
         let back = decode_table(before_ext2).unwrap();
         assert!(back.sequence.is_none() && back.foreign_keys.is_empty());

@@ -775,6 +775,7 @@ mod tests {
             foreign_keys: Vec::new(),
             schema_id: 0,
             schema: String::new(),
+            comments: Vec::new(),
         };
         // Through the descriptor codec once: what the other node decodes is compared.
         let table = decode_table(&encode_table(&t)).unwrap();

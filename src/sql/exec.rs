@@ -35,6 +35,7 @@ pub use distsql::{distsql_setting, DISTSQL_VAR};
 
 pub use create_table_as::select_into_as_create;
 mod analyze;
+mod comments;
 mod foreign_keys;
 mod hash_join;
 mod join_access;
@@ -2770,6 +2771,7 @@ fn build_check(
         foreign_keys: Vec::new(),
         schema_id: catalog::PUBLIC_SCHEMA,
         schema: "public".into(),
+        comments: Vec::new(),
     };
     let scope = table_scope(&probe, table);
     let mut params = Vec::new();
@@ -4288,6 +4290,15 @@ impl<'a> Exec<'a> {
                 ))
             }
             Statement::Analyze(a) => self.analyze(a).await,
+            Statement::Comment {
+                object_type,
+                object_name,
+                comment,
+                ..
+            } => {
+                self.comment_on(*object_type, object_name, comment.as_deref())
+                    .await
+            }
             other => Err(Error::unsupported(format!(
                 "unsupported statement: {}",
                 first_words(&other.to_string())
@@ -7284,6 +7295,7 @@ impl<'a> Exec<'a> {
             foreign_keys: Vec::new(),
             schema_id,
             schema: "public".into(),
+            comments: Vec::new(),
         };
         for (fk, cols) in pending_fks {
             let f = self.build_foreign_key(&desc, &fk, cols)?;
@@ -7381,6 +7393,7 @@ impl<'a> Exec<'a> {
             foreign_keys: Vec::new(),
             schema_id,
             schema: "public".into(),
+            comments: Vec::new(),
         };
         writes.push(KvWrite::Put {
             key: keys::table_desc_key(id),

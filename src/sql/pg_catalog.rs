@@ -417,15 +417,6 @@ use SqlType::{Bool as B, Float4 as F4, Int2 as I2, Int4 as I4, Int8 as I8, Text 
 /// one of them are empty.
 const EMPTY_TABLES: &[(&str, &[(&str, SqlType)])] = &[
     (
-        "pg_description",
-        &[
-            ("objoid", I8),
-            ("classoid", I8),
-            ("objsubid", I4),
-            ("description", T),
-        ],
-    ),
-    (
         "pg_shdescription",
         &[("objoid", I8), ("classoid", I8), ("description", T)],
     ),
@@ -603,6 +594,9 @@ const EMPTY_TABLES: &[(&str, &[(&str, SqlType)])] = &[
 
 /// PostgreSQL's oids of the system catalogs a `'pg_class'::regclass` may name (drivers
 /// compare `pg_description.classoid` with them).
+/// `pg_class`'s oid (`pg_description.classoid` of a relation's comments).
+const PG_CLASS_OID: i64 = 1259;
+
 const SYSTEM_CATALOG_OIDS: &[(&str, i64)] = &[
     ("pg_type", 1247),
     ("pg_attribute", 1249),
@@ -649,6 +643,7 @@ fn catalog_name(name: &ObjectName) -> Option<(&'static str, String)> {
 }
 
 const PG_CATALOG_TABLES: &[&str] = &[
+    "pg_description",
     "pg_namespace",
     "pg_class",
     "pg_attribute",
@@ -761,6 +756,37 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
     }
     let tables = user_tables(cat, db_id);
     match name {
+        // COMMENT ON: the table's (objsubid 0) and its columns' (their attnum).
+        "pg_description" => {
+            let mut rows = Vec::new();
+            for t in &tables {
+                for (on, text) in &t.comments {
+                    let subid = match on {
+                        0 => 0,
+                        n => match attnum_of(t, *n as usize - 1) {
+                            Some(a) => a,
+                            None => continue,
+                        },
+                    };
+                    rows.push(vec![
+                        Datum::Int(table_oid(t)),
+                        Datum::Int(PG_CLASS_OID),
+                        Datum::Int(subid),
+                        Datum::Text(text.clone()),
+                    ]);
+                }
+            }
+            table(
+                name,
+                &[
+                    ("objoid", I8),
+                    ("classoid", I8),
+                    ("objsubid", I4),
+                    ("description", T),
+                ],
+                rows,
+            )
+        }
         "pg_namespace" => table(
             name,
             &[("oid", I8), ("nspname", T), ("nspowner", I8), ("nspacl", T)],
@@ -2219,6 +2245,7 @@ pub fn eval_function(name: &str, vals: &[Datum]) -> Option<Result<Datum>> {
             Some(0) => "SQL_ASCII",
             _ => "",
         }),
+        // obj_description / col_description are rewritten over the catalog ([`rewrite`]).
         "obj_description" | "col_description" | "shobj_description" => Datum::Null,
         "array_to_string" => {
             // array_to_string(array, delimiter [, null_string]): the elements in row-major
@@ -2360,7 +2387,13 @@ fn json_build_object(vals: &[Datum]) -> Result<Datum> {
 const REGCLASS_NAME: &str = "__regclass_name";
 
 /// Functions whose answer depends on the catalog: [`rewrite`] replaces them.
-const CATALOG_FUNCTIONS: &[&str] = &["pg_get_indexdef", "pg_get_constraintdef", "pg_get_viewdef"];
+const CATALOG_FUNCTIONS: &[&str] = &[
+    "pg_get_indexdef",
+    "pg_get_constraintdef",
+    "pg_get_viewdef",
+    "obj_description",
+    "col_description",
+];
 
 fn func_name(f: &ast::Function) -> String {
     crate::sql::expr::object_name(&f.name)
@@ -2707,6 +2740,12 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
                             Some(c) if name == "pg_get_indexdef" => Some(c.clone()),
                             _ => None,
                         };
+                        if name == "col_description" {
+                            let mut it = args.into_iter();
+                            let (oid, n) = (it.next().unwrap_or_else(null), it.next());
+                            *e = self.column_comment_case(oid, n.unwrap_or_else(null));
+                            return Ok(());
+                        }
                         let arg = args.into_iter().next().unwrap_or_else(null);
                         *e = match column {
                             Some(c) => self.index_column_case(arg, c),
@@ -2951,10 +2990,63 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
         }
 
         /// `CASE arg WHEN oid THEN 'text' … END` for a catalog-dependent function.
+        /// `col_description(oid, attnum)`: a CASE over the commented columns.
+        fn column_comment_case(&self, oid: Expr, attnum: Expr) -> Expr {
+            let oid = Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(Expr::Nested(Box::new(oid))),
+                data_type: DataType::Custom(
+                    ObjectName::from(vec![ast::Ident::new("int8")]),
+                    vec![],
+                ),
+                format: None,
+            };
+            let mut whens = Vec::new();
+            for t in user_tables(self.cat, self.db_id) {
+                for (on, text) in &t.comments {
+                    let Some(n) = on.checked_sub(1).and_then(|p| attnum_of(t, p as usize)) else {
+                        continue;
+                    };
+                    let cond = Expr::BinaryOp {
+                        left: Box::new(Expr::BinaryOp {
+                            left: Box::new(oid.clone()),
+                            op: BinaryOperator::Eq,
+                            right: Box::new(number(table_oid(t))),
+                        }),
+                        op: BinaryOperator::And,
+                        right: Box::new(Expr::BinaryOp {
+                            left: Box::new(Expr::Nested(Box::new(attnum.clone()))),
+                            op: BinaryOperator::Eq,
+                            right: Box::new(number(n)),
+                        }),
+                    };
+                    whens.push(ast::CaseWhen {
+                        condition: cond,
+                        result: Expr::Value(Value::SingleQuotedString(text.clone()).into()),
+                    });
+                }
+            }
+            if whens.is_empty() {
+                return null();
+            }
+            Expr::Case {
+                case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                operand: None,
+                conditions: whens,
+                else_result: None,
+            }
+        }
+
         fn lookup_case(&self, name: &str, arg: Expr, pretty: bool) -> Expr {
             let mut pairs: Vec<(i64, String)> = Vec::new();
             for t in user_tables(self.cat, self.db_id) {
                 match name {
+                    "obj_description" => {
+                        if let Some((_, text)) = t.comments.iter().find(|(on, _)| *on == 0) {
+                            pairs.push((table_oid(t), text.clone()));
+                        }
+                    }
                     REGCLASS_NAME => {
                         pairs.push((table_oid(t), quote_ident(&t.name)));
                         for (i, _) in indexes_of(t) {

@@ -86,6 +86,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     if let Some(r) = rewrite_explain_analyze_options(body) {
         return r.into();
     }
+    if let Some(r) = rewrite_dollar_comment(body) {
+        return r.into();
+    }
     if let Some(r) = rewrite_split_at(body) {
         return r.into();
     }
@@ -226,6 +229,33 @@ fn rewrite_as_of(body: &str) -> Option<String> {
 /// session answers with the tag alone.
 /// CockroachDB's `CREATE STATISTICS name ON a[, b …] FROM t` → `ANALYZE t ("marker name", a,
 /// b …)` (`exec/analyze.rs` takes the name from the marker column).
+/// `COMMENT ON … IS $tag$text$tag$` → `… IS 'text'`: sqlparser takes only a quoted string
+/// there.
+fn rewrite_dollar_comment(body: &str) -> Option<String> {
+    let first = body.split_ascii_whitespace().next()?;
+    if !first.eq_ignore_ascii_case("comment") || !body.ends_with('$') {
+        return None;
+    }
+    let lower = body.to_ascii_lowercase();
+    let is = lower.rfind(" is ")?;
+    let quoted = body[is + 4..].trim();
+    let tag_end = quoted[1..].find('$')? + 2;
+    let tag = &quoted[..tag_end];
+    let text = quoted.strip_prefix(tag)?.strip_suffix(tag)?;
+    if !tag[1..tag.len() - 1]
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_')
+        || text.contains(tag)
+    {
+        return None;
+    }
+    Some(format!(
+        "{} '{}'",
+        &body[..is + 3],
+        text.replace('\'', "''")
+    ))
+}
+
 /// CockroachDB's `EXPLAIN ANALYZE (DISTSQL) …` → `EXPLAIN (ANALYZE, DISTSQL) …`, which
 /// sqlparser reads.
 fn rewrite_explain_analyze_options(body: &str) -> Option<String> {
@@ -452,6 +482,22 @@ fn rewrite_split_at(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dollar_quoted_comment_becomes_a_quoted_string() {
+        assert_eq!(
+            rewrite("COMMENT ON TABLE t IS $$it's$$;"),
+            "COMMENT ON TABLE t IS 'it''s'"
+        );
+        assert_eq!(
+            rewrite("comment on column t.c is $x$a$$b$x$"),
+            "comment on column t.c is 'a$$b'"
+        );
+        assert_eq!(
+            rewrite("COMMENT ON TABLE t IS 'x'"),
+            "COMMENT ON TABLE t IS 'x'"
+        );
+    }
 
     #[test]
     fn explain_analyze_with_options_becomes_one_option_list() {

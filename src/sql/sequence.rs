@@ -318,6 +318,7 @@ pub fn relation(id: u32, db_id: u32, schema_id: u32, name: &str, seq: SequenceDe
         foreign_keys: Vec::new(),
         schema_id,
         schema: "public".into(),
+        comments: Vec::new(),
     }
 }
 

@@ -60,8 +60,9 @@ class Base(DeclarativeBase):
 
 class Author(Base):
     __tablename__ = "sqla_authors"
+    __table_args__ = {"comment": "people who write"}
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, comment="as printed")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     if WITH_FKS:
         books = relationship("Book", back_populates="author")
@@ -198,6 +199,10 @@ def main():
           [("sqla_books_title_author_key", ["title", "author_id"])])
     uqs = insp.get_unique_constraints("sqla_authors")
     check("unique=True column", [u["column_names"] for u in uqs], [["name"]])
+    # COMMENT ON, emitted by create_all, read back by the inspector.
+    check("get_table_comment", insp.get_table_comment("sqla_authors")["text"], "people who write")
+    check("column comment", {c["name"]: c.get("comment") for c in insp.get_columns("sqla_authors")}["name"],
+          "as printed")
     if WITH_FKS:
         fks = insp.get_foreign_keys("sqla_books")
         check("get_foreign_keys", [(f["constrained_columns"], f["referred_table"]) for f in fks],

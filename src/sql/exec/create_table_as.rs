@@ -107,6 +107,7 @@ impl Exec<'_> {
             foreign_keys: Vec::new(),
             schema_id,
             schema: "public".into(),
+            comments: Vec::new(),
         };
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),
