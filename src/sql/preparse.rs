@@ -239,7 +239,7 @@ fn rewrite_dollar_comment(body: &str) -> Option<String> {
     let lower = body.to_ascii_lowercase();
     let is = lower.rfind(" is ")?;
     let quoted = body[is + 4..].trim();
-    let tag_end = quoted[1..].find('$')? + 2;
+    let tag_end = quoted.strip_prefix('$')?.find('$')? + 2;
     let tag = &quoted[..tag_end];
     let text = quoted.strip_prefix(tag)?.strip_suffix(tag)?;
     if !tag[1..tag.len() - 1]
@@ -497,6 +497,14 @@ mod tests {
             rewrite("COMMENT ON TABLE t IS 'x'"),
             "COMMENT ON TABLE t IS 'x'"
         );
+        for odd in [
+            "COMMENT ON t IS $",
+            "COMMENT ON t IS é$",
+            "comment on t is x$",
+            "COMMENT $",
+        ] {
+            assert_eq!(rewrite(odd), odd);
+        }
     }
 
     #[test]
