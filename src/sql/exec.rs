@@ -5961,8 +5961,14 @@ impl<'a> Exec<'a> {
             out.push(format!("{pad}subquery"));
             self.explain_plan(inner, depth + 2, out);
         } else if let Some(join) = &plan.join {
-            let written = join_access::pushdown(join, plan.filter.as_ref());
-            let reordered = self.join_order(join, plan.filter.as_ref(), &written);
+            // As `run_plan`: nothing is pushed past correlated subqueries.
+            let filter = if self.correlated_in_filter(plan).is_empty() {
+                plan.filter.as_ref()
+            } else {
+                None
+            };
+            let written = join_access::pushdown(join, filter);
+            let reordered = self.join_order(join, filter, &written);
             let (join, filters) = match &reordered {
                 Some(r) => (&r.plan, &r.filters),
                 None => (join, &written),

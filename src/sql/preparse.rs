@@ -237,23 +237,43 @@ fn rewrite_dollar_comment(body: &str) -> Option<String> {
         return None;
     }
     let lower = body.to_ascii_lowercase();
-    let is = lower.rfind(" is ")?;
-    let quoted = body[is + 4..].trim();
-    let tag_end = quoted.strip_prefix('$')?.find('$')? + 2;
-    let tag = &quoted[..tag_end];
-    let text = quoted.strip_prefix(tag)?.strip_suffix(tag)?;
-    if !tag[1..tag.len() - 1]
-        .chars()
-        .all(|c| c.is_alphanumeric() || c == '_')
-        || text.contains(tag)
-    {
-        return None;
+    let bytes = lower.as_bytes();
+    // The first `IS` (between whitespace) followed by nothing but one dollar-quoted string:
+    // the text itself may say "is".
+    for (at, _) in lower.match_indices("is") {
+        let before = at.checked_sub(1).map(|b| bytes[b]);
+        let after = bytes.get(at + 2).copied();
+        if !before.is_some_and(|b| b.is_ascii_whitespace())
+            || !after.is_some_and(|b| b.is_ascii_whitespace())
+        {
+            continue;
+        }
+        let quoted = body[at + 2..].trim();
+        let Some(tag_end) = quoted
+            .strip_prefix('$')
+            .and_then(|q| q.find('$'))
+            .map(|e| e + 2)
+        else {
+            continue;
+        };
+        let tag = &quoted[..tag_end];
+        let Some(text) = quoted.strip_prefix(tag).and_then(|q| q.strip_suffix(tag)) else {
+            continue;
+        };
+        if !tag[1..tag.len() - 1]
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_')
+            || text.contains(tag)
+        {
+            continue;
+        }
+        return Some(format!(
+            "{} '{}'",
+            &body[..at + 2],
+            text.replace('\'', "''")
+        ));
     }
-    Some(format!(
-        "{} '{}'",
-        &body[..is + 3],
-        text.replace('\'', "''")
-    ))
+    None
 }
 
 /// CockroachDB's `EXPLAIN ANALYZE (DISTSQL) …` → `EXPLAIN (ANALYZE, DISTSQL) …`, which
@@ -267,7 +287,27 @@ fn rewrite_explain_analyze_options(body: &str) -> Option<String> {
         return None;
     }
     let options = rest.trim_start().strip_prefix('(')?;
-    if body.contains(';') {
+    // `EXPLAIN ANALYZE (SELECT 1)` is a parenthesized query, not options.
+    let word: String = options
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic() || *c == '_')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    const OPTIONS: [&str; 11] = [
+        "distsql",
+        "verbose",
+        "costs",
+        "buffers",
+        "timing",
+        "summary",
+        "format",
+        "settings",
+        "wal",
+        "generic_plan",
+        "analyze",
+    ];
+    if body.contains(';') || !OPTIONS.contains(&word.as_str()) {
         return None;
     }
     Some(format!("EXPLAIN (ANALYZE, {options}"))
@@ -497,6 +537,14 @@ mod tests {
             rewrite("COMMENT ON TABLE t IS 'x'"),
             "COMMENT ON TABLE t IS 'x'"
         );
+        assert_eq!(
+            rewrite("COMMENT ON TABLE users IS $$This is the users table$$"),
+            "COMMENT ON TABLE users IS 'This is the users table'"
+        );
+        assert_eq!(
+            rewrite("COMMENT ON TABLE t IS\n$$x$$"),
+            "COMMENT ON TABLE t IS 'x'"
+        );
         for odd in [
             "COMMENT ON t IS $",
             "COMMENT ON t IS é$",
@@ -522,6 +570,10 @@ mod tests {
             "EXPLAIN ANALYZE SELECT 1"
         );
         assert_eq!(rewrite("EXPLAIN analyzed"), "EXPLAIN analyzed");
+        assert_eq!(
+            rewrite("EXPLAIN ANALYZE (SELECT 1)"),
+            "EXPLAIN ANALYZE (SELECT 1)"
+        );
     }
 
     #[test]

@@ -54,7 +54,8 @@ impl Exec<'_> {
         };
         let mut desc = (*t).clone();
         desc.comments.retain(|(o, _)| *o != on);
-        if let Some(text) = comment {
+        // An empty comment removes it, as in PostgreSQL.
+        if let Some(text) = comment.filter(|c| !c.is_empty()) {
             desc.comments.push((on, text.to_string()));
             desc.comments.sort();
         }

@@ -37,6 +37,34 @@ pub fn distsql_setting(v: &str) -> Option<&'static str> {
     }
 }
 
+fn bad_answer(what: &str) -> Error {
+    Error::internal(format!("a DistSQL flow answered a malformed {what}"))
+}
+
+/// Checks a flow's answer for span `index` of `spans` against what was asked: rows, or
+/// groups with one state per aggregate (a peer of another version could answer otherwise).
+fn check_output(
+    out: &FlowOutput,
+    agg: Option<&PartialAgg>,
+    index: usize,
+    spans: usize,
+) -> Result<()> {
+    if index >= spans {
+        return Err(bad_answer("span"));
+    }
+    match (out, agg) {
+        (FlowOutput::Rows(_), None) => Ok(()),
+        (FlowOutput::Groups(groups), Some(a))
+            if groups
+                .iter()
+                .all(|(_, states)| states.len() == a.aggs.len()) =>
+        {
+            Ok(())
+        }
+        _ => Err(bad_answer("output")),
+    }
+}
+
 /// Where one flow runs and what it reads.
 pub(super) struct FlowPlan {
     pub(super) node: u64,
@@ -96,9 +124,14 @@ impl Exec<'_> {
     /// every aggregate mergeable with expressions that travel.
     pub(super) fn partial_agg(plan: &SelectPlan) -> Option<PartialAgg> {
         let travels = |s: &Option<Scalar>| s.as_ref().is_none_or(distsql::travels);
+        // A volatile grouping key (`GROUP BY random() > 0.5`) is computed once per row,
+        // where the row is: partial groups could not be matched up again.
         let ok = plan.grouped
             && plan.windows.is_empty()
-            && plan.group_by.iter().all(distsql::travels)
+            && plan
+                .group_by
+                .iter()
+                .all(|g| distsql::travels(g) && !super::join_access::volatile(g))
             && plan.aggs.iter().all(|a| {
                 mergeable(a)
                     && travels(&a.arg)
@@ -299,8 +332,19 @@ impl Exec<'_> {
                         range: spec.spans[0].range,
                         spec: Box::new(spec),
                     };
-                    // To the first span's leader (forwarded to its node if need be).
-                    match ctx.send(req).await? {
+                    // To the first span's leader (forwarded to its node if need be). A
+                    // flow the transport could not carry (a dead or cut-off node, an
+                    // answer too big or too slow) is read by the gateway instead.
+                    let answer = match ctx.send(req).await {
+                        Err(e) if e.is_retryable() => {
+                            return Ok(FlowEnd::Done(FlowResult {
+                                unserved: (0..n).collect(),
+                                ..FlowResult::default()
+                            }))
+                        }
+                        other => other?,
+                    };
+                    match answer {
                         KvResponse::Flow(r) => Ok(FlowEnd::Done(*r)),
                         KvResponse::Uncertain(u) => Ok(FlowEnd::Uncertain(u)),
                         // Nobody led it (the sender gave up): the gateway reads all of it.
@@ -321,10 +365,12 @@ impl Exec<'_> {
                 match answer {
                     Ok(FlowEnd::Done(r)) => {
                         for (i, out) in r.outputs {
+                            check_output(&out, agg.as_ref(), i, f.spans.len())?;
                             slots[f.spans[i].0] = Some(out);
                         }
                         for i in r.unserved {
-                            leftover.push(f.spans[i].clone());
+                            let span = f.spans.get(i).ok_or_else(|| bad_answer("span"))?;
+                            leftover.push(span.clone());
                         }
                         stats.push(FlowStat {
                             node: r.node,
@@ -356,6 +402,7 @@ impl Exec<'_> {
                 match distsql::run_flow(ctx, &spec, Source::Routed).await {
                     Ok(FlowEnd::Done(r)) => {
                         for (i, out) in r.outputs {
+                            check_output(&out, agg.as_ref(), i, leftover.len())?;
                             slots[leftover[i].0] = Some(out);
                         }
                         stats.push(FlowStat {

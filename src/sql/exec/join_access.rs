@@ -36,7 +36,7 @@ pub(super) const LOOKUP_MAX: usize = 10_000;
 const LOOKUP_ALWAYS: usize = 64;
 
 /// Functions whose value changes from call to call: never evaluated twice for a row.
-fn volatile(s: &Scalar) -> bool {
+pub(super) fn volatile(s: &Scalar) -> bool {
     let mut v = false;
     s.walk(&mut |n| {
         if let Scalar::Func(name, _, _) = n {
