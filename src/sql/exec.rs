@@ -2957,32 +2957,29 @@ fn agg_merge(call: &AggCall, into: &mut AggState, from: AggState) -> Result<()> 
     into.count += from.count;
     into.items.extend(from.items);
     let Some(v) = from.value else { return Ok(()) };
-    into.value = Some(match (call.func, into.value.take()) {
-        (_, None) => v,
-        (AggFunc::Sum | AggFunc::Avg, Some(acc)) => add_partial(call, acc, v)?,
-        (AggFunc::Min, Some(acc)) => {
-            if v.order_cmp(&acc).is_lt() {
-                v
-            } else {
-                acc
-            }
-        }
-        (AggFunc::Max, Some(acc)) => {
-            if v.order_cmp(&acc).is_gt() {
-                v
-            } else {
-                acc
-            }
-        }
-        (AggFunc::BoolAnd, Some(acc)) => {
-            Datum::Bool(acc.as_bool().unwrap_or(true) && v.as_bool().unwrap_or(true))
-        }
-        (AggFunc::BoolOr, Some(acc)) => {
-            Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
-        }
-        (_, Some(acc)) => acc,
+    into.value = Some(match into.value.take() {
+        None => v,
+        Some(acc) => combine(call, acc, v)?,
     });
     Ok(())
+}
+
+/// A running value `acc` of `call` (a sum, minimum, …) with one more value, or with
+/// another partial value over other rows: they combine the same way.
+fn combine(call: &AggCall, acc: Datum, v: Datum) -> Result<Datum> {
+    Ok(match call.func {
+        AggFunc::Sum | AggFunc::Avg => add_partial(call, acc, v)?,
+        AggFunc::Min if v.order_cmp(&acc).is_lt() => v,
+        AggFunc::Max if v.order_cmp(&acc).is_gt() => v,
+        AggFunc::BoolAnd => {
+            Datum::Bool(acc.as_bool().unwrap_or(true) && v.as_bool().unwrap_or(true))
+        }
+        AggFunc::BoolOr => {
+            Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
+        }
+        // count keeps its count elsewhere; the others keep items.
+        _ => acc,
+    })
 }
 
 /// A running sum plus `v`, in the aggregate's result type (an integer sum of a numeric
@@ -3073,34 +3070,7 @@ fn agg_update(call: &AggCall, st: &mut AggState, v: Datum) -> Result<()> {
             },
             _ => v,
         },
-        (AggFunc::Count, Some(x)) => x,
-        (AggFunc::Sum | AggFunc::Avg, Some(acc)) => add_partial(call, acc, v)?,
-        (AggFunc::Min, Some(acc)) => {
-            if v.order_cmp(&acc).is_lt() {
-                v
-            } else {
-                acc
-            }
-        }
-        (AggFunc::Max, Some(acc)) => {
-            if v.order_cmp(&acc).is_gt() {
-                v
-            } else {
-                acc
-            }
-        }
-        (AggFunc::BoolAnd, Some(acc)) => {
-            Datum::Bool(acc.as_bool().unwrap_or(true) && v.as_bool().unwrap_or(true))
-        }
-        (AggFunc::BoolOr, Some(acc)) => {
-            Datum::Bool(acc.as_bool().unwrap_or(false) || v.as_bool().unwrap_or(false))
-        }
-        (
-            AggFunc::CountStar | AggFunc::ArrayAgg | AggFunc::StringAgg | AggFunc::Variance { .. },
-            _,
-        ) => {
-            unreachable!("handled above")
-        }
+        (_, Some(acc)) => combine(call, acc, v)?,
     });
     Ok(())
 }
