@@ -61,8 +61,8 @@ const QUERIES: &[&str] = &[
     "SELECT g, v FROM t WHERE k > 29990 ORDER BY g, v LIMIT 4 OFFSET 1",
 ];
 
-#[test]
-fn flows_per_core_answer_what_the_gateway_answers() {
+/// A server with two cores, and a runtime for its clients.
+fn two_cores() -> (TestServer, tokio::runtime::Runtime) {
     let server = TestServer::start(&ServerOptions {
         cores: Some(2),
         ..ServerOptions::default()
@@ -73,6 +73,12 @@ fn flows_per_core_answer_what_the_gateway_answers() {
         .enable_all()
         .build()
         .unwrap();
+    (server, runtime)
+}
+
+#[test]
+fn flows_per_core_answer_what_the_gateway_answers() {
+    let (server, runtime) = two_cores();
     let config = server.config(common::DEFAULT_DATABASE);
     runtime.block_on(async {
         let c = common::connect(&config).await.expect("connect");
@@ -214,16 +220,7 @@ fn flows_per_core_answer_what_the_gateway_answers() {
 
 #[test]
 fn concurrent_transfers_never_change_a_distributed_sum() {
-    let server = TestServer::start(&ServerOptions {
-        cores: Some(2),
-        ..ServerOptions::default()
-    })
-    .expect("start");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (server, runtime) = two_cores();
     let config = server.config(common::DEFAULT_DATABASE);
     runtime.block_on(async {
         let c = common::connect(&config).await.expect("connect");

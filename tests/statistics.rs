@@ -233,6 +233,23 @@ fn statistics_are_collected_shown_and_steer_index_choice() {
     });
 }
 
+/// Waits (up to 20 s) until a line of `EXPLAIN sql` says `want`: the planner sees new
+/// statistics once the catalog reloads them.
+async fn wait_for_plan(client: &Client, sql: &str, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !rows_of(client, &format!("EXPLAIN {sql}"))
+        .await
+        .iter()
+        .any(|r| r[0].contains(want))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "EXPLAIN {sql} never said {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `table rows read: N` of `EXPLAIN ANALYZE sql`, and the rows it returned.
 async fn rows_read(client: &Client, sql: &str) -> (u64, u64) {
     let line = rows_of(client, &format!("EXPLAIN ANALYZE {sql}"))
@@ -274,15 +291,7 @@ fn joins_read_only_the_rows_they_can_match() {
         .await
         .unwrap();
         // The planner sees the statistics once the catalog reloads them.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !rows_of(&c, "EXPLAIN SELECT * FROM cust")
-            .await
-            .iter()
-            .any(|r| r[0].trim() == "estimated rows: 5000")
-        {
-            assert!(std::time::Instant::now() < deadline, "no statistics");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_plan(&c, "SELECT * FROM cust", "estimated rows: 5000").await;
         // WHERE on the left input: a point lookup; then one primary key lookup of cust.
         let q = "SELECT o.id, c.name FROM ord o JOIN cust c ON o.cust = c.id WHERE o.id = 7";
         assert_eq!(
@@ -333,15 +342,7 @@ fn joins_read_only_the_rows_they_can_match() {
         )
         .await
         .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !rows_of(&c, "EXPLAIN SELECT * FROM ev")
-            .await
-            .iter()
-            .any(|r| r[0].trim() == "estimated rows: 10000")
-        {
-            assert!(std::time::Instant::now() < deadline, "no statistics for ev");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_plan(&c, "SELECT * FROM ev", "estimated rows: 10000").await;
         let q = "SELECT count(*) FROM cust c JOIN ev e ON e.kind = c.id WHERE e.ts > 9990";
         let plan = rows_of(&c, &format!("EXPLAIN {q}")).await;
         assert!(
@@ -359,14 +360,7 @@ fn joins_read_only_the_rows_they_can_match() {
         )
         .await
         .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !access(&c, "SELECT * FROM ev WHERE ts > 9990")
-            .await
-            .contains("range scan")
-        {
-            assert!(std::time::Instant::now() < deadline, "no index range scan");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_plan(&c, "SELECT * FROM ev WHERE ts > 9990", "range scan").await;
         assert_eq!(
             access(&c, "SELECT * FROM ev WHERE ts > 9990").await,
             "scan ev: index ev_ts range scan (1 range)"

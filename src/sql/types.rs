@@ -280,8 +280,11 @@ impl SqlType {
         if t == TAG_TIME {
             return Some(Time);
         }
-        // Array types are tagged by their declaration order, as the first fifteen.
+        // Array types (and the catalog's vector types) are tagged by their declaration
+        // order, as the first fifteen.
         for a in [
+            Int2Vector,
+            OidVector,
             BoolArray,
             Int2Array,
             Int4Array,

@@ -294,14 +294,7 @@ pub fn put_type(out: &mut Vec<u8>, t: SqlType) {
 
 /// Reads a type written by [`put_type`].
 pub fn get_type(r: &mut Reader) -> Option<SqlType> {
-    // `SqlType::from_tag` does not know `int2vector` and `oidvector` (no column is
-    // declared with them, so no descriptor holds them), but expressions over pg_catalog
-    // do: their tags are read here.
-    match r.u8()? {
-        t if t == SqlType::Int2Vector.tag() => Some(SqlType::Int2Vector),
-        t if t == SqlType::OidVector.tag() => Some(SqlType::OidVector),
-        t => SqlType::from_tag(t),
-    }
+    SqlType::from_tag(r.u8()?)
 }
 
 /// Appends a row: a u32 count and its values.

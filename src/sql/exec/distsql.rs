@@ -254,7 +254,12 @@ impl Exec<'_> {
         {
             return Ok(None);
         }
+        let mut planned = None;
         if mode == DistMode::Auto {
+            // PERF: one core and no cluster: every range is on the gateway's core.
+            if self.ctx.shared.ncores == 1 && self.ctx.shared.cluster().is_none() {
+                return Ok(None);
+            }
             let flows = self.plan_flows(&start, &end).await?;
             let me = self.ctx.shared.node_id.load(Ordering::Relaxed);
             if flows
@@ -263,12 +268,20 @@ impl Exec<'_> {
             {
                 return Ok(None);
             }
+            planned = Some(flows);
         }
         let partial = Self::partial_agg(plan);
         let grouped = partial.is_some();
         let keep = self.kept_columns(plan, t.columns.len());
         let outputs = self
-            .run_flows(t, plan.filter.clone(), partial, keep, &start, &end)
+            .run_flows(
+                t,
+                plan.filter.clone(),
+                partial,
+                keep,
+                planned,
+                (&start, &end),
+            )
             .await?;
         if grouped {
             let mut grouper = Grouper::default();
@@ -297,8 +310,8 @@ impl Exec<'_> {
         filter: Option<Scalar>,
         agg: Option<PartialAgg>,
         keep: Option<Vec<bool>>,
-        start: &[u8],
-        end: &[u8],
+        mut planned: Option<Vec<FlowPlan>>,
+        (start, end): (&[u8], &[u8]),
     ) -> Result<Vec<FlowOutput>> {
         let table = Arc::new(t.clone());
         let mut unc = self.txn.uncertainty_limit();
@@ -306,7 +319,11 @@ impl Exec<'_> {
         let mut uncertain = 0;
         loop {
             self.check_cancel()?;
-            let flows = self.plan_flows(start, end).await?;
+            // The caller's plan first; a retry plans again (ranges or leaders moved).
+            let flows = match planned.take() {
+                Some(f) => f,
+                None => self.plan_flows(start, end).await?,
+            };
             let nspans: usize = flows.iter().map(|f| f.spans.len()).sum();
             let base = FlowSpec {
                 table: table.clone(),
