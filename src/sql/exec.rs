@@ -1849,40 +1849,7 @@ fn bind_order(
 }
 
 fn contains_agg(e: &Expr) -> bool {
-    match e {
-        Expr::Function(f) => {
-            let n = object_name(&f.name);
-            if f.over.is_none() && crate::sql::expr::is_agg_name(n.as_str()) {
-                return true;
-            }
-            match &f.args {
-                ast::FunctionArguments::List(l) => l.args.iter().any(|a| match a {
-                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => contains_agg(e),
-                    _ => false,
-                }),
-                _ => false,
-            }
-        }
-        Expr::BinaryOp { left, right, .. } => contains_agg(left) || contains_agg(right),
-        Expr::UnaryOp { expr, .. }
-        | Expr::Nested(expr)
-        | Expr::Cast { expr, .. }
-        | Expr::IsNull(expr)
-        | Expr::IsNotNull(expr) => contains_agg(expr),
-        Expr::Case {
-            operand,
-            conditions,
-            else_result,
-            ..
-        } => {
-            operand.as_deref().is_some_and(contains_agg)
-                || conditions
-                    .iter()
-                    .any(|c| contains_agg(&c.condition) || contains_agg(&c.result))
-                || else_result.as_deref().is_some_and(contains_agg)
-        }
-        _ => false,
-    }
+    crate::sql::expr::contains_aggregate(e)
 }
 
 /// Types the columns of correlated subqueries in `orig`'s SELECT list (stubbed as NULL in
@@ -3014,7 +2981,7 @@ fn agg_update_row(call: &AggCall, st: &mut AggState, r: &[Datum], cx: &EvalCtx) 
         Some(a) => a.eval(r, cx)?,
         None => Datum::Null,
     };
-    if matches!(call.func, AggFunc::ArrayAgg | AggFunc::StringAgg) {
+    if call.func.keeps_items() {
         if call.func == AggFunc::StringAgg && v.is_null() {
             return Ok(());
         }
@@ -3023,9 +2990,17 @@ fn agg_update_row(call: &AggCall, st: &mut AggState, r: &[Datum], cx: &EvalCtx) 
             .iter()
             .map(|(k, _, _)| k.eval(r, cx))
             .collect::<Result<Vec<_>>>()?;
-        // string_agg: the row's delimiter rides after the sort keys.
+        // string_agg: the row's delimiter rides after the sort keys (jsonb_object_agg:
+        // the row's key).
         if let Some(d) = &call.delimiter {
-            keys.push(d.eval(r, cx)?);
+            let d = d.eval(r, cx)?;
+            if call.func == AggFunc::JsonbObjectAgg && d.is_null() {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    "field name must not be null",
+                ));
+            }
+            keys.push(d);
         }
         if call.distinct {
             let mut k = Vec::new();
@@ -3176,11 +3151,7 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
             if st.items.is_empty() {
                 return Ok(Datum::Null);
             }
-            let mut items: Vec<&(Vec<Datum>, Datum)> = st.items.iter().collect();
-            if !call.order.is_empty() {
-                let dirs: Vec<(bool, bool)> = call.order.iter().map(|(_, d, n)| (*d, *n)).collect();
-                items.sort_by(|a, b| cmp_sort_keys(&a.0, &b.0, &dirs));
-            }
+            let items = sorted_items(call, st);
             let mut out: Vec<u8> = Vec::new();
             for (i, (keys, v)) in items.iter().enumerate() {
                 let bytes = |d: &Datum| match d {
@@ -3203,14 +3174,33 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
             if st.items.is_empty() {
                 return Ok(Datum::Null);
             }
-            let mut items: Vec<&(Vec<Datum>, Datum)> = st.items.iter().collect();
-            if !call.order.is_empty() {
-                let dirs: Vec<(bool, bool)> = call.order.iter().map(|(_, d, n)| (*d, *n)).collect();
-                items.sort_by(|a, b| cmp_sort_keys(&a.0, &b.0, &dirs));
-            }
-            let texts: Vec<Option<String>> =
-                items.iter().map(|(_, v)| v.to_text(call.arg_ty)).collect();
+            let texts: Vec<Option<String>> = sorted_items(call, st)
+                .iter()
+                .map(|(_, v)| v.to_text(call.arg_ty))
+                .collect();
             Datum::Text(crate::sql::types::format_array(&texts))
+        }
+        AggFunc::JsonbAgg | AggFunc::JsonbObjectAgg => {
+            use crate::sql::jsonb::{from_datum, Json};
+            if st.items.is_empty() {
+                return Ok(Datum::Null);
+            }
+            let items = sorted_items(call, st);
+            let json = if call.func == AggFunc::JsonbAgg {
+                let values = items.iter().map(|(_, v)| from_datum(v, true));
+                Json::Array(values.collect::<Result<_>>()?)
+            } else {
+                let mut pairs = Vec::with_capacity(items.len());
+                for (keys, v) in items {
+                    let key = match keys.last() {
+                        Some(Datum::Text(k)) => k.clone(),
+                        _ => String::new(),
+                    };
+                    pairs.push((key, from_datum(v, true)?));
+                }
+                Json::object(pairs)
+            };
+            Datum::Text(json.to_text())
         }
         _ => st
             .value
@@ -3219,6 +3209,17 @@ fn agg_final(call: &AggCall, st: &AggState) -> Result<Datum> {
             .transpose()?
             .unwrap_or(Datum::Null),
     })
+}
+
+/// The kept values of `call` (with their sort keys), in its `ORDER BY` order (else input
+/// order).
+fn sorted_items<'s>(call: &AggCall, st: &'s AggState) -> Vec<&'s (Vec<Datum>, Datum)> {
+    let mut items: Vec<&(Vec<Datum>, Datum)> = st.items.iter().collect();
+    if !call.order.is_empty() {
+        let dirs: Vec<(bool, bool)> = call.order.iter().map(|(_, d, n)| (*d, *n)).collect();
+        items.sort_by(|a, b| cmp_sort_keys(&a.0, &b.0, &dirs));
+    }
+    items
 }
 
 /// The cached plan of a prepared query: valid for one catalog version, database and set of

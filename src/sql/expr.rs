@@ -3,6 +3,7 @@
 //! evaluates it over a row.
 
 use std::cmp::Ordering;
+use std::ops::ControlFlow;
 
 use rust_decimal::prelude::*;
 use sqlparser::ast::{self, BinaryOperator, Expr, UnaryOperator};
@@ -52,6 +53,22 @@ pub enum AggFunc {
         population: bool,
         root: bool,
     },
+    /// `jsonb_agg(x [ORDER BY …])`: every value (as `to_jsonb` gives it, NULLs as `null`)
+    /// in a JSON array; kept like `array_agg`'s.
+    JsonbAgg,
+    /// `jsonb_object_agg(key, value [ORDER BY …])`: an object of the non-NULL keys (the
+    /// key rides in `delimiter`); a later duplicate key wins.
+    JsonbObjectAgg,
+}
+
+impl AggFunc {
+    /// Whether the aggregate keeps every value (with its sort keys) to the end.
+    pub fn keeps_items(self) -> bool {
+        matches!(
+            self,
+            AggFunc::ArrayAgg | AggFunc::StringAgg | AggFunc::JsonbAgg | AggFunc::JsonbObjectAgg
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -376,6 +393,8 @@ pub fn is_agg_name(n: &str) -> bool {
             | "every"
             | "array_agg"
             | "string_agg"
+            | "jsonb_agg"
+            | "jsonb_object_agg"
             | "stddev"
             | "stddev_samp"
             | "stddev_pop"
@@ -383,6 +402,38 @@ pub fn is_agg_name(n: &str) -> bool {
             | "var_samp"
             | "var_pop"
     )
+}
+
+/// Whether `node` calls an aggregate function of its own query level: not one inside a
+/// subquery, and not a window call (though its arguments and window may hold aggregates).
+pub fn contains_aggregate<T: ast::Visit>(node: &T) -> bool {
+    struct Finder {
+        subquery_depth: usize,
+    }
+    impl ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &ast::Query) -> ControlFlow<()> {
+            self.subquery_depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _q: &ast::Query) -> ControlFlow<()> {
+            self.subquery_depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Function(f)
+                    if self.subquery_depth == 0
+                        && f.over.is_none()
+                        && is_agg_name(&object_name(&f.name)) =>
+                {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    node.visit(&mut Finder { subquery_depth: 0 }).is_break()
 }
 
 impl<'a> Binder<'a> {
@@ -1591,6 +1642,24 @@ impl<'a> Binder<'a> {
             let ty = if bytes { SqlType::Bytea } else { SqlType::Text };
             delimiter = Some(coerce_literal(d, ty)?);
             (AggFunc::StringAgg, Some(coerce_literal(v, ty)?), ty)
+        } else if name == "jsonb_object_agg" {
+            if args.len() != 2 {
+                return Err(Error::new(
+                    ErrorKind::UndefinedFunction,
+                    "function jsonb_object_agg takes two arguments",
+                ));
+            }
+            self.in_agg = true;
+            let key = self.bind(&args[0], Some(SqlType::Text));
+            let value = self.bind(&args[1], None);
+            self.in_agg = false;
+            let ((k, kt), (v, vt)) = (key?, value?);
+            delimiter = Some(if kt == SqlType::Unknown {
+                coerce_literal(k, SqlType::Text)?
+            } else {
+                Scalar::Cast(Box::new(k), SqlType::Text)
+            });
+            (AggFunc::JsonbObjectAgg, Some(to_jsonb(v, vt)?), vt)
         } else {
             if args.len() != 1 {
                 return Err(Error::new(
@@ -1610,6 +1679,7 @@ impl<'a> Binder<'a> {
                 "avg" => AggFunc::Avg,
                 "bool_and" | "every" => AggFunc::BoolAnd,
                 "array_agg" => AggFunc::ArrayAgg,
+                "jsonb_agg" => AggFunc::JsonbAgg,
                 "stddev" | "stddev_samp" => AggFunc::Variance {
                     population: false,
                     root: true,
@@ -1627,6 +1697,11 @@ impl<'a> Binder<'a> {
                     root: false,
                 },
                 _ => AggFunc::BoolOr,
+            };
+            let s = if func == AggFunc::JsonbAgg {
+                to_jsonb(s, t)?
+            } else {
+                s
             };
             (func, Some(s), t)
         };
@@ -1656,6 +1731,7 @@ impl<'a> Binder<'a> {
             },
             AggFunc::BoolAnd | AggFunc::BoolOr => SqlType::Bool,
             AggFunc::StringAgg => arg_ty,
+            AggFunc::JsonbAgg | AggFunc::JsonbObjectAgg => SqlType::Jsonb,
             AggFunc::Variance { .. } => match arg_ty {
                 SqlType::Float4 | SqlType::Float8 | SqlType::Unknown => SqlType::Float8,
                 t if t.is_numeric_family() => SqlType::Numeric,
@@ -1680,7 +1756,7 @@ impl<'a> Binder<'a> {
                 }
             }
         };
-        if !order_by.is_empty() && !matches!(func, AggFunc::ArrayAgg | AggFunc::StringAgg) {
+        if !order_by.is_empty() && !func.keeps_items() {
             return Err(Error::unsupported(format!("ORDER BY in {name}()")));
         }
         let mut order = Vec::with_capacity(order_by.len());
@@ -1873,6 +1949,47 @@ impl<'a> Binder<'a> {
         Ok((Scalar::WindowRef(windows.len() - 1), ty))
     }
 
+    /// `t.*` as a jsonb argument: `jsonb_build_object('c1', t.c1, …)` over the columns
+    /// `t.*` lists, which is what PostgreSQL's `to_jsonb(t.*)` of the row gives.
+    fn row_as_jsonb(&self, t: &ast::ObjectName) -> Result<Expr> {
+        let parts: Vec<String> = t.0.iter().map(|p| p.to_string()).collect();
+        let (schema, table) = match parts.as_slice() {
+            [table] => (None, table.as_str()),
+            [schema, table] => (Some(schema.as_str()), table.as_str()),
+            _ => return Err(Error::unsupported(format!("{t}.* here"))),
+        };
+        let unquote = |s: &str| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => s.to_lowercase(),
+        };
+        let (schema, table) = (schema.map(unquote), unquote(table));
+        let mut cols: Vec<&ScopeColumn> = self
+            .columns
+            .iter()
+            .filter(|c| !c.hidden && c.qualified_by(schema.as_deref(), &table))
+            .collect();
+        if cols.is_empty() {
+            return Err(Error::new(
+                ErrorKind::UndefinedTable,
+                format!("missing FROM-clause entry for table \"{table}\""),
+            ));
+        }
+        cols.sort_by_key(|c| c.star_order);
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let pairs: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                format!(
+                    "'{}', {}.{}",
+                    c.name.replace('\'', "''"),
+                    quote(&table),
+                    quote(&c.name)
+                )
+            })
+            .collect();
+        crate::sql::catalog::parse_default(&format!("jsonb_build_object({})", pairs.join(", ")))
+    }
+
     fn bind_function(&mut self, f: &ast::Function) -> Result<(Scalar, SqlType)> {
         let name = object_name(&f.name);
         let mut order_by: Vec<ast::OrderByExpr> = Vec::new();
@@ -1899,6 +2016,11 @@ impl<'a> Binder<'a> {
                             args.push(e.clone())
                         }
                         ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => star = true,
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::QualifiedWildcard(t))
+                            if matches!(name.as_str(), "to_jsonb" | "jsonb_agg") =>
+                        {
+                            args.push(self.row_as_jsonb(t)?)
+                        }
                         _ => {
                             return Err(Error::unsupported(format!(
                                 "unsupported argument in {name}()"
@@ -2819,6 +2941,17 @@ pub fn coerce_literal(s: Scalar, ty: SqlType) -> Result<Scalar> {
         }
         s => Ok(s),
     }
+}
+
+/// `to_jsonb(s)` of a value of type `ty` (a jsonb value nests as a document).
+fn to_jsonb(s: Scalar, ty: SqlType) -> Result<Scalar> {
+    let s = coerce_literal(s, SqlType::Text)?;
+    let kind = if ty == SqlType::Jsonb { "j" } else { "v" };
+    Ok(Scalar::Func(
+        "to_jsonb".into(),
+        vec![Scalar::Const(Datum::Text(kind.into())), s],
+        SqlType::Jsonb,
+    ))
 }
 
 /// The common type of two operand types.

@@ -440,8 +440,29 @@ pub fn from_datum(d: &crate::sql::types::Datum, is_jsonb: bool) -> Result<Json> 
         }
         Datum::Bool(b) => Json::Bool(*b),
         Datum::Text(t) => Json::String(t.clone()),
+        Datum::Timestamp(_) | Datum::TimestampTz(_) => {
+            let text = d.to_text(d.natural_type()).unwrap_or_default();
+            Json::String(iso_timestamp(&text))
+        }
         other => Json::String(other.to_text(other.natural_type()).unwrap_or_default()),
     })
+}
+
+/// A timestamp's text as JSON writes it (ISO 8601, as PostgreSQL's `to_jsonb`):
+/// `2019-01-01T01:00:00`, with a zone as `+00:00`. Infinities stay as they are.
+fn iso_timestamp(text: &str) -> String {
+    let Some((date, time)) = text.split_once(' ') else {
+        return text.to_string();
+    };
+    let mut out = format!("{date}T{time}");
+    // A zone of whole hours prints as `+HH`; JSON wants `+HH:MM`.
+    let zone = out.rfind(['+', '-']).filter(|&i| i > date.len());
+    if let Some(i) = zone {
+        if out.len() - i == 3 {
+            out.push_str(":00");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -456,5 +477,19 @@ mod tests {
         assert_eq!(Json::parse("[1e2, 2.50]").unwrap().to_text(), "[100, 2.50]");
         assert!(Json::parse("{").is_err());
         assert!(Json::parse("[1,]").is_err());
+    }
+
+    #[test]
+    fn timestamps_are_iso_8601() {
+        assert_eq!(iso_timestamp("2019-01-01 01:00:00"), "2019-01-01T01:00:00");
+        assert_eq!(
+            iso_timestamp("2019-01-01 01:00:00.5+00"),
+            "2019-01-01T01:00:00.5+00:00"
+        );
+        assert_eq!(
+            iso_timestamp("2019-01-01 01:00:00-03:30"),
+            "2019-01-01T01:00:00-03:30"
+        );
+        assert_eq!(iso_timestamp("infinity"), "infinity");
     }
 }

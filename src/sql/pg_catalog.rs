@@ -3297,34 +3297,7 @@ fn select_is_empty(s: &ast::Select) -> bool {
 }
 
 fn item_aggregates(item: &SelectItem) -> bool {
-    struct Agg;
-    impl Visitor for Agg {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e {
-                if matches!(
-                    func_name(f).as_str(),
-                    "count"
-                        | "sum"
-                        | "min"
-                        | "max"
-                        | "avg"
-                        | "string_agg"
-                        | "array_agg"
-                        | "bool_and"
-                        | "bool_or"
-                        | "every"
-                ) {
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-            ControlFlow::Continue(())
-        }
-    }
-    ast::Visit::visit(item, &mut Agg).is_break()
+    crate::sql::expr::contains_aggregate(item)
 }
 
 #[cfg(test)]

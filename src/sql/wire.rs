@@ -101,6 +101,8 @@ const AGG_ARRAY_AGG: u8 = 8;
 const AGG_STRING_AGG: u8 = 9;
 /// Followed by `population` and `root` as booleans.
 const AGG_VARIANCE: u8 = 10;
+const AGG_JSONB_AGG: u8 = 11;
+const AGG_JSONB_OBJECT_AGG: u8 = 12;
 
 /// BinOp tags, each operator's index in this table.
 const BIN_OPS: [BinOp; 14] = [
@@ -571,6 +573,8 @@ fn put_agg_func(out: &mut Vec<u8>, f: AggFunc) {
         AggFunc::BoolOr => out.push(AGG_BOOL_OR),
         AggFunc::ArrayAgg => out.push(AGG_ARRAY_AGG),
         AggFunc::StringAgg => out.push(AGG_STRING_AGG),
+        AggFunc::JsonbAgg => out.push(AGG_JSONB_AGG),
+        AggFunc::JsonbObjectAgg => out.push(AGG_JSONB_OBJECT_AGG),
         AggFunc::Variance { population, root } => {
             out.push(AGG_VARIANCE);
             put_bool(out, population);
@@ -591,6 +595,8 @@ fn get_agg_func(r: &mut Reader) -> Option<AggFunc> {
         AGG_BOOL_OR => AggFunc::BoolOr,
         AGG_ARRAY_AGG => AggFunc::ArrayAgg,
         AGG_STRING_AGG => AggFunc::StringAgg,
+        AGG_JSONB_AGG => AggFunc::JsonbAgg,
+        AGG_JSONB_OBJECT_AGG => AggFunc::JsonbObjectAgg,
         AGG_VARIANCE => AggFunc::Variance {
             population: get_bool(r)?,
             root: get_bool(r)?,
@@ -927,6 +933,8 @@ mod tests {
             AggFunc::BoolOr,
             AggFunc::ArrayAgg,
             AggFunc::StringAgg,
+            AggFunc::JsonbAgg,
+            AggFunc::JsonbObjectAgg,
         ];
         for population in [false, true] {
             for root in [false, true] {
