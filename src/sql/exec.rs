@@ -223,6 +223,7 @@ const FROM_SRFS: &[&str] = &[
     "jsonb_each",
     "jsonb_each_text",
     "jsonb_object_keys",
+    "regexp_matches",
 ];
 
 /// Plans a set-returning function in FROM (`unnest(a, b) WITH ORDINALITY AS t(x, y, n)`,
@@ -270,7 +271,17 @@ fn plan_from_srf(
         columns.push(column);
     };
     let alias_name = alias.map(|a| ident_name(&a.name));
-    if name == "unnest" {
+    if name == "regexp_matches" {
+        let args: Vec<Expr> = args.iter().map(|e| (*e).clone()).collect();
+        let (s, _) = Binder::new(outer, params).bind(&regexp_matches_call(&args)?, None)?;
+        let col = alias_name.clone().unwrap_or_else(|| name.to_string());
+        add(
+            s,
+            SrfKind::Array,
+            SqlType::TextArray,
+            (col, SqlType::TextArray),
+        );
+    } else if name == "unnest" {
         if bound.is_empty() {
             return Err(undefined());
         }
@@ -405,6 +416,13 @@ fn series_array(b: &mut Binder, args: &[Expr]) -> Result<(Scalar, SqlType)> {
     Ok((Scalar::Func("__series_array".into(), bound, ty), ty))
 }
 
+/// `regexp_matches(args)` as the scalar `__regexp_matches(args)`: the array of its rows
+/// (each a `text[]` literal), which [`SelectSrf`] expands into one row per match.
+fn regexp_matches_call(args: &[Expr]) -> Result<Expr> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    crate::sql::catalog::parse_default(&format!("__regexp_matches({})", args.join(", ")))
+}
+
 /// Whether `e` is a set-returning function the select list may hold.
 fn select_srf(e: &Expr) -> Option<(&'static str, Vec<Expr>)> {
     let Expr::Function(f) = e else { return None };
@@ -415,6 +433,7 @@ fn select_srf(e: &Expr) -> Option<(&'static str, Vec<Expr>)> {
         "unnest" => "unnest",
         "generate_subscripts" => "generate_subscripts",
         "generate_series" => "generate_series",
+        "regexp_matches" => "regexp_matches",
         _ => return None,
     };
     let ast::FunctionArguments::List(l) = &f.args else {
@@ -1069,6 +1088,27 @@ fn plan_query(
                 columns.push(Column {
                     name: name.clone(),
                     ty: ty.array_elem().unwrap_or(SqlType::Int8),
+                });
+                continue;
+            }
+            if srf == "regexp_matches" {
+                if grouped {
+                    return Err(Error::unsupported(
+                        "regexp_matches() in the select list of a grouped query",
+                    ));
+                }
+                let mut b = Binder::new(&scope, params);
+                let matches = b.bind(&regexp_matches_call(&args)?, None)?.0;
+                srfs.push(SelectSrf {
+                    output: outputs.len(),
+                    array: SqlType::TextArray,
+                    subscripts_dim: None,
+                    kind: SrfKind::Array,
+                });
+                outputs.push(matches);
+                columns.push(Column {
+                    name: name.clone(),
+                    ty: SqlType::TextArray,
                 });
                 continue;
             }

@@ -1991,7 +1991,11 @@ impl<'a> Binder<'a> {
     }
 
     fn bind_function(&mut self, f: &ast::Function) -> Result<(Scalar, SqlType)> {
-        let name = object_name(&f.name);
+        let mut name = object_name(&f.name);
+        // SQL's spelling of current_database() (written without parentheses).
+        if name == "current_catalog" {
+            name = "current_database".into();
+        }
         let mut order_by: Vec<ast::OrderByExpr> = Vec::new();
         let (args, distinct, star) = match &f.args {
             ast::FunctionArguments::None => (Vec::new(), false, false),

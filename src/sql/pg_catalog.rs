@@ -62,8 +62,6 @@
 //!   implicit casts (`0::numeric`); `char(n)` columns are `character varying(n)`.
 //! - Privilege functions answer true: there is one user, `root`.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -2144,35 +2142,8 @@ pub fn function_type(name: &str, _args: &[SqlType]) -> Option<SqlType> {
     })
 }
 
-thread_local! {
-    /// Compiled patterns of the regex operators, by (pattern, case-insensitive).
-    static REGEX_CACHE: RefCell<HashMap<(String, bool), regex_lite::Regex>> =
-        RefCell::new(HashMap::new());
-}
-
 fn regex_match(s: &str, pattern: &str, ci: bool) -> Result<bool> {
-    REGEX_CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() > 256 {
-            c.clear();
-        }
-        let key = (pattern.to_string(), ci);
-        if !c.contains_key(&key) {
-            // PostgreSQL's default: `.` matches a newline too.
-            let re = regex_lite::RegexBuilder::new(pattern)
-                .case_insensitive(ci)
-                .dot_matches_new_line(true)
-                .build()
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::InvalidRegularExpression,
-                        format!("invalid regular expression: {e}"),
-                    )
-                })?;
-            c.insert(key.clone(), re);
-        }
-        Ok(c[&key].is_match(s))
-    })
+    crate::sql::regex_functions::is_match(s, pattern, ci)
 }
 
 /// The code `__regex` takes for a regex operator: bit 0 negates, bit 1 ignores case.

@@ -5,24 +5,28 @@
 //! `similar_escape_internal` does (`%` → `.*`, `_` → `.`, the escape character quotes the
 //! next one, `e"` separates the parts `substring` would return, the whole wrapped in
 //! `^(?: … )$`). `regexp_replace`, `regexp_match`, `regexp_like`, `regexp_count` and
-//! `regexp_split_to_array` compile their pattern with `regex-lite` (cached per thread by
-//! `pg_catalog`'s regex operators too), with PostgreSQL's defaults: `.` matches a
-//! newline, `^`/`$` anchor the whole string; flag `n` makes them newline-sensitive.
+//! `regexp_split_to_array` and `regexp_matches` compile their pattern with `fancy-regex`
+//! (cached per thread; the `~` operators share the cache), with PostgreSQL's defaults: `.`
+//! matches a newline, `^`/`$` anchor the whole string; flag `n` makes them
+//! newline-sensitive.
 //!
 //! [`result_type`] answers the binder, [`eval`] computes a value from evaluated
 //! arguments; every function is strict (NULL in, NULL out).
 //!
 //! # Implementation caveats
 //!
-//! - The patterns are `regex-lite`'s syntax, which covers the common part of
-//!   PostgreSQL's ARE (classes, `{m,n}`, lazy quantifiers, `(?:…)`, `\d`, `\w`, `\s`) but
-//!   not back references, lookahead, `[[:<:]]` word boundaries, or the `x` flag's
-//!   comments; such a pattern is 2201B like any invalid one.
-//! - `regexp_matches` (a set-returning function) and `regexp_substr` / `regexp_instr` are
-//!   not here.
+//! - The patterns are `fancy-regex`'s syntax, which covers most of PostgreSQL's ARE
+//!   (classes, `{m,n}`, lazy quantifiers, `(?:…)`, lookahead and lookbehind, back
+//!   references, `\d`, `\w`, `\s`) but not `[[:<:]]` word boundaries or the `x` flag's
+//!   comments; such a pattern is 2201B like any invalid one. A match that backtracks more
+//!   than the engine's limit (a million steps) fails with 2201B instead of running on.
+//! - `regexp_matches` (a set-returning function) is `__regexp_matches`, whose value is the
+//!   array of its rows (each a `text[]` literal), expanded by the select list or FROM.
+//! - `regexp_substr` / `regexp_instr` are not here.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::scalar_functions::undefined;
 use crate::error::{Error, ErrorKind, Result};
@@ -36,6 +40,7 @@ pub const NAMES: &[&str] = &[
     "regexp_like",
     "regexp_count",
     "regexp_split_to_array",
+    "__regexp_matches",
 ];
 
 /// The result type of function `name` over arguments of `types`, when it is one of this
@@ -53,7 +58,22 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
     };
     let ty = match name {
         "similar_to_escape" if (1..=2).contains(&n) && texts(n) => SqlType::Text,
-        "regexp_replace" if (3..=4).contains(&n) && texts(n) => SqlType::Text,
+        "regexp_replace" if n == 3 && texts(3) => SqlType::Text,
+        // (…, flags) or (…, start [, N [, flags]]).
+        "regexp_replace" if (4..=6).contains(&n) && texts(3) => {
+            let int = |i: usize| types[i].is_int() || types[i] == SqlType::Unknown;
+            let string = |i: usize| types[i].is_string() || types[i] == SqlType::Unknown;
+            let ok = match n {
+                4 => int(3) || string(3),
+                5 => int(3) && int(4),
+                _ => int(3) && int(4) && string(5),
+            };
+            if !ok {
+                return Some(Err(undefined(name, types)));
+            }
+            SqlType::Text
+        }
+        "__regexp_matches" if (2..=3).contains(&n) && texts(n) => SqlType::TextArray,
         "regexp_match" | "regexp_split_to_array" if (2..=3).contains(&n) && texts(n) => {
             SqlType::TextArray
         }
@@ -87,29 +107,67 @@ pub fn eval(name: &str, vals: &[Datum]) -> Result<Datum> {
     Ok(match name {
         "similar_to_escape" => Datum::Text(similar_to_escape(&s, arg(1).as_deref())?),
         "regexp_replace" => {
-            let flags = Flags::parse(arg(3).as_deref().unwrap_or(""), true)?;
+            // The fourth argument is the start position when it is an integer.
+            let int = |i: usize| match vals.get(i) {
+                Some(Datum::Int(v)) => Some(*v),
+                _ => None,
+            };
+            let (start, nth, flags) = match (int(3), vals.len()) {
+                (Some(start), n) => (start, int(4), arg(5).filter(|_| n == 6)),
+                (None, _) => (1, None, arg(3)),
+            };
+            if start <= 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("invalid value for parameter \"start\": {start}"),
+                ));
+            }
+            if let Some(n) = nth.filter(|n| *n < 0) {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("invalid value for parameter \"n\": {n}"),
+                ));
+            }
+            let mut flags = Flags::parse(flags.as_deref().unwrap_or(""), true)?;
+            // N = 0 replaces every match; N > 0 only the N-th.
+            let which = match nth {
+                Some(0) => {
+                    flags.global = true;
+                    None
+                }
+                Some(n) => Some(n as usize),
+                None => None,
+            };
             let re = compile(&arg(1).unwrap_or_default(), flags)?;
-            Datum::Text(replace(&re, &s, &arg(2).unwrap_or_default(), flags.global))
+            let from = char_offset(&s, start);
+            let replacement = arg(2).unwrap_or_default();
+            Datum::Text(replace(&re, &s, from, &replacement, flags.global, which)?)
         }
         "regexp_match" => {
             let flags = Flags::parse(arg(2).as_deref().unwrap_or(""), false)?;
             let re = compile(&arg(1).unwrap_or_default(), flags)?;
-            match re.captures(&s) {
+            match re.captures(&s).map_err(too_complex)? {
                 None => Datum::Null,
-                Some(caps) if caps.len() == 1 => {
-                    Datum::Text(format_array(&[caps.get(0).map(|m| m.as_str().to_string())]))
-                }
-                Some(caps) => {
-                    let groups: Vec<Option<String>> = (1..caps.len())
-                        .map(|i| caps.get(i).map(|m| m.as_str().to_string()))
-                        .collect();
-                    Datum::Text(format_array(&groups))
+                Some(caps) => Datum::Text(format_array(&groups(&caps))),
+            }
+        }
+        "__regexp_matches" => {
+            let flags = Flags::parse(arg(2).as_deref().unwrap_or(""), true)?;
+            let re = compile(&arg(1).unwrap_or_default(), flags)?;
+            let mut rows = Vec::new();
+            for caps in re.captures_iter(&s) {
+                let caps = caps.map_err(too_complex)?;
+                rows.push(Some(format_array(&groups(&caps))));
+                if !flags.global {
+                    break;
                 }
             }
+            Datum::Text(format_array(&rows))
         }
         "regexp_like" => {
             let flags = Flags::parse(arg(2).as_deref().unwrap_or(""), false)?;
-            Datum::Bool(compile(&arg(1).unwrap_or_default(), flags)?.is_match(&s))
+            let re = compile(&arg(1).unwrap_or_default(), flags)?;
+            Datum::Bool(re.is_match(&s).map_err(too_complex)?)
         }
         "regexp_count" => {
             let start = match vals.get(2) {
@@ -125,16 +183,18 @@ pub fn eval(name: &str, vals: &[Datum]) -> Result<Datum> {
             }
             let flags = Flags::parse(arg(3).as_deref().unwrap_or(""), false)?;
             let re = compile(&arg(1).unwrap_or_default(), flags)?;
-            let from = s
-                .char_indices()
-                .nth((start - 1) as usize)
-                .map_or(s.len(), |(i, _)| i);
-            Datum::Int(re.find_iter(&s[from..]).count() as i64)
+            let from = char_offset(&s, start);
+            let mut count = 0;
+            for m in re.find_iter(&s[from..]) {
+                m.map_err(too_complex)?;
+                count += 1;
+            }
+            Datum::Int(count)
         }
         "regexp_split_to_array" => {
             let flags = Flags::parse(arg(2).as_deref().unwrap_or(""), false)?;
             let re = compile(&arg(1).unwrap_or_default(), flags)?;
-            Datum::Text(format_array(&split(&re, &s)))
+            Datum::Text(format_array(&split(&re, &s)?))
         }
         _ => return Err(Error::internal(format!("no function {name} here"))),
     })
@@ -178,14 +238,40 @@ impl Flags {
     }
 }
 
+/// The byte offset of 1-based character position `start` of `s` (its end when past it).
+fn char_offset(s: &str, start: i64) -> usize {
+    s.char_indices()
+        .nth((start - 1) as usize)
+        .map_or(s.len(), |(i, _)| i)
+}
+
+/// What `regexp_match` / `regexp_matches` return for one match: its groups, or the whole
+/// match when the pattern has none.
+fn groups(caps: &fancy_regex::Captures) -> Vec<Option<String>> {
+    let text = |i: usize| caps.get(i).map(|m| m.as_str().to_string());
+    if caps.len() == 1 {
+        vec![text(0)]
+    } else {
+        (1..caps.len()).map(text).collect()
+    }
+}
+
+/// A match that gave up (backtracking past the engine's limit).
+fn too_complex(e: fancy_regex::Error) -> Error {
+    Error::new(
+        ErrorKind::InvalidRegularExpression,
+        format!("invalid regular expression: {e}"),
+    )
+}
+
 thread_local! {
     /// Compiled patterns, by (pattern, case-insensitive, newline-sensitive).
-    static CACHE: RefCell<HashMap<(String, bool, bool), regex_lite::Regex>> =
+    static CACHE: RefCell<HashMap<(String, bool, bool), Rc<fancy_regex::Regex>>> =
         RefCell::new(HashMap::new());
 }
 
 /// `pattern` compiled with `flags`' options (2201B when it is not a valid expression).
-fn compile(pattern: &str, flags: Flags) -> Result<regex_lite::Regex> {
+fn compile(pattern: &str, flags: Flags) -> Result<Rc<fancy_regex::Regex>> {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() > 256 {
@@ -199,7 +285,7 @@ fn compile(pattern: &str, flags: Flags) -> Result<regex_lite::Regex> {
         if let Some(re) = c.get(&key) {
             return Ok(re.clone());
         }
-        let re = regex_lite::RegexBuilder::new(pattern)
+        let re = fancy_regex::RegexBuilder::new(pattern)
             .case_insensitive(flags.case_insensitive)
             .dot_matches_new_line(!flags.newline_sensitive)
             .multi_line(flags.newline_sensitive)
@@ -210,18 +296,55 @@ fn compile(pattern: &str, flags: Flags) -> Result<regex_lite::Regex> {
                     format!("invalid regular expression: {e}"),
                 )
             })?;
+        let re = Rc::new(re);
         c.insert(key, re.clone());
         Ok(re)
     })
 }
 
-/// `regexp_replace`: the first match (every one when `global`) replaced by `replacement`,
-/// where `\1`…`\9` is a group, `\&` the whole match and `\\` a backslash.
-fn replace(re: &regex_lite::Regex, s: &str, replacement: &str, global: bool) -> String {
+/// Whether `pattern` matches somewhere in `s` (the `~` operators; `.` matches a newline).
+pub fn is_match(s: &str, pattern: &str, case_insensitive: bool) -> Result<bool> {
+    let flags = Flags {
+        case_insensitive,
+        ..Flags::default()
+    };
+    compile(pattern, flags)?.is_match(s).map_err(too_complex)
+}
+
+/// `regexp_replace`: the matches at or after byte `from` — the first, every one when
+/// `global`, or only the `which`-th — replaced by `replacement`, where `\1`…`\9` is a
+/// group, `\&` the whole match and `\\` a backslash.
+fn replace(
+    re: &fancy_regex::Regex,
+    s: &str,
+    from: usize,
+    replacement: &str,
+    global: bool,
+    which: Option<usize>,
+) -> Result<String> {
     let mut out = String::with_capacity(s.len());
-    let mut last = 0;
-    for caps in re.captures_iter(s) {
-        let Some(whole) = caps.get(0) else { continue };
+    out.push_str(&s[..from]);
+    let mut last = from;
+    let mut seen = 0;
+    let mut pos = from;
+    while pos <= s.len() {
+        let Some(caps) = re.captures_from_pos(s, pos).map_err(too_complex)? else {
+            break;
+        };
+        let Some(whole) = caps.get(0) else { break };
+        seen += 1;
+        // The next search starts after this match (one character on after an empty one).
+        pos = if whole.end() > whole.start() {
+            whole.end()
+        } else {
+            s[whole.end()..]
+                .chars()
+                .next()
+                .map_or(s.len() + 1, |c| whole.end() + c.len_utf8())
+        };
+        if which.is_some_and(|w| w != seen) {
+            continue;
+        }
         out.push_str(&s[last..whole.start()]);
         let mut chars = replacement.chars().peekable();
         while let Some(c) = chars.next() {
@@ -249,24 +372,24 @@ fn replace(re: &regex_lite::Regex, s: &str, replacement: &str, global: bool) -> 
             }
         }
         last = whole.end();
-        if !global {
+        if !global || which.is_some() {
             break;
         }
     }
     out.push_str(&s[last..]);
-    out
+    Ok(out)
 }
 
 /// `regexp_split_to_array`: the pieces between matches, skipping (as PostgreSQL's
 /// `setup_regexp_matches` does) a match at the very end and one that ends where the
 /// previous kept match ended, so an empty match splits between characters.
-fn split(re: &regex_lite::Regex, s: &str) -> Vec<Option<String>> {
+fn split(re: &fancy_regex::Regex, s: &str) -> Result<Vec<Option<String>>> {
     let next_char = |i: usize| s[i..].chars().next().map_or(i + 1, |c| i + c.len_utf8());
     let mut pieces = Vec::new();
     let mut prev_end = 0;
     let mut search = 0;
     while search <= s.len() {
-        let Some(m) = re.find_at(s, search) else {
+        let Some(m) = re.find_from_pos(s, search).map_err(too_complex)? else {
             break;
         };
         if m.start() < s.len() && m.end() > prev_end {
@@ -280,7 +403,7 @@ fn split(re: &regex_lite::Regex, s: &str) -> Vec<Option<String>> {
         };
     }
     pieces.push(Some(s[prev_end..].to_string()));
-    pieces
+    Ok(pieces)
 }
 
 /// PostgreSQL's `similar_escape_internal`: SQL pattern `pattern` (SIMILAR TO) as a POSIX
@@ -378,9 +501,32 @@ mod tests {
     #[test]
     fn replacement_groups_and_split() {
         let re = compile("(a)(b)?", Flags::default()).unwrap();
-        assert_eq!(replace(&re, "xaby a", "<\\1\\2\\&>", true), "x<abab>y <aa>");
+        let all = replace(&re, "xaby a", 0, "<\\1\\2\\&>", true, None).unwrap();
+        assert_eq!(all, "x<abab>y <aa>");
+        let second = replace(&re, "xaby a", 0, "<\\1>", false, Some(2)).unwrap();
+        assert_eq!(second, "xaby <a>");
+        let from = replace(&re, "ab ab", 1, "-", true, None).unwrap();
+        assert_eq!(from, "ab -");
+        let re = compile("x*", Flags::default()).unwrap();
+        assert_eq!(replace(&re, "abc", 0, "-", true, None).unwrap(), "-a-b-c-");
         let re = compile("\\s*", Flags::default()).unwrap();
-        let got: Vec<String> = split(&re, "ab c").into_iter().flatten().collect();
+        let got: Vec<String> = split(&re, "ab c").unwrap().into_iter().flatten().collect();
         assert_eq!(got, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn lookaround_and_back_references() {
+        let re = compile("a(?=r)", Flags::default()).unwrap();
+        assert_eq!(
+            replace(&re, "foobarbaz", 0, "X", false, None).unwrap(),
+            "foobXrbaz"
+        );
+        let re = compile("(?<!X)a", Flags::default()).unwrap();
+        assert_eq!(
+            replace(&re, "foobarXaz", 0, "X", true, None).unwrap(),
+            "foobXrXaz"
+        );
+        assert!(is_match("abab", "(ab)\\1", false).unwrap());
+        assert!(!is_match("abba", "(ab)\\1", false).unwrap());
     }
 }
