@@ -157,6 +157,10 @@ pub enum ErrorKind {
     ArraySubscriptError,
     /// 22000: a data exception with no more specific code (appended).
     DataException,
+    /// 25006: a write in a READ ONLY transaction (appended).
+    ReadOnlySqlTransaction,
+    /// 42939: a name reserved for built-in objects (appended).
+    ReservedName,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -303,6 +307,8 @@ impl Error {
             LockWaitSlice => "40001",
             ArraySubscriptError => "2202E",
             DataException => "22000",
+            ReadOnlySqlTransaction => "25006",
+            ReservedName => "42939",
         }
     }
 }

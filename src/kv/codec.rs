@@ -217,6 +217,9 @@ kind_codes! {
     LockWaitSlice = 70,
     ArraySubscriptError = 71,
     DataException = 72,
+    // 73 is left for a kind of another branch.
+    ReadOnlySqlTransaction = 74,
+    ReservedName = 75,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -347,6 +347,8 @@ pub struct Catalog {
     pub tables: Vec<Rc<TableDesc>>,
     /// Table statistics (`ANALYZE`), by table id ([`crate::sql::stats`]).
     pub stats: crate::sql::stats::StatsByTable,
+    /// Roles besides the built-in `root`, by name ([`crate::sql::roles`]).
+    pub roles: Vec<crate::sql::roles::Role>,
 }
 
 impl Catalog {
@@ -916,6 +918,9 @@ pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
     for (_, v) in scan_meta(ctx, crate::sql::stats::PREFIX).await? {
         let s = crate::sql::stats::decode(&v)?;
         cat.stats.entry(s.table).or_default().push(s);
+    }
+    for (_, v) in scan_meta(ctx, crate::sql::roles::PREFIX).await? {
+        cat.roles.push(crate::sql::roles::decode(&v)?);
     }
     Ok(cat)
 }

@@ -45,6 +45,7 @@ pub use analyze::refresh_stale_stats;
 use online_index::duplicate_in_index;
 pub use online_index::fail_interrupted_jobs;
 mod recursive_cte;
+mod roles;
 mod schemas;
 mod view_deps;
 
@@ -80,6 +81,55 @@ pub fn statement_kind(s: &Statement) -> usize {
         | Statement::Rollback { .. } => 5,
         _ => 6,
     }
+}
+
+/// The command a READ ONLY transaction may not run, as PostgreSQL names it in "cannot
+/// execute … in a read-only transaction": writes of rows (INSERT, UPDATE, DELETE, MERGE,
+/// COPY FROM, row locks) and every schema change. `None` for what only reads.
+pub fn read_only_violation(s: &Statement) -> Option<String> {
+    let name = match s {
+        Statement::Query(q) if !q.locks.is_empty() => {
+            let lock = q.locks[0].lock_type.to_string();
+            return Some(format!("SELECT FOR {lock}"));
+        }
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::Merge(_) => "MERGE",
+        Statement::Copy { to: false, .. } => "COPY FROM",
+        Statement::Truncate(_) => "TRUNCATE TABLE",
+        _ => {
+            let text = s.to_string();
+            let mut words = text.split_ascii_whitespace();
+            let verb = words.next()?.to_ascii_uppercase();
+            if !matches!(
+                verb.as_str(),
+                "CREATE" | "ALTER" | "DROP" | "GRANT" | "REVOKE" | "COMMENT" | "REFRESH"
+            ) {
+                return None;
+            }
+            if matches!(verb.as_str(), "GRANT" | "REVOKE" | "COMMENT") {
+                return Some(verb);
+            }
+            // The object kind: `CREATE [OR REPLACE] [UNIQUE | TEMPORARY] TABLE` → TABLE.
+            let object = words
+                .map(|w| w.to_ascii_uppercase())
+                .find(|w| {
+                    !matches!(
+                        w.as_str(),
+                        "OR" | "REPLACE" | "UNIQUE" | "TEMPORARY" | "TEMP"
+                    )
+                })
+                .unwrap_or_default();
+            let object = if object == "MATERIALIZED" {
+                "MATERIALIZED VIEW".to_string()
+            } else {
+                object
+            };
+            return Some(format!("{verb} {object}"));
+        }
+    };
+    Some(name.to_string())
 }
 
 /// How rows of a table are found.
@@ -4214,12 +4264,20 @@ impl<'a> Exec<'a> {
                 ..
             } => self.create_schema(schema_name, *if_not_exists).await,
             Statement::Drop {
+                object_type: ObjectType::Role | ObjectType::User,
+                if_exists,
+                names,
+                ..
+            } => self.drop_roles(names, *if_exists).await,
+            Statement::Drop {
                 object_type,
                 if_exists,
                 names,
                 cascade,
                 ..
             } => self.drop(*object_type, *if_exists, names, *cascade).await,
+            Statement::CreateRole(cr) => self.create_roles(cr).await,
+            Statement::AlterRole { name, operation } => self.alter_role(name, operation).await,
             Statement::CreateSequence {
                 temporary,
                 if_not_exists,

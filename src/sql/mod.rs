@@ -87,6 +87,7 @@ pub mod preparse;
 pub mod record;
 pub mod regex_functions;
 pub mod rewrite;
+pub mod roles;
 pub mod scalar_functions;
 pub mod sequence;
 pub mod session;

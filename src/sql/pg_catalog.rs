@@ -1221,10 +1221,24 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                     ("rolbypassrls", B),
                     ("rolconfig", T),
                 ],
-                vec![
+                [
                     role_row(ROOT_OID, "root", true),
                     role_row(DATABASE_OWNER_OID, "pg_database_owner", false),
-                ],
+                ]
+                .into_iter()
+                .chain(cat.roles.iter().map(|r| {
+                    let mut row = role_row(i64::from(r.oid), &r.name, false);
+                    row[2] = Datum::Bool(r.superuser);
+                    row[3] = Datum::Bool(r.inherit);
+                    row[4] = Datum::Bool(r.create_role);
+                    row[5] = Datum::Bool(r.create_db);
+                    row[6] = Datum::Bool(r.login);
+                    row[7] = Datum::Bool(r.replication);
+                    row[8] = int(r.conn_limit);
+                    row[11] = Datum::Bool(r.bypass_rls);
+                    row
+                }))
+                .collect(),
             )
         }
         "pg_user" => table(
@@ -1240,17 +1254,31 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 ("valuntil", SqlType::TimestampTz),
                 ("useconfig", T),
             ],
-            vec![vec![
-                text("root"),
-                int(ROOT_OID),
-                Datum::Bool(true),
-                Datum::Bool(true),
-                Datum::Bool(false),
-                Datum::Bool(false),
-                text("********"),
-                Datum::Null,
-                Datum::Null,
-            ]],
+            std::iter::once((ROOT_OID, "root", true, true, false, false))
+                .chain(cat.roles.iter().filter(|r| r.login).map(|r| {
+                    (
+                        i64::from(r.oid),
+                        r.name.as_str(),
+                        r.create_db,
+                        r.superuser,
+                        r.replication,
+                        r.bypass_rls,
+                    )
+                }))
+                .map(|(oid, name, createdb, superuser, repl, bypass)| {
+                    vec![
+                        text(name),
+                        int(oid),
+                        Datum::Bool(createdb),
+                        Datum::Bool(superuser),
+                        Datum::Bool(repl),
+                        Datum::Bool(bypass),
+                        text("********"),
+                        Datum::Null,
+                        Datum::Null,
+                    ]
+                })
+                .collect(),
         ),
         "pg_am" => table(
             name,

@@ -71,6 +71,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     if let Some(r) = rewrite_noop(body) {
         return r.into();
     }
+    if let Some(r) = rewrite_user(body) {
+        return r.into();
+    }
     if let Some(r) = rewrite_cluster_setting(body) {
         return r.into();
     }
@@ -337,6 +340,35 @@ fn rewrite_create_statistics(body: &str) -> Option<String> {
     ))
 }
 
+/// `CREATE USER u …` → `CREATE ROLE u … LOGIN` (PostgreSQL's CREATE USER is CREATE ROLE
+/// with LOGIN by default; sqlparser reads CREATE USER as Snowflake's) and `ALTER USER` →
+/// `ALTER ROLE`.
+fn rewrite_user(body: &str) -> Option<String> {
+    let mut words = body.split_ascii_whitespace();
+    let verb = words.next()?.to_ascii_lowercase();
+    if !matches!(verb.as_str(), "create" | "alter")
+        || !words.next()?.eq_ignore_ascii_case("user")
+        || body.contains(';')
+    {
+        return None;
+    }
+    let lower = body.to_ascii_lowercase();
+    let rest: Vec<&str> = lower.split_ascii_whitespace().skip(2).collect();
+    if rest.first() == Some(&"mapping") {
+        return None;
+    }
+    let at = body.to_ascii_lowercase().find("user")? + 4;
+    let tail = &body[at..];
+    if verb == "alter" {
+        return Some(format!("ALTER ROLE{tail}"));
+    }
+    let login_given = rest.iter().any(|w| *w == "login" || *w == "nologin");
+    Some(format!(
+        "CREATE ROLE{tail}{}",
+        if login_given { "" } else { " LOGIN" }
+    ))
+}
+
 fn rewrite_noop(body: &str) -> Option<String> {
     let first = body.split_ascii_whitespace().next()?.to_ascii_lowercase();
     let tag = match first.as_str() {
@@ -553,6 +585,23 @@ mod tests {
         ] {
             assert_eq!(rewrite(odd), odd);
         }
+    }
+
+    #[test]
+    fn create_user_is_a_login_role() {
+        assert_eq!(rewrite("create user u1"), "CREATE ROLE u1 LOGIN");
+        assert_eq!(
+            rewrite("CREATE USER u WITH PASSWORD 'p';"),
+            "CREATE ROLE u WITH PASSWORD 'p' LOGIN"
+        );
+        assert_eq!(rewrite("CREATE USER u NOLOGIN"), "CREATE ROLE u NOLOGIN");
+        assert_eq!(
+            rewrite("alter user u with login"),
+            "ALTER ROLE u with login"
+        );
+        let mapping = "CREATE USER MAPPING FOR u SERVER s";
+        assert_eq!(rewrite(mapping), mapping);
+        assert_eq!(rewrite("CREATE USERS x"), "CREATE USERS x");
     }
 
     #[test]

@@ -136,7 +136,7 @@ const RESTART_SAVEPOINT: &str = "cockroach_restart";
 const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Session variables and their defaults (what RESET restores).
-const DEFAULTS: [(&str, &str); 18] = [
+const DEFAULTS: [(&str, &str); 20] = [
     ("server_version", "15.0.0"),
     ("server_version_num", "150000"),
     ("server_encoding", "UTF8"),
@@ -150,6 +150,8 @@ const DEFAULTS: [(&str, &str); 18] = [
     ("search_path", DEFAULT_SEARCH_PATH),
     ("transaction_isolation", "serializable"),
     ("default_transaction_isolation", "serializable"),
+    ("transaction_read_only", "off"),
+    ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
     ("statement_timeout", "0"),
     ("default_table_access_method", "heap"),
@@ -300,12 +302,39 @@ impl Session {
             .and_then(|v| Isolation::from_name(v))
             .unwrap_or_default();
         txn.track_reads = txn.isolation == Isolation::Serializable;
+        txn.read_only = self.default_read_only();
         txn
     }
 
-    /// Applies `ISOLATION LEVEL …` modes to the open transaction.
+    /// `default_transaction_read_only`: new transactions are READ ONLY.
+    fn default_read_only(&self) -> bool {
+        self.vars
+            .get("default_transaction_read_only")
+            .is_some_and(|v| parse_bool_setting(v) == Some(true))
+    }
+
+    /// Whether the statement about to run belongs to a READ ONLY transaction.
+    fn read_only(&self) -> bool {
+        match &self.txn {
+            Some(t) if self.explicit || self.implicit_batch => t.read_only,
+            _ => self.default_read_only(),
+        }
+    }
+
+    /// Applies `ISOLATION LEVEL …` and `READ ONLY | READ WRITE` modes to the open
+    /// transaction.
     fn set_isolation(&mut self, modes: &[sqlparser::ast::TransactionMode]) {
         for m in modes {
+            if let sqlparser::ast::TransactionMode::AccessMode(mode) = m {
+                let read_only = matches!(mode, sqlparser::ast::TransactionAccessMode::ReadOnly);
+                if let Some(txn) = self.txn.as_mut() {
+                    txn.read_only = read_only;
+                }
+                let value = if read_only { "on" } else { "off" };
+                let old = Rc::make_mut(&mut self.vars)
+                    .insert("transaction_read_only".into(), value.into());
+                self.local_saved.push(("transaction_read_only".into(), old));
+            }
             if let sqlparser::ast::TransactionMode::IsolationLevel(level) = m {
                 use sqlparser::ast::TransactionIsolationLevel as L;
                 let iso = match level {
@@ -698,6 +727,14 @@ impl Session {
         }
         if let Some(r) = self.session_statement(stmt)? {
             return Ok(r);
+        }
+        if let Some(command) = exec::read_only_violation(stmt) {
+            if self.read_only() {
+                return Err(Error::new(
+                    ErrorKind::ReadOnlySqlTransaction,
+                    format!("cannot execute {command} in a read-only transaction"),
+                ));
+            }
         }
         match stmt {
             Statement::Prepare {
@@ -2298,6 +2335,16 @@ fn search_path_setting(values: &[sqlparser::ast::Expr]) -> Option<String> {
         names.push(crate::sql::pg_catalog::quote_ident(&name));
     }
     Some(names.join(", "))
+}
+
+/// A boolean setting's value as PostgreSQL reads it (`on`, `true`, `yes`, `1` and their
+/// opposites, any case).
+fn parse_bool_setting(v: &str) -> Option<bool> {
+    match v.trim().trim_matches('\'').to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" => Some(true),
+        "off" | "false" | "no" | "0" | "f" => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

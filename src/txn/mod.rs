@@ -141,6 +141,9 @@ pub struct Txn {
     /// A single statement's implicit transaction (not BEGIN … COMMIT).
     pub implicit: bool,
     pub isolation: Isolation,
+    /// `READ ONLY` (`BEGIN READ ONLY`, `default_transaction_read_only`): writes fail with
+    /// 25006.
+    pub read_only: bool,
     /// The read timestamp of the statement that buffered the first write: commits check
     /// write-write conflicts from there (READ COMMITTED moves `read_ts` per statement).
     pub first_write_ts: Cell<Option<Timestamp>>,
@@ -194,6 +197,7 @@ impl Txn {
             reads: RefCell::new(ReadSet::default()),
             implicit: false,
             isolation: Isolation::Serializable,
+            read_only: false,
             first_write_ts: Cell::new(None),
             locked: RefCell::new(Vec::new()),
             pin: None,
