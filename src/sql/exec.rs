@@ -45,6 +45,7 @@ pub use analyze::refresh_stale_stats;
 use online_index::duplicate_in_index;
 pub use online_index::fail_interrupted_jobs;
 mod recursive_cte;
+mod relation_sizes;
 mod roles;
 mod schemas;
 mod view_deps;
@@ -3844,6 +3845,7 @@ impl<'a> Exec<'a> {
             let mut s = stmt.clone();
             let saved = self.plan_cache.take();
             pg_catalog::rewrite(&mut s, self.cat, self.db_id, &self.path)?;
+            self.inline_relation_sizes(&mut s).await?;
             let materialized = Box::pin(self.materialize_all_recursive(&mut s)).await;
             let r = match materialized {
                 Err(e) => Err(e),

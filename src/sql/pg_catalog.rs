@@ -2385,6 +2385,15 @@ fn json_build_object(vals: &[Datum]) -> Result<Datum> {
 /// [`rewrite`]'s name for "the relation name of this oid" (an output `x::regclass`).
 const REGCLASS_NAME: &str = "__regclass_name";
 
+/// Functions whose answer depends on the data: `exec`'s `inline_relation_sizes` answers
+/// those of a constant relation.
+pub const SIZE_FUNCTIONS: &[&str] = &[
+    "pg_relation_size",
+    "pg_table_size",
+    "pg_indexes_size",
+    "pg_total_relation_size",
+];
+
 /// Functions whose answer depends on the catalog: [`rewrite`] replaces them.
 const CATALOG_FUNCTIONS: &[&str] = &[
     "pg_get_indexdef",
@@ -2439,6 +2448,7 @@ pub fn needs_rewrite(stmt: &Statement) -> bool {
                 Expr::Cast { data_type, .. } => is_reg_type(data_type),
                 Expr::Function(f) => {
                     CATALOG_FUNCTIONS.contains(&func_name(f).as_str())
+                        || SIZE_FUNCTIONS.contains(&func_name(f).as_str())
                         || func_name(f) == "pg_table_is_visible"
                         || matches!(f.args, FunctionArguments::Subquery(_))
                 }
