@@ -110,9 +110,9 @@ impl Exec<'_> {
         }
         let mut sizes: HashMap<Ask, i64> = HashMap::new();
         for ask in found.0 {
-            if !sizes.contains_key(&ask) {
-                let size = self.relation_size(&ask).await?;
-                sizes.insert(ask, size);
+            if let std::collections::hash_map::Entry::Vacant(slot) = sizes.entry(ask) {
+                let size = self.relation_size(slot.key()).await?;
+                slot.insert(size);
             }
         }
         struct Replace(HashMap<Ask, i64>);
