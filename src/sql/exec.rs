@@ -707,6 +707,8 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::TimeArray => "_time",
         SqlType::IntervalArray => "_interval",
         SqlType::UuidArray => "_uuid",
+        SqlType::Record => "record",
+        SqlType::RecordArray => "_record",
 
         SqlType::NumericArray => "_numeric",
         SqlType::TextArray => "_text",

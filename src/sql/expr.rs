@@ -567,6 +567,7 @@ impl<'a> Binder<'a> {
                 SqlType::Interval,
             ),
             Expr::Nested(e) => self.bind(e, hint)?,
+            Expr::Tuple(items) => self.bind_row(items)?,
             // Text sorts bytewise whatever the collation, so COLLATE only checks.
             Expr::Collate { expr, collation } => {
                 let (s, t) = self.bind(expr, hint)?;
@@ -1990,6 +1991,28 @@ impl<'a> Binder<'a> {
         crate::sql::catalog::parse_default(&format!("jsonb_build_object({})", pairs.join(", ")))
     }
 
+    /// `ROW(a, b, …)` or `(a, b, …)` as a value: an anonymous record, printed as
+    /// PostgreSQL's record output (`__row`, whose first argument lists the field types).
+    fn bind_row(&mut self, items: &[Expr]) -> Result<(Scalar, SqlType)> {
+        let mut args = vec![Scalar::Const(Datum::Null)];
+        let mut tags = Vec::with_capacity(items.len());
+        for e in items {
+            let (s, t) = self.bind(e, None)?;
+            let t = if t == SqlType::Unknown {
+                SqlType::Text
+            } else {
+                t
+            };
+            tags.push(t.tag().to_string());
+            args.push(coerce_literal(s, t)?);
+        }
+        args[0] = Scalar::Const(Datum::Text(tags.join(",")));
+        Ok((
+            Scalar::Func("__row".into(), args, SqlType::Record),
+            SqlType::Record,
+        ))
+    }
+
     fn bind_function(&mut self, f: &ast::Function) -> Result<(Scalar, SqlType)> {
         let mut name = object_name(&f.name);
         // SQL's spelling of current_database() (written without parentheses).
@@ -2077,6 +2100,9 @@ impl<'a> Binder<'a> {
             let aggs = self.aggs.as_mut().unwrap();
             aggs.push(call);
             return Ok((Scalar::AggRef(aggs.len() - 1), ty));
+        }
+        if name == "row" {
+            return self.bind_row(&args);
         }
         let mut args = args;
         if crate::sql::sequence::is_sequence_function(&name) {
@@ -3942,6 +3968,46 @@ fn text_arg(args: &[Datum], i: usize) -> Option<String> {
     args.get(i).and_then(|d| d.to_text(d.natural_type()))
 }
 
+/// A `__row` call's value: its fields (after the list of their type tags) in PostgreSQL's
+/// record output: `(1,,"a b")`, NULL fields empty, a field quoted when it is empty or holds
+/// a quote, backslash, parenthesis, comma or white space (quotes and backslashes doubled).
+fn record_value(args: &[Scalar], row: &[Datum], cx: &EvalCtx) -> Result<Datum> {
+    let Some(Scalar::Const(Datum::Text(tags))) = args.first() else {
+        return Err(Error::internal("a record without its field types"));
+    };
+    let types = tags
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().ok().and_then(SqlType::from_tag));
+    let mut out = String::from("(");
+    for (i, (a, ty)) in args[1..].iter().zip(types).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let v = a.eval(row, cx)?;
+        let ty = ty.unwrap_or_else(|| v.natural_type());
+        let Some(text) = v.to_text(ty) else { continue };
+        let quote = text.is_empty()
+            || text
+                .chars()
+                .any(|c| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_whitespace());
+        if quote {
+            out.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    out.push(c);
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push(')');
+    Ok(Datum::Text(out))
+}
+
 fn eval_func(
     name: &str,
     args: &[Scalar],
@@ -3955,9 +4021,19 @@ fn eval_func(
         let elem = ty.array_elem().unwrap_or(SqlType::Text);
         let mut texts = Vec::with_capacity(args.len());
         for a in args {
-            texts.push(a.eval(row, cx)?.cast(elem)?.to_text(elem));
+            let v = a.eval(row, cx)?;
+            // A record's value is its text already (there is no record input).
+            let v = if elem == SqlType::Record {
+                v
+            } else {
+                v.cast(elem)?
+            };
+            texts.push(v.to_text(elem));
         }
         return Ok(Datum::Text(crate::sql::types::format_array(&texts)));
+    }
+    if name == "__row" {
+        return record_value(args, row, cx);
     }
     if name == "coalesce" {
         for a in args {

@@ -60,6 +60,11 @@ pub enum SqlType {
     TimeArray,
     IntervalArray,
     UuidArray,
+    /// An anonymous composite (`ROW(…)`): a `Datum::Text` of PostgreSQL's record output,
+    /// `(1,"a b",)` (appended).
+    Record,
+    /// `record[]` (appended).
+    RecordArray,
 }
 
 impl SqlType {
@@ -100,6 +105,8 @@ impl SqlType {
             SqlType::TimeArray => 1183,
             SqlType::IntervalArray => 1187,
             SqlType::UuidArray => 2951,
+            SqlType::Record => 2249,
+            SqlType::RecordArray => 2287,
         }
     }
 
@@ -121,6 +128,7 @@ impl SqlType {
             SqlType::TimeArray => SqlType::Time,
             SqlType::IntervalArray => SqlType::Interval,
             SqlType::UuidArray => SqlType::Uuid,
+            SqlType::RecordArray => SqlType::Record,
             _ => return None,
         })
     }
@@ -147,6 +155,7 @@ impl SqlType {
             SqlType::Time => SqlType::TimeArray,
             SqlType::Interval => SqlType::IntervalArray,
             SqlType::Uuid => SqlType::UuidArray,
+            SqlType::Record => SqlType::RecordArray,
             _ => return None,
         })
     }
@@ -187,6 +196,8 @@ impl SqlType {
             1183 => SqlType::TimeArray,
             1187 => SqlType::IntervalArray,
             2951 => SqlType::UuidArray,
+            2249 => SqlType::Record,
+            2287 => SqlType::RecordArray,
             _ => return None,
         })
     }
@@ -243,6 +254,8 @@ impl SqlType {
             SqlType::TimeArray => "time without time zone[]",
             SqlType::IntervalArray => "interval[]",
             SqlType::UuidArray => "uuid[]",
+            SqlType::Record => "record",
+            SqlType::RecordArray => "record[]",
         }
     }
 
@@ -299,6 +312,8 @@ impl SqlType {
             TimeArray,
             IntervalArray,
             UuidArray,
+            Record,
+            RecordArray,
         ] {
             if a as u8 == t {
                 return Some(a);
@@ -722,6 +737,11 @@ impl Datum {
                 Datum::Time(time_of_day::parse_time(t).ok_or_else(|| time_of_day::input_error(s))?)
             }
             SqlType::Jsonb => Datum::Text(crate::sql::jsonb::Json::parse(s)?.to_text()),
+            SqlType::Record => {
+                return Err(Error::unsupported(
+                    "input of anonymous composite types is not implemented",
+                ))
+            }
             _ => {
                 // An array: every element through the element type's input function,
                 // then printed in the canonical form.

@@ -808,6 +808,8 @@ mod tests {
             TimeArray,
             IntervalArray,
             UuidArray,
+            Record,
+            RecordArray,
         ];
         for t in &all {
             match t {
@@ -815,7 +817,8 @@ mod tests {
                 | Date | Timestamp | TimestampTz | Uuid | Unknown | BoolArray | Int2Array
                 | Int4Array | Int8Array | Float8Array | NumericArray | TextArray | Int2Vector
                 | OidVector | Interval | Jsonb | Time | Float4Array | DateArray
-                | TimestampArray | TimestampTzArray | TimeArray | IntervalArray | UuidArray => {}
+                | TimestampArray | TimestampTzArray | TimeArray | IntervalArray | UuidArray
+                | Record | RecordArray => {}
             }
         }
         all
