@@ -133,6 +133,57 @@ pub fn read_only_violation(s: &Statement) -> Option<String> {
     Some(name.to_string())
 }
 
+/// Window calls of a grouped query as calls over rows of `width` group columns followed by
+/// the aggregates' values (`AggRef(i)` becomes column `width + i`).
+fn windows_over_groups(
+    calls: &[crate::sql::expr::WindowCall],
+    width: usize,
+) -> Result<Vec<crate::sql::expr::WindowCall>> {
+    use crate::sql::expr::WindowFunc;
+    let remap = |s: &Scalar| {
+        s.map_leaves(&|leaf| match leaf {
+            Scalar::AggRef(i) => Some(Scalar::Column(width + i)),
+            Scalar::WindowRef(_) => None,
+            other => Some(other.clone()),
+        })
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Windowing,
+                "window function calls cannot be nested",
+            )
+        })
+    };
+    let remap_all = |xs: &[Scalar]| xs.iter().map(remap).collect::<Result<Vec<_>>>();
+    let remap_order = |xs: &[(Scalar, bool, bool)]| {
+        xs.iter()
+            .map(|(s, d, n)| Ok((remap(s)?, *d, *n)))
+            .collect::<Result<Vec<_>>>()
+    };
+    calls
+        .iter()
+        .map(|c| {
+            let func = match &c.func {
+                WindowFunc::Agg(call) => {
+                    let mut call = call.clone();
+                    call.arg = call.arg.as_ref().map(remap).transpose()?;
+                    call.filter = call.filter.as_ref().map(remap).transpose()?;
+                    call.delimiter = call.delimiter.as_ref().map(remap).transpose()?;
+                    call.order = remap_order(&call.order)?;
+                    WindowFunc::Agg(call)
+                }
+                other => other.clone(),
+            };
+            Ok(crate::sql::expr::WindowCall {
+                func,
+                args: remap_all(&c.args)?,
+                partition: remap_all(&c.partition)?,
+                order: remap_order(&c.order)?,
+                frame: c.frame,
+            })
+        })
+        .collect()
+}
+
 /// How rows of a table are found.
 enum Access {
     Point(Vec<Datum>),
@@ -1202,9 +1253,7 @@ fn plan_query(
             continue;
         }
         let mut b = Binder::new(&scope, params);
-        if !grouped {
-            b.windows = Some(&mut windows);
-        }
+        b.windows = Some(&mut windows);
         if grouped {
             b.aggs = Some(&mut aggs);
             b.grouped = Some(grouped_cols.clone());
@@ -5241,7 +5290,8 @@ impl<'a> Exec<'a> {
                 plan.aggs.iter().map(|_| AggState::default()).collect(),
             ));
         }
-        let mut produced = Vec::with_capacity(groups.len());
+        // Each group (after HAVING) with its aggregates' values.
+        let mut kept = Vec::with_capacity(groups.len());
         for (row, states) in groups {
             self.cx.aggs = plan
                 .aggs
@@ -5253,6 +5303,32 @@ impl<'a> Exec<'a> {
                 if !h.eval_bool(&row, &self.cx)? {
                     continue;
                 }
+            }
+            kept.push((row, std::mem::take(&mut self.cx.aggs)));
+        }
+        // Window functions run over the groups: each group is a row of its columns
+        // followed by its aggregates' values.
+        let mut window_values = if plan.windows.is_empty() {
+            Vec::new()
+        } else {
+            let width = plan.scope.len();
+            let calls = windows_over_groups(&plan.windows, width)?;
+            let rows: Vec<Vec<Datum>> = kept
+                .iter()
+                .map(|(row, aggs)| {
+                    let mut r = row.clone();
+                    r.resize(width, Datum::Null);
+                    r.extend(aggs.iter().cloned());
+                    r
+                })
+                .collect();
+            self.compute_windows(&calls, &rows)?
+        };
+        let mut produced = Vec::with_capacity(kept.len());
+        for (n, (row, aggs)) in kept.into_iter().enumerate() {
+            self.cx.aggs = aggs;
+            if let Some(w) = window_values.get_mut(n) {
+                self.cx.windows = std::mem::take(w);
             }
             let out = self.project(plan, &row)?;
             let keys = self.sort_keys(plan, &row, &out)?;

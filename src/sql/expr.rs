@@ -202,16 +202,28 @@ impl Scalar {
     /// one (a column the target row does not have), or the expression reads aggregates or
     /// window values.
     pub fn map_columns(&self, f: &dyn Fn(usize) -> Option<usize>) -> Option<Scalar> {
-        let m = |x: &Scalar| x.map_columns(f).map(Box::new);
+        self.map_leaves(&|leaf| match leaf {
+            Scalar::Column(i) => Some(Scalar::Column(f(*i)?)),
+            Scalar::WindowRef(_) | Scalar::AggRef(_) => None,
+            other => Some(other.clone()),
+        })
+    }
+
+    /// The expression with every leaf (column, aggregate or window reference, constant,
+    /// parameter) replaced by what `f` makes of it; None when `f` refuses one.
+    pub fn map_leaves(&self, f: &dyn Fn(&Scalar) -> Option<Scalar>) -> Option<Scalar> {
+        let m = |x: &Scalar| x.map_leaves(f).map(Box::new);
         let all = |xs: &[Scalar]| {
             xs.iter()
-                .map(|x| x.map_columns(f))
+                .map(|x| x.map_leaves(f))
                 .collect::<Option<Vec<_>>>()
         };
         Some(match self {
-            Scalar::Column(i) => Scalar::Column(f(*i)?),
-            Scalar::WindowRef(_) | Scalar::AggRef(_) => return None,
-            Scalar::Const(_) | Scalar::Param(_) => self.clone(),
+            Scalar::Column(_)
+            | Scalar::WindowRef(_)
+            | Scalar::AggRef(_)
+            | Scalar::Const(_)
+            | Scalar::Param(_) => f(self)?,
             Scalar::Binary(op, a, b, t) => Scalar::Binary(*op, m(a)?, m(b)?, *t),
             Scalar::Not(a) => Scalar::Not(m(a)?),
             Scalar::Neg(a) => Scalar::Neg(m(a)?),
@@ -228,7 +240,7 @@ impl Scalar {
                 },
                 whens
                     .iter()
-                    .map(|(w, t)| Some((w.map_columns(f)?, t.map_columns(f)?)))
+                    .map(|(w, t)| Some((w.map_leaves(f)?, t.map_leaves(f)?)))
                     .collect::<Option<Vec<_>>>()?,
                 match els {
                     Some(e) => Some(m(e)?),
@@ -337,6 +349,10 @@ pub struct Binder<'a> {
     /// The GROUP BY expressions, as text, when grouping.
     pub group_exprs: Vec<String>,
     in_agg: bool,
+    /// Binding the arguments of an aggregate used as a window function over the groups of
+    /// a grouped query: they are expressions of the groups (aggregates allowed), not of
+    /// the input rows.
+    window_over_groups: bool,
     /// Operand types of the last `bind_pair`.
     last_pair: (SqlType, SqlType),
 }
@@ -446,6 +462,7 @@ impl<'a> Binder<'a> {
             grouped: None,
             group_exprs: Vec::new(),
             in_agg: false,
+            window_over_groups: false,
             last_pair: (SqlType::Unknown, SqlType::Unknown),
         }
     }
@@ -1612,6 +1629,9 @@ impl<'a> Binder<'a> {
         distinct: bool,
         order_by: &[ast::OrderByExpr],
     ) -> Result<AggCall> {
+        // Only this call's own arguments are over the groups (an aggregate inside them
+        // reads the input rows).
+        let over_groups = std::mem::take(&mut self.window_over_groups);
         let mut delimiter = None;
         let (func, arg, arg_ty) = if name == "count" && (star || args.is_empty()) {
             (AggFunc::CountStar, None, SqlType::Int8)
@@ -1622,7 +1642,7 @@ impl<'a> Binder<'a> {
                     "function string_agg takes two arguments",
                 ));
             }
-            self.in_agg = true;
+            self.in_agg = !over_groups;
             let value = self.bind(&args[0], Some(SqlType::Text));
             let delim = self.bind(&args[1], Some(SqlType::Text));
             self.in_agg = false;
@@ -1650,7 +1670,7 @@ impl<'a> Binder<'a> {
                     "function jsonb_object_agg takes two arguments",
                 ));
             }
-            self.in_agg = true;
+            self.in_agg = !over_groups;
             let key = self.bind(&args[0], Some(SqlType::Text));
             let value = self.bind(&args[1], None);
             self.in_agg = false;
@@ -1668,7 +1688,7 @@ impl<'a> Binder<'a> {
                     format!("function {name} takes one argument"),
                 ));
             }
-            self.in_agg = true;
+            self.in_agg = !over_groups;
             let bound = self.bind(&args[0], None);
             self.in_agg = false;
             let (s, t) = bound?;
@@ -1762,7 +1782,7 @@ impl<'a> Binder<'a> {
         }
         let mut order = Vec::with_capacity(order_by.len());
         for o in order_by {
-            self.in_agg = true;
+            self.in_agg = !over_groups;
             let bound = self.bind(&o.expr, None);
             self.in_agg = false;
             let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
@@ -1811,11 +1831,6 @@ impl<'a> Binder<'a> {
             return Err(Error::new(
                 ErrorKind::Windowing,
                 format!("window functions are not allowed here ({name})"),
-            ));
-        }
-        if self.grouped.is_some() {
-            return Err(Error::unsupported(
-                "window functions in a query with GROUP BY or aggregates",
             ));
         }
         let spec = match over {
@@ -1928,7 +1943,12 @@ impl<'a> Binder<'a> {
                         "DISTINCT is not implemented for window functions",
                     ));
                 }
-                let call = self.bind_agg_call(n, args, star, false, &[])?;
+                // Over the groups of a grouped query, the arguments are expressions of
+                // the groups: `sum(sum(x)) OVER (…)`.
+                self.window_over_groups = self.grouped.is_some();
+                let call = self.bind_agg_call(n, args, star, false, &[]);
+                self.window_over_groups = false;
+                let call = call?;
                 let ty = call.ty;
                 (WindowFunc::Agg(call), ty)
             }
