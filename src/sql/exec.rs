@@ -184,6 +184,47 @@ fn windows_over_groups(
         .collect()
 }
 
+/// The references of `node` (a FROM function's arguments) to `outer` columns as
+/// parameters holding `row`'s values (appended to `values`, numbered after `base`).
+fn bind_outer_args<T: ast::VisitMut>(
+    node: &mut T,
+    outer: &[ScopeColumn],
+    row: &[Datum],
+    base: usize,
+    values: &mut Vec<Datum>,
+) {
+    rewrite::bind_outer_refs(node, &[], outer, &mut |col| {
+        values.push(row[col].clone());
+        rewrite::param_expr(base + values.len(), Some(outer[col].ty))
+    });
+}
+
+/// A query standing in for a derived table set aside by `Exec::bind_outer_values`.
+fn placeholder_query() -> Result<ast::Query> {
+    match crate::sql::session::parse("SELECT 1")?.pop() {
+        Some(Statement::Query(q)) => Ok(*q),
+        _ => Err(Error::internal("SELECT 1 did not parse as a query")),
+    }
+}
+
+/// Puts the derived tables set aside by `Exec::bind_outer_values` back, in FROM order.
+fn put_back_derived(
+    from: &mut [ast::TableWithJoins],
+    derived: &mut dyn Iterator<Item = Box<ast::Query>>,
+) {
+    for twj in from.iter_mut() {
+        let factors =
+            std::iter::once(&mut twj.relation).chain(twj.joins.iter_mut().map(|j| &mut j.relation));
+        for tf in factors {
+            if let TableFactor::Derived { subquery, .. } = tf {
+                if let Some(q) = derived.next() {
+                    *subquery = q;
+                }
+            }
+        }
+    }
+}
+
 /// How rows of a table are found.
 enum Access {
     Point(Vec<Datum>),
@@ -2036,7 +2077,7 @@ fn correlated_select_types(
         let mut outer_types = Vec::new();
         rewrite::bind_outer_refs(&mut q, &inner, &outer.scope, &mut |col| {
             outer_types.push(outer.scope[col].ty);
-            base + outer_types.len()
+            rewrite::param_expr(base + outer_types.len(), None)
         });
         ptypes.extend(outer_types);
         if let Ok(p) = plan_select(cat, db_id, path, &q, &mut ptypes) {
@@ -4174,6 +4215,92 @@ impl<'a> Exec<'a> {
 
     /// Runs correlated subquery `i` for one outer row: its references to the outer scope
     /// become that row's values.
+    /// Replaces the references of `q` (a correlated subquery) to columns of the `outer`
+    /// scope by parameters holding `row`'s values (appended to `values`, numbered after
+    /// `base`). Derived tables in its FROM are done first, each against its own scope, so
+    /// that the subquery's FROM can be planned (join conditions do not take part in its
+    /// scope).
+    fn bind_outer_values(
+        &self,
+        q: &mut ast::Query,
+        outer: &[ScopeColumn],
+        row: &[Datum],
+        base: usize,
+        values: &mut Vec<Datum>,
+    ) -> Result<()> {
+        let SetExpr::Select(s) = q.body.as_mut() else {
+            return Err(Error::unsupported(
+                "correlated subqueries other than a plain SELECT",
+            ));
+        };
+        // Derived tables: their own references first, then set aside while this level's
+        // are bound (their inner names are not this level's).
+        let mut derived = Vec::new();
+        for twj in s.from.iter_mut() {
+            let factors = std::iter::once(&mut twj.relation)
+                .chain(twj.joins.iter_mut().map(|j| &mut j.relation));
+            for tf in factors {
+                match tf {
+                    TableFactor::Derived { subquery, .. } => {
+                        if matches!(subquery.body.as_ref(), SetExpr::Select(_)) {
+                            self.bind_outer_values(subquery, outer, row, base, values)?;
+                        }
+                        let placeholder = Box::new(placeholder_query()?);
+                        derived.push(std::mem::replace(subquery, placeholder));
+                    }
+                    // A set-returning function's arguments (`unnest(outer.col)`).
+                    TableFactor::Function { args, .. } => {
+                        bind_outer_args(args, outer, row, base, values)
+                    }
+                    TableFactor::Table { args: Some(a), .. } => {
+                        bind_outer_args(&mut a.args, outer, row, base, values)
+                    }
+                    TableFactor::UNNEST { array_exprs, .. } => {
+                        bind_outer_args(array_exprs, outer, row, base, values)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut ptypes: Vec<SqlType> = self
+            .cx
+            .params
+            .iter()
+            .chain(values.iter())
+            .map(|d| d.natural_type())
+            .collect();
+        // The scope of the FROM items, without their join conditions (which may name
+        // outer columns).
+        let mut from = s.from.clone();
+        put_back_derived(&mut from, &mut derived.clone().into_iter());
+        for twj in from.iter_mut() {
+            for j in twj.joins.iter_mut() {
+                use ast::JoinOperator as J;
+                if let J::Join(c)
+                | J::Inner(c)
+                | J::Left(c)
+                | J::LeftOuter(c)
+                | J::Right(c)
+                | J::RightOuter(c)
+                | J::FullOuter(c) = &mut j.join_operator
+                {
+                    if let ast::JoinConstraint::On(e) = c {
+                        *e = Expr::Value(ast::Value::Boolean(true).into());
+                    }
+                }
+            }
+        }
+        let inner = plan_from(self.cat, self.db_id, &self.path, &from, &mut ptypes)?.3;
+        rewrite::bind_outer_refs(q, &inner, outer, &mut |col| {
+            values.push(row[col].clone());
+            rewrite::param_expr(base + values.len(), Some(outer[col].ty))
+        });
+        if let SetExpr::Select(s) = q.body.as_mut() {
+            put_back_derived(&mut s.from, &mut derived.into_iter());
+        }
+        Ok(())
+    }
+
     async fn run_correlated(
         &mut self,
         i: usize,
@@ -4183,25 +4310,10 @@ impl<'a> Exec<'a> {
         let mut q = self.correlated[i].query.clone();
         let exists = self.correlated[i].exists;
         let in_lhs = self.correlated[i].in_lhs.clone();
-        let inner: Vec<ScopeColumn> = match q.body.as_ref() {
-            SetExpr::Select(s) => {
-                let mut ptypes: Vec<SqlType> =
-                    self.cx.params.iter().map(|d| d.natural_type()).collect();
-                plan_from(self.cat, self.db_id, &self.path, &s.from, &mut ptypes)?.3
-            }
-            _ => {
-                return Err(Error::unsupported(
-                    "correlated subqueries other than a plain SELECT",
-                ))
-            }
-        };
         let base = self.cx.params.len();
         let corr_base = self.correlated.len();
         let mut values = Vec::new();
-        rewrite::bind_outer_refs(&mut q, &inner, outer, &mut |col| {
-            values.push(row[col].clone());
-            base + values.len()
-        });
+        self.bind_outer_values(&mut q, outer, row, base, &mut values)?;
         self.cx.params.extend(values);
         let r = self.subquery_rows(q).await;
         self.cx.params.truncate(base);
@@ -5022,7 +5134,7 @@ impl<'a> Exec<'a> {
             let base = ptypes.len();
             rewrite::bind_outer_refs(&mut q, &inner, &plan.scope, &mut |col| {
                 outer_types.push(plan.scope[col].ty);
-                base + outer_types.len()
+                rewrite::param_expr(base + outer_types.len(), None)
             });
             ptypes.extend(outer_types);
             if let Ok(p) = plan_select(self.cat, self.db_id, &self.path, &q, &mut ptypes) {

@@ -2492,7 +2492,10 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
                 for item in s.projection.iter_mut() {
                     if let SelectItem::UnnamedExpr(e) = item {
                         let renamed = match e {
-                            Expr::Function(f) => CATALOG_FUNCTIONS.contains(&func_name(f).as_str()),
+                            Expr::Function(f) => {
+                                CATALOG_FUNCTIONS.contains(&func_name(f).as_str())
+                                    || matches!(f.args, FunctionArguments::Subquery(_))
+                            }
                             Expr::Cast { data_type, .. } => is_reg_type(data_type),
                             _ => false,
                         };
@@ -2602,6 +2605,10 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
     }
     impl Rewriter<'_> {
         fn rewrite_expr(&mut self, e: &mut Expr) -> Result<()> {
+            if let Some(array) = array_of_subquery(e)? {
+                *e = array;
+                return Ok(());
+            }
             match e {
                 Expr::BinaryOp { op, .. } => {
                     if let BinaryOperator::PGCustomBinaryOperator(parts) = op {
@@ -3153,19 +3160,66 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
 
 /// Whether `q` reads `unnest(…)`: arrays are text here, and the only ones the catalog
 /// holds (`reloptions`, `datacl`, …) are NULL, so `ARRAY(SELECT … FROM unnest(x))` is `{}`.
+/// Whether `q` reads `unnest` of a column (psql's `ARRAY(SELECT … FROM unnest(stxkeys) …)`
+/// over catalog arrays, which are always empty here).
 fn over_unnest(q: &Query) -> bool {
+    let of_column = |args: &[ast::FunctionArg]| {
+        args.iter().any(|a| {
+            matches!(
+                a,
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+                ))
+            )
+        })
+    };
     match q.body.as_ref() {
         SetExpr::Select(s) => s.from.iter().any(|twj| match &twj.relation {
             TableFactor::Table {
                 name,
-                args: Some(_),
+                args: Some(a),
                 ..
+            } => crate::sql::expr::object_name(name) == "unnest" && of_column(&a.args),
+            TableFactor::Function { name, args, .. } => {
+                crate::sql::expr::object_name(name) == "unnest" && of_column(args)
             }
-            | TableFactor::Function { name, .. } => crate::sql::expr::object_name(name) == "unnest",
             _ => false,
         }),
         _ => false,
     }
+}
+
+/// `ARRAY(subquery)` as the scalar subquery that aggregates the subquery's one column in
+/// its row order (`'{}'` when it has no rows): `(SELECT coalesce(array_agg(e), '{}') FROM
+/// (subquery) AS a(e))`. Correlated subqueries run per outer row as any scalar subquery.
+fn array_of_subquery(e: &Expr) -> Result<Option<Expr>> {
+    let Expr::Function(f) = e else {
+        return Ok(None);
+    };
+    let FunctionArguments::Subquery(q) = &f.args else {
+        return Ok(None);
+    };
+    if func_name(f) != "array" {
+        return Ok(None);
+    }
+    if let SetExpr::Select(s) = q.body.as_ref() {
+        let wildcard = s.projection.iter().any(|i| {
+            matches!(
+                i,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        });
+        if s.projection.len() != 1 && !wildcard {
+            return Err(Error::new(
+                ErrorKind::Syntax,
+                "subquery must return only one column",
+            ));
+        }
+    }
+    let sql = format!(
+        "(SELECT coalesce(array_agg(\"__array\".\"__elem\"), '{{}}') FROM ({q}) AS \"__array\"(\"__elem\"))"
+    );
+    crate::sql::catalog::parse_default(&sql).map(Some)
 }
 
 fn is_number_literal(e: &Expr) -> bool {

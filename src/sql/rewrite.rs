@@ -419,17 +419,30 @@ pub fn subquery_error(e: Error) -> Error {
 /// Replaces the references of a correlated subquery `q` to its outer query's columns
 /// (names its own FROM, `inner`, does not have, but `outer` does) by parameter
 /// placeholders; `param(outer column index)` returns each one's 1-based number.
-pub fn bind_outer_refs(
-    q: &mut Query,
+/// Parameter `$n` as an expression: plain, or cast to `ty` when the value alone would not
+/// say its type (an array or jsonb value is text underneath).
+pub fn param_expr(n: usize, ty: Option<crate::sql::types::SqlType>) -> Expr {
+    let placeholder = Expr::Value(Value::Placeholder(format!("${n}")).into());
+    match ty {
+        Some(t) if t.array_elem().is_some() || t == crate::sql::types::SqlType::Jsonb => {
+            crate::sql::catalog::parse_default(&format!("${n}::{}", t.name()))
+                .unwrap_or(placeholder)
+        }
+        _ => placeholder,
+    }
+}
+
+pub fn bind_outer_refs<T: VisitMut>(
+    q: &mut T,
     inner: &[crate::sql::expr::ScopeColumn],
     outer: &[crate::sql::expr::ScopeColumn],
-    param: &mut dyn FnMut(usize) -> usize,
+    param: &mut dyn FnMut(usize) -> Expr,
 ) {
     use crate::sql::expr::ident_name;
     struct Binder<'a> {
         inner: &'a [crate::sql::expr::ScopeColumn],
         outer: &'a [crate::sql::expr::ScopeColumn],
-        param: &'a mut dyn FnMut(usize) -> usize,
+        param: &'a mut dyn FnMut(usize) -> Expr,
     }
     impl VisitorMut for Binder<'_> {
         type Break = ();
@@ -464,8 +477,7 @@ pub fn bind_outer_refs(
                 _ => None,
             };
             if let Some(k) = found {
-                let n = (self.param)(k);
-                *e = Expr::Value(Value::Placeholder(format!("${n}")).into());
+                *e = (self.param)(k);
             }
             ControlFlow::Continue(())
         }
