@@ -157,6 +157,14 @@ pub enum ErrorKind {
     ArraySubscriptError,
     /// 22000: a data exception with no more specific code (appended).
     DataException,
+    /// 42723: CREATE FUNCTION of a function that exists with the same argument types
+    /// (appended).
+    DuplicateFunction,
+    /// 42725: a function call or DROP FUNCTION that matches several functions (appended).
+    AmbiguousFunction,
+    /// 42P13: a function definition PostgreSQL refuses, such as a body whose result does
+    /// not fit the declared return type (appended).
+    InvalidFunctionDefinition,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -303,6 +311,9 @@ impl Error {
             LockWaitSlice => "40001",
             ArraySubscriptError => "2202E",
             DataException => "22000",
+            DuplicateFunction => "42723",
+            AmbiguousFunction => "42725",
+            InvalidFunctionDefinition => "42P13",
         }
     }
 }

@@ -217,6 +217,9 @@ kind_codes! {
     LockWaitSlice = 70,
     ArraySubscriptError = 71,
     DataException = 72,
+    DuplicateFunction = 73,
+    AmbiguousFunction = 74,
+    InvalidFunctionDefinition = 75,
 }
 
 // ---------------------------------------------------------------------------------------

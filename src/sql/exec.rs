@@ -26,6 +26,7 @@ use crate::sql::rewrite;
 use crate::sql::sequence::{self, SeqOp, SeqSession};
 use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
+use crate::sql::udf;
 use crate::txn::Txn;
 
 mod create_table_as;
@@ -37,6 +38,7 @@ pub use create_table_as::select_into_as_create;
 mod analyze;
 mod comments;
 mod foreign_keys;
+mod functions;
 mod hash_join;
 mod join_access;
 mod multi_assign;
@@ -74,7 +76,9 @@ pub fn statement_kind(s: &Statement) -> usize {
         | Statement::CreateSequence { .. }
         | Statement::Drop { .. }
         | Statement::CreateDatabase { .. }
-        | Statement::CreateSchema { .. } => 4,
+        | Statement::CreateSchema { .. }
+        | Statement::CreateFunction(_)
+        | Statement::DropFunction(_) => 4,
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. } => 5,
@@ -1946,6 +1950,12 @@ pub fn describe(
     stmt: &Statement,
     params: &mut Vec<SqlType>,
 ) -> Result<Option<Vec<Column>>> {
+    if udf::applies_to(stmt) && cat.functions_in(db_id).next().is_some() {
+        let mut s = stmt.clone();
+        if udf::inline_calls(&mut s, cat, db_id, path)? {
+            return describe(cat, db_id, path, &s, params);
+        }
+    }
     if pg_catalog::needs_rewrite(stmt) {
         let mut s = stmt.clone();
         pg_catalog::rewrite(&mut s, cat, db_id, path)?;
@@ -3735,6 +3745,25 @@ impl<'a> Exec<'a> {
     }
 
     async fn run_once(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if udf::applies_to(stmt) && self.cat.functions_in(self.db_id).next().is_some() {
+            let mut s = stmt.clone();
+            if udf::inline_calls(&mut s, self.cat, self.db_id, &self.path)? {
+                // Not through the plan cache: the cached plan is the text's, not the
+                // rewrite's.
+                let saved = self.plan_cache.take();
+                let r = Box::pin(self.run_calls_inlined(&s)).await;
+                self.plan_cache = saved;
+                return r;
+            }
+        }
+        self.run_calls_inlined(stmt).await
+    }
+
+    /// [`Self::run_once`] of a statement that calls no SQL function.
+    async fn run_calls_inlined(
+        &mut self,
+        stmt: &Statement,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
         if matches!(
             stmt,
             Statement::Query(_)
@@ -4133,6 +4162,8 @@ impl<'a> Exec<'a> {
             Statement::Delete(d) => self.delete(d).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::CreateFunction(cf) => self.create_function(cf).await,
+            Statement::DropFunction(df) => self.drop_function(df).await,
             Statement::Explain {
                 statement,
                 analyze,
@@ -8412,6 +8443,11 @@ impl<'a> Exec<'a> {
                             for t in self.cat.tables_in(d.id) {
                                 writes.push(KvWrite::Delete {
                                     key: keys::table_desc_key(t.id),
+                                });
+                            }
+                            for f in self.cat.functions_in(d.id) {
+                                writes.push(KvWrite::Delete {
+                                    key: keys::function_key(f.id),
                                 });
                             }
                             for sc in self.cat.schemas_in(d.id) {

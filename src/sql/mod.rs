@@ -93,4 +93,5 @@ pub mod session;
 pub mod stats;
 pub mod time_of_day;
 pub mod types;
+pub mod udf;
 pub mod wire;
