@@ -1418,6 +1418,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn function_descriptor_round_trips() {
+        let f = FunctionDesc {
+            id: 7,
+            db_id: 2,
+            schema_id: 9,
+            name: "add".into(),
+            args: vec![
+                FunctionArgDesc {
+                    name: None,
+                    type_sql: "INT".into(),
+                    ty: SqlType::Int4,
+                    default: None,
+                },
+                FunctionArgDesc {
+                    name: Some("b".into()),
+                    type_sql: "VARCHAR(3)".into(),
+                    ty: SqlType::Varchar,
+                    default: Some("'x'".into()),
+                },
+            ],
+            returns_sql: "DOUBLE PRECISION".into(),
+            returns: SqlType::Float8,
+            body: FunctionBody::As("select $1 + 1".into()),
+            volatility: b'i',
+            strict: true,
+        };
+        assert_eq!(decode_function(&encode_function(&f)).unwrap(), f);
+        let r = FunctionDesc {
+            body: FunctionBody::Return("$1 * 2".into()),
+            ..f
+        };
+        let bytes = encode_function(&r);
+        assert_eq!(decode_function(&bytes).unwrap(), r);
+        // Fields a later version appends after these are skipped by this one.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(decode_function(&longer).unwrap(), r);
+        assert!(decode_function(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
     fn table_descriptor_round_trip() {
         let t = TableDesc {
             id: 104,

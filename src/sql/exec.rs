@@ -1403,6 +1403,7 @@ fn plan_relation(
                     Some(Statement::Query(q)) => q,
                     _ => return Err(Error::internal(format!("view {} is not a query", t.name))),
                 };
+                udf::inline_calls(q.as_mut(), cat, db_id, path)?;
                 rewrite::inline_ctes(q.as_mut())?;
                 let alias_unset = alias.is_none();
                 let alias = match alias {
@@ -7352,6 +7353,7 @@ impl<'a> Exec<'a> {
         }
         let mut q = (*cv.query).clone();
         let mut params = Vec::new();
+        udf::inline_calls(&mut q, self.cat, self.db_id, &self.path)?;
         stub_subqueries(self.cat, self.db_id, &self.path, &mut q, &mut params)?;
         let plan = plan_select(self.cat, self.db_id, &self.path, &q, &mut params)?;
         if !params.is_empty() {

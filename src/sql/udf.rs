@@ -75,32 +75,74 @@ pub fn applies_to(stmt: &Statement) -> bool {
 /// Rewrites the calls of SQL functions in `stmt` into their bodies (see the module
 /// essay). Answers whether anything changed; `stmt` is untouched when database `db_id`
 /// has no functions.
-pub fn inline_calls(
-    stmt: &mut Statement,
+pub fn inline_calls<T: ast::VisitMut + ast::Visit>(
+    node: &mut T,
     cat: &Catalog,
     db_id: u32,
     path: &SearchPath,
 ) -> Result<bool> {
-    if cat.functions_in(db_id).next().is_none() || !applies_to(stmt) {
+    if cat.functions_in(db_id).next().is_none() {
         return Ok(false);
     }
     let names: Vec<&str> = cat.functions_in(db_id).map(|f| f.name.as_str()).collect();
+    let is_call = |f: &ast::Function| {
+        f.name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|last| names.contains(&ident_name(last).as_str()))
+    };
     let mut calls = false;
-    let _ = ast::visit_expressions(stmt, |e| {
+    let _ = ast::visit_expressions(node, |e| {
         if let Expr::Function(f) = e {
-            if let Some(last) = f.name.0.last().and_then(|p| p.as_ident()) {
-                calls |= names.contains(&ident_name(last).as_str());
-            }
+            calls |= is_call(f);
         }
         ControlFlow::<()>::Continue(())
     });
     if !calls {
         return Ok(false);
     }
+    name_call_columns(node, &is_call);
     let mut inliner = Inliner::new(cat, db_id, path);
-    inliner.note_relations(stmt);
-    inliner.inline(stmt, 0)?;
+    inliner.note_relations(node);
+    inliner.inline(node, 0)?;
     Ok(inliner.inlined.get() > 0)
+}
+
+/// Gives a SELECT list's bare call of a SQL function the function's name as its column
+/// name, as PostgreSQL names it (the inlined expression would be named after its cast).
+fn name_call_columns<T: ast::VisitMut>(node: &mut T, is_call: &dyn Fn(&ast::Function) -> bool) {
+    struct Names<'f>(&'f dyn Fn(&ast::Function) -> bool);
+    fn name_items(body: &mut ast::SetExpr, is_call: &dyn Fn(&ast::Function) -> bool) {
+        match body {
+            ast::SetExpr::Select(s) => {
+                for item in s.projection.iter_mut() {
+                    if let ast::SelectItem::UnnamedExpr(Expr::Function(f)) = item {
+                        if is_call(f) {
+                            let name = crate::sql::expr::object_name(&f.name);
+                            *item = ast::SelectItem::ExprWithAlias {
+                                expr: Expr::Function(f.clone()),
+                                alias: ast::Ident::with_quote('"', name),
+                            };
+                        }
+                    }
+                }
+            }
+            ast::SetExpr::SetOperation { left, right, .. } => {
+                name_items(left, is_call);
+                name_items(right, is_call);
+            }
+            _ => {}
+        }
+    }
+    impl ast::VisitorMut for Names<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut ast::Query) -> ControlFlow<()> {
+            name_items(&mut q.body, self.0);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Names(is_call));
 }
 
 impl<'a> Inliner<'a> {
@@ -319,7 +361,7 @@ impl<'a> Inliner<'a> {
             return Ok(None);
         }
         let args = call_args(f, name)?;
-        let desc = self.resolve(name, &candidates, &args)?;
+        let (desc, slots) = self.resolve(name, &candidates, &args)?;
         if depth >= MAX_DEPTH {
             return Err(Error::new(
                 ErrorKind::StatementTooComplex,
@@ -329,16 +371,14 @@ impl<'a> Inliner<'a> {
             )
             .with_hint("Recursive SQL functions are not supported."));
         }
-        let mut full: Vec<Expr> = args.into_iter().map(|(_, e)| e).collect();
-        for a in &desc.args[full.len()..] {
-            let default = a.default.as_deref().unwrap_or("NULL");
-            full.push(crate::sql::catalog::parse_default(default)?);
+        let mut params = Vec::with_capacity(desc.args.len());
+        for (slot, a) in slots.into_iter().zip(&desc.args) {
+            let e = match slot {
+                Some(i) => args[i].1.clone(),
+                None => crate::sql::catalog::parse_default(a.default.as_deref().unwrap_or("NULL"))?,
+            };
+            params.push(cast_to(e, &param_type_sql(a.ty, &a.type_sql))?);
         }
-        let params: Vec<Expr> = full
-            .into_iter()
-            .zip(&desc.args)
-            .map(|(e, a)| cast_to(e, &a.type_sql))
-            .collect::<Result<_>>()?;
         self.expand(&desc, &params, depth).map(Some)
     }
 
@@ -389,7 +429,7 @@ impl<'a> Inliner<'a> {
                 else_result: Some(Box::new(body)),
             };
         }
-        cast_to(body, &desc.returns_sql)
+        cast_to(body, &param_type_sql(desc.returns, &desc.returns_sql))
     }
 
     /// The query `CREATE FUNCTION` checks `desc`'s body with (PostgreSQL's
@@ -409,7 +449,12 @@ impl<'a> Inliner<'a> {
         let params: Vec<Expr> = desc
             .args
             .iter()
-            .map(|a| cast_to(Expr::Value(ast::Value::Null.into()), &a.type_sql))
+            .map(|a| {
+                cast_to(
+                    Expr::Value(ast::Value::Null.into()),
+                    &param_type_sql(a.ty, &a.type_sql),
+                )
+            })
             .collect::<Result<_>>()?;
         let shadowed = self.table_columns(&q);
         substitute(&mut q, desc, &params, &shadowed)?;
@@ -424,57 +469,72 @@ impl<'a> Inliner<'a> {
         name: &str,
         candidates: &[Rc<FunctionDesc>],
         args: &[(Option<String>, Expr)],
-    ) -> Result<Rc<FunctionDesc>> {
+    ) -> Result<(Rc<FunctionDesc>, Vec<Option<usize>>)> {
         let types: Vec<Option<SqlType>> = args.iter().map(|(_, e)| self.arg_type(e)).collect();
-        let fits: Vec<&Rc<FunctionDesc>> = candidates
+        // Each candidate that can take the arguments, with the argument each parameter
+        // gets; an argument's type against its parameter's is `pairs`.
+        let fits: Vec<(&Rc<FunctionDesc>, Vec<Option<usize>>)> = candidates
             .iter()
-            .filter(|f| {
-                let n = args.len();
-                n <= f.args.len()
-                    && n + f.defaults() >= f.args.len()
-                    && types
-                        .iter()
-                        .zip(&f.args)
-                        .all(|(t, a)| t.is_none_or(|t| implicitly_converts(t, a.ty)))
+            .filter_map(|f| Some((f, slots(f, args)?)))
+            .filter(|(f, slots)| {
+                slots.iter().zip(&f.args).all(|(slot, a)| {
+                    slot.is_none_or(|i| types[i].is_none_or(|t| implicitly_converts(t, a.ty)))
+                })
             })
             .collect();
+        let pairs =
+            |f: &Rc<FunctionDesc>, slots: &[Option<usize>]| -> Vec<(Option<SqlType>, SqlType)> {
+                slots
+                    .iter()
+                    .zip(&f.args)
+                    .filter_map(|(slot, a)| slot.map(|i| (types[i], a.ty)))
+                    .collect()
+            };
         let shown = || {
             types
                 .iter()
-                .map(|t| t.unwrap_or(SqlType::Unknown).name())
+                .zip(args)
+                .map(|(t, (n, _))| {
+                    let ty = t.unwrap_or(SqlType::Unknown).name();
+                    match n {
+                        Some(n) => format!("{n} => {ty}"),
+                        None => ty.to_string(),
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
         // Most exact matches, then most preferred types where a known argument converts
         // (`float8` for numbers: f(int8) and f(float8) called with an int4 take the
         // float8 one), then a string parameter for an untyped literal.
-        let exact = |f: &Rc<FunctionDesc>| {
-            types
-                .iter()
-                .zip(&f.args)
-                .filter(|(t, a)| t.is_some_and(|t| same_type(t, a.ty)))
+        let exact = |(f, slots): &(&Rc<FunctionDesc>, Vec<Option<usize>>)| {
+            pairs(f, slots)
+                .into_iter()
+                .filter(|(t, p)| t.is_some_and(|t| same_type(t, *p)))
                 .count()
         };
-        let preferred = |f: &Rc<FunctionDesc>| {
-            types
-                .iter()
-                .zip(&f.args)
-                .filter(|(t, a)| {
+        let preferred = |(f, slots): &(&Rc<FunctionDesc>, Vec<Option<usize>>)| {
+            pairs(f, slots)
+                .into_iter()
+                .filter(|(t, p)| {
                     t.is_some_and(|t| {
-                        t != SqlType::Unknown && (same_type(t, a.ty) || is_preferred(t, a.ty))
+                        t != SqlType::Unknown && (same_type(t, *p) || is_preferred(t, *p))
                     })
                 })
+                .count()
+        };
+        let strings = |(f, slots): &(&Rc<FunctionDesc>, Vec<Option<usize>>)| {
+            pairs(f, slots)
+                .into_iter()
+                .filter(|(t, p)| *t == Some(SqlType::Unknown) && p.is_string())
                 .count()
         };
         let mut best = keep_most(fits, exact);
         if best.len() > 1 {
             best = keep_most(best, preferred);
         }
-        for (i, t) in types.iter().enumerate() {
-            if best.len() > 1 && *t == Some(SqlType::Unknown) {
-                let strings = |f: &Rc<FunctionDesc>| usize::from(f.args[i].ty.is_string());
-                best = keep_most(best, strings);
-            }
+        if best.len() > 1 {
+            best = keep_most(best, strings);
         }
         match best.as_slice() {
             [] => Err(Error::new(
@@ -484,7 +544,10 @@ impl<'a> Inliner<'a> {
             .with_hint(
                 "No function matches the given name and argument types. You might need to add explicit type casts.",
             )),
-            [one] => Ok((*one).clone()),
+            [_] => {
+                let (f, slots) = best.pop().expect("one candidate");
+                Ok((f.clone(), slots))
+            }
             _ => Err(Error::new(
                 ErrorKind::AmbiguousFunction,
                 format!("function {name}({}) is not unique", shown()),
@@ -580,17 +643,27 @@ fn call_args(f: &ast::Function, name: &str) -> Result<Vec<(Option<String>, Expr)
             format!("{name} is not an aggregate function"),
         ));
     }
-    let mut args = Vec::with_capacity(list.args.len());
+    let mut args: Vec<(Option<String>, Expr)> = Vec::with_capacity(list.args.len());
     for a in &list.args {
         let (arg_name, value) = match a {
             ast::FunctionArg::Unnamed(v) => (None, v),
             ast::FunctionArg::Named { name, arg, .. } => (Some(ident_name(name)), arg),
+            ast::FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                arg,
+                ..
+            } => (Some(ident_name(name)), arg),
             ast::FunctionArg::ExprNamed { .. } => {
                 return Err(Error::syntax(format!(
                     "bad named argument in a call of {name}"
                 )))
             }
         };
+        if arg_name.is_none() && args.iter().any(|(n, _)| n.is_some()) {
+            return Err(Error::syntax(
+                "positional argument cannot follow named argument",
+            ));
+        }
         match value {
             ast::FunctionArgExpr::Expr(e) => args.push((arg_name, e.clone())),
             _ => {
@@ -600,11 +673,6 @@ fn call_args(f: &ast::Function, name: &str) -> Result<Vec<(Option<String>, Expr)
                 ))
             }
         }
-    }
-    if args.iter().any(|(n, _)| n.is_some()) {
-        return Err(Error::unsupported(format!(
-            "named arguments in a call of SQL function {name}"
-        )));
     }
     Ok(args)
 }
@@ -802,15 +870,44 @@ pub fn assignment_converts(from: SqlType, to: SqlType) -> bool {
 }
 
 /// The candidates that score highest.
-fn keep_most(
-    candidates: Vec<&Rc<FunctionDesc>>,
-    score: impl Fn(&Rc<FunctionDesc>) -> usize,
-) -> Vec<&Rc<FunctionDesc>> {
-    let most = candidates.iter().map(|f| score(f)).max().unwrap_or(0);
+fn keep_most<C>(candidates: Vec<C>, score: impl Fn(&C) -> usize) -> Vec<C> {
+    let most = candidates.iter().map(&score).max().unwrap_or(0);
     candidates
         .into_iter()
-        .filter(|f| score(f) == most)
+        .filter(|c| score(c) == most)
         .collect()
+}
+
+/// Which argument each parameter of `f` gets (`None`: its default), when a call with
+/// `args` fits `f`'s parameters: positional arguments first, then named ones, every
+/// parameter left out having a default.
+fn slots(f: &FunctionDesc, args: &[(Option<String>, Expr)]) -> Option<Vec<Option<usize>>> {
+    let mut slots: Vec<Option<usize>> = vec![None; f.args.len()];
+    for (i, (name, _)) in args.iter().enumerate() {
+        let p = match name {
+            None => i,
+            Some(n) => f.args.iter().position(|a| a.name.as_ref() == Some(n))?,
+        };
+        if p >= slots.len() || slots[p].is_some() {
+            return None;
+        }
+        slots[p] = Some(i);
+    }
+    slots
+        .iter()
+        .zip(&f.args)
+        .all(|(slot, a)| slot.is_some() || a.default.is_some())
+        .then_some(slots)
+}
+
+/// The type an argument or result is cast to: `ty` without the type modifiers written
+/// (PostgreSQL ignores a function's `varchar(3)` and `numeric(5,2)`), the text as
+/// written when the type is not one of ours.
+fn param_type_sql(ty: SqlType, written: &str) -> String {
+    match ty {
+        SqlType::Unknown => written.to_string(),
+        ty => ty.name().to_string(),
+    }
 }
 
 /// Whether `param` is the preferred type of `arg`'s type category (PostgreSQL's
@@ -937,12 +1034,12 @@ mod tests {
         let cat = catalog();
         assert_eq!(
             inlined(&cat, "SELECT add(1, 2)").unwrap(),
-            "SELECT CAST((CAST(1 AS INT)) + (CAST(2 AS INT)) AS INT)"
+            "SELECT CAST((CAST(1 AS INTEGER)) + (CAST(2 AS INTEGER)) AS INTEGER) AS \"add\""
         );
         // Named parameters, and a call inside a body.
         assert_eq!(
             inlined(&cat, "SELECT twice(3)").unwrap(),
-            "SELECT CAST(CAST((CAST((CAST(3 AS INT)) AS INT)) + (CAST((CAST(3 AS INT)) AS INT)) AS INT) AS INT)"
+            "SELECT CAST(CAST((CAST((CAST(3 AS INTEGER)) AS INTEGER)) + (CAST((CAST(3 AS INTEGER)) AS INTEGER)) AS INTEGER) AS INTEGER) AS \"twice\""
         );
     }
 
@@ -971,8 +1068,33 @@ mod tests {
         let cat = catalog();
         assert_eq!(
             inlined(&cat, "SELECT n(1)").unwrap(),
-            "SELECT CAST((SELECT count(*) FROM t AS __fn1_t WHERE c = (CAST(1 AS INT)) LIMIT 1) AS BIGINT)"
+            "SELECT CAST((SELECT count(*) FROM t AS __fn1_t WHERE c = (CAST(1 AS INTEGER)) LIMIT 1) AS BIGINT) AS \"n\""
         );
+    }
+
+    #[test]
+    fn named_arguments_and_defaults_fill_parameters() {
+        let mut cat = catalog();
+        let mut f = function(
+            6,
+            "sub",
+            &[("x", "INT"), ("y", "INT")],
+            "INT",
+            "select x - y",
+        );
+        f.args[1].default = Some("5".into());
+        cat.functions.push(Rc::new(f));
+        assert_eq!(
+            inlined(&cat, "SELECT sub(y => 1, x => 3)").unwrap(),
+            "SELECT CAST((CAST(3 AS INTEGER)) - (CAST(1 AS INTEGER)) AS INTEGER) AS \"sub\""
+        );
+        assert!(inlined(&cat, "SELECT sub(3)")
+            .unwrap()
+            .contains("CAST(5 AS INTEGER)"));
+        let e = inlined(&cat, "SELECT sub(y => 1)").unwrap_err();
+        assert_eq!(e.message, "function sub(y => integer) does not exist");
+        let e = inlined(&cat, "SELECT sub(x => 1, 2)").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Syntax);
     }
 
     #[test]
