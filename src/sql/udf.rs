@@ -23,7 +23,8 @@
 //! - Inlining is textual: a volatile argument used twice in the body is evaluated twice,
 //!   and a STRICT function evaluates its arguments once more for the NULL test.
 //! - Recursive SQL functions cannot be inlined: nesting deeper than [`MAX_DEPTH`] is
-//!   54001.
+//!   54001, and so is a call that expands to more than [`MAX_EXPANDED_NODES`]
+//!   expressions (arguments are copied where the body uses them).
 //! - A function shadows a built-in of the same name (PostgreSQL searches `pg_catalog`
 //!   first); views and column defaults do not see functions (their text is planned
 //!   without this rewrite), and nothing records that a view depends on a function.
@@ -43,6 +44,11 @@ use crate::sql::types::SqlType;
 
 /// How deep calls inside function bodies may nest when inlined.
 pub const MAX_DEPTH: usize = 16;
+
+/// How many expression nodes one inlined call may grow to. A body that uses a parameter
+/// several times copies its argument each time, so nested calls grow exponentially
+/// (`f(f(f(…)))`); past this the statement is refused (54001) before it exhausts memory.
+pub const MAX_EXPANDED_NODES: usize = 100_000;
 
 /// Where a call is inlined: the catalog and the names the statement may use.
 pub struct Inliner<'a> {
@@ -428,6 +434,24 @@ impl<'a> Inliner<'a> {
                 }],
                 else_result: Some(Box::new(body)),
             };
+        }
+        let mut nodes = 0usize;
+        let _ = ast::visit_expressions(&body, |_| {
+            nodes += 1;
+            if nodes > MAX_EXPANDED_NODES {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if nodes > MAX_EXPANDED_NODES {
+            return Err(Error::new(
+                ErrorKind::StatementTooComplex,
+                format!(
+                    "statement too complex: the call of SQL function \"{}\" expands to more than {MAX_EXPANDED_NODES} expressions",
+                    desc.name
+                ),
+            ));
         }
         cast_to(body, &param_type_sql(desc.returns, &desc.returns_sql))
     }
@@ -1100,6 +1124,18 @@ mod tests {
     #[test]
     fn recursion_is_refused_with_54001() {
         let e = inlined(&catalog(), "SELECT loop(1)").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::StatementTooComplex);
+    }
+
+    #[test]
+    fn exponential_expansion_is_refused_with_54001() {
+        let mut cat = catalog();
+        let body = "select x + x + x + x";
+        cat.functions
+            .push(Rc::new(function(7, "quad", &[("x", "INT")], "INT", body)));
+        assert!(inlined(&cat, "SELECT quad(quad(1))").is_ok());
+        let deep = format!("SELECT {}1{}", "quad(".repeat(12), ")".repeat(12));
+        let e = inlined(&cat, &deep).unwrap_err();
         assert_eq!(e.kind, ErrorKind::StatementTooComplex);
     }
 
