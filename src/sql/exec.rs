@@ -1951,7 +1951,7 @@ pub fn describe(
     stmt: &Statement,
     params: &mut Vec<SqlType>,
 ) -> Result<Option<Vec<Column>>> {
-    if udf::applies_to(stmt) && cat.functions_in(db_id).next().is_some() {
+    if udf::applies_to(stmt) && udf::calls_functions(stmt, cat, db_id) {
         let mut s = stmt.clone();
         if udf::inline_calls(&mut s, cat, db_id, path)? {
             return describe(cat, db_id, path, &s, params);
@@ -3746,7 +3746,8 @@ impl<'a> Exec<'a> {
     }
 
     async fn run_once(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
-        if udf::applies_to(stmt) && self.cat.functions_in(self.db_id).next().is_some() {
+        // PERF: the statement is copied only when it calls a SQL function.
+        if udf::applies_to(stmt) && udf::calls_functions(stmt, self.cat, self.db_id) {
             let mut s = stmt.clone();
             if udf::inline_calls(&mut s, self.cat, self.db_id, &self.path)? {
                 // Not through the plan cache: the cached plan is the text's, not the

@@ -12,7 +12,7 @@
 //! up to [`MAX_DEPTH`] levels.
 //!
 //! Which function a call means follows PostgreSQL's rules as far as argument types are
-//! known before binding ([`arg_type`]): candidates of the name with the argument count
+//! known before binding (`Inliner::arg_type`): candidates of the name with the argument count
 //! (defaults fill trailing arguments), then those every known argument type converts to
 //! implicitly, then those with the most exact matches; more than one left is 42725, none
 //! 42883. An argument whose type is not known here (an untyped literal, an expression of
@@ -87,32 +87,43 @@ pub fn inline_calls<T: ast::VisitMut + ast::Visit>(
     db_id: u32,
     path: &SearchPath,
 ) -> Result<bool> {
-    if cat.functions_in(db_id).next().is_none() {
+    if !calls_functions(node, cat, db_id) {
         return Ok(false);
     }
-    let names: Vec<&str> = cat.functions_in(db_id).map(|f| f.name.as_str()).collect();
-    let is_call = |f: &ast::Function| {
-        f.name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .is_some_and(|last| names.contains(&ident_name(last).as_str()))
-    };
-    let mut calls = false;
-    let _ = ast::visit_expressions(node, |e| {
-        if let Expr::Function(f) = e {
-            calls |= is_call(f);
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    if !calls {
-        return Ok(false);
-    }
-    name_call_columns(node, &is_call);
+    let names = function_names(cat, db_id);
+    name_call_columns(node, &|f| names.contains(&call_name(f).as_str()));
     let mut inliner = Inliner::new(cat, db_id, path);
     inliner.note_relations(node);
     inliner.inline(node, 0)?;
     Ok(inliner.inlined.get() > 0)
+}
+
+/// Whether `node` calls a function named like a SQL function of database `db_id` (the
+/// cheap test before [`inline_calls`] copies and rewrites a statement).
+pub fn calls_functions<T: ast::Visit>(node: &T, cat: &Catalog, db_id: u32) -> bool {
+    if cat.functions_in(db_id).next().is_none() {
+        return false;
+    }
+    let names = function_names(cat, db_id);
+    ast::visit_expressions(node, |e| match e {
+        Expr::Function(f) if names.contains(&call_name(f).as_str()) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+fn function_names(cat: &Catalog, db_id: u32) -> Vec<&str> {
+    cat.functions_in(db_id).map(|f| f.name.as_str()).collect()
+}
+
+/// The function name a call uses, without its schema.
+fn call_name(f: &ast::Function) -> String {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident_name)
+        .unwrap_or_default()
 }
 
 /// Gives a SELECT list's bare call of a SQL function the function's name as its column
@@ -163,7 +174,7 @@ impl<'a> Inliner<'a> {
         }
     }
 
-    /// Notes the column types of the tables `node` reads, for [`arg_type`], and which
+    /// Notes the column types of the tables `node` reads, for `Inliner::arg_type`, and which
     /// FROM item each column name belongs to.
     pub fn note_relations<T: ast::Visit>(&mut self, node: &T) {
         let scope = self.column_owners(node);
@@ -188,11 +199,8 @@ impl<'a> Inliner<'a> {
     /// The FROM items of `node` that name tables: (the name that qualifies their columns,
     /// the table's columns).
     fn tables_read<T: ast::Visit>(&self, node: &T) -> Vec<(String, Vec<String>)> {
-        struct Tables<'c>(
-            Vec<(String, ast::ObjectName)>,
-            std::marker::PhantomData<&'c ()>,
-        );
-        impl ast::Visitor for Tables<'_> {
+        struct Tables(Vec<(String, ast::ObjectName)>);
+        impl ast::Visitor for Tables {
             type Break = ();
             fn pre_visit_table_factor(&mut self, tf: &ast::TableFactor) -> ControlFlow<()> {
                 if let ast::TableFactor::Table { name, alias, .. } = tf {
@@ -205,7 +213,7 @@ impl<'a> Inliner<'a> {
                 ControlFlow::Continue(())
             }
         }
-        let mut found = Tables(Vec::new(), std::marker::PhantomData);
+        let mut found = Tables(Vec::new());
         let _ = node.visit(&mut found);
         found
             .0
