@@ -403,14 +403,6 @@ impl FunctionDesc {
             .collect::<Vec<_>>()
             .join(", ")
     }
-    /// How many arguments a call may leave out (trailing ones with defaults).
-    pub fn defaults(&self) -> usize {
-        self.args
-            .iter()
-            .rev()
-            .take_while(|a| a.default.is_some())
-            .count()
-    }
 }
 
 impl Catalog {

@@ -2722,6 +2722,14 @@ fn column_from_def(c: &ast::ColumnDef) -> Result<ColumnFromDef> {
     Ok(out)
 }
 
+/// 0A000 for a column DEFAULT or CHECK that calls a SQL function: those expressions are
+/// bound without inlining calls (`udf`).
+fn udf_in_column_expression() -> Error {
+    Error::unsupported(
+        "SQL functions (CREATE FUNCTION) in a column DEFAULT or CHECK constraint are not supported",
+    )
+}
+
 /// Parses a column's DEFAULT and checks it binds, without columns, to a type the column
 /// can take; sets `default_expr`.
 fn validate_default(c: &mut ColumnDesc) -> Result<()> {
@@ -7091,6 +7099,9 @@ impl<'a> Exec<'a> {
         &mut self,
         ct: &ast::CreateTable,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if ct.query.is_none() && udf::calls_functions(ct, self.cat, self.db_id) {
+            return Err(udf_in_column_expression());
+        }
         let (schema_id, name) = self.cat.creation_name(self.db_id, &self.path, &ct.name)?;
         if self.cat.table_in(self.db_id, schema_id, &name).is_some() {
             if ct.if_not_exists {
@@ -7428,6 +7439,9 @@ impl<'a> Exec<'a> {
         at: &ast::AlterTable,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         const TAG: &str = "ALTER TABLE";
+        if udf::calls_functions(at, self.cat, self.db_id) {
+            return Err(udf_in_column_expression());
+        }
         let name = object_name(&at.name);
         let t = match self.cat.relation(self.db_id, &self.path, &at.name)? {
             Some(t) => t,

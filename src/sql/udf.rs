@@ -12,11 +12,13 @@
 //! up to [`MAX_DEPTH`] levels.
 //!
 //! Which function a call means follows PostgreSQL's rules as far as argument types are
-//! known before binding (`Inliner::arg_type`): candidates of the name with the argument count
-//! (defaults fill trailing arguments), then those every known argument type converts to
-//! implicitly, then those with the most exact matches; more than one left is 42725, none
-//! 42883. An argument whose type is not known here (an untyped literal, an expression of
-//! a built-in function) fits any parameter.
+//! known before binding (`Inliner::arg_type`): the candidates of the name whose
+//! parameters take the arguments (positional ones first, then `name => value`, parameters
+//! left out having defaults) and to which every known argument type converts implicitly;
+//! then those with the most exact matches, then the most preferred types (`float8`,
+//! `text`) where an argument converts, then a string parameter for an untyped literal.
+//! More than one left is 42725, none 42883. An argument whose type is not known here (a
+//! parameter `$n`, an expression of a built-in function) fits any parameter.
 //!
 //! # Implementation caveats
 //!
@@ -26,10 +28,15 @@
 //!   54001, and so is a call that expands to more than [`MAX_EXPANDED_NODES`]
 //!   expressions (arguments are copied where the body uses them).
 //! - A function shadows a built-in of the same name (PostgreSQL searches `pg_catalog`
-//!   first); views and column defaults do not see functions (their text is planned
-//!   without this rewrite), and nothing records that a view depends on a function.
-//! - Only scalar results: no `SETOF` / `RETURNS TABLE`, no OUT parameters, no bodies of
-//!   several statements, no `BEGIN ATOMIC`.
+//!   first). Statements and views see functions; column DEFAULTs and CHECKs may not
+//!   call them (0A000: they are bound without this rewrite), and nothing records that a
+//!   view depends on a function, so DROP FUNCTION does not refuse.
+//! - A table-reading body runs where the subquery machinery runs subqueries (WHERE,
+//!   SELECT lists and derived tables; correlated only in WHERE and ungrouped SELECT
+//!   lists), not inside a view. An argument's column is qualified by the caller's FROM
+//!   item only when a table (not a derived table or CTE) provides it.
+//! - Only scalar results: no `SETOF` / `RETURNS TABLE` / `void`, no OUT parameters, no
+//!   bodies of several statements, no `BEGIN ATOMIC`, only `LANGUAGE sql`.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
