@@ -157,6 +157,14 @@ pub enum ErrorKind {
     ArraySubscriptError,
     /// 22000: a data exception with no more specific code (appended).
     DataException,
+    /// 42723: CREATE FUNCTION of a function that exists with the same argument types
+    /// (appended).
+    DuplicateFunction,
+    /// 42725: a function call or DROP FUNCTION that matches several functions (appended).
+    AmbiguousFunction,
+    /// 42P13: a function definition PostgreSQL refuses, such as a body whose result does
+    /// not fit the declared return type (appended).
+    InvalidFunctionDefinition,
     /// 25006: a write in a READ ONLY transaction (appended).
     ReadOnlySqlTransaction,
     /// 42939: a name reserved for built-in objects (appended).
@@ -307,6 +315,9 @@ impl Error {
             LockWaitSlice => "40001",
             ArraySubscriptError => "2202E",
             DataException => "22000",
+            DuplicateFunction => "42723",
+            AmbiguousFunction => "42725",
+            InvalidFunctionDefinition => "42P13",
             ReadOnlySqlTransaction => "25006",
             ReservedName => "42939",
         }

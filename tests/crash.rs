@@ -639,3 +639,59 @@ fn psql_row_survives_kill_9() {
     drop(server);
     drop(dir);
 }
+
+#[test]
+fn sql_functions_survive_kill_9() {
+    // Functions are descriptors in the system range (key 0x05 <id>): after kill -9 and a
+    // restart they are still there, each in its database and schema, and calls inline.
+    if std::env::var("CHITIN_TEST_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("CHITIN_TEST_URL is set: this test needs a server it can kill; skipped");
+        return;
+    }
+    let dir = TempDir::new("chitin-functions").expect("temp dir");
+    let store = dir.path().join("store");
+    let log = dir.path().join("server.log");
+    let mut server = TestServer::start_on(&store, &log, &ServerOptions::default())
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let url = server.url(common::DEFAULT_DATABASE);
+    let sql = "CREATE FUNCTION add2(a INT, b INT) RETURNS INT LANGUAGE sql AS 'select a + b'; \
+               CREATE SCHEMA s; \
+               CREATE FUNCTION s.add2(INT, INT) RETURNS INT LANGUAGE sql RETURN $1 + $2 + 100; \
+               CREATE DATABASE other; \
+               SELECT add2(1, 2), s.add2(1, 2)";
+    let printed = match psql(&url, sql) {
+        None => {
+            eprintln!("psql is not installed; skipped");
+            return;
+        }
+        Some(result) => result.unwrap_or_else(|e| panic!("{e}\n{}", server.log_tail())),
+    };
+    assert_eq!(
+        printed.trim().lines().last(),
+        Some("3|103"),
+        "psql printed {printed:?}"
+    );
+    server.kill();
+    drop(server);
+    let server = TestServer::start_on(&store, &log, &ServerOptions::default())
+        .unwrap_or_else(|e| panic!("restart after kill -9: {e}"));
+    let url = server.url(common::DEFAULT_DATABASE);
+    let printed = psql(&url, "SELECT add2(1, 2), s.add2(1, 2)")
+        .expect("psql vanished")
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log_tail()));
+    assert_eq!(
+        printed.trim(),
+        "3|103",
+        "after kill -9, psql printed {printed:?}"
+    );
+    // Another database does not see them.
+    let other = psql(&server.url("other"), "SELECT add2(1, 2)").expect("psql vanished");
+    assert!(
+        other
+            .as_ref()
+            .is_err_and(|e| e.contains("function add2(integer, integer) does not exist")),
+        "in another database: {other:?}"
+    );
+    drop(server);
+    drop(dir);
+}

@@ -217,9 +217,11 @@ kind_codes! {
     LockWaitSlice = 70,
     ArraySubscriptError = 71,
     DataException = 72,
-    // 73 is left for a kind of another branch.
-    ReadOnlySqlTransaction = 74,
-    ReservedName = 75,
+    DuplicateFunction = 73,
+    AmbiguousFunction = 74,
+    InvalidFunctionDefinition = 75,
+    ReadOnlySqlTransaction = 76,
+    ReservedName = 77,
 }
 
 // ---------------------------------------------------------------------------------------

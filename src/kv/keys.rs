@@ -5,6 +5,7 @@
 //! 0x02 <db id u32>                     system: database descriptors
 //! 0x03 <table id u32>                  system: table descriptors
 //! 0x04 <schema id u32>                 system: schema descriptors (`CREATE SCHEMA`)
+//! 0x05 <function id u32>               system: function descriptors (`CREATE FUNCTION`)
 //! 0x10 <table u32> <index u32> <key>   table data: /Table/<table>/<index>/<key columns…>
 //! ```
 //!
@@ -27,6 +28,7 @@ pub const SYSTEM_META: u8 = 0x01;
 pub const SYSTEM_DATABASE: u8 = 0x02;
 pub const SYSTEM_TABLE: u8 = 0x03;
 pub const SYSTEM_SCHEMA: u8 = 0x04;
+pub const SYSTEM_FUNCTION: u8 = 0x05;
 pub const TABLE_DATA: u8 = 0x10;
 
 /// The range that holds all system keys.
@@ -40,6 +42,12 @@ pub fn meta_key(name: &str) -> Vec<u8> {
 
 pub fn schema_key(id: u32) -> Vec<u8> {
     let mut k = vec![SYSTEM_SCHEMA];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn function_key(id: u32) -> Vec<u8> {
+    let mut k = vec![SYSTEM_FUNCTION];
     k.extend_from_slice(&id.to_be_bytes());
     k
 }

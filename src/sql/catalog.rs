@@ -349,6 +349,62 @@ pub struct Catalog {
     pub stats: crate::sql::stats::StatsByTable,
     /// Roles besides the built-in `root`, by name ([`crate::sql::roles`]).
     pub roles: Vec<crate::sql::roles::Role>,
+    /// SQL functions (`CREATE FUNCTION`), of every database.
+    pub functions: Vec<Rc<FunctionDesc>>,
+}
+
+/// An argument of a [`FunctionDesc`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionArgDesc {
+    /// The parameter name (`None` for an unnamed one, referred to as `$n` only).
+    pub name: Option<String>,
+    /// The type as written (`INT`, `VARCHAR(10)`): what an argument is cast to.
+    pub type_sql: String,
+    /// That type (not stored: resolved when the catalog loads).
+    pub ty: SqlType,
+    /// The DEFAULT expression as SQL text, used when a call leaves the argument out.
+    pub default: Option<String>,
+}
+
+/// How a SQL function's body was written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FunctionBody {
+    /// `AS 'select …'` / `AS $$select …$$`: the body's text.
+    As(String),
+    /// `RETURN expr`: the expression's text.
+    Return(String),
+}
+
+/// A SQL-language function (`CREATE FUNCTION … LANGUAGE sql`), under
+/// [`keys::function_key`]. Calls are inlined ([`crate::sql::udf`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionDesc {
+    pub id: u32,
+    pub db_id: u32,
+    /// The schema the function lives in ([`PUBLIC_SCHEMA`] or a [`SchemaDesc`] id).
+    pub schema_id: u32,
+    pub name: String,
+    pub args: Vec<FunctionArgDesc>,
+    /// The return type as written.
+    pub returns_sql: String,
+    /// That type (not stored: resolved when the catalog loads).
+    pub returns: SqlType,
+    pub body: FunctionBody,
+    /// PostgreSQL's `provolatile`: `i`mmutable, `s`table or `v`olatile.
+    pub volatility: u8,
+    /// `STRICT` / `RETURNS NULL ON NULL INPUT`: a NULL argument makes the result NULL.
+    pub strict: bool,
+}
+
+impl FunctionDesc {
+    /// The argument types, as PostgreSQL prints a signature: `integer, text`.
+    pub fn signature(&self) -> String {
+        self.args
+            .iter()
+            .map(|a| a.ty.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Catalog {
@@ -440,6 +496,43 @@ impl Catalog {
     }
     pub fn tables_in(&self, db_id: u32) -> impl Iterator<Item = &Rc<TableDesc>> {
         self.tables.iter().filter(move |t| t.db_id == db_id)
+    }
+    pub fn functions_in(&self, db_id: u32) -> impl Iterator<Item = &Rc<FunctionDesc>> {
+        self.functions.iter().filter(move |f| f.db_id == db_id)
+    }
+    /// The functions a call of `name` may mean: those of the named schema, or (unqualified)
+    /// of every schema on `path`, an earlier schema's function hiding a later one's of the
+    /// same argument types. 3F000 when a named schema does not exist.
+    pub fn functions_named(
+        &self,
+        db_id: u32,
+        path: &SearchPath,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<Rc<FunctionDesc>>> {
+        let schemas = match schema {
+            Some(s) => match self.schema_id(db_id, s) {
+                Some(id) => vec![id],
+                None => return Err(undefined_schema(s)),
+            },
+            None => path.schemas.clone(),
+        };
+        let mut found: Vec<Rc<FunctionDesc>> = Vec::new();
+        for sid in schemas {
+            for f in self
+                .functions_in(db_id)
+                .filter(|f| f.schema_id == sid && f.name == name)
+            {
+                let hidden = found.iter().any(|g| {
+                    g.args.len() == f.args.len()
+                        && g.args.iter().zip(&f.args).all(|(a, b)| a.ty == b.ty)
+                });
+                if !hidden {
+                    found.push(f.clone());
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -897,6 +990,94 @@ pub async fn write_system(ctx: &CoreCtx, writes: Vec<KvWrite>) -> Result<()> {
     .map(|_| ())
 }
 
+/// The format version a function descriptor starts with. Later fields are appended after
+/// the version-1 ones (read when present), as table descriptors' extensions are.
+const FUNCTION_FORMAT: u8 = 1;
+
+pub fn encode_function(f: &FunctionDesc) -> Vec<u8> {
+    let mut w = W(Vec::new());
+    w.u8(FUNCTION_FORMAT);
+    w.u32(f.id);
+    w.u32(f.db_id);
+    w.u32(f.schema_id);
+    w.str(&f.name);
+    w.u32(f.args.len() as u32);
+    for a in &f.args {
+        w.opt_str(&a.name);
+        w.str(&a.type_sql);
+        w.opt_str(&a.default);
+    }
+    w.str(&f.returns_sql);
+    match &f.body {
+        FunctionBody::As(text) => {
+            w.u8(0);
+            w.str(text);
+        }
+        FunctionBody::Return(text) => {
+            w.u8(1);
+            w.str(text);
+        }
+    }
+    w.u8(f.volatility);
+    w.u8(f.strict as u8);
+    w.0
+}
+
+/// The type a function's argument or result names, from its SQL text (`Unknown` if it no
+/// longer parses: the function then fails when called, not the catalog when loading).
+pub fn function_type(type_sql: &str) -> SqlType {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(type_sql)
+        .and_then(|mut p| p.parse_data_type())
+        .ok()
+        .and_then(|dt| crate::sql::expr::sql_type(&dt).ok())
+        .unwrap_or(SqlType::Unknown)
+}
+
+pub fn decode_function(b: &[u8]) -> Result<FunctionDesc> {
+    let mut r = R(b, 0);
+    if r.u8()? != FUNCTION_FORMAT {
+        return Err(R::bad());
+    }
+    let id = r.u32()?;
+    let db_id = r.u32()?;
+    let schema_id = r.u32()?;
+    let name = r.str()?;
+    let n = r.u32()? as usize;
+    let mut args = Vec::with_capacity(n.min(100));
+    for _ in 0..n {
+        let name = r.opt_str()?;
+        let type_sql = r.str()?;
+        let default = r.opt_str()?;
+        args.push(FunctionArgDesc {
+            name,
+            ty: function_type(&type_sql),
+            type_sql,
+            default,
+        });
+    }
+    let returns_sql = r.str()?;
+    let body = match r.u8()? {
+        0 => FunctionBody::As(r.str()?),
+        1 => FunctionBody::Return(r.str()?),
+        _ => return Err(R::bad()),
+    };
+    let volatility = r.u8()?;
+    let strict = r.u8()? == 1;
+    Ok(FunctionDesc {
+        id,
+        db_id,
+        schema_id,
+        name,
+        args,
+        returns: function_type(&returns_sql),
+        returns_sql,
+        body,
+        volatility,
+        strict,
+    })
+}
+
 /// Reads every descriptor from the system span.
 pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
     let version = ctx.shared.catalog_version.load(Ordering::SeqCst);
@@ -914,6 +1095,9 @@ pub async fn load(ctx: &CoreCtx) -> Result<Catalog> {
         let mut t = decode_table(&v)?;
         t.schema = cat.schema_name(t.schema_id).to_string();
         cat.tables.push(Rc::new(t));
+    }
+    for (_, v) in scan_system(ctx, keys::SYSTEM_FUNCTION).await? {
+        cat.functions.push(Rc::new(decode_function(&v)?));
     }
     for (_, v) in scan_meta(ctx, crate::sql::stats::PREFIX).await? {
         let s = crate::sql::stats::decode(&v)?;
@@ -1229,6 +1413,47 @@ pub fn undefined_schema(name: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_descriptor_round_trips() {
+        let f = FunctionDesc {
+            id: 7,
+            db_id: 2,
+            schema_id: 9,
+            name: "add".into(),
+            args: vec![
+                FunctionArgDesc {
+                    name: None,
+                    type_sql: "INT".into(),
+                    ty: SqlType::Int4,
+                    default: None,
+                },
+                FunctionArgDesc {
+                    name: Some("b".into()),
+                    type_sql: "VARCHAR(3)".into(),
+                    ty: SqlType::Varchar,
+                    default: Some("'x'".into()),
+                },
+            ],
+            returns_sql: "DOUBLE PRECISION".into(),
+            returns: SqlType::Float8,
+            body: FunctionBody::As("select $1 + 1".into()),
+            volatility: b'i',
+            strict: true,
+        };
+        assert_eq!(decode_function(&encode_function(&f)).unwrap(), f);
+        let r = FunctionDesc {
+            body: FunctionBody::Return("$1 * 2".into()),
+            ..f
+        };
+        let bytes = encode_function(&r);
+        assert_eq!(decode_function(&bytes).unwrap(), r);
+        // Fields a later version appends after these are skipped by this one.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(decode_function(&longer).unwrap(), r);
+        assert!(decode_function(&bytes[..bytes.len() - 1]).is_err());
+    }
 
     #[test]
     fn table_descriptor_round_trip() {

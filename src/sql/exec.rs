@@ -26,6 +26,7 @@ use crate::sql::rewrite;
 use crate::sql::sequence::{self, SeqOp, SeqSession};
 use crate::sql::session::{Column, Outcome};
 use crate::sql::types::{Datum, SqlType};
+use crate::sql::udf;
 use crate::txn::Txn;
 
 mod create_table_as;
@@ -37,6 +38,7 @@ pub use create_table_as::select_into_as_create;
 mod analyze;
 mod comments;
 mod foreign_keys;
+mod functions;
 mod hash_join;
 mod join_access;
 mod multi_assign;
@@ -76,7 +78,9 @@ pub fn statement_kind(s: &Statement) -> usize {
         | Statement::CreateSequence { .. }
         | Statement::Drop { .. }
         | Statement::CreateDatabase { .. }
-        | Statement::CreateSchema { .. } => 4,
+        | Statement::CreateSchema { .. }
+        | Statement::CreateFunction(_)
+        | Statement::DropFunction(_) => 4,
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. } => 5,
@@ -1582,6 +1586,7 @@ fn plan_relation(
                     Some(Statement::Query(q)) => q,
                     _ => return Err(Error::internal(format!("view {} is not a query", t.name))),
                 };
+                udf::inline_calls(q.as_mut(), cat, db_id, path)?;
                 rewrite::inline_ctes(q.as_mut())?;
                 let alias_unset = alias.is_none();
                 let alias = match alias {
@@ -2096,6 +2101,12 @@ pub fn describe(
     stmt: &Statement,
     params: &mut Vec<SqlType>,
 ) -> Result<Option<Vec<Column>>> {
+    if udf::applies_to(stmt) && udf::calls_functions(stmt, cat, db_id) {
+        let mut s = stmt.clone();
+        if udf::inline_calls(&mut s, cat, db_id, path)? {
+            return describe(cat, db_id, path, &s, params);
+        }
+    }
     if pg_catalog::needs_rewrite(stmt) {
         let mut s = stmt.clone();
         pg_catalog::rewrite(&mut s, cat, db_id, path)?;
@@ -2859,6 +2870,14 @@ fn column_from_def(c: &ast::ColumnDef) -> Result<ColumnFromDef> {
         }
     }
     Ok(out)
+}
+
+/// 0A000 for a column DEFAULT or CHECK that calls a SQL function: those expressions are
+/// bound without inlining calls (`udf`).
+fn udf_in_column_expression() -> Error {
+    Error::unsupported(
+        "SQL functions (CREATE FUNCTION) in a column DEFAULT or CHECK constraint are not supported",
+    )
 }
 
 /// Parses a column's DEFAULT and checks it binds, without columns, to a type the column
@@ -3919,6 +3938,26 @@ impl<'a> Exec<'a> {
     }
 
     async fn run_once(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
+        // PERF: the statement is copied only when it calls a SQL function.
+        if udf::applies_to(stmt) && udf::calls_functions(stmt, self.cat, self.db_id) {
+            let mut s = stmt.clone();
+            if udf::inline_calls(&mut s, self.cat, self.db_id, &self.path)? {
+                // Not through the plan cache: the cached plan is the text's, not the
+                // rewrite's.
+                let saved = self.plan_cache.take();
+                let r = Box::pin(self.run_calls_inlined(&s)).await;
+                self.plan_cache = saved;
+                return r;
+            }
+        }
+        self.run_calls_inlined(stmt).await
+    }
+
+    /// [`Self::run_once`] of a statement that calls no SQL function.
+    async fn run_calls_inlined(
+        &mut self,
+        stmt: &Statement,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
         if matches!(
             stmt,
             Statement::Query(_)
@@ -4389,6 +4428,8 @@ impl<'a> Exec<'a> {
             Statement::Delete(d) => self.delete(d).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::CreateFunction(cf) => self.create_function(cf).await,
+            Statement::DropFunction(df) => self.drop_function(df).await,
             Statement::Explain {
                 statement,
                 analyze,
@@ -7349,6 +7390,9 @@ impl<'a> Exec<'a> {
         &mut self,
         ct: &ast::CreateTable,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        if ct.query.is_none() && udf::calls_functions(ct, self.cat, self.db_id) {
+            return Err(udf_in_column_expression());
+        }
         let (schema_id, name) = self.cat.creation_name(self.db_id, &self.path, &ct.name)?;
         if self.cat.table_in(self.db_id, schema_id, &name).is_some() {
             if ct.if_not_exists {
@@ -7612,6 +7656,7 @@ impl<'a> Exec<'a> {
         }
         let mut q = (*cv.query).clone();
         let mut params = Vec::new();
+        udf::inline_calls(&mut q, self.cat, self.db_id, &self.path)?;
         stub_subqueries(self.cat, self.db_id, &self.path, &mut q, &mut params)?;
         let plan = plan_select(self.cat, self.db_id, &self.path, &q, &mut params)?;
         if !params.is_empty() {
@@ -7685,6 +7730,9 @@ impl<'a> Exec<'a> {
         at: &ast::AlterTable,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         const TAG: &str = "ALTER TABLE";
+        if udf::calls_functions(at, self.cat, self.db_id) {
+            return Err(udf_in_column_expression());
+        }
         let name = object_name(&at.name);
         let t = match self.cat.relation(self.db_id, &self.path, &at.name)? {
             Some(t) => t,
@@ -8703,6 +8751,11 @@ impl<'a> Exec<'a> {
                             for t in self.cat.tables_in(d.id) {
                                 writes.push(KvWrite::Delete {
                                     key: keys::table_desc_key(t.id),
+                                });
+                            }
+                            for f in self.cat.functions_in(d.id) {
+                                writes.push(KvWrite::Delete {
+                                    key: keys::function_key(f.id),
                                 });
                             }
                             for sc in self.cat.schemas_in(d.id) {

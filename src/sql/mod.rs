@@ -9,7 +9,9 @@
 //! 3. [`session::Session`] handles transaction control and session variables, and runs
 //!    everything else in a transaction ([`crate::txn::Txn`]): the explicit one, or an
 //!    implicit one it commits and retries on 40001.
-//! 4. [`exec::Exec::run`] first rewrites catalog queries ([`pg_catalog::rewrite`]:
+//! 4. [`exec::Exec::run`] first inlines calls of SQL functions (`CREATE FUNCTION …
+//!    LANGUAGE sql`, [`udf::inline_calls`]: the body in place of the call, arguments
+//!    cast to the parameters' types), then rewrites catalog queries ([`pg_catalog::rewrite`]:
 //!    psql's `OPERATOR(pg_catalog.~)`, `::regclass`, …), rewrites CTEs into derived
 //!    tables and runs uncorrelated subqueries, putting their results back as parameters
 //!    ([`rewrite`]), and turns `GROUPING SETS` / `ROLLUP` / `CUBE` into a `UNION ALL` of
@@ -46,6 +48,8 @@
 //!   `WITH RECURSIVE` is computed before the statement runs (`exec::recursive_cte`), its
 //!   rows held in memory.
 //!   Views are stored queries (materialized ones too: always fresh, nothing stored).
+//!   SQL functions ([`udf`], `exec::functions`) are inlined, never called: one SELECT
+//!   or `RETURN expr` bodies with a scalar result, no recursion, no PL/pgSQL.
 //! - Schemas (`exec::schemas`): `CREATE SCHEMA s`, `s.t` names and the session's
 //!   `search_path` ([`catalog::SearchPath`]) work; a view's stored query is resolved
 //!   through the path of the session that reads it, not the one that created it.
@@ -94,4 +98,5 @@ pub mod session;
 pub mod stats;
 pub mod time_of_day;
 pub mod types;
+pub mod udf;
 pub mod wire;

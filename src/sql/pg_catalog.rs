@@ -17,7 +17,7 @@
 //!    table's oid; other `reg*`/`oid` casts into `int8`; `pg_catalog.text` into `text`;
 //!    `pg_get_indexdef`, `pg_get_constraintdef` and `pg_get_viewdef` into a CASE over the
 //!    catalog's objects; `pg_table_is_visible(x)` into `x NOT IN (…)` of the relations
-//!    the session's search path does not find (so `\dt` lists what PostgreSQL's does); and queries and subqueries that must be empty (an inner join with
+//!    the session's search path does not find (`pg_function_is_visible` likewise) (so `\dt` lists what PostgreSQL's does); and queries and subqueries that must be empty (an inner join with
 //!    a catalog that is always empty here: publications, policies, inheritance, extended
 //!    statistics, role memberships …) into an empty result, without binding the exotic
 //!    syntax psql sends to them (arrays, `= ANY`, subscripts).
@@ -57,7 +57,8 @@
 //!   PostgreSQL's oids there (`'pg_class'::regclass` is 1259) though `pg_class` does not
 //!   list them. `x::regtype::text` is `format_type(x, -1)`.
 //! - `pg_opclass` is empty: every index uses its column type's default operator class.
-//! - `pg_settings` shows the defaults, not the session's `SET` values; `pg_proc` is empty.
+//! - `pg_settings` shows the defaults, not the session's `SET` values; `pg_proc` lists the
+//!   SQL functions (`CREATE FUNCTION`, oid `100000 + id`), not the built-in ones.
 //! - CHECK constraints print as stored (`CHECK (price > 0)`), without PostgreSQL's
 //!   implicit casts (`0::numeric`); `char(n)` columns are `character varying(n)`.
 //! - Privilege functions answer true: there is one user, `root`.
@@ -72,7 +73,9 @@ use sqlparser::ast::{
 use crate::error::{Error, ErrorKind, Result};
 use std::rc::Rc;
 
-use crate::sql::catalog::{Catalog, ForeignKeyDesc, IndexDesc, RefAction, SearchPath, TableDesc};
+use crate::sql::catalog::{
+    Catalog, ForeignKeyDesc, FunctionDesc, IndexDesc, RefAction, SearchPath, TableDesc,
+};
 use crate::sql::session::Column;
 use crate::sql::types::{Datum, SqlType};
 
@@ -93,6 +96,42 @@ pub fn schema_oid(schema_id: u32) -> i64 {
     } else {
         100_000 + schema_id as i64
     }
+}
+
+/// The oid of a SQL function (descriptor ids are unique across tables, schemas and
+/// functions, so this shares their range).
+pub fn function_oid(f: &FunctionDesc) -> i64 {
+    100_000 + f.id as i64
+}
+
+/// PostgreSQL's oid of `LANGUAGE sql` (`pg_language`).
+const SQL_LANGUAGE_OID: i64 = 14;
+
+/// The SQL functions of database `db_id`, by id.
+fn functions_of(cat: &Catalog, db_id: u32) -> Vec<&FunctionDesc> {
+    let mut v: Vec<&FunctionDesc> = cat.functions_in(db_id).map(|f| f.as_ref()).collect();
+    v.sort_by_key(|f| f.id);
+    v
+}
+
+/// A function's parameters as `pg_get_function_arguments` prints them: `a integer,
+/// integer, b text DEFAULT 'x'`.
+fn function_arguments(f: &FunctionDesc) -> String {
+    f.args
+        .iter()
+        .map(|a| {
+            let mut s = match &a.name {
+                Some(n) => format!("{} {}", quote_ident(n), a.ty.name()),
+                None => a.ty.name().to_string(),
+            };
+            if let Some(d) = &a.default {
+                s.push_str(" DEFAULT ");
+                s.push_str(d);
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn table_oid(t: &TableDesc) -> i64 {
@@ -537,20 +576,6 @@ const EMPTY_TABLES: &[(&str, &[(&str, SqlType)])] = &[
         ],
     ),
     (
-        "pg_proc",
-        &[
-            ("oid", I8),
-            ("proname", T),
-            ("pronamespace", I8),
-            ("proowner", I8),
-            ("prokind", T),
-            ("prorettype", I8),
-            ("proargtypes", T),
-            ("pronargs", I2),
-            ("prosrc", T),
-        ],
-    ),
-    (
         "pg_extension",
         &[
             ("oid", I8),
@@ -661,6 +686,7 @@ const PG_CATALOG_TABLES: &[&str] = &[
     "pg_views",
     "pg_indexes",
     "pg_sequence",
+    "pg_proc",
 ];
 
 const INFORMATION_SCHEMA_TABLES: &[&str] = &[
@@ -1292,6 +1318,52 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 ],
                 vec![int(403), text("btree"), text("bthandler"), text("i")],
             ],
+        ),
+        // SQL functions (`CREATE FUNCTION`); the built-in functions are not listed.
+        "pg_proc" => table(
+            name,
+            &[
+                ("oid", I8),
+                ("proname", T),
+                ("pronamespace", I8),
+                ("proowner", I8),
+                ("prolang", I8),
+                ("prokind", T),
+                ("provolatile", T),
+                ("proisstrict", B),
+                ("proretset", B),
+                ("prorettype", I8),
+                ("pronargs", I2),
+                ("pronargdefaults", I2),
+                ("proargtypes", SqlType::OidVector),
+                ("prosrc", T),
+            ],
+            functions_of(cat, db_id)
+                .into_iter()
+                .map(|f| {
+                    let arg_oids: Vec<String> =
+                        f.args.iter().map(|a| type_oid(a.ty).to_string()).collect();
+                    vec![
+                        int(function_oid(f)),
+                        text(f.name.clone()),
+                        int(schema_oid(f.schema_id)),
+                        int(ROOT_OID),
+                        int(SQL_LANGUAGE_OID),
+                        text("f"),
+                        text((f.volatility as char).to_string()),
+                        Datum::Bool(f.strict),
+                        Datum::Bool(false),
+                        int(type_oid(f.returns)),
+                        Datum::Int(f.args.len() as i64),
+                        Datum::Int(f.args.iter().filter(|a| a.default.is_some()).count() as i64),
+                        text(arg_oids.join(" ")),
+                        text(match &f.body {
+                            crate::sql::catalog::FunctionBody::As(b) => b.clone(),
+                            crate::sql::catalog::FunctionBody::Return(_) => String::new(),
+                        }),
+                    ]
+                })
+                .collect(),
         ),
         "pg_sequence" => table(
             name,
@@ -2154,6 +2226,9 @@ pub fn function_type(name: &str, _args: &[SqlType]) -> Option<SqlType> {
         | "pg_get_indexdef"
         | "pg_get_constraintdef"
         | "pg_get_viewdef"
+        | "pg_get_function_arguments"
+        | "pg_get_function_identity_arguments"
+        | "pg_get_function_result"
         | "pg_get_serial_sequence"
         | "json_build_object" => SqlType::Text,
         "pg_relation_size"
@@ -2302,7 +2377,12 @@ pub fn eval_function(name: &str, vals: &[Datum]) -> Option<Result<Datum>> {
         },
         // Rewritten into CASEs over the catalog before binding ([`rewrite`]): reached only
         // for an object that does not exist.
-        "pg_get_indexdef" | "pg_get_constraintdef" | "pg_get_viewdef" => Datum::Null,
+        "pg_get_indexdef"
+        | "pg_get_constraintdef"
+        | "pg_get_viewdef"
+        | "pg_get_function_arguments"
+        | "pg_get_function_identity_arguments"
+        | "pg_get_function_result" => Datum::Null,
         // CAVEAT: not looked up in the catalog yet (these functions see no catalog):
         // NULL, as for a column without an owned sequence. SQLAlchemy's reflection
         // binds it (for identity columns, which Chitin has none of).
@@ -2396,6 +2476,9 @@ pub const SIZE_FUNCTIONS: &[&str] = &[
 
 /// Functions whose answer depends on the catalog: [`rewrite`] replaces them.
 const CATALOG_FUNCTIONS: &[&str] = &[
+    "pg_get_function_arguments",
+    "pg_get_function_identity_arguments",
+    "pg_get_function_result",
     "pg_get_indexdef",
     "pg_get_constraintdef",
     "pg_get_viewdef",
@@ -2450,6 +2533,7 @@ pub fn needs_rewrite(stmt: &Statement) -> bool {
                     CATALOG_FUNCTIONS.contains(&func_name(f).as_str())
                         || SIZE_FUNCTIONS.contains(&func_name(f).as_str())
                         || func_name(f) == "pg_table_is_visible"
+                        || func_name(f) == "pg_function_is_visible"
                         || matches!(f.args, FunctionArguments::Subquery(_))
                 }
                 _ => false,
@@ -2709,8 +2793,17 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
                         }
                     }
                 }
-                Expr::Function(f) if func_name(f) == "pg_table_is_visible" => {
-                    let hidden = self.hidden_oids();
+                Expr::Function(f)
+                    if matches!(
+                        func_name(f).as_str(),
+                        "pg_table_is_visible" | "pg_function_is_visible"
+                    ) =>
+                {
+                    let hidden = if func_name(f) == "pg_table_is_visible" {
+                        self.hidden_oids()
+                    } else {
+                        self.hidden_function_oids()
+                    };
                     if let (false, FunctionArguments::List(l)) = (hidden.is_empty(), &f.args) {
                         if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] =
                             l.args.as_slice()
@@ -2788,6 +2881,23 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
                 }
             }
             hidden
+        }
+
+        /// The oids of the SQL functions a call does not find through the search path
+        /// (their schema is not on it, or an earlier schema has one of the same name and
+        /// argument types): `pg_function_is_visible` is false for them.
+        fn hidden_function_oids(&self) -> Vec<i64> {
+            functions_of(self.cat, self.db_id)
+                .into_iter()
+                .filter(|f| {
+                    let found = self
+                        .cat
+                        .functions_named(self.db_id, self.path, None, &f.name)
+                        .unwrap_or_default();
+                    !found.iter().any(|g| g.id == f.id)
+                })
+                .map(function_oid)
+                .collect()
         }
 
         /// The oid of relation `name` ('t', 'public.t', '"T"', 'pg_catalog.pg_class'): an
@@ -3056,6 +3166,20 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
 
         fn lookup_case(&self, name: &str, arg: Expr, pretty: bool) -> Expr {
             let mut pairs: Vec<(i64, String)> = Vec::new();
+            for f in functions_of(self.cat, self.db_id) {
+                match name {
+                    "pg_get_function_arguments" => {
+                        pairs.push((function_oid(f), function_arguments(f)))
+                    }
+                    "pg_get_function_identity_arguments" => {
+                        pairs.push((function_oid(f), f.signature()))
+                    }
+                    "pg_get_function_result" => {
+                        pairs.push((function_oid(f), f.returns.name().to_string()))
+                    }
+                    _ => {}
+                }
+            }
             for t in user_tables(self.cat, self.db_id) {
                 match name {
                     "obj_description" => {

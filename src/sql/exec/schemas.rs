@@ -16,6 +16,8 @@
 //!   depend on the path.
 //! - Index names are unique per database, not per schema.
 //! - `AUTHORIZATION` is accepted and ignored; the schema's owner is the superuser.
+//! - Functions live in schemas too (`catalog::FunctionDesc::schema_id`); DROP SCHEMA
+//!   CASCADE drops them.
 //! - `public` cannot be dropped (PostgreSQL lets an owner drop it).
 
 use super::*;
@@ -102,6 +104,28 @@ impl Exec<'_> {
                     ))
                     .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
                 }
+            }
+            let functions: Vec<&Rc<catalog::FunctionDesc>> = self
+                .cat
+                .functions_in(self.db_id)
+                .filter(|f| f.schema_id == id)
+                .collect();
+            if let (Some(f), false) = (functions.first(), cascade) {
+                return Err(Error::new(
+                    ErrorKind::DependentObjects,
+                    format!("cannot drop schema {sname} because other objects depend on it"),
+                )
+                .with_detail(format!(
+                    "function {sname}.{}({}) depends on schema {sname}",
+                    f.name,
+                    f.signature()
+                ))
+                .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+            }
+            for f in functions {
+                writes.push(KvWrite::Delete {
+                    key: keys::function_key(f.id),
+                });
             }
             for t in members {
                 writes.push(KvWrite::Delete {
