@@ -188,19 +188,101 @@ fn windows_over_groups(
         .collect()
 }
 
-/// The references of `node` (a FROM function's arguments) to `outer` columns as
-/// parameters holding `row`'s values (appended to `values`, numbered after `base`).
-fn bind_outer_args<T: ast::VisitMut>(
-    node: &mut T,
+/// Replaces the references of `q` (a correlated subquery) to columns of the `outer`
+/// scope by parameters: each reference to column `col` becomes a new parameter numbered
+/// after `ptypes` (which gets the column's type), and `take(col)` is told. Derived tables
+/// and FROM functions of `q` are done first, each against its own scope, so that `q`'s
+/// FROM can be planned; join conditions do not take part in its scope.
+fn substitute_outer_refs(
+    cat: &Catalog,
+    db_id: u32,
+    path: &catalog::SearchPath,
+    q: &mut ast::Query,
     outer: &[ScopeColumn],
-    row: &[Datum],
-    base: usize,
-    values: &mut Vec<Datum>,
-) {
-    rewrite::bind_outer_refs(node, &[], outer, &mut |col| {
-        values.push(row[col].clone());
-        rewrite::param_expr(base + values.len(), Some(outer[col].ty))
+    ptypes: &mut Vec<SqlType>,
+    take: &mut dyn FnMut(usize),
+) -> Result<()> {
+    let SetExpr::Select(s) = q.body.as_mut() else {
+        return Err(Error::unsupported(
+            "correlated subqueries other than a plain SELECT",
+        ));
+    };
+    // Derived tables: their own references first, then set aside while this level's are
+    // bound (their inner names are not this level's).
+    let mut derived = Vec::new();
+    for twj in s.from.iter_mut() {
+        let factors =
+            std::iter::once(&mut twj.relation).chain(twj.joins.iter_mut().map(|j| &mut j.relation));
+        for tf in factors {
+            match tf {
+                TableFactor::Derived { subquery, .. } => {
+                    if matches!(subquery.body.as_ref(), SetExpr::Select(_)) {
+                        substitute_outer_refs(cat, db_id, path, subquery, outer, ptypes, take)?;
+                    }
+                    let placeholder = Box::new(placeholder_query()?);
+                    derived.push(std::mem::replace(subquery, placeholder));
+                }
+                // A set-returning function's arguments (`unnest(outer.col)`).
+                TableFactor::Function { args, .. } => {
+                    rewrite::bind_outer_refs(args, &[], outer, &mut |c| {
+                        outer_param(c, outer, ptypes, take)
+                    })
+                }
+                TableFactor::Table { args: Some(a), .. } => {
+                    rewrite::bind_outer_refs(&mut a.args, &[], outer, &mut |c| {
+                        outer_param(c, outer, ptypes, take)
+                    })
+                }
+                TableFactor::UNNEST { array_exprs, .. } => {
+                    rewrite::bind_outer_refs(array_exprs, &[], outer, &mut |c| {
+                        outer_param(c, outer, ptypes, take)
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    // The scope of the FROM items, without their join conditions (which may name outer
+    // columns).
+    let mut from = s.from.clone();
+    put_back_derived(&mut from, &mut derived.clone().into_iter());
+    for twj in from.iter_mut() {
+        for j in twj.joins.iter_mut() {
+            use ast::JoinOperator as J;
+            if let J::Join(ast::JoinConstraint::On(e))
+            | J::Inner(ast::JoinConstraint::On(e))
+            | J::Left(ast::JoinConstraint::On(e))
+            | J::LeftOuter(ast::JoinConstraint::On(e))
+            | J::Right(ast::JoinConstraint::On(e))
+            | J::RightOuter(ast::JoinConstraint::On(e))
+            | J::FullOuter(ast::JoinConstraint::On(e)) = &mut j.join_operator
+            {
+                *e = Expr::Value(ast::Value::Boolean(true).into());
+            }
+        }
+    }
+    let mut scope_types = ptypes.clone();
+    let inner = plan_from(cat, db_id, path, &from, &mut scope_types)?.3;
+    rewrite::bind_outer_refs(q, &inner, outer, &mut |c| {
+        outer_param(c, outer, ptypes, take)
     });
+    if let SetExpr::Select(s) = q.body.as_mut() {
+        put_back_derived(&mut s.from, &mut derived.into_iter());
+    }
+    Ok(())
+}
+
+/// The parameter an outer reference to column `col` becomes (see
+/// [`substitute_outer_refs`]).
+fn outer_param(
+    col: usize,
+    outer: &[ScopeColumn],
+    ptypes: &mut Vec<SqlType>,
+    take: &mut dyn FnMut(usize),
+) -> Expr {
+    take(col);
+    ptypes.push(outer[col].ty);
+    rewrite::param_expr(ptypes.len(), Some(outer[col].ty))
 }
 
 /// A query standing in for a derived table set aside by `Exec::bind_outer_values`.
@@ -2071,20 +2153,19 @@ fn correlated_select_types(
             continue;
         };
         let mut q = (**q).clone();
-        let SetExpr::Select(inner_sel) = q.body.as_ref() else {
-            continue;
-        };
         let mut ptypes = params.to_vec();
-        let Ok((_, _, _, inner)) = plan_from(cat, db_id, path, &inner_sel.from, &mut ptypes) else {
+        let substituted = substitute_outer_refs(
+            cat,
+            db_id,
+            path,
+            &mut q,
+            &outer.scope,
+            &mut ptypes,
+            &mut |_| {},
+        );
+        if substituted.is_err() {
             continue;
-        };
-        let base = ptypes.len();
-        let mut outer_types = Vec::new();
-        rewrite::bind_outer_refs(&mut q, &inner, &outer.scope, &mut |col| {
-            outer_types.push(outer.scope[col].ty);
-            rewrite::param_expr(base + outer_types.len(), None)
-        });
-        ptypes.extend(outer_types);
+        }
         if let Ok(p) = plan_select(cat, db_id, path, &q, &mut ptypes) {
             if let Some(c) = p.columns.first() {
                 cols[k].ty = c.ty;
@@ -4256,9 +4337,7 @@ impl<'a> Exec<'a> {
     /// become that row's values.
     /// Replaces the references of `q` (a correlated subquery) to columns of the `outer`
     /// scope by parameters holding `row`'s values (appended to `values`, numbered after
-    /// `base`). Derived tables in its FROM are done first, each against its own scope, so
-    /// that the subquery's FROM can be planned (join conditions do not take part in its
-    /// scope).
+    /// `base`, which is where the statement's parameters end).
     fn bind_outer_values(
         &self,
         q: &mut ast::Query,
@@ -4267,40 +4346,6 @@ impl<'a> Exec<'a> {
         base: usize,
         values: &mut Vec<Datum>,
     ) -> Result<()> {
-        let SetExpr::Select(s) = q.body.as_mut() else {
-            return Err(Error::unsupported(
-                "correlated subqueries other than a plain SELECT",
-            ));
-        };
-        // Derived tables: their own references first, then set aside while this level's
-        // are bound (their inner names are not this level's).
-        let mut derived = Vec::new();
-        for twj in s.from.iter_mut() {
-            let factors = std::iter::once(&mut twj.relation)
-                .chain(twj.joins.iter_mut().map(|j| &mut j.relation));
-            for tf in factors {
-                match tf {
-                    TableFactor::Derived { subquery, .. } => {
-                        if matches!(subquery.body.as_ref(), SetExpr::Select(_)) {
-                            self.bind_outer_values(subquery, outer, row, base, values)?;
-                        }
-                        let placeholder = Box::new(placeholder_query()?);
-                        derived.push(std::mem::replace(subquery, placeholder));
-                    }
-                    // A set-returning function's arguments (`unnest(outer.col)`).
-                    TableFactor::Function { args, .. } => {
-                        bind_outer_args(args, outer, row, base, values)
-                    }
-                    TableFactor::Table { args: Some(a), .. } => {
-                        bind_outer_args(&mut a.args, outer, row, base, values)
-                    }
-                    TableFactor::UNNEST { array_exprs, .. } => {
-                        bind_outer_args(array_exprs, outer, row, base, values)
-                    }
-                    _ => {}
-                }
-            }
-        }
         let mut ptypes: Vec<SqlType> = self
             .cx
             .params
@@ -4308,36 +4353,16 @@ impl<'a> Exec<'a> {
             .chain(values.iter())
             .map(|d| d.natural_type())
             .collect();
-        // The scope of the FROM items, without their join conditions (which may name
-        // outer columns).
-        let mut from = s.from.clone();
-        put_back_derived(&mut from, &mut derived.clone().into_iter());
-        for twj in from.iter_mut() {
-            for j in twj.joins.iter_mut() {
-                use ast::JoinOperator as J;
-                if let J::Join(c)
-                | J::Inner(c)
-                | J::Left(c)
-                | J::LeftOuter(c)
-                | J::Right(c)
-                | J::RightOuter(c)
-                | J::FullOuter(c) = &mut j.join_operator
-                {
-                    if let ast::JoinConstraint::On(e) = c {
-                        *e = Expr::Value(ast::Value::Boolean(true).into());
-                    }
-                }
-            }
-        }
-        let inner = plan_from(self.cat, self.db_id, &self.path, &from, &mut ptypes)?.3;
-        rewrite::bind_outer_refs(q, &inner, outer, &mut |col| {
-            values.push(row[col].clone());
-            rewrite::param_expr(base + values.len(), Some(outer[col].ty))
-        });
-        if let SetExpr::Select(s) = q.body.as_mut() {
-            put_back_derived(&mut s.from, &mut derived.into_iter());
-        }
-        Ok(())
+        debug_assert_eq!(ptypes.len(), base + values.len());
+        substitute_outer_refs(
+            self.cat,
+            self.db_id,
+            &self.path,
+            q,
+            outer,
+            &mut ptypes,
+            &mut |col| values.push(row[col].clone()),
+        )
     }
 
     async fn run_correlated(
@@ -5161,23 +5186,20 @@ impl<'a> Exec<'a> {
                 continue;
             };
             let mut q = c.query.clone();
-            let SetExpr::Select(s) = q.body.as_ref() else {
-                continue;
-            };
             let mut ptypes: Vec<SqlType> =
                 self.cx.params.iter().map(|d| d.natural_type()).collect();
-            let Ok((_, _, _, inner)) =
-                plan_from(self.cat, self.db_id, &self.path, &s.from, &mut ptypes)
-            else {
+            let substituted = substitute_outer_refs(
+                self.cat,
+                self.db_id,
+                &self.path,
+                &mut q,
+                &plan.scope,
+                &mut ptypes,
+                &mut |_| {},
+            );
+            if substituted.is_err() {
                 continue;
-            };
-            let mut outer_types = Vec::new();
-            let base = ptypes.len();
-            rewrite::bind_outer_refs(&mut q, &inner, &plan.scope, &mut |col| {
-                outer_types.push(plan.scope[col].ty);
-                rewrite::param_expr(base + outer_types.len(), None)
-            });
-            ptypes.extend(outer_types);
+            }
             if let Ok(p) = plan_select(self.cat, self.db_id, &self.path, &q, &mut ptypes) {
                 if let (Some(col), Some(out)) = (p.columns.first(), columns.get_mut(k)) {
                     out.ty = col.ty;
