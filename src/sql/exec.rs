@@ -202,11 +202,46 @@ fn substitute_outer_refs(
     ptypes: &mut Vec<SqlType>,
     take: &mut dyn FnMut(usize),
 ) -> Result<()> {
-    let SetExpr::Select(s) = q.body.as_mut() else {
-        return Err(Error::unsupported(
-            "correlated subqueries other than a plain SELECT",
-        ));
-    };
+    substitute_in_set_expr(cat, db_id, path, &mut q.body, outer, ptypes, take)
+}
+
+/// [`substitute_outer_refs`] in each SELECT of a query body (both sides of UNION,
+/// INTERSECT and EXCEPT).
+fn substitute_in_set_expr(
+    cat: &Catalog,
+    db_id: u32,
+    path: &catalog::SearchPath,
+    body: &mut SetExpr,
+    outer: &[ScopeColumn],
+    ptypes: &mut Vec<SqlType>,
+    take: &mut dyn FnMut(usize),
+) -> Result<()> {
+    match body {
+        SetExpr::Select(s) => substitute_in_select(cat, db_id, path, s, outer, ptypes, take),
+        SetExpr::SetOperation { left, right, .. } => {
+            substitute_in_set_expr(cat, db_id, path, left, outer, ptypes, take)?;
+            substitute_in_set_expr(cat, db_id, path, right, outer, ptypes, take)
+        }
+        SetExpr::Query(q) => substitute_outer_refs(cat, db_id, path, q, outer, ptypes, take),
+        SetExpr::Values(v) => {
+            rewrite::bind_outer_refs(v, &[], outer, &mut |c| outer_param(c, outer, ptypes, take));
+            Ok(())
+        }
+        _ => Err(Error::unsupported(
+            "correlated subqueries other than SELECT, UNION, INTERSECT or EXCEPT",
+        )),
+    }
+}
+
+fn substitute_in_select(
+    cat: &Catalog,
+    db_id: u32,
+    path: &catalog::SearchPath,
+    s: &mut ast::Select,
+    outer: &[ScopeColumn],
+    ptypes: &mut Vec<SqlType>,
+    take: &mut dyn FnMut(usize),
+) -> Result<()> {
     // Derived tables: their own references first, then set aside while this level's are
     // bound (their inner names are not this level's).
     let mut derived = Vec::new();
@@ -216,9 +251,7 @@ fn substitute_outer_refs(
         for tf in factors {
             match tf {
                 TableFactor::Derived { subquery, .. } => {
-                    if matches!(subquery.body.as_ref(), SetExpr::Select(_)) {
-                        substitute_outer_refs(cat, db_id, path, subquery, outer, ptypes, take)?;
-                    }
+                    substitute_outer_refs(cat, db_id, path, subquery, outer, ptypes, take)?;
                     let placeholder = Box::new(placeholder_query()?);
                     derived.push(std::mem::replace(subquery, placeholder));
                 }
@@ -263,12 +296,10 @@ fn substitute_outer_refs(
     }
     let mut scope_types = ptypes.clone();
     let inner = plan_from(cat, db_id, path, &from, &mut scope_types)?.3;
-    rewrite::bind_outer_refs(q, &inner, outer, &mut |c| {
+    rewrite::bind_outer_refs(s, &inner, outer, &mut |c| {
         outer_param(c, outer, ptypes, take)
     });
-    if let SetExpr::Select(s) = q.body.as_mut() {
-        put_back_derived(&mut s.from, &mut derived.into_iter());
-    }
+    put_back_derived(&mut s.from, &mut derived.into_iter());
     Ok(())
 }
 
@@ -387,6 +418,8 @@ struct SelectSrf {
     array: SqlType,
     /// `None` for unnest; the dimension asked for by generate_subscripts.
     subscripts_dim: Option<Scalar>,
+    /// generate_subscripts' third argument: the subscripts in reverse order when true.
+    subscripts_reverse: Option<Scalar>,
     /// What the function makes of the value in `output`.
     kind: SrfKind,
 }
@@ -439,6 +472,7 @@ fn series_input(
             table: None,
             derived: Some(Box::new(plan)),
             lateral: false,
+            lateral_query: None,
         },
         scope,
     )
@@ -494,6 +528,7 @@ fn plan_from_srf(
             output: outputs.len(),
             array,
             subscripts_dim: None,
+            subscripts_reverse: None,
             kind,
         });
         outputs.push(s);
@@ -609,6 +644,7 @@ fn plan_from_srf(
             table: None,
             derived: Some(Box::new(plan)),
             lateral,
+            lateral_query: None,
         },
         scope,
     ))
@@ -1313,6 +1349,7 @@ fn plan_query(
                     output: outputs.len(),
                     array: ty,
                     subscripts_dim: None,
+                    subscripts_reverse: None,
                     kind: SrfKind::Array,
                 });
                 outputs.push(series);
@@ -1334,6 +1371,7 @@ fn plan_query(
                     output: outputs.len(),
                     array: SqlType::TextArray,
                     subscripts_dim: None,
+                    subscripts_reverse: None,
                     kind: SrfKind::Array,
                 });
                 outputs.push(matches);
@@ -1343,11 +1381,15 @@ fn plan_query(
                 });
                 continue;
             }
-            let want = if srf == "unnest" { 1 } else { 2 };
-            if grouped || args.len() != want {
+            let want = if srf == "unnest" { 1..=1 } else { 2..=3 };
+            if grouped || !want.contains(&args.len()) {
                 return Err(Error::unsupported(format!(
                     "{srf}() here: only {srf}({}) in the select list of an ungrouped query",
-                    if want == 1 { "array" } else { "array, dim" }
+                    if srf == "unnest" {
+                        "array"
+                    } else {
+                        "array, dim [, reverse]"
+                    }
                 )));
             }
             let mut b = Binder::new(&scope, params);
@@ -1362,10 +1404,15 @@ fn plan_query(
                 Some(d) => Some(b.bind(d, Some(SqlType::Int4))?.0),
                 None => None,
             };
+            let subscripts_reverse = match args.get(2) {
+                Some(r) => Some(b.bind(r, Some(SqlType::Bool))?.0),
+                None => None,
+            };
             srfs.push(SelectSrf {
                 output: outputs.len(),
                 array: ty,
                 subscripts_dim: subscripts_dim.clone(),
+                subscripts_reverse,
                 kind: SrfKind::Array,
             });
             outputs.push(array);
@@ -1506,6 +1553,9 @@ struct JoinInput {
     /// before it (implicitly LATERAL, as PostgreSQL): `derived` is run once per row of
     /// what is joined so far, with that row as its input.
     lateral: bool,
+    /// `LATERAL (subquery)` reading columns of the relations before it (`outer`): run once
+    /// per row of what is joined so far, its references to them bound to that row.
+    lateral_query: Option<Rc<(ast::Query, Vec<ScopeColumn>)>>,
 }
 
 /// `inputs[0]`, then each later input joined to everything before it.
@@ -1720,14 +1770,38 @@ fn plan_relation(
                     table: Some(t),
                     derived: None,
                     lateral: false,
+                    lateral_query: None,
                 },
                 scope,
             ))
         }
         TableFactor::Derived {
-            subquery, alias, ..
+            subquery,
+            alias,
+            lateral,
+            ..
         } => {
-            let inner = plan_select(cat, db_id, path, subquery, params)?;
+            // LATERAL: planned (for its columns) with the references to the relations
+            // before it as parameters of their types.
+            let lateral_query = (*lateral && !outer.is_empty())
+                .then(|| Rc::new(((**subquery).clone(), outer.to_vec())));
+            let inner = match &lateral_query {
+                Some(lq) => {
+                    let mut q = lq.0.clone();
+                    let mut ptypes = params.clone();
+                    substitute_outer_refs(
+                        cat,
+                        db_id,
+                        path,
+                        &mut q,
+                        outer,
+                        &mut ptypes,
+                        &mut |_| {},
+                    )?;
+                    plan_select(cat, db_id, path, &q, &mut ptypes)?
+                }
+                None => plan_select(cat, db_id, path, subquery, params)?,
+            };
             let alias_name = alias.as_ref().map(|a| ident_name(&a.name));
             let renamed: Vec<String> = alias
                 .as_ref()
@@ -1746,15 +1820,23 @@ fn plan_relation(
                     ty: c.ty,
                 })
                 .collect();
-            Ok((
-                JoinInput {
+            let input = match lateral_query {
+                Some(lq) => JoinInput {
+                    width: scope.len(),
+                    table: None,
+                    derived: None,
+                    lateral: true,
+                    lateral_query: Some(lq),
+                },
+                None => JoinInput {
                     width: scope.len(),
                     table: None,
                     derived: Some(Box::new(inner)),
                     lateral: false,
+                    lateral_query: None,
                 },
-                scope,
-            ))
+            };
+            Ok((input, scope))
         }
         _ => Err(Error::unsupported(
             "this kind of FROM item is not supported yet",
@@ -1794,6 +1876,7 @@ fn virtual_input(
             table: None,
             derived: Some(Box::new(plan)),
             lateral: false,
+            lateral_query: None,
         },
         scope,
     )
@@ -5587,21 +5670,21 @@ impl<'a> Exec<'a> {
             // The ON condition and the WHERE conjuncts this step can already test.
             let combined = filters.step_condition(on.as_ref(), i);
             let cond = &combined;
+            if input.lateral && matches!(kind, JoinKind::Right | JoinKind::Full) {
+                return Err(Error::new(
+                    ErrorKind::InvalidColumnReference,
+                    "invalid reference to FROM-clause entry in a RIGHT or FULL JOIN",
+                ));
+            }
             let lateral = match &input.derived {
-                Some(d) if input.lateral => {
-                    if matches!(kind, JoinKind::Right | JoinKind::Full) {
-                        return Err(Error::new(
-                            ErrorKind::InvalidColumnReference,
-                            "invalid reference to FROM-clause entry in a RIGHT or FULL JOIN",
-                        ));
-                    }
-                    Some(d)
-                }
+                Some(d) if input.lateral => Some(d),
                 _ => None,
             };
-            let shared = match lateral {
-                Some(_) => Vec::new(),
-                None => {
+            let lateral_query = input.lateral_query.as_ref();
+            let per_left_row = lateral.is_some() || lateral_query.is_some();
+            let shared = match per_left_row {
+                true => Vec::new(),
+                false => {
                     let looked_up = self
                         .lookup_rows(
                             *kind,
@@ -5621,8 +5704,8 @@ impl<'a> Exec<'a> {
                     }
                 }
             };
-            let index = match (lateral, cond) {
-                (None, Some(c)) => {
+            let index = match (per_left_row, cond) {
+                (false, Some(c)) => {
                     hash_join::HashIndex::build(&hash_join::equi_columns(c, left_width), &shared)
                 }
                 _ => None,
@@ -5632,12 +5715,16 @@ impl<'a> Exec<'a> {
             for l in &acc {
                 let mut matched = false;
                 let per_row;
-                let right = match lateral {
-                    Some(plan) => {
+                let right = match (lateral, lateral_query) {
+                    (Some(plan), _) => {
                         per_row = self.lateral_rows(plan, l)?;
                         &per_row
                     }
-                    None => &shared,
+                    (None, Some(lq)) => {
+                        per_row = Box::pin(self.lateral_query_rows(lq, l)).await?;
+                        &per_row
+                    }
+                    (None, None) => &shared,
                 };
                 // PERF: with an index only one bucket's rows are tested.
                 let bucket = index.as_ref().and_then(|ix| ix.probe(l));
@@ -5664,7 +5751,7 @@ impl<'a> Exec<'a> {
                     };
                     if ok {
                         matched = true;
-                        if lateral.is_none() {
+                        if !per_left_row {
                             right_matched[ri] = true;
                         }
                         out.push(combined);
@@ -6398,13 +6485,24 @@ impl<'a> Exec<'a> {
                     })
                     .collect::<Result<Vec<_>>>()?,
                 Some(dim) => {
-                    let lower = if srf.array.is_vector() { 0 } else { 1 };
-                    match dim.eval(r, &self.cx)? {
-                        Datum::Int(1) => (0..elems.len() as i64)
-                            .map(|i| Datum::Int(lower + i))
-                            .collect(),
-                        _ => Vec::new(),
+                    // The subscripts of dimension `dim` (none past the array's dimensions).
+                    let (lower, dims) = match (&out[srf.output], srf.array.is_vector()) {
+                        (_, true) => (0, vec![elems.len()]),
+                        (Datum::Text(t), false) => (1, crate::sql::array::Array::parse(t)?.dims),
+                        _ => (1, Vec::new()),
+                    };
+                    let len = match dim.eval(r, &self.cx)? {
+                        Datum::Int(d) if d >= 1 => dims.get(d as usize - 1).copied().unwrap_or(0),
+                        _ => 0,
+                    };
+                    let mut subscripts: Vec<Datum> =
+                        (0..len as i64).map(|i| Datum::Int(lower + i)).collect();
+                    if let Some(rev) = &srf.subscripts_reverse {
+                        if rev.eval_bool(r, &self.cx)? {
+                            subscripts.reverse();
+                        }
                     }
+                    subscripts
                 }
             };
             columns.push(values);
@@ -6424,6 +6522,25 @@ impl<'a> Exec<'a> {
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// The rows of `LATERAL (subquery)` ([`JoinInput::lateral_query`]) for one row `left`
+    /// of the relations before it.
+    async fn lateral_query_rows(
+        &mut self,
+        lq: &(ast::Query, Vec<ScopeColumn>),
+        left: &[Datum],
+    ) -> Result<Vec<Vec<Datum>>> {
+        let mut q = lq.0.clone();
+        let base = self.cx.params.len();
+        let corr_base = self.correlated.len();
+        let mut values = Vec::new();
+        self.bind_outer_values(&mut q, &lq.1, left, base, &mut values)?;
+        self.cx.params.extend(values);
+        let r = self.subquery_rows(q).await;
+        self.cx.params.truncate(base);
+        self.correlated.truncate(corr_base);
+        Ok(r?.0)
     }
 
     /// The rows of a lateral set-returning function ([`JoinInput::lateral`]) for one row of

@@ -573,6 +573,7 @@ impl Exec<'_> {
                     derived: None,
                     width: join.inputs[i].width,
                     lateral: false,
+                    lateral_query: None,
                 })
                 .collect(),
             steps: steps
