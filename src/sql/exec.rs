@@ -41,6 +41,7 @@ mod foreign_keys;
 mod functions;
 mod hash_join;
 mod join_access;
+mod merge_join;
 mod multi_assign;
 mod online_index;
 pub use analyze::refresh_stale_stats;
@@ -3775,6 +3776,8 @@ pub struct Exec<'a> {
     /// Table rows read by the statement so far, in the gateway and its flows (`EXPLAIN
     /// ANALYZE`).
     rows_read: std::cell::Cell<u64>,
+    /// Join steps run as merge joins by the statement so far (`EXPLAIN ANALYZE`).
+    merge_joins: u64,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -3830,6 +3833,7 @@ impl<'a> Exec<'a> {
             deadline: None,
             flow_stats: Vec::new(),
             rows_read: std::cell::Cell::new(0),
+            merge_joins: 0,
         }
     }
 
@@ -5704,15 +5708,25 @@ impl<'a> Exec<'a> {
                     }
                 }
             };
-            let index = match (per_left_row, cond) {
-                (false, Some(c)) => {
-                    hash_join::HashIndex::build(&hash_join::equi_columns(c, left_width), &shared)
-                }
+            // Both sides in key order: a merge join; else a hash join over the right side.
+            let equi = match (per_left_row, cond) {
+                (false, Some(c)) => hash_join::equi_columns(c, left_width),
+                _ => Vec::new(),
+            };
+            let merged = match kind {
+                JoinKind::Inner | JoinKind::Left => merge_join::ranges(&equi, &acc, &shared),
                 _ => None,
+            };
+            if merged.is_some() {
+                self.merge_joins += 1;
+            }
+            let index = match merged {
+                Some(_) => None,
+                None => hash_join::HashIndex::build(&equi, &shared),
             };
             let mut out = Vec::new();
             let mut right_matched = vec![false; shared.len()];
-            for l in &acc {
+            for (li, l) in acc.iter().enumerate() {
                 let mut matched = false;
                 let per_row;
                 let right = match (lateral, lateral_query) {
@@ -5726,11 +5740,21 @@ impl<'a> Exec<'a> {
                     }
                     (None, None) => &shared,
                 };
-                // PERF: with an index only one bucket's rows are tested.
+                // PERF: with an index only one bucket's rows are tested, merged only the
+                // range of equal keys.
                 let bucket = index.as_ref().and_then(|ix| ix.probe(l));
-                let candidates = bucket.map_or(right.len(), |b| b.len());
+                let range = merged.as_ref().map(|m| m[li].clone());
+                let candidates = match (&range, bucket) {
+                    (Some(r), _) => r.len(),
+                    (None, Some(b)) => b.len(),
+                    (None, None) => right.len(),
+                };
                 for k in 0..candidates {
-                    let ri = bucket.map_or(k, |b| b[k]);
+                    let ri = match (&range, bucket) {
+                        (Some(r), _) => r.start + k,
+                        (None, Some(b)) => b[k],
+                        (None, None) => k,
+                    };
                     let r = &right[ri];
                     steps += 1;
                     if steps.is_multiple_of(1024) {
@@ -6285,7 +6309,14 @@ impl<'a> Exec<'a> {
             let started = std::time::Instant::now();
             self.flow_stats.clear();
             self.rows_read.set(0);
+            self.merge_joins = 0;
             let rows = self.run_plan(&plan).await?;
+            if self.merge_joins > 0 {
+                lines.push(format!(
+                    "join steps run as merge joins: {}",
+                    self.merge_joins
+                ));
+            }
             lines.push(format!(
                 "rows: {}, table rows read: {}, execution time: {:.3} ms",
                 rows.len(),
@@ -6403,10 +6434,16 @@ impl<'a> Exec<'a> {
                 if let Some((kind, cond)) = &step {
                     let equi = cond
                         .as_ref()
-                        .is_some_and(|c| !hash_join::equi_columns(c, left_width).is_empty());
+                        .map(|c| hash_join::equi_columns(c, left_width))
+                        .unwrap_or_default();
                     let method = if input.lateral {
                         "lateral"
-                    } else if equi {
+                    } else if i == 1
+                        && matches!(kind, JoinKind::Inner | JoinKind::Left)
+                        && self.in_key_order(join, pushed, &equi)
+                    {
+                        "merge join"
+                    } else if !equi.is_empty() {
                         "hash join"
                     } else {
                         "nested loop"
@@ -6522,6 +6559,31 @@ impl<'a> Exec<'a> {
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// Whether the first two inputs of `join` are tables read in primary-key order whose
+    /// leading key columns are the equi-join keys `equi`, in order: their first step will
+    /// be a merge join ([`merge_join`], which checks the rows themselves).
+    fn in_key_order(
+        &self,
+        join: &JoinPlan,
+        pushed: &[Option<Scalar>],
+        equi: &[(usize, usize)],
+    ) -> bool {
+        let (Some(left), Some(right)) = (&join.inputs[0].table, &join.inputs[1].table) else {
+            return false;
+        };
+        let key_order = |t: &TableDesc, i: usize, cols: Vec<usize>| {
+            matches!(
+                self.choose_access(t, pushed[i].as_ref()),
+                Access::Full | Access::Span(..) | Access::Point(_) | Access::Points(_)
+            ) && !cols.is_empty()
+                && t.pk.len() >= cols.len()
+                && t.pk[..cols.len()] == cols[..]
+                && cols.iter().all(|&c| !t.columns[c].ty.is_float())
+        };
+        key_order(left, 0, equi.iter().map(|(l, _)| *l).collect())
+            && key_order(right, 1, equi.iter().map(|(_, r)| *r).collect())
     }
 
     /// The rows of `LATERAL (subquery)` ([`JoinInput::lateral_query`]) for one row `left`

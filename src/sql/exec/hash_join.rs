@@ -57,6 +57,11 @@ fn key_of(d: &Datum) -> Result<Option<HashKey>, ()> {
     }))
 }
 
+/// Whether `d` is a non-NULL value of a kind the join keys compare (see [`key_of`]).
+pub(super) fn is_key_value(d: &Datum) -> bool {
+    matches!(key_of(d), Ok(Some(_)))
+}
+
 /// The equality conjuncts of `cond` between a left column (position < `left_width` in the
 /// joined row) and a right one: (left position, right position within the right row).
 pub(super) fn equi_columns(cond: &Scalar, left_width: usize) -> Vec<(usize, usize)> {
