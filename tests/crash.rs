@@ -594,33 +594,38 @@ fn psql(url: &str, sql: &str) -> Option<Result<String, String>> {
     }
 }
 
-#[test]
-fn psql_row_survives_kill_9() {
-    // The issue's acceptance check, as a user runs it: psql creates a table and a row in one
-    // -c string and prints it back; after kill -9 and a restart the row is still there.
+/// Starts a server on a fresh store, runs `setup` with psql (its last printed line must be
+/// `before`), kills the server with SIGKILL, restarts it on the same store and checks that
+/// `query` prints `after`. Answers the restarted server and its directory; `None` when the
+/// test cannot run here (no psql, or an external server).
+fn survives_kill_9(
+    name: &str,
+    setup: &str,
+    before: &str,
+    query: &str,
+    after: &str,
+) -> Option<(TestServer, TempDir)> {
     if std::env::var("CHITIN_TEST_URL").is_ok_and(|u| !u.trim().is_empty()) {
         eprintln!("CHITIN_TEST_URL is set: this test needs a server it can kill; skipped");
-        return;
+        return None;
     }
-    let dir = TempDir::new("chitin-psql").expect("temp dir");
+    let dir = TempDir::new(name).expect("temp dir");
     let store = dir.path().join("store");
     let log = dir.path().join("server.log");
     let mut server = TestServer::start_on(&store, &log, &ServerOptions::default())
         .unwrap_or_else(|e| panic!("start: {e}"));
     let url = server.url(common::DEFAULT_DATABASE);
-    let sql =
-        "CREATE TABLE t (k INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1,'a'); SELECT * FROM t";
-    let printed = match psql(&url, sql) {
+    let printed = match psql(&url, setup) {
         None => {
             eprintln!("psql is not installed; skipped");
-            return;
+            return None;
         }
         Some(result) => result.unwrap_or_else(|e| panic!("{e}\n{}", server.log_tail())),
     };
-    // psql 15 prints every statement's result of a -c string; the row comes last.
+    // psql 15 prints every statement's result of a -c string; the query's comes last.
     assert_eq!(
         printed.trim().lines().last(),
-        Some("1|a"),
+        Some(before),
         "psql printed {printed:?}"
     );
     server.kill();
@@ -628,62 +633,40 @@ fn psql_row_survives_kill_9() {
     let server = TestServer::start_on(&store, &log, &ServerOptions::default())
         .unwrap_or_else(|e| panic!("restart after kill -9: {e}"));
     let url = server.url(common::DEFAULT_DATABASE);
-    let printed = psql(&url, "SELECT * FROM t")
+    let printed = psql(&url, query)
         .expect("psql vanished")
         .unwrap_or_else(|e| panic!("{e}\n{}", server.log_tail()));
     assert_eq!(
         printed.trim(),
-        "1|a",
+        after,
         "after kill -9, psql printed {printed:?}"
     );
-    drop(server);
-    drop(dir);
+    Some((server, dir))
+}
+
+#[test]
+fn psql_row_survives_kill_9() {
+    // The issue's acceptance check, as a user runs it: psql creates a table and a row in one
+    // -c string and prints it back; after kill -9 and a restart the row is still there.
+    let sql =
+        "CREATE TABLE t (k INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1,'a'); SELECT * FROM t";
+    survives_kill_9("chitin-psql", sql, "1|a", "SELECT * FROM t", "1|a");
 }
 
 #[test]
 fn sql_functions_survive_kill_9() {
     // Functions are descriptors in the system range (key 0x05 <id>): after kill -9 and a
     // restart they are still there, each in its database and schema, and calls inline.
-    if std::env::var("CHITIN_TEST_URL").is_ok_and(|u| !u.trim().is_empty()) {
-        eprintln!("CHITIN_TEST_URL is set: this test needs a server it can kill; skipped");
-        return;
-    }
-    let dir = TempDir::new("chitin-functions").expect("temp dir");
-    let store = dir.path().join("store");
-    let log = dir.path().join("server.log");
-    let mut server = TestServer::start_on(&store, &log, &ServerOptions::default())
-        .unwrap_or_else(|e| panic!("start: {e}"));
-    let url = server.url(common::DEFAULT_DATABASE);
     let sql = "CREATE FUNCTION add2(a INT, b INT) RETURNS INT LANGUAGE sql AS 'select a + b'; \
                CREATE SCHEMA s; \
                CREATE FUNCTION s.add2(INT, INT) RETURNS INT LANGUAGE sql RETURN $1 + $2 + 100; \
                CREATE DATABASE other; \
                SELECT add2(1, 2), s.add2(1, 2)";
-    let printed = match psql(&url, sql) {
-        None => {
-            eprintln!("psql is not installed; skipped");
-            return;
-        }
-        Some(result) => result.unwrap_or_else(|e| panic!("{e}\n{}", server.log_tail())),
+    let query = "SELECT add2(1, 2), s.add2(1, 2)";
+    let Some((server, dir)) = survives_kill_9("chitin-functions", sql, "3|103", query, "3|103")
+    else {
+        return;
     };
-    assert_eq!(
-        printed.trim().lines().last(),
-        Some("3|103"),
-        "psql printed {printed:?}"
-    );
-    server.kill();
-    drop(server);
-    let server = TestServer::start_on(&store, &log, &ServerOptions::default())
-        .unwrap_or_else(|e| panic!("restart after kill -9: {e}"));
-    let url = server.url(common::DEFAULT_DATABASE);
-    let printed = psql(&url, "SELECT add2(1, 2), s.add2(1, 2)")
-        .expect("psql vanished")
-        .unwrap_or_else(|e| panic!("{e}\n{}", server.log_tail()));
-    assert_eq!(
-        printed.trim(),
-        "3|103",
-        "after kill -9, psql printed {printed:?}"
-    );
     // Another database does not see them.
     let other = psql(&server.url("other"), "SELECT add2(1, 2)").expect("psql vanished");
     assert!(

@@ -115,7 +115,7 @@ pub fn search_path_names(setting: &str) -> Vec<String> {
 }
 
 /// A relation name's schema (when qualified: `s.t`, `db.s.t`) and relation.
-fn split_name(name: &ObjectName) -> Result<(Option<String>, String)> {
+pub fn split_name(name: &ObjectName) -> Result<(Option<String>, String)> {
     let mut parts: Vec<String> = name
         .0
         .iter()

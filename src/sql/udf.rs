@@ -361,17 +361,10 @@ impl<'a> Inliner<'a> {
 
     /// The expression a call of `f` becomes, `None` when `f` names no SQL function.
     fn inline_call(&self, f: &ast::Function, depth: usize) -> Result<Option<Expr>> {
-        let parts: Vec<String> = f
-            .name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident())
-            .map(ident_name)
-            .collect();
-        let Some((name, qualifiers)) = parts.split_last() else {
+        let Ok((schema, name)) = crate::sql::catalog::split_name(&f.name) else {
             return Ok(None);
         };
-        let schema = qualifiers.last().map(String::as_str);
+        let (schema, name) = (schema.as_deref(), &name);
         if schema.is_some_and(|s| s == "pg_catalog") {
             return Ok(None);
         }

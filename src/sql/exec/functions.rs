@@ -266,17 +266,8 @@ impl Exec<'_> {
         fd: &ast::FunctionDesc,
         if_exists: bool,
     ) -> Result<Option<Rc<FunctionDesc>>> {
-        let parts: Vec<String> = fd
-            .name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident())
-            .map(ident_name)
-            .collect();
-        let Some((name, qualifiers)) = parts.split_last() else {
-            return Err(Error::syntax("empty function name"));
-        };
-        let schema = qualifiers.last().map(String::as_str);
+        let (schema, name) = catalog::split_name(&fd.name)?;
+        let (schema, name) = (schema.as_deref(), &name);
         let found = match self
             .cat
             .functions_named(self.db_id, &self.path, schema, name)
