@@ -408,6 +408,12 @@ struct SelectPlan {
     lock: Option<LockWait>,
     /// Set-returning functions in the select list (see [`SelectSrf`]).
     srfs: Vec<SelectSrf>,
+    /// Select-list items with set-returning functions inside (`unnest(a) * 2`): (output
+    /// position, expression over the input row followed by the values of the hidden
+    /// `srfs` outputs, which come after the visible ones), computed per expanded row.
+    srf_exprs: Vec<(usize, Scalar)>,
+    /// How many outputs at the end are such hidden set-returning functions.
+    hidden_srfs: usize,
 }
 
 /// `unnest(array)` or `generate_subscripts(array, dim)` as a select-list item: the output
@@ -680,6 +686,51 @@ fn series_array(b: &mut Binder, args: &[Expr]) -> Result<(Scalar, SqlType)> {
         SqlType::Int4Array
     };
     Ok((Scalar::Func("__series_array".into(), bound, ty), ty))
+}
+
+/// The name a set-returning call inside an expression is replaced by ([`hoist_srfs`]),
+/// followed by its number.
+const HOISTED_SRF: &str = "__chitin_srf_";
+
+/// Replaces the set-returning calls inside `e` (not in subqueries) by references to
+/// hidden columns `__chitin_srf_<n>` numbered in order from `base`, answering the calls; `e` itself
+/// being one is left to the caller.
+fn hoist_srfs(e: &mut Expr, base: usize) -> Vec<Expr> {
+    struct Hoist {
+        calls: Vec<Expr>,
+        depth: usize,
+        base: usize,
+    }
+    impl ast::VisitorMut for Hoist {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+            self.depth += 1;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+            self.depth -= 1;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            if self.depth == 0 && select_srf(e).is_some() {
+                let n = self.base + self.calls.len();
+                let name = ast::Ident::with_quote('"', format!("{HOISTED_SRF}{n}"));
+                self.calls
+                    .push(std::mem::replace(e, Expr::Identifier(name)));
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    if select_srf(e).is_some() {
+        return Vec::new();
+    }
+    let mut h = Hoist {
+        calls: Vec::new(),
+        depth: 0,
+        base,
+    };
+    let _ = ast::VisitMut::visit(e, &mut h);
+    h.calls
 }
 
 /// `regexp_matches(args)` as the scalar `__regexp_matches(args)`: the array of its rows
@@ -1335,6 +1386,9 @@ fn plan_query(
     let mut outputs = Vec::new();
     let mut columns = Vec::new();
     let mut srfs = Vec::new();
+    let mut srf_exprs = Vec::new();
+    let mut hidden: Vec<(Scalar, SqlType)> = Vec::new();
+    let mut hidden_scope: Vec<ScopeColumn> = Vec::new();
     for (e, name) in &items {
         if let Some((srf, args)) = select_srf(e) {
             if srf == "generate_series" {
@@ -1427,6 +1481,52 @@ fn plan_query(
             });
             continue;
         }
+        if !grouped {
+            let mut hoisted = e.clone();
+            let calls = hoist_srfs(&mut hoisted, hidden.len());
+            if !calls.is_empty() {
+                // Each call becomes a hidden output expanded as the others are; the item is
+                // computed over the input row and their values.
+                for call in &calls {
+                    let (srf, args) = select_srf(call).ok_or_else(|| {
+                        Error::internal("a hoisted call is not a set-returning function")
+                    })?;
+                    let mut b = Binder::new(&scope, params);
+                    let (array, ty) = match srf {
+                        "unnest" if args.len() == 1 => b.bind(&args[0], None)?,
+                        "generate_series" => series_array(&mut b, &args)?,
+                        _ => {
+                            return Err(Error::unsupported(format!("{srf}() inside an expression")))
+                        }
+                    };
+                    let elem = ty.array_elem().ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::UndefinedFunction,
+                            format!("function {srf}({}) does not exist", ty.name()),
+                        )
+                    })?;
+                    hidden_scope.push(ScopeColumn {
+                        hidden: true,
+                        star_order: 0,
+                        table: None,
+                        schema: None,
+                        name: format!("{HOISTED_SRF}{}", hidden.len()),
+                        ty: elem,
+                    });
+                    hidden.push((array, ty));
+                }
+                let extended: Vec<ScopeColumn> =
+                    scope.iter().chain(&hidden_scope).cloned().collect();
+                let (s, t) = Binder::new(&extended, params).bind(&hoisted, None)?;
+                srf_exprs.push((outputs.len(), s));
+                outputs.push(Scalar::Const(Datum::Null));
+                columns.push(Column {
+                    name: name.clone(),
+                    ty: fix_unknown(t),
+                });
+                continue;
+            }
+        }
         let mut b = Binder::new(&scope, params);
         b.windows = Some(&mut windows);
         if grouped {
@@ -1440,6 +1540,19 @@ fn plan_query(
             name: name.clone(),
             ty: fix_unknown(t),
         });
+    }
+    // The hidden outputs of set-returning functions inside expressions, after the visible
+    // ones.
+    let hidden_srfs = hidden.len();
+    for (array, ty) in hidden {
+        srfs.push(SelectSrf {
+            output: outputs.len(),
+            array: ty,
+            subscripts_dim: None,
+            subscripts_reverse: None,
+            kind: SrfKind::Array,
+        });
+        outputs.push(array);
     }
     let having = match &select.having {
         Some(h) => {
@@ -1534,6 +1647,8 @@ fn plan_query(
         series: None,
         lock: None,
         srfs,
+        srf_exprs,
+        hidden_srfs,
     })
 }
 
@@ -2091,6 +2206,8 @@ fn empty_plan(columns: Vec<Column>) -> SelectPlan {
         series: None,
         lock: None,
         srfs: Vec::new(),
+        srf_exprs: Vec::new(),
+        hidden_srfs: 0,
     }
 }
 
@@ -6551,10 +6668,20 @@ impl<'a> Exec<'a> {
             }
         }
         let mut rows = Vec::with_capacity(n);
+        let visible = plan.outputs.len() - plan.hidden_srfs;
         for k in 0..n {
             let mut row = out.clone();
             for (srf, values) in plan.srfs.iter().zip(&columns) {
                 row[srf.output] = values.get(k).cloned().unwrap_or(Datum::Null);
+            }
+            if !plan.srf_exprs.is_empty() {
+                // Items over set-returning calls: the input row, then the calls' values.
+                let mut input = r.to_vec();
+                input.resize(plan.scope.len(), Datum::Null);
+                input.extend(row.drain(visible..));
+                for (i, s) in &plan.srf_exprs {
+                    row[*i] = s.eval(&input, &self.cx)?;
+                }
             }
             rows.push(row);
         }
