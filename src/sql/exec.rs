@@ -3764,6 +3764,8 @@ impl<'a> Exec<'a> {
                 .first()
                 .map(|&id| self.cat.schema_name(id).to_string());
         }
+        // The session's zone, for timestamptz input and output during this statement.
+        crate::sql::time_zone::set_current(settings.get("timezone").map_or("UTC", String::as_str));
         self.cx.settings = settings;
         self
     }

@@ -11,7 +11,9 @@
 //!
 //! - Only `IntervalStyle = postgres` output; ISO 8601 input (`P1Y2M`) is accepted, the
 //!   `sql_standard` and `iso_8601` output styles are not.
-//! - Time zones are UTC, so timestamptz arithmetic never meets a daylight saving change.
+//! - Timestamptz arithmetic and `extract` work in UTC, not in the session's time zone
+//!   ([`crate::sql::time_zone`]), so adding `1 day` across a daylight saving change adds
+//!   24 hours where PostgreSQL keeps the wall-clock time.
 
 use std::cmp::Ordering;
 

@@ -13,9 +13,9 @@
 //! # Implementation caveats
 //!
 //! - The two-argument `log(b, x)` is not here.
-//! - `date_trunc` on `timestamptz` truncates in UTC (Chitin has no session time zone for
-//!   display yet); a `date` argument is read as midnight UTC, as PostgreSQL does with the
-//!   time zone set to UTC.
+//! - `date_trunc` on `timestamptz` truncates in UTC, not in the session's time zone; a
+//!   `date` argument is read as midnight UTC, as PostgreSQL does with the time zone set
+//!   to UTC.
 //! - `factorial` stops at what `numeric` holds here (28 digits), with 22003.
 
 use rust_decimal::prelude::ToPrimitive;
@@ -337,17 +337,17 @@ pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
         "atand" => Datum::Float(degrees::atand(x())),
         "__series_array" => series_array(vals, ty)?,
         "timezone" => {
-            let offset = zone_offset_micros(&vals[0])?;
+            let zone = zone_of(&vals[0])?;
             if ty == SqlType::TimestampTz {
                 let Datum::Timestamp(local) = vals[1].clone().cast(SqlType::Timestamp)? else {
                     return Err(Error::mismatch("timezone() needs a timestamp"));
                 };
-                Datum::TimestampTz(local.checked_sub(offset).ok_or_else(ts_out_of_range)?)
+                Datum::TimestampTz(zone.to_utc(local))
             } else {
                 let Datum::TimestampTz(utc) = vals[1].clone().cast(SqlType::TimestampTz)? else {
                     return Err(Error::mismatch("timezone() needs a timestamptz"));
                 };
-                Datum::Timestamp(utc.checked_add(offset).ok_or_else(ts_out_of_range)?)
+                Datum::Timestamp(zone.to_local(utc))
             }
         }
         "atan2d" => Datum::Float(degrees::atan2d(x(), float(&vals[1]))),
@@ -522,15 +522,9 @@ fn series_array(vals: &[Datum], ty: SqlType) -> Result<Datum> {
     Ok(Datum::Text(crate::sql::types::format_array(&elems)))
 }
 
-fn ts_out_of_range() -> Error {
-    Error::new(ErrorKind::DatetimeFieldOverflow, "timestamp out of range")
-}
-
-/// The offset east of UTC, in microseconds, of time zone `zone` as AT TIME ZONE reads it:
-/// an interval (no months or days), `UTC` and its aliases, or a POSIX-style offset
-/// (`+03`, `UTC+3`, `-05:30`: hours *west* of Greenwich, as PostgreSQL reads them).
-/// Named zones other than UTC's are not known here (22023).
-pub fn zone_offset_micros(zone: &Datum) -> Result<i64> {
+/// Time zone `zone` as AT TIME ZONE reads it: an interval (no months or days), a zone
+/// name or abbreviation, or a POSIX-style offset (`UTC+3`: hours *west* of Greenwich).
+pub fn zone_of(zone: &Datum) -> Result<crate::sql::time_zone::Zone> {
     if let Datum::Interval(iv) = zone {
         if iv.months != 0 || iv.days != 0 {
             return Err(Error::new(
@@ -541,53 +535,12 @@ pub fn zone_offset_micros(zone: &Datum) -> Result<i64> {
                 ),
             ));
         }
-        return Ok(iv.micros);
+        return Ok(crate::sql::time_zone::Zone::Fixed {
+            offset_secs: (iv.micros / 1_000_000) as i32,
+            abbrev: String::new(),
+        });
     }
-    let name = text(zone);
-    let unknown = || {
-        Error::new(
-            ErrorKind::InvalidParameterValue,
-            format!("time zone \"{name}\" not recognized"),
-        )
-    };
-    let lower = name.trim().to_ascii_lowercase();
-    let lower = lower.strip_prefix("etc/").unwrap_or(&lower);
-    let mut rest = lower;
-    for prefix in ["utc", "gmt", "uct", "universal", "zulu", "z"] {
-        if let Some(r) = lower.strip_prefix(prefix) {
-            rest = r;
-            break;
-        }
-    }
-    if rest.is_empty() {
-        return Ok(0);
-    }
-    let (sign, digits) = match rest.as_bytes()[0] {
-        b'+' => (1, &rest[1..]),
-        b'-' => (-1, &rest[1..]),
-        _ if rest.len() == lower.len() && rest.as_bytes()[0].is_ascii_digit() => (1, rest),
-        _ => return Err(unknown()),
-    };
-    let mut parts = digits.split(':');
-    let mut field = |max: i64| -> Result<i64> {
-        match parts.next() {
-            None => Ok(0),
-            Some(p) if !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                let v: i64 = p.parse().map_err(|_| unknown())?;
-                if v > max {
-                    return Err(unknown());
-                }
-                Ok(v)
-            }
-            Some(_) => Err(unknown()),
-        }
-    };
-    let (h, m, sec) = (field(15)?, field(59)?, field(59)?);
-    if parts.next().is_some() {
-        return Err(unknown());
-    }
-    // POSIX: a positive offset is west of Greenwich.
-    Ok(-sign * ((h * 60 + m) * 60 + sec) * 1_000_000)
+    crate::sql::time_zone::Zone::parse_or_error(&text(zone), true)
 }
 
 fn gcd(mut a: i128, mut b: i128) -> i128 {
