@@ -102,7 +102,12 @@ pub fn eval(name: &str, vals: &[Datum]) -> Result<Datum> {
             let micros = parse(&text(s), &text(f))?;
             Ok(Datum::Date(micros.div_euclid(MICROS_PER_DAY) as i32))
         }
-        ("to_timestamp", [s, f]) => Ok(Datum::TimestampTz(parse(&text(s), &text(f))?)),
+        ("to_timestamp", [s, f]) => {
+            let local = parse(&text(s), &text(f))?;
+            Ok(Datum::TimestampTz(crate::sql::time_zone::with_current(
+                |z| z.to_utc(local),
+            )))
+        }
         ("to_timestamp", [epoch]) => {
             let secs = match epoch {
                 Datum::Int(i) => *i as f64,

@@ -13,9 +13,8 @@
 //! # Implementation caveats
 //!
 //! - The two-argument `log(b, x)` is not here.
-//! - `date_trunc` on `timestamptz` truncates in UTC, not in the session's time zone; a
-//!   `date` argument is read as midnight UTC, as PostgreSQL does with the time zone set
-//!   to UTC.
+//! - `date_trunc` on `timestamptz` truncates in the session's time zone; the
+//!   three-argument form (`date_trunc(field, ts, zone)`) is not here.
 //! - `factorial` stops at what `numeric` holds here (28 digits), with 22003.
 
 use rust_decimal::prelude::ToPrimitive;
@@ -588,8 +587,10 @@ pub fn quote_literal(s: &str) -> String {
 
 /// `date_trunc(field, value)`: the value with every field finer than `field` zeroed.
 fn date_trunc(field: &str, v: &Datum, ty: SqlType) -> Result<Datum> {
+    // A timestamptz truncates its wall-clock time in the session's zone.
     let micros = match v {
-        Datum::Timestamp(t) | Datum::TimestampTz(t) => *t,
+        Datum::Timestamp(t) => *t,
+        Datum::TimestampTz(t) => crate::sql::time_zone::with_current(|z| z.to_local(*t)),
         Datum::Date(d) => *d as i64 * MICROS_PER_DAY,
         Datum::Text(s) => match crate::sql::types::parse_timestamp(s) {
             Some((t, off)) => t - off.unwrap_or(0) * 1_000_000,
@@ -638,7 +639,7 @@ fn date_trunc(field: &str, v: &Datum, ty: SqlType) -> Result<Datum> {
         }
     };
     Ok(if ty == SqlType::TimestampTz {
-        Datum::TimestampTz(truncated)
+        Datum::TimestampTz(crate::sql::time_zone::with_current(|z| z.to_utc(truncated)))
     } else {
         Datum::Timestamp(truncated)
     })

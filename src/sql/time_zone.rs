@@ -35,7 +35,11 @@
 //!   (`FOO5BAR`) does not take PostgreSQL's `posixrules` (New York) default.
 //! - Offsets before year -9999 or after 9999 (outside `jiff`'s range) are those at the
 //!   range's end.
-//! - `date_trunc`, `extract` and interval arithmetic on timestamptz still work in UTC.
+//! - Comparing a timestamp with a timestamptz compares the stored microseconds, not the
+//!   timestamp read in the session's zone; `age` and `timestamptz - timestamptz` work on
+//!   instants.
+//! - `to_timestamp(text, format)` reads the text in the session's zone; zone fields in
+//!   the format (`TZH`, `TZM`) are not parsed.
 
 use std::cell::RefCell;
 use std::future::Future;
