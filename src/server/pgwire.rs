@@ -61,8 +61,10 @@ pub async fn listen(ctx: Rc<CoreCtx>, addr: SocketAddr) {
             ctx.metrics().connections.fetch_add(1, Ordering::Relaxed);
             // A bug reachable from one connection must not take the core down with it: a
             // panic ends that connection only.
+            // The connection's session time zone travels with its task (see
+            // `sql::time_zone::scoped`).
             let served = futures_lite::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-                serve(ctx.clone(), stream),
+                crate::sql::time_zone::scoped("UTC", serve(ctx.clone(), stream)),
             ))
             .await;
             if served.is_err() {

@@ -13,8 +13,10 @@
 //!
 //! # Implementation caveats
 //!
-//! - Time zones: Chitin's session zone is always UTC, so a timestamptz formats as UTC
-//!   (`TZ` is `UTC`, `TZH:TZM` `+00:00`).
+//! - `to_char(interval, format)` formats the interval's fields as PostgreSQL does (hours
+//!   beyond a day, negative fields with their sign) and refuses the fields that need a
+//!   calendar date (`Month`, `Day`, `D`, `TZ` …: 22007).
+//! - A timestamptz formats in the session's time zone ([`crate::sql::time_zone`]).
 //! - `to_char` of numbers (`9`, `0`, `G`, `D` …), Roman numerals (`RM`), `J` (Julian day)
 //!   and the ISO week-numbering fields (`IYYY`, `IW`) are not here; in parsing, only the
 //!   numeric fields, month and day names, `AM`/`PM` and separators are read.
@@ -60,7 +62,7 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
     let text = |t: SqlType| t.is_string() || t == SqlType::Unknown;
     let ty = match (name, types) {
         ("to_char", [SqlType::Timestamp | SqlType::Date, f]) if text(*f) => SqlType::Text,
-        ("to_char", [SqlType::TimestampTz, f]) if text(*f) => SqlType::Text,
+        ("to_char", [SqlType::TimestampTz | SqlType::Interval, f]) if text(*f) => SqlType::Text,
         ("to_date", [a, b]) if text(*a) && text(*b) => SqlType::Date,
         ("to_timestamp", [a, b]) if text(*a) && text(*b) => SqlType::TimestampTz,
         ("to_timestamp", [a]) if a.is_numeric_family() || *a == SqlType::Unknown => {
@@ -79,23 +81,33 @@ pub fn eval(name: &str, vals: &[Datum]) -> Result<Datum> {
         d => d.to_text(d.natural_type()).unwrap_or_default(),
     };
     match (name, vals) {
+        ("to_char", [Datum::Interval(iv), f]) => Ok(Datum::Text(interval_to_char(iv, &text(f))?)),
         ("to_char", [v, f]) => {
-            let (micros, tz) = match v {
-                Datum::Timestamp(m) => (*m, false),
-                Datum::TimestampTz(m) => (*m, true),
-                Datum::Date(d) => (*d as i64 * MICROS_PER_DAY, false),
+            let (micros, zone) = match v {
+                Datum::Timestamp(m) => (*m, None),
+                Datum::TimestampTz(m) => crate::sql::time_zone::with_current(|z| {
+                    let offset = z.offset_at(*m);
+                    let local = m.saturating_add(offset as i64 * 1_000_000);
+                    (local, Some((offset, z.abbreviation_at(*m))))
+                }),
+                Datum::Date(d) => (*d as i64 * MICROS_PER_DAY, None),
                 other => match other.clone().cast(SqlType::Timestamp)? {
-                    Datum::Timestamp(m) => (m, false),
+                    Datum::Timestamp(m) => (m, None),
                     _ => return Err(Error::mismatch("to_char() needs a timestamp")),
                 },
             };
-            Ok(Datum::Text(to_char(micros, tz, &text(f))))
+            Ok(Datum::Text(to_char(micros, zone, &text(f))))
         }
         ("to_date", [s, f]) => {
             let micros = parse(&text(s), &text(f))?;
             Ok(Datum::Date(micros.div_euclid(MICROS_PER_DAY) as i32))
         }
-        ("to_timestamp", [s, f]) => Ok(Datum::TimestampTz(parse(&text(s), &text(f))?)),
+        ("to_timestamp", [s, f]) => {
+            let local = parse(&text(s), &text(f))?;
+            Ok(Datum::TimestampTz(crate::sql::time_zone::with_current(
+                |z| z.to_utc(local),
+            )))
+        }
         ("to_timestamp", [epoch]) => {
             let secs = match epoch {
                 Datum::Int(i) => *i as f64,
@@ -125,7 +137,8 @@ pub fn eval(name: &str, vals: &[Datum]) -> Result<Datum> {
 const PATTERNS: &[&str] = &[
     "HH24", "HH12", "HH", "MI", "SSSSS", "SSSS", "SS", "MS", "US", "FF1", "FF2", "FF3", "FF4",
     "FF5", "FF6", "A.M.", "P.M.", "AM", "PM", "Y,YYY", "YYYY", "YYY", "YY", "Y", "MONTH", "MON",
-    "MM", "DAY", "DY", "DDD", "DD", "D", "ID", "WW", "W", "Q", "CC", "TZH", "TZM", "TZ", "OF",
+    "MM", "DAY", "DY", "DDD", "DD", "D", "IYYY", "IYY", "IY", "ID", "I", "WW", "W", "Q", "CC",
+    "TZH", "TZM", "TZ", "OF",
 ];
 
 /// One piece of a parsed format.
@@ -242,8 +255,9 @@ fn ordinal_suffix(n: i64, upper: bool) -> &'static str {
     }
 }
 
-/// `to_char(ts, fmt)` for `micros` since the epoch (`tz`: a timestamptz, shown in UTC).
-pub fn to_char(micros: i64, tz: bool, fmt: &str) -> String {
+/// `to_char(ts, fmt)` for local time `micros` since the epoch; `zone`, for a timestamptz,
+/// is the offset east of UTC (seconds) and abbreviation of the zone it is shown in.
+pub fn to_char(micros: i64, zone: Option<(i32, String)>, fmt: &str) -> String {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let rem = micros.rem_euclid(MICROS_PER_DAY);
     let (y, mo, d) = civil_from_days(days);
@@ -317,17 +331,34 @@ pub fn to_char(micros: i64, tz: bool, fmt: &str) -> String {
             "WW" => num((doy - 1) / 7 + 1, 2),
             "W" => num((d as i64 - 1) / 7 + 1, 1),
             "Q" => num((mo as i64 - 1) / 3 + 1, 1),
+            "IYYY" => num(iso_year(y, mo as i64, d as i64), 4),
+            "IYY" => num(iso_year(y, mo as i64, d as i64) % 1000, 3),
+            "IY" => num(iso_year(y, mo as i64, d as i64) % 100, 2),
+            "I" => num(iso_year(y, mo as i64, d as i64) % 10, 1),
             "TZ" => (
-                if tz {
-                    cased("UTC", case)
-                } else {
-                    String::new()
-                },
+                zone.as_ref()
+                    .map_or(String::new(), |(_, abbrev)| cased(abbrev, case)),
                 -1,
             ),
-            "TZH" => (if tz { "+00".into() } else { String::new() }, -1),
-            "TZM" => (if tz { "00".into() } else { String::new() }, -1),
-            "OF" => (if tz { "+00".into() } else { String::new() }, -1),
+            "TZH" | "TZM" | "OF" => {
+                let Some((offset, _)) = &zone else {
+                    continue;
+                };
+                let sign = if *offset < 0 { '-' } else { '+' };
+                let (h, m) = (
+                    offset.unsigned_abs() / 3600,
+                    offset.unsigned_abs() / 60 % 60,
+                );
+                let text = match name {
+                    "TZH" => format!("{sign}{h:02}"),
+                    "TZM" => format!("{m:02}"),
+                    _ if fill && m == 0 => format!("{sign}{h}"),
+                    _ if fill => format!("{sign}{h}:{m:02}"),
+                    _ if m == 0 => format!("{sign}{h:02}"),
+                    _ => format!("{sign}{h:02}:{m:02}"),
+                };
+                (text, -1)
+            }
             _ => (String::new(), -1),
         };
         out.push_str(&text);
@@ -336,6 +367,160 @@ pub fn to_char(micros: i64, tz: bool, fmt: &str) -> String {
         }
     }
     out
+}
+
+/// PostgreSQL's `date2j`: the Julian day of a year, month and day, any of them out of
+/// range (as interval fields are) counted on as the formula does.
+fn date2j(year: i64, month: i64, day: i64) -> i64 {
+    let (year, month) = if month > 2 {
+        (year + 4800, month + 1)
+    } else {
+        (year + 4799, month + 13)
+    };
+    let century = year / 100;
+    year * 365 - 32167 + year / 4 - century + century / 4 + 7834 * month / 256 + day
+}
+
+/// PostgreSQL's `j2day`: the day of the week (0 Sunday) of a Julian day.
+fn j2day(date: i64) -> i64 {
+    (date + 1).rem_euclid(7)
+}
+
+/// PostgreSQL's `date2isoyear`: the ISO 8601 week-numbering year of a date.
+fn iso_year(mut year: i64, month: i64, day: i64) -> i64 {
+    let dayn = date2j(year, month, day);
+    let mut day4 = date2j(year, 1, 4);
+    let mut day0 = j2day(day4 - 1);
+    if dayn < day4 - day0 {
+        day4 = date2j(year - 1, 1, 4);
+        day0 = j2day(day4 - 1);
+        year -= 1;
+    }
+    if (dayn - (day4 - day0)) / 7 + 1 >= 52 {
+        day4 = date2j(year + 1, 1, 4);
+        day0 = j2day(day4 - 1);
+        if dayn >= day4 - day0 {
+            year += 1;
+        }
+    }
+    year
+}
+
+/// `to_char(interval, fmt)`: PostgreSQL's `interval_to_char`. The interval is split into
+/// fields as `interval2itm` splits it (years and months from the months, days, then
+/// hours, minutes, seconds and microseconds from the time, each with the sign of its
+/// part); a negative field is printed one digit wider for its sign, hours beyond a day
+/// stay hours, and fields that need a calendar date are refused (22007).
+pub fn interval_to_char(iv: &crate::sql::interval::Interval, fmt: &str) -> Result<String> {
+    let year = iv.months as i64 / 12;
+    let mon = iv.months as i64 % 12;
+    let mday = iv.days as i64;
+    let hour = iv.micros / 3_600_000_000;
+    let min = iv.micros / 60_000_000 % 60;
+    let sec = iv.micros / 1_000_000 % 60;
+    let usec = iv.micros % 1_000_000;
+    // The total span in days, approximately, as PostgreSQL counts it.
+    let yday = (year * 12 + mon) * 30 + mday;
+    let mut out = String::new();
+    for piece in parse_format(fmt) {
+        let (name, case, fill, ordinal) = match piece {
+            Piece::Literal(s) => {
+                out.push_str(&s);
+                continue;
+            }
+            Piece::Pattern {
+                name,
+                case,
+                fill,
+                ordinal,
+            } => (name, case, fill, ordinal),
+        };
+        // Zero-padded to `width`, or to `width + 1` when negative (sign included).
+        let signed = |v: i64, width: usize| -> (String, i64) {
+            let width = if fill {
+                0
+            } else if v < 0 {
+                width + 1
+            } else {
+                width
+            };
+            (format!("{v:0width$}"), v)
+        };
+        let plain = |v: i64, width: usize| -> (String, i64) {
+            let width = if fill { 0 } else { width };
+            (format!("{v:0width$}"), v)
+        };
+        // The width of the year fields follows the sign of the year itself.
+        let year_width = |width: usize| if year < 0 { width + 1 } else { width };
+        let iso = || iso_year(year, mon, mday);
+        let (text, n) = match name {
+            "AM" | "PM" => (cased(if hour % 24 >= 12 { "PM" } else { "AM" }, case), -1),
+            "A.M." | "P.M." => (
+                cased(if hour % 24 >= 12 { "P.M." } else { "A.M." }, case),
+                -1,
+            ),
+            "HH" | "HH12" => {
+                let h = if hour % 12 == 0 { 12 } else { hour % 12 };
+                let width = if hour >= 0 { 2 } else { 3 };
+                plain(h, if fill { 0 } else { width })
+            }
+            "HH24" => signed(hour, 2),
+            "MI" => signed(min, 2),
+            "SS" => signed(sec, 2),
+            "MS" => (format!("{:03}", usec / 1000), usec / 1000),
+            "US" => (format!("{usec:06}"), usec),
+            "FF1" | "FF2" | "FF3" | "FF4" | "FF5" | "FF6" => {
+                let digits = (name.as_bytes()[2] - b'0') as u32;
+                let v = usec / 10i64.pow(6 - digits);
+                (format!("{v:0width$}", width = digits as usize), v)
+            }
+            "SSSS" | "SSSSS" => {
+                let v = hour * 3600 + min * 60 + sec;
+                (v.to_string(), v)
+            }
+            "MM" => signed(mon, 2),
+            "DD" => plain(mday, 2),
+            "DDD" => plain(yday, 3),
+            "WW" => plain((yday - 1) / 7 + 1, 2),
+            "Q" if mon == 0 => (String::new(), -1),
+            "Q" => {
+                let q = (mon - 1) / 3 + 1;
+                (q.to_string(), q)
+            }
+            "W" => plain((mday - 1) / 7 + 1, 1),
+            "CC" => {
+                let c = year / 100;
+                if (-99..=99).contains(&c) {
+                    signed(c, 2)
+                } else {
+                    (c.to_string(), c)
+                }
+            }
+            "Y,YYY" => (
+                format!("{},{:03}", year / 1000, year - year / 1000 * 1000),
+                year,
+            ),
+            "YYYY" => plain(year, year_width(4)),
+            "IYYY" => plain(iso(), year_width(4)),
+            "YYY" => plain(year % 1000, year_width(3)),
+            "IYY" => plain(iso() % 1000, year_width(3)),
+            "YY" => plain(year % 100, year_width(2)),
+            "IY" => plain(iso() % 100, year_width(2)),
+            "Y" => plain(year % 10, 1),
+            "I" => plain(iso() % 10, 1),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidDatetimeFormat,
+                    "invalid format specification for an interval value",
+                ))
+            }
+        };
+        out.push_str(&text);
+        if let (Some(upper), true) = (ordinal, n >= 0) {
+            out.push_str(ordinal_suffix(n, upper));
+        }
+    }
+    Ok(out)
 }
 
 fn bad_value(field: &str, input: &str) -> Error {
@@ -524,6 +709,44 @@ pub fn parse(input: &str, fmt: &str) -> Result<i64> {
 mod tests {
     use super::*;
 
+    fn interval(s: &str) -> crate::sql::interval::Interval {
+        crate::sql::interval::Interval::parse(s, None).unwrap()
+    }
+
+    /// PostgreSQL 15's `interval_to_char`: fields with their signs, one digit wider when
+    /// negative, the ISO year computed from out-of-range year, month and day fields.
+    #[test]
+    fn intervals_format_field_by_field() {
+        let fmt = "YYYY IYYY YY IY MM DD PM pm HH HH12 HH24 MI SS";
+        assert_eq!(
+            interval_to_char(&interval("-20459year -256 days -120hours 866seconds"), fmt).unwrap(),
+            "-20459 -20460 -59 -60 00 -256 AM am -11 -11 -119 -45 -34"
+        );
+        assert_eq!(
+            interval_to_char(&interval("0year -256 days -120hours"), fmt).unwrap(),
+            "0000 -001 00 -1 00 -256 AM am 012 012 -120 00 00"
+        );
+        assert_eq!(
+            interval_to_char(&interval("-23:22:57.124562"), "HH12 MI SS MS US").unwrap(),
+            "-11 -22 -57 -124 -124562"
+        );
+        let err = interval_to_char(&interval("1 day"), "Mon").unwrap_err();
+        assert!(err.to_string().contains("interval value"), "{err}");
+    }
+
+    #[test]
+    fn a_timestamptz_shows_its_zone() {
+        let t = ts(2020, 7, 1, 5, 0, 0, 0);
+        assert_eq!(
+            to_char(t, Some((-7 * 3600, "PDT".into())), "HH12 TZ tz TZH:TZM OF"),
+            "05 PDT pdt -07:00 -07"
+        );
+        assert_eq!(
+            to_char(t, Some((5 * 3600 + 1800, String::new())), "OF FMOF"),
+            "+05:30 +5:30"
+        );
+    }
+
     fn ts(y: i64, m: u32, d: u32, h: i64, mi: i64, s: i64, us: i64) -> i64 {
         days_from_civil(y, m, d) * MICROS_PER_DAY + ((h * 60 + mi) * 60 + s) * 1_000_000 + us
     }
@@ -531,20 +754,20 @@ mod tests {
     #[test]
     fn to_char_patterns_render_as_postgresql() {
         let t = ts(2002, 4, 20, 17, 31, 12, 660_000);
-        assert_eq!(to_char(t, false, "HH12:MI:SS"), "05:31:12");
+        assert_eq!(to_char(t, None, "HH12:MI:SS"), "05:31:12");
         assert_eq!(
-            to_char(t, false, "yyyy-mm-dd hh24:mi:ss.ms"),
+            to_char(t, None, "yyyy-mm-dd hh24:mi:ss.ms"),
             "2002-04-20 17:31:12.660"
         );
         assert_eq!(
-            to_char(t, false, "Day, DD Month YYYY"),
+            to_char(t, None, "Day, DD Month YYYY"),
             "Saturday , 20 April     2002"
         );
         assert_eq!(
-            to_char(t, false, "FMDay, FMDDth FMMonth"),
+            to_char(t, None, "FMDay, FMDDth FMMonth"),
             "Saturday, 20th April"
         );
-        assert_eq!(to_char(t, false, "Mon dy am Q \"Q\""), "Apr sat pm 2 Q");
+        assert_eq!(to_char(t, None, "Mon dy am Q \"Q\""), "Apr sat pm 2 Q");
     }
 
     #[test]

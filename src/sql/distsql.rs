@@ -197,6 +197,16 @@ pub async fn serve(ctx: &CoreCtx, spec: Box<FlowSpec>) -> KvResponse {
 
 /// Reads and processes the spans of `spec` from `source`.
 pub async fn run_flow(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Result<FlowEnd> {
+    // Values are read and formatted in the gateway session's time zone.
+    let zone = spec
+        .eval
+        .settings
+        .get("timezone")
+        .map_or("UTC", String::as_str);
+    crate::sql::time_zone::scoped(zone, run_flow_in_zone(ctx, spec, source)).await
+}
+
+async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Result<FlowEnd> {
     let started = Instant::now();
     let deadline = spec.time_left.map(|d| started + d);
     let cx = spec.eval_ctx();

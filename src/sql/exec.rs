@@ -3968,6 +3968,8 @@ impl<'a> Exec<'a> {
                 .first()
                 .map(|&id| self.cat.schema_name(id).to_string());
         }
+        // The session's zone, for timestamptz input and output during this statement.
+        crate::sql::time_zone::set_current(settings.get("timezone").map_or("UTC", String::as_str));
         self.cx.settings = settings;
         self
     }
@@ -3984,7 +3986,8 @@ impl<'a> Exec<'a> {
     }
 
     /// The rows of `generate_series(start, stop, step)` over timestamps (`ty`:
-    /// timestamp or timestamptz, both stepped in UTC): none when an argument is NULL.
+    /// timestamp, or timestamptz stepped in the session's zone): none when an argument
+    /// is NULL.
     async fn timestamp_series(&self, ty: SqlType, args: &[Scalar]) -> Result<Vec<Vec<Datum>>> {
         let mut vals = Vec::with_capacity(3);
         for (i, a) in args.iter().enumerate() {
@@ -4018,7 +4021,12 @@ impl<'a> Exec<'a> {
             } else {
                 Datum::TimestampTz(v)
             }]);
-            match crate::sql::interval::timestamp_add(v, step) {
+            let next = if ty == SqlType::Timestamp {
+                crate::sql::interval::timestamp_add(v, step)
+            } else {
+                crate::sql::interval::timestamptz_add(v, step)
+            };
+            match next {
                 Ok(next) => v = next,
                 Err(_) => break,
             }

@@ -3560,7 +3560,9 @@ fn interval_arith(op: BinOp, a: Datum, b: Datum) -> Result<Datum> {
             let iv = if sub { iv.checked_neg()? } else { *iv };
             match a {
                 Datum::Timestamp(t) => Datum::Timestamp(timestamp_add(t, &iv)?),
-                Datum::TimestampTz(t) => Datum::TimestampTz(timestamp_add(t, &iv)?),
+                Datum::TimestampTz(t) => {
+                    Datum::TimestampTz(crate::sql::interval::timestamptz_add(t, &iv)?)
+                }
                 Datum::Date(d) => Datum::Timestamp(timestamp_add(d as i64 * day, &iv)?),
                 _ => unreachable!("matched above"),
             }
@@ -3570,7 +3572,9 @@ fn interval_arith(op: BinOp, a: Datum, b: Datum) -> Result<Datum> {
         {
             match b {
                 Datum::Timestamp(t) => Datum::Timestamp(timestamp_add(t, iv)?),
-                Datum::TimestampTz(t) => Datum::TimestampTz(timestamp_add(t, iv)?),
+                Datum::TimestampTz(t) => {
+                    Datum::TimestampTz(crate::sql::interval::timestamptz_add(t, iv)?)
+                }
                 Datum::Date(d) => Datum::Timestamp(timestamp_add(d as i64 * day, iv)?),
                 _ => unreachable!("matched above"),
             }
@@ -4694,7 +4698,21 @@ fn eval_func(
                 }
             };
             let is_date = matches!(vals[1], Datum::Date(_));
-            let v = date_field(&field, micros, is_date)?;
+            let v = match &vals[1] {
+                // The fields of the wall-clock time in the session's zone; the epoch is
+                // the instant's.
+                Datum::TimestampTz(t) => {
+                    let offset = crate::sql::time_zone::with_current(|z| z.offset_at(*t)) as i64;
+                    match field.as_str() {
+                        "epoch" => date_field(&field, *t, false)?,
+                        "timezone" => rust_decimal::Decimal::from(offset),
+                        "timezone_hour" => rust_decimal::Decimal::from(offset / 3600),
+                        "timezone_minute" => rust_decimal::Decimal::from(offset / 60 % 60),
+                        _ => date_field(&field, t.saturating_add(offset * 1_000_000), false)?,
+                    }
+                }
+                _ => date_field(&field, micros, is_date)?,
+            };
             if name == "date_part" {
                 Datum::Float(v.to_string().parse().unwrap_or(0.0))
             } else {

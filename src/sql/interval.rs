@@ -11,7 +11,8 @@
 //!
 //! - Only `IntervalStyle = postgres` output; ISO 8601 input (`P1Y2M`) is accepted, the
 //!   `sql_standard` and `iso_8601` output styles are not.
-//! - Time zones are UTC, so timestamptz arithmetic never meets a daylight saving change.
+//! - `timestamptz - timestamptz` and `age` work on instants (UTC), not on wall-clock
+//!   times in the session's zone.
 
 use std::cmp::Ordering;
 
@@ -732,6 +733,20 @@ fn parse_iso8601(s: &str, acc: &mut Accum) -> Option<()> {
 
 /// Adds an interval to a timestamp (microseconds since 1970 without zone): months first
 /// (the day clamped to the month's length), then days, then the time.
+/// `timestamptz + interval` as PostgreSQL computes it: months and days move the
+/// wall-clock time in the session's zone (so `+ 1 day` across a daylight saving change
+/// keeps the time of day), the time part then moves the instant.
+pub fn timestamptz_add(ts: i64, iv: &Interval) -> Result<i64> {
+    if iv.months == 0 && iv.days == 0 {
+        return timestamp_add(ts, iv);
+    }
+    let calendar = Interval::new(iv.months, iv.days, 0);
+    let moved = crate::sql::time_zone::with_current(|zone| -> Result<i64> {
+        Ok(zone.to_utc(timestamp_add(zone.to_local(ts), &calendar)?))
+    })?;
+    timestamp_add(moved, &Interval::new(0, 0, iv.micros))
+}
+
 pub fn timestamp_add(ts: i64, iv: &Interval) -> Result<i64> {
     let ts_err = || Error::new(ErrorKind::DatetimeFieldOverflow, "timestamp out of range");
     let mut t = ts;

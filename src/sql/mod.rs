@@ -97,6 +97,7 @@ pub mod sequence;
 pub mod session;
 pub mod stats;
 pub mod time_of_day;
+pub mod time_zone;
 pub mod types;
 pub mod udf;
 pub mod wire;

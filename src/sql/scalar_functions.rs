@@ -13,9 +13,8 @@
 //! # Implementation caveats
 //!
 //! - The two-argument `log(b, x)` is not here.
-//! - `date_trunc` on `timestamptz` truncates in UTC (Chitin has no session time zone for
-//!   display yet); a `date` argument is read as midnight UTC, as PostgreSQL does with the
-//!   time zone set to UTC.
+//! - `date_trunc` on `timestamptz` truncates in the session's time zone; the
+//!   three-argument form (`date_trunc(field, ts, zone)`) is not here.
 //! - `factorial` stops at what `numeric` holds here (28 digits), with 22003.
 
 use rust_decimal::prelude::ToPrimitive;
@@ -337,17 +336,17 @@ pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
         "atand" => Datum::Float(degrees::atand(x())),
         "__series_array" => series_array(vals, ty)?,
         "timezone" => {
-            let offset = zone_offset_micros(&vals[0])?;
+            let zone = zone_of(&vals[0])?;
             if ty == SqlType::TimestampTz {
                 let Datum::Timestamp(local) = vals[1].clone().cast(SqlType::Timestamp)? else {
                     return Err(Error::mismatch("timezone() needs a timestamp"));
                 };
-                Datum::TimestampTz(local.checked_sub(offset).ok_or_else(ts_out_of_range)?)
+                Datum::TimestampTz(zone.to_utc(local))
             } else {
                 let Datum::TimestampTz(utc) = vals[1].clone().cast(SqlType::TimestampTz)? else {
                     return Err(Error::mismatch("timezone() needs a timestamptz"));
                 };
-                Datum::Timestamp(utc.checked_add(offset).ok_or_else(ts_out_of_range)?)
+                Datum::Timestamp(zone.to_local(utc))
             }
         }
         "atan2d" => Datum::Float(degrees::atan2d(x(), float(&vals[1]))),
@@ -522,15 +521,9 @@ fn series_array(vals: &[Datum], ty: SqlType) -> Result<Datum> {
     Ok(Datum::Text(crate::sql::types::format_array(&elems)))
 }
 
-fn ts_out_of_range() -> Error {
-    Error::new(ErrorKind::DatetimeFieldOverflow, "timestamp out of range")
-}
-
-/// The offset east of UTC, in microseconds, of time zone `zone` as AT TIME ZONE reads it:
-/// an interval (no months or days), `UTC` and its aliases, or a POSIX-style offset
-/// (`+03`, `UTC+3`, `-05:30`: hours *west* of Greenwich, as PostgreSQL reads them).
-/// Named zones other than UTC's are not known here (22023).
-pub fn zone_offset_micros(zone: &Datum) -> Result<i64> {
+/// Time zone `zone` as AT TIME ZONE reads it: an interval (no months or days), a zone
+/// name or abbreviation, or a POSIX-style offset (`UTC+3`: hours *west* of Greenwich).
+pub fn zone_of(zone: &Datum) -> Result<crate::sql::time_zone::Zone> {
     if let Datum::Interval(iv) = zone {
         if iv.months != 0 || iv.days != 0 {
             return Err(Error::new(
@@ -541,53 +534,12 @@ pub fn zone_offset_micros(zone: &Datum) -> Result<i64> {
                 ),
             ));
         }
-        return Ok(iv.micros);
+        return Ok(crate::sql::time_zone::Zone::Fixed {
+            offset_secs: (iv.micros / 1_000_000) as i32,
+            abbrev: String::new(),
+        });
     }
-    let name = text(zone);
-    let unknown = || {
-        Error::new(
-            ErrorKind::InvalidParameterValue,
-            format!("time zone \"{name}\" not recognized"),
-        )
-    };
-    let lower = name.trim().to_ascii_lowercase();
-    let lower = lower.strip_prefix("etc/").unwrap_or(&lower);
-    let mut rest = lower;
-    for prefix in ["utc", "gmt", "uct", "universal", "zulu", "z"] {
-        if let Some(r) = lower.strip_prefix(prefix) {
-            rest = r;
-            break;
-        }
-    }
-    if rest.is_empty() {
-        return Ok(0);
-    }
-    let (sign, digits) = match rest.as_bytes()[0] {
-        b'+' => (1, &rest[1..]),
-        b'-' => (-1, &rest[1..]),
-        _ if rest.len() == lower.len() && rest.as_bytes()[0].is_ascii_digit() => (1, rest),
-        _ => return Err(unknown()),
-    };
-    let mut parts = digits.split(':');
-    let mut field = |max: i64| -> Result<i64> {
-        match parts.next() {
-            None => Ok(0),
-            Some(p) if !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                let v: i64 = p.parse().map_err(|_| unknown())?;
-                if v > max {
-                    return Err(unknown());
-                }
-                Ok(v)
-            }
-            Some(_) => Err(unknown()),
-        }
-    };
-    let (h, m, sec) = (field(15)?, field(59)?, field(59)?);
-    if parts.next().is_some() {
-        return Err(unknown());
-    }
-    // POSIX: a positive offset is west of Greenwich.
-    Ok(-sign * ((h * 60 + m) * 60 + sec) * 1_000_000)
+    crate::sql::time_zone::Zone::parse_or_error(&text(zone), true)
 }
 
 fn gcd(mut a: i128, mut b: i128) -> i128 {
@@ -635,8 +587,10 @@ pub fn quote_literal(s: &str) -> String {
 
 /// `date_trunc(field, value)`: the value with every field finer than `field` zeroed.
 fn date_trunc(field: &str, v: &Datum, ty: SqlType) -> Result<Datum> {
+    // A timestamptz truncates its wall-clock time in the session's zone.
     let micros = match v {
-        Datum::Timestamp(t) | Datum::TimestampTz(t) => *t,
+        Datum::Timestamp(t) => *t,
+        Datum::TimestampTz(t) => crate::sql::time_zone::with_current(|z| z.to_local(*t)),
         Datum::Date(d) => *d as i64 * MICROS_PER_DAY,
         Datum::Text(s) => match crate::sql::types::parse_timestamp(s) {
             Some((t, off)) => t - off.unwrap_or(0) * 1_000_000,
@@ -685,7 +639,7 @@ fn date_trunc(field: &str, v: &Datum, ty: SqlType) -> Result<Datum> {
         }
     };
     Ok(if ty == SqlType::TimestampTz {
-        Datum::TimestampTz(truncated)
+        Datum::TimestampTz(crate::sql::time_zone::with_current(|z| z.to_utc(truncated)))
     } else {
         Datum::Timestamp(truncated)
     })

@@ -1122,6 +1122,20 @@ impl Session {
                         } else {
                             value
                         };
+                        let (name, value) = if name == "timezone" || name == "time zone" {
+                            // `SET timezone = -7` is an offset east; a quoted value a name.
+                            let quoted = matches!(
+                                values.first(),
+                                Some(sqlparser::ast::Expr::Value(v))
+                                    if matches!(v.value, sqlparser::ast::Value::SingleQuotedString(_))
+                            );
+                            let numeric = !quoted && value.trim().parse::<f64>().is_ok();
+                            let value = crate::sql::time_zone::setting_value(&value, numeric)?;
+                            crate::sql::time_zone::set_current(&value);
+                            ("timezone".to_string(), value)
+                        } else {
+                            (name, value)
+                        };
                         if name.trim_matches('"') == crate::sql::preparse::NOOP_MARKER {
                             return Ok(Some((Outcome::Command(value), None)));
                         }
@@ -1190,13 +1204,8 @@ impl Session {
                         }
                     }
                     Set::SetTimeZone { value, .. } => {
-                        let v = match value {
-                            sqlparser::ast::Expr::Value(v) => match &v.value {
-                                sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
-                                other => other.to_string(),
-                            },
-                            other => other.to_string(),
-                        };
+                        let v = set_time_zone_value(value)?;
+                        crate::sql::time_zone::set_current(&v);
                         Rc::make_mut(&mut self.vars).insert("timezone".into(), v);
                     }
                     _ => {}
@@ -1702,6 +1711,39 @@ fn reuse_text(slot: Option<&mut Datum>, s: &str) -> Datum {
 /// expression tree recurse once per level, so a client could otherwise overflow the core's
 /// stack with `SELECT 1+1+…+1`; PostgreSQL refuses those too (54001).
 const MAX_EXPRESSION_DEPTH: usize = 2_000;
+
+/// The `TimeZone` setting `SET TIME ZONE value` stores: a quoted name as it is, `LOCAL`
+/// and `DEFAULT` as UTC, a number of hours or an interval (east of UTC) as the POSIX zone
+/// with that offset (`<-07>+07`, as PostgreSQL shows it).
+fn set_time_zone_value(value: &sqlparser::ast::Expr) -> Result<String> {
+    use crate::sql::time_zone::{posix_name, setting_value};
+    use sqlparser::ast::{Expr, Value};
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => setting_value(s, false),
+            other => setting_value(&other.to_string(), true),
+        },
+        Expr::Interval(iv) => {
+            let text = match iv.value.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            };
+            let parsed = crate::sql::interval::Interval::parse(&text, None)?;
+            if parsed.months != 0 || parsed.days != 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("invalid interval value for time zone: \"{text}\""),
+                ));
+            }
+            Ok(posix_name((parsed.micros / 1_000_000) as i32))
+        }
+        Expr::Identifier(i) => setting_value(&i.value, false),
+        other => setting_value(&other.to_string(), true),
+    }
+}
 
 /// The settings in a startup packet's `options` (libpq's `PGOPTIONS`, `?options=`):
 /// `-c name=value` and `--name=value`, separated by white space, where `\ ` is a space

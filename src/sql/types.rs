@@ -518,11 +518,15 @@ impl Datum {
             Datum::Date(d) => s = format_date(*d),
             Datum::Timestamp(t) => s = format_timestamp(*t),
             Datum::TimestampTz(t) => {
-                s = format_timestamp(*t);
+                // In the session's zone, with its offset then (`2020-07-01 05:00:00-07`).
+                let offset = crate::sql::time_zone::with_current(|z| z.offset_at(*t));
+                s = format_timestamp(t.saturating_add(offset as i64 * 1_000_000));
+                let mut zone = String::new();
+                crate::sql::time_zone::format_offset(offset, &mut zone);
                 // The zone goes before a BC (`0044-03-15 12:00:00+00 BC`).
                 match s.strip_suffix(" BC") {
-                    Some(ad) => s = format!("{ad}+00 BC"),
-                    None => s.push_str("+00"),
+                    Some(ad) => s = format!("{ad}{zone} BC"),
+                    None => s.push_str(&zone),
                 }
             }
             Datum::Uuid(u) => s = format_uuid(u),
@@ -725,11 +729,38 @@ impl Datum {
                     .ok_or_else(|| datetime_error(ty, s))?,
             ),
             SqlType::Timestamp => {
-                Datum::Timestamp(parse_timestamp(t).ok_or_else(|| datetime_error(ty, s))?.0)
+                // A zone name after the time is read and ignored, as PostgreSQL does.
+                let parsed = parse_timestamp(t).or_else(|| {
+                    match crate::sql::time_zone::split_zone_suffix(t) {
+                        (rest, Some(zone))
+                            if crate::sql::time_zone::Zone::parse(zone, true).is_some() =>
+                        {
+                            parse_timestamp(rest)
+                        }
+                        _ => None,
+                    }
+                });
+                Datum::Timestamp(parsed.ok_or_else(|| datetime_error(ty, s))?.0)
             }
             SqlType::TimestampTz => {
-                let (micros, offset) = parse_timestamp(t).ok_or_else(|| datetime_error(ty, s))?;
-                Datum::TimestampTz(micros - offset.unwrap_or(0) * 1_000_000)
+                use crate::sql::time_zone::{self, Zone};
+                // A numeric offset wins; else a zone name after the time; else the
+                // session's zone.
+                let (body, zone) = match time_zone::split_zone_suffix(t) {
+                    (body, Some(name))
+                        if parse_timestamp(t).is_none() && parse_timestamp(body).is_some() =>
+                    {
+                        (body, Some(Zone::parse_or_error(name, true)?))
+                    }
+                    _ => (t, None),
+                };
+                let (micros, offset) =
+                    parse_timestamp(body).ok_or_else(|| datetime_error(ty, s))?;
+                Datum::TimestampTz(match (offset, zone) {
+                    (Some(offset), _) => micros - offset * 1_000_000,
+                    (None, Some(zone)) => zone.to_utc(micros),
+                    (None, None) => time_zone::with_current(|z| z.to_utc(micros)),
+                })
             }
             SqlType::Uuid => Datum::Uuid(parse_uuid(t).ok_or_else(invalid)?),
             SqlType::Interval => Datum::Interval(Interval::parse(s, None)?),
@@ -837,24 +868,36 @@ impl Datum {
             (Datum::Bytes(b), SqlType::Bytea) => Datum::Bytes(b),
             (Datum::Date(d), SqlType::Date) => Datum::Date(d),
             (Datum::Date(d), SqlType::Timestamp) => Datum::Timestamp(d as i64 * MICROS_PER_DAY),
-            (Datum::Date(d), SqlType::TimestampTz) => Datum::TimestampTz(d as i64 * MICROS_PER_DAY),
-            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::Date) => {
+            // Between local times and instants: in the session's zone.
+            (Datum::Date(d), SqlType::TimestampTz) => {
+                Datum::TimestampTz(crate::sql::time_zone::with_current(|z| {
+                    z.to_utc(d as i64 * MICROS_PER_DAY)
+                }))
+            }
+            (Datum::Timestamp(t), SqlType::Date) => {
                 Datum::Date(t.div_euclid(MICROS_PER_DAY) as i32)
             }
-            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::Timestamp) => {
-                Datum::Timestamp(t)
+            (Datum::TimestampTz(t), SqlType::Date) => {
+                let local = crate::sql::time_zone::with_current(|z| z.to_local(t));
+                Datum::Date(local.div_euclid(MICROS_PER_DAY) as i32)
             }
-            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::TimestampTz) => {
-                Datum::TimestampTz(t)
+            (Datum::Timestamp(t), SqlType::Timestamp) => Datum::Timestamp(t),
+            (Datum::TimestampTz(t), SqlType::Timestamp) => {
+                Datum::Timestamp(crate::sql::time_zone::with_current(|z| z.to_local(t)))
+            }
+            (Datum::TimestampTz(t), SqlType::TimestampTz) => Datum::TimestampTz(t),
+            (Datum::Timestamp(t), SqlType::TimestampTz) => {
+                Datum::TimestampTz(crate::sql::time_zone::with_current(|z| z.to_utc(t)))
             }
             (Datum::Uuid(u), SqlType::Uuid) => Datum::Uuid(u),
             (Datum::Interval(iv), SqlType::Interval) => Datum::Interval(iv),
             (Datum::Time(t), SqlType::Time) => Datum::Time(t),
             (Datum::Time(t), SqlType::Interval) => Datum::Interval(time_of_day::to_interval(t)),
             (Datum::Interval(iv), SqlType::Time) => Datum::Time(time_of_day::from_interval(&iv)),
-            (Datum::Timestamp(t) | Datum::TimestampTz(t), SqlType::Time) => {
-                Datum::Time(time_of_day::from_timestamp(t))
-            }
+            (Datum::Timestamp(t), SqlType::Time) => Datum::Time(time_of_day::from_timestamp(t)),
+            (Datum::TimestampTz(t), SqlType::Time) => Datum::Time(time_of_day::from_timestamp(
+                crate::sql::time_zone::with_current(|z| z.to_local(t)),
+            )),
             (d, _) => return Err(fail(&d)),
         })
     }
