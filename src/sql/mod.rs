@@ -76,6 +76,7 @@ pub mod array;
 pub mod bytea_functions;
 pub mod catalog;
 pub mod copy;
+pub mod cursor;
 pub mod datetime_format;
 pub mod distsql;
 pub mod exec;
