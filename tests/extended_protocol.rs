@@ -1178,3 +1178,28 @@ fn cursors_over_the_extended_protocol() {
         assert_usable(&client).await;
     });
 }
+
+#[test]
+fn binary_cursor_rows_are_binary_in_the_simple_protocol() {
+    // PostgreSQL sends a BINARY cursor's rows in binary format over the simple query
+    // protocol; an int4 1 is then the four bytes 0 0 0 1.
+    with_client("ext_binary_cursor", |client, _| async move {
+        let messages = client
+            .simple_query(
+                "BEGIN; DECLARE b BINARY CURSOR FOR SELECT 1::INT4 AS one, 'x'::TEXT AS t; \
+                 FETCH b",
+            )
+            .await
+            .unwrap();
+        let row = messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .expect("a row");
+        assert_eq!(row.get(0), Some("\0\0\0\u{1}"));
+        assert_eq!(row.get(1), Some("x"));
+        client.simple_query("COMMIT").await.unwrap();
+    });
+}

@@ -39,7 +39,9 @@
 //!   scrolls backward (PostgreSQL allows that for plans that can scan backward, which
 //!   covers the common ones); `NO SCROLL` refuses backward motion as PostgreSQL 15 does
 //!   (55000 "cursor can only scan forward").
-//! - `BINARY` cursors are refused (0A000).
+//! - A `BINARY` cursor's rows are sent in binary format by the simple query protocol
+//!   ([`crate::sql::session::Session::take_binary_result`]); over the extended protocol
+//!   Bind's result formats decide, as in PostgreSQL.
 //! - SQL cursors are not protocol portals: a cursor cannot be Executed by name over the
 //!   extended protocol, and there is no `pg_cursors` view.
 //! - `FOR UPDATE` in a cursor's query locks the rows at DECLARE; `WHERE CURRENT OF` is not
@@ -246,6 +248,8 @@ pub struct Cursor {
     scroll: Scroll,
     /// `WITH HOLD`: survives the COMMIT of its transaction.
     pub hold: bool,
+    /// `BINARY`: FETCH sends its rows in binary format (simple query protocol).
+    pub binary: bool,
     /// Declared in the transaction now open (a held cursor from an earlier, committed
     /// transaction is not): ROLLBACK drops it.
     pub in_current_txn: bool,
@@ -266,6 +270,7 @@ impl Cursor {
         rows: Vec<Vec<Datum>>,
         scroll: Scroll,
         hold: bool,
+        binary: bool,
         savepoint_depth: usize,
     ) -> Cursor {
         Cursor {
@@ -273,6 +278,7 @@ impl Cursor {
             rows,
             scroll,
             hold,
+            binary,
             in_current_txn: true,
             savepoint_depth,
             portal_pos: 0,
@@ -532,7 +538,7 @@ mod tests {
             ty: SqlType::Int8,
         }];
         let rows = (1..=n).map(|i| vec![Datum::Int(i)]).collect();
-        Cursor::new(columns, rows, scroll, false, 0)
+        Cursor::new(columns, rows, scroll, false, false, 0)
     }
 
     /// Runs a FETCH and returns the values it returned.

@@ -123,6 +123,8 @@ pub struct Session {
     portals: HashMap<String, Portal>,
     /// SQL cursors (DECLARE … CURSOR).
     cursors: Cursors,
+    /// The last simple-protocol statement was a FETCH from a BINARY cursor.
+    binary_result: bool,
     cancel: Arc<AtomicBool>,
     /// currval / lastval state, for the session's life.
     sequences: Rc<std::cell::RefCell<crate::sql::sequence::SeqSession>>,
@@ -212,6 +214,7 @@ impl Session {
             prepared: HashMap::new(),
             portals: HashMap::new(),
             cursors: Cursors::default(),
+            binary_result: false,
             cancel,
             sequences: Default::default(),
         })
@@ -370,7 +373,14 @@ impl Session {
         stmt: Statement,
         _multi: bool,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        self.binary_result = false;
         self.run(&stmt, Vec::new(), None).await
+    }
+
+    /// Whether the rows of the statement [`Session::execute_simple`] just ran go in binary
+    /// format (a FETCH from a BINARY cursor); resets the flag.
+    pub fn take_binary_result(&mut self) -> bool {
+        std::mem::take(&mut self.binary_result)
     }
 
     /// Checks a `COPY … FROM STDIN` before the client sends data: the table and columns
@@ -842,9 +852,6 @@ impl Session {
                 "DECLARE: only DECLARE name CURSOR FOR query is supported",
             ));
         };
-        if d.binary == Some(true) {
-            return Err(Error::unsupported("BINARY cursors are not supported"));
-        }
         let hold = d.hold == Some(true);
         if !(hold || self.explicit || self.implicit_batch) {
             return Err(Error::new(
@@ -870,7 +877,8 @@ impl Session {
             Some(false) => cursor::Scroll::NoScroll,
             _ => cursor::Scroll::Scroll,
         };
-        let c = cursor::Cursor::new(columns, rows, scroll, hold, self.savepoints.len());
+        let binary = d.binary == Some(true);
+        let c = cursor::Cursor::new(columns, rows, scroll, hold, binary, self.savepoints.len());
         // Outside a block the implicit transaction has committed: the cursor outlives it.
         let in_block = self.explicit || self.implicit_batch;
         self.cursors.declare(name, c)?;
@@ -893,6 +901,7 @@ impl Session {
         }
         let mut rows = Vec::new();
         let n = c.fetch(command.direction, command.count, Some(&mut rows))?;
+        self.binary_result = c.binary;
         Ok((
             Outcome::Rows {
                 rows,
