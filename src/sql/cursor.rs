@@ -36,14 +36,18 @@
 //!   and a run-time error of the query surfaces at DECLARE, not at the FETCH that would
 //!   reach the bad row.
 //! - Since the rows are materialized, a cursor declared without `SCROLL` or `NO SCROLL`
-//!   scrolls backward (PostgreSQL allows that for plans that can scan backward, which
-//!   covers the common ones); `NO SCROLL` refuses backward motion as PostgreSQL 15 does
-//!   (55000 "cursor can only scan forward").
+//!   scrolls backward (and `pg_cursors` says it is scrollable). PostgreSQL decides by the
+//!   plan: scans, sorts and function scans can go backward, but some plans cannot (a
+//!   SELECT without FROM, for one), and those cursors refuse backward motion there.
+//!   `NO SCROLL` refuses it as PostgreSQL 15 does (55000 "cursor can only scan forward").
 //! - A `BINARY` cursor's rows are sent in binary format by the simple query protocol
 //!   ([`crate::sql::session::Session::take_binary_result`]); over the extended protocol
 //!   Bind's result formats decide, as in PostgreSQL.
 //! - SQL cursors are not protocol portals: a cursor cannot be Executed by name over the
-//!   extended protocol, and there is no `pg_cursors` view.
+//!   extended protocol.
+//! - `pg_cursors` ([`with_pg_cursors`]) is the session's cursors as a derived table put in
+//!   place of the name before a query runs; its `statement` is the DECLARE as sqlparser
+//!   prints it, not the text the client sent.
 //! - `FOR UPDATE` in a cursor's query locks the rows at DECLARE; `WHERE CURRENT OF` is not
 //!   supported.
 
@@ -250,6 +254,10 @@ pub struct Cursor {
     pub hold: bool,
     /// `BINARY`: FETCH sends its rows in binary format (simple query protocol).
     pub binary: bool,
+    /// The DECLARE statement, for `pg_cursors`.
+    pub statement: String,
+    /// When it was declared (microseconds since the Unix epoch), for `pg_cursors`.
+    pub created_unix_micros: i64,
     /// Declared in the transaction now open (a held cursor from an earlier, committed
     /// transaction is not): ROLLBACK drops it.
     pub in_current_txn: bool,
@@ -279,6 +287,10 @@ impl Cursor {
             scroll,
             hold,
             binary,
+            statement: String::new(),
+            created_unix_micros: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
             in_current_txn: true,
             savepoint_depth,
             portal_pos: 0,
@@ -518,6 +530,89 @@ impl Cursors {
             c.savepoint_depth = c.savepoint_depth.min(at);
         }
     }
+}
+
+/// Whether a FROM item of `stmt` is `[pg_catalog.]pg_cursors`.
+pub fn mentions_pg_cursors(stmt: &Statement) -> bool {
+    sqlparser::ast::visit_relations(stmt, |name| {
+        if is_pg_cursors(name) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+fn is_pg_cursors(name: &sqlparser::ast::ObjectName) -> bool {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(crate::sql::expr::ident_name)
+        .collect();
+    match parts.as_slice() {
+        [t] => t == "pg_cursors",
+        [s, t] => s == "pg_catalog" && t == "pg_cursors",
+        _ => false,
+    }
+}
+
+/// `stmt` with each `pg_cursors` FROM item replaced by a derived table of the session's
+/// open cursors (PostgreSQL's columns: name, statement, is_holdable, is_binary,
+/// is_scrollable, creation_time).
+pub fn with_pg_cursors(stmt: &Statement, cursors: &Cursors) -> Result<Statement> {
+    use sqlparser::ast::{Ident, TableAlias, TableFactor};
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut sql = String::from(
+        "SELECT NULL::text AS name, NULL::text AS statement, NULL::bool AS is_holdable, \
+         NULL::bool AS is_binary, NULL::bool AS is_scrollable, \
+         NULL::timestamptz AS creation_time WHERE false",
+    );
+    for (name, c) in &cursors.open {
+        sql.push_str(&format!(
+            " UNION ALL SELECT {}, {}, {}, {}, {}, to_timestamp({}.{:06})",
+            quote(name),
+            quote(&c.statement),
+            c.hold,
+            c.binary,
+            c.scroll == Scroll::Scroll,
+            c.created_unix_micros.div_euclid(1_000_000),
+            c.created_unix_micros.rem_euclid(1_000_000),
+        ));
+    }
+    let Some(Statement::Query(rows)) = crate::sql::session::parse(&sql)?.pop() else {
+        return Err(Error::internal("pg_cursors: not a query"));
+    };
+    struct Replace(Box<sqlparser::ast::Query>);
+    impl sqlparser::ast::VisitorMut for Replace {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            factor: &mut TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                if is_pg_cursors(name) {
+                    let alias = alias.take().unwrap_or_else(|| TableAlias {
+                        explicit: true,
+                        name: Ident::new("pg_cursors"),
+                        columns: Vec::new(),
+                        at: None,
+                    });
+                    *factor = TableFactor::Derived {
+                        lateral: false,
+                        subquery: self.0.clone(),
+                        alias: Some(alias),
+                        sample: None,
+                    };
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut out = stmt.clone();
+    let _ = sqlparser::ast::VisitMut::visit(&mut out, &mut Replace(rows));
+    Ok(out)
 }
 
 fn not_found(name: &str) -> Error {

@@ -665,7 +665,7 @@ impl Session {
         &mut self,
         stmt: &Statement,
         params: Vec<Datum>,
-        plan: Option<&exec::PlanCache>,
+        mut plan: Option<&exec::PlanCache>,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         if !matches!(stmt, Statement::Rollback { .. }) {
             self.ctx.shared.check_clock()?;
@@ -774,7 +774,7 @@ impl Session {
                 ..
             } => return Box::pin(self.sql_execute(name, parameters)).await,
             Statement::Declare { stmts, .. } => {
-                return Box::pin(self.declare_cursor(stmts, params)).await
+                return Box::pin(self.declare_cursor(stmt, stmts, params)).await
             }
             Statement::Fetch { .. } => return self.fetch_cursor(stmt),
             Statement::Close { cursor } => match cursor {
@@ -789,6 +789,16 @@ impl Session {
             },
             _ => {}
         }
+        // `pg_cursors` is session state: a derived table of the open cursors.
+        let with_cursors;
+        let stmt = if matches!(stmt, Statement::Query(_)) && cursor::mentions_pg_cursors(stmt) {
+            with_cursors = cursor::with_pg_cursors(stmt, &self.cursors)?;
+            // Its rows change from one run to the next: no cached plan.
+            plan = None;
+            &with_cursors
+        } else {
+            stmt
+        };
         if self.explicit || self.implicit_batch {
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
             let cat = match catalog::current(&self.ctx).await {
@@ -839,6 +849,7 @@ impl Session {
     /// keeps its rows.
     async fn declare_cursor(
         &mut self,
+        declare: &Statement,
         stmts: &[sqlparser::ast::Declare],
         params: Vec<Datum>,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
@@ -878,7 +889,8 @@ impl Session {
             _ => cursor::Scroll::Scroll,
         };
         let binary = d.binary == Some(true);
-        let c = cursor::Cursor::new(columns, rows, scroll, hold, binary, self.savepoints.len());
+        let mut c = cursor::Cursor::new(columns, rows, scroll, hold, binary, self.savepoints.len());
+        c.statement = declare.to_string();
         // Outside a block the implicit transaction has committed: the cursor outlives it.
         let in_block = self.explicit || self.implicit_batch;
         self.cursors.declare(name, c)?;
@@ -1482,7 +1494,16 @@ impl Session {
             _ => None,
         };
         let is_declare = declared_query.is_some();
-        let described = declared_query.as_ref().or(stmt.as_ref());
+        let with_cursors = match declared_query.as_ref().or(stmt.as_ref()) {
+            Some(s @ Statement::Query(_)) if cursor::mentions_pg_cursors(s) => {
+                Some(cursor::with_pg_cursors(s, &self.cursors)?)
+            }
+            _ => None,
+        };
+        let described = with_cursors
+            .as_ref()
+            .or(declared_query.as_ref())
+            .or(stmt.as_ref());
         let columns = match described {
             Some(s) => {
                 let given = param_types.clone();
