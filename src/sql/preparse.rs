@@ -377,11 +377,21 @@ fn rewrite_user(body: &str) -> Option<String> {
     ))
 }
 
-/// Whether `text` contains `word` in any case (a cheap test before tokenizing).
-fn contains_ignore_case(text: &str, word: &str) -> bool {
-    text.as_bytes()
+/// Whether `word` (in any case) starts a line or follows a `;` (blanks aside) somewhere in
+/// `text`: where a statement may start. A cheap test before tokenizing.
+fn may_start_statement(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes
         .windows(word.len())
-        .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(word.as_bytes()))
+        .any(|(i, _)| {
+            let before = bytes[..i]
+                .iter()
+                .rev()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+            matches!(before, None | Some(b';' | b'\n'))
+        })
 }
 
 /// Rewrites each statement of `sql` that is a FETCH or MOVE (see the module essay); the
@@ -390,7 +400,8 @@ fn contains_ignore_case(text: &str, word: &str) -> bool {
 fn rewrite_fetch_move(sql: &str) -> Option<String> {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
-    if !contains_ignore_case(sql, "fetch") && !contains_ignore_case(sql, "move") {
+    // PERF: every simple query passes here; most never tokenize.
+    if !may_start_statement(sql, "fetch") && !may_start_statement(sql, "move") {
         return None;
     }
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)

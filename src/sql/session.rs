@@ -789,7 +789,8 @@ impl Session {
             },
             _ => {}
         }
-        // `pg_cursors` is session state: a derived table of the open cursors.
+        // `pg_cursors` is session state: a derived table of the open cursors. PERF: one
+        // walk of each query's relations (the prepared point lookup never comes here).
         let with_cursors;
         let stmt = if matches!(stmt, Statement::Query(_)) && cursor::mentions_pg_cursors(stmt) {
             with_cursors = cursor::with_pg_cursors(stmt, &self.cursors)?;
