@@ -169,6 +169,8 @@ pub enum ErrorKind {
     ReadOnlySqlTransaction,
     /// 42939: a name reserved for built-in objects (appended).
     ReservedName,
+    /// 42P03: DECLARE of a cursor whose name is taken (appended).
+    DuplicateCursor,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -320,6 +322,7 @@ impl Error {
             InvalidFunctionDefinition => "42P13",
             ReadOnlySqlTransaction => "25006",
             ReservedName => "42939",
+            DuplicateCursor => "42P03",
         }
     }
 }

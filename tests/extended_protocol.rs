@@ -1129,3 +1129,77 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
         true
     }
 }
+
+#[test]
+fn cursors_over_the_extended_protocol() {
+    // DECLARE with a parameter, then FETCH through Parse / Describe / Bind / Execute: the
+    // FETCH is described with its cursor's columns and its rows come back in binary.
+    with_client("ext_cursors", |mut client, _| async move {
+        client
+            .batch_execute(
+                "CREATE TABLE c (k INT4 PRIMARY KEY, v TEXT);
+                 INSERT INTO c VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')",
+            )
+            .await
+            .unwrap();
+        let txn = client.transaction().await.unwrap();
+        txn.execute(
+            "DECLARE cur SCROLL CURSOR FOR SELECT k, v FROM c WHERE k >= $1 ORDER BY k",
+            &[&2i32],
+        )
+        .await
+        .unwrap();
+        let fetch = txn.prepare("FETCH 2 FROM cur").await.unwrap();
+        let types: Vec<Type> = fetch.columns().iter().map(|c| c.type_().clone()).collect();
+        assert_eq!(types, [Type::INT4, Type::TEXT]);
+        let rows = txn.query(&fetch, &[]).await.unwrap();
+        let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(got, [(2, "b".to_string()), (3, "c".to_string())]);
+        let rows = txn.query(&fetch, &[]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, i32>(0), 4);
+        assert_eq!(
+            txn.execute("MOVE BACKWARD ALL IN cur", &[]).await.unwrap(),
+            3
+        );
+        let row = txn.query_one("FETCH NEXT FROM cur", &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(1), "b");
+        expect_sqlstate(
+            txn.query("FETCH nosuch", &[]).await,
+            "34000",
+            "FETCH of an unknown cursor",
+        );
+        txn.rollback().await.unwrap();
+        expect_sqlstate(
+            client.execute("DECLARE x CURSOR FOR SELECT 1", &[]).await,
+            "25P01",
+            "DECLARE outside a transaction block",
+        );
+        assert_usable(&client).await;
+    });
+}
+
+#[test]
+fn binary_cursor_rows_are_binary_in_the_simple_protocol() {
+    // PostgreSQL sends a BINARY cursor's rows in binary format over the simple query
+    // protocol; an int4 1 is then the four bytes 0 0 0 1.
+    with_client("ext_binary_cursor", |client, _| async move {
+        let messages = client
+            .simple_query(
+                "BEGIN; DECLARE b BINARY CURSOR FOR SELECT 1::INT4 AS one, 'x'::TEXT AS t; \
+                 FETCH b",
+            )
+            .await
+            .unwrap();
+        let row = messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .expect("a row");
+        assert_eq!(row.get(0), Some("\0\0\0\u{1}"));
+        assert_eq!(row.get(1), Some("x"));
+        client.simple_query("COMMIT").await.unwrap();
+    });
+}

@@ -222,6 +222,7 @@ kind_codes! {
     InvalidFunctionDefinition = 75,
     ReadOnlySqlTransaction = 76,
     ReservedName = 77,
+    DuplicateCursor = 78,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -821,7 +821,13 @@ async fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Resu
     for stmt in stmts {
         match session.execute_simple(stmt, multi).await {
             Ok((outcome, cols)) => {
-                send_outcome(conn, outcome, &cols, &[], true)?;
+                // A FETCH from a BINARY cursor sends binary rows.
+                let formats: &[i16] = if session.take_binary_result() {
+                    &[1]
+                } else {
+                    &[]
+                };
+                send_outcome(conn, outcome, &cols, formats, true)?;
             }
             Err(e) => {
                 conn.error(&e);

@@ -64,6 +64,8 @@
 //!   NO ACTION behaves as RESTRICT; no DEFERRABLE, no MATCH FULL.
 //! - A multi-statement simple query's statements outside BEGIN share one implicit
 //!   transaction, committed at the end of the string.
+//! - SQL cursors ([`cursor`]) hold their query's rows, materialized at DECLARE; a cursor
+//!   is no protocol portal.
 //! - `x op ANY | ALL (subquery)` runs the subquery once (`rewrite`): a correlated one is
 //!   refused (0A000). A correlated `x [NOT] IN (subquery)` becomes an EXISTS where that
 //!   means the same, else the subquery runs for each outer row and IN's three-valued
@@ -76,6 +78,7 @@ pub mod array;
 pub mod bytea_functions;
 pub mod catalog;
 pub mod copy;
+pub mod cursor;
 pub mod datetime_format;
 pub mod distsql;
 pub mod exec;

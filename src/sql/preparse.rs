@@ -26,6 +26,11 @@
 //! - `CREATE TABLE t (a, b) AS …` gets a marker type on each named column
 //!   (`UNTYPED_COLUMN`), since sqlparser wants a type there.
 //!
+//! - Every `FETCH` and `MOVE` (in any statement of the string) becomes `FETCH ALL FROM
+//!   name INTO "__chitin_cursor <fetch|move> <direction> <count>"`, which
+//!   [`crate::sql::cursor::CursorCommand::from_statement`] reads: sqlparser has no MOVE,
+//!   no negative counts and no FETCH without `FROM`/`IN`.
+//!
 //! Implementation caveats: only a statement that starts with UPSERT and is the only
 //! statement of the string is rewritten; a `RETURNING` inside a string literal would
 //! confuse it.
@@ -68,6 +73,9 @@ pub const ALTER_SEQUENCE_MARKER: &str = "__chitin_alter_sequence";
 pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
+    if let Some(r) = rewrite_fetch_move(sql) {
+        return r.into();
+    }
     if let Some(r) = rewrite_noop(body) {
         return r.into();
     }
@@ -367,6 +375,127 @@ fn rewrite_user(body: &str) -> Option<String> {
         "CREATE ROLE{tail}{}",
         if login_given { "" } else { " LOGIN" }
     ))
+}
+
+/// Whether `word` (in any case) starts a line or follows a `;` (blanks aside) somewhere in
+/// `text`: where a statement may start. A cheap test before tokenizing.
+fn may_start_statement(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes
+        .windows(word.len())
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(word.as_bytes()))
+        .any(|(i, _)| {
+            let before = bytes[..i]
+                .iter()
+                .rev()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+            matches!(before, None | Some(b';' | b'\n'))
+        })
+}
+
+/// Rewrites each statement of `sql` that is a FETCH or MOVE (see the module essay); the
+/// rest of the text is kept byte for byte. `None` when there is none, or a FETCH / MOVE
+/// does not follow PostgreSQL's grammar (sqlparser then reports the error).
+fn rewrite_fetch_move(sql: &str) -> Option<String> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    // PERF: every simple query passes here; most never tokenize.
+    if !may_start_statement(sql, "fetch") && !may_start_statement(sql, "move") {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    // Byte offsets of each line's start, to turn token locations into offsets.
+    let mut line_starts = vec![0];
+    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let offset = |loc: sqlparser::tokenizer::Location| -> Option<usize> {
+        let start = *line_starts.get((loc.line as usize).checked_sub(1)?)?;
+        let col = (loc.column as usize).checked_sub(1)?;
+        match sql[start..].char_indices().nth(col) {
+            Some((i, _)) => Some(start + i),
+            None => Some(sql.len()),
+        }
+    };
+    let mut out = String::new();
+    let mut copied = 0;
+    // The statements, as index ranges of their tokens.
+    let mut statements = Vec::new();
+    let mut from = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        if t.token == Token::SemiColon {
+            statements.push(from..i);
+            from = i + 1;
+        }
+    }
+    statements.push(from..tokens.len());
+    for range in statements {
+        let significant: Vec<&sqlparser::tokenizer::TokenWithSpan> = tokens[range.clone()]
+            .iter()
+            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+            .collect();
+        let Some((verb, rest)) = significant.split_first() else {
+            continue;
+        };
+        let op = match &verb.token {
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("fetch") => {
+                "fetch"
+            }
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("move") => {
+                "move"
+            }
+            _ => continue,
+        };
+        // The words after the verb: a sign joins its number; a quoted name is marked so
+        // it never reads as a keyword.
+        let mut words: Vec<String> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut sign = "";
+        for t in rest {
+            let word = match &t.token {
+                Token::Minus if sign.is_empty() => {
+                    sign = "-";
+                    continue;
+                }
+                Token::Plus if sign.is_empty() => {
+                    sign = "+";
+                    continue;
+                }
+                Token::Number(n, false) => format!("{sign}{n}"),
+                Token::Word(w) if sign.is_empty() => match w.quote_style {
+                    None => w.value.clone(),
+                    Some(_) => format!("\"{}", w.value),
+                },
+                _ => return None,
+            };
+            sign = "";
+            names.push(t.token.to_string());
+            words.push(word);
+        }
+        if !sign.is_empty() {
+            return None;
+        }
+        let word_refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        let (spec, at) = crate::sql::cursor::parse_fetch_words(&word_refs)?;
+        let start = offset(verb.span.start)?;
+        let end = match tokens.get(range.end) {
+            Some(semicolon) => offset(semicolon.span.start)?,
+            None => sql.len(),
+        };
+        out.push_str(&sql[copied..start]);
+        out.push_str(&format!(
+            "FETCH ALL FROM {} INTO \"{}{op} {spec}\" ",
+            names[at],
+            crate::sql::cursor::CURSOR_MARKER
+        ));
+        copied = end;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&sql[copied..]);
+    Some(out)
 }
 
 fn rewrite_noop(body: &str) -> Option<String> {
@@ -748,5 +877,23 @@ mod tests {
             rewrite("ALTER TABLE t ADD COLUMN c INT"),
             "ALTER TABLE t ADD COLUMN c INT"
         );
+    }
+
+    #[test]
+    fn fetch_and_move_are_rewritten_in_every_statement() {
+        let r = rewrite("SELECT 'move';\n  MOVE -2 IN \"My C\"; fetch absolute -1 c ;SELECT 1");
+        assert_eq!(
+            r,
+            "SELECT 'move';\n  FETCH ALL FROM \"My C\" INTO \"__chitin_cursor move forward -2\" ; \
+             FETCH ALL FROM c INTO \"__chitin_cursor fetch absolute -1\" ;SELECT 1"
+        );
+        let stmts =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &r)
+                .unwrap();
+        assert_eq!(stmts.len(), 4);
+        // A query's FETCH FIRST clause and a malformed FETCH are left alone.
+        let q = "SELECT a FROM t FETCH FIRST 2 ROWS ONLY";
+        assert_eq!(rewrite(q), q);
+        assert_eq!(rewrite("FETCH ABSOLUTE FROM c"), "FETCH ABSOLUTE FROM c");
     }
 }

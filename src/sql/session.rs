@@ -1,5 +1,6 @@
 //! A SQL session: session variables, the transaction state machine (idle, open, failed),
-//! prepared statements and portals, and the retry loop for implicit transactions.
+//! prepared statements and portals, SQL cursors ([`crate::sql::cursor`]), and the retry
+//! loop for implicit transactions.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -16,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kv::{KvRequest, KvResponse};
 use crate::node::CoreCtx;
 use crate::sql::catalog;
+use crate::sql::cursor::{self, CursorCommand, Cursors};
 use crate::sql::exec::{self, Exec};
 use crate::sql::types::{Datum, SqlType};
 use crate::txn::{Isolation, Txn};
@@ -119,6 +121,10 @@ pub struct Session {
     released: bool,
     prepared: HashMap<String, Rc<PreparedStmt>>,
     portals: HashMap<String, Portal>,
+    /// SQL cursors (DECLARE … CURSOR).
+    cursors: Cursors,
+    /// The last simple-protocol statement was a FETCH from a BINARY cursor.
+    binary_result: bool,
     cancel: Arc<AtomicBool>,
     /// currval / lastval state, for the session's life.
     sequences: Rc<std::cell::RefCell<crate::sql::sequence::SeqSession>>,
@@ -207,6 +213,8 @@ impl Session {
             released: false,
             prepared: HashMap::new(),
             portals: HashMap::new(),
+            cursors: Cursors::default(),
+            binary_result: false,
             cancel,
             sequences: Default::default(),
         })
@@ -279,13 +287,15 @@ impl Session {
         }
         self.implicit_batch = false;
         let txn = self.txn.take();
-        match txn {
+        let r = match txn {
             Some(txn) if ok => commit(&self.ctx, txn).await,
             other => {
                 abandon(&self.ctx, other);
                 Ok(())
             }
-        }
+        };
+        self.cursors.end_transaction(ok && r.is_ok());
+        r
     }
 
     pub async fn sync(&mut self) {}
@@ -363,7 +373,14 @@ impl Session {
         stmt: Statement,
         _multi: bool,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        self.binary_result = false;
         self.run(&stmt, Vec::new(), None).await
+    }
+
+    /// Whether the rows of the statement [`Session::execute_simple`] just ran go in binary
+    /// format (a FETCH from a BINARY cursor); resets the flag.
+    pub fn take_binary_result(&mut self) -> bool {
+        std::mem::take(&mut self.binary_result)
     }
 
     /// Checks a `COPY … FROM STDIN` before the client sends data: the table and columns
@@ -600,6 +617,7 @@ impl Session {
             self.released = true;
         }
         self.savepoints.truncate(at);
+        self.cursors.release(at);
         Ok((Outcome::Command("RELEASE".into()), None))
     }
 
@@ -621,6 +639,7 @@ impl Session {
         }
         let at = self.find_savepoint(name)?;
         self.savepoints.truncate(at + 1);
+        self.cursors.rollback_to(at);
         let writes = self.savepoints[at].1.clone();
         if at == 0 && name.eq_ignore_ascii_case(RESTART_SAVEPOINT) {
             let mut txn = self.begin_txn();
@@ -646,7 +665,7 @@ impl Session {
         &mut self,
         stmt: &Statement,
         params: Vec<Datum>,
-        plan: Option<&exec::PlanCache>,
+        mut plan: Option<&exec::PlanCache>,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         if !matches!(stmt, Statement::Rollback { .. }) {
             self.ctx.shared.check_clock()?;
@@ -700,11 +719,16 @@ impl Session {
                 let txn = self.txn.take();
                 if failed {
                     abandon(&self.ctx, txn);
+                    self.cursors.end_transaction(false);
                     return Ok((Outcome::Command("ROLLBACK".into()), None));
                 }
                 if let Some(txn) = txn {
-                    commit(&self.ctx, txn).await?;
+                    if let Err(e) = commit(&self.ctx, txn).await {
+                        self.cursors.end_transaction(false);
+                        return Err(e);
+                    }
                 }
+                self.cursors.end_transaction(true);
                 return Ok((Outcome::Command("COMMIT".into()), None));
             }
             Statement::Rollback {
@@ -717,6 +741,7 @@ impl Session {
                 self.savepoints.clear();
                 self.released = false;
                 abandon(&self.ctx, self.txn.take());
+                self.cursors.end_transaction(false);
                 return Ok((Outcome::Command("ROLLBACK".into()), None));
             }
             _ => {}
@@ -748,8 +773,33 @@ impl Session {
                 immediate: false,
                 ..
             } => return Box::pin(self.sql_execute(name, parameters)).await,
+            Statement::Declare { stmts, .. } => {
+                return Box::pin(self.declare_cursor(stmt, stmts, params)).await
+            }
+            Statement::Fetch { .. } => return self.fetch_cursor(stmt),
+            Statement::Close { cursor } => match cursor {
+                sqlparser::ast::CloseCursor::All => {
+                    self.cursors.close_all();
+                    return Ok((Outcome::Command("CLOSE CURSOR ALL".into()), None));
+                }
+                sqlparser::ast::CloseCursor::Specific { name } => {
+                    self.cursors.close(&crate::sql::expr::ident_name(name))?;
+                    return Ok((Outcome::Command("CLOSE CURSOR".into()), None));
+                }
+            },
             _ => {}
         }
+        // `pg_cursors` is session state: a derived table of the open cursors. PERF: one
+        // walk of each query's relations (the prepared point lookup never comes here).
+        let with_cursors;
+        let stmt = if matches!(stmt, Statement::Query(_)) && cursor::mentions_pg_cursors(stmt) {
+            with_cursors = cursor::with_pg_cursors(stmt, &self.cursors)?;
+            // Its rows change from one run to the next: no cached plan.
+            plan = None;
+            &with_cursors
+        } else {
+            stmt
+        };
         if self.explicit || self.implicit_batch {
             let mut txn = self.txn.take().unwrap_or_else(|| self.begin_txn());
             let cat = match catalog::current(&self.ctx).await {
@@ -793,6 +843,97 @@ impl Session {
                 r => return r,
             }
         }
+    }
+
+    /// `DECLARE name [NO] SCROLL CURSOR [WITH HOLD] FOR query`: runs the query in the
+    /// session's transaction (an implicit one for a held cursor outside a block) and
+    /// keeps its rows.
+    async fn declare_cursor(
+        &mut self,
+        declare: &Statement,
+        stmts: &[sqlparser::ast::Declare],
+        params: Vec<Datum>,
+    ) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let [d] = stmts else {
+            return Err(Error::syntax("DECLARE declares one cursor"));
+        };
+        let (Some(sqlparser::ast::DeclareType::Cursor), Some(query), [name]) =
+            (&d.declare_type, &d.for_query, d.names.as_slice())
+        else {
+            return Err(Error::unsupported(
+                "DECLARE: only DECLARE name CURSOR FOR query is supported",
+            ));
+        };
+        let hold = d.hold == Some(true);
+        if !(hold || self.explicit || self.implicit_batch) {
+            return Err(Error::new(
+                ErrorKind::NoActiveSqlTransaction,
+                "DECLARE CURSOR can only be used in transaction blocks",
+            ));
+        }
+        let name = crate::sql::expr::ident_name(name);
+        if self.cursors.columns(&name).is_some() {
+            return Err(Error::new(
+                ErrorKind::DuplicateCursor,
+                format!("cursor \"{name}\" already exists"),
+            ));
+        }
+        let select = Statement::Query(query.clone());
+        let (outcome, columns) = self.run_inner(&select, params, None).await?;
+        let (Outcome::Rows { rows, .. }, Some(columns)) = (outcome, columns) else {
+            return Err(Error::syntax(
+                "DECLARE CURSOR needs a query that returns rows",
+            ));
+        };
+        let scroll = match d.scroll {
+            Some(false) => cursor::Scroll::NoScroll,
+            _ => cursor::Scroll::Scroll,
+        };
+        let binary = d.binary == Some(true);
+        let mut c = cursor::Cursor::new(columns, rows, scroll, hold, binary, self.savepoints.len());
+        c.statement = declare.to_string();
+        // Outside a block the implicit transaction has committed: the cursor outlives it.
+        let in_block = self.explicit || self.implicit_batch;
+        self.cursors.declare(name, c)?;
+        if !in_block {
+            self.cursors.end_transaction(true);
+        }
+        Ok((Outcome::Command("DECLARE CURSOR".into()), None))
+    }
+
+    /// `FETCH` (rows, tag `FETCH n`) or `MOVE` (tag `MOVE n`) on a cursor.
+    fn fetch_cursor(&mut self, stmt: &Statement) -> Result<(Outcome, Option<Vec<Column>>)> {
+        let Some(command) = CursorCommand::from_statement(stmt) else {
+            return Err(Error::internal("not a FETCH"));
+        };
+        let command = command?;
+        let c = self.cursors.get_mut(&command.cursor)?;
+        if command.is_move {
+            let n = c.fetch(command.direction, command.count, None)?;
+            return Ok((Outcome::Command(format!("MOVE {n}")), None));
+        }
+        let mut rows = Vec::new();
+        let n = c.fetch(command.direction, command.count, Some(&mut rows))?;
+        self.binary_result = c.binary;
+        Ok((
+            Outcome::Rows {
+                rows,
+                tag: format!("FETCH {n}"),
+                suspended: false,
+            },
+            Some(c.columns.clone()),
+        ))
+    }
+
+    /// The columns a prepared FETCH returns: its cursor's, as they are now (as
+    /// PostgreSQL, which describes a FETCH when it is described). `None` when `stmt` is
+    /// not a FETCH; `Some(None)` for a MOVE or a cursor that does not exist.
+    fn fetch_columns(&self, stmt: Option<&Statement>) -> Option<Option<Vec<Column>>> {
+        let command = CursorCommand::from_statement(stmt?)?;
+        Some(match command {
+            Ok(c) if !c.is_move => self.cursors.columns(&c.cursor).map(<[Column]>::to_vec),
+            _ => None,
+        })
     }
 
     /// SQL `PREPARE name [(types)] AS statement`.
@@ -1316,6 +1457,7 @@ impl Session {
             Statement::Discard { .. } => {
                 self.prepared.clear();
                 self.portals.clear();
+                self.cursors.close_all();
                 Ok(Some((Outcome::Command("DISCARD ALL".into()), None)))
             }
             _ => Ok(None),
@@ -1353,7 +1495,26 @@ impl Session {
         stmt: Option<Statement>,
         mut param_types: Vec<SqlType>,
     ) -> Result<()> {
-        let columns = match &stmt {
+        // A DECLARE's parameters are its query's; it returns no rows itself.
+        let declared_query = match &stmt {
+            Some(Statement::Declare { stmts, .. }) => stmts
+                .first()
+                .and_then(|d| d.for_query.clone())
+                .map(Statement::Query),
+            _ => None,
+        };
+        let is_declare = declared_query.is_some();
+        let with_cursors = match declared_query.as_ref().or(stmt.as_ref()) {
+            Some(s @ Statement::Query(_)) if cursor::mentions_pg_cursors(s) => {
+                Some(cursor::with_pg_cursors(s, &self.cursors)?)
+            }
+            _ => None,
+        };
+        let described = with_cursors
+            .as_ref()
+            .or(declared_query.as_ref())
+            .or(stmt.as_ref());
+        let columns = match described {
             Some(s) => {
                 let given = param_types.clone();
                 let cat = catalog::current(&self.ctx).await?;
@@ -1378,6 +1539,7 @@ impl Session {
             }
             None => None,
         };
+        let columns = if is_declare { None } else { columns };
         for t in param_types.iter_mut() {
             if *t == SqlType::Unknown {
                 *t = SqlType::Text;
@@ -1509,7 +1671,10 @@ impl Session {
                 format!("prepared statement \"{name}\" does not exist"),
             )
         })?;
-        Ok((s.param_types.clone(), s.columns.clone()))
+        let columns = self
+            .fetch_columns(s.stmt.as_ref())
+            .unwrap_or_else(|| s.columns.clone());
+        Ok((s.param_types.clone(), columns))
     }
 
     pub fn describe_portal(&self, name: &str) -> Result<(Option<Vec<Column>>, Vec<i16>)> {
@@ -1519,7 +1684,10 @@ impl Session {
                 format!("portal \"{name}\" does not exist"),
             )
         })?;
-        Ok((p.stmt.columns.clone(), p.formats.clone()))
+        let columns = self
+            .fetch_columns(p.stmt.stmt.as_ref())
+            .unwrap_or_else(|| p.stmt.columns.clone());
+        Ok((columns, p.formats.clone()))
     }
 
     pub async fn execute_portal(
@@ -1552,7 +1720,7 @@ impl Session {
                 p.pending.take(),
             )
         };
-        let cols = stmt.columns.clone();
+        let mut cols = stmt.columns.clone();
         let (mut rows, tag) = match pending {
             Some(p) => p,
             None => {
@@ -1567,12 +1735,16 @@ impl Session {
                     .zip(&stmt.param_types)
                     .map(|(d, &t)| if d.is_null() { t } else { SqlType::Unknown })
                     .collect();
-                let (outcome, _) = if null_types.iter().any(|&t| t != SqlType::Unknown) {
+                let (outcome, run_cols) = if null_types.iter().any(|&t| t != SqlType::Unknown) {
                     let typed = typed_placeholders(s, &null_types);
                     self.run(&typed, params, None).await?
                 } else {
                     self.run(s, params, Some(&stmt.plan)).await?
                 };
+                // A FETCH's rows are its cursor's, whatever Parse saw.
+                if matches!(s, Statement::Fetch { .. }) {
+                    cols = run_cols;
+                }
                 match outcome {
                     Outcome::Rows { rows, tag, .. } => (VecDeque::from(rows), tag),
                     other => return Ok((other, cols, formats)),
