@@ -975,6 +975,8 @@ fn pg_type_short(t: SqlType) -> &'static str {
         SqlType::UuidArray => "_uuid",
         SqlType::Record => "record",
         SqlType::RecordArray => "_record",
+        SqlType::VarcharArray => "_varchar",
+        SqlType::ByteaArray => "_bytea",
 
         SqlType::NumericArray => "_numeric",
         SqlType::TextArray => "_text",

@@ -3225,7 +3225,7 @@ fn cast_type(dt: &ast::DataType) -> Result<SqlType> {
             if e.array_elem().is_some() && !e.is_vector() {
                 return Ok(e);
             }
-            e.array_of().ok_or_else(|| {
+            e.declared_array_of().ok_or_else(|| {
                 Error::new(
                     ErrorKind::UndefinedObject,
                     format!("type \"{}[]\" is not supported", e.name()),

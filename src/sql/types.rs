@@ -65,6 +65,11 @@ pub enum SqlType {
     Record,
     /// `record[]` (appended).
     RecordArray,
+    /// `character varying[]`: what `varchar[]` columns and casts are (an array of strings
+    /// built from values, `ARRAY[v]` or `array_agg(v)`, is `text[]`) (appended).
+    VarcharArray,
+    /// `bytea[]` (appended).
+    ByteaArray,
 }
 
 impl SqlType {
@@ -107,6 +112,8 @@ impl SqlType {
             SqlType::UuidArray => 2951,
             SqlType::Record => 2249,
             SqlType::RecordArray => 2287,
+            SqlType::VarcharArray => 1015,
+            SqlType::ByteaArray => 1001,
         }
     }
 
@@ -129,6 +136,8 @@ impl SqlType {
             SqlType::IntervalArray => SqlType::Interval,
             SqlType::UuidArray => SqlType::Uuid,
             SqlType::RecordArray => SqlType::Record,
+            SqlType::VarcharArray => SqlType::Varchar,
+            SqlType::ByteaArray => SqlType::Bytea,
             _ => return None,
         })
     }
@@ -136,6 +145,15 @@ impl SqlType {
     /// `int2vector` or `oidvector`: arrays written `1 2`, subscripted from 0.
     pub fn is_vector(self) -> bool {
         matches!(self, SqlType::Int2Vector | SqlType::OidVector)
+    }
+
+    /// The type `T[]` names when written in SQL (a column or a cast): as [`Self::array_of`],
+    /// except that `varchar[]` is its own type.
+    pub fn declared_array_of(self) -> Option<SqlType> {
+        match self {
+            SqlType::Varchar => Some(SqlType::VarcharArray),
+            other => other.array_of(),
+        }
     }
 
     /// The array type whose elements are `self` (`None` when there is none here).
@@ -156,6 +174,7 @@ impl SqlType {
             SqlType::Interval => SqlType::IntervalArray,
             SqlType::Uuid => SqlType::UuidArray,
             SqlType::Record => SqlType::RecordArray,
+            SqlType::Bytea => SqlType::ByteaArray,
             _ => return None,
         })
     }
@@ -183,7 +202,9 @@ impl SqlType {
             1016 => SqlType::Int8Array,
             1022 => SqlType::Float8Array,
             1231 => SqlType::NumericArray,
-            1009 | 1015 => SqlType::TextArray,
+            1009 => SqlType::TextArray,
+            1015 => SqlType::VarcharArray,
+            1001 => SqlType::ByteaArray,
             22 => SqlType::Int2Vector,
             30 => SqlType::OidVector,
             1186 => SqlType::Interval,
@@ -256,6 +277,8 @@ impl SqlType {
             SqlType::UuidArray => "uuid[]",
             SqlType::Record => "record",
             SqlType::RecordArray => "record[]",
+            SqlType::VarcharArray => "character varying[]",
+            SqlType::ByteaArray => "bytea[]",
         }
     }
 
@@ -314,6 +337,8 @@ impl SqlType {
             UuidArray,
             Record,
             RecordArray,
+            VarcharArray,
+            ByteaArray,
         ] {
             if a as u8 == t {
                 return Some(a);
@@ -347,7 +372,9 @@ impl SqlType {
         if t.ends_with(']') {
             let base = t.split('[').next().unwrap_or("").trim();
             let elem = SqlType::from_sql_name(base)?;
-            return elem.array_of().filter(|_| elem.array_elem().is_none());
+            return elem
+                .declared_array_of()
+                .filter(|_| elem.array_elem().is_none());
         }
         let base = n.split('(').next().unwrap_or("").trim();
         Some(match base {
