@@ -3,7 +3,9 @@
 //! `cotd`, `asind`, `acosd`, `atand`, `atan2d`, exact at the special angles as
 //! PostgreSQL's float.c makes them), `degrees` / `radians`, `gcd` / `lcm`,
 //! `factorial`, `div`, `starts_with`, `chr`, `translate`, `quote_ident` / `quote_literal`
-//! / `quote_nullable`, `string_to_array`, and `date_trunc`.
+//! / `quote_nullable`, `string_to_array`, `date_trunc`, and the array shape functions
+//! `array_length`, `array_lower`, `array_upper`, `array_ndims`, `array_dims` and
+//! `cardinality` (arrays here always start at subscript 1).
 //!
 //! [`result_type`] answers the binder (the function's type for these argument types, or
 //! `None` when the name is not one of these); [`eval`] computes a value from evaluated
@@ -68,6 +70,12 @@ pub const NAMES: &[&str] = &[
     "atan2d",
     "timezone",
     "__series_array",
+    "array_length",
+    "array_lower",
+    "array_upper",
+    "array_ndims",
+    "array_dims",
+    "cardinality",
 ];
 
 /// The result type of function `name` over arguments of `types`, when it is one of this
@@ -109,6 +117,25 @@ pub fn result_type(name: &str, types: &[SqlType]) -> Option<Result<SqlType>> {
             SqlType::Float8
         }
         "sinh" | "cosh" | "tanh" | "asinh" | "acosh" | "atanh" if n == 1 => SqlType::Float8,
+        "array_length" | "array_lower" | "array_upper" | "array_ndims" | "array_dims"
+        | "cardinality" => {
+            let array = |t: SqlType| t.array_elem().is_some() && !t.is_vector();
+            let dim = |t: SqlType| t.is_int() || t == SqlType::Unknown;
+            let ok = match name {
+                "array_length" | "array_lower" | "array_upper" => {
+                    n == 2 && array(types[0]) && dim(types[1])
+                }
+                _ => n == 1 && array(types[0]),
+            };
+            if !ok {
+                return Some(Err(undefined(name, types)));
+            }
+            if name == "array_dims" {
+                SqlType::Text
+            } else {
+                SqlType::Int4
+            }
+        }
         "string_to_array"
             if (n == 2 || n == 3)
                 && types
@@ -238,6 +265,26 @@ fn decimal(d: &Datum) -> Result<Decimal> {
 /// `string_to_array(s, delimiter [, null_string])`: NULL for a NULL `s`; a NULL
 /// delimiter splits into characters, an empty one keeps `s` whole; elements equal to
 /// `null_string` are NULL.
+/// `array_length`, `array_lower`, `array_upper` (NULL for a dimension the array lacks),
+/// `array_ndims`, `array_dims` (NULL for the empty array) and `cardinality`.
+fn array_shape(name: &str, vals: &[Datum]) -> Result<Datum> {
+    let dims = crate::sql::array::Array::parse(&text(&vals[0]))?.dims;
+    let dim = || match vals.get(1) {
+        Some(Datum::Int(d)) if *d >= 1 => dims.get(*d as usize - 1).copied(),
+        _ => None,
+    };
+    let int = |v: usize| Datum::Int(v as i64);
+    Ok(match name {
+        "array_length" | "array_upper" => dim().map_or(Datum::Null, int),
+        "array_lower" => dim().map_or(Datum::Null, |_| Datum::Int(1)),
+        "array_ndims" if dims.is_empty() => Datum::Null,
+        "array_ndims" => int(dims.len()),
+        "array_dims" if dims.is_empty() => Datum::Null,
+        "array_dims" => Datum::Text(dims.iter().map(|d| format!("[1:{d}]")).collect()),
+        _ => int(dims.iter().product::<usize>() * usize::from(!dims.is_empty())),
+    })
+}
+
 fn string_to_array(vals: &[Datum]) -> Datum {
     let Some(Datum::Text(s)) = vals.first() else {
         return Datum::Null;
@@ -309,6 +356,9 @@ fn out_of_range_input() -> Error {
 /// Computes function `name` (one [`result_type`] accepted) over evaluated arguments.
 pub fn eval(name: &str, vals: &[Datum], ty: SqlType) -> Result<Datum> {
     let x = || float(&vals[0]);
+    if name.starts_with("array_") || name == "cardinality" {
+        return array_shape(name, vals);
+    }
     Ok(match name {
         "sin" => Datum::Float(x().sin()),
         "cos" => Datum::Float(x().cos()),
