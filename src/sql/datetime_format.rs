@@ -154,6 +154,21 @@ enum Piece {
     },
 }
 
+impl Piece {
+    /// A pattern's (name, case, fill, ordinal); a literal's text as the error.
+    fn fields(self) -> std::result::Result<(&'static str, u8, bool, Option<bool>), String> {
+        match self {
+            Piece::Literal(s) => Err(s),
+            Piece::Pattern {
+                name,
+                case,
+                fill,
+                ordinal,
+            } => Ok((name, case, fill, ordinal)),
+        }
+    }
+}
+
 fn parse_format(fmt: &str) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let chars: Vec<char> = fmt.chars().collect();
@@ -269,17 +284,12 @@ pub fn to_char(micros: i64, zone: Option<(i32, String)>, fmt: &str) -> String {
     let doy = days - days_from_civil(y, 1, 1) + 1;
     let mut out = String::new();
     for piece in parse_format(fmt) {
-        let (name, case, fill, ordinal) = match piece {
-            Piece::Literal(s) => {
-                out.push_str(&s);
+        let (name, case, fill, ordinal) = match piece.fields() {
+            Ok(fields) => fields,
+            Err(literal) => {
+                out.push_str(&literal);
                 continue;
             }
-            Piece::Pattern {
-                name,
-                case,
-                fill,
-                ordinal,
-            } => (name, case, fill, ordinal),
         };
         let num = |v: i64, width: usize| -> (String, i64) {
             if fill {
@@ -423,17 +433,12 @@ pub fn interval_to_char(iv: &crate::sql::interval::Interval, fmt: &str) -> Resul
     let yday = (year * 12 + mon) * 30 + mday;
     let mut out = String::new();
     for piece in parse_format(fmt) {
-        let (name, case, fill, ordinal) = match piece {
-            Piece::Literal(s) => {
-                out.push_str(&s);
+        let (name, case, fill, ordinal) = match piece.fields() {
+            Ok(fields) => fields,
+            Err(literal) => {
+                out.push_str(&literal);
                 continue;
             }
-            Piece::Pattern {
-                name,
-                case,
-                fill,
-                ordinal,
-            } => (name, case, fill, ordinal),
         };
         // Zero-padded to `width`, or to `width + 1` when negative (sign included).
         let signed = |v: i64, width: usize| -> (String, i64) {

@@ -203,118 +203,105 @@ fn substitute_outer_refs(
     ptypes: &mut Vec<SqlType>,
     take: &mut dyn FnMut(usize),
 ) -> Result<()> {
-    substitute_in_set_expr(cat, db_id, path, &mut q.body, outer, ptypes, take)
-}
-
-/// [`substitute_outer_refs`] in each SELECT of a query body (both sides of UNION,
-/// INTERSECT and EXCEPT).
-fn substitute_in_set_expr(
-    cat: &Catalog,
-    db_id: u32,
-    path: &catalog::SearchPath,
-    body: &mut SetExpr,
-    outer: &[ScopeColumn],
-    ptypes: &mut Vec<SqlType>,
-    take: &mut dyn FnMut(usize),
-) -> Result<()> {
-    match body {
-        SetExpr::Select(s) => substitute_in_select(cat, db_id, path, s, outer, ptypes, take),
-        SetExpr::SetOperation { left, right, .. } => {
-            substitute_in_set_expr(cat, db_id, path, left, outer, ptypes, take)?;
-            substitute_in_set_expr(cat, db_id, path, right, outer, ptypes, take)
-        }
-        SetExpr::Query(q) => substitute_outer_refs(cat, db_id, path, q, outer, ptypes, take),
-        SetExpr::Values(v) => {
-            rewrite::bind_outer_refs(v, &[], outer, &mut |c| outer_param(c, outer, ptypes, take));
-            Ok(())
-        }
-        _ => Err(Error::unsupported(
-            "correlated subqueries other than SELECT, UNION, INTERSECT or EXCEPT",
-        )),
+    OuterRefs {
+        cat,
+        db_id,
+        path,
+        outer,
+        ptypes,
+        take,
     }
+    .in_set_expr(&mut q.body)
 }
 
-fn substitute_in_select(
-    cat: &Catalog,
+/// One [`substitute_outer_refs`] walk: where it resolves names, the outer scope, and the
+/// parameters it has made so far.
+struct OuterRefs<'a> {
+    cat: &'a Catalog,
     db_id: u32,
-    path: &catalog::SearchPath,
-    s: &mut ast::Select,
-    outer: &[ScopeColumn],
-    ptypes: &mut Vec<SqlType>,
-    take: &mut dyn FnMut(usize),
-) -> Result<()> {
-    // Derived tables: their own references first, then set aside while this level's are
-    // bound (their inner names are not this level's).
-    let mut derived = Vec::new();
-    for twj in s.from.iter_mut() {
-        let factors =
-            std::iter::once(&mut twj.relation).chain(twj.joins.iter_mut().map(|j| &mut j.relation));
-        for tf in factors {
-            match tf {
-                TableFactor::Derived { subquery, .. } => {
-                    substitute_outer_refs(cat, db_id, path, subquery, outer, ptypes, take)?;
-                    let placeholder = Box::new(placeholder_query()?);
-                    derived.push(std::mem::replace(subquery, placeholder));
+    path: &'a catalog::SearchPath,
+    outer: &'a [ScopeColumn],
+    ptypes: &'a mut Vec<SqlType>,
+    take: &'a mut dyn FnMut(usize),
+}
+
+impl OuterRefs<'_> {
+    /// Each SELECT of a query body (both sides of UNION, INTERSECT and EXCEPT).
+    fn in_set_expr(&mut self, body: &mut SetExpr) -> Result<()> {
+        match body {
+            SetExpr::Select(s) => self.in_select(s),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.in_set_expr(left)?;
+                self.in_set_expr(right)
+            }
+            SetExpr::Query(q) => self.in_set_expr(&mut q.body),
+            SetExpr::Values(v) => {
+                self.bind(v, &[]);
+                Ok(())
+            }
+            _ => Err(Error::unsupported(
+                "correlated subqueries other than SELECT, UNION, INTERSECT or EXCEPT",
+            )),
+        }
+    }
+
+    /// The references of `node` to outer columns (not shadowed by `inner`) as parameters.
+    fn bind<T: ast::VisitMut>(&mut self, node: &mut T, inner: &[ScopeColumn]) {
+        let (outer, ptypes, take) = (self.outer, &mut *self.ptypes, &mut *self.take);
+        rewrite::bind_outer_refs(node, inner, outer, &mut |col| {
+            take(col);
+            ptypes.push(outer[col].ty);
+            rewrite::param_expr(ptypes.len(), Some(outer[col].ty))
+        });
+    }
+
+    fn in_select(&mut self, s: &mut ast::Select) -> Result<()> {
+        // Derived tables: their own references first, then set aside while this level's
+        // are bound (their inner names are not this level's).
+        let mut derived = Vec::new();
+        for twj in s.from.iter_mut() {
+            let factors = std::iter::once(&mut twj.relation)
+                .chain(twj.joins.iter_mut().map(|j| &mut j.relation));
+            for tf in factors {
+                match tf {
+                    TableFactor::Derived { subquery, .. } => {
+                        self.in_set_expr(&mut subquery.body)?;
+                        let placeholder = Box::new(placeholder_query()?);
+                        derived.push(std::mem::replace(subquery, placeholder));
+                    }
+                    // A set-returning function's arguments (`unnest(outer.col)`).
+                    TableFactor::Function { args, .. } => self.bind(args, &[]),
+                    TableFactor::Table { args: Some(a), .. } => self.bind(&mut a.args, &[]),
+                    TableFactor::UNNEST { array_exprs, .. } => self.bind(array_exprs, &[]),
+                    _ => {}
                 }
-                // A set-returning function's arguments (`unnest(outer.col)`).
-                TableFactor::Function { args, .. } => {
-                    rewrite::bind_outer_refs(args, &[], outer, &mut |c| {
-                        outer_param(c, outer, ptypes, take)
-                    })
-                }
-                TableFactor::Table { args: Some(a), .. } => {
-                    rewrite::bind_outer_refs(&mut a.args, &[], outer, &mut |c| {
-                        outer_param(c, outer, ptypes, take)
-                    })
-                }
-                TableFactor::UNNEST { array_exprs, .. } => {
-                    rewrite::bind_outer_refs(array_exprs, &[], outer, &mut |c| {
-                        outer_param(c, outer, ptypes, take)
-                    })
-                }
-                _ => {}
             }
         }
-    }
-    // The scope of the FROM items, without their join conditions (which may name outer
-    // columns).
-    let mut from = s.from.clone();
-    put_back_derived(&mut from, &mut derived.clone().into_iter());
-    for twj in from.iter_mut() {
-        for j in twj.joins.iter_mut() {
-            use ast::JoinOperator as J;
-            if let J::Join(ast::JoinConstraint::On(e))
-            | J::Inner(ast::JoinConstraint::On(e))
-            | J::Left(ast::JoinConstraint::On(e))
-            | J::LeftOuter(ast::JoinConstraint::On(e))
-            | J::Right(ast::JoinConstraint::On(e))
-            | J::RightOuter(ast::JoinConstraint::On(e))
-            | J::FullOuter(ast::JoinConstraint::On(e)) = &mut j.join_operator
-            {
-                *e = Expr::Value(ast::Value::Boolean(true).into());
+        // The scope of the FROM items, without their join conditions (which may name
+        // outer columns).
+        let mut from = s.from.clone();
+        put_back_derived(&mut from, &mut derived.clone().into_iter());
+        for twj in from.iter_mut() {
+            for j in twj.joins.iter_mut() {
+                use ast::JoinOperator as J;
+                if let J::Join(ast::JoinConstraint::On(e))
+                | J::Inner(ast::JoinConstraint::On(e))
+                | J::Left(ast::JoinConstraint::On(e))
+                | J::LeftOuter(ast::JoinConstraint::On(e))
+                | J::Right(ast::JoinConstraint::On(e))
+                | J::RightOuter(ast::JoinConstraint::On(e))
+                | J::FullOuter(ast::JoinConstraint::On(e)) = &mut j.join_operator
+                {
+                    *e = Expr::Value(ast::Value::Boolean(true).into());
+                }
             }
         }
+        let mut scope_types = self.ptypes.clone();
+        let inner = plan_from(self.cat, self.db_id, self.path, &from, &mut scope_types)?.3;
+        self.bind(s, &inner);
+        put_back_derived(&mut s.from, &mut derived.into_iter());
+        Ok(())
     }
-    let mut scope_types = ptypes.clone();
-    let inner = plan_from(cat, db_id, path, &from, &mut scope_types)?.3;
-    rewrite::bind_outer_refs(s, &inner, outer, &mut |c| {
-        outer_param(c, outer, ptypes, take)
-    });
-    put_back_derived(&mut s.from, &mut derived.into_iter());
-    Ok(())
-}
-
-/// The parameter an outer reference to column `col` becomes (see
-/// [`substitute_outer_refs`]).
-fn outer_param(
-    col: usize,
-    outer: &[ScopeColumn],
-    ptypes: &mut Vec<SqlType>,
-    take: &mut dyn FnMut(usize),
-) -> Expr {
-    take(col);
-    ptypes.push(outer[col].ty);
-    rewrite::param_expr(ptypes.len(), Some(outer[col].ty))
 }
 
 /// A query standing in for a derived table set aside by `Exec::bind_outer_values`.
