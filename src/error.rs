@@ -171,6 +171,9 @@ pub enum ErrorKind {
     ReservedName,
     /// 42P03: DECLARE of a cursor whose name is taken (appended).
     DuplicateCursor,
+    /// 42P17: an object definition PostgreSQL refuses, such as an index expression that
+    /// is not immutable (appended).
+    InvalidObjectDefinition,
 }
 
 /// An error with its kind, a message for people, and optionally the 1-based character
@@ -323,6 +326,7 @@ impl Error {
             ReadOnlySqlTransaction => "25006",
             ReservedName => "42939",
             DuplicateCursor => "42P03",
+            InvalidObjectDefinition => "42P17",
         }
     }
 }

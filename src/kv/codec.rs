@@ -223,6 +223,7 @@ kind_codes! {
     ReadOnlySqlTransaction = 76,
     ReservedName = 77,
     DuplicateCursor = 78,
+    InvalidObjectDefinition = 79,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -148,6 +148,13 @@ pub struct ColumnDesc {
     /// The value rows written before `ADD COLUMN … DEFAULT` read for this column
     /// (PostgreSQL's `attmissingval`): no rewrite of existing rows.
     pub missing: Option<crate::sql::types::Datum>,
+    /// For the hidden column of an index expression: the expression as SQL text, its value
+    /// recomputed from the row's other columns whenever a row is read or written
+    /// ([`crate::sql::computed`]).
+    pub computed: Option<String>,
+    /// `computed`, bound over the table's columns (not stored: bound when the descriptor
+    /// loads).
+    pub computed_scalar: Option<crate::sql::expr::Scalar>,
 }
 
 impl ColumnDesc {
@@ -164,6 +171,8 @@ impl ColumnDesc {
             default_expr: None,
             dropped: false,
             missing: None,
+            computed: None,
+            computed_scalar: None,
         }
     }
 }
@@ -309,6 +318,7 @@ impl TableDesc {
             row.push(c.missing.clone().unwrap_or(crate::sql::types::Datum::Null));
         }
         row.truncate(self.columns.len().max(n));
+        crate::sql::computed::fill_read(self, &mut row, None);
         Ok(row)
     }
     /// [`Self::decode_row`] with only the columns `keep` marks (the others NULL).
@@ -327,6 +337,7 @@ impl TableDesc {
             });
         }
         row.truncate(self.columns.len().max(n));
+        crate::sql::computed::fill_read(self, &mut row, Some(keep));
         Ok(row)
     }
     /// The secondary indexes writers maintain: the public ones and those being added.
@@ -714,6 +725,11 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
         w.u32(*on);
         w.str(text);
     }
+    // Extension 7 (index expressions): per column, its computed expression.
+    w.u8(7);
+    for c in &t.columns {
+        w.opt_str(&c.computed);
+    }
     w.0
 }
 
@@ -788,6 +804,8 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             default_expr,
             dropped: false,
             missing: None,
+            computed: None,
+            computed_scalar: None,
         });
     }
     let npk = r.u32()? as usize;
@@ -887,7 +905,12 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             comments.push((on, r.str()?));
         }
     }
-    Ok(TableDesc {
+    if r.1 < r.0.len() && r.u8()? == 7 {
+        for c in columns.iter_mut() {
+            c.computed = r.opt_str()?;
+        }
+    }
+    let mut t = TableDesc {
         id,
         db_id,
         name,
@@ -905,7 +928,9 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         schema_id,
         schema: "public".into(),
         comments,
-    })
+    };
+    crate::sql::computed::bind(&mut t);
+    Ok(t)
 }
 
 pub fn encode_database(d: &DatabaseDesc) -> Vec<u8> {
@@ -1472,6 +1497,8 @@ mod tests {
                 default_expr: None,
                 dropped: false,
                 missing: None,
+                computed: Some("k + 1".into()),
+                computed_scalar: None,
             }],
             pk: vec![0],
             pk_name: "t_pkey".into(),
@@ -1506,6 +1533,7 @@ mod tests {
         assert_eq!(back.comments, t.comments);
         assert_eq!(back.columns[0].default.as_deref(), Some("1 + 1"));
         assert!(back.columns[0].default_expr.is_some());
+        assert_eq!(back.columns[0].computed.as_deref(), Some("k + 1"));
         assert_eq!(back.indexes[0].columns, vec![0]);
         assert_eq!(back.adding.len(), 1);
         assert_eq!(
@@ -1557,7 +1585,11 @@ mod tests {
         let mut t0 = t.clone();
         t0.adding.clear();
         t0.comments.clear();
-        let old = encode_table(&t0);
+        t0.columns[0].computed = None;
+        // Extension 7: a tag, then one absent expression per column.
+        let with_ext7 = encode_table(&t0);
+        let old = with_ext7[..with_ext7.len() - 2].to_vec();
+        assert!(decode_table(&old).unwrap().columns[0].computed.is_none());
         let back = decode_table(&old[..old.len() - (1 + 4)]).unwrap();
         assert!(back.comments.is_empty() && back.adding.is_empty());
         let back = decode_table(&old[..old.len() - 2 * (1 + 4)]).unwrap();

@@ -5079,6 +5079,11 @@ impl<'a> Exec<'a> {
         let Some(f) = filter else { return Access::Full };
         let mut conj = Vec::new();
         flatten_and(f, &mut conj);
+        // Operands that are index expressions, as their computed columns.
+        let substituted = crate::sql::computed::substitute(t, &conj);
+        if let Some(subs) = &substituted {
+            conj = subs.iter().collect();
+        }
         // `pk IN (constants)` on a one-column primary key: one point read per value.
         if t.pk.len() == 1 {
             for c in &conj {
@@ -6795,6 +6800,7 @@ impl<'a> Exec<'a> {
                 ));
             }
         }
+        crate::sql::computed::fill_write(t, row)?;
         if !t.checks.is_empty() {
             let scope = table_scope(t, &t.name);
             for c in &t.checks {
@@ -6947,7 +6953,10 @@ impl<'a> Exec<'a> {
                 .map(|i| i.columns.clone())
                 .unwrap_or_default()
         };
-        let names: Vec<&str> = cols.iter().map(|&i| t.columns[i].name.as_str()).collect();
+        let names: Vec<String> = cols
+            .iter()
+            .map(|&i| crate::sql::computed::display(t, i))
+            .collect();
         let vals: Vec<String> = cols
             .iter()
             .map(|&i| {
@@ -8178,10 +8187,21 @@ impl<'a> Exec<'a> {
                                 "cannot drop column \"{cname}\": it is the table's only column"
                             )));
                         }
-                        // Indexes and CHECKs over the column go with it (as in PostgreSQL).
-                        desc.indexes.retain(|i| !i.columns.contains(&ci));
-                        desc.adding.retain(|i| !i.columns.contains(&ci));
-                        new_indexes.retain(|i| !i.columns.contains(&ci));
+                        // Indexes (also on expressions reading it) and CHECKs over the
+                        // column go with it (as in PostgreSQL).
+                        let mut gone = vec![ci];
+                        for (i, c) in desc.columns.iter().enumerate() {
+                            if let Some(Ok(e)) = c.computed.as_deref().map(catalog::parse_default) {
+                                if expr_mentions(&e, &cname) {
+                                    gone.push(i);
+                                }
+                            }
+                        }
+                        let keep = |i: &IndexDesc| !i.columns.iter().any(|c| gone.contains(c));
+                        desc.indexes.retain(keep);
+                        desc.adding.retain(keep);
+                        new_indexes.retain(keep);
+                        crate::sql::computed::drop_unused(&mut desc);
                         desc.checks.retain(|c| !expr_mentions(&c.parsed, &cname));
                         let c = &mut desc.columns[ci];
                         c.dropped = true;
@@ -8216,6 +8236,13 @@ impl<'a> Exec<'a> {
                         rename_column_in(&mut c.parsed, &old, &new);
                         c.expr = c.parsed.to_string();
                     }
+                    for c in desc.columns.iter_mut() {
+                        if let Some(Ok(mut e)) = c.computed.as_deref().map(catalog::parse_default) {
+                            rename_column_in(&mut e, &old, &new);
+                            c.computed = Some(e.to_string());
+                        }
+                    }
+                    crate::sql::computed::bind(&mut desc);
                 }
                 Op::RenameTable { table_name } => {
                     let n = match table_name {
@@ -8479,7 +8506,7 @@ impl<'a> Exec<'a> {
                 } else {
                     format!("{at} ({})", idx.name)
                 };
-                self.build_index_online(&now, idx, description).await?;
+                self.build_index_online(&now, idx, &[], description).await?;
             }
             return Ok((Outcome::Command(TAG.into()), None));
         }
@@ -8660,24 +8687,41 @@ impl<'a> Exec<'a> {
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         let t = lookup_table(self.cat, self.db_id, &self.path, &ci.table_name)?;
         let mut cols = Vec::new();
-        for c in &ci.columns {
-            let n = index_column_name(c)?;
-            cols.push(t.column_index(&n).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::UndefinedColumn,
-                    format!("column \"{n}\" does not exist"),
-                )
-            })?);
+        let mut name_parts = Vec::new();
+        // Index expressions: (key part, expression text, type), columns made by the build.
+        let mut exprs = Vec::new();
+        for (part, c) in ci.columns.iter().enumerate() {
+            let mut e = c.column.expr.clone();
+            while let Expr::Nested(inner) = e {
+                e = *inner;
+            }
+            if let Expr::Identifier(i) = &e {
+                let n = ident_name(i);
+                cols.push(
+                    t.column_index(&n)
+                        .filter(|&i| t.columns[i].computed.is_none())
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::UndefinedColumn,
+                                format!("column \"{n}\" does not exist"),
+                            )
+                        })?,
+                );
+                name_parts.push(n);
+                continue;
+            }
+            unqualify_columns(&mut e);
+            let (_, ty) = crate::sql::computed::bind_expr(&t, &e)?;
+            name_parts.push(crate::sql::computed::name_part(&e));
+            exprs.push((part, e.to_string(), ty));
+            cols.push(usize::MAX);
         }
         let iname = match &ci.name {
             Some(n) => object_name(n),
             None => format!(
                 "{}_{}_{}",
                 t.name,
-                cols.iter()
-                    .map(|&i| t.columns[i].name.as_str())
-                    .collect::<Vec<_>>()
-                    .join("_"),
+                name_parts.join("_"),
                 if ci.unique { "key" } else { "idx" }
             ),
         };
@@ -8701,7 +8745,8 @@ impl<'a> Exec<'a> {
             unique: ci.unique,
             columns: cols,
         };
-        self.build_index_online(&t, idx, ci.to_string()).await?;
+        self.build_index_online(&t, idx, &exprs, ci.to_string())
+            .await?;
         Ok((Outcome::Command("CREATE INDEX".into()), None))
     }
 
@@ -9030,6 +9075,8 @@ impl<'a> Exec<'a> {
                 }
             }
             ObjectType::Index => {
+                // The changed descriptors, one per table however many of its indexes go.
+                let mut changed: Vec<TableDesc> = Vec::new();
                 for n in names {
                     let iname = object_name(n);
                     let owner = self
@@ -9039,14 +9086,18 @@ impl<'a> Exec<'a> {
                         .cloned();
                     match owner {
                         Some(t) => {
+                            let at = match changed.iter().position(|d| d.id == t.id) {
+                                Some(at) => at,
+                                None => {
+                                    changed.push((*t).clone());
+                                    changed.len() - 1
+                                }
+                            };
                             // An index still being built goes too: its build then fails.
-                            let mut desc = (*t).clone();
+                            let desc = &mut changed[at];
                             desc.indexes.retain(|i| i.name != iname);
                             desc.adding.retain(|i| i.name != iname);
-                            writes.push(KvWrite::Put {
-                                key: keys::table_desc_key(desc.id),
-                                value: catalog::encode_table(&desc),
-                            });
+                            crate::sql::computed::drop_unused(desc);
                         }
                         None if if_exists => {}
                         None => {
@@ -9056,6 +9107,12 @@ impl<'a> Exec<'a> {
                             ))
                         }
                     }
+                }
+                for desc in &changed {
+                    writes.push(KvWrite::Put {
+                        key: keys::table_desc_key(desc.id),
+                        value: catalog::encode_table(desc),
+                    });
                 }
                 "DROP INDEX"
             }
@@ -9133,6 +9190,19 @@ fn index_column_name(c: &ast::IndexColumn) -> Result<String> {
         Expr::Identifier(i) => Ok(ident_name(i)),
         other => Err(Error::unsupported(format!("index on expression {other}"))),
     }
+}
+
+/// `e` with its column references unqualified (`t.v` → `v`): index expressions are
+/// kept as text over the table's column names.
+fn unqualify_columns(e: &mut Expr) {
+    let _ = ast::visit_expressions_mut(e, |x| {
+        if let Expr::CompoundIdentifier(parts) = x {
+            if let Some(last) = parts.last() {
+                *x = Expr::Identifier(last.clone());
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 fn first_words(s: &str) -> String {

@@ -77,6 +77,7 @@
 pub mod array;
 pub mod bytea_functions;
 pub mod catalog;
+pub mod computed;
 pub mod copy;
 pub mod cursor;
 pub mod datetime_format;

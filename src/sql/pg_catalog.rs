@@ -389,7 +389,10 @@ fn is_unique_constraint(idx: &IndexDesc, primary: bool) -> bool {
 
 fn col_names(t: &TableDesc, cols: &[usize]) -> String {
     cols.iter()
-        .map(|&c| quote_ident(&t.columns[c].name))
+        .map(|&c| match t.columns[c].computed {
+            Some(_) => crate::sql::computed::display(t, c),
+            None => quote_ident(&t.columns[c].name),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -3097,7 +3100,7 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
                                 right: Box::new(eq(column.clone(), n as i64 + 1)),
                             },
                             result: Expr::Value(
-                                Value::SingleQuotedString(quote_ident(&t.columns[c].name)).into(),
+                                Value::SingleQuotedString(col_names(t, &[c])).into(),
                             ),
                         });
                     }

@@ -45,11 +45,14 @@ const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 const BATCH_ATTEMPTS: usize = 100;
 
 impl Exec<'_> {
-    /// Builds `idx` on `t` online (module essay), recording job `description`.
+    /// Builds `idx` on `t` online (module essay), recording job `description`. `exprs` are
+    /// its index expressions: (key part, expression text, type), each made a computed
+    /// column of the table ([`crate::sql::computed`]) when the index becomes write-only.
     pub(super) async fn build_index_online(
         &mut self,
         t: &TableDesc,
         idx: IndexDesc,
+        exprs: &[(usize, String, SqlType)],
         description: String,
     ) -> Result<()> {
         let (start, end) = {
@@ -74,7 +77,9 @@ impl Exec<'_> {
         job.table_id = t.id;
         job.running_status = "adding the index as write-only".into();
         job.save(self.ctx).await?;
-        let r = self.run_index_build(t, idx, &start, &end, &mut job).await;
+        let r = self
+            .run_index_build(t, idx, exprs, &start, &end, &mut job)
+            .await;
         if r.is_err() && job.index_id != 0 {
             // Take the index out again; a failure here leaves it write-only until the
             // node restarts (`fail_interrupted_jobs`).
@@ -88,6 +93,7 @@ impl Exec<'_> {
         &mut self,
         t: &TableDesc,
         mut idx: IndexDesc,
+        exprs: &[(usize, String, SqlType)],
         start: &[u8],
         end: &[u8],
         job: &mut Job,
@@ -103,6 +109,9 @@ impl Exec<'_> {
             }
             idx.id = desc.next_index_id;
             desc.next_index_id += 1;
+            for (part, text, ty) in exprs {
+                idx.columns[*part] = crate::sql::computed::column_for(desc, text, *ty);
+            }
             desc.adding.push(idx.clone());
             Ok(true)
         })
@@ -277,9 +286,9 @@ pub(super) fn duplicate_in_index(
     columns: &[usize],
     row: &[Datum],
 ) -> Error {
-    let names: Vec<&str> = columns
+    let names: Vec<String> = columns
         .iter()
-        .map(|&i| desc.columns[i].name.as_str())
+        .map(|&i| crate::sql::computed::display(desc, i))
         .collect();
     let vals: Vec<String> = columns
         .iter()
@@ -320,6 +329,7 @@ async fn remove_adding(ctx: &CoreCtx, table: u32, index: u32) -> Result<()> {
     update_desc(ctx, table, |desc| {
         let before = desc.adding.len();
         desc.adding.retain(|i| i.id != index);
+        crate::sql::computed::drop_unused(desc);
         Ok(desc.adding.len() != before)
     })
     .await
