@@ -2045,6 +2045,10 @@ fn distsql_flows_run_on_every_leaseholder_node() {
             "SELECT count(*), sum(v) FROM ds WHERE s LIKE 's1%'",
             "SELECT id, v FROM ds WHERE v % 4001 = 0 ORDER BY id",
             "SELECT g, string_agg(s, ',' ORDER BY id) FROM ds WHERE id % 997 = 0 GROUP BY g ORDER BY g",
+            // LIMITs: flows answer pages of the first rows, the gateway stops asking.
+            "SELECT id, v FROM ds LIMIT 10 OFFSET 4000",
+            "SELECT id, s FROM ds WHERE g = 3 LIMIT 50",
+            "SELECT id FROM ds WHERE id > 13990 LIMIT 20",
         ];
         for q in queries {
             c.batch_execute("SET distsql = off").await.unwrap();

@@ -59,6 +59,16 @@ const QUERIES: &[&str] = &[
     "SELECT k, sum(v) OVER (PARTITION BY g ORDER BY k) FROM t WHERE k % 3001 = 0 ORDER BY k",
     "SELECT count(*) FILTER (WHERE g = 1), sum(v) FILTER (WHERE s > 'row 2') FROM t",
     "SELECT g, v FROM t WHERE k > 29990 ORDER BY g, v LIMIT 4 OFFSET 1",
+    // More rows than one page of a flow: answered in pages.
+    "SELECT k, v FROM t WHERE v % 5 <> 0",
+    // LIMITs in key order: the flows stop early.
+    "SELECT k, s FROM t LIMIT 5",
+    "SELECT k FROM t WHERE v % 1000 = 0 LIMIT 7 OFFSET 2",
+    "SELECT k FROM t WHERE v % 1000 = 0 ORDER BY k LIMIT 3",
+    "SELECT k FROM t WHERE v > 29995 LIMIT 10",
+    // A window or a set-returning function needs more rows than the LIMIT.
+    "SELECT k, count(*) OVER () FROM t WHERE k % 5000 = 1 LIMIT 2",
+    "SELECT k, generate_series(1, (k % 3)::INT4) FROM t WHERE k < 20 LIMIT 5",
 ];
 
 /// A server with two cores, and a runtime for its clients.
@@ -192,11 +202,29 @@ fn flows_per_core_answer_what_the_gateway_answers() {
             "{off:?}"
         );
         c.batch_execute("RESET distsql").await.unwrap();
+        // A LIMIT in key order distributes; its flows stop once the first rows are in.
         let limited = lines_of(&c, "EXPLAIN (DISTSQL) SELECT * FROM t LIMIT 3").await;
         assert!(
-            limited.iter().any(|l| l.starts_with("distribution: local")),
+            limited.iter().any(|l| l.starts_with("distribution: full")
+                && limited.iter().any(|l| l.contains("table reader t → first 3 rows"))),
             "{limited:?}"
         );
+        let ran = lines_of(
+            &c,
+            "EXPLAIN ANALYZE (DISTSQL) SELECT k FROM t WHERE v % 1000 = 0 LIMIT 3",
+        )
+        .await;
+        let read: u64 = ran
+            .iter()
+            .filter(|l| l.starts_with("ran on "))
+            .map(|l| {
+                l.split(", ")
+                    .find_map(|p| p.strip_suffix(" rows read"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{l}"))
+            })
+            .sum();
+        assert!(read > 0 && read < ROWS as u64 / 2, "{read} rows read: {ran:?}");
         let bad = c
             .batch_execute("SET distsql = sometimes")
             .await

@@ -12,6 +12,16 @@
 //! them), finishes the aggregation, and runs the rest of the plan (HAVING, projection,
 //! ORDER BY, LIMIT).
 //!
+//! # Pages and LIMIT
+//!
+//! A flow of rows answers at most [`PAGE_ROWS`] rows (`FlowSpec::page_rows`): it stops
+//! after the chunk that reached them and answers where to resume (`FlowResult::resume`);
+//! the gateway asks every such flow for its next page at once, round after round, so no
+//! answer grows with the table. An aggregating flow answers its groups in one piece. A
+//! `LIMIT` in key order (no ORDER BY, or ORDER BY a primary key prefix) asks for pages of
+//! LIMIT + OFFSET rows and stops asking once the spans answered so far hold that many
+//! rows in key order: the ranges after them are never read.
+//!
 //! # Consistency
 //!
 //! A flow reads at the transaction's read timestamp with its uncertainty limit, exactly as
@@ -128,6 +138,10 @@ pub struct FlowSpec {
     /// The session's cancel flag, for flows on the gateway's node (not sent to other
     /// nodes: a flow there runs to its end, or to its deadline).
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Rows one answer carries at most (0: no limit): a flow of rows that has answered this
+    /// many stops after its chunk and says where to resume ([`FlowResult::resume`]).
+    /// Aggregating flows are not paged.
+    pub page_rows: usize,
 }
 
 /// A flow's answer for one span.
@@ -152,6 +166,10 @@ pub struct FlowResult {
     pub node: u64,
     pub core: usize,
     pub micros: u64,
+    /// A paged flow that stopped early ([`FlowSpec::page_rows`]): the span it stopped in
+    /// and the key to resume from. The spans before it are done, its rows so far are in
+    /// `outputs`, the spans after it were not read.
+    pub resume: Option<(usize, Vec<u8>)>,
 }
 
 /// How a flow reads its spans.
@@ -177,6 +195,10 @@ pub enum FlowEnd {
 /// The first chunk a flow reads, and the most it reads at once.
 const FIRST_CHUNK: usize = 1024;
 const MAX_CHUNK: usize = 16 * 1024;
+
+/// Rows per answer of a flow of rows: the gateway asks again for the next page, so no
+/// answer (an SPSC message, or a message of the node transport) grows with the table.
+pub const PAGE_ROWS: usize = 8 * 1024;
 
 /// Runs `spec` on this core and answers [`KvResponse::Flow`] (or `Uncertain`, `NotLeader`,
 /// `Err`): the owning core's side of [`KvRequest::Flow`].
@@ -219,11 +241,21 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
         ..FlowResult::default()
     };
     let single = spec.spans.len() == 1;
+    let paged = spec.agg.is_none() && spec.page_rows > 0;
     for (i, span) in spec.spans.iter().enumerate() {
+        if paged && result.rows_out as usize >= spec.page_rows {
+            result.resume = Some((i, span.start.clone()));
+            break;
+        }
         let mut rows = Vec::new();
         let mut grouper = Grouper::default();
         let mut cur = span.start.clone();
-        let mut chunk = FIRST_CHUNK;
+        // A small page (a LIMIT) starts with a small chunk.
+        let mut chunk = if paged {
+            FIRST_CHUNK.min(spec.page_rows.max(16))
+        } else {
+            FIRST_CHUNK
+        };
         let mut served = true;
         loop {
             check_flow(ctx, deadline, spec.cancel.as_deref())?;
@@ -292,6 +324,10 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
             }
             match next {
                 Some(k) if k < span.end => {
+                    if paged && result.rows_out as usize + rows.len() >= spec.page_rows {
+                        result.resume = Some((i, k));
+                        break;
+                    }
                     cur = k;
                     chunk = (chunk * 4).min(MAX_CHUNK);
                 }
@@ -310,6 +346,9 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
             FlowOutput::Rows(rows)
         };
         result.outputs.push((i, output));
+        if result.resume.is_some() {
+            break;
+        }
     }
     result.micros = started.elapsed().as_micros() as u64;
     Ok(FlowEnd::Done(result))
@@ -405,7 +444,9 @@ pub fn travels(s: &Scalar) -> bool {
 // Wire encoding (flows sent to another node): a version byte, then the fields in order, in
 // `sql::wire`'s format (little-endian, u32 lengths, presence bytes for options).
 
-const WIRE_VERSION: u8 = 1;
+/// 2: specs carry `page_rows`, results `resume` (a node of version 1 refuses them as
+/// malformed rather than misreading them).
+const WIRE_VERSION: u8 = 2;
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -517,6 +558,7 @@ pub fn encode_spec(spec: &FlowSpec, out: &mut Vec<u8>) {
         }
         None => out.push(0),
     }
+    put_u64(out, spec.page_rows as u64);
 }
 
 /// Decodes a spec encoded by [`encode_spec`].
@@ -586,6 +628,7 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
         }
         Some(keep)
     })?;
+    let page_rows = usize::try_from(r.u64()?).ok()?;
     if !r.0.is_empty() {
         return None;
     }
@@ -608,6 +651,7 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
         time_left,
         keep,
         cancel: None,
+        page_rows,
     })
 }
 
@@ -659,6 +703,14 @@ pub fn encode_result(result: &FlowResult, out: &mut Vec<u8>) {
     put_u64(out, result.node);
     put_u32(out, result.core as u32);
     put_u64(out, result.micros);
+    match &result.resume {
+        Some((span, key)) => {
+            out.push(1);
+            put_u32(out, *span as u32);
+            put_bytes(out, key);
+        }
+        None => out.push(0),
+    }
 }
 
 /// Decodes a result encoded by [`encode_result`].
@@ -713,7 +765,7 @@ fn read_result(r: &mut Reader) -> Option<FlowResult> {
     for _ in 0..n {
         unserved.push(r.u32()? as usize);
     }
-    let result = FlowResult {
+    let mut result = FlowResult {
         outputs,
         unserved,
         rows_read: r.u64()?,
@@ -721,7 +773,9 @@ fn read_result(r: &mut Reader) -> Option<FlowResult> {
         node: r.u64()?,
         core: r.u32()? as usize,
         micros: r.u64()?,
+        resume: None,
     };
+    result.resume = get_opt(r, |r| Some((r.u32()? as usize, get_vec(r)?)))?;
     r.0.is_empty().then_some(result)
 }
 
@@ -829,6 +883,7 @@ mod tests {
             time_left: Some(std::time::Duration::from_millis(1500)),
             keep: Some(vec![true, false]),
             cancel: None,
+            page_rows: 100,
         }
     }
 
@@ -863,6 +918,7 @@ mod tests {
             node: 3,
             core: 1,
             micros: 77,
+            resume: Some((2, vec![5, 0])),
         };
         let mut b = Vec::new();
         encode_result(&result, &mut b);

@@ -5515,6 +5515,10 @@ impl<'a> Exec<'a> {
                 return self.run_locking(plan, t, wait).await;
             } else if let Some(t) = &plan.table {
                 let access = self.choose_access(t, plan.filter.as_ref());
+                // Flows (those of a LIMIT in key order stop once they have enough rows).
+                if let Some(rows) = self.try_distsql(plan, t, &access).await? {
+                    return Ok(rows);
+                }
                 // PERF: LIMIT over the primary key order reads only as many rows as it needs.
                 if let (Some(want), Access::Span(..) | Access::Full) =
                     (self.pk_order_limit(plan, t)?, &access)
@@ -5529,9 +5533,6 @@ impl<'a> Exec<'a> {
                     };
                     let rows = self.scan_filtered(t, plan, start, end, want).await?;
                     return self.finish_plan(plan, rows).await;
-                }
-                if let Some(rows) = self.try_distsql(plan, t, &access).await? {
-                    return Ok(rows);
                 }
                 if !self.correlated_in_filter(plan).is_empty() {
                     // Correlated subqueries in WHERE: read everything, filter row by row.
@@ -5924,7 +5925,15 @@ impl<'a> Exec<'a> {
     /// How many rows a plan needs from its table when it only projects, filters and limits in
     /// primary key order (so the first rows of a primary key scan are the answer).
     fn pk_order_limit(&self, plan: &SelectPlan, t: &TableDesc) -> Result<Option<usize>> {
-        if plan.grouped || plan.distinct || plan.distinct_on > 0 || plan.limit.is_none() {
+        // Window functions and set-returning functions need more input rows than the
+        // output rows they make (all of them; or more, when a row expands to none).
+        if plan.grouped
+            || plan.distinct
+            || plan.distinct_on > 0
+            || plan.limit.is_none()
+            || !plan.windows.is_empty()
+            || !plan.srfs.is_empty()
+        {
             return Ok(None);
         }
         for (i, (key, desc, _)) in plan.order.iter().enumerate() {

@@ -65,6 +65,15 @@ fn check_output(
     }
 }
 
+/// What every flow of a scan computes: the filter, the partial aggregation, the columns it
+/// decodes, and for a LIMIT in key order the rows wanted (LIMIT + OFFSET).
+pub(super) struct FlowWork {
+    filter: Option<Scalar>,
+    agg: Option<PartialAgg>,
+    keep: Option<Vec<bool>>,
+    want: Option<usize>,
+}
+
 /// Where one flow runs and what it reads.
 pub(super) struct FlowPlan {
     pub(super) node: u64,
@@ -273,16 +282,17 @@ impl Exec<'_> {
         let partial = Self::partial_agg(plan);
         let grouped = partial.is_some();
         let keep = self.kept_columns(plan, t.columns.len());
-        let outputs = self
-            .run_flows(
-                t,
-                plan.filter.clone(),
-                partial,
-                keep,
-                planned,
-                (&start, &end),
-            )
-            .await?;
+        let want = match partial {
+            Some(_) => None,
+            None => self.pk_order_limit(plan, t)?,
+        };
+        let work = FlowWork {
+            filter: plan.filter.clone(),
+            agg: partial,
+            keep,
+            want,
+        };
+        let outputs = self.run_flows(t, work, planned, (&start, &end)).await?;
         if grouped {
             let mut grouper = Grouper::default();
             for out in outputs {
@@ -304,23 +314,38 @@ impl Exec<'_> {
 
     /// Runs flows over `[start, end)` of `t`'s primary index at the transaction's read
     /// timestamp and answers their outputs in key order; records the span as read.
+    ///
+    /// Flows of rows answer in pages ([`distsql::PAGE_ROWS`]): a flow that stopped early
+    /// is asked again from where it stopped, all such flows at once, round after round.
+    /// With `want` (a LIMIT in key order: its count plus OFFSET), the pages are that small
+    /// and the rounds stop once the spans answered completely, in key order, hold `want`
+    /// rows: the spans after those are not read (they answer no rows).
     async fn run_flows(
         &mut self,
         t: &TableDesc,
-        filter: Option<Scalar>,
-        agg: Option<PartialAgg>,
-        keep: Option<Vec<bool>>,
+        work: FlowWork,
         mut planned: Option<Vec<FlowPlan>>,
         (start, end): (&[u8], &[u8]),
     ) -> Result<Vec<FlowOutput>> {
+        let FlowWork {
+            filter,
+            agg,
+            keep,
+            want,
+        } = work;
         let table = Arc::new(t.clone());
         let mut unc = self.txn.uncertainty_limit();
         let mut mismatches = 0;
         let mut uncertain = 0;
+        let page_rows = match (&agg, want) {
+            (Some(_), _) => 0,
+            (None, Some(n)) => n.clamp(1, distsql::PAGE_ROWS),
+            (None, None) => distsql::PAGE_ROWS,
+        };
         loop {
             self.check_cancel()?;
             // The caller's plan first; a retry plans again (ranges or leaders moved).
-            let flows = match planned.take() {
+            let mut flows = match planned.take() {
                 Some(f) => f,
                 None => self.plan_flows(start, end).await?,
             };
@@ -338,89 +363,87 @@ impl Exec<'_> {
                     .map(|d| d.saturating_duration_since(std::time::Instant::now())),
                 keep: keep.clone(),
                 cancel: Some(self.cancel.clone()),
+                page_rows,
             };
-            let ctx = self.ctx;
-            let runs = flows.iter().map(|f| {
-                let mut spec = base.clone();
-                spec.spans = f.spans.iter().map(|(_, s)| s.clone()).collect();
-                async move {
-                    let n = spec.spans.len();
-                    let req = KvRequest::Flow {
-                        range: spec.spans[0].range,
-                        spec: Box::new(spec),
-                    };
-                    // To the first span's leader (forwarded to its node if need be). A
-                    // flow the transport could not carry (a dead or cut-off node, an
-                    // answer too big or too slow) is read by the gateway instead.
-                    let answer = match ctx.send(req).await {
-                        Err(e) if e.is_retryable() => {
-                            return Ok(FlowEnd::Done(FlowResult {
-                                unserved: (0..n).collect(),
-                                ..FlowResult::default()
-                            }))
-                        }
-                        other => other?,
-                    };
-                    match answer {
-                        KvResponse::Flow(r) => Ok(FlowEnd::Done(*r)),
-                        KvResponse::Uncertain(u) => Ok(FlowEnd::Uncertain(u)),
-                        // Nobody led it (the sender gave up): the gateway reads all of it.
-                        KvResponse::NotLeader { .. } => Ok(FlowEnd::Done(FlowResult {
-                            unserved: (0..n).collect(),
-                            ..FlowResult::default()
-                        })),
-                        other => Err(Error::internal(format!("a flow answered {other:?}"))),
-                    }
-                }
-            });
-            let answers = crate::sql::session::join_all(runs.collect()).await;
             let mut slots: Vec<Option<FlowOutput>> = (0..nspans).map(|_| None).collect();
             let mut leftover = Vec::new();
-            let mut stats = Vec::new();
+            let mut stats: Vec<FlowStat> = Vec::new();
             let mut again: Option<Result<Uncertain>> = None;
-            for (f, answer) in flows.iter().zip(answers) {
-                match answer {
-                    Ok(FlowEnd::Done(r)) => {
-                        for (i, out) in r.outputs {
-                            check_output(&out, agg.as_ref(), i, f.spans.len())?;
-                            slots[f.spans[i].0] = Some(out);
+            // Spans of the flows still to ask (a resumed span and those after it).
+            let mut busy = vec![false; nspans];
+            while !flows.is_empty() && again.is_none() {
+                let answers = self.send_flows(&base, &flows).await;
+                let mut next = Vec::new();
+                for (f, answer) in flows.iter().zip(answers) {
+                    for (gi, _) in &f.spans {
+                        busy[*gi] = false;
+                    }
+                    match answer {
+                        Ok(FlowEnd::Done(r)) => {
+                            for (i, out) in r.outputs {
+                                check_output(&out, agg.as_ref(), i, f.spans.len())?;
+                                put_output(&mut slots[f.spans[i].0], out);
+                            }
+                            for i in r.unserved {
+                                let span = f.spans.get(i).ok_or_else(|| bad_answer("span"))?;
+                                leftover.push(span.clone());
+                            }
+                            add_stat(
+                                &mut stats,
+                                FlowStat {
+                                    node: r.node,
+                                    core: r.core,
+                                    spans: f.spans.len(),
+                                    rows_read: r.rows_read,
+                                    rows_out: r.rows_out,
+                                    micros: r.micros,
+                                    at_gateway: false,
+                                },
+                            );
+                            if let Some((i, key)) = r.resume {
+                                let rest = resumed(f, i, key)?;
+                                for (gi, _) in &rest.spans {
+                                    busy[*gi] = true;
+                                }
+                                next.push(rest);
+                            }
                         }
-                        for i in r.unserved {
-                            let span = f.spans.get(i).ok_or_else(|| bad_answer("span"))?;
-                            leftover.push(span.clone());
+                        Ok(FlowEnd::Uncertain(u)) => {
+                            again.get_or_insert(Ok(u));
                         }
-                        stats.push(FlowStat {
-                            node: r.node,
-                            core: r.core,
-                            spans: f.spans.len(),
-                            rows_read: r.rows_read,
-                            rows_out: r.rows_out,
-                            micros: r.micros,
-                            at_gateway: false,
-                        });
-                    }
-                    Ok(FlowEnd::Uncertain(u)) => {
-                        again.get_or_insert(Ok(u));
-                    }
-                    Ok(FlowEnd::NotLeader(_)) => {
-                        leftover.extend(f.spans.iter().cloned());
-                    }
-                    Err(e) if e.kind == ErrorKind::RangeKeyMismatch => {
-                        if !matches!(again, Some(Ok(_))) {
-                            again = Some(Err(e));
+                        Ok(FlowEnd::NotLeader(_)) => {
+                            leftover.extend(f.spans.iter().cloned());
                         }
+                        Err(e) if e.kind == ErrorKind::RangeKeyMismatch => {
+                            if !matches!(again, Some(Ok(_))) {
+                                again = Some(Err(e));
+                            }
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
                 }
+                flows = next;
+                if let Some(n) = want {
+                    if let Some(done) = key_order_prefix(&slots, &busy, &leftover, n) {
+                        // Enough rows in key order: nothing after span `done` is needed.
+                        flows.clear();
+                        leftover.retain(|(gi, _)| *gi <= done);
+                        for slot in slots.iter_mut().skip(done + 1) {
+                            slot.get_or_insert(FlowOutput::Rows(Vec::new()));
+                        }
+                    }
+                }
+                self.pause().await?;
             }
             if again.is_none() && !leftover.is_empty() {
                 let mut spec = base.clone();
+                spec.page_rows = 0;
                 spec.spans = leftover.iter().map(|(_, s)| s.clone()).collect();
-                match distsql::run_flow(ctx, &spec, Source::Routed).await {
+                match distsql::run_flow(self.ctx, &spec, Source::Routed).await {
                     Ok(FlowEnd::Done(r)) => {
                         for (i, out) in r.outputs {
                             check_output(&out, agg.as_ref(), i, leftover.len())?;
-                            slots[leftover[i].0] = Some(out);
+                            put_output(&mut slots[leftover[i].0], out);
                         }
                         stats.push(FlowStat {
                             node: r.node,
@@ -471,6 +494,46 @@ impl Exec<'_> {
         }
     }
 
+    /// Sends one round of flows, `base` with each one's spans, in parallel; answers in the
+    /// order of `flows`.
+    async fn send_flows(&self, base: &FlowSpec, flows: &[FlowPlan]) -> Vec<Result<FlowEnd>> {
+        let ctx = self.ctx;
+        let runs = flows.iter().map(|f| {
+            let mut spec = base.clone();
+            spec.spans = f.spans.iter().map(|(_, s)| s.clone()).collect();
+            async move {
+                let n = spec.spans.len();
+                let req = KvRequest::Flow {
+                    range: spec.spans[0].range,
+                    spec: Box::new(spec),
+                };
+                // To the first span's leader (forwarded to its node if need be). A flow the
+                // transport could not carry (a dead or cut-off node, an answer too big or
+                // too slow) is read by the gateway instead.
+                let answer = match ctx.send(req).await {
+                    Err(e) if e.is_retryable() => {
+                        return Ok(FlowEnd::Done(FlowResult {
+                            unserved: (0..n).collect(),
+                            ..FlowResult::default()
+                        }))
+                    }
+                    other => other?,
+                };
+                match answer {
+                    KvResponse::Flow(r) => Ok(FlowEnd::Done(*r)),
+                    KvResponse::Uncertain(u) => Ok(FlowEnd::Uncertain(u)),
+                    // Nobody led it (the sender gave up): the gateway reads all of it.
+                    KvResponse::NotLeader { .. } => Ok(FlowEnd::Done(FlowResult {
+                        unserved: (0..n).collect(),
+                        ..FlowResult::default()
+                    })),
+                    other => Err(Error::internal(format!("a flow answered {other:?}"))),
+                }
+            }
+        });
+        crate::sql::session::join_all(runs.collect()).await
+    }
+
     /// `EXPLAIN (DISTSQL)`: where the flows of `plan` run (and, after it ran, what each
     /// did).
     pub(super) async fn explain_distsql(
@@ -492,14 +555,11 @@ impl Exec<'_> {
         let access = self.choose_access(t, plan.filter.as_ref());
         let mode = self.dist_mode();
         let span = self.dist_span(plan, t, &access);
-        let limited = self.pk_order_limit(plan, t)?.is_some();
-        let Some((start, end)) = span.filter(|_| mode != DistMode::Off && !limited) else {
+        let Some((start, end)) = span.filter(|_| mode != DistMode::Off) else {
             local(
                 out,
                 if mode == DistMode::Off {
                     "distsql = off"
-                } else if limited {
-                    "a LIMIT in primary key order reads only what it needs"
                 } else {
                     "access path or expressions stay on the gateway"
                 },
@@ -529,6 +589,9 @@ impl Exec<'_> {
         }
         if partial {
             stages.push("partial aggregation".into());
+        } else if let Some(n) = self.pk_order_limit(plan, t)? {
+            // The gateway stops asking once the first rows in key order are in.
+            stages.push(format!("first {n} rows"));
         }
         for (i, f) in flows.iter().enumerate() {
             let place = format!("node {} core {}", f.node.max(1), f.core);
@@ -571,4 +634,79 @@ impl Exec<'_> {
         }
         Ok(())
     }
+}
+
+/// Adds a flow's answer for a span to what the span answered before (a paged flow answers
+/// a span in several pieces, in key order).
+fn put_output(slot: &mut Option<FlowOutput>, out: FlowOutput) {
+    match (slot.as_mut(), out) {
+        (Some(FlowOutput::Rows(rows)), FlowOutput::Rows(more)) => rows.extend(more),
+        (_, out) => *slot = Some(out),
+    }
+}
+
+/// Folds a page's statistics into those of the same flow's earlier pages.
+fn add_stat(stats: &mut Vec<FlowStat>, s: FlowStat) {
+    match stats
+        .iter_mut()
+        .find(|x| !x.at_gateway && x.node == s.node && x.core == s.core)
+    {
+        Some(x) => {
+            x.rows_read += s.rows_read;
+            x.rows_out += s.rows_out;
+            x.micros += s.micros;
+        }
+        None => stats.push(s),
+    }
+}
+
+/// The rest of flow `f` after it stopped in its span `i` at `key`: that span from `key`,
+/// then the spans after it.
+fn resumed(f: &FlowPlan, i: usize, key: Vec<u8>) -> Result<FlowPlan> {
+    let (gi, span) = f.spans.get(i).ok_or_else(|| bad_answer("resume span"))?;
+    if key.as_slice() < span.start.as_slice() || key.as_slice() >= span.end.as_slice() {
+        return Err(bad_answer("resume key"));
+    }
+    let mut spans = vec![(
+        *gi,
+        FlowSpan {
+            range: span.range,
+            start: key,
+            end: span.end.clone(),
+        },
+    )];
+    spans.extend(f.spans[i + 1..].iter().cloned());
+    Ok(FlowPlan {
+        node: f.node,
+        core: f.core,
+        spans,
+    })
+}
+
+/// With `want` rows needed in key order: the last span of the shortest prefix of spans
+/// that holds that many rows, every span of it answered completely (not left for the
+/// gateway to read, no pages to come) but the last, which may have answered only its
+/// first rows so far; None while there is no such prefix.
+fn key_order_prefix(
+    slots: &[Option<FlowOutput>],
+    busy: &[bool],
+    leftover: &[(usize, FlowSpan)],
+    want: usize,
+) -> Option<usize> {
+    let mut rows = 0;
+    for (gi, slot) in slots.iter().enumerate() {
+        if leftover.iter().any(|(l, _)| *l == gi) {
+            return None;
+        }
+        if let Some(FlowOutput::Rows(r)) = slot {
+            rows += r.len();
+        }
+        if rows >= want {
+            return Some(gi);
+        }
+        if busy[gi] || slot.is_none() {
+            return None;
+        }
+    }
+    None
 }
