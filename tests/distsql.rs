@@ -66,6 +66,10 @@ const QUERIES: &[&str] = &[
     "SELECT k FROM t WHERE v % 1000 = 0 LIMIT 7 OFFSET 2",
     "SELECT k FROM t WHERE v % 1000 = 0 ORDER BY k LIMIT 3",
     "SELECT k FROM t WHERE v > 29995 LIMIT 10",
+    // Joins: each table input read by flows, joined at the gateway.
+    "SELECT a.k, b.s FROM t a JOIN t b ON b.k = a.k + 1 WHERE a.v % 997 = 0 ORDER BY a.k",
+    "SELECT count(*), sum(b.v) FROM t a JOIN t b ON a.k = b.k WHERE a.g = 3 AND b.v > 100",
+    "SELECT a.g, count(b.k) FROM t a LEFT JOIN t b ON b.k = a.g WHERE a.k < 20000 GROUP BY a.g ORDER BY a.g",
     // A window or a set-returning function needs more rows than the LIMIT.
     "SELECT k, count(*) OVER () FROM t WHERE k % 5000 = 1 LIMIT 2",
     "SELECT k, generate_series(1, (k % 3)::INT4) FROM t WHERE k < 20 LIMIT 5",
@@ -202,6 +206,31 @@ fn flows_per_core_answer_what_the_gateway_answers() {
             "{off:?}"
         );
         c.batch_execute("RESET distsql").await.unwrap();
+        // A join's table inputs are read by flows on both cores.
+        let joined = lines_of(
+            &c,
+            "EXPLAIN (DISTSQL) SELECT count(*) FROM t a JOIN t b ON a.k = b.k WHERE b.v > 5",
+        )
+        .await;
+        let text = joined.join("\n");
+        assert!(
+            text.contains("distribution: partial (4 flows read join inputs)"),
+            "{text}"
+        );
+        for core in 0..2 {
+            assert!(
+                joined.iter().any(|l| l.contains(&format!("node 1 core {core}:"))
+                    && l.contains("table reader t → filter")),
+                "no filtered input flow on core {core}:\n{text}"
+            );
+        }
+        let ran = lines_of(
+            &c,
+            "EXPLAIN ANALYZE (DISTSQL) SELECT count(*) FROM t a JOIN t b ON a.k = b.k",
+        )
+        .await;
+        let flows = ran.iter().filter(|l| l.starts_with("ran on ")).count();
+        assert_eq!(flows, 4, "{ran:?}");
         // A LIMIT in key order distributes; its flows stop once the first rows are in.
         let limited = lines_of(&c, "EXPLAIN (DISTSQL) SELECT * FROM t LIMIT 3").await;
         assert!(

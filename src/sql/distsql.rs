@@ -22,6 +22,10 @@
 //! LIMIT + OFFSET rows and stops asking once the spans answered so far hold that many
 //! rows in key order: the ranges after them are never read.
 //!
+//! A join's table inputs are scanned the same way, each by flows with the WHERE conjuncts
+//! that read only that input (`exec::distsql::dist_join_input`); the joins run on the
+//! gateway over the merged rows.
+//!
 //! # Consistency
 //!
 //! A flow reads at the transaction's read timestamp with its uncertainty limit, exactly as
@@ -43,7 +47,8 @@
 //! # Caveats
 //!
 //! - A flow on another node does not see the session's cancel flag: a cancelled statement
-//!   stops at the gateway once the flows it waits for answer (every flow checks the
+//!   stops at the gateway once the flows it waits for answer (a flow of rows answers a
+//!   page at a time, so it stops within a page) (every flow checks the
 //!   statement deadline and node shutdown between chunks; flows on the gateway's node also
 //!   the cancel flag).
 //! - Expressions with session state that does not travel (sequence functions,

@@ -253,32 +253,9 @@ impl Exec<'_> {
         let Some((start, end)) = self.dist_span(plan, t, access) else {
             return Ok(None);
         };
-        // Own uncommitted writes in the span: only the gateway overlays them.
-        if self
-            .txn
-            .writes
-            .range(start.clone()..end.clone())
-            .next()
-            .is_some()
-        {
+        let Some(planned) = self.flows_for(mode, &start, &end).await? else {
             return Ok(None);
-        }
-        let mut planned = None;
-        if mode == DistMode::Auto {
-            // PERF: one core and no cluster: every range is on the gateway's core.
-            if self.ctx.shared.ncores == 1 && self.ctx.shared.cluster().is_none() {
-                return Ok(None);
-            }
-            let flows = self.plan_flows(&start, &end).await?;
-            let me = self.ctx.shared.node_id.load(Ordering::Relaxed);
-            if flows
-                .iter()
-                .all(|f| f.node == me && f.core == self.ctx.core)
-            {
-                return Ok(None);
-            }
-            planned = Some(flows);
-        }
+        };
         let partial = Self::partial_agg(plan);
         let grouped = partial.is_some();
         let keep = self.kept_columns(plan, t.columns.len());
@@ -310,6 +287,90 @@ impl Exec<'_> {
             }
         }
         self.finish_plan(plan, rows).await.map(Some)
+    }
+
+    /// Whether a scan of `[start, end)` distributes in `mode`: None when it does not;
+    /// else the flows already planned (`auto` plans them to decide), if any.
+    async fn flows_for(
+        &self,
+        mode: DistMode,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<Option<Vec<FlowPlan>>>> {
+        if mode == DistMode::Off {
+            return Ok(None);
+        }
+        // Own uncommitted writes in the span: only the gateway overlays them.
+        if self
+            .txn
+            .writes
+            .range(start.to_vec()..end.to_vec())
+            .next()
+            .is_some()
+        {
+            return Ok(None);
+        }
+        if mode == DistMode::On {
+            return Ok(Some(None));
+        }
+        // PERF: one core and no cluster: every range is on the gateway's core.
+        if self.ctx.shared.ncores == 1 && self.ctx.shared.cluster().is_none() {
+            return Ok(None);
+        }
+        let flows = self.plan_flows(start, end).await?;
+        let me = self.ctx.shared.node_id.load(Ordering::Relaxed);
+        if flows
+            .iter()
+            .all(|f| f.node == me && f.core == self.ctx.core)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Some(flows)))
+    }
+
+    /// The rows of a join input's scan of `t` that pass `pushed` (the WHERE conjuncts that
+    /// read only this input), read by flows where the ranges are; None when the scan does
+    /// not distribute (an index access, expressions that do not travel, correlated
+    /// subqueries, `distsql = off`, or every range on the gateway's core).
+    pub(super) async fn dist_join_input(
+        &mut self,
+        t: &TableDesc,
+        pushed: Option<&Scalar>,
+        access: &Access,
+    ) -> Result<Option<Vec<Vec<Datum>>>> {
+        if !pushed.is_none_or(distsql::travels) || !self.correlated_in(pushed).is_empty() {
+            return Ok(None);
+        }
+        let (start, end) = match access {
+            Access::Full => {
+                let p = index_prefix(t.id, t.primary_index);
+                let e = prefix_end(&p);
+                (p, e)
+            }
+            Access::Span(s, e) => (s.clone(), e.clone()),
+            _ => return Ok(None),
+        };
+        let Some(planned) = self.flows_for(self.dist_mode(), &start, &end).await? else {
+            return Ok(None);
+        };
+        let work = FlowWork {
+            filter: pushed.cloned(),
+            agg: None,
+            keep: None,
+            want: None,
+        };
+        let before = std::mem::take(&mut self.flow_stats);
+        let outputs = self.run_flows(t, work, planned, (&start, &end)).await?;
+        // The flows of every input, for EXPLAIN ANALYZE.
+        let mine = std::mem::replace(&mut self.flow_stats, before);
+        self.flow_stats.extend(mine);
+        let mut rows = Vec::new();
+        for out in outputs {
+            if let FlowOutput::Rows(r) = out {
+                rows.extend(r);
+            }
+        }
+        Ok(Some(rows))
     }
 
     /// Runs flows over `[start, end)` of `t`'s primary index at the transaction's read
@@ -534,6 +595,99 @@ impl Exec<'_> {
         crate::sql::session::join_all(runs.collect()).await
     }
 
+    /// `EXPLAIN (DISTSQL)` of a join: the flows that read each table input whose scan
+    /// distributes (an input read by lookups from the rows before it reads no flows), the
+    /// joins and the rest of the plan on the gateway.
+    async fn explain_join_inputs(
+        &mut self,
+        join: &JoinPlan,
+        plan: &SelectPlan,
+        gateway: &str,
+        ran: bool,
+        out: &mut Vec<String>,
+    ) -> Result<()> {
+        let filters = join_access::pushdown(join, plan.filter.as_ref());
+        let mode = self.dist_mode();
+        let mut lines = Vec::new();
+        let mut nflows = 0;
+        for (input, pushed) in join.inputs.iter().zip(&filters.inputs) {
+            let Some(t) = &input.table else { continue };
+            if !pushed.as_ref().is_none_or(distsql::travels)
+                || !self.correlated_in(pushed.as_ref()).is_empty()
+            {
+                continue;
+            }
+            let (start, end) = match self.choose_access(t, pushed.as_ref()) {
+                Access::Full => {
+                    let p = index_prefix(t.id, t.primary_index);
+                    let e = prefix_end(&p);
+                    (p, e)
+                }
+                Access::Span(s, e) => (s, e),
+                _ => continue,
+            };
+            if self.flows_for(mode, &start, &end).await?.is_none() {
+                continue;
+            }
+            let stages = match pushed {
+                Some(_) => format!("table reader {} → filter", t.name),
+                None => format!("table reader {}", t.name),
+            };
+            for f in self.plan_flows(&start, &end).await? {
+                nflows += 1;
+                lines.push(format!(
+                    "  flow {nflows}: node {} core {}: {stages} ({} span{})",
+                    f.node.max(1),
+                    f.core,
+                    f.spans.len(),
+                    if f.spans.len() == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        if nflows == 0 {
+            out.push(format!(
+                "distribution: local ({})",
+                if mode == DistMode::Off {
+                    "distsql = off"
+                } else {
+                    "no join input reads ranges elsewhere"
+                }
+            ));
+            out.push(format!("  gateway {gateway}: the whole plan"));
+            return Ok(());
+        }
+        out.push(format!(
+            "distribution: partial ({nflows} flow{} read join inputs)",
+            if nflows == 1 { "" } else { "s" }
+        ));
+        out.extend(lines);
+        out.push(format!(
+            "  gateway {gateway}: merge in key order → joins → the rest of the plan"
+        ));
+        if ran {
+            self.push_flow_stats(false, out);
+        }
+        Ok(())
+    }
+
+    /// What each flow did (`EXPLAIN ANALYZE (DISTSQL)`).
+    fn push_flow_stats(&self, groups: bool, out: &mut Vec<String>) {
+        for s in &self.flow_stats {
+            out.push(format!(
+                "  ran on node {} core {}{}: {} span{}, {} rows read, {} {} out, {:.3} ms",
+                s.node.max(1),
+                s.core,
+                if s.at_gateway { " (gateway)" } else { "" },
+                s.spans,
+                if s.spans == 1 { "" } else { "s" },
+                s.rows_read,
+                s.rows_out,
+                if groups { "groups" } else { "rows" },
+                s.micros as f64 / 1000.0
+            ));
+        }
+    }
+
     /// `EXPLAIN (DISTSQL)`: where the flows of `plan` run (and, after it ran, what each
     /// did).
     pub(super) async fn explain_distsql(
@@ -548,8 +702,13 @@ impl Exec<'_> {
             out.push(format!("distribution: local ({why})"));
             out.push(format!("  gateway {gateway}: the whole plan"));
         };
-        let Some(t) = plan.table.as_ref().filter(|_| plan.join.is_none()) else {
-            local(out, "not a scan of one table");
+        if let Some(join) = &plan.join {
+            return self
+                .explain_join_inputs(join, plan, &gateway, ran, out)
+                .await;
+        }
+        let Some(t) = plan.table.as_ref() else {
+            local(out, "not a scan of a table");
             return Ok(());
         };
         let access = self.choose_access(t, plan.filter.as_ref());
@@ -617,20 +776,7 @@ impl Exec<'_> {
         }
         out.push(format!("  gateway {gateway}: {}", last.join(" → ")));
         if ran {
-            for s in &self.flow_stats {
-                out.push(format!(
-                    "  ran on node {} core {}{}: {} span{}, {} rows read, {} {} out, {:.3} ms",
-                    s.node.max(1),
-                    s.core,
-                    if s.at_gateway { " (gateway)" } else { "" },
-                    s.spans,
-                    if s.spans == 1 { "" } else { "s" },
-                    s.rows_read,
-                    s.rows_out,
-                    if partial { "groups" } else { "rows" },
-                    s.micros as f64 / 1000.0
-                ));
-            }
+            self.push_flow_stats(partial, out);
         }
         Ok(())
     }

@@ -171,6 +171,9 @@ impl Exec<'_> {
         match (&input.table, &input.derived) {
             (Some(t), _) => {
                 let access = self.choose_access(t, pushed);
+                if let Some(rows) = self.dist_join_input(t, pushed, &access).await? {
+                    return Ok(rows);
+                }
                 let rows = self.read_rows(t, access).await?;
                 self.filter_rows(pushed, rows).await
             }
