@@ -1,5 +1,6 @@
 //! psql 15's meta-commands against a spawned server (issue 6, item 5): `\l`, `\dt`,
-//! `\d t`, `\di`, `\dn`, `\du`, `\dv` (and `\d`, `\d v`, `\d t_pkey`, `\dt+`, `\ds`, and
+//! `\d t`, `\di`, `\dn`, `\du`, `\dv` (and `\d`, `\d v`, `\d t_pkey`, `\dt+`, `\ds`, `\dm`,
+//! `\d mv` of a materialized view, and
 //! `\d` of a table with a SERIAL column and a foreign key) send the
 //! exact catalog queries psql sends PostgreSQL (`pg_catalog`, `OPERATOR(pg_catalog.~)`,
 //! correlated subqueries in SELECT lists, `pg_get_indexdef` …); their output is compared
@@ -88,6 +89,8 @@ const SCHEMA: &[&str] = &[
     "ALTER TABLE t ADD CONSTRAINT price_positive CHECK (price > 0)",
     "CREATE INDEX t_qty_idx ON t (qty)",
     "CREATE VIEW v AS SELECT k, name FROM t",
+    "CREATE MATERIALIZED VIEW mv AS SELECT k, qty FROM t",
+    "CREATE INDEX mv_qty_idx ON mv (qty)",
     "CREATE TABLE orders (id SERIAL PRIMARY KEY, t_k INT REFERENCES t (k) ON DELETE CASCADE, \
      qty INT8)",
 ];
@@ -107,6 +110,8 @@ const COMMANDS: &[(&str, &str)] = &[
     ("dt_plus", "\\dt+"),
     ("d_orders", "\\d orders"),
     ("ds", "\\ds"),
+    ("dm", "\\dm"),
+    ("d_mv", "\\d mv"),
 ];
 
 #[test]

@@ -303,6 +303,21 @@ pub struct TableDesc {
     pub schema: String,
     /// `COMMENT ON`: (0 for the table, column position + 1 for a column, comment).
     pub comments: Vec<(u32, String)>,
+    /// For a materialized view: its query and whether it is populated. Such a relation is
+    /// a table (`view` is `None`: its rows are stored, indexes work) that only `REFRESH
+    /// MATERIALIZED VIEW` writes (`exec::materialized_views`).
+    pub materialized: Option<MaterializedViewDesc>,
+}
+
+/// What makes a table a materialized view (descriptor extension 6).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaterializedViewDesc {
+    /// The defining query (SQL text), run again by each `REFRESH MATERIALIZED VIEW` and
+    /// resolved through the search path of the session that refreshes.
+    pub query: String,
+    /// False after `WITH NO DATA`: reading the view is an error (55000) until a REFRESH
+    /// fills it (PostgreSQL's `relispopulated`).
+    pub populated: bool,
 }
 
 impl TableDesc {
@@ -346,6 +361,15 @@ impl TableDesc {
     }
     pub fn visible_columns(&self) -> impl Iterator<Item = (usize, &ColumnDesc)> {
         self.columns.iter().enumerate().filter(|(_, c)| !c.hidden)
+    }
+    /// The query text a view or materialized view is defined by (`None` for a table or
+    /// sequence).
+    pub fn defining_query(&self) -> Option<&str> {
+        match (&self.view, &self.materialized) {
+            (Some(q), _) => Some(q),
+            (None, Some(m)) => Some(&m.query),
+            (None, None) => None,
+        }
     }
 }
 
@@ -725,6 +749,16 @@ pub fn encode_table(t: &TableDesc) -> Vec<u8> {
         w.u32(*on);
         w.str(text);
     }
+    // Extension 6 (materialized views): the query and the populated flag.
+    w.u8(6);
+    match &t.materialized {
+        Some(m) => {
+            w.u8(1);
+            w.str(&m.query);
+            w.u8(m.populated as u8);
+        }
+        None => w.u8(0),
+    }
     // Extension 7 (index expressions): per column, its computed expression.
     w.u8(7);
     for c in &t.columns {
@@ -905,7 +939,17 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
             comments.push((on, r.str()?));
         }
     }
-    if r.1 < r.0.len() && r.u8()? == 7 {
+    let mut materialized = None;
+    let mut tag = if r.1 < r.0.len() { r.u8()? } else { 0 };
+    if tag == 6 {
+        if r.u8()? == 1 {
+            let query = r.str()?;
+            let populated = r.u8()? == 1;
+            materialized = Some(MaterializedViewDesc { query, populated });
+        }
+        tag = if r.1 < r.0.len() { r.u8()? } else { 0 };
+    }
+    if tag == 7 {
         for c in columns.iter_mut() {
             c.computed = r.opt_str()?;
         }
@@ -928,6 +972,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         schema_id,
         schema: "public".into(),
         comments,
+        materialized,
     };
     crate::sql::computed::bind(&mut t);
     Ok(t)
@@ -1527,9 +1572,22 @@ mod tests {
             schema_id: 0,
             schema: "public".into(),
             comments: vec![(0, "the table".into()), (1, "the key".into())],
+            materialized: None,
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");
+        assert_eq!(back.comments, t.comments);
+        assert_eq!(back.materialized, None);
+        // Extension 6: a materialized view's query and populated flag.
+        let mut mv = t.clone();
+        mv.view = None;
+        mv.materialized = Some(MaterializedViewDesc {
+            query: "SELECT k FROM t".into(),
+            populated: false,
+        });
+        let back = decode_table(&encode_table(&mv)).unwrap();
+        assert_eq!(back.materialized, mv.materialized);
+        assert_eq!(back.defining_query(), Some("SELECT k FROM t"));
         assert_eq!(back.comments, t.comments);
         assert_eq!(back.columns[0].default.as_deref(), Some("1 + 1"));
         assert!(back.columns[0].default_expr.is_some());
@@ -1586,10 +1644,15 @@ mod tests {
         t0.adding.clear();
         t0.comments.clear();
         t0.columns[0].computed = None;
-        // Extension 7: a tag, then one absent expression per column.
-        let with_ext7 = encode_table(&t0);
-        let old = with_ext7[..with_ext7.len() - 2].to_vec();
-        assert!(decode_table(&old).unwrap().columns[0].computed.is_none());
+        let full = encode_table(&t0);
+        // Before extension 7: no index expressions (a tag and one absent per column).
+        let before_ext7 = full[..full.len() - 2].to_vec();
+        assert!(decode_table(&before_ext7).unwrap().columns[0]
+            .computed
+            .is_none());
+        // Before extension 6: no materialized view part (a tag and a 0 for none).
+        let old = full[..full.len() - 4].to_vec();
+        assert!(decode_table(&old).unwrap().materialized.is_none());
         let back = decode_table(&old[..old.len() - (1 + 4)]).unwrap();
         assert!(back.comments.is_empty() && back.adding.is_empty());
         let back = decode_table(&old[..old.len() - 2 * (1 + 4)]).unwrap();

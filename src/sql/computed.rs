@@ -348,6 +348,7 @@ mod tests {
             schema_id: 0,
             schema: "public".into(),
             comments: Vec::new(),
+            materialized: None,
         }))
         .unwrap();
         let e = catalog::parse_default("lower(v)").unwrap();

@@ -845,6 +845,7 @@ mod tests {
             schema_id: 0,
             schema: String::new(),
             comments: Vec::new(),
+            materialized: None,
         };
         // Through the descriptor codec once: what the other node decodes is compared.
         let table = decode_table(&encode_table(&t)).unwrap();

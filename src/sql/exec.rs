@@ -20,7 +20,7 @@ use crate::sql::expr::{
 };
 use crate::sql::pg_catalog;
 use crate::sql::preparse::{
-    ALTER_SEQUENCE_MARKER, RANGE_FOR_ROW_MARKER, SPLIT_MARKER, UPSERT_MARKER,
+    ALTER_SEQUENCE_MARKER, NO_DATA_MARKER, RANGE_FOR_ROW_MARKER, SPLIT_MARKER, UPSERT_MARKER,
 };
 use crate::sql::rewrite;
 use crate::sql::sequence::{self, SeqOp, SeqSession};
@@ -41,6 +41,7 @@ mod foreign_keys;
 mod functions;
 mod hash_join;
 mod join_access;
+mod materialized_views;
 mod merge_join;
 mod multi_assign;
 mod online_index;
@@ -1817,6 +1818,9 @@ fn plan_relation(
                 return Ok(virtual_input(vt, alias.as_ref()));
             }
             let t = lookup_relation(cat, db_id, path, name)?;
+            if t.materialized.as_ref().is_some_and(|m| !m.populated) {
+                return Err(materialized_views::not_populated(&t.name));
+            }
             if let Some(sql) = &t.view {
                 // A view: its query as a derived table, named after the view.
                 let mut q = match crate::sql::session::parse(sql)?.pop() {
@@ -2415,6 +2419,7 @@ pub fn describe(
                 return Err(Error::unsupported("INSERT into a table function"));
             };
             let t = lookup_table(cat, db_id, path, name)?;
+            materialized_views::refuse_write(&t, materialized_views::Write::Dml)?;
             let cols = insert_columns(&t, &ins.columns)?;
             // Parameters in VALUES take the type of their column.
             if let Some(src) = &ins.source {
@@ -2436,7 +2441,9 @@ pub fn describe(
         Statement::Update(u) => {
             let (t, alias) = match &u.table.relation {
                 TableFactor::Table { name, alias, .. } => {
-                    (lookup_table(cat, db_id, path, name)?, alias)
+                    let t = lookup_table(cat, db_id, path, name)?;
+                    materialized_views::refuse_write(&t, materialized_views::Write::Dml)?;
+                    (t, alias)
                 }
                 _ => return Err(Error::unsupported("UPDATE of a non-table")),
             };
@@ -2467,6 +2474,7 @@ pub fn describe(
         Statement::Delete(d) => {
             let target = delete_target(d)?;
             let t = lookup_table(cat, db_id, path, delete_table(d)?)?;
+            materialized_views::refuse_write(&t, materialized_views::Write::Dml)?;
             let using = d.using.as_deref().unwrap_or_default();
             let scope = if using.is_empty() {
                 let alias = match target {
@@ -3212,6 +3220,7 @@ fn build_check(
         schema_id: catalog::PUBLIC_SCHEMA,
         schema: "public".into(),
         comments: Vec::new(),
+        materialized: None,
     };
     let scope = table_scope(&probe, table);
     let mut params = Vec::new();
@@ -4653,7 +4662,9 @@ impl<'a> Exec<'a> {
             Statement::Update(u) => self.update(u).await,
             Statement::Delete(d) => self.delete(d).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
+            Statement::CreateView(cv) if cv.materialized => self.create_materialized_view(cv).await,
             Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::AlterView(av) => self.alter_view(av).await,
             Statement::CreateFunction(cf) => self.create_function(cf).await,
             Statement::DropFunction(df) => self.drop_function(df).await,
             Statement::Explain {
@@ -4678,11 +4689,7 @@ impl<'a> Exec<'a> {
                 self.explain(statement, *analyze || has("analyze"), has("distsql"))
                     .await
             }
-            Statement::RefreshMaterializedView(r) => {
-                // Materialized views are always fresh here: nothing to refresh.
-                let _ = lookup_relation(self.cat, self.db_id, &self.path, &r.name)?;
-                Ok((Outcome::Command("REFRESH MATERIALIZED VIEW".into()), None))
-            }
+            Statement::RefreshMaterializedView(r) => self.refresh_materialized_view(r).await,
             Statement::CreateIndex(ci) => self.create_index(ci).await,
             Statement::AlterTable(at) => self.alter_table(at).await,
             Statement::CreateDatabase {
@@ -4722,7 +4729,9 @@ impl<'a> Exec<'a> {
             Statement::Truncate(t) => {
                 let mut named = Vec::new();
                 for tn in &t.table_names {
-                    named.push(lookup_table(self.cat, self.db_id, &self.path, &tn.name)?);
+                    let table = lookup_table(self.cat, self.db_id, &self.path, &tn.name)?;
+                    materialized_views::refuse_write(&table, materialized_views::Write::Truncate)?;
+                    named.push(table);
                 }
                 let cascade = matches!(t.cascade, Some(ast::CascadeOption::Cascade));
                 let tables = self.truncate_set(named, cascade)?;
@@ -6996,6 +7005,7 @@ impl<'a> Exec<'a> {
         if marked(ins, RANGE_FOR_ROW_MARKER) {
             return self.show_range_for_row(&t, ins.source.as_deref()).await;
         }
+        materialized_views::refuse_write(&t, materialized_views::Write::Dml)?;
         let cols = insert_columns(&t, &ins.columns)?;
         // Rows of (column, value).
         let mut given_rows: Vec<Vec<(usize, Datum)>> = Vec::new();
@@ -7091,6 +7101,7 @@ impl<'a> Exec<'a> {
                 format!("cannot copy to view \"{}\"", t.name),
             ));
         }
+        materialized_views::refuse_write(&t, materialized_views::Write::CopyFrom)?;
         let positions = insert_columns(&t, &ins.columns)?;
         Ok((t, positions, ins))
     }
@@ -7522,6 +7533,7 @@ impl<'a> Exec<'a> {
         let (t, alias) = match &u.table.relation {
             TableFactor::Table { name, alias, .. } => {
                 let t = lookup_table(self.cat, self.db_id, &self.path, name)?;
+                materialized_views::refuse_write(&t, materialized_views::Write::Dml)?;
                 let a = alias
                     .as_ref()
                     .map(|a| ident_name(&a.name))
@@ -7649,6 +7661,7 @@ impl<'a> Exec<'a> {
             return Err(Error::unsupported("DELETE from a non-table"));
         };
         let t = lookup_table(self.cat, self.db_id, &self.path, name)?;
+        materialized_views::refuse_write(&t, materialized_views::Write::Dml)?;
         let alias = alias
             .as_ref()
             .map(|a| ident_name(&a.name))
@@ -7950,6 +7963,7 @@ impl<'a> Exec<'a> {
             schema_id,
             schema: "public".into(),
             comments: Vec::new(),
+            materialized: None,
         };
         for (fk, cols) in pending_fks {
             let f = self.build_foreign_key(&desc, &fk, cols)?;
@@ -7973,18 +7987,15 @@ impl<'a> Exec<'a> {
         Ok((Outcome::Command("CREATE TABLE".into()), None))
     }
 
-    /// `CREATE [OR REPLACE] [MATERIALIZED] VIEW`: a descriptor holding the query. A
-    /// materialized view is a plain view here (always fresh, nothing stored).
+    /// `CREATE [OR REPLACE] VIEW`: a descriptor holding the query, computed at each read.
+    /// (`CREATE MATERIALIZED VIEW` makes a stored table instead:
+    /// `exec::materialized_views`.)
     async fn create_view(
         &mut self,
         cv: &ast::CreateView,
     ) -> Result<(Outcome, Option<Vec<Column>>)> {
         let (schema_id, name) = self.cat.creation_name(self.db_id, &self.path, &cv.name)?;
-        let tag = if cv.materialized {
-            "CREATE MATERIALIZED VIEW"
-        } else {
-            "CREATE VIEW"
-        };
+        let tag = "CREATE VIEW";
         let existing = self.cat.table_in(self.db_id, schema_id, &name);
         if let Some(t) = &existing {
             if cv.if_not_exists {
@@ -8049,6 +8060,7 @@ impl<'a> Exec<'a> {
             schema_id,
             schema: "public".into(),
             comments: Vec::new(),
+            materialized: None,
         };
         writes.push(KvWrite::Put {
             key: keys::table_desc_key(id),
@@ -8087,6 +8099,28 @@ impl<'a> Exec<'a> {
                 ErrorKind::WrongObjectType,
                 format!("\"{}\" is not a table", t.name),
             ));
+        }
+        if t.materialized.is_some() {
+            // Its columns are its query's: only a new name is allowed.
+            if let Some(op) = at
+                .operations
+                .iter()
+                .find(|op| !matches!(op, ast::AlterTableOperation::RenameTable { .. }))
+            {
+                return Err(Error::new(
+                    ErrorKind::WrongObjectType,
+                    format!(
+                        "ALTER action {} cannot be performed on relation \"{}\"",
+                        op.to_string()
+                            .split_whitespace()
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        t.name
+                    ),
+                )
+                .with_detail("This operation is not supported for materialized views."));
+            }
         }
         let mut desc = (*t).clone();
         let mut new_indexes: Vec<IndexDesc> = Vec::new();
@@ -9019,6 +9053,15 @@ impl<'a> Exec<'a> {
                             )
                             .with_hint("Use DROP SEQUENCE to remove a sequence."))
                         }
+                        Some(t) if t.materialized.is_some() => {
+                            return Err(Error::new(
+                                ErrorKind::WrongObjectType,
+                                format!("\"{}\" is not a table", t.name),
+                            )
+                            .with_hint(
+                                "Use DROP MATERIALIZED VIEW to remove a materialized view.",
+                            ))
+                        }
                         Some(t) => {
                             writes.push(KvWrite::Delete {
                                 key: keys::table_desc_key(t.id),
@@ -9052,26 +9095,44 @@ impl<'a> Exec<'a> {
                 "DROP SCHEMA"
             }
             ObjectType::View | ObjectType::MaterializedView => {
+                let materialized = ot == ObjectType::MaterializedView;
+                let kind = if materialized {
+                    "materialized view"
+                } else {
+                    "view"
+                };
                 let mut dropped: Vec<u32> = Vec::new();
                 for n in names {
                     match self.cat.relation(self.db_id, &self.path, n)? {
-                        Some(t) if t.view.is_some() => {
+                        // A materialized view made before they were stored is a plain
+                        // view descriptor: DROP MATERIALIZED VIEW takes those too.
+                        Some(t)
+                            if t.view.is_some() || (materialized && t.materialized.is_some()) =>
+                        {
                             writes.push(KvWrite::Delete {
                                 key: keys::table_desc_key(t.id),
                             });
                             dropped.push(t.id);
                         }
                         Some(t) => {
+                            let hint = if t.materialized.is_some() {
+                                "Use DROP MATERIALIZED VIEW to remove a materialized view."
+                            } else if t.sequence.is_some() {
+                                "Use DROP SEQUENCE to remove a sequence."
+                            } else {
+                                "Use DROP TABLE to remove a table."
+                            };
                             return Err(Error::new(
                                 ErrorKind::WrongObjectType,
-                                format!("\"{}\" is not a view", t.name),
-                            ))
+                                format!("\"{}\" is not a {kind}", t.name),
+                            )
+                            .with_hint(hint));
                         }
                         None if if_exists => {}
                         None => {
                             return Err(Error::new(
                                 ErrorKind::UndefinedTable,
-                                format!("view \"{}\" does not exist", object_name(n)),
+                                format!("{kind} \"{}\" does not exist", object_name(n)),
                             ))
                         }
                     }

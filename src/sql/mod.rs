@@ -47,7 +47,8 @@
 //!   cancellation is (between rows, and in `pg_sleep`), not inside a single KV wait;
 //!   `WITH RECURSIVE` is computed before the statement runs (`exec::recursive_cte`), its
 //!   rows held in memory.
-//!   Views are stored queries (materialized ones too: always fresh, nothing stored).
+//!   Views are stored queries, computed at each read; materialized views are tables filled
+//!   from their query at creation and at each REFRESH (`exec::materialized_views`).
 //!   SQL functions ([`udf`], `exec::functions`) are inlined, never called: one SELECT
 //!   or `RETURN expr` bodies with a scalar result, no recursion, no PL/pgSQL.
 //! - Schemas (`exec::schemas`): `CREATE SCHEMA s`, `s.t` names and the session's

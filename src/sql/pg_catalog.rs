@@ -687,6 +687,7 @@ const PG_CATALOG_TABLES: &[&str] = &[
     "pg_tablespace",
     "pg_tables",
     "pg_views",
+    "pg_matviews",
     "pg_indexes",
     "pg_sequence",
     "pg_proc",
@@ -848,6 +849,8 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                         "v"
                     } else if seq {
                         "S"
+                    } else if t.materialized.is_some() {
+                        "m"
                     } else {
                         "r"
                     },
@@ -859,6 +862,11 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 );
                 // relhastriggers: PostgreSQL enforces foreign keys with triggers.
                 row[20] = Datum::Bool(has_fk_triggers(cat, t));
+                if let Some(m) = &t.materialized {
+                    // A materialized view has its query as a rule, as a view does.
+                    row[19] = Datum::Bool(true);
+                    row[24] = Datum::Bool(m.populated);
+                }
                 row[2] = int(schema_oid(t.schema_id));
                 rows.push(row);
                 for (i, _) in idx {
@@ -1524,7 +1532,7 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
             ],
             tables
                 .iter()
-                .filter(|t| t.view.is_none() && t.sequence.is_none())
+                .filter(|t| t.view.is_none() && t.sequence.is_none() && t.materialized.is_none())
                 .map(|t| {
                     vec![
                         text(cat.schema_name(t.schema_id)),
@@ -1556,6 +1564,34 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                             text(t.name.clone()),
                             text("root"),
                             text(format!("{v};")),
+                        ]
+                    })
+                })
+                .collect(),
+        ),
+        "pg_matviews" => table(
+            name,
+            &[
+                ("schemaname", T),
+                ("matviewname", T),
+                ("matviewowner", T),
+                ("tablespace", T),
+                ("hasindexes", B),
+                ("ispopulated", B),
+                ("definition", T),
+            ],
+            tables
+                .iter()
+                .filter_map(|t| {
+                    t.materialized.as_ref().map(|m| {
+                        vec![
+                            text(cat.schema_name(t.schema_id)),
+                            text(t.name.clone()),
+                            text("root"),
+                            Datum::Null,
+                            Datum::Bool(!indexes_of(t).is_empty()),
+                            Datum::Bool(m.populated),
+                            text(format!("{};", m.query)),
                         ]
                     })
                 })
@@ -1793,8 +1829,10 @@ fn udt_name(ty: SqlType) -> &'static str {
 }
 
 fn information_schema_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
+    // Materialized views are not in the SQL standard's views (PostgreSQL leaves them out).
     let (sequences, tables): (Vec<&TableDesc>, Vec<&TableDesc>) = user_tables(cat, db_id)
         .into_iter()
+        .filter(|t| t.materialized.is_none())
         .partition(|t| t.sequence.is_some());
     let db = db_name(cat, db_id);
     let constraint_cols: &[(&str, SqlType)] = &[
@@ -3224,7 +3262,7 @@ pub fn rewrite(stmt: &mut Statement, cat: &Catalog, db_id: u32, path: &SearchPat
                         }
                     }
                     _ => {
-                        if let Some(v) = &t.view {
+                        if let Some(v) = t.defining_query() {
                             pairs.push((table_oid(t), format!(" {v};")));
                         }
                     }

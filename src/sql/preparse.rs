@@ -26,6 +26,10 @@
 //! - `CREATE TABLE t (a, b) AS …` gets a marker type on each named column
 //!   (`UNTYPED_COLUMN`), since sqlparser wants a type there.
 //!
+//! - Every `CREATE MATERIALIZED VIEW v … AS query WITH [NO] DATA` (in any statement of the
+//!   string) loses the clause (sqlparser has none for views); `NO DATA` becomes the option
+//!   `WITH ("__chitin_no_data" = 1)` before the `AS`, which `exec` reads.
+//!
 //! - Every `FETCH` and `MOVE` (in any statement of the string) becomes `FETCH ALL FROM
 //!   name INTO "__chitin_cursor <fetch|move> <direction> <count>"`, which
 //!   [`crate::sql::cursor::CursorCommand::from_statement`] reads: sqlparser has no MOVE,
@@ -67,6 +71,9 @@ pub const ZONE_CONFIG_MARKER: &str = "__chitin_zone_config";
 /// the name.
 pub const STATS_NAME_MARKER: &str = "__chitin_stats ";
 
+/// The option of a `CREATE MATERIALIZED VIEW … WITH NO DATA`.
+pub const NO_DATA_MARKER: &str = "__chitin_no_data";
+
 /// The last name part that flags `ALTER SEQUENCE` (a `CREATE TEMPORARY SEQUENCE`).
 pub const ALTER_SEQUENCE_MARKER: &str = "__chitin_alter_sequence";
 
@@ -74,6 +81,9 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
     if let Some(r) = rewrite_fetch_move(sql) {
+        return r.into();
+    }
+    if let Some(r) = rewrite_matview_with_data(sql) {
         return r.into();
     }
     if let Some(r) = rewrite_noop(body) {
@@ -175,6 +185,95 @@ fn rewrite_ctas_columns(body: &str) -> Option<String> {
         names.join(", "),
         &body[close + 1..]
     ))
+}
+
+/// Each statement of `sql` that is `CREATE MATERIALIZED VIEW … AS query WITH [NO] DATA`
+/// loses the clause, and for `NO DATA` gets the [`NO_DATA_MARKER`] option before its
+/// first `AS` outside parentheses; the rest of the text is kept byte for byte. `None` when
+/// there is no such statement.
+fn rewrite_matview_with_data(sql: &str) -> Option<String> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    // PERF: every simple query passes here; most never tokenize.
+    if !may_start_statement(sql, "create") || !sql.to_ascii_lowercase().contains("materialized") {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let mut line_starts = vec![0];
+    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let offset = |i: usize| -> Option<usize> {
+        let Some(t) = tokens.get(i) else {
+            return Some(sql.len());
+        };
+        let start = *line_starts.get((t.span.start.line as usize).checked_sub(1)?)?;
+        let col = (t.span.start.column as usize).checked_sub(1)?;
+        match sql[start..].char_indices().nth(col) {
+            Some((i, _)) => Some(start + i),
+            None => Some(sql.len()),
+        }
+    };
+    let word = |i: usize, w: &str| matches!(&tokens[i].token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    // (byte range to remove, byte offset of the AS to put the marker before) per statement.
+    let mut edits: Vec<(std::ops::Range<usize>, Option<usize>)> = Vec::new();
+    let mut from = 0;
+    for end in
+        (0..=tokens.len()).filter(|&i| i == tokens.len() || tokens[i].token == Token::SemiColon)
+    {
+        let significant: Vec<usize> = (from..end)
+            .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+            .collect();
+        from = end + 1;
+        let n = significant.len();
+        if n < 6
+            || !word(significant[0], "create")
+            || !word(significant[1], "materialized")
+            || !word(significant[2], "view")
+            || !word(significant[n - 1], "data")
+        {
+            continue;
+        }
+        let no_data = word(significant[n - 2], "no");
+        let with = if no_data { n - 3 } else { n - 2 };
+        if !word(significant[with], "with") {
+            continue;
+        }
+        let removed = offset(significant[with])?..offset(significant[n - 1] + 1)?;
+        let mut as_at = None;
+        if no_data {
+            let mut depth = 0;
+            for &i in &significant[3..with] {
+                match &tokens[i].token {
+                    Token::LParen => depth += 1,
+                    Token::RParen => depth -= 1,
+                    _ if depth == 0 && word(i, "as") => {
+                        as_at = Some(offset(i)?);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            as_at?;
+        }
+        edits.push((removed, as_at));
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len() + 32 * edits.len());
+    let mut copied = 0;
+    for (removed, as_at) in edits {
+        if let Some(at) = as_at {
+            out.push_str(&sql[copied..at]);
+            out.push_str(&format!("WITH (\"{NO_DATA_MARKER}\" = 1) "));
+            copied = at;
+        }
+        out.push_str(sql[copied..removed.start].trim_end());
+        copied = removed.end;
+    }
+    out.push_str(&sql[copied..]);
+    Some(out)
 }
 
 /// `SELECT … AS OF SYSTEM TIME x …` → the marked derived table, if `body` is one.
@@ -683,6 +782,35 @@ fn rewrite_split_at(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn materialized_view_with_data_clause() {
+        assert_eq!(
+            rewrite("CREATE MATERIALIZED VIEW v AS SELECT 1 WITH DATA;"),
+            "CREATE MATERIALIZED VIEW v AS SELECT 1;"
+        );
+        assert_eq!(
+            rewrite("create materialized view if not exists v (a, \"as\") as select 1, 2 with no data"),
+            "create materialized view if not exists v (a, \"as\") WITH (\"__chitin_no_data\" = 1) as select 1, 2"
+        );
+        assert_eq!(
+            rewrite("CREATE MATERIALIZED VIEW class AS\n(SELECT 1 AS x)\nWITH  NO DATA"),
+            "CREATE MATERIALIZED VIEW class WITH (\"__chitin_no_data\" = 1) AS\n(SELECT 1 AS x)"
+        );
+        // Every statement of a string.
+        assert_eq!(
+            rewrite("CREATE TABLE b (k INT); CREATE MATERIALIZED VIEW m AS SELECT k FROM b WITH NO DATA; SELECT 'with no data'; CREATE MATERIALIZED VIEW n AS SELECT 1 WITH DATA"),
+            "CREATE TABLE b (k INT); CREATE MATERIALIZED VIEW m WITH (\"__chitin_no_data\" = 1) AS SELECT k FROM b; SELECT 'with no data'; CREATE MATERIALIZED VIEW n AS SELECT 1"
+        );
+        for unchanged in [
+            "CREATE MATERIALIZED VIEW v AS SELECT 1",
+            "CREATE VIEW v AS SELECT 1 WITH DATA",
+            "CREATE MATERIALIZED VIEW v AS SELECT data FROM with",
+            "SELECT 'create materialized view v as select 1 with data'",
+        ] {
+            assert_eq!(rewrite(unchanged), unchanged);
+        }
+    }
 
     #[test]
     fn a_dollar_quoted_comment_becomes_a_quoted_string() {

@@ -319,6 +319,7 @@ pub fn relation(id: u32, db_id: u32, schema_id: u32, name: &str, seq: SequenceDe
         schema_id,
         schema: "public".into(),
         comments: Vec::new(),
+        materialized: None,
     }
 }
 

@@ -157,7 +157,9 @@ impl<'a> Exec<'a> {
             Rc::new(child.clone())
         } else {
             match found {
-                Some(p) if p.view.is_none() && p.sequence.is_none() => p,
+                Some(p) if p.view.is_none() && p.sequence.is_none() && p.materialized.is_none() => {
+                    p
+                }
                 Some(p) => {
                     return Err(Error::new(
                         ErrorKind::WrongObjectType,

@@ -87,13 +87,7 @@ impl Exec<'_> {
                 .collect();
             if let Some(first) = members.first() {
                 if !cascade {
-                    let kind = if first.view.is_some() {
-                        "view"
-                    } else if first.sequence.is_some() {
-                        "sequence"
-                    } else {
-                        "table"
-                    };
+                    let kind = view_deps::kind_name(first);
                     return Err(Error::new(
                         ErrorKind::DependentObjects,
                         format!("cannot drop schema {sname} because other objects depend on it"),

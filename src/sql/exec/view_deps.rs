@@ -1,8 +1,10 @@
 //! Views that depend on dropped relations: `DROP TABLE` / `DROP VIEW` of a relation a view
-//! reads fails with 2BP01 unless CASCADE, which drops those views too (and views on them).
+//! or materialized view reads fails with 2BP01 unless CASCADE, which drops those views too
+//! (and views on them).
 //!
-//! A view keeps its query as text, so its dependencies are found by parsing that text and
-//! resolving the relation names in it ([`view_references`]), at drop time.
+//! A view keeps its query as text (a materialized view too, beside its rows), so its
+//! dependencies are found by parsing that text and resolving the relation names in it
+//! ([`view_references`]), at drop time.
 //!
 //! # Implementation caveats
 //!
@@ -17,7 +19,7 @@ fn view_references(
     path: &catalog::SearchPath,
     v: &TableDesc,
 ) -> Vec<u32> {
-    let Some(sql) = &v.view else {
+    let Some(sql) = v.defining_query() else {
         return Vec::new();
     };
     let Ok(stmts) = crate::sql::session::parse(sql) else {
@@ -39,6 +41,8 @@ fn view_references(
 pub(super) fn kind_name(t: &TableDesc) -> &'static str {
     if t.view.is_some() {
         "view"
+    } else if t.materialized.is_some() {
+        "materialized view"
     } else if t.sequence.is_some() {
         "sequence"
     } else {
@@ -58,7 +62,7 @@ impl Exec<'_> {
         loop {
             let mut more = Vec::new();
             for v in self.cat.tables_in(self.db_id) {
-                if v.view.is_none() || dropped.contains(&v.id) {
+                if v.defining_query().is_none() || dropped.contains(&v.id) {
                     continue;
                 }
                 let refs = view_references(self.cat, self.db_id, &self.path, v);
@@ -74,7 +78,11 @@ impl Exec<'_> {
                         ErrorKind::DependentObjects,
                         format!("cannot drop {kind} {name} because other objects depend on it"),
                     )
-                    .with_detail(format!("view {} depends on {kind} {name}", v.name))
+                    .with_detail(format!(
+                        "{} {} depends on {kind} {name}",
+                        kind_name(v),
+                        v.name
+                    ))
                     .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
                 }
                 more.push(v.id);
