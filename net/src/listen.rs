@@ -48,6 +48,38 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> 
     }
 }
 
+/// Fails with "address in use" when another socket listens on `addr` — but not for
+/// connections of a killed process lingering in TIME-WAIT there, which
+/// [`bind_listener`] binds past (both set `SO_REUSEADDR`). For a clear error before the
+/// node starts its cores.
+pub fn check_port_free(addr: SocketAddr) -> io::Result<()> {
+    let (domain, storage, len) = sockaddr(addr);
+    // SAFETY: plain socket syscalls on a descriptor this function owns and closes;
+    // `storage` outlives the bind call.
+    unsafe {
+        let fd = libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let one: libc::c_int = 1;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let result =
+            if rc != 0 || libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) != 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            };
+        libc::close(fd);
+        result
+    }
+}
+
 fn sockaddr(addr: SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: all-zero bytes are a valid `sockaddr_storage`.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

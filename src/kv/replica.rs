@@ -468,6 +468,9 @@ pub struct Replica {
     /// two-phase transactions are latched again (they lived in the previous leader's
     /// memory). It serves nothing before.
     pub relatched: Cell<bool>,
+    /// Opened from the log at a restart and not latched again since: the prepares
+    /// `relatch` finds are from before the restart.
+    pub restarted: Cell<bool>,
     /// Size and load, for splits ([`super::range_stats`]).
     pub stats: super::range_stats::RangeStats,
     /// Queued for the raft driver's next round ([`super::store::Store`] drives only the
@@ -656,6 +659,7 @@ impl Replica {
             lease_round: Cell::new(None),
             last_transfer: Cell::new(None),
             relatched: Cell::new(true),
+            restarted: Cell::new(false),
             stats: Default::default(),
             dirty: Cell::new(false),
             quiesced: Cell::new(false),

@@ -84,6 +84,9 @@ pub struct Store {
     /// `(draining, avoid)` at the last tick: a change wakes quiesced leaders, which may
     /// have to hand leadership over.
     placement_seen: RefCell<(bool, Vec<u64>)>,
+    /// When the store opened: prepares a range latches again soon after are from before
+    /// the restart ([`RESTART_PREPARES`]).
+    opened_at: Instant,
 }
 
 /// Ticks (100 ms) without a request before an idle, caught-up range quiesces.
@@ -149,6 +152,7 @@ impl Store {
             ticks: Cell::new(0),
             unreachable: RefCell::new(Default::default()),
             placement_seen: RefCell::new((false, Vec::new())),
+            opened_at: Instant::now(),
         });
         let recovered = store.log.recover().await?;
         // Raft-state records: each range's configuration and last snapshot.
@@ -270,6 +274,12 @@ impl Store {
         // meanwhile) is resolved at once: a fence from the lock table here, one that
         // comes back with the log when its entry applies (`Store::apply`).
         for r in store.replicas.borrow().values() {
+            // The log may hold prepares the engine has not applied yet (entries a crash
+            // left without a durable commit index commit again under the next leader):
+            // a range serves only once it applied them and latched every prepare record
+            // (`relatch`), single-replica ranges too.
+            r.relatched.set(false);
+            r.restarted.set(true);
             r.recovered_up_to
                 .set(r.raw.borrow().raft.raft_log.last_index());
             if let Some(at) = r.fence.borrow().as_deref() {
@@ -1770,6 +1780,16 @@ impl Store {
     /// their Commit or Abort finds them, as on the previous leader. Runs once the leader
     /// applied everything before its term (every prepare record is in the engine then).
     async fn relatch(&self, r: &Replica) -> Result<()> {
+        // Prepares from before a restart have no coordinator waiting here any more: the
+        // orphan resolver may decide them at once. (A replica that leads only much later
+        // finds prepares of a live cluster's ongoing commits: those wait as usual.)
+        let since = if r.restarted.replace(false) && self.opened_at.elapsed() < RESTART_PREPARES {
+            Instant::now()
+                .checked_sub(Duration::from_secs(3600))
+                .unwrap_or_else(Instant::now)
+        } else {
+            Instant::now()
+        };
         let mut start = PREPARE_PREFIX.to_vec();
         start.extend_from_slice(&r.id.0.to_be_bytes());
         let end = keys::prefix_end(&start);
@@ -1791,7 +1811,7 @@ impl Store {
                     writes,
                     ts,
                     durable: true,
-                    since: Instant::now(),
+                    since,
                 },
             );
         }
@@ -1983,7 +2003,7 @@ impl Store {
         commit_ts: Option<Timestamp>,
     ) -> Result<()> {
         let replica = self.replica(range)?;
-        match commit_ts {
+        let result = match commit_ts {
             Some(ts) => {
                 self.replicate(&replica, CommandKind::Commit, txn, ts, &writes)
                     .await
@@ -1992,7 +2012,16 @@ impl Store {
                 self.replicate(&replica, CommandKind::Abort, txn, Timestamp::MIN, &[])
                     .await
             }
-        }
+        };
+        // Latched again after the restart (`relatch`): resolved now.
+        replica.release(txn);
+        result
+    }
+
+    /// Whether every replica of this core has latched its prepare records again since
+    /// the store opened (on a single node: applied its whole log, as the leader it is).
+    pub fn relatched(&self) -> bool {
+        self.replicas.borrow().values().all(|r| r.relatched.get())
     }
 
     /// Installs a snapshot raft handed to this follower: the range's versions, its
@@ -2554,6 +2583,9 @@ fn fence_long_ago() -> Option<Instant> {
         .checked_sub(super::split::FENCE_ABANDONED + Duration::from_secs(1))
         .or(Some(Instant::now()))
 }
+
+/// After a restart, how long the prepares a range latches again count as orphans at once.
+const RESTART_PREPARES: Duration = Duration::from_secs(30);
 
 /// How often (in 100 ms raft ticks) the raft logs are truncated.
 const TRUNCATE_EVERY_TICKS: u64 = 20;

@@ -819,6 +819,10 @@ fn install_signal_handlers() {
     }
 }
 
+/// How long a starting node waits for its ports to be released (by a node killed just
+/// before) before it gives up.
+const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts the node and blocks until it has shut down.
 pub fn run(cfg: NodeConfig) -> Result<()> {
     std::fs::create_dir_all(&cfg.store).map_err(|e| {
@@ -829,10 +833,24 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     cfg.store = std::fs::canonicalize(&cfg.store).map_err(|e| {
         Error::internal(format!("cannot resolve store {}: {e}", cfg.store.display()))
     })?;
-    // Fail early and clearly if the ports are taken.
+    // Fail early and clearly if the ports are taken (by a listener: a killed node's
+    // connections lingering in TIME-WAIT do not count, as for the listeners themselves).
+    // A node killed a moment ago can still hold its listeners for a while: the kernel
+    // closes the files of its io_uring rings after the process is gone.
+    let wait_until = std::time::Instant::now() + PORT_WAIT;
     for addr in [cfg.listen_addr, cfg.http_addr] {
-        std::net::TcpListener::bind(addr)
-            .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
+        loop {
+            match chitin_net::listen::check_port_free(addr) {
+                Ok(()) => break,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < wait_until =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(Error::internal(format!("cannot listen on {addr}: {e}"))),
+            }
+        }
     }
     install_signal_handlers();
     let n = cfg.cores.max(1);
@@ -949,10 +967,21 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     result
 }
 
+/// How long a restarting single node waits for its ranges to apply their logs before it
+/// resolves the prepare records it finds.
+const RELATCH_WAIT: Duration = Duration::from_secs(10);
+
 /// Commits or aborts every prepare record on this core according to its transaction's
 /// record in the system range (`txn_record::resolve`: absent → abort; STAGING → commit
 /// exactly when every participant holds its prepare).
 async fn recover_prepared(ctx: &CoreCtx) -> Result<()> {
+    // First every prepare in the log: a crash can leave entries the engine had applied
+    // (and acknowledged) without a durable commit index; they apply again once the range
+    // elected itself leader. Bounded: anything found later is the orphan resolver's.
+    let started = std::time::Instant::now();
+    while !ctx.store.relatched() && started.elapsed() < RELATCH_WAIT {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
     for (range, txn, writes) in ctx.store.prepared_records().await? {
         let commit_ts = match txn_record::resolve(ctx, txn).await? {
             txn_record::Outcome::Committed(ts) => Some(ts),
