@@ -70,6 +70,11 @@ const QUERIES: &[&str] = &[
     "SELECT a.k, b.s FROM t a JOIN t b ON b.k = a.k + 1 WHERE a.v % 997 = 0 ORDER BY a.k",
     "SELECT count(*), sum(b.v) FROM t a JOIN t b ON a.k = b.k WHERE a.g = 3 AND b.v > 100",
     "SELECT a.g, count(b.k) FROM t a LEFT JOIN t b ON b.k = a.g WHERE a.k < 20000 GROUP BY a.g ORDER BY a.g",
+    // ORDER BY … LIMIT not in key order: each flow answers its top rows.
+    "SELECT k, v FROM t ORDER BY v DESC LIMIT 5",
+    "SELECT k, s FROM t WHERE g = 2 ORDER BY s LIMIT 7 OFFSET 3",
+    "SELECT k, f * 2 AS d FROM t ORDER BY d DESC, k LIMIT 4",
+    "SELECT k, n FROM t ORDER BY n % 10, k DESC LIMIT 6",
     // A window or a set-returning function needs more rows than the LIMIT.
     "SELECT k, count(*) OVER () FROM t WHERE k % 5000 = 1 LIMIT 2",
     "SELECT k, generate_series(1, (k % 3)::INT4) FROM t WHERE k < 20 LIMIT 5",
@@ -197,6 +202,23 @@ fn flows_per_core_answer_what_the_gateway_answers() {
             assert!(l.contains(", 21 groups out"), "{l}");
         }
         assert_eq!(read, ROWS as u64);
+        // ANALYZE lists each operator with its rows out, time and place.
+        let ops: Vec<&String> = ran
+            .iter()
+            .skip_while(|l| !l.starts_with("operators (rows out, time, where):"))
+            .collect();
+        let text = ran.join("\n");
+        assert!(
+            ops.iter().any(|l| l.starts_with("scan t → partial aggregation: 42 rows, ")
+                && (l.ends_with("2 flows on node 1 core 0, node 1 core 1")
+                    || l.ends_with("2 flows on node 1 core 1, node 1 core 0"))),
+            "{text}"
+        );
+        assert!(
+            ops.iter()
+                .any(|l| l.starts_with("group → project: 7 rows, ") && l.contains("gateway node 1 core ")),
+            "{text}"
+        );
         // Gateway-only when asked, and for a LIMIT in key order.
         c.batch_execute("SET distsql = off").await.unwrap();
         let off = lines_of(&c, "EXPLAIN (DISTSQL) SELECT sum(v) FROM t").await;
@@ -231,6 +253,25 @@ fn flows_per_core_answer_what_the_gateway_answers() {
         .await;
         let flows = ran.iter().filter(|l| l.starts_with("ran on ")).count();
         assert_eq!(flows, 4, "{ran:?}");
+        // ORDER BY … LIMIT: each flow answers only its top rows.
+        let top = lines_of(
+            &c,
+            "EXPLAIN (DISTSQL) SELECT k FROM t ORDER BY v DESC LIMIT 5",
+        )
+        .await;
+        assert!(
+            top.iter()
+                .any(|l| l.contains("table reader t → top 5 by the ORDER BY")),
+            "{top:?}"
+        );
+        let ran = lines_of(
+            &c,
+            "EXPLAIN ANALYZE (DISTSQL) SELECT k FROM t ORDER BY v DESC LIMIT 5",
+        )
+        .await;
+        let outs: Vec<&String> = ran.iter().filter(|l| l.starts_with("ran on ")).collect();
+        assert_eq!(outs.len(), 2, "{ran:?}");
+        assert!(outs.iter().all(|l| l.contains(", 5 rows out")), "{ran:?}");
         // A LIMIT in key order distributes; its flows stop once the first rows are in.
         let limited = lines_of(&c, "EXPLAIN (DISTSQL) SELECT * FROM t LIMIT 3").await;
         assert!(

@@ -20,7 +20,11 @@
 //! answer grows with the table. An aggregating flow answers its groups in one piece. A
 //! `LIMIT` in key order (no ORDER BY, or ORDER BY a primary key prefix) asks for pages of
 //! LIMIT + OFFSET rows and stops asking once the spans answered so far hold that many
-//! rows in key order: the ranges after them are never read.
+//! rows in key order: the ranges after them are never read. An `ORDER BY … LIMIT` in
+//! another order sends its sort keys (expressions over the table row) and LIMIT + OFFSET:
+//! each flow keeps its first rows in that order (`FlowSpec::top`; sorted and cut every
+//! time it holds twice as many) and answers only those, unpaged; the gateway sorts the
+//! flows' answers and cuts again.
 //!
 //! A join's table inputs are scanned the same way, each by flows with the WHERE conjuncts
 //! that read only that input (`exec::distsql::dist_join_input`); the joins run on the
@@ -67,7 +71,7 @@ use crate::sql::catalog::TableDesc;
 use crate::sql::exec::{AggState, Grouper};
 use crate::sql::expr::{AggCall, EvalCtx, Scalar};
 use crate::sql::record::{put_str, Reader};
-use crate::sql::types::Datum;
+use crate::sql::types::{Datum, SqlType};
 use crate::sql::wire;
 
 /// One key span of a flow, inside one range.
@@ -147,6 +151,20 @@ pub struct FlowSpec {
     /// many stops after its chunk and says where to resume ([`FlowResult::resume`]).
     /// Aggregating flows are not paged.
     pub page_rows: usize,
+    /// `ORDER BY … LIMIT`: with `top` > 0 a flow of rows answers only its first `top` rows
+    /// in this order (all of them, sorted, in its first span's output), not paged.
+    pub order: Vec<FlowOrder>,
+    pub top: usize,
+}
+
+/// One ORDER BY key of a top-K flow: an expression over the table row; `array_ty` sorts
+/// an array output as the gateway does (`array::sort_datum`).
+#[derive(Clone, Debug)]
+pub struct FlowOrder {
+    pub key: Scalar,
+    pub array_ty: Option<SqlType>,
+    pub desc: bool,
+    pub nulls_first: bool,
 }
 
 /// A flow's answer for one span.
@@ -246,7 +264,15 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
         ..FlowResult::default()
     };
     let single = spec.spans.len() == 1;
-    let paged = spec.agg.is_none() && spec.page_rows > 0;
+    let top = if spec.agg.is_none() && !spec.order.is_empty() {
+        spec.top
+    } else {
+        0
+    };
+    let paged = spec.agg.is_none() && spec.page_rows > 0 && top == 0;
+    // A top-K flow's best rows so far, with their sort keys.
+    let mut best: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
+    let dirs: Vec<(bool, bool)> = spec.order.iter().map(|o| (o.desc, o.nulls_first)).collect();
     for (i, span) in spec.spans.iter().enumerate() {
         if paged && result.rows_out as usize >= spec.page_rows {
             result.resume = Some((i, span.start.clone()));
@@ -324,6 +350,23 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
                 }
                 match &spec.agg {
                     Some(a) => grouper.add(&a.group_by, &a.aggs, row, &cx)?,
+                    None if top > 0 => {
+                        let keys = spec
+                            .order
+                            .iter()
+                            .map(|o| {
+                                let v = o.key.eval(&row, &cx)?;
+                                match o.array_ty {
+                                    Some(ty) => crate::sql::array::sort_datum(v, ty),
+                                    None => Ok(v),
+                                }
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        best.push((keys, row));
+                        if best.len() >= 2 * top.max(512) {
+                            keep_top(&mut best, &dirs, top);
+                        }
+                    }
                     None => rows.push(row),
                 }
             }
@@ -355,8 +398,21 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
             break;
         }
     }
+    if top > 0 {
+        keep_top(&mut best, &dirs, top);
+        result.rows_out = best.len() as u64;
+        if let Some((_, first)) = result.outputs.first_mut() {
+            *first = FlowOutput::Rows(best.into_iter().map(|(_, row)| row).collect());
+        }
+    }
     result.micros = started.elapsed().as_micros() as u64;
     Ok(FlowEnd::Done(result))
+}
+
+/// Keeps the first `top` of `rows` (sort keys, row) in the order `dirs`, sorted.
+fn keep_top(rows: &mut Vec<(Vec<Datum>, Vec<Datum>)>, dirs: &[(bool, bool)], top: usize) {
+    rows.sort_by(|a, b| crate::sql::exec::cmp_sort_keys(&a.0, &b.0, dirs));
+    rows.truncate(top);
 }
 
 impl FlowSpec {
@@ -449,8 +505,8 @@ pub fn travels(s: &Scalar) -> bool {
 // Wire encoding (flows sent to another node): a version byte, then the fields in order, in
 // `sql::wire`'s format (little-endian, u32 lengths, presence bytes for options).
 
-/// 2: specs carry `page_rows`, results `resume` (a node of version 1 refuses them as
-/// malformed rather than misreading them).
+/// 2: specs carry `page_rows`, `order` and `top`, results `resume` (a node of version 1
+/// refuses them as malformed rather than misreading them).
 const WIRE_VERSION: u8 = 2;
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -564,6 +620,20 @@ pub fn encode_spec(spec: &FlowSpec, out: &mut Vec<u8>) {
         None => out.push(0),
     }
     put_u64(out, spec.page_rows as u64);
+    put_u32(out, spec.order.len() as u32);
+    for o in &spec.order {
+        wire::put_scalar(out, &o.key);
+        match o.array_ty {
+            Some(ty) => {
+                out.push(1);
+                out.push(ty.tag());
+            }
+            None => out.push(0),
+        }
+        out.push(o.desc as u8);
+        out.push(o.nulls_first as u8);
+    }
+    put_u64(out, spec.top as u64);
 }
 
 /// Decodes a spec encoded by [`encode_spec`].
@@ -634,6 +704,26 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
         Some(keep)
     })?;
     let page_rows = usize::try_from(r.u64()?).ok()?;
+    let (n, cap) = get_count(r)?;
+    let mut order = Vec::with_capacity(cap);
+    for _ in 0..n {
+        let key = wire::get_scalar(r)?;
+        let array_ty = get_opt(r, |r| SqlType::from_tag(r.u8()?))?;
+        let flag = |r: &mut Reader| match r.u8()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        let desc = flag(r)?;
+        let nulls_first = flag(r)?;
+        order.push(FlowOrder {
+            key,
+            array_ty,
+            desc,
+            nulls_first,
+        });
+    }
+    let top = usize::try_from(r.u64()?).ok()?;
     if !r.0.is_empty() {
         return None;
     }
@@ -657,6 +747,8 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
         keep,
         cancel: None,
         page_rows,
+        order,
+        top,
     })
 }
 
@@ -890,6 +982,13 @@ mod tests {
             keep: Some(vec![true, false]),
             cancel: None,
             page_rows: 100,
+            order: vec![FlowOrder {
+                key: Scalar::Column(1),
+                array_ty: Some(SqlType::Int8Array),
+                desc: true,
+                nulls_first: false,
+            }],
+            top: 10,
         }
     }
 

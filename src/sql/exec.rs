@@ -45,6 +45,7 @@ mod materialized_views;
 mod merge_join;
 mod multi_assign;
 mod online_index;
+mod op_stats;
 pub use analyze::refresh_stale_stats;
 use online_index::duplicate_in_index;
 pub use online_index::fail_interrupted_jobs;
@@ -2820,7 +2821,7 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
 }
 
 /// Compares sort keys by `(descending, nulls first)` per key.
-fn cmp_sort_keys(a: &[Datum], b: &[Datum], dirs: &[(bool, bool)]) -> std::cmp::Ordering {
+pub(crate) fn cmp_sort_keys(a: &[Datum], b: &[Datum], dirs: &[(bool, bool)]) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     for (i, (desc, nulls_first)) in dirs.iter().enumerate() {
         let (x, y) = (&a[i], &b[i]);
@@ -3893,6 +3894,10 @@ pub struct Exec<'a> {
     rows_read: std::cell::Cell<u64>,
     /// Join steps run as merge joins by the statement so far (`EXPLAIN ANALYZE`).
     merge_joins: u64,
+    /// The operators run so far, while `EXPLAIN ANALYZE` runs its query
+    /// ([`op_stats`]), and the plan nesting the running operator is at.
+    op_stats: Option<Vec<op_stats::OpStat>>,
+    op_depth: usize,
 }
 
 /// A correlated subquery in a WHERE clause and the parameter slot it fills.
@@ -3949,6 +3954,8 @@ impl<'a> Exec<'a> {
             flow_stats: Vec::new(),
             rows_read: std::cell::Cell::new(0),
             merge_joins: 0,
+            op_stats: None,
+            op_depth: 0,
         }
     }
 
@@ -5425,6 +5432,16 @@ impl<'a> Exec<'a> {
     }
 
     async fn run_plan(&mut self, plan: &SelectPlan) -> Result<Vec<Vec<Datum>>> {
+        if self.op_stats.is_none() {
+            return self.run_plan_inner(plan).await;
+        }
+        self.op_depth += 1;
+        let r = Box::pin(self.run_plan_inner(plan)).await;
+        self.op_depth -= 1;
+        r
+    }
+
+    async fn run_plan_inner(&mut self, plan: &SelectPlan) -> Result<Vec<Vec<Datum>>> {
         // A WHERE clause false for every row (`WHERE 1 = 0`) reads nothing: without this,
         // `generate_series(1, 100000000) WHERE 1 = 0` would build every row first.
         if let Some(f) = &plan.filter {
@@ -5528,6 +5545,7 @@ impl<'a> Exec<'a> {
                 if let Some(rows) = self.try_distsql(plan, t, &access).await? {
                     return Ok(rows);
                 }
+                let started = self.op_start();
                 // PERF: LIMIT over the primary key order reads only as many rows as it needs.
                 if let (Some(want), Access::Span(..) | Access::Full) =
                     (self.pk_order_limit(plan, t)?, &access)
@@ -5541,16 +5559,29 @@ impl<'a> Exec<'a> {
                         }
                     };
                     let rows = self.scan_filtered(t, plan, start, end, want).await?;
+                    self.op_done(
+                        started,
+                        || format!("scan {} → filter: first {want} rows in key order", t.name),
+                        rows.len(),
+                    );
                     return self.finish_plan(plan, rows).await;
                 }
-                if !self.correlated_in_filter(plan).is_empty() {
+                let correlated = !self.correlated_in_filter(plan).is_empty();
+                let access = if correlated { Access::Full } else { access };
+                let name = access_name(&access);
+                let rows = self.read_rows(t, access).await?;
+                self.op_done(started, || format!("scan {}: {name}", t.name), rows.len());
+                let started = self.op_start();
+                let rows = if correlated {
                     // Correlated subqueries in WHERE: read everything, filter row by row.
-                    let rows = self.read_rows(t, Access::Full).await?;
                     self.filter_rows_plan(plan, rows).await?
                 } else {
-                    let rows = self.read_rows(t, access).await?;
                     self.filter_rows(plan.filter.as_ref(), rows).await?
+                };
+                if plan.filter.is_some() {
+                    self.op_done(started, || "filter".into(), rows.len());
                 }
+                rows
             } else {
                 let keep = match &plan.filter {
                     Some(f) => f.eval_bool(&[], &self.cx)?,
@@ -5572,6 +5603,7 @@ impl<'a> Exec<'a> {
         input: Vec<Vec<Datum>>,
     ) -> Result<Vec<Vec<Datum>>> {
         self.check_cancel()?;
+        let started = self.op_start();
         // (output row, sort keys)
         let mut produced: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
         if plan.values.is_some() || plan.setop.is_some() || plan.series.is_some() {
@@ -5653,7 +5685,9 @@ impl<'a> Exec<'a> {
                 produced.push((out, keys));
             }
         }
-        self.finish_produced(plan, produced)
+        let out = self.finish_produced(plan, produced)?;
+        self.op_done(started, || op_stats::tail_name(plan), out.len());
+        Ok(out)
     }
 
     /// The output of a grouped plan from its groups (from [`Grouper`], here or merged from
@@ -5664,8 +5698,11 @@ impl<'a> Exec<'a> {
         groups: Vec<(Vec<Datum>, Vec<AggState>)>,
     ) -> Result<Vec<Vec<Datum>>> {
         self.check_cancel()?;
+        let started = self.op_start();
         let produced = self.project_groups(plan, groups)?;
-        self.finish_produced(plan, produced)
+        let out = self.finish_produced(plan, produced)?;
+        self.op_done(started, || op_stats::tail_name(plan), out.len());
+        Ok(out)
     }
 
     /// Each group's output row and sort keys (after HAVING); a plan without GROUP BY has
@@ -5800,6 +5837,7 @@ impl<'a> Exec<'a> {
         let mut steps: u64 = 0;
         for (i, (kind, on)) in join.steps.iter().enumerate() {
             let input = &join.inputs[i + 1];
+            let mut step_started = self.op_start();
             // The ON condition and the WHERE conjuncts this step can already test.
             let combined = filters.step_condition(on.as_ref(), i);
             let cond = &combined;
@@ -5829,7 +5867,16 @@ impl<'a> Exec<'a> {
                         )
                         .await?;
                     match looked_up {
-                        Some(rows) => rows,
+                        Some(rows) => {
+                            if let Some(t) = &input.table {
+                                self.op_done(
+                                    step_started,
+                                    || format!("lookups into {}", t.name),
+                                    rows.len(),
+                                );
+                            }
+                            rows
+                        }
                         None => {
                             self.join_input_filtered(input, pushed[i + 1].as_ref())
                                 .await?
@@ -5853,6 +5900,19 @@ impl<'a> Exec<'a> {
                 Some(_) => None,
                 None => hash_join::HashIndex::build(&equi, &shared),
             };
+            let method = if per_left_row {
+                "per left row"
+            } else if merged.is_some() {
+                "merge join"
+            } else if index.is_some() {
+                "hash join"
+            } else {
+                "nested loop"
+            };
+            // The step's own time starts once its right input is read.
+            if step_started.is_some() {
+                step_started = self.op_start();
+            }
             let mut out = Vec::new();
             let mut right_matched = vec![false; shared.len()];
             for (li, l) in acc.iter().enumerate() {
@@ -5927,6 +5987,11 @@ impl<'a> Exec<'a> {
             }
             acc = out;
             left_width += input.width;
+            self.op_done(
+                step_started,
+                || format!("{} join step {} ({method})", join_kind_name(*kind), i + 1),
+                acc.len(),
+            );
         }
         Ok(acc)
     }
@@ -5958,6 +6023,11 @@ impl<'a> Exec<'a> {
                 return Ok(None);
             }
         }
+        self.limit_plus_offset(plan)
+    }
+
+    /// LIMIT + OFFSET of `plan` (None without a LIMIT, or with LIMIT NULL).
+    fn limit_plus_offset(&self, plan: &SelectPlan) -> Result<Option<usize>> {
         let limit = match plan
             .limit
             .as_ref()
@@ -6447,7 +6517,11 @@ impl<'a> Exec<'a> {
             self.flow_stats.clear();
             self.rows_read.set(0);
             self.merge_joins = 0;
-            let rows = self.run_plan(&plan).await?;
+            self.op_stats = Some(Vec::new());
+            let ran = self.run_plan(&plan).await;
+            self.render_op_stats(&mut lines);
+            self.op_stats = None;
+            let rows = ran?;
             if self.merge_joins > 0 {
                 lines.push(format!(
                     "join steps run as merge joins: {}",
@@ -6507,14 +6581,7 @@ impl<'a> Exec<'a> {
             out.push(format!("{pad}filter"));
         }
         if let Some(t) = &plan.table {
-            let access = match self.choose_access(t, plan.filter.as_ref()) {
-                Access::Point(_) => "primary key point lookup".to_string(),
-                Access::Points(v) => format!("primary key lookups ({} keys)", v.len()),
-                Access::Span(..) => "primary key span scan".to_string(),
-                Access::Index(i, _) => format!("index {} lookup", i.name),
-                Access::IndexRange(i, _, _) => format!("index {} range scan", i.name),
-                Access::Full => "full scan".to_string(),
-            };
+            let access = access_name(&self.choose_access(t, plan.filter.as_ref()));
             let ranges = self.ctx.ranges.borrow().table_range_count(t.id);
             out.push(format!(
                 "{pad}scan {}: {access} ({ranges} range{})",
@@ -9252,6 +9319,28 @@ fn dml_outcome(
             Some(cols),
         ),
         None => (Outcome::Command(tag), None),
+    }
+}
+
+/// A join kind as SQL says it.
+fn join_kind_name(kind: JoinKind) -> &'static str {
+    match kind {
+        JoinKind::Inner => "inner",
+        JoinKind::Left => "left",
+        JoinKind::Right => "right",
+        JoinKind::Full => "full",
+    }
+}
+
+/// How EXPLAIN names an access path.
+fn access_name(access: &Access) -> String {
+    match access {
+        Access::Point(_) => "primary key point lookup".to_string(),
+        Access::Points(v) => format!("primary key lookups ({} keys)", v.len()),
+        Access::Span(..) => "primary key span scan".to_string(),
+        Access::Index(i, _) => format!("index {} lookup", i.name),
+        Access::IndexRange(i, _, _) => format!("index {} range scan", i.name),
+        Access::Full => "full scan".to_string(),
     }
 }
 

@@ -14,7 +14,8 @@ use super::*;
 use crate::kv::keys::core_for_range;
 use crate::kv::{KvRequest, KvResponse};
 use crate::sql::distsql::{
-    self, FlowEnd, FlowEval, FlowOutput, FlowResult, FlowSpan, FlowSpec, PartialAgg, Source,
+    self, FlowEnd, FlowEval, FlowOrder, FlowOutput, FlowResult, FlowSpan, FlowSpec, PartialAgg,
+    Source,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -72,6 +73,10 @@ pub(super) struct FlowWork {
     agg: Option<PartialAgg>,
     keep: Option<Vec<bool>>,
     want: Option<usize>,
+    /// `ORDER BY … LIMIT` not in key order: each flow answers its first `top` rows in
+    /// this order.
+    order: Vec<FlowOrder>,
+    top: usize,
 }
 
 /// Where one flow runs and what it reads.
@@ -127,6 +132,46 @@ impl Exec<'_> {
             Access::Span(s, e) => Some((s.clone(), e.clone())),
             _ => None,
         }
+    }
+
+    /// `ORDER BY … LIMIT n [OFFSET m]` over the rows of one table, not in key order: the
+    /// flows' sort keys (each an expression over the table row that travels) and `n + m`,
+    /// the rows each flow answers at most; None when the plan groups, is DISTINCT, has
+    /// window or set-returning functions, or no LIMIT.
+    pub(super) fn top_k(&self, plan: &SelectPlan) -> Result<Option<(Vec<FlowOrder>, usize)>> {
+        if plan.order.is_empty()
+            || plan.grouped
+            || plan.distinct
+            || plan.distinct_on > 0
+            || !plan.windows.is_empty()
+            || !plan.srfs.is_empty()
+            || !plan.srf_exprs.is_empty()
+        {
+            return Ok(None);
+        }
+        let mut order = Vec::with_capacity(plan.order.len());
+        for (key, desc, nulls_first) in &plan.order {
+            let (key, array_ty) = match key {
+                SortKey::Expr(e) => (e.clone(), None),
+                SortKey::Output(o) => match plan.outputs.get(*o) {
+                    Some(e) => (e.clone(), plan.columns.get(*o).map(|c| c.ty)),
+                    None => return Ok(None),
+                },
+            };
+            if !distsql::travels(&key)
+                || super::join_access::volatile(&key)
+                || !self.correlated_in(Some(&key)).is_empty()
+            {
+                return Ok(None);
+            }
+            order.push(FlowOrder {
+                key,
+                array_ty,
+                desc: *desc,
+                nulls_first: *nulls_first,
+            });
+        }
+        Ok(self.limit_plus_offset(plan)?.map(|n| (order, n)))
     }
 
     /// The partial aggregation flows can do for `plan`: grouped, no window functions, and
@@ -263,13 +308,41 @@ impl Exec<'_> {
             Some(_) => None,
             None => self.pk_order_limit(plan, t)?,
         };
+        let (order, top) = match (&partial, want) {
+            (None, None) => self.top_k(plan)?.unwrap_or_default(),
+            _ => Default::default(),
+        };
         let work = FlowWork {
             filter: plan.filter.clone(),
             agg: partial,
             keep,
             want,
+            order,
+            top,
+        };
+        let started = self.op_start();
+        let stages = {
+            let mut st = format!("scan {}", t.name);
+            if plan.filter.is_some() {
+                st.push_str(" → filter");
+            }
+            if grouped {
+                st.push_str(" → partial aggregation");
+            } else if work.top > 0 {
+                st.push_str(&format!(" → top {}", work.top));
+            }
+            st
         };
         let outputs = self.run_flows(t, work, planned, (&start, &end)).await?;
+        let out_rows: usize = outputs
+            .iter()
+            .map(|o| match o {
+                FlowOutput::Rows(r) => r.len(),
+                FlowOutput::Groups(g) => g.len(),
+            })
+            .sum();
+        let place = Self::flows_place(&self.flow_stats);
+        self.op_done_at(started, || stages, out_rows, place);
         if grouped {
             let mut grouper = Grouper::default();
             for out in outputs {
@@ -358,18 +431,28 @@ impl Exec<'_> {
             agg: None,
             keep: None,
             want: None,
+            order: Vec::new(),
+            top: 0,
         };
+        let started = self.op_start();
         let before = std::mem::take(&mut self.flow_stats);
         let outputs = self.run_flows(t, work, planned, (&start, &end)).await?;
         // The flows of every input, for EXPLAIN ANALYZE.
         let mine = std::mem::replace(&mut self.flow_stats, before);
-        self.flow_stats.extend(mine);
         let mut rows = Vec::new();
         for out in outputs {
             if let FlowOutput::Rows(r) = out {
                 rows.extend(r);
             }
         }
+        let filtered = if pushed.is_some() { " → filter" } else { "" };
+        self.op_done_at(
+            started,
+            || format!("scan {}{filtered}", t.name),
+            rows.len(),
+            Self::flows_place(&mine),
+        );
+        self.flow_stats.extend(mine);
         Ok(Some(rows))
     }
 
@@ -393,6 +476,8 @@ impl Exec<'_> {
             agg,
             keep,
             want,
+            order,
+            top,
         } = work;
         let table = Arc::new(t.clone());
         let mut unc = self.txn.uncertainty_limit();
@@ -425,6 +510,8 @@ impl Exec<'_> {
                 keep: keep.clone(),
                 cancel: Some(self.cancel.clone()),
                 page_rows,
+                order: order.clone(),
+                top,
             };
             let mut slots: Vec<Option<FlowOutput>> = (0..nspans).map(|_| None).collect();
             let mut leftover = Vec::new();
@@ -751,6 +838,8 @@ impl Exec<'_> {
         } else if let Some(n) = self.pk_order_limit(plan, t)? {
             // The gateway stops asking once the first rows in key order are in.
             stages.push(format!("first {n} rows"));
+        } else if let Some((_, n)) = self.top_k(plan)? {
+            stages.push(format!("top {n} by the ORDER BY"));
         }
         for (i, f) in flows.iter().enumerate() {
             let place = format!("node {} core {}", f.node.max(1), f.core);

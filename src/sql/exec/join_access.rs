@@ -174,8 +174,16 @@ impl Exec<'_> {
                 if let Some(rows) = self.dist_join_input(t, pushed, &access).await? {
                     return Ok(rows);
                 }
+                let started = self.op_start();
+                let name = access_name(&access);
                 let rows = self.read_rows(t, access).await?;
-                self.filter_rows(pushed, rows).await
+                self.op_done(started, || format!("scan {}: {name}", t.name), rows.len());
+                let started = self.op_start();
+                let rows = self.filter_rows(pushed, rows).await?;
+                if pushed.is_some() {
+                    self.op_done(started, || format!("filter of {}", t.name), rows.len());
+                }
+                Ok(rows)
             }
             (None, Some(d)) => Box::pin(self.run_plan(d)).await,
             _ => Ok(Vec::new()),
