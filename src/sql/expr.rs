@@ -3769,7 +3769,20 @@ impl Scalar {
                     ))
                 }
             },
-            Scalar::IsNull(e, neg) => Datum::Bool(e.eval(row, cx)?.is_null() != *neg),
+            // A row constructor is NULL when every field is, NOT NULL when none is
+            // (PostgreSQL: `ROW(1, NULL)` is neither).
+            Scalar::IsNull(e, neg) => match e.as_ref() {
+                Scalar::Func(name, args, _) if name == "__row" => {
+                    let (mut all_null, mut any_null) = (true, false);
+                    for a in args.iter().skip(1) {
+                        let null = a.eval(row, cx)?.is_null();
+                        all_null &= null;
+                        any_null |= null;
+                    }
+                    Datum::Bool(if *neg { !any_null } else { all_null })
+                }
+                _ => Datum::Bool(e.eval(row, cx)?.is_null() != *neg),
+            },
             Scalar::IsBool(e, want, neg) => {
                 let v = e.eval(row, cx)?.as_bool();
                 Datum::Bool((v == Some(*want)) != *neg)

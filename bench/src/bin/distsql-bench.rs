@@ -30,6 +30,18 @@ const QUERIES: &[(&str, &str)] = &[
         "selective filter, rows back",
         "SELECT k, s FROM t WHERE s LIKE '%12345%'",
     ),
+    (
+        "ORDER BY … LIMIT (top-K per flow)",
+        "SELECT k, v FROM t ORDER BY f DESC LIMIT 10",
+    ),
+    (
+        "LIMIT in key order, selective filter",
+        "SELECT k FROM t WHERE s LIKE '%99999%' LIMIT 1",
+    ),
+    (
+        "join inputs by flows (merge join)",
+        "SELECT count(*) FROM t a JOIN t b ON a.k = b.k WHERE a.g = 1 AND b.v % 2 = 0",
+    ),
 ];
 
 struct Options {
