@@ -2088,16 +2088,6 @@ fn distsql_flows_run_on_every_leaseholder_node() {
                 "nothing ran on node {node}:\n{text}"
             );
         }
-        let read: u64 = plan
-            .iter()
-            .filter(|l| l.starts_with("ran on "))
-            .map(|l| {
-                l.split(", ")
-                    .find_map(|p| p.strip_suffix(" rows read"))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or_else(|| panic!("{l}"))
-            })
-            .sum();
-        assert_eq!(read, 14000, "{text}");
+        assert_eq!(common::flow_rows_read(&plan), 14000, "{text}");
     });
 }

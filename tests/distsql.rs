@@ -190,18 +190,11 @@ fn flows_per_core_answer_what_the_gateway_answers() {
         .await;
         let stats: Vec<&String> = ran.iter().filter(|l| l.starts_with("ran on ")).collect();
         assert_eq!(stats.len(), 2, "{ran:?}");
-        let mut read = 0u64;
         for l in &stats {
-            let n: u64 = l
-                .split(", ")
-                .find_map(|p| p.strip_suffix(" rows read"))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{l}"));
-            read += n;
             // Seven groups from each of its three spans.
             assert!(l.contains(", 21 groups out"), "{l}");
         }
-        assert_eq!(read, ROWS as u64);
+        assert_eq!(common::flow_rows_read(&ran), ROWS as u64);
         // ANALYZE lists each operator with its rows out, time and place.
         let ops: Vec<&String> = ran
             .iter()
@@ -275,8 +268,10 @@ fn flows_per_core_answer_what_the_gateway_answers() {
         // A LIMIT in key order distributes; its flows stop once the first rows are in.
         let limited = lines_of(&c, "EXPLAIN (DISTSQL) SELECT * FROM t LIMIT 3").await;
         assert!(
-            limited.iter().any(|l| l.starts_with("distribution: full")
-                && limited.iter().any(|l| l.contains("table reader t → first 3 rows"))),
+            limited.iter().any(|l| l.starts_with("distribution: full"))
+                && limited
+                    .iter()
+                    .any(|l| l.contains("table reader t → first 3 rows")),
             "{limited:?}"
         );
         let ran = lines_of(
@@ -284,16 +279,7 @@ fn flows_per_core_answer_what_the_gateway_answers() {
             "EXPLAIN ANALYZE (DISTSQL) SELECT k FROM t WHERE v % 1000 = 0 LIMIT 3",
         )
         .await;
-        let read: u64 = ran
-            .iter()
-            .filter(|l| l.starts_with("ran on "))
-            .map(|l| {
-                l.split(", ")
-                    .find_map(|p| p.strip_suffix(" rows read"))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or_else(|| panic!("{l}"))
-            })
-            .sum();
+        let read = common::flow_rows_read(&ran);
         assert!(read > 0 && read < ROWS as u64 / 2, "{read} rows read: {ran:?}");
         let bad = c
             .batch_execute("SET distsql = sometimes")

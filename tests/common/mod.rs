@@ -547,6 +547,21 @@ pub async fn fresh_database(target: &Target, name: &str) -> Result<Config, Strin
 }
 
 /// The sum of every series of metric `name` in the server's `/_status/vars` (0 if absent).
+/// The table rows the flows of an `EXPLAIN ANALYZE (DISTSQL)` read, summed over its
+/// "ran on …: …, N rows read, …" lines.
+pub fn flow_rows_read(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("ran on "))
+        .map(|l| {
+            l.split(", ")
+                .find_map(|p| p.strip_suffix(" rows read"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no rows read in {l}"))
+        })
+        .sum()
+}
+
 pub fn status_var(http: SocketAddr, name: &str) -> u64 {
     let mut s = TcpStream::connect(http).expect("connect http");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
