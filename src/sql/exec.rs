@@ -4837,7 +4837,8 @@ impl<'a> Exec<'a> {
                     self.note_read();
                     return Ok(v);
                 }
-                Err(u) => unc = self.read_uncertain(u, unc).await?,
+                // One key: one range, whose leaseholder's clock bounds the retry.
+                Err(u) => unc = self.read_uncertain(u, unc, true).await?,
             }
         }
         Err(uncertainty_exhausted())
@@ -4852,6 +4853,12 @@ impl<'a> Exec<'a> {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut unc = self.txn.uncertainty_limit();
+        // The serving node's clock bounds a retry only when one range (one leaseholder)
+        // serves the whole span.
+        let one_range = {
+            let (_, range_end) = self.ctx.ranges.borrow().locate(start);
+            range_end.is_empty() || end <= range_end.as_slice()
+        };
         for _ in 0..UNCERTAINTY_RETRIES {
             match self
                 .ctx
@@ -4862,7 +4869,7 @@ impl<'a> Exec<'a> {
                     self.note_read();
                     return Ok(rows);
                 }
-                Err(u) => unc = self.read_uncertain(u, unc).await?,
+                Err(u) => unc = self.read_uncertain(u, unc, one_range).await?,
             }
         }
         Err(uncertainty_exhausted())
@@ -4878,11 +4885,15 @@ impl<'a> Exec<'a> {
     /// What was read so far is refreshed to it (40001 if some of it changed); a statement
     /// that does not track its reads can move only before its first read (else 40001,
     /// retried by the gateway for an implicit transaction). Answers the uncertainty limit
-    /// for the read's retry: the serving node's clock bounds what it can hold.
+    /// for the read's retry: with `one_node` (the retry reads from the node that served
+    /// this read only), that node's clock bounds what it can hold; another node's clock
+    /// may run ahead of it by up to the maximum offset, so a read served by several nodes
+    /// keeps its whole interval.
     async fn read_uncertain(
         &self,
         u: Uncertain,
         unc: chitin_storage::Timestamp,
+        one_node: bool,
     ) -> Result<chitin_storage::Timestamp> {
         self.ctx.shared.hlc.update(u.value_ts);
         let from = self.txn.read_ts();
@@ -4899,7 +4910,7 @@ impl<'a> Exec<'a> {
             .metrics()
             .txn_uncertainty_restarts
             .fetch_add(1, Ordering::Relaxed);
-        Ok(unc.min(u.observed))
+        Ok(if one_node { unc.min(u.observed) } else { unc })
     }
 
     /// Moves the read timestamp up to `to`, refreshing what was read so far under

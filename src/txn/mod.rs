@@ -29,9 +29,13 @@
 //!   (`uncertainty_limit = read_ts + max offset`, capped by the leaseholder's own clock):
 //!   a value there is *uncertain*, and the read moves the transaction's read timestamp up
 //!   to it ([`Txn::advance_read_ts`] after refreshing what was read so far, or a 40001 if
-//!   that fails) and reads again. Nodes whose clock is off by more than the maximum from
-//!   most others stop serving (`node::clock`). Single-node servers share one clock and
-//!   have no uncertainty.
+//!   that fails) and reads again. The retry's interval ends at the serving node's clock
+//!   reading (nothing it applied was above it) only when that one node serves the whole
+//!   read again (one key, a span inside one range, DistSQL flows all on one node): another
+//!   node's clock may run ahead of it by up to the maximum offset, so a read served by
+//!   several nodes keeps its whole interval. Nodes whose clock is off by more than the
+//!   maximum from most others stop serving (`node::clock`). Single-node servers share one
+//!   clock and have no uncertainty.
 
 pub mod protocol;
 use std::cell::{Cell, RefCell};
