@@ -681,6 +681,56 @@ async fn until_ok(client: &Client, sql: &str, within: Duration) -> Duration {
     }
 }
 
+/// A split whose gateway is slow but alive keeps its fence past the abandonment time: the
+/// gateway touches it every so often ([`FenceKeeper`] in `kv/split.rs`), so the range's
+/// leader leaves it alone and the split completes. Knobs: `CHITIN_TESTING_SPLIT_PAUSE_MS`
+/// holds every split after its fence step; `CHITIN_TESTING_FENCE_ABANDONED_MS` shortens
+/// the abandonment time below that pause.
+#[test]
+fn a_slow_split_keeps_its_fence_while_its_gateway_lives() {
+    let dir = TempDir::new("chitin-fence-kept").expect("temp dir");
+    let store = dir.path().join("store");
+    let log = dir.path().join("server.log");
+    let options = ServerOptions {
+        cores: Some(2),
+        env: vec![
+            ("CHITIN_TESTING_SPLIT_PAUSE_MS".into(), "3000".into()),
+            ("CHITIN_TESTING_FENCE_ABANDONED_MS".into(), "1000".into()),
+        ],
+    };
+    let server = TestServer::start_on(&store, &log, &options).expect("start");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let c = common::connect(&server.config(common::DEFAULT_DATABASE))
+            .await
+            .expect("connect");
+        c.batch_execute(
+            "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8); \
+             INSERT INTO t SELECT g, g * 10 FROM generate_series(1, 100) AS g",
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        c.batch_execute("ALTER TABLE t SPLIT AT VALUES (50)")
+            .await
+            .expect("the slow split completes");
+        assert!(started.elapsed() >= Duration::from_secs(3));
+        assert_eq!(ranges_of(&c, "t").await.len(), 2);
+        let rows = c.query("SELECT count(*) FROM t", &[]).await.expect("read");
+        assert_eq!(rows[0].get::<_, i64>(0), 100);
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("abandoned fence"),
+        "the leader resolved a live split's fence:\n{}",
+        server.log_tail()
+    );
+}
+
 /// A split whose gateway dies leaves its fence behind, durably (a new leader or a restart
 /// must not serve the moving span from the old range). The range's leader resolves a
 /// fence that old: a split that never published is undone (one range, every row there,

@@ -35,7 +35,8 @@
 //!
 //! Request tags: 1 `Get`, 2 `Scan`, 3 `Prepare`, 4 `Commit`, 5 `Abort`, 6 `OnePhase`,
 //! 7 `Refresh`, 8 `SplitFence`, 9 `Ingest`, 10 `SplitFinish`, 11 `SplitAbort`, 12 `Lock`,
-//! 13 `ReleaseLocks`, 14 `Recover`, 15 `Describe`, 16 `MergeFence`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`,
+//! 13 `ReleaseLocks`, 14 `Recover`, 15 `Describe`, 16 `MergeFence`, 17 `Flow`,
+//! 18 `FenceTouch`. Response tags: 1 `Value`, 2 `Rows`, 3 `Prepared`,
 //! 4 `Committed`,
 //! 5 `SplitFenced`, 6 `Done`, 7 `Err`, 8 `NotLeader`, 9 `Locked` (only the leader hint crosses: the request a local core hands
 //! back inside it is for its own gateway, so it decodes as `req: None`). A tag, a kind code or a flag bit is never reused for something else; a change
@@ -84,6 +85,7 @@ const REQ_RECOVER: u8 = 14;
 const REQ_DESCRIBE: u8 = 15;
 const REQ_FLOW: u8 = 17;
 const REQ_MERGE_FENCE: u8 = 16;
+const REQ_FENCE_TOUCH: u8 = 18;
 
 const RESP_VALUE: u8 = 1;
 const RESP_ROWS: u8 = 2;
@@ -402,6 +404,10 @@ pub fn encode_request(req: &KvRequest, out: &mut Vec<u8>) {
             out.push(REQ_DESCRIBE);
             put_range(out, *range);
         }
+        KvRequest::FenceTouch { range } => {
+            out.push(REQ_FENCE_TOUCH);
+            put_range(out, *range);
+        }
     }
 }
 
@@ -677,7 +683,7 @@ fn request_len(req: &KvRequest) -> usize {
         KvRequest::SplitAbort { .. } => RANGE,
         KvRequest::Lock { key, .. } => RANGE + 8 + bytes_len(key) + 1,
         KvRequest::ReleaseLocks { .. } => RANGE + 8,
-        KvRequest::Describe { .. } => RANGE,
+        KvRequest::Describe { .. } | KvRequest::FenceTouch { .. } => RANGE,
         // Encoded into a payload of its own first: no estimate.
         KvRequest::Flow { .. } => RANGE + LEN,
     }
@@ -805,6 +811,7 @@ pub fn decode_request(b: &[u8]) -> Result<KvRequest> {
             txn: r.u64()?,
         },
         REQ_DESCRIBE => KvRequest::Describe { range: r.range()? },
+        REQ_FENCE_TOUCH => KvRequest::FenceTouch { range: r.range()? },
         REQ_FLOW => KvRequest::Flow {
             range: r.range()?,
             spec: Box::new(crate::sql::distsql::decode_spec(&r.vec()?)?),
@@ -1265,6 +1272,7 @@ mod tests {
             },
             KvRequest::ReleaseLocks { range: r, txn: 14 },
             KvRequest::Describe { range: r },
+            KvRequest::FenceTouch { range: r },
         ]
     }
 

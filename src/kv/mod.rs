@@ -264,6 +264,10 @@ pub enum KvRequest {
     /// `(role, node id as u64 big-endian)`, role `voter`, `learner` or `outgoing` (a voter
     /// of the old half of a joint configuration).
     Describe { range: RangeId },
+    /// A split or merge still running on its gateway: its fence on `range` is not
+    /// abandoned (sent every [`split::FENCE_TOUCH_EVERY`] until the steps end; the leader
+    /// resolves a fence not touched for [`split::FENCE_ABANDONED`]). Answers `Done`.
+    FenceTouch { range: RangeId },
     /// Recovery of a STAGING transaction record: is `txn` durably prepared here at or below
     /// `staging_ts`? Answers [`KvResponse::Prepared`] (with the prepare's timestamp) when
     /// it is prepared, waiting for a prepare in flight; otherwise answers
@@ -302,6 +306,7 @@ impl KvRequest {
             | KvRequest::Lock { range, .. }
             | KvRequest::ReleaseLocks { range, .. }
             | KvRequest::Describe { range }
+            | KvRequest::FenceTouch { range }
             | KvRequest::Flow { range, .. } => *range,
         }
     }

@@ -21,7 +21,8 @@
 //! once the new one may own it. Steps 3 and 4, and the undo, are sent again through leader
 //! changes for a while (`settle`). A failure before 3, or of 3 that surely did not apply,
 //! lifts the fence and changes nothing visible. An ambiguous failure of 3 keeps the fence;
-//! so does a gateway that dies: after [`FENCE_ABANDONED`] the range's leader resolves the
+//! so does a gateway that dies: a running split touches its fence every second
+//! ([`FenceKeeper`]), and after [`FENCE_ABANDONED`] untouched the range's leader resolves the
 //! fence from the durable descriptor ([`resolve_fence`]). The publish is guarded (it fails
 //! if the old range's descriptor was written since the fence), so a resolver that undid
 //! the split and a late publish never both win.
@@ -142,6 +143,7 @@ async fn split_once(
         return Ok(None);
     }
     let new_id = claim_range_id(ctx, table).await?;
+    let _keeper = FenceKeeper::start(ctx, vec![old.id]);
 
     // 1. Fence. The descriptors are published only if the old one is unchanged since
     //    (a fence left too long is resolved by the range's leader: `resolve_fence`).
@@ -167,6 +169,10 @@ async fn split_once(
     }
     if split_stops_after("fence") {
         return Err(stopped("fence"));
+    }
+    if let Some(pause) = split_pause() {
+        // A slow but live gateway (a big range's copy): its keeper keeps the fence.
+        glommio::timer::sleep(pause).await;
     }
     // 2. Ingest.
     let ingested = ctx
@@ -389,6 +395,7 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
         } => Ok((versions, max_read_ts, last_writes, end)),
         other => Err(Error::internal(format!("unexpected response {other:?}"))),
     };
+    let _keeper = FenceKeeper::start(ctx, vec![l.id, r.id]);
     // 1. Reserve the left-hand range.
     let fenced_at = ctx.shared.hlc.now();
     let (_, _, _, l_end) = fenced(
@@ -489,11 +496,49 @@ pub async fn merge(ctx: &CoreCtx, left: RangeId) -> Result<Option<RangeId>> {
     Ok(Some(r.id))
 }
 
-/// How long a fence may stand before its range's leader resolves it: a gateway finishes
-/// or undoes its split or merge well within this, so an older fence was left by one that
-/// died (or gave up without reaching the range). Tests shorten it with
+/// How long a fence may stand untouched before its range's leader resolves it: a gateway
+/// touches its fences every [`FENCE_TOUCH_EVERY`] while its split or merge runs
+/// ([`FenceKeeper`]), however long the copy takes, so a fence untouched this long was left
+/// by one that died (or gave up without reaching the range). Tests shorten it with
 /// `CHITIN_TESTING_FENCE_ABANDONED_MS`.
-pub const FENCE_ABANDONED: Duration = Duration::from_secs(60);
+pub const FENCE_ABANDONED: Duration = Duration::from_secs(10);
+
+/// How often a running split or merge touches the fences it set.
+pub const FENCE_TOUCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Touches the fences of `ranges` ([`KvRequest::FenceTouch`]) every
+/// [`FENCE_TOUCH_EVERY`] until dropped: held by a split or merge from before it fences
+/// until it returns, so the ranges' leaders know it is alive.
+struct FenceKeeper(std::rc::Rc<std::cell::Cell<bool>>);
+
+impl FenceKeeper {
+    fn start(ctx: &CoreCtx, ranges: Vec<RangeId>) -> FenceKeeper {
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let done = stop.clone();
+        let ctx = ctx.rc();
+        glommio::spawn_local(async move {
+            // (More often when a test shortened the abandonment time.)
+            let every = FENCE_TOUCH_EVERY.min(fence_abandoned() / 4);
+            loop {
+                glommio::timer::sleep(every).await;
+                if done.get() {
+                    return;
+                }
+                for &range in &ranges {
+                    let _ = ctx.send(KvRequest::FenceTouch { range }).await;
+                }
+            }
+        })
+        .detach();
+        FenceKeeper(stop)
+    }
+}
+
+impl Drop for FenceKeeper {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
 
 fn fence_abandoned() -> Duration {
     static AFTER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
@@ -513,6 +558,18 @@ fn split_stops_after(step: &str) -> bool {
     STOP.get_or_init(|| std::env::var("CHITIN_TESTING_SPLIT_STOP").ok())
         .as_deref()
         == Some(step)
+}
+
+/// Testing knob: `CHITIN_TESTING_SPLIT_PAUSE_MS=n` makes every split wait that long after
+/// its fence step, alive.
+fn split_pause() -> Option<Duration> {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var("CHITIN_TESTING_SPLIT_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    })
 }
 
 fn stopped(step: &str) -> Error {

@@ -796,6 +796,12 @@ impl Store {
             KvRequest::Flow { .. } => Err(Error::internal(
                 "a DistSQL flow reached the store instead of the SQL layer",
             )),
+            KvRequest::FenceTouch { .. } => {
+                if replica.fence.borrow().is_some() {
+                    replica.fence_since.set(Some(Instant::now()));
+                }
+                Ok(KvResponse::Done)
+            }
             KvRequest::Describe { .. } => {
                 let conf = replica.raw.borrow().store().conf.borrow().clone();
                 let mut rows = Vec::new();
