@@ -1373,7 +1373,7 @@ mod tests {
             let back = decode_request(&b).unwrap_or_else(|e| panic!("{req:?}: {e}"));
             assert_eq!(format!("{back:?}"), format!("{req:?}"));
         }
-        assert_eq!(tags.len(), 16, "every request variant is tested");
+        assert_eq!(tags.len(), 17, "every request variant is tested");
     }
 
     #[test]
