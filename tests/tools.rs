@@ -212,6 +212,39 @@ SELECT count(*) FROM items;
         Duration::from_secs(30),
     );
     assert!(text(&out.stderr).contains("0A000"), "{}", text(&out.stderr));
+
+    // A view or materialized view is copied out through a query, as in PostgreSQL.
+    let script = "\
+CREATE VIEW cheap AS SELECT id FROM items WHERE price < 3;
+CREATE MATERIALIZED VIEW pricey AS SELECT id FROM items WHERE price >= 3;
+COPY cheap TO STDOUT;
+COPY pricey TO STDOUT;
+COPY (SELECT * FROM pricey ORDER BY id) TO STDOUT;
+";
+    let out = run(
+        &server,
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "VERBOSITY=verbose",
+            "defaultdb",
+        ],
+        script,
+        Duration::from_secs(60),
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("42809")
+            && stderr.contains("cannot copy from view \"cheap\"")
+            && stderr.contains("cannot copy from materialized view \"pricey\"")
+            && stderr.contains("Try the COPY (SELECT ...) TO variant."),
+        "stderr: {stderr}"
+    );
+    assert_eq!(text(&out.stdout), "4\n5\n");
 }
 
 #[test]

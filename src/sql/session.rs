@@ -475,6 +475,9 @@ impl Session {
                 spec.table
             ),
         };
+        if spec.query.is_none() {
+            self.refuse_copy_from_view(&spec.table).await?;
+        }
         let mut stmts = parse(&sql)?;
         if stmts.len() != 1 {
             return Err(Error::syntax("COPY: expected one query"));
@@ -489,6 +492,30 @@ impl Session {
             (Outcome::Rows { rows, .. }, cols) => Ok((rows, cols.unwrap_or_default())),
             _ => Err(Error::internal("COPY: the query returned no rows")),
         }
+    }
+
+    /// `COPY v TO STDOUT` of a view or materialized view: PostgreSQL's 42809 (only a
+    /// table's rows are copied by name; `COPY (SELECT …) TO` reads any query).
+    async fn refuse_copy_from_view(&self, table: &str) -> Result<()> {
+        let Ok(name) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(table)
+            .and_then(|mut p| p.parse_object_name(false))
+        else {
+            return Ok(());
+        };
+        let cat = catalog::current(&self.ctx).await?;
+        let db_id = cat.database(&self.database).map(|d| d.id).unwrap_or(0);
+        let path = self.search_path(&cat, db_id);
+        let (kind, t) = match cat.relation(db_id, &path, &name)? {
+            Some(t) if t.materialized.is_some() => ("materialized view", t),
+            Some(t) if t.view.is_some() => ("view", t),
+            _ => return Ok(()),
+        };
+        Err(Error::new(
+            ErrorKind::WrongObjectType,
+            format!("cannot copy from {kind} \"{}\"", t.name),
+        )
+        .with_hint("Try the COPY (SELECT ...) TO variant."))
     }
 
     /// Runs a statement with transaction handling. Implicit transactions are retried on

@@ -38,7 +38,6 @@
 //!   (`view: Some`): they are still computed at each read, REFRESH leaves them be, and DROP
 //!   MATERIALIZED VIEW drops them; since they cannot be told from views, DROP MATERIALIZED
 //!   VIEW and REFRESH accept any plain view (PostgreSQL refuses both, 42809).
-//! - `COPY v TO STDOUT` reads the view (PostgreSQL 15 refuses it: `COPY (SELECT …) TO`).
 
 use super::*;
 
