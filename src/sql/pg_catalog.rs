@@ -930,11 +930,37 @@ fn pg_table(cat: &Catalog, db_id: u32, name: &str) -> VirtualTable {
                 for (attnum, pos) in attnums(t) {
                     rows.push(attribute_row(table_oid(t), &t.columns[pos], attnum, true));
                 }
-                // An index's attributes are its columns, numbered from 1.
+                // An index's attributes are its columns, numbered from 1; an expression
+                // is named as PostgreSQL names it (`lower`, `expr`, `expr1`, …).
                 for (i, _) in indexes_of(t) {
+                    let mut taken: Vec<String> = Vec::new();
                     for (n, &c) in i.columns.iter().enumerate() {
                         let oid = index_oid(t, i.id);
-                        rows.push(attribute_row(oid, &t.columns[c], n as i64 + 1, false));
+                        let col = &t.columns[c];
+                        let row = match col
+                            .computed
+                            .as_deref()
+                            .map(crate::sql::catalog::parse_default)
+                        {
+                            Some(Ok(e)) => {
+                                let base = crate::sql::computed::name_part(&e);
+                                let mut name = base.clone();
+                                let mut k = 0;
+                                while taken.contains(&name) {
+                                    k += 1;
+                                    name = format!("{base}{k}");
+                                }
+                                taken.push(name.clone());
+                                let mut named = col.clone();
+                                named.name = name;
+                                attribute_row(oid, &named, n as i64 + 1, false)
+                            }
+                            _ => {
+                                taken.push(col.name.clone());
+                                attribute_row(oid, col, n as i64 + 1, false)
+                            }
+                        };
+                        rows.push(row);
                     }
                 }
             }
