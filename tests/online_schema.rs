@@ -213,7 +213,12 @@ async fn assert_no_index(client: &Client, index: &str) {
 
 /// `(v, id)` of every row of `table`, read from the table.
 async fn table_pairs(client: &Client, table: &str) -> BTreeSet<(i64, i64)> {
-    rows_of(client, &format!("SELECT v, id FROM {table}"))
+    expression_pairs(client, table, "v").await
+}
+
+/// `(expr, id)` of every row of `table`.
+async fn expression_pairs(client: &Client, table: &str, expr: &str) -> BTreeSet<(i64, i64)> {
+    rows_of(client, &format!("SELECT {expr}, id FROM {table}"))
         .await
         .into_iter()
         .map(|r| {
@@ -278,6 +283,59 @@ fn longest_gap(acks: &[Instant], from: Instant, to: Instant) -> Duration {
         last = a;
     }
     gap.max(to - last)
+}
+
+#[test]
+fn an_expression_index_is_built_online_under_writes() {
+    // The expression is a hidden computed column of the table, recomputed on every read and
+    // write: rows written before the build, by writers planned with the catalog from before
+    // it, and during it all end with exactly their entry.
+    let rows = 20_000;
+    let options = ServerOptions {
+        cores: Some(2),
+        ..Default::default()
+    };
+    let server = TestServer::start(&options).expect("start");
+    let runtime = runtime();
+    let config = server.config(common::DEFAULT_DATABASE);
+    runtime.block_on(async {
+        let admin = common::connect(&config).await.expect("connect");
+        for sql in [
+            "CREATE TABLE ex (id INT8 PRIMARY KEY, v INT8 NOT NULL, pad TEXT)".to_string(),
+            format!("ALTER TABLE ex SPLIT AT VALUES ({})", rows / 2),
+            format!(
+                "INSERT INTO ex SELECT g, g % {VALUES}, 'row ' || g::TEXT \
+                 FROM generate_series(1, {rows}) AS g"
+            ),
+        ] {
+            admin.batch_execute(&sql).await.expect("load");
+        }
+        let writers = Writers::start(&config, "ex", rows, rows + 1, false);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        admin
+            .batch_execute("CREATE INDEX ex_v2 ON ex ((v * 2 + 1))")
+            .await
+            .expect("CREATE INDEX");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let acks = writers.finish().await;
+        assert!(!acks.is_empty(), "no write acknowledged");
+        let in_table = expression_pairs(&admin, "ex", "v * 2 + 1").await;
+        let in_index = index_pairs(&admin, "ex_v2").await;
+        assert_eq!(
+            in_table.difference(&in_index).count() + in_index.difference(&in_table).count(),
+            0,
+            "index ex_v2 out of step with ex"
+        );
+        let plan = rows_of(&admin, "EXPLAIN SELECT id FROM ex WHERE v * 2 + 1 = 15").await;
+        assert!(
+            plan.iter()
+                .any(|r| r[0].as_deref().unwrap_or("").contains("ex_v2")),
+            "the query does not use the index: {plan:?}"
+        );
+        let by_index = rows_of(&admin, "SELECT count(*) FROM ex WHERE v * 2 + 1 = 15").await;
+        let by_table = rows_of(&admin, "SELECT count(*) FROM ex WHERE v = 7").await;
+        assert_eq!(by_index, by_table);
+    });
 }
 
 #[test]
