@@ -78,6 +78,60 @@ pub const NO_DATA_MARKER: &str = "__chitin_no_data";
 pub const ALTER_SEQUENCE_MARKER: &str = "__chitin_alter_sequence";
 
 pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
+    // A string of several statements: each is rewritten on its own (the rewrites below
+    // look at one statement: `ALTER TABLE … SPLIT AT` after a CREATE TABLE in one psql -c).
+    if let Some(pieces) = split_statements(sql) {
+        let rewritten: Vec<std::borrow::Cow<'_, str>> =
+            pieces.iter().map(|p| rewrite_one(p)).collect();
+        if rewritten
+            .iter()
+            .any(|r| matches!(r, std::borrow::Cow::Owned(_)))
+        {
+            return rewritten.join(";").into();
+        }
+        return sql.into();
+    }
+    rewrite_one(sql)
+}
+
+/// The statements of `sql` (split at the semicolons outside quotes, comments and dollar
+/// quotes), when there are several; None for one (or for text the tokenizer refuses,
+/// which the parser then reports).
+fn split_statements(sql: &str) -> Option<Vec<&str>> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    // PERF: most strings hold one statement and never tokenize here.
+    let body = sql.trim().trim_end_matches(';');
+    if !body.contains(';') {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let mut line_starts = vec![0];
+    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let offset = |t: &sqlparser::tokenizer::TokenWithSpan| -> Option<usize> {
+        let start = *line_starts.get((t.span.start.line as usize).checked_sub(1)?)?;
+        let col = (t.span.start.column as usize).checked_sub(1)?;
+        Some(match sql[start..].char_indices().nth(col) {
+            Some((i, _)) => start + i,
+            None => sql.len(),
+        })
+    };
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for t in tokens.iter().filter(|t| t.token == Token::SemiColon) {
+        let at = offset(t)?;
+        pieces.push(&sql[from..at]);
+        from = at + 1;
+    }
+    pieces.push(&sql[from..]);
+    pieces.retain(|p| !p.trim().is_empty());
+    (pieces.len() > 1).then_some(pieces)
+}
+
+/// [`rewrite`] of one statement.
+fn rewrite_one(sql: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = sql.trim_start();
     let body = sql.trim().trim_end_matches(';').trim_end();
     if let Some(r) = rewrite_fetch_move(sql) {
@@ -126,7 +180,8 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
         .get(..6)
         .is_some_and(|w| w.eq_ignore_ascii_case("upsert"));
     if starts_with_upsert && !body.contains(';') {
-        let rest = &body[sql.len() - trimmed.len() + 6..];
+        // `body` starts where `trimmed` does: at the UPSERT.
+        let rest = &body[6..];
         let clause = format!(" ON CONFLICT DO UPDATE SET \"{UPSERT_MARKER}\" = 1");
         let lower = rest.to_ascii_lowercase();
         return match lower
@@ -985,6 +1040,26 @@ mod tests {
             rewrite("SELECT 'as of system time'"),
             "SELECT 'as of system time'"
         );
+    }
+
+    #[test]
+    fn each_statement_of_a_string_is_rewritten() {
+        let r = rewrite(
+            "CREATE TABLE kv (k INT PRIMARY KEY); ALTER TABLE kv SPLIT AT VALUES (10);\n\
+             UPSERT INTO kv VALUES (1); SELECT ';'",
+        );
+        assert_eq!(
+            r,
+            "CREATE TABLE kv (k INT PRIMARY KEY);INSERT INTO kv VALUES (10) ON CONFLICT DO \
+             UPDATE SET \"__chitin_split_at\" = 1;INSERT INTO kv VALUES (1) ON CONFLICT DO \
+             UPDATE SET \"__chitin_upsert\" = 1; SELECT ';'"
+        );
+        for (i, stmt) in crate::sql::session::parse(&r).unwrap().iter().enumerate() {
+            assert!(!stmt.to_string().is_empty(), "statement {i}");
+        }
+        // Nothing to rewrite: the string itself.
+        let plain = "SELECT 1; SELECT 2";
+        assert!(matches!(rewrite(plain), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]
