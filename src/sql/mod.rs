@@ -28,20 +28,21 @@
 //!
 //! # Implementation caveats
 //!
-//! - DistSQL ([`distsql`], `exec::distsql`) runs the scan, filter and partial aggregation of
-//!   a single-table query on each leaseholder core; join inputs, window functions and
-//!   DISTINCT aggregates are still computed on the gateway over rows the flows send back.
-//! - Joins are hash joins on equality conditions (`exec::hash_join`), lookup joins by key
-//!   from a small left side, nested loops otherwise (`exec::join_access`: pushdown, join
-//!   order by estimated rows for inner joins of tables only, no merge join); the right
-//!   input of a hash join is held in memory. Correlated subqueries work only in WHERE, in
+//! - DistSQL ([`distsql`], `exec::distsql`) runs the scan, filter and partial aggregation
+//!   (or top-K of an ORDER BY … LIMIT) of a single-table query, and the scans of a join's
+//!   table inputs, on each leaseholder core, rows coming back in pages; joins, window
+//!   functions and DISTINCT aggregates are computed on the gateway.
+//! - Joins are hash joins on equality conditions (`exec::hash_join`), merge joins when both
+//!   inputs arrive in key order (`exec::merge_join`), lookup joins by key from a small left
+//!   side, nested loops otherwise (`exec::join_access`: pushdown, join order by estimated
+//!   rows for inner joins of tables only); the right input of a hash join is held in
+//!   memory. Correlated subqueries work only in WHERE, in
 //!   UPDATE … SET and in ungrouped
 //!   SELECT lists (run once per outer row). Arrays ([`array`]) are their text form in a
 //!   `Datum::Text`, columns too: a SELECT's ORDER BY sorts them element by element, but
 //!   GROUP BY / DISTINCT / window and set-operation ordering compare that text,
-//!   and there are no arrays of bytea, jsonb or varchar (a varchar[] is a text[]). `jsonb` is
-//!   kept as normalized text ([`jsonb`]: operators and builders, no jsonb ordering, no
-//!   jsonb_agg); `interval` and `time` are full types ([`interval`], [`time_of_day`]; no
+//!   and there are no arrays of jsonb. `jsonb` is kept as normalized text ([`jsonb`]:
+//!   operators, builders and aggregates, no jsonb ordering); `interval` and `time` are full types ([`interval`], [`time_of_day`]; no
 //!   `time with time zone`); `COLLATE` accepts the locale-free collations and changes
 //!   nothing (text always compares bytewise); `statement_timeout` is checked where
 //!   cancellation is (between rows, and in `pg_sleep`), not inside a single KV wait;
@@ -49,6 +50,8 @@
 //!   rows held in memory.
 //!   Views are stored queries, computed at each read; materialized views are tables filled
 //!   from their query at creation and at each REFRESH (`exec::materialized_views`).
+//!   An index on an expression indexes a hidden computed column of its table
+//!   ([`computed`]), recomputed whenever a row is read or written.
 //!   SQL functions ([`udf`], `exec::functions`) are inlined, never called: one SELECT
 //!   or `RETURN expr` bodies with a scalar result, no recursion, no PL/pgSQL.
 //! - Schemas (`exec::schemas`): `CREATE SCHEMA s`, `s.t` names and the session's
