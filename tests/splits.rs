@@ -255,11 +255,7 @@ fn splits_under_load_keep_every_row_and_survive_sigkill() {
         ..Default::default()
     };
     let mut server = TestServer::start_on(&store, &log, &options).expect("start");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let config = server.config(common::DEFAULT_DATABASE);
     let started = Instant::now();
     let (inserted, ranges) = runtime.block_on(async {
@@ -388,11 +384,7 @@ fn ranges_split_by_themselves_by_size_and_by_load() {
         ..Default::default()
     })
     .expect("start");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let config = server.config(common::DEFAULT_DATABASE);
     let http = server.http_addr;
     runtime.block_on(async {
@@ -598,11 +590,7 @@ fn thousands_of_hand_splits_stay_fast_and_cost_nothing_when_idle() {
         ..Default::default()
     })
     .expect("start");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let config = server.config(common::DEFAULT_DATABASE);
     runtime.block_on(async {
         let admin = common::connect(&config).await.expect("connect");
@@ -681,6 +669,30 @@ async fn until_ok(client: &Client, sql: &str, within: Duration) -> Duration {
     }
 }
 
+/// A runtime for a test's clients.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Two cores and the server-side testing `knobs` (environment variables).
+fn knob_options(knobs: &[(&str, &str)]) -> ServerOptions {
+    ServerOptions {
+        cores: Some(2),
+        env: knobs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// `t(k, v)` with rows 1..=100, `v = 10 k`: what the fence tests split.
+const HUNDRED_ROWS: &str = "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8); \
+     INSERT INTO t SELECT g, g * 10 FROM generate_series(1, 100) AS g";
+
 /// A split whose gateway is slow but alive keeps its fence past the abandonment time: the
 /// gateway touches it every so often ([`FenceKeeper`] in `kv/split.rs`), so the range's
 /// leader leaves it alone and the split completes. Knobs: `CHITIN_TESTING_SPLIT_PAUSE_MS`
@@ -691,29 +703,17 @@ fn a_slow_split_keeps_its_fence_while_its_gateway_lives() {
     let dir = TempDir::new("chitin-fence-kept").expect("temp dir");
     let store = dir.path().join("store");
     let log = dir.path().join("server.log");
-    let options = ServerOptions {
-        cores: Some(2),
-        env: vec![
-            ("CHITIN_TESTING_SPLIT_PAUSE_MS".into(), "3000".into()),
-            ("CHITIN_TESTING_FENCE_ABANDONED_MS".into(), "1000".into()),
-        ],
-    };
+    let options = knob_options(&[
+        ("CHITIN_TESTING_SPLIT_PAUSE_MS", "3000"),
+        ("CHITIN_TESTING_FENCE_ABANDONED_MS", "1000"),
+    ]);
     let server = TestServer::start_on(&store, &log, &options).expect("start");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     runtime.block_on(async {
         let c = common::connect(&server.config(common::DEFAULT_DATABASE))
             .await
             .expect("connect");
-        c.batch_execute(
-            "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8); \
-             INSERT INTO t SELECT g, g * 10 FROM generate_series(1, 100) AS g",
-        )
-        .await
-        .unwrap();
+        c.batch_execute(HUNDRED_ROWS).await.unwrap();
         let started = Instant::now();
         c.batch_execute("ALTER TABLE t SPLIT AT VALUES (50)")
             .await
@@ -744,29 +744,17 @@ fn a_split_left_behind_by_its_gateway_is_resolved_by_the_ranges_leader() {
         let dir = TempDir::new("chitin-fence").expect("temp dir");
         let store = dir.path().join("store");
         let log = dir.path().join("server.log");
-        let options = ServerOptions {
-            cores: Some(2),
-            env: vec![
-                ("CHITIN_TESTING_SPLIT_STOP".into(), stop.into()),
-                ("CHITIN_TESTING_FENCE_ABANDONED_MS".into(), "2000".into()),
-            ],
-        };
+        let options = knob_options(&[
+            ("CHITIN_TESTING_SPLIT_STOP", stop),
+            ("CHITIN_TESTING_FENCE_ABANDONED_MS", "2000"),
+        ]);
         let mut server = TestServer::start_on(&store, &log, &options).expect("start");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = client_runtime();
         runtime.block_on(async {
             let c = common::connect(&server.config(common::DEFAULT_DATABASE))
                 .await
                 .expect("connect");
-            c.batch_execute(
-                "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8); \
-                 INSERT INTO t SELECT g, g * 10 FROM generate_series(1, 100) AS g",
-            )
-            .await
-            .unwrap();
+            c.batch_execute(HUNDRED_ROWS).await.unwrap();
             let err = c
                 .simple_query("ALTER TABLE t SPLIT AT VALUES (50)")
                 .await

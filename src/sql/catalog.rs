@@ -321,6 +321,30 @@ pub struct MaterializedViewDesc {
 }
 
 impl TableDesc {
+    /// A table `name` of `columns` in the public schema, with nothing else yet: no id,
+    /// key, indexes or constraints (callers set what they have with `..`).
+    pub fn new(name: impl Into<String>, columns: Vec<ColumnDesc>) -> TableDesc {
+        TableDesc {
+            id: 0,
+            db_id: 0,
+            name: name.into(),
+            columns,
+            pk: Vec::new(),
+            pk_name: String::new(),
+            indexes: Vec::new(),
+            next_index_id: 2,
+            adding: Vec::new(),
+            view: None,
+            checks: Vec::new(),
+            primary_index: 1,
+            sequence: None,
+            foreign_keys: Vec::new(),
+            schema_id: PUBLIC_SCHEMA,
+            schema: "public".into(),
+            comments: Vec::new(),
+            materialized: None,
+        }
+    }
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }

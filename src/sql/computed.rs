@@ -327,30 +327,18 @@ mod tests {
     use super::*;
 
     fn table() -> TableDesc {
-        let mut t = catalog::decode_table(&catalog::encode_table(&TableDesc {
+        let columns = vec![
+            ColumnDesc::new("k", SqlType::Int8),
+            ColumnDesc::new("v", SqlType::Text),
+        ];
+        let t = TableDesc {
             id: 104,
             db_id: 1,
-            name: "t".into(),
-            columns: vec![
-                ColumnDesc::new("k", SqlType::Int8),
-                ColumnDesc::new("v", SqlType::Text),
-            ],
             pk: vec![0],
             pk_name: "t_pkey".into(),
-            indexes: Vec::new(),
-            next_index_id: 2,
-            adding: Vec::new(),
-            view: None,
-            checks: Vec::new(),
-            primary_index: 1,
-            sequence: None,
-            foreign_keys: Vec::new(),
-            schema_id: 0,
-            schema: "public".into(),
-            comments: Vec::new(),
-            materialized: None,
-        }))
-        .unwrap();
+            ..TableDesc::new("t", columns)
+        };
+        let mut t = catalog::decode_table(&catalog::encode_table(&t)).unwrap();
         let e = catalog::parse_default("lower(v)").unwrap();
         let (_, ty) = bind_expr(&t, &e).unwrap();
         column_for(&mut t, "lower(v)", ty);

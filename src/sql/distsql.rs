@@ -916,28 +916,16 @@ mod tests {
 
     fn spec() -> FlowSpec {
         use crate::sql::catalog::{decode_table, encode_table, ColumnDesc};
+        let columns = vec![
+            ColumnDesc::new("k", SqlType::Int8),
+            ColumnDesc::new("v", SqlType::Text),
+        ];
         let t = TableDesc {
             id: 104,
             db_id: 1,
-            name: "t".into(),
-            columns: vec![
-                ColumnDesc::new("k", SqlType::Int8),
-                ColumnDesc::new("v", SqlType::Text),
-            ],
             pk: vec![0],
             pk_name: "t_pkey".into(),
-            indexes: Vec::new(),
-            next_index_id: 2,
-            adding: Vec::new(),
-            view: None,
-            checks: Vec::new(),
-            primary_index: 1,
-            sequence: None,
-            foreign_keys: Vec::new(),
-            schema_id: 0,
-            schema: String::new(),
-            comments: Vec::new(),
-            materialized: None,
+            ..TableDesc::new("t", columns)
         };
         // Through the descriptor codec once: what the other node decodes is compared.
         let table = decode_table(&encode_table(&t)).unwrap();

@@ -3203,26 +3203,7 @@ fn build_check(
     expr: Expr,
     column: Option<&str>,
 ) -> Result<CheckDesc> {
-    let probe = TableDesc {
-        id: 0,
-        db_id: 0,
-        name: table.to_string(),
-        columns: columns.to_vec(),
-        pk: Vec::new(),
-        pk_name: String::new(),
-        indexes: Vec::new(),
-        next_index_id: 2,
-        adding: Vec::new(),
-        view: None,
-        checks: Vec::new(),
-        primary_index: 1,
-        sequence: None,
-        foreign_keys: Vec::new(),
-        schema_id: catalog::PUBLIC_SCHEMA,
-        schema: "public".into(),
-        comments: Vec::new(),
-        materialized: None,
-    };
+    let probe = TableDesc::new(table, columns.to_vec());
     let scope = table_scope(&probe, table);
     let mut params = Vec::new();
     let (_, ty) = Binder::new(&scope, &mut params).bind(&expr, Some(SqlType::Bool))?;
@@ -8027,21 +8008,12 @@ impl<'a> Exec<'a> {
             id,
             db_id: self.db_id,
             pk_name: format!("{name}_pkey"),
-            name,
-            columns,
             pk,
             indexes,
             next_index_id,
-            adding: Vec::new(),
-            view: None,
             checks,
-            primary_index: 1,
-            sequence: None,
-            foreign_keys: Vec::new(),
             schema_id,
-            schema: "public".into(),
-            comments: Vec::new(),
-            materialized: None,
+            ..TableDesc::new(name, columns)
         };
         for (fk, cols) in pending_fks {
             let f = self.build_foreign_key(&desc, &fk, cols)?;
@@ -8123,22 +8095,9 @@ impl<'a> Exec<'a> {
         let desc = TableDesc {
             id,
             db_id: self.db_id,
-            pk_name: String::new(),
-            name,
-            columns,
-            pk: Vec::new(),
-            indexes: Vec::new(),
-            next_index_id: 2,
-            adding: Vec::new(),
             view: Some(cv.query.to_string()),
-            checks: Vec::new(),
-            primary_index: 1,
-            sequence: None,
-            foreign_keys: Vec::new(),
             schema_id,
-            schema: "public".into(),
-            comments: Vec::new(),
-            materialized: None,
+            ..TableDesc::new(name, columns)
         };
         writes.push(KvWrite::Put {
             key: keys::table_desc_key(id),

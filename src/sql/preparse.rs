@@ -39,6 +39,9 @@
 //! statement of the string is rewritten; a `RETURNING` inside a string literal would
 //! confuse it.
 
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
 /// The type name given to the columns of `CREATE TABLE t (a, b) AS …`.
 pub const UNTYPED_COLUMN: &str = "__chitin_untyped";
 
@@ -98,36 +101,48 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
 /// quotes), when there are several; None for one (or for text the tokenizer refuses,
 /// which the parser then reports).
 fn split_statements(sql: &str) -> Option<Vec<&str>> {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::tokenizer::{Token, Tokenizer};
     // PERF: most strings hold one statement and never tokenize here.
     let body = sql.trim().trim_end_matches(';');
     if !body.contains(';') {
         return None;
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize_with_location()
-        .ok()?;
-    let mut line_starts = vec![0];
-    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-    let offset = |t: &sqlparser::tokenizer::TokenWithSpan| -> Option<usize> {
-        let start = *line_starts.get((t.span.start.line as usize).checked_sub(1)?)?;
-        let col = (t.span.start.column as usize).checked_sub(1)?;
-        Some(match sql[start..].char_indices().nth(col) {
-            Some((i, _)) => start + i,
-            None => sql.len(),
-        })
-    };
+    let (tokens, offsets) = tokens_at(sql)?;
     let mut pieces = Vec::new();
     let mut from = 0;
-    for t in tokens.iter().filter(|t| t.token == Token::SemiColon) {
-        let at = offset(t)?;
+    for (i, _) in tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.token == Token::SemiColon)
+    {
+        let at = offsets[i];
         pieces.push(&sql[from..at]);
         from = at + 1;
     }
     pieces.push(&sql[from..]);
     pieces.retain(|p| !p.trim().is_empty());
     (pieces.len() > 1).then_some(pieces)
+}
+
+/// `sql`'s tokens and the byte offset in `sql` where each starts, plus one more offset,
+/// `sql.len()`, for the end; None when the tokenizer refuses the text.
+fn tokens_at(sql: &str) -> Option<(Vec<TokenWithSpan>, Vec<usize>)> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    // Byte offsets of each line's start, to turn token locations into offsets.
+    let mut line_starts = vec![0];
+    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let mut offsets = Vec::with_capacity(tokens.len() + 1);
+    for t in &tokens {
+        let start = *line_starts.get((t.span.start.line as usize).checked_sub(1)?)?;
+        let col = (t.span.start.column as usize).checked_sub(1)?;
+        offsets.push(match sql[start..].char_indices().nth(col) {
+            Some((i, _)) => start + i,
+            None => sql.len(),
+        });
+    }
+    offsets.push(sql.len());
+    Some((tokens, offsets))
 }
 
 /// [`rewrite`] of one statement.
@@ -247,28 +262,12 @@ fn rewrite_ctas_columns(body: &str) -> Option<String> {
 /// first `AS` outside parentheses; the rest of the text is kept byte for byte. `None` when
 /// there is no such statement.
 fn rewrite_matview_with_data(sql: &str) -> Option<String> {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::tokenizer::{Token, Tokenizer};
     // PERF: every simple query passes here; most never tokenize.
     if !may_start_statement(sql, "create") || !sql.to_ascii_lowercase().contains("materialized") {
         return None;
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize_with_location()
-        .ok()?;
-    let mut line_starts = vec![0];
-    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-    let offset = |i: usize| -> Option<usize> {
-        let Some(t) = tokens.get(i) else {
-            return Some(sql.len());
-        };
-        let start = *line_starts.get((t.span.start.line as usize).checked_sub(1)?)?;
-        let col = (t.span.start.column as usize).checked_sub(1)?;
-        match sql[start..].char_indices().nth(col) {
-            Some((i, _)) => Some(start + i),
-            None => Some(sql.len()),
-        }
-    };
+    let (tokens, offsets) = tokens_at(sql)?;
+    let offset = |i: usize| offsets.get(i).copied();
     let word = |i: usize, w: &str| matches!(&tokens[i].token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
     // (byte range to remove, byte offset of the AS to put the marker before) per statement.
     let mut edits: Vec<(std::ops::Range<usize>, Option<usize>)> = Vec::new();
@@ -552,26 +551,11 @@ fn may_start_statement(text: &str, word: &str) -> bool {
 /// rest of the text is kept byte for byte. `None` when there is none, or a FETCH / MOVE
 /// does not follow PostgreSQL's grammar (sqlparser then reports the error).
 fn rewrite_fetch_move(sql: &str) -> Option<String> {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::tokenizer::{Token, Tokenizer};
     // PERF: every simple query passes here; most never tokenize.
     if !may_start_statement(sql, "fetch") && !may_start_statement(sql, "move") {
         return None;
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize_with_location()
-        .ok()?;
-    // Byte offsets of each line's start, to turn token locations into offsets.
-    let mut line_starts = vec![0];
-    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-    let offset = |loc: sqlparser::tokenizer::Location| -> Option<usize> {
-        let start = *line_starts.get((loc.line as usize).checked_sub(1)?)?;
-        let col = (loc.column as usize).checked_sub(1)?;
-        match sql[start..].char_indices().nth(col) {
-            Some((i, _)) => Some(start + i),
-            None => Some(sql.len()),
-        }
-    };
+    let (tokens, offsets) = tokens_at(sql)?;
     let mut out = String::new();
     let mut copied = 0;
     // The statements, as index ranges of their tokens.
@@ -585,13 +569,14 @@ fn rewrite_fetch_move(sql: &str) -> Option<String> {
     }
     statements.push(from..tokens.len());
     for range in statements {
-        let significant: Vec<&sqlparser::tokenizer::TokenWithSpan> = tokens[range.clone()]
-            .iter()
-            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        let significant: Vec<usize> = range
+            .clone()
+            .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
             .collect();
-        let Some((verb, rest)) = significant.split_first() else {
+        let Some((&verb_at, rest)) = significant.split_first() else {
             continue;
         };
+        let verb = &tokens[verb_at];
         let op = match &verb.token {
             Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("fetch") => {
                 "fetch"
@@ -606,7 +591,7 @@ fn rewrite_fetch_move(sql: &str) -> Option<String> {
         let mut words: Vec<String> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         let mut sign = "";
-        for t in rest {
+        for t in rest.iter().map(|&i| &tokens[i]) {
             let word = match &t.token {
                 Token::Minus if sign.is_empty() => {
                     sign = "-";
@@ -632,11 +617,8 @@ fn rewrite_fetch_move(sql: &str) -> Option<String> {
         }
         let word_refs: Vec<&str> = words.iter().map(String::as_str).collect();
         let (spec, at) = crate::sql::cursor::parse_fetch_words(&word_refs)?;
-        let start = offset(verb.span.start)?;
-        let end = match tokens.get(range.end) {
-            Some(semicolon) => offset(semicolon.span.start)?,
-            None => sql.len(),
-        };
+        let start = offsets[verb_at];
+        let end = offsets[range.end];
         out.push_str(&sql[copied..start]);
         out.push_str(&format!(
             "FETCH ALL FROM {} INTO \"{}{op} {spec}\" ",

@@ -297,29 +297,17 @@ pub fn relation(id: u32, db_id: u32, schema_id: u32, name: &str, seq: SequenceDe
         c.nullable = false;
         c
     };
+    let columns = vec![
+        col("last_value", SqlType::Int8),
+        col("log_cnt", SqlType::Int8),
+        col("is_called", SqlType::Bool),
+    ];
     TableDesc {
         id,
         db_id,
-        name: name.to_string(),
-        columns: vec![
-            col("last_value", SqlType::Int8),
-            col("log_cnt", SqlType::Int8),
-            col("is_called", SqlType::Bool),
-        ],
-        pk: Vec::new(),
-        pk_name: String::new(),
-        indexes: Vec::new(),
-        next_index_id: 2,
-        adding: Vec::new(),
-        view: None,
-        checks: Vec::new(),
-        primary_index: 1,
         sequence: Some(seq),
-        foreign_keys: Vec::new(),
         schema_id,
-        schema: "public".into(),
-        comments: Vec::new(),
-        materialized: None,
+        ..TableDesc::new(name, columns)
     }
 }
 

@@ -113,26 +113,15 @@ impl Exec<'_> {
             id,
             db_id: self.db_id,
             pk_name: format!("{name}_pkey"),
-            name,
             pk: vec![columns.len() - 1],
-            columns,
-            indexes: Vec::new(),
-            next_index_id: 2,
-            adding: Vec::new(),
-            view: None,
-            checks: Vec::new(),
-            primary_index: 1,
-            sequence: None,
-            foreign_keys: Vec::new(),
             schema_id,
-            schema: "public".into(),
-            comments: Vec::new(),
             materialized: spec
                 .materialized
                 .map(|query| catalog::MaterializedViewDesc {
                     query,
                     populated: spec.with_data,
                 }),
+            ..TableDesc::new(name, columns)
         };
         writes.push(KvWrite::Insert {
             key: keys::table_desc_key(id),
