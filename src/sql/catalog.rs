@@ -307,6 +307,9 @@ pub struct TableDesc {
     /// a table (`view` is `None`: its rows are stored, indexes work) that only `REFRESH
     /// MATERIALIZED VIEW` writes (`exec::materialized_views`).
     pub materialized: Option<MaterializedViewDesc>,
+    /// Positions of the columns with a bound `computed_scalar` (not stored: kept by
+    /// [`crate::sql::computed::bind`]); empty for most tables, whose rows then skip it.
+    pub computed_columns: Vec<usize>,
 }
 
 /// What makes a table a materialized view (descriptor extension 6).
@@ -343,6 +346,7 @@ impl TableDesc {
             schema: "public".into(),
             comments: Vec::new(),
             materialized: None,
+            computed_columns: Vec::new(),
         }
     }
     pub fn column_index(&self, name: &str) -> Option<usize> {
@@ -997,6 +1001,7 @@ pub fn decode_table(b: &[u8]) -> Result<TableDesc> {
         schema: "public".into(),
         comments,
         materialized,
+        computed_columns: Vec::new(),
     };
     crate::sql::computed::bind(&mut t);
     Ok(t)
@@ -1597,6 +1602,7 @@ mod tests {
             schema: "public".into(),
             comments: vec![(0, "the table".into()), (1, "the key".into())],
             materialized: None,
+            computed_columns: Vec::new(),
         };
         let back = decode_table(&encode_table(&t)).unwrap();
         assert_eq!(back.name, "t");

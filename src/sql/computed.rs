@@ -41,9 +41,17 @@ thread_local! {
 }
 
 /// Binds every computed column's expression over `t`'s columns (when the descriptor
-/// loads); one that no longer binds computes NULL.
+/// loads, and after a change of its computed columns) and notes where they are; one
+/// that no longer binds computes NULL.
 pub fn bind(t: &mut TableDesc) {
-    if t.columns.iter().all(|c| c.computed.is_none()) {
+    t.computed_columns = t
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.computed.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if t.computed_columns.is_empty() {
         return;
     }
     let bound: Vec<Option<Scalar>> = t
@@ -172,29 +180,28 @@ fn is_immutable(name: &str) -> bool {
 
 /// Recomputes the computed columns of a row just read (those `keep` marks, when given).
 pub fn fill_read(t: &TableDesc, row: &mut [Datum], keep: Option<&[bool]>) {
-    for (i, c) in t.columns.iter().enumerate() {
-        let Some(s) = &c.computed_scalar else {
-            if c.computed.is_some() && i < row.len() {
-                row[i] = Datum::Null;
-            }
-            continue;
-        };
+    for &i in &t.computed_columns {
         if i >= row.len() || keep.is_some_and(|k| !k.get(i).copied().unwrap_or(true)) {
             continue;
         }
-        row[i] = EMPTY.with(|cx| s.eval(row, cx)).unwrap_or(Datum::Null);
+        row[i] = match &t.columns[i].computed_scalar {
+            Some(s) => EMPTY.with(|cx| s.eval(row, cx)).unwrap_or(Datum::Null),
+            None => Datum::Null,
+        };
     }
 }
 
 /// Computes the computed columns of a row about to be written; an expression that fails
 /// on it fails the write, as in PostgreSQL.
 pub fn fill_write(t: &TableDesc, row: &mut [Datum]) -> Result<()> {
-    for (i, c) in t.columns.iter().enumerate() {
-        if let (Some(s), true) = (&c.computed_scalar, i < row.len()) {
-            row[i] = EMPTY.with(|cx| s.eval(row, cx))?;
-        } else if c.computed.is_some() && i < row.len() {
-            row[i] = Datum::Null;
+    for &i in &t.computed_columns {
+        if i >= row.len() {
+            continue;
         }
+        row[i] = match &t.columns[i].computed_scalar {
+            Some(s) => EMPTY.with(|cx| s.eval(row, cx))?,
+            None => Datum::Null,
+        };
     }
     Ok(())
 }
@@ -274,6 +281,7 @@ pub fn drop_unused(desc: &mut TableDesc) {
             c.name = format!("........pg.dropped.{}........", i + 1);
         }
     }
+    bind(desc);
 }
 
 /// The conjuncts of a scan's filter with every operand that is an index expression of
@@ -281,11 +289,9 @@ pub fn drop_unused(desc: &mut TableDesc) {
 /// no conjunct changed.
 pub fn substitute(t: &TableDesc, conjuncts: &[&Scalar]) -> Option<Vec<Scalar>> {
     let exprs: Vec<(usize, String)> = t
-        .columns
+        .computed_columns
         .iter()
-        .enumerate()
-        .filter(|(_, c)| !c.dropped)
-        .filter_map(|(i, c)| Some((i, format!("{:?}", c.computed_scalar.as_ref()?))))
+        .filter_map(|&i| Some((i, format!("{:?}", t.columns[i].computed_scalar.as_ref()?))))
         .collect();
     if exprs.is_empty() {
         return None;

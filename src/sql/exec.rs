@@ -5560,7 +5560,8 @@ impl<'a> Exec<'a> {
                 }
                 let correlated = !self.correlated_in_filter(plan).is_empty();
                 let access = if correlated { Access::Full } else { access };
-                let name = access_name(&access);
+                // Named before the access moves, only when EXPLAIN ANALYZE records.
+                let name = started.map(|_| access_name(&access)).unwrap_or_default();
                 let rows = self.read_rows(t, access).await?;
                 self.op_done(started, || format!("scan {}: {name}", t.name), rows.len());
                 let started = self.op_start();

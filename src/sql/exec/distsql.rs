@@ -321,28 +321,31 @@ impl Exec<'_> {
             top,
         };
         let started = self.op_start();
-        let stages = {
-            let mut st = format!("scan {}", t.name);
-            if plan.filter.is_some() {
-                st.push_str(" → filter");
-            }
-            if grouped {
-                st.push_str(" → partial aggregation");
-            } else if work.top > 0 {
-                st.push_str(&format!(" → top {}", work.top));
-            }
-            st
-        };
+        let top = work.top;
         let outputs = self.run_flows(t, work, planned, (&start, &end)).await?;
-        let out_rows: usize = outputs
-            .iter()
-            .map(|o| match o {
-                FlowOutput::Rows(r) => r.len(),
-                FlowOutput::Groups(g) => g.len(),
-            })
-            .sum();
-        let place = Self::flows_place(&self.flow_stats);
-        self.op_done_at(started, || stages, out_rows, place);
+        if started.is_some() {
+            let out_rows: usize = outputs
+                .iter()
+                .map(|o| match o {
+                    FlowOutput::Rows(r) => r.len(),
+                    FlowOutput::Groups(g) => g.len(),
+                })
+                .sum();
+            let place = Self::flows_place(&self.flow_stats);
+            let stages = || {
+                let mut st = format!("scan {}", t.name);
+                if plan.filter.is_some() {
+                    st.push_str(" → filter");
+                }
+                if grouped {
+                    st.push_str(" → partial aggregation");
+                } else if top > 0 {
+                    st.push_str(&format!(" → top {top}"));
+                }
+                st
+            };
+            self.op_done_at(started, stages, out_rows, place);
+        }
         if grouped {
             let mut grouper = Grouper::default();
             for out in outputs {
@@ -445,13 +448,15 @@ impl Exec<'_> {
                 rows.extend(r);
             }
         }
-        let filtered = if pushed.is_some() { " → filter" } else { "" };
-        self.op_done_at(
-            started,
-            || format!("scan {}{filtered}", t.name),
-            rows.len(),
-            Self::flows_place(&mine),
-        );
+        if started.is_some() {
+            let filtered = if pushed.is_some() { " → filter" } else { "" };
+            self.op_done_at(
+                started,
+                || format!("scan {}{filtered}", t.name),
+                rows.len(),
+                Self::flows_place(&mine),
+            );
+        }
         self.flow_stats.extend(mine);
         Ok(Some(rows))
     }

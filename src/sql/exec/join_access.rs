@@ -175,7 +175,8 @@ impl Exec<'_> {
                     return Ok(rows);
                 }
                 let started = self.op_start();
-                let name = access_name(&access);
+                // Named before the access moves, only when EXPLAIN ANALYZE records.
+                let name = started.map(|_| access_name(&access)).unwrap_or_default();
                 let rows = self.read_rows(t, access).await?;
                 self.op_done(started, || format!("scan {}: {name}", t.name), rows.len());
                 let started = self.op_start();

@@ -37,6 +37,9 @@ impl Exec<'_> {
         op: impl FnOnce() -> String,
         rows: usize,
     ) {
+        if started.is_none() {
+            return;
+        }
         let place = self.gateway_place();
         self.op_done_at(started, op, rows, place);
     }
