@@ -75,6 +75,14 @@ const QUERIES: &[&str] = &[
     "SELECT k, s FROM t WHERE g = 2 ORDER BY s LIMIT 7 OFFSET 3",
     "SELECT k, f * 2 AS d FROM t ORDER BY d DESC, k LIMIT 4",
     "SELECT k, n FROM t ORDER BY n % 10, k DESC LIMIT 6",
+    // ORDER BY without LIMIT: each flow sorts its pages, the gateway merges the runs;
+    // in key order nothing is sorted.
+    "SELECT k, v FROM t WHERE v % 3 <> 0 ORDER BY v DESC",
+    "SELECT k, g, s FROM t ORDER BY g, s DESC",
+    "SELECT k, f * 2 AS d FROM t WHERE g <> 4 ORDER BY d DESC, k",
+    "SELECT k, n FROM t ORDER BY n % 10, k DESC",
+    "SELECT k, s FROM t WHERE v % 4 = 1 ORDER BY k",
+    "SELECT k FROM t ORDER BY k DESC",
     // A window or a set-returning function needs more rows than the LIMIT.
     "SELECT k, count(*) OVER () FROM t WHERE k % 5000 = 1 LIMIT 2",
     "SELECT k, generate_series(1, (k % 3)::INT4) FROM t WHERE k < 20 LIMIT 5",
@@ -265,6 +273,17 @@ fn flows_per_core_answer_what_the_gateway_answers() {
         let outs: Vec<&String> = ran.iter().filter(|l| l.starts_with("ran on ")).collect();
         assert_eq!(outs.len(), 2, "{ran:?}");
         assert!(outs.iter().all(|l| l.contains(", 5 rows out")), "{ran:?}");
+        // ORDER BY without LIMIT: sorted runs merged at the gateway.
+        let merged = lines_of(&c, "EXPLAIN (DISTSQL) SELECT k FROM t ORDER BY v DESC").await;
+        assert!(
+            merged
+                .iter()
+                .any(|l| l.contains("table reader t → sort by the ORDER BY"))
+                && merged
+                    .iter()
+                    .any(|l| l.contains(": ordered merge by the ORDER BY")),
+            "{merged:?}"
+        );
         // A LIMIT in key order distributes; its flows stop once the first rows are in.
         let limited = lines_of(&c, "EXPLAIN (DISTSQL) SELECT * FROM t LIMIT 3").await;
         assert!(

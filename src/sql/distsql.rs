@@ -26,6 +26,17 @@
 //! time it holds twice as many) and answers only those, unpaged; the gateway sorts the
 //! flows' answers and cuts again.
 //!
+//! # ORDER BY
+//!
+//! Without a LIMIT, an ORDER BY in key order (ascending by a primary key prefix) needs no
+//! sort: the answers merged in key order are the order. Any other ORDER BY travels as sort
+//! keys with `top` = 0: each flow sorts each span's rows of each page before answering
+//! them, so every piece the gateway receives is a sorted run (paging stays as it is), and
+//! the gateway merges the runs (`exec::merge_runs`, a heap over the runs' heads: n log runs
+//! comparisons on the gateway's core instead of a sort's n log n, the sorting itself done
+//! in parallel where the data is). Such specs travel as wire version 3: a node that would
+//! ignore the sort keys refuses them.
+//!
 //! A join's table inputs are scanned the same way, each by flows with the WHERE conjuncts
 //! that read only that input (`exec::distsql::dist_join_input`); the joins run on the
 //! gateway over the merged rows.
@@ -152,7 +163,9 @@ pub struct FlowSpec {
     /// Aggregating flows are not paged.
     pub page_rows: usize,
     /// `ORDER BY … LIMIT`: with `top` > 0 a flow of rows answers only its first `top` rows
-    /// in this order (all of them, sorted, in its first span's output), not paged.
+    /// in this order (all of them, sorted, in its first span's output), not paged. With
+    /// `top` = 0 (`ORDER BY` without LIMIT) each span's answer of each page is sorted in
+    /// this order: a sorted run the gateway merges with the others.
     pub order: Vec<FlowOrder>,
     pub top: usize,
 }
@@ -351,18 +364,7 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
                 match &spec.agg {
                     Some(a) => grouper.add(&a.group_by, &a.aggs, row, &cx)?,
                     None if top > 0 => {
-                        let keys = spec
-                            .order
-                            .iter()
-                            .map(|o| {
-                                let v = o.key.eval(&row, &cx)?;
-                                match o.array_ty {
-                                    Some(ty) => crate::sql::array::sort_datum(v, ty),
-                                    None => Ok(v),
-                                }
-                            })
-                            .collect::<Result<Vec<_>>>()?;
-                        best.push((keys, row));
+                        best.push((spec.order_keys(&row, &cx)?, row));
                         if best.len() >= 2 * top.max(512) {
                             keep_top(&mut best, &dirs, top);
                         }
@@ -391,6 +393,15 @@ async fn run_flow_in_zone(ctx: &CoreCtx, spec: &FlowSpec, source: Source) -> Res
             FlowOutput::Groups(grouper.groups)
         } else {
             result.rows_out += rows.len() as u64;
+            if spec.sorted_runs() {
+                // A sorted run: the gateway merges the runs (ORDER BY without LIMIT).
+                let mut keyed = Vec::with_capacity(rows.len());
+                for row in rows {
+                    keyed.push((spec.order_keys(&row, &cx)?, row));
+                }
+                keyed.sort_by(|a, b| crate::sql::exec::cmp_sort_keys(&a.0, &b.0, &dirs));
+                rows = keyed.into_iter().map(|(_, row)| row).collect();
+            }
             FlowOutput::Rows(rows)
         };
         result.outputs.push((i, output));
@@ -418,6 +429,25 @@ fn keep_top(rows: &mut Vec<(Vec<Datum>, Vec<Datum>)>, dirs: &[(bool, bool)], top
 impl FlowSpec {
     fn eval_ctx(&self) -> EvalCtx {
         self.eval.eval_ctx()
+    }
+
+    /// The sort keys of `row` by [`Self::order`].
+    fn order_keys(&self, row: &[Datum], cx: &EvalCtx) -> Result<Vec<Datum>> {
+        self.order
+            .iter()
+            .map(|o| {
+                let v = o.key.eval(row, cx)?;
+                match o.array_ty {
+                    Some(ty) => crate::sql::array::sort_datum(v, ty),
+                    None => Ok(v),
+                }
+            })
+            .collect()
+    }
+
+    /// A flow of rows with sort keys and no `top`: each span's answer is a sorted run.
+    fn sorted_runs(&self) -> bool {
+        self.agg.is_none() && self.top == 0 && !self.order.is_empty()
     }
 }
 
@@ -509,6 +539,11 @@ pub fn travels(s: &Scalar) -> bool {
 /// refuses them as malformed rather than misreading them).
 const WIRE_VERSION: u8 = 2;
 
+/// The version of a spec whose flow answers sorted runs ([`FlowSpec::sorted_runs`]): the
+/// encoding of version 2, which a node of version 2 refuses (it would answer unsorted
+/// rows, and the gateway's merge would put them out of order).
+const WIRE_VERSION_SORTED_RUNS: u8 = 3;
+
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
@@ -561,7 +596,11 @@ fn get_opt<T>(r: &mut Reader, get: impl FnOnce(&mut Reader) -> Option<T>) -> Opt
 
 /// Appends the encoding of `spec`.
 pub fn encode_spec(spec: &FlowSpec, out: &mut Vec<u8>) {
-    out.push(WIRE_VERSION);
+    out.push(if spec.sorted_runs() {
+        WIRE_VERSION_SORTED_RUNS
+    } else {
+        WIRE_VERSION
+    });
     put_bytes(out, &crate::sql::catalog::encode_table(&spec.table));
     put_opt_scalar(out, spec.filter.as_ref());
     match &spec.agg {
@@ -646,7 +685,8 @@ fn malformed(what: &str) -> Error {
 }
 
 fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
-    if r.u8()? != WIRE_VERSION {
+    let version = r.u8()?;
+    if version != WIRE_VERSION && version != WIRE_VERSION_SORTED_RUNS {
         return None;
     }
     let table = crate::sql::catalog::decode_table(r.bytes()?).ok()?;
@@ -727,7 +767,7 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
     if !r.0.is_empty() {
         return None;
     }
-    Some(FlowSpec {
+    let spec = FlowSpec {
         table: Arc::new(table),
         filter,
         agg,
@@ -749,7 +789,8 @@ fn read_spec(r: &mut Reader) -> Option<FlowSpec> {
         page_rows,
         order,
         top,
-    })
+    };
+    ((version == WIRE_VERSION_SORTED_RUNS) == spec.sorted_runs()).then_some(spec)
 }
 
 /// Appends the encoding of `result`.
@@ -990,6 +1031,18 @@ mod tests {
         for n in 0..b.len() {
             assert!(decode_spec(&b[..n]).is_err(), "prefix {n}");
         }
+        // A flow of sorted runs (ORDER BY without LIMIT) travels as version 3, which a
+        // node of version 2 refuses; a version byte that disagrees with the spec is refused.
+        let mut runs = spec();
+        runs.agg = None;
+        runs.top = 0;
+        let mut b = Vec::new();
+        encode_spec(&runs, &mut b);
+        assert_eq!(b[0], WIRE_VERSION_SORTED_RUNS);
+        let back = decode_spec(&b).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{runs:?}"));
+        b[0] = WIRE_VERSION;
+        assert!(decode_spec(&b).is_err());
         let result = FlowResult {
             outputs: vec![
                 (0, FlowOutput::Rows(vec![vec![Datum::Int(1), Datum::Null]])),

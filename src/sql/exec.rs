@@ -2820,6 +2820,78 @@ fn stub_subqueries<T: sqlparser::ast::VisitMut>(
     Ok(())
 }
 
+/// What a plan's input already is with respect to its ORDER BY.
+#[derive(Debug)]
+pub(crate) enum Presorted {
+    No,
+    /// In the ORDER BY's order (a primary key prefix read in key order).
+    InOrder,
+    /// Consecutive sorted runs of these lengths (DistSQL flows sorted their answers).
+    Runs(Vec<usize>),
+}
+
+/// One run's next row in [`merge_runs`]'s heap: the smallest comes out first, ties in run
+/// order.
+struct RunHead<'a> {
+    item: (Vec<Datum>, Vec<Datum>),
+    run: usize,
+    dirs: &'a [(bool, bool)],
+}
+
+impl Ord for RunHead<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_sort_keys(&other.item.1, &self.item.1, self.dirs).then(other.run.cmp(&self.run))
+    }
+}
+
+impl PartialOrd for RunHead<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for RunHead<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for RunHead<'_> {}
+
+/// Merges `rows` (row, sort keys), consecutive runs of the lengths `runs` each sorted by
+/// `dirs`, into one sorted sequence: n log(runs) comparisons instead of a sort's n log n.
+fn merge_runs(
+    rows: Vec<(Vec<Datum>, Vec<Datum>)>,
+    runs: &[usize],
+    dirs: &[(bool, bool)],
+) -> Vec<(Vec<Datum>, Vec<Datum>)> {
+    let total = rows.len();
+    if runs.iter().sum::<usize>() != total {
+        let mut rows = rows;
+        rows.sort_by(|a, b| cmp_sort_keys(&a.1, &b.1, dirs));
+        return rows;
+    }
+    let mut rest = rows.into_iter();
+    let mut iters: Vec<std::vec::IntoIter<(Vec<Datum>, Vec<Datum>)>> = runs
+        .iter()
+        .map(|&n| rest.by_ref().take(n).collect::<Vec<_>>().into_iter())
+        .collect();
+    let mut heap = std::collections::BinaryHeap::with_capacity(iters.len());
+    for (run, it) in iters.iter_mut().enumerate() {
+        if let Some(item) = it.next() {
+            heap.push(RunHead { item, run, dirs });
+        }
+    }
+    let mut out = Vec::with_capacity(total);
+    while let Some(RunHead { item, run, .. }) = heap.pop() {
+        out.push(item);
+        if let Some(item) = iters[run].next() {
+            heap.push(RunHead { item, run, dirs });
+        }
+    }
+    out
+}
+
 /// Compares sort keys by `(descending, nulls first)` per key.
 pub(crate) fn cmp_sort_keys(a: &[Datum], b: &[Datum], dirs: &[(bool, bool)]) -> std::cmp::Ordering {
     use std::cmp::Ordering;
@@ -5595,6 +5667,17 @@ impl<'a> Exec<'a> {
         plan: &SelectPlan,
         input: Vec<Vec<Datum>>,
     ) -> Result<Vec<Vec<Datum>>> {
+        self.finish_plan_sorted(plan, input, Presorted::No).await
+    }
+
+    /// [`Self::finish_plan`] over input already in the ORDER BY's order, or in sorted runs
+    /// (the answers of DistSQL flows): ORDER BY then keeps or merges instead of sorting.
+    async fn finish_plan_sorted(
+        &mut self,
+        plan: &SelectPlan,
+        input: Vec<Vec<Datum>>,
+        presorted: Presorted,
+    ) -> Result<Vec<Vec<Datum>>> {
         self.check_cancel()?;
         let started = self.op_start();
         // (output row, sort keys)
@@ -5678,7 +5761,7 @@ impl<'a> Exec<'a> {
                 produced.push((out, keys));
             }
         }
-        let out = self.finish_produced(plan, produced)?;
+        let out = self.finish_produced(plan, produced, presorted)?;
         self.op_done(started, || op_stats::tail_name(plan), out.len());
         Ok(out)
     }
@@ -5693,7 +5776,7 @@ impl<'a> Exec<'a> {
         self.check_cancel()?;
         let started = self.op_start();
         let produced = self.project_groups(plan, groups)?;
-        let out = self.finish_produced(plan, produced)?;
+        let out = self.finish_produced(plan, produced, Presorted::No)?;
         self.op_done(started, || op_stats::tail_name(plan), out.len());
         Ok(out)
     }
@@ -5763,6 +5846,7 @@ impl<'a> Exec<'a> {
         &self,
         plan: &SelectPlan,
         mut produced: Vec<(Vec<Datum>, Vec<Datum>)>,
+        presorted: Presorted,
     ) -> Result<Vec<Vec<Datum>>> {
         if plan.distinct {
             let mut seen = HashSet::new();
@@ -5776,7 +5860,14 @@ impl<'a> Exec<'a> {
         }
         if !plan.order.is_empty() {
             let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
-            produced.sort_by(|a, b| cmp_sort_keys(&a.1, &b.1, &dirs));
+            match presorted {
+                Presorted::InOrder => {}
+                Presorted::Runs(runs) if !plan.distinct => {
+                    debug_assert_eq!(runs.iter().sum::<usize>(), produced.len());
+                    produced = merge_runs(produced, &runs, &dirs);
+                }
+                _ => produced.sort_by(|a, b| cmp_sort_keys(&a.1, &b.1, &dirs)),
+            }
         }
         if plan.distinct_on > 0 {
             let first = plan.order.len() - plan.distinct_on;
@@ -5992,16 +6083,24 @@ impl<'a> Exec<'a> {
     /// How many rows a plan needs from its table when it only projects, filters and limits in
     /// primary key order (so the first rows of a primary key scan are the answer).
     fn pk_order_limit(&self, plan: &SelectPlan, t: &TableDesc) -> Result<Option<usize>> {
+        if plan.limit.is_none() || !Self::in_pk_order(plan, t) {
+            return Ok(None);
+        }
+        self.limit_plus_offset(plan)
+    }
+
+    /// Whether `plan`'s rows of `t`, read in primary key order, come out in its ORDER BY's
+    /// order (no ORDER BY, or ascending by a primary key prefix) row for row.
+    fn in_pk_order(plan: &SelectPlan, t: &TableDesc) -> bool {
         // Window functions and set-returning functions need more input rows than the
         // output rows they make (all of them; or more, when a row expands to none).
         if plan.grouped
             || plan.distinct
             || plan.distinct_on > 0
-            || plan.limit.is_none()
             || !plan.windows.is_empty()
             || !plan.srfs.is_empty()
         {
-            return Ok(None);
+            return false;
         }
         for (i, (key, desc, _)) in plan.order.iter().enumerate() {
             let column = match key {
@@ -6013,10 +6112,10 @@ impl<'a> Exec<'a> {
                 _ => None,
             };
             if *desc || column.is_none() || t.pk.get(i).copied() != column {
-                return Ok(None);
+                return false;
             }
         }
-        self.limit_plus_offset(plan)
+        true
     }
 
     /// LIMIT + OFFSET of `plan` (None without a LIMIT, or with LIMIT NULL).
@@ -9402,4 +9501,71 @@ fn assign_cast(v: Datum, c: &ColumnDesc) -> Result<Datum> {
         }
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(v: &[Option<i64>]) -> Vec<(Vec<Datum>, Vec<Datum>)> {
+        v.iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let d = x.map_or(Datum::Null, Datum::Int);
+                (vec![Datum::Int(i as i64)], vec![d])
+            })
+            .collect()
+    }
+
+    fn keys(rows: &[(Vec<Datum>, Vec<Datum>)]) -> Vec<Option<i64>> {
+        rows.iter()
+            .map(|(_, k)| match k[0] {
+                Datum::Int(i) => Some(i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorted_runs_merge_into_one_order() {
+        // Descending, NULLs first: three runs, one empty, with ties across runs.
+        let dirs = [(true, true)];
+        let rows = keyed(&[
+            None,
+            Some(9),
+            Some(4),
+            Some(4),
+            Some(8),
+            Some(4),
+            Some(1),
+            None,
+            Some(10),
+            Some(0),
+        ]);
+        let merged = merge_runs(rows.clone(), &[4, 0, 3, 3], &dirs);
+        assert_eq!(
+            keys(&merged),
+            vec![
+                None,
+                None,
+                Some(10),
+                Some(9),
+                Some(8),
+                Some(4),
+                Some(4),
+                Some(4),
+                Some(1),
+                Some(0)
+            ]
+        );
+        // Ties keep their runs' order: row 2 and 3 (run 0) before row 5 (run 2).
+        let tied: Vec<String> = merged[5..8]
+            .iter()
+            .map(|(r, _)| format!("{:?}", r[0]))
+            .collect();
+        assert_eq!(tied, vec!["Int(2)", "Int(3)", "Int(5)"]);
+        // Lengths that do not add up: sorted anyway.
+        let sorted = merge_runs(rows, &[2], &dirs);
+        assert_eq!(keys(&sorted), keys(&merged));
+    }
 }

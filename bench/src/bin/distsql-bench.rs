@@ -35,6 +35,10 @@ const QUERIES: &[(&str, &str)] = &[
         "SELECT k, v FROM t ORDER BY f DESC LIMIT 10",
     ),
     (
+        "ORDER BY, 100k rows back (sorted runs merged)",
+        "SELECT k, v FROM t WHERE v % 10 = 3 ORDER BY f DESC",
+    ),
+    (
         "LIMIT in key order, selective filter",
         "SELECT k FROM t WHERE s LIKE '%99999%' LIMIT 1",
     ),

@@ -139,6 +139,16 @@ impl Exec<'_> {
     /// the rows each flow answers at most; None when the plan groups, is DISTINCT, has
     /// window or set-returning functions, or no LIMIT.
     pub(super) fn top_k(&self, plan: &SelectPlan) -> Result<Option<(Vec<FlowOrder>, usize)>> {
+        let Some(order) = self.flow_order(plan) else {
+            return Ok(None);
+        };
+        Ok(self.limit_plus_offset(plan)?.map(|n| (order, n)))
+    }
+
+    /// The flows' sort keys for `plan`'s ORDER BY (each an expression over the table row
+    /// that travels); None when there is no ORDER BY, or the plan groups, is DISTINCT, has
+    /// window or set-returning functions, or a key that cannot travel.
+    pub(super) fn flow_order(&self, plan: &SelectPlan) -> Option<Vec<FlowOrder>> {
         if plan.order.is_empty()
             || plan.grouped
             || plan.distinct
@@ -147,7 +157,7 @@ impl Exec<'_> {
             || !plan.srfs.is_empty()
             || !plan.srf_exprs.is_empty()
         {
-            return Ok(None);
+            return None;
         }
         let mut order = Vec::with_capacity(plan.order.len());
         for (key, desc, nulls_first) in &plan.order {
@@ -155,14 +165,14 @@ impl Exec<'_> {
                 SortKey::Expr(e) => (e.clone(), None),
                 SortKey::Output(o) => match plan.outputs.get(*o) {
                     Some(e) => (e.clone(), plan.columns.get(*o).map(|c| c.ty)),
-                    None => return Ok(None),
+                    None => return None,
                 },
             };
             if !distsql::travels(&key)
                 || super::join_access::volatile(&key)
                 || !self.correlated_in(Some(&key)).is_empty()
             {
-                return Ok(None);
+                return None;
             }
             order.push(FlowOrder {
                 key,
@@ -171,7 +181,7 @@ impl Exec<'_> {
                 nulls_first: *nulls_first,
             });
         }
-        Ok(self.limit_plus_offset(plan)?.map(|n| (order, n)))
+        Some(order)
     }
 
     /// The partial aggregation flows can do for `plan`: grouped, no window functions, and
@@ -308,10 +318,17 @@ impl Exec<'_> {
             Some(_) => None,
             None => self.pk_order_limit(plan, t)?,
         };
+        // Rows in key order need no sort; otherwise a LIMIT makes each flow answer its
+        // top rows, and without one each flow answers sorted runs the gateway merges.
+        let in_key_order = partial.is_none() && Self::in_pk_order(plan, t);
         let (order, top) = match (&partial, want) {
-            (None, None) => self.top_k(plan)?.unwrap_or_default(),
+            (None, None) if !in_key_order => match self.flow_order(plan) {
+                Some(order) => (order, self.limit_plus_offset(plan)?.unwrap_or(0)),
+                None => Default::default(),
+            },
             _ => Default::default(),
         };
+        let runs = top == 0 && !order.is_empty();
         let work = FlowWork {
             filter: plan.filter.clone(),
             agg: partial,
@@ -322,7 +339,7 @@ impl Exec<'_> {
         };
         let started = self.op_start();
         let top = work.top;
-        let outputs = self.run_flows(t, work, planned, (&start, &end)).await?;
+        let (outputs, pieces) = self.run_flows(t, work, planned, (&start, &end)).await?;
         if started.is_some() {
             let out_rows: usize = outputs
                 .iter()
@@ -341,6 +358,8 @@ impl Exec<'_> {
                     st.push_str(" → partial aggregation");
                 } else if top > 0 {
                     st.push_str(&format!(" → top {top}"));
+                } else if runs {
+                    st.push_str(" → sort");
                 }
                 st
             };
@@ -362,7 +381,16 @@ impl Exec<'_> {
                 rows.extend(r);
             }
         }
-        self.finish_plan(plan, rows).await.map(Some)
+        let presorted = if runs {
+            Presorted::Runs(pieces.into_iter().flatten().collect())
+        } else if in_key_order {
+            Presorted::InOrder
+        } else {
+            Presorted::No
+        };
+        self.finish_plan_sorted(plan, rows, presorted)
+            .await
+            .map(Some)
     }
 
     /// Whether a scan of `[start, end)` distributes in `mode`: None when it does not;
@@ -439,7 +467,7 @@ impl Exec<'_> {
         };
         let started = self.op_start();
         let before = std::mem::take(&mut self.flow_stats);
-        let outputs = self.run_flows(t, work, planned, (&start, &end)).await?;
+        let (outputs, _) = self.run_flows(t, work, planned, (&start, &end)).await?;
         // The flows of every input, for EXPLAIN ANALYZE.
         let mine = std::mem::replace(&mut self.flow_stats, before);
         let mut rows = Vec::new();
@@ -462,7 +490,9 @@ impl Exec<'_> {
     }
 
     /// Runs flows over `[start, end)` of `t`'s primary index at the transaction's read
-    /// timestamp and answers their outputs in key order; records the span as read.
+    /// timestamp and answers their outputs in key order, each with the lengths of the
+    /// pieces it was answered in (each a sorted run when the flows answer sorted runs);
+    /// records the span as read.
     ///
     /// Flows of rows answer in pages ([`distsql::PAGE_ROWS`]): a flow that stopped early
     /// is asked again from where it stopped, all such flows at once, round after round.
@@ -475,7 +505,7 @@ impl Exec<'_> {
         work: FlowWork,
         mut planned: Option<Vec<FlowPlan>>,
         (start, end): (&[u8], &[u8]),
-    ) -> Result<Vec<FlowOutput>> {
+    ) -> Result<(Vec<FlowOutput>, Vec<Vec<usize>>)> {
         let FlowWork {
             filter,
             agg,
@@ -520,6 +550,7 @@ impl Exec<'_> {
                 top,
             };
             let mut slots: Vec<Option<FlowOutput>> = (0..nspans).map(|_| None).collect();
+            let mut pieces: Vec<Vec<usize>> = vec![Vec::new(); nspans];
             let mut leftover = Vec::new();
             let mut stats: Vec<FlowStat> = Vec::new();
             let mut again: Option<Result<Uncertain>> = None;
@@ -536,7 +567,8 @@ impl Exec<'_> {
                         Ok(FlowEnd::Done(r)) => {
                             for (i, out) in r.outputs {
                                 check_output(&out, agg.as_ref(), i, f.spans.len())?;
-                                put_output(&mut slots[f.spans[i].0], out);
+                                let gi = f.spans[i].0;
+                                put_output(&mut slots[gi], &mut pieces[gi], out);
                             }
                             for i in r.unserved {
                                 let span = f.spans.get(i).ok_or_else(|| bad_answer("span"))?;
@@ -597,7 +629,8 @@ impl Exec<'_> {
                     Ok(FlowEnd::Done(r)) => {
                         for (i, out) in r.outputs {
                             check_output(&out, agg.as_ref(), i, leftover.len())?;
-                            put_output(&mut slots[leftover[i].0], out);
+                            let gi = leftover[i].0;
+                            put_output(&mut slots[gi], &mut pieces[gi], out);
                         }
                         stats.push(FlowStat {
                             node: r.node,
@@ -646,7 +679,7 @@ impl Exec<'_> {
             self.note_read();
             self.count_rows_read(stats.iter().map(|s| s.rows_read).sum());
             self.flow_stats = stats;
-            return Ok(outputs);
+            return Ok((outputs, pieces));
         }
     }
 
@@ -849,6 +882,14 @@ impl Exec<'_> {
         } else if let Some((_, n)) = self.top_k(plan)? {
             stages.push(format!("top {n} by the ORDER BY"));
         }
+        // ORDER BY without LIMIT, not in key order: each flow sorts, the gateway merges.
+        let runs = !partial
+            && !Self::in_pk_order(plan, t)
+            && self.limit_plus_offset(plan)?.is_none()
+            && self.flow_order(plan).is_some();
+        if runs {
+            stages.push("sort by the ORDER BY".into());
+        }
         for (i, f) in flows.iter().enumerate() {
             let place = format!("node {} core {}", f.node.max(1), f.core);
             out.push(format!(
@@ -859,13 +900,18 @@ impl Exec<'_> {
                 if f.spans.len() == 1 { "" } else { "s" }
             ));
         }
-        let mut last = vec!["merge in key order".to_string()];
+        let mut last = vec![if runs {
+            "ordered merge by the ORDER BY".to_string()
+        } else {
+            "merge in key order".to_string()
+        }];
         if partial {
             last.push("final aggregation".into());
         } else if plan.grouped {
             last.push("aggregation".into());
         }
-        if !plan.order.is_empty() {
+        let in_order = !partial && Self::in_pk_order(plan, t);
+        if !plan.order.is_empty() && !runs && !in_order {
             last.push("sort".into());
         }
         if plan.limit.is_some() || plan.offset.is_some() {
@@ -880,11 +926,20 @@ impl Exec<'_> {
 }
 
 /// Adds a flow's answer for a span to what the span answered before (a paged flow answers
-/// a span in several pieces, in key order).
-fn put_output(slot: &mut Option<FlowOutput>, out: FlowOutput) {
+/// a span in several pieces, in key order), and the piece's length to `pieces`.
+fn put_output(slot: &mut Option<FlowOutput>, pieces: &mut Vec<usize>, out: FlowOutput) {
     match (slot.as_mut(), out) {
-        (Some(FlowOutput::Rows(rows)), FlowOutput::Rows(more)) => rows.extend(more),
-        (_, out) => *slot = Some(out),
+        (Some(FlowOutput::Rows(rows)), FlowOutput::Rows(more)) => {
+            pieces.push(more.len());
+            rows.extend(more);
+        }
+        (_, out) => {
+            pieces.clear();
+            if let FlowOutput::Rows(r) = &out {
+                pieces.push(r.len());
+            }
+            *slot = Some(out);
+        }
     }
 }
 
