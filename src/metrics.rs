@@ -113,6 +113,10 @@ pub struct CoreMetrics {
     pub range_splits_load: AtomicU64,
     /// Merges this core's merge queue made.
     pub range_merges: AtomicU64,
+    /// Replicas on this core (initialized or waiting for a snapshot).
+    pub replicas: AtomicU64,
+    /// Replicas this core destroyed after their group removed them (replica GC).
+    pub replicas_gc: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -224,9 +228,13 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
-    let gauges: [MetricLine; 18] = [
+    let gauges: [MetricLine; 20] = [
         ("range_merges_total", "counter", |c| {
             c.range_merges.load(Relaxed)
+        }),
+        ("replicas", "gauge", |c| c.replicas.load(Relaxed)),
+        ("replicas_gc_total", "counter", |c| {
+            c.replicas_gc.load(Relaxed)
         }),
         ("range_splits_size_total", "counter", |c| {
             c.range_splits_size.load(Relaxed)

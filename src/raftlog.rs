@@ -131,6 +131,12 @@ impl DurableLog {
         Ok(())
     }
 
+    /// Forgets `range` altogether (its replica here was destroyed), durably at once.
+    pub async fn remove_range(&self, range: RangeId) -> Result<()> {
+        self.log.remove_range(range).await?;
+        Ok(())
+    }
+
     /// Makes pending truncation markers durable.
     pub async fn sync(&self) -> Result<()> {
         self.log.sync().await?;

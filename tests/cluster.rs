@@ -1149,7 +1149,8 @@ async fn wait_replicated(via: &Node, without: u64, timeout: Duration) -> Duratio
 /// `a_dead_node_is_replaced_and_a_decommissioned_node_is_drained`: four nodes, replicas on
 /// the first three, `server.time_until_store_dead` set to 3 s. Node 3 is killed under a
 /// write load: every range gets a replica on node 4 (a joint-consensus change and a
-/// snapshot) and loses node 3's. Then node 3 comes back and node 1 is decommissioned:
+/// snapshot) and loses node 3's. Then node 3 comes back (and destroys the replicas its
+/// groups removed, replica GC) and node 1 is decommissioned:
 /// every replica moves off node 1 (its leases first). Node 1 is recommissioned and a
 /// fifth node joins the running cluster (`start --join`, no `init`): it becomes a member
 /// and rebalancing gives it replicas. Nothing acknowledged is lost, and every node (the
@@ -1226,6 +1227,28 @@ fn a_dead_node_is_replaced_and_a_decommissioned_node_is_drained() {
 
         nodes[2].spawn();
         wait_sql(&nodes[2], Duration::from_secs(40)).await;
+        // Node 3 came back with replicas its groups removed meanwhile: they know no
+        // leader (unavailable, as it sees them) until replica GC asks their leaders and
+        // destroys them (or rebalancing adds node 3 back, and they catch up).
+        let started = Instant::now();
+        loop {
+            let collected = common::status_var(nodes[2].http, "replicas_gc_total");
+            let unavailable = common::status_var(nodes[2].http, "ranges_unavailable");
+            if collected > 0 && unavailable == 0 {
+                println!(
+                    "node 3 destroyed {collected} removed replicas after {:?}; it holds {}",
+                    started.elapsed(),
+                    common::status_var(nodes[2].http, "replicas")
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(45),
+                "node 3: {collected} replicas collected, {unavailable} without a leader\n{}",
+                nodes[2].log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         // Node 3 just restarted: the system range may be changing leader, and the command
         // then answers a retryable error (a user retries, so does the test).
         let mut attempts = 0;

@@ -96,6 +96,7 @@ pub mod keys;
 pub mod range_stats;
 pub mod ranges;
 pub mod replica;
+pub mod replica_gc;
 pub mod split;
 pub mod store;
 

@@ -126,6 +126,17 @@ pub const PREPARE_PREFIX: &[u8] = b"\x00prepare/";
 /// Prefix of every range's raft-state record in a core's lock table.
 pub const RAFT_STATE_PREFIX: &[u8] = b"\x00raftstate/";
 
+/// Prefix of the records of ranges whose replica this core destroyed (replica GC): such a
+/// range is never started here again from the initial seed, only from a leader's snapshot.
+pub const GONE_PREFIX: &[u8] = b"\x00rangegone/";
+
+/// The lock-table key of `range`'s destroyed-replica record.
+pub fn gone_key(range: RangeId) -> Vec<u8> {
+    let mut k = GONE_PREFIX.to_vec();
+    k.extend_from_slice(&range.0.to_be_bytes());
+    k
+}
+
 /// The lock-table key of `range`'s raft-state record.
 pub fn raft_state_key(range: RangeId) -> Vec<u8> {
     let mut k = RAFT_STATE_PREFIX.to_vec();
@@ -487,6 +498,15 @@ pub struct Replica {
     /// Bumped whenever latches are released or a fence is lifted; waiters park on it.
     latch_gen: Cell<u64>,
     latch_waiters: RefCell<Vec<std::task::Waker>>,
+    /// Raft messages delivered from other nodes so far: replica GC destroys a replica only
+    /// if none came between asking the range's leader and acting on its answer.
+    pub msgs_in: Cell<u64>,
+    /// Since when this replica has known no leader (or been outside its own group's
+    /// configuration), as the GC queue last saw it ([`super::replica_gc`]).
+    pub leaderless_since: Cell<Option<Instant>>,
+    /// When the GC queue last found this replica still a member (asked no sooner again
+    /// than [`super::replica_gc::RECHECK`]).
+    pub gc_checked: Cell<Option<Instant>>,
 }
 
 /// Raft ticks: every replica ticks this often.
@@ -667,6 +687,9 @@ impl Replica {
             active_tick: Cell::new(0),
             latch_gen: Cell::new(0),
             latch_waiters: RefCell::new(Vec::new()),
+            msgs_in: Cell::new(0),
+            leaderless_since: Cell::new(None),
+            gc_checked: Cell::new(None),
         })
     }
 

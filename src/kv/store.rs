@@ -19,7 +19,7 @@ use super::keys;
 use super::replica::{
     decode_fence, encode_fence, fence_record_key, prepare_record_key, raft_state_key, Command,
     CommandKind, FenceKind, Membership, Prepared, RaftStateRecord, RangeStorage, Replica,
-    FENCE_PREFIX, PREPARE_PREFIX, RAFT_INIT_INDEX, RAFT_INIT_TERM, RAFT_STATE_PREFIX,
+    FENCE_PREFIX, GONE_PREFIX, PREPARE_PREFIX, RAFT_INIT_INDEX, RAFT_INIT_TERM, RAFT_STATE_PREFIX,
 };
 use super::LockWait;
 use super::{KvRequest, KvResponse, KvWrite, ReadResult, TxnId, Uncertain};
@@ -87,6 +87,27 @@ pub struct Store {
     /// When the store opened: prepares a range latches again soon after are from before
     /// the restart ([`RESTART_PREPARES`]).
     opened_at: Instant,
+    /// Ranges whose replica here was destroyed by replica GC ([`super::replica::GONE_PREFIX`]).
+    gone: RefCell<std::collections::HashSet<RangeId>>,
+    /// Raft rounds and log truncations in progress (they hold replicas across awaits):
+    /// replica GC destroys a replica only between them.
+    busy: Cell<u32>,
+}
+
+/// Counts one holder of [`Store::busy`] while it lives.
+struct Busy<'a>(&'a Cell<u32>);
+
+impl<'a> Busy<'a> {
+    fn new(c: &'a Cell<u32>) -> Busy<'a> {
+        c.set(c.get() + 1);
+        Busy(c)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// Ticks (100 ms) without a request before an idle, caught-up range quiesces.
@@ -153,6 +174,8 @@ impl Store {
             unreachable: RefCell::new(Default::default()),
             placement_seen: RefCell::new((false, Vec::new())),
             opened_at: Instant::now(),
+            gone: RefCell::new(Default::default()),
+            busy: Cell::new(0),
         });
         let recovered = store.log.recover().await?;
         // Raft-state records: each range's configuration and last snapshot.
@@ -168,6 +191,15 @@ impl Store {
                     return Err(Error::internal("corrupt raft state record key"));
                 };
                 states.insert(RangeId(id), RaftStateRecord::decode(&value)?);
+            }
+            let end = keys::prefix_end(GONE_PREFIX);
+            for (key, _) in store.engine()?.scan_locks(GONE_PREFIX, &end).await? {
+                let id = key
+                    .get(GONE_PREFIX.len()..)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| Error::internal("corrupt destroyed-replica record key"))?;
+                store.gone.borrow_mut().insert(RangeId(id));
             }
         }
         let members = match (&membership, recovered.is_empty() && states.is_empty()) {
@@ -350,9 +382,11 @@ impl Store {
                 "the node has not joined a cluster yet (run chitin init)",
             )
         })?;
-        let r = if members.voters.contains(&members.node) {
+        let gone = self.gone.borrow().contains(&range);
+        let r = if members.voters.contains(&members.node) && !gone {
             // One of the range's initial replicas: it starts from the seed every initial
-            // replica shares.
+            // replica shares (unless its replica here was removed from the group and
+            // destroyed: then only a leader's snapshot brings it back).
             let conf = ConfState::from((members.voters.clone(), vec![]));
             Replica::new(
                 range,
@@ -395,6 +429,7 @@ impl Store {
             return;
         }
         if let Ok(r) = self.replica_for(range, false) {
+            r.msgs_in.set(r.msgs_in.get() + 1);
             match quiesce_message(&msg) {
                 Some(true) => r.quiesce_offer.set(Some((msg.term, msg.from, msg.commit))),
                 // An answer to a quiesce heartbeat leaves the leader quiet.
@@ -568,7 +603,8 @@ impl Store {
         // would campaign in the initial configuration for ever).
         let born_here =
             keys::initial_span(range).is_some() || matches!(req, KvRequest::Ingest { .. });
-        let here = self.has_replica(range) || (born_here && self.may_create(range));
+        let here = self.has_replica(range)
+            || (born_here && self.may_create(range) && !self.gone.borrow().contains(&range));
         if !here {
             // No replica here: the gateway looks for the range elsewhere.
             return KvResponse::NotLeader {
@@ -1618,6 +1654,7 @@ impl Store {
     /// queued proposals, collect every ready, persist them with one log append, apply
     /// committed entries, advance.
     pub async fn drive_once(&self) -> Result<()> {
+        let _busy = Busy::new(&self.busy);
         let ids = std::mem::take(&mut *self.dirty.borrow_mut());
         let replicas: Vec<Rc<Replica>> = {
             let all = self.replicas.borrow();
@@ -2323,6 +2360,7 @@ impl Store {
     /// last entry of each range stays, so raft always knows its last term. With the
     /// in-memory engine nothing is durable and the log is never truncated.
     pub async fn truncate_logs(&self) -> Result<()> {
+        let _busy = Busy::new(&self.busy);
         let engine = self.engine()?;
         if matches!(*engine, StoreEngine::Mem(_)) {
             return Ok(());
@@ -2449,6 +2487,106 @@ impl Store {
     }
 
     /// Refreshes the raft gauges: leaders, leaseholders, replicas without a leader.
+    /// Replicas the GC queue should ask about ([`super::replica_gc`]), with their count of
+    /// delivered messages: those that for `after` have known no leader or stood outside
+    /// their own group's configuration (removed, or added and never initialized), and were
+    /// not found still a member within `recheck`. Leaders are never candidates.
+    pub fn gc_candidates(&self, after: Duration, recheck: Duration) -> Vec<(RangeId, u64)> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for r in self.replicas.borrow().values() {
+            let suspect = {
+                let raw = r.raw.borrow();
+                let me = raw.raft.id;
+                let conf = raw.store().conf.borrow();
+                let member = conf.voters.contains(&me)
+                    || conf.learners.contains(&me)
+                    || conf.voters_outgoing.contains(&me);
+                raw.raft.state != raft::StateRole::Leader && (raw.raft.leader_id == 0 || !member)
+            };
+            if !suspect {
+                r.leaderless_since.set(None);
+                continue;
+            }
+            let since = *r.leaderless_since.get().get_or_insert(now);
+            r.leaderless_since.set(Some(since));
+            let checked = r.gc_checked.get().is_some_and(|t| now < t + recheck);
+            if now >= since + after && !checked {
+                out.push((r.id, r.msgs_in.get()));
+            }
+        }
+        out
+    }
+
+    /// The GC queue found `range`'s replica here still a member of its group.
+    pub fn gc_keep(&self, range: RangeId) {
+        if let Some(r) = self.replicas.borrow().get(&range) {
+            r.gc_checked.set(Some(Instant::now()));
+        }
+    }
+
+    /// Destroys `range`'s replica here, which its group's leader answered is not a member:
+    /// unless a raft message reached it since the question (its count of delivered
+    /// messages is not `seen` any more: it may have been added back) or it leads. Drops it
+    /// from memory and its raft log, then in one engine batch its raft-state, prepare and
+    /// fence records and its data (when no other replica here overlaps its span), and
+    /// records it as gone, so no request starts it again from the initial seed. Answers
+    /// whether it was destroyed.
+    pub async fn destroy_replica(&self, range: RangeId, seen: u64) -> Result<bool> {
+        // Between raft rounds: none holds the replica across an await when it goes.
+        let waited = Instant::now();
+        while self.busy.get() > 0 {
+            if waited.elapsed() > Duration::from_secs(5) {
+                return Ok(false);
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        let Some(r) = self.replicas.borrow().get(&range).cloned() else {
+            return Ok(false);
+        };
+        if r.msgs_in.get() != seen
+            || r.raw.borrow().raft.state == raft::StateRole::Leader
+            || !r.queue.borrow().is_empty()
+            || !r.waiters.borrow().is_empty()
+        {
+            return Ok(false);
+        }
+        let engine = self.engine()?;
+        self.replicas.borrow_mut().remove(&range);
+        self.gone.borrow_mut().insert(range);
+        // The log first: a crash before the engine batch leaves the raft-state record,
+        // from which the replica comes back (as a member of its old group) and is
+        // collected again; the other order would bring it back from the initial seed.
+        self.log.remove_range(range).await?;
+        let mut batch = WriteBatch::new();
+        let mut start = PREPARE_PREFIX.to_vec();
+        start.extend_from_slice(&range.0.to_be_bytes());
+        let end = keys::prefix_end(&start);
+        for (key, _) in engine.scan_locks(&start, &end).await? {
+            batch.delete_lock(key);
+        }
+        batch.delete_lock(fence_record_key(range));
+        batch.delete_lock(raft_state_key(range));
+        batch.put_lock(super::replica::gone_key(range), Vec::new());
+        batch.set_applied(range, 0);
+        let (lo, hi) = r.span.borrow().clone();
+        let overlaps = self.replicas.borrow().values().any(|o| {
+            let span = o.span.borrow();
+            span.0 < hi && lo < span.1
+        });
+        if lo < hi && !overlaps {
+            // Hides every version written here before (a later replica's writes stay).
+            batch.delete_range(lo, hi, Timestamp::MAX);
+        }
+        engine.write(batch).await?;
+        engine.flush().await?;
+        r.latches_changed();
+        self.metrics
+            .replicas_gc
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(true)
+    }
+
     pub fn update_raft_gauges(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         let (mut leaders, mut serving, mut leaderless) = (0, 0, 0);
@@ -2467,6 +2605,9 @@ impl Store {
         self.metrics.raft_leaders.store(leaders, Relaxed);
         self.metrics.raft_leaseholders.store(serving, Relaxed);
         self.metrics.raft_leaderless.store(leaderless, Relaxed);
+        self.metrics
+            .replicas
+            .store(self.replicas.borrow().len() as u64, Relaxed);
         if let Some(t) = self.transport.borrow().as_ref() {
             let st = t.stats();
             self.metrics.raft_messages_sent.store(st.raft_sent, Relaxed);

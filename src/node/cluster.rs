@@ -118,6 +118,8 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
     let mut last_split_check = Instant::now();
     let splitting = Rc::new(Cell::new(false));
     let refreshing_stats = Rc::new(Cell::new(false));
+    let collecting = Rc::new(Cell::new(false));
+    let mut last_gc = Instant::now();
     let mut last_stats_check = Instant::now();
     let mut last_waits_fetch = Instant::now();
     let fetching_waits = Rc::new(Cell::new(false));
@@ -209,6 +211,17 @@ pub async fn follow(ctx: Rc<CoreCtx>) {
             let (c, busy) = (ctx.clone(), refreshing_stats.clone());
             glommio::spawn_local(async move {
                 crate::sql::exec::refresh_stale_stats(&c).await;
+                busy.set(false);
+            })
+            .detach();
+        }
+        if last_gc.elapsed() >= crate::kv::replica_gc::EVERY && adopted(&ctx) && !collecting.get() {
+            // Replicas their group removed while this node was away, in the background.
+            last_gc = Instant::now();
+            collecting.set(true);
+            let (c, busy) = (ctx.clone(), collecting.clone());
+            glommio::spawn_local(async move {
+                crate::kv::replica_gc::gc_queue(&c).await;
                 busy.set(false);
             })
             .detach();
