@@ -720,7 +720,24 @@ impl Exec<'_> {
                 }
             }
         });
-        crate::sql::session::join_all(runs.collect()).await
+        // PERF: flows for other cores and nodes are polled first, so they are on their way
+        // before the gateway's own flow runs here (polled first, it would run to its end
+        // before the others were even sent: the flows ran one after the other).
+        let me = ctx.shared.node_id.load(Ordering::Relaxed);
+        let mut runs: Vec<(usize, _)> = runs.enumerate().collect();
+        runs.sort_by_key(|(i, _)| {
+            let f = &flows[*i];
+            (f.node == me || f.node == 0) && f.core == ctx.core
+        });
+        let (order, runs): (Vec<usize>, Vec<_>) = runs.into_iter().unzip();
+        let answers = crate::sql::session::join_all(runs).await;
+        let mut out: Vec<Option<Result<FlowEnd>>> = (0..flows.len()).map(|_| None).collect();
+        for (i, a) in order.into_iter().zip(answers) {
+            out[i] = Some(a);
+        }
+        out.into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Error::internal("a flow got no answer"))))
+            .collect()
     }
 
     /// `EXPLAIN (DISTSQL)` of a join: the flows that read each table input whose scan
