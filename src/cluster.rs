@@ -80,6 +80,9 @@ pub const METHOD_DRAIN: u32 = 107;
 /// `waits`: the node's lock wait-for edges (waiter, holder) as little-endian u64 pairs, for
 /// other nodes' deadlock detection ([`crate::kv::deadlock`]).
 pub const METHOD_WAITS: u32 = 108;
+/// One chunk of a streamed raft snapshot ([`crate::kv::snapshot`]), to the core that owns
+/// the range: `range | stream id | seq | versions`; answered `ok` once spooled.
+pub const METHOD_SNAPSHOT_CHUNK: u32 = 109;
 
 /// Default replica count of a range.
 pub const DEFAULT_NUM_REPLICAS: usize = 3;

@@ -117,6 +117,9 @@ impl Node {
             .arg("1")
             .arg("--insecure")
             .args(&self.extra)
+            // Snapshots of ranges over 16 KiB stream in chunks (the default chunk is
+            // 4 MiB): every snapshot these tests send but the smallest is streamed.
+            .env("CHITIN_TESTING_SNAPSHOT_CHUNK_BYTES", "16384")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -1216,6 +1219,10 @@ fn a_dead_node_is_replaced_and_a_decommissioned_node_is_drained() {
             "node 4 installed {installed} snapshots; nodes 1-2 applied {changes} conf changes"
         );
         assert!(installed >= 4, "node 4 installed {installed} snapshots");
+        let chunks = common::status_var(nodes[0].http, "raft_snapshot_chunks_sent_total")
+            + common::status_var(nodes[1].http, "raft_snapshot_chunks_sent_total");
+        println!("snapshots streamed in {chunks} chunks");
+        assert!(chunks > 0, "no snapshot was streamed");
         let acked_now = load.acked.lock().unwrap().clone();
         let seen = read_all(&nodes[3]).await;
         let lost: Vec<_> = acked_now.difference(&seen).take(10).collect();

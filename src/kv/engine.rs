@@ -49,6 +49,23 @@ impl StoreEngine {
         }
     }
 
+    /// [`Self::scan_versions`] a page of about `max_bytes` at a time (a key's versions
+    /// are never split), and where the next page starts (None: the span is done).
+    pub async fn scan_versions_page(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        max_bytes: usize,
+    ) -> Result<(Vec<chitin_storage::VersionedKeyValue>, Option<Vec<u8>>)> {
+        match self {
+            StoreEngine::Lsm(e) => {
+                e.scan_versions_page(start, end, Timestamp::MIN, Timestamp::MAX, max_bytes)
+                    .await
+            }
+            StoreEngine::Mem(e) => Ok(e.scan_versions_page(start, end, max_bytes)),
+        }
+    }
+
     /// The size of the versions in `[start, end)` and its middle key (streamed).
     pub async fn span_size(&self, start: &[u8], end: &[u8]) -> Result<chitin_storage::SpanSize> {
         match self {

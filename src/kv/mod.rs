@@ -97,6 +97,7 @@ pub mod range_stats;
 pub mod ranges;
 pub mod replica;
 pub mod replica_gc;
+pub mod snapshot;
 pub mod split;
 pub mod store;
 

@@ -89,6 +89,8 @@ pub struct Store {
     opened_at: Instant,
     /// Ranges whose replica here was destroyed by replica GC ([`super::replica::GONE_PREFIX`]).
     gone: RefCell<std::collections::HashSet<RangeId>>,
+    /// Streamed snapshots being received ([`super::snapshot`]).
+    spools: RefCell<super::snapshot::Spools>,
     /// Raft rounds and log truncations in progress (they hold replicas across awaits):
     /// replica GC destroys a replica only between them.
     busy: Cell<u32>,
@@ -176,6 +178,7 @@ impl Store {
             opened_at: Instant::now(),
             gone: RefCell::new(Default::default()),
             busy: Cell::new(0),
+            spools: RefCell::new(super::snapshot::Spools::new(dir.join("snapshots"))?),
         });
         let recovered = store.log.recover().await?;
         // Raft-state records: each range's configuration and last snapshot.
@@ -427,6 +430,17 @@ impl Store {
     pub fn deliver(&self, range: RangeId, msg: Message) {
         if keys::core_for_range(range, self.ncores) != self.core {
             return;
+        }
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            if let Some((id, chunks, _)) =
+                super::snapshot::parse_streamed(msg.get_snapshot().get_data())
+            {
+                if !self.spools.borrow().complete(range, id, chunks) {
+                    // Its chunks are not all here (lost, or from before a restart): raft
+                    // sends another snapshot.
+                    return;
+                }
+            }
         }
         if let Ok(r) = self.replica_for(range, false) {
             r.msgs_in.set(r.msgs_in.get() + 1);
@@ -2075,11 +2089,39 @@ impl Store {
         let meta = snap.get_metadata().clone();
         let (index, term) = (meta.index, meta.term);
         let conf = meta.get_conf_state().clone();
-        let cmd = if snap.data.is_empty() {
-            None
-        } else {
-            Some(Command::decode(&snap.data)?)
+        let (cmd, mut spooled) = match super::snapshot::parse_streamed(&snap.data) {
+            Some((id, chunks, rest)) => {
+                let file = self
+                    .spools
+                    .borrow_mut()
+                    .take(r.id, id, chunks)
+                    .ok_or_else(|| {
+                        Error::internal(format!("streamed snapshot of {} is not spooled", r.id))
+                    })?;
+                (Some(Command::decode(rest)?), Some(file))
+            }
+            None if snap.data.is_empty() => (None, None),
+            None => (Some(Command::decode(&snap.data)?), None),
         };
+        let mut bytes = 0u64;
+        // A streamed snapshot's pages, each in a batch of its own, before the final batch.
+        while let Some(chunk) = match spooled.as_mut() {
+            Some(f) => f.next_chunk()?,
+            None => None,
+        } {
+            let page = Command::decode(&chunk)?;
+            let mut batch = WriteBatch::new();
+            for v in page.versions {
+                self.hlc.update(v.ts);
+                bytes += (v.key.len() + v.value.as_ref().map_or(0, Vec::len)) as u64;
+                match v.value {
+                    Some(value) => batch.put(v.key, v.ts, value),
+                    None => batch.delete(v.key, v.ts),
+                }
+            }
+            engine.write(batch).await?;
+        }
+        drop(spooled);
         let mut batch = WriteBatch::new();
         let mut start = PREPARE_PREFIX.to_vec();
         start.extend_from_slice(&r.id.0.to_be_bytes());
@@ -2090,7 +2132,6 @@ impl Store {
         let fence_key = fence_record_key(r.id);
         batch.delete_lock(fence_key.clone());
         let mut fence = None;
-        let mut bytes = 0u64;
         r.stats.bytes.set(None);
         if let Some(cmd) = &cmd {
             for v in &cmd.versions {
@@ -2158,14 +2199,32 @@ impl Store {
         let Some(r) = self.replicas.borrow().get(&range).cloned() else {
             return;
         };
+        let dest = self
+            .node_cores
+            .borrow()
+            .get(&to)
+            .map(|n| (to, keys::core_for_range(range, *n) as u32));
         let data = async {
             let engine = self.engine()?;
             let span = r.span.borrow().clone();
-            let versions = if span.0 < span.1 {
-                engine.scan_versions(&span.0, &span.1).await?
+            // The first page; a range larger than one chunk streams the rest (and this
+            // page) ahead of the raft message.
+            let (mut versions, next) = if span.0 < span.1 {
+                engine
+                    .scan_versions_page(&span.0, &span.1, super::snapshot::chunk_bytes())
+                    .await?
             } else {
-                Vec::new()
+                (Vec::new(), None)
             };
+            let mut streamed = None;
+            if next.is_some() {
+                let dest = dest.ok_or_else(|| Error::internal("snapshot to an unknown node"))?;
+                let first = std::mem::take(&mut versions);
+                streamed = Some(
+                    self.stream_snapshot(range, dest, &span, first, next)
+                        .await?,
+                );
+            }
             let mut start = PREPARE_PREFIX.to_vec();
             start.extend_from_slice(&range.0.to_be_bytes());
             let end = keys::prefix_end(&start);
@@ -2183,7 +2242,10 @@ impl Store {
                 writes: records.into_iter().map(|(k, v)| (k, Some(v))).collect(),
                 ..Default::default()
             };
-            Ok::<_, Error>(cmd.encode())
+            Ok::<_, Error>(match streamed {
+                Some((id, chunks)) => super::snapshot::streamed_data(id, chunks, &cmd.encode()),
+                None => cmd.encode(),
+            })
         }
         .await;
         let delivered = match data {
@@ -2195,10 +2257,8 @@ impl Store {
                     .fetch_add(data.len() as u64, Relaxed);
                 msg.mut_snapshot().data = data;
                 let transport = self.transport.borrow().clone();
-                let node_cores = self.node_cores.borrow().get(&to).copied();
-                match (transport, node_cores) {
-                    (Some(t), Some(n)) => {
-                        let core = keys::core_for_range(range, n) as u32;
+                match (transport, dest) {
+                    (Some(t), Some((_, core))) => {
                         let bytes = prost011::Message::encode_to_vec(&msg);
                         t.send_raft(
                             (chitin_net::NodeId(to), chitin_net::CoreId(core)),
@@ -2217,6 +2277,83 @@ impl Store {
         };
         r.snap_reports.borrow_mut().push((to, delivered));
         self.unquiesce(&r);
+    }
+
+    /// Spools one chunk of a streamed snapshot sent to this core
+    /// ([`crate::cluster::METHOD_SNAPSHOT_CHUNK`]).
+    pub fn snapshot_chunk(&self, payload: &[u8]) -> Result<()> {
+        let (range, id, seq, cmd) = super::snapshot::parse_chunk(payload)?;
+        if keys::core_for_range(range, self.ncores) != self.core {
+            return Err(Error::internal(format!(
+                "a snapshot chunk of {range} reached core {}",
+                self.core
+            )));
+        }
+        self.spools.borrow_mut().add(range, id, seq, cmd)
+    }
+
+    /// Streams the versions of `span` to node `to`'s core `core` in chunks of
+    /// [`super::snapshot::chunk_bytes`], the first page being `first` (read already) and
+    /// the next starting at `next`, under [`super::snapshot::RATE`]; answers the stream id
+    /// and the number of chunks.
+    async fn stream_snapshot(
+        &self,
+        range: RangeId,
+        (to, core): (u64, u32),
+        span: &(Vec<u8>, Vec<u8>),
+        first: Vec<VersionedKeyValue>,
+        mut next: Option<Vec<u8>>,
+    ) -> Result<(u64, u32)> {
+        use super::snapshot;
+        use std::sync::atomic::Ordering::Relaxed;
+        let transport = self
+            .transport
+            .borrow()
+            .clone()
+            .ok_or_else(|| Error::internal("no transport for a snapshot"))?;
+        let id = self.hlc.now().wall;
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut seq = 0u32;
+        let mut page = first;
+        loop {
+            let cmd = Command {
+                kind: CommandKind::Ingest,
+                versions: std::mem::take(&mut page),
+                ..Default::default()
+            }
+            .encode();
+            let payload = snapshot::chunk_payload(range, id, seq, &cmd);
+            sent += payload.len() as u64;
+            transport
+                .call(
+                    chitin_net::Endpoint::new(chitin_net::NodeId(to), chitin_net::CoreId(core)),
+                    crate::cluster::METHOD_SNAPSHOT_CHUNK,
+                    bytes::Bytes::from(payload),
+                    snapshot::CHUNK_TIMEOUT,
+                )
+                .await
+                .map_err(|e| Error::internal(format!("snapshot chunk {seq} of {range}: {e}")))?;
+            self.metrics
+                .raft_snapshot_bytes_sent
+                .fetch_add(cmd.len() as u64, Relaxed);
+            self.metrics.raft_snapshot_chunks_sent.fetch_add(1, Relaxed);
+            seq += 1;
+            // Throttle: no faster than RATE bytes a second.
+            let due = Duration::from_secs_f64(sent as f64 / snapshot::RATE as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                glommio::timer::sleep(wait).await;
+            }
+            let Some(from) = next.take() else {
+                return Ok((id, seq));
+            };
+            let (p, n) = self
+                .engine()?
+                .scan_versions_page(&from, &span.1, snapshot::chunk_bytes())
+                .await?;
+            page = p;
+            next = n;
+        }
     }
 
     /// Keeps leadership of this core's ranges away from `nodes` (besides the nodes the

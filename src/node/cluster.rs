@@ -438,6 +438,9 @@ impl TransportHandler for Handler {
                 cl::METHOD_JOIN => join_request(&ctx, &payload).await.map(String::into_bytes),
                 cl::METHOD_DRAIN => drain(&ctx, &payload).await.map(String::into_bytes),
                 cl::METHOD_WAITS => Ok(crate::kv::deadlock::local_edges()),
+                cl::METHOD_SNAPSHOT_CHUNK => {
+                    ctx.store.snapshot_chunk(&payload).map(|()| b"ok".to_vec())
+                }
                 other => Err(Error::internal(format!("unknown method {other}"))),
             };
             r.map(Bytes::from).map_err(|e| e.message)

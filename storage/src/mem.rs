@@ -53,6 +53,35 @@ impl MemEngine {
             .collect()
     }
 
+    /// [`Self::scan_versions`] a page at a time, like
+    /// [`crate::LsmEngine::scan_versions_page`].
+    pub fn scan_versions_page(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        max_bytes: usize,
+    ) -> (Vec<crate::VersionedKeyValue>, Option<Vec<u8>>) {
+        let mut out: Vec<crate::VersionedKeyValue> = Vec::new();
+        if start >= end {
+            return (out, None);
+        }
+        let lo = Bound::Included((start.to_vec(), Reverse(Timestamp::MAX)));
+        let hi = Bound::Excluded((end.to_vec(), Reverse(Timestamp::MAX)));
+        let mut bytes = 0usize;
+        for ((k, ts), v) in self.inner.borrow().versions.range((lo, hi)) {
+            if bytes >= max_bytes && out.last().is_some_and(|l| l.key != *k) {
+                return (out, Some(k.clone()));
+            }
+            bytes += k.len() + v.as_ref().map_or(0, Vec::len);
+            out.push(crate::VersionedKeyValue {
+                key: k.clone(),
+                ts: ts.0,
+                value: v.clone(),
+            });
+        }
+        (out, None)
+    }
+
     /// The size of the versions in `[start, end)` and its middle key, like
     /// [`crate::LsmEngine::span_size`].
     pub fn span_size(&self, start: &[u8], end: &[u8]) -> crate::SpanSize {

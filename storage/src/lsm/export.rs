@@ -40,10 +40,28 @@ impl LsmEngine {
         min_ts: Timestamp,
         max_ts: Timestamp,
     ) -> Result<Vec<VersionedKeyValue>> {
+        let (out, _) = self
+            .scan_versions_page(start, end, min_ts, max_ts, usize::MAX)
+            .await?;
+        Ok(out)
+    }
+
+    /// [`Self::scan_versions`] a page at a time: stops after the first key whose versions
+    /// bring the page to `max_bytes` (keys and values) or more, and answers where the next
+    /// page starts (None: the span is done). A key's versions are never split.
+    pub async fn scan_versions_page(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        min_ts: Timestamp,
+        max_ts: Timestamp,
+        max_bytes: usize,
+    ) -> Result<(Vec<VersionedKeyValue>, Option<Vec<u8>>)> {
         let mut out = Vec::new();
         if start >= end || min_ts > max_ts {
-            return Ok(out);
+            return Ok((out, None));
         }
+        let mut bytes = 0usize;
         let inner = &self.inner;
         let snap = inner.snapshot();
         let tombstones = snap.range_tombstones(start, end);
@@ -69,18 +87,26 @@ impl LsmEngine {
                     continue;
                 }
                 prev_ts = Some(ts);
+                let value = match v.split_first() {
+                    Some((&key::KIND_PUT, value)) => Some(value.to_vec()),
+                    _ => None,
+                };
+                bytes += uk.len() + value.as_ref().map_or(0, Vec::len);
                 out.push(VersionedKeyValue {
                     key: uk.to_vec(),
                     ts,
-                    value: match v.split_first() {
-                        Some((&key::KIND_PUT, value)) => Some(value.to_vec()),
-                        _ => None,
-                    },
+                    value,
                 });
+            }
+            if bytes >= max_bytes && it.valid() {
+                let k = it.key();
+                if key::space(k) == SPACE_MVCC && key::user_key(k) < end {
+                    return Ok((out, Some(key::user_key(k).to_vec())));
+                }
             }
             glommio::yield_if_needed().await;
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// The size of the MVCC data in `[start, end)` (every version, tombstones included;

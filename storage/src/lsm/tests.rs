@@ -1180,3 +1180,48 @@ fn throughput() {
         e.close().await.unwrap();
     });
 }
+
+#[test]
+fn version_pages_cover_the_span_once_without_splitting_a_key() {
+    let dir = TempDir::new("pages");
+    let p = dir.path().to_path_buf();
+    run(move || async move {
+        let e = LsmEngine::open(&p, tiny(false)).await.unwrap();
+        // 50 keys with 3 versions each, half of them flushed.
+        for ts in [10u64, 20, 30] {
+            let mut b = WriteBatch::new();
+            for i in 0..50u32 {
+                b.put(format!("k{i:02}"), t(ts), vec![b'v'; 10]);
+            }
+            e.write(b).await.unwrap();
+            if ts == 20 {
+                e.flush().await.unwrap();
+            }
+        }
+        let all = e
+            .scan_versions(b"k", b"l", Timestamp::MIN, Timestamp::MAX)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 150);
+        let mut paged = Vec::new();
+        let mut from = b"k".to_vec();
+        let mut pages = 0;
+        loop {
+            let (page, next) = e
+                .scan_versions_page(&from, b"l", Timestamp::MIN, Timestamp::MAX, 100)
+                .await
+                .unwrap();
+            pages += 1;
+            // Each page ends with a key's oldest version: no key is split.
+            assert_eq!(page.last().map(|v| v.ts), Some(t(10)));
+            paged.extend(page);
+            match next {
+                Some(k) => from = k,
+                None => break,
+            }
+        }
+        assert!(pages > 5, "{pages} pages");
+        assert_eq!(paged, all);
+        e.close().await.unwrap();
+    });
+}
