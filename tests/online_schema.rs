@@ -15,7 +15,7 @@
 //!
 //! `unique_index_add_column_and_an_interrupted_build`: on a smaller table under writes,
 //! `CREATE UNIQUE INDEX` succeeds and then refuses a duplicate (23505); `ADD COLUMN … DEFAULT`
-//! shows the default in every row; a build waits for a transaction that wrote with the
+//! shows the default in every row and as a succeeded job in `SHOW JOBS`; a build waits for a transaction that wrote with the
 //! catalog from before it (`SHOW JOBS` says so) and indexes its row once it commits; a unique build over duplicate values fails with 23505,
 //! leaves no index behind and shows as failed in `SHOW JOBS`; a build killed (SIGKILL)
 //! half-way shows as failed after the restart, leaves no index, and can run again.
@@ -499,6 +499,18 @@ fn unique_index_add_column_and_an_interrupted_build() {
         assert_index_exact(&admin, "u", "u_v_key").await;
         let not_seven = rows_of(&admin, "SELECT count(*) FROM u WHERE z <> 7").await;
         assert_eq!(not_seven[0][0].as_deref(), Some("0"), "ADD COLUMN default");
+        // The schema change shows in SHOW JOBS (ended at once: the default needs no
+        // rewrite of the rows).
+        let jobs = rows_of(&admin, "SHOW JOBS").await;
+        let job = jobs
+            .iter()
+            .rfind(|r| r[1].as_deref() == Some("ALTER TABLE"))
+            .expect("an ALTER TABLE job");
+        assert_eq!(
+            job[2].as_deref(),
+            Some("ALTER TABLE u ADD COLUMN z INT8 NOT NULL DEFAULT 7")
+        );
+        assert_eq!(job[4].as_deref(), Some("succeeded"), "job: {job:?}");
         let taken = rows_of(&admin, "SELECT v FROM u LIMIT 1").await;
         let taken = taken[0][0].clone().unwrap();
         let e = admin

@@ -4751,7 +4751,29 @@ impl<'a> Exec<'a> {
             }
             Statement::RefreshMaterializedView(r) => self.refresh_materialized_view(r).await,
             Statement::CreateIndex(ci) => self.create_index(ci).await,
-            Statement::AlterTable(at) => self.alter_table(at).await,
+            Statement::AlterTable(at) => {
+                // ADD COLUMN in an implicit transaction is a schema change job in SHOW
+                // JOBS (as CockroachDB shows it; a default needs no rewrite here, so it
+                // ends at once). Index builds record jobs of their own.
+                let adds = at
+                    .operations
+                    .iter()
+                    .any(|op| matches!(op, ast::AlterTableOperation::AddColumn { .. }));
+                if !adds || !self.txn.implicit {
+                    return self.alter_table(at).await;
+                }
+                let mut job = crate::sql::jobs::Job::new(
+                    self.ctx,
+                    "ALTER TABLE",
+                    &at.to_string(),
+                    &self.cx.user,
+                );
+                let _ = job.save(self.ctx).await;
+                let out = self.alter_table(at).await;
+                let result = out.as_ref().map(|_| ()).map_err(Clone::clone);
+                job.finish(self.ctx, &result).await;
+                out
+            }
             Statement::CreateDatabase {
                 db_name,
                 if_not_exists,
@@ -5039,6 +5061,26 @@ impl<'a> Exec<'a> {
 
     fn unique_conflict_possible(idx: &IndexDesc, row: &[Datum]) -> bool {
         idx.unique && !idx.columns.iter().any(|&i| row[i].is_null())
+    }
+
+    /// Whether `t` has a row this transaction sees (its own writes count).
+    async fn table_has_rows(&self, t: &TableDesc) -> Result<bool> {
+        let start = index_prefix(t.id, t.primary_index);
+        let end = prefix_end(&start);
+        if self
+            .txn
+            .writes
+            .range(start.clone()..end.clone())
+            .next()
+            .is_some()
+        {
+            return Ok(true);
+        }
+        Ok(!self
+            .ctx
+            .kv_scan(&start, &end, self.txn.read_ts(), 1)
+            .await?
+            .is_empty())
     }
 
     async fn read_rows(&self, t: &TableDesc, access: Access) -> Result<Vec<Vec<Datum>>> {
@@ -8303,6 +8345,21 @@ impl<'a> Exec<'a> {
                     if let Some(e) = &col.default_expr {
                         let mut p = Vec::new();
                         let (sc, _) = Binder::new(&[], &mut p).bind(e, Some(col.ty))?;
+                        // Existing rows read the default evaluated once (no rewrite): a
+                        // volatile one would give them all the same value, where
+                        // PostgreSQL gives each row its own.
+                        if join_access::volatile(&sc) && self.table_has_rows(&t).await? {
+                            return Err(Error::unsupported(format!(
+                                "ALTER TABLE … ADD COLUMN \"{}\" with a volatile default ({}) \
+                                 on a table that has rows is not supported yet",
+                                col.name,
+                                col.default.as_deref().unwrap_or("")
+                            ))
+                            .with_hint(
+                                "Add the column without the default, fill it with UPDATE, \
+                                 then ALTER COLUMN … SET DEFAULT.",
+                            ));
+                        }
                         let v = assign_cast(sc.eval(&[], &self.cx)?, &col)?;
                         if !v.is_null() {
                             col.missing = Some(v);
