@@ -228,6 +228,28 @@ fn flows_per_core_answer_what_the_gateway_answers() {
                 .any(|l| l == "distribution: local (distsql = off)"),
             "{off:?}"
         );
+        // Plain EXPLAIN ANALYZE on the gateway: each operator with its rows and place.
+        let ran = lines_of(
+            &c,
+            "EXPLAIN ANALYZE SELECT g, count(*) FROM t WHERE v % 2 = 0 GROUP BY g ORDER BY g",
+        )
+        .await;
+        let text = ran.join("\n");
+        let ops: Vec<&String> = ran
+            .iter()
+            .skip_while(|l| !l.starts_with("operators (rows out, time, where):"))
+            .collect();
+        for want in [
+            format!("scan t: full scan: {ROWS} rows, "),
+            format!("filter: {} rows, ", ROWS / 2),
+            "group → project → sort: 7 rows, ".to_string(),
+        ] {
+            assert!(
+                ops.iter()
+                    .any(|l| l.starts_with(&want) && l.contains("gateway node 1 core ")),
+                "no {want:?} in:\n{text}"
+            );
+        }
         c.batch_execute("RESET distsql").await.unwrap();
         // A join's table inputs are read by flows on both cores.
         let joined = lines_of(
