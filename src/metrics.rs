@@ -104,8 +104,9 @@ pub struct CoreMetrics {
     pub raft_snapshots_applied: AtomicU64,
     pub raft_snapshot_bytes_sent: AtomicU64,
     pub raft_snapshot_bytes_received: AtomicU64,
-    /// Chunks of streamed snapshots sent (ranges larger than one chunk).
+    /// Chunks of streamed snapshots sent (ranges larger than one chunk), and installed.
     pub raft_snapshot_chunks_sent: AtomicU64,
+    pub raft_snapshot_chunks_applied: AtomicU64,
     /// Ranges this core leads with fewer voters than wanted, or with a voter on a dead
     /// or decommissioning node.
     pub ranges_underreplicated: AtomicU64,
@@ -230,7 +231,7 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
         );
     }
-    let gauges: [MetricLine; 21] = [
+    let gauges: [MetricLine; 22] = [
         ("range_merges_total", "counter", |c| {
             c.range_merges.load(Relaxed)
         }),
@@ -258,6 +259,9 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>]) -> String {
         }),
         ("raft_snapshot_chunks_sent_total", "counter", |c| {
             c.raft_snapshot_chunks_sent.load(Relaxed)
+        }),
+        ("raft_snapshot_chunks_applied_total", "counter", |c| {
+            c.raft_snapshot_chunks_applied.load(Relaxed)
         }),
         ("raft_snapshot_bytes_received_total", "counter", |c| {
             c.raft_snapshot_bytes_received.load(Relaxed)

@@ -117,9 +117,9 @@ impl Node {
             .arg("1")
             .arg("--insecure")
             .args(&self.extra)
-            // Snapshots of ranges over 16 KiB stream in chunks (the default chunk is
-            // 4 MiB): every snapshot these tests send but the smallest is streamed.
-            .env("CHITIN_TESTING_SNAPSHOT_CHUNK_BYTES", "16384")
+            // Snapshots of ranges over 1 KiB stream in chunks (the default chunk is
+            // 4 MiB): nearly every snapshot these tests send is streamed.
+            .env("CHITIN_TESTING_SNAPSHOT_CHUNK_BYTES", "1024")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -1188,12 +1188,15 @@ fn a_dead_node_is_replaced_and_a_decommissioned_node_is_drained() {
         c1.batch_execute("CREATE TABLE acked (k INT8 PRIMARY KEY, v INT8)")
             .await
             .unwrap();
+        c1.batch_execute("INSERT INTO acked SELECT -i, -i * 7 FROM generate_series(1, 300) AS i")
+            .await
+            .unwrap();
         if let Err(e) = c1
             .batch_execute("ALTER TABLE acked SPLIT AT VALUES (1000), (2000), (3000)")
             .await
         {
             let logs: Vec<String> = nodes.iter().map(|n| n.log_tail()).collect();
-            panic!("SPLIT AT: {e}\n{}", logs.join("\n---\n"));
+            panic!("SPLIT AT: {e:?}\n{}", logs.join("\n---\n"));
         }
         // The rebalancer may be moving a replica to node 4 (a joint configuration shows
         // four): wait for every range to be at three.
@@ -1219,12 +1222,18 @@ fn a_dead_node_is_replaced_and_a_decommissioned_node_is_drained() {
             "node 4 installed {installed} snapshots; nodes 1-2 applied {changes} conf changes"
         );
         assert!(installed >= 4, "node 4 installed {installed} snapshots");
-        let chunks = common::status_var(nodes[0].http, "raft_snapshot_chunks_sent_total")
-            + common::status_var(nodes[1].http, "raft_snapshot_chunks_sent_total");
-        println!("snapshots streamed in {chunks} chunks");
-        assert!(chunks > 0, "no snapshot was streamed");
+        // The first range holds 300 rows from before any snapshot of it: node 4 got its
+        // replica (replacing node 3's, or by rebalancing) as a streamed snapshot.
+        let chunks = common::status_var(nodes[3].http, "raft_snapshot_chunks_applied_total");
+        println!("node 4 installed {chunks} chunks of streamed snapshots");
+        assert!(chunks > 1, "no snapshot was streamed to node 4");
         let acked_now = load.acked.lock().unwrap().clone();
         let seen = read_all(&nodes[3]).await;
+        assert_eq!(
+            seen.iter().filter(|k| **k < 0).count(),
+            300,
+            "the first rows"
+        );
         let lost: Vec<_> = acked_now.difference(&seen).take(10).collect();
         if !lost.is_empty() {
             let live = [&nodes[0], &nodes[1], &nodes[3]];

@@ -2120,6 +2120,9 @@ impl Store {
                 }
             }
             engine.write(batch).await?;
+            self.metrics
+                .raft_snapshot_chunks_applied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         drop(spooled);
         let mut batch = WriteBatch::new();
